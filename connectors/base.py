@@ -1,0 +1,381 @@
+"""The Connector: read a delivery, map it onto its reference format, normalise, quarantine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.config import SourceConfig, canonical_encoding
+from connectors.errors import ConnectorError, MissingColumns
+from connectors.files import RawChunk, open_delivery
+from connectors.identity import normalise_arrow
+from connectors.spec import SOURCES, Column, SourceSpec
+
+__all__ = ["Batch", "Connector", "get_connector"]
+
+_TRUE = ("true", "1", "yes", "y", "t", "是")
+_FALSE = ("false", "0", "no", "n", "f", "否")
+_SEX = {"M": "M", "F": "F", "m": "M", "f": "F", "1": "M", "2": "F", "男": "M", "女": "F"}
+_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d")
+# an offset follows a time of day; "2025-01-01" must not read as "-01" hours
+_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
+_LOCAL_UTC_OFFSET = pd.Timedelta(hours=8)  # Asia/Shanghai, no daylight saving since 1991
+_DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+_STRING = pd.StringDtype("pyarrow")
+
+
+@dataclass
+class Batch:
+    """Hold one slice of a delivery: normalised good rows and quarantined rows."""
+
+    rows: pd.DataFrame
+    quarantined: pd.DataFrame
+    rows_read: int
+
+
+class Connector:
+    """Read deliveries of one source and yield normalised batches."""
+
+    def __init__(self, spec: SourceSpec, config: SourceConfig) -> None:
+        self.spec = spec
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        """Return the source name."""
+        return self.spec.name
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Return the primary-key columns."""
+        return self.spec.key
+
+    @property
+    def cursor(self) -> str | None:
+        """Return the replication cursor column (None: full snapshot)."""
+        return self.spec.cursor
+
+    def read(
+        self,
+        path: Path,
+        *,
+        format: str | None = None,
+        encoding: str | None = None,
+        batch_rows: int = 1_000_000,
+    ) -> Iterator[Batch]:
+        """Yield batches of at most ``batch_rows`` rows; options override the config."""
+        if batch_rows < 1:
+            raise ValueError("batch_rows must be positive")
+        enc_name = encoding or self.config.encoding
+        enc = canonical_encoding(enc_name)
+        if enc is None:
+            raise ConnectorError(f"{path}: unsupported encoding {enc_name!r}", path=path)
+        delivery = open_delivery(
+            Path(path), format=format or self.config.format, encoding=enc, batch_rows=batch_rows
+        )
+        self._check_columns(delivery.path, delivery.columns)
+        for chunk in delivery.chunks:
+            batch = self._normalise(chunk)
+            yield from _split(batch, batch_rows)
+
+    # ---------------------------------------------------------------- mapping
+
+    def _reference_name(self, delivered: str) -> str:
+        return self.config.rename.get(delivered, delivered)
+
+    def _check_columns(self, path: Path, delivered: list[str]) -> None:
+        present = {self._reference_name(c) for c in delivered}
+        missing = [c for c in self.spec.required_columns if c not in present]
+        if missing:
+            raise MissingColumns(path, source=self.name, columns=missing)
+
+    def _normalise(self, chunk: RawChunk) -> Batch:
+        table = chunk.table
+        n = table.num_rows
+        by_ref: dict[str, pa.ChunkedArray] = {}
+        extras: list[str] = []
+        for delivered in table.column_names:
+            ref = self._reference_name(delivered)
+            if ref in self.spec.column_names and ref not in by_ref:
+                by_ref[ref] = table.column(delivered)
+            else:
+                extras.append(delivered)
+
+        out: dict[str, pa.Array | pa.ChunkedArray] = {}
+        errors: list[tuple[np.ndarray, list[str]]] = []
+        for col in self.spec.columns:
+            values = by_ref.get(col.name)
+            if values is None:
+                values = pa.nulls(n, pa.string())
+            if isinstance(values, pa.ChunkedArray):
+                values = values.combine_chunks()
+            parsed, bad, why = self._column(col, values)
+            out[col.name] = parsed
+            if col.kind == "id_number":
+                number, status = cast(tuple[pa.Array, pa.Array], parsed)
+                out[col.name], out[f"{col.name}_status"] = number, status
+            if bad.any():
+                errors.append((bad, why))
+
+        out["_line"] = pa.array(chunk.lines, pa.int64())
+        out["_extra"] = _extra_json(table, extras)
+        good = np.ones(n, dtype=bool)
+        for bad, _ in errors:
+            good &= ~bad
+        frame = pa.table(out)
+        rows = _to_pandas(frame.filter(pa.array(good)) if not good.all() else frame)
+
+        q_pos = np.flatnonzero(~good)
+        reasons: list[str] = []
+        if len(q_pos):
+            # few rows: a Python loop to join each row's reasons is fine here
+            per_row: dict[int, list[str]] = {int(p): [] for p in q_pos}
+            for bad, why in errors:
+                for p, text in zip(np.flatnonzero(bad), why, strict=True):
+                    per_row[int(p)].append(text)
+            reasons = ["; ".join(per_row[int(p)]) for p in q_pos]
+        quarantined = pd.DataFrame(
+            {
+                "line": pd.array([*chunk.bad_lines, *chunk.lines[q_pos].tolist()], dtype="int64"),
+                "raw": pd.array([*chunk.bad_raw, *chunk.raw_text(q_pos)], dtype=_STRING),
+                "reason": pd.array([*chunk.bad_reasons, *reasons], dtype=_STRING),
+            }
+        ).sort_values("line", kind="stable", ignore_index=True)
+        return Batch(rows, quarantined, len(rows) + len(quarantined))
+
+    # ---------------------------------------------------------------- columns
+
+    def _column(self, col: Column, values: pa.Array) -> tuple[object, np.ndarray, list[str]]:
+        """Parse one column; return (parsed, bad-row mask, reasons of the bad rows)."""
+        typed = self._typed(col, values)
+        if typed is not None:
+            text = None
+            parsed, unparsable = typed, np.zeros(len(values), dtype=bool)
+            blank = pc.is_null(values).to_numpy(zero_copy_only=False)
+        else:
+            text = _trimmed(values)
+            vmap = self.config.value_maps.get(col.name)
+            if vmap:
+                text = _map_values(text, vmap)
+            blank = pc.is_null(text).to_numpy(zero_copy_only=False)
+            parsed, unparsable = self._parse(col, text)
+        if col.kind == "id_number":
+            parsed = normalise_arrow(_trimmed(values) if text is None else text)
+            unparsable = np.zeros(len(values), dtype=bool)
+        required = col.required and not col.allow_blank
+        bad_blank = blank & required
+        bad = bad_blank | (unparsable & ~blank)
+        why: list[str] = []
+        if bad.any():
+            shown = values if text is None else text
+            for p in np.flatnonzero(bad):
+                if bad_blank[p]:
+                    why.append(f"missing required value in {col.name}")
+                    continue
+                value = shown[int(p)].as_py()
+                label = f"{col.kind} value" if col.kind != "enum" else "value"
+                extra = "" if col.required else " (optional column)"
+                expect = f", expected one of {', '.join(col.values)}" if col.values else ""
+                why.append(f"bad {label} in {col.name}{extra}: {value!r}{expect}")
+        return parsed, bad, why
+
+    def _typed(self, col: Column, values: pa.Array) -> pa.Array | None:
+        """Convert a natively typed (Parquet) column directly; None means parse it as text."""
+        t = values.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
+            return None
+        if col.kind == "bool" and pa.types.is_boolean(t):
+            return values
+        if col.kind == "decimal" and (
+            pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+        ):
+            return pc.cast(values, pa.float64())
+        if col.kind == "date" and (pa.types.is_date(t) or pa.types.is_timestamp(t)):
+            if pa.types.is_timestamp(t) and t.tz is not None:
+                values = pc.cast(values, pa.timestamp("us", t.tz))
+                values = pc.local_timestamp(values)
+            return pc.floor_temporal(pc.cast(values, pa.timestamp("us")), unit="day")
+        if col.kind == "timestamp" and pa.types.is_timestamp(t):
+            if t.tz is None:
+                shifted = pc.subtract(pc.cast(values, pa.timestamp("us")), _local_offset_us())
+                return pc.cast(shifted, pa.timestamp("us", "UTC"))
+            return pc.cast(values, pa.timestamp("us", "UTC"))
+        return None
+
+    def _parse(self, col: Column, text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """Parse stripped text into the column's kind; return (values, unparsable mask)."""
+        n = len(text)
+        if col.kind in ("str", "id_number"):
+            return text, np.zeros(n, dtype=bool)
+        if col.kind == "enum":
+            return _enum(col, text)
+        if col.kind == "bool":
+            low = pc.utf8_lower(text)
+            is_true = pc.is_in(low, pa.array(_TRUE))
+            is_false = pc.is_in(low, pa.array(_FALSE))
+            value = pc.if_else(is_true, True, pc.if_else(is_false, False, None))
+            bad = pc.and_(pc.is_valid(text), pc.is_null(value))
+            return value, bad.to_numpy(zero_copy_only=False)
+        if col.kind == "decimal":
+            ok = pc.fill_null(pc.match_substring_regex(text, _DECIMAL), False)
+            value = pc.cast(pc.if_else(ok, text, None), pa.float64())
+            return value, (pc.invert(ok).to_numpy(zero_copy_only=False))
+        fmt = self.config.date_formats.get(col.name)
+        if col.kind == "date":
+            parsed = _parse_dates(pd.Series(text.to_pandas(), dtype=object), fmt)
+            arr = pa.array(parsed.astype("datetime64[us]"), pa.timestamp("us"), from_pandas=True)
+        else:
+            parsed = _parse_timestamps(text, fmt)
+            arr = pa.array(parsed.dt.as_unit("us"), pa.timestamp("us", "UTC"), from_pandas=True)
+        bad = parsed.isna().to_numpy() & pc.is_valid(text).to_numpy(zero_copy_only=False)
+        return arr, bad
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _local_offset_us() -> pa.Scalar:
+    return pa.scalar(int(_LOCAL_UTC_OFFSET / pd.Timedelta(microseconds=1)), pa.duration("us"))
+
+
+def _trimmed(values: pa.Array) -> pa.Array:
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = pc.cast(values, pa.string())
+    text = pc.utf8_trim_whitespace(values)
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text)
+
+
+def _map_values(text: pa.Array, mapping: Mapping[str, str]) -> pa.Array:
+    keys = pa.array(list(mapping), text.type)
+    idx = pc.index_in(text, value_set=keys)
+    mapped = pc.take(pa.array(list(mapping.values()), text.type), idx)
+    return pc.coalesce(mapped, text)
+
+
+def _enum(col: Column, text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    if col.values == ("M", "F"):
+        text = _map_values(text, _SEX)
+    elif all(v == v.lower() for v in col.values):
+        # reference values are lower-case words; a department's "BUS" means "bus"
+        text = pc.utf8_lower(text)
+    ok = pc.is_in(text, pa.array(col.values, text.type))
+    bad = pc.and_(pc.is_valid(text), pc.invert(ok))
+    return pc.if_else(ok, text, None), bad.to_numpy(zero_copy_only=False)
+
+
+def _parse_dates(series: pd.Series, fmt: str | None) -> pd.Series:
+    result = pd.Series(pd.NaT, index=series.index, dtype="datetime64[us]")
+    for f in (fmt, *_DATE_FORMATS) if fmt else _DATE_FORMATS:
+        todo = result.isna() & series.notna()
+        if not todo.any():
+            break
+        got = pd.to_datetime(series[todo], format=f, errors="coerce")
+        result[todo] = got.astype("datetime64[us]")
+    return result
+
+
+def _parse_timestamps(text: pa.Array, fmt: str | None) -> pd.Series:
+    series = pd.Series(text.to_pandas(), dtype=object)
+    result = pd.Series(pd.NaT, index=series.index, dtype="datetime64[us, UTC]")
+    present = series.notna()
+    if fmt:
+        result[present] = _to_utc(series[present], fmt, "%z" in fmt)
+    todo = (result.isna() & present).to_numpy()
+    if todo.any():
+        # string work stays in Arrow: per-value Python string methods are the slow part
+        dashed = pc.replace_substring(text, "/", "-")
+        aware = pc.fill_null(pc.match_substring_regex(dashed, _OFFSET), False).to_numpy(
+            zero_copy_only=False
+        )
+        iso = pd.Series(dashed.to_pandas(), dtype=object)
+        for mask, has_offset in ((todo & aware, True), (todo & ~aware, False)):
+            if mask.any():
+                result[mask] = _to_utc(iso[mask], "ISO8601", has_offset)
+    return result
+
+
+def _to_utc(text: pd.Series, fmt: str, aware: bool) -> pd.Series:
+    if aware:
+        return pd.to_datetime(text, format=fmt, errors="coerce", utc=True).dt.as_unit("us")
+    naive = pd.to_datetime(text, format=fmt, errors="coerce")
+    if isinstance(naive.dtype, pd.DatetimeTZDtype):  # ISO text that carried an offset anyway
+        return naive.dt.tz_convert("UTC").dt.as_unit("us")
+    return (naive - _LOCAL_UTC_OFFSET).dt.tz_localize("UTC").dt.as_unit("us")
+
+
+def _extra_json(table: pa.Table, extras: list[str]) -> pa.Array:
+    """Return one JSON object per row with the unmapped columns (null when there are none)."""
+    n = table.num_rows
+    if not extras:
+        return pa.nulls(n, pa.string())
+    parts: list[pa.Array] = []
+    for i, name in enumerate(extras):
+        col = table.column(name).combine_chunks()
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            try:
+                col = pc.cast(col, pa.string())
+            except pa.ArrowException:
+                col = pa.array(
+                    [None if v is None else json.dumps(v, default=str) for v in col.to_pylist()],
+                    pa.string(),
+                )
+        value = pc.binary_join_element_wise('"', _json_escape(col), '"', "")
+        value = pc.fill_null(value, "null")
+        key = json.dumps(name, ensure_ascii=False)
+        parts.append(pa.array([("{" if i == 0 else ", ") + key + ": "] * n, pa.string()))
+        parts.append(value)
+    parts.append(pa.array(["}"] * n, pa.string()))
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _json_escape(col: pa.Array) -> pa.Array:
+    out = col
+    for raw, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        out = pc.replace_substring(out, raw, escaped)
+    # other control characters are rare: escape those few values in Python
+    odd = pc.fill_null(pc.match_substring_regex(out, r"[\x00-\x1f]"), False)
+    if pc.any(odd).as_py():
+        values = out.to_pylist()
+        for p in np.flatnonzero(odd.to_numpy(zero_copy_only=False)):
+            values[p] = json.dumps(col[int(p)].as_py(), ensure_ascii=False)[1:-1]
+        out = pa.array(values, pa.string())
+    return out
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    def mapper(t: pa.DataType) -> object:
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return _STRING
+        if pa.types.is_boolean(t):
+            return pd.BooleanDtype()
+        return None
+
+    return table.to_pandas(types_mapper=mapper, ignore_metadata=True)
+
+
+def _split(batch: Batch, size: int) -> Iterator[Batch]:
+    if len(batch.rows) <= size:
+        yield batch
+        return
+    empty_q = batch.quarantined.iloc[0:0]
+    for i, start in enumerate(range(0, len(batch.rows), size)):
+        rows = batch.rows.iloc[start : start + size].reset_index(drop=True)
+        q = batch.quarantined if i == 0 else empty_q
+        yield Batch(rows, q, len(rows) + len(q))
+
+
+def get_connector(name: str, configs: Mapping[str, SourceConfig]) -> Connector:
+    """Return the connector of source ``name``, configured from ``configs``."""
+    spec = SOURCES.get(name)
+    if spec is None:
+        raise ConnectorError(f"unknown source {name!r}; known sources: {', '.join(SOURCES)}")
+    config = configs.get(name) or SourceConfig(name=name)
+    return Connector(spec, config)

@@ -1,0 +1,83 @@
+"""Errors raised by connectors.
+
+Hierarchy::
+
+    ConnectorError
+    ├── UndecodableFile   the file does not decode in its configured encoding
+    ├── MissingColumns    a required column is absent
+    ├── UnreadableFile    unknown format, corrupt container, empty file without header
+    └── ConfigError       config/sources.toml is invalid
+
+Every error refuses a whole delivery; bad *rows* are never errors, they are quarantined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "ConfigError",
+    "ConnectorError",
+    "MissingColumns",
+    "UndecodableFile",
+    "UnreadableFile",
+]
+
+
+class ConnectorError(Exception):
+    """Root of every error a connector raises; message is user-readable."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = Path(path) if path is not None else None
+
+
+class UndecodableFile(ConnectorError):
+    """Refuse a file that does not decode in its configured encoding."""
+
+    def __init__(self, path: Path | str, *, encoding: str, offset: int, detail: str) -> None:
+        super().__init__(
+            f"{path}: does not decode as {encoding} at byte offset {offset} ({detail}); "
+            "the whole file is refused, nothing of it was loaded",
+            path=path,
+        )
+        self.encoding = encoding
+        self.offset = offset
+
+
+class MissingColumns(ConnectorError):
+    """Refuse a file that lacks required columns."""
+
+    def __init__(self, path: Path | str, *, source: str, columns: Sequence[str]) -> None:
+        names = ", ".join(columns)
+        super().__init__(
+            f"{path}: required column(s) missing for source {source!r}: {names}; "
+            "the whole file is refused (map a differently named column in config/sources.toml)",
+            path=path,
+        )
+        self.source = source
+        self.columns = tuple(columns)
+
+
+class UnreadableFile(ConnectorError):
+    """Refuse a file whose container cannot be read (format, corruption, no header)."""
+
+
+class ConfigError(ConnectorError):
+    """Reject an invalid source configuration, naming the source and key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        source: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        where = ".".join(part for part in (source, key) if part)
+        prefix = f"{path}: " if path is not None else ""
+        super().__init__(f"{prefix}[{where}] {message}" if where else prefix + message, path=path)
+        self.source = source
+        self.key = key

@@ -1,0 +1,408 @@
+"""Read file deliveries (CSV, CSV.gz, Parquet, JSON Lines) into raw Arrow chunks.
+
+This layer knows containers and encodings, not sources: it yields the delivered columns as
+delivered (text for CSV and JSON Lines, typed for Parquet), the physical line of every row,
+and the rows whose structure is broken. ``connectors.base`` maps and normalises them.
+
+Line numbers: the header is line 1. For CSV a record's line is where it starts, counting the
+newlines embedded in quoted fields of earlier records. For Parquet the line is row number + 1
+(as if a header preceded the rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from connectors.errors import UndecodableFile, UnreadableFile
+
+__all__ = ["RawChunk", "RawDelivery", "check_encoding", "infer_format", "open_delivery"]
+
+_SUFFIXES = (
+    (".csv.gz", "csv.gz"),
+    (".csv", "csv"),
+    (".parquet", "parquet"),
+    (".pq", "parquet"),
+    (".jsonl", "jsonl"),
+    (".ndjson", "jsonl"),
+    (".jsonl.gz", "jsonl.gz"),
+)
+_FORMATS = ("csv", "csv.gz", "parquet", "jsonl", "jsonl.gz")
+_CHUNK = 8 << 20
+
+
+@dataclass
+class RawChunk:
+    """Hold one slice of a delivery before mapping: rows as delivered plus broken rows."""
+
+    table: pa.Table
+    lines: np.ndarray
+    raw_text: Callable[[np.ndarray], list[str]]
+    bad_lines: list[int] = field(default_factory=list)
+    bad_raw: list[str] = field(default_factory=list)
+    bad_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RawDelivery:
+    """Hold an opened delivery: its delivered column names and an iterator of chunks."""
+
+    path: Path
+    format: str
+    columns: list[str]
+    chunks: Iterator[RawChunk]
+
+
+def infer_format(path: Path) -> str:
+    """Return the container format named by the file's suffix."""
+    name = path.name.lower()
+    for suffix, fmt in _SUFFIXES:
+        if name.endswith(suffix):
+            return fmt
+    raise UnreadableFile(
+        f"{path}: cannot tell the format from the file name; expected one of "
+        f"{', '.join(s for s, _ in _SUFFIXES)} (or configure `format`)",
+        path=path,
+    )
+
+
+def check_encoding(path: Path, *, encoding: str, compression: str | None = None) -> None:
+    """Decode the whole file once and raise UndecodableFile at the first bad byte."""
+    offset = 0
+    carry = b""
+    try:
+        with pa.input_stream(str(path), compression=compression) as stream:
+            while True:
+                block = stream.read(_CHUNK)
+                data = carry + block
+                if not data:
+                    return
+                try:
+                    data.decode(encoding)
+                    carry = b""
+                except UnicodeDecodeError as exc:
+                    # a character cut by the block boundary is finished by the next block
+                    at_end = exc.end >= len(data) and len(data) - exc.start < 4
+                    if not (block and at_end):
+                        raise UndecodableFile(
+                            path,
+                            encoding=encoding,
+                            offset=offset + exc.start,
+                            detail=f"{exc.reason}: {data[exc.start : exc.start + 4]!r}",
+                        ) from None
+                    carry = data[exc.start :]
+                    data = data[: exc.start]
+                offset += len(data)
+                if not block:
+                    return
+    except (OSError, pa.ArrowException, EOFError) as exc:
+        raise UnreadableFile(
+            f"{path}: cannot read ({compression or 'plain'}): {exc}", path=path
+        ) from None
+
+
+def open_delivery(path: Path, *, format: str | None, encoding: str, batch_rows: int) -> RawDelivery:
+    """Open a delivery: check its encoding whole, read its header, return its chunk iterator."""
+    fmt = format or infer_format(path)
+    if fmt not in _FORMATS:
+        raise UnreadableFile(f"{path}: unknown format {fmt!r}", path=path)
+    if not path.is_file():
+        raise UnreadableFile(f"{path}: no such file", path=path)
+    if fmt == "parquet":
+        return _open_parquet(path, batch_rows)
+    compression = "gzip" if fmt.endswith(".gz") else None
+    # refusing a file whole means checking it before the first batch leaves
+    check_encoding(path, encoding=encoding, compression=compression)
+    if fmt.startswith("csv"):
+        return _open_csv(path, fmt, encoding, compression, batch_rows)
+    return _open_jsonl(path, fmt, encoding, compression, batch_rows)
+
+
+# ---------------------------------------------------------------------------------- CSV
+
+
+def _csv_text(fields: list[Any]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(["" if v is None else v for v in fields])
+    return out.getvalue()
+
+
+def _table_raw_text(table: pa.Table) -> Callable[[np.ndarray], list[str]]:
+    def raw(positions: np.ndarray) -> list[str]:
+        rows = table.take(pa.array(positions, pa.int64())).to_pylist()
+        return [_csv_text(list(r.values())) for r in rows]
+
+    return raw
+
+
+def _csv_options(
+    encoding: str, batch_rows: int, handler: Callable[[Any], str] | None
+) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions]:
+    # pyarrow skips a UTF-8 BOM itself; other encodings are transcoded to UTF-8 while reading
+    arrow_encoding = "utf8" if encoding.startswith("utf-8") else encoding
+    block = int(min(max(batch_rows * 160, 1 << 20), 64 << 20))
+    read = pacsv.ReadOptions(use_threads=False, block_size=block, encoding=arrow_encoding)
+    parse = pacsv.ParseOptions(
+        newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=handler
+    )
+    return read, parse
+
+
+def _open_csv(
+    path: Path, fmt: str, encoding: str, compression: str | None, batch_rows: int
+) -> RawDelivery:
+    invalid: list[tuple[int, str, str]] = []
+
+    def on_invalid(row: Any) -> str:
+        if row.number is None:  # only known single-threaded, which is how we read
+            raise UnreadableFile(f"{path}: cannot locate a malformed row", path=path)
+        reason = (
+            f"wrong number of fields: expected {row.expected_columns}, found {row.actual_columns}"
+        )
+        invalid.append((int(row.number), row.text, reason))
+        return "skip"
+
+    read, parse = _csv_options(encoding, batch_rows, on_invalid)
+    try:
+        with pa.input_stream(str(path), compression=compression) as probe_stream:
+            # the probe reads only the first block, to learn the header
+            probe = pacsv.ReadOptions(use_threads=False, block_size=1 << 20, encoding=read.encoding)
+            reader = pacsv.open_csv(probe_stream, read_options=probe, parse_options=parse)
+            names = reader.schema.names
+    except pa.ArrowInvalid as exc:
+        raise UnreadableFile(
+            f"{path}: not a readable CSV file with a header: {exc}", path=path
+        ) from None
+    invalid.clear()
+    clean = [n.strip().lstrip("\ufeff") for n in names]
+    dupes = sorted({n for n in clean if clean.count(n) > 1})
+    if dupes:
+        raise UnreadableFile(
+            f"{path}: duplicate column name(s) in header: {', '.join(dupes)}", path=path
+        )
+    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names})
+    header_newlines = sum(n.count("\n") for n in names)
+    chunks = _csv_chunks(path, compression, read, parse, convert, invalid, clean, header_newlines)
+    return RawDelivery(path, fmt, clean, chunks)
+
+
+def _csv_chunks(
+    path: Path,
+    compression: str | None,
+    read: pacsv.ReadOptions,
+    parse: pacsv.ParseOptions,
+    convert: pacsv.ConvertOptions,
+    invalid: list[tuple[int, str, str]],
+    names: list[str],
+    header_newlines: int,
+) -> Iterator[RawChunk]:
+    next_record = 2  # record 1 is the header (pyarrow numbers records from 1)
+    carry = header_newlines
+    used = 0
+    with pa.input_stream(str(path), compression=compression) as stream:
+        try:
+            reader = pacsv.open_csv(
+                stream, read_options=read, parse_options=parse, convert_options=convert
+            )
+            batches: Iterator[pa.RecordBatch] = iter(reader)
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    batch = None
+                # a batch of n good rows spans n records plus the malformed ones among them
+                end = next_record + (batch.num_rows if batch is not None else 0)
+                bad = []
+                while used < len(invalid) and (batch is None or invalid[used][0] < end):
+                    bad.append(invalid[used])
+                    if batch is not None:
+                        end += 1
+                    used += 1
+                if batch is None and not bad:
+                    return
+                table = pa.Table.from_batches([batch]) if batch is not None else None
+                bad_numbers = np.array([b[0] for b in bad], dtype=np.int64)
+                records = (
+                    np.arange(next_record, end, dtype=np.int64)
+                    if batch is not None
+                    else bad_numbers
+                )
+                is_bad = np.isin(records, bad_numbers)
+                embedded = np.zeros(len(records), dtype=np.int64)
+                embedded[is_bad] = [b[1].count("\n") for b in bad]
+                if table is not None and table.num_rows:
+                    embedded[~is_bad] = _embedded_newlines(table)
+                lines = records + carry + np.cumsum(embedded) - embedded
+                carry += int(embedded.sum())
+                next_record = int(records[-1]) + 1 if len(records) else next_record
+                if table is None:
+                    table = pa.table({n: pa.array([], pa.string()) for n in names})
+                else:
+                    table = table.rename_columns(names)
+                good_lines = lines[~is_bad]
+                # a blank line parses as a row of empty fields: it is not a record, skip it
+                blank = _all_empty(table)
+                if blank.any():
+                    keep = np.flatnonzero(~blank)
+                    table = table.take(pa.array(keep))
+                    good_lines = good_lines[keep]
+                yield RawChunk(
+                    table,
+                    good_lines,
+                    _table_raw_text(table),
+                    bad_lines=[int(x) for x in lines[is_bad]],
+                    bad_raw=[b[1] for b in bad],
+                    bad_reasons=[b[2] for b in bad],
+                )
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UnreadableFile(f"{path}: CSV cannot be parsed: {exc}", path=path) from None
+
+
+def _embedded_newlines(table: pa.Table) -> np.ndarray:
+    total = np.zeros(table.num_rows, dtype=np.int64)
+    for col in table.columns:
+        counts = pc.fill_null(pc.count_substring(col, "\n"), 0)
+        total += counts.to_numpy().astype(np.int64)
+    return total
+
+
+def _all_empty(table: pa.Table) -> np.ndarray:
+    blank = np.ones(table.num_rows, dtype=bool)
+    for col in table.columns:
+        empty = pc.fill_null(pc.equal(pc.utf8_length(col), 0), True)
+        blank &= empty.to_numpy()
+    return blank
+
+
+# ---------------------------------------------------------------------------- JSON Lines
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _open_jsonl(
+    path: Path, fmt: str, encoding: str, compression: str | None, batch_rows: int
+) -> RawDelivery:
+    # JSON Lines is the slow path: json.loads per line (Arrow's JSON reader infers timestamps
+    # and drops their offsets, and fails the whole block on one bad line).
+    chunks = _jsonl_chunks(path, encoding, compression, batch_rows)
+    first = next(chunks, None)
+    columns = list(first.table.column_names) if first is not None else []
+
+    def all_chunks() -> Iterator[RawChunk]:
+        if first is not None:
+            yield first
+        yield from chunks
+
+    return RawDelivery(path, fmt, columns, all_chunks())
+
+
+def _jsonl_chunks(
+    path: Path, encoding: str, compression: str | None, batch_rows: int
+) -> Iterator[RawChunk]:
+    line_no = 0
+    pending = b""
+    first = True
+    with pa.input_stream(str(path), compression=compression) as stream:
+        while True:
+            block = stream.read(_CHUNK)
+            data = pending + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            pending, data = data[cut:], data[:cut]
+            text = data.decode(encoding)
+            if first:
+                text = text.removeprefix("\ufeff")
+                first = False
+            lines = text.split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            for start in range(0, len(lines), batch_rows):
+                part = lines[start : start + batch_rows]
+                yield _jsonl_chunk(part, line_no + start + 1)
+            line_no += len(lines)
+            if not block:
+                return
+
+
+def _jsonl_chunk(lines: list[str], first_line: int) -> RawChunk:
+    columns: dict[str, list[str | None]] = {}
+    kept: list[str] = []
+    good_lines: list[int] = []
+    chunk = RawChunk(pa.table({}), np.zeros(0, np.int64), lambda p: [])
+    for i, line in enumerate(lines):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            chunk.bad_lines.append(first_line + i)
+            chunk.bad_raw.append(line)
+            chunk.bad_reasons.append(f"not valid JSON: {exc.msg} at column {exc.colno}")
+            continue
+        if not isinstance(obj, dict):
+            chunk.bad_lines.append(first_line + i)
+            chunk.bad_raw.append(line)
+            chunk.bad_reasons.append("not a JSON object")
+            continue
+        n = len(kept)
+        for key, value in obj.items():
+            col = columns.get(key)
+            if col is None:
+                col = columns[key] = [None] * n
+            col.append(_json_text(value))
+        kept.append(line)
+        good_lines.append(first_line + i)
+        for col in columns.values():
+            if len(col) == n:
+                col.append(None)
+    chunk.table = pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()})
+    chunk.lines = np.array(good_lines, dtype=np.int64)
+    chunk.raw_text = lambda positions: [kept[int(p)] for p in positions]
+    return chunk
+
+
+# ------------------------------------------------------------------------------- Parquet
+
+
+def _open_parquet(path: Path, batch_rows: int) -> RawDelivery:
+    try:
+        pf = pq.ParquetFile(str(path))
+    except (pa.ArrowException, OSError) as exc:
+        raise UnreadableFile(f"{path}: not a readable Parquet file: {exc}", path=path) from None
+
+    def chunks() -> Iterator[RawChunk]:
+        start = 0
+        try:
+            for batch in pf.iter_batches(batch_size=batch_rows):
+                table = pa.Table.from_batches([batch])
+                lines = np.arange(start + 2, start + 2 + table.num_rows, dtype=np.int64)
+                start += table.num_rows
+
+                def raw(positions: np.ndarray, table: pa.Table = table) -> list[str]:
+                    rows = table.take(pa.array(positions, pa.int64())).to_pylist()
+                    return [json.dumps(r, ensure_ascii=False, default=str) for r in rows]
+
+                yield RawChunk(table, lines, raw)
+        except (pa.ArrowException, OSError) as exc:
+            raise UnreadableFile(f"{path}: Parquet cannot be read: {exc}", path=path) from None
+
+    return RawDelivery(path, "parquet", list(pf.schema_arrow.names), chunks())

@@ -1,0 +1,83 @@
+"""Wiring of one process: settings, database, store and policies, built once per command."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors import ConnectorError, SourceConfig, load_source_configs
+from liveness.certification import load_certification_policy
+from liveness.db import make_engine, make_sessionmaker
+from liveness.errors import ConfigurationError, LivenessError
+from liveness.evidence.store import EvidenceStore
+from liveness.ingest import IngestContext
+from liveness.migrate import current_revision
+from liveness.run import RunPolicies
+from liveness.scoring import PolicyError, load_policy
+from liveness.settings import Settings
+
+
+class SchemaOutdated(LivenessError):
+    """The database has not been migrated to the schema this version needs."""
+
+    exit_code = 6
+
+
+class Services:
+    """The objects a command needs, created lazily from one settings object."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        """Return the state database's engine."""
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        """Return the session factory."""
+        return make_sessionmaker(self.engine)
+
+    @cached_property
+    def store(self) -> EvidenceStore:
+        """Return the evidence store."""
+        return EvidenceStore(self.settings.evidence_dir)
+
+    @cached_property
+    def source_configs(self) -> dict[str, SourceConfig]:
+        """Return the configuration of every source."""
+        try:
+            return load_source_configs(self.settings.sources_config_path)
+        except ConnectorError as error:
+            raise ConfigurationError(str(error)) from None
+
+    @cached_property
+    def policies(self) -> RunPolicies:
+        """Return the scoring and certification policies."""
+        try:
+            scoring = load_policy(self.settings.scoring_policy_path)
+        except FileNotFoundError:
+            raise ConfigurationError(
+                f"{self.settings.scoring_policy_path}: scoring policy not found"
+            ) from None
+        except PolicyError as error:
+            raise ConfigurationError(str(error)) from None
+        certification = load_certification_policy(self.settings.config_dir / "certification.toml")
+        return RunPolicies(scoring=scoring, certification=certification)
+
+    def ingest_context(self) -> IngestContext:
+        """Return a fresh ingest context."""
+        return IngestContext(
+            configs=self.source_configs, store=self.store, timezone=self.settings.timezone
+        )
+
+    def require_schema(self) -> None:
+        """Refuse to work on a database that has not been migrated."""
+        if current_revision(self.engine) is None:
+            raise SchemaOutdated(
+                f"the database at {self.engine.url.render_as_string(hide_password=True)} has no "
+                "schema yet: run `liveness db upgrade` first"
+            )

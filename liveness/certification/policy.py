@@ -1,0 +1,87 @@
+"""The certification workflow policy, read from config/certification.toml."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from liveness.errors import ConfigurationError
+
+_CYCLE_KEYS = ("valid_months", "renewal_window_days", "notice_days")
+
+
+@dataclass(frozen=True)
+class CyclePolicy:
+    """How long a certification lasts, when it renews, and the notice before a lapse."""
+
+    valid_months: int
+    renewal_window_days: int
+    notice_days: int
+
+
+@dataclass(frozen=True)
+class CertificationPolicy:
+    """The workflow numbers: cycles per benefit type, review deadlines, payment day."""
+
+    version: str
+    cycle: CyclePolicy
+    face_due_days: int
+    visit_due_days: int
+    death_review_due_days: int
+    payment_day: int
+    overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
+
+    def cycle_for(self, benefit_type: str) -> CyclePolicy:
+        """Return the cycle that applies to `benefit_type`."""
+        return self.overrides.get(benefit_type, self.cycle)
+
+
+def _positive_int(table: Mapping[str, Any], key: str, where: str, origin: str) -> int:
+    value = table.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigurationError(f"{origin}: {where}.{key} must be a positive integer")
+    return value
+
+
+def load_certification_policy(path: Path) -> CertificationPolicy:
+    """Read and validate the certification policy file."""
+    try:
+        raw = path.read_bytes()
+        document = tomllib.loads(raw.decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: certification policy not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"{path}: not valid TOML: {error}") from None
+    origin = str(path)
+    cycle_table = document.get("cycle", {})
+    cycle = CyclePolicy(*(_positive_int(cycle_table, key, "cycle", origin) for key in _CYCLE_KEYS))
+    overrides: dict[str, CyclePolicy] = {}
+    for benefit_type, table in cycle_table.get("overrides", {}).items():
+        unknown = set(table) - set(_CYCLE_KEYS)
+        if unknown:
+            raise ConfigurationError(
+                f"{origin}: cycle.overrides.{benefit_type}.{sorted(unknown)[0]} is not a setting"
+            )
+        merged = {key: table.get(key, getattr(cycle, key)) for key in _CYCLE_KEYS}
+        where = f"cycle.overrides.{benefit_type}"
+        overrides[benefit_type] = CyclePolicy(
+            *(_positive_int(merged, key, where, origin) for key in _CYCLE_KEYS)
+        )
+    review = document.get("review", {})
+    payment = document.get("payment", {})
+    payment_day = _positive_int(payment, "day_of_month", "payment", origin)
+    if payment_day > 28:
+        raise ConfigurationError(f"{origin}: payment.day_of_month must be 1 to 28")
+    return CertificationPolicy(
+        version=hashlib.sha256(raw).hexdigest()[:12],
+        cycle=cycle,
+        face_due_days=_positive_int(review, "face_due_days", "review", origin),
+        visit_due_days=_positive_int(review, "visit_due_days", "review", origin),
+        death_review_due_days=_positive_int(review, "death_review_due_days", "review", origin),
+        payment_day=payment_day,
+        overrides=overrides,
+    )

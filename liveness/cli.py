@@ -1,0 +1,241 @@
+"""The `liveness` command line: a thin boundary that opens transactions and prints results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from connectors import ConnectorError
+from liveness.app import Services
+from liveness.db import session_scope
+from liveness.errors import LivenessError
+from liveness.ingest import DeliveryReport, delivery_files, ingest_delivery
+from liveness.migrate import current_revision, upgrade
+from liveness.run import certify
+from liveness.settings import get_settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Non-intrusive survival certification (全息无感认证) for benefit recipients.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Manage the state database's schema.")
+app.add_typer(db_app, name="db")
+
+console = Console()
+errors = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def boundary(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn engine errors into a readable message and an exit code, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except LivenessError as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(error.exit_code) from None
+        except ConnectorError as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(3) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as error:  # the one top-level catch: report, never a traceback
+            if get_settings().debug:
+                raise
+            errors.print(
+                f"[bold red]internal error:[/] {type(error).__name__}: {error}\n"
+                "set LIVENESS_DEBUG=1 to see the traceback",
+                highlight=False,
+            )
+            raise typer.Exit(70) from None
+
+    return wrapper
+
+
+def _services() -> Services:
+    return Services(get_settings())
+
+
+@db_app.command("upgrade")
+@boundary
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the database schema."""
+    services = _services()
+    upgrade(services.engine, revision)
+    console.print(f"database at revision {current_revision(services.engine)}")
+
+
+@db_app.command("current")
+@boundary
+def db_current() -> None:
+    """Print the database's schema revision."""
+    console.print(current_revision(_services().engine) or "no schema")
+
+
+@app.command()
+@boundary
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder to write the deliveries to.")],
+    persons: Annotated[int, typer.Option(min=1, help="Persons on the roll.")] = 20_000,
+    start: Annotated[
+        dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First simulated day.")
+    ] = dt.datetime(2025, 1, 1),
+    days: Annotated[int, typer.Option(min=1, help="Days to simulate.")] = 365,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 1,
+) -> None:
+    """Write a simulated city's deliveries for every source, and its truth."""
+    from liveness.simulate import simulate_city
+
+    summary = simulate_city(persons=persons, start=start.date(), days=days, seed=seed, out=out)
+    console.print(
+        f"simulated {summary.persons:,} persons over {days} days: {summary.deaths:,} deaths, "
+        f"{summary.traces:,} traces in {summary.files:,} files under {summary.out}"
+    )
+
+
+def print_delivery_reports(reports: list[DeliveryReport]) -> None:
+    """Print one line per delivery with the fate of its rows."""
+    table = Table(title="deliveries", show_lines=False)
+    for column in ("source", "file", "status", "read", "loaded", "re-delivered", "quarantined",
+                   "unmatched"):  # fmt: skip
+        table.add_column(column, justify="right" if column not in ("source", "file") else "left")
+    for report in reports:
+        status = report.status if report.error is None else f"[red]{report.status}[/]"
+        table.add_row(
+            report.source, Path(report.file).name, status, f"{report.rows_read:,}",
+            f"{report.loaded:,}", f"{report.redelivered:,}", f"{report.quarantined:,}",
+            f"{report.unmatched:,}",
+        )  # fmt: skip
+    console.print(table)
+    for report in reports:
+        if report.error:
+            errors.print(f"[bold red]refused:[/] {report.error}", highlight=False)
+
+
+def ingest_paths(
+    services: Services,
+    *,
+    source: str,
+    paths: list[Path],
+    format: str | None = None,
+    encoding: str | None = None,
+) -> list[DeliveryReport]:
+    """Ingest every file under `paths`, each delivery in a transaction of its own."""
+    services.require_schema()
+    context = services.ingest_context()
+    reports = []
+    for path in delivery_files(paths):
+        with session_scope(services.sessions) as session:
+            reports.append(
+                ingest_delivery(
+                    session, source=source, path=path, context=context, format=format,
+                    encoding=encoding,
+                )
+            )  # fmt: skip
+    return reports
+
+
+@app.command()
+@boundary
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Delivery files or folders of them.")],
+    source: Annotated[str, typer.Option(help="Source the deliveries come from.")],
+    format: Annotated[
+        str | None, typer.Option(help="csv, csv.gz, parquet or jsonl (overrides the config).")
+    ] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="utf-8, utf-8-sig or gb18030 (overrides the config).")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per delivery.")
+    ] = False,
+) -> None:
+    """Load deliveries of one source: every row is loaded, a re-delivery, or quarantined."""
+    reports = ingest_paths(
+        _services(), source=source, paths=paths, format=format, encoding=encoding
+    )
+    if json_output:
+        for report in reports:
+            sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
+    else:
+        print_delivery_reports(reports)
+    if any(report.status == "refused" for report in reports):
+        raise typer.Exit(3)
+
+
+def print_run_report(report: dict[str, Any]) -> None:
+    """Print a run's report for an operator."""
+    table = Table(title=f"certification run as of {report['as_of']}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("persons graded", f"{report['persons']:,}")
+    for level, count in report["levels"].items():
+        table.add_row(f"  {level}", f"{count:,}")
+    table.add_row("certified silently", f"{report['certified_silently']:,}")
+    for kind, count in report["tasks_opened"].items():
+        table.add_row(f"tasks opened: {kind}", f"{count:,}")
+    table.add_row("tasks closed by data", f"{report['tasks_closed_by_data']:,}")
+    table.add_row("suspensions", f"{report['suspensions']:,}")
+    table.add_row("overpayment to recover (yuan)", report["overpayment_total"])
+    table.add_row(
+        "persons with traces after death", f"{report['persons_with_traces_after_death']:,}"
+    )
+    table.add_row("policy version", report["policy_version"])
+    console.print(table)
+
+
+@app.command("run")
+@boundary
+def run_command(
+    as_of: Annotated[
+        dt.datetime, typer.Option("--as-of", formats=["%Y-%m-%d"], help="Date the run is as of.")
+    ],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Grade everyone as of a date, open reviews, and publish suspensions."""
+    services = _services()
+    services.require_schema()
+    with session_scope(services.sessions) as session:
+        run = certify(session, as_of=as_of.date(), store=services.store, policies=services.policies)
+    if json_output:
+        sys.stdout.write(json.dumps({"run_id": run.id, **run.report}, ensure_ascii=False) + "\n")
+    else:
+        print_run_report(run.report)
+
+
+@app.command()
+@boundary
+def demo(
+    persons: Annotated[int, typer.Option(min=100, help="Persons in the simulated city.")] = 20_000,
+    days: Annotated[int, typer.Option(min=30, help="Days to simulate.")] = 365,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the demo's files (default: a temporary one).")
+    ] = None,
+) -> None:
+    """Simulate a city, ingest it, certify it, and score the result against the truth."""
+    from liveness.demo import run_demo
+
+    run_demo(persons=persons, days=days, seed=seed, out=out, console=console)
+
+
+def main() -> None:
+    """Run the command line."""
+    app()

@@ -1,0 +1,51 @@
+"""The engine's error hierarchy: one root, subclasses carry context.
+
+LivenessError
+├── ConfigurationError      a config file or setting is wrong
+├── DeliveryRefused         a whole delivery was refused (decoding, columns, format)
+├── RollMissing             a step needs the benefit roll, and none is loaded
+├── RunRefused              a run cannot start (another run holds the lock, bad date)
+└── NotFound                a referenced object does not exist
+"""
+
+from __future__ import annotations
+
+
+class LivenessError(Exception):
+    """Root of every error the engine reports to a user; the message is meant to be read."""
+
+    exit_code: int = 1
+    http_status: int = 400
+
+
+class ConfigurationError(LivenessError):
+    """A configuration file or setting is invalid."""
+
+    exit_code = 2
+
+
+class DeliveryRefused(LivenessError):
+    """A delivery was refused whole; nothing of it was loaded."""
+
+    exit_code = 3
+    http_status = 422
+
+
+class RollMissing(LivenessError):
+    """A step needs the benefit roll, and none is loaded."""
+
+    exit_code = 4
+    http_status = 409
+
+
+class RunRefused(LivenessError):
+    """A certification run cannot start."""
+
+    exit_code = 5
+    http_status = 409
+
+
+class NotFound(LivenessError):
+    """A referenced object does not exist."""
+
+    http_status = 404

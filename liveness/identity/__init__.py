@@ -1,0 +1,19 @@
+"""Linking evidence to persons on the roll: by number, by card, by name and birth date."""
+
+from liveness.identity.linking import (
+    CardIndex,
+    RollIndex,
+    link_by_card,
+    link_by_id_number,
+    match_death_records,
+    names_agree,
+)
+
+__all__ = [
+    "CardIndex",
+    "RollIndex",
+    "link_by_card",
+    "link_by_id_number",
+    "match_death_records",
+    "names_agree",
+]

@@ -1,0 +1,191 @@
+"""Vectorised linking of evidence rows to persons on the roll."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from liveness.db import query_frame
+from models import Card, DeathMatch, Person
+
+USABLE_ID_STATUSES = ("valid", "upgraded")
+UNLINKED = -1
+# A match on name, sex and birth date alone is less certain than one on the identity number.
+DEMOGRAPHIC_CONFIDENCE = 0.9
+
+
+def _clean_names(names: pd.Series) -> pd.Series:
+    """Return names compared as people write them: NFKC, no spaces (or middle dots)."""
+    return (
+        names.astype("string")
+        .fillna("")
+        .str.normalize("NFKC")
+        .str.replace(r"[\s·・.]", "", regex=True)
+    )
+
+
+def names_agree(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """Return, per row, whether two name columns name the same person (blank never agrees)."""
+    cleaned_left = _clean_names(left.reset_index(drop=True))
+    cleaned_right = _clean_names(right.reset_index(drop=True))
+    return ((cleaned_left == cleaned_right) & (cleaned_left != "")).to_numpy(dtype=bool)
+
+
+@dataclass(frozen=True, eq=False)
+class RollIndex:
+    """The roll's persons, indexed for linking."""
+
+    persons: pd.DataFrame  # person_id, id_number, id_status, name, sex, birth_date
+
+    @classmethod
+    def load(cls, session: Session) -> RollIndex:
+        """Load every person on the roll."""
+        rows = session.execute(
+            select(
+                Person.id,
+                Person.id_number,
+                Person.id_status,
+                Person.name,
+                Person.sex,
+                Person.birth_date,
+            )
+        ).all()
+        frame = pd.DataFrame(
+            rows, columns=["person_id", "id_number", "id_status", "name", "sex", "birth_date"]
+        )
+        frame["birth_date"] = pd.to_datetime(frame["birth_date"])
+        return cls(persons=frame)
+
+    @cached_property
+    def by_number(self) -> pd.Series:
+        """Return person ids by usable identity number; a number held twice links no one."""
+        usable = self.persons[self.persons["id_status"].isin(USABLE_ID_STATUSES)]
+        usable = usable.drop_duplicates("id_number", keep=False)
+        return pd.Series(
+            usable["person_id"].to_numpy(), index=pd.Index(usable["id_number"].to_numpy())
+        )
+
+
+def link_by_id_number(numbers: pd.Series, statuses: pd.Series, roll: RollIndex) -> np.ndarray:
+    """Return the person id of each row whose normalised number is on the roll, else -1."""
+    index = roll.by_number
+    positions = index.index.get_indexer(numbers.astype(object).to_numpy())
+    person_id = np.where(positions >= 0, index.to_numpy()[positions], UNLINKED)
+    usable = statuses.isin(USABLE_ID_STATUSES).to_numpy(dtype=bool)
+    return np.where(usable, person_id, UNLINKED).astype(np.int32)
+
+
+@dataclass(frozen=True, eq=False)
+class CardIndex:
+    """Cards with their holder and validity, indexed by card number."""
+
+    cards: pd.DataFrame  # card_no, person_id (-1 unknown holder), issued_day, cancelled_day
+
+    @classmethod
+    def load(cls, session: Session) -> CardIndex:
+        """Load every card."""
+        frame = query_frame(
+            session,
+            select(Card.card_no, Card.person_id, Card.issued_on, Card.cancelled_on),
+            ["card_no", "person_id", "issued_on", "cancelled_on"],
+        )
+        frame["person_id"] = frame["person_id"].fillna(UNLINKED).astype(np.int32)
+        frame["issued_day"] = _days(frame["issued_on"]).fillna(np.iinfo(np.int32).min)
+        frame["cancelled_day"] = _days(frame["cancelled_on"]).fillna(np.iinfo(np.int32).max)
+        return cls(cards=frame)
+
+    @cached_property
+    def by_card_no(self) -> pd.Index:
+        """Return the card numbers as an index, built once for every lookup."""
+        return pd.Index(self.cards["card_no"].to_numpy())
+
+
+def _days(dates: pd.Series) -> pd.Series:
+    stamps = pd.to_datetime(dates)
+    days = (stamps - pd.Timestamp("1970-01-01")).dt.days
+    return days.astype("float64")
+
+
+def link_by_card(card_nos: pd.Series, days: np.ndarray, cards: CardIndex) -> np.ndarray:
+    """Return the holder of each row's card if the card was valid that day, else -1."""
+    positions = cards.by_card_no.get_indexer(card_nos.astype(object).to_numpy())
+    found = positions >= 0
+    safe = np.where(found, positions, 0)
+    issued = cards.cards["issued_day"].to_numpy()[safe]
+    cancelled = cards.cards["cancelled_day"].to_numpy()[safe]
+    holder = cards.cards["person_id"].to_numpy()[safe]
+    # A card stops being valid on its cancellation day.
+    valid = found & (days >= issued) & (days < cancelled)
+    return np.where(valid, holder, UNLINKED).astype(np.int32)
+
+
+def match_death_records(records: pd.DataFrame, roll: RollIndex) -> pd.DataFrame:
+    """Link death records to persons; return person_id, match and confidence per record.
+
+    `records` has id_number, id_number_status, name, and optionally sex and birth_date. A
+    record acts only when its match is unambiguous and the name agrees: a usable number whose
+    holder has another name is a `name_mismatch` (a review case, never a suspension).
+    """
+    count = len(records)
+    person_id = link_by_id_number(records["id_number"], records["id_number_status"], roll)
+    match = np.full(count, DeathMatch.UNMATCHED.value, dtype=object)
+    confidence = np.zeros(count, dtype=np.float64)
+
+    by_number = person_id >= 0
+    if by_number.any():
+        roll_names = roll.persons.set_index("person_id")["name"]
+        holder_names = roll_names.reindex(person_id[by_number])
+        agree = names_agree(records["name"][by_number], holder_names)
+        match[np.flatnonzero(by_number)[agree]] = DeathMatch.ID_NUMBER.value
+        confidence[np.flatnonzero(by_number)[agree]] = 1.0
+        match[np.flatnonzero(by_number)[~agree]] = DeathMatch.NAME_MISMATCH.value
+
+    rest = ~by_number
+    if rest.any() and {"sex", "birth_date"} <= set(records.columns):
+        person_id, match, confidence = _match_on_demographics(
+            records, roll, rest, person_id, match, confidence
+        )
+    return pd.DataFrame(
+        {"person_id": person_id.astype(np.int32), "match": match, "confidence": confidence}
+    )
+
+
+def _match_on_demographics(
+    records: pd.DataFrame,
+    roll: RollIndex,
+    rest: np.ndarray,
+    person_id: np.ndarray,
+    match: np.ndarray,
+    confidence: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Match records without a usable number on name, sex and birth date."""
+    candidates = records.loc[rest, ["name", "sex", "birth_date"]].copy()
+    candidates["row"] = np.flatnonzero(rest)
+    candidates["name_key"] = _clean_names(candidates["name"]).to_numpy()
+    candidates = candidates[
+        (candidates["name_key"] != "")
+        & candidates["sex"].notna()
+        & candidates["birth_date"].notna()
+    ]
+    if candidates.empty:
+        return person_id, match, confidence
+    persons = roll.persons.assign(name_key=_clean_names(roll.persons["name"]).to_numpy())
+    candidates["birth_date"] = pd.to_datetime(candidates["birth_date"])
+    joined = candidates.merge(
+        persons[["person_id", "name_key", "sex", "birth_date"]],
+        on=["name_key", "sex", "birth_date"],
+        how="inner",
+    )
+    hits = joined.groupby("row")["person_id"].agg(["first", "size"])
+    unique_rows = hits.index[hits["size"] == 1].to_numpy()
+    ambiguous_rows = hits.index[hits["size"] > 1].to_numpy()
+    person_id[unique_rows] = hits.loc[hits["size"] == 1, "first"].to_numpy()
+    match[unique_rows] = DeathMatch.DEMOGRAPHIC.value
+    confidence[unique_rows] = DEMOGRAPHIC_CONFIDENCE
+    match[ambiguous_rows] = DeathMatch.AMBIGUOUS.value
+    return person_id, match, confidence

@@ -1,0 +1,88 @@
+"""Traces: from a connector's normalised rows to evidence-store rows, linked and deduplicated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from liveness.evidence.store import record_hashes
+from liveness.identity import CardIndex, RollIndex, link_by_card, link_by_id_number
+
+TRACE_SOURCES = ("transit", "card_txn", "medical", "face")
+EVENT_COLUMN = {
+    "transit": "tapped_at",
+    "card_txn": "txn_at",
+    "medical": "visit_at",
+    "face": "verified_at",
+}
+# A face pass without a channel is graded as an assisted one: neither the strongest nor nothing.
+UNKNOWN_FACE_CHANNEL = "assisted"
+
+
+def local_days(stamps: pd.Series, timezone: str) -> np.ndarray:
+    """Return each UTC timestamp's local calendar day as days since 1970-01-01."""
+    local = stamps.dt.tz_convert(timezone).dt.tz_localize(None)
+    return local.to_numpy().astype("datetime64[D]").astype(np.int64).astype(np.int32)
+
+
+def trace_kinds(source: str, rows: pd.DataFrame) -> np.ndarray:
+    """Return the evidence kind of each row, in the scoring policy's vocabulary."""
+    if source == "transit":
+        face = rows["face_match"] if "face_match" in rows else pd.Series(pd.NA, index=rows.index)
+        kinds = np.where(face.eq(True).fillna(False), "tap_face", "tap")
+        return np.where(face.eq(False).fillna(False), "tap_face_failed", kinds).astype(object)
+    if source == "card_txn":
+        return rows["channel"].astype(object).to_numpy()
+    if source == "medical":
+        return rows["visit_type"].astype(object).to_numpy()
+    if source == "face":
+        result = rows["result"].astype(object).to_numpy()
+        channel = rows.get("channel", pd.Series(pd.NA, index=rows.index)).astype("string")
+        passed = "pass_" + channel.fillna(UNKNOWN_FACE_CHANNEL).astype(object).to_numpy()
+        return np.where(result == "pass", passed, result).astype(object)
+    raise ValueError(f"{source} is not a trace source")
+
+
+def evidence_rows(
+    source: str,
+    rows: pd.DataFrame,
+    *,
+    roll: RollIndex,
+    cards: CardIndex,
+    delivery_id: int,
+    timezone: str,
+) -> pd.DataFrame:
+    """Link rows to persons and shape them as evidence-store rows."""
+    stamps = rows[EVENT_COLUMN[source]]
+    days = local_days(stamps, timezone)
+    if "card_no" in rows:
+        link_key = rows["card_no"].astype(object)
+        person_id = link_by_card(rows["card_no"], days, cards)
+        link = np.where(person_id >= 0, "card", "none")
+    else:
+        link_key = rows["id_number"].astype(object)
+        person_id = link_by_id_number(rows["id_number"], rows["id_number_status"], roll)
+        link = np.where(person_id >= 0, "id_number", "none")
+    correction = rows["correction"] if "correction" in rows else pd.Series(False, index=rows.index)
+    return pd.DataFrame(
+        {
+            "record_id": rows["record_id"].astype(object).to_numpy(),
+            "record_hash": record_hashes(rows["record_id"]),
+            "person_id": person_id,
+            "day": days,
+            "event_at": stamps.dt.floor("s").to_numpy(),
+            "kind": trace_kinds(source, rows),
+            "link": link,
+            "link_key": link_key.to_numpy(),
+            "delivery_id": np.int32(delivery_id),
+            "correction": correction.fillna(False).astype(bool).to_numpy(),
+        }
+    )
+
+
+def drop_redeliveries(traces: pd.DataFrame, stored: np.ndarray) -> tuple[pd.DataFrame, int]:
+    """Drop rows already stored (or repeated in this batch), unless they are corrections."""
+    hashes = traces["record_hash"].to_numpy()
+    seen = stored | pd.Series(hashes).duplicated().to_numpy()
+    keep = ~seen | traces["correction"].to_numpy(dtype=bool)
+    return traces.loc[keep], int((~keep).sum())

@@ -1,0 +1,157 @@
+"""Opening and closing review tasks from a run's levels; one open task per person at most."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from liveness.certification.policy import CertificationPolicy
+from models import ReviewTask, TaskKind, TaskStatus
+
+OPEN_STATUSES = (TaskStatus.OPEN, TaskStatus.CLAIMED)
+
+
+@dataclass(frozen=True)
+class RoutingResult:
+    """How many tasks a run opened and closed, by kind."""
+
+    opened: dict[str, int]
+    closed_by_data: int
+    cancelled: int
+
+
+def open_tasks(session: Session) -> pd.DataFrame:
+    """Return the open tasks: id, person_id and kind."""
+    rows = session.execute(
+        select(ReviewTask.id, ReviewTask.person_id, ReviewTask.kind).where(
+            ReviewTask.status.in_(OPEN_STATUSES)
+        )
+    ).all()
+    return pd.DataFrame(rows, columns=["id", "person_id", "kind"])
+
+
+def _close(
+    session: Session, ids: list[int], *, status: TaskStatus, run_id: int, as_of: dt.date
+) -> None:
+    if ids:
+        session.execute(
+            update(ReviewTask)
+            .where(ReviewTask.id.in_(ids))
+            .values(status=status, closed_run_id=run_id, closed_on=as_of)
+        )
+
+
+def route_reviews(
+    session: Session,
+    *,
+    run_id: int,
+    as_of: dt.date,
+    assessed: pd.DataFrame,
+    policy: CertificationPolicy,
+) -> RoutingResult:
+    """Open face verifications for medium and home visits for weak; close what data resolved.
+
+    `assessed` has person_id, grid_code, level, score, monthly_amount and reasons. A person
+    never has two open tasks; a strong person's open task is closed as resolved by data; a
+    dead person's is cancelled (the death itself goes to the list).
+    """
+    current = open_tasks(session)
+    level_of = assessed.set_index("person_id")["level"]
+    current_level = level_of.reindex(current["person_id"]).to_numpy()
+    is_review = current["kind"].isin([TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT]).to_numpy()
+    resolved = current.loc[(current_level == "strong") & is_review, "id"].tolist()
+    cancelled = current.loc[current_level == "deceased", "id"].tolist()
+    _close(session, resolved, status=TaskStatus.CLOSED_BY_DATA, run_id=run_id, as_of=as_of)
+    _close(session, cancelled, status=TaskStatus.CANCELLED, run_id=run_id, as_of=as_of)
+
+    still_open = set(current["person_id"]) - set(
+        current.loc[current["id"].isin(resolved + cancelled), "person_id"]
+    )
+    candidates = assessed[
+        assessed["level"].isin(["medium", "weak"]) & ~assessed["person_id"].isin(still_open)
+    ]
+    kind = np.where(
+        candidates["level"] == "medium", TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT
+    )
+    due_days = np.where(
+        kind == TaskKind.FACE_VERIFICATION, policy.face_due_days, policy.visit_due_days
+    )
+    # Riskier people and larger monthly amounts come first: both raise what a miss costs.
+    priority = (1.0 - candidates["score"].to_numpy()) * candidates["monthly_amount"].to_numpy(float)
+    rows = [
+        {
+            "person_id": int(person_id),
+            "kind": task_kind,
+            "status": TaskStatus.OPEN,
+            "grid_code": grid_code,
+            "priority": round(float(task_priority), 2),
+            "opened_on": as_of,
+            "due_on": as_of + dt.timedelta(days=int(days)),
+            "opened_run_id": run_id,
+            "reasons": reasons,
+        }
+        for person_id, task_kind, grid_code, task_priority, days, reasons in zip(
+            candidates["person_id"], kind, candidates["grid_code"], priority, due_days,
+            candidates["reasons"], strict=True,
+        )
+    ]  # fmt: skip
+    if rows:
+        session.execute(insert(ReviewTask), rows)
+    opened = pd.Series(kind).value_counts().to_dict() if len(kind) else {}
+    return RoutingResult(
+        opened={str(k): int(v) for k, v in opened.items()},
+        closed_by_data=len(resolved),
+        cancelled=len(cancelled),
+    )
+
+
+def open_death_reviews(
+    session: Session,
+    *,
+    run_id: int,
+    as_of: dt.date,
+    cases: pd.DataFrame,
+    policy: CertificationPolicy,
+) -> int:
+    """Open a death review for each person named by a death record that did not match cleanly.
+
+    `cases` has person_id, grid_code, record (a dict describing the record). A review
+    supersedes the person's open face verification or visit; it suspends nobody.
+    """
+    if cases.empty:
+        return 0
+    current = open_tasks(session)
+    mine = current[current["person_id"].isin(cases["person_id"])]
+    already = set(mine.loc[mine["kind"] == TaskKind.DEATH_REVIEW, "person_id"])
+    superseded = mine.loc[mine["kind"] != TaskKind.DEATH_REVIEW, "id"].tolist()
+    cases = cases[~cases["person_id"].isin(already)].drop_duplicates("person_id")
+    superseded = [
+        task_id
+        for task_id, person_id in zip(mine["id"], mine["person_id"], strict=True)
+        if task_id in superseded and person_id in set(cases["person_id"])
+    ]
+    _close(session, superseded, status=TaskStatus.CANCELLED, run_id=run_id, as_of=as_of)
+    rows = [
+        {
+            "person_id": int(person_id),
+            "kind": TaskKind.DEATH_REVIEW,
+            "status": TaskStatus.OPEN,
+            "grid_code": grid_code,
+            "priority": 1_000_000.0,
+            "opened_on": as_of,
+            "due_on": as_of + dt.timedelta(days=policy.death_review_due_days),
+            "opened_run_id": run_id,
+            "reasons": {"rule": "death_record_name_mismatch", "record": record},
+        }
+        for person_id, grid_code, record in zip(
+            cases["person_id"], cases["grid_code"], cases["record"], strict=True
+        )
+    ]
+    if rows:
+        session.execute(insert(ReviewTask), rows)
+    return len(rows)

@@ -1,0 +1,37 @@
+"""Scoring: policy, evidence features, grades and their reasons."""
+
+from liveness.scoring.explain import reasons_for, reasons_frame, render_reasons
+from liveness.scoring.features import EvidenceFeatures, compute_features, post_death_traces
+from liveness.scoring.grade import LEVEL_OF_RULE, LEVELS, RULES, Grades, grade
+from liveness.scoring.policy import (
+    BENEFIT_TYPES,
+    KIND_VOCABULARY,
+    LevelRules,
+    PolicyError,
+    ScoringPolicy,
+    benefit_rule_codes,
+    load_policy,
+    parse_policy,
+)
+
+__all__ = [
+    "BENEFIT_TYPES",
+    "KIND_VOCABULARY",
+    "LEVELS",
+    "LEVEL_OF_RULE",
+    "RULES",
+    "EvidenceFeatures",
+    "Grades",
+    "LevelRules",
+    "PolicyError",
+    "ScoringPolicy",
+    "benefit_rule_codes",
+    "compute_features",
+    "grade",
+    "load_policy",
+    "parse_policy",
+    "post_death_traces",
+    "reasons_for",
+    "reasons_frame",
+    "render_reasons",
+]

@@ -1,0 +1,233 @@
+"""Reasons for each grade, as compact JSON-able dicts, and their rendering for grid workers."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from liveness.scoring.features import EvidenceFeatures
+from liveness.scoring.grade import LEVELS, RULES, Grades
+from liveness.scoring.policy import ScoringPolicy
+
+__all__ = ["reasons_for", "reasons_frame", "render_reasons"]
+
+_SOURCE_NAMES: dict[str, dict[str, str]] = {
+    "zh": {
+        "transit": "公交刷卡",
+        "card_txn": "市民卡交易",
+        "medical": "医保结算",
+        "face": "人脸认证",
+    },
+    "en": {
+        "transit": "transit",
+        "card_txn": "card payments",
+        "medical": "medical",
+        "face": "face verification",
+    },
+}
+_LEVEL_NAMES: dict[str, dict[str, str]] = {
+    "zh": {"strong": "强", "medium": "中", "weak": "弱", "deceased": "已故"},
+    "en": {"strong": "strong", "medium": "medium", "weak": "weak", "deceased": "deceased"},
+}
+
+
+def reasons_for(
+    *,
+    grades: Grades,
+    features: EvidenceFeatures,
+    index: int,
+    as_of_day: int,
+    policy: ScoringPolicy,
+    post_death: npt.NDArray[np.int32],
+) -> dict[str, Any]:
+    """Build the reasons of one person."""
+    return reasons_frame(
+        grades=grades,
+        features=features,
+        as_of_day=as_of_day,
+        policy=policy,
+        post_death=post_death,
+        persons=np.array([index], dtype=np.intp),
+    )[0]
+
+
+def reasons_frame(
+    *,
+    grades: Grades,
+    features: EvidenceFeatures,
+    as_of_day: int,
+    policy: ScoringPolicy,
+    post_death: npt.NDArray[np.int32],
+    persons: npt.NDArray[np.intp] | None = None,
+) -> list[dict[str, Any]]:
+    """Build the reasons of every person (or of ``persons``), in person order.
+
+    Each dict holds ``policy``, ``level``, ``rule``, ``score``, ``window`` (recent days that
+    applied), ``long``, and ``sources``: for each source with any evidence, ``last`` (ISO
+    date), ``recent_weight`` and ``agrees`` (plus ``degraded: true`` where the source's
+    outage was credited). Present only when they apply: ``degraded`` (credited source names),
+    ``face_pass`` (ISO date), ``death`` (ISO date) and ``post_death_traces``.
+    """
+    sel = np.arange(features.n_persons) if persons is None else np.asarray(persons)
+    last = features.last_day[sel]
+    death = grades.death_day[sel]
+    face = features.face_pass_day[sel]
+    dates = _iso_dates(np.concatenate([last.ravel(), death, face]), as_of_day=as_of_day)
+
+    names = policy.sources
+    with _gc_paused():
+        out = [
+            {
+                "policy": grades.policy_version,
+                "level": lv,
+                "rule": ru,
+                "score": sc,
+                "window": w,
+                "long": policy.long,
+                "sources": {},
+            }
+            for lv, ru, sc, w in zip(
+                np.asarray(LEVELS, dtype=object)[grades.level[sel]].tolist(),
+                np.asarray(RULES, dtype=object)[grades.rule[sel]].tolist(),
+                np.round(grades.score[sel].astype(np.float64), 3).tolist(),
+                grades.recent_days[sel].tolist(),
+                strict=True,
+            )
+        ]
+        # Source by source, touching only the persons with evidence from it: every loop
+        # below runs over plain Python lists made by one vectorised step each.
+        for s, name in enumerate(names):
+            has = np.flatnonzero(last[:, s] >= 0)
+            rows = [out[i]["sources"] for i in has.tolist()]
+            last_iso = dates(last[has, s]).tolist()
+            weight = np.round(grades.recent_weight[sel[has], s].astype(np.float64), 2).tolist()
+            agrees = grades.agreeing[sel[has], s].tolist()
+            for row, d, w, a in zip(rows, last_iso, weight, agrees, strict=True):
+                row[name] = {"last": d, "recent_weight": w, "agrees": a}
+            for i in np.flatnonzero(grades.credited[sel, s]).tolist():
+                out[i]["sources"][name]["degraded"] = True
+                out[i].setdefault("degraded", []).append(name)
+        passed = np.flatnonzero(face >= 0)
+        for i, d in zip(passed.tolist(), dates(face[passed]).tolist(), strict=True):
+            out[i]["face_pass"] = d
+        dead = np.flatnonzero(death >= 0)
+        for i, d, k in zip(
+            dead.tolist(), dates(death[dead]).tolist(), post_death[sel[dead]].tolist(), strict=True
+        ):
+            out[i]["death"] = d
+            out[i]["post_death_traces"] = k
+    return out
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small containers."""
+    # A million reason dicts trigger repeated full-heap collections that find nothing to
+    # free (none of these objects form cycles) and cost about 5x the building itself.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def render_reasons(reasons: dict[str, Any], *, lang: Literal["zh", "en"]) -> str:
+    """Render one person's reasons as a sentence a grid worker can read."""
+    zh = lang == "zh"
+    names = _SOURCE_NAMES[lang]
+    level = _LEVEL_NAMES[lang][reasons["level"]]
+    rule = reasons["rule"]
+    window, long = reasons["window"], reasons["long"]
+    sources: dict[str, dict[str, Any]] = reasons.get("sources", {})
+
+    def listing(only_agreeing: bool) -> str:
+        parts = []
+        for name, entry in sources.items():
+            if only_agreeing and not entry["agrees"]:
+                continue
+            label = names.get(name, name)
+            if zh:
+                part = f"{label}：最近{entry['last']}" + (
+                    "（数据中断）" if entry.get("degraded") else ""
+                )
+            else:
+                part = f"{label}: last {entry['last']}" + (
+                    " (source degraded)" if entry.get("degraded") else ""
+                )
+            parts.append(part)
+        if not parts:
+            return ""
+        return "（" + "，".join(parts) + "）" if zh else " (" + "; ".join(parts) + ")"
+
+    if rule == "death_record":
+        text = (
+            f"{level}：死亡日期{reasons['death']}" if zh else f"{level}: died on {reasons['death']}"
+        )
+        count = reasons.get("post_death_traces", 0)
+        if count:
+            text += (
+                f"；死亡后仍有{count}条活动痕迹，疑似他人使用"
+                if zh
+                else f"; {count} traces after death (possible use by someone else)"
+            )
+        return text
+    if rule == "face_pass":
+        text = (
+            f"{level}：近{window}天本人刷脸认证通过（{reasons['face_pass']}）"
+            if zh
+            else f"{level}: own face verification passed in the last {window} days "
+            f"({reasons['face_pass']})"
+        )
+    elif rule in ("sources_strong", "sources_medium"):
+        k = sum(1 for e in sources.values() if e["agrees"])
+        if zh:
+            text = f"{level}：近{window}天有{k}个{'独立' if k > 1 else ''}来源" + listing(True)
+        else:
+            noun = "independent sources" if k > 1 else "source"
+            text = f"{level}: {k} {noun} in the last {window} days" + listing(True)
+    elif rule == "long_window":
+        text = (
+            f"{level}：近{window}天证据不足，近{long}天有活动痕迹"
+            if zh
+            else f"{level}: too little in the last {window} days, traces in the last {long} days"
+        ) + listing(False)
+    else:
+        text = (
+            f"{level}：近{long}天无足够活动痕迹"
+            if zh
+            else f"{level}: not enough evidence of life in the last {long} days"
+        ) + listing(False)
+    credited = reasons.get("degraded", [])
+    if credited:
+        labels = ("、" if zh else ", ").join(names.get(n, n) for n in credited)
+        text += (
+            f"；{labels}数据中断，按中断前记录计入"
+            if zh
+            else f"; {labels} source degraded: counted from records before the outage"
+        )
+    return text
+
+
+def _iso_dates(
+    days: npt.NDArray[np.int32], *, as_of_day: int
+) -> Callable[[npt.NDArray[np.int32]], npt.NDArray[np.object_]]:
+    """Return a function mapping day arrays to object arrays of ISO dates (None for -1)."""
+    valid = days[days >= 0]
+    low = int(valid.min()) if valid.size else as_of_day
+    high = max(int(valid.max()) if valid.size else as_of_day, as_of_day)
+    # One string per calendar day in range, built once: fancy indexing then does the rest.
+    table = np.empty(high - low + 2, dtype=object)
+    table[0] = None
+    table[1:] = np.datetime_as_string(np.arange(low, high + 1).astype("datetime64[D]"))
+
+    def lookup(values: npt.NDArray[np.int32]) -> npt.NDArray[np.object_]:
+        return table[np.where(values >= 0, values - low + 1, 0)]
+
+    return lookup

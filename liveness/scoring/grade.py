@@ -1,0 +1,145 @@
+"""Grade every person from their evidence features: level, score and the rule that decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from liveness.scoring.features import EvidenceFeatures
+from liveness.scoring.policy import ScoringPolicy, benefit_rule_codes
+
+__all__ = ["LEVELS", "LEVEL_OF_RULE", "RULES", "Grades", "grade"]
+
+LEVELS: tuple[str, ...] = ("strong", "medium", "weak", "deceased")
+# In order of precedence: the first rule that holds decides.
+RULES: tuple[str, ...] = (
+    "death_record",
+    "face_pass",
+    "sources_strong",
+    "sources_medium",
+    "long_window",
+    "no_evidence",
+)
+LEVEL_OF_RULE: npt.NDArray[np.int8] = np.array(
+    [LEVELS.index(x) for x in ("deceased", "strong", "strong", "medium", "medium", "weak")],
+    dtype=np.int8,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Grades:
+    """Hold each person's level, score, deciding rule and the facts their reasons cite.
+
+    ``recent_days`` and ``recent_weight`` are the window that applied to the person (it differs
+    by benefit type); ``credited`` marks degraded sources counted as agreeing from the person's
+    history before the outage; ``agreeing`` includes them.
+    """
+
+    policy_version: str
+    level: npt.NDArray[np.int8]
+    score: npt.NDArray[np.float32]
+    rule: npt.NDArray[np.int8]
+    agreeing: npt.NDArray[np.bool_]
+    credited: npt.NDArray[np.bool_]
+    recent_days: npt.NDArray[np.int32]
+    recent_weight: npt.NDArray[np.float32]
+    death_day: npt.NDArray[np.int32]
+    degraded: npt.NDArray[np.bool_]
+
+
+def grade(
+    *,
+    features: EvidenceFeatures,
+    benefit_type: npt.NDArray[Any],
+    death_day: npt.NDArray[np.int32],
+    degraded: npt.NDArray[np.bool_],
+    policy: ScoringPolicy,
+) -> Grades:
+    """Grade every person; ``benefit_type`` is strings, or int codes into ``BENEFIT_TYPES``.
+
+    The score is in [0, 1] and banded by level so that it orders people across levels:
+    deceased 0; weak [0, 1/3) by long-window weight against ``long_min_weight``; medium
+    [1/3, 2/3] and strong [2/3, 1] by recent support, the sum over sources of
+    min(weight / min_weight, 1), against ``strong_sources`` and the number of sources.
+    A settling face pass scores 1.
+    """
+    n = features.n_persons
+    n_sources = len(policy.sources)
+    degraded = np.asarray(degraded, dtype=np.bool_)
+    if len(benefit_type) != n or len(death_day) != n or degraded.shape != (n_sources,):
+        raise ValueError(
+            "benefit_type and death_day need one element per person, degraded one per source"
+        )
+
+    rules = policy.rules
+    windows = policy.recent_windows
+    rule_set = benefit_rule_codes(benefit_type=benefit_type, policy=policy)
+    recent_days = np.array([r.recent for r in rules], dtype=np.int32)[rule_set]
+    min_weight = np.array([r.min_weight for r in rules], dtype=np.float32)[rule_set]
+    strong_sources = np.array([r.strong_sources for r in rules], dtype=np.int16)[rule_set]
+    long_min = np.array([r.long_min_weight for r in rules], dtype=np.float32)[rule_set]
+
+    if len(windows) == 1:
+        recent_weight = features.window_weight[0]
+    else:
+        window_of_set = np.array([windows.index(r.recent) for r in rules], dtype=np.intp)
+        recent_weight = features.window_weight[window_of_set[rule_set], np.arange(n)]
+
+    threshold = min_weight[:, None]
+    by_data = recent_weight >= threshold
+    # Outage guard: a degraded source's silence lowers nobody. Whoever showed enough from it
+    # over the long window (which reaches back before the outage) keeps it as agreeing.
+    credited = degraded[None, :] & ~by_data & (features.long_weight >= threshold)
+    agreeing = by_data | credited
+    n_agreeing = agreeing.sum(axis=1, dtype=np.int16)
+
+    as_of = features.as_of_day
+    dead = death_day >= 0
+    face = features.face_pass_day > as_of - recent_days
+    long_total = features.long_weight.sum(axis=1, dtype=np.float32)
+    conditions = [
+        dead,
+        face,
+        n_agreeing >= strong_sources,
+        n_agreeing >= 1,
+        long_total >= long_min,
+    ]
+    rule = np.select(conditions, list(range(len(conditions))), default=len(conditions))
+    rule = rule.astype(np.int8)
+    level = LEVEL_OF_RULE[rule]
+
+    support = np.where(credited, 1.0, np.minimum(recent_weight / threshold, 1.0)).sum(
+        axis=1, dtype=np.float32
+    )
+    third = np.float32(1 / 3)
+    score = np.select(
+        [
+            dead,
+            face,
+            level == LEVELS.index("strong"),
+            level == LEVELS.index("medium"),
+        ],
+        [
+            np.float32(0),
+            np.float32(1),
+            2 * third + third * np.minimum(support / n_sources, 1),
+            third + third * np.minimum(support / strong_sources, 1),
+        ],
+        default=third * np.minimum(long_total / long_min, 1),
+    ).astype(np.float32)
+
+    return Grades(
+        policy_version=policy.version,
+        level=level,
+        score=score,
+        rule=rule,
+        agreeing=agreeing,
+        credited=credited,
+        recent_days=recent_days,
+        recent_weight=recent_weight,
+        death_day=np.asarray(death_day, dtype=np.int32),
+        degraded=degraded,
+    )

@@ -1,0 +1,50 @@
+"""The one typed settings object; nothing else reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Engine settings, read from `LIVENESS_*` variables or a `.env` file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIVENESS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default="sqlite:///var/liveness.sqlite",
+        description="SQLAlchemy URL of the state database (SQLite file by default).",
+    )
+    evidence_dir: Path = Field(
+        default=Path("var/evidence"), description="Folder of the Parquet evidence store."
+    )
+    config_dir: Path = Field(
+        default=Path("config"), description="Folder holding scoring.toml and sources.toml."
+    )
+    debug: bool = Field(
+        default=False, description="Show tracebacks of unexpected errors (for developers)."
+    )
+    timezone: str = Field(
+        default="Asia/Shanghai", description="Local time zone of naive timestamps and of days."
+    )
+
+    @property
+    def scoring_policy_path(self) -> Path:
+        """Return the path of the scoring policy file."""
+        return self.config_dir / "scoring.toml"
+
+    @property
+    def sources_config_path(self) -> Path:
+        """Return the path of the sources configuration file."""
+        return self.config_dir / "sources.toml"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, validated once."""
+    return Settings()

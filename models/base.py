@@ -1,0 +1,191 @@
+"""Declarative base with a constraint naming convention, shared column types and enums."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, MetaData, Numeric, String
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(12, 2)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        """Store aware datetimes as UTC; naive ones are refused, they are a bug."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Base of every table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        dt.datetime: UtcDateTime,
+    }
+
+
+def enum_column(enum: type[StrEnum]) -> String:
+    """Return a string column wide enough for `enum`'s values (stored as text, not a DB enum)."""
+    return String(max(len(member.value) for member in enum))
+
+
+class BenefitType(StrEnum):
+    """Long-term benefits whose entitlement is certified."""
+
+    ENTERPRISE_PENSION = "enterprise_pension"
+    INSTITUTION_PENSION = "institution_pension"
+    RESIDENT_PENSION = "resident_pension"
+    WORK_INJURY_LONG_TERM = "work_injury_long_term"
+    SURVIVOR_PENSION = "survivor_pension"
+    UNEMPLOYMENT = "unemployment"
+
+
+class BenefitStatus(StrEnum):
+    """Payment status of a benefit."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    TERMINATED = "terminated"
+
+
+class DeliveryStatus(StrEnum):
+    """What became of a delivered file."""
+
+    LOADED = "loaded"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+
+
+class DeathMatch(StrEnum):
+    """How a death record was linked to the roll."""
+
+    ID_NUMBER = "id_number"
+    DEMOGRAPHIC = "demographic"
+    AMBIGUOUS = "ambiguous"
+    NAME_MISMATCH = "name_mismatch"
+    UNMATCHED = "unmatched"
+
+
+class RecordStatus(StrEnum):
+    """Lifecycle of a source record that others may correct or void."""
+
+    ACTIVE = "active"
+    VOIDED = "voided"
+
+
+class RunStatus(StrEnum):
+    """States of a certification run."""
+
+    RUNNING = "running"
+    PUBLISHED = "published"
+    FAILED = "failed"
+    STOPPED_BY_GUARD = "stopped_by_guard"
+
+
+class Level(StrEnum):
+    """Survival-evidence levels."""
+
+    STRONG = "strong"
+    MEDIUM = "medium"
+    WEAK = "weak"
+    DECEASED = "deceased"
+
+
+class CertificationSource(StrEnum):
+    """How an entitlement was certified."""
+
+    DATA_COMPARISON = "data_comparison"
+    FACE = "face"
+    VISIT = "visit"
+    COUNTER = "counter"
+    PROXY = "proxy"
+    CARRIED_OVER = "carried_over"
+
+
+class TaskKind(StrEnum):
+    """Kinds of review task."""
+
+    FACE_VERIFICATION = "face_verification"
+    HOME_VISIT = "home_visit"
+    DEATH_REVIEW = "death_review"
+
+
+class TaskStatus(StrEnum):
+    """Lifecycle of a review task."""
+
+    OPEN = "open"
+    CLAIMED = "claimed"
+    DONE = "done"
+    CLOSED_BY_DATA = "closed_by_data"
+    CANCELLED = "cancelled"
+
+
+class ListAction(StrEnum):
+    """What a list entry asks the payment system to do."""
+
+    SUSPEND = "suspend"
+    REINSTATE = "reinstate"
+    TERMINATE = "terminate"
+
+
+class ListReason(StrEnum):
+    """Why a list entry was made."""
+
+    DECEASED = "deceased"
+    LAPSED = "lapsed"
+    IMPRISONED = "imprisoned"
+    PROOF_OF_LIFE = "proof_of_life"
+    DEATH_RECORD_VOIDED = "death_record_voided"
+
+
+class ListEntryStatus(StrEnum):
+    """Whether the payment system may apply an entry yet."""
+
+    PUBLISHED = "published"
+    HELD = "held"
+
+
+class Role(StrEnum):
+    """Roles of API clients."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    GRID_WORKER = "grid_worker"
+    PAYMENT = "payment"
+    VERIFIER = "verifier"
+    NOTIFIER = "notifier"
+    AUDITOR = "auditor"

@@ -1,0 +1,51 @@
+"""Death evidence and civil-registration events: small in volume, decisive in effect."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Date, Float, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, DeathMatch, RecordStatus, enum_column, utcnow
+
+
+class DeathRecord(Base):
+    """A record saying someone died, and how (or whether) it matched the roll."""
+
+    __tablename__ = "death_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    record_id: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
+    id_number: Mapped[str | None] = mapped_column(String(32), index=True)
+    id_status: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(64))
+    sex: Mapped[str | None] = mapped_column(String(1))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    died_on: Mapped[dt.date] = mapped_column(Date)
+    recorded_on: Mapped[dt.date] = mapped_column(Date)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
+    match: Mapped[DeathMatch] = mapped_column(enum_column(DeathMatch))
+    confidence: Mapped[float] = mapped_column(Float)
+    status: Mapped[RecordStatus] = mapped_column(enum_column(RecordStatus))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("source", "record_id"),)
+
+
+class Deregistration(Base):
+    """A household-registration cancellation for a reason other than death."""
+
+    __tablename__ = "deregistrations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(64), unique=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
+    id_number: Mapped[str | None] = mapped_column(String(32), index=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    deregistered_on: Mapped[dt.date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(16))
+    new_id_number: Mapped[str | None] = mapped_column(String(32))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)

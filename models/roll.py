@@ -1,0 +1,68 @@
+"""The benefit roll: persons, their benefits, and the cards that link traces to them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, BenefitStatus, BenefitType, Money, enum_column, utcnow
+
+
+class Person(Base):
+    """Someone on the benefit roll; `id` is also the person's index in the evidence store."""
+
+    __tablename__ = "persons"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_ref: Mapped[str] = mapped_column(String(32), unique=True)
+    id_number: Mapped[str] = mapped_column(String(32), index=True)
+    id_status: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[dt.date] = mapped_column(Date)
+    region_code: Mapped[str] = mapped_column(String(6), index=True)
+    grid_code: Mapped[str] = mapped_column(String(32), index=True)
+    bank_account: Mapped[str | None] = mapped_column(String(40))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    benefits: Mapped[list[Benefit]] = relationship(back_populates="person")
+
+    __table_args__ = (Index("ix_persons_name_birth", "name", "birth_date"),)
+
+
+class Benefit(Base):
+    """One benefit a person draws, with its monthly amount and payment status."""
+
+    __tablename__ = "benefits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    benefit_type: Mapped[BenefitType] = mapped_column(enum_column(BenefitType))
+    monthly_amount: Mapped[Decimal] = mapped_column(Money)
+    benefit_start: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[BenefitStatus] = mapped_column(enum_column(BenefitStatus))
+    last_certified_on: Mapped[dt.date | None] = mapped_column(Date)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    person: Mapped[Person] = relationship(back_populates="benefits")
+
+    __table_args__ = (UniqueConstraint("person_id", "benefit_type"),)
+
+
+class Card(Base):
+    """A card number and the holder it links to, valid from issue to cancellation."""
+
+    __tablename__ = "cards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_no: Mapped[str] = mapped_column(String(32), unique=True)
+    card_kind: Mapped[str] = mapped_column(String(20))
+    id_number: Mapped[str] = mapped_column(String(32), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
+    issued_on: Mapped[dt.date] = mapped_column(Date)
+    cancelled_on: Mapped[dt.date | None] = mapped_column(Date)

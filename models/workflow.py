@@ -1,0 +1,85 @@
+"""Certifications, review tasks and the suspension / reinstatement list."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import (
+    Base,
+    CertificationSource,
+    ListAction,
+    ListEntryStatus,
+    ListReason,
+    Money,
+    TaskKind,
+    TaskStatus,
+    enum_column,
+    utcnow,
+)
+
+
+class Certification(Base):
+    """A confirmation that a person may keep drawing a benefit until `valid_until`."""
+
+    __tablename__ = "certifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    source: Mapped[CertificationSource] = mapped_column(enum_column(CertificationSource))
+    mark: Mapped[str] = mapped_column(String(32))
+    certified_on: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date] = mapped_column(Date)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    policy_version: Mapped[str | None] = mapped_column(String(64))
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ReviewTask(Base):
+    """A face verification or home visit opened for a person whose evidence is not strong."""
+
+    __tablename__ = "review_tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    kind: Mapped[TaskKind] = mapped_column(enum_column(TaskKind))
+    status: Mapped[TaskStatus] = mapped_column(enum_column(TaskStatus))
+    grid_code: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[float] = mapped_column(Float)
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    opened_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    closed_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    closed_on: Mapped[dt.date | None] = mapped_column(Date)
+    reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    outcome_detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_expires_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_review_tasks_grid_status", "grid_code", "status", "priority"),)
+
+
+class ListEntry(Base):
+    """An immutable line for the payment system; a correction is a new entry."""
+
+    __tablename__ = "list_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    benefit_id: Mapped[int] = mapped_column(ForeignKey("benefits.id"), index=True)
+    action: Mapped[ListAction] = mapped_column(enum_column(ListAction))
+    reason: Mapped[ListReason] = mapped_column(enum_column(ListReason))
+    effective_on: Mapped[dt.date] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[ListEntryStatus] = mapped_column(enum_column(ListEntryStatus))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,123 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liveness.scoring import ScoringPolicy, load_policy, reasons_for, reasons_frame, render_reasons
+from tests.liveness.scoring.test_grade import AS_OF, Outcome, run
+
+POLICY_PATH = Path(__file__).parents[3] / "config" / "scoring.toml"
+
+
+@pytest.fixture(scope="module")
+def policy() -> ScoringPolicy:
+    return load_policy(POLICY_PATH)
+
+
+@pytest.fixture(scope="module")
+def outcome(policy: ScoringPolicy) -> Outcome:
+    traces = [
+        (0, "transit.tap_face", 3),  # 2025-12-28
+        (0, "medical.outpatient", 11),  # 2025-12-20
+        (1, "medical.pharmacy", 40),
+        (1, "medical.outpatient", 41),
+        (2, "face.pass_app", 30),  # 2025-12-01
+        (3, "medical.outpatient", 20),
+        (3, "card_txn.pos_pin", 100),  # 2025-09-22, before the card feed collapsed
+        (4, "card_txn.pos_pin", 5),  # after the death on 2025-11-21
+        (4, "transit.tap", 2),
+        (6, "transit.tap", 200),
+    ]
+    return run(policy, traces, n_persons=7, death={4: 40}, degraded=("card_txn",))
+
+
+def frame(policy: ScoringPolicy, outcome: Outcome) -> list[dict]:
+    return reasons_frame(
+        grades=outcome.grades,
+        features=outcome.features,
+        as_of_day=AS_OF,
+        policy=policy,
+        post_death=outcome.post_death,
+    )
+
+
+def test_reasons_frame_holds_the_facts(policy: ScoringPolicy, outcome: Outcome) -> None:
+    reasons = frame(policy, outcome)
+    assert len(reasons) == 7
+    json.dumps(reasons)  # JSON-able as stored
+    first = reasons[0]
+    assert first["level"] == "strong" and first["rule"] == "sources_strong"
+    assert first["policy"] == policy.version and first["window"] == 90
+    assert first["sources"] == {
+        "transit": {"last": "2025-12-28", "recent_weight": 1.0, "agrees": True},
+        "medical": {"last": "2025-12-20", "recent_weight": 1.0, "agrees": True},
+    }
+    assert "degraded" not in first and "death" not in first
+    assert reasons[2]["face_pass"] == "2025-12-01"
+    assert reasons[3]["degraded"] == ["card_txn"]
+    assert reasons[3]["sources"]["card_txn"]["degraded"] is True
+    assert reasons[4]["death"] == "2025-11-21" and reasons[4]["post_death_traces"] == 2
+    assert reasons[5]["sources"] == {} and reasons[5]["rule"] == "no_evidence"
+
+
+def test_reasons_for_matches_the_frame(policy: ScoringPolicy, outcome: Outcome) -> None:
+    reasons = frame(policy, outcome)
+    for i in range(7):
+        one = reasons_for(
+            grades=outcome.grades,
+            features=outcome.features,
+            index=i,
+            as_of_day=AS_OF,
+            policy=policy,
+            post_death=outcome.post_death,
+        )
+        assert one == reasons[i]
+
+
+def test_render_strong_in_both_languages(policy: ScoringPolicy, outcome: Outcome) -> None:
+    reasons = frame(policy, outcome)[0]
+    assert render_reasons(reasons, lang="zh") == (
+        "强：近90天有2个独立来源（公交刷卡：最近2025-12-28，医保结算：最近2025-12-20）"
+    )
+    assert render_reasons(reasons, lang="en") == (
+        "strong: 2 independent sources in the last 90 days "
+        "(transit: last 2025-12-28; medical: last 2025-12-20)"
+    )
+
+
+def test_render_every_rule(policy: ScoringPolicy, outcome: Outcome) -> None:
+    reasons = frame(policy, outcome)
+    zh = [render_reasons(r, lang="zh") for r in reasons]
+    en = [render_reasons(r, lang="en") for r in reasons]
+    assert zh[1].startswith("中：近90天有1个来源（医保结算：最近")
+    assert "2025-12-01" in zh[2] and "刷脸" in zh[2]
+    assert "face verification passed" in en[2]
+    assert "市民卡交易数据中断" in zh[3] and "2025-09-22" in zh[3]
+    assert "card payments: last 2025-09-22 (source degraded)" in en[3]
+    assert zh[4].startswith("已故：死亡日期2025-11-21") and "2条" in zh[4]
+    assert "2 traces after death" in en[4]
+    assert zh[5] == "弱：近365天无足够活动痕迹"
+    assert "transit: last" in en[6] and en[6].startswith("weak")
+
+
+def test_bulk_reasons_scale(policy: ScoringPolicy) -> None:
+    n = 20_000
+    rng = np.random.default_rng(3)
+    kinds = [f"{s}.{k}" for s, k in policy.kinds]
+    traces = [
+        (int(p), kinds[int(k)], int(a))
+        for p, k, a in zip(
+            rng.integers(0, n, 60_000),
+            rng.integers(0, len(kinds), 60_000),
+            rng.integers(0, 400, 60_000),
+            strict=True,
+        )
+    ]
+    out = run(policy, traces, n_persons=n, degraded=("transit",))
+    reasons = frame(policy, out)
+    assert [r["level"] for r in reasons[:50]] == [
+        ("strong", "medium", "weak", "deceased")[x] for x in out.grades.level[:50]
+    ]
+    for r in reasons[:200]:
+        assert render_reasons(r, lang="zh") and render_reasons(r, lang="en")

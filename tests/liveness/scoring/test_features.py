@@ -1,0 +1,150 @@
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from liveness.scoring import ScoringPolicy, compute_features, load_policy, post_death_traces
+
+POLICY_PATH = Path(__file__).parents[3] / "config" / "scoring.toml"
+AS_OF = 20_453  # 2025-12-31
+
+
+@pytest.fixture(scope="module")
+def policy() -> ScoringPolicy:
+    return load_policy(POLICY_PATH)
+
+
+def random_traces(
+    policy: ScoringPolicy, *, seed: int, n_persons: int, n_traces: int
+) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, len(policy.kinds), n_traces).astype(np.int16)
+    # Days straddle every window edge, including traces after as_of that must be ignored.
+    day = rng.integers(AS_OF - 500, AS_OF + 5, n_traces).astype(np.int32)
+    edges = np.array([AS_OF - 90, AS_OF - 89, AS_OF - 180, AS_OF - 365, AS_OF - 364, AS_OF])
+    pick = rng.random(n_traces) < 0.2
+    day[pick] = rng.choice(edges, int(pick.sum())).astype(np.int32)
+    return {
+        "person_idx": rng.integers(0, n_persons, n_traces).astype(np.int32),
+        "source_code": policy.source_of_kind[kind],
+        "kind_code": kind,
+        "day": day,
+    }
+
+
+def reference(
+    policy: ScoringPolicy, traces: dict[str, np.ndarray], n_persons: int
+) -> dict[str, Any]:
+    n_sources = len(policy.sources)
+    windows = policy.recent_windows
+    last = np.full((n_persons, n_sources), -1)
+    sums: defaultdict[tuple[int, int, int], float] = defaultdict(float)
+    face = np.full(n_persons, -1)
+    for p, s, k, d in zip(*(traces[c].tolist() for c in traces), strict=True):
+        w = float(policy.weight_of_kind[k])
+        if w <= 0 or d > AS_OF:
+            continue
+        last[p, s] = max(last[p, s], d)
+        for window in (*windows, policy.long):
+            if d > AS_OF - window:
+                sums[window, p, s] += w
+        if policy.settles_of_kind[k]:
+            face[p] = max(face[p], d)
+    weight = {
+        window: np.array([[sums[window, p, s] for s in range(n_sources)] for p in range(n_persons)])
+        for window in (*windows, policy.long)
+    }
+    return {"last": last, "weight": weight, "face": face}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_features_match_reference(policy: ScoringPolicy, seed: int) -> None:
+    n_persons = 60
+    traces = random_traces(policy, seed=seed, n_persons=n_persons, n_traces=1500)
+    got = compute_features(**traces, n_persons=n_persons, as_of_day=AS_OF, policy=policy)
+    want = reference(policy, traces, n_persons)
+
+    assert got.last_day.dtype == np.int32
+    np.testing.assert_array_equal(got.last_day, want["last"])
+    np.testing.assert_array_equal(got.face_pass_day, want["face"])
+    for i, window in enumerate(policy.recent_windows):
+        np.testing.assert_allclose(got.window_weight[i], want["weight"][window], rtol=1e-5)
+    np.testing.assert_allclose(got.recent_weight, want["weight"][policy.recent], rtol=1e-5)
+    np.testing.assert_allclose(got.long_weight, want["weight"][policy.long], rtol=1e-5)
+    agreeing = (want["weight"][policy.recent] >= policy.default.min_weight).sum(axis=1)
+    np.testing.assert_array_equal(got.recent_sources, agreeing)
+    assert got.recent_weight.dtype == got.long_weight.dtype == np.float32
+
+
+def test_zero_weight_traces_are_not_evidence(policy: ScoringPolicy) -> None:
+    code = policy.kind_index[("card_txn", "auto_debit")]
+    got = compute_features(
+        person_idx=np.array([0, 0], dtype=np.int32),
+        source_code=policy.source_of_kind[[code, code]],
+        kind_code=np.array([code, code], dtype=np.int16),
+        day=np.array([AS_OF, AS_OF - 3], dtype=np.int32),
+        n_persons=2,
+        as_of_day=AS_OF,
+        policy=policy,
+    )
+    assert (got.last_day == -1).all()
+    assert (got.long_weight == 0).all()
+
+
+def test_no_traces_gives_empty_features(policy: ScoringPolicy) -> None:
+    empty = np.array([], dtype=np.int32)
+    got = compute_features(
+        person_idx=empty,
+        source_code=empty.astype(np.int8),
+        kind_code=empty.astype(np.int16),
+        day=empty,
+        n_persons=3,
+        as_of_day=AS_OF,
+        policy=policy,
+    )
+    assert got.last_day.shape == (3, len(policy.sources))
+    assert (got.face_pass_day == -1).all()
+    assert got.window_weight.shape == (len(policy.recent_windows), 3, len(policy.sources))
+
+
+def test_inconsistent_source_code_is_refused(policy: ScoringPolicy) -> None:
+    traces = random_traces(policy, seed=1, n_persons=5, n_traces=50)
+    traces["source_code"] = (traces["source_code"] + 1) % len(policy.sources)
+    with pytest.raises(ValueError, match="source_code"):
+        compute_features(**traces, n_persons=5, as_of_day=AS_OF, policy=policy)
+
+
+def test_person_out_of_range_is_refused(policy: ScoringPolicy) -> None:
+    traces = random_traces(policy, seed=1, n_persons=5, n_traces=50)
+    with pytest.raises(ValueError, match="person_idx"):
+        compute_features(**traces, n_persons=4, as_of_day=AS_OF, policy=policy)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_post_death_traces_match_reference(policy: ScoringPolicy, seed: int) -> None:
+    n_persons = 40
+    traces = random_traces(policy, seed=seed, n_persons=n_persons, n_traces=800)
+    rng = np.random.default_rng(seed)
+    death = np.where(rng.random(n_persons) < 0.5, rng.integers(AS_OF - 300, AS_OF, n_persons), -1)
+    death = death.astype(np.int32)
+    got = post_death_traces(
+        person_idx=traces["person_idx"],
+        kind_code=traces["kind_code"],
+        day=traces["day"],
+        death_day=death,
+        policy=policy,
+    )
+    want = np.zeros(n_persons, dtype=np.int64)
+    for p, k, d in zip(
+        traces["person_idx"].tolist(),
+        traces["kind_code"].tolist(),
+        traces["day"].tolist(),
+        strict=True,
+    ):
+        if death[p] >= 0 and d > death[p] and policy.weight_of_kind[k] > 0:
+            want[p] += 1
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+    assert want.sum() > 0
