@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -82,9 +82,16 @@ class Connector:
             Path(path), format=format or self.config.format, encoding=enc, batch_rows=batch_rows
         )
         self._check_columns(delivery.path, delivery.columns)
-        for chunk in delivery.chunks:
-            batch = self._normalise(chunk)
-            yield from _split(batch, batch_rows)
+        yield from self.read_chunks(delivery.chunks, batch_rows=batch_rows)
+
+    def read_chunks(self, chunks: Iterable[RawChunk], *, batch_rows: int) -> Iterator[Batch]:
+        """Normalise raw chunks from any transport into batches of at most ``batch_rows`` rows."""
+        for chunk in chunks:
+            yield from _split(self._normalise(chunk), batch_rows)
+
+    def check_columns(self, origin: Path, delivered: list[str]) -> None:
+        """Refuse a delivery whose columns (after renaming) lack a required one."""
+        self._check_columns(origin, delivered)
 
     # ---------------------------------------------------------------- mapping
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from connectors import ConnectorError
 from liveness.app import Services
 from liveness.db import session_scope
-from liveness.errors import LivenessError
+from liveness.errors import ConfigurationError, LivenessError
 from liveness.ingest import DeliveryReport, delivery_files, ingest_delivery
 from liveness.migrate import current_revision, upgrade
 from liveness.run import certify
@@ -139,6 +139,10 @@ def ingest_paths(
 ) -> list[DeliveryReport]:
     """Ingest every file under `paths`, each delivery in a transaction of its own."""
     services.require_schema()
+    if source not in services.source_configs:
+        raise ConfigurationError(
+            f"unknown source {source!r}; known sources: {', '.join(services.source_configs)}"
+        )
     context = services.ingest_context()
     reports = []
     for path in delivery_files(paths):

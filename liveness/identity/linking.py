@@ -75,7 +75,8 @@ def link_by_id_number(numbers: pd.Series, statuses: pd.Series, roll: RollIndex) 
     """Return the person id of each row whose normalised number is on the roll, else -1."""
     index = roll.by_number
     positions = index.index.get_indexer(numbers.astype(object).to_numpy())
-    person_id = np.where(positions >= 0, index.to_numpy()[positions], UNLINKED)
+    holders = np.append(index.to_numpy(), UNLINKED)  # position -1 reads the sentinel
+    person_id = holders[positions]
     usable = statuses.isin(USABLE_ID_STATUSES).to_numpy(dtype=bool)
     return np.where(usable, person_id, UNLINKED).astype(np.int32)
 

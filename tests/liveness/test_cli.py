@@ -1,0 +1,91 @@
+"""The command line as an operator uses it: clear errors, exit codes, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from liveness.cli import app
+from liveness.settings import get_settings
+from tests.liveness.conftest import REPO
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    get_settings.cache_clear()
+    yield {
+        "LIVENESS_DATABASE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
+        "LIVENESS_EVIDENCE_DIR": str(tmp_path / "evidence"),
+        "LIVENESS_CONFIG_DIR": str(REPO / "config"),
+    }
+    get_settings.cache_clear()
+
+
+def invoke(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env=env)
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert "Traceback" not in output
+    return result.exit_code, output
+
+
+def test_commands_refuse_a_database_without_schema(env: dict[str, str]) -> None:
+    code, output = invoke(env, "run", "--as-of", "2025-01-31")
+    assert code == 6
+    assert "liveness db upgrade" in output
+
+
+def test_a_run_without_a_roll_says_what_to_load(env: dict[str, str]) -> None:
+    assert invoke(env, "db", "upgrade")[0] == 0
+    code, output = invoke(env, "run", "--as-of", "2025-01-31")
+    assert code == 4
+    assert "registry" in output
+
+
+def test_unknown_source_and_missing_file(env: dict[str, str], tmp_path: Path) -> None:
+    invoke(env, "db", "upgrade")
+    code, output = invoke(env, "ingest", "--source", "weather", str(tmp_path))
+    assert code != 0 and "transit" in output
+    code, output = invoke(env, "ingest", "--source", "transit", str(tmp_path / "nope.csv"))
+    assert code != 0 and "nope.csv" in output
+
+
+def test_a_refused_file_reports_json_and_fails(env: dict[str, str], tmp_path: Path) -> None:
+    invoke(env, "db", "upgrade")
+    path = tmp_path / "transit.csv"
+    path.write_bytes(
+        "record_id,card_no,tapped_at,city_code\nT1,卡1,2025-01-01 08:00:00,1\n".encode("gb18030")
+    )
+    code, output = invoke(env, "ingest", "--source", "transit", "--json", str(path))
+    assert code == 3
+    report = json.loads(output.splitlines()[0])
+    assert report["status"] == "refused" and "byte" in report["error"]
+
+
+def test_simulate_ingest_and_run(env: dict[str, str], tmp_path: Path) -> None:
+    city = tmp_path / "city"
+    code, _ = invoke(
+        env, "simulate", "--out", str(city), "--persons", "300", "--days", "60", "--seed", "3"
+    )
+    assert code == 0
+    invoke(env, "db", "upgrade")
+    for source in ("registry", "cards", "transit", "card_txn", "medical", "face", "cremation",
+                   "deregistration"):  # fmt: skip
+        code, output = invoke(env, "ingest", "--source", source, "--json", str(city / source))
+        assert code == 0, output
+        for line in output.splitlines():
+            report = json.loads(line)
+            assert (
+                report["loaded"] + report["redelivered"] + report["quarantined"]
+                == report["rows_read"]
+            )
+    code, output = invoke(env, "run", "--as-of", "2025-03-01", "--json")
+    assert code == 0
+    report = json.loads(output)
+    assert report["persons"] == 300
+    assert sum(report["levels"].values()) == 300
