@@ -11,6 +11,7 @@ from connectors import ConnectorError, SourceConfig, load_source_configs
 from liveness.certification import load_certification_policy
 from liveness.db import make_engine, make_sessionmaker
 from liveness.errors import ConfigurationError, LivenessError
+from liveness.evidence.health import load_health_policy
 from liveness.evidence.store import EvidenceStore
 from liveness.ingest import IngestContext
 from liveness.migrate import current_revision
@@ -66,7 +67,8 @@ class Services:
         except PolicyError as error:
             raise ConfigurationError(str(error)) from None
         certification = load_certification_policy(self.settings.config_dir / "certification.toml")
-        return RunPolicies(scoring=scoring, certification=certification)
+        health = load_health_policy(self.settings.config_dir / "health.toml")
+        return RunPolicies(scoring=scoring, certification=certification, health=health)
 
     def ingest_context(self) -> IngestContext:
         """Return a fresh ingest context."""

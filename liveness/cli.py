@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,6 +20,13 @@ from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError, LivenessError
 from liveness.ingest import DeliveryReport, delivery_files, ingest_delivery
+from liveness.ingest.queries import (
+    delivery_log,
+    quarantined_rows,
+    unmatched_death_records,
+    unmatched_evidence,
+)
+from liveness.ingest.traces import TRACE_SOURCES
 from liveness.migrate import current_revision, upgrade
 from liveness.run import certify
 from liveness.settings import get_settings
@@ -31,6 +39,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Manage the state database's schema.")
 app.add_typer(db_app, name="db")
+quarantine_app = typer.Typer(no_args_is_help=True, help="Rows that could not be understood.")
+app.add_typer(quarantine_app, name="quarantine")
 
 console = Console()
 errors = Console(stderr=True)
@@ -201,6 +211,8 @@ def print_run_report(report: dict[str, Any]) -> None:
     table.add_row(
         "persons with traces after death", f"{report['persons_with_traces_after_death']:,}"
     )
+    for source, days in report["degraded_sources"].items():
+        table.add_row(f"degraded source: {source}", f"{len(days)} days, last {days[-1]}")
     table.add_row("policy version", report["policy_version"])
     console.print(table)
 
@@ -238,6 +250,94 @@ def demo(
     from liveness.demo import run_demo
 
     run_demo(persons=persons, days=days, seed=seed, out=out, console=console)
+
+
+def print_frame(frame: pd.DataFrame, *, title: str, json_output: bool) -> None:
+    """Print a table for people, or one JSON object per row with --json."""
+    if json_output:
+        for record in frame.to_dict("records"):
+            sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        return
+    table = Table(title=f"{title} ({len(frame):,})")
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*("" if pd.isna(value) else str(value) for value in row))
+    console.print(table)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+SourceFilter = Annotated[str | None, typer.Option(help="Only this source.")]
+
+
+@app.command()
+@boundary
+def deliveries(
+    source: SourceFilter = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
+    json_output: JsonOption = False,
+) -> None:
+    """List the delivery log: every file, its checksum and the fate of its rows."""
+    services = _services()
+    services.require_schema()
+    with session_scope(services.sessions) as session:
+        frame = delivery_log(session, source=source, limit=limit)
+    shown = frame if json_output else frame.drop(columns=["checksum", "error"])
+    print_frame(shown, title="deliveries", json_output=json_output)
+
+
+@quarantine_app.command("list")
+@boundary
+def quarantine_list(
+    source: SourceFilter = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many rows at most.")] = 100,
+    json_output: JsonOption = False,
+) -> None:
+    """List quarantined rows: file, line, reason and raw text."""
+    services = _services()
+    services.require_schema()
+    with session_scope(services.sessions) as session:
+        frame = quarantined_rows(session, source=source, limit=limit)
+    print_frame(frame, title="quarantined rows", json_output=json_output)
+
+
+@quarantine_app.command("export")
+@boundary
+def quarantine_export(
+    out: Annotated[Path, typer.Option(help="CSV file to write.")],
+    source: SourceFilter = None,
+) -> None:
+    """Export every quarantined row to a CSV file (UTF-8 with BOM, for spreadsheets)."""
+    services = _services()
+    services.require_schema()
+    with session_scope(services.sessions) as session:
+        frame = quarantined_rows(session, source=source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False, encoding="utf-8-sig")
+    console.print(f"{len(frame):,} quarantined rows written to {out}")
+
+
+@app.command()
+@boundary
+def unmatched(
+    source: SourceFilter = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List evidence that matched nobody on the roll (kept, never dropped) and death records."""
+    services = _services()
+    services.require_schema()
+    sources = TRACE_SOURCES if source is None else (source,)
+    with session_scope(services.sessions) as session:
+        traces = unmatched_evidence(session, store=services.store, sources=sources)
+        deaths = unmatched_death_records(session)
+    if source is not None:
+        deaths = deaths[deaths["source"] == source]
+    if json_output:
+        print_frame(traces.assign(kind="trace"), title="", json_output=True)
+        print_frame(deaths.assign(kind="death_record"), title="", json_output=True)
+        return
+    print_frame(traces, title="traces that matched nobody, by key", json_output=False)
+    print_frame(deaths, title="death records that act on nobody", json_output=False)
 
 
 def main() -> None:

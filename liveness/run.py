@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from liveness.certification import CertificationPolicy, certify_silently
 from liveness.errors import RollMissing
+from liveness.evidence.health import HealthPolicy, source_health
 from liveness.evidence.store import EvidenceStore, day_from_number, day_number
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.lists import suspend_deceased
@@ -56,6 +57,7 @@ class RunPolicies:
 
     scoring: ScoringPolicy
     certification: CertificationPolicy
+    health: HealthPolicy
 
 
 class _Stopwatch:
@@ -175,6 +177,13 @@ def certify(
         dense[ids] = np.arange(len(ids))
         traces = _traces(session, store=store, policy=scoring, as_of=as_of, dense=dense)
         deaths = _death_evidence(session, as_of)
+        # A source that collapsed in the recent window is degraded for this run: its silence
+        # lowers nobody (the grading credits what the person showed before the outage).
+        outages = source_health(
+            session, sources=scoring.sources,
+            first_day=as_of - dt.timedelta(days=scoring.recent - 1), last_day=as_of,
+            policy=policies.health,
+        )  # fmt: skip
 
     with watch.stage("grade"):
         as_of_day = day_number(as_of)
@@ -189,7 +198,7 @@ def certify(
             person_idx=traces["person"], source_code=traces["source"], kind_code=traces["kind"],
             day=traces["day"], n_persons=len(roll), as_of_day=as_of_day, policy=scoring,
         )  # fmt: skip
-        degraded = np.zeros(len(scoring.sources), dtype=bool)
+        degraded = np.array([bool(outages[source]) for source in scoring.sources])
         grades = grade(
             features=features, benefit_type=roll["benefit_type"].to_numpy(),
             death_day=death_day, degraded=degraded, policy=scoring,
@@ -264,7 +273,7 @@ def certify(
     run.report = _report(
         as_of=as_of, assessed=assessed, post_death=post_death, certified=certified,
         routing=routing, death_reviews=death_reviews, entries=entries, deaths=deaths,
-        traces=len(traces["day"]), policies=policies, timings=watch.seconds,
+        traces=len(traces["day"]), policies=policies, timings=watch.seconds, outages=outages,
     )  # fmt: skip
     run.status = RunStatus.PUBLISHED
     run.finished_at = utcnow()
@@ -275,7 +284,7 @@ def certify(
 def _report(
     *, as_of: dt.date, assessed: pd.DataFrame, post_death: np.ndarray, certified: int,
     routing: Any, death_reviews: int, entries: list[Any], deaths: pd.DataFrame, traces: int,
-    policies: RunPolicies, timings: dict[str, float],
+    policies: RunPolicies, timings: dict[str, float], outages: dict[str, list[dt.date]],
 ) -> dict[str, Any]:  # fmt: skip
     """Summarise a run for operators: levels, tasks, list entries and amounts, timings."""
     levels = assessed["level"].value_counts()
@@ -296,7 +305,10 @@ def _report(
         "overpayment_total": str(sum((entry.amount for entry in suspended), start=0)),
         "persons_with_traces_after_death": int((post_death > 0).sum()),
         "death_records_for_review": int((deaths["match"] == DeathMatch.NAME_MISMATCH).sum()),
-        "degraded_sources": [],
+        "degraded_sources": {
+            source: [day.isoformat() for day in days] for source, days in outages.items() if days
+        },
+        "health_policy_version": policies.health.version,
         "trace_sources": list(TRACE_SOURCES),
         "timings_s": timings,
         "first_day_of_window": day_from_number(

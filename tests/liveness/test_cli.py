@@ -89,3 +89,50 @@ def test_simulate_ingest_and_run(env: dict[str, str], tmp_path: Path) -> None:
     report = json.loads(output)
     assert report["persons"] == 300
     assert sum(report["levels"].values()) == 300
+
+
+def test_the_delivery_log_quarantine_and_unmatched_evidence_are_listable(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    invoke(env, "db", "upgrade")
+    registry = tmp_path / "registry.csv"
+    registry.write_text(
+        "person_ref,id_number,name,sex,birth_date,benefit_type,monthly_amount,benefit_start,region_code,grid_code,status\n"
+        "P1,330702194501011230,张三,M,1945-01-01,enterprise_pension,3000.00,2005-01-01,330702,G1,active\n"
+    )
+    medical = tmp_path / "medical.csv"
+    medical.write_text(
+        "record_id,id_number,visit_at,institution_code,visit_type\n"
+        "M1,330702194501011230,2025-02-01 09:00:00,H1,outpatient\n"
+        "M2,110101195001011234,2025-02-02 09:00:00,H1,outpatient\n"  # nobody on the roll
+        "M3,330702194501011230,2025-02-03 09:00:00,H1,fortune_telling\n"
+    )
+    invoke(env, "ingest", "--source", "registry", str(registry))
+    code, _ = invoke(env, "ingest", "--source", "medical", str(medical))
+    assert code == 0
+
+    code, output = invoke(env, "deliveries", "--json")
+    log = [json.loads(line) for line in output.splitlines()]
+    assert [
+        (d["source"], d["read"], d["loaded"], d["quarantined"], d["unmatched"]) for d in log
+    ] == [
+        ("medical", 3, 2, 1, 1),
+        ("registry", 1, 1, 0, 0),
+    ]
+
+    code, output = invoke(env, "quarantine", "list", "--json")
+    (row,) = [json.loads(line) for line in output.splitlines()]
+    assert (row["file"], row["line"]) == ("medical.csv", 4)
+    assert "fortune_telling" in row["reason"] and row["raw"].startswith("M3,")
+
+    exported = tmp_path / "out" / "quarantine.csv"
+    assert invoke(env, "quarantine", "export", "--out", str(exported))[0] == 0
+    assert "fortune_telling" in exported.read_text(encoding="utf-8-sig")
+
+    code, output = invoke(env, "unmatched", "--json")
+    (trace,) = [json.loads(line) for line in output.splitlines()]
+    assert (trace["source"], trace["link_key"], trace["rows"]) == (
+        "medical",
+        "110101195001011234",
+        1,
+    )

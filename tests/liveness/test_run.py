@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,6 +76,12 @@ def test_run_grades_everyone_and_publishes(certified_city, city: Path) -> None: 
     assert assessed == len(truth)
     assert tasks.get(TaskKind.FACE_VERIFICATION, 0) == run.report["levels"]["medium"]
     assert tasks.get(TaskKind.HOME_VISIT, 0) == run.report["levels"]["weak"]
+
+
+def test_a_silent_source_is_reported_degraded(certified_city, city: Path) -> None:  # type: ignore[no-untyped-def]
+    _, run, _ = certified_city
+    anomalies = json.loads((city / "anomalies.json").read_text())
+    assert run.report["degraded_sources"]["card_txn"] == anomalies["silent"]["days"]
 
 
 def test_deaths_with_a_record_are_suspended_and_nobody_alive_is(certified_city, city: Path) -> None:  # type: ignore[no-untyped-def]
