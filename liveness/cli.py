@@ -13,6 +13,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.progress import Progress, TextColumn
 from rich.table import Table
 
 from connectors import ConnectorError
@@ -146,6 +147,7 @@ def ingest_paths(
     paths: list[Path],
     format: str | None = None,
     encoding: str | None = None,
+    show_progress: bool = False,
 ) -> list[DeliveryReport]:
     """Ingest every file under `paths`, each delivery in a transaction of its own."""
     services.require_schema()
@@ -154,15 +156,25 @@ def ingest_paths(
             f"unknown source {source!r}; known sources: {', '.join(services.source_configs)}"
         )
     context = services.ingest_context()
+    files = delivery_files(paths)
     reports = []
-    for path in delivery_files(paths):
-        with session_scope(services.sessions) as session:
-            reports.append(
-                ingest_delivery(
-                    session, source=source, path=path, context=context, format=format,
-                    encoding=encoding,
-                )
-            )  # fmt: skip
+    columns = (*Progress.get_default_columns(), TextColumn("{task.fields[rows]:,} rows"))
+    with Progress(*columns, console=errors, disable=not show_progress) as progress:
+        task = progress.add_task(f"ingesting {source}", total=len(files), rows=0)
+
+        def advance_rows(rows: int) -> None:
+            progress.update(task, rows=progress.tasks[task].fields["rows"] + rows)
+
+        for path in files:
+            progress.update(task, description=f"{source}: {path.name}")
+            with session_scope(services.sessions) as session:
+                reports.append(
+                    ingest_delivery(
+                        session, source=source, path=path, context=context, format=format,
+                        encoding=encoding, on_batch=advance_rows,
+                    )
+                )  # fmt: skip
+            progress.advance(task)
     return reports
 
 
@@ -183,8 +195,9 @@ def ingest(
 ) -> None:
     """Load deliveries of one source: every row is loaded, a re-delivery, or quarantined."""
     reports = ingest_paths(
-        _services(), source=source, paths=paths, format=format, encoding=encoding
-    )
+        _services(), source=source, paths=paths, format=format, encoding=encoding,
+        show_progress=not json_output and errors.is_terminal,
+    )  # fmt: skip
     if json_output:
         for report in reports:
             sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")

@@ -62,7 +62,7 @@ def load_health_policy(path: Path) -> HealthPolicy:
 def degraded_days(volumes: pd.Series, *, policy: HealthPolicy) -> pd.Series:
     """Mark each day of a daily volume series (missing days are zero) that collapsed."""
     if volumes.empty:
-        return pd.Series(dtype=bool)
+        return pd.Series(dtype=bool, index=pd.DatetimeIndex([]))
     index = pd.date_range(volumes.index.min(), volumes.index.max(), freq="D")
     daily = volumes.reindex(index, fill_value=0).astype(float)
     trailing = daily.shift(1).rolling(policy.trailing_days, min_periods=policy.min_history_days)

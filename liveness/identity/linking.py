@@ -107,21 +107,21 @@ class CardIndex:
 
 
 def _days(dates: pd.Series) -> pd.Series:
-    stamps = pd.to_datetime(dates)
-    days = (stamps - pd.Timestamp("1970-01-01")).dt.days
-    return days.astype("float64")
+    """Return dates as float day numbers (NaN where missing), whatever the column's dtype."""
+    stamps = pd.to_datetime(pd.Series(dates, dtype=object), errors="coerce")
+    days = stamps.to_numpy(dtype="datetime64[D]").astype("int64").astype("float64")
+    return pd.Series(np.where(stamps.isna().to_numpy(), np.nan, days), index=dates.index)
 
 
 def link_by_card(card_nos: pd.Series, days: np.ndarray, cards: CardIndex) -> np.ndarray:
     """Return the holder of each row's card if the card was valid that day, else -1."""
     positions = cards.by_card_no.get_indexer(card_nos.astype(object).to_numpy())
-    found = positions >= 0
-    safe = np.where(found, positions, 0)
-    issued = cards.cards["issued_day"].to_numpy()[safe]
-    cancelled = cards.cards["cancelled_day"].to_numpy()[safe]
-    holder = cards.cards["person_id"].to_numpy()[safe]
+    # Position -1 (no such card) reads a sentinel card that is never valid.
+    issued = np.append(cards.cards["issued_day"].to_numpy(), np.inf)[positions]
+    cancelled = np.append(cards.cards["cancelled_day"].to_numpy(), -np.inf)[positions]
+    holder = np.append(cards.cards["person_id"].to_numpy(), UNLINKED)[positions]
     # A card stops being valid on its cancellation day.
-    valid = found & (days >= issued) & (days < cancelled)
+    valid = (days >= issued) & (days < cancelled)
     return np.where(valid, holder, UNLINKED).astype(np.int32)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -138,8 +138,12 @@ def ingest_delivery(
     context: IngestContext,
     format: str | None = None,
     encoding: str | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> DeliveryReport:
-    """Load one delivered file; a refused file leaves only its refusal in the delivery log."""
+    """Load one delivered file; a refused file leaves only its refusal in the delivery log.
+
+    `on_batch`, if given, is called with the rows read after each batch (for progress bars).
+    """
     try:
         connector = get_connector(source, context.configs)
     except ConnectorError as error:
@@ -190,6 +194,8 @@ def ingest_delivery(
             report.loaded += loaded
             report.redelivered += redelivered
             report.unmatched += unmatched
+            if on_batch is not None:
+                on_batch(batch.rows_read)
         savepoint.commit()
     except ConnectorError as error:
         savepoint.rollback()
