@@ -31,6 +31,7 @@ from liveness.ingest.traces import TRACE_SOURCES
 from liveness.migrate import current_revision, upgrade
 from liveness.run import certify
 from liveness.settings import get_settings
+from models import RunStatus
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -226,6 +227,13 @@ def print_run_report(report: dict[str, Any]) -> None:
     )
     for source, days in report["degraded_sources"].items():
         table.add_row(f"degraded source: {source}", f"{len(days)} days, last {days[-1]}")
+    guard = report.get("guard", {})
+    if guard.get("previous_run_id") is not None:
+        table.add_row(
+            "lowered since the previous run",
+            f"{guard['downgraded']:,} ({guard['downgrade_share']:.2%})"
+            + (" [red]guard overridden[/]" if guard.get("overridden") else ""),
+        )
     table.add_row("policy version", report["policy_version"])
     console.print(table)
 
@@ -237,16 +245,37 @@ def run_command(
         dt.datetime, typer.Option("--as-of", formats=["%Y-%m-%d"], help="Date the run is as of.")
     ],
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    override_guard: Annotated[
+        bool,
+        typer.Option(
+            "--override-guard",
+            help="Publish even if the mass-downgrade breaker trips (recorded in the report).",
+        ),
+    ] = False,
 ) -> None:
     """Grade everyone as of a date, open reviews, and publish suspensions."""
     services = _services()
     services.require_schema()
     with session_scope(services.sessions) as session:
-        run = certify(session, as_of=as_of.date(), store=services.store, policies=services.policies)
+        run = certify(
+            session, as_of=as_of.date(), store=services.store, policies=services.policies,
+            override_guard=override_guard,
+        )  # fmt: skip
     if json_output:
-        sys.stdout.write(json.dumps({"run_id": run.id, **run.report}, ensure_ascii=False) + "\n")
-    else:
+        payload = {"run_id": run.id, "status": run.status, **run.report}
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    elif run.status == RunStatus.PUBLISHED:
         print_run_report(run.report)
+    if run.status == RunStatus.STOPPED_BY_GUARD:
+        guard = run.report["guard"]
+        errors.print(
+            f"[bold red]run {run.id} stopped by the mass-downgrade guard, nothing published:[/] "
+            + "; ".join(guard["reasons"])
+            + f"\ntransitions: {guard['transitions']}\n"
+            "check the sources (liveness deliveries), then rerun, or rerun with --override-guard",
+            highlight=False,
+        )
+        raise typer.Exit(7)
 
 
 @app.command()

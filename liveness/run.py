@@ -22,6 +22,7 @@ from liveness.certification import CertificationPolicy, certify_silently
 from liveness.evidence.health import HealthPolicy
 from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore, day_from_number, day_number
+from liveness.guard import check_downgrades
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.lists import suspend_deceased
 from liveness.review import open_death_reviews, route_reviews
@@ -71,8 +72,13 @@ def certify(
     as_of: dt.date,
     store: EvidenceStore,
     policies: RunPolicies,
+    override_guard: bool = False,
 ) -> Run:
-    """Run certification as of `as_of` and publish its results in the caller's transaction."""
+    """Run certification as of `as_of` and publish its results in the caller's transaction.
+
+    A run that the mass-downgrade breaker stops is stored with status `stopped_by_guard` and
+    its report, and publishes nothing; `override_guard` publishes it anyway, on record.
+    """
     watch = _Stopwatch()
     scoring = policies.scoring
     run = Run(
@@ -104,6 +110,25 @@ def certify(
             score=grades.score.astype(float).round(4),
             reasons=reasons,
         )
+
+    with watch.stage("guard"):
+        verdict = check_downgrades(
+            session, run=run, assessed=assessed, policy=policies.certification.guard
+        )
+    if verdict.tripped and not override_guard:
+        run.report = {
+            "as_of": as_of.isoformat(),
+            "policy_version": scoring.version,
+            "persons": len(assessed),
+            "levels": {level: int((assessed["level"] == level).sum()) for level in LEVELS},
+            "guard": {**verdict.as_dict(), "overridden": False},
+            "degraded_sources": _outage_days(snapshot.outages),
+            "timings_s": watch.seconds,
+        }
+        run.status = RunStatus.STOPPED_BY_GUARD
+        run.finished_at = utcnow()
+        session.flush()
+        return run
 
     with watch.stage("publish"):
         session.execute(
@@ -163,6 +188,7 @@ def certify(
         traces=len(snapshot.traces["day"]), policies=policies, timings=watch.seconds,
         outages=snapshot.outages,
     )  # fmt: skip
+    run.report["guard"] = {**verdict.as_dict(), "overridden": verdict.tripped and override_guard}
     run.status = RunStatus.PUBLISHED
     run.finished_at = utcnow()
     session.flush()
@@ -193,9 +219,7 @@ def _report(
         "overpayment_total": str(sum((entry.amount for entry in suspended), start=0)),
         "persons_with_traces_after_death": int((post_death > 0).sum()),
         "death_records_for_review": int((deaths["match"] == DeathMatch.NAME_MISMATCH).sum()),
-        "degraded_sources": {
-            source: [day.isoformat() for day in days] for source, days in outages.items() if days
-        },
+        "degraded_sources": _outage_days(outages),
         "health_policy_version": policies.health.version,
         "trace_sources": list(TRACE_SOURCES),
         "timings_s": timings,
@@ -203,3 +227,8 @@ def _report(
             day_number(as_of) - policies.scoring.long + 1
         ).isoformat(),
     }
+
+
+def _outage_days(outages: dict[str, list[dt.date]]) -> dict[str, list[str]]:
+    """Return the degraded days of each degraded source as ISO dates."""
+    return {source: [day.isoformat() for day in days] for source, days in outages.items() if days}

@@ -24,6 +24,15 @@ class CyclePolicy:
 
 
 @dataclass(frozen=True)
+class GuardPolicy:
+    """When a run stops before publishing because it would lower too many people at once."""
+
+    max_downgrade_share: float
+    max_new_deceased_share: float
+    min_persons: int
+
+
+@dataclass(frozen=True)
 class CertificationPolicy:
     """The workflow numbers: cycles per benefit type, review deadlines, payment day."""
 
@@ -33,6 +42,7 @@ class CertificationPolicy:
     visit_due_days: int
     death_review_due_days: int
     payment_day: int
+    guard: GuardPolicy
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
 
     def cycle_for(self, benefit_type: str) -> CyclePolicy:
@@ -45,6 +55,13 @@ def _positive_int(table: Mapping[str, Any], key: str, where: str, origin: str) -
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigurationError(f"{origin}: {where}.{key} must be a positive integer")
     return value
+
+
+def _share(table: Mapping[str, Any], key: str, origin: str) -> float:
+    value = table.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 1:
+        raise ConfigurationError(f"{origin}: guard.{key} must be a number in (0, 1]")
+    return float(value)
 
 
 def load_certification_policy(path: Path) -> CertificationPolicy:
@@ -73,6 +90,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         )
     review = document.get("review", {})
     payment = document.get("payment", {})
+    guard = document.get("guard", {})
     payment_day = _positive_int(payment, "day_of_month", "payment", origin)
     if payment_day > 28:
         raise ConfigurationError(f"{origin}: payment.day_of_month must be 1 to 28")
@@ -83,5 +101,10 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         visit_due_days=_positive_int(review, "visit_due_days", "review", origin),
         death_review_due_days=_positive_int(review, "death_review_due_days", "review", origin),
         payment_day=payment_day,
+        guard=GuardPolicy(
+            max_downgrade_share=_share(guard, "max_downgrade_share", origin),
+            max_new_deceased_share=_share(guard, "max_new_deceased_share", origin),
+            min_persons=_positive_int(guard, "min_persons", "guard", origin),
+        ),
         overrides=overrides,
     )

@@ -1,0 +1,98 @@
+"""The mass-downgrade breaker: stop a run that would lower too many people at once."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from liveness.certification.policy import GuardPolicy
+from liveness.db import query_frame
+from models import Assessment, Run, RunStatus
+
+# Lower is worse; deceased is counted on its own, not as a lowered level.
+LEVEL_RANK = {"weak": 0, "medium": 1, "strong": 2}
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """What the breaker saw against the previous run, and whether it trips."""
+
+    previous_run_id: int | None
+    compared: int
+    downgraded: int
+    newly_deceased: int
+    downgrade_share: float
+    new_deceased_share: float
+    transitions: dict[str, int]
+    tripped: bool
+    reasons: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the verdict for the run report."""
+        return asdict(self)
+
+
+def previous_levels(session: Session, *, before: Run) -> tuple[int | None, pd.DataFrame]:
+    """Return the latest published run before `before` and its levels per person."""
+    previous = session.scalars(
+        select(Run)
+        .where(Run.status == RunStatus.PUBLISHED, Run.as_of <= before.as_of, Run.id != before.id)
+        .order_by(Run.as_of.desc(), Run.id.desc())
+        .limit(1)
+    ).first()
+    if previous is None:
+        return None, pd.DataFrame(
+            {"person_id": pd.Series(dtype="int64"), "previous": pd.Series(dtype=object)}
+        )
+    levels = query_frame(
+        session,
+        select(Assessment.person_id, Assessment.level).where(Assessment.run_id == previous.id),
+        ["person_id", "previous"],
+    )
+    levels["previous"] = levels["previous"].astype(object).map(str)
+    return previous.id, levels
+
+
+def check_downgrades(
+    session: Session, *, run: Run, assessed: pd.DataFrame, policy: GuardPolicy
+) -> GuardVerdict:
+    """Compare the run's levels with the previous run's and decide whether the breaker trips."""
+    previous_id, previous = previous_levels(session, before=run)
+    both = assessed[["person_id", "level"]].merge(previous, on="person_id", how="inner")
+    was_dead = both["previous"] == "deceased"
+    now_dead = both["level"] == "deceased"
+    rank_now = both["level"].map(LEVEL_RANK).astype(float).to_numpy()
+    rank_before = both["previous"].map(LEVEL_RANK).astype(float).to_numpy()
+    lowered = rank_now < rank_before  # NaN (deceased on either side) compares False
+    newly_deceased = (now_dead & ~was_dead).to_numpy(dtype=bool)
+    compared = len(both)
+    changed = both.loc[lowered | newly_deceased]
+    transitions = (changed["previous"] + "->" + changed["level"]).value_counts().sort_index()
+    down_share = float(lowered.sum()) / compared if compared else 0.0
+    dead_share = float(newly_deceased.sum()) / compared if compared else 0.0
+    reasons = []
+    if lowered.sum() >= policy.min_persons and down_share > policy.max_downgrade_share:
+        reasons.append(
+            f"{int(lowered.sum()):,} of {compared:,} people ({down_share:.1%}) would be lowered, "
+            f"more than the policy's {policy.max_downgrade_share:.1%}"
+        )
+    if newly_deceased.sum() >= policy.min_persons and dead_share > policy.max_new_deceased_share:
+        reasons.append(
+            f"{int(newly_deceased.sum()):,} of {compared:,} people ({dead_share:.1%}) would be "
+            f"newly graded deceased, more than the policy's {policy.max_new_deceased_share:.1%}"
+        )
+    return GuardVerdict(
+        previous_run_id=previous_id,
+        compared=compared,
+        downgraded=int(lowered.sum()),
+        newly_deceased=int(newly_deceased.sum()),
+        downgrade_share=round(down_share, 6),
+        new_deceased_share=round(dead_share, 6),
+        transitions={str(k): int(v) for k, v in transitions.items()},
+        tripped=bool(reasons),
+        reasons=reasons,
+    )

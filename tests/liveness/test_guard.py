@@ -1,0 +1,123 @@
+"""The mass-downgrade breaker: a run that would lower too many people stops before publishing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from liveness.certification.policy import GuardPolicy
+from liveness.db import session_scope
+from liveness.guard import check_downgrades
+from liveness.run import certify
+from models import Assessment, EvidencePart, ListEntry, Person, Run, RunStatus
+from tests.liveness.test_run import AS_OF
+
+POLICY = GuardPolicy(max_downgrade_share=0.02, max_new_deceased_share=0.02, min_persons=3)
+
+
+def _previous_run(session: Session, levels: list[str]) -> list[int]:
+    ids = []
+    for n, _ in enumerate(levels):
+        person = Person(
+            person_ref=f"G{n}", id_number=f"X{n}", id_status="valid", name="某", sex="M",
+            birth_date=dt.date(1950, 1, 1), region_code="330702", grid_code="G",
+        )  # fmt: skip
+        session.add(person)
+        session.flush()
+        ids.append(person.id)
+    run = Run(as_of=dt.date(2025, 1, 31), status=RunStatus.PUBLISHED, policy_version="p")
+    session.add(run)
+    session.flush()
+    session.add_all(
+        Assessment(
+            run_id=run.id,
+            person_id=pid,
+            level=level,
+            score=0.5,
+            rule="r",
+            reasons={},
+            policy_version="p",
+        )
+        for pid, level in zip(ids, levels, strict=True)
+    )
+    session.flush()
+    return ids
+
+
+def _current(session: Session) -> Run:
+    run = Run(as_of=dt.date(2025, 2, 28), status=RunStatus.RUNNING, policy_version="p")
+    session.add(run)
+    session.flush()
+    return run
+
+
+def test_few_changes_pass_and_many_lowered_levels_trip(session: Session) -> None:
+    ids = _previous_run(session, ["strong"] * 100)
+    run = _current(session)
+    two_lowered = pd.DataFrame({"person_id": ids, "level": ["medium"] * 2 + ["strong"] * 98})
+    verdict = check_downgrades(session, run=run, assessed=two_lowered, policy=POLICY)
+    assert not verdict.tripped and verdict.downgraded == 2
+    five_lowered = pd.DataFrame({"person_id": ids, "level": ["weak"] * 5 + ["strong"] * 95})
+    verdict = check_downgrades(session, run=run, assessed=five_lowered, policy=POLICY)
+    assert verdict.tripped and verdict.transitions == {"strong->weak": 5}
+    assert "5 of 100" in verdict.reasons[0]
+
+
+def test_a_wave_of_new_deaths_trips_and_upgrades_never_do(session: Session) -> None:
+    ids = _previous_run(session, ["medium"] * 50)
+    run = _current(session)
+    upgraded = pd.DataFrame({"person_id": ids, "level": ["strong"] * 50})
+    assert not check_downgrades(session, run=run, assessed=upgraded, policy=POLICY).tripped
+    dead = pd.DataFrame({"person_id": ids, "level": ["deceased"] * 4 + ["medium"] * 46})
+    verdict = check_downgrades(session, run=run, assessed=dead, policy=POLICY)
+    assert verdict.tripped and verdict.newly_deceased == 4 and verdict.downgraded == 0
+
+
+def test_the_first_run_has_nothing_to_compare_with(session: Session) -> None:
+    run = _current(session)
+    assessed = pd.DataFrame({"person_id": [1, 2], "level": ["weak", "weak"]})
+    verdict = check_downgrades(session, run=run, assessed=assessed, policy=POLICY)
+    assert verdict.previous_run_id is None and not verdict.tripped
+
+
+def test_losing_a_source_stops_the_run_until_an_operator_overrides(certified_city) -> None:  # type: ignore[no-untyped-def]
+    services, first, _ = certified_city
+    with session_scope(services.sessions) as session:
+        # A partition lost from the store: the data is gone, the people are not.
+        session.execute(delete(EvidencePart).where(EvidencePart.source == "transit"))
+    with session_scope(services.sessions) as session:
+        stopped = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
+    assert stopped.status == RunStatus.STOPPED_BY_GUARD
+    assert stopped.report["guard"]["previous_run_id"] == first.id
+    assert stopped.report["guard"]["downgrade_share"] > 0.02
+    with session_scope(services.sessions) as session:
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Assessment).where(Assessment.run_id == stopped.id)
+            )
+            == 0
+        )
+        entries_before = session.scalar(select(func.count()).select_from(ListEntry))
+        overridden = certify(
+            session, as_of=AS_OF, store=services.store, policies=services.policies,
+            override_guard=True,
+        )  # fmt: skip
+    assert overridden.status == RunStatus.PUBLISHED
+    assert overridden.report["guard"]["overridden"] is True
+    with session_scope(services.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(ListEntry)) == entries_before
+
+
+@pytest.fixture
+def certified_city(request: pytest.FixtureRequest, city, services_factory):  # type: ignore[no-untyped-def]
+    from tests.liveness.test_run import _ingest_city
+
+    services = services_factory("sqlite")
+    reports = _ingest_city(services, city)
+    with session_scope(services.sessions) as session:
+        run = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
+    return services, run, reports
