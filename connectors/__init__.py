@@ -1,16 +1,29 @@
 """Connectors: read departments' deliveries, validate and normalise them; never decide."""
 
 from connectors.base import Batch, Connector, get_connector
-from connectors.config import SourceConfig, load_source_configs, parse_source_configs
+from connectors.config import (
+    HttpSettings,
+    SourceConfig,
+    SqlSettings,
+    load_source_configs,
+    make_transport,
+    parse_source_configs,
+)
 from connectors.errors import (
     ConfigError,
     ConnectorError,
+    FatalError,
     MissingColumns,
+    RetriableError,
+    TransportError,
     UndecodableFile,
     UnreadableFile,
 )
+from connectors.http import HttpTransport
 from connectors.identity import id_check_character, normalise_id_numbers
 from connectors.spec import SOURCES, Column, ColumnKind, SourceSpec
+from connectors.sql import SqlTransport
+from connectors.transport import Pull
 
 __all__ = [
     "SOURCES",
@@ -20,14 +33,23 @@ __all__ = [
     "ConfigError",
     "Connector",
     "ConnectorError",
+    "FatalError",
+    "HttpSettings",
+    "HttpTransport",
     "MissingColumns",
+    "Pull",
+    "RetriableError",
     "SourceConfig",
     "SourceSpec",
+    "SqlSettings",
+    "SqlTransport",
+    "TransportError",
     "UndecodableFile",
     "UnreadableFile",
     "get_connector",
     "id_check_character",
     "load_source_configs",
+    "make_transport",
     "normalise_id_numbers",
     "parse_source_configs",
 ]

@@ -6,9 +6,14 @@ Hierarchy::
     ├── UndecodableFile   the file does not decode in its configured encoding
     ├── MissingColumns    a required column is absent
     ├── UnreadableFile    unknown format, corrupt container, empty file without header
-    └── ConfigError       config/sources.toml is invalid
+    ├── ConfigError       config/sources.toml is invalid
+    └── TransportError    a SQL or HTTP pull could not complete
+        ├── RetriableError    transient (time-out, lost connection, 5xx): a later run may succeed
+        └── FatalError        permanent (4xx, missing table, malformed response): fix and rerun
 
 Every error refuses a whole delivery; bad *rows* are never errors, they are quarantined.
+A pull that fails part-way has still handed over its earlier batches; the domain keeps the
+watermark of what it committed, so rerunning resumes from there.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from pathlib import Path
 __all__ = [
     "ConfigError",
     "ConnectorError",
+    "FatalError",
     "MissingColumns",
+    "RetriableError",
+    "TransportError",
     "UndecodableFile",
     "UnreadableFile",
 ]
@@ -81,3 +89,23 @@ class ConfigError(ConnectorError):
         super().__init__(f"{prefix}[{where}] {message}" if where else prefix + message, path=path)
         self.source = source
         self.key = key
+
+
+class TransportError(ConnectorError):
+    """Report a SQL or HTTP pull that could not complete; ``origin`` names where it read."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, origin: str) -> None:
+        super().__init__(f"{origin}: {message}")
+        self.origin = origin
+
+
+class RetriableError(TransportError):
+    """Report a transient failure (time-out, lost connection, 5xx); retrying later may work."""
+
+    retriable = True
+
+
+class FatalError(TransportError):
+    """Report a permanent failure (4xx, missing table, malformed response); retrying will not."""
