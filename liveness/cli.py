@@ -20,7 +20,13 @@ from connectors import ConnectorError
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError, LivenessError
-from liveness.ingest import DeliveryReport, delivery_files, ingest_delivery
+from liveness.ingest import (
+    INGEST_ORDER,
+    DeliveryReport,
+    delivery_files,
+    ingest_delivery,
+    ingest_pull,
+)
 from liveness.ingest.queries import (
     delivery_log,
     quarantined_rows,
@@ -46,6 +52,12 @@ app.add_typer(quarantine_app, name="quarantine")
 
 console = Console()
 errors = Console(stderr=True)
+
+
+@app.callback()
+def _fresh_settings() -> None:
+    # Each invocation reads its settings anew (one process may run several, as tests do).
+    get_settings.cache_clear()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -179,11 +191,50 @@ def ingest_paths(
     return reports
 
 
+def ingest_all(services: Services, *, show_progress: bool = False) -> list[DeliveryReport]:
+    """Load every configured source: new files in its folder, or a pull since its watermark."""
+    services.require_schema()
+    reports: list[DeliveryReport] = []
+    ordered = [s for s in INGEST_ORDER if s in services.source_configs]
+    ordered += [s for s in services.source_configs if s not in ordered]
+    for source in ordered:
+        config = services.source_configs[source]
+        if config.transport != "files":
+            context = services.ingest_context()
+            with session_scope(services.sessions) as session:
+                reports.append(
+                    ingest_pull(
+                        session, source=source, context=context,
+                        secrets=services.settings.secret_values(),
+                    )
+                )  # fmt: skip
+            continue
+        folder = Path(config.path) if config.path else None
+        if folder is None or not folder.is_dir():
+            errors.print(f"[yellow]{source}:[/] no delivery folder {folder}; skipped")
+            continue
+        # Files already loaded are recognised by their checksum and change nothing.
+        reports += ingest_paths(
+            services, source=source, paths=[folder], show_progress=show_progress
+        )
+    return reports
+
+
 @app.command()
 @boundary
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Delivery files or folders of them.")],
-    source: Annotated[str, typer.Option(help="Source the deliveries come from.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Delivery files or folders of them.")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="Source the deliveries come from.")] = None,
+    all_sources: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Load every configured source: its folder's new files, or a SQL/HTTP pull "
+            "since its stored watermark.",
+        ),
+    ] = False,
     format: Annotated[
         str | None, typer.Option(help="csv, csv.gz, parquet or jsonl (overrides the config).")
     ] = None,
@@ -194,11 +245,22 @@ def ingest(
         bool, typer.Option("--json", help="Print one JSON object per delivery.")
     ] = False,
 ) -> None:
-    """Load deliveries of one source: every row is loaded, a re-delivery, or quarantined."""
-    reports = ingest_paths(
-        _services(), source=source, paths=paths, format=format, encoding=encoding,
-        show_progress=not json_output and errors.is_terminal,
-    )  # fmt: skip
+    """Load deliveries: every row is loaded, recognised as a re-delivery, or quarantined."""
+    services = _services()
+    show_progress = not json_output and errors.is_terminal
+    if all_sources:
+        if paths or source:
+            raise ConfigurationError(
+                "--all loads every configured source: give no PATH or --source"
+            )
+        reports = ingest_all(services, show_progress=show_progress)
+    else:
+        if source is None or not paths:
+            raise ConfigurationError("give --source NAME and one or more PATHs, or --all")
+        reports = ingest_paths(
+            services, source=source, paths=paths, format=format, encoding=encoding,
+            show_progress=show_progress,
+        )  # fmt: skip
     if json_output:
         for report in reports:
             sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")

@@ -14,16 +14,13 @@ from sqlalchemy import select
 
 from liveness.app import Services
 from liveness.db import session_scope
+from liveness.ingest import INGEST_ORDER
 from liveness.migrate import upgrade
 from liveness.run import certify
 from liveness.settings import get_settings
 from models import Benefit, ListEntry, Person
 
 DEMO_START = dt.date(2025, 1, 1)
-# The roll and cards first: traces and death records link against them.
-INGEST_ORDER = (
-    "registry", "cards", "transit", "card_txn", "medical", "face", "cremation", "deregistration",
-)  # fmt: skip
 
 
 def suspension_list(services: Services, run_id: int) -> pd.DataFrame:

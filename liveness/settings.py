@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,12 +26,21 @@ class Settings(BaseSettings):
     config_dir: Path = Field(
         default=Path("config"), description="Folder holding scoring.toml and sources.toml."
     )
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Named secrets (database passwords in URLs, API tokens) that sources.toml "
+        'refers to by name, as JSON: LIVENESS_SECRETS=\'{"face_api_token": "..."}\'.',
+    )
     debug: bool = Field(
         default=False, description="Show tracebacks of unexpected errors (for developers)."
     )
     timezone: str = Field(
         default="Asia/Shanghai", description="Local time zone of naive timestamps and of days."
     )
+
+    def secret_values(self) -> dict[str, str]:
+        """Return the named secrets' values, for the transports that need them."""
+        return {name: secret.get_secret_value() for name, secret in self.secrets.items()}
 
     @property
     def scoring_policy_path(self) -> Path:

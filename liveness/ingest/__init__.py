@@ -1,5 +1,19 @@
 """Loading deliveries: the roll, cards, traces and death evidence, with nothing lost."""
 
-from liveness.ingest.service import DeliveryReport, IngestContext, delivery_files, ingest_delivery
+from liveness.ingest.service import (
+    INGEST_ORDER,
+    DeliveryReport,
+    IngestContext,
+    delivery_files,
+    ingest_delivery,
+    ingest_pull,
+)
 
-__all__ = ["DeliveryReport", "IngestContext", "delivery_files", "ingest_delivery"]
+__all__ = [
+    "INGEST_ORDER",
+    "DeliveryReport",
+    "IngestContext",
+    "delivery_files",
+    "ingest_delivery",
+    "ingest_pull",
+]

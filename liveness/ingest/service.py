@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors import ConnectorError, SourceConfig, get_connector
+from connectors import Batch, ConnectorError, SourceConfig, get_connector, make_transport
 from liveness.errors import DeliveryRefused
 from liveness.evidence.store import EvidenceStore, day_from_number
 from liveness.identity import CardIndex, RollIndex
@@ -23,8 +23,12 @@ from liveness.ingest.traces import (
     drop_redeliveries,
     evidence_rows,
 )
-from models import Delivery, DeliveryStatus, QuarantinedRow, SourceVolume
+from models import Delivery, DeliveryStatus, QuarantinedRow, SourceCursor, SourceVolume
 
+# The roll and the cards first: traces and death records link against them.
+INGEST_ORDER = (
+    "registry", "cards", "transit", "card_txn", "medical", "face", "cremation", "deregistration",
+)  # fmt: skip
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".ndjson")
 
 
@@ -162,7 +166,6 @@ def ingest_delivery(
         encoding=encoding or config.encoding,
         status=DeliveryStatus.LOADED,
     )
-    report = DeliveryReport(source=source, file=str(path), status=DeliveryStatus.LOADED.value)
     earlier = session.scalars(
         select(Delivery).where(
             Delivery.source == source,
@@ -176,15 +179,36 @@ def ingest_delivery(
         delivery.rows_read = delivery.rows_redelivered = earlier.rows_read
         session.add(delivery)
         session.flush()
-        report.status = DeliveryStatus.DUPLICATE.value
-        report.rows_read = report.redelivered = earlier.rows_read
-        return report
+        return DeliveryReport(
+            source=source, file=str(path), status=DeliveryStatus.DUPLICATE.value,
+            rows_read=earlier.rows_read, redelivered=earlier.rows_read,
+        )  # fmt: skip
 
     session.add(delivery)
     session.flush()
+    return _load_batches(
+        session,
+        delivery=delivery,
+        batches=lambda: connector.read(path, format=format, encoding=encoding),
+        context=context,
+        on_batch=on_batch,
+    )
+
+
+def _load_batches(
+    session: Session,
+    *,
+    delivery: Delivery,
+    batches: Callable[[], Iterator[Batch]],
+    context: IngestContext,
+    on_batch: Callable[[int], None] | None,
+) -> DeliveryReport:
+    """Load every batch of a delivery; on a connector error keep only the refusal."""
+    source = delivery.source
+    report = DeliveryReport(source=source, file=delivery.path, status=DeliveryStatus.LOADED.value)
     savepoint = session.begin_nested()
     try:
-        for batch in connector.read(path, format=format, encoding=encoding):
+        for batch in batches():
             report.rows_read += batch.rows_read
             _store_quarantine(session, delivery, batch.quarantined)
             report.quarantined += len(batch.quarantined)
@@ -203,16 +227,67 @@ def ingest_delivery(
         delivery.status = DeliveryStatus.REFUSED
         delivery.error = str(error)
         session.flush()
-        report = DeliveryReport(
-            source=source, file=str(path), status=DeliveryStatus.REFUSED.value, error=str(error)
-        )
-        return report
+        return DeliveryReport(
+            source=source, file=delivery.path, status=DeliveryStatus.REFUSED.value,
+            error=str(error),
+        )  # fmt: skip
     delivery.rows_read = report.rows_read
     delivery.rows_loaded = report.loaded
     delivery.rows_redelivered = report.redelivered
     delivery.rows_quarantined = report.quarantined
     delivery.rows_unmatched = report.unmatched
     session.flush()
+    return report
+
+
+def ingest_pull(
+    session: Session,
+    *,
+    source: str,
+    context: IngestContext,
+    secrets: Mapping[str, str],
+    on_batch: Callable[[int], None] | None = None,
+) -> DeliveryReport:
+    """Pull a SQL or HTTP source since its stored watermark, as one delivery.
+
+    The new watermark is stored in the same transaction as the rows it covers, so a crash
+    before the commit pulls the same rows again next time (and they load once).
+    """
+    config = context.configs[source]
+    try:
+        connector = get_connector(source, context.configs)
+        transport = make_transport(config, secrets=secrets)
+    except ConnectorError as error:
+        raise DeliveryRefused(str(error)) from None
+    if transport is None:
+        raise DeliveryRefused(f"source {source!r} is delivered as files, not pulled")
+    cursor = session.get(SourceCursor, source)
+    since = cursor.watermark if cursor is not None else None
+    pull = transport.pull(connector, watermark=since)
+    delivery = Delivery(
+        source=source,
+        file_name=f"{config.transport} pull",
+        path=pull.origin,
+        # A pull has no bytes to hash: where it started identifies it in the log.
+        checksum=hashlib.sha256(f"{pull.origin}|{since}".encode()).hexdigest(),
+        size_bytes=0,
+        format=config.transport,
+        encoding="-",
+        status=DeliveryStatus.LOADED,
+    )
+    session.add(delivery)
+    session.flush()
+    with pull:
+        report = _load_batches(
+            session, delivery=delivery, batches=lambda: pull.batches, context=context,
+            on_batch=on_batch,
+        )  # fmt: skip
+    if report.error is None and pull.watermark is not None and pull.watermark != since:
+        if cursor is None:
+            session.add(SourceCursor(source=source, watermark=pull.watermark))
+        else:
+            cursor.watermark = pull.watermark
+        session.flush()
     return report
 
 
