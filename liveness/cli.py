@@ -13,26 +13,20 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import Progress, TextColumn
 from rich.table import Table
 
 from connectors import ConnectorError
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError, LivenessError
-from liveness.ingest import (
-    INGEST_ORDER,
-    DeliveryReport,
-    delivery_files,
-    ingest_delivery,
-    ingest_pull,
-)
+from liveness.ingest import DeliveryReport
 from liveness.ingest.queries import (
     delivery_log,
     quarantined_rows,
     unmatched_death_records,
     unmatched_evidence,
 )
+from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.migrate import current_revision, upgrade
 from liveness.run import certify
@@ -58,6 +52,7 @@ errors = Console(stderr=True)
 def _fresh_settings() -> None:
     # Each invocation reads its settings anew (one process may run several, as tests do).
     get_settings.cache_clear()
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -153,73 +148,6 @@ def print_delivery_reports(reports: list[DeliveryReport]) -> None:
             errors.print(f"[bold red]refused:[/] {report.error}", highlight=False)
 
 
-def ingest_paths(
-    services: Services,
-    *,
-    source: str,
-    paths: list[Path],
-    format: str | None = None,
-    encoding: str | None = None,
-    show_progress: bool = False,
-) -> list[DeliveryReport]:
-    """Ingest every file under `paths`, each delivery in a transaction of its own."""
-    services.require_schema()
-    if source not in services.source_configs:
-        raise ConfigurationError(
-            f"unknown source {source!r}; known sources: {', '.join(services.source_configs)}"
-        )
-    context = services.ingest_context()
-    files = delivery_files(paths)
-    reports = []
-    columns = (*Progress.get_default_columns(), TextColumn("{task.fields[rows]:,} rows"))
-    with Progress(*columns, console=errors, disable=not show_progress) as progress:
-        task = progress.add_task(f"ingesting {source}", total=len(files), rows=0)
-
-        def advance_rows(rows: int) -> None:
-            progress.update(task, rows=progress.tasks[task].fields["rows"] + rows)
-
-        for path in files:
-            progress.update(task, description=f"{source}: {path.name}")
-            with session_scope(services.sessions) as session:
-                reports.append(
-                    ingest_delivery(
-                        session, source=source, path=path, context=context, format=format,
-                        encoding=encoding, on_batch=advance_rows,
-                    )
-                )  # fmt: skip
-            progress.advance(task)
-    return reports
-
-
-def ingest_all(services: Services, *, show_progress: bool = False) -> list[DeliveryReport]:
-    """Load every configured source: new files in its folder, or a pull since its watermark."""
-    services.require_schema()
-    reports: list[DeliveryReport] = []
-    ordered = [s for s in INGEST_ORDER if s in services.source_configs]
-    ordered += [s for s in services.source_configs if s not in ordered]
-    for source in ordered:
-        config = services.source_configs[source]
-        if config.transport != "files":
-            context = services.ingest_context()
-            with session_scope(services.sessions) as session:
-                reports.append(
-                    ingest_pull(
-                        session, source=source, context=context,
-                        secrets=services.settings.secret_values(),
-                    )
-                )  # fmt: skip
-            continue
-        folder = Path(config.path) if config.path else None
-        if folder is None or not folder.is_dir():
-            errors.print(f"[yellow]{source}:[/] no delivery folder {folder}; skipped")
-            continue
-        # Files already loaded are recognised by their checksum and change nothing.
-        reports += ingest_paths(
-            services, source=source, paths=[folder], show_progress=show_progress
-        )
-    return reports
-
-
 @app.command()
 @boundary
 def ingest(
@@ -253,13 +181,16 @@ def ingest(
             raise ConfigurationError(
                 "--all loads every configured source: give no PATH or --source"
             )
-        reports = ingest_all(services, show_progress=show_progress)
+        reports = ingest_all(
+            services, show_progress=show_progress, console=errors,
+            warn=lambda message: errors.print(f"[yellow]{message}[/]", highlight=False),
+        )  # fmt: skip
     else:
         if source is None or not paths:
             raise ConfigurationError("give --source NAME and one or more PATHs, or --all")
         reports = ingest_paths(
             services, source=source, paths=paths, format=format, encoding=encoding,
-            show_progress=show_progress,
+            show_progress=show_progress, console=errors,
         )  # fmt: skip
     if json_output:
         for report in reports:

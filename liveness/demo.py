@@ -15,6 +15,7 @@ from sqlalchemy import select
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest import INGEST_ORDER
+from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.run import certify
 from liveness.settings import get_settings
@@ -68,7 +69,7 @@ def score_against_truth(
 
 def run_demo(*, persons: int, days: int, seed: int, out: Path | None, console: Console) -> None:
     """Simulate, ingest, certify and report; files go to `out` or a temporary folder."""
-    from liveness.cli import ingest_paths, print_run_report
+    from liveness.cli import print_run_report
     from liveness.simulate import simulate_city
 
     started = time.perf_counter()

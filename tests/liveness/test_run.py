@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from liveness.app import Services
-from liveness.cli import ingest_paths
 from liveness.db import session_scope
 from liveness.demo import score_against_truth, suspension_list
 from liveness.ingest import INGEST_ORDER
+from liveness.ingest.runner import ingest_paths
 from liveness.run import certify
 from models import (
     Assessment,

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from liveness.app import Services
-from liveness.cli import ingest_paths
+from liveness.ingest.runner import ingest_paths
 
 GOOD = "T{n},C1,2025-02-01 08:{m:02d}:00,330700,bus,,,true"
 FIELDS = st.one_of(

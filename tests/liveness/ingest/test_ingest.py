@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from liveness.app import Services
-from liveness.cli import ingest_paths
 from liveness.db import session_scope
+from liveness.ingest.runner import ingest_paths
 from liveness.run import certify
 from models import (
     DeathMatch,

@@ -1,0 +1,94 @@
+"""Ingest as a boundary: each delivery (a file, or a pull) is loaded in a transaction of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, TextColumn
+
+from liveness.app import Services
+from liveness.db import session_scope
+from liveness.errors import ConfigurationError
+from liveness.ingest.service import (
+    INGEST_ORDER,
+    DeliveryReport,
+    delivery_files,
+    ingest_delivery,
+    ingest_pull,
+)
+
+
+def ingest_paths(
+    services: Services,
+    *,
+    source: str,
+    paths: list[Path],
+    format: str | None = None,
+    encoding: str | None = None,
+    show_progress: bool = False,
+    console: Console | None = None,
+) -> list[DeliveryReport]:
+    """Ingest every file under `paths`, each delivery in a transaction of its own."""
+    services.require_schema()
+    if source not in services.source_configs:
+        raise ConfigurationError(
+            f"unknown source {source!r}; known sources: {', '.join(services.source_configs)}"
+        )
+    context = services.ingest_context()
+    files = delivery_files(paths)
+    reports = []
+    columns = (*Progress.get_default_columns(), TextColumn("{task.fields[rows]:,} rows"))
+    with Progress(*columns, console=console, disable=not show_progress) as progress:
+        task = progress.add_task(f"ingesting {source}", total=len(files), rows=0)
+
+        def advance_rows(rows: int) -> None:
+            progress.update(task, rows=progress.tasks[task].fields["rows"] + rows)
+
+        for path in files:
+            progress.update(task, description=f"{source}: {path.name}")
+            with session_scope(services.sessions) as session:
+                reports.append(
+                    ingest_delivery(
+                        session, source=source, path=path, context=context, format=format,
+                        encoding=encoding, on_batch=advance_rows,
+                    )
+                )  # fmt: skip
+            progress.advance(task)
+    return reports
+
+
+def ingest_all(
+    services: Services,
+    *,
+    show_progress: bool = False,
+    console: Console | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> list[DeliveryReport]:
+    """Load every configured source: new files in its folder, or a pull since its watermark."""
+    services.require_schema()
+    reports: list[DeliveryReport] = []
+    ordered = [s for s in INGEST_ORDER if s in services.source_configs]
+    ordered += [s for s in services.source_configs if s not in ordered]
+    for source in ordered:
+        config = services.source_configs[source]
+        if config.transport != "files":
+            context = services.ingest_context()
+            with session_scope(services.sessions) as session:
+                reports.append(
+                    ingest_pull(
+                        session, source=source, context=context,
+                        secrets=services.settings.secret_values(),
+                    )
+                )  # fmt: skip
+            continue
+        folder = Path(config.path) if config.path else None
+        if folder is None or not folder.is_dir():
+            warn(f"{source}: no delivery folder {folder}; skipped")
+            continue
+        # Files already loaded are recognised by their checksum and change nothing.
+        reports += ingest_paths(
+            services, source=source, paths=[folder], show_progress=show_progress, console=console
+        )
+    return reports

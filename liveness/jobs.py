@@ -1,0 +1,51 @@
+"""The nightly job: ingest every configured source, then run certification as of a day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from liveness.app import Services
+from liveness.db import session_scope
+from liveness.ingest import DeliveryReport
+from liveness.ingest.runner import ingest_all
+from liveness.run import certify
+from models import RunStatus
+
+
+@dataclass(frozen=True)
+class NightlyResult:
+    """What one night did: its deliveries and its run."""
+
+    as_of: dt.date
+    deliveries: list[DeliveryReport]
+    run_id: int
+    run_status: str
+    refused: int
+
+    @property
+    def ok(self) -> bool:
+        """Return whether the night published and refused no delivery."""
+        return self.run_status == RunStatus.PUBLISHED and self.refused == 0
+
+
+def local_today(services: Services, *, now: dt.datetime | None = None) -> dt.date:
+    """Return today's date in the agency's time zone."""
+    moment = now or dt.datetime.now(dt.UTC)
+    return moment.astimezone(ZoneInfo(services.settings.timezone)).date()
+
+
+def nightly_job(services: Services, *, as_of: dt.date | None = None) -> NightlyResult:
+    """Ingest every configured source, then certify as of `as_of` (default: yesterday)."""
+    day = as_of or local_today(services) - dt.timedelta(days=1)
+    deliveries = ingest_all(services)
+    with session_scope(services.sessions) as session:
+        run = certify(session, as_of=day, store=services.store, policies=services.policies)
+    return NightlyResult(
+        as_of=day,
+        deliveries=deliveries,
+        run_id=run.id,
+        run_status=str(run.status),
+        refused=sum(report.status == "refused" for report in deliveries),
+    )

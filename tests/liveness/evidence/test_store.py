@@ -1,0 +1,185 @@
+"""The evidence store: reads by window, corrections wherever they live, kinds coded by dictionary."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sqlalchemy.orm import Session
+
+from liveness.evidence.health import load_health_policy
+from liveness.evidence.snapshot import take_snapshot
+from liveness.evidence.store import EvidenceStore, day_number, record_hashes
+from liveness.scoring import load_policy
+from models import Benefit, Delivery, Person
+from tests.liveness.conftest import REPO
+
+Row = tuple[str, int, str, str, bool]  # record_id, person_id, day, kind, correction
+
+
+def delivery(session: Session, source: str = "transit") -> int:
+    """Add a delivery row (parts reference one) and return its id."""
+    row = Delivery(
+        source=source, file_name="f.csv", path="f.csv", checksum="0" * 64, size_bytes=0,
+        format="csv", encoding="utf-8", status="loaded",
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def frame(rows: list[Row], *, delivery_id: int) -> pd.DataFrame:
+    """Shape (record, person, day, kind, correction) tuples as evidence-store rows."""
+    record, person, day, kind, correction = (list(c) for c in zip(*rows, strict=True))
+    days = np.array([day_number(dt.date.fromisoformat(d)) for d in day], dtype=np.int32)
+    return pd.DataFrame(
+        {
+            "record_id": record,
+            "record_hash": record_hashes(pd.Series(record)),
+            "person_id": np.array(person, dtype=np.int32),
+            "day": days,
+            "event_at": pd.to_datetime(day).tz_localize("UTC") + pd.Timedelta(hours=8),
+            "kind": kind,
+            "link": "card",
+            "link_key": [f"C{p}" for p in person],
+            "delivery_id": np.int32(delivery_id),
+            "correction": correction,
+        }
+    )
+
+
+def append(
+    session: Session, store: EvidenceStore, rows: list[Row], source: str = "transit"
+) -> None:
+    """Append rows as one new delivery of `source`."""
+    delivery_id = delivery(session, source)
+    store.append(
+        session, source=source, traces=frame(rows, delivery_id=delivery_id), delivery_id=delivery_id
+    )
+
+
+def read(
+    session: Session, store: EvidenceStore, **window: dt.date
+) -> dict[str, tuple[int, int, str]]:
+    """Return record -> (person, day, kind) of what a reader sees."""
+    table = store.read_table(
+        session, source="transit", columns=["record_id", "person_id", "day", "kind"], **window
+    ).to_pylist()
+    assert len({r["record_id"] for r in table}) == len(table), "a record read twice"
+    return {r["record_id"]: (r["person_id"], r["day"], r["kind"]) for r in table}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EvidenceStore:
+    return EvidenceStore(tmp_path / "evidence")
+
+
+D = dt.date.fromisoformat
+
+
+def test_reads_by_window_across_monthly_parts(session: Session, store: EvidenceStore) -> None:
+    append(session, store, [
+        ("T1", 1, "2025-01-31", "tap", False),
+        ("T2", 2, "2025-02-01", "tap_face", False),
+        ("T3", 1, "2025-02-28", "tap", False),
+        ("T4", 3, "2025-03-01", "tap", False),
+    ])  # fmt: skip
+    assert {p.month for p in store.parts(session, source="transit")} == {
+        "2025-01", "2025-02", "2025-03",
+    }  # fmt: skip
+    assert [p.month for p in store.parts(session, source="transit", first_day=D("2025-02-10"))] == [
+        "2025-02", "2025-03",
+    ]  # fmt: skip
+    assert set(read(session, store, first_day=D("2025-02-01"), last_day=D("2025-02-28"))) == {
+        "T2", "T3",
+    }  # fmt: skip
+    assert set(read(session, store, first_day=D("2025-02-15"))) == {"T3", "T4"}
+    assert set(read(session, store)) == {"T1", "T2", "T3", "T4"}
+    assert read(session, store, first_day=D("2026-01-01")) == {}
+    assert store.read_table(session, source="card_txn", columns=["day"]).num_rows == 0
+
+
+def test_a_correction_replaces_every_earlier_version(
+    session: Session, store: EvidenceStore
+) -> None:
+    append(session, store, [
+        ("T1", 1, "2025-01-10", "tap", False),
+        ("T2", 2, "2025-01-20", "tap", False),
+        ("T3", 3, "2025-01-25", "tap", False),
+    ])  # fmt: skip
+    append(session, store, [
+        ("T1", 4, "2025-01-10", "tap_face", True),  # relinked to another person
+        ("T2", 2, "2025-03-02", "tap", True),  # moved to another month
+    ])  # fmt: skip
+    append(session, store, [("T1", 5, "2025-01-11", "tap", True)])  # the latest correction wins
+    everything = read(session, store)
+    assert everything == {
+        "T1": (5, day_number(D("2025-01-11")), "tap"),
+        "T2": (2, day_number(D("2025-03-02")), "tap"),
+        "T3": (3, day_number(D("2025-01-25")), "tap"),
+    }
+    # The moved record has left January, even though its correction lives in a March part.
+    assert set(read(session, store, last_day=D("2025-01-31"))) == {"T1", "T3"}
+    assert set(read(session, store, first_day=D("2025-03-01"))) == {"T2"}
+
+
+def test_kinds_are_read_dictionary_encoded_and_coded(
+    session: Session, store: EvidenceStore
+) -> None:
+    append(session, store, [
+        ("T1", 1, "2025-01-10", "tap", False),
+        ("T2", 2, "2025-01-11", "teleport", False),
+        ("T3", -1, "2025-01-12", "tap_face", False),
+    ])  # fmt: skip
+    (table,) = store.scan(session, source="transit", columns=["kind"])
+    assert pa.types.is_dictionary(table["kind"].type)
+    batches = list(
+        store.read_window(
+            session, source="transit", first_day=D("2025-01-01"), last_day=D("2025-01-31"),
+            kinds={"tap_face": 0, "tap": 1},
+        )
+    )  # fmt: skip
+    person = np.concatenate([b.person_id for b in batches])
+    kind = np.concatenate([b.kind for b in batches])
+    assert dict(zip(person.tolist(), kind.tolist(), strict=True)) == {1: 1, 2: -1, -1: 0}
+
+
+def test_the_snapshot_drops_unknown_kinds_and_unlinked_traces(
+    session: Session, store: EvidenceStore
+) -> None:
+    ids = []
+    for ref in ("P1", "P2"):
+        person = Person(
+            person_ref=ref, id_number=f"{ref}x", id_status="valid", name=ref, sex="F",
+            birth_date=D("1950-01-01"), region_code="330702", grid_code="G1",
+        )  # fmt: skip
+        session.add(person)
+        session.flush()
+        session.add(
+            Benefit(
+                person_id=person.id, benefit_type="enterprise_pension",
+                monthly_amount=Decimal("3000.00"), benefit_start=D("2010-01-01"), status="active",
+            )
+        )  # fmt: skip
+        ids.append(person.id)
+    session.flush()
+    append(session, store, [
+        ("T1", ids[0], "2025-03-10", "tap_face", False),
+        ("T2", ids[1], "2025-03-11", "teleport", False),
+        ("T3", -1, "2025-03-12", "tap_face", False),
+        ("T4", ids[1], "2024-01-12", "tap_face", False),  # outside the long window
+    ])  # fmt: skip
+    snapshot = take_snapshot(
+        session, as_of=D("2025-03-31"), store=store,
+        scoring=load_policy(REPO / "config" / "scoring.toml"),
+        health=load_health_policy(REPO / "config" / "health.toml"),
+    )  # fmt: skip
+    rows = snapshot.roll.set_index("person_id").index.get_indexer(ids)
+    transit = snapshot.features.last_day[:, 0]
+    assert transit[rows].tolist() == [day_number(D("2025-03-10")), -1]
+    assert snapshot.trace_count == 1
