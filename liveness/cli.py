@@ -29,7 +29,7 @@ from liveness.ingest.queries import (
 from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.migrate import current_revision, upgrade
-from liveness.run import certify
+from liveness.runner import execute_run
 from liveness.settings import get_settings
 from models import RunStatus
 
@@ -249,11 +249,7 @@ def run_command(
     """Grade everyone as of a date, open reviews, and publish suspensions."""
     services = _services()
     services.require_schema()
-    with session_scope(services.sessions) as session:
-        run = certify(
-            session, as_of=as_of.date(), store=services.store, policies=services.policies,
-            override_guard=override_guard,
-        )  # fmt: skip
+    run = execute_run(services, as_of=as_of.date(), override_guard=override_guard)
     if json_output:
         payload = {"run_id": run.id, "status": run.status, **run.report}
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")

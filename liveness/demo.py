@@ -17,7 +17,7 @@ from liveness.db import session_scope
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
-from liveness.run import certify
+from liveness.runner import execute_run
 from liveness.settings import get_settings
 from models import Benefit, ListEntry, Person
 
@@ -117,8 +117,7 @@ def run_demo(*, persons: int, days: int, seed: int, out: Path | None, console: C
     for error in refused:
         console.print(f"   [red]refused:[/] {error}")
 
-    with session_scope(services.sessions) as session:
-        run = certify(session, as_of=as_of, store=services.store, policies=services.policies)
+    run = execute_run(services, as_of=as_of)
     console.print(f"[bold]3. certified[/] as of {as_of} ({time.perf_counter() - started:.1f} s)")
     print_run_report(run.report)
 

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from liveness.app import Services
-from liveness.db import session_scope
 from liveness.ingest import DeliveryReport
 from liveness.ingest.runner import ingest_all
-from liveness.run import certify
+from liveness.runner import execute_run
 from models import RunStatus
 
 
@@ -40,8 +39,7 @@ def nightly_job(services: Services, *, as_of: dt.date | None = None) -> NightlyR
     """Ingest every configured source, then certify as of `as_of` (default: yesterday)."""
     day = as_of or local_today(services) - dt.timedelta(days=1)
     deliveries = ingest_all(services)
-    with session_scope(services.sessions) as session:
-        run = certify(session, as_of=day, store=services.store, policies=services.policies)
+    run = execute_run(services, as_of=day)
     return NightlyResult(
         as_of=day,
         deliveries=deliveries,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -56,14 +56,19 @@ class RunPolicies:
 class _Stopwatch:
     """Collects the seconds each stage of a run took, for its report."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoint: Callable[[str], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.checkpoint = checkpoint
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        if self.checkpoint is not None:
+            self.checkpoint(f"before {name}")
         started = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - started, 3)
+        if self.checkpoint is not None:
+            self.checkpoint(f"after {name}")
 
 
 def certify(
@@ -73,21 +78,22 @@ def certify(
     store: EvidenceStore,
     policies: RunPolicies,
     override_guard: bool = False,
+    run: Run | None = None,
+    checkpoint: Callable[[str], None] | None = None,
 ) -> Run:
     """Run certification as of `as_of` and publish its results in the caller's transaction.
 
     A run that the mass-downgrade breaker stops is stored with status `stopped_by_guard` and
     its report, and publishes nothing; `override_guard` publishes it anyway, on record.
+    `run` is the row of a run already recorded as running (else one is created);
+    `checkpoint`, if given, is called between stages (tests use it to interrupt runs).
     """
-    watch = _Stopwatch()
     scoring = policies.scoring
-    run = Run(
-        as_of=as_of,
-        status=RunStatus.RUNNING,
-        policy_version=scoring.version,
-    )
-    session.add(run)
-    session.flush()
+    watch = _Stopwatch(checkpoint)
+    if run is None:
+        run = Run(as_of=as_of, status=RunStatus.RUNNING, policy_version=scoring.version)
+        session.add(run)
+        session.flush()
 
     with watch.stage("evidence"):
         snapshot = take_snapshot(

@@ -12,18 +12,22 @@ from models.base import (
     ListAction,
     ListEntryStatus,
     ListReason,
+    NoticeChannel,
+    NoticeStatus,
     RecordStatus,
     Role,
     RunStatus,
     TaskKind,
     TaskStatus,
+    VisitOutcome,
     utcnow,
 )
 from models.deliveries import Delivery, EvidencePart, QuarantinedRow, SourceCursor, SourceVolume
+from models.estimators import EstimatorArtifact
 from models.evidence import DeathRecord, Deregistration
 from models.roll import Benefit, Card, Person
-from models.runs import Assessment, Run
-from models.workflow import Certification, ListEntry, ReviewTask
+from models.runs import Assessment, Run, RunLock
+from models.workflow import Certification, ListEntry, Notice, ReviewTask
 
 __all__ = [
     "ApiClient",
@@ -41,22 +45,28 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "Deregistration",
+    "EstimatorArtifact",
     "EvidencePart",
     "Level",
     "ListAction",
     "ListEntry",
     "ListEntryStatus",
     "ListReason",
+    "Notice",
+    "NoticeChannel",
+    "NoticeStatus",
     "Person",
     "QuarantinedRow",
     "RecordStatus",
     "ReviewTask",
     "Role",
     "Run",
+    "RunLock",
     "RunStatus",
     "SourceCursor",
     "SourceVolume",
     "TaskKind",
     "TaskStatus",
+    "VisitOutcome",
     "utcnow",
 ]

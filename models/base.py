@@ -189,3 +189,33 @@ class Role(StrEnum):
     VERIFIER = "verifier"
     NOTIFIER = "notifier"
     AUDITOR = "auditor"
+
+
+class NoticeChannel(StrEnum):
+    """How a person is told that something is asked of them."""
+
+    SMS = "sms"
+    APP = "app"
+
+
+class NoticeStatus(StrEnum):
+    """Whether the messaging gateway has sent a notice."""
+
+    PENDING = "pending"
+    SENT = "sent"
+
+
+class VisitOutcome(StrEnum):
+    """What a grid worker found on a home visit (or a verifier on a face verification)."""
+
+    ALIVE_CONFIRMED = "alive_confirmed"
+    DECEASED = "deceased"
+    MOVED_AWAY = "moved_away"
+    NOT_FOUND = "not_found"
+    REFUSED = "refused"
+    IN_HOSPITAL = "in_hospital"
+    IMPRISONED = "imprisoned"
+    FACE_PASSED = "face_passed"
+    FACE_FAILED = "face_failed"
+    LAPSED = "lapsed"
+    NOT_A_DEATH = "not_a_death"

@@ -42,3 +42,18 @@ class Assessment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("run_id", "person_id"),)
+
+
+class RunLock(Base):
+    """The lock that keeps certification runs one at a time, on any backend.
+
+    A row is taken in a transaction of its own before a run starts and removed when it ends;
+    a holder that died leaves a row whose heartbeat goes stale, which the next run may take.
+    """
+
+    __tablename__ = "run_locks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -16,6 +16,8 @@ from models.base import (
     ListEntryStatus,
     ListReason,
     Money,
+    NoticeChannel,
+    NoticeStatus,
     TaskKind,
     TaskStatus,
     enum_column,
@@ -82,4 +84,26 @@ class ListEntry(Base):
     amount: Mapped[Decimal] = mapped_column(Money)
     status: Mapped[ListEntryStatus] = mapped_column(enum_column(ListEntryStatus))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Who caused the entry (a grid worker's outcome, an operator) and who approved it if it
+    # was held for a second operator: never the same person.
+    caused_by: Mapped[str] = mapped_column(String(64), default="system", server_default="system")
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Notice(Base):
+    """A message to a person (SMS or app), waiting for the messaging gateway to send it."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("review_tasks.id"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    channel: Mapped[NoticeChannel] = mapped_column(enum_column(NoticeChannel))
+    template: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(String(500))
+    status: Mapped[NoticeStatus] = mapped_column(enum_column(NoticeStatus), index=True)
+    created_on: Mapped[dt.date] = mapped_column(Date)
+    sent_at: Mapped[dt.datetime | None]

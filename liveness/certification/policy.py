@@ -43,6 +43,7 @@ class CertificationPolicy:
     death_review_due_days: int
     payment_day: int
     guard: GuardPolicy
+    lock_stale_after_s: int
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
 
     def cycle_for(self, benefit_type: str) -> CyclePolicy:
@@ -105,6 +106,9 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
             max_downgrade_share=_share(guard, "max_downgrade_share", origin),
             max_new_deceased_share=_share(guard, "max_new_deceased_share", origin),
             min_persons=_positive_int(guard, "min_persons", "guard", origin),
+        ),
+        lock_stale_after_s=_positive_int(
+            document.get("run", {}), "lock_stale_after_s", "run", origin
         ),
         overrides=overrides,
     )
