@@ -1,0 +1,67 @@
+"""The learned estimator of P(alive): a calibrated scikit-learn classifier over rule features.
+
+Guardrails. The estimator only ranks review queues (``rank_reviews``), and may grade when an
+operator chooses it; the rules in ``liveness.scoring`` stay the hard guardrails. A
+probability alone never suspends anyone: suspension still needs matched death evidence, a
+review outcome, or a certification lapsed past its notice period. Nothing here is wired into
+the nightly run.
+
+It trains on the same features the rules use (``take_snapshot``), labelled from outcomes
+known later (death records, face passes; see ``liveness.estimator.dataset`` for the label
+definition and its bias), and is evaluated on held-out persons beside the rules. Fitted
+estimators are saved as versioned artifacts (``liveness.estimator.artifacts``).
+"""
+
+from liveness.estimator.artifacts import LoadedArtifact, artifacts_dir, load_artifact, save_artifact
+from liveness.estimator.config import EstimatorConfig, load_estimator_config
+from liveness.estimator.dataset import (
+    Dataset,
+    EstimatorError,
+    build_dataset,
+    feature_frame,
+    feature_names,
+    held_out,
+    label_persons,
+)
+from liveness.estimator.estimator import (
+    alive_probability,
+    build_estimator,
+    fit_estimator,
+    rank_reviews,
+)
+from liveness.estimator.evaluation import EvaluationReport, evaluate, probability_levels
+from liveness.estimator.service import (
+    TrainingResult,
+    demo_evaluation,
+    estimator_config,
+    evaluate_artifact,
+    train_estimator,
+)
+
+__all__ = [
+    "Dataset",
+    "EstimatorConfig",
+    "EstimatorError",
+    "EvaluationReport",
+    "LoadedArtifact",
+    "TrainingResult",
+    "alive_probability",
+    "artifacts_dir",
+    "build_dataset",
+    "build_estimator",
+    "demo_evaluation",
+    "estimator_config",
+    "evaluate",
+    "evaluate_artifact",
+    "feature_frame",
+    "feature_names",
+    "fit_estimator",
+    "held_out",
+    "label_persons",
+    "load_artifact",
+    "load_estimator_config",
+    "probability_levels",
+    "rank_reviews",
+    "save_artifact",
+    "train_estimator",
+]

@@ -1,0 +1,100 @@
+"""`liveness classifier`: train and evaluate the learned estimator from the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from liveness.app import Services
+from liveness.db import session_scope
+from liveness.estimator.artifacts import artifacts_dir
+from liveness.estimator.evaluation import EvaluationReport
+from liveness.estimator.service import estimator_config, evaluate_artifact, train_estimator
+from liveness.settings import get_settings
+
+__all__ = ["classifier_app"]
+
+classifier_app = typer.Typer(
+    no_args_is_help=True,
+    help="The learned estimator of P(alive): it ranks review queues, it never suspends anyone.",
+)
+console = Console()
+
+
+def _boundary(command: Callable[..., None]) -> Callable[..., None]:
+    """Apply the main CLI's error boundary, imported when called since it imports us."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from liveness.cli import boundary
+
+        boundary(command)(*args, **kwargs)
+
+    return wrapper
+
+
+AsOf = Annotated[
+    dt.datetime, typer.Option("--as-of", formats=["%Y-%m-%d"], help="Date the features are as of.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")]
+
+
+def _print(report: EvaluationReport, *, json_output: bool, extra: dict[str, Any]) -> None:
+    if json_output:
+        sys.stdout.write(json.dumps({**extra, **report.as_dict()}, ensure_ascii=False) + "\n")
+        return
+    for key, value in extra.items():
+        console.print(f"{key.replace('_', ' ')}: {value}", highlight=False)
+    report.render(console)
+
+
+@classifier_app.command("train")
+@_boundary
+def train(
+    as_of: AsOf,
+    horizon: Annotated[
+        int | None,
+        typer.Option("--horizon", min=1, help="Days after --as-of in which a death counts."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Train on outcomes after a date, evaluate held-out persons, save a versioned artifact."""
+    services = Services(get_settings())
+    services.require_schema()
+    config = estimator_config(services.settings)
+    with session_scope(services.sessions) as session:
+        result = train_estimator(
+            session, as_of=as_of.date(), horizon_days=horizon, store=services.store,
+            policies=services.policies, config=config,
+            folder=artifacts_dir(services.settings),
+        )  # fmt: skip
+        extra = {"artifact": result.artifact.version, "path": result.artifact.path}
+    _print(result.report, json_output=json_output, extra=extra)
+
+
+@classifier_app.command("evaluate")
+@_boundary
+def evaluate(
+    as_of: AsOf,
+    artifact: Annotated[
+        str | None, typer.Option("--artifact", help="Artifact version (default: the latest).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Evaluate a saved artifact beside the rules on held-out persons as of a date."""
+    services = Services(get_settings())
+    services.require_schema()
+    config = estimator_config(services.settings)
+    with session_scope(services.sessions) as session:
+        report = evaluate_artifact(
+            session, as_of=as_of.date(), version=artifact, store=services.store,
+            policies=services.policies, config=config,
+        )  # fmt: skip
+    _print(report, json_output=json_output, extra={})

@@ -1,0 +1,162 @@
+"""Train and evaluate on the simulated city (SQLite), through the services and the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from liveness.app import Services
+from liveness.cli import ingest_paths
+from liveness.db import session_scope
+from liveness.demo import INGEST_ORDER
+from liveness.estimator import (
+    EstimatorError,
+    alive_probability,
+    artifacts_dir,
+    build_dataset,
+    demo_evaluation,
+    estimator_config,
+    evaluate_artifact,
+    load_artifact,
+    train_estimator,
+)
+from liveness.estimator.cli import classifier_app
+from liveness.migrate import upgrade
+from liveness.settings import Settings, get_settings
+from tests.liveness.conftest import CITY_START, REPO
+
+# Early in the 150-day city, with a long horizon: enough deaths to train and hold out.
+TRAIN_AS_OF = CITY_START + dt.timedelta(days=30)
+HORIZON = 119
+
+
+@pytest.fixture(scope="module")
+def city_services(
+    city: Path,
+    database_url_factory: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Services:
+    # services_factory("sqlite"), once for the module: ingesting the city takes seconds.
+    settings = Settings(
+        database_url=database_url_factory("sqlite"),
+        evidence_dir=tmp_path_factory.mktemp("data") / "evidence",
+        config_dir=REPO / "config",
+    )
+    services = Services(settings)
+    upgrade(services.engine)
+    for source in INGEST_ORDER:
+        ingest_paths(services, source=source, paths=[city / source])
+    return services
+
+
+def test_train_evaluate_and_reload(city_services: Services) -> None:
+    services = city_services
+    config = estimator_config(services.settings)
+    with session_scope(services.sessions) as session:
+        result = train_estimator(
+            session, as_of=TRAIN_AS_OF, horizon_days=HORIZON, store=services.store,
+            policies=services.policies, config=config, folder=artifacts_dir(services.settings),
+        )  # fmt: skip
+    report = result.report
+    assert report.dead >= 3
+    assert report.metrics["estimator"]["roc_auc"] > 0.5
+    assert set(report.metrics) == {"estimator", "rules"}
+    assert {"estimator_dead", "rules_dead"} <= set(report.confusion.columns)
+    assert int(report.confusion["rules_alive"].sum() + report.confusion["rules_dead"].sum()) == (
+        report.persons
+    )
+    assert report.calibration["mean_predicted"].between(0, 1).all()
+    assert report.calibration["persons"].sum() == report.persons
+
+    artifact = result.artifact
+    assert Path(artifact.path).parent == services.settings.evidence_dir.resolve().parent / (
+        "artifacts"
+    )
+    assert artifact.metrics["estimator"]["roc_auc"] == pytest.approx(
+        report.metrics["estimator"]["roc_auc"], abs=1e-6
+    )
+    assert "age_years" in artifact.feature_names
+
+    with session_scope(services.sessions) as session:
+        loaded = load_artifact(session, version=artifact.version)
+        dataset = build_dataset(
+            session, as_of=TRAIN_AS_OF, horizon_days=HORIZON, store=services.store,
+            scoring=services.policies.scoring, health=services.policies.health, age=config.age,
+        )  # fmt: skip
+        again = evaluate_artifact(
+            session, as_of=TRAIN_AS_OF, store=services.store, policies=services.policies,
+            config=config,
+        )  # fmt: skip
+    p = alive_probability(loaded.estimator, dataset.features)
+    assert ((p >= 0) & (p <= 1)).all()
+    assert again.metrics == report.metrics
+    assert again.artifact_version == artifact.version
+
+    console = Console(record=True, width=120)
+    report.render(console)
+    text = console.export_text()
+    assert "ROC AUC" in text and "rules" in text and "calibration" in text
+
+
+def test_demo_evaluation_out_of_time(city_services: Services) -> None:
+    report = demo_evaluation(
+        city_services, train_as_of=TRAIN_AS_OF, evaluate_as_of=TRAIN_AS_OF + dt.timedelta(days=30),
+        horizon_days=60,
+    )  # fmt: skip
+    assert report.persons > 0
+    assert report.metrics["rules"]["brier"] >= 0
+
+
+def test_labels_beyond_the_evidence_are_refused(city_services: Services) -> None:
+    services = city_services
+    with session_scope(services.sessions) as session, pytest.raises(EstimatorError, match="need"):
+        build_dataset(
+            session, as_of=CITY_START + dt.timedelta(days=100), horizon_days=90,
+            store=services.store, scoring=services.policies.scoring,
+            health=services.policies.health, age=True,
+        )  # fmt: skip
+
+
+@pytest.fixture
+def cli_env(city_services: Services) -> Iterator[dict[str, str]]:
+    get_settings.cache_clear()
+    settings = city_services.settings
+    yield {
+        "LIVENESS_DATABASE_URL": settings.database_url,
+        "LIVENESS_EVIDENCE_DIR": str(settings.evidence_dir),
+        "LIVENESS_CONFIG_DIR": str(settings.config_dir),
+    }
+    get_settings.cache_clear()
+
+
+def test_cli_train_and_evaluate(cli_env: dict[str, str]) -> None:
+    root = typer.Typer()
+    root.add_typer(classifier_app, name="classifier")
+    runner = CliRunner()
+
+    def invoke(*args: str) -> tuple[int, str]:
+        result = runner.invoke(root, ["classifier", *args], env=cli_env)
+        output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+        assert "Traceback" not in output
+        return result.exit_code, output
+
+    code, output = invoke("train", "--as-of", TRAIN_AS_OF.isoformat(), "--horizon", str(HORIZON))
+    assert code == 0, output
+    assert "ROC AUC" in output and "rules" in output
+    code, output = invoke("evaluate", "--as-of", TRAIN_AS_OF.isoformat(), "--json")
+    assert code == 0, output
+    data = json.loads(output)
+    assert data["metrics"]["estimator"]["roc_auc"] > 0.5
+    assert np.isfinite(data["metrics"]["rules"]["brier"])
+    code, output = invoke("evaluate", "--as-of", "2025-05-01")
+    assert code == 7 and "evidence reaches" in output
+    code, output = invoke("evaluate", "--as-of", "2025-02-01", "--artifact", "nope")
+    assert code == 7 and "nope" in output
