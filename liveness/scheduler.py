@@ -1,0 +1,252 @@
+"""The nightly schedule: APScheduler 3 with its job in the state database, retries, reports.
+
+`build_scheduler` registers one job, `nightly`, from config/schedule.toml; when it fires,
+`scheduled_nightly` builds its own services from the settings and calls `run_nightly`, the one
+top-level job wrapper, which retries a failed night and reports every outcome via `logging`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.util import utc_timestamp_to_datetime
+from sqlalchemy import select
+
+from connectors import ConnectorError
+from liveness.app import Services
+from liveness.errors import ConfigurationError, LivenessError, RunRefused
+from liveness.jobs import NightlyResult, local_today, nightly_job
+from liveness.settings import Settings, get_settings
+from models import RunStatus
+
+__all__ = [
+    "JOBS_TABLE",
+    "JOB_ID",
+    "SchedulePolicy",
+    "build_scheduler",
+    "load_schedule_policy",
+    "run_nightly",
+    "schedule_policy_path",
+    "scheduled_nightly",
+]
+
+logger = logging.getLogger(__name__)
+
+JOB_ID = "nightly"
+JOBS_TABLE = "apscheduler_jobs"
+_KEYS = ("cron", "misfire_grace_time_s", "coalesce", "retry_attempts", "retry_delay_s")
+
+
+@dataclass(frozen=True)
+class SchedulePolicy:
+    """When the nightly job fires, how late it may still run, and how a failed night retries."""
+
+    cron: str
+    misfire_grace_time_s: int
+    coalesce: bool
+    retry_attempts: int
+    retry_delay_s: int
+
+    @property
+    def attempts(self) -> int:
+        """Return how many times a failing night is tried in all (the first try and retries)."""
+        return 1 + self.retry_attempts
+
+
+def schedule_policy_path(settings: Settings) -> Path:
+    """Return the path of the schedule file."""
+    return settings.config_dir / "schedule.toml"
+
+
+def _integer(table: Mapping[str, Any], key: str, origin: str, *, minimum: int) -> int:
+    value = table.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "a positive integer" if minimum > 0 else "an integer >= 0"
+        raise ConfigurationError(f"{origin}: nightly.{key} must be {kind}, not {value!r}")
+    return value
+
+
+def load_schedule_policy(path: Path) -> SchedulePolicy:
+    """Read and validate the schedule file."""
+    try:
+        document = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: schedule not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"{path}: not valid TOML: {error}") from None
+    origin = str(path)
+    table = document.get("nightly")
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{origin}: a [nightly] table is required")
+    unknown = sorted(set(table) - set(_KEYS))
+    if unknown:
+        raise ConfigurationError(
+            f"{origin}: nightly.{unknown[0]} is not a setting; the settings are {', '.join(_KEYS)}"
+        )
+    cron = table.get("cron")
+    if not isinstance(cron, str):
+        raise ConfigurationError(
+            f'{origin}: nightly.cron must be a crontab string like "30 1 * * *"'
+        )
+    try:
+        CronTrigger.from_crontab(cron)
+    except ValueError as error:
+        raise ConfigurationError(f"{origin}: nightly.cron {cron!r} is not valid: {error}") from None
+    coalesce = table.get("coalesce")
+    if not isinstance(coalesce, bool):
+        raise ConfigurationError(f"{origin}: nightly.coalesce must be true or false")
+    return SchedulePolicy(
+        cron=cron,
+        misfire_grace_time_s=_integer(table, "misfire_grace_time_s", origin, minimum=1),
+        coalesce=coalesce,
+        retry_attempts=_integer(table, "retry_attempts", origin, minimum=0),
+        retry_delay_s=_integer(table, "retry_delay_s", origin, minimum=0),
+    )
+
+
+def _needs_operator(error: BaseException) -> bool:
+    # The engine's own errors (configuration, no roll, no schema) do not heal by waiting; a run
+    # refused because another holds the lock does, and so do database and network failures.
+    return isinstance(error, LivenessError) and not isinstance(error, RunRefused)
+
+
+def _report(result: NightlyResult) -> None:
+    refused = [report for report in result.deliveries if report.status == "refused"]
+    if result.run_status == RunStatus.STOPPED_BY_GUARD:
+        logger.error(
+            "night as of %s: run %d stopped by the mass-downgrade guard, nothing published; "
+            "not retried: an operator must check the sources (liveness deliveries), then "
+            "`liveness run --as-of %s`, with --override-guard if the drop is real",
+            result.as_of, result.run_id, result.as_of,
+        )  # fmt: skip
+    elif result.run_status == RunStatus.PUBLISHED:
+        logger.info(
+            "night as of %s: run %d published; %d deliveries, %d refused",
+            result.as_of, result.run_id, len(result.deliveries), result.refused,
+        )  # fmt: skip
+    else:
+        logger.error(
+            "night as of %s: run %d ended %s; not retried",
+            result.as_of, result.run_id, result.run_status,
+        )  # fmt: skip
+    for report in refused:
+        logger.warning("refused delivery %s of %s: %s", report.file, report.source, report.error)
+
+
+def run_nightly(
+    *,
+    services: Services,
+    as_of: dt.date | None = None,
+    attempts: int,
+    delay_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> NightlyResult | None:
+    """Run the nightly job, retrying a failure, and report the outcome; None if it failed."""
+    # Fixed once, so that a retry after midnight still certifies the night it was meant for.
+    day = as_of or local_today(services) - dt.timedelta(days=1)
+    attempts = max(attempts, 1)
+    for attempt in range(1, attempts + 1):
+        try:
+            result = nightly_job(services, as_of=day)
+        except Exception as error:  # the one top-level job wrapper: every failure is reported
+            if isinstance(error, LivenessError | ConnectorError):
+                logger.error("night as of %s, attempt %d of %d: %s", day, attempt, attempts, error)
+            else:
+                logger.exception("night as of %s, attempt %d of %d failed", day, attempt, attempts)
+            if _needs_operator(error):
+                logger.error("night as of %s failed; not retried: an operator must act", day)
+                return None
+            if attempt < attempts:
+                logger.warning("night as of %s: retrying in %s s", day, delay_s)
+                # Retrying is safe: deliveries already loaded are recognised by their checksum,
+                # and a run publishes all or nothing.
+                sleep(delay_s)
+            continue
+        _report(result)
+        return result
+    logger.error(
+        "night as of %s failed after %d attempts; after fixing the cause run "
+        "`liveness scheduler --once-as-of %s`",
+        day, attempts, day,
+    )  # fmt: skip
+    return None
+
+
+def scheduled_nightly(*, attempts: int, delay_s: float) -> NightlyResult | None:
+    """Run the nightly job from the scheduler, with services of its own."""
+    services = Services(get_settings())
+    try:
+        return run_nightly(services=services, attempts=attempts, delay_s=delay_s)
+    finally:
+        services.engine.dispose()
+
+
+def _next_run_time(
+    store: SQLAlchemyJobStore, *, trigger: CronTrigger, now: dt.datetime
+) -> dt.datetime:
+    """Return the stored job's pending fire time if still on schedule, else the next one."""
+    table = store.jobs_t
+    table.create(store.engine, checkfirst=True)
+    with store.engine.connect() as connection:
+        stored = connection.execute(
+            select(table.c.next_run_time).where(table.c.id == JOB_ID)
+        ).scalar_one_or_none()
+    upcoming: dt.datetime = trigger.get_next_fire_time(None, now)
+    if stored is None:
+        return upcoming
+    # Replacing the job must not lose a night missed while the scheduler was down: keep the
+    # stored time, so the misfire grace decides, unless the cron changed and it is off schedule.
+    pending: dt.datetime = utc_timestamp_to_datetime(stored).astimezone(trigger.timezone)
+    if pending < upcoming and trigger.get_next_fire_time(None, pending) == pending:
+        return pending
+    return upcoming
+
+
+def build_scheduler(
+    services: Services,
+    *,
+    policy: SchedulePolicy,
+    scheduler_class: type[BaseScheduler] = BlockingScheduler,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> BaseScheduler:
+    """Return a scheduler, not started, whose one job `nightly` is stored in the state database.
+
+    The job store keeps the job in APScheduler's own table `apscheduler_jobs`, which it creates
+    itself outside the migrations; nothing else reads or writes it. Building again replaces the
+    job (same id), keeping a pending fire time so a night missed while down is not lost.
+    """
+    try:
+        timezone = ZoneInfo(services.settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"LIVENESS_TIMEZONE: unknown time zone {services.settings.timezone!r}"
+        ) from None
+    trigger = CronTrigger.from_crontab(policy.cron, timezone=timezone)
+    store = SQLAlchemyJobStore(engine=services.engine, tablename=JOBS_TABLE)
+    now = clock() if clock is not None else dt.datetime.now(timezone)
+    scheduler = scheduler_class(jobstores={"default": store}, timezone=timezone)
+    scheduler.add_job(
+        scheduled_nightly,
+        trigger=trigger,
+        id=JOB_ID,
+        name="nightly: ingest every source, then certify",
+        kwargs={"attempts": policy.attempts, "delay_s": policy.retry_delay_s},
+        replace_existing=True,
+        coalesce=policy.coalesce,
+        misfire_grace_time=policy.misfire_grace_time_s,
+        max_instances=1,
+        next_run_time=_next_run_time(store, trigger=trigger, now=now),
+    )
+    return scheduler
