@@ -19,6 +19,7 @@ from connectors import ConnectorError
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError, LivenessError
+from liveness.estimator.cli import classifier_app
 from liveness.ingest import DeliveryReport
 from liveness.ingest.queries import (
     delivery_log,
@@ -30,6 +31,7 @@ from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.migrate import current_revision, upgrade
 from liveness.runner import execute_run
+from liveness.scheduler_cli import scheduler_command
 from liveness.settings import get_settings
 from models import RunStatus
 
@@ -43,6 +45,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Manage the state database's sch
 app.add_typer(db_app, name="db")
 quarantine_app = typer.Typer(no_args_is_help=True, help="Rows that could not be understood.")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(classifier_app, name="classifier")
 
 console = Console()
 errors = Console(stderr=True)
@@ -84,6 +87,9 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(70) from None
 
     return wrapper
+
+
+app.command("scheduler")(boundary(scheduler_command))
 
 
 def _services() -> Services:

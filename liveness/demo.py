@@ -117,8 +117,24 @@ def run_demo(*, persons: int, days: int, seed: int, out: Path | None, console: C
     for error in refused:
         console.print(f"   [red]refused:[/] {error}")
 
+    if days >= 300:
+        from liveness.estimator import demo_evaluation
+
+        # Train half-way through the year, evaluate on what the next 90 days revealed.
+        train_as_of = DEMO_START + dt.timedelta(days=days // 2 - 1)
+        with console.status("training the learned estimator"):
+            evaluation = demo_evaluation(
+                services, train_as_of=train_as_of,
+                evaluate_as_of=train_as_of + dt.timedelta(days=90), horizon_days=90,
+            )  # fmt: skip
+        console.print(
+            f"[bold]3. learned estimator[/] trained as of {train_as_of}, beside the rules "
+            f"({time.perf_counter() - started:.1f} s)"
+        )
+        evaluation.render(console)
+
     run = execute_run(services, as_of=as_of)
-    console.print(f"[bold]3. certified[/] as of {as_of} ({time.perf_counter() - started:.1f} s)")
+    console.print(f"[bold]4. certified[/] as of {as_of} ({time.perf_counter() - started:.1f} s)")
     print_run_report(run.report)
 
     entries = suspension_list(services, run.id)

@@ -18,14 +18,12 @@ import pandas as pd
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from liveness.certification import CertificationPolicy, certify_silently
+from liveness.certification import CertificationPolicy
 from liveness.evidence.health import HealthPolicy
 from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore, day_from_number, day_number
 from liveness.guard import check_downgrades
 from liveness.ingest.traces import TRACE_SOURCES
-from liveness.lists import suspend_deceased
-from liveness.review import open_death_reviews, route_reviews
 from liveness.scoring import (
     LEVELS,
     RULES,
@@ -33,6 +31,7 @@ from liveness.scoring import (
     grade,
     reasons_frame,
 )
+from liveness.workflow import WorkflowResult, apply_workflow
 from models import (
     Assessment,
     DeathMatch,
@@ -40,8 +39,6 @@ from models import (
     RunStatus,
     utcnow,
 )
-
-REVIEW_MATCHES = (DeathMatch.NAME_MISMATCH,)
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,7 @@ def certify(
         )
 
     with watch.stage("grade"):
-        roll, first_death, deaths = snapshot.roll, snapshot.first_death, snapshot.deaths
+        roll = snapshot.roll
         grades = grade(
             features=snapshot.features, benefit_type=roll["benefit_type"].to_numpy(),
             death_day=snapshot.death_day, degraded=snapshot.degraded, policy=scoring,
@@ -155,44 +152,15 @@ def certify(
                 )
             ],
         )  # fmt: skip
-        certification = policies.certification
-        certified = certify_silently(
-            session, run_id=run.id, as_of=as_of,
-            strong=assessed[assessed["level"] == "strong"], policy=certification,
-            policy_version=scoring.version,
-        )  # fmt: skip
-        routing = route_reviews(
-            session, run_id=run.id, as_of=as_of, assessed=assessed, policy=certification
-        )
-        mismatched = deaths[deaths["match"].isin([m.value for m in REVIEW_MATCHES])]
-        mismatched = mismatched[
-            ~mismatched["person_id"].isin(first_death.index)
-            & mismatched["person_id"].isin(roll["person_id"])
-        ]
-        death_reviews = open_death_reviews(
-            session, run_id=run.id, as_of=as_of,
-            cases=mismatched.merge(roll[["person_id", "grid_code"]], on="person_id").assign(
-                record=lambda f: [
-                    {"source": s, "record_id": r, "name": n, "died_on": d.isoformat()}
-                    for s, r, n, d in zip(
-                        f["source"], f["record_id"], f["name"], f["died_on"], strict=True
-                    )
-                ]
-            ),
-            policy=certification,
-        )  # fmt: skip
-        dead = assessed.loc[assessed["level"] == "deceased", ["person_id"]]
-        dead = dead.assign(died_on=[first_death[p] for p in dead["person_id"]])
-        entries = suspend_deceased(
-            session, run_id=run.id, deaths=dead, as_of=as_of,
-            payment_day=certification.payment_day,
+        workflow = apply_workflow(
+            session, run_id=run.id, as_of=as_of, snapshot=snapshot, assessed=assessed,
+            store=store, scoring=scoring, policy=policies.certification,
         )  # fmt: skip
 
     run.report = _report(
-        as_of=as_of, assessed=assessed, post_death=snapshot.post_death, certified=certified,
-        routing=routing, death_reviews=death_reviews, entries=entries, deaths=deaths,
-        traces=len(snapshot.traces["day"]), policies=policies, timings=watch.seconds,
-        outages=snapshot.outages,
+        as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
+        deaths=snapshot.deaths, traces=len(snapshot.traces["day"]), policies=policies,
+        timings=watch.seconds, outages=snapshot.outages,
     )  # fmt: skip
     run.report["guard"] = {**verdict.as_dict(), "overridden": verdict.tripped and override_guard}
     run.status = RunStatus.PUBLISHED
@@ -202,31 +170,51 @@ def certify(
 
 
 def _report(
-    *, as_of: dt.date, assessed: pd.DataFrame, post_death: np.ndarray, certified: int,
-    routing: Any, death_reviews: int, entries: list[Any], deaths: pd.DataFrame, traces: int,
-    policies: RunPolicies, timings: dict[str, float], outages: dict[str, list[dt.date]],
+    *, as_of: dt.date, assessed: pd.DataFrame, post_death: np.ndarray, workflow: WorkflowResult,
+    deaths: pd.DataFrame, traces: int, policies: RunPolicies, timings: dict[str, float],
+    outages: dict[str, list[dt.date]],
 ) -> dict[str, Any]:  # fmt: skip
-    """Summarise a run for operators: levels, tasks, list entries and amounts, timings."""
+    """Summarise a run for operators: levels, reviews, certifications, the list, timings."""
     levels = assessed["level"].value_counts()
-    suspended = [entry for entry in entries if entry.action == "suspend"]
+    entries = pd.DataFrame(workflow.entries, columns=["action", "reason", "amount", "status"])
+    routing = workflow.routing
+    list_summary = {
+        f"{action}:{reason}": {"entries": len(group), "amount": str(group["amount"].sum())}
+        for (action, reason), group in entries.groupby(
+            [entries["action"].astype(str), entries["reason"].astype(str)]
+        )
+    }
+    suspended = entries[entries["action"].astype(str) == "suspend"]
     return {
         "as_of": as_of.isoformat(),
         "policy_version": policies.scoring.version,
         "certification_policy_version": policies.certification.version,
+        "health_policy_version": policies.health.version,
         "persons": len(assessed),
         "traces_in_window": traces,
         "levels": {level: int(levels.get(level, 0)) for level in LEVELS},
         "rules": {str(k): int(v) for k, v in assessed["rule"].value_counts().items()},
-        "certified_silently": certified,
-        "tasks_opened": {**routing.opened, "death_review": death_reviews},
-        "tasks_closed_by_data": routing.closed_by_data,
-        "tasks_cancelled": routing.cancelled,
+        "certified": workflow.certified,
+        "certified_silently": workflow.certified.get("data_comparison", 0),
+        "face_verifications_settled": workflow.face_settled,
+        "review_outcomes_applied": workflow.outcomes_applied,
+        "tasks_opened": {
+            **(routing.opened if routing else {}),
+            "death_review": workflow.death_reviews,
+        },
+        "tasks_closed_by_data": routing.closed_by_data if routing else 0,
+        "tasks_cancelled": routing.cancelled if routing else 0,
+        "notices": workflow.notices,
+        "death_records_refuted": workflow.refuted_death_records,
+        "list": list_summary,
+        "held_for_approval": int((entries["status"].astype(str) == "held").sum()),
         "suspensions": len(suspended),
-        "overpayment_total": str(sum((entry.amount for entry in suspended), start=0)),
+        "overpayment_total": str(
+            suspended.loc[suspended["reason"].astype(str) == "deceased", "amount"].sum()
+        ),
         "persons_with_traces_after_death": int((post_death > 0).sum()),
         "death_records_for_review": int((deaths["match"] == DeathMatch.NAME_MISMATCH).sum()),
         "degraded_sources": _outage_days(outages),
-        "health_policy_version": policies.health.version,
         "trace_sources": list(TRACE_SOURCES),
         "timings_s": timings,
         "first_day_of_window": day_from_number(

@@ -105,6 +105,8 @@ class RecordStatus(StrEnum):
 
     ACTIVE = "active"
     VOIDED = "voided"
+    # Contradicted by later proof of life (a face pass, a visit): it no longer acts.
+    REFUTED = "refuted"
 
 
 class RunStatus(StrEnum):

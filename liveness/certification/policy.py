@@ -44,6 +44,11 @@ class CertificationPolicy:
     payment_day: int
     guard: GuardPolicy
     lock_stale_after_s: int
+    four_eyes_back_pay: float
+    suspend_when_imprisoned: tuple[str, ...]
+    own_face_channels: tuple[str, ...]
+    proxy_allowed: bool
+    area_prefixes: tuple[str, ...]
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
 
     def cycle_for(self, benefit_type: str) -> CyclePolicy:
@@ -56,6 +61,20 @@ def _positive_int(table: Mapping[str, Any], key: str, where: str, origin: str) -
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigurationError(f"{origin}: {where}.{key} must be a positive integer")
     return value
+
+
+def _positive_number(table: Mapping[str, Any], key: str, where: str, origin: str) -> float:
+    value = table.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ConfigurationError(f"{origin}: {where}.{key} must be a positive number")
+    return float(value)
+
+
+def _strings(table: Mapping[str, Any], key: str, where: str, origin: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigurationError(f"{origin}: {where}.{key} must be a list of strings")
+    return tuple(value)
 
 
 def _share(table: Mapping[str, Any], key: str, origin: str) -> float:
@@ -92,6 +111,8 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
     review = document.get("review", {})
     payment = document.get("payment", {})
     guard = document.get("guard", {})
+    lists = document.get("lists", {})
+    face = review.get("face", {})
     payment_day = _positive_int(payment, "day_of_month", "payment", origin)
     if payment_day > 28:
         raise ConfigurationError(f"{origin}: payment.day_of_month must be 1 to 28")
@@ -110,5 +131,10 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         lock_stale_after_s=_positive_int(
             document.get("run", {}), "lock_stale_after_s", "run", origin
         ),
+        four_eyes_back_pay=_positive_number(lists, "four_eyes_back_pay", "lists", origin),
+        suspend_when_imprisoned=_strings(lists, "suspend_when_imprisoned", "lists", origin),
+        own_face_channels=_strings(face, "own_channels", "review.face", origin),
+        proxy_allowed=bool(face.get("proxy_allowed", False)),
+        area_prefixes=_strings(document.get("area", {}), "region_prefixes", "area", origin),
         overrides=overrides,
     )

@@ -45,6 +45,41 @@ def valid_until(session: Session, *, policy: CertificationPolicy) -> pd.Series:
     return pd.Series(merged, dtype=object)
 
 
+def certify_persons(
+    session: Session,
+    *,
+    run_id: int,
+    as_of: dt.date,
+    proofs: pd.DataFrame,
+    policy: CertificationPolicy,
+    policy_version: str,
+) -> int:
+    """Certify persons on a fresh proof of life; return how many.
+
+    `proofs` has person_id, benefit_type, source (a CertificationSource) and evidence (a dict).
+    A fresh proof renews the cycle whenever it comes.
+    """
+    rows = [
+        {
+            "person_id": int(person_id),
+            "source": source,
+            "mark": "certified",
+            "certified_on": as_of,
+            "valid_until": add_months(as_of, policy.cycle_for(str(benefit_type)).valid_months),
+            "run_id": run_id,
+            "policy_version": policy_version,
+            "evidence": evidence,
+        }
+        for person_id, benefit_type, source, evidence in zip(
+            proofs["person_id"], proofs["benefit_type"], proofs["source"], proofs["evidence"],
+            strict=True,
+        )
+    ]  # fmt: skip
+    if rows:
+        session.execute(insert(Certification), rows)
+    return len(rows)
+
+
 def certify_silently(
     session: Session,
     *,

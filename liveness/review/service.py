@@ -53,12 +53,20 @@ def route_reviews(
     as_of: dt.date,
     assessed: pd.DataFrame,
     policy: CertificationPolicy,
+    due: set[int] | None = None,
+    visit_now: set[int] = frozenset(),  # type: ignore[assignment]
+    face_now: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> RoutingResult:
-    """Open face verifications for medium and home visits for weak; close what data resolved.
+    """Open reviews for people due for certification; close what data resolved.
 
-    `assessed` has person_id, grid_code, level, score, monthly_amount and reasons. A person
-    never has two open tasks; a strong person's open task is closed as resolved by data; a
-    dead person's is cancelled (the death itself goes to the list).
+    `assessed` has person_id, grid_code, region_code, level, score, monthly_amount and
+    reasons. Medium people due for renewal get a remote face verification, weak ones a home
+    visit (or, living outside the agency's area, a face verification: nobody can visit
+    them). `due` limits new reviews to people whose certification is up for renewal (None:
+    everyone); `visit_now` and `face_now` are people a finished review sends on (a failed or
+    lapsed face verification to a visit; a person who moved away to a face verification).
+    A person never has two open tasks; a strong person's open review is closed as resolved by
+    data; a dead person's is cancelled (the death itself goes to the list).
     """
     current = open_tasks(session)
     level_of = assessed.set_index("person_id")["level"]
@@ -72,15 +80,20 @@ def route_reviews(
     still_open = set(current["person_id"]) - set(
         current.loc[current["id"].isin(resolved + cancelled), "person_id"]
     )
-    candidates = assessed[
-        assessed["level"].isin(["medium", "weak"]) & ~assessed["person_id"].isin(still_open)
-    ]
-    kind = np.where(
-        candidates["level"] == "medium", TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT
+    reviewable = assessed["level"].isin(["medium", "weak"])
+    if due is not None:
+        reviewable &= assessed["person_id"].isin(due)
+    forced = assessed["person_id"].isin(set(visit_now) | set(face_now)) & (
+        assessed["level"] != "deceased"
     )
-    due_days = np.where(
-        kind == TaskKind.FACE_VERIFICATION, policy.face_due_days, policy.visit_due_days
-    )
+    candidates = assessed[(reviewable | forced) & ~assessed["person_id"].isin(still_open)]
+    in_area = candidates["region_code"].astype(str).str.startswith(policy.area_prefixes)
+    wants_face = (candidates["level"] == "medium") | candidates["person_id"].isin(face_now)
+    wants_face &= ~candidates["person_id"].isin(visit_now)
+    # Nobody can visit a person who lives elsewhere: they are offered a face verification.
+    face = wants_face.to_numpy() | ~in_area.to_numpy()
+    kind = np.where(face, TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
+    due_days = np.where(face, policy.face_due_days, policy.visit_due_days)
     # Riskier people and larger monthly amounts come first: both raise what a miss costs.
     priority = (1.0 - candidates["score"].to_numpy()) * candidates["monthly_amount"].to_numpy(float)
     rows = [

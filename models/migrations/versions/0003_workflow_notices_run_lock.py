@@ -51,6 +51,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_notices_person_id"), ["person_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_notices_status"), ["status"], unique=False)
 
+    with op.batch_alter_table("death_records", schema=None) as batch_op:
+        batch_op.alter_column(
+            "status", existing_type=sa.String(length=6), type_=sa.String(length=7)
+        )
+
     with op.batch_alter_table("list_entries", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("caused_by", sa.String(length=64), nullable=False, server_default="system")
@@ -60,6 +65,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("death_records", schema=None) as batch_op:
+        batch_op.alter_column(
+            "status", existing_type=sa.String(length=7), type_=sa.String(length=6)
+        )
 
     with op.batch_alter_table("list_entries", schema=None) as batch_op:
         batch_op.drop_column("approved_at")

@@ -1,0 +1,107 @@
+"""Recording what a review found: validated, idempotent, applied by the next run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from liveness.errors import LivenessError, NotFound
+from models import ReviewTask, TaskKind, TaskStatus, VisitOutcome
+
+OUTCOMES_BY_KIND: dict[TaskKind, frozenset[VisitOutcome]] = {
+    TaskKind.HOME_VISIT: frozenset(
+        {
+            VisitOutcome.ALIVE_CONFIRMED,
+            VisitOutcome.DECEASED,
+            VisitOutcome.MOVED_AWAY,
+            VisitOutcome.NOT_FOUND,
+            VisitOutcome.REFUSED,
+            VisitOutcome.IN_HOSPITAL,
+            VisitOutcome.IMPRISONED,
+        }
+    ),
+    TaskKind.DEATH_REVIEW: frozenset(
+        {VisitOutcome.ALIVE_CONFIRMED, VisitOutcome.DECEASED, VisitOutcome.NOT_A_DEATH}
+    ),
+    # Face verifications are settled by their results (traces or callbacks), not by hand.
+    TaskKind.FACE_VERIFICATION: frozenset(),
+}
+
+
+class OutcomeInvalid(LivenessError):
+    """An outcome that cannot be recorded; the message names the field."""
+
+    exit_code = 2
+    http_status = 422
+
+
+def _detail(
+    outcome: VisitOutcome, *, on: dt.date, died_on: dt.date | None, region: str | None,
+    note: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Validate the fields an outcome needs and return them as the task's outcome detail."""
+    detail: dict[str, Any] = {"recorded_on": on.isoformat()}
+    if outcome == VisitOutcome.DECEASED:
+        if died_on is None:
+            raise OutcomeInvalid("died_on: a deceased outcome needs the date of death")
+        if died_on > on:
+            raise OutcomeInvalid("died_on: the date of death is after the visit")
+        detail["died_on"] = died_on.isoformat()
+    elif died_on is not None:
+        raise OutcomeInvalid(f"died_on: only a deceased outcome has a date of death, not {outcome}")
+    if outcome == VisitOutcome.MOVED_AWAY:
+        if not region or not region.isdigit() or len(region) != 6:
+            raise OutcomeInvalid("region: a moved_away outcome needs the 6-digit region code")
+        detail["region"] = region
+    if note:
+        detail["note"] = note[:500]
+    return detail
+
+
+def record_outcome(
+    session: Session,
+    *,
+    task_id: int,
+    outcome: str,
+    actor: str,
+    on: dt.date,
+    died_on: dt.date | None = None,
+    region: str | None = None,
+    note: str | None = None,
+) -> ReviewTask:
+    """Record a review's outcome; recording the same outcome again changes nothing.
+
+    Its effects (certification, suspension, reinstatement) are applied by the next run, so
+    that lists only ever change inside a run, all at once.
+    """
+    task = session.get(ReviewTask, task_id)
+    if task is None:
+        raise NotFound(f"no review task {task_id}")
+    try:
+        chosen = VisitOutcome(outcome)
+    except ValueError:
+        raise OutcomeInvalid(f"outcome: {outcome!r} is not an outcome") from None
+    allowed = OUTCOMES_BY_KIND[TaskKind(task.kind)]
+    if chosen not in allowed:
+        raise OutcomeInvalid(
+            f"outcome: {chosen} is not an outcome of a {task.kind} task; expected one of "
+            + ", ".join(sorted(allowed))
+        )
+    detail = _detail(chosen, on=on, died_on=died_on, region=region, note=note)
+    if task.status == TaskStatus.DONE:
+        same = task.outcome == chosen and {
+            k: v for k, v in task.outcome_detail.items() if k not in ("recorded_on", "by")
+        } == {k: v for k, v in detail.items() if k != "recorded_on"}
+        if same:
+            return task
+        raise OutcomeInvalid(f"outcome: task {task_id} already has the outcome {task.outcome}")
+    if task.status not in (TaskStatus.OPEN, TaskStatus.CLAIMED):
+        raise OutcomeInvalid(f"outcome: task {task_id} is {task.status}, no longer open")
+    task.status = TaskStatus.DONE
+    task.outcome = chosen
+    task.outcome_detail = {**detail, "by": actor}
+    task.closed_on = on
+    session.flush()
+    return task
