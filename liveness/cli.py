@@ -207,7 +207,7 @@ def ingest(
         raise typer.Exit(3)
 
 
-def print_run_report(report: dict[str, Any]) -> None:
+def print_run_report(report: dict[str, Any], *, to: Console | None = None) -> None:
     """Print a run's report for an operator."""
     table = Table(title=f"certification run as of {report['as_of']}")
     table.add_column("figure")
@@ -234,7 +234,7 @@ def print_run_report(report: dict[str, Any]) -> None:
             + (" [red]guard overridden[/]" if guard.get("overridden") else ""),
         )
     table.add_row("policy version", report["policy_version"])
-    console.print(table)
+    (to or console).print(table)
 
 
 @app.command("run")
@@ -282,11 +282,22 @@ def demo(
     out: Annotated[
         Path | None, typer.Option(help="Folder for the demo's files (default: a temporary one).")
     ] = None,
+    months: Annotated[
+        int, typer.Option(min=0, help="Monthly cycles to run before the last day.")
+    ] = 6,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the figures as one JSON object.")
+    ] = False,
 ) -> None:
-    """Simulate a city, ingest it, certify it, and score the result against the truth."""
+    """Simulate a city, ingest it, run monthly certification cycles, score against the truth."""
     from liveness.demo import run_demo
 
-    run_demo(persons=persons, days=days, seed=seed, out=out, console=console)
+    figures = run_demo(
+        persons=persons, days=days, seed=seed, out=out, months=months, json_output=json_output,
+        console=Console(quiet=True) if json_output else console,
+    )  # fmt: skip
+    if json_output:
+        sys.stdout.write(json.dumps(figures, ensure_ascii=False, default=str) + "\n")
 
 
 def print_frame(frame: pd.DataFrame, *, title: str, json_output: bool) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -19,7 +20,7 @@ from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.runner import execute_run
 from liveness.settings import get_settings
-from models import Benefit, ListEntry, Person
+from models import Benefit, Certification, ListEntry, Person, ReviewTask, Run
 
 DEMO_START = dt.date(2025, 1, 1)
 
@@ -67,10 +68,121 @@ def score_against_truth(
     }
 
 
-def run_demo(*, persons: int, days: int, seed: int, out: Path | None, console: Console) -> None:
-    """Simulate, ingest, certify and report; files go to `out` or a temporary folder."""
+def month_ends(*, start: dt.date, last: dt.date) -> list[dt.date]:
+    """Return the last day of each month from `start`'s month through `last` (kept if earlier)."""
+    ends: list[dt.date] = []
+    year, month = start.year, start.month
+    while True:
+        following = dt.date(year + month // 12, month % 12 + 1, 1)
+        end = following - dt.timedelta(days=1)
+        if end >= last:
+            return [*ends, last]
+        ends.append(end)
+        year, month = following.year, following.month
+
+
+def cycle_figures(
+    services: Services, *, truth: pd.DataFrame, since: dt.date, end: dt.date
+) -> dict[str, Any]:
+    """Measure the cycles against the truth: silent share, death to suspension, wrong stops."""
+    with session_scope(services.sessions) as session:
+        entries = pd.DataFrame(
+            session.execute(
+                select(
+                    Person.person_ref,
+                    ListEntry.action,
+                    ListEntry.reason,
+                    ListEntry.effective_on,
+                    Run.as_of,
+                )
+                .join(Person, Person.id == ListEntry.person_id)
+                .join(Run, Run.id == ListEntry.run_id)
+                .order_by(ListEntry.seq)
+            ).all(),
+            columns=["person_ref", "action", "reason", "effective_on", "as_of"],
+        )
+        certified = pd.DataFrame(
+            session.execute(
+                select(Person.person_ref, Certification.source).join(
+                    Person, Person.id == Certification.person_id
+                )
+            ).all(),
+            columns=["person_ref", "source"],
+        )
+        tasks = pd.DataFrame(
+            session.execute(
+                select(ReviewTask.grid_code, ReviewTask.kind, ReviewTask.opened_on)
+            ).all(),
+            columns=["grid_code", "kind", "opened_on"],
+        )
+    for frame, column in ((entries, "action"), (entries, "reason"), (certified, "source")):
+        frame[column] = frame[column].astype(object).map(str)
+    died = pd.to_datetime(truth["died_on"], errors="coerce")
+    living = truth.loc[died.isna() | (died > pd.Timestamp(end)), "person_ref"]
+    silent = set(certified.loc[certified["source"] == "data_comparison", "person_ref"])
+    suspended = entries[entries["action"] == "suspend"].drop_duplicates("person_ref")
+    joined = suspended.merge(truth[["person_ref", "died_on", "death_record"]], on="person_ref")
+    joined_died = pd.to_datetime(joined["died_on"], errors="coerce")
+    living_then = joined_died.isna() | (joined_died > pd.to_datetime(joined["as_of"]))
+    wrongful = joined[living_then & (joined["reason"] == "deceased")]
+    lapsed_living = joined[living_then & (joined["reason"] != "deceased")]
+    dead = joined[joined_died.notna() & (joined_died <= pd.to_datetime(joined["as_of"]))]
+    # Delays count deaths after the first run: those before it were a backlog it inherited.
+    dead = dead[pd.to_datetime(dead["died_on"]) > pd.Timestamp(since)]
+    delay = (pd.to_datetime(dead["as_of"]) - pd.to_datetime(dead["died_on"])).dt.days
+    no_record = dead["death_record"].fillna("none").eq("none").to_numpy()
+
+    def spread(days: pd.Series) -> dict[str, float | int | None]:
+        if days.empty:
+            return {"suspended": 0, "median_days": None, "p95_days": None}
+        return {
+            "suspended": len(days),
+            "median_days": round(float(days.median()), 1),
+            "p95_days": round(float(days.quantile(0.95)), 1),
+        }
+
+    reviews = tasks[tasks["kind"].astype(str).isin(["face_verification", "home_visit"])]
+    per_grid = reviews.groupby("grid_code").size()
+    visits = reviews[reviews["kind"].astype(str) == "home_visit"].groupby("grid_code").size()
+    all_dead = truth.loc[died.notna() & (died <= pd.Timestamp(end)), "person_ref"]
+    return {
+        "living": len(living),
+        "living_certified_silently_share": round(
+            len(silent & set(living)) / max(len(living), 1), 4
+        ),
+        "dead_in_period": len(all_dead),
+        "dead_after_first_run": int(
+            (died.notna() & (died > pd.Timestamp(since)) & (died <= pd.Timestamp(end))).sum()
+        ),
+        "dead_after_first_run_suspended": len(dead),
+        "death_to_suspension": {
+            "all": spread(delay),
+            "with_death_record": spread(delay[~no_record]),
+            "without_death_record": spread(delay[no_record]),
+        },
+        "wrongful_suspensions": len(wrongful),
+        "wrongful_suspension_refs": sorted(wrongful["person_ref"]),
+        "living_suspended_after_failed_review": len(lapsed_living),
+        "reinstatements": int((entries["action"] == "reinstate").sum()),
+        "review_workload": {
+            "grids": len(per_grid),
+            "reviews_total": int(per_grid.sum()),
+            "reviews_per_grid_mean": round(float(per_grid.mean()), 1) if len(per_grid) else 0.0,
+            "reviews_per_grid_max": int(per_grid.max()) if len(per_grid) else 0,
+            "visits_per_grid_mean": round(float(visits.mean()), 1) if len(visits) else 0.0,
+            "visits_per_grid_max": int(visits.max()) if len(visits) else 0,
+        },
+    }
+
+
+def run_demo(
+    *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 6,
+    json_output: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth."""
     from liveness.cli import print_run_report
     from liveness.simulate import simulate_city
+    from liveness.simulate.responders import answer_reviews
 
     started = time.perf_counter()
     folder = out or Path(tempfile.mkdtemp(prefix="liveness-demo-"))
@@ -82,7 +194,10 @@ def run_demo(*, persons: int, days: int, seed: int, out: Path | None, console: C
         }
     )
     services = Services(settings)
-    as_of = DEMO_START + dt.timedelta(days=days - 1)
+    last_day = DEMO_START + dt.timedelta(days=days - 1)
+
+    def elapsed() -> str:
+        return f"({time.perf_counter() - started:.1f} s)"
 
     with console.status(f"simulating {persons:,} persons over {days} days"):
         summary = simulate_city(
@@ -90,8 +205,7 @@ def run_demo(*, persons: int, days: int, seed: int, out: Path | None, console: C
         )
     console.print(
         f"[bold]1. simulated[/] {summary.persons:,} persons, {summary.deaths:,} deaths, "
-        f"{summary.traces:,} traces in {summary.files:,} files "
-        f"({time.perf_counter() - started:.1f} s)"
+        f"{summary.traces:,} traces in {summary.files:,} files {elapsed()}"
     )
 
     upgrade(services.engine)
@@ -111,12 +225,12 @@ def run_demo(*, persons: int, days: int, seed: int, out: Path | None, console: C
     console.print(
         f"[bold]2. ingested[/] {totals['read']:,} rows: {totals['loaded']:,} loaded, "
         f"{totals['redelivered']:,} re-delivered, {totals['quarantined']:,} quarantined "
-        f"({totals['unmatched']:,} matched nobody, kept) "
-        f"({time.perf_counter() - started:.1f} s)"
+        f"({totals['unmatched']:,} matched nobody, kept) {elapsed()}"
     )
     for error in refused:
         console.print(f"   [red]refused:[/] {error}")
 
+    estimator: dict[str, Any] | None = None
     if days >= 300:
         from liveness.estimator import demo_evaluation
 
@@ -124,34 +238,92 @@ def run_demo(*, persons: int, days: int, seed: int, out: Path | None, console: C
         train_as_of = DEMO_START + dt.timedelta(days=days // 2 - 1)
         with console.status("training the learned estimator"):
             evaluation = demo_evaluation(
-                services, train_as_of=train_as_of,
-                evaluate_as_of=train_as_of + dt.timedelta(days=90), horizon_days=90,
-            )  # fmt: skip
+                services,
+                train_as_of=train_as_of,
+                evaluate_as_of=train_as_of + dt.timedelta(days=90),
+                horizon_days=90,
+            )
         console.print(
             f"[bold]3. learned estimator[/] trained as of {train_as_of}, beside the rules "
-            f"({time.perf_counter() - started:.1f} s)"
+            f"{elapsed()}"
         )
         evaluation.render(console)
+        estimator = evaluation.as_dict()
 
-    run = execute_run(services, as_of=as_of)
-    console.print(f"[bold]4. certified[/] as of {as_of} ({time.perf_counter() - started:.1f} s)")
-    print_run_report(run.report)
+    truth = pd.read_csv(folder / "city" / "truth.csv", dtype=str, keep_default_na=False)
+    truth = truth.replace({"": None})
+    ends = month_ends(start=DEMO_START, last=last_day)[-(months + 1) :]
+    run = None
+    for number, as_of in enumerate(ends):
+        if number:
+            # Between two runs, people answer face verification requests and grid workers visit.
+            answer_reviews(services, truth=truth, on=as_of, seed=seed, inbox=folder / "answers")
+        run = execute_run(services, as_of=as_of)
+        if run.status != "published":
+            console.print(f"[red]run as of {as_of} {run.status}:[/] {run.report.get('guard')}")
+            continue
+        levels = run.report["levels"]
+        console.print(
+            f"[bold]4.{number + 1} run as of {as_of}[/]: strong {levels['strong']:,}, medium "
+            f"{levels['medium']:,}, weak {levels['weak']:,}, deceased {levels['deceased']:,}; "
+            f"{sum(run.report['tasks_opened'].values()):,} reviews opened, "
+            f"{run.report['suspensions']:,} suspended {elapsed()}"
+        )
+    assert run is not None
+    print_run_report(run.report, to=console)
 
     entries = suspension_list(services, run.id)
     list_path = folder / "suspensions.csv"
     entries.to_csv(list_path, index=False)
-    truth = pd.read_csv(folder / "city" / "truth.csv", dtype=str, keep_default_na=False)
-    truth = truth.replace({"": None})
-    scored = score_against_truth(truth, entries, as_of)
-    table = Table(title="against the simulation's truth")
+    figures = cycle_figures(services, truth=truth, since=ends[0], end=last_day)
+    _print_figures(console, figures)
+    console.print(f"list entries of the last run: {list_path}")
+    console.print(f"[bold]done[/] in {time.perf_counter() - started:.1f} s; files in {folder}")
+    return {
+        "persons": persons, "days": days, "seed": seed, "runs": len(ends),
+        "seconds": round(time.perf_counter() - started, 1), **figures, "estimator": estimator,
+        "folder": str(folder),
+    }  # fmt: skip
+
+
+def _print_figures(console: Console, figures: dict[str, Any]) -> None:
+    """Print the cycles' figures against the truth."""
+    table = Table(title="the monthly cycles against the simulation's truth")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("people who died in the period", f"{scored['dead']:,}")
-    table.add_row("  of whom suspended (caught)", f"{scored['caught']:,}")
-    for record, (caught, total) in scored["by_record"].items():  # type: ignore[attr-defined]
-        table.add_row(f"    death evidence: {record}", f"{caught:,} of {total:,}")
-    table.add_row("living people", f"{scored['living']:,}")
-    table.add_row("  of whom wrongly suspended", f"{len(scored['wrongful']):,}")  # type: ignore[arg-type]
+    table.add_row("living people", f"{figures['living']:,}")
+    table.add_row(
+        "  certified silently (by data)", f"{figures['living_certified_silently_share']:.1%}"
+    )
+    table.add_row("  wrongly suspended as dead", f"{figures['wrongful_suspensions']:,}")
+    table.add_row(
+        "  suspended after a failed review and notice",
+        f"{figures['living_suspended_after_failed_review']:,}",
+    )
+    table.add_row("people who died in the period", f"{figures['dead_in_period']:,}")
+    table.add_row("  after the first run", f"{figures['dead_after_first_run']:,}")
+    table.add_row("    of whom suspended", f"{figures['dead_after_first_run_suspended']:,}")
+    for label, key in (
+        ("with a death record", "with_death_record"),
+        ("without a death record (found by review)", "without_death_record"),
+    ):
+        spread = figures["death_to_suspension"][key]
+        value = (
+            "-"
+            if not spread["suspended"]
+            else f"{spread['suspended']:,}: median {spread['median_days']:.0f} d, "
+            f"p95 {spread['p95_days']:.0f} d"
+        )
+        table.add_row(f"  death to suspension, {label}", value)
+    table.add_row("reinstatements", f"{figures['reinstatements']:,}")
+    workload = figures["review_workload"]
+    table.add_row(
+        "reviews per grid (mean / max)",
+        f"{workload['reviews_per_grid_mean']} / {workload['reviews_per_grid_max']} "
+        f"over {workload['grids']:,} grids",
+    )
+    table.add_row(
+        "home visits per grid (mean / max)",
+        f"{workload['visits_per_grid_mean']} / {workload['visits_per_grid_max']}",
+    )
     console.print(table)
-    console.print(f"suspension list: {list_path}")
-    console.print(f"[bold]done[/] in {time.perf_counter() - started:.1f} s; files in {folder}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ class GuardVerdict:
         return asdict(self)
 
 
-def previous_levels(session: Session, *, before: Run) -> tuple[int | None, pd.DataFrame]:
+def previous_levels(session: Session, *, before: Run) -> tuple[Run | None, pd.DataFrame]:
     """Return the latest published run before `before` and its levels per person."""
     previous = session.scalars(
         select(Run)
@@ -45,7 +46,7 @@ def previous_levels(session: Session, *, before: Run) -> tuple[int | None, pd.Da
         .limit(1)
     ).first()
     if previous is None:
-        return None, pd.DataFrame(
+        return previous, pd.DataFrame(
             {"person_id": pd.Series(dtype="int64"), "previous": pd.Series(dtype=object)}
         )
     levels = query_frame(
@@ -54,14 +55,20 @@ def previous_levels(session: Session, *, before: Run) -> tuple[int | None, pd.Da
         ["person_id", "previous"],
     )
     levels["previous"] = levels["previous"].astype(object).map(str)
-    return previous.id, levels
+    return previous, levels
 
 
 def check_downgrades(
     session: Session, *, run: Run, assessed: pd.DataFrame, policy: GuardPolicy
 ) -> GuardVerdict:
     """Compare the run's levels with the previous run's and decide whether the breaker trips."""
-    previous_id, previous = previous_levels(session, before=run)
+    previous_run, previous = previous_levels(session, before=run)
+    previous_id = None if previous_run is None else previous_run.id
+    gap = 0 if previous_run is None else (run.as_of - previous_run.as_of).days
+    # The longer since the previous run, the more drift is normal: the shares scale with it.
+    periods = max(1, math.ceil(gap / policy.share_period_days))
+    max_down = min(1.0, policy.max_downgrade_share * periods)
+    max_dead = min(1.0, policy.max_new_deceased_share * periods)
     both = assessed[["person_id", "level"]].merge(previous, on="person_id", how="inner")
     was_dead = both["previous"] == "deceased"
     now_dead = both["level"] == "deceased"
@@ -75,15 +82,16 @@ def check_downgrades(
     down_share = float(lowered.sum()) / compared if compared else 0.0
     dead_share = float(newly_deceased.sum()) / compared if compared else 0.0
     reasons = []
-    if lowered.sum() >= policy.min_persons and down_share > policy.max_downgrade_share:
+    since = f"in {gap} days" if previous_run is not None else ""
+    if lowered.sum() >= policy.min_persons and down_share > max_down:
         reasons.append(
-            f"{int(lowered.sum()):,} of {compared:,} people ({down_share:.1%}) would be lowered, "
-            f"more than the policy's {policy.max_downgrade_share:.1%}"
+            f"{int(lowered.sum()):,} of {compared:,} people ({down_share:.1%}) would be lowered "
+            f"{since}, more than the policy allows ({max_down:.1%})"
         )
-    if newly_deceased.sum() >= policy.min_persons and dead_share > policy.max_new_deceased_share:
+    if newly_deceased.sum() >= policy.min_persons and dead_share > max_dead:
         reasons.append(
             f"{int(newly_deceased.sum()):,} of {compared:,} people ({dead_share:.1%}) would be "
-            f"newly graded deceased, more than the policy's {policy.max_new_deceased_share:.1%}"
+            f"newly graded deceased {since}, more than the policy allows ({max_dead:.1%})"
         )
     return GuardVerdict(
         previous_run_id=previous_id,

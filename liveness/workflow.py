@@ -266,15 +266,16 @@ def _lapse_entries(
         ),
         ["person_id", "status", "outcome", "due_on", "opened_on"],
     )
+    # Only the latest review of the cycle counts: a failed face verification followed by a
+    # home visit still open and not yet due is no reason to suspend anyone.
+    latest = reviews.sort_values(["person_id", "opened_on"]).drop_duplicates(
+        "person_id", keep="last"
+    )
+    is_open = latest["status"].astype(object).isin([str(s) for s in OPEN_TASK_STATUSES])
     failed_review = set(
-        reviews.loc[
-            reviews["outcome"].astype(object).isin([str(o) for o in FAILED_REVIEWS])
-            | (
-                reviews["status"]
-                .astype(object)
-                .isin([str(TaskStatus.OPEN), str(TaskStatus.CLAIMED)])
-                & (pd.to_datetime(reviews["due_on"]) < pd.Timestamp(as_of))
-            ),
+        latest.loc[
+            latest["outcome"].astype(object).isin([str(o) for o in FAILED_REVIEWS])
+            | (is_open & (pd.to_datetime(latest["due_on"]) < pd.Timestamp(as_of))),
             "person_id",
         ]
     )

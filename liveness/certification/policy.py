@@ -30,6 +30,7 @@ class GuardPolicy:
     max_downgrade_share: float
     max_new_deceased_share: float
     min_persons: int
+    share_period_days: int
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
             max_downgrade_share=_share(guard, "max_downgrade_share", origin),
             max_new_deceased_share=_share(guard, "max_new_deceased_share", origin),
             min_persons=_positive_int(guard, "min_persons", "guard", origin),
+            share_period_days=_positive_int(guard, "share_period_days", "guard", origin),
         ),
         lock_stale_after_s=_positive_int(
             document.get("run", {}), "lock_stale_after_s", "run", origin

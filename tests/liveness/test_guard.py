@@ -16,7 +16,9 @@ from liveness.run import certify
 from models import Assessment, EvidencePart, ListEntry, Person, Run, RunStatus
 from tests.liveness.test_run import AS_OF
 
-POLICY = GuardPolicy(max_downgrade_share=0.02, max_new_deceased_share=0.02, min_persons=3)
+POLICY = GuardPolicy(
+    max_downgrade_share=0.02, max_new_deceased_share=0.02, min_persons=3, share_period_days=28
+)
 
 
 def _previous_run(session: Session, levels: list[str]) -> list[int]:
@@ -121,3 +123,13 @@ def certified_city(request: pytest.FixtureRequest, city, services_factory):  # t
     with session_scope(services.sessions) as session:
         run = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
     return services, run, reports
+
+
+def test_the_allowed_share_grows_with_the_time_since_the_previous_run(session: Session) -> None:
+    ids = _previous_run(session, ["strong"] * 100)  # as of 2025-01-31
+    later = Run(as_of=dt.date(2025, 4, 30), status=RunStatus.RUNNING, policy_version="p")
+    session.add(later)
+    session.flush()
+    five_lowered = pd.DataFrame({"person_id": ids, "level": ["weak"] * 5 + ["strong"] * 95})
+    # 89 days: four periods of 28 days, so up to 8% may be lowered.
+    assert not check_downgrades(session, run=later, assessed=five_lowered, policy=POLICY).tripped
