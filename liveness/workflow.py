@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -149,6 +150,35 @@ def _settle_face_tasks(
         }
     )
     return proofs, {int(person_of[t]) for t in failed | lapsed}
+
+
+def _suspended_face_passes(
+    session: Session, *, store: EvidenceStore, as_of: dt.date, policy: CertificationPolicy
+) -> pd.DataFrame:
+    """Return own face passes of suspended people after their suspension took effect.
+
+    Nobody asked them (their reviews were closed when they were suspended), but a person who
+    verifies their own face after being stopped has proved they are alive.
+    """
+    suspended = open_suspensions(session)
+    if suspended.empty:
+        return pd.DataFrame({"person_id": [], "source": [], "evidence": []})
+    since = suspended.groupby("person_id")["effective_on"].min()
+    results = _face_results(session, store=store, first_day=min(since), as_of=as_of)
+    own = {f"pass_{channel}" for channel in policy.own_face_channels}
+    results = results[results["kind"].isin(own) & results["person_id"].isin(since.index)]
+    start = (pd.to_datetime(since.reindex(results["person_id"]).to_numpy()) - pd.Timestamp(
+        "1970-01-01"
+    )).days  # fmt: skip
+    passes = results[results["day"].to_numpy() >= np.asarray(start)]
+    people = sorted(set(passes["person_id"].astype(int)))
+    return pd.DataFrame(
+        {
+            "person_id": people,
+            "source": CertificationSource.FACE,
+            "evidence": [{"face_pass_after_suspension": True}] * len(people),
+        }
+    )
 
 
 def _apply_outcomes(session: Session, *, run_id: int, result: WorkflowResult) -> pd.DataFrame:
@@ -320,6 +350,10 @@ def apply_workflow(
 
     face_proofs, visit_now = _settle_face_tasks(
         session, run_id=run_id, as_of=as_of, store=store, policy=policy, result=result
+    )
+    face_proofs = pd.concat(
+        [face_proofs, _suspended_face_passes(session, store=store, as_of=as_of, policy=policy)],
+        ignore_index=True,
     )
     outcomes = _apply_outcomes(session, run_id=run_id, result=result)
     alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]

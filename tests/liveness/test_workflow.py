@@ -1,0 +1,210 @@
+"""The certification workflow across runs: suspension, reinstatement, reviews and lapses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from liveness.app import Services
+from liveness.db import session_scope
+from liveness.ingest.runner import ingest_paths
+from liveness.lists import ApprovalRefused, approve_entry
+from liveness.review.outcomes import OutcomeInvalid, record_outcome
+from liveness.runner import execute_run
+from models import (
+    Benefit,
+    Certification,
+    DeathRecord,
+    ListEntry,
+    Person,
+    RecordStatus,
+    ReviewTask,
+    TaskKind,
+)
+from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
+
+P1 = ("330702194501011230", "张三")  # 3000.00 a month
+P2 = ("330702195002021228", "李四")  # 2500.50 a month
+CREMATION = "record_id,id_number,name,sex,birth_date,died_on,cremated_on{extra}\n"
+
+
+class City:
+    """A three-person roll that a test drives through runs, deliveries and outcomes."""
+
+    def __init__(self, services: Services, folder: Path) -> None:
+        self.services = services
+        self.folder = folder
+        self.files = 0
+
+    def deliver(self, source: str, text: str, encoding: str = "utf-8") -> None:
+        self.files += 1
+        path = self.folder / f"{source}_{self.files}.csv"
+        path.write_bytes(text.encode(encoding))
+        (report,) = ingest_paths(self.services, source=source, paths=[path])
+        assert report.error is None and report.quarantined == 0, report
+
+    def cremation(self, *rows: str, correction: bool = False) -> None:
+        extra = ",correction" if correction else ""
+        self.deliver("cremation", CREMATION.format(extra=extra) + "".join(rows), "gb18030")
+
+    def run(self, day: str) -> int:
+        run = execute_run(self.services, as_of=dt.date.fromisoformat(day))
+        assert run.status == "published", run.report.get("guard")
+        return run.id
+
+    def entries(self, person_ref: str) -> list[ListEntry]:
+        with session_scope(self.services.sessions) as session:
+            return list(
+                session.scalars(
+                    select(ListEntry)
+                    .join(Person, Person.id == ListEntry.person_id)
+                    .where(Person.person_ref == person_ref)
+                    .order_by(ListEntry.seq)
+                )
+            )
+
+    def task(self, person_ref: str, kind: TaskKind) -> ReviewTask | None:
+        with session_scope(self.services.sessions) as session:
+            return session.scalars(
+                select(ReviewTask)
+                .join(Person, Person.id == ReviewTask.person_id)
+                .where(Person.person_ref == person_ref, ReviewTask.kind == kind)
+                .order_by(ReviewTask.id.desc())
+            ).first()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def city(
+    request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
+) -> City:
+    place = City(services_factory(request.param), tmp_path)
+    place.deliver("registry", REGISTRY)
+    place.deliver("cards", CARDS)
+    return place
+
+
+def test_a_death_is_suspended_in_the_first_run_after_its_record_arrives(city: City) -> None:
+    # P2 died on 01-20; the cremation record only reaches the agency dated 03-05.
+    city.run("2025-02-28")
+    city.cremation(f"R1,{P2[0]},{P2[1]},女,1950-02-02,2025-01-20,2025-03-05\n")
+    city.run("2025-03-04")
+    assert city.entries("P2") == []
+    city.run("2025-03-31")
+    (entry,) = city.entries("P2")
+    assert (entry.action, entry.reason) == ("suspend", "deceased")
+    assert entry.effective_on == dt.date(2025, 1, 21)
+    # February and March were paid in advance on the 1st to nobody entitled.
+    assert entry.amount == Decimal("5001.00")
+    city.run("2025-04-30")
+    assert len(city.entries("P2")) == 1
+
+
+def test_a_face_pass_after_a_suspension_reinstates_with_back_pay_and_refutes_the_record(
+    city: City,
+) -> None:
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    city.run("2025-01-31")
+    (suspension,) = city.entries("P1")
+    assert suspension.reason == "deceased"
+    # The person is alive after all and passes a face verification on their own phone.
+    city.deliver(
+        "face",
+        "record_id,id_number,verified_at,result,channel,score\n"
+        f"V1,{P1[0]},2025-03-15 10:00:00,pass,app,0.95\n",
+    )
+    city.run("2025-03-31")
+    suspension, reinstatement = city.entries("P1")
+    assert (reinstatement.action, reinstatement.reason) == ("reinstate", "proof_of_life")
+    # Withheld: the payments of 02-01 and 03-01, after the suspending run of 01-31.
+    assert reinstatement.amount == Decimal("6000.00")
+    assert reinstatement.status == "published"
+    with session_scope(city.services.sessions) as session:
+        record = session.scalars(select(DeathRecord)).one()
+        benefit = session.scalars(
+            select(Benefit).join(Person).where(Person.person_ref == "P1")
+        ).one()
+    assert record.status == RecordStatus.REFUTED and benefit.status == "active"
+    city.run("2025-04-30")
+    assert len(city.entries("P1")) == 2
+
+
+def test_a_large_back_pay_waits_for_a_second_operator(city: City) -> None:
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    city.run("2025-01-31")
+    city.deliver(
+        "face",
+        "record_id,id_number,verified_at,result,channel\n"
+        f"V1,{P1[0]},2025-06-15 10:00:00,pass,kiosk\n",
+    )
+    city.run("2025-06-30")
+    held = city.entries("P1")[-1]
+    assert held.status == "held" and held.amount == Decimal("15000.00")  # Feb to June
+    with session_scope(city.services.sessions) as session:
+        with pytest.raises(ApprovalRefused):
+            approve_entry(session, entry_id=held.id, operator=held.caused_by)
+        approval = approve_entry(session, entry_id=held.id, operator="operator-2")
+    assert approval.seq > held.seq and approval.status == "published"
+    assert approval.detail["approves_seq"] == held.seq
+
+
+def test_a_death_record_voided_by_its_source_reinstates(city: City) -> None:
+    city.cremation(f"R1,{P2[0]},{P2[1]},女,1950-02-02,2025-01-20,2025-01-22\n")
+    city.run("2025-01-31")
+    # The funeral home corrects its record: it was someone else, not on the roll.
+    city.cremation(
+        "R1,110101195001011230,王某,女,1950-02-02,2025-01-20,2025-01-22,true\n", correction=True
+    )
+    city.run("2025-02-28")
+    _, reinstatement = city.entries("P2")
+    assert (reinstatement.action, reinstatement.reason) == ("reinstate", "death_record_voided")
+    assert reinstatement.amount == Decimal("2500.50")  # the payment of 02-01
+
+
+def test_visit_outcomes_certify_suspend_and_reinstate(city: City) -> None:
+    # No traces at all: everyone is weak; certifications end on 2025-06-01.
+    city.run("2025-04-30")
+    visit = city.task("P1", TaskKind.HOME_VISIT)
+    assert visit is not None and visit.status == "open"
+    with session_scope(city.services.sessions) as session:
+        with pytest.raises(OutcomeInvalid, match="died_on"):
+            record_outcome(session, task_id=visit.id, outcome="deceased", actor="w1",
+                           on=dt.date(2025, 5, 3))  # fmt: skip
+        record_outcome(session, task_id=visit.id, outcome="imprisoned", actor="w1",
+                       on=dt.date(2025, 5, 3))  # fmt: skip
+        # The same outcome again changes nothing; another one is refused.
+        record_outcome(session, task_id=visit.id, outcome="imprisoned", actor="w1",
+                       on=dt.date(2025, 5, 3))  # fmt: skip
+        with pytest.raises(OutcomeInvalid):
+            record_outcome(session, task_id=visit.id, outcome="refused", actor="w1",
+                           on=dt.date(2025, 5, 3))  # fmt: skip
+        other = city.task("P2", TaskKind.HOME_VISIT)
+        assert other is not None
+        record_outcome(session, task_id=other.id, outcome="alive_confirmed", actor="w1",
+                       on=dt.date(2025, 5, 4))  # fmt: skip
+    city.run("2025-05-31")
+    (prison,) = city.entries("P1")
+    assert (prison.reason, prison.effective_on) == ("imprisoned", dt.date(2025, 6, 1))
+    assert city.entries("P2") == []
+    with session_scope(city.services.sessions) as session:
+        sources = session.execute(
+            select(Person.person_ref, Certification.source).join(Person)
+        ).all()
+    assert ("P2", "visit") in [(ref, str(source)) for ref, source in sources]
+
+
+def test_nobody_is_suspended_for_lack_of_data_while_a_review_is_pending(city: City) -> None:
+    # Nobody leaves a trace; certifications lapse on 06-01; reviews stay unanswered.
+    for day in ("2025-04-30", "2025-05-31", "2025-06-15"):
+        city.run(day)
+    assert all(city.entries(ref) == [] for ref in ("P1", "P2", "P3"))
+    # Past the visits' due date and the lapse notice period, suspension follows.
+    for day in ("2025-06-30", "2025-07-31"):
+        city.run(day)
+    lapsed = [city.entries(ref) for ref in ("P1", "P2")]
+    assert all(entries and entries[0].reason == "lapsed" for entries in lapsed)
+    assert lapsed[0][0].effective_on == dt.date(2025, 8, 1)
