@@ -284,7 +284,7 @@ def demo(
     ] = None,
     months: Annotated[
         int, typer.Option(min=0, help="Monthly cycles to run before the last day.")
-    ] = 6,
+    ] = 4,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the figures as one JSON object.")
     ] = False,

@@ -176,7 +176,7 @@ def cycle_figures(
 
 
 def run_demo(
-    *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 6,
+    *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 4,
     json_output: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth."""

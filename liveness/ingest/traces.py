@@ -56,24 +56,25 @@ def evidence_rows(
     stamps = rows[EVENT_COLUMN[source]]
     days = local_days(stamps, timezone)
     if "card_no" in rows:
-        link_key = rows["card_no"].astype(object)
+        link_key = rows["card_no"]
         person_id = link_by_card(rows["card_no"], days, cards)
         link = np.where(person_id >= 0, "card", "none")
     else:
-        link_key = rows["id_number"].astype(object)
+        link_key = rows["id_number"]
         person_id = link_by_id_number(rows["id_number"], rows["id_number_status"], roll)
         link = np.where(person_id >= 0, "id_number", "none")
     correction = rows["correction"] if "correction" in rows else pd.Series(False, index=rows.index)
     return pd.DataFrame(
         {
-            "record_id": rows["record_id"].astype(object).to_numpy(),
+            # Arrow-backed arrays pass through as they are: no Python objects per trace.
+            "record_id": rows["record_id"].array,
             "record_hash": record_hashes(rows["record_id"]),
             "person_id": person_id,
             "day": days,
-            "event_at": stamps.dt.floor("s").to_numpy(),
+            "event_at": stamps.dt.floor("s").array,
             "kind": trace_kinds(source, rows),
             "link": link,
-            "link_key": link_key.to_numpy(),
+            "link_key": link_key.array,
             "delivery_id": np.int32(delivery_id),
             "correction": correction.fillna(False).astype(bool).to_numpy(),
         }
