@@ -159,7 +159,7 @@ def certify(
 
     run.report = _report(
         as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
-        deaths=snapshot.deaths, traces=len(snapshot.traces["day"]), policies=policies,
+        deaths=snapshot.deaths, traces=snapshot.trace_count, policies=policies,
         timings=watch.seconds, outages=snapshot.outages,
     )  # fmt: skip
     run.report["guard"] = {**verdict.as_dict(), "overridden": verdict.tripped and override_guard}

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Float, Select, select, type_coerce
 from sqlalchemy.orm import Session
 
 from liveness.errors import RollMissing
 from liveness.evidence.health import HealthPolicy, source_health
 from liveness.evidence.store import EvidenceStore, day_number
-from liveness.scoring import EvidenceFeatures, ScoringPolicy, compute_features, post_death_traces
+from liveness.scoring import EvidenceFeatures, ScoringPolicy, post_death_traces
+from liveness.scoring.features import FeatureAccumulator
 from models import (
     Benefit,
     BenefitStatus,
@@ -34,6 +37,8 @@ class EvidenceSnapshot:
     """The roll, its linked traces, death evidence and features as of one day.
 
     Arrays are indexed by the dense person index: the row of the person in `roll`.
+    `traces` holds, one by one, only the traces of persons with death evidence (what the
+    post-death check needs); `trace_count` counts every linked trace read in the long window.
     """
 
     as_of: dt.date
@@ -45,6 +50,7 @@ class EvidenceSnapshot:
     features: EvidenceFeatures
     post_death: np.ndarray
     outages: dict[str, list[dt.date]]
+    trace_count: int = 0
 
     @property
     def degraded(self) -> np.ndarray:
@@ -52,31 +58,59 @@ class EvidenceSnapshot:
         return np.array([bool(days) for days in self.outages.values()], dtype=bool)
 
 
+ROLL_COLUMNS = [
+    "person_id", "person_ref", "grid_code", "region_code", "benefit_type", "monthly_amount",
+    "benefit_status",
+]  # fmt: skip
+
+
+def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Run a select and return its result column by column (cheaper than a frame of rows)."""
+    rows = session.execute(statement).all()
+    return list(zip(*rows, strict=True)) if rows else [() for _ in statement.selected_columns]
+
+
 def roll_frame(session: Session) -> pd.DataFrame:
     """Return one row per person drawing a benefit, with their main benefit's type and amount."""
-    rows = session.execute(
+    # Two plain scans in key order instead of a sorted join: the roll is read on every run.
+    person_id, benefit_type, amount, status = _columns(
+        session,
         select(
-            Person.id, Person.person_ref, Person.grid_code, Person.region_code,
-            Benefit.benefit_type, Benefit.monthly_amount, Benefit.status,
+            Benefit.person_id, Benefit.benefit_type,
+            type_coerce(Benefit.monthly_amount, Float), Benefit.status,
         )
-        .join(Benefit, Benefit.person_id == Person.id)
         .where(Benefit.status != BenefitStatus.TERMINATED)
-        .order_by(Person.id, Benefit.id)
-    ).all()  # fmt: skip
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "person_id", "person_ref", "grid_code", "region_code", "benefit_type",
-            "monthly_amount", "benefit_status",
-        ],
+        .order_by(Benefit.person_id, Benefit.id),
     )  # fmt: skip
-    frame["benefit_type"] = frame["benefit_type"].astype(object).map(str)
-    frame["monthly_amount"] = frame["monthly_amount"].astype(float)
-    # A person is graded once; the monthly amount at stake is the sum of their benefits.
-    totals = frame.groupby("person_id")["monthly_amount"].sum()
-    frame = frame.drop_duplicates("person_id").reset_index(drop=True)
-    frame["monthly_amount"] = totals.reindex(frame["person_id"]).to_numpy()
-    return frame
+    holders = np.asarray(person_id, dtype=np.int64)
+    if holders.size == 0:
+        return pd.DataFrame({name: [] for name in ROLL_COLUMNS})
+    # A person is graded once, by their first benefit; the amount at stake is the sum.
+    first = np.flatnonzero(np.r_[True, holders[1:] != holders[:-1]])
+    totals = np.add.reduceat(np.asarray(amount, dtype=np.float64), first)
+    ids, refs, grids, regions = _columns(
+        session,
+        select(Person.id, Person.person_ref, Person.grid_code, Person.region_code).order_by(
+            Person.id
+        ),
+    )
+    all_ids = np.asarray(ids, dtype=np.int64)
+    at = np.searchsorted(all_ids, holders[first])
+
+    def pick(values: tuple[Any, ...], rows: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=object)[rows]
+
+    return pd.DataFrame(
+        {
+            "person_id": holders[first],
+            "person_ref": pick(refs, at),
+            "grid_code": pick(grids, at),
+            "region_code": pick(regions, at),
+            "benefit_type": pick(benefit_type, first),
+            "monthly_amount": totals,
+            "benefit_status": pick(status, first),
+        }
+    )
 
 
 def _death_evidence(session: Session, as_of: dt.date) -> pd.DataFrame:
@@ -100,33 +134,79 @@ def _death_evidence(session: Session, as_of: dt.date) -> pd.DataFrame:
     return frame
 
 
-def _traces(
+class _PersonIndex:
+    """Maps roll person ids to the dense person index, trace by trace."""
+
+    def __init__(self, ids: npt.NDArray[np.int64]) -> None:
+        self.size = len(ids)
+        self.first = int(ids[0])
+        # A roll of consecutive ids (the usual case) needs a subtraction, not a gather.
+        self.contiguous = bool(int(ids[-1]) - self.first == self.size - 1)
+        self.dense = np.full(int(ids.max()) + 1, -1, dtype=np.int32)
+        self.dense[ids] = np.arange(self.size, dtype=np.int32)
+
+    def map(self, person_id: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+        """Return the dense index of each person id; `size` for ids not on the roll."""
+        nobody = np.int32(self.size)
+        if self.contiguous:
+            index = person_id - np.int32(self.first)
+            # One unsigned comparison rejects unlinked (-1) and off-roll ids alike.
+            return np.where(index.view(np.uint32) < self.size, index, nobody)
+        inside = (person_id >= 0) & (person_id < self.dense.size)
+        index = self.dense[np.where(inside, person_id, 0)]
+        return np.where(inside & (index >= 0), index, nobody)
+
+
+@dataclass(frozen=True, eq=False)
+class _Evidence:
+    """What the stream of traces leaves behind: features, the dead's traces and a count."""
+
+    features: EvidenceFeatures
+    traces: dict[str, np.ndarray]
+    count: int
+
+
+def _evidence(
     session: Session, *, store: EvidenceStore, policy: ScoringPolicy, as_of: dt.date,
-    dense: np.ndarray,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """Read the long window's linked traces as policy-coded arrays over the dense index."""
+    persons: _PersonIndex, death_day: npt.NDArray[np.int32],
+) -> _Evidence:  # fmt: skip
+    """Stream the long window's linked traces part by part into the feature scatter.
+
+    Only the traces of persons with death evidence are kept one by one (post-death use of
+    their cards); everyone else lives on as features, so memory does not grow with traces.
+    """
     first_day = as_of - dt.timedelta(days=policy.long - 1)
-    parts: dict[str, list[np.ndarray]] = {"person": [], "source": [], "kind": [], "day": []}
-    kind_index = policy.kind_index
+    accumulator = FeatureAccumulator(
+        n_persons=persons.size, as_of_day=day_number(as_of), policy=policy
+    )
+    # The spare last entry is "nobody on the roll", who never died.
+    died = np.append(death_day >= 0, False)
+    anyone_died = bool(died.any())
+    kept: dict[str, list[np.ndarray]] = {"person": [], "source": [], "kind": [], "day": []}
+    count = 0
     for source_code, source in enumerate(policy.sources):
-        window = store.read_window(session, source=source, first_day=first_day, last_day=as_of)
-        if len(window) == 0:
-            continue
-        inside = window.person_id < len(dense)
-        person = np.where(inside, dense[np.where(inside, window.person_id, 0)], -1)
-        kinds, inverse = np.unique(window.kind.astype(str), return_inverse=True)
-        known = np.array([kind_index.get((source, k), -1) for k in kinds], dtype=np.int16)
-        kind = known[inverse]
-        keep = (person >= 0) & (kind >= 0)
-        parts["person"].append(person[keep].astype(np.int32))
-        parts["source"].append(np.full(int(keep.sum()), source_code, dtype=np.int8))
-        parts["kind"].append(kind[keep])
-        parts["day"].append(window.day[keep])
+        codes = {kind: code for code, (src, kind) in enumerate(policy.kinds) if src == source}
+        for batch in store.read_window(
+            session, source=source, first_day=first_day, last_day=as_of, kinds=codes
+        ):
+            person, kind, day = persons.map(batch.person_id), batch.kind, batch.day
+            # Traces of nobody on the roll, or of unknown kinds, are not filtered out (that
+            # costs more than the scatter): the accumulator gives them a spare row and no weight.
+            count += int(np.count_nonzero((person < persons.size) & (kind >= 0)))
+            accumulator.add(person_idx=person, source=source_code, kind_code=kind, day=day)
+            if anyone_died:
+                dead = died[person] & (kind >= 0)
+                if dead.any():
+                    kept["person"].append(person[dead])
+                    kept["source"].append(np.full(int(dead.sum()), source_code, dtype=np.int8))
+                    kept["kind"].append(kind[dead])
+                    kept["day"].append(day[dead])
     empty = {"person": np.int32, "source": np.int8, "kind": np.int16, "day": np.int32}
-    return {
+    traces = {
         key: np.concatenate(values) if values else np.empty(0, dtype=empty[key])
-        for key, values in parts.items()
+        for key, values in kept.items()
     }
+    return _Evidence(features=accumulator.result(), traces=traces, count=count)
 
 
 def take_snapshot(
@@ -141,27 +221,25 @@ def take_snapshot(
     roll = roll_frame(session)
     if roll.empty:
         raise RollMissing("the benefit roll is empty: ingest the registry source first")
-    ids = roll["person_id"].to_numpy()
-    dense = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
-    dense[ids] = np.arange(len(ids))
-    traces = _traces(session, store=store, policy=scoring, as_of=as_of, dense=dense)
+    persons = _PersonIndex(roll["person_id"].to_numpy(np.int64))
+    dense = persons.dense
     deaths = _death_evidence(session, as_of)
+    acting = deaths[deaths["match"].isin([m.value for m in ACTING_MATCHES])]
+    first_death = acting.groupby("person_id")["died_on"].min()
+    death_day = np.full(len(roll), -1, dtype=np.int32)
+    known = first_death.index.to_numpy(dtype=np.int64)
+    on_roll = known[known < len(dense)]
+    on_roll = on_roll[dense[on_roll] >= 0]
+    death_day[dense[on_roll]] = [day_number(first_death[p]) for p in on_roll]
+    evidence = _evidence(
+        session, store=store, policy=scoring, as_of=as_of, persons=persons, death_day=death_day
+    )
+    traces = evidence.traces
     # A source that collapsed in the recent window is degraded: its silence lowers nobody
     # (grading credits what the person showed before the outage).
     outages = source_health(
         session, sources=scoring.sources,
         first_day=as_of - dt.timedelta(days=scoring.recent - 1), last_day=as_of, policy=health,
-    )  # fmt: skip
-    acting = deaths[deaths["match"].isin([m.value for m in ACTING_MATCHES])]
-    first_death = acting.groupby("person_id")["died_on"].min()
-    death_day = np.full(len(roll), -1, dtype=np.int32)
-    known = first_death.index.to_numpy()
-    on_roll = known[known < len(dense)]
-    on_roll = on_roll[dense[on_roll] >= 0]
-    death_day[dense[on_roll]] = [day_number(first_death[p]) for p in on_roll]
-    features = compute_features(
-        person_idx=traces["person"], source_code=traces["source"], kind_code=traces["kind"],
-        day=traces["day"], n_persons=len(roll), as_of_day=day_number(as_of), policy=scoring,
     )  # fmt: skip
     post_death = post_death_traces(
         person_idx=traces["person"], kind_code=traces["kind"], day=traces["day"],
@@ -169,5 +247,6 @@ def take_snapshot(
     )  # fmt: skip
     return EvidenceSnapshot(
         as_of=as_of, roll=roll, traces=traces, deaths=deaths, first_death=first_death,
-        death_day=death_day, features=features, post_death=post_death, outages=outages,
+        death_day=death_day, features=evidence.features, post_death=post_death, outages=outages,
+        trace_count=evidence.count,
     )  # fmt: skip

@@ -3,6 +3,10 @@
 A part is written to a temporary file, renamed into place, and only then entered in the
 `evidence_parts` manifest inside the caller's transaction: a part whose transaction rolled back
 is an orphan file that no reader sees, so a crashed ingest publishes nothing.
+
+A correction row (`correction=true`) replaces every earlier version of its record, wherever
+that version is stored: readers drop all versions of a corrected record and add back its
+latest correction (by delivery, then manifest order, then row order) if it lies in the window.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +45,14 @@ EVIDENCE_SCHEMA = pa.schema(
         ("correction", pa.bool_()),
     ]
 )
+# Written into the footer of parts sorted by person then day: readers then find each
+# person's last day at the end of their run instead of scattering every trace.
+SORTED_KEY = b"liveness.sorted_by"
+SORTED_VALUE = b"person_id,day"
+# Rows decoded at a time: bounds a reader's memory whatever the size of a part.
+BATCH_ROWS = 4_000_000
+# Rows per Parquet row group in written parts.
+ROW_GROUP_ROWS = 1 << 20
 
 
 def day_number(day: dt.date) -> int:
@@ -57,17 +71,36 @@ def record_hashes(record_ids: pd.Series) -> np.ndarray:
     return pd.util.hash_array(values, categorize=False)
 
 
+def month_of(day: dt.date) -> str:
+    """Return the store month label (YYYY-MM) of a day."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
 @dataclass(frozen=True)
 class TraceWindow:
-    """Traces of one source read from the store, as aligned arrays."""
+    """Traces of one source read from the store, as aligned arrays.
+
+    `kind` holds codes into the vocabulary the caller asked for; -1 is a kind outside it.
+    `person_id` is -1 for traces that matched nobody. `sorted_by_person` says the batch is
+    ordered by person then day.
+    """
 
     source: str
-    person_id: np.ndarray
-    day: np.ndarray
-    kind: np.ndarray
+    person_id: npt.NDArray[np.int32]
+    day: npt.NDArray[np.int32]
+    kind: npt.NDArray[np.int16]
+    sorted_by_person: bool = False
 
     def __len__(self) -> int:
         return int(self.person_id.shape[0])
+
+
+@dataclass(frozen=True)
+class _Corrections:
+    """The latest correction of every corrected record of one source."""
+
+    hashes: npt.NDArray[np.uint64]
+    latest: pa.Table
 
 
 class EvidenceStore:
@@ -75,6 +108,44 @@ class EvidenceStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def path_of(self, part: EvidencePart) -> Path:
+        """Return the file of a manifest entry."""
+        return self.root / part.path
+
+    def write_part(
+        self,
+        session: Session,
+        *,
+        source: str,
+        month: str,
+        table: pa.Table,
+        delivery_id: int | None,
+        sorted_by_person: bool = False,
+    ) -> EvidencePart:
+        """Write `table` atomically as one part of (source, month) and add its manifest row."""
+        folder = self.root / f"source={source}" / f"month={month}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tag = "compact" if delivery_id is None else f"{delivery_id:08d}"
+        final = folder / f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
+        temporary = final.with_suffix(".parquet.tmp")
+        table = table.select(EVIDENCE_SCHEMA.names).cast(EVIDENCE_SCHEMA)
+        if sorted_by_person:
+            table = table.replace_schema_metadata({SORTED_KEY: SORTED_VALUE})
+        pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        os.replace(temporary, final)
+        days = table["day"]
+        part = EvidencePart(
+            source=source,
+            month=month,
+            path=str(final.relative_to(self.root)),
+            rows=table.num_rows,
+            min_day=day_from_number(pc.min(days).as_py()),
+            max_day=day_from_number(pc.max(days).as_py()),
+            delivery_id=delivery_id,
+        )
+        session.add(part)
+        return part
 
     def append(
         self, session: Session, *, source: str, traces: pd.DataFrame, delivery_id: int
@@ -86,27 +157,14 @@ class EvidenceStore:
         parts: list[EvidencePart] = []
         for month in np.unique(months):
             chunk = traces.loc[months == month]
-            label = str(month)
-            folder = self.root / f"source={source}" / f"month={label}"
-            folder.mkdir(parents=True, exist_ok=True)
-            final = folder / f"part-{delivery_id:08d}-{uuid.uuid4().hex[:12]}.parquet"
-            temporary = final.with_suffix(".parquet.tmp")
             table = pa.Table.from_pandas(
                 chunk[EVIDENCE_SCHEMA.names], schema=EVIDENCE_SCHEMA, preserve_index=False
             )
-            pq.write_table(table, temporary, compression="zstd")
-            os.replace(temporary, final)
-            part = EvidencePart(
-                source=source,
-                month=label,
-                path=str(final.relative_to(self.root)),
-                rows=len(chunk),
-                min_day=day_from_number(int(chunk["day"].min())),
-                max_day=day_from_number(int(chunk["day"].max())),
-                delivery_id=delivery_id,
+            parts.append(
+                self.write_part(
+                    session, source=source, month=str(month), table=table, delivery_id=delivery_id
+                )
             )
-            session.add(part)
-            parts.append(part)
         session.flush()
         return parts
 
@@ -126,6 +184,39 @@ class EvidenceStore:
             query = query.where(EvidencePart.min_day <= last_day)
         return list(session.scalars(query.order_by(EvidencePart.id)))
 
+    def scan(
+        self,
+        session: Session,
+        *,
+        source: str,
+        columns: Sequence[str],
+        first_day: dt.date | None = None,
+        last_day: dt.date | None = None,
+    ) -> Iterator[pa.Table]:
+        """Yield `columns` of `source`'s traces in the window batch by batch, corrections applied.
+
+        `kind` comes dictionary-encoded, as stored: map it through its dictionary.
+        """
+        corrections = self._corrections(session, source=source)
+        wanted = list(dict.fromkeys([*columns, "day"]))
+        if corrections is not None:
+            wanted.append("record_hash")
+        low = -(2**31) if first_day is None else day_number(first_day)
+        high = 2**31 - 1 if last_day is None else day_number(last_day)
+        for part in self.parts(session, source=source, first_day=first_day, last_day=last_day):
+            inside = day_number(part.min_day) >= low and day_number(part.max_day) <= high
+            for table, _ in self._batches(part, wanted, low=low, high=high):
+                if not inside:
+                    table = table.filter(_in_window(table["day"], low, high))
+                if corrections is not None:
+                    table = table.filter(_not_corrected(table["record_hash"], corrections.hashes))
+                yield table.select(list(columns))
+        if corrections is not None:
+            latest = corrections.latest
+            latest = latest.filter(_in_window(latest["day"], low, high))
+            if latest.num_rows:
+                yield latest.select(list(columns))
+
     def read_table(
         self,
         session: Session,
@@ -136,39 +227,50 @@ class EvidenceStore:
         last_day: dt.date | None = None,
     ) -> pa.Table:
         """Read `columns` of `source`'s traces within the window, corrections applied."""
-        wanted = list(dict.fromkeys([*columns, "record_hash", "correction", "day"]))
         tables = [
-            pq.read_table(self.root / part.path, columns=wanted)
-            for part in self.parts(session, source=source, first_day=first_day, last_day=last_day)
+            table.combine_chunks()
+            for table in self.scan(
+                session, source=source, columns=columns, first_day=first_day, last_day=last_day
+            )
         ]
         if not tables:
             return EVIDENCE_SCHEMA.empty_table().select(columns)
-        table = pa.concat_tables(tables)
-        if first_day is not None:
-            table = table.filter(pc.greater_equal(table["day"], day_number(first_day)))
-        if last_day is not None:
-            table = table.filter(pc.less_equal(table["day"], day_number(last_day)))
-        table = _apply_corrections(table)
-        return table.select(columns)
+        table = pa.concat_tables([_decoded(t) for t in tables])
+        return table.cast(pa.schema([EVIDENCE_SCHEMA.field(name) for name in columns]))
 
     def read_window(
-        self, session: Session, *, source: str, first_day: dt.date, last_day: dt.date
-    ) -> TraceWindow:
-        """Read the person, day and kind of `source`'s linked traces within the window."""
-        table = self.read_table(
-            session,
-            source=source,
-            columns=["person_id", "day", "kind"],
-            first_day=first_day,
-            last_day=last_day,
-        )
-        table = table.filter(pc.greater_equal(table["person_id"], 0))
-        return TraceWindow(
-            source=source,
-            person_id=table["person_id"].to_numpy().astype(np.int32, copy=False),
-            day=table["day"].to_numpy().astype(np.int32, copy=False),
-            kind=table["kind"].to_numpy(zero_copy_only=False),
-        )
+        self,
+        session: Session,
+        *,
+        source: str,
+        first_day: dt.date,
+        last_day: dt.date,
+        kinds: Mapping[str, int],
+    ) -> Iterator[TraceWindow]:
+        """Yield the person, day and kind code of `source`'s traces within the window, in batches.
+
+        `kinds` gives the code of each known kind. Kinds are mapped through each chunk's
+        dictionary, never decoded row by row; an unknown kind gets -1.
+        """
+        code_of = dict(kinds)
+        corrections = self._corrections(session, source=source)
+        low, high = day_number(first_day), day_number(last_day)
+        wanted = ["person_id", "day", "kind"]
+        if corrections is not None:
+            wanted.append("record_hash")
+        for part in self.parts(session, source=source, first_day=first_day, last_day=last_day):
+            inside = day_number(part.min_day) >= low and day_number(part.max_day) <= high
+            for table, clustered in self._batches(part, wanted, low=low, high=high):
+                if not inside:
+                    table = table.filter(_in_window(table["day"], low, high))
+                if corrections is not None:
+                    table = table.filter(_not_corrected(table["record_hash"], corrections.hashes))
+                yield _trace_window(source, table, code_of, sorted_by_person=clustered)
+        if corrections is not None:
+            latest = corrections.latest.select(["person_id", "day", "kind"])
+            latest = latest.filter(_in_window(latest["day"], low, high))
+            if latest.num_rows:
+                yield _trace_window(source, latest, code_of, sorted_by_person=False)
 
     def existing_hashes(self, session: Session, *, source: str, months: list[str]) -> np.ndarray:
         """Return the sorted record hashes already stored for `source` in `months`."""
@@ -185,19 +287,114 @@ class EvidenceStore:
         hashes = [pq.read_table(path, columns=["record_hash"])["record_hash"] for path in paths]
         return np.unique(np.concatenate([column.to_numpy() for column in hashes]))
 
+    def _batches(
+        self, part: EvidencePart, columns: list[str], *, low: int, high: int
+    ) -> Iterator[tuple[pa.Table, bool]]:
+        """Yield a part's row groups that may hold days in [low, high], a few at a time."""
+        file = pq.ParquetFile(self.path_of(part), read_dictionary=["kind"])
+        metadata = file.metadata
+        clustered = (metadata.metadata or {}).get(SORTED_KEY) == SORTED_VALUE
+        day_column = file.schema_arrow.get_field_index("day")
+        group: list[int] = []
+        rows = 0
+        for index in range(metadata.num_row_groups):
+            stats = metadata.row_group(index).column(day_column).statistics
+            # Row groups whose days all fall outside the window are never decoded.
+            if stats is not None and stats.has_min_max and (stats.max < low or stats.min > high):
+                continue
+            group.append(index)
+            rows += metadata.row_group(index).num_rows
+            if rows >= BATCH_ROWS:
+                yield file.read_row_groups(group, columns=columns), clustered
+                group, rows = [], 0
+        if group:
+            yield file.read_row_groups(group, columns=columns), clustered
 
-def _apply_corrections(table: pa.Table) -> pa.Table:
-    """Keep only the latest version of records that a correction replaced."""
-    corrected = table["correction"].to_numpy(zero_copy_only=False)
-    if not corrected.any():
+    def _corrections(self, session: Session, *, source: str) -> _Corrections | None:
+        """Return the latest correction of each corrected record of `source`, or None."""
+        found: list[pa.Table] = []
+        for order, part in enumerate(self.parts(session, source=source)):
+            if not _may_hold_corrections(self.path_of(part)):
+                continue
+            table = pq.read_table(
+                self.path_of(part),
+                read_dictionary=["kind"],
+                filters=pc.field("correction") == pa.scalar(True),
+            )
+            if table.num_rows:
+                found.append(
+                    table.append_column("_part", pa.array(np.full(table.num_rows, order)))
+                    .append_column("_row", pa.array(np.arange(table.num_rows)))
+                    .combine_chunks()
+                )
+        if not found:
+            return None
+        table = pa.concat_tables([_decoded(t) for t in found])
+        delivery = pc.fill_null(table["delivery_id"], -1)
+        table = table.set_column(
+            table.schema.get_field_index("delivery_id"), "delivery_id", delivery
+        )
+        # Newest first, then the first row of each record is its latest correction.
+        table = table.sort_by(
+            [("delivery_id", "descending"), ("_part", "descending"), ("_row", "descending")]
+        )
+        hashes = table["record_hash"].to_numpy()
+        _, first = np.unique(hashes, return_index=True)
+        latest = table.take(pa.array(np.sort(first))).drop_columns(["_part", "_row"])
+        return _Corrections(hashes=np.unique(hashes), latest=latest)
+
+
+def _may_hold_corrections(path: Path) -> bool:
+    """Say from a part's footer statistics whether any of its rows is a correction."""
+    metadata = pq.read_metadata(path)
+    column = metadata.schema.to_arrow_schema().get_field_index("correction")
+    for index in range(metadata.num_row_groups):
+        stats = metadata.row_group(index).column(column).statistics
+        if stats is None or not stats.has_min_max or stats.max:
+            return True
+    return False
+
+
+def _in_window(days: pa.ChunkedArray | pa.Array, low: int, high: int) -> pa.ChunkedArray:
+    """Return whether each day lies in [low, high]."""
+    return pc.and_(pc.greater_equal(days, low), pc.less_equal(days, high))
+
+
+def _not_corrected(hashes: pa.ChunkedArray, corrected: npt.NDArray[np.uint64]) -> pa.Array:
+    """Return whether each row's record has no correction anywhere."""
+    values = hashes.to_numpy()
+    at = np.minimum(np.searchsorted(corrected, values), corrected.size - 1)
+    return pa.array(corrected[at] != values)
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """Return `table` with a dictionary-encoded kind turned back into plain strings."""
+    if "kind" not in table.column_names or not pa.types.is_dictionary(table["kind"].type):
         return table
-    hashes = table["record_hash"].to_numpy()
-    replaced = np.unique(hashes[corrected])
-    affected = np.flatnonzero(np.isin(hashes, replaced))
-    # Rows are in write order, so the last row of each affected hash is the newest version.
-    order = affected[::-1]
-    _, first_in_reverse = np.unique(hashes[order], return_index=True)
-    keep = np.ones(len(hashes), dtype=bool)
-    keep[affected] = False
-    keep[order[first_in_reverse]] = True
-    return table.filter(pa.array(keep))
+    index = table.schema.get_field_index("kind")
+    return table.set_column(index, "kind", table["kind"].cast(pa.string()))
+
+
+def _trace_window(
+    source: str, table: pa.Table, code_of: dict[str, int], *, sorted_by_person: bool
+) -> TraceWindow:
+    """Turn a (person_id, day, kind) table into arrays, kinds coded through their dictionary."""
+    codes = [_kind_codes(chunk, code_of) for chunk in table["kind"].chunks]
+    return TraceWindow(
+        source=source,
+        person_id=table["person_id"].to_numpy().astype(np.int32, copy=False),
+        day=table["day"].to_numpy().astype(np.int32, copy=False),
+        kind=np.concatenate(codes) if codes else np.empty(0, dtype=np.int16),
+        sorted_by_person=sorted_by_person,
+    )
+
+
+def _kind_codes(chunk: pa.Array, code_of: dict[str, int]) -> npt.NDArray[np.int16]:
+    """Map one chunk of kinds to codes; only its dictionary is looked at as strings."""
+    if not isinstance(chunk, pa.DictionaryArray):
+        chunk = chunk.dictionary_encode()
+    dictionary = chunk.dictionary.to_pylist()
+    # The extra last entry is the code of a missing kind.
+    lookup = np.array([code_of.get(kind, -1) for kind in dictionary] + [-1], dtype=np.int16)
+    indices = pc.fill_null(chunk.indices, len(dictionary)).to_numpy()
+    return lookup[indices]

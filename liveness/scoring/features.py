@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from liveness.scoring.policy import ScoringPolicy
 
-__all__ = ["EvidenceFeatures", "compute_features", "post_death_traces"]
+__all__ = ["EvidenceFeatures", "FeatureAccumulator", "compute_features", "post_death_traces"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +35,88 @@ class EvidenceFeatures:
         return int(self.last_day.shape[0])
 
 
+class FeatureAccumulator:
+    """Accumulate evidence features batch by batch, so that no caller holds every trace at once.
+
+    Weighted counts are kept per bucket of trace age between consecutive window edges and
+    summed into nested windows at the end: one scatter per batch serves every window. A trace
+    whose person index is ``n_persons`` (nobody on the roll) or whose kind code is -1 (unknown)
+    lands in a spare row with no weight, which costs less than filtering it out.
+    """
+
+    def __init__(self, *, n_persons: int, as_of_day: int, policy: ScoringPolicy) -> None:
+        self.n_persons = n_persons
+        self.as_of_day = int(as_of_day)
+        self.policy = policy
+        self.windows = tuple(sorted({*policy.recent_windows, policy.long}))
+        # Bucket b holds ages inside windows[b] but outside windows[b - 1]; the last bucket
+        # holds evidence older than every window (it counts for the last day only).
+        self.buckets = len(self.windows) + 1
+        ages = np.arange(self.windows[-1] + 1)
+        self._bucket_of_age = np.searchsorted(np.asarray(self.windows), ages, side="right")
+        self._bucket_of_age = self._bucket_of_age.astype(np.intp)
+        # float64 weights: np.bincount converts float32 ones at five times the cost.
+        self._weight = np.append(policy.weight_of_kind, 0).astype(np.float64)
+        self._settles = np.append(policy.settles_of_kind, False)
+        n_sources = len(policy.sources)
+        rows = n_persons + 1
+        self._last = np.full((n_sources, rows), -1, dtype=np.int32)
+        self._sums = np.zeros((n_sources, rows * self.buckets), dtype=np.float64)
+        self._face = np.full(rows, -1, dtype=np.int32)
+
+    def add(
+        self,
+        *,
+        person_idx: npt.NDArray[np.int32],
+        source: int,
+        kind_code: npt.NDArray[np.int16],
+        day: npt.NDArray[np.int32],
+    ) -> None:
+        """Add one source's traces; persons in [0, n_persons], kind codes in [-1, kinds)."""
+        # One conversion of the codes serves every lookup (NumPy converts small ints each time).
+        kind = kind_code.astype(np.intp)
+        weight = self._weight[kind]
+        # Traces after as_of should have been filtered out; ignoring them keeps reruns exact.
+        evidence = (weight > 0) & (day <= self.as_of_day)
+        # An age past the longest window (or a future day, negative age) is the last bucket.
+        age = (np.int32(self.as_of_day) - day).view(np.uint32)
+        cell = person_idx.astype(np.intp) * self.buckets
+        cell += self._bucket_of_age[np.minimum(age, self.windows[-1])]
+        self._sums[source] += np.bincount(
+            cell, weights=weight, minlength=(self.n_persons + 1) * self.buckets
+        )
+        # np.maximum.at is the fastest scatter-max here: a few ns per trace when the part is
+        # clustered by person, about 14 ns in random order, against far more for sort-based
+        # variants or pandas groupby.
+        np.maximum.at(self._last[source], person_idx, np.where(evidence, day, np.int32(-1)))
+        if self._settles[:-1][self.policy.source_of_kind == source].any():
+            settles = self._settles[kind] & evidence
+            np.maximum.at(self._face, person_idx[settles], day[settles])
+
+    def result(self) -> EvidenceFeatures:
+        """Return the features of everything added so far."""
+        policy = self.policy
+        n, n_sources = self.n_persons, len(policy.sources)
+        sums = self._sums.reshape(n_sources, n + 1, self.buckets)[:, :n, :-1]
+        nested = np.cumsum(sums, axis=2).astype(np.float32)
+
+        def windowed(days: int) -> npt.NDArray[np.float32]:
+            return np.ascontiguousarray(nested[:, :, self.windows.index(days)].T)
+
+        window_weight = np.stack([windowed(w) for w in policy.recent_windows])
+        recent_weight = window_weight[0]
+        recent_sources = (recent_weight >= policy.default.min_weight).sum(axis=1).astype(np.int8)
+        return EvidenceFeatures(
+            as_of_day=self.as_of_day,
+            last_day=np.ascontiguousarray(self._last[:, :n].T),
+            recent_weight=recent_weight,
+            long_weight=windowed(policy.long),
+            window_weight=window_weight,
+            face_pass_day=self._face[:n].copy(),
+            recent_sources=recent_sources,
+        )
+
+
 def compute_features(
     *,
     person_idx: npt.NDArray[np.int32],
@@ -49,7 +131,6 @@ def compute_features(
     n = len(person_idx)
     if not (len(source_code) == len(kind_code) == len(day) == n):
         raise ValueError("person_idx, source_code, kind_code and day must have equal lengths")
-    n_sources = len(policy.sources)
     if n:
         if int(kind_code.min()) < 0 or int(kind_code.max()) >= len(policy.kinds):
             raise ValueError("kind_code out of range of policy.kinds")
@@ -58,42 +139,14 @@ def compute_features(
         # A kind belongs to one source: a mismatch means the caller's mapping is wrong.
         if not np.array_equal(policy.source_of_kind[kind_code], source_code):
             raise ValueError("source_code disagrees with the source of kind_code")
-
-    weight = policy.weight_of_kind[kind_code]
-    # Traces after as_of should have been filtered out; ignoring them keeps reruns exact.
-    evidence = (weight > 0) & (day <= as_of_day)
-    size = n_persons * n_sources
-    # intp, which np.bincount wants anyway; a province-sized roll overflows int32 cells too.
-    cell = person_idx.astype(np.intp) * n_sources + source_code
-
-    # np.maximum.at is the fastest scatter-max here (about 70 ms per 10M traces with NumPy 2.x,
-    # against 0.5-1.7 s for sort-based variants and 2 s for pandas groupby).
-    last = np.full(size, -1, dtype=np.int32)
-    np.maximum.at(last, cell, np.where(evidence, day, -1).astype(np.int32))
-
-    def windowed(days: int) -> npt.NDArray[np.float32]:
-        inside = evidence & (day > as_of_day - days)
-        sums = np.bincount(cell[inside], weights=weight[inside], minlength=size)
-        return sums.astype(np.float32).reshape(n_persons, n_sources)
-
-    window_weight = np.stack([windowed(w) for w in policy.recent_windows])
-    long_weight = windowed(policy.long)
-
-    settles = evidence & policy.settles_of_kind[kind_code]
-    face_pass = np.full(n_persons, -1, dtype=np.int32)
-    np.maximum.at(face_pass, person_idx[settles], day[settles].astype(np.int32))
-
-    recent_weight = window_weight[0]
-    recent_sources = (recent_weight >= policy.default.min_weight).sum(axis=1).astype(np.int8)
-    return EvidenceFeatures(
-        as_of_day=int(as_of_day),
-        last_day=last.reshape(n_persons, n_sources),
-        recent_weight=recent_weight,
-        long_weight=long_weight,
-        window_weight=window_weight,
-        face_pass_day=face_pass,
-        recent_sources=recent_sources,
-    )
+    accumulator = FeatureAccumulator(n_persons=n_persons, as_of_day=as_of_day, policy=policy)
+    for source in np.unique(source_code):
+        rows = source_code == source
+        accumulator.add(
+            person_idx=person_idx[rows], source=int(source), kind_code=kind_code[rows],
+            day=day[rows],
+        )  # fmt: skip
+    return accumulator.result()
 
 
 def post_death_traces(

@@ -1,0 +1,497 @@
+"""Benchmark the evidence and grading stage against DuckDB over the same Parquet store.
+
+``python -m bench.scoring.run [--persons 1000000] [--traces 100000000] [--months 12]
+[--workdir DIR]`` builds a roll in a temporary SQLite database and writes a year of traces
+straight into the evidence store (a realistic mix of sources and kinds, skewed activity per
+person), compacts it, then measures in fresh interpreters (so that each peak RSS is its own):
+
+- ours: ``take_snapshot`` + ``grade`` as of the last day, end to end;
+- duckdb: the same features (last day per person and source, weighted counts in the recent
+  window, agreeing sources) in SQL over the same files, the faster of a wide ``FILTER``
+  aggregate and a two-step person-source aggregate, checked against ours on a sample;
+- scan: a bare pyarrow read of the needed columns, the floor;
+- increment: one more day of traces (300 per 1,000 persons) appended, then everyone regraded.
+
+The last line holds the figures as ``key=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / "config"
+START = dt.date(2025, 1, 1)
+# Traces generated and written per part: bounds the generator's memory.
+CHUNK_ROWS = 2_000_000
+SAMPLE = 5_000
+# Share of all traces by source, and of each source's traces by kind (a city's typical mix).
+SOURCE_SHARE = {"transit": 0.45, "card_txn": 0.33, "medical": 0.16, "face": 0.06}
+KIND_SHARE: dict[str, dict[str, float]] = {
+    "transit": {"tap_face": 0.35, "tap": 0.60, "tap_face_failed": 0.05},
+    "card_txn": {"pos_pin": 0.25, "pos_tap": 0.25, "counter": 0.08, "atm": 0.12, "online": 0.15,
+                 "auto_debit": 0.15},
+    "medical": {"outpatient": 0.45, "emergency": 0.04, "inpatient_admission": 0.03,
+                "inpatient_discharge": 0.03, "pharmacy": 0.40, "home_care": 0.05},
+    "face": {"pass_app": 0.45, "pass_kiosk": 0.15, "pass_assisted": 0.15, "pass_proxy": 0.10,
+             "fail": 0.08, "no_liveness": 0.04, "no_face": 0.03},
+}  # fmt: skip
+UNLINKED_SHARE = 0.02
+INCREMENT_PER_PERSON = 0.3
+
+
+def _peak_rss_mb() -> float:
+    """Return this process's peak resident set size in MB (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _services(workdir: Path) -> Any:
+    from liveness.app import Services
+    from liveness.settings import Settings
+
+    settings = Settings(
+        database_url=f"sqlite:///{workdir / 'state.sqlite'}",
+        evidence_dir=workdir / "evidence",
+        config_dir=CONFIG_DIR,
+    )
+    return Services(settings)
+
+
+def _day(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days
+
+
+# ------------------------------------------------------------------------------ building
+
+
+def build_roll(services: Any, *, persons: int, seed: int) -> None:
+    """Insert `persons` persons, each drawing one benefit, with ids 1..persons."""
+    rng = np.random.default_rng([seed, 1])
+    benefits = np.array(["enterprise_pension", "institution_pension", "resident_pension"])
+    kind = benefits[rng.choice(3, persons, p=[0.6, 0.1, 0.3])]
+    amount = rng.integers(150_000, 800_000, persons) / 100
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+    with services.engine.begin() as connection:
+        for start in range(0, persons, 200_000):
+            ids = range(start + 1, min(start + 200_000, persons) + 1)
+            connection.exec_driver_sql(
+                "INSERT INTO persons (id, person_ref, id_number, id_status, name, sex, birth_date,"
+                " region_code, grid_code, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'valid', ?, 'F', '1950-01-01', '330702', ?, ?, ?)",
+                [(i, f"P{i:08d}", f"3307021950{i:08d}", f"N{i}", f"G{i // 300:04d}", now, now)
+                 for i in ids],
+            )  # fmt: skip
+            connection.exec_driver_sql(
+                "INSERT INTO benefits (person_id, benefit_type, monthly_amount, benefit_start,"
+                " status, updated_at) VALUES (?, ?, ?, '2010-01-01', 'active', ?)",
+                [(i, kind[i - 1], float(amount[i - 1]), now) for i in ids],
+            )
+
+
+def _deliveries(services: Any) -> dict[str, int]:
+    from models import Delivery
+
+    ids = {}
+    with services.sessions.begin() as session:
+        for source in SOURCE_SHARE:
+            row = Delivery(
+                source=source, file_name="bench", path="bench", checksum="0" * 64, size_bytes=0,
+                format="parquet", encoding="utf-8", status="loaded",
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+            ids[source] = row.id
+    return ids
+
+
+def _activity(persons: int, seed: int) -> np.ndarray:
+    """Return the cumulative share of traces per person: most are quiet, a few very active."""
+    rng = np.random.default_rng([seed, 2])
+    weight = rng.lognormal(mean=0.0, sigma=1.2, size=persons)
+    weight[rng.random(persons) < 0.04] = 0.0  # no trace at all: the weak cases
+    cumulative = np.cumsum(weight)
+    return cumulative / cumulative[-1]
+
+
+def trace_table(
+    *, source: str, count: int, first_day: int, days: int, activity: np.ndarray,
+    delivery_id: int, rng: np.random.Generator, serial: int,
+) -> pa.Table:  # fmt: skip
+    """Return `count` evidence-store rows of one source over the given days."""
+    person = np.searchsorted(activity, rng.random(count), side="right").astype(np.int32) + 1
+    person = np.minimum(person, activity.size).astype(np.int32)
+    person[rng.random(count) < UNLINKED_SHARE] = -1
+    day = (first_day + rng.integers(0, days, count)).astype(np.int32)
+    kinds = list(KIND_SHARE[source])
+    kind = rng.choice(len(kinds), count, p=list(KIND_SHARE[source].values()))
+    seconds = day.astype(np.int64) * 86_400 + rng.integers(0, 86_400, count)
+    number = np.arange(serial, serial + count, dtype=np.int64)
+    record_id = pc.binary_join_element_wise(source[0].upper(), number.astype(str), "")
+    link_key = pc.binary_join_element_wise("C", person.astype(str), "")
+    return pa.table(
+        {
+            "record_id": record_id,
+            "record_hash": pa.array(
+                number.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(len(source)),
+                pa.uint64(),
+            ),
+            "person_id": pa.array(person),
+            "day": pa.array(day),
+            "event_at": pa.array(seconds, pa.timestamp("s")).cast(pa.timestamp("s", tz="UTC")),
+            "kind": pa.DictionaryArray.from_arrays(
+                pa.array(kind.astype(np.int32)), pa.array(kinds)
+            ).cast(pa.string()),
+            "link": pa.array(np.where(person >= 0, "card", "none")),
+            "link_key": link_key,
+            "delivery_id": pa.array(np.full(count, delivery_id, dtype=np.int32)),
+            "correction": pa.array(np.zeros(count, dtype=bool)),
+        }
+    )
+
+
+def _months(months: int) -> Iterator[tuple[str, int, int]]:
+    """Yield (label, first day number, days) of each month from START."""
+    for index in range(months):
+        year, month = START.year + index // 12, index % 12 + 1
+        first = dt.date(year, month, 1)
+        after = dt.date(year + month // 12, month % 12 + 1, 1)
+        yield f"{year:04d}-{month:02d}", _day(first), (after - first).days
+
+
+def _add_volumes(session: Any, *, source: str, day: np.ndarray) -> None:
+    from models import SourceVolume
+
+    values, counts = np.unique(day, return_counts=True)
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        when = dt.date(1970, 1, 1) + dt.timedelta(days=value)
+        existing = session.get(SourceVolume, (source, when))
+        if existing is None:
+            session.add(SourceVolume(source=source, day=when, traces=count))
+        else:
+            existing.traces += count
+
+
+def build_traces(services: Any, *, persons: int, traces: int, months: int, seed: int) -> None:
+    """Write the year's traces as parts of the evidence store, a few per (source, month)."""
+    store = services.store
+    activity = _activity(persons, seed)
+    deliveries = _deliveries(services)
+    rng = np.random.default_rng([seed, 3])
+    serial = 1
+    for label, first, days in _months(months):
+        for source, share in SOURCE_SHARE.items():
+            remaining = round(traces * share / months)
+            while remaining > 0:
+                count = min(CHUNK_ROWS, remaining)
+                table = trace_table(
+                    source=source, count=count, first_day=first, days=days, activity=activity,
+                    delivery_id=deliveries[source], rng=rng, serial=serial,
+                )  # fmt: skip
+                with services.sessions.begin() as session:
+                    store.write_part(
+                        session, source=source, month=label, table=table,
+                        delivery_id=deliveries[source],
+                    )  # fmt: skip
+                    _add_volumes(session, source=source, day=table["day"].to_numpy())
+                serial += count
+                remaining -= count
+
+
+def compact_store(services: Any) -> None:
+    """Compact every (source, month), each in its own transaction, then drop the old files."""
+    from liveness.evidence.compaction import compact, months_to_compact, remove_orphans
+
+    with services.sessions.begin() as session:
+        pairs = months_to_compact(session)
+    for source, month in pairs:
+        with services.sessions.begin() as session:
+            compact(session, store=services.store, source=source, month=month)
+    with services.sessions.begin() as session:
+        remove_orphans(session, store=services.store, grace=dt.timedelta(0))
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def _files(services: Any) -> list[str]:
+    from sqlalchemy import select
+
+    from models import EvidencePart
+
+    with services.sessions.begin() as session:
+        paths = session.scalars(select(EvidencePart.path).order_by(EvidencePart.id)).all()
+    return [str(services.store.root / path) for path in paths]
+
+
+def child_ours(workdir: Path, as_of: dt.date, sample_path: Path | None) -> dict[str, float]:
+    """Take the snapshot and grade everyone; save a sample of the features for checking."""
+    from liveness.evidence.snapshot import take_snapshot
+    from liveness.scoring import grade
+
+    services = _services(workdir)
+    policies = services.policies
+    began = time.perf_counter()
+    with services.sessions.begin() as session:
+        snapshot = take_snapshot(
+            session, as_of=as_of, store=services.store, scoring=policies.scoring,
+            health=policies.health,
+        )  # fmt: skip
+    grades = grade(
+        features=snapshot.features, benefit_type=snapshot.roll["benefit_type"].to_numpy(),
+        death_day=snapshot.death_day, degraded=snapshot.degraded, policy=policies.scoring,
+    )  # fmt: skip
+    seconds = time.perf_counter() - began
+    if sample_path is not None:
+        rng = np.random.default_rng(0)
+        rows = np.sort(rng.choice(len(snapshot.roll), min(SAMPLE, len(snapshot.roll)), False))
+        features = snapshot.features
+        np.savez(
+            sample_path, person_id=snapshot.roll["person_id"].to_numpy()[rows],
+            last_day=features.last_day[rows], recent_weight=features.recent_weight[rows],
+            recent_sources=features.recent_sources[rows],
+        )  # fmt: skip
+    return {
+        "seconds": seconds, "peak_mb": _peak_rss_mb(), "persons": len(snapshot.roll),
+        "traces": snapshot.trace_count, "levels": float(np.bincount(grades.level).size),
+    }  # fmt: skip
+
+
+def child_increment(workdir: Path, as_of: dt.date, persons: int, seed: int) -> dict[str, float]:
+    """Append one more day of traces as a delivery would, then regrade everyone."""
+    services = _services(workdir)
+    activity = _activity(persons, seed)
+    rng = np.random.default_rng([seed, 4])
+    deliveries = _deliveries(services)
+    day = as_of + dt.timedelta(days=1)
+    total = max(round(persons * INCREMENT_PER_PERSON), 1)
+    began = time.perf_counter()
+    with services.sessions.begin() as session:
+        for source, share in SOURCE_SHARE.items():
+            table = trace_table(
+                source=source, count=max(round(total * share), 1), first_day=_day(day), days=1,
+                activity=activity, delivery_id=deliveries[source], rng=rng, serial=10**12,
+            )  # fmt: skip
+            services.store.write_part(
+                session, source=source, month=f"{day.year:04d}-{day.month:02d}", table=table,
+                delivery_id=deliveries[source],
+            )  # fmt: skip
+            _add_volumes(session, source=source, day=table["day"].to_numpy())
+    written = time.perf_counter() - began
+    figures = child_ours(workdir, day, None)
+    return {"seconds": written + figures["seconds"], "peak_mb": figures["peak_mb"]}
+
+
+def child_scan(workdir: Path) -> dict[str, float]:
+    """Read the needed columns of every part and nothing else: the floor."""
+    files = _files(_services(workdir))
+    began = time.perf_counter()
+    rows = 0
+    for path in files:
+        table = pq.read_table(path, columns=["person_id", "day", "kind"], read_dictionary=["kind"])
+        rows += table.num_rows
+    return {"seconds": time.perf_counter() - began, "rows": rows, "peak_mb": _peak_rss_mb()}
+
+
+def _duckdb_sql(files: list[str], as_of: dt.date, *, two_step: bool) -> str:
+    from liveness.scoring import load_policy
+
+    policy = load_policy(CONFIG_DIR / "scoring.toml")
+    weights = ", ".join(
+        f"('{source}', '{kind}', {float(policy.weight_of_kind[code])})"
+        for code, (source, kind) in enumerate(policy.kinds)
+    )
+    last, first, recent = _day(as_of), _day(as_of) - policy.long + 1, _day(as_of) - policy.recent
+    listed = ", ".join(f"'{path}'" for path in files)
+    traces = f"""
+        traces AS (
+            SELECT t.person_id, t.source, t.day, w.weight
+            FROM read_parquet([{listed}], hive_partitioning = true) AS t
+            JOIN weights AS w ON w.source = t.source AND w.kind = t.kind
+            WHERE t.person_id >= 0 AND t.day BETWEEN {first} AND {last} AND w.weight > 0
+        )"""
+    sources = policy.sources
+    min_weight = policy.default.min_weight
+    head = f"WITH weights(source, kind, weight) AS (VALUES {weights}), {traces}"
+    if not two_step:
+        lasts = ", ".join(f"max(day) FILTER (WHERE source = '{s}') AS last_{s}" for s in sources)
+        sums = ", ".join(
+            f"coalesce(sum(weight) FILTER (WHERE source = '{s}' AND day > {recent}), 0) AS w_{s}"
+            for s in sources
+        )
+        agreeing = " + ".join(f"(w_{s} >= {min_weight})::INTEGER" for s in sources)
+        return f"""{head}, wide AS (SELECT person_id, {lasts}, {sums} FROM traces GROUP BY 1)
+            SELECT *, {agreeing} AS agreeing FROM wide"""
+    lasts = ", ".join(f"max(last) FILTER (WHERE source = '{s}') AS last_{s}" for s in sources)
+    sums = ", ".join(f"coalesce(max(w) FILTER (WHERE source = '{s}'), 0) AS w_{s}" for s in sources)
+    return f"""{head}, per_source AS (
+            SELECT person_id, source, max(day) AS last,
+                   coalesce(sum(weight) FILTER (WHERE day > {recent}), 0) AS w
+            FROM traces GROUP BY 1, 2)
+        SELECT person_id, {lasts}, {sums},
+               count(*) FILTER (WHERE w >= {min_weight})::INTEGER AS agreeing
+        FROM per_source GROUP BY 1"""
+
+
+def child_duckdb(workdir: Path, as_of: dt.date, sample_path: Path) -> dict[str, float]:
+    """Compute the features with DuckDB both ways; check the faster one against ours."""
+    import duckdb
+
+    files = _files(_services(workdir))
+    connection = duckdb.connect()
+    timings = {}
+    results = {}
+    for name, two_step in (("wide", False), ("two_step", True)):
+        began = time.perf_counter()
+        results[name] = connection.execute(
+            _duckdb_sql(files, as_of, two_step=two_step)
+        ).fetchnumpy()
+        timings[name] = time.perf_counter() - began
+    best = min(timings, key=lambda name: timings[name])
+    mismatches = _disagreements(results[best], np.load(sample_path))
+    return {"seconds": timings[best], "wide_s": timings["wide"],
+            "two_step_s": timings["two_step"], "mismatches": mismatches}  # fmt: skip
+
+
+def _disagreements(result: dict[str, Any], ours: Any) -> float:
+    """Count sampled persons whose last days, recent weights or agreeing sources differ."""
+    from liveness.scoring import load_policy
+
+    sources = load_policy(CONFIG_DIR / "scoring.toml").sources
+    order = np.argsort(result["person_id"])
+    ids = np.asarray(result["person_id"])[order]
+    at = np.minimum(np.searchsorted(ids, ours["person_id"]), ids.size - 1)
+    found = ids[at] == ours["person_id"]
+    rows = order[at]
+    bad = np.zeros(len(at), dtype=bool)
+    for code, source in enumerate(sources):
+        last = np.ma.filled(np.ma.asarray(result[f"last_{source}"])[rows], -1).astype(np.int64)
+        weight = np.ma.filled(np.ma.asarray(result[f"w_{source}"])[rows], 0.0).astype(float)
+        bad |= np.where(found, last, -1) != ours["last_day"][:, code]
+        bad |= ~np.isclose(np.where(found, weight, 0.0), ours["recent_weight"][:, code], rtol=1e-4)
+    agreeing = np.where(found, np.asarray(result["agreeing"])[rows], 0)
+    bad |= agreeing != ours["recent_sources"]
+    return float(bad.sum())
+
+
+def measure(*args: str) -> dict[str, float]:
+    """Run one measurement in a fresh interpreter and return its figures."""
+    command = [sys.executable, "-m", "bench.scoring.run", "--measure", *args]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"measurement {args} failed:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> dict[str, float]:
+    """Build the store, measure every contender, print the details; return the figures."""
+    services = _services(workdir)
+    from liveness.migrate import upgrade
+
+    began = time.perf_counter()
+    upgrade(services.engine)
+    build_roll(services, persons=persons, seed=seed)
+    build_traces(services, persons=persons, traces=traces, months=months, seed=seed)
+    print(f"built {persons:,} persons and {traces:,} traces in "
+          f"{time.perf_counter() - began:.1f} s", flush=True)  # fmt: skip
+    began = time.perf_counter()
+    compact_store(services)
+    print(f"compacted in {time.perf_counter() - began:.1f} s", flush=True)
+    services.engine.dispose()
+    _, first, days = list(_months(months))[-1]
+    as_of = dt.date(1970, 1, 1) + dt.timedelta(days=first + days - 1)
+
+    sample = workdir / "ours-sample.npz"
+    scan = measure("scan", str(workdir))
+    ours = measure("ours", str(workdir), as_of.isoformat(), str(sample))
+    print(f"ours: {ours['seconds']:.2f} s for {int(ours['traces']):,} linked traces, "
+          f"peak {ours['peak_mb']:,.0f} MB", flush=True)  # fmt: skip
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        print("duckdb is not installed (pip install -e '.[bench]'): skipping the comparison")
+        duck = {"seconds": float("nan")}
+    else:
+        duck = measure("duckdb", str(workdir), as_of.isoformat(), str(sample))
+        print(f"duckdb: wide FILTER {duck['wide_s']:.2f} s, two-step {duck['two_step_s']:.2f} s; "
+              f"{int(duck['mismatches'])} of {SAMPLE:,} sampled persons disagree with ours",
+              flush=True)  # fmt: skip
+        if duck["mismatches"]:
+            raise SystemExit("DuckDB and ours disagree on the sample")
+    print(f"scan: {scan['seconds']:.2f} s for {int(scan['rows']):,} rows", flush=True)
+    increment = measure("increment", str(workdir), as_of.isoformat(), str(persons), str(seed))
+    print(f"increment: {increment['seconds']:.2f} s, peak {increment['peak_mb']:,.0f} MB")
+    return {
+        "persons": persons,
+        "traces": traces,
+        "ours_s": ours["seconds"],
+        "duckdb_s": duck["seconds"],
+        "ratio": ours["seconds"] / duck["seconds"],
+        "scan_s": scan["seconds"],
+        "peak_rss_mb": ours["peak_mb"],
+        "increment_s": increment["seconds"],
+    }
+
+
+def _format(figures: dict[str, float]) -> str:
+    parts = []
+    for key, value in figures.items():
+        parts.append(
+            f"{key}={int(value)}" if key in ("persons", "traces") else f"{key}={value:.3f}"
+        )
+    return " ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--persons", type=int, default=1_000_000)
+    parser.add_argument("--traces", type=int, default=100_000_000)
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--measure", nargs="+", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure:
+        what, *rest = args.measure
+        workdir = Path(rest[0])
+        if what == "scan":
+            result = child_scan(workdir)
+        elif what == "ours":
+            result = child_ours(workdir, dt.date.fromisoformat(rest[1]), Path(rest[2]))
+        elif what == "duckdb":
+            result = child_duckdb(workdir, dt.date.fromisoformat(rest[1]), Path(rest[2]))
+        else:
+            result = child_increment(
+                workdir, dt.date.fromisoformat(rest[1]), int(rest[2]), int(rest[3])
+            )
+        print(json.dumps(result))
+        return
+    with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-scoring-") as folder:
+        figures = run(
+            persons=args.persons, traces=args.traces, months=args.months, workdir=Path(folder),
+            seed=args.seed,
+        )  # fmt: skip
+    print(_format(figures))
+
+
+if __name__ == "__main__":
+    main()

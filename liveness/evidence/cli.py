@@ -1,0 +1,69 @@
+"""The `liveness evidence` commands: maintenance of the Parquet evidence store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from liveness.errors import ConfigurationError
+
+evidence_app = typer.Typer(no_args_is_help=True, help="Maintain the evidence store.")
+
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+@evidence_app.command("compact")
+def compact_command(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    month: Annotated[str | None, typer.Option(help="Only this month (YYYY-MM).")] = None,
+    grace_minutes: Annotated[
+        int | None,
+        typer.Option(min=0, help="Keep unreferenced files younger than this (default 60)."),
+    ] = None,
+) -> None:
+    """Merge each month's parts into one part clustered by person, then remove orphan files."""
+    # Imported here: liveness.cli registers this sub-app, so importing it on load is a cycle.
+    from liveness.cli import boundary
+
+    boundary(_compact)(source=source, month=month, grace_minutes=grace_minutes)
+
+
+def _compact(*, source: str | None, month: str | None, grace_minutes: int | None) -> None:
+    """Compact every selected (source, month) in a transaction of its own, then clean up."""
+    from liveness.app import Services
+    from liveness.cli import console
+    from liveness.db import session_scope
+    from liveness.evidence.compaction import (
+        ORPHAN_GRACE,
+        compact,
+        months_to_compact,
+        remove_orphans,
+    )
+    from liveness.settings import get_settings
+
+    if month is not None and not MONTH.match(month):
+        raise ConfigurationError(f"--month {month!r}: expected YYYY-MM")
+    services = Services(get_settings())
+    services.require_schema()
+    store = services.store
+    with session_scope(services.sessions) as session:
+        pairs = months_to_compact(session, source=source, month=month)
+    table = Table(title="evidence compaction")
+    for column in ("source", "month", "parts", "rows before", "rows after", "compacted"):
+        table.add_column(column, justify="left" if column in ("source", "month") else "right")
+    for pair_source, pair_month in pairs:
+        with session_scope(services.sessions) as session:
+            result = compact(session, store=store, source=pair_source, month=pair_month)
+        table.add_row(
+            result.source, result.month, f"{result.parts_before:,}", f"{result.rows_before:,}",
+            f"{result.rows_after:,}", "yes" if result.compacted else "no",
+        )  # fmt: skip
+    grace = ORPHAN_GRACE if grace_minutes is None else dt.timedelta(minutes=grace_minutes)
+    with session_scope(services.sessions) as session:
+        removed = remove_orphans(session, store=store, grace=grace)
+    console.print(table)
+    console.print(f"{len(removed):,} unreferenced files removed")

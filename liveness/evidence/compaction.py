@@ -1,0 +1,180 @@
+"""Compaction of the evidence store: one part per (source, month), clustered by person.
+
+Readers scatter traces into per-person arrays about 3.5 times faster when a part is ordered by
+person then day, and open one file instead of one per delivery. Compaction writes the merged
+part atomically and swaps the manifest rows in the caller's transaction; the replaced files
+stay on disk, unreferenced, until `remove_orphans` deletes them after the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from liveness.evidence.store import (
+    EVIDENCE_SCHEMA,
+    SORTED_KEY,
+    SORTED_VALUE,
+    EvidenceStore,
+)
+from models import EvidencePart
+
+__all__ = ["ORPHAN_GRACE", "CompactionResult", "compact", "months_to_compact", "remove_orphans"]
+
+# A file unreferenced for less than this may still be read by a run that listed the manifest
+# before the swap, or be a part whose ingest has not committed yet: leave it for next time.
+ORPHAN_GRACE = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    """What compacting one (source, month) did."""
+
+    source: str
+    month: str
+    parts_before: int
+    rows_before: int
+    rows_after: int
+    compacted: bool
+    part_id: int | None = None
+
+
+def months_to_compact(
+    session: Session, *, source: str | None = None, month: str | None = None
+) -> list[tuple[str, str]]:
+    """Return the (source, month) pairs in the manifest, optionally only some."""
+    query = select(EvidencePart.source, EvidencePart.month).distinct()
+    if source is not None:
+        query = query.where(EvidencePart.source == source)
+    if month is not None:
+        query = query.where(EvidencePart.month == month)
+    return sorted((str(s), str(m)) for s, m in session.execute(query).all())
+
+
+def compact(session: Session, *, store: EvidenceStore, source: str, month: str) -> CompactionResult:
+    """Merge a (source, month)'s parts into one part sorted by person and day; flush only."""
+    parts = list(
+        session.scalars(
+            select(EvidencePart)
+            .where(EvidencePart.source == source, EvidencePart.month == month)
+            .order_by(EvidencePart.id)
+        )
+    )
+    rows_before = sum(part.rows for part in parts)
+    if not parts or (len(parts) == 1 and _is_sorted(store.path_of(parts[0]))):
+        return CompactionResult(
+            source=source, month=month, parts_before=len(parts), rows_before=rows_before,
+            rows_after=rows_before, compacted=False,
+        )  # fmt: skip
+    tables = [
+        pq.read_table(store.path_of(part), schema=EVIDENCE_SCHEMA).append_column(
+            "_part", pa.array(np.full(part.rows, order, dtype=np.int32))
+        )
+        for order, part in enumerate(parts)
+    ]
+    merged = pa.concat_tables(tables)
+    merged = merged.append_column("_row", pa.array(np.arange(merged.num_rows, dtype=np.int64)))
+    merged = _apply_corrections(merged)
+    merged = _settle_corrections(session, store=store, source=source, month=month, table=merged)
+    merged = merged.sort_by(
+        [("person_id", "ascending"), ("day", "ascending"), ("event_at", "ascending"),
+         ("record_hash", "ascending")]
+    ).drop_columns(["_part", "_row"])  # fmt: skip
+    part = store.write_part(
+        session, source=source, month=month, table=merged, delivery_id=None,
+        sorted_by_person=True,
+    )  # fmt: skip
+    for old in parts:
+        session.delete(old)
+    session.flush()
+    now = time.time()
+    for old in parts:
+        # The grace period of orphan removal counts from when a file stopped being referenced.
+        path = store.path_of(old)
+        if path.exists():
+            os.utime(path, (now, now))
+    return CompactionResult(
+        source=source, month=month, parts_before=len(parts), rows_before=rows_before,
+        rows_after=merged.num_rows, compacted=True, part_id=part.id,
+    )  # fmt: skip
+
+
+def remove_orphans(
+    session: Session, *, store: EvidenceStore, grace: dt.timedelta = ORPHAN_GRACE
+) -> list[Path]:
+    """Delete store files that no manifest row references and that are older than `grace`."""
+    referenced = {str(Path(path)) for path in session.scalars(select(EvidencePart.path))}
+    cutoff = time.time() - grace.total_seconds()
+    removed: list[Path] = []
+    if not store.root.exists():
+        return removed
+    for path in sorted(store.root.glob("source=*/month=*/part-*.parquet*")):
+        relative = str(path.relative_to(store.root))
+        if relative in referenced or path.stat().st_mtime > cutoff:
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _is_sorted(path: Path) -> bool:
+    """Say whether a part was written clustered by person and day."""
+    metadata = pq.read_metadata(path).metadata or {}
+    return metadata.get(SORTED_KEY) == SORTED_VALUE
+
+
+def _apply_corrections(table: pa.Table) -> pa.Table:
+    """Keep, of each record with a correction here, only its latest correction."""
+    corrected = table["correction"].to_numpy(zero_copy_only=False)
+    if not corrected.any():
+        return table
+    hashes = table["record_hash"].to_numpy()
+    replaced = np.unique(hashes[corrected])
+    affected = np.flatnonzero(np.isin(hashes, replaced) & corrected)
+    delivery = pc.fill_null(table["delivery_id"], -1).to_numpy()
+    # The latest correction is the one of the newest delivery, then the newest part and row.
+    order = np.lexsort(
+        (
+            -table["_row"].to_numpy()[affected],
+            -table["_part"].to_numpy()[affected],
+            -delivery[affected].astype(np.int64),
+        )
+    )
+    newest_first = affected[order]
+    _, first = np.unique(hashes[newest_first], return_index=True)
+    keep = ~np.isin(hashes, replaced)
+    keep[newest_first[first]] = True
+    return table.filter(pa.array(keep))
+
+
+def _settle_corrections(
+    session: Session, *, store: EvidenceStore, source: str, month: str, table: pa.Table
+) -> pa.Table:
+    """Clear the correction flag of records with no other version in the store.
+
+    Such a row reads the same as a plain trace, and a source without flagged rows is read
+    without checking record hashes at all.
+    """
+    corrected = table["correction"].to_numpy(zero_copy_only=False)
+    if not corrected.any():
+        return table
+    hashes = table["record_hash"].to_numpy()
+    elsewhere = [
+        pq.read_table(store.path_of(part), columns=["record_hash"])["record_hash"].to_numpy()
+        for part in store.parts(session, source=source)
+        if part.month != month
+    ]
+    other = np.unique(np.concatenate(elsewhere)) if elsewhere else np.empty(0, np.uint64)
+    still = corrected & np.isin(hashes, other)
+    index = table.schema.get_field_index("correction")
+    return table.set_column(index, "correction", pa.array(still))
