@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from liveness.app import Services
 from liveness.db import session_scope
+from liveness.evidence.compaction import compact_store
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
@@ -176,7 +177,7 @@ def cycle_figures(
 
 
 def run_demo(
-    *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 4,
+    *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 3,
     json_output: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth."""
@@ -229,6 +230,12 @@ def run_demo(
     )
     for error in refused:
         console.print(f"   [red]refused:[/] {error}")
+    with console.status("compacting the evidence store"):
+        compacted = compact_store(services.sessions, store=services.store)
+    console.print(
+        f"[bold]   compacted[/] {sum(r.parts_before for r in compacted):,} parts into "
+        f"{len(compacted):,}, one per source and month, clustered by person {elapsed()}"
+    )
 
     estimator: dict[str, Any] | None = None
     if days >= 300:

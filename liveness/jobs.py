@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from liveness.app import Services
+from liveness.evidence.compaction import compact_store
 from liveness.ingest import DeliveryReport
 from liveness.ingest.runner import ingest_all
 from liveness.runner import execute_run
@@ -39,6 +40,8 @@ def nightly_job(services: Services, *, as_of: dt.date | None = None) -> NightlyR
     """Ingest every configured source, then certify as of `as_of` (default: yesterday)."""
     day = as_of or local_today(services) - dt.timedelta(days=1)
     deliveries = ingest_all(services)
+    # Yesterday's small parts join their month's part: reads stay one file per month.
+    compact_store(services.sessions, store=services.store)
     run = execute_run(services, as_of=day)
     return NightlyResult(
         as_of=day,

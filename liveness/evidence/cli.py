@@ -39,8 +39,7 @@ def _compact(*, source: str | None, month: str | None, grace_minutes: int | None
     from liveness.db import session_scope
     from liveness.evidence.compaction import (
         ORPHAN_GRACE,
-        compact,
-        months_to_compact,
+        compact_store,
         remove_orphans,
     )
     from liveness.settings import get_settings
@@ -50,14 +49,11 @@ def _compact(*, source: str | None, month: str | None, grace_minutes: int | None
     services = Services(get_settings())
     services.require_schema()
     store = services.store
-    with session_scope(services.sessions) as session:
-        pairs = months_to_compact(session, source=source, month=month)
+    results = compact_store(services.sessions, store=store, source=source, month=month)
     table = Table(title="evidence compaction")
     for column in ("source", "month", "parts", "rows before", "rows after", "compacted"):
         table.add_column(column, justify="left" if column in ("source", "month") else "right")
-    for pair_source, pair_month in pairs:
-        with session_scope(services.sessions) as session:
-            result = compact(session, store=store, source=pair_source, month=pair_month)
+    for result in results:
         table.add_row(
             result.source, result.month, f"{result.parts_before:,}", f"{result.rows_before:,}",
             f"{result.rows_after:,}", "yes" if result.compacted else "no",

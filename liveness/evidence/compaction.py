@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from liveness.db import session_scope
 from liveness.evidence.store import (
     EVIDENCE_SCHEMA,
     SORTED_KEY,
@@ -178,3 +179,20 @@ def _settle_corrections(
     still = corrected & np.isin(hashes, other)
     index = table.schema.get_field_index("correction")
     return table.set_column(index, "correction", pa.array(still))
+
+
+def compact_store(
+    sessions: sessionmaker[Session],
+    *,
+    store: EvidenceStore,
+    source: str | None = None,
+    month: str | None = None,
+) -> list[CompactionResult]:
+    """Compact every (source, month) of the store, each in a transaction of its own."""
+    with session_scope(sessions) as session:
+        pairs = months_to_compact(session, source=source, month=month)
+    results = []
+    for pair_source, pair_month in pairs:
+        with session_scope(sessions) as session:
+            results.append(compact(session, store=store, source=pair_source, month=pair_month))
+    return results

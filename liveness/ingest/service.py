@@ -29,6 +29,7 @@ from models import Delivery, DeliveryStatus, QuarantinedRow, SourceCursor, Sourc
 INGEST_ORDER = (
     "registry", "cards", "transit", "card_txn", "medical", "face", "cremation", "deregistration",
 )  # fmt: skip
+MAX_HASH_PARTS = 8
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".ndjson")
 
 
@@ -102,7 +103,11 @@ class IngestContext:
         for month in np.unique(months):
             key = (source, str(month))
             if key in self._hashes:
-                self._hashes[key].append(np.sort(hashes[months == month]))
+                parts = self._hashes[key]
+                parts.append(np.sort(hashes[months == month]))
+                # Many small daily parts make every check slow: fold them into one now and then.
+                if len(parts) > MAX_HASH_PARTS:
+                    self._hashes[key] = [np.sort(np.concatenate(parts))]
 
     def forget_indexes(self) -> None:
         """Drop cached indexes after the roll or the cards changed, or a delivery rolled back."""
