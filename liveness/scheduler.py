@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from connectors import ConnectorError
 from liveness.app import Services
 from liveness.errors import ConfigurationError, LivenessError, RunRefused
 from liveness.jobs import NightlyResult, local_today, nightly_job
+from liveness.policy_files import read_policy_file
 from liveness.settings import Settings, get_settings
 from models import RunStatus
 
@@ -80,12 +80,7 @@ def _integer(table: Mapping[str, Any], key: str, origin: str, *, minimum: int) -
 
 def load_schedule_policy(path: Path) -> SchedulePolicy:
     """Read and validate the schedule file."""
-    try:
-        document = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"{path}: schedule not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigurationError(f"{path}: not valid TOML: {error}") from None
+    document = read_policy_file(path, what="schedule").document
     origin = str(path)
     table = document.get("nightly")
     if not isinstance(table, dict):

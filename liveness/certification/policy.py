@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from liveness.errors import ConfigurationError
+from liveness.policy_files import read_policy_file
 
 _CYCLE_KEYS = ("valid_months", "renewal_window_days", "notice_days")
 
@@ -46,6 +45,7 @@ class CertificationPolicy:
     guard: GuardPolicy
     lock_stale_after_s: int
     four_eyes_back_pay: float
+    audit_share: float
     suspend_when_imprisoned: tuple[str, ...]
     own_face_channels: tuple[str, ...]
     proxy_allowed: bool
@@ -78,22 +78,17 @@ def _strings(table: Mapping[str, Any], key: str, where: str, origin: str) -> tup
     return tuple(value)
 
 
-def _share(table: Mapping[str, Any], key: str, origin: str) -> float:
+def _share(table: Mapping[str, Any], key: str, origin: str, where: str = "guard") -> float:
     value = table.get(key)
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 1:
-        raise ConfigurationError(f"{origin}: guard.{key} must be a number in (0, 1]")
+        raise ConfigurationError(f"{origin}: {where}.{key} must be a number in (0, 1]")
     return float(value)
 
 
 def load_certification_policy(path: Path) -> CertificationPolicy:
     """Read and validate the certification policy file."""
-    try:
-        raw = path.read_bytes()
-        document = tomllib.loads(raw.decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"{path}: certification policy not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigurationError(f"{path}: not valid TOML: {error}") from None
+    policy_file = read_policy_file(path, what="certification policy")
+    document = policy_file.document
     origin = str(path)
     cycle_table = document.get("cycle", {})
     cycle = CyclePolicy(*(_positive_int(cycle_table, key, "cycle", origin) for key in _CYCLE_KEYS))
@@ -118,7 +113,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
     if payment_day > 28:
         raise ConfigurationError(f"{origin}: payment.day_of_month must be 1 to 28")
     return CertificationPolicy(
-        version=hashlib.sha256(raw).hexdigest()[:12],
+        version=policy_file.version,
         cycle=cycle,
         face_due_days=_positive_int(review, "face_due_days", "review", origin),
         visit_due_days=_positive_int(review, "visit_due_days", "review", origin),
@@ -134,6 +129,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
             document.get("run", {}), "lock_stale_after_s", "run", origin
         ),
         four_eyes_back_pay=_positive_number(lists, "four_eyes_back_pay", "lists", origin),
+        audit_share=_share(lists, "audit_share", origin, "lists"),
         suspend_when_imprisoned=_strings(lists, "suspend_when_imprisoned", "lists", origin),
         own_face_channels=_strings(face, "own_channels", "review.face", origin),
         proxy_allowed=bool(face.get("proxy_allowed", False)),

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from liveness.db import query_frame
 from liveness.errors import ConfigurationError
+from liveness.policy_files import read_policy_file
 from models import SourceVolume
 
 
@@ -31,13 +30,8 @@ class HealthPolicy:
 
 def load_health_policy(path: Path) -> HealthPolicy:
     """Read and validate config/health.toml."""
-    try:
-        raw = path.read_bytes()
-        document = tomllib.loads(raw.decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"{path}: source health policy not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigurationError(f"{path}: not valid TOML: {error}") from None
+    policy_file = read_policy_file(path, what="source health policy")
+    document = policy_file.document
     unknown = set(document) - {
         "trailing_days", "collapse_ratio", "min_history_days", "min_median_volume",
     }  # fmt: skip
@@ -51,7 +45,7 @@ def load_health_policy(path: Path) -> HealthPolicy:
     if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 < ratio < 1:
         raise ConfigurationError(f"{path}: collapse_ratio must be a number between 0 and 1")
     return HealthPolicy(
-        version=hashlib.sha256(raw).hexdigest()[:12],
+        version=policy_file.version,
         trailing_days=document["trailing_days"],
         collapse_ratio=float(ratio),
         min_history_days=document["min_history_days"],
