@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     timezone: str = Field(
         default="Asia/Shanghai", description="Local time zone of naive timestamps and of days."
     )
+    api_claim_minutes: int = Field(
+        default=240, ge=1, description="Minutes a grid worker's claim on a review task lasts."
+    )
+    api_replay_window_s: int = Field(
+        default=300,
+        ge=1,
+        description="Seconds a signed verifier callback's timestamp may differ from now.",
+    )
 
     def secret_values(self) -> dict[str, str]:
         """Return the named secrets' values, for the transports that need them."""

@@ -1,6 +1,7 @@
 """The persistent data model: SQLAlchemy tables (migrations live in `models/migrations`)."""
 
 from models.access import ApiClient, AuditEntry
+from models.api_state import ClientSecret, FaceCallback, IdempotencyKey, ListAck
 from models.base import (
     Base,
     BenefitStatus,
@@ -40,6 +41,7 @@ __all__ = [
     "Card",
     "Certification",
     "CertificationSource",
+    "ClientSecret",
     "DeathMatch",
     "DeathRecord",
     "Delivery",
@@ -47,7 +49,10 @@ __all__ = [
     "Deregistration",
     "EstimatorArtifact",
     "EvidencePart",
+    "FaceCallback",
+    "IdempotencyKey",
     "Level",
+    "ListAck",
     "ListAction",
     "ListEntry",
     "ListEntryStatus",

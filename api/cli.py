@@ -1,0 +1,31 @@
+"""`liveness serve`: the API on uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+__all__ = ["serve_command"]
+
+
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the API (/api/v1, OpenAPI at /docs) over the configured database."""
+    import uvicorn
+
+    from api.app import create_app
+    from liveness.app import Services
+    from liveness.settings import get_settings
+
+    services = Services(get_settings())
+    services.require_schema()
+    if workers == 1:
+        uvicorn.run(create_app(services), host=host, port=port, log_level="info")
+        return
+    uvicorn.run(
+        "api.asgi:app", host=host, port=port, workers=workers, factory=False, log_level="info"
+    )

@@ -1,0 +1,136 @@
+"""The verification service and the messaging gateway: what waits for them, what they report."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Caller, require
+from api.routers.common import ERRORS, Id, Limit, Offset
+from api.schemas import (
+    FaceCallbackCreate,
+    FaceCallbackRead,
+    FaceRequestPage,
+    FaceRequestRead,
+    NoticePage,
+    NoticeRead,
+    NoticeSentRead,
+)
+from liveness.access import client_secret, verify_signature
+from liveness.access.gateways import FaceResult, mark_notice_sent, receive_face_result
+from liveness.db import session_scope
+from liveness.views.queue import ViewInvalid, pending_face_requests, pending_notices
+from models import utcnow
+
+router = APIRouter(tags=["gateways"], responses=ERRORS)
+
+
+def _pending_only(status: str) -> None:
+    if status != "pending":
+        raise ViewInvalid(f"status: only 'pending' is served, not {status!r}")
+
+
+@router.get(
+    "/face-verifications/requests",
+    response_model=FaceRequestPage,
+    summary="Pending face verification requests",
+)
+def face_requests(
+    caller: Annotated[Caller, Depends(require("face.requests"))],
+    status: Annotated[str, Query(max_length=16)] = "pending",
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> FaceRequestPage:
+    """List open face verifications without a result: request id, person, identity number, due."""
+    _pending_only(status)
+    entry = caller.audit("face.requests", "face_request", None)
+    rows, total = pending_face_requests(caller.session, limit=limit, offset=offset)
+    entry.detail = {"returned": len(rows), "offset": offset}
+    return FaceRequestPage(
+        items=[FaceRequestRead.model_validate(r) for r in rows], total=total, limit=limit,
+        offset=offset,
+    )  # fmt: skip
+
+
+async def signed_body(
+    request: Request,
+    caller: Annotated[Caller, Depends(require("face.callback"))],
+    x_timestamp: Annotated[
+        str | None, Header(max_length=20, description="Seconds since 1970-01-01 UTC.")
+    ] = None,
+    x_signature: Annotated[
+        str | None,
+        Header(max_length=128, description='Hex HMAC-SHA256 of f"{X-Timestamp}.{body}".'),
+    ] = None,
+) -> tuple[Caller, str]:
+    """Check the callback's signature over the raw body before anything reads it."""
+    body = await request.body()
+
+    def check() -> None:
+        services = caller.services
+        with session_scope(services.sessions) as session:
+            secret = client_secret(session, client_id=caller.principal.client_id)
+        verify_signature(
+            secret, timestamp=x_timestamp, signature=x_signature, body=body, now=utcnow(),
+            window_s=services.settings.api_replay_window_s,
+        )  # fmt: skip
+
+    await run_in_threadpool(check)
+    return caller, str(x_signature)
+
+
+@router.post(
+    "/face-verifications/callback",
+    response_model=FaceCallbackRead,
+    summary="Report a face verification result (signed)",
+)
+def face_callback(
+    body: FaceCallbackCreate, signed: Annotated[tuple[Caller, str], Depends(signed_body)]
+) -> FaceCallbackRead:
+    """Take a signed result: it becomes a face trace and completes its request."""
+    caller, signature = signed
+    caller.audit("face.callback", "face_request", body.request_id, body.model_dump(mode="json"))
+    settings = caller.services.settings
+    callback = receive_face_result(
+        caller.session,
+        result=FaceResult(**body.model_dump()),
+        client=caller.name,
+        signature=signature,
+        inbox=settings.evidence_dir.parent / "inbox" / "face",
+        context=caller.services.ingest_context(),
+    )
+    return FaceCallbackRead(
+        request_id=callback.task_id, result=callback.result, record_id=callback.record_id,
+        received_at=callback.received_at,
+    )  # fmt: skip
+
+
+@router.get("/notices", response_model=NoticePage, summary="Notices waiting to be sent")
+def notices(
+    caller: Annotated[Caller, Depends(require("notices.read"))],
+    status: Annotated[str, Query(max_length=16)] = "pending",
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> NoticePage:
+    """List pending notices, oldest first, with the phone to send an SMS to."""
+    _pending_only(status)
+    entry = caller.audit("notices.read", "notice", None)
+    rows, total = pending_notices(caller.session, limit=limit, offset=offset)
+    entry.detail = {"returned": len(rows), "offset": offset}
+    return NoticePage(
+        items=[NoticeRead.model_validate(r) for r in rows], total=total, limit=limit,
+        offset=offset,
+    )  # fmt: skip
+
+
+@router.post("/notices/{notice_id}/sent", response_model=NoticeSentRead, summary="Mark sent")
+def notice_sent(
+    notice_id: Id, caller: Annotated[Caller, Depends(require("notices.sent"))]
+) -> NoticeSentRead:
+    """Mark a notice sent; marking it again changes nothing."""
+    caller.audit("notices.sent", "notice", notice_id)
+    return NoticeSentRead.model_validate(
+        mark_notice_sent(caller.session, notice_id=notice_id, sent_at=utcnow())
+    )

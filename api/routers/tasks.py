@@ -1,0 +1,96 @@
+"""Review queues of grids, claims and outcomes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi.responses import JSONResponse
+
+from api.deps import Caller, require
+from api.routers.common import ERRORS, Id, Limit, Offset
+from api.schemas import ClaimRead, OutcomeCreate, OutcomeRead, TaskPage, TaskRead
+from liveness.access import authorize_grid
+from liveness.access.idempotency import recall, remember, request_hash
+from liveness.review.claims import claim_task, ensure_may_settle
+from liveness.review.outcomes import record_outcome
+from liveness.views.queue import grid_queue
+from models import Role, utcnow
+
+router = APIRouter(tags=["tasks"], responses=ERRORS)
+
+
+def _grids(caller: Caller) -> tuple[str, ...] | None:
+    """Return the grids a caller is scoped to, or None for callers who see every grid."""
+    return caller.principal.grids if caller.principal.role == Role.GRID_WORKER else None
+
+
+@router.get("/grids/{grid}/tasks", response_model=TaskPage, summary="A grid's review queue")
+def list_grid_tasks(
+    grid: Annotated[str, Path(max_length=32)],
+    caller: Annotated[Caller, Depends(require("tasks.read"))],
+    status: Annotated[str, Query(max_length=16, description="Task status.")] = "open",
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> TaskPage:
+    """List a grid's tasks by priority, identity numbers masked; grid workers see their grids."""
+    authorize_grid(caller.principal, grid)
+    entry = caller.audit("tasks.read", "grid", grid)
+    rows, total = grid_queue(
+        caller.session, grid=grid, status=status, now=utcnow(), limit=limit, offset=offset
+    )
+    entry.detail = {"status": status, "limit": limit, "offset": offset, "returned": len(rows)}
+    return TaskPage(
+        items=[TaskRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.post("/tasks/{task_id}/claim", response_model=ClaimRead, summary="Claim a task")
+def claim(task_id: Id, caller: Annotated[Caller, Depends(require("tasks.claim"))]) -> ClaimRead:
+    """Claim a task for a while; of concurrent claimants exactly one wins, the others get 409."""
+    caller.audit("tasks.claim", "review_task", task_id)
+    task = claim_task(
+        caller.session, task_id=task_id, claimant=caller.name, now=utcnow(),
+        minutes=caller.services.settings.api_claim_minutes, grids=_grids(caller),
+    )  # fmt: skip
+    return ClaimRead.model_validate(task)
+
+
+@router.post(
+    "/tasks/{task_id}/outcome", response_model=OutcomeRead, summary="Record a review's outcome"
+)
+def outcome(
+    task_id: Id,
+    body: OutcomeCreate,
+    caller: Annotated[Caller, Depends(require("tasks.outcome"))],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=128,
+            description="Same key and body: the same answer; same key, other body: 409.",
+        ),
+    ] = None,
+) -> OutcomeRead | JSONResponse:
+    """Record what a visit found; the next run applies it (certify, suspend or reinstate)."""
+    entry = caller.audit("tasks.outcome", "review_task", task_id, body.model_dump(mode="json"))
+    digest = request_hash(task_id, body.model_dump(mode="json"))
+    if idempotency_key is not None:
+        stored = recall(caller.session, client=caller.name, key=idempotency_key, digest=digest)
+        if stored is not None:
+            entry.detail = {**entry.detail, "replayed_key": idempotency_key}
+            return JSONResponse(stored.response, status_code=stored.status_code)
+    now = utcnow()
+    ensure_may_settle(
+        caller.session, task_id=task_id, actor=caller.name, now=now, grids=_grids(caller)
+    )
+    task = record_outcome(
+        caller.session, task_id=task_id, outcome=body.outcome, actor=caller.name,
+        on=body.on or caller.today(), died_on=body.died_on, region=body.region, note=body.note,
+    )  # fmt: skip
+    answer = OutcomeRead.model_validate(task)
+    if idempotency_key is not None:
+        remember(
+            caller.session, client=caller.name, key=idempotency_key, digest=digest,
+            status_code=200, response=answer.model_dump(mode="json"),
+        )  # fmt: skip
+    return answer

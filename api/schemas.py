@@ -1,0 +1,335 @@
+"""Request and response schemas: XCreate in, XRead / XPage out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from models import VisitOutcome
+
+
+class Schema(BaseModel):
+    """Base of every schema: built from attributes, unknown input fields refused."""
+
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
+class Page(Schema):
+    """Where a page sits in the whole."""
+
+    total: int
+    limit: int
+    offset: int
+
+
+class RunCreate(Schema):
+    """Ask for a certification run as of a date."""
+
+    as_of: dt.date
+    override_guard: bool = False
+
+
+class RunAccepted(Schema):
+    """A run started in the background."""
+
+    id: int
+    status: str
+
+
+class RunRead(Schema):
+    """A certification run, without its report."""
+
+    id: int
+    as_of: dt.date
+    status: str
+    policy_version: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    error: str | None
+
+
+class RunDetailRead(RunRead):
+    """A certification run with its report."""
+
+    report: dict[str, Any]
+
+
+class RunPage(Page):
+    """A page of runs, newest first."""
+
+    items: list[RunRead]
+
+
+class BenefitRead(Schema):
+    """One benefit a person draws."""
+
+    benefit_type: str
+    status: str
+    monthly_amount: Decimal
+    last_certified_on: dt.date | None
+
+
+class AssessmentRead(Schema):
+    """The level the latest published run gave, with its reasons."""
+
+    run_id: int
+    as_of: dt.date
+    level: str
+    score: float
+    rule: str
+    reasons: dict[str, Any]
+    policy_version: str
+
+
+class CertificationRead(Schema):
+    """The person's latest certification."""
+
+    source: str
+    mark: str
+    certified_on: dt.date
+    valid_until: dt.date
+    valid: bool
+    run_id: int | None
+
+
+class PersonTaskRead(Schema):
+    """An open review of the person."""
+
+    id: int
+    kind: str
+    status: str
+    due_on: dt.date
+    grid_code: str
+    reasons: dict[str, Any]
+
+
+class TraceRead(Schema):
+    """One trace of the evidence timeline."""
+
+    day: dt.date
+    at: dt.datetime | None
+    kind: str
+
+
+class PersonRead(Schema):
+    """A person's file: level, certification, open reviews, reasons and recent evidence."""
+
+    person_ref: str
+    name: str
+    id_number_masked: str
+    birth_date: dt.date
+    region_code: str
+    grid_code: str
+    benefits: list[BenefitRead]
+    assessment: AssessmentRead | None
+    certification: CertificationRead | None
+    open_tasks: list[PersonTaskRead]
+    timeline: dict[str, list[TraceRead]]
+
+
+class TaskRead(Schema):
+    """A task in a grid's queue."""
+
+    id: int
+    person_ref: str
+    name: str
+    id_number_masked: str
+    region_code: str
+    grid_code: str
+    kind: str
+    status: str
+    priority: float
+    opened_on: dt.date
+    due_on: dt.date
+    claimed_by: str | None
+    claim_expires_at: dt.datetime | None
+    reasons: dict[str, Any]
+
+
+class TaskPage(Page):
+    """A page of a grid's queue, highest priority first."""
+
+    items: list[TaskRead]
+
+
+class ClaimRead(Schema):
+    """A claim on a task, and when it lapses."""
+
+    id: int
+    status: str
+    claimed_by: str | None
+    claim_expires_at: dt.datetime | None
+
+
+class OutcomeCreate(Schema):
+    """What a review found."""
+
+    outcome: VisitOutcome
+    on: dt.date | None = Field(default=None, description="Day of the visit (default: today).")
+    died_on: dt.date | None = Field(default=None, description="Required for `deceased`.")
+    region: str | None = Field(
+        default=None, description="6-digit region code, required for `moved_away`."
+    )
+    note: str | None = Field(default=None, max_length=500)
+
+
+class OutcomeRead(Schema):
+    """A task with its recorded outcome."""
+
+    id: int
+    status: str
+    outcome: str | None
+    outcome_detail: dict[str, Any]
+    closed_on: dt.date | None
+
+
+class FaceRequestRead(Schema):
+    """A face verification the engine asks for."""
+
+    request_id: int
+    person_ref: str
+    id_number: str
+    name: str
+    opened_on: dt.date
+    due_on: dt.date
+
+
+class FaceRequestPage(Page):
+    """A page of pending face verification requests, oldest first."""
+
+    items: list[FaceRequestRead]
+
+
+class FaceCallbackCreate(Schema):
+    """A verifier's result for one request."""
+
+    request_id: int = Field(ge=1, le=2**31 - 1)
+    result: Literal["pass", "fail", "no_liveness", "no_face"]
+    verified_at: AwareDatetime
+    channel: Literal["app", "kiosk", "assisted", "proxy"] | None = None
+    score: float | None = Field(default=None, ge=0, le=1)
+    face_id: str | None = Field(default=None, max_length=64)
+
+
+class FaceCallbackRead(Schema):
+    """A result received: it becomes a face trace, and the next run settles the request."""
+
+    request_id: int
+    result: str
+    record_id: str
+    received_at: dt.datetime
+
+
+class NoticeRead(Schema):
+    """A notice waiting for the messaging gateway."""
+
+    id: int
+    person_ref: str
+    phone: str | None
+    channel: str
+    template: str
+    body: str
+    created_on: dt.date
+    task_id: int | None
+
+
+class NoticePage(Page):
+    """A page of pending notices, oldest first."""
+
+    items: list[NoticeRead]
+
+
+class NoticeSentRead(Schema):
+    """A notice marked sent."""
+
+    id: int
+    status: str
+    sent_at: dt.datetime | None
+
+
+class ListEntryRead(Schema):
+    """A published list entry for the payment system."""
+
+    id: int
+    seq: int
+    run_id: int
+    person_ref: str
+    id_number: str
+    name: str
+    benefit_id: int
+    benefit_type: str
+    action: str
+    reason: str
+    effective_on: dt.date
+    amount: Decimal
+    approves_seq: int | None
+
+
+class ListFeedRead(Schema):
+    """Entries after a cursor; poll again with after=next_after."""
+
+    entries: list[ListEntryRead]
+    next_after: int
+    high_water: int
+
+
+class ListAckCreate(Schema):
+    """The last sequence number the payment system applied."""
+
+    last_seq: int = Field(ge=0)
+
+
+class ListAckRead(Schema):
+    """A payment client's acknowledged position."""
+
+    client: str
+    last_seq: int
+    acked_at: dt.datetime
+
+
+class ListApprovalRead(Schema):
+    """The published entry that carries out an approved held entry."""
+
+    id: int
+    seq: int
+    approves_seq: int
+    approved_by: str
+    approved_at: dt.datetime
+
+
+class IndicatorsRead(Schema):
+    """The five indicators and the distribution of levels."""
+
+    as_of: dt.date
+    run_id: int | None
+    region: str | None
+    grid: str | None
+    on_roll: int
+    active_benefits: int
+    certification_status: dict[str, int]
+    mark: dict[str, int]
+    source: dict[str, int]
+    time: dict[str, int]
+    levels: dict[str, int]
+
+
+class AuditRead(Schema):
+    """One audit entry."""
+
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    target_type: str
+    target_ref: str | None
+    detail: dict[str, Any]
+    remote_addr: str | None
+
+
+class AuditPage(Page):
+    """A page of the audit log, newest first."""
+
+    items: list[AuditRead]

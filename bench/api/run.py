@@ -1,0 +1,259 @@
+"""Benchmark the grid queue and the list feed over HTTP on loopback.
+
+``python -m bench.api.run [--persons 1000000] [--clients 50] [--seconds 20] [--workers 2]
+[--backend postgresql|sqlite]`` creates a fresh database (PostgreSQL at
+LIVENESS_TEST_POSTGRES_URL by default), loads a roll of ``--persons`` persons with open review
+tasks for a tenth of them in grids of about 500 persons, and a list of one entry per hundred
+persons; serves the API with uvicorn in a separate process; then, for each endpoint in turn,
+``--clients`` concurrent clients request it for ``--seconds`` (the grid queue: a random grid,
+50 tasks per page; the feed: a random cursor, 100 entries per page). Every request is a real
+one: authenticated, audited, committed.
+
+The last line holds the figures as ``key=value`` pairs: p50/p99 latency in ms and throughput
+in requests/s of each endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_URL = os.environ.get(
+    "LIVENESS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+PERSONS_PER_GRID = 500
+
+
+def _database(backend: str, workdir: Path) -> tuple[str, str | None]:
+    """Create an empty database; return its URL and, for PostgreSQL, its name to drop."""
+    if backend == "sqlite":
+        return f"sqlite:///{workdir / 'state.sqlite'}", None
+    name = f"liveness_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(ADMIN_URL).set(database=name).render_as_string(False), name
+
+
+def _drop(name: str) -> None:
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _copy(
+    connection: object, table: str, columns: list[str], rows: list[tuple[object, ...]]
+) -> None:
+    """Load rows with COPY (PostgreSQL) or executemany (SQLite)."""
+    raw = connection.connection.dbapi_connection  # type: ignore[attr-defined]
+    if raw.__class__.__module__.startswith("psycopg"):
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in columns)
+    raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def load(url: str, persons: int, seed: int) -> tuple[int, int, dict[str, str]]:
+    """Migrate and load the roll, tasks and list; return grids, entries and tokens per role."""
+    from liveness.access import create_client
+    from liveness.db import make_engine, make_sessionmaker, session_scope
+    from liveness.migrate import upgrade
+    from models import Role
+
+    engine = make_engine(url)
+    upgrade(engine)
+    rng = np.random.default_rng(seed)
+    grids = max(1, persons // PERSONS_PER_GRID)
+    now = "2025-06-01 00:00:00+00"
+    grid_of = rng.integers(0, grids, size=persons)
+    with engine.begin() as connection:
+        _copy(
+            connection,
+            "runs",
+            ["id", "as_of", "status", "policy_version", "started_at", "report"],
+            [(1, "2025-05-31", "published", "bench", now, "{}")],
+        )
+        _copy(
+            connection, "persons",
+            ["id", "person_ref", "id_number", "id_status", "name", "sex", "birth_date",
+             "region_code", "grid_code", "created_at", "updated_at"],
+            [(i + 1, f"P{i + 1:09d}", f"1101011950{i:08d}"[:18], "valid", f"张{i % 1000}", "M",
+              "1950-01-01", "110101", f"G{grid_of[i]:05d}", now, now) for i in range(persons)],
+        )  # fmt: skip
+        tasked = rng.choice(persons, size=max(1, persons // 10), replace=False)
+        _copy(
+            connection, "review_tasks",
+            ["id", "person_id", "kind", "status", "grid_code", "priority", "opened_on", "due_on",
+             "reasons", "outcome_detail", "created_at"],
+            [(n + 1, int(p) + 1, "home_visit", "open", f"G{grid_of[p]:05d}",
+              float(rng.uniform(0, 3000)), "2025-05-31", "2025-06-30",
+              '{"rule": "weak", "sources": {}}', "{}", now) for n, p in enumerate(tasked)],
+        )  # fmt: skip
+        listed = rng.choice(persons, size=max(1, persons // 100), replace=False)
+        _copy(
+            connection, "benefits",
+            ["id", "person_id", "benefit_type", "monthly_amount", "benefit_start", "status",
+             "updated_at"],
+            [(n + 1, int(p) + 1, "enterprise_pension", "3000.00", "2010-01-01", "suspended", now)
+             for n, p in enumerate(listed)],
+        )  # fmt: skip
+        _copy(
+            connection, "list_entries",
+            ["id", "seq", "run_id", "person_id", "benefit_id", "action", "reason",
+             "effective_on", "amount", "status", "detail", "caused_by", "created_at"],
+            [(n + 1, n + 1, 1, int(p) + 1, n + 1, "suspend", "deceased", "2025-06-01", "3000.00",
+              "published", "{}", "system", now) for n, p in enumerate(listed)],
+        )  # fmt: skip
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            for table in ("persons", "review_tasks", "benefits", "list_entries", "runs"):
+                connection.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                         f"(SELECT max(id) FROM {table}))")
+                )  # fmt: skip
+                connection.execute(text(f"ANALYZE {table}"))
+    tokens = {}
+    with session_scope(make_sessionmaker(engine)) as session:
+        for role in (Role.OPERATOR, Role.PAYMENT):
+            tokens[str(role)] = create_client(session, name=f"bench-{role}", role=role).token
+    engine.dispose()
+    return grids, len(listed), tokens
+
+
+async def _hammer(
+    base: str,
+    *,
+    clients: int,
+    seconds: float,
+    token: str,
+    path_of: callable,  # type: ignore[valid-type]
+) -> tuple[list[float], int]:
+    """Run `clients` loops requesting path_of(rng) for `seconds`; return latencies and errors."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=60
+    ) as client:
+        end = time.perf_counter() + seconds
+
+        async def one(worker: int) -> None:
+            nonlocal errors
+            rng = random.Random(worker)
+            while time.perf_counter() < end:
+                started = time.perf_counter()
+                try:
+                    response = await client.get(path_of(rng))
+                except httpx.TransportError:
+                    errors += 1  # a dropped connection counts against the server, not the bench
+                    continue
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    errors += 1
+
+        await asyncio.gather(*(one(n) for n in range(clients)))
+    return latencies, errors
+
+
+def main() -> None:
+    """Load, serve, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--persons", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        url, name = _database(args.backend, workdir)
+        try:
+            started = time.perf_counter()
+            grids, entries, tokens = load(url, args.persons, args.seed)
+            print(f"loaded {args.persons:,} persons, {grids:,} grids, {entries:,} entries "
+                  f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+            env = {
+                **os.environ, "LIVENESS_DATABASE_URL": url,
+                "LIVENESS_EVIDENCE_DIR": str(workdir / "evidence"),
+                "LIVENESS_CONFIG_DIR": str(REPO / "config"),
+            }  # fmt: skip
+            server = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "api.asgi:app", "--host", "127.0.0.1",
+                 "--port", str(args.port), "--workers", str(args.workers), "--log-level",
+                 "warning", "--no-access-log"],
+                cwd=REPO, env=env,
+            )  # fmt: skip
+            base = f"http://127.0.0.1:{args.port}"
+            try:
+                for _ in range(300):
+                    try:
+                        if httpx.get(f"{base}/openapi.json", timeout=1).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        time.sleep(0.1)
+                figures: dict[str, str] = {
+                    "persons": str(args.persons),
+                    "clients": str(args.clients),
+                }
+                last = max(1, entries - 100)
+                scenarios = {
+                    "queue": (
+                        tokens["operator"],
+                        lambda r: f"/api/v1/grids/G{r.randrange(grids):05d}/tasks?limit=50",
+                    ),
+                    "feed": (
+                        tokens["payment"],
+                        lambda r: f"/api/v1/lists/entries?after={r.randrange(last)}&limit=100",
+                    ),
+                }
+                for label, (token, path_of) in scenarios.items():
+                    asyncio.run(
+                        _hammer(base, clients=args.clients, seconds=2, token=token, path_of=path_of)
+                    )  # warm-up
+                    latencies, errors = asyncio.run(
+                        _hammer(base, clients=args.clients, seconds=args.seconds, token=token,
+                                path_of=path_of)
+                    )  # fmt: skip
+                    ms = np.array(latencies) * 1000
+                    figures[f"{label}_p50_ms"] = f"{np.percentile(ms, 50):.1f}"
+                    figures[f"{label}_p99_ms"] = f"{np.percentile(ms, 99):.1f}"
+                    figures[f"{label}_rps"] = f"{len(ms) / args.seconds:.0f}"
+                    figures[f"{label}_errors"] = str(errors)
+                    print(f"{label}: {len(ms):,} requests, p50 {figures[f'{label}_p50_ms']} ms, "
+                          f"p99 {figures[f'{label}_p99_ms']} ms, {figures[f'{label}_rps']} req/s, "
+                          f"{errors} errors", flush=True)  # fmt: skip
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+        finally:
+            if name is not None:
+                _drop(name)
+    print(" ".join(f"{key}={value}" for key, value in figures.items()))
+
+
+if __name__ == "__main__":
+    main()

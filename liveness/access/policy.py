@@ -1,0 +1,43 @@
+"""Which roles may do what: the access matrix the API enforces, in one place."""
+
+from __future__ import annotations
+
+from liveness.access.service import Forbidden, Principal
+from models import Role
+
+ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR = (
+    Role.ADMIN, Role.OPERATOR, Role.GRID_WORKER, Role.PAYMENT, Role.VERIFIER, Role.NOTIFIER,
+    Role.AUDITOR,
+)  # fmt: skip
+
+# Grid workers are further scoped to their grids by the operation itself.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "runs.create": frozenset({ADMIN, OPERATOR}),
+    "runs.read": frozenset({ADMIN, OPERATOR, AUDITOR}),
+    "persons.read": frozenset({ADMIN, OPERATOR, GRID, AUDITOR}),
+    "tasks.read": frozenset({ADMIN, OPERATOR, GRID, AUDITOR}),
+    "tasks.claim": frozenset({ADMIN, OPERATOR, GRID}),
+    "tasks.outcome": frozenset({ADMIN, OPERATOR, GRID}),
+    "face.requests": frozenset({ADMIN, VERIFIER}),
+    # Only a verifier holds a signing secret: the callback is theirs alone.
+    "face.callback": frozenset({VERIFIER}),
+    "notices.read": frozenset({ADMIN, NOTIFIER}),
+    "notices.sent": frozenset({ADMIN, NOTIFIER}),
+    "lists.read": frozenset({ADMIN, OPERATOR, PAYMENT, AUDITOR}),
+    "lists.ack": frozenset({ADMIN, PAYMENT}),
+    "lists.approve": frozenset({ADMIN, OPERATOR}),
+    "indicators.read": frozenset({ADMIN, OPERATOR, AUDITOR}),
+    "audit.read": frozenset({ADMIN, AUDITOR}),
+}
+
+
+def authorize(principal: Principal, permission: str) -> None:
+    """Refuse a caller whose role does not grant `permission`."""
+    if principal.role not in PERMISSIONS[permission]:
+        raise Forbidden(f"a {principal.role} client may not {permission.replace('.', ' ')}")
+
+
+def authorize_grid(principal: Principal, grid: str) -> None:
+    """Refuse a grid worker acting outside their grids."""
+    if not principal.may_see_grid(grid):
+        raise Forbidden(f"grid {grid} is not one of this client's grids")

@@ -1,0 +1,182 @@
+"""API clients: bearer tokens stored as SHA-256 hashes, roles, grid scopes, expiry, revocation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from liveness.errors import LivenessError, NotFound
+from models import ApiClient, ClientSecret, Role, utcnow
+
+TOKEN_PREFIX = "lv_"
+
+
+class Unauthenticated(LivenessError):
+    """A request without a valid token: missing, unknown, expired or revoked."""
+
+    exit_code = 9
+    http_status = 401
+
+
+class Forbidden(LivenessError):
+    """A caller acting outside its role or its grids."""
+
+    exit_code = 9
+    http_status = 403
+
+
+class ClientInvalid(LivenessError):
+    """A client that cannot be created as asked."""
+
+    exit_code = 2
+    http_status = 422
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the client's name, role and grids (empty: not scoped to grids)."""
+
+    client_id: int
+    name: str
+    role: Role
+    grids: tuple[str, ...]
+
+    def may_see_grid(self, grid: str) -> bool:
+        """Return whether this caller may act on `grid` (only grid workers are scoped)."""
+        return self.role != Role.GRID_WORKER or grid in self.grids
+
+
+@dataclass(frozen=True)
+class IssuedClient:
+    """A client just created, with its token (and secret) in clear: shown once, never stored."""
+
+    name: str
+    role: Role
+    token: str
+    secret: str | None
+    expires_at: dt.datetime | None
+
+
+def hash_token(token: str) -> str:
+    """Return the SHA-256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_client(
+    session: Session,
+    *,
+    name: str,
+    role: Role | str,
+    grids: Sequence[str] = (),
+    expires_days: int | None = None,
+    with_secret: bool = False,
+) -> IssuedClient:
+    """Create an API client; verifiers always get a signing secret, others on request."""
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise ClientInvalid(
+            f"role: {role!r} is not a role; expected one of {', '.join(Role)}"
+        ) from None
+    if not name or len(name) > 64:
+        raise ClientInvalid("name: 1 to 64 characters")
+    if chosen == Role.GRID_WORKER and not grids:
+        raise ClientInvalid("grid: a grid worker needs at least one --grid")
+    if chosen != Role.GRID_WORKER and grids:
+        raise ClientInvalid(f"grid: only grid workers are scoped to grids, not {chosen}")
+    if expires_days is not None and expires_days < 1:
+        raise ClientInvalid("expires_days: at least one day")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = None if expires_days is None else utcnow() + dt.timedelta(days=expires_days)
+    client = ApiClient(
+        name=name, role=chosen, grids=sorted(set(grids)), token_hash=hash_token(token),
+        expires_at=expires_at,
+    )  # fmt: skip
+    session.add(client)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise ClientInvalid(f"name: a client named {name!r} exists already") from None
+    secret = None
+    if with_secret or chosen == Role.VERIFIER:
+        secret = secrets.token_hex(32)
+        session.add(ClientSecret(client_id=client.id, secret=secret))
+        session.flush()
+    return IssuedClient(name=name, role=chosen, token=token, secret=secret, expires_at=expires_at)
+
+
+def list_clients(session: Session) -> list[ApiClient]:
+    """Return every client, by name."""
+    return list(session.scalars(select(ApiClient).order_by(ApiClient.name)))
+
+
+def revoke_client(session: Session, *, name: str) -> ApiClient:
+    """Revoke a client's token now; revoking twice keeps the first time."""
+    client = session.scalars(select(ApiClient).where(ApiClient.name == name)).first()
+    if client is None:
+        raise NotFound(f"no API client named {name!r}")
+    if client.revoked_at is None:
+        client.revoked_at = utcnow()
+        session.flush()
+    return client
+
+
+def authenticate(session: Session, *, token: str | None, now: dt.datetime) -> Principal:
+    """Return the caller a bearer token belongs to, or refuse it."""
+    if not token:
+        raise Unauthenticated("a bearer token is required (Authorization: Bearer ...)")
+    client = session.scalars(
+        select(ApiClient).where(ApiClient.token_hash == hash_token(token))
+    ).first()
+    if client is None:
+        raise Unauthenticated("the token is not known")
+    if client.revoked_at is not None:
+        raise Unauthenticated("the token was revoked")
+    if client.expires_at is not None and client.expires_at <= now:
+        raise Unauthenticated("the token has expired")
+    return Principal(
+        client_id=client.id, name=client.name, role=Role(client.role),
+        grids=tuple(str(g) for g in client.grids),
+    )  # fmt: skip
+
+
+def client_secret(session: Session, *, client_id: int) -> str | None:
+    """Return a client's signing secret, if it has one."""
+    row = session.get(ClientSecret, client_id)
+    return None if row is None else row.secret
+
+
+def sign(secret: str, *, timestamp: str, body: bytes) -> str:
+    """Return the hex HMAC-SHA256 of f"{timestamp}.{body}" under `secret`."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    secret: str | None, *, timestamp: str | None, signature: str | None, body: bytes,
+    now: dt.datetime, window_s: int,
+) -> None:  # fmt: skip
+    """Refuse a callback whose signature is wrong or whose timestamp is outside the window."""
+    if secret is None:
+        raise Unauthenticated("this client has no signing secret")
+    if not timestamp or not signature:
+        raise Unauthenticated("X-Timestamp and X-Signature are required")
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise Unauthenticated("X-Timestamp: seconds since 1970-01-01 UTC") from None
+    if abs(now.timestamp() - sent) > window_s:
+        raise Unauthenticated(
+            f"X-Timestamp: outside the replay window of {window_s} s; sign with the current time"
+        )
+    expected = sign(secret, timestamp=timestamp, body=body)
+    if not hmac.compare_digest(expected, signature.lower()):
+        raise Unauthenticated("X-Signature: does not match the body and timestamp")

@@ -1,0 +1,1 @@
+"""Read models the API serves: queues, a person's file, indicators and the list feed."""

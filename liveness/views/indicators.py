@@ -1,0 +1,117 @@
+"""The five certification indicators and the distribution of levels, by region or grid."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TypeVarTuple
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from models import Assessment, Benefit, BenefitStatus, Certification, Person, Run, RunStatus
+
+Ts = TypeVarTuple("Ts")
+
+
+@dataclass(frozen=True)
+class Indicators:
+    """On the roll, certification status, mark, source and time; plus the levels."""
+
+    as_of: dt.date
+    run_id: int | None
+    on_roll: int
+    active_benefits: int
+    certification_status: dict[str, int]
+    mark: dict[str, int]
+    source: dict[str, int]
+    time: dict[str, int]
+    levels: dict[str, int]
+
+
+def _scoped(query: Select[*Ts], *, region: str | None, grid: str | None) -> Select[*Ts]:
+    """Restrict a query joined to persons to a region (prefix) and a grid."""
+    if region:
+        query = query.where(Person.region_code.startswith(region))
+    if grid:
+        query = query.where(Person.grid_code == grid)
+    return query
+
+
+def indicators(
+    session: Session, *, region: str | None, grid: str | None, today: dt.date
+) -> Indicators:
+    """Count the indicators over the persons of a region (code prefix) and/or grid."""
+    run = session.execute(
+        select(Run.id, Run.as_of)
+        .where(Run.status == RunStatus.PUBLISHED)
+        .order_by(Run.id.desc())
+        .limit(1)
+    ).first()
+    as_of = today if run is None else run.as_of
+    on_roll = session.scalar(
+        _scoped(select(func.count()).select_from(Person), region=region, grid=grid)
+    )
+    active = session.scalar(
+        _scoped(
+            select(func.count())
+            .select_from(Benefit)
+            .join(Person, Person.id == Benefit.person_id)
+            .where(Benefit.status == BenefitStatus.ACTIVE),
+            region=region,
+            grid=grid,
+        )
+    )
+    # Each person's latest certification is the one that counts.
+    latest = (
+        select(func.max(Certification.id).label("id")).group_by(Certification.person_id).subquery()
+    )
+    valid = (Certification.valid_until >= as_of).label("valid")
+    # Grouped in the database: a handful of (mark, source, day, valid) combinations come back,
+    # not a row per person.
+    groups = session.execute(
+        _scoped(
+            select(
+                Certification.mark, Certification.source, Certification.certified_on, valid,
+                func.count(),
+            )
+            .join(latest, latest.c.id == Certification.id)
+            .join(Person, Person.id == Certification.person_id)
+            .group_by(Certification.mark, Certification.source, Certification.certified_on, valid),
+            region=region,
+            grid=grid,
+        )
+    ).all()  # fmt: skip
+    status = {"certified": 0, "lapsed": 0, "never": 0}
+    mark: dict[str, int] = {}
+    source: dict[str, int] = {}
+    time: dict[str, int] = {}
+    certified = 0
+    for row_mark, row_source, certified_on, is_valid, count in groups:
+        certified += count
+        status["certified" if is_valid else "lapsed"] += count
+        mark[row_mark] = mark.get(row_mark, 0) + count
+        source[str(row_source)] = source.get(str(row_source), 0) + count
+        month = f"{certified_on:%Y-%m}"
+        time[month] = time.get(month, 0) + count
+    status["never"] = max(0, int(on_roll or 0) - certified)
+    levels: dict[str, int] = {}
+    if run is not None:
+        levels = {
+            str(level): int(count)
+            for level, count in session.execute(
+                _scoped(
+                    select(Assessment.level, func.count())
+                    .join(Person, Person.id == Assessment.person_id)
+                    .where(Assessment.run_id == run.id)
+                    .group_by(Assessment.level),
+                    region=region,
+                    grid=grid,
+                )
+            ).all()
+        }
+    return Indicators(
+        as_of=as_of, run_id=None if run is None else run.id, on_roll=int(on_roll or 0),
+        active_benefits=int(active or 0), certification_status=status, mark=mark,
+        source=source, time=dict(sorted(time.items())), levels=levels,
+    )  # fmt: skip

@@ -1,0 +1,135 @@
+"""What the engine knows about one person: level, certification, reviews and recent evidence."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.compute as pc
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from liveness.errors import NotFound
+from liveness.evidence.store import EvidenceStore, day_from_number
+from liveness.ingest.traces import TRACE_SOURCES
+from liveness.views.queue import mask_id_number
+from models import (
+    Assessment,
+    Benefit,
+    Certification,
+    Person,
+    ReviewTask,
+    Run,
+    RunStatus,
+    TaskStatus,
+)
+
+
+@dataclass
+class PersonView:
+    """A person's file as an operator or auditor reads it."""
+
+    person_ref: str
+    name: str
+    id_number_masked: str
+    birth_date: dt.date
+    region_code: str
+    grid_code: str
+    benefits: list[dict[str, Any]]
+    assessment: dict[str, Any] | None
+    certification: dict[str, Any] | None
+    open_tasks: list[dict[str, Any]]
+    timeline: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _timeline(
+    session: Session, *, store: EvidenceStore, person_id: int, since: dt.date, per_source: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Return each source's latest traces of a person since a day, newest first."""
+    timeline: dict[str, list[dict[str, Any]]] = {}
+    for source in TRACE_SOURCES:
+        found = []
+        for table in store.scan(
+            session, source=source, columns=["person_id", "day", "event_at", "kind"],
+            first_day=since,
+        ):  # fmt: skip
+            mine = table.filter(pc.equal(table["person_id"], person_id))
+            if mine.num_rows:
+                found.extend(mine.select(["day", "event_at", "kind"]).to_pylist())
+        found.sort(key=lambda row: (row["day"], row["event_at"]), reverse=True)
+        timeline[source] = [
+            {"day": day_from_number(row["day"]), "at": row["event_at"], "kind": str(row["kind"])}
+            for row in found[:per_source]
+        ]
+    return timeline
+
+
+def person_view(
+    session: Session,
+    *,
+    store: EvidenceStore,
+    person_ref: str,
+    today: dt.date,
+    window_days: int = 90,
+    per_source: int = 20,
+) -> PersonView:
+    """Return a person's file: the evidence timeline covers `window_days` before the last run."""
+    person = session.scalars(select(Person).where(Person.person_ref == person_ref)).first()
+    if person is None:
+        raise NotFound(f"no person {person_ref!r} on the roll")
+    assessment = session.execute(
+        select(Assessment, Run.as_of)
+        .join(Run, Run.id == Assessment.run_id)
+        .where(Assessment.person_id == person.id, Run.status == RunStatus.PUBLISHED)
+        .order_by(Assessment.run_id.desc())
+        .limit(1)
+    ).first()
+    certification = session.scalars(
+        select(Certification)
+        .where(Certification.person_id == person.id)
+        .order_by(Certification.valid_until.desc(), Certification.id.desc())
+        .limit(1)
+    ).first()
+    tasks = session.scalars(
+        select(ReviewTask)
+        .where(
+            ReviewTask.person_id == person.id,
+            ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED]),
+        )
+        .order_by(ReviewTask.id)
+    ).all()
+    benefits = session.scalars(
+        select(Benefit).where(Benefit.person_id == person.id).order_by(Benefit.id)
+    ).all()
+    reference = today if assessment is None else min(today, assessment.as_of)
+    return PersonView(
+        person_ref=person.person_ref, name=person.name,
+        id_number_masked=mask_id_number(person.id_number), birth_date=person.birth_date,
+        region_code=person.region_code, grid_code=person.grid_code,
+        benefits=[
+            {"benefit_type": str(b.benefit_type), "status": str(b.status),
+             "monthly_amount": b.monthly_amount, "last_certified_on": b.last_certified_on}
+            for b in benefits
+        ],
+        assessment=None if assessment is None else {
+            "run_id": assessment.Assessment.run_id, "as_of": assessment.as_of,
+            "level": str(assessment.Assessment.level), "score": assessment.Assessment.score,
+            "rule": assessment.Assessment.rule, "reasons": assessment.Assessment.reasons,
+            "policy_version": assessment.Assessment.policy_version,
+        },
+        certification=None if certification is None else {
+            "source": str(certification.source), "mark": certification.mark,
+            "certified_on": certification.certified_on, "valid_until": certification.valid_until,
+            "valid": certification.valid_until >= today, "run_id": certification.run_id,
+        },
+        open_tasks=[
+            {"id": t.id, "kind": str(t.kind), "status": str(t.status), "due_on": t.due_on,
+             "grid_code": t.grid_code, "reasons": t.reasons}
+            for t in tasks
+        ],
+        timeline=_timeline(
+            session, store=store, person_id=person.id,
+            since=reference - dt.timedelta(days=window_days), per_source=per_source,
+        ),
+    )  # fmt: skip

@@ -1,0 +1,210 @@
+"""A small world for the API: persons in two grids, tasks, notices, list entries, a client per role."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from liveness.access import create_client
+from liveness.app import Services
+from liveness.db import session_scope
+from liveness.simulate.identity import compose_id17, full_id_numbers
+from models import (
+    Assessment,
+    Benefit,
+    BenefitStatus,
+    BenefitType,
+    Certification,
+    CertificationSource,
+    Level,
+    ListAction,
+    ListEntry,
+    ListEntryStatus,
+    ListReason,
+    Notice,
+    NoticeChannel,
+    NoticeStatus,
+    Person,
+    ReviewTask,
+    Role,
+    Run,
+    RunStatus,
+    TaskKind,
+    TaskStatus,
+)
+from tests.liveness.conftest import services_factory  # noqa: F401  (a fixture)
+
+AS_OF = dt.date(2025, 5, 30)
+GRIDS = {"P1": "G1", "P2": "G1", "P3": "G1", "P4": "G2", "P5": "G2", "P6": "G1"}
+
+
+@dataclass
+class World:
+    """Services, an app and its client, the ids of what was seeded, a token per role."""
+
+    services: Services
+    client: TestClient
+    tokens: dict[str, str]
+    secret: str
+    tasks: dict[str, int] = field(default_factory=dict)
+    entries: dict[str, int] = field(default_factory=dict)
+    notices: dict[str, int] = field(default_factory=dict)
+    run_id: int = 0
+    id_numbers: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, role: str) -> dict[str, str]:
+        """Return the Authorization header of a role's client."""
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def signed(
+        self, body: dict[str, Any], *, at: float | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """Return a callback body and its verifier headers, signed now (or at `at`)."""
+        raw = json.dumps(body).encode()
+        stamp = str(int(time.time() if at is None else at))
+        signature = hmac.new(self.secret.encode(), stamp.encode() + b"." + raw, hashlib.sha256)
+        return raw, {
+            **self.auth("verifier"), "X-Timestamp": stamp, "X-Signature": signature.hexdigest(),
+            "Content-Type": "application/json",
+        }  # fmt: skip
+
+
+def _seed(services: Services, world: World) -> None:
+    refs = list(GRIDS)
+    bodies = compose_id17(
+        region=np.full(len(refs), 110101, dtype=np.int64),
+        birth_ymd=np.full(len(refs), 19500101, dtype=np.int64),
+        seq=np.arange(1, len(refs) + 1, dtype=np.int64) * 2 + 1,
+    )
+    numbers = full_id_numbers(bodies)
+    with session_scope(services.sessions) as session:
+        run = Run(as_of=AS_OF, status=RunStatus.PUBLISHED, policy_version="test", report={"x": 1})
+        session.add(run)
+        persons = {}
+        for ref, number in zip(refs, numbers, strict=True):
+            person = Person(
+                person_ref=ref, id_number=str(number), id_status="valid", name=f"张{ref}", sex="M",
+                birth_date=dt.date(1950, 1, 1), region_code="110101", grid_code=GRIDS[ref],
+                phone="13800000000",
+            )  # fmt: skip
+            session.add(person)
+            persons[ref] = person
+            world.id_numbers[ref] = str(number)
+        session.flush()
+        benefits = {}
+        for ref, person in persons.items():
+            benefit = Benefit(
+                person_id=person.id, benefit_type=BenefitType.ENTERPRISE_PENSION,
+                monthly_amount=Decimal("3000.00"), benefit_start=dt.date(2010, 1, 1),
+                status=BenefitStatus.ACTIVE,
+            )  # fmt: skip
+            session.add(benefit)
+            benefits[ref] = benefit
+            session.add(
+                Assessment(
+                    run_id=run.id, person_id=person.id, level=Level.MEDIUM, score=0.5,
+                    rule="test", reasons={"why": "test"}, policy_version="test",
+                )
+            )  # fmt: skip
+        session.add(
+            Certification(
+                person_id=persons["P1"].id, source=CertificationSource.DATA_COMPARISON,
+                mark="certified", certified_on=AS_OF, valid_until=dt.date(2026, 5, 30),
+                run_id=run.id,
+            )
+        )  # fmt: skip
+        session.flush()
+
+        def task(name: str, ref: str, kind: TaskKind, priority: float) -> None:
+            row = ReviewTask(
+                person_id=persons[ref].id, kind=kind, status=TaskStatus.OPEN,
+                grid_code=GRIDS[ref], priority=priority, opened_on=AS_OF,
+                due_on=AS_OF + dt.timedelta(days=30), opened_run_id=run.id,
+                reasons={"rule": "weak"},
+            )  # fmt: skip
+            session.add(row)
+            session.flush()
+            world.tasks[name] = row.id
+
+        task("visit_g1_low", "P2", TaskKind.HOME_VISIT, 10.0)
+        task("visit_g1_high", "P3", TaskKind.HOME_VISIT, 50.0)
+        task("visit_g2", "P4", TaskKind.HOME_VISIT, 20.0)
+        task("face_g1", "P6", TaskKind.FACE_VERIFICATION, 5.0)
+        task("death_g2", "P5", TaskKind.DEATH_REVIEW, 1000.0)
+        notice = Notice(
+            person_id=persons["P6"].id, task_id=world.tasks["face_g1"], run_id=run.id,
+            channel=NoticeChannel.SMS, template="face", body="请刷脸", status=NoticeStatus.PENDING,
+            created_on=AS_OF,
+        )  # fmt: skip
+        session.add(notice)
+        for seq, (ref, action, status) in enumerate(
+            [("P5", ListAction.SUSPEND, ListEntryStatus.PUBLISHED),
+             ("P4", ListAction.REINSTATE, ListEntryStatus.HELD)], start=1,
+        ):  # fmt: skip
+            entry = ListEntry(
+                seq=seq, run_id=run.id, person_id=persons[ref].id, benefit_id=benefits[ref].id,
+                action=action, reason=ListReason.DECEASED if seq == 1 else ListReason.PROOF_OF_LIFE,
+                effective_on=AS_OF, amount=Decimal("100.00"), status=status,
+                caused_by="operator",
+            )  # fmt: skip
+            session.add(entry)
+            session.flush()
+            world.entries[f"seq{seq}"] = entry.id
+        session.flush()
+        world.notices["face"] = notice.id
+        world.run_id = run.id
+
+
+def make_world(services: Services) -> World:
+    """Seed a database and create one client per role, plus an app and a test client over it."""
+    tokens: dict[str, str] = {}
+    secret = ""
+    with session_scope(services.sessions) as session:
+        for role in Role:
+            issued = create_client(
+                session, name=str(role), role=role,
+                grids=["G1"] if role == Role.GRID_WORKER else [],
+            )  # fmt: skip
+            tokens[str(role)] = issued.token
+            if role == Role.VERIFIER:
+                assert issued.secret is not None
+                secret = issued.secret
+    app = create_app(services)
+    world = World(services=services, client=TestClient(app), tokens=tokens, secret=secret)
+    _seed(services, world)
+    return world
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest,
+    services_factory: Callable[[str], Services],  # noqa: F811
+) -> Iterator[World]:
+    """Give a seeded world on each backend."""
+    built = make_world(services_factory(request.param))
+    with built.client:
+        yield built
+    built.client.app.state.runs.join(timeout=60)  # type: ignore[attr-defined]
+    built.services.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_world(services_factory: Callable[[str], Services]) -> Iterator[World]:  # noqa: F811
+    """Give a seeded world on SQLite only (for tests whose logic does not depend on the backend)."""
+    built = make_world(services_factory("sqlite"))
+    with built.client:
+        yield built
+    built.client.app.state.runs.join(timeout=60)  # type: ignore[attr-defined]
+    built.services.engine.dispose()

@@ -1,0 +1,152 @@
+"""The access matrix: every endpoint x every role, plus no token, bad, expired and revoked tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from liveness.access import create_client, revoke_client
+from liveness.db import session_scope
+from models import ApiClient, Role
+from tests.api.conftest import World
+
+ROLES = [str(role) for role in Role]
+ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR = ROLES
+
+# endpoint -> the roles allowed; every other role gets 403, no token 401. Written out here,
+# not derived from liveness.access.PERMISSIONS, so that a change there fails this test.
+MATRIX: dict[str, set[str]] = {
+    "GET /runs": {ADMIN, OPERATOR, AUDITOR},
+    "GET /runs/{run}": {ADMIN, OPERATOR, AUDITOR},
+    "GET /persons/P2": {ADMIN, OPERATOR, GRID, AUDITOR},
+    "GET /grids/G1/tasks": {ADMIN, OPERATOR, GRID, AUDITOR},
+    "POST /tasks/{visit}/claim": {ADMIN, OPERATOR, GRID},
+    "POST /tasks/{visit2}/outcome": {ADMIN, OPERATOR, GRID},
+    "GET /face-verifications/requests": {ADMIN, VERIFIER},
+    "POST /face-verifications/callback": {VERIFIER},
+    "GET /notices": {ADMIN, NOTIFIER},
+    "POST /notices/{notice}/sent": {ADMIN, NOTIFIER},
+    "GET /lists/entries": {ADMIN, OPERATOR, PAYMENT, AUDITOR},
+    "POST /lists/ack": {ADMIN, PAYMENT},
+    "GET /lists/entries.csv": {ADMIN, OPERATOR, PAYMENT, AUDITOR},
+    "POST /lists/entries/{held}/approve": {ADMIN, OPERATOR},
+    "GET /indicators": {ADMIN, OPERATOR, AUDITOR},
+    "GET /audit": {ADMIN, AUDITOR},
+    "POST /runs": {ADMIN, OPERATOR},
+}
+
+
+def _request(world: World, endpoint: str) -> tuple[str, str, dict[str, Any]]:
+    """Return method, URL and keyword arguments of an endpoint's request."""
+    method, path = endpoint.split(" ")
+    path = path.format(
+        run=world.run_id, visit=world.tasks["visit_g1_low"], visit2=world.tasks["visit_g1_high"],
+        notice=world.notices["face"], held=world.entries["seq2"],
+    )  # fmt: skip
+    kwargs: dict[str, Any] = {}
+    if endpoint == "POST /tasks/{visit2}/outcome":
+        kwargs["json"] = {"outcome": "alive_confirmed"}
+    elif endpoint == "POST /lists/ack":
+        kwargs["json"] = {"last_seq": 1}
+    elif endpoint == "GET /lists/entries.csv":
+        kwargs["params"] = {"run": world.run_id}
+    elif endpoint == "POST /runs":
+        kwargs["json"] = {"as_of": "2025-06-30"}
+    return method, f"/api/v1{path}", kwargs
+
+
+def _call(world: World, endpoint: str, headers: dict[str, str]) -> int:
+    method, url, kwargs = _request(world, endpoint)
+    if endpoint == "POST /face-verifications/callback":
+        raw, signed = world.signed(
+            {"request_id": world.tasks["face_g1"], "result": "pass",
+             "verified_at": "2025-06-01T10:00:00+08:00"}
+        )  # fmt: skip
+        signed.pop("Authorization")
+        return world.client.post(url, content=raw, headers={**signed, **headers}).status_code
+    return world.client.request(method, url, headers=headers, **kwargs).status_code
+
+
+def test_the_matrix_covers_every_route(sqlite_world: World) -> None:
+    paths = sqlite_world.client.get("/openapi.json").json()["paths"]
+    routes = {
+        f"{method.upper()} {path.removeprefix('/api/v1')}"
+        for path, operations in paths.items()
+        for method in operations
+    }
+    covered = {
+        endpoint.replace("{run}", "{run_id}").replace("P2", "{person_ref}").replace("G1", "{grid}")
+        .replace("{visit}", "{task_id}").replace("{visit2}", "{task_id}")
+        .replace("{notice}", "{notice_id}").replace("{held}", "{entry_id}")
+        for endpoint in MATRIX
+    }  # fmt: skip
+    assert routes == covered
+
+
+def test_every_cell_of_the_matrix(world: World) -> None:
+    outcomes: dict[tuple[str, str], int] = {}
+    for endpoint, allowed in MATRIX.items():
+        assert _call(world, endpoint, {}) == 401, endpoint
+        assert _call(world, endpoint, {"Authorization": "Bearer lv_not_a_token"}) == 401
+        for role in ROLES:
+            status = _call(world, endpoint, world.auth(role))
+            outcomes[(endpoint, role)] = status
+            if role in allowed:
+                assert status not in (401, 403) and status < 500, (endpoint, role, status)
+            else:
+                assert status == 403, (endpoint, role, status)
+    world.client.app.state.runs.join(timeout=60)  # type: ignore[attr-defined]
+
+
+ScopeCase = Callable[[World], tuple[str, str, dict[str, Any]]]
+SCOPED: dict[str, ScopeCase] = {
+    "queue": lambda w: ("GET", "/api/v1/grids/G2/tasks", {}),
+    "person": lambda w: ("GET", "/api/v1/persons/P4", {}),
+    "claim": lambda w: ("POST", f"/api/v1/tasks/{w.tasks['visit_g2']}/claim", {}),
+    "outcome": lambda w: (
+        "POST",
+        f"/api/v1/tasks/{w.tasks['visit_g2']}/outcome",
+        {"json": {"outcome": "alive_confirmed"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SCOPED)
+def test_a_grid_worker_is_refused_outside_their_grids(sqlite_world: World, case: str) -> None:
+    method, url, kwargs = SCOPED[case](sqlite_world)
+    refused = sqlite_world.client.request(method, url, headers=sqlite_world.auth(GRID), **kwargs)
+    assert refused.status_code == 403, refused.json()
+    assert refused.json()["error"] == "forbidden" or "grid" in refused.json()["detail"]
+    allowed = sqlite_world.client.request(
+        method, url, headers=sqlite_world.auth(OPERATOR), **kwargs
+    )
+    assert allowed.status_code == 200, allowed.json()
+
+
+def test_expired_and_revoked_tokens_are_refused(sqlite_world: World) -> None:
+    with session_scope(sqlite_world.services.sessions) as session:
+        soon = create_client(session, name="soon", role=Role.AUDITOR, expires_days=1)
+        gone = create_client(session, name="gone", role=Role.AUDITOR)
+    url = "/api/v1/indicators"
+    for issued in (soon, gone):
+        ok = sqlite_world.client.get(url, headers={"Authorization": f"Bearer {issued.token}"})
+        assert ok.status_code == 200
+    with session_scope(sqlite_world.services.sessions) as session:
+        session.execute(
+            update(ApiClient)
+            .where(ApiClient.name == "soon")
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+        revoke_client(session, name="gone")
+    for issued, why in ((soon, "expired"), (gone, "revoked")):
+        refused = sqlite_world.client.get(url, headers={"Authorization": f"Bearer {issued.token}"})
+        assert refused.status_code == 401
+        assert refused.json() == {
+            "error": "unauthenticated",
+            "detail": f"the token {'has expired' if why == 'expired' else 'was revoked'}",
+        }
+        assert refused.headers["WWW-Authenticate"] == "Bearer"

@@ -1,0 +1,58 @@
+"""`liveness clients`: create shows the token once, list never shows it, revoke refuses it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from api.app import create_app
+from liveness.access.cli import clients_app
+from liveness.app import Services
+from liveness.db import session_scope
+from models import ApiClient, ClientSecret
+
+
+def test_create_list_revoke(
+    services_factory: Callable[[str], Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = services_factory("sqlite")
+    settings = services.settings
+    monkeypatch.setenv("LIVENESS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LIVENESS_EVIDENCE_DIR", str(settings.evidence_dir))
+    monkeypatch.setenv("LIVENESS_CONFIG_DIR", str(settings.config_dir))
+    from liveness.settings import get_settings
+
+    get_settings.cache_clear()
+    runner = CliRunner()
+    created = runner.invoke(
+        clients_app, ["create", "--name", "gw-1", "--role", "grid_worker", "--grid", "G1",
+                      "--grid", "G2", "--expires-days", "30"],
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    token = next(line for line in created.output.splitlines() if line.startswith("lv_"))
+    verifier = runner.invoke(clients_app, ["create", "--name", "face", "--role", "verifier"])
+    assert verifier.exit_code == 0, verifier.output
+    assert "signing secret" in verifier.output
+    refused = runner.invoke(clients_app, ["create", "--name", "gw-2", "--role", "grid_worker"])
+    assert refused.exit_code == 2
+    duplicate = runner.invoke(clients_app, ["create", "--name", "face", "--role", "auditor"])
+    assert duplicate.exit_code == 2
+    listed = runner.invoke(clients_app, ["list"])
+    assert listed.exit_code == 0
+    assert "gw-1" in listed.output and token not in listed.output
+    with session_scope(services.sessions) as session:
+        stored = session.query(ApiClient).filter_by(name="gw-1").one()
+        assert stored.token_hash != token and len(stored.token_hash) == 64
+        assert stored.grids == ["G1", "G2"]
+        assert session.query(ClientSecret).count() == 1
+    api = TestClient(create_app(services))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 200
+    assert runner.invoke(clients_app, ["revoke", "gw-1"]).exit_code == 0
+    assert api.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 401
+    assert runner.invoke(clients_app, ["revoke", "nobody"]).exit_code == 1
+    get_settings.cache_clear()
+    services.engine.dispose()
