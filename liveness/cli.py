@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,13 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors import ConnectorError
+from liveness.access.audit import record_audit
+from liveness.access.cli import clients_app
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError, LivenessError
 from liveness.estimator.cli import classifier_app
+from liveness.evidence.cli import evidence_app
 from liveness.ingest import DeliveryReport
 from liveness.ingest.queries import (
     delivery_log,
@@ -29,8 +33,12 @@ from liveness.ingest.queries import (
 )
 from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.ingest.traces import TRACE_SOURCES
+from liveness.jobs import local_today
+from liveness.lists import approve_entry
+from liveness.lists.audit import draw_sample
 from liveness.migrate import current_revision, upgrade
-from liveness.runner import execute_run
+from liveness.review.outcomes import record_outcome
+from liveness.runner import execute_run, runs
 from liveness.scheduler_cli import scheduler_command
 from liveness.settings import get_settings
 from models import RunStatus
@@ -46,6 +54,12 @@ app.add_typer(db_app, name="db")
 quarantine_app = typer.Typer(no_args_is_help=True, help="Rows that could not be understood.")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(classifier_app, name="classifier")
+app.add_typer(evidence_app, name="evidence")
+app.add_typer(clients_app, name="clients")
+tasks_app = typer.Typer(no_args_is_help=True, help="Review tasks: record what a review found.")
+app.add_typer(tasks_app, name="tasks")
+lists_app = typer.Typer(no_args_is_help=True, help="The suspension and reinstatement list.")
+app.add_typer(lists_app, name="lists")
 
 console = Console()
 errors = Console(stderr=True)
@@ -284,7 +298,7 @@ def demo(
     ] = None,
     months: Annotated[
         int, typer.Option(min=0, help="Monthly cycles to run before the last day.")
-    ] = 4,
+    ] = 3,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the figures as one JSON object.")
     ] = False,
@@ -386,6 +400,112 @@ def unmatched(
         return
     print_frame(traces, title="traces that matched nobody, by key", json_output=False)
     print_frame(deaths, title="death records that act on nobody", json_output=False)
+
+
+@app.command("runs")
+@boundary
+def runs_command(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """List the latest runs with their state."""
+    services = _services()
+    services.require_schema()
+    frame = pd.DataFrame(
+        [
+            {
+                "id": run.id, "as_of": run.as_of, "status": str(run.status),
+                "started_at": f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+                "finished_at": f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "",
+                "persons": run.report.get("persons"), "error": run.error,
+            }
+            for run in runs(services, limit=limit)
+        ],
+        columns=["id", "as_of", "status", "started_at", "finished_at", "persons", "error"],
+    )  # fmt: skip
+    print_frame(frame, title="runs", json_output=json_output)
+
+
+@tasks_app.command("outcome")
+@boundary
+def task_outcome(
+    task_id: Annotated[int, typer.Argument(help="The review task.")],
+    outcome: Annotated[str, typer.Option(help="What the review found (e.g. alive_confirmed).")],
+    by: Annotated[str, typer.Option(help="Who found it (recorded, and kept from approving).")],
+    on: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day of the review.")
+    ] = None,
+    died_on: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="For deceased.")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="For moved_away: the new region.")] = None,
+    note: Annotated[str | None, typer.Option(help="A note for the file.")] = None,
+) -> None:
+    """Record a review's outcome; the next run applies it (certifies, suspends, reinstates)."""
+    services = _services()
+    services.require_schema()
+    day = on.date() if on else local_today(services)
+    with session_scope(services.sessions) as session:
+        task = record_outcome(
+            session, task_id=task_id, outcome=outcome, actor=by, on=day,
+            died_on=died_on.date() if died_on else None, region=region, note=note,
+        )  # fmt: skip
+        record_audit(session, actor=by, action="task_outcome", target_type="review_task",
+                     target_ref=str(task_id), detail={"outcome": outcome})  # fmt: skip
+        console.print(f"task {task.id}: {task.outcome}, applied by the next run")
+
+
+@lists_app.command("approve")
+@boundary
+def lists_approve(
+    entry_id: Annotated[int, typer.Argument(help="The held list entry.")],
+    operator: Annotated[
+        str, typer.Option(help="The approving operator (not the one who caused it).")
+    ],
+) -> None:
+    """Approve a held entry as a second operator: a new published entry carries it out."""
+    services = _services()
+    services.require_schema()
+    with session_scope(services.sessions) as session:
+        approval = approve_entry(session, entry_id=entry_id, operator=operator)
+        record_audit(session, actor=operator, action="list_entry_approved",
+                     target_type="list_entry", target_ref=str(entry_id),
+                     detail={"approval_seq": approval.seq})  # fmt: skip
+        console.print(f"entry {entry_id} approved by {operator}: published as seq {approval.seq}")
+
+
+@lists_app.command("audit-sample")
+@boundary
+def lists_audit_sample(
+    month: Annotated[str, typer.Option(help="The month whose decisions to sample, YYYY-MM.")],
+    by: Annotated[str, typer.Option(help="Who draws the sample (logged).")],
+    out: Annotated[Path | None, typer.Option(help="Also write the sample to this CSV.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Draw the month's audit sample (at least the policy's share of its decisions)."""
+    services = _services()
+    services.require_schema()
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        raise ConfigurationError(f"--month {month!r}: expected YYYY-MM")
+    with session_scope(services.sessions) as session:
+        sample = draw_sample(
+            session, month=month, share=services.policies.certification.audit_share, actor=by
+        )
+    if out is not None:
+        sample.to_csv(out, index=False, encoding="utf-8-sig")
+    print_frame(sample, title=f"audit sample of {month}", json_output=json_output)
+
+
+@app.command("serve")
+@boundary
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API (/api/v1; OpenAPI at /docs)."""
+    from api.cli import serve_command  # lazy: liveness never imports api at load time
+
+    serve_command(host=host, port=port)
 
 
 def main() -> None:

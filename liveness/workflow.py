@@ -33,6 +33,7 @@ from liveness.lists import (
     reinstatements,
     suspensions_for_death,
     suspensions_from_next_payment,
+    terminations,
 )
 from liveness.review import RoutingResult, open_death_reviews, route_reviews
 from liveness.scoring import ScoringPolicy
@@ -504,6 +505,11 @@ def apply_workflow(
             payment_day=policy.payment_day, four_eyes_back_pay=policy.four_eyes_back_pay,
             caused_by=caused_by,
         )  # fmt: skip
+    # A death nobody contested for long enough ends the benefit.
+    entries += terminations(
+        suspended, person_ids=still_dead - proof_of_life, as_of=as_of,
+        after_days=policy.terminate_after_death_days,
+    )  # fmt: skip
     append_entries(session, run_id=run_id, entries=entries)
     result.entries = entries
     return result

@@ -46,6 +46,7 @@ class CertificationPolicy:
     lock_stale_after_s: int
     four_eyes_back_pay: float
     audit_share: float
+    terminate_after_death_days: int
     suspend_when_imprisoned: tuple[str, ...]
     own_face_channels: tuple[str, ...]
     proxy_allowed: bool
@@ -130,6 +131,9 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         ),
         four_eyes_back_pay=_positive_number(lists, "four_eyes_back_pay", "lists", origin),
         audit_share=_share(lists, "audit_share", origin, "lists"),
+        terminate_after_death_days=_positive_int(
+            lists, "terminate_after_death_days", "lists", origin
+        ),
         suspend_when_imprisoned=_strings(lists, "suspend_when_imprisoned", "lists", origin),
         own_face_channels=_strings(face, "own_channels", "review.face", origin),
         proxy_allowed=bool(face.get("proxy_allowed", False)),

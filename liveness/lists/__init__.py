@@ -12,6 +12,7 @@ from liveness.lists.service import (
     reinstatements,
     suspensions_for_death,
     suspensions_from_next_payment,
+    terminations,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "reinstatements",
     "suspensions_for_death",
     "suspensions_from_next_payment",
+    "terminations",
 ]

@@ -241,3 +241,27 @@ def approve_entry(session: Session, *, entry_id: int, operator: str) -> ListEntr
     session.add(approval)
     session.flush()
     return approval
+
+
+def terminations(
+    suspended: pd.DataFrame, *, person_ids: set[int], as_of: dt.date, after_days: int
+) -> list[dict[str, Any]]:
+    """Return terminations of benefits suspended for a death that stood for `after_days`."""
+    due = suspended[
+        (suspended["reason"] == ListReason.DECEASED)
+        & suspended["person_id"].isin(person_ids)
+        & (
+            pd.to_datetime(suspended["suspended_as_of"])
+            <= pd.Timestamp(as_of - dt.timedelta(days=after_days))
+        )
+    ]
+    return [
+        {
+            "person_id": int(row.person_id), "benefit_id": int(row.benefit_id),
+            "action": ListAction.TERMINATE, "reason": ListReason.DECEASED,
+            "effective_on": row.effective_on,
+            "amount": Decimal("0.00"), "status": ListEntryStatus.PUBLISHED,
+            "detail": {"suspended_as_of": row.suspended_as_of.isoformat()},
+        }
+        for row in due.itertuples()
+    ]  # fmt: skip

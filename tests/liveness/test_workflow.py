@@ -102,6 +102,14 @@ def test_a_death_is_suspended_in_the_first_run_after_its_record_arrives(city: Ci
     assert entry.amount == Decimal("5001.00")
     city.run("2025-04-30")
     assert len(city.entries("P2")) == 1
+    # Uncontested for the policy's 180 days after the suspending run, the benefit ends.
+    city.run("2025-08-31")
+    assert len(city.entries("P2")) == 1
+    city.run("2025-09-30")
+    _, termination = city.entries("P2")
+    assert (termination.action, termination.effective_on) == ("terminate", dt.date(2025, 1, 21))
+    city.run("2025-10-31")
+    assert len(city.entries("P2")) == 2
 
 
 def test_a_face_pass_after_a_suspension_reinstates_with_back_pay_and_refutes_the_record(
