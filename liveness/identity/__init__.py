@@ -5,6 +5,7 @@ from liveness.identity.linking import (
     RollIndex,
     link_by_card,
     link_by_id_number,
+    link_by_number_and_name,
     match_death_records,
     names_agree,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "RollIndex",
     "link_by_card",
     "link_by_id_number",
+    "link_by_number_and_name",
     "match_death_records",
     "names_agree",
 ]

@@ -70,6 +70,54 @@ class RollIndex:
             usable["person_id"].to_numpy(), index=pd.Index(usable["id_number"].to_numpy())
         )
 
+    @cached_property
+    def by_demographics(self) -> pd.DataFrame:
+        """Return person ids with the name key, sex and birth date they are matched on."""
+        return pd.DataFrame(
+            {
+                "person_id": self.persons["person_id"].to_numpy(),
+                "name_key": _clean_names(self.persons["name"]).to_numpy(),
+                "sex": self.persons["sex"].to_numpy(),
+                "birth_date": pd.to_datetime(self.persons["birth_date"]).to_numpy(),
+            }
+        )
+
+
+def link_by_number_and_name(
+    numbers: pd.Series, statuses: pd.Series, names: pd.Series, roll: RollIndex
+) -> np.ndarray:
+    """Link rows whose number fails its check character by name, sex and birth date.
+
+    A number with a wrong check character (a typing error) still carries the holder's birth
+    date and sex; with the name they identify one person on the roll, or nobody: a match
+    that is not unique links no one. Returns the person id per row, else -1.
+    """
+    person_id = np.full(len(numbers), UNLINKED, dtype=np.int32)
+    usable = (statuses.to_numpy() == "bad_check") & names.notna().to_numpy()
+    if not usable.any():
+        return person_id
+    text = numbers[usable].astype(str)
+    candidates = pd.DataFrame(
+        {
+            "row": np.flatnonzero(usable),
+            "name_key": _clean_names(names[usable]).to_numpy(),
+            "birth_date": pd.to_datetime(
+                text.str.slice(6, 14), format="%Y%m%d", errors="coerce"
+            ).to_numpy(),
+            "sex": np.where(
+                pd.to_numeric(text.str.slice(16, 17), errors="coerce").to_numpy() % 2 == 1,
+                "M",
+                "F",
+            ),
+        }
+    ).dropna(subset=["birth_date"])
+    candidates = candidates[candidates["name_key"] != ""]
+    joined = candidates.merge(roll.by_demographics, on=["name_key", "sex", "birth_date"])
+    hits = joined.groupby("row")["person_id"].agg(["first", "size"])
+    unique = hits[hits["size"] == 1]
+    person_id[unique.index.to_numpy()] = unique["first"].to_numpy()
+    return person_id
+
 
 def link_by_id_number(numbers: pd.Series, statuses: pd.Series, roll: RollIndex) -> np.ndarray:
     """Return the person id of each row whose normalised number is on the roll, else -1."""
@@ -175,12 +223,9 @@ def _match_on_demographics(
     ]
     if candidates.empty:
         return person_id, match, confidence
-    persons = roll.persons.assign(name_key=_clean_names(roll.persons["name"]).to_numpy())
     candidates["birth_date"] = pd.to_datetime(candidates["birth_date"])
     joined = candidates.merge(
-        persons[["person_id", "name_key", "sex", "birth_date"]],
-        on=["name_key", "sex", "birth_date"],
-        how="inner",
+        roll.by_demographics, on=["name_key", "sex", "birth_date"], how="inner"
     )
     hits = joined.groupby("row")["person_id"].agg(["first", "size"])
     unique_rows = hits.index[hits["size"] == 1].to_numpy()

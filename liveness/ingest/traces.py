@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 
 from liveness.evidence.store import record_hashes
-from liveness.identity import CardIndex, RollIndex, link_by_card, link_by_id_number
+from liveness.identity import (
+    CardIndex,
+    RollIndex,
+    link_by_card,
+    link_by_id_number,
+    link_by_number_and_name,
+)
 
 TRACE_SOURCES = ("transit", "card_txn", "medical", "face")
 EVENT_COLUMN = {
@@ -63,6 +69,13 @@ def evidence_rows(
         link_key = rows["id_number"]
         person_id = link_by_id_number(rows["id_number"], rows["id_number_status"], roll)
         link = np.where(person_id >= 0, "id_number", "none")
+        if "name" in rows:
+            by_name = link_by_number_and_name(
+                rows["id_number"], rows["id_number_status"], rows["name"], roll
+            )
+            found = (person_id < 0) & (by_name >= 0)
+            person_id = np.where(found, by_name, person_id)
+            link = np.where(found, "name_birth_sex", link)
     correction = rows["correction"] if "correction" in rows else pd.Series(False, index=rows.index)
     return pd.DataFrame(
         {
