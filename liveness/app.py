@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors import ConnectorError, SourceConfig, load_source_configs
 from liveness.certification import load_certification_policy
 from liveness.db import make_engine, make_sessionmaker
-from liveness.errors import ConfigurationError, LivenessError
+from liveness.errors import ConfigurationError, SchemaOutdated
 from liveness.evidence.health import load_health_policy
 from liveness.evidence.store import EvidenceStore
 from liveness.ingest import IngestContext
@@ -18,12 +18,6 @@ from liveness.migrate import current_revision
 from liveness.run import RunPolicies
 from liveness.scoring import PolicyError, load_policy
 from liveness.settings import Settings
-
-
-class SchemaOutdated(LivenessError):
-    """The database has not been migrated to the schema this version needs."""
-
-    exit_code = 6
 
 
 class Services:

@@ -45,6 +45,13 @@ class RunRefused(LivenessError):
     http_status = 409
 
 
+class SchemaOutdated(LivenessError):
+    """The database has not been migrated to the schema this version needs."""
+
+    exit_code = 6
+    http_status = 503
+
+
 class NotFound(LivenessError):
     """A referenced object does not exist."""
 
