@@ -33,6 +33,7 @@ from liveness.ingest.queries import (
 )
 from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.ingest.traces import TRACE_SOURCES
+from liveness.integrity.cli import leads_command, orders_app
 from liveness.jobs import local_today
 from liveness.lists import approve_entry
 from liveness.lists.audit import draw_sample
@@ -56,6 +57,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(classifier_app, name="classifier")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(clients_app, name="clients")
+app.add_typer(orders_app, name="orders")
 tasks_app = typer.Typer(no_args_is_help=True, help="Review tasks: record what a review found.")
 app.add_typer(tasks_app, name="tasks")
 lists_app = typer.Typer(no_args_is_help=True, help="The suspension and reinstatement list.")
@@ -104,6 +106,7 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
 
 
 app.command("scheduler")(boundary(scheduler_command))
+app.command("leads")(boundary(leads_command))
 
 
 def _services() -> Services:

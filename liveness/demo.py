@@ -18,9 +18,11 @@ from liveness.db import session_scope
 from liveness.evidence.compaction import compact_store
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
+from liveness.integrity.demo import demo_leads, demo_table
 from liveness.migrate import upgrade
 from liveness.runner import execute_run
 from liveness.settings import get_settings
+from liveness.simulate.integrity import plant_integrity
 from models import Benefit, Certification, ListEntry, Person, ReviewTask, Run
 
 DEMO_START = dt.date(2025, 1, 1)
@@ -209,6 +211,9 @@ def run_demo(
         f"{summary.traces:,} traces in {summary.files:,} files {elapsed()}"
     )
 
+    # Fraud patterns for the integrity rules: shared accounts, second identities, a dead
+    # person's card still in use (liveness leads).
+    planted = plant_integrity(folder / "city", seed=seed)
     upgrade(services.engine)
     totals = {"read": 0, "loaded": 0, "redelivered": 0, "quarantined": 0, "unmatched": 0}
     refused = []
@@ -279,6 +284,11 @@ def run_demo(
     assert run is not None
     print_run_report(run.report, to=console)
 
+    with console.status("screening for integrity leads"):
+        leads = demo_leads(services, planted=planted, as_of=last_day)
+    console.print(f"[bold]5. integrity leads[/] against the planted patterns {elapsed()}")
+    console.print(demo_table(leads))
+
     entries = suspension_list(services, run.id)
     list_path = folder / "suspensions.csv"
     entries.to_csv(list_path, index=False)
@@ -289,6 +299,7 @@ def run_demo(
     return {
         "persons": persons, "days": days, "seed": seed, "runs": len(ends),
         "seconds": round(time.perf_counter() - started, 1), **figures, "estimator": estimator,
+        "integrity_leads": leads.to_dict("records"),
         "folder": str(folder),
     }  # fmt: skip
 

@@ -26,11 +26,21 @@ from models.base import (
 from models.deliveries import Delivery, EvidencePart, QuarantinedRow, SourceCursor, SourceVolume
 from models.estimators import EstimatorArtifact
 from models.evidence import DeathRecord, Deregistration
+from models.integrity import (
+    AnswerReview,
+    InspectionOrder,
+    IntegrityLead,
+    LeadAnswer,
+    LeadStatus,
+    LeadVerdict,
+    OrderStatus,
+)
 from models.roll import Benefit, Card, Person
 from models.runs import Assessment, Run, RunLock
 from models.workflow import Certification, ListEntry, Notice, ReviewTask
 
 __all__ = [
+    "AnswerReview",
     "ApiClient",
     "Assessment",
     "AuditEntry",
@@ -51,6 +61,11 @@ __all__ = [
     "EvidencePart",
     "FaceCallback",
     "IdempotencyKey",
+    "InspectionOrder",
+    "IntegrityLead",
+    "LeadAnswer",
+    "LeadStatus",
+    "LeadVerdict",
     "Level",
     "ListAck",
     "ListAction",
@@ -60,6 +75,7 @@ __all__ = [
     "Notice",
     "NoticeChannel",
     "NoticeStatus",
+    "OrderStatus",
     "Person",
     "QuarantinedRow",
     "RecordStatus",

@@ -191,6 +191,8 @@ class Role(StrEnum):
     VERIFIER = "verifier"
     NOTIFIER = "notifier"
     AUDITOR = "auditor"
+    # Inspects integrity leads of their regions (检查订单) and answers them.
+    INSPECTOR = "inspector"
 
 
 class NoticeChannel(StrEnum):

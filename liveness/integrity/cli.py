@@ -1,0 +1,221 @@
+"""`liveness leads` and `liveness orders`: integrity leads and the inspection orders built on them.
+
+Registered in liveness/cli.py:
+    app.command("leads")(boundary(leads_command))
+    app.add_typer(orders_app, name="orders")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from liveness.app import Services
+from liveness.db import session_scope
+from liveness.errors import ConfigurationError
+from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
+from liveness.integrity.service import (
+    answer_lead,
+    create_orders,
+    current_leads,
+    list_orders,
+    order_leads,
+    refresh_leads,
+    review_answer,
+    rule_precision,
+)
+from liveness.jobs import local_today
+from liveness.settings import get_settings
+from models import IntegrityLead, LeadVerdict
+
+__all__ = ["leads_command", "orders_app"]
+
+orders_app = typer.Typer(
+    no_args_is_help=True, help="Inspection orders (检查订单): leads per region, answers, reviews."
+)
+console = Console()
+
+
+def _boundary(command: Callable[..., None]) -> Callable[..., None]:
+    """Apply the main CLI's error boundary, imported when called since it imports us."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from liveness.cli import boundary
+
+        boundary(command)(*args, **kwargs)
+
+    return wrapper
+
+
+def _services() -> Services:
+    services = Services(get_settings())
+    services.require_schema()
+    return services
+
+
+def integrity_policy(services: Services) -> IntegrityPolicy:
+    """Return the integrity policy of a process's configuration folder."""
+    return load_integrity_policy(services.settings.config_dir / "integrity.toml")
+
+
+def lead_record(lead: IntegrityLead) -> dict[str, Any]:
+    """Return a lead as a JSON-ready object: the rule, the persons involved and the evidence."""
+    return {
+        "lead_id": lead.id, "rule": lead.rule, "status": str(lead.status),
+        "region_code": lead.region_code, "person_refs": list(lead.person_refs),
+        "amount_at_risk": None if lead.amount_at_risk is None else str(lead.amount_at_risk),
+        "order_id": lead.order_id, "found_on": lead.found_on.isoformat(),
+        "policy_version": lead.policy_version, "evidence": lead.evidence,
+    }  # fmt: skip
+
+
+def leads_command(
+    rule: Annotated[str | None, typer.Option(help=f"Only this rule: {', '.join(RULES)}.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line, with the evidence.")
+    ] = False,
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Detect as of this day (default: today)."),
+    ] = None,
+) -> None:
+    """Run the integrity rules, store what they find, and list the current leads."""
+    if rule is not None and rule not in RULES:
+        raise ConfigurationError(
+            f"rule: {rule!r} is not a rule; expected one of {', '.join(RULES)}"
+        )
+    services = _services()
+    policy = integrity_policy(services)
+    day = as_of.date() if as_of is not None else local_today(services)
+    with session_scope(services.sessions) as session:
+        report = refresh_leads(session, store=services.store, policy=policy, as_of=day)
+        leads = [lead_record(lead) for lead in current_leads(session, rule=rule)]
+    if json_output:
+        for record in leads:
+            typer.echo(json.dumps(record, ensure_ascii=False, sort_keys=True))
+        return
+    table = Table(title=f"integrity leads as of {day} ({len(leads)}; {report.new} new)")
+    for column in ("id", "rule", "region", "persons", "at risk / month", "status", "order"):
+        table.add_column(column)
+    for record in leads:
+        table.add_row(
+            str(record["lead_id"]), record["rule"], record["region_code"],
+            ", ".join(record["person_refs"]), record["amount_at_risk"] or "", record["status"],
+            "" if record["order_id"] is None else str(record["order_id"]),
+        )  # fmt: skip
+    console.print(table)
+
+
+@orders_app.command("create")
+@_boundary
+def create_command(
+    by: Annotated[str, typer.Option(help="Who issues the orders (kept in the audit log).")],
+    due_days: Annotated[
+        int | None, typer.Option(min=1, help="Days to answer (default: the policy's).")
+    ] = None,
+    rule: Annotated[str | None, typer.Option(help="Only leads of this rule.")] = None,
+    region: Annotated[list[str] | None, typer.Option(help="Only this region (repeatable).")] = None,
+) -> None:
+    """Package every open lead into one order per region, due in `due_days`."""
+    services = _services()
+    days = due_days or int(integrity_policy(services).get("orders", "due_days"))
+    due_on = local_today(services) + dt.timedelta(days=days)
+    with session_scope(services.sessions) as session:
+        orders = create_orders(session, due_on=due_on, issued_by=by, rule=rule, regions=region)
+        created = [(order.id, order.region_code) for order in orders]
+    for order_id, region_code in created:
+        console.print(f"order {order_id}: region {region_code}, due {due_on}", highlight=False)
+    console.print(f"{len(created)} orders created", highlight=False)
+
+
+@orders_app.command("list")
+@_boundary
+def list_command(
+    region: Annotated[list[str] | None, typer.Option(help="Only this region (repeatable).")] = None,
+) -> None:
+    """List inspection orders with their status and due date."""
+    with session_scope(_services().sessions) as session:
+        orders = [
+            (o.id, o.region_code, str(o.status), o.due_on, o.issued_by)
+            for o in list_orders(session, regions=region)
+        ]
+    table = Table(title=f"inspection orders ({len(orders)})")
+    for column in ("id", "region", "status", "due", "issued by"):
+        table.add_column(column)
+    for order_id, region_code, status, due_on, issued_by in orders:
+        table.add_row(str(order_id), region_code, status, str(due_on), issued_by)
+    console.print(table)
+
+
+@orders_app.command("show")
+@_boundary
+def show_command(order_id: Annotated[int, typer.Argument(help="The order.")]) -> None:
+    """Print an order's leads, one JSON object per line."""
+    with session_scope(_services().sessions) as session:
+        _, leads = order_leads(session, order_id=order_id)
+        records = [lead_record(lead) for lead in leads]
+    for record in records:
+        typer.echo(json.dumps(record, ensure_ascii=False, sort_keys=True))
+
+
+@orders_app.command("answer")
+@_boundary
+def answer_command(
+    lead_id: Annotated[int, typer.Argument(help="The lead answered.")],
+    verdict: Annotated[LeadVerdict, typer.Option(help="What the inspection found.")],
+    by: Annotated[str, typer.Option(help="The inspector answering.")],
+    amount: Annotated[str, typer.Option(help="Amount to recover, in yuan.")] = "0",
+    note: Annotated[str | None, typer.Option(help="What was found.")] = None,
+) -> None:
+    """Answer one lead of an order: confirmed, explained or data_error."""
+    with session_scope(_services().sessions) as session:
+        answer_lead(
+            session, lead_id=lead_id, verdict=verdict, amount_to_recover=Decimal(amount),
+            answered_by=by, note=note,
+        )  # fmt: skip
+    console.print(f"lead {lead_id} answered: {verdict}", highlight=False)
+
+
+@orders_app.command("review")
+@_boundary
+def review_command(
+    lead_id: Annotated[int, typer.Argument(help="The lead whose answer is reviewed.")],
+    by: Annotated[str, typer.Option(help="The reviewer at the issuing level.")],
+    accept: Annotated[
+        bool, typer.Option("--accept/--return", help="Accept the answer, or return it.")
+    ] = True,
+) -> None:
+    """Accept an answer (the lead closes) or return it to the region."""
+    with session_scope(_services().sessions) as session:
+        review_answer(session, lead_id=lead_id, accept=accept, reviewed_by=by)
+    console.print(f"lead {lead_id}: answer {'accepted' if accept else 'returned'}", highlight=False)
+
+
+@orders_app.command("precision")
+@_boundary
+def precision_command(
+    monthly: Annotated[bool, typer.Option("--monthly", help="One row per rule and month.")] = False,
+) -> None:
+    """Show each rule's precision (share of reviewed leads confirmed) and amounts recovered."""
+    with session_scope(_services().sessions) as session:
+        frame = rule_precision(session, by_month=monthly)
+    table = Table(title="rule precision")
+    columns = ["rule", *(["month"] if monthly else []), "reviewed", "confirmed", "explained",
+               "data_error", "precision", "recovered"]  # fmt: skip
+    for column in columns:
+        table.add_column(column)
+    for row in frame.to_dict("records"):
+        table.add_row(
+            *(f"{row[c]:.0%}" if c == "precision" else f"{row[c]:.2f}" if c == "recovered"
+              else str(row[c]) for c in columns)
+        )  # fmt: skip
+    console.print(table)

@@ -1,0 +1,438 @@
+"""Integrity leads and inspection orders: detect, store, package per region, answer, review."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Float, func, select, type_coerce
+from sqlalchemy.orm import Session
+
+from liveness.access.audit import record_audit
+from liveness.access.service import Forbidden
+from liveness.errors import LivenessError, NotFound
+from liveness.evidence.snapshot import ACTING_MATCHES
+from liveness.evidence.store import EvidenceStore
+from liveness.integrity import rules
+from liveness.integrity.policy import RULES, IntegrityPolicy
+from models import (
+    AnswerReview,
+    Benefit,
+    BenefitStatus,
+    DeathRecord,
+    Deregistration,
+    InspectionOrder,
+    IntegrityLead,
+    LeadAnswer,
+    LeadStatus,
+    LeadVerdict,
+    OrderStatus,
+    Person,
+    RecordStatus,
+    utcnow,
+)
+
+CURRENT = (LeadStatus.OPEN, LeadStatus.ORDERED, LeadStatus.ANSWERED)
+
+
+class LeadRefused(LivenessError):
+    """A change to a lead or an order that its state does not allow."""
+
+    exit_code = 2
+    http_status = 409
+
+
+def roll_persons(session: Session) -> pd.DataFrame:
+    """Return the roll with contacts, demographics and the monthly amount of active benefits."""
+    amounts = (
+        select(
+            Benefit.person_id,
+            func.sum(type_coerce(Benefit.monthly_amount, Float)).label("amount"),
+        )
+        .where(Benefit.status == BenefitStatus.ACTIVE)
+        .group_by(Benefit.person_id)
+        .subquery()
+    )
+    statement = select(
+        Person.id, Person.person_ref, Person.id_number, Person.name, Person.sex,
+        Person.birth_date, Person.region_code, Person.bank_account, Person.phone, amounts.c.amount,
+    ).outerjoin(amounts, amounts.c.person_id == Person.id)  # fmt: skip
+    rows = session.execute(statement).all()
+    frame = pd.DataFrame(rows, columns=rules.ROLL_COLUMNS[:-1])
+    frame["active"] = frame["monthly_amount"].notna()
+    frame["monthly_amount"] = frame["monthly_amount"].fillna(0.0).astype(float)
+    return frame
+
+
+def acting_deaths(
+    session: Session, *, statuses: tuple[RecordStatus, ...] = (RecordStatus.ACTIVE,)
+) -> pd.DataFrame:
+    """Return, per person with matched death evidence, the earliest death day and its sources.
+
+    By default only records that act; a record that later proof of life refuted still
+    conflicts with that proof, which is what the face-pass rule looks for.
+    """
+    rows = session.execute(
+        select(DeathRecord.person_id, DeathRecord.died_on, DeathRecord.source).where(
+            DeathRecord.person_id.is_not(None),
+            DeathRecord.status.in_(statuses),
+            DeathRecord.match.in_([m.value for m in ACTING_MATCHES]),
+        )
+    ).all()
+    frame = pd.DataFrame(rows, columns=["person_id", "died_on", "source"])
+    if frame.empty:
+        return pd.DataFrame({"person_id": [], "death_day": [], "sources": []})
+    frame["death_day"] = (pd.to_datetime(frame["died_on"]) - pd.Timestamp("1970-01-01")).dt.days
+    return (
+        frame.groupby("person_id")
+        .agg(death_day=("death_day", "min"), sources=("source", lambda s: ",".join(sorted(set(s)))))
+        .reset_index()
+    )
+
+
+def deregistrations(session: Session) -> pd.DataFrame:
+    """Return every deregistration for a reason other than death."""
+    columns = ["record_id", "id_number", "new_id_number", "reason", "deregistered_on", "person_id"]
+    rows = session.execute(select(*(getattr(Deregistration, c) for c in columns))).all()
+    return pd.DataFrame(rows, columns=columns)
+
+
+def traces_of(
+    session: Session, *, store: EvidenceStore, sources: Sequence[str], persons: np.ndarray,
+    first_day: dt.date, last_day: dt.date,
+) -> pd.DataFrame:  # fmt: skip
+    """Read the traces of `persons` from `sources` within the window, as one frame."""
+    frames = []
+    wanted = pa.array(persons.astype(np.int32), type=pa.int32())
+    columns = ["record_id", "person_id", "day", "kind", "link_key"]
+    for source in sources:
+        # Filter batch by batch: only the few dead persons' traces are ever held whole.
+        for batch in store.scan(
+            session, source=source, columns=columns, first_day=first_day, last_day=last_day
+        ):
+            kept = batch.filter(pc.is_in(batch["person_id"], value_set=wanted))
+            if kept.num_rows:
+                frame = kept.to_pandas()
+                frame["kind"] = frame["kind"].astype(str)
+                frame.insert(0, "source", source)
+                frames.append(frame)
+    if not frames:
+        return pd.DataFrame({column: [] for column in rules.TRACE_COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def find_leads(
+    session: Session,
+    *,
+    store: EvidenceStore,
+    policy: IntegrityPolicy,
+    as_of: dt.date,
+    only: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Run the enabled rules (or `only` these) as of a day and return their leads."""
+    chosen = [r for r in RULES if policy.enabled(r) and (only is None or r in only)]
+    roll = roll_persons(session)
+    found = [rules.empty_leads()]
+    for rule, column in (("shared_bank_account", "bank_account"), ("shared_phone", "phone")):
+        if rule in chosen:
+            found.append(
+                rules.shared_contact(
+                    roll, column=column, rule=rule, min_persons=policy.get(rule, "min_persons")
+                )
+            )
+    if "deregistered_number" in chosen:
+        found.append(rules.deregistered_number(deregistrations(session), roll, policy=policy))
+    if "same_demographics" in chosen:
+        found.append(rules.same_demographics(roll, policy=policy))
+    deaths = acting_deaths(session)
+    if not deaths.empty:
+        first_day = pd.Timestamp("1970-01-01") + pd.Timedelta(days=int(deaths["death_day"].min()))
+        persons = deaths["person_id"].to_numpy()
+        if "activity_after_death" in chosen:
+            rule = "activity_after_death"
+            traces = traces_of(
+                session, store=store, sources=policy.get(rule, "sources"), persons=persons,
+                first_day=first_day.date(), last_day=as_of,
+            )  # fmt: skip
+            traces = rules.counting_traces(traces, ignored_kinds=policy.get(rule, "ignored_kinds"))
+            found.append(
+                rules.after_death(
+                    traces, deaths, roll, rule=rule, grace_days=policy.get(rule, "grace_days"),
+                    min_traces=policy.get(rule, "min_traces"),
+                    max_listed=policy.get(rule, "max_listed"), as_of=as_of,
+                )
+            )  # fmt: skip
+    # A face pass after a death record conflicts with it even once the pass refuted it:
+    # the inspector checks which of the two was wrong.
+    disputed = acting_deaths(session, statuses=(RecordStatus.ACTIVE, RecordStatus.REFUTED))
+    if not disputed.empty and "face_pass_after_death" in chosen:
+        rule = "face_pass_after_death"
+        first_day = pd.Timestamp("1970-01-01") + pd.Timedelta(days=int(disputed["death_day"].min()))
+        traces = traces_of(
+            session, store=store, sources=["face"], persons=disputed["person_id"].to_numpy(),
+            first_day=first_day.date(), last_day=as_of,
+        )  # fmt: skip
+        traces = traces.loc[traces["kind"].isin(policy.get(rule, "pass_kinds")).to_numpy()]
+        found.append(
+            rules.after_death(
+                traces, disputed, roll, rule=rule, grace_days=policy.get(rule, "grace_days"),
+                min_traces=1, max_listed=20, as_of=as_of,
+            )
+        )  # fmt: skip
+    return pd.concat([f for f in found if not f.empty] or found, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """What a refresh of the stored leads changed."""
+
+    found: int
+    new: int
+    withdrawn: int
+
+
+def refresh_leads(
+    session: Session,
+    *,
+    store: EvidenceStore,
+    policy: IntegrityPolicy,
+    as_of: dt.date,
+) -> RefreshReport:
+    """Detect and store leads: new ones open, known ones updated, vanished open ones withdrawn."""
+    found = find_leads(session, store=store, policy=policy, as_of=as_of)
+    stored = {
+        (lead.rule, lead.key): lead
+        for lead in session.scalars(select(IntegrityLead).where(IntegrityLead.status.in_(CURRENT)))
+    }
+    known = {
+        (rule, key)
+        for rule, key in session.execute(select(IntegrityLead.rule, IntegrityLead.key)).all()
+    }
+    new = 0
+    seen: set[tuple[str, str]] = set()
+    for row in found.itertuples(index=False):
+        pair = (str(row.rule), str(row.key))
+        seen.add(pair)
+        amount = None if row.amount_at_risk is None else Decimal(str(row.amount_at_risk))
+        lead = stored.get(pair)
+        if lead is not None:
+            # Inspectors answer what they were sent: evidence changes only while still open.
+            if lead.status == LeadStatus.OPEN:
+                lead.evidence, lead.person_refs = row.evidence, list(row.person_refs)
+                lead.amount_at_risk, lead.policy_version = amount, policy.version
+            continue
+        if pair in known:
+            # Closed or withdrawn before: a closed finding is not reopened by the same data.
+            continue
+        session.add(
+            IntegrityLead(
+                rule=pair[0], key=pair[1], region_code=str(row.region_code),
+                person_refs=list(row.person_refs), evidence=row.evidence, amount_at_risk=amount,
+                status=LeadStatus.OPEN, policy_version=policy.version, found_on=as_of,
+            )
+        )  # fmt: skip
+        new += 1
+    withdrawn = 0
+    for pair, lead in stored.items():
+        if pair not in seen and lead.status == LeadStatus.OPEN:
+            lead.status = LeadStatus.WITHDRAWN
+            withdrawn += 1
+    session.flush()
+    return RefreshReport(found=len(found), new=new, withdrawn=withdrawn)
+
+
+def _in_scope(region: str, regions: Sequence[str] | None) -> bool:
+    """Return whether a region is inside a caller's scope (None: every region)."""
+    return regions is None or region in regions
+
+
+def current_leads(
+    session: Session, *, rule: str | None = None, regions: Sequence[str] | None = None
+) -> list[IntegrityLead]:
+    """Return the leads not yet closed or withdrawn, by rule then id."""
+    query = select(IntegrityLead).where(IntegrityLead.status.in_(CURRENT))
+    if rule is not None:
+        query = query.where(IntegrityLead.rule == rule)
+    if regions is not None:
+        query = query.where(IntegrityLead.region_code.in_(list(regions)))
+    return list(session.scalars(query.order_by(IntegrityLead.rule, IntegrityLead.id)))
+
+
+def create_orders(
+    session: Session,
+    *,
+    due_on: dt.date,
+    issued_by: str,
+    rule: str | None = None,
+    regions: Sequence[str] | None = None,
+) -> list[InspectionOrder]:
+    """Package every open lead without an order into one new order per region."""
+    leads = [
+        lead
+        for lead in current_leads(session, rule=rule, regions=regions)
+        if lead.status == LeadStatus.OPEN
+    ]
+    orders: dict[str, InspectionOrder] = {}
+    for lead in sorted(leads, key=lambda lead: (lead.region_code, lead.id)):
+        order = orders.get(lead.region_code)
+        if order is None:
+            order = InspectionOrder(
+                region_code=lead.region_code, status=OrderStatus.OPEN, due_on=due_on,
+                issued_by=issued_by,
+            )  # fmt: skip
+            session.add(order)
+            session.flush()
+            orders[lead.region_code] = order
+        lead.order_id, lead.status = order.id, LeadStatus.ORDERED
+    for order in orders.values():
+        record_audit(
+            session, actor=issued_by, action="integrity.order.create",
+            target_type="inspection_order", target_ref=str(order.id),
+            detail={"region_code": order.region_code, "due_on": due_on.isoformat()},
+        )  # fmt: skip
+    session.flush()
+    return list(orders.values())
+
+
+def list_orders(
+    session: Session,
+    *,
+    regions: Sequence[str] | None = None,
+    status: OrderStatus | None = None,
+) -> list[InspectionOrder]:
+    """Return inspection orders in scope, oldest first."""
+    query = select(InspectionOrder)
+    if regions is not None:
+        query = query.where(InspectionOrder.region_code.in_(list(regions)))
+    if status is not None:
+        query = query.where(InspectionOrder.status == status)
+    return list(session.scalars(query.order_by(InspectionOrder.id)))
+
+
+def order_leads(
+    session: Session, *, order_id: int, regions: Sequence[str] | None = None
+) -> tuple[InspectionOrder, list[IntegrityLead]]:
+    """Return an order in scope and its leads."""
+    order = session.get(InspectionOrder, order_id)
+    if order is None:
+        raise NotFound(f"no inspection order {order_id}")
+    if not _in_scope(order.region_code, regions):
+        raise Forbidden(f"region {order.region_code} is not one of this caller's regions")
+    leads = session.scalars(
+        select(IntegrityLead).where(IntegrityLead.order_id == order_id).order_by(IntegrityLead.id)
+    )
+    return order, list(leads)
+
+
+def _lead(session: Session, lead_id: int, regions: Sequence[str] | None) -> IntegrityLead:
+    """Return a lead in scope, or refuse."""
+    lead = session.get(IntegrityLead, lead_id)
+    if lead is None:
+        raise NotFound(f"no integrity lead {lead_id}")
+    if not _in_scope(lead.region_code, regions):
+        raise Forbidden(f"region {lead.region_code} is not one of this caller's regions")
+    return lead
+
+
+def _settle_order(session: Session, order_id: int) -> None:
+    """Set an order's status from its leads: answered when all are, closed when all reviewed."""
+    order = session.get(InspectionOrder, order_id)
+    assert order is not None
+    statuses = set(
+        session.scalars(select(IntegrityLead.status).where(IntegrityLead.order_id == order_id))
+    )
+    if statuses <= {LeadStatus.CLOSED}:
+        order.status, order.closed_at = OrderStatus.CLOSED, utcnow()
+    elif statuses <= {LeadStatus.CLOSED, LeadStatus.ANSWERED}:
+        order.status = OrderStatus.ANSWERED
+    else:
+        order.status = OrderStatus.OPEN
+
+
+def answer_lead(
+    session: Session,
+    *,
+    lead_id: int,
+    verdict: LeadVerdict | str,
+    amount_to_recover: Decimal,
+    answered_by: str,
+    note: str | None = None,
+    regions: Sequence[str] | None = None,
+) -> LeadAnswer:
+    """Record an inspector's answer to a lead of an order (again, if the last was returned)."""
+    lead = _lead(session, lead_id, regions)
+    if lead.status not in (LeadStatus.ORDERED, LeadStatus.ANSWERED) or lead.order_id is None:
+        raise LeadRefused(f"lead {lead_id} is {lead.status}: only a lead in an order is answered")
+    if amount_to_recover < 0:
+        raise LeadRefused("amount_to_recover: must not be negative")
+    chosen = LeadVerdict(verdict)
+    answer = session.scalars(select(LeadAnswer).where(LeadAnswer.lead_id == lead_id)).first()
+    if answer is None:
+        answer = LeadAnswer(lead_id=lead_id, order_id=lead.order_id)
+        session.add(answer)
+    answer.verdict, answer.amount_to_recover, answer.note = chosen, amount_to_recover, note
+    answer.answered_by, answer.answered_at = answered_by, utcnow()
+    answer.review, answer.reviewed_by, answer.reviewed_at = None, None, None
+    lead.status = LeadStatus.ANSWERED
+    session.flush()
+    _settle_order(session, lead.order_id)
+    record_audit(
+        session, actor=answered_by, action="integrity.lead.answer", target_type="integrity_lead",
+        target_ref=str(lead_id),
+        detail={"verdict": chosen.value, "amount_to_recover": str(amount_to_recover)},
+    )  # fmt: skip
+    return answer
+
+
+def review_answer(session: Session, *, lead_id: int, accept: bool, reviewed_by: str) -> LeadAnswer:
+    """Accept an answer (the lead closes) or return it to the region to answer again."""
+    lead = _lead(session, lead_id, None)
+    answer = session.scalars(select(LeadAnswer).where(LeadAnswer.lead_id == lead_id)).first()
+    if answer is None or lead.status != LeadStatus.ANSWERED or lead.order_id is None:
+        raise LeadRefused(f"lead {lead_id} has no answer awaiting review")
+    if answer.answered_by == reviewed_by:
+        # Separation of duties: whoever answered may not also approve the answer.
+        raise LeadRefused("an answer is reviewed by someone other than who gave it")
+    answer.review = AnswerReview.ACCEPTED if accept else AnswerReview.RETURNED
+    answer.reviewed_by, answer.reviewed_at = reviewed_by, utcnow()
+    lead.status = LeadStatus.CLOSED if accept else LeadStatus.ORDERED
+    session.flush()
+    _settle_order(session, lead.order_id)
+    record_audit(
+        session, actor=reviewed_by, action="integrity.lead.review", target_type="integrity_lead",
+        target_ref=str(lead_id), detail={"review": answer.review.value},
+    )  # fmt: skip
+    return answer
+
+
+def rule_precision(session: Session, *, by_month: bool = False) -> pd.DataFrame:
+    """Return, per rule (and month of review), accepted answers, confirmed share, amounts."""
+    rows = session.execute(
+        select(
+            IntegrityLead.rule, LeadAnswer.verdict,
+            type_coerce(LeadAnswer.amount_to_recover, Float), LeadAnswer.reviewed_at,
+        )
+        .join(LeadAnswer, LeadAnswer.lead_id == IntegrityLead.id)
+        .where(LeadAnswer.review == AnswerReview.ACCEPTED)
+    ).all()  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["rule", "verdict", "amount", "reviewed_at"])
+    keys = ["rule", "month"] if by_month else ["rule"]
+    frame["month"] = pd.to_datetime(frame["reviewed_at"], utc=True).dt.strftime("%Y-%m")
+    for verdict in LeadVerdict:
+        frame[verdict.value] = frame["verdict"].eq(verdict.value)
+    frame["recovered"] = frame["amount"].where(frame["confirmed"], 0.0)
+    totals = frame.groupby(keys, sort=True).agg(
+        reviewed=("verdict", "size"),
+        confirmed=("confirmed", "sum"),
+        explained=("explained", "sum"),
+        data_error=("data_error", "sum"),
+        recovered=("recovered", "sum"),
+    )
+    totals["precision"] = totals["confirmed"] / totals["reviewed"]
+    return totals.reset_index()
