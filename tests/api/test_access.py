@@ -14,8 +14,12 @@ from liveness.db import session_scope
 from models import ApiClient, Role
 from tests.api.conftest import World
 
+# Every role, the ones added later included: a role no cell below names is refused everywhere.
 ROLES = [str(role) for role in Role]
-ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR = ROLES
+ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR = (
+    str(role) for role in (Role.ADMIN, Role.OPERATOR, Role.GRID_WORKER, Role.PAYMENT,
+                           Role.VERIFIER, Role.NOTIFIER, Role.AUDITOR)
+)  # fmt: skip
 
 # endpoint -> the roles allowed; every other role gets 403, no token 401. Written out here,
 # not derived from liveness.access.PERMISSIONS, so that a change there fails this test.
