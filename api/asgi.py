@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from api.app import create_app
-from liveness.app import Services
+from api.app import api_services, create_app
 from liveness.settings import get_settings
 
-app = create_app(Services(get_settings()))
+app = create_app(api_services(get_settings()))

@@ -17,11 +17,10 @@ def serve_command(
     """Serve the API (/api/v1, OpenAPI at /docs) over the configured database."""
     import uvicorn
 
-    from api.app import create_app
-    from liveness.app import Services
+    from api.app import api_services, create_app
     from liveness.settings import get_settings
 
-    services = Services(get_settings())
+    services = api_services(get_settings())
     services.require_schema()
     if workers == 1:
         uvicorn.run(create_app(services), host=host, port=port, log_level="info")

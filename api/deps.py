@@ -3,25 +3,44 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import anyio
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from liveness.access import Principal, authenticate, authorize, record_audit
+from liveness.access import (
+    PERMISSIONS,
+    Principal,
+    ReadAudit,
+    authenticate,
+    authorize,
+    check_expiry,
+    hash_token,
+    record_audit,
+    verify_principal,
+)
 from liveness.app import Services
 from liveness.db import session_scope
 from models import AuditEntry, utcnow
 
+T = TypeVar("T")
+
+# How long a looked-up principal (name, role, grids) is reused by the queue and the feed.
+# Revocation and expiry stay exact: they are checked on every request (require_cached).
+PRINCIPAL_TTL_S = 5.0
+
 bearer = HTTPBearer(auto_error=False, description="An API client's token (liveness clients).")
 
 
-def get_services(request: Request) -> Services:
-    """Return the services the app was created with."""
+async def get_services(request: Request) -> Services:
+    """Return the services the app was created with (async: no thread hop for a lookup)."""
     services: Services = request.app.state.services
     return services
 
@@ -29,10 +48,42 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
-    """Open the request's session: commit when the handler returns, roll back if it raised."""
-    with session_scope(services.sessions) as session:
+def _finish(session: Session, failed: bool) -> None:
+    """End the request's transaction: commit, or roll back when the handler raised."""
+    try:
+        if failed:
+            session.rollback()
+        else:
+            session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
+    """Open the request's session: commit when the handler returns, roll back if it raised.
+
+    Opening a session does no I/O (it begins on its first statement), so it happens on the
+    event loop; only the commit (or rollback) goes to a worker thread: one hop, not two.
+    """
+    session = services.sessions()
+    try:
         yield session
+    except BaseException:
+        await _end(session, failed=True)
+        raise
+    await _end(session, failed=False)
+
+
+async def _end(session: Session, *, failed: bool) -> None:
+    """End a request's session; only a transaction still open needs a worker thread."""
+    if not failed and not session.in_transaction():
+        session.close()  # committed by Caller.run already (or never began): no I/O left
+        return
+    with anyio.CancelScope(shield=True):  # a cancelled request still rolls back
+        await run_in_threadpool(_finish, session, failed)
 
 
 # "function" scope: the commit happens before the response is sent, so a failed commit is
@@ -40,18 +91,72 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_principal(
-    services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    """Authenticate the bearer token in a short transaction of its own.
+class PrincipalCache:
+    """Token hash -> principal, kept `ttl` seconds so that a request need not look it up.
+
+    Only saves the lookup's own transaction: a cached principal is still verified (revoked,
+    expired) by a primary-key read in the request's transaction, see `require_cached`.
+    """
+
+    def __init__(self, ttl: float = PRINCIPAL_TTL_S, size: int = 4096) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token_hash: str) -> Principal | None:
+        """Return a principal looked up less than `ttl` seconds ago, or None."""
+        hit = self._entries.get(token_hash)
+        if hit is None or time.monotonic() - hit[0] >= self.ttl:
+            return None
+        return hit[1]
+
+    def put(self, token_hash: str, principal: Principal) -> None:
+        """Remember a principal just looked up in the database."""
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.size:
+            self._entries.clear()  # tokens are few; a full cache is refilled, not managed
+        self._entries[token_hash] = (time.monotonic(), principal)
+
+
+def _lookup(services: Services, token: str | None) -> Principal:
+    """Authenticate a token in a short transaction of its own.
 
     Kept apart from the request's transaction so that a change's first statement is its
     first write: SQLite then queues writers instead of failing one on a stale snapshot.
     """
-    token = None if credentials is None else credentials.credentials
     with session_scope(services.sessions) as session:
         return authenticate(session, token=token, now=utcnow())
+
+
+async def get_principal(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """Return the caller of a bearer token, looked up in the database (exact)."""
+    token = None if credentials is None else credentials.credentials
+    return await run_in_threadpool(_lookup, services, token)
+
+
+async def _cached_principal(
+    request: Request, services: Services, token: str | None
+) -> tuple[Principal, bool]:
+    """Return the caller of a bearer token and whether it still needs verifying.
+
+    A token looked up a moment ago comes from the cache without I/O and is verified later,
+    inside the handler's transaction (`Caller.run`): revocation stays exact.
+    """
+    cache: PrincipalCache | None = getattr(request.app.state, "principals", None)
+    if not token or cache is None:
+        return await run_in_threadpool(_lookup, services, token), False
+    key = hash_token(token)
+    principal = cache.get(key)
+    if principal is not None:
+        check_expiry(principal, now=utcnow())
+        return principal, True
+    principal = await run_in_threadpool(_lookup, services, token)
+    cache.put(key, principal)
+    return principal, False
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -65,6 +170,8 @@ class Caller:
     session: Session
     services: Services
     remote_addr: str | None
+    # A principal from the cache: Caller.run verifies it first, in the request's transaction.
+    unverified: bool = False
 
     @property
     def name(self) -> str:
@@ -82,15 +189,41 @@ class Caller:
             remote_addr=self.remote_addr,
         )  # fmt: skip
 
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run `work` and commit its transaction in one worker thread, for async handlers.
+
+        The connection is then held only while a thread works with it, never while a
+        request waits for a thread: a pool as large as the thread pool never runs dry.
+        If `work` raises, nothing is committed; the session dependency rolls back.
+        """
+
+        def work_and_commit() -> T:
+            if self.unverified:
+                verify_principal(self.session, self.principal, now=utcnow())
+                self.unverified = False
+            result = work()
+            self.session.commit()
+            return result
+
+        return await run_in_threadpool(work_and_commit)
+
+    def audit_read(self, action: str, target_type: str, target_ref: str | int | None) -> ReadAudit:
+        """Return the audit entry of a read, to wrap around it (see ReadAudit)."""
+        return ReadAudit(
+            self.session, actor=self.principal.name, action=action, target_type=target_type,
+            target_ref=None if target_ref is None else str(target_ref),
+            remote_addr=self.remote_addr,
+        )  # fmt: skip
+
     def today(self) -> dt.date:
         """Return today's date in the agency's time zone."""
         return dt.datetime.now(ZoneInfo(self.services.settings.timezone)).date()
 
 
-def require(permission: str) -> Callable[..., Caller]:
+def require(permission: str) -> Callable[..., Awaitable[Caller]]:
     """Return a dependency admitting only callers whose role grants `permission`."""
 
-    def dependency(
+    async def dependency(
         request: Request, principal: PrincipalDep, session: SessionDep, services: ServicesDep
     ) -> Caller:
         authorize(principal, permission)
@@ -98,5 +231,40 @@ def require(permission: str) -> Callable[..., Caller]:
             principal=principal, session=session, services=services,
             remote_addr=None if request.client is None else request.client.host,
         )  # fmt: skip
+
+    return dependency
+
+
+def require_cached(permission: str) -> Callable[..., AsyncIterator[Caller]]:
+    """Like `require`, for async handlers doing all their work in `Caller.run`.
+
+    One dependency (token, principal, session), since resolving dependencies is a good
+    part of a small request's cost. The principal may come from the cache; Caller.run
+    verifies it (revoked, expired) before any work. A cached principal refused by its role
+    is looked up again first, so that a revoked token is answered 401, never 403.
+    Use with `scope="function"`, as SessionDep.
+    """
+
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> AsyncIterator[Caller]:
+        services: Services = request.app.state.services
+        token = None if credentials is None else credentials.credentials
+        principal, unverified = await _cached_principal(request, services, token)
+        if unverified and principal.role not in PERMISSIONS[permission]:
+            principal, unverified = await run_in_threadpool(_lookup, services, token), False
+        authorize(principal, permission)
+        session = services.sessions()
+        try:
+            yield Caller(
+                principal=principal, session=session, services=services,
+                remote_addr=None if request.client is None else request.client.host,
+                unverified=unverified,
+            )  # fmt: skip
+        except BaseException:
+            await _end(session, failed=True)
+            raise
+        await _end(session, failed=False)
 
     return dependency

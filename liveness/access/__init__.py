@@ -1,6 +1,6 @@
 """API clients, their access, and the audit log."""
 
-from liveness.access.audit import audit_page, record_audit
+from liveness.access.audit import ReadAudit, audit_page, record_audit
 from liveness.access.policy import PERMISSIONS, authorize, authorize_grid
 from liveness.access.service import (
     ClientInvalid,
@@ -9,12 +9,14 @@ from liveness.access.service import (
     Principal,
     Unauthenticated,
     authenticate,
+    check_expiry,
     client_secret,
     create_client,
     hash_token,
     list_clients,
     revoke_client,
     sign,
+    verify_principal,
     verify_signature,
 )
 
@@ -24,11 +26,13 @@ __all__ = [
     "Forbidden",
     "IssuedClient",
     "Principal",
+    "ReadAudit",
     "Unauthenticated",
     "audit_page",
     "authenticate",
     "authorize",
     "authorize_grid",
+    "check_expiry",
     "client_secret",
     "create_client",
     "hash_token",
@@ -36,5 +40,6 @@ __all__ = [
     "record_audit",
     "revoke_client",
     "sign",
+    "verify_principal",
     "verify_signature",
 ]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from models import AuditEntry
+from models import AuditEntry, utcnow
 
 
 def record_audit(
@@ -29,6 +29,50 @@ def record_audit(
     session.add(entry)
     session.flush()
     return entry
+
+
+# The table, not the class: a Core statement skips the ORM's bulk-insert machinery.
+_AUDIT = cast(Table, AuditEntry.__table__)
+
+
+class ReadAudit:
+    """The audit entry of a read, written with one statement where the database allows.
+
+    Use as a context manager around the read and fill `detail` inside it. PostgreSQL gets a
+    single INSERT after the read, in the same transaction. SQLite gets the INSERT first (so
+    that the transaction's first statement is a write and SQLite queues writers instead of
+    failing one on a stale snapshot) and the detail after it.
+    """
+
+    def __init__(
+        self, session: Session, *, actor: str, action: str, target_type: str,
+        target_ref: str | None, remote_addr: str | None,
+    ) -> None:  # fmt: skip
+        self.session = session
+        self.detail: dict[str, Any] = {}
+        self._values = {
+            "at": utcnow(), "actor": actor, "action": action, "target_type": target_type,
+            "target_ref": target_ref, "remote_addr": remote_addr,
+        }  # fmt: skip
+        self._write_first = session.get_bind().dialect.name == "sqlite"
+        self._id: int | None = None
+
+    def __enter__(self) -> ReadAudit:
+        if self._write_first:
+            self._id = self.session.execute(
+                insert(_AUDIT).values(**self._values, detail={}).returning(_AUDIT.c.id)
+            ).scalar_one()
+        return self
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if kind is not None:
+            return  # the transaction rolls back, the entry with it: nothing was read
+        if self._id is None:
+            self.session.execute(insert(_AUDIT).values(**self._values, detail=self.detail))
+        else:
+            self.session.execute(
+                update(_AUDIT).where(_AUDIT.c.id == self._id).values(detail=self.detail)
+            )
 
 
 def audit_page(

@@ -48,6 +48,7 @@ class Principal:
     name: str
     role: Role
     grids: tuple[str, ...]
+    expires_at: dt.datetime | None = None
 
     def may_see_grid(self, grid: str) -> bool:
         """Return whether this caller may act on `grid` (only grid workers are scoped)."""
@@ -141,12 +142,36 @@ def authenticate(session: Session, *, token: str | None, now: dt.datetime) -> Pr
         raise Unauthenticated("the token is not known")
     if client.revoked_at is not None:
         raise Unauthenticated("the token was revoked")
-    if client.expires_at is not None and client.expires_at <= now:
-        raise Unauthenticated("the token has expired")
-    return Principal(
+    principal = Principal(
         client_id=client.id, name=client.name, role=Role(client.role),
-        grids=tuple(str(g) for g in client.grids),
+        grids=tuple(str(g) for g in client.grids), expires_at=client.expires_at,
     )  # fmt: skip
+    check_expiry(principal, now=now)
+    return principal
+
+
+def verify_principal(session: Session, principal: Principal, *, now: dt.datetime) -> None:
+    """Refuse a (cached) principal whose client was since revoked, expired or removed.
+
+    One primary-key read in the caller's transaction: exact, and cheap next to a lookup.
+    """
+    row = session.execute(
+        select(ApiClient.revoked_at, ApiClient.expires_at).where(
+            ApiClient.id == principal.client_id
+        )
+    ).first()
+    if row is None:
+        raise Unauthenticated("the token is not known")
+    if row.revoked_at is not None:
+        raise Unauthenticated("the token was revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise Unauthenticated("the token has expired")
+
+
+def check_expiry(principal: Principal, *, now: dt.datetime) -> None:
+    """Refuse a principal whose token has expired (also when it comes from a cache)."""
+    if principal.expires_at is not None and principal.expires_at <= now:
+        raise Unauthenticated("the token has expired")
 
 
 def client_secret(session: Session, *, client_id: int) -> str | None:

@@ -88,8 +88,11 @@ def _feed_entry(row: tuple[Any, ...]) -> FeedEntry:
 
 def list_feed(session: Session, *, after: int, limit: int) -> FeedPage:
     """Return up to `limit` published entries after `after`, in seq order, stopping at a gap."""
+    # The feed's end comes with the page (same statement, same snapshot); an empty page
+    # asks for it apart.
+    high = select(func.max(ListEntry.seq)).scalar_subquery().label("high_water")
     rows = session.execute(
-        select(*_COLUMNS)
+        select(*_COLUMNS, high)
         .join(Person, Person.id == ListEntry.person_id)
         .join(Benefit, Benefit.id == ListEntry.benefit_id)
         .where(ListEntry.seq > after)
@@ -104,8 +107,8 @@ def list_feed(session: Session, *, after: int, limit: int) -> FeedPage:
         cursor = row.seq
         if row.status == ListEntryStatus.PUBLISHED:
             entries.append(_feed_entry(tuple(row)))
-    high_water = session.scalar(select(func.max(ListEntry.seq))) or 0
-    return FeedPage(entries=entries, next_after=cursor, high_water=int(high_water))
+    high_water = rows[0].high_water if rows else session.scalar(select(func.max(ListEntry.seq)))
+    return FeedPage(entries=entries, next_after=cursor, high_water=int(high_water or 0))
 
 
 def acknowledge(session: Session, *, client: str, last_seq: int) -> ListAck:

@@ -154,3 +154,29 @@ def test_expired_and_revoked_tokens_are_refused(sqlite_world: World) -> None:
             "detail": f"the token {'has expired' if why == 'expired' else 'was revoked'}",
         }
         assert refused.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_cached_token_is_still_refused_once_revoked_or_expired(world: World) -> None:
+    """The queue and the feed trust a token looked up a moment ago, and still verify it."""
+    with session_scope(world.services.sessions) as session:
+        soon = create_client(session, name="soon-cached", role=Role.PAYMENT, expires_days=1)
+        gone = create_client(session, name="gone-cached", role=Role.PAYMENT)
+    for issued in (soon, gone):
+        headers = {"Authorization": f"Bearer {issued.token}"}
+        for _ in range(2):  # the second comes from the cache (PostgreSQL)
+            assert world.client.get("/api/v1/lists/entries", headers=headers).status_code == 200
+            assert world.client.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 403
+    with session_scope(world.services.sessions) as session:
+        session.execute(
+            update(ApiClient)
+            .where(ApiClient.name == "soon-cached")
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+        revoke_client(session, name="gone-cached")
+    for issued, why in ((soon, "has expired"), (gone, "was revoked")):
+        headers = {"Authorization": f"Bearer {issued.token}"}
+        # The queue is outside a payment client's role: a revoked token is 401 there, not 403.
+        for url in ("/api/v1/lists/entries", "/api/v1/grids/G1/tasks"):
+            refused = world.client.get(url, headers=headers)
+            assert refused.status_code == 401, (url, refused.json())
+            assert refused.json() == {"error": "unauthenticated", "detail": f"the token {why}"}
