@@ -13,6 +13,11 @@ person), compacts it, then measures in fresh interpreters (so that each peak RSS
 - increment: one more day of traces (300 per 1,000 persons) appended, then everyone regraded.
 
 The last line holds the figures as ``key=value`` pairs.
+
+Building the full size takes about 10 minutes. With ``--keep --workdir DIR`` the built store
+stays in ``DIR/bench-scoring-<persons>-<traces>-<months>-<seed>`` and the next run with the
+same sizes reuses it (``--build-only`` builds and stops). The increment always appends to a
+throwaway clone (database copied, evidence files hard-linked), so a kept store stays as built.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +59,8 @@ KIND_SHARE: dict[str, dict[str, float]] = {
 }  # fmt: skip
 UNLINKED_SHARE = 0.02
 INCREMENT_PER_PERSON = 0.3
+# Marks a kept work folder whose store is built and compacted (--keep).
+BUILT = "built"
 
 
 def _peak_rss_mb() -> float:
@@ -402,8 +411,8 @@ def measure(*args: str) -> dict[str, float]:
     return result
 
 
-def run(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> dict[str, float]:
-    """Build the store, measure every contender, print the details; return the figures."""
+def build(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> None:
+    """Build the roll and the store in `workdir` and compact it; mark it built."""
     services = _services(workdir)
     from liveness.migrate import upgrade
 
@@ -417,6 +426,21 @@ def run(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> 
     compact_store(services)
     print(f"compacted in {time.perf_counter() - began:.1f} s", flush=True)
     services.engine.dispose()
+    (workdir / BUILT).write_text("built\n")
+
+
+def _clone(workdir: Path, clone: Path) -> None:
+    """Copy the database and hard-link the evidence files (parts are never rewritten in place)."""
+    shutil.copytree(workdir / "evidence", clone / "evidence", copy_function=os.link)
+    shutil.copy2(workdir / "state.sqlite", clone / "state.sqlite")
+
+
+def run(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> dict[str, float]:
+    """Build the store (unless built already), measure every contender; return the figures."""
+    if (workdir / BUILT).exists():
+        print(f"reusing the store built in {workdir}", flush=True)
+    else:
+        build(persons=persons, traces=traces, months=months, workdir=workdir, seed=seed)
     _, first, days = list(_months(months))[-1]
     as_of = dt.date(1970, 1, 1) + dt.timedelta(days=first + days - 1)
 
@@ -438,7 +462,14 @@ def run(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> 
         if duck["mismatches"]:
             raise SystemExit("DuckDB and ours disagree on the sample")
     print(f"scan: {scan['seconds']:.2f} s for {int(scan['rows']):,} rows", flush=True)
-    increment = measure("increment", str(workdir), as_of.isoformat(), str(persons), str(seed))
+    # The increment appends to a clone, so that a kept store stays as built.
+    clone = workdir / "increment"
+    shutil.rmtree(clone, ignore_errors=True)
+    _clone(workdir, clone)
+    try:
+        increment = measure("increment", str(clone), as_of.isoformat(), str(persons), str(seed))
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
     print(f"increment: {increment['seconds']:.2f} s, peak {increment['peak_mb']:,.0f} MB")
     return {
         "persons": persons,
@@ -468,6 +499,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--keep", action="store_true",
+        help="keep the built store in --workdir and reuse it on the next run with the same sizes",
+    )  # fmt: skip
+    parser.add_argument("--build-only", action="store_true", help="with --keep: build, then stop")
     parser.add_argument("--measure", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
@@ -485,11 +521,23 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(json.dumps(result))
         return
-    with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-scoring-") as folder:
-        figures = run(
-            persons=args.persons, traces=args.traces, months=args.months, workdir=Path(folder),
-            seed=args.seed,
-        )  # fmt: skip
+    sizes = {"persons": args.persons, "traces": args.traces, "months": args.months,
+             "seed": args.seed}  # fmt: skip
+    if args.keep:
+        if args.workdir is None:
+            parser.error("--keep needs --workdir")
+        name = "bench-scoring-{persons}-{traces}-{months}-{seed}".format(**sizes)
+        folder = args.workdir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        if args.build_only:
+            if not (folder / BUILT).exists():
+                build(workdir=folder, **sizes)
+            print(f"built in {folder}")
+            return
+        figures = run(workdir=folder, **sizes)
+    else:
+        with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-scoring-") as temporary:
+            figures = run(workdir=Path(temporary), **sizes)
     print(_format(figures))
 
 

@@ -6,18 +6,23 @@ The run grades from it and the learned estimator trains on it, so both see the s
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Float, Select, select, type_coerce
+import pyarrow as pa
+from sqlalchemy import Float, Select, cast, select
 from sqlalchemy.orm import Session
 
 from liveness.errors import RollMissing
 from liveness.evidence.health import HealthPolicy, source_health
-from liveness.evidence.store import EvidenceStore, day_number
+from liveness.evidence.store import EvidenceStore, TraceWindow, day_number
 from liveness.scoring import EvidenceFeatures, ScoringPolicy, post_death_traces
 from liveness.scoring.features import FeatureAccumulator
 from models import (
@@ -64,30 +69,77 @@ ROLL_COLUMNS = [
 ]  # fmt: skip
 
 
-def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Run a select and return its result column by column (cheaper than a frame of rows)."""
-    rows = session.execute(statement).all()
-    return list(zip(*rows, strict=True)) if rows else [() for _ in statement.selected_columns]
+def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[Sequence[Any]]:
+    """Run a select through the DB-API cursor and return its result column by column.
+
+    The roll is a million rows read on every run: SQLAlchemy's row objects and result
+    processing cost several times the database's own work, so the statement (which takes no
+    parameters) is compiled to the connection's SQL and fetched as plain tuples.
+    """
+    connection = session.connection()
+    sql = str(statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    # A million fresh tuples would set off the cycle collector again and again, for nothing:
+    # rows hold no cycles.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+        if not rows:
+            return [() for _ in statement.selected_columns]
+        return list(zip(*rows, strict=True))
+    finally:
+        cursor.close()
+        if collecting:
+            gc.enable()
 
 
-def roll_frame(session: Session) -> pd.DataFrame:
-    """Return one row per person drawing a benefit, with their main benefit's type and amount."""
+def _strings(values: Sequence[Any], rows: np.ndarray | None = None) -> pd.Series:
+    """Return text values (optionally picked by row) as a column of pandas' string dtype."""
+    array = pa.array(values, pa.string())
+    if rows is not None:
+        array = array.take(pa.array(rows))
+    return pa.table({"values": array}).to_pandas()["values"]
+
+
+@dataclass(frozen=True, eq=False)
+class _Holders:
+    """The roll's benefits, one row per person (their first benefit), before names are read."""
+
+    person_id: npt.NDArray[np.int64]
+    benefit_type: pd.Series
+    monthly_amount: npt.NDArray[np.float64]
+    benefit_status: pd.Series
+
+
+def _holders(session: Session) -> _Holders | None:
+    """Read the benefits still drawn: the persons on the roll, in id order; None if nobody."""
     # Two plain scans in key order instead of a sorted join: the roll is read on every run.
     person_id, benefit_type, amount, status = _columns(
         session,
         select(
             Benefit.person_id, Benefit.benefit_type,
-            type_coerce(Benefit.monthly_amount, Float), Benefit.status,
+            cast(Benefit.monthly_amount, Float(precision=53)), Benefit.status,
         )
-        .where(Benefit.status != BenefitStatus.TERMINATED)
+        .where(Benefit.status != BenefitStatus.TERMINATED.value)
         .order_by(Benefit.person_id, Benefit.id),
     )  # fmt: skip
     holders = np.asarray(person_id, dtype=np.int64)
     if holders.size == 0:
-        return pd.DataFrame({name: [] for name in ROLL_COLUMNS})
+        return None
     # A person is graded once, by their first benefit; the amount at stake is the sum.
     first = np.flatnonzero(np.r_[True, holders[1:] != holders[:-1]])
     totals = np.add.reduceat(np.asarray(amount, dtype=np.float64), first)
+    first_rows = None if first.size == holders.size else first
+    return _Holders(
+        person_id=holders[first], benefit_type=_strings(benefit_type, first_rows),
+        monthly_amount=totals, benefit_status=_strings(status, first_rows),
+    )  # fmt: skip
+
+
+def _roll_of(session: Session, holders: _Holders) -> pd.DataFrame:
+    """Return the roll: the holders with their reference, grid and region."""
     ids, refs, grids, regions = _columns(
         session,
         select(Person.id, Person.person_ref, Person.grid_code, Person.region_code).order_by(
@@ -95,22 +147,28 @@ def roll_frame(session: Session) -> pd.DataFrame:
         ),
     )
     all_ids = np.asarray(ids, dtype=np.int64)
-    at = np.searchsorted(all_ids, holders[first])
-
-    def pick(values: tuple[Any, ...], rows: np.ndarray) -> np.ndarray:
-        return np.asarray(values, dtype=object)[rows]
-
+    at = np.searchsorted(all_ids, holders.person_id)
+    # Most rolls hold every person: then no row needs picking.
+    at_rows = None if at.size == all_ids.size else at
     return pd.DataFrame(
         {
-            "person_id": holders[first],
-            "person_ref": pick(refs, at),
-            "grid_code": pick(grids, at),
-            "region_code": pick(regions, at),
-            "benefit_type": pick(benefit_type, first),
-            "monthly_amount": totals,
-            "benefit_status": pick(status, first),
+            "person_id": holders.person_id,
+            "person_ref": _strings(refs, at_rows),
+            "grid_code": _strings(grids, at_rows),
+            "region_code": _strings(regions, at_rows),
+            "benefit_type": holders.benefit_type,
+            "monthly_amount": holders.monthly_amount,
+            "benefit_status": holders.benefit_status,
         }
     )
+
+
+def roll_frame(session: Session) -> pd.DataFrame:
+    """Return one row per person drawing a benefit, with their main benefit's type and amount."""
+    holders = _holders(session)
+    if holders is None:
+        return pd.DataFrame({name: [] for name in ROLL_COLUMNS})
+    return _roll_of(session, holders)
 
 
 def _death_evidence(session: Session, as_of: dt.date) -> pd.DataFrame:
@@ -166,6 +224,57 @@ class _Evidence:
     count: int
 
 
+# Batches read ahead while the current one is scattered (each a few tens of MB).
+READ_AHEAD = 2
+_DONE = object()
+
+
+def _prefetched(
+    readers: list[tuple[int, Iterator[TraceWindow]]],
+) -> Iterator[tuple[int, TraceWindow]]:
+    """Yield each reader's batches in order, read in a thread ahead of the consumer.
+
+    Parquet decoding releases the GIL, so the next batch is read while this one is scattered.
+    The readers only read files (their database queries are already made).
+    """
+    slots: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def work() -> None:
+        try:
+            for code, reader in readers:
+                for batch in reader:
+                    if not put((code, batch)):
+                        return
+        except BaseException as error:  # handed to the consumer, raised there
+            put(error)
+            return
+        put(_DONE)
+
+    thread = threading.Thread(target=work, name="evidence-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _evidence(
     session: Session, *, store: EvidenceStore, policy: ScoringPolicy, as_of: dt.date,
     persons: _PersonIndex, death_day: npt.NDArray[np.int32],
@@ -176,6 +285,21 @@ def _evidence(
     their cards); everyone else lives on as features, so memory does not grow with traces.
     """
     first_day = as_of - dt.timedelta(days=policy.long - 1)
+    readers = []
+    for source_code, source in enumerate(policy.sources):
+        codes = {kind: code for code, (src, kind) in enumerate(policy.kinds) if src == source}
+        reader = store.window_reader(
+            session, source=source, first_day=first_day, last_day=as_of, kinds=codes
+        )
+        readers.append((source_code, reader))
+    return _scatter(readers, policy=policy, as_of=as_of, persons=persons, death_day=death_day)
+
+
+def _scatter(
+    readers: list[tuple[int, Iterator[TraceWindow]]], *, policy: ScoringPolicy, as_of: dt.date,
+    persons: _PersonIndex, death_day: npt.NDArray[np.int32],
+) -> _Evidence:  # fmt: skip
+    """Scatter every batch of the readers into the features; keep the traces of the dead."""
     accumulator = FeatureAccumulator(
         n_persons=persons.size, as_of_day=day_number(as_of), policy=policy
     )
@@ -184,23 +308,19 @@ def _evidence(
     anyone_died = bool(died.any())
     kept: dict[str, list[np.ndarray]] = {"person": [], "source": [], "kind": [], "day": []}
     count = 0
-    for source_code, source in enumerate(policy.sources):
-        codes = {kind: code for code, (src, kind) in enumerate(policy.kinds) if src == source}
-        for batch in store.read_window(
-            session, source=source, first_day=first_day, last_day=as_of, kinds=codes
-        ):
-            person, kind, day = persons.map(batch.person_id), batch.kind, batch.day
-            # Traces of nobody on the roll, or of unknown kinds, are not filtered out (that
-            # costs more than the scatter): the accumulator gives them a spare row and no weight.
-            count += int(np.count_nonzero((person < persons.size) & (kind >= 0)))
-            accumulator.add(person_idx=person, source=source_code, kind_code=kind, day=day)
-            if anyone_died:
-                dead = died[person] & (kind >= 0)
-                if dead.any():
-                    kept["person"].append(person[dead])
-                    kept["source"].append(np.full(int(dead.sum()), source_code, dtype=np.int8))
-                    kept["kind"].append(kind[dead])
-                    kept["day"].append(day[dead])
+    for source_code, batch in _prefetched(readers):
+        person, kind, day = persons.map(batch.person_id), batch.kind, batch.day
+        # Traces of nobody on the roll, or of unknown kinds, are not filtered out (that
+        # costs more than the scatter): the accumulator gives them a spare row and no weight.
+        count += int(np.count_nonzero((person < persons.size) & (kind >= 0)))
+        accumulator.add(person_idx=person, source=source_code, kind_code=kind, day=day)
+        if anyone_died:
+            dead = died[person] & (kind >= 0)
+            if dead.any():
+                kept["person"].append(person[dead])
+                kept["source"].append(np.full(int(dead.sum()), source_code, dtype=np.int8))
+                kept["kind"].append(kind[dead])
+                kept["day"].append(day[dead])
     empty = {"person": np.int32, "source": np.int8, "kind": np.int16, "day": np.int32}
     traces = {
         key: np.concatenate(values) if values else np.empty(0, dtype=empty[key])
@@ -218,29 +338,30 @@ def take_snapshot(
     health: HealthPolicy,
 ) -> EvidenceSnapshot:
     """Read the roll, the long window's traces and death evidence; compute the features."""
-    roll = roll_frame(session)
-    if roll.empty:
+    holders = _holders(session)
+    if holders is None:
         raise RollMissing("the benefit roll is empty: ingest the registry source first")
-    persons = _PersonIndex(roll["person_id"].to_numpy(np.int64))
+    persons = _PersonIndex(holders.person_id)
     dense = persons.dense
     deaths = _death_evidence(session, as_of)
     acting = deaths[deaths["match"].isin([m.value for m in ACTING_MATCHES])]
     first_death = acting.groupby("person_id")["died_on"].min()
-    death_day = np.full(len(roll), -1, dtype=np.int32)
+    death_day = np.full(persons.size, -1, dtype=np.int32)
     known = first_death.index.to_numpy(dtype=np.int64)
     on_roll = known[known < len(dense)]
     on_roll = on_roll[dense[on_roll] >= 0]
     death_day[dense[on_roll]] = [day_number(first_death[p]) for p in on_roll]
+    roll = _roll_of(session, holders)
     evidence = _evidence(
         session, store=store, policy=scoring, as_of=as_of, persons=persons, death_day=death_day
     )
-    traces = evidence.traces
     # A source that collapsed in the recent window is degraded: its silence lowers nobody
     # (grading credits what the person showed before the outage).
     outages = source_health(
         session, sources=scoring.sources,
         first_day=as_of - dt.timedelta(days=scoring.recent - 1), last_day=as_of, policy=health,
     )  # fmt: skip
+    traces = evidence.traces
     post_death = post_death_traces(
         person_idx=traces["person"], kind_code=traces["kind"], day=traces["day"],
         death_day=death_day, policy=scoring,

@@ -205,7 +205,7 @@ class EvidenceStore:
         high = 2**31 - 1 if last_day is None else day_number(last_day)
         for part in self.parts(session, source=source, first_day=first_day, last_day=last_day):
             inside = day_number(part.min_day) >= low and day_number(part.max_day) <= high
-            for table, _ in self._batches(part, wanted, low=low, high=high):
+            for table, _ in self._batches(self.path_of(part), wanted, low=low, high=high):
                 if not inside:
                     table = table.filter(_in_window(table["day"], low, high))
                 if corrections is not None:
@@ -252,15 +252,46 @@ class EvidenceStore:
         `kinds` gives the code of each known kind. Kinds are mapped through each chunk's
         dictionary, never decoded row by row; an unknown kind gets -1.
         """
+        yield from self.window_reader(
+            session, source=source, first_day=first_day, last_day=last_day, kinds=kinds
+        )
+
+    def window_reader(
+        self,
+        session: Session,
+        *,
+        source: str,
+        first_day: dt.date,
+        last_day: dt.date,
+        kinds: Mapping[str, int],
+    ) -> Iterator[TraceWindow]:
+        """Return `read_window`'s batches, with every database query already made.
+
+        The returned iterator only reads files, so it may run in another thread than the
+        session's (to read the next batch while the caller works on this one).
+        """
         code_of = dict(kinds)
         corrections = self._corrections(session, source=source)
         low, high = day_number(first_day), day_number(last_day)
+        # Plain values, so that the reading thread never touches an ORM object.
+        files = [
+            (
+                self.path_of(part),
+                day_number(part.min_day) >= low and day_number(part.max_day) <= high,
+            )
+            for part in self.parts(session, source=source, first_day=first_day, last_day=last_day)
+        ]
+        return self._window_batches(source, files, corrections, code_of, low=low, high=high)
+
+    def _window_batches(
+        self, source: str, files: list[tuple[Path, bool]], corrections: _Corrections | None,
+        code_of: dict[str, int], *, low: int, high: int,
+    ) -> Iterator[TraceWindow]:  # fmt: skip
         wanted = ["person_id", "day", "kind"]
         if corrections is not None:
             wanted.append("record_hash")
-        for part in self.parts(session, source=source, first_day=first_day, last_day=last_day):
-            inside = day_number(part.min_day) >= low and day_number(part.max_day) <= high
-            for table, clustered in self._batches(part, wanted, low=low, high=high):
+        for path, inside in files:
+            for table, clustered in self._batches(path, wanted, low=low, high=high):
                 if not inside:
                     table = table.filter(_in_window(table["day"], low, high))
                 if corrections is not None:
@@ -288,10 +319,10 @@ class EvidenceStore:
         return np.unique(np.concatenate([column.to_numpy() for column in hashes]))
 
     def _batches(
-        self, part: EvidencePart, columns: list[str], *, low: int, high: int
+        self, path: Path, columns: list[str], *, low: int, high: int
     ) -> Iterator[tuple[pa.Table, bool]]:
         """Yield a part's row groups that may hold days in [low, high], a few at a time."""
-        file = pq.ParquetFile(self.path_of(part), read_dictionary=["kind"])
+        file = pq.ParquetFile(path, read_dictionary=["kind"])
         metadata = file.metadata
         clustered = (metadata.metadata or {}).get(SORTED_KEY) == SORTED_VALUE
         day_column = file.schema_arrow.get_field_index("day")

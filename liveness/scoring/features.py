@@ -80,7 +80,8 @@ class FeatureAccumulator:
         evidence = (weight > 0) & (day <= self.as_of_day)
         # An age past the longest window (or a future day, negative age) is the last bucket.
         age = (np.int32(self.as_of_day) - day).view(np.uint32)
-        cell = person_idx.astype(np.intp) * self.buckets
+        # One pass that widens and multiplies, then in place: no temporary per step.
+        cell = np.multiply(person_idx, self.buckets, dtype=np.intp)
         cell += self._bucket_of_age[np.minimum(age, self.windows[-1])]
         self._sums[source] += np.bincount(
             cell, weights=weight, minlength=(self.n_persons + 1) * self.buckets
