@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from connectors import ConnectorError
 from liveness.access.audit import record_audit
 from liveness.access.cli import clients_app
 from liveness.app import Services
+from liveness.cli_boundary import boundary, console, errors
 from liveness.db import session_scope
-from liveness.errors import ConfigurationError, LivenessError
+from liveness.errors import ConfigurationError
 from liveness.estimator.cli import classifier_app
 from liveness.evidence.cli import evidence_app
 from liveness.ingest import DeliveryReport
@@ -63,46 +61,11 @@ app.add_typer(tasks_app, name="tasks")
 lists_app = typer.Typer(no_args_is_help=True, help="The suspension and reinstatement list.")
 app.add_typer(lists_app, name="lists")
 
-console = Console()
-errors = Console(stderr=True)
-
 
 @app.callback()
 def _fresh_settings() -> None:
     # Each invocation reads its settings anew (one process may run several, as tests do).
     get_settings.cache_clear()
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def boundary(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn engine errors into a readable message and an exit code, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except LivenessError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False)
-            raise typer.Exit(error.exit_code) from None
-        except ConnectorError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False)
-            raise typer.Exit(3) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except Exception as error:  # the one top-level catch: report, never a traceback
-            if get_settings().debug:
-                raise
-            errors.print(
-                f"[bold red]internal error:[/] {type(error).__name__}: {error}\n"
-                "set LIVENESS_DEBUG=1 to see the traceback",
-                highlight=False,
-            )
-            raise typer.Exit(70) from None
-
-    return wrapper
 
 
 app.command("scheduler")(boundary(scheduler_command))

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from liveness.access.service import create_client, list_clients, revoke_client
-from liveness.app import Services
+from liveness.cli_boundary import boundary, migrated_services
 from liveness.db import session_scope
-from liveness.settings import get_settings
 from models import Role
 
 __all__ = ["clients_app"]
@@ -24,26 +21,8 @@ clients_app = typer.Typer(
 console = Console()
 
 
-def _boundary(command: Callable[..., None]) -> Callable[..., None]:
-    """Apply the main CLI's error boundary, imported when called since it imports us."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        from liveness.cli import boundary
-
-        boundary(command)(*args, **kwargs)
-
-    return wrapper
-
-
-def _services() -> Services:
-    services = Services(get_settings())
-    services.require_schema()
-    return services
-
-
 @clients_app.command("create")
-@_boundary
+@boundary
 def create_command(
     name: Annotated[str, typer.Option(help="Unique name of the client (it appears in the audit).")],
     role: Annotated[Role, typer.Option(help="What the client may do.")],
@@ -61,7 +40,7 @@ def create_command(
     ] = False,
 ) -> None:
     """Create a client and print its token (and signing secret) once: they are not kept."""
-    with session_scope(_services().sessions) as session:
+    with session_scope(migrated_services().sessions) as session:
         issued = create_client(
             session, name=name, role=role, grids=grid or [], expires_days=expires_days,
             with_secret=secret,
@@ -77,10 +56,10 @@ def create_command(
 
 
 @clients_app.command("list")
-@_boundary
+@boundary
 def list_command() -> None:
     """List clients: name, role, grids, creation, expiry and revocation (never tokens)."""
-    with session_scope(_services().sessions) as session:
+    with session_scope(migrated_services().sessions) as session:
         clients = list_clients(session)
     table = Table(title=f"API clients ({len(clients)})")
     for column in ("name", "role", "grids", "created", "expires", "revoked"):
@@ -96,11 +75,11 @@ def list_command() -> None:
 
 
 @clients_app.command("revoke")
-@_boundary
+@boundary
 def revoke_command(
     name: Annotated[str, typer.Argument(help="Name of the client to revoke.")],
 ) -> None:
     """Revoke a client's token: every later request with it is refused."""
-    with session_scope(_services().sessions) as session:
+    with session_scope(migrated_services().sessions) as session:
         client = revoke_client(session, name=name)
     console.print(f"client {client.name} revoked", highlight=False)

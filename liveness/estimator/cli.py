@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import sys
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from liveness.app import Services
+from liveness.cli_boundary import boundary
 from liveness.db import session_scope
 from liveness.estimator.artifacts import artifacts_dir
 from liveness.estimator.evaluation import EvaluationReport
@@ -26,18 +25,6 @@ classifier_app = typer.Typer(
     help="The learned estimator of P(alive): it ranks review queues, it never suspends anyone.",
 )
 console = Console()
-
-
-def _boundary(command: Callable[..., None]) -> Callable[..., None]:
-    """Apply the main CLI's error boundary, imported when called since it imports us."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        from liveness.cli import boundary
-
-        boundary(command)(*args, **kwargs)
-
-    return wrapper
 
 
 AsOf = Annotated[
@@ -56,7 +43,7 @@ def _print(report: EvaluationReport, *, json_output: bool, extra: dict[str, Any]
 
 
 @classifier_app.command("train")
-@_boundary
+@boundary
 def train(
     as_of: AsOf,
     horizon: Annotated[
@@ -80,7 +67,7 @@ def train(
 
 
 @classifier_app.command("evaluate")
-@_boundary
+@boundary
 def evaluate(
     as_of: AsOf,
     artifact: Annotated[

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from liveness.cli_boundary import boundary
 from liveness.errors import ConfigurationError
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Maintain the evidence store.")
@@ -26,16 +27,13 @@ def compact_command(
     ] = None,
 ) -> None:
     """Merge each month's parts into one part clustered by person, then remove orphan files."""
-    # Imported here: liveness.cli registers this sub-app, so importing it on load is a cycle.
-    from liveness.cli import boundary
-
     boundary(_compact)(source=source, month=month, grace_minutes=grace_minutes)
 
 
 def _compact(*, source: str | None, month: str | None, grace_minutes: int | None) -> None:
     """Compact every selected (source, month) in a transaction of its own, then clean up."""
     from liveness.app import Services
-    from liveness.cli import console
+    from liveness.cli_boundary import console
     from liveness.db import session_scope
     from liveness.evidence.compaction import (
         ORPHAN_GRACE,

@@ -8,9 +8,7 @@ Registered in liveness/cli.py:
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -19,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from liveness.app import Services
+from liveness.cli_boundary import boundary, migrated_services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
@@ -33,7 +32,6 @@ from liveness.integrity.service import (
     rule_precision,
 )
 from liveness.jobs import local_today
-from liveness.settings import get_settings
 from models import IntegrityLead, LeadVerdict
 
 __all__ = ["leads_command", "orders_app"]
@@ -42,24 +40,6 @@ orders_app = typer.Typer(
     no_args_is_help=True, help="Inspection orders (检查订单): leads per region, answers, reviews."
 )
 console = Console()
-
-
-def _boundary(command: Callable[..., None]) -> Callable[..., None]:
-    """Apply the main CLI's error boundary, imported when called since it imports us."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        from liveness.cli import boundary
-
-        boundary(command)(*args, **kwargs)
-
-    return wrapper
-
-
-def _services() -> Services:
-    services = Services(get_settings())
-    services.require_schema()
-    return services
 
 
 def integrity_policy(services: Services) -> IntegrityPolicy:
@@ -93,7 +73,7 @@ def leads_command(
         raise ConfigurationError(
             f"rule: {rule!r} is not a rule; expected one of {', '.join(RULES)}"
         )
-    services = _services()
+    services = migrated_services()
     policy = integrity_policy(services)
     day = as_of.date() if as_of is not None else local_today(services)
     with session_scope(services.sessions) as session:
@@ -116,7 +96,7 @@ def leads_command(
 
 
 @orders_app.command("create")
-@_boundary
+@boundary
 def create_command(
     by: Annotated[str, typer.Option(help="Who issues the orders (kept in the audit log).")],
     due_days: Annotated[
@@ -126,7 +106,7 @@ def create_command(
     region: Annotated[list[str] | None, typer.Option(help="Only this region (repeatable).")] = None,
 ) -> None:
     """Package every open lead into one order per region, due in `due_days`."""
-    services = _services()
+    services = migrated_services()
     days = due_days or int(integrity_policy(services).get("orders", "due_days"))
     due_on = local_today(services) + dt.timedelta(days=days)
     with session_scope(services.sessions) as session:
@@ -138,12 +118,12 @@ def create_command(
 
 
 @orders_app.command("list")
-@_boundary
+@boundary
 def list_command(
     region: Annotated[list[str] | None, typer.Option(help="Only this region (repeatable).")] = None,
 ) -> None:
     """List inspection orders with their status and due date."""
-    with session_scope(_services().sessions) as session:
+    with session_scope(migrated_services().sessions) as session:
         orders = [
             (o.id, o.region_code, str(o.status), o.due_on, o.issued_by)
             for o in list_orders(session, regions=region)
@@ -157,10 +137,10 @@ def list_command(
 
 
 @orders_app.command("show")
-@_boundary
+@boundary
 def show_command(order_id: Annotated[int, typer.Argument(help="The order.")]) -> None:
     """Print an order's leads, one JSON object per line."""
-    with session_scope(_services().sessions) as session:
+    with session_scope(migrated_services().sessions) as session:
         _, leads = order_leads(session, order_id=order_id)
         records = [lead_record(lead) for lead in leads]
     for record in records:
@@ -168,7 +148,7 @@ def show_command(order_id: Annotated[int, typer.Argument(help="The order.")]) ->
 
 
 @orders_app.command("answer")
-@_boundary
+@boundary
 def answer_command(
     lead_id: Annotated[int, typer.Argument(help="The lead answered.")],
     verdict: Annotated[LeadVerdict, typer.Option(help="What the inspection found.")],
@@ -177,7 +157,7 @@ def answer_command(
     note: Annotated[str | None, typer.Option(help="What was found.")] = None,
 ) -> None:
     """Answer one lead of an order: confirmed, explained or data_error."""
-    with session_scope(_services().sessions) as session:
+    with session_scope(migrated_services().sessions) as session:
         answer_lead(
             session, lead_id=lead_id, verdict=verdict, amount_to_recover=Decimal(amount),
             answered_by=by, note=note,
@@ -186,7 +166,7 @@ def answer_command(
 
 
 @orders_app.command("review")
-@_boundary
+@boundary
 def review_command(
     lead_id: Annotated[int, typer.Argument(help="The lead whose answer is reviewed.")],
     by: Annotated[str, typer.Option(help="The reviewer at the issuing level.")],
@@ -195,18 +175,18 @@ def review_command(
     ] = True,
 ) -> None:
     """Accept an answer (the lead closes) or return it to the region."""
-    with session_scope(_services().sessions) as session:
+    with session_scope(migrated_services().sessions) as session:
         review_answer(session, lead_id=lead_id, accept=accept, reviewed_by=by)
     console.print(f"lead {lead_id}: answer {'accepted' if accept else 'returned'}", highlight=False)
 
 
 @orders_app.command("precision")
-@_boundary
+@boundary
 def precision_command(
     monthly: Annotated[bool, typer.Option("--monthly", help="One row per rule and month.")] = False,
 ) -> None:
     """Show each rule's precision (share of reviewed leads confirmed) and amounts recovered."""
-    with session_scope(_services().sessions) as session:
+    with session_scope(migrated_services().sessions) as session:
         frame = rule_precision(session, by_month=monthly)
     table = Table(title="rule precision")
     columns = ["rule", *(["month"] if monthly else []), "reviewed", "confirmed", "explained",
