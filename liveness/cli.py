@@ -17,7 +17,7 @@ from rich.table import Table
 from liveness.access.audit import record_audit
 from liveness.access.cli import clients_app
 from liveness.app import Services
-from liveness.cli_boundary import boundary, console, errors
+from liveness.cli_boundary import boundary, console, errors, migrated_services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.estimator.cli import classifier_app
@@ -233,8 +233,7 @@ def run_command(
     ] = False,
 ) -> None:
     """Grade everyone as of a date, open reviews, and publish suspensions."""
-    services = _services()
-    services.require_schema()
+    services = migrated_services()
     run = execute_run(services, as_of=as_of.date(), override_guard=override_guard)
     if json_output:
         payload = {"run_id": run.id, "status": run.status, **run.report}
@@ -306,8 +305,7 @@ def deliveries(
     json_output: JsonOption = False,
 ) -> None:
     """List the delivery log: every file, its checksum and the fate of its rows."""
-    services = _services()
-    services.require_schema()
+    services = migrated_services()
     with session_scope(services.sessions) as session:
         frame = delivery_log(session, source=source, limit=limit)
     shown = frame if json_output else frame.drop(columns=["checksum", "error"])
@@ -322,8 +320,7 @@ def quarantine_list(
     json_output: JsonOption = False,
 ) -> None:
     """List quarantined rows: file, line, reason and raw text."""
-    services = _services()
-    services.require_schema()
+    services = migrated_services()
     with session_scope(services.sessions) as session:
         frame = quarantined_rows(session, source=source, limit=limit)
     print_frame(frame, title="quarantined rows", json_output=json_output)
@@ -336,8 +333,7 @@ def quarantine_export(
     source: SourceFilter = None,
 ) -> None:
     """Export every quarantined row to a CSV file (UTF-8 with BOM, for spreadsheets)."""
-    services = _services()
-    services.require_schema()
+    services = migrated_services()
     with session_scope(services.sessions) as session:
         frame = quarantined_rows(session, source=source)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -352,8 +348,7 @@ def unmatched(
     json_output: JsonOption = False,
 ) -> None:
     """List evidence that matched nobody on the roll (kept, never dropped) and death records."""
-    services = _services()
-    services.require_schema()
+    services = migrated_services()
     sources = TRACE_SOURCES if source is None else (source,)
     with session_scope(services.sessions) as session:
         traces = unmatched_evidence(session, store=services.store, sources=sources)
@@ -375,8 +370,7 @@ def runs_command(
     json_output: JsonOption = False,
 ) -> None:
     """List the latest runs with their state."""
-    services = _services()
-    services.require_schema()
+    services = migrated_services()
     frame = pd.DataFrame(
         [
             {
@@ -408,8 +402,7 @@ def task_outcome(
     note: Annotated[str | None, typer.Option(help="A note for the file.")] = None,
 ) -> None:
     """Record a review's outcome; the next run applies it (certifies, suspends, reinstates)."""
-    services = _services()
-    services.require_schema()
+    services = migrated_services()
     day = on.date() if on else local_today(services)
     with session_scope(services.sessions) as session:
         task = record_outcome(
@@ -430,8 +423,7 @@ def lists_approve(
     ],
 ) -> None:
     """Approve a held entry as a second operator: a new published entry carries it out."""
-    services = _services()
-    services.require_schema()
+    services = migrated_services()
     with session_scope(services.sessions) as session:
         approval = approve_entry(session, entry_id=entry_id, operator=operator)
         record_audit(session, actor=operator, action="list_entry_approved",
@@ -449,8 +441,7 @@ def lists_audit_sample(
     json_output: JsonOption = False,
 ) -> None:
     """Draw the month's audit sample (at least the policy's share of its decisions)."""
-    services = _services()
-    services.require_schema()
+    services = migrated_services()
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
         raise ConfigurationError(f"--month {month!r}: expected YYYY-MM")
     with session_scope(services.sessions) as session:

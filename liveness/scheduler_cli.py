@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from liveness.app import Services
+from liveness.cli_boundary import migrated_services
 from liveness.scheduler import (
     JOB_ID,
     build_scheduler,
@@ -24,7 +24,6 @@ from liveness.scheduler import (
     run_nightly,
     schedule_policy_path,
 )
-from liveness.settings import get_settings
 from models import RunStatus
 
 console = Console()
@@ -68,10 +67,8 @@ def scheduler_command(
     ] = None,
 ) -> None:
     """Run the nightly job on its cron from config/schedule.toml (Ctrl-C stops), or once now."""
-    settings = get_settings()
-    policy = load_schedule_policy(schedule_policy_path(settings))
-    services = Services(settings)
-    services.require_schema()
+    services = migrated_services()
+    policy = load_schedule_policy(schedule_policy_path(services.settings))
     with _log_to_stderr():
         if run_now or once_as_of is not None:
             result = run_nightly(
@@ -99,7 +96,9 @@ def scheduler_command(
         next_run = job.next_run_time if job is not None else None
         when = next_run.isoformat(sep=" ", timespec="minutes") if next_run else "never (paused)"
         late = next_run is not None and next_run < dt.datetime.now(dt.UTC)
-        console.print(f'nightly job: cron "{policy.cron}" ({settings.timezone}); next run {when}')
+        console.print(
+            f'nightly job: cron "{policy.cron}" ({services.settings.timezone}); next run {when}'
+        )
         if late:
             console.print(
                 f"that night was missed: it runs now if less than "

@@ -10,13 +10,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from liveness.app import Services
-from liveness.cli_boundary import boundary
+from liveness.cli_boundary import boundary, migrated_services
 from liveness.db import session_scope
 from liveness.estimator.artifacts import artifacts_dir
 from liveness.estimator.evaluation import EvaluationReport
 from liveness.estimator.service import estimator_config, evaluate_artifact, train_estimator
-from liveness.settings import get_settings
 
 __all__ = ["classifier_app"]
 
@@ -53,8 +51,7 @@ def train(
     json_output: JsonOption = False,
 ) -> None:
     """Train on outcomes after a date, evaluate held-out persons, save a versioned artifact."""
-    services = Services(get_settings())
-    services.require_schema()
+    services = migrated_services()
     config = estimator_config(services.settings)
     with session_scope(services.sessions) as session:
         result = train_estimator(
@@ -76,8 +73,7 @@ def evaluate(
     json_output: JsonOption = False,
 ) -> None:
     """Evaluate a saved artifact beside the rules on held-out persons as of a date."""
-    services = Services(get_settings())
-    services.require_schema()
+    services = migrated_services()
     config = estimator_config(services.settings)
     with session_scope(services.sessions) as session:
         report = evaluate_artifact(

@@ -32,20 +32,17 @@ def compact_command(
 
 def _compact(*, source: str | None, month: str | None, grace_minutes: int | None) -> None:
     """Compact every selected (source, month) in a transaction of its own, then clean up."""
-    from liveness.app import Services
-    from liveness.cli_boundary import console
+    from liveness.cli_boundary import console, migrated_services
     from liveness.db import session_scope
     from liveness.evidence.compaction import (
         ORPHAN_GRACE,
         compact_store,
         remove_orphans,
     )
-    from liveness.settings import get_settings
 
     if month is not None and not MONTH.match(month):
         raise ConfigurationError(f"--month {month!r}: expected YYYY-MM")
-    services = Services(get_settings())
-    services.require_schema()
+    services = migrated_services()
     store = services.store
     results = compact_store(services.sessions, store=store, source=source, month=month)
     table = Table(title="evidence compaction")
