@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from liveness.app import Services
+from liveness.cli import app
 from liveness.migrate import upgrade
-from liveness.settings import Settings
+from liveness.settings import Settings, get_settings
 from liveness.simulate import simulate_city
 
 CITY_START = dt.date(2025, 1, 1)
@@ -44,3 +46,25 @@ def services_factory(
         return services
 
     return create
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Give the environment of CLI invocations on a fresh SQLite database of this test."""
+    # The sources' delivery folders are relative to the working directory: none exist here.
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield {
+        "LIVENESS_DATABASE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
+        "LIVENESS_EVIDENCE_DIR": str(tmp_path / "evidence"),
+        "LIVENESS_CONFIG_DIR": str(REPO / "config"),
+    }
+    get_settings.cache_clear()
+
+
+def invoke_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run `liveness ARGS...`; return its exit code and output, which never holds a traceback."""
+    result = CliRunner().invoke(app, list(args), env=env)
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert "Traceback" not in output
+    return result.exit_code, output

@@ -3,80 +3,56 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from liveness.cli import app
-from liveness.settings import get_settings
-from tests.liveness.conftest import REPO
-
-runner = CliRunner()
+from tests.liveness.conftest import invoke_cli
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    get_settings.cache_clear()
-    yield {
-        "LIVENESS_DATABASE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
-        "LIVENESS_EVIDENCE_DIR": str(tmp_path / "evidence"),
-        "LIVENESS_CONFIG_DIR": str(REPO / "config"),
-    }
-    get_settings.cache_clear()
-
-
-def invoke(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env=env)
-    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
-    assert "Traceback" not in output
-    return result.exit_code, output
-
-
-def test_commands_refuse_a_database_without_schema(env: dict[str, str]) -> None:
-    code, output = invoke(env, "run", "--as-of", "2025-01-31")
+def test_commands_refuse_a_database_without_schema(cli_env: dict[str, str]) -> None:
+    code, output = invoke_cli(cli_env, "run", "--as-of", "2025-01-31")
     assert code == 6
     assert "liveness db upgrade" in output
 
 
-def test_a_run_without_a_roll_says_what_to_load(env: dict[str, str]) -> None:
-    assert invoke(env, "db", "upgrade")[0] == 0
-    code, output = invoke(env, "run", "--as-of", "2025-01-31")
+def test_a_run_without_a_roll_says_what_to_load(cli_env: dict[str, str]) -> None:
+    assert invoke_cli(cli_env, "db", "upgrade")[0] == 0
+    code, output = invoke_cli(cli_env, "run", "--as-of", "2025-01-31")
     assert code == 4
     assert "registry" in output
 
 
-def test_unknown_source_and_missing_file(env: dict[str, str], tmp_path: Path) -> None:
-    invoke(env, "db", "upgrade")
-    code, output = invoke(env, "ingest", "--source", "weather", str(tmp_path))
+def test_unknown_source_and_missing_file(cli_env: dict[str, str], tmp_path: Path) -> None:
+    invoke_cli(cli_env, "db", "upgrade")
+    code, output = invoke_cli(cli_env, "ingest", "--source", "weather", str(tmp_path))
     assert code != 0 and "transit" in output
-    code, output = invoke(env, "ingest", "--source", "transit", str(tmp_path / "nope.csv"))
+    code, output = invoke_cli(cli_env, "ingest", "--source", "transit", str(tmp_path / "nope.csv"))
     assert code != 0 and "nope.csv" in output
 
 
-def test_a_refused_file_reports_json_and_fails(env: dict[str, str], tmp_path: Path) -> None:
-    invoke(env, "db", "upgrade")
+def test_a_refused_file_reports_json_and_fails(cli_env: dict[str, str], tmp_path: Path) -> None:
+    invoke_cli(cli_env, "db", "upgrade")
     path = tmp_path / "transit.csv"
     path.write_bytes(
         "record_id,card_no,tapped_at,city_code\nT1,卡1,2025-01-01 08:00:00,1\n".encode("gb18030")
     )
-    code, output = invoke(env, "ingest", "--source", "transit", "--json", str(path))
+    code, output = invoke_cli(cli_env, "ingest", "--source", "transit", "--json", str(path))
     assert code == 3
     report = json.loads(output.splitlines()[0])
     assert report["status"] == "refused" and "byte" in report["error"]
 
 
-def test_simulate_ingest_and_run(env: dict[str, str], tmp_path: Path) -> None:
+def test_simulate_ingest_and_run(cli_env: dict[str, str], tmp_path: Path) -> None:
     city = tmp_path / "city"
-    code, _ = invoke(
-        env, "simulate", "--out", str(city), "--persons", "300", "--days", "60", "--seed", "3"
+    code, _ = invoke_cli(
+        cli_env, "simulate", "--out", str(city), "--persons", "300", "--days", "60", "--seed", "3"
     )
     assert code == 0
-    invoke(env, "db", "upgrade")
+    invoke_cli(cli_env, "db", "upgrade")
     for source in ("registry", "cards", "transit", "card_txn", "medical", "face", "cremation",
                    "deregistration"):  # fmt: skip
-        code, output = invoke(env, "ingest", "--source", source, "--json", str(city / source))
+        code, output = invoke_cli(
+            cli_env, "ingest", "--source", source, "--json", str(city / source)
+        )
         assert code == 0, output
         for line in output.splitlines():
             report = json.loads(line)
@@ -84,7 +60,7 @@ def test_simulate_ingest_and_run(env: dict[str, str], tmp_path: Path) -> None:
                 report["loaded"] + report["redelivered"] + report["quarantined"]
                 == report["rows_read"]
             )
-    code, output = invoke(env, "run", "--as-of", "2025-03-01", "--json")
+    code, output = invoke_cli(cli_env, "run", "--as-of", "2025-03-01", "--json")
     assert code == 0
     report = json.loads(output)
     assert report["persons"] == 300
@@ -92,9 +68,9 @@ def test_simulate_ingest_and_run(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_the_delivery_log_quarantine_and_unmatched_evidence_are_listable(
-    env: dict[str, str], tmp_path: Path
+    cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    invoke(env, "db", "upgrade")
+    invoke_cli(cli_env, "db", "upgrade")
     registry = tmp_path / "registry.csv"
     registry.write_text(
         "person_ref,id_number,name,sex,birth_date,benefit_type,monthly_amount,benefit_start,region_code,grid_code,status\n"
@@ -107,11 +83,11 @@ def test_the_delivery_log_quarantine_and_unmatched_evidence_are_listable(
         "M2,110101195001011234,2025-02-02 09:00:00,H1,outpatient\n"  # nobody on the roll
         "M3,330702194501011230,2025-02-03 09:00:00,H1,fortune_telling\n"
     )
-    invoke(env, "ingest", "--source", "registry", str(registry))
-    code, _ = invoke(env, "ingest", "--source", "medical", str(medical))
+    invoke_cli(cli_env, "ingest", "--source", "registry", str(registry))
+    code, _ = invoke_cli(cli_env, "ingest", "--source", "medical", str(medical))
     assert code == 0
 
-    code, output = invoke(env, "deliveries", "--json")
+    code, output = invoke_cli(cli_env, "deliveries", "--json")
     log = [json.loads(line) for line in output.splitlines()]
     assert [
         (d["source"], d["read"], d["loaded"], d["quarantined"], d["unmatched"]) for d in log
@@ -120,16 +96,16 @@ def test_the_delivery_log_quarantine_and_unmatched_evidence_are_listable(
         ("registry", 1, 1, 0, 0),
     ]
 
-    code, output = invoke(env, "quarantine", "list", "--json")
+    code, output = invoke_cli(cli_env, "quarantine", "list", "--json")
     (row,) = [json.loads(line) for line in output.splitlines()]
     assert (row["file"], row["line"]) == ("medical.csv", 4)
     assert "fortune_telling" in row["reason"] and row["raw"].startswith("M3,")
 
     exported = tmp_path / "out" / "quarantine.csv"
-    assert invoke(env, "quarantine", "export", "--out", str(exported))[0] == 0
+    assert invoke_cli(cli_env, "quarantine", "export", "--out", str(exported))[0] == 0
     assert "fortune_telling" in exported.read_text(encoding="utf-8-sig")
 
-    code, output = invoke(env, "unmatched", "--json")
+    code, output = invoke_cli(cli_env, "unmatched", "--json")
     (trace,) = [json.loads(line) for line in output.splitlines()]
     assert (trace["source"], trace["link_key"], trace["rows"]) == (
         "medical",

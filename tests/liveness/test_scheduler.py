@@ -9,16 +9,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import typer
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.util import ref_to_obj
 from sqlalchemy import func, inspect, select, table
-from typer.testing import CliRunner
 
 from liveness import scheduler as scheduler_module
 from liveness.app import Services
-from liveness.cli import boundary
 from liveness.errors import ConfigurationError, RollMissing, RunRefused
 from liveness.ingest import DeliveryReport
 from liveness.jobs import NightlyResult
@@ -31,9 +28,8 @@ from liveness.scheduler import (
     load_schedule_policy,
     run_nightly,
 )
-from liveness.scheduler_cli import scheduler_command
-from liveness.settings import Settings, get_settings
-from tests.liveness.conftest import REPO
+from liveness.settings import Settings
+from tests.liveness.conftest import REPO, invoke_cli
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 VALID = """
@@ -277,95 +273,62 @@ def test_the_scheduled_function_builds_its_own_services(
     assert len(job.calls) == 2 and job.calls[0] == job.calls[1]
 
 
-# The command as liveness/cli.py registers it, on a root app that reads fresh settings.
-app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-
-
-@app.callback()
-def _fresh_settings() -> None:
-    get_settings.cache_clear()
-
-
-app.command("scheduler")(boundary(scheduler_command))
-runner = CliRunner()
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    # The sources' delivery folders are relative to the working directory: none exist here.
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    yield {
-        "LIVENESS_DATABASE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
-        "LIVENESS_EVIDENCE_DIR": str(tmp_path / "evidence"),
-        "LIVENESS_CONFIG_DIR": str(REPO / "config"),
-    }
-    get_settings.cache_clear()
-
-
-def invoke(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env=env)
-    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
-    assert "Traceback" not in output
-    return result.exit_code, output
-
-
-def test_run_now_without_a_schema_says_to_migrate(env: dict[str, str]) -> None:
-    code, output = invoke(env, "scheduler", "--run-now")
+def test_run_now_without_a_schema_says_to_migrate(cli_env: dict[str, str]) -> None:
+    code, output = invoke_cli(cli_env, "scheduler", "--run-now")
     assert code == 6
     assert "liveness db upgrade" in output
 
 
-def test_run_now_without_a_roll_fails_with_a_clear_message(env: dict[str, str]) -> None:
-    migrate(env)
-    code, output = invoke(env, "scheduler", "--run-now")
+def test_run_now_without_a_roll_fails_with_a_clear_message(cli_env: dict[str, str]) -> None:
+    migrate(cli_env)
+    code, output = invoke_cli(cli_env, "scheduler", "--run-now")
     assert code == 1
     assert "the benefit roll is empty: ingest the registry source first" in output
     assert "not retried" in output and "the night failed" in output
 
 
-def migrate(env: dict[str, str]) -> None:
-    services = Services(Settings(database_url=env["LIVENESS_DATABASE_URL"]))
+def migrate(cli_env: dict[str, str]) -> None:
+    services = Services(Settings(database_url=cli_env["LIVENESS_DATABASE_URL"]))
     upgrade(services.engine)
     services.engine.dispose()
 
 
 def test_once_as_of_runs_that_night_and_reports_it(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    migrate(env)
+    migrate(cli_env)
     job = FlakyNight([], night())
     monkeypatch.setattr(scheduler_module, "nightly_job", job)
-    code, output = invoke(env, "scheduler", "--once-as-of", "2025-03-01")
+    code, output = invoke_cli(cli_env, "scheduler", "--once-as-of", "2025-03-01")
     assert code == 0
     assert job.calls == [dt.date(2025, 3, 1)]
     assert "night as of 2025-03-01: run 7 published" in output
 
 
 def test_run_now_exit_codes_follow_the_night(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    migrate(env)
+    migrate(cli_env)
     monkeypatch.setattr(scheduler_module, "nightly_job", FlakyNight([], night("stopped_by_guard")))
-    assert invoke(env, "scheduler", "--run-now")[0] == 7
+    assert invoke_cli(cli_env, "scheduler", "--run-now")[0] == 7
     monkeypatch.setattr(scheduler_module, "nightly_job", FlakyNight([], night(refused=1)))
-    assert invoke(env, "scheduler", "--run-now")[0] == 3
+    assert invoke_cli(cli_env, "scheduler", "--run-now")[0] == 3
 
 
 def test_the_scheduler_prints_its_next_run_and_stops_on_ctrl_c(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    migrate(env)
+    migrate(cli_env)
 
     def interrupted(self: BlockingScheduler) -> None:
         raise KeyboardInterrupt
 
     # The scheduler starts for real (the job is stored), then Ctrl-C arrives in its main loop.
     monkeypatch.setattr(BlockingScheduler, "_main_loop", interrupted)
-    code, output = invoke(env, "scheduler")
+    code, output = invoke_cli(cli_env, "scheduler")
     assert code == 0
     assert 'nightly job: cron "30 1 * * *" (Asia/Shanghai); next run ' in output
     assert "01:30+08:00" in output and "scheduler stopped" in output
-    services = Services(Settings(database_url=env["LIVENESS_DATABASE_URL"]))
+    services = Services(Settings(database_url=cli_env["LIVENESS_DATABASE_URL"]))
     assert stored_jobs(services) == 1
     services.engine.dispose()
