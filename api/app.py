@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api.background import RunStarter
 from api.deps import PrincipalCache
 from api.errors import install_error_handlers
-from api.routers import gateways, lists, oversight, persons, runs, tasks
+from api.routers import gateways, integrity, lists, oversight, persons, runs, tasks
 from liveness.app import Services
 from liveness.db import make_engine
 from liveness.settings import Settings
@@ -57,6 +57,6 @@ def create_app(services: Services) -> FastAPI:
         app.state.principals = PrincipalCache()
     install_error_handlers(app)
     for router in (runs.router, persons.router, tasks.router, gateways.router, lists.router,
-                   oversight.router):  # fmt: skip
+                   oversight.router, integrity.router):  # fmt: skip
         app.include_router(router, prefix=PREFIX)
     return app

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
-from models import VisitOutcome
+from models import LeadVerdict, VisitOutcome
 
 
 class Schema(BaseModel):
@@ -333,3 +341,141 @@ class AuditPage(Page):
     """A page of the audit log, newest first."""
 
     items: list[AuditRead]
+
+
+# A county's 6-digit code, or the 2- or 4-digit prefix of a province or city.
+RegionScope = Annotated[str, StringConstraints(pattern=r"^(\d{2}|\d{4}|\d{6})$")]
+
+
+class LeadAnswerRead(Schema):
+    """An inspector's answer to a lead, and the issuing level's review of it."""
+
+    verdict: str
+    amount_to_recover: Decimal
+    note: str | None
+    answered_by: str
+    answered_at: dt.datetime
+    review: str | None
+    reviewed_by: str | None
+    reviewed_at: dt.datetime | None
+
+
+class LeadRead(Schema):
+    """An integrity lead: the rule, the persons involved, the evidence, where it stands."""
+
+    id: int
+    rule: str
+    region_code: str
+    person_refs: list[str]
+    evidence: dict[str, Any]
+    amount_at_risk: Decimal | None
+    status: str
+    order_id: int | None
+    policy_version: str
+    found_on: dt.date
+    answer: LeadAnswerRead | None = None
+
+
+class LeadPage(Page):
+    """A page of integrity leads, oldest first."""
+
+    items: list[LeadRead]
+
+
+class OrderCreate(Schema):
+    """Package open leads into one inspection order per region."""
+
+    due_on: dt.date | None = Field(
+        default=None, description="Day the answers are due (default: the policy's due_days)."
+    )
+    rule: str | None = Field(default=None, max_length=32, description="Only leads of this rule.")
+    regions: list[RegionScope] | None = Field(
+        default=None, max_length=100, description="Only leads of these region codes or prefixes."
+    )
+
+
+class OrderRead(Schema):
+    """An inspection order, with its leads counted by status."""
+
+    id: int
+    region_code: str
+    status: str
+    due_on: dt.date
+    issued_by: str
+    created_at: dt.datetime
+    closed_at: dt.datetime | None
+    lead_counts: dict[str, int]
+
+
+class OrderBatchRead(Schema):
+    """The orders just created (none when no open lead was left to package)."""
+
+    orders: list[OrderRead]
+
+
+class OrderPage(Page):
+    """A page of inspection orders, oldest first."""
+
+    items: list[OrderRead]
+
+
+class OrderDetailRead(OrderRead):
+    """An inspection order with its leads and their answers."""
+
+    leads: list[LeadRead]
+
+
+class AnswerCreate(Schema):
+    """What the inspection of a lead found."""
+
+    verdict: LeadVerdict
+    amount_to_recover: Decimal = Field(
+        default=Decimal(0), ge=0, max_digits=12, decimal_places=2,
+        description="Yuan to recover; only a confirmed lead has any.",
+    )  # fmt: skip
+    note: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("amount_to_recover")
+    @classmethod
+    def _only_confirmed_recovers(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
+        """Refuse an amount to recover on a lead that was explained or a data error."""
+        verdict = info.data.get("verdict")
+        if amount > 0 and verdict is not None and verdict != LeadVerdict.CONFIRMED:
+            raise ValueError(f"only a confirmed lead has an amount to recover, not {verdict}")
+        return amount
+
+
+class AnswerRead(LeadAnswerRead):
+    """A lead's answer as it now stands, with the lead's and its order's status."""
+
+    lead_id: int
+    order_id: int
+    lead_status: str
+
+
+class ReviewCreate(Schema):
+    """The issuing level's decision on an answer."""
+
+    decision: Literal["accept", "return"] = Field(
+        description="accept: the lead closes; return: the region answers again."
+    )
+
+
+class PrecisionRow(Schema):
+    """One rule's reviewed answers (in one month, if asked by month)."""
+
+    rule: str
+    month: str | None
+    reviewed: int
+    confirmed: int
+    explained: int
+    data_error: int
+    precision: float = Field(description="Share of the reviewed leads confirmed.")
+    recovered: Decimal = Field(description="Amount to recover of the confirmed leads, yuan.")
+
+
+class PrecisionRead(Schema):
+    """Each rule's precision and recovered amounts, from accepted answers."""
+
+    by_month: bool
+    rules: list[PrecisionRow]

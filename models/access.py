@@ -12,7 +12,7 @@ from models.base import Base, Role, enum_column, utcnow
 
 
 class ApiClient(Base):
-    """An API client: a role, its grids, and the hash of its bearer token."""
+    """An API client: a role, its grids or regions, and the hash of its bearer token."""
 
     __tablename__ = "api_clients"
 
@@ -20,6 +20,8 @@ class ApiClient(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[Role] = mapped_column(enum_column(Role))
     grids: Mapped[list[Any]] = mapped_column(default=list)
+    # Region codes or prefixes (3301 covers 330102) an inspector may see; empty for others.
+    regions: Mapped[list[Any]] = mapped_column(default=list)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime | None]

@@ -1,7 +1,7 @@
 """API clients, their access, and the audit log."""
 
 from liveness.access.audit import ReadAudit, audit_page, record_audit
-from liveness.access.policy import PERMISSIONS, authorize, authorize_grid
+from liveness.access.policy import PERMISSIONS, authorize, authorize_grid, authorize_region
 from liveness.access.service import (
     ClientInvalid,
     Forbidden,
@@ -32,6 +32,7 @@ __all__ = [
     "authenticate",
     "authorize",
     "authorize_grid",
+    "authorize_region",
     "check_expiry",
     "client_secret",
     "create_client",

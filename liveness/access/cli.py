@@ -29,6 +29,13 @@ def create_command(
     grid: Annotated[
         list[str] | None, typer.Option(help="A grid a grid worker may see (repeatable).")
     ] = None,
+    region: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A region an inspector may see: a 6-digit code, or a prefix like 3301 covering"
+            " its counties (repeatable)."
+        ),
+    ] = None,
     expires_days: Annotated[
         int | None, typer.Option(min=1, help="Days until the token expires (default: never).")
     ] = None,
@@ -42,8 +49,8 @@ def create_command(
     """Create a client and print its token (and signing secret) once: they are not kept."""
     with session_scope(migrated_services().sessions) as session:
         issued = create_client(
-            session, name=name, role=role, grids=grid or [], expires_days=expires_days,
-            with_secret=secret,
+            session, name=name, role=role, grids=grid or [], regions=region or [],
+            expires_days=expires_days, with_secret=secret,
         )  # fmt: skip
     console.print(f"client {issued.name} ({issued.role}) created", highlight=False)
     if issued.expires_at is not None:
@@ -58,15 +65,15 @@ def create_command(
 @clients_app.command("list")
 @boundary
 def list_command() -> None:
-    """List clients: name, role, grids, creation, expiry and revocation (never tokens)."""
+    """List clients: name, role, grids, regions, creation, expiry, revocation (never tokens)."""
     with session_scope(migrated_services().sessions) as session:
         clients = list_clients(session)
     table = Table(title=f"API clients ({len(clients)})")
-    for column in ("name", "role", "grids", "created", "expires", "revoked"):
+    for column in ("name", "role", "grids", "regions", "created", "expires", "revoked"):
         table.add_column(column)
     for client in clients:
         table.add_row(
-            client.name, str(client.role), ", ".join(client.grids),
+            client.name, str(client.role), ", ".join(client.grids), ", ".join(client.regions),
             f"{client.created_at:%Y-%m-%d %H:%M}",
             "" if client.expires_at is None else f"{client.expires_at:%Y-%m-%d %H:%M}",
             "" if client.revoked_at is None else f"{client.revoked_at:%Y-%m-%d %H:%M}",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from liveness.access.service import Forbidden, Principal
 from models import Role
 
-ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR = (
+ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR, INSPECTOR = (
     Role.ADMIN, Role.OPERATOR, Role.GRID_WORKER, Role.PAYMENT, Role.VERIFIER, Role.NOTIFIER,
-    Role.AUDITOR,
+    Role.AUDITOR, Role.INSPECTOR,
 )  # fmt: skip
 
-# Grid workers are further scoped to their grids by the operation itself.
+# Grid workers are further scoped to their grids, inspectors to their regions, by the
+# operation itself.
 PERMISSIONS: dict[str, frozenset[Role]] = {
     "runs.create": frozenset({ADMIN, OPERATOR}),
     "runs.read": frozenset({ADMIN, OPERATOR, AUDITOR}),
@@ -28,6 +29,13 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "lists.approve": frozenset({ADMIN, OPERATOR}),
     "indicators.read": frozenset({ADMIN, OPERATOR, AUDITOR}),
     "audit.read": frozenset({ADMIN, AUDITOR}),
+    "leads.read": frozenset({ADMIN, OPERATOR, AUDITOR, INSPECTOR}),
+    "orders.create": frozenset({ADMIN, OPERATOR}),
+    "orders.read": frozenset({ADMIN, OPERATOR, AUDITOR, INSPECTOR}),
+    # The region's inspectors answer; the issuing level (operators) reviews the answers.
+    "leads.answer": frozenset({ADMIN, INSPECTOR}),
+    "leads.review": frozenset({ADMIN, OPERATOR}),
+    "integrity.precision": frozenset({ADMIN, OPERATOR, AUDITOR}),
 }
 
 
@@ -41,3 +49,9 @@ def authorize_grid(principal: Principal, grid: str) -> None:
     """Refuse a grid worker acting outside their grids."""
     if not principal.may_see_grid(grid):
         raise Forbidden(f"grid {grid} is not one of this client's grids")
+
+
+def authorize_region(principal: Principal, region: str) -> None:
+    """Refuse an inspector acting outside their regions."""
+    if not principal.may_see_region(region):
+        raise Forbidden(f"region {region} is not one of this client's regions")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from liveness.errors import LivenessError, NotFound
 from models import ApiClient, ClientSecret, Role, utcnow
 
 TOKEN_PREFIX = "lv_"
+# A county's 6-digit code, or the 2-digit province or 4-digit city prefix covering its counties.
+REGION_PATTERN = re.compile(r"\d{2}|\d{4}|\d{6}")
 
 
 class Unauthenticated(LivenessError):
@@ -27,7 +30,7 @@ class Unauthenticated(LivenessError):
 
 
 class Forbidden(LivenessError):
-    """A caller acting outside its role or its grids."""
+    """A caller acting outside its role, its grids or its regions."""
 
     exit_code = 9
     http_status = 403
@@ -42,17 +45,27 @@ class ClientInvalid(LivenessError):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the client's name, role and grids (empty: not scoped to grids)."""
+    """Who is calling: the client's name, role, grids and regions (empty: not scoped)."""
 
     client_id: int
     name: str
     role: Role
     grids: tuple[str, ...]
     expires_at: dt.datetime | None = None
+    regions: tuple[str, ...] = ()
 
     def may_see_grid(self, grid: str) -> bool:
         """Return whether this caller may act on `grid` (only grid workers are scoped)."""
         return self.role != Role.GRID_WORKER or grid in self.grids
+
+    def region_scope(self) -> tuple[str, ...] | None:
+        """Return the region codes or prefixes this caller is scoped to, None if not scoped."""
+        return self.regions if self.role == Role.INSPECTOR else None
+
+    def may_see_region(self, region: str) -> bool:
+        """Return whether this caller may act on `region` (only inspectors are scoped)."""
+        scope = self.region_scope()
+        return scope is None or any(region.startswith(prefix) for prefix in scope)
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,7 @@ def create_client(
     name: str,
     role: Role | str,
     grids: Sequence[str] = (),
+    regions: Sequence[str] = (),
     expires_days: int | None = None,
     with_secret: bool = False,
 ) -> IssuedClient:
@@ -93,13 +107,25 @@ def create_client(
         raise ClientInvalid("grid: a grid worker needs at least one --grid")
     if chosen != Role.GRID_WORKER and grids:
         raise ClientInvalid(f"grid: only grid workers are scoped to grids, not {chosen}")
+    if chosen == Role.INSPECTOR and not regions:
+        raise ClientInvalid(
+            "region: an inspector needs at least one --region (330102, or a prefix like 3301)"
+        )
+    if chosen != Role.INSPECTOR and regions:
+        raise ClientInvalid(f"region: only inspectors are scoped to regions, not {chosen}")
+    for region in regions:
+        if not REGION_PATTERN.fullmatch(region):
+            raise ClientInvalid(
+                f"region: {region!r} is not a region; give a 6-digit code (330102) or a"
+                " 2- or 4-digit prefix (33, 3301)"
+            )
     if expires_days is not None and expires_days < 1:
         raise ClientInvalid("expires_days: at least one day")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = None if expires_days is None else utcnow() + dt.timedelta(days=expires_days)
     client = ApiClient(
-        name=name, role=chosen, grids=sorted(set(grids)), token_hash=hash_token(token),
-        expires_at=expires_at,
+        name=name, role=chosen, grids=sorted(set(grids)), regions=sorted(set(regions)),
+        token_hash=hash_token(token), expires_at=expires_at,
     )  # fmt: skip
     session.add(client)
     try:
@@ -145,6 +171,7 @@ def authenticate(session: Session, *, token: str | None, now: dt.datetime) -> Pr
     principal = Principal(
         client_id=client.id, name=client.name, role=Role(client.role),
         grids=tuple(str(g) for g in client.grids), expires_at=client.expires_at,
+        regions=tuple(str(r) for r in client.regions or ()),
     )  # fmt: skip
     check_expiry(principal, now=now)
     return principal

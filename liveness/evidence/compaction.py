@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from liveness.db import session_scope
 from liveness.evidence.store import (
-    EVIDENCE_SCHEMA,
     SORTED_KEY,
     SORTED_VALUE,
     EvidenceStore,
+    part_schema,
 )
 from models import EvidencePart
 
@@ -78,7 +78,7 @@ def compact(session: Session, *, store: EvidenceStore, source: str, month: str) 
             rows_after=rows_before, compacted=False,
         )  # fmt: skip
     tables = [
-        pq.read_table(store.path_of(part), schema=EVIDENCE_SCHEMA).append_column(
+        pq.read_table(store.path_of(part), schema=part_schema(source)).append_column(
             "_part", pa.array(np.full(part.rows, order, dtype=np.int32))
         )
         for order, part in enumerate(parts)

@@ -45,6 +45,9 @@ EVIDENCE_SCHEMA = pa.schema(
         ("correction", pa.bool_()),
     ]
 )
+# Columns only one source's parts carry, after the common ones: the face template that
+# matched a verification. Parts written before a column existed lack it; readers see nulls.
+SOURCE_COLUMNS: dict[str, tuple[pa.Field, ...]] = {"face": (pa.field("face_id", pa.string()),)}
 # Written into the footer of parts sorted by person then day: readers then find each
 # person's last day at the end of their run instead of scattering every trace.
 SORTED_KEY = b"liveness.sorted_by"
@@ -69,6 +72,20 @@ def record_hashes(record_ids: pd.Series) -> np.ndarray:
     """Return a stable 64-bit hash per record id, the key of re-delivery checks."""
     values = record_ids.astype(object).to_numpy()
     return pd.util.hash_array(values, categorize=False)
+
+
+def part_schema(source: str) -> pa.Schema:
+    """Return the schema of `source`'s parts: the common columns, then the source's own."""
+    extra = SOURCE_COLUMNS.get(source)
+    return EVIDENCE_SCHEMA if extra is None else pa.schema([*EVIDENCE_SCHEMA, *extra])
+
+
+def with_source_columns(table: pa.Table, source: str) -> pa.Table:
+    """Return `table` with the source's own columns it lacks added as nulls."""
+    for field in SOURCE_COLUMNS.get(source, ()):
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table
 
 
 def month_of(day: dt.date) -> str:
@@ -129,7 +146,8 @@ class EvidenceStore:
         tag = "compact" if delivery_id is None else f"{delivery_id:08d}"
         final = folder / f"part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
         temporary = final.with_suffix(".parquet.tmp")
-        table = table.select(EVIDENCE_SCHEMA.names).cast(EVIDENCE_SCHEMA)
+        schema = part_schema(source)
+        table = with_source_columns(table, source).select(schema.names).cast(schema)
         if sorted_by_person:
             table = table.replace_schema_metadata({SORTED_KEY: SORTED_VALUE})
         pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
@@ -154,12 +172,14 @@ class EvidenceStore:
         if traces.empty:
             return []
         months = (traces["day"].to_numpy(np.int64).astype("datetime64[D]")).astype("datetime64[M]")
+        # A source's own columns are optional here: write_part stores them as nulls.
+        schema = pa.schema(
+            [f for f in part_schema(source) if f.name in EVIDENCE_SCHEMA.names or f.name in traces]
+        )
         parts: list[EvidencePart] = []
         for month in np.unique(months):
             chunk = traces.loc[months == month]
-            table = pa.Table.from_pandas(
-                chunk[EVIDENCE_SCHEMA.names], schema=EVIDENCE_SCHEMA, preserve_index=False
-            )
+            table = pa.Table.from_pandas(chunk[schema.names], schema=schema, preserve_index=False)
             parts.append(
                 self.write_part(
                     session, source=source, month=str(month), table=table, delivery_id=delivery_id
@@ -210,7 +230,7 @@ class EvidenceStore:
                     table = table.filter(_in_window(table["day"], low, high))
                 if corrections is not None:
                     table = table.filter(_not_corrected(table["record_hash"], corrections.hashes))
-                yield table.select(list(columns))
+                yield with_source_columns(table, source).select(list(columns))
         if corrections is not None:
             latest = corrections.latest
             latest = latest.filter(_in_window(latest["day"], low, high))
@@ -233,10 +253,11 @@ class EvidenceStore:
                 session, source=source, columns=columns, first_day=first_day, last_day=last_day
             )
         ]
+        schema = part_schema(source)
         if not tables:
-            return EVIDENCE_SCHEMA.empty_table().select(columns)
+            return schema.empty_table().select(columns)
         table = pa.concat_tables([_decoded(t) for t in tables])
-        return table.cast(pa.schema([EVIDENCE_SCHEMA.field(name) for name in columns]))
+        return table.cast(pa.schema([schema.field(name) for name in columns]))
 
     def read_window(
         self,
@@ -352,6 +373,8 @@ class EvidenceStore:
                 read_dictionary=["kind"],
                 filters=pc.field("correction") == pa.scalar(True),
             )
+            # Older parts of a source may lack its own columns: align before concatenating.
+            table = with_source_columns(table, source).select(part_schema(source).names)
             if table.num_rows:
                 found.append(
                     table.append_column("_part", pa.array(np.full(table.num_rows, order)))

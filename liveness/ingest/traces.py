@@ -77,7 +77,7 @@ def evidence_rows(
             person_id = np.where(found, by_name, person_id)
             link = np.where(found, "name_birth_sex", link)
     correction = rows["correction"] if "correction" in rows else pd.Series(False, index=rows.index)
-    return pd.DataFrame(
+    traces = pd.DataFrame(
         {
             # Arrow-backed arrays pass through as they are: no Python objects per trace.
             "record_id": rows["record_id"].array,
@@ -92,6 +92,11 @@ def evidence_rows(
             "correction": correction.fillna(False).astype(bool).to_numpy(),
         }
     )
+    if source == "face":
+        # The matched face template: the same face passing for two numbers is an integrity lead.
+        face_id = rows["face_id"] if "face_id" in rows else pd.Series(None, index=rows.index)
+        traces["face_id"] = face_id.astype("string").str.strip().replace("", pd.NA).array
+    return traces
 
 
 def drop_redeliveries(traces: pd.DataFrame, stored: np.ndarray) -> tuple[pd.DataFrame, int]:

@@ -2,14 +2,20 @@
 
 from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
 from liveness.integrity.service import (
+    IntegrityInvalid,
     LeadRefused,
     RefreshReport,
     answer_lead,
     create_orders,
     current_leads,
     find_leads,
+    lead_answers,
+    lead_page,
     list_orders,
+    narrow_scope,
+    order_lead_counts,
     order_leads,
+    order_page,
     refresh_leads,
     review_answer,
     rule_precision,
@@ -17,6 +23,7 @@ from liveness.integrity.service import (
 
 __all__ = [
     "RULES",
+    "IntegrityInvalid",
     "IntegrityPolicy",
     "LeadRefused",
     "RefreshReport",
@@ -24,9 +31,14 @@ __all__ = [
     "create_orders",
     "current_leads",
     "find_leads",
+    "lead_answers",
+    "lead_page",
     "list_orders",
     "load_integrity_policy",
+    "narrow_scope",
+    "order_lead_counts",
     "order_leads",
+    "order_page",
     "refresh_leads",
     "review_answer",
     "rule_precision",

@@ -11,7 +11,7 @@ from liveness.app import Services
 from liveness.db import session_scope
 from liveness.integrity.policy import RULES, load_integrity_policy
 from liveness.integrity.service import current_leads, refresh_leads
-from liveness.simulate.integrity import PlantedIntegrity
+from liveness.simulate.integrity import PlantedIntegrity, record_planted_outcomes
 
 DEMO_COLUMNS = ["rule", "planted", "found", "leads", "on_planted", "precision"]
 
@@ -24,6 +24,8 @@ def demo_leads(services: Services, *, planted: PlantedIntegrity, as_of: dt.date)
     """
     policy = load_integrity_policy(services.settings.config_dir / "integrity.toml")
     with session_scope(services.sessions) as session:
+        # Review outcomes are no delivery: the planted ones go straight into the database.
+        record_planted_outcomes(session, planted=planted, as_of=as_of)
         refresh_leads(session, store=services.store, policy=policy, as_of=as_of)
         leads = [(lead.rule, set(lead.person_refs)) for lead in current_leads(session)]
     rows = []

@@ -16,7 +16,11 @@ RULES = (
     "same_demographics",
     "activity_after_death",
     "face_pass_after_death",
+    "same_face_id",
+    "two_region_certification",
 )
+# Review outcomes that say where a person is: seen alive at home, or gone to a named region.
+PLACING_OUTCOMES = ("alive_confirmed", "moved_away")
 _KEYS: dict[str, dict[str, type]] = {
     "shared_bank_account": {"enabled": bool, "min_persons": int},
     "shared_phone": {"enabled": bool, "min_persons": int},
@@ -29,6 +33,13 @@ _KEYS: dict[str, dict[str, type]] = {
         "min_traces": int, "max_listed": int,
     },
     "face_pass_after_death": {"enabled": bool, "pass_kinds": list, "grace_days": int},
+    "same_face_id": {
+        "enabled": bool, "pass_kinds": list, "window_days": int, "min_persons": int,
+        "max_listed": int,
+    },
+    "two_region_certification": {
+        "enabled": bool, "window_days": int, "outcomes": list, "max_listed": int,
+    },
     "orders": {"due_days": int},
 }  # fmt: skip
 
@@ -67,7 +78,13 @@ def load_integrity_policy(path: Path) -> IntegrityPolicy:
             wrong = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
             if wrong or (isinstance(value, int) and value < 0):
                 raise ConfigurationError(f"{path}: {section}.{key} must be a {kind.__name__}")
-    for section in ("shared_bank_account", "shared_phone"):
+    for section in ("shared_bank_account", "shared_phone", "same_face_id"):
         if document[section]["min_persons"] < 2:
             raise ConfigurationError(f"{path}: {section}.min_persons must be at least 2")
+    unplacing = set(document["two_region_certification"]["outcomes"]) - set(PLACING_OUTCOMES)
+    if unplacing:
+        raise ConfigurationError(
+            f"{path}: two_region_certification.outcomes: {', '.join(sorted(unplacing))} "
+            "place no one"
+        )
     return IntegrityPolicy(version=policy_file.version, settings=document)

@@ -23,6 +23,8 @@ ROLL_COLUMNS = [
     "bank_account", "phone", "monthly_amount", "active",
 ]  # fmt: skip
 TRACE_COLUMNS = ["source", "record_id", "person_id", "day", "kind", "link_key"]
+FACE_PASS_COLUMNS = ["record_id", "person_id", "day", "kind", "face_id"]
+OUTCOME_COLUMNS = ["task_id", "person_id", "kind", "outcome", "day", "actor", "region"]
 _PERSON_FIELDS = ["person_ref", "id_number", "name", "region_code", "monthly_amount"]
 
 
@@ -196,3 +198,119 @@ def counting_traces(traces: pd.DataFrame, *, ignored_kinds: list[str]) -> pd.Dat
     """Drop traces whose `source.kind` is not the person's own act."""
     qualified = traces["source"].astype(str) + "." + traces["kind"].astype(str)
     return traces.loc[~qualified.isin(ignored_kinds).to_numpy()]
+
+
+def same_face_id(
+    passes: pd.DataFrame, roll: pd.DataFrame, *, min_persons: int, max_listed: int
+) -> pd.DataFrame:
+    """Lead on every face template that passed for `min_persons` or more distinct persons.
+
+    `passes` holds FACE_PASS_COLUMNS: passing face results within the window, each naming a
+    `face_id` and linked to a person.
+    """
+    rule = "same_face_id"
+    if passes.empty:
+        return empty_leads()
+    sizes = passes.groupby("face_id")["person_id"].transform("nunique")
+    hit = passes.loc[sizes >= min_persons].merge(
+        roll[["person_id", "person_ref"]], on="person_id", how="inner"
+    )
+    hit = hit.sort_values(["face_id", "day", "person_ref", "record_id"])
+    people = roll.set_index("person_id")
+    leads = []
+    for face_id, group in hit.groupby("face_id", sort=True):
+        persons = people.loc[group["person_id"].unique()].reset_index().sort_values("person_ref")
+        leads.append(
+            {
+                "rule": rule,
+                "key": str(face_id),
+                "region_code": _main_region(persons["region_code"]),
+                "person_refs": persons["person_ref"].tolist(),
+                "evidence": {
+                    "face_id": str(face_id),
+                    "verifications": len(group),
+                    "listed": [
+                        {
+                            "record_id": str(v.record_id),
+                            "person_ref": str(v.person_ref),
+                            "day": day_from_number(int(v.day)).isoformat(),
+                            "kind": str(v.kind),
+                        }
+                        for v in group.head(max_listed).itertuples(index=False)
+                    ],
+                    "persons": _persons(persons),
+                },
+                # Which identity is the face's own is for the inspector: all of them are at risk.
+                "amount_at_risk": round(float(persons["monthly_amount"].sum()), 2),
+            }
+        )
+    return pd.DataFrame(leads, columns=LEAD_COLUMNS) if leads else empty_leads()
+
+
+def two_region_certification(
+    outcomes: pd.DataFrame, roll: pd.DataFrame, *, max_listed: int
+) -> pd.DataFrame:
+    """Lead on every person whose review outcomes in the window place them in two regions.
+
+    `outcomes` holds OUTCOME_COLUMNS, already restricted to the window and to outcomes that
+    place someone. An `alive_confirmed` places the person in their roll region, a `moved_away`
+    in the region it names. A `moved_away` conflicts with any outcome of the same day or later
+    placing the person elsewhere; an earlier visit at home followed by a move is just a move.
+    """
+    rule = "two_region_certification"
+    if outcomes.empty:
+        return empty_leads()
+    frame = outcomes.merge(roll[["person_id", "person_ref", "region_code"]], on="person_id")
+    frame["placed_in"] = frame["region"].where(
+        frame["outcome"].eq("moved_away"), frame["region_code"]
+    )
+    frame = frame.loc[frame["placed_in"].notna()]
+    # Only persons placed in two regions can conflict: the pairing below stays small.
+    regions = frame.groupby("person_id")["placed_in"].transform("nunique")
+    frame = frame.loc[regions >= 2]
+    moves = frame.loc[frame["outcome"].eq("moved_away")]
+    pairs = moves.merge(frame, on="person_id", suffixes=("", "_later"))
+    conflict = (
+        pairs["task_id"].ne(pairs["task_id_later"])
+        & pairs["day_later"].ge(pairs["day"])
+        & pairs["placed_in_later"].ne(pairs["placed_in"])
+    )
+    pairs = pairs.loc[conflict]
+    involved = pd.concat(
+        [pairs[["person_id", "task_id"]], pairs[["person_id", "task_id_later"]].set_axis(
+            ["person_id", "task_id"], axis=1)]
+    ).drop_duplicates()  # fmt: skip
+    listed = frame.merge(involved, on=["person_id", "task_id"]).sort_values(
+        ["person_id", "day", "task_id"]
+    )
+    people = roll.set_index("person_id")
+    leads = []
+    for person_id, group in listed.groupby("person_id", sort=True):
+        person = people.loc[int(person_id)]
+        leads.append(
+            {
+                "rule": rule,
+                "key": str(person["person_ref"]),
+                "region_code": str(person["region_code"]),
+                "person_refs": [str(person["person_ref"])],
+                "evidence": {
+                    "roll_region": str(person["region_code"]),
+                    "regions": sorted(group["placed_in"].astype(str).unique().tolist()),
+                    "conflicting": len(group),
+                    "outcomes": [
+                        {
+                            "task_id": int(o.task_id),
+                            "kind": str(o.kind),
+                            "outcome": str(o.outcome),
+                            "on": day_from_number(int(o.day)).isoformat(),
+                            "by": None if pd.isna(o.actor) else str(o.actor),
+                            "region": str(o.placed_in),
+                        }
+                        for o in group.head(max_listed).itertuples(index=False)
+                    ],
+                    "persons": _persons(people.loc[[int(person_id)]].reset_index()),
+                },
+                "amount_at_risk": round(float(person["monthly_amount"]), 2),
+            }
+        )
+    return pd.DataFrame(leads, columns=LEAD_COLUMNS) if leads else empty_leads()

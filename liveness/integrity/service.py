@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Float, func, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Float, false, func, or_, select, type_coerce
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from liveness.access.audit import record_audit
 from liveness.access.service import Forbidden
@@ -35,6 +35,8 @@ from models import (
     OrderStatus,
     Person,
     RecordStatus,
+    ReviewTask,
+    TaskStatus,
     utcnow,
 )
 
@@ -127,6 +129,58 @@ def traces_of(
     return pd.concat(frames, ignore_index=True)
 
 
+def face_passes(
+    session: Session, *, store: EvidenceStore, pass_kinds: Sequence[str], first_day: dt.date,
+    last_day: dt.date,
+) -> pd.DataFrame:  # fmt: skip
+    """Read the passing face results within the window that name a face template and a person."""
+    frames = []
+    kinds = pa.array(list(pass_kinds), type=pa.string())
+    for batch in store.scan(
+        session, source="face", columns=rules.FACE_PASS_COLUMNS, first_day=first_day,
+        last_day=last_day,
+    ):  # fmt: skip
+        # Filtered in Arrow: only passes naming a template become pandas rows.
+        wanted = pc.and_(
+            pc.and_(pc.is_valid(batch["face_id"]), pc.greater_equal(batch["person_id"], 0)),
+            pc.is_in(batch["kind"].cast(pa.string()), value_set=kinds),
+        )
+        kept = batch.filter(wanted)
+        if kept.num_rows:
+            frame = kept.to_pandas()
+            frame["kind"] = frame["kind"].astype(str)
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame({column: [] for column in rules.FACE_PASS_COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def placing_outcomes(
+    session: Session, *, outcomes: Sequence[str], first_day: dt.date, last_day: dt.date
+) -> pd.DataFrame:
+    """Return the review outcomes recorded within the window that say where a person is."""
+    rows = session.execute(
+        select(
+            ReviewTask.id, ReviewTask.person_id, ReviewTask.kind, ReviewTask.outcome,
+            ReviewTask.closed_on, ReviewTask.outcome_detail,
+        ).where(
+            ReviewTask.status == TaskStatus.DONE,
+            ReviewTask.outcome.in_(list(outcomes)),
+            ReviewTask.closed_on.between(first_day, last_day),
+        )
+    ).all()  # fmt: skip
+    frame = pd.DataFrame(
+        rows, columns=["task_id", "person_id", "kind", "outcome", "closed_on", "detail"]
+    )
+    if frame.empty:
+        return pd.DataFrame({column: [] for column in rules.OUTCOME_COLUMNS})
+    frame["kind"] = frame["kind"].astype(object).map(str)
+    frame["day"] = (pd.to_datetime(frame["closed_on"]) - pd.Timestamp("1970-01-01")).dt.days
+    frame["actor"] = frame["detail"].str.get("by")
+    frame["region"] = frame["detail"].str.get("region")
+    return frame[rules.OUTCOME_COLUMNS]
+
+
 def find_leads(
     session: Session,
     *,
@@ -185,6 +239,29 @@ def find_leads(
                 min_traces=1, max_listed=20, as_of=as_of,
             )
         )  # fmt: skip
+    if "same_face_id" in chosen:
+        rule = "same_face_id"
+        passes = face_passes(
+            session, store=store, pass_kinds=policy.get(rule, "pass_kinds"),
+            first_day=as_of - dt.timedelta(days=policy.get(rule, "window_days")), last_day=as_of,
+        )  # fmt: skip
+        found.append(
+            rules.same_face_id(
+                passes, roll, min_persons=policy.get(rule, "min_persons"),
+                max_listed=policy.get(rule, "max_listed"),
+            )
+        )  # fmt: skip
+    if "two_region_certification" in chosen:
+        rule = "two_region_certification"
+        outcomes = placing_outcomes(
+            session, outcomes=policy.get(rule, "outcomes"),
+            first_day=as_of - dt.timedelta(days=policy.get(rule, "window_days")), last_day=as_of,
+        )  # fmt: skip
+        found.append(
+            rules.two_region_certification(
+                outcomes, roll, max_listed=policy.get(rule, "max_listed")
+            )
+        )
     return pd.concat([f for f in found if not f.empty] or found, ignore_index=True)
 
 
@@ -247,21 +324,92 @@ def refresh_leads(
     return RefreshReport(found=len(found), new=new, withdrawn=withdrawn)
 
 
+class IntegrityInvalid(LivenessError):
+    """A query or an order asked for with a value the engine does not know."""
+
+    exit_code = 2
+    http_status = 422
+
+
 def _in_scope(region: str, regions: Sequence[str] | None) -> bool:
-    """Return whether a region is inside a caller's scope (None: every region)."""
-    return regions is None or region in regions
+    """Return whether a region is inside a caller's scope of codes or prefixes (None: all)."""
+    return regions is None or any(region.startswith(prefix) for prefix in regions)
+
+
+def _region_clause(column: QueryableAttribute[str], regions: Sequence[str]) -> ColumnElement[bool]:
+    """Return the SQL condition that a region column lies within codes or prefixes."""
+    if not regions:
+        return false()
+    return or_(*(column.startswith(prefix, autoescape=True) for prefix in regions))
+
+
+def _check_rule(rule: str | None) -> None:
+    """Refuse a rule name that is not one of the integrity rules."""
+    if rule is not None and rule not in RULES:
+        raise IntegrityInvalid(f"rule: {rule!r} is not a rule; expected one of {', '.join(RULES)}")
+
+
+def narrow_scope(region: str | None, regions: Sequence[str] | None) -> Sequence[str] | None:
+    """Return the scope of a query for `region` (a code or prefix) by a caller scoped to `regions`.
+
+    A region inside the caller's scope narrows it; one wider than it keeps the caller's
+    prefixes under it; one disjoint from it is refused rather than answered empty.
+    """
+    if region is None:
+        return regions
+    if _in_scope(region, regions):
+        return [region]
+    assert regions is not None
+    inside = [prefix for prefix in regions if prefix.startswith(region)]
+    if not inside:
+        raise Forbidden(f"region {region} is not one of this caller's regions")
+    return inside
 
 
 def current_leads(
     session: Session, *, rule: str | None = None, regions: Sequence[str] | None = None
 ) -> list[IntegrityLead]:
     """Return the leads not yet closed or withdrawn, by rule then id."""
+    _check_rule(rule)
     query = select(IntegrityLead).where(IntegrityLead.status.in_(CURRENT))
     if rule is not None:
         query = query.where(IntegrityLead.rule == rule)
     if regions is not None:
-        query = query.where(IntegrityLead.region_code.in_(list(regions)))
+        query = query.where(_region_clause(IntegrityLead.region_code, regions))
     return list(session.scalars(query.order_by(IntegrityLead.rule, IntegrityLead.id)))
+
+
+def lead_page(
+    session: Session,
+    *,
+    rule: str | None = None,
+    status: LeadStatus | None = None,
+    regions: Sequence[str] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[IntegrityLead], int]:
+    """Return a page of leads in scope (by default the current ones) by id, and the total."""
+    _check_rule(rule)
+    query = select(IntegrityLead)
+    if status is None:
+        query = query.where(IntegrityLead.status.in_(CURRENT))
+    else:
+        query = query.where(IntegrityLead.status == status)
+    if rule is not None:
+        query = query.where(IntegrityLead.rule == rule)
+    if regions is not None:
+        query = query.where(_region_clause(IntegrityLead.region_code, regions))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(IntegrityLead.id).limit(limit).offset(offset))
+    return list(rows), int(total)
+
+
+def lead_answers(session: Session, lead_ids: Sequence[int]) -> dict[int, LeadAnswer]:
+    """Return the answers given to some leads, by lead id."""
+    if not lead_ids:
+        return {}
+    answers = session.scalars(select(LeadAnswer).where(LeadAnswer.lead_id.in_(list(lead_ids))))
+    return {answer.lead_id: answer for answer in answers}
 
 
 def create_orders(
@@ -309,10 +457,46 @@ def list_orders(
     """Return inspection orders in scope, oldest first."""
     query = select(InspectionOrder)
     if regions is not None:
-        query = query.where(InspectionOrder.region_code.in_(list(regions)))
+        query = query.where(_region_clause(InspectionOrder.region_code, regions))
     if status is not None:
         query = query.where(InspectionOrder.status == status)
     return list(session.scalars(query.order_by(InspectionOrder.id)))
+
+
+def order_page(
+    session: Session,
+    *,
+    regions: Sequence[str] | None = None,
+    status: OrderStatus | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[tuple[InspectionOrder, dict[str, int]]], int]:
+    """Return a page of orders in scope, oldest first, with their leads counted by status."""
+    query = select(InspectionOrder)
+    if regions is not None:
+        query = query.where(_region_clause(InspectionOrder.region_code, regions))
+    if status is not None:
+        query = query.where(InspectionOrder.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    orders = list(session.scalars(query.order_by(InspectionOrder.id).limit(limit).offset(offset)))
+    counts = order_lead_counts(session, [order.id for order in orders])
+    return [(order, counts[order.id]) for order in orders], int(total)
+
+
+def order_lead_counts(session: Session, order_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Return, per order, how many of its leads are in each status."""
+    counts: dict[int, dict[str, int]] = {order_id: {} for order_id in order_ids}
+    if not counts:
+        return counts
+    rows = session.execute(
+        select(IntegrityLead.order_id, IntegrityLead.status, func.count())
+        .where(IntegrityLead.order_id.in_(list(counts)))
+        .group_by(IntegrityLead.order_id, IntegrityLead.status)
+    ).all()
+    for order_id, lead_status, count in rows:
+        if order_id is not None:
+            counts[order_id][str(lead_status)] = int(count)
+    return counts
 
 
 def order_leads(

@@ -2,8 +2,12 @@
 
 Planted: persons sharing one bank account and one phone (extra registry rows), one person
 under two numbers (same name, sex and birth date), a number deregistered with its successor
-also drawing, a cancelled duplicate number still drawing, and a face pass after a recorded
-death. Card use after death is planted by the simulator itself (truth `card_used_after_death`).
+also drawing, a cancelled duplicate number still drawing, a face pass after a recorded death,
+and one face template passing for a person and for a second identity (another name, another
+number). Card use after death is planted by the simulator itself (truth
+`card_used_after_death`). Review outcomes placing a person in two regions exist only in the
+database: `plant_integrity` chooses them, `record_planted_outcomes` records them once the city
+is ingested.
 """
 
 from __future__ import annotations
@@ -12,16 +16,23 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from liveness.review.outcomes import record_outcome
 from liveness.simulate.deliveries import write_csv
 from liveness.simulate.identity import compose_id17, full_id_numbers
+from models import Person, ReviewTask, TaskKind, TaskStatus
 
 SHARED_GROUP = 3  # persons on one account (and on one phone): the host and two extra rows
 FACE_DELAY_DAYS = 5
+SHARED_FACE_ID = "FTplantedshared1"
+PLANTED = "planted"  # the key, in a planted review task's reasons, of the rule it plants for
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,8 @@ class PlantedIntegrity:
 
     groups: dict[str, list[list[str]]]
     also_expected: dict[str, list[str]] = field(default_factory=dict)
+    # Review outcomes to record once ingested: person_ref, outcome, region, days before as-of.
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
 
     def persons(self, rule: str) -> set[str]:
         """Return every person planted for `rule`."""
@@ -79,7 +92,7 @@ def plant_integrity(out: Path, *, seed: int = 11) -> PlantedIntegrity:
         & registry["bank_account"].ne("")
         & registry["phone"].ne("")
     ]
-    hosts = clean.sample(n=6, random_state=int(rng.integers(2**31))).reset_index(drop=True)
+    hosts = clean.sample(n=9, random_state=int(rng.integers(2**31))).reset_index(drop=True)
     donors = clean.loc[~clean["person_ref"].isin(hosts["person_ref"])]
     serial = iter(range(1, 1000))
     extra: list[dict[str, str]] = []
@@ -147,6 +160,13 @@ def plant_integrity(out: Path, *, seed: int = 11) -> PlantedIntegrity:
         [str(hosts.iloc[3]["person_ref"]), moved["person_ref"]],
         [str(hosts.iloc[4]["person_ref"])],
     ]
+    # One face, two identities: the host's face passes under a second number with another
+    # name and birth date, so that only the face ties the two together.
+    donor = donors.sample(n=1, random_state=int(rng.integers(2**31))).iloc[0]
+    alias = add_row(like=donor, region_of=hosts.iloc[5], same_person=False)
+    alias["bank_account"] = f"6228{rng.integers(10**14, 10**15)}"
+    alias["phone"] = ""
+    groups["same_face_id"] = [[str(hosts.iloc[5]["person_ref"]), alias["person_ref"]]]
     registry = pd.concat([registry, pd.DataFrame(extra)], ignore_index=True)
     write_csv(registry_path, pa.Table.from_pandas(registry, preserve_index=False))
 
@@ -165,16 +185,20 @@ def plant_integrity(out: Path, *, seed: int = 11) -> PlantedIntegrity:
         row for _, row in dead.sample(n=2, random_state=int(rng.integers(2**31))).iterrows()
     )
     verified = dt.date.fromisoformat(victim["died_on"]) + dt.timedelta(days=FACE_DELAY_DAYS)
+    shared_on = [last - dt.timedelta(days=20), last - dt.timedelta(days=12)]
     face = pa.table(
         {
-            "record_id": ["VP00000001"],
-            "id_number": [victim["id_number"]],
-            "verified_at": [f"{verified.isoformat()} 02:30:00"],
-            "result": ["pass"],
-            "channel": ["app"],
-            "score": ["0.950"],
-            "request_id": pa.nulls(1, pa.string()),
-            "face_id": ["FTplanted0000001"],
+            "record_id": ["VP00000001", "VP00000002", "VP00000003"],
+            "id_number": [victim["id_number"], hosts.iloc[5]["id_number"], alias["id_number"]],
+            "verified_at": [
+                f"{verified.isoformat()} 02:30:00",
+                *(f"{day.isoformat()} 09:15:00" for day in shared_on),
+            ],
+            "result": ["pass", "pass", "pass"],
+            "channel": ["app", "kiosk", "app"],
+            "score": ["0.950", "0.970", "0.940"],
+            "request_id": pa.nulls(3, pa.string()),
+            "face_id": ["FTplanted0000001", SHARED_FACE_ID, SHARED_FACE_ID],
         }
     )
     write_csv(out / "face" / "face_planted.csv", face)
@@ -201,16 +225,72 @@ def plant_integrity(out: Path, *, seed: int = 11) -> PlantedIntegrity:
     ].isin(unusable)
     used = truth.loc[truth["card_used_after_death"].eq("true") & recorded, "person_ref"]
     groups["activity_after_death"] = [[str(rider["person_ref"])], *([ref] for ref in used)]
+    # Two regions at once: a move to another region, then seen alive at home; two moves to
+    # different regions. The third person moved after a visit at home: a move, no conflict.
+    regions = sorted(set(registry["region_code"]))
+    elsewhere = [
+        [r for r in regions if r != hosts.iloc[i]["region_code"]][:2] for i in (6, 7, 8)
+    ]  # fmt: skip
+    refs = [str(hosts.iloc[i]["person_ref"]) for i in (6, 7, 8)]
+    outcomes = [
+        {"person_ref": refs[0], "outcome": "moved_away", "region": elsewhere[0][0], "before": 40},
+        {"person_ref": refs[0], "outcome": "alive_confirmed", "region": None, "before": 10},
+        {"person_ref": refs[1], "outcome": "moved_away", "region": elsewhere[1][0], "before": 50},
+        {"person_ref": refs[1], "outcome": "moved_away", "region": elsewhere[1][1], "before": 15},
+        {"person_ref": refs[2], "outcome": "alive_confirmed", "region": None, "before": 45},
+        {"person_ref": refs[2], "outcome": "moved_away", "region": elsewhere[2][0], "before": 20},
+    ]
+    groups["two_region_certification"] = [[refs[0]], [refs[1]]]
     wrongly = truth.loc[truth["wrongly_reported_dead"].eq("true"), "person_ref"].tolist()
     planted = PlantedIntegrity(
         groups=groups,
         also_expected={"activity_after_death": wrongly, "face_pass_after_death": wrongly},
+        outcomes=outcomes,
     )
     (out / "integrity_truth.json").write_text(
         json.dumps(
-            {"groups": planted.groups, "also_expected": planted.also_expected},
+            {
+                "groups": planted.groups, "also_expected": planted.also_expected,
+                "outcomes": planted.outcomes,
+            },
             ensure_ascii=False, indent=2, sort_keys=True,
         ) + "\n",
         encoding="utf-8",
     )  # fmt: skip
     return planted
+
+
+def record_planted_outcomes(session: Session, *, planted: PlantedIntegrity, as_of: dt.date) -> int:
+    """Record the planted review outcomes as home visits done before `as_of`; return how many.
+
+    Recording again adds nothing: a person's planted visits are recognised by their reasons.
+    """
+    refs = sorted({str(o["person_ref"]) for o in planted.outcomes})
+    persons = {p.person_ref: p for p in session.scalars(select(Person).where(
+        Person.person_ref.in_(refs)))}  # fmt: skip
+    done = {
+        task.person_id
+        for task in session.scalars(
+            select(ReviewTask).where(ReviewTask.person_id.in_([p.id for p in persons.values()]))
+        )
+        if PLANTED in task.reasons
+    }
+    recorded = 0
+    for planned in planted.outcomes:
+        person = persons[str(planned["person_ref"])]
+        if person.id in done:
+            continue
+        on = as_of - dt.timedelta(days=int(planned["before"]))
+        task = ReviewTask(
+            person_id=person.id, kind=TaskKind.HOME_VISIT, status=TaskStatus.OPEN,
+            grid_code=person.grid_code, priority=0.0, opened_on=on - dt.timedelta(days=7),
+            due_on=on + dt.timedelta(days=14), reasons={PLANTED: "two_region_certification"},
+        )  # fmt: skip
+        session.add(task)
+        session.flush()
+        record_outcome(
+            session, task_id=task.id, outcome=str(planned["outcome"]),
+            actor=f"grid:{person.grid_code}", on=on, region=planned["region"],
+        )  # fmt: skip
+        recorded += 1
+    return recorded

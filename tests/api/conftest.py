@@ -28,6 +28,11 @@ from models import (
     BenefitType,
     Certification,
     CertificationSource,
+    InspectionOrder,
+    IntegrityLead,
+    LeadAnswer,
+    LeadStatus,
+    LeadVerdict,
     Level,
     ListAction,
     ListEntry,
@@ -36,6 +41,7 @@ from models import (
     Notice,
     NoticeChannel,
     NoticeStatus,
+    OrderStatus,
     Person,
     ReviewTask,
     Role,
@@ -48,6 +54,8 @@ from tests.liveness.conftest import services_factory  # noqa: F401  (a fixture)
 
 AS_OF = dt.date(2025, 5, 30)
 GRIDS = {"P1": "G1", "P2": "G1", "P3": "G1", "P4": "G2", "P5": "G2", "P6": "G1"}
+# The inspector's region, and another region whose leads and orders it may not see.
+REGION, OTHER_REGION = "330102", "330782"
 
 
 @dataclass
@@ -63,6 +71,8 @@ class World:
     notices: dict[str, int] = field(default_factory=dict)
     run_id: int = 0
     id_numbers: dict[str, str] = field(default_factory=dict)
+    leads: dict[str, int] = field(default_factory=dict)
+    orders: dict[str, int] = field(default_factory=dict)
 
     def auth(self, role: str) -> dict[str, str]:
         """Return the Authorization header of a role's client."""
@@ -165,6 +175,47 @@ def _seed(services: Services, world: World) -> None:
         session.flush()
         world.notices["face"] = notice.id
         world.run_id = run.id
+    _seed_integrity(services, world)
+
+
+def _seed_integrity(services: Services, world: World) -> None:
+    """Seed an order per region (one lead answered by an inspector) and an open lead in each."""
+    with session_scope(services.sessions) as session:
+        orders = {}
+        for name, region in (("mine", REGION), ("other", OTHER_REGION)):
+            order = InspectionOrder(
+                region_code=region, status=OrderStatus.OPEN, due_on=AS_OF + dt.timedelta(days=30),
+                issued_by="city",
+            )  # fmt: skip
+            session.add(order)
+            session.flush()
+            orders[name] = world.orders[name] = order.id
+        leads = [
+            ("ordered", "mine", REGION, LeadStatus.ORDERED),
+            ("answered", "mine", REGION, LeadStatus.ANSWERED),
+            ("spare", "mine", REGION, LeadStatus.ORDERED),
+            ("other", "other", OTHER_REGION, LeadStatus.ORDERED),
+            ("open_mine", None, REGION, LeadStatus.OPEN),
+            ("open_other", None, OTHER_REGION, LeadStatus.OPEN),
+        ]
+        for index, (name, order_name, region, status) in enumerate(leads):
+            lead = IntegrityLead(
+                rule="shared_bank_account" if index % 2 == 0 else "same_demographics",
+                key=f"k{index}", region_code=region, person_refs=["P1", "P2"],
+                evidence={"bank_account": f"62220000{index}"}, amount_at_risk=Decimal("6000.00"),
+                status=status, order_id=None if order_name is None else orders[order_name],
+                policy_version="test", found_on=AS_OF,
+            )  # fmt: skip
+            session.add(lead)
+            session.flush()
+            world.leads[name] = lead.id
+        session.add(
+            LeadAnswer(
+                lead_id=world.leads["answered"], order_id=orders["mine"],
+                verdict=LeadVerdict.CONFIRMED, amount_to_recover=Decimal("500.00"),
+                answered_by="inspector-x",
+            )
+        )  # fmt: skip
 
 
 def make_world(services: Services) -> World:
@@ -176,6 +227,7 @@ def make_world(services: Services) -> World:
             issued = create_client(
                 session, name=str(role), role=role,
                 grids=["G1"] if role == Role.GRID_WORKER else [],
+                regions=[REGION] if role == Role.INSPECTOR else [],
             )  # fmt: skip
             tokens[str(role)] = issued.token
             if role == Role.VERIFIER:

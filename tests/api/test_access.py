@@ -16,9 +16,9 @@ from tests.api.conftest import World
 
 # Every role, the ones added later included: a role no cell below names is refused everywhere.
 ROLES = [str(role) for role in Role]
-ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR = (
+ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR, INSPECTOR = (
     str(role) for role in (Role.ADMIN, Role.OPERATOR, Role.GRID_WORKER, Role.PAYMENT,
-                           Role.VERIFIER, Role.NOTIFIER, Role.AUDITOR)
+                           Role.VERIFIER, Role.NOTIFIER, Role.AUDITOR, Role.INSPECTOR)
 )  # fmt: skip
 
 # endpoint -> the roles allowed; every other role gets 403, no token 401. Written out here,
@@ -40,6 +40,13 @@ MATRIX: dict[str, set[str]] = {
     "POST /lists/entries/{held}/approve": {ADMIN, OPERATOR},
     "GET /indicators": {ADMIN, OPERATOR, AUDITOR},
     "GET /audit": {ADMIN, AUDITOR},
+    "GET /leads": {ADMIN, OPERATOR, AUDITOR, INSPECTOR},
+    "POST /orders": {ADMIN, OPERATOR},
+    "GET /orders": {ADMIN, OPERATOR, AUDITOR, INSPECTOR},
+    "GET /orders/{order}": {ADMIN, OPERATOR, AUDITOR, INSPECTOR},
+    "POST /leads/{ordered}/answer": {ADMIN, INSPECTOR},
+    "POST /leads/{answered}/review": {ADMIN, OPERATOR},
+    "GET /integrity/precision": {ADMIN, OPERATOR, AUDITOR},
     "POST /runs": {ADMIN, OPERATOR},
 }
 
@@ -49,7 +56,8 @@ def _request(world: World, endpoint: str) -> tuple[str, str, dict[str, Any]]:
     method, path = endpoint.split(" ")
     path = path.format(
         run=world.run_id, visit=world.tasks["visit_g1_low"], visit2=world.tasks["visit_g1_high"],
-        notice=world.notices["face"], held=world.entries["seq2"],
+        notice=world.notices["face"], held=world.entries["seq2"], order=world.orders["mine"],
+        ordered=world.leads["ordered"], answered=world.leads["answered"],
     )  # fmt: skip
     kwargs: dict[str, Any] = {}
     if endpoint == "POST /tasks/{visit2}/outcome":
@@ -60,6 +68,12 @@ def _request(world: World, endpoint: str) -> tuple[str, str, dict[str, Any]]:
         kwargs["params"] = {"run": world.run_id}
     elif endpoint == "POST /runs":
         kwargs["json"] = {"as_of": "2025-06-30"}
+    elif endpoint == "POST /orders":
+        kwargs["json"] = {}
+    elif endpoint == "POST /leads/{ordered}/answer":
+        kwargs["json"] = {"verdict": "confirmed", "amount_to_recover": "120.00"}
+    elif endpoint == "POST /leads/{answered}/review":
+        kwargs["json"] = {"decision": "return"}
     return method, f"/api/v1{path}", kwargs
 
 
@@ -86,6 +100,8 @@ def test_the_matrix_covers_every_route(sqlite_world: World) -> None:
         endpoint.replace("{run}", "{run_id}").replace("P2", "{person_ref}").replace("G1", "{grid}")
         .replace("{visit}", "{task_id}").replace("{visit2}", "{task_id}")
         .replace("{notice}", "{notice_id}").replace("{held}", "{entry_id}")
+        .replace("{order}", "{order_id}").replace("{ordered}", "{lead_id}")
+        .replace("{answered}", "{lead_id}")
         for endpoint in MATRIX
     }  # fmt: skip
     assert routes == covered
@@ -117,6 +133,16 @@ SCOPED: dict[str, ScopeCase] = {
         {"json": {"outcome": "alive_confirmed"}},
     ),
 }
+REGION_SCOPED: dict[str, ScopeCase] = {
+    "order": lambda w: ("GET", f"/api/v1/orders/{w.orders['other']}", {}),
+    "leads": lambda w: ("GET", "/api/v1/leads", {"params": {"region": "330782"}}),
+    "orders": lambda w: ("GET", "/api/v1/orders", {"params": {"region": "3307"}}),
+    "answer": lambda w: (
+        "POST",
+        f"/api/v1/leads/{w.leads['other']}/answer",
+        {"json": {"verdict": "explained"}},
+    ),
+}
 
 
 @pytest.mark.parametrize("case", SCOPED)
@@ -128,6 +154,18 @@ def test_a_grid_worker_is_refused_outside_their_grids(sqlite_world: World, case:
     allowed = sqlite_world.client.request(
         method, url, headers=sqlite_world.auth(OPERATOR), **kwargs
     )
+    assert allowed.status_code == 200, allowed.json()
+
+
+@pytest.mark.parametrize("case", REGION_SCOPED)
+def test_an_inspector_is_refused_outside_their_regions(sqlite_world: World, case: str) -> None:
+    method, url, kwargs = REGION_SCOPED[case](sqlite_world)
+    refused = sqlite_world.client.request(
+        method, url, headers=sqlite_world.auth(INSPECTOR), **kwargs
+    )
+    assert refused.status_code == 403, refused.json()
+    assert refused.json()["error"] == "forbidden" and "region" in refused.json()["detail"]
+    allowed = sqlite_world.client.request(method, url, headers=sqlite_world.auth(ADMIN), **kwargs)
     assert allowed.status_code == 200, allowed.json()
 
 

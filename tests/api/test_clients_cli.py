@@ -9,10 +9,11 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
+from liveness.access import authenticate
 from liveness.access.cli import clients_app
 from liveness.app import Services
 from liveness.db import session_scope
-from models import ApiClient, ClientSecret
+from models import ApiClient, ClientSecret, utcnow
 
 
 def test_create_list_revoke(
@@ -54,5 +55,52 @@ def test_create_list_revoke(
     assert runner.invoke(clients_app, ["revoke", "gw-1"]).exit_code == 0
     assert api.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 401
     assert runner.invoke(clients_app, ["revoke", "nobody"]).exit_code == 1
+    get_settings.cache_clear()
+    services.engine.dispose()
+
+
+def test_an_inspector_is_scoped_to_regions(
+    services_factory: Callable[[str], Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = services_factory("sqlite")
+    settings = services.settings
+    monkeypatch.setenv("LIVENESS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LIVENESS_EVIDENCE_DIR", str(settings.evidence_dir))
+    monkeypatch.setenv("LIVENESS_CONFIG_DIR", str(settings.config_dir))
+    from liveness.settings import get_settings
+
+    get_settings.cache_clear()
+    runner = CliRunner()
+    refused = {
+        "no region": ["--name", "i0", "--role", "inspector"],
+        "a region that is no code": ["--name", "i1", "--role", "inspector", "--region", "33010"],
+        "a region for another role": ["--name", "o1", "--role", "operator", "--region", "3301"],
+        "a grid for an inspector": ["--name", "i2", "--role", "inspector", "--region", "3301",
+                                    "--grid", "G1"],
+    }  # fmt: skip
+    for why, args in refused.items():
+        result = runner.invoke(clients_app, ["create", *args])
+        assert result.exit_code == 2, (why, result.output)
+        assert "Traceback" not in result.output
+    no_region = runner.invoke(clients_app, ["create", "--name", "i0", "--role", "inspector"])
+    assert "region: an inspector needs at least one --region" in no_region.output
+    created = runner.invoke(
+        clients_app, ["create", "--name", "insp", "--role", "inspector", "--region", "330702",
+                      "--region", "3310"],
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    token = next(line for line in created.output.splitlines() if line.startswith("lv_"))
+    listed = runner.invoke(clients_app, ["list"])
+    assert "330702, 3310" in listed.output
+    with session_scope(services.sessions) as session:
+        stored = session.query(ApiClient).filter_by(name="insp").one()
+        assert stored.regions == ["330702", "3310"] and stored.grids == []
+        assert authenticate(session, token=token, now=utcnow()).regions == ("330702", "3310")
+    api = TestClient(create_app(services))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.get("/api/v1/orders", headers=headers).status_code == 200
+    assert api.get("/api/v1/leads?region=331001", headers=headers).status_code == 200
+    assert api.get("/api/v1/leads?region=330782", headers=headers).status_code == 403
+    assert api.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 403
     get_settings.cache_clear()
     services.engine.dispose()

@@ -33,7 +33,7 @@ def fuzz_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     services.engine.dispose()
 
 
-@pytest.mark.parametrize("role", ["admin", "verifier", "payment"])
+@pytest.mark.parametrize("role", ["admin", "verifier", "payment", "inspector"])
 def test_no_input_makes_the_server_fail(fuzz_world: World, role: str) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_world.client.app)
     failures: list[str] = []

@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 
 from liveness.app import Services
+from liveness.db import session_scope
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.settings import Settings
-from liveness.simulate.integrity import PlantedIntegrity, plant_integrity
+from liveness.simulate.integrity import (
+    PlantedIntegrity,
+    plant_integrity,
+    record_planted_outcomes,
+)
 from tests.liveness.conftest import CITY_DAYS, CITY_START, REPO
 
 AS_OF = CITY_START + dt.timedelta(days=CITY_DAYS)
@@ -62,4 +67,6 @@ def planted_city(
     services = Services(settings)
     upgrade(services.engine)
     load_city(services, folder)
+    with session_scope(services.sessions) as session:
+        record_planted_outcomes(session, planted=planted, as_of=AS_OF)
     return PlantedCity(services=services, planted=planted, folder=folder)

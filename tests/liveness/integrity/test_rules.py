@@ -88,7 +88,7 @@ def test_demo_figures_find_every_planted_group(planted_city: PlantedCity) -> Non
     figures = demo_leads(planted_city.services, planted=planted_city.planted, as_of=AS_OF)
     table = figures.set_index("rule")
     for rule in ("shared_bank_account", "shared_phone", "same_demographics", "deregistered_number",
-                 "face_pass_after_death"):  # fmt: skip
+                 "face_pass_after_death", "same_face_id", "two_region_certification"):  # fmt: skip
         assert table.loc[rule, "found"] == table.loc[rule, "planted"]
         assert table.loc[rule, "precision"] == 1.0
     assert table.loc["activity_after_death", "found"] >= 1
