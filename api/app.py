@@ -7,11 +7,15 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from api.background import RunStarter
-from api.deps import PrincipalCache
+from api.deps import PrincipalCache, ReadPool
 from api.errors import install_error_handlers
 from api.routers import gateways, integrity, lists, oversight, persons, runs, tasks
+from api.web import orders, pages
+from api.web.session import SessionSigner
 from liveness.app import Services
 from liveness.db import make_engine
 from liveness.settings import Settings
@@ -42,6 +46,8 @@ def create_app(services: Services) -> FastAPI:
         yield
         # Let runs started from the API finish their transaction before the process ends.
         app.state.runs.join(timeout=60)
+        if app.state.reads is not None:
+            app.state.reads.close()
 
     app = FastAPI(
         title="liveness",
@@ -55,8 +61,30 @@ def create_app(services: Services) -> FastAPI:
     # must begin with its write (see api.deps._lookup); the lookup stays in its own.
     if not services.settings.database_url.startswith("sqlite"):
         app.state.principals = PrincipalCache()
+    # PostgreSQL: the grid queue and the list feed read, audit and commit in one statement
+    # awaited on the event loop (api.deps.ReadPool); SQLite keeps the session path.
+    app.state.reads = (
+        None
+        if services.settings.database_url.startswith("sqlite")
+        else ReadPool(services.settings.database_url)
+    )
     install_error_handlers(app)
     for router in (runs.router, persons.router, tasks.router, gateways.router, lists.router,
                    oversight.router, integrity.router):  # fmt: skip
         app.include_router(router, prefix=PREFIX)
+    _install_pages(app, services)
     return app
+
+
+def _install_pages(app: FastAPI, services: Services) -> None:
+    """Serve the web pages and their stylesheet under /web (the root sends browsers there)."""
+    settings = services.settings
+    secret = None if settings.web_secret is None else settings.web_secret.get_secret_value()
+    app.state.web_signer = SessionSigner(secret, max_age_s=settings.web_session_minutes * 60)
+    app.mount("/web/static", StaticFiles(directory=pages.HERE / "static"), name="web-static")
+    app.include_router(pages.router)
+    app.include_router(orders.router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/web/", 307)

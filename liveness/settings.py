@@ -46,6 +46,19 @@ class Settings(BaseSettings):
         description="Seconds a signed verifier callback's timestamp may differ from now.",
     )
 
+    web_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the web pages' session cookies. Unset: a random key per "
+        "process, so sessions end when the server restarts (set it when running several).",
+    )
+    web_session_minutes: int = Field(
+        default=480, ge=1, description="Minutes a web session lasts after signing in."
+    )
+    web_cookie_secure: bool = Field(
+        default=False,
+        description="Send the session cookie over HTTPS only (set it behind a TLS proxy).",
+    )
+
     def secret_values(self) -> dict[str, str]:
         """Return the named secrets' values, for the transports that need them."""
         return {name: secret.get_secret_value() for name, secret in self.secrets.items()}

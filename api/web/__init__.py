@@ -1,0 +1,1 @@
+"""Web pages for grid workers, supervisors and inspectors, served by the API's app."""

@@ -1,0 +1,220 @@
+"""Inspection order pages: inspectors answer their region's leads, operators issue and review."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.web.pages import CSRF_FIELD, Page, WebRoute, form_of, signed_in
+from liveness.access import PERMISSIONS
+from liveness.access.policy import authorize_region
+from liveness.errors import NotFound
+from liveness.integrity.policy import RULES, load_integrity_policy
+from liveness.integrity.service import (
+    answer_lead,
+    create_orders,
+    lead_answers,
+    narrow_scope,
+    order_leads,
+    order_page,
+    review_answer,
+    rule_precision,
+)
+from liveness.views.queue import mask_id_number
+from models import IntegrityLead, LeadStatus, LeadVerdict
+
+router = APIRouter(prefix="/web", include_in_schema=False, route_class=WebRoute)
+
+
+def masked(evidence: Any) -> Any:
+    """Return a lead's evidence with every identity number masked, for display."""
+    if isinstance(evidence, dict):
+        return {
+            key: mask_id_number(value) if "id_number" in key and isinstance(value, str)
+            else masked(value)
+            for key, value in evidence.items()
+        }  # fmt: skip
+    if isinstance(evidence, list):
+        return [masked(item) for item in evidence]
+    return evidence
+
+
+@router.get("/orders", response_class=HTMLResponse)
+async def orders_page(
+    page: Page = Depends(signed_in("orders.read")),  # noqa: B008
+    created: int | None = None,
+) -> HTMLResponse:
+    """List the inspection orders in the caller's scope, with rule feedback for operators."""
+    scope = page.principal.region_scope()
+
+    def work() -> dict[str, Any]:
+        page.audit("orders.read", "inspection_order", None)
+        orders, total = order_page(page.session, regions=scope, limit=200)
+        precision = None
+        if page.principal.role in PERMISSIONS["integrity.precision"]:
+            precision = rule_precision(page.session).to_dict("records")
+        return {"orders": orders, "total": total, "precision": precision}
+
+    data = await page.run(work)
+    policy = load_integrity_policy(page.services.settings.config_dir / "integrity.toml")
+    due = page.today() + dt.timedelta(days=int(policy.get("orders", "due_days")))
+    return page.render(
+        "orders.html", **data, rules=RULES, default_due=due, created=created,
+        may_create=page.principal.role in PERMISSIONS["orders.create"], values={}, errors={},
+    )  # fmt: skip
+
+
+@router.post("/orders", response_class=HTMLResponse)
+async def issue_orders(
+    request: Request,
+    page: Page = Depends(signed_in("orders.create")),  # noqa: B008
+) -> Response:
+    """Package the open leads (optionally of one rule and region) into one order per region."""
+    values = await form_of(request, page.web)
+    errors: dict[str, str] = {}
+    rule = values.get("rule") or None
+    if rule is not None and rule not in RULES:
+        errors["rule"] = page.t("outcome_choose")
+    region = values.get("region", "").strip() or None
+    if region is not None and not region.isdigit():
+        errors["region"] = page.t("bad_region")
+    try:
+        due_on = dt.date.fromisoformat(values.get("due_on", ""))
+        if due_on <= page.today():
+            errors["due_on"] = page.t("due_in_past")
+    except ValueError:
+        errors["due_on"] = page.t("bad_date")
+    if errors:
+
+        def again() -> dict[str, Any]:
+            orders, total = order_page(page.session, regions=None, limit=200)
+            return {"orders": orders, "total": total, "precision": None}
+
+        data = await page.run(again)
+        return page.render(
+            "orders.html", status=422, **data, rules=RULES, default_due=values.get("due_on"),
+            created=None, may_create=True, values=values, errors=errors,
+        )  # fmt: skip
+
+    def work() -> int:
+        issued = create_orders(
+            page.session, due_on=due_on, issued_by=page.principal.name, rule=rule,
+            regions=narrow_scope(region, None),
+        )  # fmt: skip
+        return len(issued)
+
+    created = await page.run(work)
+    return RedirectResponse(f"/web/orders?created={created}", 303)
+
+
+def _order_context(page: Page, order_id: int) -> dict[str, Any]:
+    """Gather an order page: the order, its leads with masked evidence, and their answers."""
+    page.audit("orders.read", "inspection_order", order_id)
+    order, leads = order_leads(
+        page.session, order_id=order_id, regions=page.principal.region_scope()
+    )
+    answers = lead_answers(page.session, [lead.id for lead in leads])
+    return {
+        "order": order,
+        "leads": [
+            {"lead": lead, "evidence": masked(lead.evidence), "answer": answers.get(lead.id),
+             "may_answer": lead.status == LeadStatus.ORDERED
+             and page.principal.role in PERMISSIONS["leads.answer"],
+             "may_review": lead.status == LeadStatus.ANSWERED
+             and page.principal.role in PERMISSIONS["leads.review"]}
+            for lead in leads
+        ],
+        "verdicts": [str(v) for v in LeadVerdict],
+    }  # fmt: skip
+
+
+@router.get("/orders/{order_id}", response_class=HTMLResponse)
+async def order_page_view(
+    order_id: int,
+    page: Page = Depends(signed_in("orders.read")),  # noqa: B008
+) -> HTMLResponse:
+    """Show one order: each lead's rule, persons and evidence, with its answer or its form."""
+    context = await page.run(lambda: _order_context(page, order_id))
+    return page.render("order.html", **context, values={}, errors={}, error_lead=None)
+
+
+def _amount(raw: str) -> Decimal | None:
+    """Parse an amount in yuan with at most two decimals, or None if it is not one."""
+    try:
+        amount = Decimal(raw.strip() or "0")
+    except InvalidOperation:
+        return None
+    exponent = amount.as_tuple().exponent
+    if not amount.is_finite() or amount < 0 or (isinstance(exponent, int) and exponent < -2):
+        return None
+    return amount
+
+
+@router.post("/leads/{lead_id}/answer", response_class=HTMLResponse)
+async def answer(
+    lead_id: int,
+    request: Request,
+    page: Page = Depends(signed_in("leads.answer")),  # noqa: B008
+) -> Response:
+    """Record an inspector's answer to a lead: verdict, amount to recover, note."""
+    values = await form_of(request, page.web)
+    values.pop(CSRF_FIELD, None)
+    errors: dict[str, str] = {}
+    verdict = values.get("verdict", "")
+    if verdict not in {str(v) for v in LeadVerdict}:
+        errors["verdict"] = page.t("required")
+    amount = _amount(values.get("amount", ""))
+    if amount is None:
+        errors["amount"] = page.t("bad_amount")
+    elif amount > 0 and verdict != LeadVerdict.CONFIRMED:
+        errors["amount"] = page.t("amount_only_confirmed")
+    note = values.get("note", "").strip()
+    if len(note) > 500:
+        errors["note"] = page.t("note_too_long")
+
+    def work() -> tuple[int, dict[str, Any] | None]:
+        lead = page.session.get(IntegrityLead, lead_id)
+        if lead is None:
+            raise NotFound(f"no integrity lead {lead_id}")
+        authorize_region(page.principal, lead.region_code)
+        order_id = lead.order_id
+        if order_id is None or errors:
+            context = None if order_id is None else _order_context(page, order_id)
+            return order_id or 0, context
+        answer_lead(
+            page.session, lead_id=lead_id, verdict=verdict, amount_to_recover=amount or Decimal(0),
+            answered_by=page.principal.name, note=note or None,
+            regions=page.principal.region_scope(),
+        )  # fmt: skip
+        return order_id, None
+
+    order_id, context = await page.run(work)
+    if context is None:
+        return RedirectResponse(f"/web/orders/{order_id}#lead-{lead_id}", 303)
+    return page.render(
+        "order.html", status=422, **context, values=values, errors=errors, error_lead=lead_id
+    )
+
+
+@router.post("/leads/{lead_id}/review", response_class=HTMLResponse)
+async def review(
+    lead_id: int,
+    request: Request,
+    page: Page = Depends(signed_in("leads.review")),  # noqa: B008
+) -> Response:
+    """Accept an inspector's answer (the lead closes) or return it to the region."""
+    values = await form_of(request, page.web)
+    accept = values.get("decision") == "accept"
+
+    def work() -> int:
+        answer = review_answer(
+            page.session, lead_id=lead_id, accept=accept, reviewed_by=page.principal.name
+        )
+        return answer.order_id
+
+    order_id = await page.run(work)
+    return RedirectResponse(f"/web/orders/{order_id}#lead-{lead_id}", 303)

@@ -1,0 +1,651 @@
+"""The web pages: sign-in, a grid worker's queue and tasks, the dashboard, runs and persons.
+
+Pages use the API's clients and roles (PERMISSIONS), its audit, and the same domain
+services; only the session differs: a signed cookie instead of a bearer token, with a CSRF
+token that every form echoes. Reads of personal data are audited as over the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from api.deps import SessionDep
+from api.web import charts
+from api.web.i18n import LANGS, Lang, catalogue, pick_lang, translate
+from api.web.session import COOKIE, CSRF_FIELD, LANG_COOKIE, SessionSigner, WebSession
+from liveness.access import (
+    PERMISSIONS,
+    Forbidden,
+    Principal,
+    Unauthenticated,
+    authenticate,
+    authorize,
+    authorize_grid,
+    check_expiry,
+    record_audit,
+)
+from liveness.app import Services
+from liveness.db import session_scope
+from liveness.errors import LivenessError, NotFound
+from liveness.review.claims import ensure_may_settle
+from liveness.review.outcomes import OUTCOMES_BY_KIND, OutcomeInvalid, record_outcome
+from liveness.scoring.explain import render_reasons
+from liveness.views import dashboard
+from liveness.views.indicators import indicators
+from liveness.views.person import person_view
+from liveness.views.queue import grid_queue
+from liveness.views.runs import get_run, runs_page
+from models import ApiClient, Person, ReviewTask, Role, TaskKind, TaskStatus, VisitOutcome, utcnow
+
+T = TypeVar("T")
+HERE = Path(__file__).parent
+TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+TEMPLATES.env.globals["level_colours"] = charts.LEVEL_COLOURS
+
+# Pages hold personal data: never cached, never framed, no script but our own (there is none).
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+# Which page each role starts on; roles without a page (gateways, payment) cannot sign in.
+HOME_BY_ROLE = {
+    Role.GRID_WORKER: "/web/queue",
+    Role.OPERATOR: "/web/dashboard",
+    Role.ADMIN: "/web/dashboard",
+    Role.AUDITOR: "/web/dashboard",
+    Role.INSPECTOR: "/web/orders",
+}
+NAV = (
+    ("nav_queue", "/web/queue", "tasks.read"),
+    ("nav_dashboard", "/web/dashboard", "indicators.read"),
+    ("nav_runs", "/web/runs", "runs.read"),
+    ("nav_orders", "/web/orders", "orders.read"),
+)
+LEVELS = ("strong", "medium", "weak", "deceased")
+QUEUE_PAGE = 200
+
+
+class SignInRequired(Exception):
+    """The request has no valid session: the browser is sent to the sign-in page."""
+
+
+def web_lang(request: Request) -> Lang:
+    """Return the language of a request: the ?lang= switch, else the cookie, else Chinese."""
+    return pick_lang(request.query_params.get("lang") or request.cookies.get(LANG_COOKIE))
+
+
+def signer(request: Request) -> SessionSigner:
+    """Return the app's session signer."""
+    found: SessionSigner = request.app.state.web_signer
+    return found
+
+
+def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    """Render a page in the request's language, with the security headers."""
+    lang = web_lang(request)
+
+    def label(value: object, kind: str) -> str:
+        # A domain value in words (task_status_open -> 待办); an unknown value shows itself.
+        key = f"{kind}_{value}"
+        return translate(lang, key) if key in catalogue() else str(value)
+
+    response = TEMPLATES.TemplateResponse(
+        request, template,
+        {"lang": lang, "t": lambda key, **v: translate(lang, key, **v), "label": label,
+         "other_lang":
+         LANGS[1 - LANGS.index(lang)], "path": request.url.path, **context},
+        status_code=status, headers=SECURITY_HEADERS,
+    )  # fmt: skip
+    if request.query_params.get("lang") in LANGS:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """Render an error as a page (never a traceback)."""
+    return render(request, "error.html", status=status, message=message, principal=None, nav=[])
+
+
+class WebRoute(APIRoute):
+    """A page route: engine errors become error pages, a missing session a sign-in redirect."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap the route's handler so that failures answer as pages."""
+        handler = super().get_route_handler()
+
+        async def page_handler(request: Request) -> Response:
+            lang = web_lang(request)
+            try:
+                return await handler(request)
+            except (SignInRequired, Unauthenticated):
+                target = request.url.path
+                if request.method == "GET" and request.url.query:
+                    target += "?" + request.url.query
+                response = RedirectResponse(f"/web/sign-in?next={quote(target)}", 303)
+                response.delete_cookie(COOKIE, path="/web")
+                return response
+            except Forbidden:
+                return error_page(request, 403, translate(lang, "error_403"))
+            except NotFound:
+                return error_page(request, 404, translate(lang, "error_404"))
+            except LivenessError as error:
+                return error_page(request, error.http_status, str(error))
+            except RequestValidationError:
+                return error_page(request, 404, translate(lang, "error_404"))
+            except OperationalError:
+                return error_page(request, 503, translate(lang, "error_busy"))
+
+        return page_handler
+
+
+router = APIRouter(prefix="/web", include_in_schema=False, route_class=WebRoute)
+
+
+def _principal(services: Services, client_id: int) -> Principal:
+    """Look up a session's client in a short transaction of its own (see api.deps._lookup).
+
+    Every request: a client revoked or expired since signing in is signed out at once.
+    """
+    with session_scope(services.sessions) as session:
+        client = session.get(ApiClient, client_id)
+        if client is None or client.revoked_at is not None:
+            raise SignInRequired
+        principal = Principal(
+            client_id=client.id, name=client.name, role=Role(client.role),
+            grids=tuple(str(g) for g in client.grids), expires_at=client.expires_at,
+            regions=tuple(str(r) for r in client.regions),
+        )  # fmt: skip
+    check_expiry(principal, now=utcnow())
+    return principal
+
+
+@dataclass
+class Page:
+    """A signed-in page request: who, in which language, with the request's session."""
+
+    request: Request
+    services: Services
+    session: Session
+    principal: Principal
+    web: WebSession
+    lang: Lang
+    nav: list[tuple[str, str]] = field(default_factory=list)
+
+    def t(self, key: str, **values: object) -> str:
+        """Return a message in the page's language."""
+        return translate(self.lang, key, **values)
+
+    def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+        """Render a page with the signed-in context (navigation, CSRF token)."""
+        return render(
+            self.request, template, status=status, principal=self.principal,
+            csrf=self.web.csrf, csrf_field=CSRF_FIELD, nav=self.nav, **context,
+        )  # fmt: skip
+
+    def audit(
+        self, action: str, target_type: str, target_ref: str | int | None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """Audit this request in its transaction (first: see api.deps.Caller.audit)."""
+        record_audit(
+            self.session, actor=self.principal.name, action=action, target_type=target_type,
+            target_ref=None if target_ref is None else str(target_ref),
+            detail={**(detail or {}), "via": "web"},
+            remote_addr=None if self.request.client is None else self.request.client.host,
+        )  # fmt: skip
+
+    def today(self) -> dt.date:
+        """Return today's date in the agency's time zone."""
+        return dt.datetime.now(ZoneInfo(self.services.settings.timezone)).date()
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run blocking database work in a worker thread (the session dependency commits)."""
+        return await run_in_threadpool(work)
+
+
+def signed_in(permission: str | None = None) -> Callable[..., Coroutine[Any, Any, Page]]:
+    """Return a dependency admitting a signed-in client whose role grants `permission`."""
+
+    async def dependency(request: Request, session: SessionDep) -> Page:
+        services: Services = request.app.state.services
+        web = signer(request).load(request.cookies.get(COOKIE))
+        if web is None or web.client_id is None:
+            raise SignInRequired
+        principal = await run_in_threadpool(_principal, services, web.client_id)
+        if permission is not None:
+            authorize(principal, permission)
+        nav = [(key, href) for key, href, needs in NAV if principal.role in PERMISSIONS[needs]]
+        return Page(
+            request=request, services=services, session=session, principal=principal, web=web,
+            lang=web_lang(request), nav=nav,
+        )  # fmt: skip
+
+    return dependency
+
+
+async def form_of(request: Request, web: WebSession) -> dict[str, str]:
+    """Read a submitted form, refusing it unless it echoes the session's CSRF token."""
+    form = await request.form()
+    if not web.accepts(form.get(CSRF_FIELD)):
+        raise Forbidden(translate(web_lang(request), "form_expired"))
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Return a redirect target only if it stays on our pages (no open redirect)."""
+    if target and target.startswith("/web/") and not target.startswith("//"):
+        return target
+    return None
+
+
+# Sign-in and sign-out.
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:
+    """Show the sign-in form, with a CSRF token bound to a fresh anonymous session."""
+    web = signer(request).load(request.cookies.get(COOKIE)) or WebSession.anonymous()
+    response = render(
+        request, "sign_in.html", principal=None, nav=[], csrf=web.csrf, csrf_field=CSRF_FIELD,
+        next=_safe_next(next), error=None,
+    )  # fmt: skip
+    _set_session(request, response, web)
+    return response
+
+
+@router.post("/sign-in", response_class=HTMLResponse)
+async def sign_in(request: Request) -> Response:
+    """Sign in with a client's token: the session cookie then names the client."""
+    lang = web_lang(request)
+    web = signer(request).load(request.cookies.get(COOKIE)) or WebSession.anonymous()
+    form = await form_of(request, web)
+    token = form.get("token", "").strip()
+    next_page = _safe_next(form.get("next"))
+    services: Services = request.app.state.services
+
+    def check() -> Principal:
+        with session_scope(services.sessions) as session:
+            principal = authenticate(session, token=token, now=utcnow())
+            record_audit(
+                session, actor=principal.name, action="web.sign_in", target_type="client",
+                target_ref=str(principal.client_id), detail={"via": "web"},
+                remote_addr=None if request.client is None else request.client.host,
+            )  # fmt: skip
+            return principal
+
+    error = None
+    principal = None
+    if not token:
+        error = translate(lang, "token_required")
+    else:
+        try:
+            principal = await run_in_threadpool(check)
+        except Unauthenticated:
+            error = translate(lang, "token_refused")
+    if principal is not None and principal.role not in HOME_BY_ROLE:
+        error, principal = translate(lang, "no_web_role"), None
+    if principal is None:
+        return render(
+            request, "sign_in.html", status=401, principal=None, nav=[], csrf=web.csrf,
+            csrf_field=CSRF_FIELD, next=next_page, error=error,
+        )  # fmt: skip
+    response = RedirectResponse(next_page or HOME_BY_ROLE[principal.role], 303)
+    # A new session (and CSRF token) at sign-in: a token planted before it is worthless.
+    _set_session(request, response, WebSession.signed_in(principal.client_id))
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request) -> Response:
+    """End the session: the cookie is cleared and the sign-in page shown."""
+    web = signer(request).load(request.cookies.get(COOKIE))
+    if web is None:
+        return RedirectResponse("/web/sign-in", 303)
+    await form_of(request, web)
+    response = RedirectResponse("/web/sign-in", 303)
+    response.delete_cookie(COOKIE, path="/web")
+    return response
+
+
+def _set_session(request: Request, response: Response, web: WebSession) -> None:
+    """Set the session cookie: HttpOnly, SameSite=Strict, scoped to the pages."""
+    settings = request.app.state.services.settings
+    response.set_cookie(
+        COOKIE, signer(request).dump(web), max_age=settings.web_session_minutes * 60,
+        path="/web", httponly=True, samesite="strict", secure=settings.web_cookie_secure,
+    )  # fmt: skip
+
+
+@router.get("/")
+def home(page: Page = Depends(signed_in())) -> Response:  # noqa: B008
+    """Send a signed-in client to its role's start page."""
+    return RedirectResponse(HOME_BY_ROLE.get(page.principal.role, "/web/sign-in"), 303)
+
+
+# The grid worker's queue, task and outcome.
+
+
+def plain_reasons(reasons: dict[str, Any], lang: Lang) -> str:
+    """Render a task's or assessment's reasons as a sentence in plain words."""
+    if "level" in reasons and "rule" in reasons and "window" in reasons:
+        return render_reasons(reasons, lang=lang)
+    if reasons.get("rule") == "death_record_name_mismatch":
+        record = reasons.get("record") or {}
+        if lang == "zh":
+            return (
+                f"死亡记录与在册信息不一致：记录姓名“{record.get('name', '')}”，"
+                f"死亡日期 {record.get('died_on', '')}。请核实本人是否健在。"
+            )
+        return (
+            f"A death record disagrees with the roll: it names \u201c{record.get('name', '')}"
+            f"\u201d, died {record.get('died_on', '')}. Check whether the person is alive."
+        )
+    return "；".join(f"{key}: {value}" for key, value in reasons.items())
+
+
+@router.get("/queue", response_class=HTMLResponse)
+async def queue(
+    page: Page = Depends(signed_in("tasks.read")),  # noqa: B008
+    grid: str | None = None,
+    recorded: int | None = None,
+) -> HTMLResponse:
+    """Show the open tasks of the caller's grids, by priority, grouped by community grid."""
+    principal = page.principal
+    if principal.role == Role.GRID_WORKER:
+        grids = [grid] if grid else list(principal.grids)
+    else:
+        grids = [grid] if grid else []
+    now = utcnow()
+
+    def work() -> list[dict[str, Any]]:
+        groups = []
+        for code in grids:
+            authorize_grid(principal, code)
+            page.audit("tasks.read", "grid", code, {"status": "open"})
+            rows, total = grid_queue(
+                page.session, grid=code, status="open", now=now, limit=QUEUE_PAGE, offset=0
+            )
+            groups.append({"grid": code, "total": total, "tasks": [
+                {**vars(row), "kind_label": page.t(f"kind_{row.kind}"),
+                 "overdue": row.due_on < page.today(),
+                 "reasons_text": plain_reasons(row.reasons, page.lang)}
+                for row in rows
+            ]})  # fmt: skip
+        return groups
+
+    groups = await page.run(work)
+    return page.render(
+        "queue.html", groups=groups, grid=grid, recorded=recorded,
+        pick_grid=principal.role != Role.GRID_WORKER,
+    )  # fmt: skip
+
+
+def _task_context(page: Page, task_id: int) -> dict[str, Any]:
+    """Gather a task page: the task, the person, the reasons in words, the recent traces."""
+    task = page.session.get(ReviewTask, task_id)
+    if task is None:
+        raise NotFound(f"no review task {task_id}")
+    authorize_grid(page.principal, task.grid_code)
+    person = page.session.get(Person, task.person_id)
+    assert person is not None  # a task's person is a foreign key
+    page.audit("persons.read", "person", person.person_ref, {"task": task_id})
+    view = person_view(
+        page.session, store=page.services.store, person_ref=person.person_ref,
+        today=page.today(), window_days=90, per_source=10,
+    )  # fmt: skip
+    kind = TaskKind(task.kind)
+    return {
+        "task": task,
+        "kind_label": page.t(f"kind_{kind}"),
+        "person": view,
+        "reasons_text": plain_reasons(task.reasons, page.lang),
+        "level_text": None
+        if view.assessment is None
+        else plain_reasons(view.assessment["reasons"], page.lang),
+        "traces": [(page.t(f"source_{source}"), rows) for source, rows in view.timeline.items()],
+        "is_open": task.status in (TaskStatus.OPEN, TaskStatus.CLAIMED),
+        "outcomes": [
+            (str(o), page.t(f"outcome_{o}")) for o in VisitOutcome if o in OUTCOMES_BY_KIND[kind]
+        ],
+        "may_record": page.principal.role in PERMISSIONS["tasks.outcome"],
+        "today": page.today(),
+    }
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+async def task_page(
+    task_id: int,
+    page: Page = Depends(signed_in("tasks.read")),  # noqa: B008
+) -> HTMLResponse:
+    """Show a task: the person, masked number, reasons in plain words, recent traces, form."""
+    context = await page.run(lambda: _task_context(page, task_id))
+    return page.render("task.html", **context, values={}, errors={})
+
+
+def _parse_day(raw: str, field_name: str, errors: dict[str, str], page: Page) -> dt.date | None:
+    """Parse an ISO day from a form field, noting a readable error beside the field."""
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        errors[field_name] = page.t("bad_date")
+        return None
+
+
+def _validate_outcome(
+    page: Page, values: dict[str, str], allowed: set[str]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Check an outcome form; return errors by field and the parsed outcome."""
+    errors: dict[str, str] = {}
+    outcome = values.get("outcome", "")
+    if not outcome:
+        errors["outcome"] = page.t("required")
+    elif outcome not in allowed:
+        errors["outcome"] = page.t("outcome_choose")
+    on = _parse_day(values.get("on", ""), "on", errors, page) or page.today()
+    if on > page.today():
+        errors["on"] = page.t("date_in_future")
+    died_on = _parse_day(values.get("died_on", ""), "died_on", errors, page)
+    if outcome == VisitOutcome.DECEASED and died_on is None and "died_on" not in errors:
+        errors["died_on"] = page.t("required")
+    elif outcome != VisitOutcome.DECEASED and died_on is not None:
+        errors["died_on"] = page.t("only_for_deceased")
+    elif died_on is not None and died_on > on:
+        errors["died_on"] = page.t("died_after_visit")
+    region = values.get("region", "").strip()
+    if outcome == VisitOutcome.MOVED_AWAY and not (region.isdigit() and len(region) == 6):
+        errors["region"] = page.t("bad_region") if region else page.t("required")
+    note = values.get("note", "").strip()
+    if len(note) > 500:
+        errors["note"] = page.t("note_too_long")
+    parsed = {
+        "outcome": outcome, "on": on, "died_on": died_on,
+        "region": region if outcome == VisitOutcome.MOVED_AWAY else None, "note": note or None,
+    }  # fmt: skip
+    return errors, parsed
+
+
+@router.post("/tasks/{task_id}/outcome", response_class=HTMLResponse)
+async def task_outcome(
+    task_id: int,
+    request: Request,
+    page: Page = Depends(signed_in("tasks.outcome")),  # noqa: B008
+) -> Response:
+    """Record a visit's outcome from the form; errors are shown beside their fields."""
+    values = await form_of(request, page.web)
+    values.pop(CSRF_FIELD, None)
+
+    def work() -> tuple[dict[str, str], dict[str, Any] | None]:
+        page.audit("tasks.outcome", "review_task", task_id, {
+            k: v for k, v in values.items() if k in ("outcome", "on", "died_on", "region")
+        })  # fmt: skip
+        task = ensure_may_settle(
+            page.session, task_id=task_id, actor=page.principal.name, now=utcnow(),
+            grids=page.principal.grids if page.principal.role == Role.GRID_WORKER else None,
+        )  # fmt: skip
+        allowed = {str(o) for o in OUTCOMES_BY_KIND[TaskKind(task.kind)]}
+        errors, parsed = _validate_outcome(page, values, allowed)
+        if not errors:
+            try:
+                record_outcome(
+                    page.session, task_id=task_id, outcome=parsed["outcome"],
+                    actor=page.principal.name, on=parsed["on"], died_on=parsed["died_on"],
+                    region=parsed["region"], note=parsed["note"],
+                )  # fmt: skip
+                return {}, None
+            except OutcomeInvalid as error:
+                # The domain names the field first ("region: ..."): show it there.
+                name, _, text = str(error).partition(": ")
+                errors[name if name in ("outcome", "on", "died_on", "region") else "outcome"] = (
+                    text or str(error)
+                )
+        page.session.rollback()  # nothing of a refused form is kept (the audit is re-written)
+        page.audit("tasks.outcome.refused", "review_task", task_id, {"fields": sorted(errors)})
+        return errors, _task_context(page, task_id)
+
+    errors, context = await page.run(work)
+    if context is None:
+        return RedirectResponse(f"/web/queue?recorded={task_id}", 303)
+    return page.render("task.html", status=422, **context, values=values, errors=errors)
+
+
+# Supervisors: the dashboard, runs and persons.
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard_page(
+    page: Page = Depends(signed_in("indicators.read")),  # noqa: B008
+    region: str | None = None,
+) -> HTMLResponse:
+    """Show the indicators, levels by region and over runs, the backlog and the list."""
+    region = (region or "").strip()[:6] or None
+
+    def work() -> dict[str, Any]:
+        page.audit("dashboard.read", "indicators", region)
+        figures = indicators(page.session, region=region, grid=None, today=page.today())
+        by_region = (
+            {} if figures.run_id is None
+            else dashboard.levels_by_region(page.session, run_id=figures.run_id, region=region)
+        )  # fmt: skip
+        trend = dashboard.level_trend(page.session)
+        backlog = dashboard.review_backlog(page.session, today=page.today(), region=region)
+        return {
+            "figures": figures, "by_region": by_region, "trend": trend, "backlog": backlog,
+            "movements": dashboard.list_movements(page.session, region=region),
+            "recent": dashboard.recent_list_lines(page.session, region=region),
+        }  # fmt: skip
+
+    data = await page.run(work)
+    level_labels = {level: page.t(f"level_{level}") for level in LEVELS}
+    charts_svg = {
+        "levels": charts.bars(
+            [(level_labels[lv], data["figures"].levels.get(lv, 0)) for lv in LEVELS],
+            title=page.t("levels"),
+        ),
+        "by_region": charts.stacked_bars(
+            list(data["by_region"].items()), series=LEVELS, labels=level_labels,
+            colours=charts.LEVEL_COLOURS, title=page.t("levels_by_region"),
+        ),
+        "trend": charts.line_chart(
+            [(p.as_of.strftime("%m-%d"), p.levels) for p in data["trend"]], series=LEVELS,
+            labels=level_labels, colours=charts.LEVEL_COLOURS, title=page.t("trend"),
+        ),
+        "backlog": charts.bars(
+            [(page.t(f"kind_{k}"), v) for k, v in sorted(data["backlog"].open_by_kind.items())],
+            title=page.t("backlog"),
+        ),
+    }  # fmt: skip
+    return page.render(
+        "dashboard.html", region=region, levels=LEVELS, level_labels=level_labels,
+        charts=charts_svg, **data,
+    )  # fmt: skip
+
+
+@router.get("/runs", response_class=HTMLResponse)
+async def runs_list(page: Page = Depends(signed_in("runs.read"))) -> HTMLResponse:  # noqa: B008
+    """List the certification runs, newest first."""
+    rows, total = await page.run(lambda: runs_page(page.session, limit=50, offset=0))
+    return page.render("runs.html", runs=rows, total=total)
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+async def run_page(
+    run_id: int,
+    page: Page = Depends(signed_in("runs.read")),  # noqa: B008
+) -> HTMLResponse:
+    """Show one run's report: levels, certifications, tasks, the list and the guard."""
+    run = await page.run(lambda: get_run(page.session, run_id=run_id))
+    report = run.report or {}
+    level_labels = {level: page.t(f"level_{level}") for level in LEVELS}
+    chart = charts.bars(
+        [(level_labels[lv], int(report.get("levels", {}).get(lv, 0))) for lv in LEVELS],
+        title=page.t("levels"),
+    )
+    return page.render("run.html", run=run, report=report, chart=chart, level_labels=level_labels)
+
+
+@router.get("/persons", response_class=HTMLResponse)
+def find_person(
+    ref: str = "",
+    page: Page = Depends(signed_in("persons.read")),  # noqa: B008
+) -> Response:
+    """Open a person's file from the search box."""
+    return RedirectResponse(f"/web/persons/{quote(ref.strip()[:32], safe='')}", 303)
+
+
+@router.get("/persons/{person_ref}", response_class=HTMLResponse)
+async def person_page(
+    person_ref: str,
+    page: Page = Depends(signed_in("persons.read")),  # noqa: B008
+) -> HTMLResponse:
+    """Show a person's file: level and its explanation, certification, tasks, timeline."""
+
+    def work() -> Any:
+        page.audit("persons.read", "person", person_ref[:64])
+        view = person_view(
+            page.session, store=page.services.store, person_ref=person_ref[:32],
+            today=page.today(), window_days=180, per_source=500,
+        )  # fmt: skip
+        authorize_grid(page.principal, view.grid_code)
+        return view
+
+    view = await page.run(work)
+    last_day = view.assessment["as_of"] if view.assessment else page.today()
+    first_day = last_day - dt.timedelta(days=180)
+    marks = []
+    if view.assessment and view.assessment["reasons"].get("death"):
+        died = dt.date.fromisoformat(view.assessment["reasons"]["death"])
+        marks.append((died, page.t("died_on")))
+    lanes = [(page.t(f"source_{s}"), [r["day"] for r in rows]) for s, rows in view.timeline.items()]
+    chart = charts.timeline(
+        lanes,
+        first_day=first_day, last_day=last_day, title=page.t("timeline"), marks=marks,
+    )  # fmt: skip
+    return page.render(
+        "person.html", person=view, chart=chart,
+        explanation=None if view.assessment is None
+        else plain_reasons(view.assessment["reasons"], page.lang),
+        level_label=None if view.assessment is None
+        else page.t(f"level_{view.assessment['level']}"),
+        tasks=[(t, page.t(f"kind_{t['kind']}")) for t in view.open_tasks],
+    )  # fmt: skip

@@ -1,0 +1,68 @@
+"""The web session: a signed cookie naming the signed-in client, with its CSRF token.
+
+The cookie holds no personal data and no token: only the client's id, a CSRF token and
+when it was signed. The client is looked up on every request, so revoking its token or
+its expiry ends its web sessions at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+COOKIE = "lv_session"
+LANG_COOKIE = "lv_lang"
+CSRF_FIELD = "csrf_token"
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """Who is signed in (None: nobody yet) and the token every form must echo."""
+
+    client_id: int | None
+    csrf: str
+
+    @classmethod
+    def anonymous(cls) -> WebSession:
+        """Return a fresh session of nobody, with a new CSRF token (for the sign-in form)."""
+        return cls(client_id=None, csrf=secrets.token_urlsafe(32))
+
+    @classmethod
+    def signed_in(cls, client_id: int) -> WebSession:
+        """Return a session for a client just signed in; the CSRF token is renewed."""
+        return cls(client_id=client_id, csrf=secrets.token_urlsafe(32))
+
+    def accepts(self, submitted: object) -> bool:
+        """Return whether a form's CSRF field matches this session's token."""
+        return isinstance(submitted, str) and hmac.compare_digest(submitted, self.csrf)
+
+
+class SessionSigner:
+    """Signs sessions into cookie values and reads them back, refusing tampered or old ones."""
+
+    def __init__(self, secret: str | None, *, max_age_s: int) -> None:
+        # Without a configured key, one per process: sessions end when the server restarts.
+        self._serializer = URLSafeTimedSerializer(
+            secret or secrets.token_urlsafe(32), salt="liveness.web.session"
+        )
+        self.max_age_s = max_age_s
+
+    def dump(self, session: WebSession) -> str:
+        """Return the cookie value of a session."""
+        return self._serializer.dumps({"c": session.client_id, "x": session.csrf})
+
+    def load(self, value: str | None) -> WebSession | None:
+        """Return the session of a cookie value, or None if absent, tampered or expired."""
+        if not value:
+            return None
+        try:
+            raw = self._serializer.loads(value, max_age=self.max_age_s)
+        except BadSignature:
+            return None
+        if not isinstance(raw, dict) or not isinstance(raw.get("x"), str):
+            return None
+        client = raw.get("c")
+        return WebSession(client_id=client if isinstance(client, int) else None, csrf=raw["x"])

@@ -1,0 +1,118 @@
+"""The pages in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+A grid worker signs in on a phone-sized screen, opens the queue, records an outcome and
+sees it leave the queue; a supervisor sees the dashboard reflect it; a grid worker cannot
+open another grid's task. Every page is checked for labelled inputs, keyboard use and text
+contrast, and photographed into test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import World
+from tests.web.browsing import DESKTOP, PHONE, check_page, serving, sign_in_by_keyboard
+
+
+@pytest.fixture
+def server(web_world: World) -> Iterator[str]:
+    """Serve the world's app for the browser."""
+    with serving(web_world.client.app) as base:
+        yield base
+
+
+def test_a_grid_worker_records_an_outcome_and_the_supervisor_sees_it(
+    web_world: World, server: str, browser: Any
+) -> None:
+    phone = browser.new_context(viewport=PHONE, locale="zh-CN")
+    page = phone.new_page()
+    page.goto(f"{server}/web/sign-in")
+    check_page(page, "01-sign-in")
+    sign_in_by_keyboard(page, server, web_world.tokens["grid_worker"])
+    assert page.url.endswith("/web/queue")
+    task = web_world.tasks["visit_g1_high"]
+    assert page.locator(f'[data-task="{task}"]').count() == 1
+    check_page(page, "02-queue-phone")
+
+    page.click(f'[data-task="{task}"] h3 a')
+    assert page.url.endswith(f"/web/tasks/{task}")
+    check_page(page, "03-task-phone")
+
+    # A deceased outcome without its date: refused, the error beside the field.
+    page.select_option("#outcome", "deceased")
+    page.click("button[type=submit] >> text=提交结果")
+    assert page.locator("#died_on-error").is_visible()
+    assert page.get_attribute("#died_on", "aria-invalid") == "true"
+    check_page(page, "04-outcome-errors")
+
+    page.select_option("#outcome", "alive_confirmed")
+    page.fill("#died_on", "")
+    page.fill("#note", "本人在家，精神良好")
+    page.click("button[type=submit] >> text=提交结果")
+    assert "/web/queue?recorded=" in page.url
+    assert page.locator(f'[data-task="{task}"]').count() == 0
+    assert page.locator("[role=status]").is_visible()
+    check_page(page, "05-queue-after-outcome")
+
+    # Another grid's task is not for this worker.
+    answer = page.goto(f"{server}/web/tasks/{web_world.tasks['visit_g2']}")
+    assert answer is not None and answer.status == 403
+    check_page(page, "06-other-grid-refused")
+    phone.close()
+
+    desk = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = desk.new_page()
+    sign_in_by_keyboard(page, server, web_world.tokens["operator"])
+    assert page.url.endswith("/web/dashboard")
+    # Five tasks were seeded, one was just settled.
+    assert page.locator('[data-figure="open_tasks"]').inner_text() == "4"
+    assert page.locator("svg.chart").count() >= 4
+    check_page(page, "07-dashboard")
+    page.click("text=English")
+    assert page.locator("h1").inner_text() == "Certification dashboard"
+    check_page(page, "08-dashboard-en")
+    page.goto(f"{server}/web/runs/{web_world.run_id}")
+    check_page(page, "09-run-report")
+    page.goto(f"{server}/web/dashboard")
+    page.fill("#ref", "P3")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith("/web/persons/P3")
+    check_page(page, "10-person")
+    desk.close()
+
+
+def test_an_inspector_answers_a_lead_and_the_operator_accepts_it(
+    web_world: World, server: str, browser: Any
+) -> None:
+    phone = browser.new_context(viewport=PHONE, locale="zh-CN")
+    page = phone.new_page()
+    sign_in_by_keyboard(page, server, web_world.tokens["inspector"])
+    assert page.url.endswith("/web/orders")
+    check_page(page, "11-orders-inspector")
+    with page.expect_navigation():
+        page.click(f'[data-order="{web_world.orders["mine"]}"] a')
+    lead = web_world.leads["ordered"]
+    page.select_option(f"#verdict-{lead}", "confirmed")
+    page.fill(f"#amount-{lead}", "1200.50")
+    page.fill(f"#note-{lead}", "账户由子女代管，已追回")
+    with page.expect_navigation():
+        page.click(f'[data-lead="{lead}"] button[type=submit]')
+    assert page.locator(f'[data-lead="{lead}"] [data-status]').inner_text() == "待审核"
+    check_page(page, "12-order-answered")
+    phone.close()
+
+    desk = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = desk.new_page()
+    sign_in_by_keyboard(page, server, web_world.tokens["operator"])
+    page.goto(f"{server}/web/orders/{web_world.orders['mine']}")
+    with page.expect_navigation():
+        page.click(f'[data-lead="{lead}"] button[value=accept]')
+    assert page.locator(f'[data-lead="{lead}"] [data-status]').inner_text() == "已办结"
+    check_page(page, "13-order-reviewed")
+    page.goto(f"{server}/web/orders")
+    check_page(page, "14-orders-operator")
+    desk.close()
