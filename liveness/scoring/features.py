@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,18 @@ class EvidenceFeatures:
     def n_persons(self) -> int:
         """Return the number of persons."""
         return int(self.last_day.shape[0])
+
+    def take(self, rows: npt.NDArray[np.integer[Any]]) -> EvidenceFeatures:
+        """Return the features of some persons only, in the order of `rows`."""
+        return EvidenceFeatures(
+            as_of_day=self.as_of_day,
+            last_day=self.last_day[rows],
+            recent_weight=self.recent_weight[rows],
+            long_weight=self.long_weight[rows],
+            window_weight=self.window_weight[:, rows],
+            face_pass_day=self.face_pass_day[rows],
+            recent_sources=self.recent_sources[rows],
+        )
 
 
 class FeatureAccumulator:
