@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from api.deps import Caller, require, require_cached
+from api.deps import CLIENT_CTE, Caller, require, require_cached
 from api.routers.common import ERRORS, Id
 from api.schemas import (
     ListAckCreate,
@@ -17,7 +17,14 @@ from api.schemas import (
     ListFeedRead,
 )
 from liveness.lists import approve_entry
-from liveness.views.lists import acknowledge, entries_csv, list_feed
+from liveness.views.lists import (
+    acknowledge,
+    entries_csv,
+    list_feed,
+    list_feed_body,
+    list_feed_sql,
+)
+from models import utcnow
 
 router = APIRouter(prefix="/lists", tags=["lists"], responses=ERRORS)
 
@@ -32,6 +39,13 @@ async def feed(
 
     Never skips or repeats an entry, even while a run publishes (see liveness.views.lists).
     """
+    if caller.reads is not None:
+        # PostgreSQL: check the client, read, audit and build the JSON in one statement.
+        row = await caller.read_once(
+            list_feed_sql(CLIENT_CTE), {"after": after, "limit": limit}, target_ref=None,
+            now=utcnow(),
+        )  # fmt: skip
+        return Response(list_feed_body(row), media_type="application/json")
 
     def work() -> bytes:
         with caller.audit_read("lists.read", "list", None) as audit:

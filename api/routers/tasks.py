@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import Caller, require, require_cached
+from api.deps import CLIENT_CTE, Caller, require, require_cached
 from api.routers.common import ERRORS, Id, Limit, Offset
 from api.schemas import ClaimRead, OutcomeCreate, OutcomeRead, TaskPage, TaskRead
 from liveness.access import authorize_grid
 from liveness.access.idempotency import recall, remember, request_hash
 from liveness.review.claims import claim_task, ensure_may_settle
 from liveness.review.outcomes import record_outcome
-from liveness.views.queue import grid_queue
+from liveness.views.queue import grid_queue, grid_queue_body, grid_queue_sql
 from models import Role, utcnow
 
 router = APIRouter(tags=["tasks"], responses=ERRORS)
@@ -34,6 +34,19 @@ async def list_grid_tasks(
     offset: Offset = 0,
 ) -> Response:
     """List a grid's tasks by priority, identity numbers masked; grid workers see their grids."""
+    if caller.reads is not None:
+        # PostgreSQL: check the client, read, audit and build the JSON in one statement.
+        if not caller.principal.may_see_grid(grid):
+            await caller.exact()  # a revoked token is answered 401, never 403
+        authorize_grid(caller.principal, grid)
+        sql = grid_queue_sql(status, CLIENT_CTE)
+        row = await caller.read_once(
+            sql, {"grid": grid, "status": status, "limit": limit, "offset": offset},
+            target_ref=grid, now=utcnow(),
+        )  # fmt: skip
+        return Response(
+            grid_queue_body(row, limit=limit, offset=offset), media_type="application/json"
+        )
 
     def work() -> bytes:
         authorize_grid(caller.principal, grid)

@@ -148,6 +148,36 @@ def load(url: str, persons: int, seed: int) -> tuple[int, int, dict[str, str]]:
     return grids, len(listed), tokens
 
 
+def _cpu_seconds(server_pid: int) -> dict[str, float]:
+    """Return CPU seconds used so far by the server's processes, PostgreSQL's, this process
+    and the whole machine (Linux /proc; empty elsewhere).
+
+    The host is shared: what the rest of the machine used during a measurement says how far
+    its latencies can be trusted.
+    """
+    stat = Path("/proc/stat")
+    if not stat.exists():
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]]
+    busy = (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
+    server = postgres = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            head, tail = (entry / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        values = tail.split()
+        used = (int(values[11]) + int(values[12])) / tick
+        if int(entry.name) == server_pid or int(values[1]) == server_pid:
+            server += used
+        elif head.split("(", 1)[1] == "postgres":
+            postgres += used
+    return {"server": server, "postgres": postgres, "client": time.process_time(), "all": busy}
+
+
 class _Connection:
     """One keep-alive HTTP/1.1 connection, read and written by hand.
 
@@ -300,18 +330,28 @@ def main() -> None:
                     asyncio.run(
                         _hammer(base, clients=args.clients, seconds=2, token=token, path_of=path_of)
                     )  # warm-up
+                    before = _cpu_seconds(server.pid)
                     latencies, errors = asyncio.run(
                         _hammer(base, clients=args.clients, seconds=args.seconds, token=token,
                                 path_of=path_of, rate=args.rate)
                     )  # fmt: skip
+                    after = _cpu_seconds(server.pid)
                     ms = np.array(latencies) * 1000
                     figures[f"{label}_p50_ms"] = f"{np.percentile(ms, 50):.1f}"
                     figures[f"{label}_p99_ms"] = f"{np.percentile(ms, 99):.1f}"
                     figures[f"{label}_rps"] = f"{len(ms) / args.seconds:.0f}"
                     figures[f"{label}_errors"] = str(errors)
+                    cpu = {k: (after[k] - before[k]) / args.seconds for k in after}
+                    if cpu:
+                        # Cores busy on average: server, PostgreSQL, this client, and the rest
+                        # of the machine (other work on a shared host; kernel threads).
+                        cpu["other"] = cpu.pop("all") - sum(cpu.values())
+                        for key, value in cpu.items():
+                            figures[f"{label}_cpu_{key}"] = f"{value:.2f}"
+                    busy = ", ".join(f"{key} {value:.2f}" for key, value in cpu.items())
                     print(f"{label}: {len(ms):,} requests, p50 {figures[f'{label}_p50_ms']} ms, "
                           f"p99 {figures[f'{label}_p99_ms']} ms, {figures[f'{label}_rps']} req/s, "
-                          f"{errors} errors", flush=True)  # fmt: skip
+                          f"{errors} errors; cores busy: {busy}", flush=True)  # fmt: skip
             finally:
                 server.terminate()
                 server.wait(timeout=30)

@@ -75,6 +75,22 @@ class ReadAudit:
             )
 
 
+def read_audit_cte(*, action: str, target_type: str, detail_sql: str) -> str:
+    """Return a PostgreSQL CTE `audit` writing a read's entry in the read's own statement.
+
+    For reads done in one statement (see api.deps.Caller.read_once): the entry is written only
+    when the CTE `client` holds a row (the caller is still allowed), `detail_sql` is a json
+    expression over the statement's other CTEs, and `action`/`target_type` are constants of
+    the code, never input. Parameters: now, audit_actor, audit_ref, audit_addr.
+    """
+    return (
+        f"audit AS (INSERT INTO {_AUDIT.name} "
+        "(at, actor, action, target_type, target_ref, detail, remote_addr) "
+        f"SELECT %(now)s, %(audit_actor)s::text, '{action}', '{target_type}', "
+        f"%(audit_ref)s::text, {detail_sql}, %(audit_addr)s::text FROM client)"
+    )
+
+
 def audit_page(
     session: Session,
     *,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from liveness.access.audit import read_audit_cte
 from liveness.errors import LivenessError, NotFound
 from models import FaceCallback, Notice, NoticeStatus, Person, ReviewTask, TaskKind, TaskStatus
 
@@ -112,6 +114,95 @@ def grid_queue(
     else:
         total = session.scalar(select(func.count()).select_from(ReviewTask).where(condition))
     return page, int(total or 0)
+
+
+def _status_sql(status: str) -> str:
+    """Return `_status_condition` as PostgreSQL text over review_tasks AS t (same meaning)."""
+    try:
+        chosen = TaskStatus(status)
+    except ValueError:
+        raise ViewInvalid(
+            f"status: {status!r} is not a task status; expected one of {', '.join(TaskStatus)}"
+        ) from None
+    if chosen == TaskStatus.OPEN:
+        return (
+            f"t.status IN ('{TaskStatus.OPEN}', '{TaskStatus.CLAIMED}') "
+            f"AND (t.status = '{TaskStatus.OPEN}' OR t.claim_expires_at <= %(now)s)"
+        )
+    if chosen == TaskStatus.CLAIMED:
+        return f"t.status = '{TaskStatus.CLAIMED}' AND t.claim_expires_at > %(now)s"
+    return f"t.status = '{chosen}'"
+
+
+# A UTC timestamp as pydantic writes it: seconds, then microseconds only when there are any.
+_JSON_UTC = (
+    "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+    "date_trunc('second', {0}) = {0} THEN '' ELSE to_char({0} AT TIME ZONE 'UTC', '.US') END "
+    "|| 'Z'"
+)
+# A float as pydantic writes it: a whole number keeps its ".0" (PostgreSQL writes 3, not 3.0),
+# and a non-finite one is null.
+_JSON_FLOAT = (
+    "CASE WHEN {0} = trunc({0}) AND abs({0}) < 1e15 THEN (trunc({0})::bigint::text || '.0')::json "
+    "WHEN {0} IN ('Infinity', '-Infinity', 'NaN') THEN 'null'::json ELSE to_json({0}) END"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def grid_queue_sql(status: str, client: str) -> str:
+    """Return the API's grid queue as one PostgreSQL statement that also writes its audit.
+
+    The same page as `grid_queue`, built as JSON by PostgreSQL, so that the API answers with
+    one round trip and no row objects: the statement returns (allowed, items, total), items
+    being the page's `TaskRead` objects joined by commas. It expects a CTE `client` holding
+    a row iff the caller is still allowed, given as `client` (see api.deps); nothing is read
+    or written otherwise. Parameters: grid, now, limit, offset, status and the audit's
+    (read_audit_cte). The JSON parses to what TaskPage writes; only `reasons` keeps the
+    spacing it was stored with.
+    """
+    condition = _status_sql(status)
+    scope = f"EXISTS (SELECT FROM client) AND t.grid_code = %(grid)s AND {condition}"
+    audit = read_audit_cte(
+        action="tasks.read", target_type="grid",
+        detail_sql="json_build_object('status', %(status)s::text, 'limit', %(limit)s::int, "
+        "'offset', %(offset)s::int, 'returned', (SELECT count(*) FROM hits))",
+    )  # fmt: skip
+    return f"""
+WITH {client},
+hits AS (
+    SELECT t.id, p.person_ref, p.name, p.id_number, p.region_code, t.grid_code, t.kind,
+        t.status, t.priority, t.opened_on, t.due_on, t.claimed_by, t.claim_expires_at,
+        t.reasons, count(*) OVER () AS total
+    FROM review_tasks AS t JOIN persons AS p ON p.id = t.person_id
+    WHERE {scope}
+    ORDER BY t.priority DESC, t.id
+    LIMIT %(limit)s OFFSET %(offset)s
+),
+{audit}
+SELECT
+    EXISTS (SELECT FROM client),
+    (SELECT string_agg(row_to_json(x)::text, ',' ORDER BY h.priority DESC, h.id)
+     FROM hits AS h, LATERAL (SELECT h.id, h.person_ref, h.name,
+        CASE WHEN length(h.id_number) <= 10 THEN repeat('*', length(h.id_number))
+             ELSE left(h.id_number, 6) || repeat('*', length(h.id_number) - 10)
+                  || right(h.id_number, 4) END AS id_number_masked,
+        h.region_code, h.grid_code, h.kind, h.status,
+        {_JSON_FLOAT.format("h.priority")} AS priority,
+        h.opened_on, h.due_on, h.claimed_by,
+        {_JSON_UTC.format("h.claim_expires_at")} AS claim_expires_at,
+        h.reasons) AS x),
+    coalesce((SELECT total FROM hits LIMIT 1),
+             (SELECT count(*) FROM review_tasks AS t WHERE {scope}))
+"""
+
+
+def grid_queue_body(row: tuple[Any, ...], *, limit: int, offset: int) -> bytes:
+    """Return the JSON `TaskPage` of a `grid_queue_sql` result row (allowed, items, total)."""
+    return (
+        b'{"items":['
+        + (row[1] or "").encode()
+        + b'],"total":%d,"limit":%d,"offset":%d}' % (row[2], limit, offset)
+    )
 
 
 def task_grid(session: Session, *, task_id: int) -> str:

@@ -1,0 +1,160 @@
+"""The queue and the feed built by PostgreSQL in one statement answer what the ORM path does."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from api.schemas import ListEntryRead, ListFeedRead, TaskPage, TaskRead
+from liveness.db import session_scope
+from liveness.views.lists import list_feed
+from liveness.views.queue import grid_queue
+from models import (
+    AuditEntry,
+    ListAction,
+    ListEntry,
+    ListEntryStatus,
+    ListReason,
+    Person,
+    ReviewTask,
+    TaskKind,
+    TaskStatus,
+    utcnow,
+)
+from tests.api.conftest import AS_OF, World, make_world
+from tests.liveness.conftest import services_factory  # noqa: F401  (a fixture)
+
+
+@pytest.fixture
+def pg_world(services_factory: Any) -> Iterator[World]:  # noqa: F811
+    """Give a seeded world on PostgreSQL with awkward values added to the queue and the feed."""
+    world = make_world(services_factory("postgresql"))
+    now = utcnow()
+    with session_scope(world.services.sessions) as session:
+        person = session.scalars(select(Person).where(Person.grid_code == "G1")).first()
+        assert person is not None
+        person.id_number = "1234"  # short: masked whole
+        base = dict(person_id=person.id, kind=TaskKind.HOME_VISIT, grid_code="G1",
+                    opened_on=AS_OF, due_on=AS_OF + dt.timedelta(days=30))  # fmt: skip
+        session.add_all(
+            [
+                ReviewTask(**base, status=TaskStatus.OPEN, priority=7.0,
+                           reasons={"rule": "弱", "sources": {"transit": [1, 2.5, None]}}),
+                ReviewTask(**base, status=TaskStatus.CLAIMED, priority=0.1 + 0.2,
+                           claimed_by="w", reasons={},
+                           claim_expires_at=now + dt.timedelta(hours=1, microseconds=7)),
+                ReviewTask(**base, status=TaskStatus.CLAIMED, priority=-3.0, claimed_by="w",
+                           reasons={}, claim_expires_at=now - dt.timedelta(hours=1)),
+                ReviewTask(**base, status=TaskStatus.DONE, priority=1e-7, reasons={}),
+            ]
+        )  # fmt: skip
+        last = session.scalars(select(ListEntry).order_by(ListEntry.seq.desc())).first()
+        assert last is not None
+        high = session.scalar(select(func.max(ListEntry.seq))) or 0
+        for offset, status, detail in (
+            (1, ListEntryStatus.HELD, {}),
+            (2, ListEntryStatus.PUBLISHED, {"approves_seq": high + 1}),
+            (4, ListEntryStatus.PUBLISHED, {}),  # after a gap: never returned before it fills
+        ):
+            session.add(
+                ListEntry(
+                    seq=high + offset, run_id=last.run_id, person_id=last.person_id,
+                    benefit_id=last.benefit_id, action=ListAction.REINSTATE,
+                    reason=ListReason.PROOF_OF_LIFE, effective_on=AS_OF,
+                    amount=Decimal("-12.50"), status=status, detail=detail,
+                )
+            )  # fmt: skip
+    with world.client:
+        yield world
+    world.services.engine.dispose()
+
+
+def _last_audit(world: World) -> AuditEntry:
+    with session_scope(world.services.sessions) as session:
+        entry = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+        assert entry is not None
+        return entry
+
+
+def _audit_count(world: World) -> int:
+    with session_scope(world.services.sessions) as session:
+        return session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"status": "open", "limit": 2, "offset": 1},
+        {"status": "claimed"},
+        {"status": "done"},
+        {"status": "open", "offset": 500},
+    ],
+)
+def test_the_queue_answers_as_the_orm_path(pg_world: World, query: dict[str, Any]) -> None:
+    """Same page, total and audit entry as grid_queue with TaskPage, for each status."""
+    answer = pg_world.client.get(
+        "/api/v1/grids/G1/tasks", params=query, headers=pg_world.auth("grid_worker")
+    )
+    assert answer.status_code == 200
+    status, limit, offset = (
+        query.get("status", "open"),
+        query.get("limit", 50),
+        query.get("offset", 0),
+    )
+    with session_scope(pg_world.services.sessions) as session:
+        rows, total = grid_queue(
+            session, grid="G1", status=status, now=utcnow(), limit=limit, offset=offset
+        )
+    expected = TaskPage(
+        items=[TaskRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+    assert answer.json() == expected.model_dump(mode="json")
+    # Typed alike too: a whole priority stays a float (PostgreSQL alone would write 7, not 7.0).
+    assert all(isinstance(item["priority"], float) for item in answer.json()["items"])
+    audit = _last_audit(pg_world)
+    assert (audit.actor, audit.action, audit.target_type, audit.target_ref) == (
+        "grid_worker", "tasks.read", "grid", "G1",
+    )  # fmt: skip
+    assert audit.detail == {"status": status, "limit": limit, "offset": offset,
+                            "returned": len(rows)}  # fmt: skip
+    assert audit.remote_addr == "testclient"
+
+
+def test_the_queue_refuses_a_bad_status_and_a_foreign_grid(pg_world: World) -> None:
+    """Validation and scope come before the statement: 422 and 403, nothing audited."""
+    before = _audit_count(pg_world)
+    headers = pg_world.auth("grid_worker")
+    bad = pg_world.client.get("/api/v1/grids/G1/tasks?status=nope", headers=headers)
+    assert bad.status_code == 422 and "status" in bad.json()["detail"]
+    assert pg_world.client.get("/api/v1/grids/G2/tasks", headers=headers).status_code == 403
+    assert _audit_count(pg_world) == before
+
+
+@pytest.mark.parametrize("after,limit", [(0, 100), (0, 2), (1, 3), (10**6, 5)])
+def test_the_feed_answers_as_the_orm_path(pg_world: World, after: int, limit: int) -> None:
+    """Same entries, cursor, high water and audit entry as list_feed, stopping at the gap."""
+    answer = pg_world.client.get(
+        "/api/v1/lists/entries", params={"after": after, "limit": limit},
+        headers=pg_world.auth("payment"),
+    )  # fmt: skip
+    assert answer.status_code == 200
+    with session_scope(pg_world.services.sessions) as session:
+        page = list_feed(session, after=after, limit=limit)
+    expected = ListFeedRead(
+        entries=[ListEntryRead.model_validate(e) for e in page.entries],
+        next_after=page.next_after, high_water=page.high_water,
+    )  # fmt: skip
+    assert answer.content == expected.model_dump_json().encode()
+    audit = _last_audit(pg_world)
+    assert (audit.actor, audit.action, audit.target_type, audit.target_ref) == (
+        "payment", "lists.read", "list", None,
+    )  # fmt: skip
+    assert audit.detail == {
+        "after": after, "next_after": page.next_after, "returned": len(page.entries),
+    }  # fmt: skip
