@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+import pyarrow as pa
+from sqlalchemy import Select, String, select, type_coerce
 from sqlalchemy.orm import Session
 
-from liveness.db import query_frame
+from liveness.identity.keys import KeyIndex
 from models import Card, DeathMatch, Person
 
 USABLE_ID_STATUSES = ("valid", "upgraded")
@@ -44,21 +47,31 @@ class RollIndex:
 
     @classmethod
     def load(cls, session: Session) -> RollIndex:
-        """Load every person on the roll."""
-        rows = session.execute(
+        """Load every person on the roll, in one query."""
+        columns = _columns(
+            session,
             select(
                 Person.id,
                 Person.id_number,
                 Person.id_status,
                 Person.name,
                 Person.sex,
-                Person.birth_date,
-            )
-        ).all()
-        frame = pd.DataFrame(
-            rows, columns=["person_id", "id_number", "id_status", "name", "sex", "birth_date"]
+                # Read as delivered (text on SQLite): parsed below at once, not row by row.
+                type_coerce(Person.birth_date, String),
+            ),
         )
-        frame["birth_date"] = pd.to_datetime(frame["birth_date"])
+        frame = pd.DataFrame(
+            {
+                "person_id": np.asarray(columns[0], dtype=np.int64),
+                "id_number": columns[1],
+                "id_status": columns[2],
+                "name": columns[3],
+                "sex": columns[4],
+                "birth_date": pd.to_datetime(
+                    pd.Series(columns[5], dtype=object), format="ISO8601"
+                ).astype("datetime64[s]"),
+            }
+        )
         return cls(persons=frame)
 
     @cached_property
@@ -69,6 +82,11 @@ class RollIndex:
         return pd.Series(
             usable["person_id"].to_numpy(), index=pd.Index(usable["id_number"].to_numpy())
         )
+
+    @cached_property
+    def number_index(self) -> KeyIndex:
+        """Return the usable identity numbers of `by_number`, indexed for vectorised lookups."""
+        return KeyIndex.build(pa.array(self.by_number.index.to_numpy(dtype=object), pa.string()))
 
     @cached_property
     def by_demographics(self) -> pd.DataFrame:
@@ -121,9 +139,8 @@ def link_by_number_and_name(
 
 def link_by_id_number(numbers: pd.Series, statuses: pd.Series, roll: RollIndex) -> np.ndarray:
     """Return the person id of each row whose normalised number is on the roll, else -1."""
-    index = roll.by_number
-    positions = index.index.get_indexer(numbers.astype(object).to_numpy())
-    holders = np.append(index.to_numpy(), UNLINKED)  # position -1 reads the sentinel
+    positions = roll.number_index.positions(numbers)
+    holders = np.append(roll.by_number.to_numpy(), UNLINKED)  # position -1 reads the sentinel
     person_id = holders[positions]
     usable = statuses.isin(USABLE_ID_STATUSES).to_numpy(dtype=bool)
     return np.where(usable, person_id, UNLINKED).astype(np.int32)
@@ -137,33 +154,73 @@ class CardIndex:
 
     @classmethod
     def load(cls, session: Session) -> CardIndex:
-        """Load every card."""
-        frame = query_frame(
+        """Load every card, in one query."""
+        card_no, person_id, issued_on, cancelled_on = _columns(
             session,
-            select(Card.card_no, Card.person_id, Card.issued_on, Card.cancelled_on),
-            ["card_no", "person_id", "issued_on", "cancelled_on"],
+            select(
+                Card.card_no,
+                Card.person_id,
+                # Read as delivered (text on SQLite): parsed below at once, not row by row.
+                type_coerce(Card.issued_on, String),
+                type_coerce(Card.cancelled_on, String),
+            ),
         )
-        frame["person_id"] = frame["person_id"].fillna(UNLINKED).astype(np.int32)
-        frame["issued_day"] = _days(frame["issued_on"]).fillna(np.iinfo(np.int32).min)
-        frame["cancelled_day"] = _days(frame["cancelled_on"]).fillna(np.iinfo(np.int32).max)
+        holders = pd.Series(person_id, dtype="Int64").fillna(UNLINKED)
+        frame = pd.DataFrame(
+            {
+                "card_no": card_no,
+                "person_id": holders.to_numpy(dtype=np.int32),
+                "issued_day": _days(issued_on).fillna(np.iinfo(np.int32).min),
+                "cancelled_day": _days(cancelled_on).fillna(np.iinfo(np.int32).max),
+            }
+        )
         return cls(cards=frame)
 
     @cached_property
-    def by_card_no(self) -> pd.Index:
-        """Return the card numbers as an index, built once for every lookup."""
-        return pd.Index(self.cards["card_no"].to_numpy())
+    def by_card_no(self) -> KeyIndex:
+        """Return the card numbers indexed for vectorised lookups, built once."""
+        return KeyIndex.build(pa.array(self.cards["card_no"].to_numpy(dtype=object), pa.string()))
 
 
-def _days(dates: pd.Series) -> pd.Series:
-    """Return dates as float day numbers (NaN where missing), whatever the column's dtype."""
-    stamps = pd.to_datetime(pd.Series(dates, dtype=object), errors="coerce")
-    days = stamps.to_numpy(dtype="datetime64[D]").astype("int64").astype("float64")
-    return pd.Series(np.where(stamps.isna().to_numpy(), np.nan, days), index=dates.index)
+def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Run a parameterless select on the session's connection; return it column by column.
+
+    The driver's plain tuples are read directly: building a SQLAlchemy row (or an ORM object)
+    per row costs more than the query itself on a roll of a million persons.
+    """
+    connection = session.connection()
+    sql = str(statement.compile(dialect=connection.dialect))
+    cursor = connection.connection.cursor()
+    # A million fresh tuples would set off the cyclic garbage collector again and again (it
+    # then costs several times the query); tuples of plain values hold no cycles.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+        return list(zip(*rows, strict=True)) if rows else [() for _ in statement.selected_columns]
+    finally:
+        if collecting:
+            gc.enable()
+        cursor.close()
 
 
-def link_by_card(card_nos: pd.Series, days: np.ndarray, cards: CardIndex) -> np.ndarray:
+def _days(dates: tuple[Any, ...]) -> pd.Series:
+    """Return dates (ISO text or dates, as the driver gives them) as float day numbers."""
+    try:
+        parsed = pa.array(dates).cast(pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        parsed = pa.array(pd.to_datetime(pd.Series(dates, dtype=object), errors="coerce"))
+        parsed = parsed.cast(pa.date32())
+    days = parsed.cast(pa.int32()).to_numpy(zero_copy_only=False)
+    return pd.Series(days, dtype="float64")
+
+
+def link_by_card(
+    card_nos: pd.Series | pa.Array | pa.ChunkedArray, days: np.ndarray, cards: CardIndex
+) -> np.ndarray:
     """Return the holder of each row's card if the card was valid that day, else -1."""
-    positions = cards.by_card_no.get_indexer(card_nos.astype(object).to_numpy())
+    positions = cards.by_card_no.positions(card_nos)
     # Position -1 (no such card) reads a sentinel card that is never valid.
     issued = np.append(cards.cards["issued_day"].to_numpy(), np.inf)[positions]
     cancelled = np.append(cards.cards["cancelled_day"].to_numpy(), -np.inf)[positions]

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from connectors import Batch, ConnectorError, SourceConfig, get_connector, make_transport
 from liveness.errors import DeliveryRefused
-from liveness.evidence.store import EvidenceStore, day_from_number
+from liveness.evidence.store import DeliveryWriter, EvidenceStore, day_from_number
 from liveness.identity import CardIndex, RollIndex
 from liveness.ingest.deaths import load_death_records, load_deregistrations
 from liveness.ingest.roll import load_cards, load_registry
@@ -29,7 +33,6 @@ from models import Delivery, DeliveryStatus, QuarantinedRow, SourceCursor, Sourc
 INGEST_ORDER = (
     "registry", "cards", "transit", "card_txn", "medical", "face", "cremation", "deregistration",
 )  # fmt: skip
-MAX_HASH_PARTS = 8
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".ndjson")
 
 
@@ -52,6 +55,43 @@ class DeliveryReport:
         return asdict(self)
 
 
+class _SortedRuns:
+    """A growing set of 64-bit hashes kept as a few sorted runs, for batch membership tests.
+
+    A new batch becomes a run of its own; runs merge when the newer is as large as the older
+    (as in a binary counter), so a set of n hashes has at most log2(n / batch) runs and each
+    hash is merged log2 times: adding costs little, and a test costs one binary search per run.
+    """
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        self.runs: list[np.ndarray] = [np.sort(hashes)] if hashes.size else []
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Add hashes (repeats of stored ones are harmless)."""
+        if not hashes.size:
+            return
+        self.runs.append(np.sort(hashes))
+        while len(self.runs) > 1 and self.runs[-2].size <= 2 * self.runs[-1].size:
+            newer = self.runs.pop()
+            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], newer]))
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        """Return whether each hash is in the set."""
+        found = np.zeros(hashes.size, dtype=bool)
+        if not self.runs or not hashes.size:
+            return found
+        # Searched in sorted order, the binary searches walk each run front to back (several
+        # times faster on runs of millions than searching in the batch's random order).
+        order = np.argsort(hashes)
+        ordered = hashes[order]
+        hit = np.zeros(hashes.size, dtype=bool)
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, ordered), run.size - 1)
+            hit |= run[at] == ordered
+        found[order] = hit
+        return found
+
+
 @dataclass
 class IngestContext:
     """What every delivery of one ingest needs: configuration, the store, cached indexes."""
@@ -61,9 +101,8 @@ class IngestContext:
     timezone: str
     _roll: RollIndex | None = field(default=None, repr=False)
     _cards: CardIndex | None = field(default=None, repr=False)
-    # Per source and month, the sorted record hashes of each stored part: checking a delivery
-    # against them costs a binary search per part, and adding a delivery costs nothing.
-    _hashes: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=dict, repr=False)
+    # Per source and month, the record hashes already stored, for re-delivery checks.
+    _hashes: dict[tuple[str, str], _SortedRuns] = field(default_factory=dict, repr=False)
 
     def roll(self, session: Session) -> RollIndex:
         """Return the roll index, loading it once."""
@@ -83,36 +122,39 @@ class IngestContext:
         """Return, per trace, whether its record hash is already stored for `source`."""
         months = days.astype("datetime64[D]").astype("datetime64[M]")
         found = np.zeros(len(hashes), dtype=bool)
-        for month in np.unique(months):
+        first, last = (months.min(), months.max()) if months.size else (None, None)
+        for month in [first] if first == last else np.unique(months):
             key = (source, str(month))
             if key not in self._hashes:
-                self._hashes[key] = [
+                self._hashes[key] = _SortedRuns(
                     self.store.existing_hashes(session, source=source, months=[str(month)])
-                ]
-            rows = np.flatnonzero(months == month)
-            for part in self._hashes[key]:
-                if part.size:
-                    at = np.minimum(np.searchsorted(part, hashes[rows]), part.size - 1)
-                    found[rows] |= part[at] == hashes[rows]
+                )
+            if first == last:
+                found = self._hashes[key].contains(hashes)
+            else:
+                rows = np.flatnonzero(months == month)
+                found[rows] = self._hashes[key].contains(hashes[rows])
         return found
 
-    def remember_hashes(self, *, source: str, traces: pd.DataFrame) -> None:
+    def remember_hashes(self, *, source: str, hashes: np.ndarray, days: np.ndarray) -> None:
         """Add newly stored traces to the cached hashes of their months."""
-        months = traces["day"].to_numpy().astype("datetime64[D]").astype("datetime64[M]")
-        hashes = traces["record_hash"].to_numpy()
-        for month in np.unique(months):
-            key = (source, str(month))
-            if key in self._hashes:
-                parts = self._hashes[key]
-                parts.append(np.sort(hashes[months == month]))
-                # Many small daily parts make every check slow: fold them into one now and then.
-                if len(parts) > MAX_HASH_PARTS:
-                    self._hashes[key] = [np.sort(np.concatenate(parts))]
+        months = days.astype("datetime64[D]").astype("datetime64[M]")
+        if not months.size:
+            return
+        first, last = months.min(), months.max()
+        for month in [first] if first == last else np.unique(months):
+            runs = self._hashes.get((source, str(month)))
+            if runs is not None:
+                runs.add(hashes if first == last else hashes[months == month])
 
     def forget_indexes(self) -> None:
         """Drop cached indexes after the roll or the cards changed, or a delivery rolled back."""
         self._roll = None
         self._cards = None
+        self._hashes.clear()
+
+    def forget_hashes(self) -> None:
+        """Drop the cached record hashes after a delivery rolled back (the indexes still hold)."""
         self._hashes.clear()
 
 
@@ -197,6 +239,7 @@ def ingest_delivery(
         batches=lambda: connector.read(path, format=format, encoding=encoding),
         context=context,
         on_batch=on_batch,
+        read_ahead=True,
     )
 
 
@@ -207,28 +250,43 @@ def _load_batches(
     batches: Callable[[], Iterator[Batch]],
     context: IngestContext,
     on_batch: Callable[[int], None] | None,
+    read_ahead: bool = False,
 ) -> DeliveryReport:
-    """Load every batch of a delivery; on a connector error keep only the refusal."""
+    """Load every batch of a delivery; on a connector error keep only the refusal.
+
+    With `read_ahead` the connector reads the next batch on a thread of its own while this
+    one is linked and stored (only for files: a pull's connection belongs to this thread).
+    """
     source = delivery.source
     report = DeliveryReport(source=source, file=delivery.path, status=DeliveryStatus.LOADED.value)
+    traces = (
+        _TraceSink(context.store.delivery_writer(source=source, delivery_id=delivery.id))
+        if source in TRACE_SOURCES
+        else None
+    )
     savepoint = session.begin_nested()
     try:
-        for batch in batches():
+        for batch in _read_ahead(batches()) if read_ahead else batches():
             report.rows_read += batch.rows_read
             _store_quarantine(session, delivery, batch.quarantined)
             report.quarantined += len(batch.quarantined)
             loaded, redelivered, unmatched = _load_rows(
-                session, source=source, rows=batch.rows, delivery_id=delivery.id, context=context
-            )
+                session, source=source, rows=batch.rows, delivery_id=delivery.id,
+                context=context, traces=traces,
+            )  # fmt: skip
             report.loaded += loaded
             report.redelivered += redelivered
             report.unmatched += unmatched
             if on_batch is not None:
                 on_batch(batch.rows_read)
+        if traces is not None:
+            # Parts and volumes enter the transaction only once every batch has loaded.
+            traces.writer.finish(session)
+            _add_volumes(session, source=source, counts=traces.volumes)
         savepoint.commit()
     except ConnectorError as error:
         savepoint.rollback()
-        context.forget_indexes()
+        context.forget_hashes()
         delivery.status = DeliveryStatus.REFUSED
         delivery.error = str(error)
         session.flush()
@@ -236,6 +294,9 @@ def _load_batches(
             source=source, file=delivery.path, status=DeliveryStatus.REFUSED.value,
             error=str(error),
         )  # fmt: skip
+    finally:
+        if traces is not None:
+            traces.writer.abort()  # nothing left to drop once finished
     delivery.rows_read = report.rows_read
     delivery.rows_loaded = report.loaded
     delivery.rows_redelivered = report.redelivered
@@ -243,6 +304,59 @@ def _load_batches(
     delivery.rows_unmatched = report.unmatched
     session.flush()
     return report
+
+
+@dataclass
+class _TraceSink:
+    """Where a delivery's traces go until it has loaded whole: its parts and day counts."""
+
+    writer: DeliveryWriter
+    volumes: Counter[int] = field(default_factory=Counter)
+
+
+_Item = TypeVar("_Item")
+
+
+def _read_ahead(items: Iterator[_Item]) -> Iterator[_Item]:
+    """Yield `items`, producing the next one on a worker thread while the caller works.
+
+    Decoding and normalising a batch is Arrow work that runs without the GIL, so it overlaps
+    with linking and storing the previous one; one batch waits at most, bounding memory.
+    """
+    handoff: queue.Queue[tuple[bool, _Item | None, BaseException | None]] = queue.Queue(1)
+    stop = threading.Event()
+
+    def put(item: tuple[bool, _Item | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((False, item, None)):
+                    return
+            put((True, None, None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            put((True, None, error))
+
+    worker = threading.Thread(target=work, name="delivery-batches", daemon=True)
+    worker.start()
+    try:
+        while True:
+            done, item, error = handoff.get()
+            if error is not None:
+                raise error
+            if done:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join()
 
 
 def ingest_pull(
@@ -299,24 +413,33 @@ def ingest_pull(
 def _store_quarantine(session: Session, delivery: Delivery, quarantined: pd.DataFrame) -> None:
     if quarantined.empty:
         return
-    session.add_all(
-        QuarantinedRow(
-            delivery_id=delivery.id,
-            source=delivery.source,
-            file_name=delivery.file_name,
-            line=int(line),
-            raw=str(raw),
-            reason=str(reason),
-        )
-        for line, raw, reason in zip(
-            quarantined["line"], quarantined["raw"], quarantined["reason"], strict=True
-        )
+    # One executemany: an ORM object per row would cost more than reading the row did.
+    session.execute(
+        insert(QuarantinedRow),
+        [
+            {
+                "delivery_id": delivery.id,
+                "source": delivery.source,
+                "file_name": delivery.file_name,
+                "line": int(line),
+                "raw": str(raw),
+                "reason": str(reason),
+            }
+            for line, raw, reason in zip(
+                quarantined["line"], quarantined["raw"], quarantined["reason"], strict=True
+            )
+        ],
     )
-    session.flush()
 
 
 def _load_rows(
-    session: Session, *, source: str, rows: pd.DataFrame, delivery_id: int, context: IngestContext
+    session: Session,
+    *,
+    source: str,
+    rows: pd.DataFrame,
+    delivery_id: int,
+    context: IngestContext,
+    traces: _TraceSink | None = None,
 ) -> tuple[int, int, int]:
     """Dispatch a batch of good rows to the loader of its source."""
     if source == "registry":
@@ -337,29 +460,38 @@ def _load_rows(
             session, rows=rows, roll=context.roll(session), delivery_id=delivery_id,
             timezone=context.timezone,
         )  # fmt: skip
-    if source in TRACE_SOURCES:
+    if source in TRACE_SOURCES and traces is not None:
         return _load_traces(
-            session, source=source, rows=rows, delivery_id=delivery_id, context=context
-        )
+            session, source=source, rows=rows, delivery_id=delivery_id, context=context,
+            sink=traces,
+        )  # fmt: skip
     raise DeliveryRefused(f"no loader for source {source!r}")
 
 
 def _load_traces(
-    session: Session, *, source: str, rows: pd.DataFrame, delivery_id: int, context: IngestContext
+    session: Session,
+    *,
+    source: str,
+    rows: pd.DataFrame,
+    delivery_id: int,
+    context: IngestContext,
+    sink: _TraceSink,
 ) -> tuple[int, int, int]:
-    """Link, deduplicate and append traces; keep daily volumes; pass deaths at discharge on."""
+    """Link and deduplicate traces, hand them to the delivery's parts; pass deaths on."""
     traces = evidence_rows(
-        source, rows, roll=context.roll(session), cards=context.cards(session),
+        source, rows, roll=lambda: context.roll(session), cards=lambda: context.cards(session),
         delivery_id=delivery_id, timezone=context.timezone,
     )  # fmt: skip
-    stored = context.stored(
-        session, source=source, hashes=traces["record_hash"].to_numpy(),
-        days=traces["day"].to_numpy(),
-    )  # fmt: skip
+    hashes = traces["record_hash"].to_numpy()
+    days = traces["day"].to_numpy()
+    stored = context.stored(session, source=source, hashes=hashes, days=days)
     fresh, redelivered = drop_redeliveries(traces, stored)
-    context.store.append(session, source=source, traces=fresh, delivery_id=delivery_id)
-    context.remember_hashes(source=source, traces=fresh)
-    _add_volumes(session, source=source, days=fresh["day"].to_numpy())
+    sink.writer.add(fresh)
+    if redelivered:
+        hashes, days = fresh["record_hash"].to_numpy(), fresh["day"].to_numpy()
+    context.remember_hashes(source=source, hashes=hashes, days=days)
+    values, counts = np.unique(days, return_counts=True)
+    sink.volumes.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
     if source == "medical" and "discharge_outcome" in rows:
         died = rows["discharge_outcome"].eq("deceased").fillna(False).to_numpy(dtype=bool)
         if died.any():
@@ -368,25 +500,23 @@ def _load_traces(
                 roll=context.roll(session), delivery_id=delivery_id, timezone=context.timezone,
             )  # fmt: skip
     unmatched = int((fresh["person_id"].to_numpy() < 0).sum())
-    return len(fresh), redelivered, unmatched
+    return fresh.num_rows, redelivered, unmatched
 
 
-def _add_volumes(session: Session, *, source: str, days: np.ndarray) -> None:
+def _add_volumes(session: Session, *, source: str, counts: Counter[int]) -> None:
     """Add the day counts of newly stored traces to the source's daily volumes."""
-    if days.size == 0:
+    if not counts:
         return
-    values, counts = np.unique(days, return_counts=True)
+    days = {day_from_number(value): count for value, count in counts.items() if count}
     stored = {
         volume.day: volume
         for volume in session.scalars(
             select(SourceVolume).where(
-                SourceVolume.source == source,
-                SourceVolume.day.in_([day_from_number(int(v)) for v in values]),
+                SourceVolume.source == source, SourceVolume.day.in_(list(days))
             )
         )
     }
-    for value, count in zip(values, counts, strict=True):
-        day = day_from_number(int(value))
+    for day, count in days.items():
         if day in stored:
             stored[day].traces += int(count)
         else:

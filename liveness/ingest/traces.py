@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from liveness.evidence.store import record_hashes
 from liveness.identity import (
@@ -31,21 +35,38 @@ def local_days(stamps: pd.Series, timezone: str) -> np.ndarray:
     return local.to_numpy().astype("datetime64[D]").astype(np.int64).astype(np.int32)
 
 
-def trace_kinds(source: str, rows: pd.DataFrame) -> np.ndarray:
+TAP_KINDS = pa.array(["tap", "tap_face", "tap_face_failed"], pa.string())
+LINKS = pa.array(["none", "card", "id_number", "name_birth_sex"], pa.string())
+
+
+def _arrow(column: pd.Series) -> pa.Array:
+    """Return a column as one Arrow array (Arrow-backed columns without a copy)."""
+    values = pa.array(column.array) if column.dtype != object else pa.array(column.to_numpy())
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _coded(codes: np.ndarray, vocabulary: pa.Array) -> pa.Array:
+    """Return the strings of `vocabulary` at `codes`, built in Arrow: no Python object per row."""
+    return pa.DictionaryArray.from_arrays(pa.array(codes), vocabulary).cast(pa.string())
+
+
+def trace_kinds(source: str, rows: pd.DataFrame) -> pa.Array:
     """Return the evidence kind of each row, in the scoring policy's vocabulary."""
     if source == "transit":
-        face = rows["face_match"] if "face_match" in rows else pd.Series(pd.NA, index=rows.index)
-        kinds = np.where(face.eq(True).fillna(False), "tap_face", "tap")
-        return np.where(face.eq(False).fillna(False), "tap_face_failed", kinds).astype(object)
+        if "face_match" not in rows:
+            return _coded(np.zeros(len(rows), dtype=np.int8), TAP_KINDS)
+        face = rows["face_match"].to_numpy(dtype=np.int8, na_value=-1)
+        # -1 (unknown) -> tap, 1 -> tap_face, 0 -> tap_face_failed
+        return _coded(np.array([2, 1, 0], dtype=np.int8)[face], TAP_KINDS)
     if source == "card_txn":
-        return rows["channel"].astype(object).to_numpy()
+        return _arrow(rows["channel"]).cast(pa.string())
     if source == "medical":
-        return rows["visit_type"].astype(object).to_numpy()
+        return _arrow(rows["visit_type"]).cast(pa.string())
     if source == "face":
         result = rows["result"].astype(object).to_numpy()
         channel = rows.get("channel", pd.Series(pd.NA, index=rows.index)).astype("string")
         passed = "pass_" + channel.fillna(UNKNOWN_FACE_CHANNEL).astype(object).to_numpy()
-        return np.where(result == "pass", passed, result).astype(object)
+        return pa.array(np.where(result == "pass", passed, result).astype(object), pa.string())
     raise ValueError(f"{source} is not a trace source")
 
 
@@ -53,55 +74,64 @@ def evidence_rows(
     source: str,
     rows: pd.DataFrame,
     *,
-    roll: RollIndex,
-    cards: CardIndex,
+    roll: Callable[[], RollIndex],
+    cards: Callable[[], CardIndex],
     delivery_id: int,
     timezone: str,
-) -> pd.DataFrame:
-    """Link rows to persons and shape them as evidence-store rows."""
+) -> pa.Table:
+    """Link rows to persons and shape them as an evidence-store table.
+
+    `roll` and `cards` are called only when a row needs them: transit links by card alone,
+    and loading a large roll it does not use would cost more than linking.
+    """
     stamps = rows[EVENT_COLUMN[source]]
     days = local_days(stamps, timezone)
     if "card_no" in rows:
-        link_key = rows["card_no"]
-        person_id = link_by_card(rows["card_no"], days, cards)
-        link = np.where(person_id >= 0, "card", "none")
+        link_key = _arrow(rows["card_no"])
+        person_id = link_by_card(link_key, days, cards())
+        link = np.where(person_id >= 0, 1, 0).astype(np.int8)
     else:
-        link_key = rows["id_number"]
-        person_id = link_by_id_number(rows["id_number"], rows["id_number_status"], roll)
-        link = np.where(person_id >= 0, "id_number", "none")
+        link_key = _arrow(rows["id_number"])
+        person_id = link_by_id_number(rows["id_number"], rows["id_number_status"], roll())
+        link = np.where(person_id >= 0, 2, 0).astype(np.int8)
         if "name" in rows:
             by_name = link_by_number_and_name(
-                rows["id_number"], rows["id_number_status"], rows["name"], roll
+                rows["id_number"], rows["id_number_status"], rows["name"], roll()
             )
             found = (person_id < 0) & (by_name >= 0)
             person_id = np.where(found, by_name, person_id)
-            link = np.where(found, "name_birth_sex", link)
-    correction = rows["correction"] if "correction" in rows else pd.Series(False, index=rows.index)
-    traces = pd.DataFrame(
-        {
-            # Arrow-backed arrays pass through as they are: no Python objects per trace.
-            "record_id": rows["record_id"].array,
-            "record_hash": record_hashes(rows["record_id"]),
-            "person_id": person_id,
-            "day": days,
-            "event_at": stamps.dt.floor("s").array,
-            "kind": trace_kinds(source, rows),
-            "link": link,
-            "link_key": link_key.array,
-            "delivery_id": np.int32(delivery_id),
-            "correction": correction.fillna(False).astype(bool).to_numpy(),
-        }
+            link = np.where(found, 3, link).astype(np.int8)
+    correction = (
+        rows["correction"].to_numpy(dtype=bool, na_value=False)
+        if "correction" in rows
+        else np.zeros(len(rows), dtype=bool)
     )
+    # Whole seconds, rounded down (also before 1970, where a plain cast would round up).
+    event_at = pc.floor_temporal(_arrow(stamps), unit="second").cast(pa.timestamp("s", tz="UTC"))
+    columns: dict[str, pa.Array] = {
+        "record_id": _arrow(rows["record_id"]).cast(pa.string()),
+        "record_hash": pa.array(record_hashes(rows["record_id"]), pa.uint64()),
+        "person_id": pa.array(person_id.astype(np.int32, copy=False)),
+        "day": pa.array(days),
+        "event_at": event_at,
+        "kind": trace_kinds(source, rows),
+        "link": _coded(link, LINKS),
+        "link_key": link_key.cast(pa.string()),
+        "delivery_id": pa.array(np.full(len(rows), delivery_id, dtype=np.int32)),
+        "correction": pa.array(correction),
+    }
     if source == "face":
         # The matched face template: the same face passing for two numbers is an integrity lead.
         face_id = rows["face_id"] if "face_id" in rows else pd.Series(None, index=rows.index)
-        traces["face_id"] = face_id.astype("string").str.strip().replace("", pd.NA).array
-    return traces
+        cleaned = face_id.astype("string").str.strip().replace("", pd.NA)
+        columns["face_id"] = _arrow(cleaned).cast(pa.string())
+    return pa.table(columns)
 
 
-def drop_redeliveries(traces: pd.DataFrame, stored: np.ndarray) -> tuple[pd.DataFrame, int]:
+def drop_redeliveries(traces: pa.Table, stored: np.ndarray) -> tuple[pa.Table, int]:
     """Drop rows already stored (or repeated in this batch), unless they are corrections."""
     hashes = traces["record_hash"].to_numpy()
     seen = stored | pd.Series(hashes).duplicated().to_numpy()
-    keep = ~seen | traces["correction"].to_numpy(dtype=bool)
-    return traces.loc[keep], int((~keep).sum())
+    keep = ~seen | traces["correction"].to_numpy(zero_copy_only=False)
+    dropped = int((~keep).sum())
+    return (traces if dropped == 0 else traces.filter(pa.array(keep))), dropped

@@ -183,3 +183,33 @@ def test_the_snapshot_drops_unknown_kinds_and_unlinked_traces(
     transit = snapshot.features.last_day[:, 0]
     assert transit[rows].tolist() == [day_number(D("2025-03-10")), -1]
     assert snapshot.trace_count == 1
+
+
+def test_a_delivery_writer_publishes_one_part_per_month_only_when_finished(
+    session: Session, store: EvidenceStore
+) -> None:
+    delivery_id = delivery(session)
+    writer = store.delivery_writer(source="transit", delivery_id=delivery_id)
+    for rows in (
+        [("T1", 1, "2025-01-30", "tap", False), ("T2", 2, "2025-02-01", "tap", False)],
+        [("T3", 3, "2025-01-02", "tap_face", False)],
+    ):
+        table = pa.Table.from_pandas(frame(rows, delivery_id=delivery_id), preserve_index=False)
+        writer.add(table)
+    assert read(session, store) == {}
+    parts = writer.finish(session)
+    assert sorted((p.month, p.rows, p.min_day, p.max_day) for p in parts) == [
+        ("2025-01", 2, dt.date(2025, 1, 2), dt.date(2025, 1, 30)),
+        ("2025-02", 1, dt.date(2025, 2, 1), dt.date(2025, 2, 1)),
+    ]
+    assert set(read(session, store)) == {"T1", "T2", "T3"}
+
+
+def test_an_aborted_delivery_writer_leaves_no_file(session: Session, store: EvidenceStore) -> None:
+    delivery_id = delivery(session)
+    writer = store.delivery_writer(source="transit", delivery_id=delivery_id)
+    rows = [("T1", 1, "2025-01-30", "tap", False)]
+    writer.add(pa.Table.from_pandas(frame(rows, delivery_id=delivery_id), preserve_index=False))
+    writer.abort()
+    assert read(session, store) == {}
+    assert not [p for p in store.root.rglob("*") if p.is_file()]
