@@ -291,11 +291,11 @@ class _PersonIndex:
 
 @dataclass(frozen=True, eq=False)
 class _Evidence:
-    """What the stream of traces leaves behind: features, the dead's traces, counts per row."""
+    """What the stream of traces leaves behind: features, the dead's traces and a count."""
 
     features: EvidenceFeatures
     traces: dict[str, np.ndarray]
-    counts: npt.NDArray[np.int64]
+    count: int
 
 
 # Batches read ahead while the current one is scattered (each a few tens of MB).
@@ -380,14 +380,14 @@ def _scatter(
     died = np.append(death_day >= 0, False)
     anyone_died = bool(died.any())
     kept: dict[str, list[np.ndarray]] = {"person": [], "source": [], "kind": [], "day": []}
-    counts = np.zeros(persons.size + 1, dtype=np.int64)
+    count = 0
     for source_code, batch in _prefetched(readers):
         if stop is not None and stop.is_set():
             break
         person, kind, day = persons.map(batch.person_id), batch.kind, batch.day
         # Traces of nobody on the roll, or of unknown kinds, are not filtered out (that
         # costs more than the scatter): the accumulator gives them a spare row and no weight.
-        counts += np.bincount(person[kind >= 0], minlength=persons.size + 1)
+        count += int(np.count_nonzero((person < persons.size) & (kind >= 0)))
         accumulator.add(person_idx=person, source=source_code, kind_code=kind, day=day)
         if anyone_died:
             dead = died[person] & (kind >= 0)
@@ -401,7 +401,7 @@ def _scatter(
         key: np.concatenate(values) if values else np.empty(0, dtype=empty[key])
         for key, values in kept.items()
     }
-    return _Evidence(features=accumulator.result(), traces=traces, counts=counts[:-1])
+    return _Evidence(features=accumulator.result(), traces=traces, count=count)
 
 
 def _death_days(first_death: pd.Series, persons: _PersonIndex) -> npt.NDArray[np.int32]:
@@ -473,5 +473,5 @@ def take_snapshot(
     return EvidenceSnapshot(
         as_of=as_of, roll=roll, traces=traces, deaths=deaths, first_death=first_death,
         death_day=death_day, features=evidence.features.take(rows), post_death=post_death,
-        outages=outages, trace_count=int(evidence.counts[rows].sum()),
+        outages=outages, trace_count=evidence.count,
     )  # fmt: skip
