@@ -108,13 +108,13 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
         key = f"{kind}_{value}"
         return translate(lang, key) if key in catalogue() else str(value)
 
+    base = {
+        "lang": lang, "other_lang": LANGS[1 - LANGS.index(lang)], "path": request.url.path,
+        "t": lambda key, **values: translate(lang, key, **values), "label": label,
+    }  # fmt: skip
     response = TEMPLATES.TemplateResponse(
-        request, template,
-        {"lang": lang, "t": lambda key, **v: translate(lang, key, **v), "label": label,
-         "other_lang":
-         LANGS[1 - LANGS.index(lang)], "path": request.url.path, **context},
-        status_code=status, headers=SECURITY_HEADERS,
-    )  # fmt: skip
+        request, template, {**base, **context}, status_code=status, headers=SECURITY_HEADERS
+    )
     if request.query_params.get("lang") in LANGS:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax")
     return response
