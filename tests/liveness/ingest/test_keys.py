@@ -41,7 +41,31 @@ def test_colliding_hashes_still_find_their_own_key(monkeypatch) -> None:  # type
 
     # Every string hashes alike: only the exact comparison tells the keys apart.
     monkeypatch.setattr(
-        keys_module, "string_hashes", lambda values: np.zeros(len(values), dtype=np.uint64)
+        keys_module, "_hash_padded", lambda padded, values: np.zeros(len(values), np.uint64)
     )
     index = KeyIndex.build(pa.array(["C1", "C2", "C3"]))
     assert index.positions(pa.array(["C3", "C9", "C1", None, "C2"])).tolist() == [2, -1, 0, -1, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(KEY, unique=True, max_size=40), probes=st.lists(st.one_of(KEY, st.none())))
+def test_positions_are_exact_when_every_hash_collides(
+    keys: list[str], probes: list[str | None]
+) -> None:
+    import numpy as np
+    from pytest import MonkeyPatch
+
+    import liveness.identity.keys as keys_module
+
+    # Hashes that only tell lengths apart (for short ones): the comparison of the padded words,
+    # and of long strings as strings, must tell every look-alike apart.
+    def colliding(padded: keys_module._Padded, values: pa.Array) -> np.ndarray:
+        return np.minimum(padded.lengths, np.uint64(3))
+
+    with MonkeyPatch.context() as patch:
+        patch.setattr(keys_module, "_hash_padded", colliding)
+        index = KeyIndex.build(pa.array(keys, pa.string()))
+        values = [*probes, *keys]
+        found = index.positions(pa.array(values, pa.string()))
+    where = {key: position for position, key in enumerate(keys)}
+    assert found.tolist() == [where.get(v, -1) if v is not None else -1 for v in values]
