@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 import anyio
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
+from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -32,11 +34,13 @@ from liveness.access import (
     record_audit,
     verify_principal,
 )
+from liveness.access.idempotency import recall, remember
 from liveness.app import Services
 from liveness.db import session_scope
 from models import AuditEntry, utcnow
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 # How long a looked-up principal (name, role, grids) is reused by the queue and the feed.
 # Revocation and expiry stay exact: they are checked on every request (require_cached).
@@ -266,6 +270,27 @@ class Caller:
             target_ref=None if target_ref is None else str(target_ref), detail=detail,
             remote_addr=self.remote_addr,
         )  # fmt: skip
+
+    def idempotent(
+        self, entry: AuditEntry, *, key: str | None, digest: str, change: Callable[[], M]
+    ) -> M | JSONResponse:
+        """Make `change` once per idempotency key: a replay answers what the first call did.
+
+        A key sent again with another body is refused (409, by `recall`); a replay is noted on
+        the request's audit entry.
+        """
+        if key is not None:
+            stored = recall(self.session, client=self.name, key=key, digest=digest)
+            if stored is not None:
+                entry.detail = {**entry.detail, "replayed_key": key}
+                return JSONResponse(stored.response, status_code=stored.status_code)
+        answer = change()
+        if key is not None:
+            remember(
+                self.session, client=self.name, key=key, digest=digest, status_code=200,
+                response=answer.model_dump(mode="json"),
+            )  # fmt: skip
+        return answer
 
     async def run(self, work: Callable[[], T]) -> T:
         """Run `work` and commit its transaction in one worker thread, for async handlers.

@@ -1,10 +1,10 @@
-"""What every router shares: error responses for the OpenAPI document, paging parameters."""
+"""What every router shares: error responses for the OpenAPI document, common parameters."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path, Query
+from fastapi import Header, Path, Query
 
 from api.errors import ErrorRead
 
@@ -20,3 +20,11 @@ Limit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
 # Ids are 32-bit integers on every backend: anything larger is refused as invalid input.
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="Object id.")]
+# A change sent again with the same key and body gets the same answer (see Caller.idempotent).
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(
+        max_length=128,
+        description="Same key and body: the same answer; same key, other body: 409.",
+    ),
+]

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from api.deps import Caller, require
-from api.routers.common import ERRORS, Id, Limit, Offset
+from api.routers.common import ERRORS, Id, IdempotencyHeader, Limit, Offset
 from api.schemas import (
     AnswerCreate,
     AnswerRead,
@@ -29,7 +29,7 @@ from api.schemas import (
     PrecisionRow,
     ReviewCreate,
 )
-from liveness.access.idempotency import recall, remember, request_hash
+from liveness.access.idempotency import request_hash
 from liveness.integrity import (
     answer_lead,
     create_orders,
@@ -179,34 +179,24 @@ def answer(
     lead_id: Id,
     body: AnswerCreate,
     caller: Annotated[Caller, Depends(require("leads.answer"))],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            max_length=128,
-            description="Same key and body: the same answer; same key, other body: 409.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyHeader = None,
 ) -> AnswerRead | JSONResponse:
     """Answer a lead of an order (confirmed, explained, data_error); again if it was returned."""
     entry = caller.audit("leads.answer", "integrity_lead", lead_id, body.model_dump(mode="json"))
-    digest = request_hash("leads.answer", lead_id, body.model_dump(mode="json"))
-    if idempotency_key is not None:
-        stored = recall(caller.session, client=caller.name, key=idempotency_key, digest=digest)
-        if stored is not None:
-            entry.detail = {**entry.detail, "replayed_key": idempotency_key}
-            return JSONResponse(stored.response, status_code=stored.status_code)
-    given = answer_lead(
-        caller.session, lead_id=lead_id, verdict=body.verdict,
-        amount_to_recover=body.amount_to_recover, answered_by=caller.name, note=body.note,
-        regions=caller.principal.region_scope(),
-    )  # fmt: skip
-    result = _answer_read(caller.session, given)
-    if idempotency_key is not None:
-        remember(
-            caller.session, client=caller.name, key=idempotency_key, digest=digest,
-            status_code=200, response=result.model_dump(mode="json"),
+
+    def change() -> AnswerRead:
+        given = answer_lead(
+            caller.session, lead_id=lead_id, verdict=body.verdict,
+            amount_to_recover=body.amount_to_recover, answered_by=caller.name, note=body.note,
+            regions=caller.principal.region_scope(),
         )  # fmt: skip
-    return result
+        return _answer_read(caller.session, given)
+
+    return caller.idempotent(
+        entry, key=idempotency_key,
+        digest=request_hash("leads.answer", lead_id, body.model_dump(mode="json")),
+        change=change,
+    )  # fmt: skip
 
 
 @router.post("/leads/{lead_id}/review", response_model=AnswerRead, summary="Review an answer")

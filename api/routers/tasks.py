@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import CLIENT_CTE, Caller, require, require_cached
-from api.routers.common import ERRORS, Id, Limit, Offset
+from api.routers.common import ERRORS, Id, IdempotencyHeader, Limit, Offset
 from api.schemas import ClaimRead, OutcomeCreate, OutcomeRead, TaskPage, TaskRead
 from liveness.access import authorize_grid
-from liveness.access.idempotency import recall, remember, request_hash
+from liveness.access.idempotency import request_hash
 from liveness.review.claims import claim_task, ensure_may_settle
 from liveness.review.outcomes import record_outcome
 from liveness.views.queue import grid_queue, grid_queue_body, grid_queue_sql
@@ -86,34 +86,24 @@ def outcome(
     task_id: Id,
     body: OutcomeCreate,
     caller: Annotated[Caller, Depends(require("tasks.outcome"))],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            max_length=128,
-            description="Same key and body: the same answer; same key, other body: 409.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyHeader = None,
 ) -> OutcomeRead | JSONResponse:
     """Record what a visit found; the next run applies it (certify, suspend or reinstate)."""
     entry = caller.audit("tasks.outcome", "review_task", task_id, body.model_dump(mode="json"))
-    digest = request_hash(task_id, body.model_dump(mode="json"))
-    if idempotency_key is not None:
-        stored = recall(caller.session, client=caller.name, key=idempotency_key, digest=digest)
-        if stored is not None:
-            entry.detail = {**entry.detail, "replayed_key": idempotency_key}
-            return JSONResponse(stored.response, status_code=stored.status_code)
-    now = utcnow()
-    ensure_may_settle(
-        caller.session, task_id=task_id, actor=caller.name, now=now, grids=_grids(caller)
-    )
-    task = record_outcome(
-        caller.session, task_id=task_id, outcome=body.outcome, actor=caller.name,
-        on=body.on or caller.today(), died_on=body.died_on, region=body.region, note=body.note,
-    )  # fmt: skip
-    answer = OutcomeRead.model_validate(task)
-    if idempotency_key is not None:
-        remember(
-            caller.session, client=caller.name, key=idempotency_key, digest=digest,
-            status_code=200, response=answer.model_dump(mode="json"),
+
+    def change() -> OutcomeRead:
+        ensure_may_settle(
+            caller.session, task_id=task_id, actor=caller.name, now=utcnow(),
+            grids=_grids(caller),
         )  # fmt: skip
-    return answer
+        task = record_outcome(
+            caller.session, task_id=task_id, outcome=body.outcome, actor=caller.name,
+            on=body.on or caller.today(), died_on=body.died_on, region=body.region,
+            note=body.note,
+        )  # fmt: skip
+        return OutcomeRead.model_validate(task)
+
+    return caller.idempotent(
+        entry, key=idempotency_key,
+        digest=request_hash(task_id, body.model_dump(mode="json")), change=change,
+    )  # fmt: skip
