@@ -36,7 +36,7 @@ from liveness.access import (
     authenticate,
     authorize,
     authorize_grid,
-    check_expiry,
+    principal_by_id,
     record_audit,
 )
 from liveness.app import Services
@@ -50,7 +50,7 @@ from liveness.views.indicators import indicators
 from liveness.views.person import person_view
 from liveness.views.queue import grid_queue
 from liveness.views.runs import get_run, runs_page
-from models import ApiClient, Person, ReviewTask, Role, TaskKind, TaskStatus, VisitOutcome, utcnow
+from models import Person, ReviewTask, Role, TaskKind, TaskStatus, VisitOutcome, utcnow
 
 T = TypeVar("T")
 HERE = Path(__file__).parent
@@ -166,16 +166,7 @@ def _principal(services: Services, client_id: int) -> Principal:
     Every request: a client revoked or expired since signing in is signed out at once.
     """
     with session_scope(services.sessions) as session:
-        client = session.get(ApiClient, client_id)
-        if client is None or client.revoked_at is not None:
-            raise SignInRequired
-        principal = Principal(
-            client_id=client.id, name=client.name, role=Role(client.role),
-            grids=tuple(str(g) for g in client.grids), expires_at=client.expires_at,
-            regions=tuple(str(r) for r in client.regions),
-        )  # fmt: skip
-    check_expiry(principal, now=utcnow())
-    return principal
+        return principal_by_id(session, client_id=client_id, now=utcnow())
 
 
 @dataclass

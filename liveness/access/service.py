@@ -164,6 +164,16 @@ def authenticate(session: Session, *, token: str | None, now: dt.datetime) -> Pr
     client = session.scalars(
         select(ApiClient).where(ApiClient.token_hash == hash_token(token))
     ).first()
+    return _principal_of(client, now=now)
+
+
+def principal_by_id(session: Session, *, client_id: int, now: dt.datetime) -> Principal:
+    """Return the caller a client id belongs to (a web session names one), or refuse it."""
+    return _principal_of(session.get(ApiClient, client_id), now=now)
+
+
+def _principal_of(client: ApiClient | None, *, now: dt.datetime) -> Principal:
+    """Return a client as a principal, refusing one unknown, revoked or expired."""
     if client is None:
         raise Unauthenticated("the token is not known")
     if client.revoked_at is not None:
