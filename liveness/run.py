@@ -93,9 +93,11 @@ def certify(
         session.flush()
 
     with watch.stage("evidence"):
+        # The run keeps the roll it read: the next night re-reads only who changed.
         snapshot = take_snapshot(
-            session, as_of=as_of, store=store, scoring=scoring, health=policies.health
-        )
+            session, as_of=as_of, store=store, scoring=scoring, health=policies.health,
+            keep_roll=True,
+        )  # fmt: skip
 
     with watch.stage("grade"):
         roll = snapshot.roll

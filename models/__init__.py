@@ -35,7 +35,7 @@ from models.integrity import (
     LeadVerdict,
     OrderStatus,
 )
-from models.roll import Benefit, Card, Person
+from models.roll import Benefit, Card, Person, RollCache, RollChange
 from models.runs import Assessment, Run, RunLock
 from models.workflow import Certification, ListEntry, Notice, ReviewTask
 
@@ -81,6 +81,8 @@ __all__ = [
     "RecordStatus",
     "ReviewTask",
     "Role",
+    "RollCache",
+    "RollChange",
     "Run",
     "RunLock",
     "RunStatus",

@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, BenefitStatus, BenefitType, Money, enum_column, utcnow
@@ -66,3 +75,33 @@ class Card(Base):
     person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
     issued_on: Mapped[dt.date] = mapped_column(Date)
     cancelled_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class RollChange(Base):
+    """A person whose roll row (reference, grid, region, benefits) changed, logged by triggers.
+
+    The database's own triggers write it (migration 0007), so no write can bypass it; the
+    snapshot re-reads only these persons on top of the roll it kept. `xact_id` is the writing
+    transaction's id on PostgreSQL, where ids do not follow commit order.
+    """
+
+    __tablename__ = "roll_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(Integer)
+    xact_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+
+class RollCache(Base):
+    """The roll as of a mark of the change log, kept as Parquet for the next snapshot."""
+
+    __tablename__ = "roll_cache"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    format: Mapped[int] = mapped_column(Integer)
+    mark: Mapped[int] = mapped_column(BigInteger)
+    persons: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    written_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -28,6 +28,7 @@ from liveness.evidence.store import (
     EvidenceStore,
     part_schema,
 )
+from liveness.evidence.summaries import SummaryCache
 from models import EvidencePart
 
 __all__ = ["ORPHAN_GRACE", "CompactionResult", "compact", "months_to_compact", "remove_orphans"]
@@ -113,7 +114,10 @@ def compact(session: Session, *, store: EvidenceStore, source: str, month: str) 
 def remove_orphans(
     session: Session, *, store: EvidenceStore, grace: dt.timedelta = ORPHAN_GRACE
 ) -> list[Path]:
-    """Delete store files that no manifest row references and that are older than `grace`."""
+    """Delete store files that no manifest row references and that are older than `grace`.
+
+    Summaries of parts no longer referenced go at once (they are a cache of those parts).
+    """
     referenced = {str(Path(path)) for path in session.scalars(select(EvidencePart.path))}
     cutoff = time.time() - grace.total_seconds()
     removed: list[Path] = []
@@ -125,6 +129,17 @@ def remove_orphans(
             continue
         path.unlink(missing_ok=True)
         removed.append(path)
+    # A summary of a part no longer referenced is dead weight; one still being read by a
+    # snapshot that sees the old part is at worst a miss there (the part itself has its grace).
+    summaries = SummaryCache(store.root)
+    for path in summaries.summaries():
+        if str(summaries.part_of(path)) not in referenced:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    for path in summaries.root.glob("source=*/month=*/.*.tmp"):
+        if path.stat().st_mtime <= cutoff:
+            path.unlink(missing_ok=True)
+            removed.append(path)
     return removed
 
 

@@ -6,10 +6,9 @@ The run grades from it and the learned estimator trains on it, so both see the s
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -17,20 +16,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-from sqlalchemy import ColumnElement, Float, Select, String, cast, func, literal, select
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from liveness.errors import RollMissing
 from liveness.evidence.health import HealthPolicy, source_health
-from liveness.evidence.store import EvidenceStore, TraceWindow, day_number
+from liveness.evidence.roll import kept_roll
+from liveness.evidence.store import (
+    EvidenceStore,
+    TraceWindow,
+    WindowPart,
+    WindowPlan,
+    day_number,
+)
+from liveness.evidence.summaries import SummaryCache, summary_key
 from liveness.scoring import EvidenceFeatures, ScoringPolicy, post_death_traces
-from liveness.scoring.features import FeatureAccumulator
+from liveness.scoring.features import FeatureAccumulator, PartSummary
 from models import (
-    Benefit,
-    BenefitStatus,
     DeathMatch,
     DeathRecord,
     Person,
@@ -64,185 +66,6 @@ class EvidenceSnapshot:
     def degraded(self) -> np.ndarray:
         """Return, per scoring source, whether it was degraded in the recent window."""
         return np.array([bool(days) for days in self.outages.values()], dtype=bool)
-
-
-ROLL_COLUMNS = [
-    "person_id", "person_ref", "grid_code", "region_code", "benefit_type", "monthly_amount",
-    "benefit_status",
-]  # fmt: skip
-
-
-def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[Sequence[Any]]:
-    """Run a select through the DB-API cursor and return its result column by column.
-
-    The exact, slower path of `_read_table`: SQLAlchemy's row objects and result processing
-    cost several times the database's own work, so the statement (which takes no parameters)
-    is compiled to the connection's SQL and fetched as plain tuples.
-    """
-    connection = session.connection()
-    sql = str(statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    # A million fresh tuples would set off the cycle collector again and again, for nothing:
-    # rows hold no cycles.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        cursor.execute(sql)
-        rows = cursor.fetchall()
-        if not rows:
-            return [() for _ in statement.selected_columns]
-        return list(zip(*rows, strict=True))
-    finally:
-        cursor.close()
-        if collecting:
-            gc.enable()
-
-
-# Fields of the text the database builds are split by the ASCII unit separator, which no
-# code, reference or amount holds; a value that did hold it (or a line break) would fail the
-# parse or the row count, and the table is then read through the cursor instead.
-FIELD_SEP = "\x1f"
-_Column = ColumnElement[Any] | QueryableAttribute[Any]
-
-
-def _read_table(
-    session: Session, columns: dict[str, tuple[_Column, pa.DataType]],
-    *where: ColumnElement[bool],
-) -> pa.Table:  # fmt: skip
-    """Read many rows as one Arrow table, in the order of the first column (then the second).
-
-    The roll is a million rows read on every run. Fetched row by row, each value becomes a
-    Python object (seconds); here the database joins the rows into one text, the same SQL on
-    SQLite (group_concat) and PostgreSQL (string_agg), and Arrow parses it in C (a fraction).
-    """
-    names = list(columns)
-    line: ColumnElement[Any] = cast(columns[names[0]][0], String)
-    for name in names[1:]:
-        line = line + literal(FIELD_SEP, String) + cast(columns[name][0], String)
-    try:
-        # A savepoint: a refused aggregate (text over the database's size limit) leaves the
-        # transaction usable for the row-by-row read.
-        with session.begin_nested():
-            count, text = session.execute(
-                select(func.count(), func.aggregate_strings(line, "\n")).where(*where)
-            ).one()
-    except DBAPIError:
-        count, text = None, None
-    schema = pa.schema([(name, kind) for name, (_, kind) in columns.items()])
-    if count == 0:
-        return schema.empty_table()
-    table = _parsed(text, schema)
-    if table is None or table.num_rows != count:
-        values = _columns(session, select(*(expr for expr, _ in columns.values())).where(*where))
-        table = pa.table(
-            [
-                pa.array(column, type=kind)
-                for column, kind in zip(values, schema.types, strict=True)
-            ],
-            schema=schema,
-        )
-    keys = [table[names[0]].to_numpy(), table[names[1]].to_numpy()]
-    if np.all(keys[0][1:] > keys[0][:-1]):
-        return table  # already in order (the usual case): no gather
-    return table.take(pa.array(np.lexsort(keys[::-1])))
-
-
-def _parsed(text: str | None, schema: pa.Schema) -> pa.Table | None:
-    """Parse the database's joined text into a table, or None where it does not split cleanly."""
-    if text is None:
-        return None
-    try:
-        return pa_csv.read_csv(
-            pa.py_buffer(text.encode()),
-            read_options=pa_csv.ReadOptions(column_names=schema.names),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=FIELD_SEP, quote_char=False, double_quote=False, escape_char=False
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=schema, null_values=[], strings_can_be_null=False
-            ),
-        ).cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-
-
-@dataclass(frozen=True, eq=False)
-class _Holders:
-    """The roll's benefits, one row per person (their first benefit), before names are read."""
-
-    person_id: npt.NDArray[np.int64]
-    benefit_type: pd.Series
-    monthly_amount: npt.NDArray[np.float64]
-    benefit_status: pd.Series
-
-
-def _strings(column: pa.ChunkedArray, rows: npt.NDArray[np.intp] | None = None) -> pd.Series:
-    """Return a text column (optionally picked by row) as a pandas Series."""
-    if rows is not None:
-        column = column.take(pa.array(rows))
-    return column.to_pandas()
-
-
-def _holders(session: Session) -> _Holders | None:
-    """Read the benefits still drawn: the persons on the roll, in id order; None if nobody."""
-    table = _read_table(
-        session,
-        {
-            "person_id": (Benefit.person_id, pa.int64()),
-            "id": (Benefit.id, pa.int64()),
-            "benefit_type": (Benefit.benefit_type, pa.string()),
-            "amount": (cast(Benefit.monthly_amount, Float(precision=53)), pa.float64()),
-            "status": (Benefit.status, pa.string()),
-        },
-        Benefit.status != BenefitStatus.TERMINATED.value,
-    )
-    holders = table["person_id"].to_numpy()
-    if holders.size == 0:
-        return None
-    # A person is graded once, by their first benefit; the amount at stake is the sum.
-    first = np.flatnonzero(np.r_[True, holders[1:] != holders[:-1]])
-    totals = np.add.reduceat(table["amount"].to_numpy(), first)
-    first_rows = None if first.size == holders.size else first
-    return _Holders(
-        person_id=holders[first], benefit_type=_strings(table["benefit_type"], first_rows),
-        monthly_amount=totals, benefit_status=_strings(table["status"], first_rows),
-    )  # fmt: skip
-
-
-def _roll_of(session: Session, holders: _Holders) -> pd.DataFrame:
-    """Return the roll: the holders with their reference, grid and region."""
-    table = _read_table(
-        session,
-        {
-            "id": (Person.id, pa.int64()),
-            "person_ref": (Person.person_ref, pa.string()),
-            "grid_code": (Person.grid_code, pa.string()),
-            "region_code": (Person.region_code, pa.string()),
-        },
-    )
-    all_ids = table["id"].to_numpy()
-    at = np.searchsorted(all_ids, holders.person_id)
-    # Most rolls hold every person: then no row needs picking.
-    at_rows = None if at.size == all_ids.size else at
-    return pd.DataFrame(
-        {
-            "person_id": holders.person_id,
-            "person_ref": _strings(table["person_ref"], at_rows),
-            "grid_code": _strings(table["grid_code"], at_rows),
-            "region_code": _strings(table["region_code"], at_rows),
-            "benefit_type": holders.benefit_type,
-            "monthly_amount": holders.monthly_amount,
-            "benefit_status": holders.benefit_status,
-        }
-    )
-
-
-def roll_frame(session: Session) -> pd.DataFrame:
-    """Return one row per person drawing a benefit, with their main benefit's type and amount."""
-    holders = _holders(session)
-    if holders is None:
-        return pd.DataFrame({name: [] for name in ROLL_COLUMNS})
-    return _roll_of(session, holders)
 
 
 def _death_evidence(session: Session, as_of: dt.date) -> pd.DataFrame:
@@ -298,18 +121,54 @@ class _Evidence:
     count: int
 
 
-# Batches read ahead while the current one is scattered (each a few tens of MB).
+# Items read ahead while the current one is scattered (each a few tens of MB).
 READ_AHEAD = 2
 _DONE = object()
 
 
-def _prefetched(
-    readers: list[tuple[int, Iterator[TraceWindow]]],
-) -> Iterator[tuple[int, TraceWindow]]:
-    """Yield each reader's batches in order, read in a thread ahead of the consumer.
+@dataclass(frozen=True, eq=False)
+class _Summarised:
+    """A part whose kept summary stands for its traces."""
+
+    source: int
+    bucket: int
+    summary: PartSummary
+
+
+@dataclass(frozen=True, eq=False)
+class _Batch:
+    """Traces read from a part; `summary_of` names the part when its summary is to be kept."""
+
+    source: int
+    window: TraceWindow
+    summary_of: _Summarisable | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class _PartRead:
+    """The end of a summarisable part's batches: its summary can now be kept."""
+
+    part: _Summarisable
+
+
+@dataclass(frozen=True, eq=False)
+class _Summarisable:
+    """A part whose days all fall in one age bucket, and where its summary is kept."""
+
+    source: int
+    bucket: int
+    part: WindowPart
+    key: str
+
+
+_Item = _Summarised | _Batch | _PartRead
+
+
+def _prefetched(items: Iterator[_Item]) -> Iterator[_Item]:
+    """Yield the items of `items`, produced in a thread ahead of the consumer.
 
     Parquet decoding releases the GIL, so the next batch is read while this one is scattered.
-    The readers only read files (their database queries are already made).
+    The producer only reads files (every database query is already made).
     """
     slots: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
     stop = threading.Event()
@@ -325,10 +184,9 @@ def _prefetched(
 
     def work() -> None:
         try:
-            for code, reader in readers:
-                for batch in reader:
-                    if not put((code, batch)):
-                        return
+            for item in items:
+                if not put(item):
+                    return
         except BaseException as error:  # handed to the consumer, raised there
             put(error)
             return
@@ -349,51 +207,118 @@ def _prefetched(
         thread.join()
 
 
-def _readers(
+def _plans(
     session: Session, *, store: EvidenceStore, policy: ScoringPolicy, as_of: dt.date
-) -> list[tuple[int, Iterator[TraceWindow]]]:
-    """Open the long window's readers, source by source (their database queries made now)."""
+) -> list[tuple[int, WindowPlan]]:
+    """Plan the long window's reads, source by source (their database queries made now)."""
     first_day = as_of - dt.timedelta(days=policy.long - 1)
-    readers = []
+    plans = []
     for source_code, source in enumerate(policy.sources):
         codes = {kind: code for code, (src, kind) in enumerate(policy.kinds) if src == source}
-        reader = store.window_reader(
+        plan = store.window_plan(
             session, source=source, first_day=first_day, last_day=as_of, kinds=codes
         )
-        readers.append((source_code, reader))
-    return readers
+        plans.append((source_code, plan))
+    return plans
+
+
+@dataclass(frozen=True, eq=False)
+class _Reading:
+    """What the reading thread needs to choose between a part's summary and its traces."""
+
+    plans: list[tuple[int, WindowPlan]]
+    accumulator: FeatureAccumulator
+    summaries: SummaryCache
+    keys: dict[int, str]
+    # Person ids with death evidence, and their death days: a summary hides their traces.
+    dead: npt.NDArray[np.int64]
+    dead_day: npt.NDArray[np.int32]
+
+    def items(self) -> Iterator[_Item]:
+        """Yield, part by part, its kept summary or its traces."""
+        for source_code, plan in self.plans:
+            for part in plan.parts:
+                bucket = None
+                if plan.inside(part):
+                    bucket = self.accumulator.part_bucket(part.min_day, part.max_day)
+                if bucket is None:
+                    for window in plan.read_part(part):
+                        yield _Batch(source_code, window)
+                    continue
+                key = self.keys[source_code]
+                summary = self.summaries.load(part.path, key)
+                if summary is not None and self._stands_for_traces(summary):
+                    yield _Summarised(source_code, bucket, summary)
+                    continue
+                summarisable = _Summarisable(source_code, bucket, part, key)
+                for window in plan.read_part(part):
+                    yield _Batch(source_code, window, summarisable)
+                yield _PartRead(summarisable)
+            for window in plan.read_corrections():
+                yield _Batch(source_code, window)
+
+    def _stands_for_traces(self, summary: PartSummary) -> bool:
+        """Say whether a summary may replace its part's traces in this snapshot.
+
+        Not when it covers persons beyond today's (its counts would include them), nor when
+        someone with death evidence has evidence in it after their death: that needs the
+        traces themselves (they are counted one by one as possible use of a dead person's card).
+        """
+        if summary.n_persons > self.accumulator.n_persons:
+            return False
+        dead = self.dead < summary.n_persons
+        return not bool(np.any(summary.last_day[self.dead[dead]] > self.dead_day[dead]))
 
 
 def _scatter(
-    readers: list[tuple[int, Iterator[TraceWindow]]], *, policy: ScoringPolicy, as_of: dt.date,
-    persons: _PersonIndex, death_day: npt.NDArray[np.int32], stop: threading.Event | None = None,
+    reading: _Reading, *, persons: _PersonIndex, death_day: npt.NDArray[np.int32],
+    stop: threading.Event | None = None,
 ) -> _Evidence:  # fmt: skip
-    """Scatter every batch of the readers into the features; keep the traces of the dead.
+    """Add every part's summary or scatter its traces into the features; keep the dead's traces.
 
     Only the traces of persons with death evidence are kept one by one (post-death use of
     their cards); everyone else lives on as features, so memory does not grow with traces.
+    A part read whole in one age bucket is summarised, and its summary kept for later runs.
     """
-    accumulator = FeatureAccumulator(
-        n_persons=persons.size, as_of_day=day_number(as_of), policy=policy
-    )
+    accumulator = reading.accumulator
     # The spare last entry is "nobody on the roll", who never died.
     died = np.append(death_day >= 0, False)
     anyone_died = bool(died.any())
     kept: dict[str, list[np.ndarray]] = {"person": [], "source": [], "kind": [], "day": []}
     count = 0
-    for source_code, batch in _prefetched(readers):
+    pending: PartSummary | None = None
+    for item in _prefetched(reading.items()):
         if stop is not None and stop.is_set():
             break
+        if isinstance(item, _Summarised):
+            accumulator.add_summary(source=item.source, bucket=item.bucket, summary=item.summary)
+            count += item.summary.traces
+            continue
+        if isinstance(item, _PartRead):
+            if pending is not None:
+                part = item.part
+                accumulator.add_summary(source=part.source, bucket=part.bucket, summary=pending)
+                count += pending.traces
+                reading.summaries.save(part.part.path, part.key, pending)
+            pending = None
+            continue
+        batch = item.window
         person, kind, day = persons.map(batch.person_id), batch.kind, batch.day
-        # Traces of nobody on the roll, or of unknown kinds, are not filtered out (that
-        # costs more than the scatter): the accumulator gives them a spare row and no weight.
-        count += int(np.count_nonzero((person < persons.size) & (kind >= 0)))
-        accumulator.add(person_idx=person, source=source_code, kind_code=kind, day=day)
+        if item.summary_of is not None:
+            part_summary = accumulator.summarise(
+                person_idx=person, source=item.source, kind_code=kind, day=day
+            )
+            pending = part_summary if pending is None else pending.plus(part_summary)
+        else:
+            # Traces of nobody on the roll, or of unknown kinds, are not filtered out (that
+            # costs more than the scatter): the accumulator gives them a spare row, no weight.
+            count += int(np.count_nonzero((person < persons.size) & (kind >= 0)))
+            accumulator.add(person_idx=person, source=item.source, kind_code=kind, day=day)
         if anyone_died:
             dead = died[person] & (kind >= 0)
             if dead.any():
                 kept["person"].append(person[dead])
-                kept["source"].append(np.full(int(dead.sum()), source_code, dtype=np.int8))
+                kept["source"].append(np.full(int(dead.sum()), item.source, dtype=np.int8))
                 kept["kind"].append(kind[dead])
                 kept["day"].append(day[dead])
     empty = {"person": np.int32, "source": np.int8, "kind": np.int16, "day": np.int32}
@@ -422,8 +347,12 @@ def take_snapshot(
     store: EvidenceStore,
     scoring: ScoringPolicy,
     health: HealthPolicy,
+    keep_roll: bool = False,
 ) -> EvidenceSnapshot:
     """Read the roll, the long window's traces and death evidence; compute the features.
+
+    The roll is read from the one the last run kept plus the persons changed since; with
+    `keep_roll` (the nightly run), the roll read is kept in turn for the next run.
 
     The traces are read and scattered in a worker thread, indexed by person id, while this
     thread reads the roll from the database (which runs without holding the GIL); the
@@ -435,18 +364,31 @@ def take_snapshot(
     first_death = acting.groupby("person_id")["died_on"].min()
     top = int(session.scalar(select(func.max(Person.id))) or 0)
     everyone = _PersonIndex(np.arange(top + 1, dtype=np.int64))
-    readers = _readers(session, store=store, policy=scoring, as_of=as_of)
+    plans = _plans(session, store=store, policy=scoring, as_of=as_of)
+    everyone_death_day = _death_days(first_death, everyone)
+    dead = np.flatnonzero(everyone_death_day >= 0)
+    reading = _Reading(
+        plans=plans,
+        accumulator=FeatureAccumulator(
+            n_persons=everyone.size, as_of_day=day_number(as_of), policy=scoring
+        ),
+        summaries=SummaryCache(store.root),
+        keys={
+            code: summary_key(scoring, source=plan.source, corrections_key=plan.corrections_key())
+            for code, plan in plans
+        },
+        dead=dead,
+        dead_day=everyone_death_day[dead],
+    )
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence-scatter") as pool:
         scattered = pool.submit(
-            _scatter, readers, policy=scoring, as_of=as_of, persons=everyone,
-            death_day=_death_days(first_death, everyone), stop=stop,
-        )  # fmt: skip
+            _scatter, reading, persons=everyone, death_day=everyone_death_day, stop=stop
+        )
         try:
-            holders = _holders(session)
-            if holders is None:
+            roll = kept_roll(session, keep=keep_roll)
+            if roll.empty:
                 raise RollMissing("the benefit roll is empty: ingest the registry source first")
-            roll = _roll_of(session, holders)
             # A source that collapsed in the recent window is degraded: its silence lowers
             # nobody (grading credits what the person showed before the outage).
             outages = source_health(
@@ -459,7 +401,7 @@ def take_snapshot(
             raise
         evidence = scattered.result()
     # From person ids to the roll's dense index: pick the roll's rows out of everyone's.
-    rows = holders.person_id
+    rows = roll["person_id"].to_numpy(dtype=np.int64)
     persons = _PersonIndex(rows)
     death_day = _death_days(first_death, persons)
     kept = evidence.traces

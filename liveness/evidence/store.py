@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -128,6 +129,75 @@ class _Corrections:
     latest: pa.Table
 
 
+@dataclass(frozen=True)
+class WindowPart:
+    """One part of a window read: its file and the range of its days (store day numbers)."""
+
+    path: Path
+    min_day: int
+    max_day: int
+
+
+@dataclass(frozen=True, eq=False)
+class WindowPlan:
+    """What a window read of one source needs: its parts and its corrections.
+
+    Reads only files: it may be read in another thread than the session that made it.
+    """
+
+    store: EvidenceStore
+    source: str
+    parts: list[WindowPart]
+    corrections: _Corrections | None
+    code_of: dict[str, int]
+    low: int
+    high: int
+
+    def inside(self, part: WindowPart) -> bool:
+        """Say whether every day of `part` lies in the window."""
+        return part.min_day >= self.low and part.max_day <= self.high
+
+    def corrections_key(self) -> str:
+        """Return a digest of the source's corrected records: what a part's reading depends on.
+
+        A part's traces are its rows less those of corrected records, so whatever is derived
+        from reading one part stays exact while this key (and the part's file) is unchanged.
+        """
+        if self.corrections is None:
+            return "none"
+        return hashlib.sha256(self.corrections.hashes.tobytes()).hexdigest()[:16]
+
+    def batches(self) -> Iterator[TraceWindow]:
+        """Yield every batch of the window: each part's, then the corrections'."""
+        for part in self.parts:
+            yield from self.read_part(part)
+        yield from self.read_corrections()
+
+    def read_part(self, part: WindowPart) -> Iterator[TraceWindow]:
+        """Yield one part's traces in the window, corrected records left out, in batches."""
+        wanted = ["person_id", "day", "kind"]
+        if self.corrections is not None:
+            wanted.append("record_hash")
+        inside = self.inside(part)
+        for table, clustered in self.store.row_group_batches(
+            part.path, wanted, low=self.low, high=self.high
+        ):
+            if not inside:
+                table = table.filter(_in_window(table["day"], self.low, self.high))
+            if self.corrections is not None:
+                table = table.filter(_not_corrected(table["record_hash"], self.corrections.hashes))
+            yield _trace_window(self.source, table, self.code_of, sorted_by_person=clustered)
+
+    def read_corrections(self) -> Iterator[TraceWindow]:
+        """Yield the latest correction of each corrected record, where it lies in the window."""
+        if self.corrections is None:
+            return
+        latest = self.corrections.latest.select(["person_id", "day", "kind"])
+        latest = latest.filter(_in_window(latest["day"], self.low, self.high))
+        if latest.num_rows:
+            yield _trace_window(self.source, latest, self.code_of, sorted_by_person=False)
+
+
 class EvidenceStore:
     """The Parquet evidence store rooted at one folder."""
 
@@ -225,7 +295,7 @@ class EvidenceStore:
         high = 2**31 - 1 if last_day is None else day_number(last_day)
         for part in self.parts(session, source=source, first_day=first_day, last_day=last_day):
             inside = day_number(part.min_day) >= low and day_number(part.max_day) <= high
-            for table, _ in self._batches(self.path_of(part), wanted, low=low, high=high):
+            for table, _ in self.row_group_batches(self.path_of(part), wanted, low=low, high=high):
                 if not inside:
                     table = table.filter(_in_window(table["day"], low, high))
                 if corrections is not None:
@@ -291,38 +361,38 @@ class EvidenceStore:
         The returned iterator only reads files, so it may run in another thread than the
         session's (to read the next batch while the caller works on this one).
         """
-        code_of = dict(kinds)
-        corrections = self._corrections(session, source=source)
-        low, high = day_number(first_day), day_number(last_day)
+        plan = self.window_plan(
+            session, source=source, first_day=first_day, last_day=last_day, kinds=kinds
+        )
+        return plan.batches()
+
+    def window_plan(
+        self,
+        session: Session,
+        *,
+        source: str,
+        first_day: dt.date,
+        last_day: dt.date,
+        kinds: Mapping[str, int],
+    ) -> WindowPlan:
+        """Return the parts and corrections a window read needs, every database query made.
+
+        The plan only reads files, so it may be read in another thread than the session's.
+        """
         # Plain values, so that the reading thread never touches an ORM object.
-        files = [
-            (
-                self.path_of(part),
-                day_number(part.min_day) >= low and day_number(part.max_day) <= high,
+        parts = [
+            WindowPart(
+                path=self.path_of(part),
+                min_day=day_number(part.min_day),
+                max_day=day_number(part.max_day),
             )
             for part in self.parts(session, source=source, first_day=first_day, last_day=last_day)
         ]
-        return self._window_batches(source, files, corrections, code_of, low=low, high=high)
-
-    def _window_batches(
-        self, source: str, files: list[tuple[Path, bool]], corrections: _Corrections | None,
-        code_of: dict[str, int], *, low: int, high: int,
-    ) -> Iterator[TraceWindow]:  # fmt: skip
-        wanted = ["person_id", "day", "kind"]
-        if corrections is not None:
-            wanted.append("record_hash")
-        for path, inside in files:
-            for table, clustered in self._batches(path, wanted, low=low, high=high):
-                if not inside:
-                    table = table.filter(_in_window(table["day"], low, high))
-                if corrections is not None:
-                    table = table.filter(_not_corrected(table["record_hash"], corrections.hashes))
-                yield _trace_window(source, table, code_of, sorted_by_person=clustered)
-        if corrections is not None:
-            latest = corrections.latest.select(["person_id", "day", "kind"])
-            latest = latest.filter(_in_window(latest["day"], low, high))
-            if latest.num_rows:
-                yield _trace_window(source, latest, code_of, sorted_by_person=False)
+        return WindowPlan(
+            store=self, source=source, parts=parts,
+            corrections=self._corrections(session, source=source), code_of=dict(kinds),
+            low=day_number(first_day), high=day_number(last_day),
+        )  # fmt: skip
 
     def existing_hashes(self, session: Session, *, source: str, months: list[str]) -> np.ndarray:
         """Return the sorted record hashes already stored for `source` in `months`."""
@@ -339,7 +409,7 @@ class EvidenceStore:
         hashes = [pq.read_table(path, columns=["record_hash"])["record_hash"] for path in paths]
         return np.unique(np.concatenate([column.to_numpy() for column in hashes]))
 
-    def _batches(
+    def row_group_batches(
         self, path: Path, columns: list[str], *, low: int, high: int
     ) -> Iterator[tuple[pa.Table, bool]]:
         """Yield a part's row groups that may hold days in [low, high], a few at a time."""

@@ -10,7 +10,10 @@ import numpy.typing as npt
 
 from liveness.scoring.policy import ScoringPolicy
 
-__all__ = ["EvidenceFeatures", "FeatureAccumulator", "compute_features", "post_death_traces"]
+__all__ = [
+    "EvidenceFeatures", "FeatureAccumulator", "PartSummary", "compute_features",
+    "post_death_traces",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,14 +40,50 @@ class EvidenceFeatures:
 
     def take(self, rows: npt.NDArray[np.integer[Any]]) -> EvidenceFeatures:
         """Return the features of some persons only, in the order of `rows`."""
+        picked: slice | npt.NDArray[np.integer[Any]] = rows
+        first = int(rows[0]) if rows.size else 0
+        if rows.size and np.array_equal(rows, np.arange(first, first + rows.size)):
+            # Consecutive rows (a roll of consecutive ids): views, not a gather.
+            picked = slice(first, first + rows.size)
         return EvidenceFeatures(
             as_of_day=self.as_of_day,
-            last_day=self.last_day[rows],
-            recent_weight=self.recent_weight[rows],
-            long_weight=self.long_weight[rows],
-            window_weight=self.window_weight[:, rows],
-            face_pass_day=self.face_pass_day[rows],
-            recent_sources=self.recent_sources[rows],
+            last_day=self.last_day[picked],
+            recent_weight=self.recent_weight[picked],
+            long_weight=self.long_weight[picked],
+            window_weight=self.window_weight[:, picked],
+            face_pass_day=self.face_pass_day[picked],
+            recent_sources=self.recent_sources[picked],
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class PartSummary:
+    """What the features need of one store part under one policy, per person index.
+
+    It stands for the part's traces as of any day on which all of them fall in one age
+    bucket: they then add their summed weight to that bucket, whatever their own days.
+    """
+
+    weight: npt.NDArray[np.float64]
+    last_day: npt.NDArray[np.int32]
+    settle_day: npt.NDArray[np.int32] | None
+    traces: int
+
+    @property
+    def n_persons(self) -> int:
+        """Return the number of persons the summary covers."""
+        return int(self.weight.shape[0])
+
+    def plus(self, other: PartSummary) -> PartSummary:
+        """Return the summary of both summaries' traces (of the same persons and policy)."""
+        settle = None
+        if self.settle_day is not None and other.settle_day is not None:
+            settle = np.maximum(self.settle_day, other.settle_day)
+        return PartSummary(
+            weight=self.weight + other.weight,
+            last_day=np.maximum(self.last_day, other.last_day),
+            settle_day=settle,
+            traces=self.traces + other.traces,
         )
 
 
@@ -125,6 +164,51 @@ class FeatureAccumulator:
         if self._settles[:-1][self.policy.source_of_kind == source].any():
             settles = self._settles[kind] & evidence
             np.maximum.at(self._face, person_idx[settles], day[settles])
+
+    def part_bucket(self, min_day: int, max_day: int) -> int | None:
+        """Return the age bucket holding every day in [min_day, max_day], or None if several do."""
+        if max_day > self.as_of_day:
+            return None
+        bucket = self._bucket_of_day(min_day)
+        return bucket if bucket == self._bucket_of_day(max_day) else None
+
+    def summarise(
+        self,
+        *,
+        person_idx: npt.NDArray[np.int32],
+        source: int,
+        kind_code: npt.NDArray[np.int16],
+        day: npt.NDArray[np.int32],
+    ) -> PartSummary:
+        """Summarise one source's traces, all dated on or before the as-of day, per person."""
+        kind = kind_code.astype(np.intp)
+        weight = self._weight[kind]
+        n, rows = self.n_persons, self.n_persons + 1
+        evidence_day = np.where(weight > 0, day, np.int32(-1))
+        last = np.full(rows, -1, dtype=np.int32)
+        np.maximum.at(last, person_idx, evidence_day)
+        settle = None
+        if self._settles[:-1][self.policy.source_of_kind == source].any():
+            settle = np.full(rows, -1, dtype=np.int32)
+            settles = self._settles[kind] & (weight > 0)
+            np.maximum.at(settle, person_idx[settles], day[settles])
+            settle = settle[:n]
+        return PartSummary(
+            weight=np.bincount(person_idx, weights=weight, minlength=rows)[:n].astype(np.float64),
+            last_day=last[:n],
+            settle_day=settle,
+            traces=int(np.count_nonzero((person_idx < n) & (kind_code >= 0))),
+        )
+
+    def add_summary(self, *, source: int, bucket: int, summary: PartSummary) -> None:
+        """Add a part's summary to one age bucket; it may cover fewer persons than this."""
+        m = min(summary.n_persons, self.n_persons)
+        self._sums[source, bucket, :m] += summary.weight[:m]
+        last = self._last[source, :m]
+        np.maximum(last, summary.last_day[:m], out=last)
+        if summary.settle_day is not None:
+            face = self._face[:m]
+            np.maximum(face, summary.settle_day[:m], out=face)
 
     def result(self) -> EvidenceFeatures:
         """Return the features of everything added so far."""

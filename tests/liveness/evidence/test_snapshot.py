@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from liveness.errors import RollMissing
 from liveness.evidence.health import load_health_policy
-from liveness.evidence.snapshot import FIELD_SEP, roll_frame, take_snapshot
+from liveness.evidence.roll import FIELD_SEP, roll_frame
+from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore
 from liveness.scoring import load_policy
 from models import Benefit, BenefitStatus, BenefitType, Person

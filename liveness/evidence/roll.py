@@ -1,0 +1,352 @@
+"""The benefit roll as the nightly run reads it, and the roll kept between runs.
+
+A million rows read on every run cost more than everything else the run reads, yet only a few
+thousand change from one night to the next. So the run keeps the roll it read (as Parquet, in
+`roll_cache`, inside its own transaction), and the next run re-reads only the persons that
+the database's triggers logged in `roll_changes` since (migration 0007): a person inserted,
+deleted, or whose reference, grid, region or benefits changed. No write can bypass a trigger,
+so the kept roll plus the re-read persons is exactly what a full read returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import QueryableAttribute, Session
+
+from models import Benefit, BenefitStatus, Person, RollCache, RollChange
+
+__all__ = ["FIELD_SEP", "ROLL_COLUMNS", "kept_roll", "roll_frame"]
+
+ROLL_COLUMNS = [
+    "person_id", "person_ref", "grid_code", "region_code", "benefit_type", "monthly_amount",
+    "benefit_status",
+]  # fmt: skip
+
+
+def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[Sequence[Any]]:
+    """Run a select through the DB-API cursor and return its result column by column.
+
+    The exact, slower path of `_read_table`: SQLAlchemy's row objects and result processing
+    cost several times the database's own work, so the statement (which takes no parameters)
+    is compiled to the connection's SQL and fetched as plain tuples.
+    """
+    connection = session.connection()
+    sql = str(statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    # A million fresh tuples would set off the cycle collector again and again, for nothing:
+    # rows hold no cycles.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+        if not rows:
+            return [() for _ in statement.selected_columns]
+        return list(zip(*rows, strict=True))
+    finally:
+        cursor.close()
+        if collecting:
+            gc.enable()
+
+
+# Fields of the text the database builds are split by the ASCII unit separator, which no
+# code, reference or amount holds; a value that did hold it (or a line break) would fail the
+# parse or the row count, and the table is then read through the cursor instead.
+FIELD_SEP = "\x1f"
+_Column = ColumnElement[Any] | QueryableAttribute[Any]
+
+
+def _read_table(
+    session: Session, columns: dict[str, tuple[_Column, pa.DataType]],
+    *where: ColumnElement[bool],
+) -> pa.Table:  # fmt: skip
+    """Read many rows as one Arrow table, in the order of the first column (then the second).
+
+    The roll is a million rows read on every run. Fetched row by row, each value becomes a
+    Python object (seconds); here the database joins the rows into one text, the same SQL on
+    SQLite (group_concat) and PostgreSQL (string_agg), and Arrow parses it in C (a fraction).
+    """
+    names = list(columns)
+    line: ColumnElement[Any] = cast(columns[names[0]][0], String)
+    for name in names[1:]:
+        line = line + literal(FIELD_SEP, String) + cast(columns[name][0], String)
+    try:
+        # A savepoint: a refused aggregate (text over the database's size limit) leaves the
+        # transaction usable for the row-by-row read.
+        with session.begin_nested():
+            count, text = session.execute(
+                select(func.count(), func.aggregate_strings(line, "\n")).where(*where)
+            ).one()
+    except DBAPIError:
+        count, text = None, None
+    schema = pa.schema([(name, kind) for name, (_, kind) in columns.items()])
+    if count == 0:
+        return schema.empty_table()
+    table = _parsed(text, schema)
+    if table is None or table.num_rows != count:
+        values = _columns(session, select(*(expr for expr, _ in columns.values())).where(*where))
+        table = pa.table(
+            [
+                pa.array(column, type=kind)
+                for column, kind in zip(values, schema.types, strict=True)
+            ],
+            schema=schema,
+        )
+    keys = [table[names[0]].to_numpy(), table[names[1]].to_numpy()]
+    if np.all(keys[0][1:] > keys[0][:-1]):
+        return table  # already in order (the usual case): no gather
+    return table.take(pa.array(np.lexsort(keys[::-1])))
+
+
+def _parsed(text: str | None, schema: pa.Schema) -> pa.Table | None:
+    """Parse the database's joined text into a table, or None where it does not split cleanly."""
+    if text is None:
+        return None
+    try:
+        return pa_csv.read_csv(
+            pa.py_buffer(text.encode()),
+            read_options=pa_csv.ReadOptions(column_names=schema.names),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=FIELD_SEP, quote_char=False, double_quote=False, escape_char=False
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=schema, null_values=[], strings_can_be_null=False
+            ),
+        ).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class _Holders:
+    """The roll's benefits, one row per person (their first benefit), before names are read."""
+
+    person_id: npt.NDArray[np.int64]
+    benefit_type: pd.Series
+    monthly_amount: npt.NDArray[np.float64]
+    benefit_status: pd.Series
+
+
+def _strings(column: pa.ChunkedArray, rows: npt.NDArray[np.intp] | None = None) -> pd.Series:
+    """Return a text column (optionally picked by row) as a pandas Series."""
+    if rows is not None:
+        column = column.take(pa.array(rows))
+    return column.to_pandas()
+
+
+def _holders(session: Session, *where: ColumnElement[bool]) -> _Holders | None:
+    """Read the benefits still drawn: the persons on the roll, in id order; None if nobody."""
+    table = _read_table(
+        session,
+        {
+            "person_id": (Benefit.person_id, pa.int64()),
+            "id": (Benefit.id, pa.int64()),
+            "benefit_type": (Benefit.benefit_type, pa.string()),
+            "amount": (cast(Benefit.monthly_amount, Float(precision=53)), pa.float64()),
+            "status": (Benefit.status, pa.string()),
+        },
+        Benefit.status != BenefitStatus.TERMINATED.value,
+        *where,
+    )
+    holders = table["person_id"].to_numpy()
+    if holders.size == 0:
+        return None
+    # A person is graded once, by their first benefit; the amount at stake is the sum.
+    first = np.flatnonzero(np.r_[True, holders[1:] != holders[:-1]])
+    totals = np.add.reduceat(table["amount"].to_numpy(), first)
+    first_rows = None if first.size == holders.size else first
+    return _Holders(
+        person_id=holders[first], benefit_type=_strings(table["benefit_type"], first_rows),
+        monthly_amount=totals, benefit_status=_strings(table["status"], first_rows),
+    )  # fmt: skip
+
+
+def _roll_of(session: Session, holders: _Holders, *where: ColumnElement[bool]) -> pd.DataFrame:
+    """Return the roll: the holders with their reference, grid and region."""
+    table = _read_table(
+        session,
+        {
+            "id": (Person.id, pa.int64()),
+            "person_ref": (Person.person_ref, pa.string()),
+            "grid_code": (Person.grid_code, pa.string()),
+            "region_code": (Person.region_code, pa.string()),
+        },
+        *where,
+    )
+    all_ids = table["id"].to_numpy()
+    at = np.searchsorted(all_ids, holders.person_id)
+    # Most rolls hold every person: then no row needs picking.
+    at_rows = None if at.size == all_ids.size else at
+    return pd.DataFrame(
+        {
+            "person_id": holders.person_id,
+            "person_ref": _strings(table["person_ref"], at_rows),
+            "grid_code": _strings(table["grid_code"], at_rows),
+            "region_code": _strings(table["region_code"], at_rows),
+            "benefit_type": holders.benefit_type,
+            "monthly_amount": holders.monthly_amount,
+            "benefit_status": holders.benefit_status,
+        }
+    )
+
+
+def roll_frame(session: Session) -> pd.DataFrame:
+    """Return one row per person drawing a benefit, with their main benefit's type and amount."""
+    holders = _holders(session)
+    if holders is None:
+        return pd.DataFrame({name: [] for name in ROLL_COLUMNS})
+    return _roll_of(session, holders)
+
+
+# Bumped whenever the kept roll's columns or their meaning change: an old one is then unread.
+ROLL_FORMAT = 1
+CACHE_ID = 1
+# Past this share of the roll changed, one full read costs less than re-reading persons.
+FULL_READ_SHARE = 0.1
+# Persons re-read per statement (within every backend's limit of bound parameters).
+REREAD_CHUNK = 5_000
+
+
+def _mark(session: Session) -> int:
+    """Return the change-log mark of this moment: every change after it will be re-read.
+
+    SQLite runs one writer at a time, so log ids follow commit order and the mark is the last
+    id. On PostgreSQL they do not: the mark is the oldest transaction still running, and the
+    next read re-reads everything logged by it or any later transaction.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return int(
+            session.execute(text("SELECT txid_snapshot_xmin(txid_current_snapshot())")).scalar_one()
+        )
+    return int(session.scalar(select(func.coalesce(func.max(RollChange.id), 0))) or 0)
+
+
+def _changed_since(session: Session, mark: int) -> npt.NDArray[np.int64]:
+    """Return the persons logged as changed after `mark`, sorted and unique."""
+    if session.get_bind().dialect.name == "postgresql":
+        after = RollChange.xact_id >= mark
+    else:
+        after = RollChange.id > mark
+    ids = session.scalars(select(RollChange.person_id).where(after).distinct()).all()
+    return np.unique(np.asarray(ids, dtype=np.int64))
+
+
+def _encoded(roll: pd.DataFrame) -> bytes:
+    """Return the roll as Parquet bytes."""
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(roll, preserve_index=False), sink, compression="lz4")
+    return sink.getvalue()
+
+
+def _decoded_roll(content: bytes) -> pd.DataFrame | None:
+    """Return a kept roll, or None if it does not read back as one."""
+    try:
+        roll = pq.read_table(pa.BufferReader(content)).to_pandas()
+    except (pa.ArrowInvalid, OSError):
+        return None
+    return roll if list(roll.columns) == ROLL_COLUMNS else None
+
+
+def _reread(session: Session, persons: npt.NDArray[np.int64]) -> pd.DataFrame:
+    """Read the roll rows of some persons only (those of them still on the roll)."""
+    frames = []
+    for start in range(0, persons.size, REREAD_CHUNK):
+        chunk = [int(p) for p in persons[start : start + REREAD_CHUNK]]
+        holders = _holders(session, Benefit.person_id.in_(chunk))
+        if holders is not None:
+            frames.append(_roll_of(session, holders, Person.id.in_(chunk)))
+    if not frames:
+        return pd.DataFrame({name: [] for name in ROLL_COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def kept_roll(session: Session, *, keep: bool) -> pd.DataFrame:
+    """Return the roll, from the one kept by the last run plus the persons changed since.
+
+    Equal to `roll_frame`. With `keep`, the roll read is kept for the next run (in this
+    transaction: a run that rolls back keeps nothing); without, nothing is written.
+    """
+    mark = _mark(session)
+    cached = session.execute(
+        select(RollCache.mark, RollCache.content).where(
+            RollCache.id == CACHE_ID, RollCache.format == ROLL_FORMAT
+        )
+    ).first()
+    roll = None if cached is None else _decoded_roll(cached.content)
+    if roll is not None and cached is not None:
+        changed = _changed_since(session, cached.mark)
+        if changed.size == 0:
+            return roll
+        if changed.size <= FULL_READ_SHARE * max(len(roll), 1):
+            unchanged = roll[~roll["person_id"].isin(changed)]
+            fresh = _reread(session, changed)
+            if fresh.empty:
+                roll = unchanged.reset_index(drop=True)
+            else:
+                roll = pd.concat([unchanged, fresh], ignore_index=True)
+                roll = roll.sort_values("person_id", kind="stable", ignore_index=True)
+        else:
+            roll = None
+    if roll is None:
+        roll = roll_frame(session)
+    if keep and len(roll):
+        _keep(session, roll, mark=mark, replaces=None if cached is None else cached.mark)
+    return roll
+
+
+def _keep(session: Session, roll: pd.DataFrame, *, mark: int, replaces: int | None) -> None:
+    """Keep `roll` as of `mark` unless another transaction kept one meanwhile; prune the log."""
+    values = {
+        "format": ROLL_FORMAT, "mark": mark, "persons": len(roll), "content": _encoded(roll),
+        "written_at": dt.datetime.now(dt.UTC),
+    }  # fmt: skip
+    try:
+        with session.begin_nested():
+            if replaces is None:
+                session.execute(insert(RollCache).values(id=CACHE_ID, **values))
+            else:
+                # Only over the row this read started from: a newer one kept meanwhile stays.
+                kept = session.execute(
+                    update(RollCache)
+                    .where(RollCache.id == CACHE_ID, RollCache.mark == replaces)
+                    .values(**values)
+                    .returning(RollCache.id)
+                ).first()
+                if kept is None:
+                    return
+            # What the kept roll holds needs no re-reading: its log entries go.
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(delete(RollChange).where(RollChange.xact_id < mark))
+            else:
+                session.execute(delete(RollChange).where(RollChange.id <= mark))
+    except DBAPIError:
+        # Another transaction kept its roll first, or the database is busy: the next run
+        # reads again from the kept roll it finds. Keeping is a saving, never a result.
+        return

@@ -1,0 +1,122 @@
+"""The kept roll: the last run's roll plus the persons changed since equals a full read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pandas as pd
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from liveness.evidence.roll import kept_roll, roll_frame
+from models import Benefit, BenefitStatus, Person, RollCache, RollChange
+
+
+def person(session: Session, ref: str, grid: str = "G1", amount: str = "100.00") -> Person:
+    """Add a person drawing one benefit."""
+    row = Person(
+        person_ref=ref, id_number=f"N{ref}", id_status="valid", name="张", sex="F",
+        birth_date=dt.date(1950, 1, 1), region_code="330102", grid_code=grid,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    session.add(
+        Benefit(
+            person_id=row.id, benefit_type="enterprise_pension", monthly_amount=Decimal(amount),
+            benefit_start=dt.date(2010, 1, 1), status=BenefitStatus.ACTIVE,
+        )
+    )  # fmt: skip
+    session.flush()
+    return row
+
+
+def changes(session: Session) -> int:
+    """Return the number of entries in the change log."""
+    return int(session.scalar(select(func.count()).select_from(RollChange)) or 0)
+
+
+def assert_kept_is_full(session: Session) -> pd.DataFrame:
+    """Read the kept roll (keeping it) and assert it equals a full read."""
+    kept = kept_roll(session, keep=True)
+    pd.testing.assert_frame_equal(kept, roll_frame(session))
+    return kept
+
+
+def test_every_kind_of_change_reaches_the_kept_roll(session: Session) -> None:
+    people = [person(session, f"P{n}", amount=f"{100 + n}.10") for n in range(30)]
+    assert len(assert_kept_is_full(session)) == 30
+    assert session.scalar(select(func.count()).select_from(RollCache)) == 1
+    # A move, a terminated benefit, a second benefit, a new person, one gone, and a change
+    # made in plain SQL behind the application's back: the triggers log them all.
+    people[0].grid_code = "G9"
+    session.execute(
+        update(Benefit).where(Benefit.person_id == people[1].id).values(status="terminated")
+    )
+    session.add(
+        Benefit(
+            person_id=people[2].id, benefit_type="survivor_pension", monthly_amount=Decimal("5.05"),
+            benefit_start=dt.date(2015, 1, 1), status=BenefitStatus.ACTIVE,
+        )
+    )  # fmt: skip
+    person(session, "NEW", grid="G7")
+    session.execute(text("DELETE FROM benefits WHERE person_id = :p"), {"p": people[3].id})
+    session.execute(text("DELETE FROM persons WHERE id = :p"), {"p": people[3].id})
+    session.execute(
+        text("UPDATE persons SET region_code = '330999' WHERE id = :p"), {"p": people[4].id}
+    )
+    session.flush()
+    kept = assert_kept_is_full(session)
+    by_ref = kept.set_index("person_ref")
+    assert by_ref.loc["P0", "grid_code"] == "G9"
+    assert "P1" not in by_ref.index and "P3" not in by_ref.index
+    assert by_ref.loc["P2", "monthly_amount"] == 102.10 + 5.05
+    assert by_ref.loc["P4", "region_code"] == "330999"
+    assert by_ref.loc["NEW", "grid_code"] == "G7"
+    # Nothing changed since: still equal.
+    assert_kept_is_full(session)
+
+
+def test_a_change_of_an_unread_column_is_not_logged(session: Session) -> None:
+    first = person(session, "A")
+    kept_roll(session, keep=True)
+    before = changes(session)
+    first.phone = "13800000000"
+    first.name = "李"
+    session.flush()
+    assert changes(session) == before
+    first.grid_code = "G2"
+    session.flush()
+    assert changes(session) > before
+
+
+def test_keeping_prunes_the_log_and_reading_alone_writes_nothing(session: Session) -> None:
+    for n in range(5):
+        person(session, f"P{n}")
+    assert changes(session) == 10
+    kept_roll(session, keep=False)
+    assert session.scalar(select(func.count()).select_from(RollCache)) == 0
+    kept_roll(session, keep=True)
+    assert session.scalar(select(func.count()).select_from(RollCache)) == 1
+    if session.get_bind().dialect.name == "sqlite":
+        # On PostgreSQL this transaction's own entries stay: it is still running.
+        assert changes(session) == 0
+
+
+def test_a_roll_kept_meanwhile_by_another_run_is_not_overwritten(session: Session) -> None:
+    person(session, "A")
+    kept_roll(session, keep=True)
+    person(session, "B")
+    # Another run kept a newer roll after this one read the old: its row must stay.
+    session.execute(update(RollCache).values(mark=RollCache.mark + 1000, persons=-7))
+    session.flush()
+    kept_roll(session, keep=True)
+    assert session.scalar(select(RollCache.persons)) == -7
+
+
+def test_an_unreadable_kept_roll_is_read_again_in_full(session: Session) -> None:
+    person(session, "A")
+    kept_roll(session, keep=True)
+    session.execute(update(RollCache).values(content=b"not parquet"))
+    person(session, "B")
+    assert assert_kept_is_full(session)["person_ref"].tolist() == ["A", "B"]
