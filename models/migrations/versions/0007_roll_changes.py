@@ -41,21 +41,29 @@ def _postgresql_triggers() -> list[str]:
     for table, person, columns in WATCHED:
         name = f"roll_changes_{table}"
         # txid_current(): the reader knows which transactions it may not have seen yet.
+        # Inserts and deletes are logged once per statement from its transition table (a
+        # bulk load pays one INSERT ... SELECT); an update of watched columns row by row
+        # (a transition table cannot go with a column list).
         statements += [
-            f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+            f"""CREATE FUNCTION {name}_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP <> 'INSERT' THEN
-        INSERT INTO roll_changes (person_id, xact_id) VALUES (OLD.{person}, txid_current());
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
+    INSERT INTO roll_changes (person_id, xact_id) SELECT {person}, txid_current() FROM changed;
+    RETURN NULL;
+END $$""",
+            f"""CREATE FUNCTION {name}_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO roll_changes (person_id, xact_id) VALUES (OLD.{person}, txid_current());
+    IF NEW.{person} IS DISTINCT FROM OLD.{person} THEN
         INSERT INTO roll_changes (person_id, xact_id) VALUES (NEW.{person}, txid_current());
     END IF;
     RETURN NULL;
 END $$""",
-            f"CREATE TRIGGER {name}_insert_delete AFTER INSERT OR DELETE ON {table} "
-            f"FOR EACH ROW EXECUTE FUNCTION {name}()",
+            f"CREATE TRIGGER {name}_insert AFTER INSERT ON {table} REFERENCING NEW TABLE AS "
+            f"changed FOR EACH STATEMENT EXECUTE FUNCTION {name}_rows()",
+            f"CREATE TRIGGER {name}_delete AFTER DELETE ON {table} REFERENCING OLD TABLE AS "
+            f"changed FOR EACH STATEMENT EXECUTE FUNCTION {name}_rows()",
             f"CREATE TRIGGER {name}_update AFTER UPDATE OF {columns} ON {table} "
-            f"FOR EACH ROW EXECUTE FUNCTION {name}()",
+            f"FOR EACH ROW EXECUTE FUNCTION {name}_row()",
         ]
     return statements
 
@@ -92,13 +100,12 @@ def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     for table, _, _ in WATCHED:
         name = f"roll_changes_{table}"
+        for event in ("insert", "update", "delete"):
+            on = f" ON {table}" if dialect == "postgresql" else ""
+            op.execute(f"DROP TRIGGER IF EXISTS {name}_{event}{on}")
         if dialect == "postgresql":
-            op.execute(f"DROP TRIGGER IF EXISTS {name}_insert_delete ON {table}")
-            op.execute(f"DROP TRIGGER IF EXISTS {name}_update ON {table}")
-            op.execute(f"DROP FUNCTION IF EXISTS {name}()")
-        else:
-            for event in ("insert", "update", "delete"):
-                op.execute(f"DROP TRIGGER IF EXISTS {name}_{event}")
+            op.execute(f"DROP FUNCTION IF EXISTS {name}_rows()")
+            op.execute(f"DROP FUNCTION IF EXISTS {name}_row()")
     op.drop_table("roll_cache")
     op.drop_index("ix_roll_changes_xact_id", table_name="roll_changes")
     op.drop_table("roll_changes")
