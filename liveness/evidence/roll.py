@@ -295,11 +295,11 @@ def kept_roll(session: Session, *, keep: bool) -> pd.DataFrame:
     """
     mark = _mark(session)
     cached = session.execute(
-        select(RollCache.mark, RollCache.content).where(
-            RollCache.id == CACHE_ID, RollCache.format == ROLL_FORMAT
-        )
+        select(RollCache.mark, RollCache.format, RollCache.content).where(RollCache.id == CACHE_ID)
     ).first()
-    roll = None if cached is None else _decoded_roll(cached.content)
+    roll = None
+    if cached is not None and cached.format == ROLL_FORMAT:
+        roll = _decoded_roll(cached.content)
     if roll is not None and cached is not None:
         changed = _changed_since(session, cached.mark)
         if changed.size == 0:

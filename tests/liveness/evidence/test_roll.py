@@ -6,10 +6,11 @@ import datetime as dt
 from decimal import Decimal
 
 import pandas as pd
+import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from liveness.evidence.roll import kept_roll, roll_frame
+from liveness.evidence.roll import ROLL_FORMAT, kept_roll, roll_frame
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
 
 
@@ -114,9 +115,14 @@ def test_a_roll_kept_meanwhile_by_another_run_is_not_overwritten(session: Sessio
     assert session.scalar(select(RollCache.persons)) == -7
 
 
-def test_an_unreadable_kept_roll_is_read_again_in_full(session: Session) -> None:
+@pytest.mark.parametrize("spoilt", [{"content": b"not parquet"}, {"format": 0}])
+def test_an_unreadable_kept_roll_is_read_again_in_full_and_replaced(
+    session: Session, spoilt: dict[str, object]
+) -> None:
     person(session, "A")
     kept_roll(session, keep=True)
-    session.execute(update(RollCache).values(content=b"not parquet"))
+    session.execute(update(RollCache).values(**spoilt))
     person(session, "B")
     assert assert_kept_is_full(session)["person_ref"].tolist() == ["A", "B"]
+    assert session.scalar(select(RollCache.format)) == ROLL_FORMAT
+    assert session.scalar(select(RollCache.persons)) == 2
