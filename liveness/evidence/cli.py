@@ -26,7 +26,10 @@ def compact_command(
         typer.Option(min=0, help="Keep unreferenced files younger than this (default 60)."),
     ] = None,
 ) -> None:
-    """Merge each month's parts into one part clustered by person, then remove orphan files."""
+    """Merge each month's parts into one part clustered by person, then remove orphan files.
+
+    Also removes the summaries of replaced parts and of parts older than the long window.
+    """
     boundary(_compact)(source=source, month=month, grace_minutes=grace_minutes)
 
 
@@ -39,6 +42,7 @@ def _compact(*, source: str | None, month: str | None, grace_minutes: int | None
         compact_store,
         remove_orphans,
     )
+    from liveness.jobs import local_today
 
     if month is not None and not MONTH.match(month):
         raise ConfigurationError(f"--month {month!r}: expected YYYY-MM")
@@ -54,7 +58,9 @@ def _compact(*, source: str | None, month: str | None, grace_minutes: int | None
             f"{result.rows_after:,}", "yes" if result.compacted else "no",
         )  # fmt: skip
     grace = ORPHAN_GRACE if grace_minutes is None else dt.timedelta(minutes=grace_minutes)
+    # Summaries of parts before today's long window are read by no nightly run any more.
+    window_start = local_today(services) - dt.timedelta(days=services.policies.scoring.long)
     with session_scope(services.sessions) as session:
-        removed = remove_orphans(session, store=store, grace=grace)
+        removed = remove_orphans(session, store=store, grace=grace, summaries_before=window_start)
     console.print(table)
     console.print(f"{len(removed):,} unreferenced files removed")

@@ -112,11 +112,16 @@ def compact(session: Session, *, store: EvidenceStore, source: str, month: str) 
 
 
 def remove_orphans(
-    session: Session, *, store: EvidenceStore, grace: dt.timedelta = ORPHAN_GRACE
+    session: Session,
+    *,
+    store: EvidenceStore,
+    grace: dt.timedelta = ORPHAN_GRACE,
+    summaries_before: dt.date | None = None,
 ) -> list[Path]:
     """Delete store files that no manifest row references and that are older than `grace`.
 
-    Summaries of parts no longer referenced go at once (they are a cache of those parts).
+    Summaries of parts no longer referenced go at once (they are a cache of those parts), and
+    with `summaries_before` those of parts whose days all lie before it (no run reads them).
     """
     referenced = {str(Path(path)) for path in session.scalars(select(EvidencePart.path))}
     cutoff = time.time() - grace.total_seconds()
@@ -132,6 +137,14 @@ def remove_orphans(
     # A summary of a part no longer referenced is dead weight; one still being read by a
     # snapshot that sees the old part is at worst a miss there (the part itself has its grace).
     summaries = SummaryCache(store.root)
+    if summaries_before is not None:
+        # Parts older than every window stay (they are the record), their summaries need not.
+        referenced -= {
+            str(Path(path))
+            for path in session.scalars(
+                select(EvidencePart.path).where(EvidencePart.max_day < summaries_before)
+            )
+        }
     for path in summaries.summaries():
         if str(summaries.part_of(path)) not in referenced:
             path.unlink(missing_ok=True)

@@ -204,3 +204,18 @@ def test_summaries_of_compacted_parts_go_with_them(
     parts = {Path(p).stem for p in session.scalars(select(EvidencePart.path))}
     assert all(path.name.split(".")[0] in parts for path in kept)
     assert_same(snapshot(session, store), first)
+
+
+def test_summaries_of_parts_before_every_window_can_go(
+    session: Session, store: EvidenceStore, persons: list[int]
+) -> None:
+    append(session, store, half_year(persons))
+    snapshot(session, store)
+    months = {path.parent.name for path in summaries(store)}
+    assert {"month=2025-02", "month=2025-03"} <= months
+    remove_orphans(session, store=store, summaries_before=D("2025-04-01"))
+    left = {path.parent.name for path in summaries(store)}
+    assert left == months - {"month=2025-02", "month=2025-03"}
+    assert left
+    # The parts themselves stay: they are the record.
+    assert len(list(store.root.glob("source=*/month=2025-02/*.parquet"))) == 1
