@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from liveness.identity.keys import pandas_string_hashes
 from models import EvidencePart
 
 EPOCH = dt.date(1970, 1, 1)
@@ -78,7 +79,16 @@ def day_from_number(number: int) -> dt.date:
 
 
 def record_hashes(record_ids: pd.Series) -> np.ndarray:
-    """Return a stable 64-bit hash per record id, the key of re-delivery checks."""
+    """Return a stable 64-bit hash per record id, the key of re-delivery checks.
+
+    The values are pandas' `hash_array` of the ids as Python strings, which stored parts
+    hold. Text columns as the connectors give them (Arrow-backed, no missing id) are hashed
+    to the same values in numpy, without making a Python object per id.
+    """
+    if isinstance(record_ids.dtype, pd.StringDtype) and not record_ids.hasnans:
+        strings = pa.array(record_ids.array)
+        if pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type):
+            return pandas_string_hashes(strings)
     values = record_ids.astype(object).to_numpy()
     return pd.util.hash_array(values, categorize=False)
 

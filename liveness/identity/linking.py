@@ -10,7 +10,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import Select, String, select, type_coerce
+import pyarrow.csv as pa_csv
+from sqlalchemy import (
+    Select,
+    SQLColumnExpression,
+    String,
+    cast,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from liveness.identity.keys import KeyIndex
@@ -155,6 +166,21 @@ class CardIndex:
     @classmethod
     def load(cls, session: Session) -> CardIndex:
         """Load every card, in one query."""
+        table = _card_table(session)
+        if table is not None:
+            frame = pd.DataFrame(
+                {
+                    "card_no": table["card_no"]
+                    .to_pandas(types_mapper=pd.ArrowDtype)
+                    .astype(pd.StringDtype("pyarrow")),
+                    "person_id": table["person_id"].fill_null(UNLINKED).to_numpy().astype(np.int32),
+                    "issued_day": _day_numbers(table["issued_on"]).fillna(np.iinfo(np.int32).min),
+                    "cancelled_day": _day_numbers(table["cancelled_on"]).fillna(
+                        np.iinfo(np.int32).max
+                    ),
+                }
+            )
+            return cls(cards=frame)
         card_no, person_id, issued_on, cancelled_on = _columns(
             session,
             select(
@@ -177,9 +203,25 @@ class CardIndex:
         return cls(cards=frame)
 
     @cached_property
+    def validity(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return issued day, cancelled day and holder per card, in `by_card_no`'s key order.
+
+        Built once, and read in the order the index finds the cards in (a region at a time).
+        """
+        index = self.by_card_no
+        return (
+            index.in_key_order(self.cards["issued_day"].to_numpy()),
+            index.in_key_order(self.cards["cancelled_day"].to_numpy()),
+            index.in_key_order(self.cards["person_id"].to_numpy()),
+        )
+
+    @cached_property
     def by_card_no(self) -> KeyIndex:
         """Return the card numbers indexed for vectorised lookups, built once."""
-        return KeyIndex.build(pa.array(self.cards["card_no"].to_numpy(dtype=object), pa.string()))
+        card_no = self.cards["card_no"]
+        if card_no.dtype == object:
+            return KeyIndex.build(pa.array(card_no.to_numpy(), pa.string()))
+        return KeyIndex.build(card_no)  # Arrow-backed text: no Python string per card
 
 
 def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -205,6 +247,69 @@ def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[tupl
         cursor.close()
 
 
+# Fields of the text the database joins are split by the ASCII unit separator, which no card
+# number, id or date holds; a card number that held it (or a line break) would fail the parse
+# or the row count, and the cards are then read row by row instead.
+_FIELD_SEP = "\x1f"
+_CARD_SCHEMA = pa.schema(
+    [
+        ("card_no", pa.string()),
+        ("person_id", pa.int64()),
+        ("issued_on", pa.date32()),
+        ("cancelled_on", pa.date32()),
+    ]
+)
+
+
+def _card_table(session: Session) -> pa.Table | None:
+    """Read every card as one text the database joins, parsed by Arrow; None if it cannot.
+
+    Fetched row by row, a million cards are four million Python objects (about a second,
+    holding the GIL while the delivery's reader wants it); joined by the database (SQLite's
+    group_concat, PostgreSQL's string_agg) they are one text, split by Arrow in C.
+    """
+    sep = literal(_FIELD_SEP, String)
+    fields = [
+        Card.card_no,
+        func.coalesce(cast(Card.person_id, String), ""),
+        func.coalesce(cast(Card.issued_on, String), ""),
+        func.coalesce(cast(Card.cancelled_on, String), ""),
+    ]
+    line: SQLColumnExpression[Any] = fields[0]
+    for field in fields[1:]:
+        line = line + sep + field
+    try:
+        # A savepoint: a refused aggregate (text over the database's size limit) leaves the
+        # transaction usable for the row-by-row read.
+        with session.begin_nested():
+            count, text = session.execute(
+                select(func.count(), func.aggregate_strings(line, "\n"))
+            ).one()
+    except DBAPIError:
+        return None
+    if not count:
+        return _CARD_SCHEMA.empty_table()
+    if not isinstance(text, str) or text.startswith("\ufeff"):
+        return None  # Arrow would take a first card number's BOM for the text's own
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(text.encode()),
+            read_options=pa_csv.ReadOptions(column_names=_CARD_SCHEMA.names),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=_FIELD_SEP, quote_char=False, double_quote=False, escape_char=False
+            ),
+            # An empty field is a null, except in the card number (never null: "" stays "").
+            convert_options=pa_csv.ConvertOptions(
+                column_types=_CARD_SCHEMA, null_values=[""], strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if table.num_rows != count:
+        return None
+    return table.cast(_CARD_SCHEMA).combine_chunks()
+
+
 def _days(dates: tuple[Any, ...]) -> pd.Series:
     """Return dates (ISO text or dates, as the driver gives them) as float day numbers."""
     try:
@@ -212,7 +317,12 @@ def _days(dates: tuple[Any, ...]) -> pd.Series:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         parsed = pa.array(pd.to_datetime(pd.Series(dates, dtype=object), errors="coerce"))
         parsed = parsed.cast(pa.date32())
-    days = parsed.cast(pa.int32()).to_numpy(zero_copy_only=False)
+    return _day_numbers(parsed)
+
+
+def _day_numbers(dates: pa.Array | pa.ChunkedArray) -> pd.Series:
+    """Return Arrow dates as float day numbers since 1970-01-01 (NaN where null)."""
+    days = dates.cast(pa.int32()).to_numpy(zero_copy_only=False)
     return pd.Series(days, dtype="float64")
 
 
@@ -220,14 +330,14 @@ def link_by_card(
     card_nos: pd.Series | pa.Array | pa.ChunkedArray, days: np.ndarray, cards: CardIndex
 ) -> np.ndarray:
     """Return the holder of each row's card if the card was valid that day, else -1."""
-    positions = cards.by_card_no.positions(card_nos)
-    # Position -1 (no such card) reads a sentinel card that is never valid.
-    issued = np.append(cards.cards["issued_day"].to_numpy(), np.inf)[positions]
-    cancelled = np.append(cards.cards["cancelled_day"].to_numpy(), -np.inf)[positions]
-    holder = np.append(cards.cards["person_id"].to_numpy(), UNLINKED)[positions]
-    # A card stops being valid on its cancellation day.
-    valid = (days >= issued) & (days < cancelled)
-    return np.where(valid, holder, UNLINKED).astype(np.int32)
+    rows, slots = cards.by_card_no.matches(card_nos)
+    issued, cancelled, holders = cards.validity
+    on_day = days[rows]
+    # A card stops being valid on its cancellation day; rows of no known card link no one.
+    valid = (on_day >= issued[slots]) & (on_day < cancelled[slots])
+    person_id = np.full(len(days), UNLINKED, dtype=np.int32)
+    person_id[rows[valid]] = holders[slots[valid]]
+    return person_id
 
 
 def match_death_records(records: pd.DataFrame, roll: RollIndex) -> pd.DataFrame:

@@ -64,31 +64,44 @@ class _SortedRuns:
     """
 
     def __init__(self, hashes: np.ndarray) -> None:
-        self.runs: list[np.ndarray] = [np.sort(hashes)] if hashes.size else []
+        self.runs: list[np.ndarray] = []
+        self.add(hashes)
 
     def add(self, hashes: np.ndarray) -> None:
         """Add hashes (repeats of stored ones are harmless)."""
+        self.add_sorted(np.sort(hashes))
+
+    def add_sorted(self, hashes: np.ndarray) -> None:
+        """Add hashes already in ascending order."""
         if not hashes.size:
             return
-        self.runs.append(np.sort(hashes))
+        self.runs.append(hashes)
         while len(self.runs) > 1 and self.runs[-2].size <= 2 * self.runs[-1].size:
             newer = self.runs.pop()
-            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], newer]))
+            merged = np.concatenate([self.runs[-1], newer])
+            # Two sorted runs side by side: the stable sort (a timsort) finds them and merges
+            # them in linear time, where the default quicksort sorts all over again; in place,
+            # it needs no second copy of the merged run.
+            merged.sort(kind="stable")
+            self.runs[-1] = merged
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """Return whether each hash is in the set."""
+        order = np.argsort(hashes)
+        found = np.empty(hashes.size, dtype=bool)
+        found[order] = self.contains_sorted(hashes[order])
+        return found
+
+    def contains_sorted(self, hashes: np.ndarray) -> np.ndarray:
+        """Return whether each of hashes in ascending order is in the set."""
         found = np.zeros(hashes.size, dtype=bool)
-        if not self.runs or not hashes.size:
+        if not hashes.size:
             return found
         # Searched in sorted order, the binary searches walk each run front to back (several
         # times faster on runs of millions than searching in the batch's random order).
-        order = np.argsort(hashes)
-        ordered = hashes[order]
-        hit = np.zeros(hashes.size, dtype=bool)
         for run in self.runs:
-            at = np.minimum(np.searchsorted(run, ordered), run.size - 1)
-            hit |= run[at] == ordered
-        found[order] = hit
+            at = np.minimum(np.searchsorted(run, hashes), run.size - 1)
+            found |= run[at] == hashes
         return found
 
 
@@ -116,13 +129,19 @@ class IngestContext:
             self._cards = CardIndex.load(session)
         return self._cards
 
-    def stored(
+    def redelivered(
         self, session: Session, *, source: str, hashes: np.ndarray, days: np.ndarray
     ) -> np.ndarray:
-        """Return, per trace, whether its record hash is already stored for `source`."""
+        """Return, per trace, whether its record is stored for `source` or came earlier.
+
+        Earlier means in this batch or in an earlier batch of the ingest: records first seen
+        here are remembered as stored (each such trace is kept, so it will be).
+        """
         months = days.astype("datetime64[D]").astype("datetime64[M]")
-        found = np.zeros(len(hashes), dtype=bool)
-        first, last = (months.min(), months.max()) if months.size else (None, None)
+        seen = np.zeros(len(hashes), dtype=bool)
+        if not months.size:
+            return seen
+        first, last = months.min(), months.max()
         for month in [first] if first == last else np.unique(months):
             key = (source, str(month))
             if key not in self._hashes:
@@ -130,22 +149,11 @@ class IngestContext:
                     self.store.existing_hashes(session, source=source, months=[str(month)])
                 )
             if first == last:
-                found = self._hashes[key].contains(hashes)
+                seen = _seen(self._hashes[key], hashes)
             else:
                 rows = np.flatnonzero(months == month)
-                found[rows] = self._hashes[key].contains(hashes[rows])
-        return found
-
-    def remember_hashes(self, *, source: str, hashes: np.ndarray, days: np.ndarray) -> None:
-        """Add newly stored traces to the cached hashes of their months."""
-        months = days.astype("datetime64[D]").astype("datetime64[M]")
-        if not months.size:
-            return
-        first, last = months.min(), months.max()
-        for month in [first] if first == last else np.unique(months):
-            runs = self._hashes.get((source, str(month)))
-            if runs is not None:
-                runs.add(hashes if first == last else hashes[months == month])
+                seen[rows] = _seen(self._hashes[key], hashes[rows])
+        return seen
 
     def forget_indexes(self) -> None:
         """Drop cached indexes after the roll or the cards changed, or a delivery rolled back."""
@@ -156,6 +164,25 @@ class IngestContext:
     def forget_hashes(self) -> None:
         """Drop the cached record hashes after a delivery rolled back (the indexes still hold)."""
         self._hashes.clear()
+
+
+def _seen(runs: _SortedRuns, hashes: np.ndarray) -> np.ndarray:
+    """Return whether each hash is in `runs` or repeats one before it; add the new ones.
+
+    One sort serves the membership test, shows the repeats (neighbours) and is the run added.
+    """
+    ordered = np.sort(hashes)
+    hit = runs.contains_sorted(ordered)
+    repeats = ordered.size > 1 and bool((ordered[1:] == ordered[:-1]).any())
+    if not repeats and not hit.any():
+        runs.add_sorted(ordered)  # the usual case: every record is new
+        return np.zeros(hashes.size, dtype=bool)
+    seen = np.isin(hashes, ordered[hit])
+    if repeats:
+        # Which of equal hashes comes first is the batch's order, not the sort's.
+        seen |= pd.Series(hashes).duplicated().to_numpy()
+    runs.add(hashes[~seen])
+    return seen
 
 
 def delivery_files(paths: list[Path]) -> list[Path]:
@@ -484,14 +511,20 @@ def _load_traces(
     )  # fmt: skip
     hashes = traces["record_hash"].to_numpy()
     days = traces["day"].to_numpy()
-    stored = context.stored(session, source=source, hashes=hashes, days=days)
-    fresh, redelivered = drop_redeliveries(traces, stored)
+    seen = context.redelivered(session, source=source, hashes=hashes, days=days)
+    fresh, redelivered = drop_redeliveries(traces, seen)
     sink.writer.add(fresh)
     if redelivered:
-        hashes, days = fresh["record_hash"].to_numpy(), fresh["day"].to_numpy()
-    context.remember_hashes(source=source, hashes=hashes, days=days)
-    values, counts = np.unique(days, return_counts=True)
-    sink.volumes.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
+        days = fresh["day"].to_numpy()
+    if days.size:
+        # Counted by day number in linear time: a batch spans a few days, sorting it would
+        # cost more.
+        first = int(days.min())
+        counts = np.bincount(days - first)
+        values = np.flatnonzero(counts)
+        sink.volumes.update(
+            dict(zip((values + first).tolist(), counts[values].tolist(), strict=True))
+        )
     if source == "medical" and "discharge_outcome" in rows:
         died = rows["discharge_outcome"].eq("deceased").fillna(False).to_numpy(dtype=bool)
         if died.any():

@@ -45,6 +45,18 @@ def _arrow(column: pd.Series) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
+def whole_seconds(stamps: pa.Array) -> pa.Array:
+    """Return timestamps as UTC whole seconds, rounded down (before 1970 too, unlike a cast)."""
+    kind = stamps.type
+    if pa.types.is_timestamp(kind) and kind.tz in ("UTC", "Etc/UTC", "+00:00"):
+        # In UTC the wall clock is the instant itself: flooring it as a naive time spares the
+        # time-zone kernel its per-value lookups (about ten times the cost).
+        stamps = pc.floor_temporal(stamps.cast(pa.timestamp(kind.unit)), unit="second")
+    else:
+        stamps = pc.floor_temporal(stamps, unit="second")
+    return stamps.cast(pa.timestamp("s", tz="UTC"))
+
+
 def _coded(codes: np.ndarray, vocabulary: pa.Array) -> pa.Array:
     """Return the strings of `vocabulary` at `codes`, built in Arrow: no Python object per row."""
     return pa.DictionaryArray.from_arrays(pa.array(codes), vocabulary).cast(pa.string())
@@ -106,8 +118,7 @@ def evidence_rows(
         if "correction" in rows
         else np.zeros(len(rows), dtype=bool)
     )
-    # Whole seconds, rounded down (also before 1970, where a plain cast would round up).
-    event_at = pc.floor_temporal(_arrow(stamps), unit="second").cast(pa.timestamp("s", tz="UTC"))
+    event_at = whole_seconds(_arrow(stamps))
     columns: dict[str, pa.Array] = {
         "record_id": _arrow(rows["record_id"]).cast(pa.string()),
         "record_hash": pa.array(record_hashes(rows["record_id"]), pa.uint64()),
@@ -128,10 +139,8 @@ def evidence_rows(
     return pa.table(columns)
 
 
-def drop_redeliveries(traces: pa.Table, stored: np.ndarray) -> tuple[pa.Table, int]:
-    """Drop rows already stored (or repeated in this batch), unless they are corrections."""
-    hashes = traces["record_hash"].to_numpy()
-    seen = stored | pd.Series(hashes).duplicated().to_numpy()
+def drop_redeliveries(traces: pa.Table, seen: np.ndarray) -> tuple[pa.Table, int]:
+    """Drop rows whose record was `seen` (stored, or earlier in the delivery) unless corrections."""
     keep = ~seen | traces["correction"].to_numpy(zero_copy_only=False)
     dropped = int((~keep).sum())
     return (traces if dropped == 0 else traces.filter(pa.array(keep))), dropped

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from liveness.ingest.service import _SortedRuns
+from liveness.ingest.service import _seen, _SortedRuns
 
 HASH = st.integers(min_value=0, max_value=2**64 - 1)
 # Few distinct values as well, so that repeats within and across runs are common.
@@ -30,3 +30,30 @@ def test_runs_contain_what_was_added(
         assert all(a.tolist() == sorted(a.tolist()) for a in runs.runs)
     values = [*probes, *seen]
     assert runs.contains(_array(values)).tolist() == [v in seen for v in values]
+
+
+@settings(max_examples=200, deadline=None)
+@given(stored=HASHES, batches=st.lists(HASHES, max_size=12))
+def test_seen_marks_stored_records_and_repeats_within_the_batch(
+    stored: list[int], batches: list[list[int]]
+) -> None:
+    runs = _SortedRuns(_array(stored))
+    known = set(stored)
+    for batch in batches:
+        expected = []
+        for value in batch:
+            expected.append(value in known)
+            known.add(value)
+        assert _seen(runs, _array(batch)).tolist() == expected
+    assert runs.contains(_array(sorted(known))).all()
+
+
+def test_runs_answer_alike_after_merging_large_batches() -> None:
+    rng = np.random.default_rng(5)
+    runs = _SortedRuns(np.empty(0, dtype=np.uint64))
+    added = rng.integers(0, 2**64, 300_000, dtype=np.uint64, endpoint=False)
+    for batch in np.array_split(added, 7):
+        runs.add(batch)
+    others = rng.integers(0, 2**64, 100_000, dtype=np.uint64, endpoint=False)
+    probes = np.concatenate([added[::3], others])
+    assert runs.contains(probes).tolist() == np.isin(probes, added).tolist()
