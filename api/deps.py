@@ -7,8 +7,8 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Annotated, Any, LiteralString, TypeVar
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -184,14 +184,29 @@ CLIENT_CTE = (
 )
 
 
+# Set on every ReadPool connection. The hot statements are prepared (read_once) and their
+# best plan does not depend on the parameters (index lookups by key, a page in index order),
+# but under the default `auto` PostgreSQL planned the feed afresh on every call: a generic
+# plan's estimate for `LIMIT $n` (a tenth of the rows) made it look dearer than a custom one,
+# and planning was about a third of the feed's CPU (0.7-0.9 of 2.5 ms per page). For the same
+# reason a generic plan's estimated cost can pass `jit_above_cost` on a large table, and JIT
+# then compiles the statement on every call (400 ms measured, against 1.5 ms without): these
+# short statements never gain from it.
+READ_SESSION_SQL: tuple[LiteralString, ...] = (
+    "SET plan_cache_mode = force_generic_plan",
+    "SET jit = off",
+)
+
+
 class ReadPool:
     """Autocommit psycopg connections for the hot reads, used from the event loop.
 
     A read and its audit entry are one statement, hence one transaction, committed (and
     flushed: synchronous_commit as configured) when the statement returns. Awaiting it
     instead of handing it to a worker thread saves the thread hops and the GIL contention
-    that made the tail. Connections belong to one event loop; a pool used from another
-    (a test client's portal) drops them and starts afresh.
+    that made the tail. Statements are prepared on first use and planned once per
+    connection (READ_SESSION_SQL). Connections belong to one event loop; a pool used from
+    another (a test client's portal) drops them and starts afresh.
     """
 
     def __init__(self, database_url: str, size: int = READ_CONNECTIONS) -> None:
@@ -217,15 +232,17 @@ class ReadPool:
             connection.pgconn.finish()  # synchronous: its loop may be gone
         self._idle = []
 
+    async def _connect(self) -> AsyncConnection[Any]:
+        connection = await AsyncConnection.connect(self.conninfo, autocommit=True)
+        for statement in READ_SESSION_SQL:
+            await connection.execute(statement)
+        return connection
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
         """Lend an idle connection, opening one if none is idle (at most `size` in use)."""
         async with self._bind():
-            connection = (
-                self._idle.pop()
-                if self._idle
-                else await AsyncConnection.connect(self.conninfo, autocommit=True)
-            )
+            connection = self._idle.pop() if self._idle else await self._connect()
             try:
                 yield connection
             finally:
@@ -246,7 +263,6 @@ class Caller:
     """Who calls, from where, with the request's session: what every handler needs."""
 
     principal: Principal
-    session: Session
     services: Services
     remote_addr: str | None
     # A principal from the cache: Caller.run verifies it first, in the request's transaction.
@@ -254,6 +270,17 @@ class Caller:
     # PostgreSQL: connections for the one-statement reads (read_once); None on SQLite.
     reads: ReadPool | None = None
     token: str | None = None
+    # The request's session. `require` gives one (SessionDep ends it); a `require_cached`
+    # caller has none until Caller.run opens one for its work and ends it there, so that the
+    # one-statement reads (read_once) never build a session they do not use.
+    _session: Session | None = field(default=None, repr=False)
+
+    @property
+    def session(self) -> Session:
+        """Return the request's session (a `require_cached` caller's only inside `run`)."""
+        if self._session is None:
+            raise RuntimeError("a require_cached caller has a session only inside Caller.run")
+        return self._session
 
     @property
     def name(self) -> str:
@@ -297,16 +324,27 @@ class Caller:
 
         The connection is then held only while a thread works with it, never while a
         request waits for a thread: a pool as large as the thread pool never runs dry.
-        If `work` raises, nothing is committed; the session dependency rolls back.
+        If `work` raises, nothing is committed. A caller without a session (require_cached)
+        gets one for `work` alone, closed (rolled back if uncommitted) in the same thread
+        even when the request is cancelled meanwhile; a given session is rolled back by the
+        session dependency.
         """
 
         def work_and_commit() -> T:
-            if self.unverified:
-                verify_principal(self.session, self.principal, now=utcnow())
-                self.unverified = False
-            result = work()
-            self.session.commit()
-            return result
+            own = self._session is None
+            if own:
+                self._session = self.services.sessions()
+            try:
+                if self.unverified:
+                    verify_principal(self.session, self.principal, now=utcnow())
+                    self.unverified = False
+                result = work()
+                self.session.commit()
+                return result
+            finally:
+                if own:
+                    session, self._session = self.session, None
+                    session.close()
 
         return await run_in_threadpool(work_and_commit)
 
@@ -334,7 +372,9 @@ class Caller:
             "audit_addr": self.remote_addr,
         }  # fmt: skip
         async with self.reads.connection() as connection:
-            cursor = await connection.execute(sql, values)
+            # Prepared from the first call (not psycopg's default fifth): each connection runs
+            # the same few statements thousands of times.
+            cursor = await connection.execute(sql, values, prepare=True)
             row = await cursor.fetchone()
         if row is None or not row[0]:
             self.unverified = True
@@ -363,44 +403,39 @@ def require(permission: str) -> Callable[..., Awaitable[Caller]]:
     ) -> Caller:
         authorize(principal, permission)
         return Caller(
-            principal=principal, session=session, services=services,
+            principal=principal, _session=session, services=services,
             remote_addr=None if request.client is None else request.client.host,
         )  # fmt: skip
 
     return dependency
 
 
-def require_cached(permission: str) -> Callable[..., AsyncIterator[Caller]]:
-    """Like `require`, for async handlers doing all their work in `Caller.run`.
+def require_cached(permission: str) -> Callable[..., Awaitable[Caller]]:
+    """Like `require`, for async handlers doing all their work in `Caller.run` or read_once.
 
-    One dependency (token, principal, session), since resolving dependencies is a good
-    part of a small request's cost. The principal may come from the cache; Caller.run
-    verifies it (revoked, expired) before any work. A cached principal refused by its role
-    is looked up again first, so that a revoked token is answered 401, never 403.
-    Use with `scope="function"`, as SessionDep.
+    One plain dependency (token, principal; no session, nothing to clean up), since
+    resolving dependencies is a good part of a small request's cost: a generator dependency
+    costs FastAPI an exit stack and a shielded context manager per request. The principal may
+    come from the cache; Caller.run and read_once verify it (revoked, expired) in the
+    request's transaction. A cached principal refused by its role is looked up again first,
+    so that a revoked token is answered 401, never 403.
     """
 
     async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> AsyncIterator[Caller]:
+    ) -> Caller:
         services: Services = request.app.state.services
         token = None if credentials is None else credentials.credentials
         principal, unverified = await _cached_principal(request, services, token)
         if unverified and principal.role not in PERMISSIONS[permission]:
             principal, unverified = await run_in_threadpool(_lookup, services, token), False
         authorize(principal, permission)
-        session = services.sessions()
-        try:
-            yield Caller(
-                principal=principal, session=session, services=services,
-                remote_addr=None if request.client is None else request.client.host,
-                unverified=unverified, reads=getattr(request.app.state, "reads", None),
-                token=token,
-            )  # fmt: skip
-        except BaseException:
-            await _end(session, failed=True)
-            raise
-        await _end(session, failed=False)
+        return Caller(
+            principal=principal, services=services,
+            remote_addr=None if request.client is None else request.client.host,
+            unverified=unverified, reads=getattr(request.app.state, "reads", None),
+            token=token,
+        )  # fmt: skip
 
     return dependency

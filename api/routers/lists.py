@@ -31,7 +31,7 @@ router = APIRouter(prefix="/lists", tags=["lists"], responses=ERRORS)
 
 @router.get("/entries", response_model=ListFeedRead, summary="Published entries after a cursor")
 async def feed(
-    caller: Annotated[Caller, Depends(require_cached("lists.read"), scope="function")],
+    caller: Annotated[Caller, Depends(require_cached("lists.read"))],
     after: Annotated[int, Query(ge=0, le=2**31 - 1, description="Last seq already seen.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:

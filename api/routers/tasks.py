@@ -28,7 +28,7 @@ def _grids(caller: Caller) -> tuple[str, ...] | None:
 @router.get("/grids/{grid}/tasks", response_model=TaskPage, summary="A grid's review queue")
 async def list_grid_tasks(
     grid: Annotated[str, Path(max_length=32)],
-    caller: Annotated[Caller, Depends(require_cached("tasks.read"), scope="function")],
+    caller: Annotated[Caller, Depends(require_cached("tasks.read"))],
     status: Annotated[str, Query(max_length=16, description="Task status.")] = "open",
     limit: Limit = 50,
     offset: Offset = 0,

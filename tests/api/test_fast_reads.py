@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
@@ -10,11 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from api.deps import CLIENT_CTE, Caller, ReadPool
 from api.schemas import ListEntryRead, ListFeedRead, TaskPage, TaskRead
+from liveness.access import Principal
 from liveness.db import session_scope
-from liveness.views.lists import list_feed
+from liveness.views.lists import list_feed, list_feed_sql
 from liveness.views.queue import grid_queue
 from models import (
+    ApiClient,
     AuditEntry,
     ListAction,
     ListEntry,
@@ -22,6 +26,7 @@ from models import (
     ListReason,
     Person,
     ReviewTask,
+    Role,
     TaskKind,
     TaskStatus,
     utcnow,
@@ -158,3 +163,52 @@ def test_the_feed_answers_as_the_orm_path(pg_world: World, after: int, limit: in
     assert audit.detail == {
         "after": after, "next_after": page.next_after, "returned": len(page.entries),
     }  # fmt: skip
+
+
+def test_the_hot_statements_are_prepared_and_planned_once(pg_world: World) -> None:
+    """ReadPool connections plan the feed once (generically, never per call), without JIT.
+
+    PostgreSQL's default (`auto`) planned the feed afresh on every call, a third of its cost;
+    a generic plan's estimate can then pass the JIT threshold, compiling on every call.
+    """
+
+    async def plans() -> list[tuple[str, int, int]]:
+        reads = ReadPool(pg_world.services.settings.database_url, size=1)
+        try:
+            async with reads.connection() as connection:
+                for setting, value in (("plan_cache_mode", "force_generic_plan"), ("jit", "off")):
+                    shown = await (await connection.execute(f"SHOW {setting}")).fetchone()
+                    assert shown == (value,)
+                with session_scope(pg_world.services.sessions) as session:
+                    client_id = session.scalars(
+                        select(ApiClient.id).where(ApiClient.name == "payment")
+                    ).one()
+            principal = Principal(client_id=client_id, name="payment", role=Role.PAYMENT, grids=())
+            caller = Caller(
+                principal=principal, services=pg_world.services, remote_addr="127.0.0.1",
+                reads=reads,
+            )  # fmt: skip
+            for after in (0, 1, 2):
+                await caller.read_once(
+                    list_feed_sql(CLIENT_CTE), {"after": after, "limit": 2}, target_ref=None,
+                    now=utcnow(),
+                )  # fmt: skip
+            async with reads.connection() as connection:
+                cursor = await connection.execute(
+                    "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+                )
+                return [(str(s), int(g), int(c)) for s, g, c in await cursor.fetchall()]
+        finally:
+            reads.close()
+
+    rows = asyncio.run(plans())
+    feed = [row for row in rows if "list_entries" in row[0]]
+    assert len(feed) == 1 and feed[0][1:] == (3, 0)
+
+
+def test_a_session_read_leaves_no_connection_behind(sqlite_world: World) -> None:
+    """On the session path the queue and the feed end the session they opened (Caller.run)."""
+    for path, role in (("/api/v1/lists/entries", "payment"), ("/api/v1/grids/G1/tasks", "admin")):
+        answer = sqlite_world.client.get(path, headers=sqlite_world.auth(role))
+        assert answer.status_code == 200
+    assert sqlite_world.services.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
