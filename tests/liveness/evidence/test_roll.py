@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import pandas as pd
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from liveness.db import make_engine
+from liveness.evidence import roll as roll_module
 from liveness.evidence.roll import ROLL_FORMAT, kept_roll, roll_frame
+from liveness.migrate import upgrade
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
 
 
@@ -126,3 +131,79 @@ def test_an_unreadable_kept_roll_is_read_again_in_full_and_replaced(
     assert assert_kept_is_full(session)["person_ref"].tolist() == ["A", "B"]
     assert session.scalar(select(RollCache.format)) == ROLL_FORMAT
     assert session.scalar(select(RollCache.persons)) == 2
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_a_change_committed_while_a_run_reads_is_read_by_the_next(
+    backend_name: str, database_url_factory: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(database_url_factory(backend_name))
+    upgrade(engine)
+    with Session(engine) as session, session.begin():
+        first, second = person(session, "A").id, person(session, "B").id
+        for n in range(20):  # a roll large enough for re-reading two persons, not all
+            person(session, f"P{n}")
+    with Session(engine) as session, session.begin():
+        kept_roll(session, keep=True)
+    with Session(engine) as session, session.begin():
+        session.execute(update(Person).where(Person.id == first).values(grid_code="G2"))
+    # The next run re-reads A; meanwhile another transaction moves B and commits.
+    reread = roll_module._reread
+
+    def reread_while_b_moves(session: Session, persons: Any) -> pd.DataFrame:
+        found = reread(session, persons)
+        with Session(engine) as other, other.begin():
+            other.execute(update(Person).where(Person.id == second).values(grid_code="G3"))
+        return found
+
+    monkeypatch.setattr(roll_module, "_reread", reread_while_b_moves)
+    with Session(engine) as session, session.begin():
+        during = kept_roll(session, keep=True)
+    monkeypatch.undo()
+    grids = during.set_index("person_ref")["grid_code"]
+    assert (grids["A"], grids["B"]) == ("G2", "G1")
+    with Session(engine) as session, session.begin():
+        after = kept_roll(session, keep=True)
+        pd.testing.assert_frame_equal(after, roll_frame(session))
+    grids = after.set_index("person_ref")["grid_code"]
+    assert (grids["A"], grids["B"]) == ("G2", "G3")
+    engine.dispose()
+
+
+def test_a_change_logged_before_the_run_but_committed_after_it_is_not_lost(
+    database_url_factory: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL only: SQLite runs one writer at a time, so its log ids follow commit order.
+    engine = make_engine(database_url_factory("postgresql"))
+    upgrade(engine)
+    with Session(engine) as session, session.begin():
+        first, second = person(session, "A").id, person(session, "B").id
+        for n in range(20):
+            person(session, f"P{n}")
+    with Session(engine) as session, session.begin():
+        kept_roll(session, keep=True)
+    # B's move takes the lower log id but commits last, after A's move and the run's read.
+    slow = Session(engine)
+    slow.begin()
+    slow.execute(update(Person).where(Person.id == second).values(grid_code="G3"))
+    slow.flush()
+    with Session(engine) as session, session.begin():
+        session.execute(update(Person).where(Person.id == first).values(grid_code="G2"))
+    reread = roll_module._reread
+
+    def reread_then_commit_b(session: Session, persons: Any) -> pd.DataFrame:
+        found = reread(session, persons)
+        slow.commit()
+        return found
+
+    monkeypatch.setattr(roll_module, "_reread", reread_then_commit_b)
+    with Session(engine) as session, session.begin():
+        kept_roll(session, keep=True)
+    monkeypatch.undo()
+    slow.close()
+    with Session(engine) as session, session.begin():
+        after = kept_roll(session, keep=True)
+        pd.testing.assert_frame_equal(after, roll_frame(session))
+    grids = after.set_index("person_ref")["grid_code"]
+    assert (grids["A"], grids["B"]) == ("G2", "G3")
+    engine.dispose()
