@@ -16,6 +16,10 @@ from sqlalchemy import Engine, Executable, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+# Execution option of a session's connection: its transaction writes after reading, so on
+# SQLite it begins holding the write lock (other writers wait for it, it never fails for them).
+WRITES_AHEAD = "liveness_writes_ahead"
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for `url`; SQLite gets real transactions, foreign keys and a folder."""
@@ -39,7 +43,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A transaction that will write whatever it reads (a run) takes the write lock at
+        # once: begun deferred, its first write would fail if another writer had committed
+        # since its first read (SQLite cannot move a reader's snapshot forward).
+        immediate = connection.get_execution_options().get(WRITES_AHEAD, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 

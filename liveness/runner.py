@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from liveness.app import Services
-from liveness.db import session_scope
+from liveness.db import WRITES_AHEAD, session_scope
 from liveness.errors import RunRefused
 from liveness.run import certify
 from models import Run, RunLock, RunStatus, utcnow
@@ -105,6 +105,9 @@ def execute_run(
             run_id = run.id
         try:
             with session_scope(services.sessions) as session:
+                # The run reads everything, then writes: on SQLite it holds the write lock
+                # from its start, so a writer committing meanwhile waits instead of failing it.
+                session.connection(execution_options={WRITES_AHEAD: True})
                 run = certify(
                     session, as_of=as_of, store=services.store, policies=services.policies,
                     override_guard=override_guard, run=session.get_one(Run, run_id),

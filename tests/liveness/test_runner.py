@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from liveness.app import Services
 from liveness.db import session_scope
@@ -160,3 +163,42 @@ def test_a_failing_run_is_recorded_failed_and_publishes_nothing(
         assert session.scalar(select(func.count()).select_from(Assessment)) == 0
         assert session.get(RunLock, LOCK_NAME) is None
     assert _lists(services) == []
+
+
+def test_a_writer_during_a_run_is_told_to_retry_and_the_run_publishes(
+    pristine: Path, tmp_path: Path
+) -> None:
+    # SQLite: a run begun deferred failed at its first write ("database is locked") once
+    # another writer had committed after its first read. The run now holds the write lock
+    # from its start; the other writer is refused at once and retries, as the API tells its
+    # clients to (503 with Retry-After), and lands after the run.
+    services = _copy(pristine, tmp_path)
+    refusals: list[str] = []
+    writer = threading.Thread(target=_move_someone, args=(services, refusals))
+
+    def write_meanwhile(stage: str) -> None:
+        if stage == "before evidence":
+            writer.start()
+            time.sleep(0.5)  # the writer tries while the run has read and not yet written
+
+    run = execute_run(services, as_of=AS_OF, checkpoint=write_meanwhile)
+    writer.join(timeout=60)
+    assert not writer.is_alive()
+    assert run.status == RunStatus.PUBLISHED
+    assert refusals and all("locked" in refusal for refusal in refusals)
+    with session_scope(services.sessions) as session:
+        moved = select(func.count()).select_from(Person).where(Person.grid_code == "MOVED")
+        assert session.scalar(moved) == 1
+
+
+def _move_someone(services: Services, refusals: list[str]) -> None:
+    """Commit a change of one person's grid, retrying while the database is busy."""
+    for _ in range(300):
+        try:
+            with session_scope(services.sessions) as session:
+                first = session.scalar(select(func.min(Person.id)))
+                session.execute(update(Person).where(Person.id == first).values(grid_code="MOVED"))
+            return
+        except OperationalError as error:
+            refusals.append(str(error.orig))
+            time.sleep(0.2)
