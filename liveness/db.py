@@ -6,15 +6,29 @@ receive the session, flush when they need ids, and never commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Executable, create_engine, event
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Executable,
+    String,
+    cast,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 
 # Execution option of a session's connection: its transaction writes after reading, so on
 # SQLite it begins holding the write lock (other writers wait for it, it never fails for them).
@@ -77,3 +91,64 @@ def query_frame(session: Session, statement: Executable, columns: list[str]) -> 
     if not rows:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
     return pd.DataFrame(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True)))
+
+
+# Fields of the text the database joins are split by the ASCII unit separator, which no code,
+# reference, number or date holds; a value that did (or held a line break) could not be split
+# back, and the reader says so (None) for its caller to read the rows one by one.
+FIELD_SEP = "\x1f"
+TextColumn = ColumnElement[Any] | QueryableAttribute[Any]
+
+
+def read_joined(
+    session: Session,
+    columns: Mapping[str, tuple[TextColumn, pa.DataType]],
+    *where: ColumnElement[bool],
+    nullable: bool = False,
+) -> pa.Table | None:
+    """Read rows as one text the database joins, parsed by Arrow; None where it cannot.
+
+    A million rows fetched one by one are millions of Python objects (seconds, holding the
+    GIL); joined by the database (SQLite's group_concat, PostgreSQL's string_agg, the same
+    SQL) they are one text that Arrow splits in C. None when the database refuses the text
+    (over its size limit) or when the text might not split back into exactly the rows: a value
+    holding the separator, a line break or a carriage return (Arrow would take "\\r\\n" at the
+    end of a line for one break), or a leading byte-order mark (Arrow would drop it). With
+    `nullable`, an empty field of any column but the first (which must be text) is a null.
+    """
+    separator = literal(FIELD_SEP, String)
+    fields: list[ColumnElement[str]] = [cast(expr, String) for expr, _ in columns.values()]
+    if nullable:
+        fields[1:] = [func.coalesce(field, "") for field in fields[1:]]
+    line: ColumnElement[str] = fields[0]
+    for field in fields[1:]:
+        line = line + separator + field
+    try:
+        # A savepoint: a refused aggregate leaves the transaction usable for the row read.
+        with session.begin_nested():
+            count, text = session.execute(
+                select(func.count(), func.aggregate_strings(line, "\n")).where(*where)
+            ).one()
+    except DBAPIError:
+        return None
+    schema = pa.schema([(name, kind) for name, (_, kind) in columns.items()])
+    if not count:
+        return schema.empty_table()
+    if not isinstance(text, str) or text.startswith("\ufeff") or "\r" in text:
+        return None
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(text.encode()),
+            read_options=pa_csv.ReadOptions(column_names=schema.names),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=FIELD_SEP, quote_char=False, double_quote=False, escape_char=False
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=schema,
+                null_values=[""] if nullable else [],
+                strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return table.cast(schema) if table.num_rows == count else None

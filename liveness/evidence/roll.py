@@ -21,28 +21,26 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sqlalchemy import (
     ColumnElement,
     Float,
     Select,
-    String,
     cast,
     delete,
     func,
     insert,
-    literal,
     select,
     text,
     update,
 )
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.orm import Session
 
+from liveness.db import TextColumn, read_joined
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
 
-__all__ = ["FIELD_SEP", "ROLL_COLUMNS", "kept_roll", "roll_frame"]
+__all__ = ["ROLL_COLUMNS", "kept_roll", "roll_frame"]
 
 ROLL_COLUMNS = [
     "person_id", "person_ref", "grid_code", "region_code", "benefit_type", "monthly_amount",
@@ -76,42 +74,19 @@ def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[Sequ
             gc.enable()
 
 
-# Fields of the text the database builds are split by the ASCII unit separator, which no
-# code, reference or amount holds; a value that did hold it (or a line break) would fail the
-# parse or the row count, and the table is then read through the cursor instead.
-FIELD_SEP = "\x1f"
-_Column = ColumnElement[Any] | QueryableAttribute[Any]
-
-
 def _read_table(
-    session: Session, columns: dict[str, tuple[_Column, pa.DataType]],
+    session: Session, columns: dict[str, tuple[TextColumn, pa.DataType]],
     *where: ColumnElement[bool],
 ) -> pa.Table:  # fmt: skip
     """Read many rows as one Arrow table, in the order of the first column (then the second).
 
-    The roll is a million rows read on every run. Fetched row by row, each value becomes a
-    Python object (seconds); here the database joins the rows into one text, the same SQL on
-    SQLite (group_concat) and PostgreSQL (string_agg), and Arrow parses it in C (a fraction).
+    The roll is a million rows: read as one text the database joins (`read_joined`), or row
+    by row through the cursor where that text would not split back exactly.
     """
-    names = list(columns)
-    line: ColumnElement[Any] = cast(columns[names[0]][0], String)
-    for name in names[1:]:
-        line = line + literal(FIELD_SEP, String) + cast(columns[name][0], String)
-    try:
-        # A savepoint: a refused aggregate (text over the database's size limit) leaves the
-        # transaction usable for the row-by-row read.
-        with session.begin_nested():
-            count, text = session.execute(
-                select(func.count(), func.aggregate_strings(line, "\n")).where(*where)
-            ).one()
-    except DBAPIError:
-        count, text = None, None
-    schema = pa.schema([(name, kind) for name, (_, kind) in columns.items()])
-    if count == 0:
-        return schema.empty_table()
-    table = _parsed(text, schema)
-    if table is None or table.num_rows != count:
+    table = read_joined(session, columns, *where)
+    if table is None:
         values = _columns(session, select(*(expr for expr, _ in columns.values())).where(*where))
+        schema = pa.schema([(name, kind) for name, (_, kind) in columns.items()])
         table = pa.table(
             [
                 pa.array(column, type=kind)
@@ -119,29 +94,13 @@ def _read_table(
             ],
             schema=schema,
         )
+    if table.num_rows == 0:
+        return table
+    names = list(columns)
     keys = [table[names[0]].to_numpy(), table[names[1]].to_numpy()]
     if np.all(keys[0][1:] > keys[0][:-1]):
         return table  # already in order (the usual case): no gather
     return table.take(pa.array(np.lexsort(keys[::-1])))
-
-
-def _parsed(text: str | None, schema: pa.Schema) -> pa.Table | None:
-    """Parse the database's joined text into a table, or None where it does not split cleanly."""
-    if text is None:
-        return None
-    try:
-        return pa_csv.read_csv(
-            pa.py_buffer(text.encode()),
-            read_options=pa_csv.ReadOptions(column_names=schema.names),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=FIELD_SEP, quote_char=False, double_quote=False, escape_char=False
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=schema, null_values=[], strings_can_be_null=False
-            ),
-        ).cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,20 +10,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 from sqlalchemy import (
     Select,
-    SQLColumnExpression,
     String,
-    cast,
-    func,
-    literal,
     select,
     type_coerce,
 )
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from liveness.db import TextColumn, read_joined
 from liveness.identity.keys import KeyIndex
 from models import Card, DeathMatch, Person
 
@@ -247,67 +242,23 @@ def _columns(session: Session, statement: Select[*tuple[Any, ...]]) -> list[tupl
         cursor.close()
 
 
-# Fields of the text the database joins are split by the ASCII unit separator, which no card
-# number, id or date holds; a card number that held it (or a line break) would fail the parse
-# or the row count, and the cards are then read row by row instead.
-_FIELD_SEP = "\x1f"
-_CARD_SCHEMA = pa.schema(
-    [
-        ("card_no", pa.string()),
-        ("person_id", pa.int64()),
-        ("issued_on", pa.date32()),
-        ("cancelled_on", pa.date32()),
-    ]
-)
+_CARD_COLUMNS: dict[str, tuple[TextColumn, pa.DataType]] = {
+    "card_no": (Card.card_no, pa.string()),
+    "person_id": (Card.person_id, pa.int64()),
+    "issued_on": (Card.issued_on, pa.date32()),
+    "cancelled_on": (Card.cancelled_on, pa.date32()),
+}
 
 
 def _card_table(session: Session) -> pa.Table | None:
     """Read every card as one text the database joins, parsed by Arrow; None if it cannot.
 
     Fetched row by row, a million cards are four million Python objects (about a second,
-    holding the GIL while the delivery's reader wants it); joined by the database (SQLite's
-    group_concat, PostgreSQL's string_agg) they are one text, split by Arrow in C.
+    holding the GIL while the delivery's reader wants it). None where the text would not
+    split back exactly (see `read_joined`): the caller then reads the cards row by row.
     """
-    sep = literal(_FIELD_SEP, String)
-    fields = [
-        Card.card_no,
-        func.coalesce(cast(Card.person_id, String), ""),
-        func.coalesce(cast(Card.issued_on, String), ""),
-        func.coalesce(cast(Card.cancelled_on, String), ""),
-    ]
-    line: SQLColumnExpression[Any] = fields[0]
-    for field in fields[1:]:
-        line = line + sep + field
-    try:
-        # A savepoint: a refused aggregate (text over the database's size limit) leaves the
-        # transaction usable for the row-by-row read.
-        with session.begin_nested():
-            count, text = session.execute(
-                select(func.count(), func.aggregate_strings(line, "\n"))
-            ).one()
-    except DBAPIError:
-        return None
-    if not count:
-        return _CARD_SCHEMA.empty_table()
-    if not isinstance(text, str) or text.startswith("\ufeff"):
-        return None  # Arrow would take a first card number's BOM for the text's own
-    try:
-        table = pa_csv.read_csv(
-            pa.py_buffer(text.encode()),
-            read_options=pa_csv.ReadOptions(column_names=_CARD_SCHEMA.names),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=_FIELD_SEP, quote_char=False, double_quote=False, escape_char=False
-            ),
-            # An empty field is a null, except in the card number (never null: "" stays "").
-            convert_options=pa_csv.ConvertOptions(
-                column_types=_CARD_SCHEMA, null_values=[""], strings_can_be_null=False
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if table.num_rows != count:
-        return None
-    return table.cast(_CARD_SCHEMA).combine_chunks()
+    table = read_joined(session, _CARD_COLUMNS, nullable=True)
+    return None if table is None else table.combine_chunks()
 
 
 def _days(dates: tuple[Any, ...]) -> pd.Series:

@@ -7,11 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from liveness.db import FIELD_SEP
 from liveness.errors import RollMissing
 from liveness.evidence.health import load_health_policy
-from liveness.evidence.roll import FIELD_SEP, roll_frame
+from liveness.evidence.roll import roll_frame
 from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore
 from liveness.scoring import load_policy
@@ -60,6 +62,14 @@ def test_text_that_would_break_the_bulk_read_is_read_exactly(session: Session, o
     roll = roll_frame(session)
     assert roll["person_ref"].tolist() == ["A", f"B{odd}x", "C"]
     assert roll["grid_code"].tolist() == ["G1", f"G{odd}", "G3"]
+
+
+def test_a_carriage_return_ending_a_line_is_kept(session: Session) -> None:
+    # The region is the last field of a person's line: "\r\n" would read as one line break.
+    first = person(session, "A", "G1", ("enterprise_pension", "1.00", "active"))
+    person(session, "B", "G2", ("enterprise_pension", "2.00", "active"))
+    session.execute(update(Person).where(Person.id == first).values(region_code="33010\r"))
+    assert roll_frame(session)["region_code"].tolist() == ["33010\r", "330102"]
 
 
 def test_an_empty_roll_is_refused_and_stops_the_reading(session: Session, tmp_path: Path) -> None:
