@@ -14,8 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import queue
-import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from connectors.errors import UndecodableFile, UnreadableFile
+from connectors.threads import read_ahead
 
 __all__ = ["RawChunk", "RawDelivery", "check_encoding", "infer_format", "open_delivery"]
 
@@ -234,7 +233,12 @@ def _open_csv(
     header_newlines = sum(n.count("\n") for n in names)
     pieces = _csv_chunks(path, compression, read, parse, convert, invalid, clean, header_newlines)
     # parsing the next chunk on a thread overlaps Arrow's parser with the caller's normalisation
-    return RawDelivery(path, fmt, clean, prefetched(merged(pieces, min(batch_rows, CHUNK_ROWS))))
+    return RawDelivery(
+        path,
+        fmt,
+        clean,
+        read_ahead(merged(pieces, min(batch_rows, CHUNK_ROWS)), name="delivery-reader"),
+    )
 
 
 def merged(pieces: Iterator[RawChunk], rows: int) -> Generator[RawChunk, None, None]:
@@ -263,46 +267,6 @@ def _merge(pieces: list[RawChunk]) -> RawChunk:
         bad_raw=[raw for p in pieces for raw in p.bad_raw],
         bad_reasons=[reason for p in pieces for reason in p.bad_reasons],
     )
-
-
-def prefetched(chunks: Generator[RawChunk, None, None]) -> Iterator[RawChunk]:
-    """Yield ``chunks``, producing the next one on a worker thread while the caller works."""
-    handoff: queue.Queue[tuple[RawChunk | None, BaseException | None]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item: tuple[RawChunk | None, BaseException | None]) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for chunk in chunks:
-                if not put((chunk, None)):
-                    return
-            put((None, None))
-        except BaseException as exc:  # handed to the consumer, which raises it
-            put((None, exc))
-        finally:
-            chunks.close()
-
-    worker = threading.Thread(target=work, name="delivery-reader", daemon=True)
-    worker.start()
-    try:
-        while True:
-            chunk, error = handoff.get()
-            if error is not None:
-                raise error
-            if chunk is None:
-                return
-            yield chunk
-    finally:
-        stop.set()
-        worker.join()
 
 
 def _csv_chunks(

@@ -6,12 +6,10 @@ The run grades from it and the learned estimator trains on it, so both see the s
 from __future__ import annotations
 
 import datetime as dt
-import queue
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +17,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connectors.threads import read_ahead
 from liveness.errors import RollMissing
 from liveness.evidence.health import HealthPolicy, source_health
 from liveness.evidence.roll import kept_roll
@@ -123,7 +122,6 @@ class _Evidence:
 
 # Items read ahead while the current one is scattered (each a few tens of MB).
 READ_AHEAD = 2
-_DONE = object()
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,11 +135,11 @@ class _Summarised:
 
 @dataclass(frozen=True, eq=False)
 class _Batch:
-    """Traces read from a part; `summary_of` names the part when its summary is to be kept."""
+    """Traces read from a part; `summarised` when the part's summary is to be kept."""
 
     source: int
     window: TraceWindow
-    summary_of: _Summarisable | None = None
+    summarised: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,49 +160,6 @@ class _Summarisable:
 
 
 _Item = _Summarised | _Batch | _PartRead
-
-
-def _prefetched(items: Iterator[_Item]) -> Iterator[_Item]:
-    """Yield the items of `items`, produced in a thread ahead of the consumer.
-
-    Parquet decoding releases the GIL, so the next batch is read while this one is scattered.
-    The producer only reads files (every database query is already made).
-    """
-    slots: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-            except queue.Full:
-                continue
-            return True
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-        except BaseException as error:  # handed to the consumer, raised there
-            put(error)
-            return
-        put(_DONE)
-
-    thread = threading.Thread(target=work, name="evidence-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _plans(
@@ -252,7 +207,7 @@ class _Reading:
                     continue
                 summarisable = _Summarisable(source_code, bucket, part, key)
                 for window in plan.read_part(part):
-                    yield _Batch(source_code, window, summarisable)
+                    yield _Batch(source_code, window, summarised=True)
                 yield _PartRead(summarisable)
             for window in plan.read_corrections():
                 yield _Batch(source_code, window)
@@ -287,7 +242,7 @@ def _scatter(
     kept: dict[str, list[np.ndarray]] = {"person": [], "source": [], "kind": [], "day": []}
     count = 0
     pending: PartSummary | None = None
-    for item in _prefetched(reading.items()):
+    for item in read_ahead(reading.items(), ahead=READ_AHEAD, name="evidence-read-ahead"):
         if stop is not None and stop.is_set():
             break
         if isinstance(item, _Summarised):
@@ -304,7 +259,7 @@ def _scatter(
             continue
         batch = item.window
         person, kind, day = persons.map(batch.person_id), batch.kind, batch.day
-        if item.summary_of is not None:
+        if item.summarised:
             part_summary = accumulator.summarise(
                 person_idx=person, source=item.source, kind_code=kind, day=day
             )

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from connectors import Batch, ConnectorError, SourceConfig, get_connector, make_transport
+from connectors import Batch, ConnectorError, SourceConfig, get_connector, make_transport, threads
 from liveness.errors import DeliveryRefused
 from liveness.evidence.store import DeliveryWriter, EvidenceStore, day_from_number
 from liveness.identity import CardIndex, RollIndex
@@ -293,7 +290,10 @@ def _load_batches(
     )
     savepoint = session.begin_nested()
     try:
-        for batch in _read_ahead(batches()) if read_ahead else batches():
+        batches_read = (
+            threads.read_ahead(batches(), name="delivery-batches") if read_ahead else batches()
+        )
+        for batch in batches_read:
             report.rows_read += batch.rows_read
             _store_quarantine(session, delivery, batch.quarantined)
             report.quarantined += len(batch.quarantined)
@@ -339,51 +339,6 @@ class _TraceSink:
 
     writer: DeliveryWriter
     volumes: Counter[int] = field(default_factory=Counter)
-
-
-_Item = TypeVar("_Item")
-
-
-def _read_ahead(items: Iterator[_Item]) -> Iterator[_Item]:
-    """Yield `items`, producing the next one on a worker thread while the caller works.
-
-    Decoding and normalising a batch is Arrow work that runs without the GIL, so it overlaps
-    with linking and storing the previous one; one batch waits at most, bounding memory.
-    """
-    handoff: queue.Queue[tuple[bool, _Item | None, BaseException | None]] = queue.Queue(1)
-    stop = threading.Event()
-
-    def put(item: tuple[bool, _Item | None, BaseException | None]) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not put((False, item, None)):
-                    return
-            put((True, None, None))
-        except BaseException as error:  # handed to the consumer, which raises it
-            put((True, None, error))
-
-    worker = threading.Thread(target=work, name="delivery-batches", daemon=True)
-    worker.start()
-    try:
-        while True:
-            done, item, error = handoff.get()
-            if error is not None:
-                raise error
-            if done:
-                return
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        worker.join()
 
 
 def ingest_pull(
