@@ -72,19 +72,27 @@ def _padded(values: pa.Array) -> _Padded:
     long_rows = np.flatnonzero(lengths > width) if longest > width else np.empty(0, np.intp)
     if long_rows.size:
         filled = pc.if_else(pc.greater(pc.binary_length(filled), width), "", filled)
-    # Padded to one width (in bytes, whatever the encoding), the strings' bytes are one
-    # contiguous (rows x width) block.
-    padded = pc.ascii_rpad(filled, width=width, padding=" ")
+    words = _fixed_width_words(filled, width=width, padding=" ")
+    return _Padded(words=words, lengths=lengths, long_rows=long_rows)
+
+
+def _fixed_width_words(strings: pa.Array, *, width: int, padding: str) -> npt.NDArray[np.uint64]:
+    """Return the strings padded to `width` bytes (a multiple of 8) as rows of 64-bit words.
+
+    Padded to one width (in bytes, whatever the encoding), the strings' bytes are one
+    contiguous (rows x width) block, viewed without a copy.
+    """
+    count = len(strings)
+    padded = pc.ascii_rpad(strings, width=width, padding=padding)
     offsets = np.frombuffer(
         padded.buffers()[1], dtype=np.int64, count=count + 1, offset=8 * padded.offset
     )
     start = int(offsets[0])
     if int(offsets[-1]) - start != count * width:
-        # The words are compared as the strings themselves: a ragged block must never pass.
+        # The words stand for the strings themselves: a ragged block must never pass.
         raise RuntimeError("padded strings are not of one width")
     block = np.frombuffer(padded.buffers()[2], dtype=np.uint8, count=count * width, offset=start)
-    words = block.reshape(count, width).view(np.uint64)
-    return _Padded(words=words, lengths=lengths, long_rows=long_rows)
+    return block.reshape(count, width).view(np.uint64)
 
 
 def _hash_padded(padded: _Padded, values: pa.Array) -> npt.NDArray[np.uint64]:
@@ -207,15 +215,7 @@ def pandas_string_hashes(values: pa.Array) -> npt.NDArray[np.uint64]:
         return hashes
     blocks = lengths.astype(np.int64) // 8
     width = 8 * (int(blocks[short].max()) + 1)
-    padded = pc.ascii_rpad(strings, width=width, padding="\x00")
-    offsets = np.frombuffer(
-        padded.buffers()[1], dtype=np.int64, count=count + 1, offset=8 * padded.offset
-    )
-    start = int(offsets[0])
-    if int(offsets[-1]) - start != count * width:
-        raise RuntimeError("padded strings are not of one width")
-    block = np.frombuffer(padded.buffers()[2], dtype=np.uint8, count=count * width, offset=start)
-    words = block.reshape(count, width).view(np.uint64)
+    words = _fixed_width_words(strings, width=width, padding="\x00")
     # Strings of as many whole blocks are hashed together (record ids mostly share a length).
     for whole in np.unique(blocks[short]).tolist():
         rows = np.flatnonzero(short & (blocks == whole))
