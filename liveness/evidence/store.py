@@ -353,28 +353,10 @@ class EvidenceStore:
         `kinds` gives the code of each known kind. Kinds are mapped through each chunk's
         dictionary, never decoded row by row; an unknown kind gets -1.
         """
-        yield from self.window_reader(
-            session, source=source, first_day=first_day, last_day=last_day, kinds=kinds
-        )
-
-    def window_reader(
-        self,
-        session: Session,
-        *,
-        source: str,
-        first_day: dt.date,
-        last_day: dt.date,
-        kinds: Mapping[str, int],
-    ) -> Iterator[TraceWindow]:
-        """Return `read_window`'s batches, with every database query already made.
-
-        The returned iterator only reads files, so it may run in another thread than the
-        session's (to read the next batch while the caller works on this one).
-        """
         plan = self.window_plan(
             session, source=source, first_day=first_day, last_day=last_day, kinds=kinds
         )
-        return plan.batches()
+        yield from plan.batches()
 
     def window_plan(
         self,

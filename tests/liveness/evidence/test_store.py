@@ -82,6 +82,27 @@ def store(tmp_path: Path) -> EvidenceStore:
 D = dt.date.fromisoformat
 
 
+def drawing_persons(session: Session, *refs: str) -> list[int]:
+    """Add persons drawing a pension; return their ids."""
+    ids = []
+    for ref in refs:
+        person = Person(
+            person_ref=ref, id_number=f"{ref}x", id_status="valid", name=ref, sex="F",
+            birth_date=D("1950-01-01"), region_code="330702", grid_code="G1",
+        )  # fmt: skip
+        session.add(person)
+        session.flush()
+        session.add(
+            Benefit(
+                person_id=person.id, benefit_type="enterprise_pension",
+                monthly_amount=Decimal("3000.00"), benefit_start=D("2010-01-01"), status="active",
+            )
+        )  # fmt: skip
+        ids.append(person.id)
+    session.flush()
+    return ids
+
+
 def test_reads_by_window_across_monthly_parts(session: Session, store: EvidenceStore) -> None:
     append(session, store, [
         ("T1", 1, "2025-01-31", "tap", False),
@@ -152,22 +173,7 @@ def test_kinds_are_read_dictionary_encoded_and_coded(
 def test_the_snapshot_drops_unknown_kinds_and_unlinked_traces(
     session: Session, store: EvidenceStore
 ) -> None:
-    ids = []
-    for ref in ("P1", "P2"):
-        person = Person(
-            person_ref=ref, id_number=f"{ref}x", id_status="valid", name=ref, sex="F",
-            birth_date=D("1950-01-01"), region_code="330702", grid_code="G1",
-        )  # fmt: skip
-        session.add(person)
-        session.flush()
-        session.add(
-            Benefit(
-                person_id=person.id, benefit_type="enterprise_pension",
-                monthly_amount=Decimal("3000.00"), benefit_start=D("2010-01-01"), status="active",
-            )
-        )  # fmt: skip
-        ids.append(person.id)
-    session.flush()
+    ids = drawing_persons(session, "P1", "P2")
     append(session, store, [
         ("T1", ids[0], "2025-03-10", "tap_face", False),
         ("T2", ids[1], "2025-03-11", "teleport", False),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,9 @@ from liveness.evidence.snapshot import EvidenceSnapshot, take_snapshot
 from liveness.evidence.store import EvidenceStore
 from liveness.evidence.summaries import SUMMARY_FOLDER
 from liveness.scoring import ScoringPolicy, load_policy
-from models import Benefit, DeathMatch, DeathRecord, EvidencePart, Person, RecordStatus
+from models import DeathMatch, DeathRecord, EvidencePart, RecordStatus
 from tests.liveness.conftest import REPO
-from tests.liveness.evidence.test_store import Row, append
+from tests.liveness.evidence.test_store import Row, append, drawing_persons
 
 D = dt.date.fromisoformat
 AS_OF = D("2025-06-30")
@@ -36,23 +35,7 @@ def store(tmp_path: Path) -> EvidenceStore:
 @pytest.fixture
 def persons(session: Session) -> list[int]:
     """Three persons drawing a pension."""
-    ids = []
-    for ref in ("P1", "P2", "P3"):
-        person = Person(
-            person_ref=ref, id_number=f"{ref}x", id_status="valid", name=ref, sex="F",
-            birth_date=D("1950-01-01"), region_code="330702", grid_code="G1",
-        )  # fmt: skip
-        session.add(person)
-        session.flush()
-        session.add(
-            Benefit(
-                person_id=person.id, benefit_type="enterprise_pension",
-                monthly_amount=Decimal("3000.00"), benefit_start=D("2010-01-01"), status="active",
-            )
-        )  # fmt: skip
-        ids.append(person.id)
-    session.flush()
-    return ids
+    return drawing_persons(session, "P1", "P2", "P3")
 
 
 def half_year(ids: list[int]) -> list[Row]:
