@@ -498,7 +498,7 @@ def apply_workflow(
     }
     for reason, people in (
         (ListReason.PROOF_OF_LIFE, proven),
-        (ListReason.DEATH_RECORD_VOIDED, voided - proven),
+        (ListReason.DEATH_WITHDRAWN, voided - proven),
     ):
         entries += reinstatements(
             suspended, person_ids=people, reason=reason, as_of=as_of,

@@ -88,6 +88,8 @@ class DeliveryStatus(StrEnum):
     LOADED = "loaded"
     DUPLICATE = "duplicate"
     REFUSED = "refused"
+    # A file with no data rows (a header alone, or nothing): nothing to load, nothing lost.
+    EMPTY = "empty"
 
 
 class DeathMatch(StrEnum):
@@ -105,7 +107,8 @@ class RecordStatus(StrEnum):
 
     ACTIVE = "active"
     VOIDED = "voided"
-    # Contradicted by later proof of life (a face pass, a visit): it no longer acts.
+    # Contradicted by later proof of life (a face pass, a visit) or settled by a death review
+    # as not this person's death: it no longer acts.
     REFUTED = "refuted"
 
 
@@ -162,16 +165,44 @@ class ListAction(StrEnum):
     SUSPEND = "suspend"
     REINSTATE = "reinstate"
     TERMINATE = "terminate"
+    # A suspended benefit's reason changes (a death found while suspended for a lapse, say):
+    # payment stays stopped; the entry carries the new start and any overpayment to recover.
+    AMEND = "amend"
 
 
 class ListReason(StrEnum):
-    """Why a list entry was made."""
+    """Why a list entry was made: the reason of a suspension, or what ended one."""
 
     DECEASED = "deceased"
     LAPSED = "lapsed"
     IMPRISONED = "imprisoned"
+    DUPLICATE_IDENTITY = "duplicate_identity"
     PROOF_OF_LIFE = "proof_of_life"
-    DEATH_RECORD_VOIDED = "death_record_voided"
+    DEATH_WITHDRAWN = "death_withdrawn"
+    DUPLICATE_WITHDRAWN = "duplicate_withdrawn"
+
+
+class PaymentEvent(StrEnum):
+    """What happened to a benefit's payment status: every list entry names its event."""
+
+    # Death evidence from any source: a death record, a visit or a death review.
+    DEATH = "death"
+    # Every death that held the person was withdrawn by its source (voided, corrected away).
+    DEATH_WITHDRAWN = "death_withdrawn"
+    # The person was seen alive after the suspension: a face pass, a visit.
+    PROOF_OF_LIFE = "proof_of_life"
+    # A lapsed certification renewed by data (a strong grade): ends a lapse, nothing else.
+    RECERTIFIED = "recertified"
+    # Certification lapsed after a sent notice, its period, and a review that failed.
+    LAPSE = "lapse"
+    IMPRISONMENT = "imprisonment"
+    # A deregistration says this number duplicates another: one person drawing twice.
+    DUPLICATE_IDENTITY = "duplicate_identity"
+    DUPLICATE_WITHDRAWN = "duplicate_withdrawn"
+    # A death suspension that nobody contested for the policy's period: the benefit ends.
+    DEATH_STOOD = "death_stood"
+    # A second operator approved a held reinstatement.
+    APPROVAL = "approval"
 
 
 class ListEntryStatus(StrEnum):
@@ -200,6 +231,8 @@ class NoticeChannel(StrEnum):
 
     SMS = "sms"
     APP = "app"
+    # A letter posted or handed over by staff, recorded by hand.
+    LETTER = "letter"
 
 
 class NoticeStatus(StrEnum):

@@ -30,6 +30,10 @@ class DeathRecord(Base):
     match: Mapped[DeathMatch] = mapped_column(enum_column(DeathMatch))
     confidence: Mapped[float] = mapped_column(Float)
     status: Mapped[RecordStatus] = mapped_column(enum_column(RecordStatus))
+    # A death review (or a supervisor) settled this record for good: who, when, and how.
+    settled_by: Mapped[str | None] = mapped_column(String(64))
+    settled_on: Mapped[dt.date | None] = mapped_column(Date)
+    settlement: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("source", "record_id"),)
@@ -49,3 +53,7 @@ class Deregistration(Base):
     reason: Mapped[str] = mapped_column(String(16))
     new_id_number: Mapped[str | None] = mapped_column(String(32))
     person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
+    # Voided by its source (a later delivery's `voided=true`): it no longer acts.
+    status: Mapped[RecordStatus] = mapped_column(
+        enum_column(RecordStatus), default=RecordStatus.ACTIVE, server_default="active"
+    )

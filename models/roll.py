@@ -17,7 +17,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.base import Base, BenefitStatus, BenefitType, Money, enum_column, utcnow
+from models.base import (
+    Base,
+    BenefitStatus,
+    BenefitType,
+    ListReason,
+    Money,
+    enum_column,
+    utcnow,
+)
 
 
 class Person(Base):
@@ -45,7 +53,15 @@ class Person(Base):
 
 
 class Benefit(Base):
-    """One benefit a person draws, with its monthly amount and payment status."""
+    """One benefit a person draws, with its monthly amount and payment status.
+
+    The payment status is the state of `liveness.lists.payment`'s state machine: the roll's
+    own status seeds it when the benefit first arrives, and afterwards only list entries
+    change it (the roll's later word is kept in `roll_status`). The `suspension_*` columns
+    describe the current suspension: why, from when, from which run's payments on it withheld
+    payment, the reason a death amended (restored if the death is withdrawn), the run after
+    which payments withheld are not paid back (prison), and a reinstatement held for approval.
+    """
 
     __tablename__ = "benefits"
 
@@ -55,6 +71,13 @@ class Benefit(Base):
     monthly_amount: Mapped[Decimal] = mapped_column(Money)
     benefit_start: Mapped[dt.date] = mapped_column(Date)
     status: Mapped[BenefitStatus] = mapped_column(enum_column(BenefitStatus))
+    roll_status: Mapped[BenefitStatus | None] = mapped_column(enum_column(BenefitStatus))
+    suspension_reason: Mapped[ListReason | None] = mapped_column(enum_column(ListReason))
+    suspended_from: Mapped[dt.date | None] = mapped_column(Date)
+    suspended_as_of: Mapped[dt.date | None] = mapped_column(Date)
+    prior_reason: Mapped[ListReason | None] = mapped_column(enum_column(ListReason))
+    unpaid_after: Mapped[dt.date | None] = mapped_column(Date)
+    held_entry_id: Mapped[int | None] = mapped_column(Integer)
     last_certified_on: Mapped[dt.date | None] = mapped_column(Date)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

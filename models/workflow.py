@@ -18,6 +18,7 @@ from models.base import (
     Money,
     NoticeChannel,
     NoticeStatus,
+    PaymentEvent,
     TaskKind,
     TaskStatus,
     enum_column,
@@ -59,6 +60,10 @@ class ReviewTask(Base):
     closed_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     closed_on: Mapped[dt.date | None] = mapped_column(Date)
     reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Why the task was opened: `renewal` (certification due), `face_failed` (a visit after a
+    # failed or ignored face verification), `after_visit` (a face verification offered after a
+    # visit found nobody or a move), `death_record`.
+    cause: Mapped[str | None] = mapped_column(String(32))
     outcome: Mapped[str | None] = mapped_column(String(32))
     outcome_detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
@@ -83,6 +88,8 @@ class ListEntry(Base):
     effective_on: Mapped[dt.date] = mapped_column(Date)
     amount: Mapped[Decimal] = mapped_column(Money)
     status: Mapped[ListEntryStatus] = mapped_column(enum_column(ListEntryStatus))
+    # The event of the payment state machine that made the entry; `detail` cites its evidence.
+    event: Mapped[PaymentEvent | None] = mapped_column(enum_column(PaymentEvent))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Who caused the entry (a grid worker's outcome, an operator) and who approved it if it
     # was held for a second operator: never the same person.

@@ -17,7 +17,9 @@ PERSON_COLUMNS = (
     "id_number", "id_status", "name", "sex", "birth_date", "region_code", "grid_code",
     "bank_account", "phone",
 )  # fmt: skip
-BENEFIT_COLUMNS = ("monthly_amount", "benefit_start", "status", "last_certified_on")
+# The roll's status is kept as `roll_status`; it seeds the payment status of a new benefit
+# only: afterwards the list's state machine alone changes that.
+BENEFIT_COLUMNS = ("monthly_amount", "benefit_start", "roll_status", "last_certified_on")
 CARD_COLUMNS = ("card_kind", "id_number", "person_id", "issued_on", "cancelled_on")
 
 
@@ -39,8 +41,12 @@ def _upsert(
     *,
     keys: tuple[str, ...],
     values: tuple[str, ...],
+    on_insert: tuple[str, ...] = (),
 ) -> np.ndarray:
-    """Insert new rows and update changed ones by `keys`; return, per row, whether it changed."""
+    """Insert new rows and update changed ones by `keys`; return, per row, whether it changed.
+
+    `on_insert` columns are written for new rows only.
+    """
     columns: list[InstrumentedAttribute[Any]] = [
         getattr(table, name) for name in ("id", *keys, *values)
     ]
@@ -63,7 +69,7 @@ def _upsert(
             # thousand rows per statement ("insertmanyvalues"). PostgreSQL's pipelined
             # executemany is faster as it is (and its insert triggers run per statement).
             statement = statement.returning(core_table.c.id)
-        session.execute(statement, _plain(incoming.loc[new, [*keys, *values]]))
+        session.execute(statement, _plain(incoming.loc[new, [*keys, *values, *on_insert]]))
     if differs.any():
         changed = merged.loc[differs, ["id", *values]].astype({"id": np.int64})
         session.execute(update(table), _plain(changed))
@@ -75,7 +81,7 @@ def load_registry(session: Session, rows: pd.DataFrame) -> tuple[int, int]:
     if rows.empty:
         return 0, 0
     rows = _as_dates(
-        rows.rename(columns={"id_number_status": "id_status"}),
+        rows.rename(columns={"id_number_status": "id_status", "status": "roll_status"}),
         ("birth_date", "benefit_start", "last_certified_on"),
     )
     rows["monthly_amount"] = [Decimal(f"{amount:.2f}") for amount in rows["monthly_amount"]]
@@ -87,9 +93,12 @@ def load_registry(session: Session, rows: pd.DataFrame) -> tuple[int, int]:
     changed_refs = set(persons["person_ref"].to_numpy()[person_changed])
     ids = dict(session.execute(select(Person.person_ref, Person.id)).all())
     rows["person_id"] = rows["person_ref"].map(ids).astype(np.int64)
+    benefits = rows[["person_id", "benefit_type", *BENEFIT_COLUMNS]].assign(
+        status=rows["roll_status"]
+    )
     benefit_changed = _upsert(
-        session, Benefit, rows[["person_id", "benefit_type", *BENEFIT_COLUMNS]],
-        keys=("person_id", "benefit_type"), values=BENEFIT_COLUMNS,
+        session, Benefit, benefits, keys=("person_id", "benefit_type"), values=BENEFIT_COLUMNS,
+        on_insert=("status",),
     )  # fmt: skip
     changed = benefit_changed | rows["person_ref"].isin(changed_refs).to_numpy()
     return int(changed.sum()), int((~changed).sum())

@@ -169,7 +169,7 @@ def test_a_death_record_voided_by_its_source_reinstates(city: City) -> None:
     )
     city.run("2025-02-28")
     _, reinstatement = city.entries("P2")
-    assert (reinstatement.action, reinstatement.reason) == ("reinstate", "death_record_voided")
+    assert (reinstatement.action, reinstatement.reason) == ("reinstate", "death_withdrawn")
     assert reinstatement.amount == Decimal("2500.50")  # the payment of 02-01
 
 
