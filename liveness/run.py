@@ -77,6 +77,7 @@ def certify(
     override_guard: bool = False,
     run: Run | None = None,
     checkpoint: Callable[[str], None] | None = None,
+    timezone: str = "Asia/Shanghai",
 ) -> Run:
     """Run certification as of `as_of` and publish its results in the caller's transaction.
 
@@ -156,7 +157,7 @@ def certify(
         )  # fmt: skip
         workflow = apply_workflow(
             session, run_id=run.id, as_of=as_of, snapshot=snapshot, assessed=assessed,
-            store=store, scoring=scoring, policy=policies.certification,
+            store=store, scoring=scoring, policy=policies.certification, timezone=timezone,
         )  # fmt: skip
 
     run.report = _report(
@@ -208,6 +209,11 @@ def _report(
         "tasks_cancelled": routing.cancelled if routing else 0,
         "notices": workflow.notices,
         "death_records_refuted": workflow.refuted_death_records,
+        "death_records_settled_by_review": workflow.death_records_settled,
+        "payment_events": workflow.events,
+        # Lapsed people not suspended yet, and why: their notice unsent, its period running,
+        # or their review not (yet) failed.
+        "lapse_waiting": workflow.lapse_waiting,
         "list": list_summary,
         "held_for_approval": int((entries["status"].astype(str) == "held").sum()),
         "suspensions": len(suspended),
