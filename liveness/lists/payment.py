@@ -153,9 +153,9 @@ def state_key(state: PaymentState) -> str:
 
 
 def _paid(benefit: BenefitTerms, *, after: dt.date, until: dt.date, run: RunTerms) -> list[dt.date]:
-    """Return the payment days in (after, until] that were paid."""
+    """Return the payment days in (after, until] that were paid: none before the benefit began."""
     days = payment_days(after=after, until=until, payment_day=run.payment_day)
-    return [day for day in days if day not in benefit.unpaid]
+    return [day for day in days if day >= benefit.benefit_start and day not in benefit.unpaid]
 
 
 def _entry(

@@ -90,6 +90,15 @@ def test_the_prison_months_never_paid_do_not_count_as_overpaid() -> None:
     assert entry is not None and entry.amount == AMOUNT * 1  # June only
 
 
+def test_a_benefit_that_began_after_the_death_recovers_only_what_it_paid() -> None:
+    late = BenefitTerms(AMOUNT, benefit_start=dt.date(2025, 3, 15))
+    _, entry = transition(
+        ACTIVE, Occurrence(PaymentEvent.DEATH, day=dt.date(2025, 1, 3)), benefit=late,
+        run=run(dt.date(2025, 6, 30)),
+    )  # fmt: skip
+    assert entry is not None and entry.amount == AMOUNT * 3  # April, May and June
+
+
 def test_every_pair_outside_the_table_changes_nothing() -> None:
     keys = {state_key(s) for s in STATES}
     for state in STATES:
