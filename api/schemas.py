@@ -163,6 +163,38 @@ class TaskPage(Page):
     items: list[TaskRead]
 
 
+class OverdueTaskRead(Schema):
+    """A review past its due date: the agency's delay, which suspends nobody."""
+
+    id: int
+    kind: str
+    status: str
+    person_ref: str
+    id_number_masked: str
+    due_on: dt.date
+    days_overdue: int
+    cause: str | None
+    claimed_by: str | None
+
+
+class OverdueGridRead(Schema):
+    """A grid behind: its overdue reviews counted, the oldest due date, its tasks of the page."""
+
+    grid_code: str
+    overdue: int
+    oldest_due_on: dt.date
+    days_behind: int
+    tasks: list[OverdueTaskRead]
+
+
+class OverduePage(Page):
+    """Overdue reviews grouped by grid; total, limit and offset count tasks, oldest first."""
+
+    as_of: dt.date
+    grids_behind: int
+    grids: list[OverdueGridRead]
+
+
 class ClaimRead(Schema):
     """A claim on a task, and when it lapses."""
 
