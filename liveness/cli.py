@@ -205,6 +205,20 @@ def print_run_report(report: dict[str, Any], *, to: Console | None = None) -> No
         table.add_row(f"tasks opened: {kind}", f"{count:,}")
     table.add_row("tasks closed by data", f"{report['tasks_closed_by_data']:,}")
     table.add_row("suspensions", f"{report['suspensions']:,}")
+    for event, count in report.get("payment_events", {}).items():
+        if count:
+            table.add_row(f"  payment event: {event}", f"{count:,}")
+    for why, count in report.get("lapse_waiting", {}).items():
+        if count:
+            table.add_row(f"lapsed, not suspended: {why.replace('_', ' ')}", f"{count:,}")
+    overdue = report.get("overdue_reviews", {})
+    if overdue.get("total"):
+        oldest = overdue["grids"][0]
+        table.add_row(
+            "[yellow]overdue reviews (the agency's delay)[/]",
+            f"{overdue['total']:,} in {overdue['grids_behind']:,} grids, oldest due "
+            f"{oldest['oldest_due_on']} ({oldest['grid_code']})",
+        )
     table.add_row("overpayment to recover (yuan)", report["overpayment_total"])
     table.add_row(
         "persons with traces after death", f"{report['persons_with_traces_after_death']:,}"

@@ -31,6 +31,7 @@ from liveness.scoring import (
     grade,
     reasons_frame,
 )
+from liveness.views.overdue import overdue_summary
 from liveness.workflow import WorkflowResult, apply_workflow
 from models import (
     Assessment,
@@ -160,12 +161,17 @@ def certify(
             store=store, scoring=scoring, policy=policies.certification, timezone=timezone,
         )  # fmt: skip
 
-    run.report = _report(
-        as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
-        deaths=snapshot.deaths, traces=snapshot.trace_count, policies=policies,
-        timings=watch.seconds, outages=snapshot.outages,
-    )  # fmt: skip
-    run.report["guard"] = {**verdict.as_dict(), "overridden": verdict.tripped and override_guard}
+    # The agency's own delays escalate: every open review past its due date, per grid.
+    overdue = overdue_summary(session, as_of=as_of)
+    run.report = {
+        **_report(
+            as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
+            deaths=snapshot.deaths, traces=snapshot.trace_count, policies=policies,
+            timings=watch.seconds, outages=snapshot.outages,
+        ),
+        "overdue_reviews": overdue,
+        "guard": {**verdict.as_dict(), "overridden": verdict.tripped and override_guard},
+    }  # fmt: skip
     run.status = RunStatus.PUBLISHED
     run.finished_at = utcnow()
     session.flush()

@@ -746,8 +746,8 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
             "benefit_id": np.where(later, pairs["benefit_id"], pairs["benefit_id_other"]),
             "person_id": np.where(later, pairs["person_id"], pairs["person_id_other"]),
             "evidence": [
-                {"deregistration": str(r), "reason": str(why), "cancelled_number_of": "this"
-                 if is_later else "other", "other_benefit": int(o if is_later else b)}
+                {"deregistration": str(r), "reason": str(why),
+                 "other_benefit": int(o if is_later else b)}
                 for r, why, is_later, b, o in zip(
                     pairs["record_id"], pairs["reason"], later, pairs["benefit_id"],
                     pairs["benefit_id_other"], strict=True)

@@ -13,7 +13,10 @@ LIST_SEPARATOR = {"zh": "、", "en": ", "}
 # Evidence keys whose values are themselves domain values, and the labels they take.
 VALUE_KINDS = {
     "source": "evidence_source",
+    "proof": "evidence_source",
     "suspended_for": "list_reason",
+    "amends": "list_reason",
+    "review_outcome": "outcome",
     "prior_reason": "list_reason",
     "amended_from": "list_reason",
     "restored_reason": "list_reason",

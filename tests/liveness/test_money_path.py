@@ -9,13 +9,14 @@ trace unless a test delivers one, so everyone is weak and due for a home visit.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from api.web.i18n import catalogue
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import RunRefused
@@ -32,11 +33,16 @@ P4_NUMBER = "330702194501011257"  # the second number P1 drew under since 2020
 @pytest.fixture(params=["sqlite", "postgresql"])
 def city(
     request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
-) -> City:
+) -> Iterator[City]:
     place = City(services_factory(request.param), tmp_path)
     place.deliver("registry", REGISTRY)
     place.deliver("cards", CARDS)
-    return place
+    yield place
+    # Whatever evidence an entry cites, the person page says it in words.
+    with session_scope(place.services.sessions) as session:
+        details = session.scalars(select(ListEntry.detail)).all()
+    cited = {key for detail in details for key in detail}
+    assert not {key for key in cited if f"evidence_{key}" not in catalogue()}
 
 
 def test_a_death_found_by_a_visit_holds_and_ends_the_benefit(city: City) -> None:

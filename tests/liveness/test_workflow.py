@@ -255,4 +255,7 @@ def test_nobody_is_suspended_for_the_agencys_own_overdue_review(city: City) -> N
     for day in ("2025-06-30", "2025-07-31", "2025-09-30"):
         run_id = city.run(day)
     assert all(city.entries(ref) == [] for ref in ("P1", "P2", "P3"))
-    assert city.report(run_id)["lapse_waiting"]["review_pending"] == 2
+    report = city.report(run_id)
+    assert report["lapse_waiting"]["review_pending"] == 2
+    assert report["overdue_reviews"]["total"] == 3
+    assert report["overdue_reviews"]["grids"][0]["oldest_due_on"] == "2025-05-30"
