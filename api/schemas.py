@@ -122,8 +122,61 @@ class TraceRead(Schema):
     kind: str
 
 
+class HeldEntryRead(Schema):
+    """A reinstatement held for a second operator's approval: the benefit stays suspended."""
+
+    entry_id: int
+    seq: int
+    action: str
+    reason: str
+    amount: Decimal
+    effective_on: dt.date
+    caused_by: str
+
+
+class PaymentEntryRead(Schema):
+    """One list entry of a benefit: the event, what it asked, from when, how much, on what."""
+
+    id: int
+    seq: int
+    run_id: int
+    run_as_of: dt.date
+    action: str
+    reason: str
+    event: str | None
+    effective_on: dt.date
+    amount: Decimal
+    status: str
+    standing: Literal["published", "awaiting_approval", "approved", "superseded"] = Field(
+        description="A held entry awaits approval, was approved (by a later entry) or was "
+        "superseded by a later change of the benefit's state."
+    )
+    caused_by: str
+    approved_by: str | None
+    approved_at: dt.datetime | None
+    detail: dict[str, Any] = Field(description="The evidence cited; identity numbers masked.")
+
+
+class BenefitPaymentRead(Schema):
+    """A benefit's payment state and the list entries that made it, oldest first."""
+
+    benefit_id: int
+    benefit_type: str
+    monthly_amount: Decimal
+    status: str
+    roll_status: str | None = Field(description="What the roll last said, apart from the list.")
+    suspension_reason: str | None
+    suspended_from: dt.date | None
+    suspended_as_of: dt.date | None
+    amended_from: str | None = Field(
+        description="The suspension's reason before its latest amendment."
+    )
+    held: HeldEntryRead | None
+    history: list[PaymentEntryRead]
+
+
 class PersonRead(Schema):
-    """A person's file: level, certification, open reviews, reasons and recent evidence."""
+    """A person's file: level, certification, open reviews, payments and recent evidence."""
 
     person_ref: str
     name: str
@@ -136,6 +189,7 @@ class PersonRead(Schema):
     certification: CertificationRead | None
     open_tasks: list[PersonTaskRead]
     timeline: dict[str, list[TraceRead]]
+    payments: list[BenefitPaymentRead]
 
 
 class TaskRead(Schema):
@@ -161,6 +215,38 @@ class TaskPage(Page):
     """A page of a grid's queue, highest priority first."""
 
     items: list[TaskRead]
+
+
+class OverdueTaskRead(Schema):
+    """A review past its due date: the agency's delay, which suspends nobody."""
+
+    id: int
+    kind: str
+    status: str
+    person_ref: str
+    id_number_masked: str
+    due_on: dt.date
+    days_overdue: int
+    cause: str | None
+    claimed_by: str | None
+
+
+class OverdueGridRead(Schema):
+    """A grid behind: its overdue reviews counted, the oldest due date, its tasks of the page."""
+
+    grid_code: str
+    overdue: int
+    oldest_due_on: dt.date
+    days_behind: int
+    tasks: list[OverdueTaskRead]
+
+
+class OverduePage(Page):
+    """Overdue reviews grouped by grid; total, limit and offset count tasks, oldest first."""
+
+    as_of: dt.date
+    grids_behind: int
+    grids: list[OverdueGridRead]
 
 
 class ClaimRead(Schema):

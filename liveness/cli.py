@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import typer
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from liveness.access.audit import record_audit
 from liveness.access.cli import clients_app
+from liveness.access.gateways import mark_notice_sent
 from liveness.app import Services
 from liveness.cli_boundary import boundary, console, errors, migrated_services
 from liveness.db import session_scope
@@ -36,11 +38,12 @@ from liveness.jobs import local_today
 from liveness.lists import approve_entry
 from liveness.lists.audit import draw_sample
 from liveness.migrate import current_revision, upgrade
-from liveness.review.outcomes import record_outcome
+from liveness.review.outcomes import correct_outcome, record_outcome
 from liveness.runner import execute_run, runs
 from liveness.scheduler_cli import scheduler_command
 from liveness.settings import get_settings
-from models import RunStatus
+from liveness.views.queue import pending_notices
+from models import NoticeChannel, RunStatus
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -58,6 +61,8 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(orders_app, name="orders")
 tasks_app = typer.Typer(no_args_is_help=True, help="Review tasks: record what a review found.")
 app.add_typer(tasks_app, name="tasks")
+notices_app = typer.Typer(no_args_is_help=True, help="Notices to people: pending, sent, letters.")
+app.add_typer(notices_app, name="notices")
 lists_app = typer.Typer(no_args_is_help=True, help="The suspension and reinstatement list.")
 app.add_typer(lists_app, name="lists")
 
@@ -200,6 +205,20 @@ def print_run_report(report: dict[str, Any], *, to: Console | None = None) -> No
         table.add_row(f"tasks opened: {kind}", f"{count:,}")
     table.add_row("tasks closed by data", f"{report['tasks_closed_by_data']:,}")
     table.add_row("suspensions", f"{report['suspensions']:,}")
+    for event, count in report.get("payment_events", {}).items():
+        if count:
+            table.add_row(f"  payment event: {event}", f"{count:,}")
+    for why, count in report.get("lapse_waiting", {}).items():
+        if count:
+            table.add_row(f"lapsed, not suspended: {why.replace('_', ' ')}", f"{count:,}")
+    overdue = report.get("overdue_reviews", {})
+    if overdue.get("total"):
+        oldest = overdue["grids"][0]
+        table.add_row(
+            "[yellow]overdue reviews (the agency's delay)[/]",
+            f"{overdue['total']:,} in {overdue['grids_behind']:,} grids, oldest due "
+            f"{oldest['oldest_due_on']} ({oldest['grid_code']})",
+        )
     table.add_row("overpayment to recover (yuan)", report["overpayment_total"])
     table.add_row(
         "persons with traces after death", f"{report['persons_with_traces_after_death']:,}"
@@ -412,6 +431,81 @@ def task_outcome(
         record_audit(session, actor=by, action="task_outcome", target_type="review_task",
                      target_ref=str(task_id), detail={"outcome": outcome})  # fmt: skip
         console.print(f"task {task.id}: {task.outcome}, applied by the next run")
+
+
+@tasks_app.command("correct")
+@boundary
+def task_correct(
+    task_id: Annotated[int, typer.Argument(help="The review task whose outcome to correct.")],
+    outcome: Annotated[str, typer.Option(help="The outcome the review really had.")],
+    by: Annotated[str, typer.Option(help="The supervisor correcting it (not who recorded it).")],
+    note: Annotated[str, typer.Option(help="Why: kept on record with the correction.")],
+    on: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day of the correction.")
+    ] = None,
+    died_on: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="For deceased.")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="For moved_away: the new region.")] = None,
+) -> None:
+    """Correct a recorded outcome on record; a corrected `deceased` withdraws its death."""
+    services = migrated_services()
+    day = on.date() if on else local_today(services)
+    with session_scope(services.sessions) as session:
+        task = correct_outcome(
+            session, task_id=task_id, outcome=outcome, actor=by, on=day, note=note,
+            died_on=died_on.date() if died_on else None, region=region,
+        )  # fmt: skip
+        record_audit(session, actor=by, action="task_outcome_corrected", target_type="review_task",
+                     target_ref=str(task_id),
+                     detail=task.outcome_detail["corrections"][-1])  # fmt: skip
+        console.print(f"task {task.id}: corrected to {task.outcome}, applied by the next run")
+
+
+@notices_app.command("list")
+@boundary
+def notices_list(
+    limit: Annotated[int, typer.Option(min=1, help="How many, oldest first.")] = 100,
+    json_output: JsonOption = False,
+) -> None:
+    """List the notices waiting to be sent, oldest first."""
+    services = migrated_services()
+    with session_scope(services.sessions) as session:
+        rows, total = pending_notices(session, limit=limit, offset=0)
+    frame = pd.DataFrame([dict(row._mapping) for row in rows])
+    print_frame(frame, title=f"pending notices (of {total:,})", json_output=json_output)
+
+
+@notices_app.command("sent")
+@boundary
+def notices_sent(
+    notice_ids: Annotated[list[int], typer.Argument(help="The notices sent.")],
+    by: Annotated[str, typer.Option(help="Who sent or handed them over (logged).")],
+    letter: Annotated[
+        bool, typer.Option("--letter", help="Sent as a letter posted or handed over by staff.")
+    ] = False,
+    on: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day they were sent.")
+    ] = None,
+) -> None:
+    """Record notices as sent: only a sent notice gives a lapse its notice period."""
+    services = migrated_services()
+    day = on.date() if on else local_today(services)
+    if day > local_today(services):
+        raise ConfigurationError(f"--on {day.isoformat()}: a notice cannot be sent in the future")
+    zone = ZoneInfo(services.settings.timezone)
+    with session_scope(services.sessions) as session:
+        for notice_id in notice_ids:
+            notice = mark_notice_sent(
+                session, notice_id=notice_id,
+                sent_at=dt.datetime.combine(day, dt.time(12), tzinfo=zone).astimezone(dt.UTC),
+                channel=NoticeChannel.LETTER if letter else None,
+            )  # fmt: skip
+            record_audit(
+                session, actor=by, action="notice_sent", target_type="notice",
+                target_ref=str(notice_id), detail={"channel": str(notice.channel)},
+            )  # fmt: skip
+    console.print(f"{len(notice_ids):,} notices recorded as sent on {day.isoformat()}")
 
 
 @lists_app.command("approve")

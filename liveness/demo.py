@@ -23,7 +23,7 @@ from liveness.migrate import upgrade
 from liveness.runner import execute_run
 from liveness.settings import get_settings
 from liveness.simulate.integrity import plant_integrity
-from models import Benefit, Certification, ListEntry, Person, ReviewTask, Run
+from models import Benefit, BenefitStatus, Certification, ListEntry, Person, ReviewTask, Run
 
 DEMO_START = dt.date(2025, 1, 1)
 
@@ -114,9 +114,21 @@ def cycle_figures(
         )
         tasks = pd.DataFrame(
             session.execute(
-                select(ReviewTask.grid_code, ReviewTask.kind, ReviewTask.opened_on)
+                select(
+                    ReviewTask.grid_code, ReviewTask.kind, ReviewTask.opened_on,
+                    ReviewTask.due_on, ReviewTask.closed_on, Person.person_ref,
+                ).join(Person, Person.id == ReviewTask.person_id)
             ).all(),
-            columns=["grid_code", "kind", "opened_on"],
+            columns=["grid_code", "kind", "opened_on", "due_on", "closed_on", "person_ref"],
+        )  # fmt: skip
+        paid = pd.DataFrame(
+            session.execute(
+                select(Person.person_ref)
+                .join(Benefit, Benefit.person_id == Person.id)
+                .where(Benefit.status == BenefitStatus.ACTIVE)
+                .distinct()
+            ).all(),
+            columns=["person_ref"],
         )
     for frame, column in ((entries, "action"), (entries, "reason"), (certified, "source")):
         frame[column] = frame[column].astype(object).map(str)
@@ -144,6 +156,20 @@ def cycle_figures(
             "p95_days": round(float(days.quantile(0.95)), 1),
         }
 
+    # Against the truth: the dead still drawing at the end, and the living suspended for a
+    # lapse while a visit the agency owed them was overdue (the agency's delay, never theirs).
+    dead_at_end = truth[died.notna() & (died <= pd.Timestamp(end))]
+    still_paid = dead_at_end[dead_at_end["person_ref"].isin(set(paid["person_ref"]))]
+    recent = pd.to_datetime(still_paid["died_on"]) > pd.Timestamp(end - dt.timedelta(days=60))
+    owed = tasks[tasks["kind"].astype(str).isin(["home_visit", "death_review"])].merge(
+        lapsed_living[["person_ref", "as_of"]], on="person_ref"
+    )
+    at = pd.to_datetime(owed["as_of"])
+    overdue_then = (
+        (pd.to_datetime(owed["opened_on"]) <= at)
+        & (pd.to_datetime(owed["due_on"]) < at)
+        & (owed["closed_on"].isna() | (pd.to_datetime(owed["closed_on"]) > at))
+    )
     reviews = tasks[tasks["kind"].astype(str).isin(["face_verification", "home_visit"])]
     per_grid = reviews.groupby("grid_code").size()
     visits = reviews[reviews["kind"].astype(str) == "home_visit"].groupby("grid_code").size()
@@ -166,6 +192,11 @@ def cycle_figures(
         "wrongful_suspensions": len(wrongful),
         "wrongful_suspension_refs": sorted(wrongful["person_ref"]),
         "living_suspended_after_failed_review": len(lapsed_living),
+        "dead_still_paid_at_end": len(still_paid),
+        "dead_still_paid_at_end_died_last_60_days": int(recent.sum()),
+        "living_suspended_while_review_overdue": int(
+            owed.loc[overdue_then.to_numpy(), "person_ref"].nunique()
+        ),
         "reinstatements": int((entries["action"] == "reinstate").sum()),
         "review_workload": {
             "grids": len(per_grid),
@@ -318,6 +349,10 @@ def _print_figures(console: Console, figures: dict[str, Any]) -> None:
         "  suspended after a failed review and notice",
         f"{figures['living_suspended_after_failed_review']:,}",
     )
+    table.add_row(
+        "  suspended while the agency's review was overdue (goal 0)",
+        f"{figures['living_suspended_while_review_overdue']:,}",
+    )
     table.add_row("people who died in the period", f"{figures['dead_in_period']:,}")
     table.add_row("  after the first run", f"{figures['dead_after_first_run']:,}")
     table.add_row("    of whom suspended", f"{figures['dead_after_first_run_suspended']:,}")
@@ -333,6 +368,11 @@ def _print_figures(console: Console, figures: dict[str, Any]) -> None:
             f"p95 {spread['p95_days']:.0f} d"
         )
         table.add_row(f"  death to suspension, {label}", value)
+    table.add_row(
+        "  dead and still paid at the end (goal 0)",
+        f"{figures['dead_still_paid_at_end']:,} (of whom "
+        f"{figures['dead_still_paid_at_end_died_last_60_days']:,} died in the last 60 days)",
+    )
     table.add_row("reinstatements", f"{figures['reinstatements']:,}")
     workload = figures["review_workload"]
     table.add_row(

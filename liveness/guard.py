@@ -65,10 +65,11 @@ def check_downgrades(
     previous_run, previous = previous_levels(session, before=run)
     previous_id = None if previous_run is None else previous_run.id
     gap = 0 if previous_run is None else (run.as_of - previous_run.as_of).days
-    # The longer since the previous run, the more drift is normal: the shares scale with it.
+    # The longer since the previous run, the more drift is normal: the shares scale with it,
+    # up to a ceiling, so that no gap switches the guard off.
     periods = max(1, math.ceil(gap / policy.share_period_days))
-    max_down = min(1.0, policy.max_downgrade_share * periods)
-    max_dead = min(1.0, policy.max_new_deceased_share * periods)
+    max_down = min(policy.max_downgrade_share_ceiling, policy.max_downgrade_share * periods)
+    max_dead = min(policy.max_new_deceased_share_ceiling, policy.max_new_deceased_share * periods)
     both = assessed[["person_id", "level"]].merge(previous, on="person_id", how="inner")
     was_dead = both["previous"] == "deceased"
     now_dead = both["level"] == "deceased"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from liveness.app import Services
 from liveness.evidence.compaction import compact_store
 from liveness.ingest import DeliveryReport
 from liveness.ingest.runner import ingest_all
-from liveness.runner import execute_run
+from liveness.runner import execute_run, local_today
 from models import RunStatus
 
 
@@ -28,12 +27,6 @@ class NightlyResult:
     def ok(self) -> bool:
         """Return whether the night published and refused no delivery."""
         return self.run_status == RunStatus.PUBLISHED and self.refused == 0
-
-
-def local_today(services: Services, *, now: dt.datetime | None = None) -> dt.date:
-    """Return today's date in the agency's time zone."""
-    moment = now or dt.datetime.now(dt.UTC)
-    return moment.astimezone(ZoneInfo(services.settings.timezone)).date()
 
 
 def nightly_job(services: Services, *, as_of: dt.date | None = None) -> NightlyResult:

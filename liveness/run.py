@@ -31,6 +31,7 @@ from liveness.scoring import (
     grade,
     reasons_frame,
 )
+from liveness.views.overdue import overdue_summary
 from liveness.workflow import WorkflowResult, apply_workflow
 from models import (
     Assessment,
@@ -77,6 +78,7 @@ def certify(
     override_guard: bool = False,
     run: Run | None = None,
     checkpoint: Callable[[str], None] | None = None,
+    timezone: str = "Asia/Shanghai",
 ) -> Run:
     """Run certification as of `as_of` and publish its results in the caller's transaction.
 
@@ -156,15 +158,20 @@ def certify(
         )  # fmt: skip
         workflow = apply_workflow(
             session, run_id=run.id, as_of=as_of, snapshot=snapshot, assessed=assessed,
-            store=store, scoring=scoring, policy=policies.certification,
+            store=store, scoring=scoring, policy=policies.certification, timezone=timezone,
         )  # fmt: skip
 
-    run.report = _report(
-        as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
-        deaths=snapshot.deaths, traces=snapshot.trace_count, policies=policies,
-        timings=watch.seconds, outages=snapshot.outages,
-    )  # fmt: skip
-    run.report["guard"] = {**verdict.as_dict(), "overridden": verdict.tripped and override_guard}
+    # The agency's own delays escalate: every open review past its due date, per grid.
+    overdue = overdue_summary(session, as_of=as_of)
+    run.report = {
+        **_report(
+            as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
+            deaths=snapshot.deaths, traces=snapshot.trace_count, policies=policies,
+            timings=watch.seconds, outages=snapshot.outages,
+        ),
+        "overdue_reviews": overdue,
+        "guard": {**verdict.as_dict(), "overridden": verdict.tripped and override_guard},
+    }  # fmt: skip
     run.status = RunStatus.PUBLISHED
     run.finished_at = utcnow()
     session.flush()
@@ -208,6 +215,11 @@ def _report(
         "tasks_cancelled": routing.cancelled if routing else 0,
         "notices": workflow.notices,
         "death_records_refuted": workflow.refuted_death_records,
+        "death_records_settled_by_review": workflow.death_records_settled,
+        "payment_events": workflow.events,
+        # Lapsed people not suspended yet, and why: their notice unsent, its period running,
+        # or their review not (yet) failed.
+        "lapse_waiting": workflow.lapse_waiting,
         "list": list_summary,
         "held_for_approval": int((entries["status"].astype(str) == "held").sum()),
         "suspensions": len(suspended),

@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import socket
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -83,6 +84,35 @@ def release_lock(services: Services, *, holder: str) -> None:
         session.execute(delete(RunLock).where(RunLock.name == LOCK_NAME, RunLock.holder == holder))
 
 
+def local_today(services: Services, *, now: dt.datetime | None = None) -> dt.date:
+    """Return today's date in the agency's time zone."""
+    moment = now or dt.datetime.now(dt.UTC)
+    return moment.astimezone(ZoneInfo(services.settings.timezone)).date()
+
+
+def check_run_date(services: Services, *, as_of: dt.date) -> None:
+    """Refuse a run dated after today or before the latest published run: runs move forward.
+
+    Rerunning the latest date is allowed (it adds nothing); replaying history is not a run.
+    """
+    today = local_today(services)
+    if as_of > today:
+        raise RunRefused(
+            f"--as-of {as_of.isoformat()} is after today ({today.isoformat()}, "
+            f"{services.settings.timezone}): a run cannot be dated in the future"
+        )
+    with session_scope(services.sessions) as session:
+        latest = session.scalar(
+            select(Run.as_of).where(Run.status == RunStatus.PUBLISHED).order_by(Run.as_of.desc())
+        )
+    if latest is not None and as_of < latest:
+        raise RunRefused(
+            f"--as-of {as_of.isoformat()} is before the latest published run "
+            f"(as of {latest.isoformat()}): runs move forward; its list would take effect "
+            "before entries already published"
+        )
+
+
 def execute_run(
     services: Services,
     *,
@@ -90,10 +120,14 @@ def execute_run(
     override_guard: bool = False,
     checkpoint: Callable[[str], None] | None = None,
 ) -> Run:
-    """Run certification as of `as_of` under the lock, recording its state as it goes."""
+    """Run certification as of `as_of` under the lock, recording its state as it goes.
+
+    A run dated after today or before the latest published run is refused before it starts.
+    """
     holder = lock_holder()
     acquire_lock(services, holder=holder)
     try:
+        check_run_date(services, as_of=as_of)
         with session_scope(services.sessions) as session:
             run = Run(
                 as_of=as_of,
@@ -111,7 +145,7 @@ def execute_run(
                 run = certify(
                     session, as_of=as_of, store=services.store, policies=services.policies,
                     override_guard=override_guard, run=session.get_one(Run, run_id),
-                    checkpoint=checkpoint,
+                    checkpoint=checkpoint, timezone=services.settings.timezone,
                 )  # fmt: skip
             return run
         except BaseException as error:

@@ -1,21 +1,26 @@
 """The certification workflow of one run: from levels and review outcomes to certifications,
-reviews, notices and list entries.
+reviews, notices and the events of the money path.
 
 Every effect here is written in the run's transaction. The order matters and is fixed, so a
 rerun of the same date does the same: settle face verifications from their results, apply
-review outcomes recorded since the last run, certify, route new reviews, then build the list
-(deaths, prison, lapses, reinstatements) and append it in that order.
+review outcomes recorded since the last run (a review's death becomes a death record), weigh
+proofs of life against death records, certify, route new reviews, then gather each benefit's
+events and fold them through the payment state machine (`liveness.lists.payment`), which
+alone makes list entries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification import (
@@ -25,26 +30,27 @@ from liveness.certification import (
     valid_until,
 )
 from liveness.db import query_frame
-from liveness.evidence.snapshot import ACTING_MATCHES, EvidenceSnapshot
+from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.evidence.store import EvidenceStore
-from liveness.lists import (
-    append_entries,
-    open_suspensions,
-    reinstatements,
-    suspensions_for_death,
-    suspensions_from_next_payment,
-    terminations,
-)
+from liveness.lists import Occurrence, RunTerms, apply_occurrences, suspended_benefits
 from liveness.review import RoutingResult, open_death_reviews, route_reviews
+from liveness.review.outcomes import REVIEW_DEATH_SOURCE, review_death_record_id
 from liveness.scoring import ScoringPolicy
 from models import (
+    Benefit,
+    BenefitStatus,
+    Certification,
     CertificationSource,
     DeathMatch,
     DeathRecord,
+    Deregistration,
+    IntegrityLead,
+    LeadStatus,
     ListReason,
     Notice,
     NoticeChannel,
     NoticeStatus,
+    PaymentEvent,
     Person,
     RecordStatus,
     ReviewTask,
@@ -53,17 +59,18 @@ from models import (
     VisitOutcome,
 )
 
-FAILED_REVIEWS = (
-    VisitOutcome.NOT_FOUND, VisitOutcome.REFUSED, VisitOutcome.LAPSED, VisitOutcome.FACE_FAILED,
-)  # fmt: skip
 OPEN_TASK_STATUSES = (TaskStatus.OPEN, TaskStatus.CLAIMED)
 ALIVE_OUTCOMES = (VisitOutcome.ALIVE_CONFIRMED, VisitOutcome.IN_HOSPITAL)
-FACE_NOTICE = (
-    "【社保】您的待遇领取资格认证需要确认，请于{due}前通过手机或社区自助终端完成刷脸认证。"
-)
-LAPSE_NOTICE = (
-    "【社保】您的待遇领取资格认证已于{end}到期，请于{deadline}前完成认证，逾期将暂停发放。"
-)
+REVIEW_KINDS = (TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
+# Death records whose match names their person: they act (a review's death among them).
+ACTING = (DeathMatch.ID_NUMBER, DeathMatch.DEMOGRAPHIC)
+PROOF_SOURCES = (CertificationSource.FACE, CertificationSource.VISIT, CertificationSource.PROXY)
+# The order in which a benefit's events of one run apply.
+EVENT_ORDER = (
+    PaymentEvent.DEATH, PaymentEvent.PROOF_OF_LIFE, PaymentEvent.DEATH_WITHDRAWN,
+    PaymentEvent.RECERTIFIED, PaymentEvent.IMPRISONMENT, PaymentEvent.DUPLICATE_WITHDRAWN,
+    PaymentEvent.DUPLICATE_IDENTITY, PaymentEvent.LAPSE, PaymentEvent.DEATH_STOOD,
+)  # fmt: skip
 
 
 @dataclass
@@ -75,9 +82,23 @@ class WorkflowResult:
     outcomes_applied: dict[str, int] = field(default_factory=dict)
     routing: RoutingResult | None = None
     death_reviews: int = 0
+    death_records_settled: int = 0
     notices: dict[str, int] = field(default_factory=dict)
     refuted_death_records: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    lapse_waiting: dict[str, int] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every step of one run's workflow reads."""
+
+    run_id: int
+    as_of: dt.date
+    store: EvidenceStore
+    policy: CertificationPolicy
+    timezone: str
 
 
 def _face_results(
@@ -92,41 +113,57 @@ def _face_results(
     return table.assign(kind=table["kind"].astype(object))
 
 
+def _day(number: Any) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=int(number))
+
+
+def _proofs(person_id: Iterable[Any], source: Iterable[Any], day: Iterable[dt.date],
+            evidence: Iterable[dict[str, Any]]) -> pd.DataFrame:  # fmt: skip
+    """Return proofs of life: who, how (a certification source), on which day, with what."""
+    frame = pd.DataFrame(
+        {"person_id": list(person_id), "source": list(source), "day": list(day),
+         "evidence": list(evidence)}
+    )  # fmt: skip
+    return frame.astype({"person_id": np.int64})
+
+
 def _settle_face_tasks(
-    session: Session, *, run_id: int, as_of: dt.date, store: EvidenceStore,
-    policy: CertificationPolicy, result: WorkflowResult,
-) -> tuple[pd.DataFrame, set[int]]:  # fmt: skip
-    """Close open face verifications by their results; return the proofs and who needs a visit."""
+    session: Session, context: _Context, result: WorkflowResult
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Close open face verifications by their results; return the proofs and the failures.
+
+    Failures are the tasks that failed or lapsed (ignored past their due date), with their
+    person and the cause the task was opened for.
+    """
+    as_of, policy = context.as_of, context.policy
     tasks = query_frame(
         session,
-        select(ReviewTask.id, ReviewTask.person_id, ReviewTask.opened_on, ReviewTask.due_on)
-        .where(
-            ReviewTask.kind == TaskKind.FACE_VERIFICATION,
-            ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED]),
-        )
+        select(ReviewTask.id, ReviewTask.person_id, ReviewTask.opened_on, ReviewTask.due_on,
+               ReviewTask.cause)
+        .where(ReviewTask.kind == TaskKind.FACE_VERIFICATION,
+               ReviewTask.status.in_(OPEN_TASK_STATUSES))
         .order_by(ReviewTask.id),
-        ["id", "person_id", "opened_on", "due_on"],
-    )
-    proofs = pd.DataFrame({"person_id": [], "source": [], "evidence": []})
+        ["id", "person_id", "opened_on", "due_on", "cause"],
+    )  # fmt: skip
+    no_failures = pd.DataFrame({"id": [], "person_id": [], "cause": []})
     if tasks.empty:
-        return proofs, set()
-    first_day = min(tasks["opened_on"])
-    results = _face_results(session, store=store, first_day=first_day, as_of=as_of).merge(
-        tasks, on="person_id"
-    )
+        return _proofs([], [], [], []), no_failures
+    results = _face_results(
+        session, store=context.store, first_day=min(tasks["opened_on"]), as_of=as_of
+    ).merge(tasks, on="person_id")
     opened_day = (pd.to_datetime(results["opened_on"]) - pd.Timestamp("1970-01-01")).dt.days
     results = results[results["day"].to_numpy() >= opened_day.to_numpy()]
     own = {f"pass_{channel}" for channel in policy.own_face_channels}
+    passing = results["kind"].isin(own) | (policy.proxy_allowed & (results["kind"] == "pass_proxy"))
     by_task = results.groupby("id")["kind"].agg(set)
+    passes = results[passing].groupby("id")["day"].max()
     passed_own = {t for t, kinds in by_task.items() if kinds & own}
-    passed_proxy = {
-        t for t, kinds in by_task.items() if policy.proxy_allowed and "pass_proxy" in kinds
-    } - passed_own
-    failed = set(by_task.index) - passed_own - passed_proxy
+    passed = set(passes.index)
+    failed = set(by_task.index) - passed
     overdue = set(tasks.loc[pd.to_datetime(tasks["due_on"]) < pd.Timestamp(as_of), "id"])
-    lapsed = overdue - passed_own - passed_proxy - failed
+    lapsed = overdue - passed - failed
     for outcome, ids in (
-        (VisitOutcome.FACE_PASSED, passed_own | passed_proxy),
+        (VisitOutcome.FACE_PASSED, passed),
         (VisitOutcome.FACE_FAILED, failed),
         (VisitOutcome.LAPSED, lapsed),
     ):
@@ -135,79 +172,313 @@ def _settle_face_tasks(
                 update(ReviewTask)
                 .where(ReviewTask.id.in_(sorted(ids)))
                 .values(
-                    status=TaskStatus.DONE, outcome=outcome, closed_on=as_of, closed_run_id=run_id
+                    status=TaskStatus.DONE, outcome=outcome, closed_on=as_of,
+                    closed_run_id=context.run_id,
                 )
-            )
+            )  # fmt: skip
         result.face_settled[str(outcome)] = len(ids)
-    person_of = tasks.set_index("id")["person_id"]
-    proofs = pd.DataFrame(
-        {
-            "person_id": [int(person_of[t]) for t in sorted(passed_own | passed_proxy)],
-            "source": [
-                CertificationSource.FACE if t in passed_own else CertificationSource.PROXY
-                for t in sorted(passed_own | passed_proxy)
-            ],
-            "evidence": [{"face_task": int(t)} for t in sorted(passed_own | passed_proxy)],
-        }
-    )
-    return proofs, {int(person_of[t]) for t in failed | lapsed}
+    by_id = tasks.set_index("id")
+    ordered = sorted(passed)
+    proofs = _proofs(
+        (by_id.at[t, "person_id"] for t in ordered),
+        (CertificationSource.FACE if t in passed_own else CertificationSource.PROXY
+         for t in ordered),
+        (_day(passes[t]) for t in ordered),
+        ({"face_task": int(t)} for t in ordered),
+    )  # fmt: skip
+    failures = by_id.loc[sorted(failed | lapsed), ["person_id", "cause"]].reset_index()
+    return proofs, failures
 
 
-def _suspended_face_passes(
-    session: Session, *, store: EvidenceStore, as_of: dt.date, policy: CertificationPolicy
-) -> pd.DataFrame:
-    """Return own face passes of suspended people after their suspension took effect.
+def _suspended_face_passes(session: Session, context: _Context) -> pd.DataFrame:
+    """Return own face passes of suspended people made after their suspension took effect.
 
     Nobody asked them (their reviews were closed when they were suspended), but a person who
     verifies their own face after being stopped has proved they are alive.
     """
-    suspended = open_suspensions(session)
+    suspended = suspended_benefits(session)
     if suspended.empty:
-        return pd.DataFrame({"person_id": [], "source": [], "evidence": []})
+        return _proofs([], [], [], [])
     since = suspended.groupby("person_id")["effective_on"].min()
-    results = _face_results(session, store=store, first_day=min(since), as_of=as_of)
-    own = {f"pass_{channel}" for channel in policy.own_face_channels}
+    results = _face_results(session, store=context.store, first_day=min(since), as_of=context.as_of)
+    own = {f"pass_{channel}" for channel in context.policy.own_face_channels}
     results = results[results["kind"].isin(own) & results["person_id"].isin(since.index)]
     start = (pd.to_datetime(since.reindex(results["person_id"]).to_numpy()) - pd.Timestamp(
         "1970-01-01"
     )).days  # fmt: skip
     passes = results[results["day"].to_numpy() >= np.asarray(start)]
-    people = sorted(set(passes["person_id"].astype(int)))
-    return pd.DataFrame(
-        {
-            "person_id": people,
-            "source": CertificationSource.FACE,
-            "evidence": [{"face_pass_after_suspension": True}] * len(people),
-        }
-    )
+    last = passes.groupby("person_id")["day"].max()
+    return _proofs(
+        last.index, [CertificationSource.FACE] * len(last), (_day(d) for d in last),
+        ({"face_pass_after_suspension": True} for _ in range(len(last))),
+    )  # fmt: skip
 
 
-def _apply_outcomes(session: Session, *, run_id: int, result: WorkflowResult) -> pd.DataFrame:
-    """Take the review outcomes recorded since the last run: person_id, outcome, detail, actor."""
+def _apply_outcomes(session: Session, context: _Context, result: WorkflowResult) -> pd.DataFrame:
+    """Take the review outcomes recorded since the last run, with their kind and reasons."""
     done = query_frame(
         session,
         select(
-            ReviewTask.id,
-            ReviewTask.person_id,
-            ReviewTask.kind,
-            ReviewTask.outcome,
-            ReviewTask.outcome_detail,
+            ReviewTask.id, ReviewTask.person_id, ReviewTask.kind, ReviewTask.outcome,
+            ReviewTask.outcome_detail, ReviewTask.reasons, ReviewTask.closed_on,
         )
         .where(ReviewTask.status == TaskStatus.DONE, ReviewTask.closed_run_id.is_(None))
         .order_by(ReviewTask.id),
-        ["id", "person_id", "kind", "outcome", "detail"],
-    )
+        ["id", "person_id", "kind", "outcome", "detail", "reasons", "closed_on"],
+    )  # fmt: skip
     if done.empty:
-        return done.assign(actor=pd.Series(dtype=object))
+        return done.assign(actor=pd.Series(dtype=object), day=pd.Series(dtype=object))
     session.execute(
         update(ReviewTask)
         .where(ReviewTask.id.in_(done["id"].tolist()))
-        .values(closed_run_id=run_id)
+        .values(closed_run_id=context.run_id)
     )
     done["outcome"] = done["outcome"].astype(object).map(str)
+    done["kind"] = done["kind"].astype(object).map(str)
     done["actor"] = [detail.get("by", "system") for detail in done["detail"]]
+    done["day"] = [
+        dt.date.fromisoformat(detail["recorded_on"]) if "recorded_on" in detail else closed
+        for detail, closed in zip(done["detail"], done["closed_on"], strict=True)
+    ]
     result.outcomes_applied = {str(k): int(v) for k, v in done["outcome"].value_counts().items()}
     return done
+
+
+def _record_review_deaths(session: Session, outcomes: pd.DataFrame) -> int:
+    """Keep each review that found the person dead as a death record of source `review`.
+
+    As a record, the death holds from run to run like any other (it grades the person
+    deceased, terminates their benefits in time) until proof of life or a supervisor's
+    correction withdraws it.
+    """
+    found = outcomes[outcomes["outcome"] == str(VisitOutcome.DECEASED)]
+    if found.empty:
+        return 0
+    persons = {
+        row.id: row
+        for row in session.execute(
+            select(Person.id, Person.id_number, Person.id_status, Person.name, Person.sex,
+                   Person.birth_date).where(Person.id.in_(found["person_id"].tolist()))
+        )
+    }  # fmt: skip
+    rows = []
+    for task_id, person_id, detail, day in zip(
+        found["id"], found["person_id"], found["detail"], found["day"], strict=True
+    ):
+        person = persons[int(person_id)]
+        rows.append(
+            {
+                "source": REVIEW_DEATH_SOURCE, "record_id": review_death_record_id(int(task_id)),
+                "id_number": person.id_number, "id_status": person.id_status,
+                "name": person.name, "sex": person.sex, "birth_date": person.birth_date,
+                "died_on": dt.date.fromisoformat(detail["died_on"]), "recorded_on": day,
+                "person_id": int(person_id), "match": DeathMatch.ID_NUMBER, "confidence": 1.0,
+                "status": RecordStatus.ACTIVE, "settled_by": detail.get("by"),
+                "settled_on": day, "settlement": str(VisitOutcome.DECEASED),
+            }
+        )  # fmt: skip
+    # A task corrected away from `deceased` and back again finds its voided record: renewed.
+    session.execute(
+        delete(DeathRecord).where(
+            DeathRecord.source == REVIEW_DEATH_SOURCE,
+            DeathRecord.record_id.in_([row["record_id"] for row in rows]),
+        )
+    )
+    session.execute(insert(DeathRecord), rows)
+    return len(rows)
+
+
+def _settle_death_records(session: Session, outcomes: pd.DataFrame) -> int:
+    """Settle for good the death record each answered death review was about.
+
+    `alive_confirmed` and `not_a_death` refute it (it never acts nor opens a review again);
+    `deceased` confirms the person's death (kept as a review death) and closes the record.
+    """
+    answered = outcomes[outcomes["kind"] == str(TaskKind.DEATH_REVIEW)]
+    settled = 0
+    for reasons, outcome, actor, day in zip(
+        answered["reasons"], answered["outcome"], answered["actor"], answered["day"],
+        strict=True,
+    ):  # fmt: skip
+        record = (reasons or {}).get("record") or {}
+        if "source" not in record or "record_id" not in record:
+            continue
+        values: dict[str, Any] = {"settled_by": actor, "settled_on": day, "settlement": outcome}
+        if outcome != str(VisitOutcome.DECEASED):
+            values["status"] = RecordStatus.REFUTED
+        settled += session.execute(
+            update(DeathRecord)
+            .where(DeathRecord.source == record["source"],
+                   DeathRecord.record_id == str(record["record_id"]))
+            .values(**values)
+        ).rowcount  # type: ignore[attr-defined]  # fmt: skip
+    return settled
+
+
+def _acting_deaths(session: Session, as_of: dt.date) -> pd.DataFrame:
+    """Return death records that act on someone as of the run: id, person, date, source."""
+    return query_frame(
+        session,
+        select(DeathRecord.id, DeathRecord.person_id, DeathRecord.died_on, DeathRecord.source,
+               DeathRecord.record_id)
+        .where(DeathRecord.status == RecordStatus.ACTIVE, DeathRecord.person_id.is_not(None),
+               DeathRecord.match.in_(ACTING), DeathRecord.recorded_on <= as_of,
+               DeathRecord.died_on <= as_of),
+        ["id", "person_id", "died_on", "source", "record_id"],
+    )  # fmt: skip
+
+
+def _past_proofs(session: Session, persons: list[int]) -> pd.Series:
+    """Return, per person, the day of their latest proof of life certified by earlier runs."""
+    rows = query_frame(
+        session,
+        select(Certification.person_id, Certification.evidence).where(
+            Certification.person_id.in_(persons), Certification.source.in_(PROOF_SOURCES)
+        ),
+        ["person_id", "evidence"],
+    )
+    days = [(evidence or {}).get("proof_day") for evidence in rows["evidence"]]
+    rows = rows.assign(day=days).dropna(subset=["day"])
+    if rows.empty:
+        return pd.Series(dtype=object)
+    return rows.assign(day=rows["day"].map(dt.date.fromisoformat)).groupby("person_id")["day"].max()
+
+
+def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.DataFrame:
+    """Refute the death records that a proof of life dated after them contradicts.
+
+    Returns the records that still stand. A proof on the day of death itself refutes
+    nothing: the death stands, which never pays anyone dead.
+    """
+    if deaths.empty:
+        return deaths
+    latest = proofs.groupby("person_id")["day"].max() if len(proofs) else pd.Series(dtype=object)
+    past = _past_proofs(session, sorted(set(deaths["person_id"].astype(int))))
+    best = pd.concat([latest, past]).groupby(level=0).max()
+    proof_day = deaths["person_id"].map(best)
+    contradicted = proof_day.notna() & (
+        pd.to_datetime(proof_day) > pd.to_datetime(deaths["died_on"])
+    )
+    refuted = deaths.loc[contradicted.to_numpy(), "id"].astype(int).tolist()
+    if refuted:
+        session.execute(
+            update(DeathRecord).where(DeathRecord.id.in_(refuted))
+            .values(status=RecordStatus.REFUTED)
+        )  # fmt: skip
+    return deaths.loc[~contradicted.to_numpy()]
+
+
+def apply_workflow(
+    session: Session,
+    *,
+    run_id: int,
+    as_of: dt.date,
+    snapshot: EvidenceSnapshot,
+    assessed: pd.DataFrame,
+    store: EvidenceStore,
+    scoring: ScoringPolicy,
+    policy: CertificationPolicy,
+    timezone: str = "Asia/Shanghai",
+) -> WorkflowResult:
+    """Turn a run's levels and the reviews' outcomes into certifications, reviews and the list."""
+    context = _Context(run_id=run_id, as_of=as_of, store=store, policy=policy, timezone=timezone)
+    result = WorkflowResult()
+    roll = snapshot.roll
+    benefit_type = roll.set_index("person_id")["benefit_type"]
+
+    face_proofs, face_failures = _settle_face_tasks(session, context, result)
+    outcomes = _apply_outcomes(session, context, result)
+    _record_review_deaths(session, outcomes)
+    result.death_records_settled = _settle_death_records(session, outcomes)
+    alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]
+    proofs = pd.concat(
+        [
+            face_proofs,
+            _suspended_face_passes(session, context),
+            _proofs(alive["person_id"], [CertificationSource.VISIT] * len(alive), alive["day"],
+                    ({"review_task": int(t)} for t in alive["id"])),
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    proofs = proofs[proofs["person_id"].isin(benefit_type.index)]
+
+    # Proof of life dated after a death refutes it; what stands is this run's deaths.
+    acting = _acting_deaths(session, as_of)
+    standing = _refute(session, acting, proofs)
+    result.refuted_death_records = len(acting) - len(standing)
+    died_on = standing.groupby("person_id")["died_on"].min()
+    dead = set(died_on.index.astype(int))
+
+    # The dead are certified by nothing; the living by their newest proof.
+    proofs = proofs[~proofs["person_id"].isin(dead)].sort_values("day")
+    proofs = proofs.drop_duplicates("person_id", keep="last")
+    proofs = proofs.assign(
+        benefit_type=benefit_type.reindex(proofs["person_id"]).to_numpy(),
+        evidence=[{**e, "proof_day": d.isoformat()}
+                  for e, d in zip(proofs["evidence"], proofs["day"], strict=True)],
+    )  # fmt: skip
+    proof_of_life = set(proofs["person_id"].astype(int))
+    certify_persons(
+        session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
+        policy_version=scoring.version,
+    )  # fmt: skip
+    living = ~assessed["person_id"].isin(proof_of_life | dead)
+    strong = assessed[(assessed["level"] == "strong") & living]
+    if "certifiable" in assessed:
+        strong = strong[strong["certifiable"].astype(bool)]
+    silently = certify_silently(
+        session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
+        policy_version=scoring.version,
+    )  # fmt: skip
+    result.certified = {
+        **{str(k): int(v) for k, v in proofs["source"].astype(str).value_counts().items()},
+        str(CertificationSource.DATA_COMPARISON): silently,
+    }
+    session.flush()
+    ends = valid_until(session, policy=policy)
+    certified_now = proof_of_life | set(strong["person_id"].astype(int))
+    certified_now &= {p for p, end in ends.items() if end > as_of}
+
+    # Reviews: what the run now knows of the dead is their death, not a review.
+    now = assessed.assign(
+        level=np.where(assessed["person_id"].isin(dead), "deceased", assessed["level"])
+    )
+    in_area = set(
+        roll.loc[roll["region_code"].astype(str).str.startswith(policy.area_prefixes),
+                 "person_id"].astype(int)
+    )  # fmt: skip
+    # A failed or ignored face verification sends a grid worker, except after a visit that
+    # found nobody (that verification was the person's last chance) or where nobody can go.
+    to_visit = face_failures[face_failures["cause"] != "after_visit"]
+    visit_now = set(to_visit["person_id"].astype(int)) & in_area
+    remote = outcomes[outcomes["outcome"].isin(policy.lapse.remote_after_visit_outcomes)]
+    face_now = set(remote["person_id"].astype(int)) - dead
+    due = _due_for_review(session, as_of=as_of, ends=ends, roll=roll, policy=policy)
+    result.routing = route_reviews(
+        session, run_id=run_id, as_of=as_of, assessed=now[~now["person_id"].isin(proof_of_life)],
+        policy=policy, due=due - proof_of_life, visit_now=visit_now - dead,
+        face_now=face_now - proof_of_life,
+    )  # fmt: skip
+    result.notices["face"] = _face_notices(session, context)
+    result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)
+
+    # The money path: each benefit's events, folded through the payment state machine.
+    events = _events(
+        session, context, dead=died_on, standing=standing, proofs=proofs,
+        certified_now=certified_now, outcomes=outcomes, ends=ends, assessed=now, result=result,
+    )  # fmt: skip
+    result.events = {
+        str(event): sum(o.event == event for occurrences in events.values() for o in occurrences)
+        for event in EVENT_ORDER
+    }
+    terms = RunTerms(
+        as_of=as_of, payment_day=policy.payment_day,
+        four_eyes_back_pay=Decimal(str(policy.four_eyes_back_pay)),
+        terminate_after_death_days=policy.terminate_after_death_days,
+    )  # fmt: skip
+    result.entries = apply_occurrences(session, run_id=run_id, run=terms, occurrences=events)
+    _open_duplicate_leads(session, context, entries=result.entries)
+    return result
 
 
 def _due_for_review(
@@ -218,7 +489,7 @@ def _due_for_review(
     last_opened = dict(
         session.execute(
             select(ReviewTask.person_id, ReviewTask.opened_on)
-            .where(ReviewTask.kind.in_([TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT]))
+            .where(ReviewTask.kind.in_(REVIEW_KINDS))
             .order_by(ReviewTask.opened_on)
         ).all()
     )
@@ -235,7 +506,7 @@ def _due_for_review(
     return due
 
 
-def _notices(session: Session, *, run_id: int, as_of: dt.date, rows: list[dict[str, Any]]) -> int:
+def _notices(session: Session, context: _Context, rows: list[dict[str, Any]]) -> int:
     """Queue notices for the messaging gateway: SMS where a phone is known, else the app."""
     if not rows:
         return 0
@@ -249,10 +520,10 @@ def _notices(session: Session, *, run_id: int, as_of: dt.date, rows: list[dict[s
         [
             {
                 **row,
-                "run_id": run_id,
+                "run_id": context.run_id,
                 "channel": NoticeChannel.SMS if phones.get(row["person_id"]) else NoticeChannel.APP,
                 "status": NoticeStatus.PENDING,
-                "created_on": as_of,
+                "created_on": context.as_of,
             }
             for row in rows
         ],
@@ -260,256 +531,419 @@ def _notices(session: Session, *, run_id: int, as_of: dt.date, rows: list[dict[s
     return len(rows)
 
 
-def _lapse_entries(
-    session: Session, *, run_id: int, as_of: dt.date, ends: pd.Series, roll: pd.DataFrame,
-    assessed: pd.DataFrame, certified_now: set[int], policy: CertificationPolicy,
-    result: WorkflowResult,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Notify people whose certification lapsed; suspend those past notice after a failed review."""
-    level_of = assessed.set_index("person_id")["level"]
-    lapsed = [
-        int(p) for p, benefit_status in zip(roll["person_id"], roll["benefit_status"], strict=True)
-        if benefit_status == "active" and int(p) not in certified_now
-        and ends.get(int(p)) is not None and ends[int(p)] < as_of
-        and level_of.get(p) not in ("deceased", "strong")
-    ]  # fmt: skip
-    if not lapsed:
-        return []
-    notices = query_frame(
-        session,
-        select(Notice.person_id, Notice.created_on).where(
-            Notice.template == "lapse", Notice.person_id.in_(lapsed)
-        ),
-        ["person_id", "created_on"],
-    )
-    first_notice = notices.groupby("person_id")["created_on"].max().to_dict()
-    reviews = query_frame(
-        session,
-        select(
-            ReviewTask.person_id,
-            ReviewTask.status,
-            ReviewTask.outcome,
-            ReviewTask.due_on,
-            ReviewTask.opened_on,
-        ).where(
-            ReviewTask.person_id.in_(lapsed),
-            ReviewTask.kind.in_([TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT]),
-        ),
-        ["person_id", "status", "outcome", "due_on", "opened_on"],
-    )
-    # Only the latest review of the cycle counts: a failed face verification followed by a
-    # home visit still open and not yet due is no reason to suspend anyone.
-    latest = reviews.sort_values(["person_id", "opened_on"]).drop_duplicates(
-        "person_id", keep="last"
-    )
-    is_open = latest["status"].astype(object).isin([str(s) for s in OPEN_TASK_STATUSES])
-    failed_review = set(
-        latest.loc[
-            latest["outcome"].astype(object).isin([str(o) for o in FAILED_REVIEWS])
-            | (is_open & (pd.to_datetime(latest["due_on"]) < pd.Timestamp(as_of))),
-            "person_id",
-        ]
-    )
-    new_notices, suspend = [], []
-    for person_id in lapsed:
-        end = ends[person_id]
-        notified = first_notice.get(person_id)
-        if notified is None or notified < end:
-            deadline = as_of + dt.timedelta(days=policy.cycle.notice_days)
-            new_notices.append(
-                {
-                    "person_id": person_id, "template": "lapse",
-                    "body": LAPSE_NOTICE.format(end=end.isoformat(), deadline=deadline.isoformat()),
-                }
-            )  # fmt: skip
-        elif (as_of - notified).days >= policy.cycle.notice_days and person_id in failed_review:
-            # Lapsed, told, given the notice period, and a review failed or lapsed: only now.
-            suspend.append(person_id)
-    result.notices["lapse"] = _notices(session, run_id=run_id, as_of=as_of, rows=new_notices)
-    return suspensions_from_next_payment(
-        session, person_ids=suspend, reason=ListReason.LAPSED, as_of=as_of,
-        payment_day=policy.payment_day,
-        detail={p: {"certification_ended": ends[p].isoformat()} for p in suspend},
-    )  # fmt: skip
-
-
-def apply_workflow(
-    session: Session,
-    *,
-    run_id: int,
-    as_of: dt.date,
-    snapshot: EvidenceSnapshot,
-    assessed: pd.DataFrame,
-    store: EvidenceStore,
-    scoring: ScoringPolicy,
-    policy: CertificationPolicy,
-) -> WorkflowResult:
-    """Turn a run's levels and the reviews' outcomes into certifications, reviews and the list."""
-    result = WorkflowResult()
-    roll = snapshot.roll
-    benefit_type = roll.set_index("person_id")["benefit_type"]
-
-    face_proofs, visit_now = _settle_face_tasks(
-        session, run_id=run_id, as_of=as_of, store=store, policy=policy, result=result
-    )
-    face_proofs = pd.concat(
-        [face_proofs, _suspended_face_passes(session, store=store, as_of=as_of, policy=policy)],
-        ignore_index=True,
-    )
-    outcomes = _apply_outcomes(session, run_id=run_id, result=result)
-    alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]
-    visit_proofs = pd.DataFrame(
-        {
-            "person_id": alive["person_id"].astype(int).to_numpy(),
-            "source": CertificationSource.VISIT,
-            "evidence": [{"review_task": int(t)} for t in alive["id"]],
-        }
-    )
-    proofs = pd.concat([face_proofs, visit_proofs], ignore_index=True).drop_duplicates("person_id")
-    proofs = proofs[proofs["person_id"].isin(benefit_type.index)]
-    proofs = proofs.assign(benefit_type=benefit_type.reindex(proofs["person_id"]).to_numpy())
-    proof_of_life = set(proofs["person_id"].astype(int))
-    caused_by = {int(p): str(a) for p, a in zip(alive["person_id"], alive["actor"], strict=True)}
-
-    # Proof of life contradicts a death record: it stops acting (a review can reinstate it).
-    acting = snapshot.deaths[snapshot.deaths["match"].isin([str(m) for m in ACTING_MATCHES])]
-    refuted = sorted(set(acting["person_id"].astype(int)) & proof_of_life)
-    if refuted:
-        session.execute(
-            update(DeathRecord)
-            .where(
-                DeathRecord.person_id.in_(refuted),
-                DeathRecord.status == RecordStatus.ACTIVE,
-                DeathRecord.match.in_([DeathMatch.ID_NUMBER, DeathMatch.DEMOGRAPHIC]),
-            )
-            .values(status=RecordStatus.REFUTED)
-        )
-    result.refuted_death_records = len(refuted)
-
-    certify_persons(
-        session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
-        policy_version=scoring.version,
-    )  # fmt: skip
-    strong = assessed[(assessed["level"] == "strong") & ~assessed["person_id"].isin(proof_of_life)]
-    silently = certify_silently(
-        session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
-        policy_version=scoring.version,
-    )  # fmt: skip
-    result.certified = {
-        **{str(k): int(v) for k, v in proofs["source"].astype(str).value_counts().items()},
-        str(CertificationSource.DATA_COMPARISON): silently,
-    }
-    session.flush()
-    ends = valid_until(session, policy=policy)
-    certified_now = proof_of_life | set(strong["person_id"].astype(int))
-    certified_now &= {p for p, end in ends.items() if end > as_of}
-
-    moved = set(outcomes.loc[outcomes["outcome"] == str(VisitOutcome.MOVED_AWAY), "person_id"])
-    due = _due_for_review(session, as_of=as_of, ends=ends, roll=roll, policy=policy)
-    result.routing = route_reviews(
-        session, run_id=run_id, as_of=as_of,
-        assessed=assessed[~assessed["person_id"].isin(proof_of_life)], policy=policy,
-        due=due - proof_of_life, visit_now=visit_now, face_now={int(p) for p in moved},
-    )  # fmt: skip
-    opened_face = query_frame(
+def _face_notices(session: Session, context: _Context) -> int:
+    """Tell each person asked for a face verification by this run, by when."""
+    opened = query_frame(
         session,
         select(ReviewTask.id, ReviewTask.person_id, ReviewTask.due_on).where(
-            ReviewTask.opened_run_id == run_id, ReviewTask.kind == TaskKind.FACE_VERIFICATION
+            ReviewTask.opened_run_id == context.run_id,
+            ReviewTask.kind == TaskKind.FACE_VERIFICATION,
         ),
         ["id", "person_id", "due_on"],
     )
-    result.notices["face"] = _notices(
-        session, run_id=run_id, as_of=as_of,
-        rows=[
-            {"person_id": int(p), "task_id": int(t), "template": "face",
-             "body": FACE_NOTICE.format(due=d.isoformat())}
-            for t, p, d in zip(
-                opened_face["id"], opened_face["person_id"], opened_face["due_on"], strict=True
-            )
-        ],
+    template = context.policy.notice_texts["face"]
+    return _notices(
+        session, context,
+        [{"person_id": int(p), "task_id": int(t), "template": "face",
+          "body": template.format(due=d.isoformat())}
+         for t, p, d in zip(opened["id"], opened["person_id"], opened["due_on"], strict=True)],
     )  # fmt: skip
 
-    mismatched = snapshot.deaths[snapshot.deaths["match"] == str(DeathMatch.NAME_MISMATCH)]
-    mismatched = mismatched[
-        ~mismatched["person_id"].isin(snapshot.first_death.index)
-        & mismatched["person_id"].isin(roll["person_id"])
-    ]
-    result.death_reviews = open_death_reviews(
-        session, run_id=run_id, as_of=as_of,
-        cases=mismatched.merge(roll[["person_id", "grid_code"]], on="person_id").assign(
-            record=lambda f: [
-                {"source": s, "record_id": r, "name": n, "died_on": d.isoformat()}
-                for s, r, n, d in zip(
-                    f["source"], f["record_id"], f["name"], f["died_on"], strict=True
-                )
-            ]
-        ),
-        policy=policy,
-    )  # fmt: skip
 
-    # The list, in a fixed order: deaths, prison, lapses, reinstatements.
-    dead = assessed.loc[
-        (assessed["level"] == "deceased") & ~assessed["person_id"].isin(proof_of_life),
-        "person_id",
+def _death_reviews(
+    session: Session, context: _Context, *, snapshot: EvidenceSnapshot, dead: set[int]
+) -> int:
+    """Open a death review for each unsettled record naming a living roll person by number."""
+    records = query_frame(
+        session,
+        select(DeathRecord.person_id, DeathRecord.source, DeathRecord.record_id,
+               DeathRecord.name, DeathRecord.died_on)
+        .where(DeathRecord.match == DeathMatch.NAME_MISMATCH,
+               DeathRecord.status == RecordStatus.ACTIVE, DeathRecord.settled_by.is_(None),
+               DeathRecord.person_id.is_not(None), DeathRecord.recorded_on <= context.as_of),
+        ["person_id", "source", "record_id", "name", "died_on"],
+    )  # fmt: skip
+    roll = snapshot.roll
+    records = records[
+        ~records["person_id"].isin(dead) & records["person_id"].isin(roll["person_id"])
     ]
-    deaths = {int(p): snapshot.first_death[p] for p in dead}
-    reported = outcomes[outcomes["outcome"] == str(VisitOutcome.DECEASED)]
-    visit_deaths = {
-        int(p): dt.date.fromisoformat(d["died_on"])
-        for p, d in zip(reported["person_id"], reported["detail"], strict=True)
-        if int(p) not in deaths
-    }
-    entries = suspensions_for_death(
-        session, deaths=deaths, as_of=as_of, payment_day=policy.payment_day
+    cases = records.merge(roll[["person_id", "grid_code"]], on="person_id").assign(
+        record=lambda f: [
+            {"source": s, "record_id": r, "name": n, "died_on": d.isoformat()}
+            for s, r, n, d in zip(f["source"], f["record_id"], f["name"], f["died_on"],
+                                  strict=True)
+        ]
+    )  # fmt: skip
+    return open_death_reviews(
+        session, run_id=context.run_id, as_of=context.as_of, cases=cases, policy=context.policy
     )
-    entries += suspensions_for_death(
-        session, deaths=visit_deaths, as_of=as_of, payment_day=policy.payment_day,
-        caused_by="review",
+
+
+def _benefits(session: Session, *where: Any) -> pd.DataFrame:
+    """Return benefits matching `where`: id, person, type, start, payment status and reason."""
+    frame = query_frame(
+        session,
+        select(Benefit.id, Benefit.person_id, Benefit.benefit_type, Benefit.benefit_start,
+               Benefit.status, Benefit.suspension_reason, Benefit.held_entry_id).where(*where),
+        ["benefit_id", "person_id", "benefit_type", "benefit_start", "status", "reason", "held"],
+    )  # fmt: skip
+    for column in ("benefit_type", "status", "reason"):
+        frame[column] = frame[column].astype(object).map(lambda v: None if v is None else str(v))
+    return frame
+
+
+def _of_persons(session: Session, persons: Iterable[int], *where: Any) -> pd.DataFrame:
+    """Return the benefits of some persons (matching `where`), in chunks of ids."""
+    ids = sorted(set(int(p) for p in persons))
+    frames = [
+        _benefits(session, Benefit.person_id.in_(ids[start : start + 500]), *where)
+        for start in range(0, len(ids), 500)
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else _benefits(session, False)
+
+
+def _events(
+    session: Session, context: _Context, *, dead: pd.Series, standing: pd.DataFrame,
+    proofs: pd.DataFrame, certified_now: set[int], outcomes: pd.DataFrame, ends: pd.Series,
+    assessed: pd.DataFrame, result: WorkflowResult,
+) -> dict[int, list[Occurrence]]:  # fmt: skip
+    """Gather each benefit's events of this run, in the order they apply."""
+    policy = context.policy
+    found: dict[int, dict[PaymentEvent, Occurrence]] = {}
+
+    def add(benefits: pd.DataFrame, occurrence_of: Any) -> None:
+        for benefit_id, person_id in zip(benefits["benefit_id"], benefits["person_id"],
+                                         strict=True):  # fmt: skip
+            occurrence = occurrence_of(int(person_id), int(benefit_id))
+            found.setdefault(int(benefit_id), {})[occurrence.event] = occurrence
+
+    not_over = (Benefit.status != BenefitStatus.TERMINATED,
+                or_(Benefit.suspension_reason.is_(None),
+                    Benefit.suspension_reason != ListReason.DECEASED,
+                    Benefit.held_entry_id.is_not(None)))  # fmt: skip
+    # Deaths: the earliest standing record, from whatever source (a review's too).
+    first = (
+        standing.sort_values(["died_on", "id"]).drop_duplicates("person_id").set_index("person_id")
+    )
+    reviewers = dict(zip(outcomes["person_id"], outcomes["actor"], strict=True))
+    add(
+        _of_persons(session, dead.index, *not_over),
+        lambda p, b: Occurrence(
+            PaymentEvent.DEATH, day=first.at[p, "died_on"],
+            evidence={"source": str(first.at[p, "source"]),
+                      "record_id": str(first.at[p, "record_id"])},
+            caused_by=reviewers.get(p, "system")
+            if first.at[p, "source"] == REVIEW_DEATH_SOURCE else "system",
+        ),
+    )  # fmt: skip
+    # Proofs of life of suspended or ended benefits.
+    proof = proofs.set_index("person_id")
+    add(
+        _of_persons(session, proof.index, Benefit.status != BenefitStatus.ACTIVE),
+        lambda p, b: Occurrence(
+            PaymentEvent.PROOF_OF_LIFE, day=proof.at[p, "day"],
+            evidence={"proof": str(proof.at[p, "source"]), "proof_day":
+                      proof.at[p, "day"].isoformat(), **proof.at[p, "evidence"]},
+            caused_by=reviewers.get(p, "system"),
+        ),
+    )  # fmt: skip
+    # Deaths no record holds any more, with no proof of life this run: withdrawn by source.
+    gone = _benefits(session, Benefit.suspension_reason == ListReason.DECEASED)
+    gone = gone[~gone["person_id"].isin(dead.index) & ~gone["person_id"].isin(proof.index)]
+    add(gone, lambda p, b: Occurrence(PaymentEvent.DEATH_WITHDRAWN,
+                                      evidence={"no_death_stands": True}))  # fmt: skip
+    # A lapse ended by a renewed certification.
+    add(
+        _of_persons(session, certified_now, Benefit.suspension_reason == ListReason.LAPSED),
+        lambda p, b: Occurrence(PaymentEvent.RECERTIFIED,
+                                evidence={"certified_until": ends[p].isoformat()}),
     )  # fmt: skip
     prison = outcomes[outcomes["outcome"] == str(VisitOutcome.IMPRISONED)]
-    entries += suspensions_from_next_payment(
-        session, person_ids=[int(p) for p in prison["person_id"]], reason=ListReason.IMPRISONED,
-        as_of=as_of, payment_day=policy.payment_day,
-        benefit_types=policy.suspend_when_imprisoned, caused_by="review",
+    prison_task = dict(zip(prison["person_id"], prison["id"], strict=True))
+    add(
+        _of_persons(session, prison_task,
+                    Benefit.benefit_type.in_(policy.suspend_when_imprisoned)),
+        lambda p, b: Occurrence(PaymentEvent.IMPRISONMENT,
+                                evidence={"review_task": int(prison_task[p])},
+                                caused_by=reviewers.get(p, "system")),
     )  # fmt: skip
-    entries += _lapse_entries(
-        session, run_id=run_id, as_of=as_of, ends=ends, roll=roll, assessed=assessed,
-        certified_now=certified_now, policy=policy, result=result,
+    duplicates = _duplicate_benefits(session)
+    withdrawn = _benefits(session, Benefit.suspension_reason == ListReason.DUPLICATE_IDENTITY)
+    withdrawn = withdrawn[~withdrawn["benefit_id"].isin(duplicates.index)]
+    add(
+        withdrawn,
+        lambda p, b: Occurrence(PaymentEvent.DUPLICATE_WITHDRAWN,
+                                evidence={"no_deregistration_stands": True}),
     )  # fmt: skip
+    add(
+        duplicates.reset_index(),
+        lambda p, b: Occurrence(PaymentEvent.DUPLICATE_IDENTITY,
+                                evidence=duplicates.at[b, "evidence"]),
+    )  # fmt: skip
+    lapses = _lapses(session, context, ends=ends, assessed=assessed,
+                     certified_now=certified_now | set(dead.index), result=result)  # fmt: skip
+    add(
+        _of_persons(session, lapses, Benefit.status == BenefitStatus.ACTIVE),
+        lambda p, b: Occurrence(PaymentEvent.LAPSE, evidence=lapses[p]),
+    )  # fmt: skip
+    stood = context.as_of - dt.timedelta(days=policy.terminate_after_death_days)
+    add(
+        _of_persons(session, dead.index, Benefit.status == BenefitStatus.SUSPENDED,
+                    Benefit.suspension_reason == ListReason.DECEASED,
+                    Benefit.held_entry_id.is_(None), Benefit.suspended_as_of <= stood),
+        lambda p, b: Occurrence(PaymentEvent.DEATH_STOOD),
+    )  # fmt: skip
+    return {
+        benefit_id: [events[e] for e in EVENT_ORDER if e in events]
+        for benefit_id, events in found.items()
+    }
 
-    suspended = open_suspensions(session)
-    still_dead = set(snapshot.first_death.index.astype(int)) - set(refuted)
-    voided = set(
-        suspended.loc[
-            (suspended["reason"] == str(ListReason.DECEASED))
-            & ~suspended["person_id"].isin(still_dead | proof_of_life),
-            "person_id",
-        ]
-    )
-    back_from = {
-        str(ListReason.DECEASED): proof_of_life,
-        str(ListReason.LAPSED): certified_now,
-        str(ListReason.IMPRISONED): set(alive["person_id"].astype(int)),
-    }
-    proven = {
-        int(p)
-        for p, reason in zip(suspended["person_id"], suspended["reason"], strict=True)
-        if int(p) in back_from.get(reason, set())
-    }
-    for reason, people in (
-        (ListReason.PROOF_OF_LIFE, proven),
-        (ListReason.DEATH_WITHDRAWN, voided - proven),
-    ):
-        entries += reinstatements(
-            suspended, person_ids=people, reason=reason, as_of=as_of,
-            payment_day=policy.payment_day, four_eyes_back_pay=policy.four_eyes_back_pay,
-            caused_by=caused_by,
-        )  # fmt: skip
-    # A death nobody contested for long enough ends the benefit.
-    entries += terminations(
-        suspended, person_ids=still_dead - proof_of_life, as_of=as_of,
-        after_days=policy.terminate_after_death_days,
+
+def _duplicate_benefits(session: Session) -> pd.DataFrame:
+    """Return the benefits a deregistration shows to be drawn twice: the later of each pair.
+
+    A deregistration cancelling a number as a `duplicate` of another, or replacing it by a
+    `new_id_number`, links two persons on the roll; where both have the same benefit type,
+    the later-started benefit is the duplicate (on a tie, the cancelled number's). Indexed by
+    benefit id, with the evidence to cite.
+    """
+    links = query_frame(
+        session,
+        select(Deregistration.record_id, Deregistration.reason, Deregistration.id_number,
+               Deregistration.new_id_number, Deregistration.person_id)
+        .where(Deregistration.status == RecordStatus.ACTIVE,
+               Deregistration.person_id.is_not(None), Deregistration.new_id_number.is_not(None)),
+        ["record_id", "reason", "id_number", "new_id_number", "person_id"],
     )  # fmt: skip
-    append_entries(session, run_id=run_id, entries=entries)
-    result.entries = entries
-    return result
+    empty = pd.DataFrame(
+        {"person_id": pd.Series(dtype=int), "evidence": pd.Series(dtype=object)},
+        index=pd.Index([], dtype=int, name="benefit_id"),
+    )
+    if links.empty:
+        return empty
+    holders = dict(
+        session.execute(
+            select(Person.id_number, Person.id).where(
+                Person.id_number.in_(links["new_id_number"].tolist())
+            )
+        ).all()
+    )
+    links["other_id"] = links["new_id_number"].map(holders)
+    links = links.dropna(subset=["other_id"])
+    links = links[links["other_id"].astype(int) != links["person_id"].astype(int)]
+    if links.empty:
+        return empty
+    benefits = _of_persons(
+        session, set(links["person_id"].astype(int)) | set(links["other_id"].astype(int))
+    )[["benefit_id", "person_id", "benefit_type", "benefit_start"]]
+    pairs = links.merge(benefits, on="person_id").merge(
+        benefits, left_on=["other_id", "benefit_type"], right_on=["person_id", "benefit_type"],
+        suffixes=("", "_other"),
+    )  # fmt: skip
+    later = pairs["benefit_start"] >= pairs["benefit_start_other"]
+    chosen = pd.DataFrame(
+        {
+            "benefit_id": np.where(later, pairs["benefit_id"], pairs["benefit_id_other"]),
+            "person_id": np.where(later, pairs["person_id"], pairs["person_id_other"]),
+            "evidence": [
+                {"deregistration": str(r), "reason": str(why),
+                 "other_benefit": int(o if is_later else b)}
+                for r, why, is_later, b, o in zip(
+                    pairs["record_id"], pairs["reason"], later, pairs["benefit_id"],
+                    pairs["benefit_id_other"], strict=True)
+            ],
+        }
+    )  # fmt: skip
+    return chosen.drop_duplicates("benefit_id").set_index("benefit_id")
+
+
+def _lapses(
+    session: Session, context: _Context, *, ends: pd.Series, assessed: pd.DataFrame,
+    certified_now: set[int], result: WorkflowResult,
+) -> dict[int, dict[str, Any]]:  # fmt: skip
+    """Return who lapses now after a real chance, with the evidence; notify the newly lapsed.
+
+    The certification ended; a lapse notice was sent after it ended and its period passed;
+    and the latest review of the cycle happened and failed. An open review past its due date
+    is the agency's delay: it escalates (the run report lists it) and suspends nobody.
+    """
+    as_of, policy = context.as_of, context.policy
+    roll = assessed[["person_id", "benefit_type", "level"]]
+    end = roll["person_id"].map(ends)
+    lapsed = roll[
+        end.notna().to_numpy()
+        & (pd.to_datetime(end, errors="coerce") < pd.Timestamp(as_of)).to_numpy()
+        & ~roll["person_id"].isin(certified_now).to_numpy()
+        & ~roll["level"].isin(["deceased", "strong"]).to_numpy()
+    ].drop_duplicates("person_id")
+    if lapsed.empty:
+        return {}
+    persons = lapsed["person_id"].astype(int).tolist()
+    active = set(_of_persons(session, persons, Benefit.status == BenefitStatus.ACTIVE)["person_id"])
+    lapsed = lapsed[lapsed["person_id"].isin(active)]
+    persons = lapsed["person_id"].astype(int).tolist()
+    notices = query_frame(
+        session,
+        select(Notice.person_id, Notice.created_on, Notice.status, Notice.sent_at)
+        .where(Notice.template == "lapse", Notice.person_id.in_(persons)),
+        ["person_id", "created_on", "status", "sent_at"],
+    )  # fmt: skip
+    notices = notices[
+        pd.to_datetime(notices["created_on"]).to_numpy()
+        >= pd.to_datetime(notices["person_id"].map(ends)).to_numpy()
+    ]
+    zone = ZoneInfo(context.timezone)
+    sent = notices[notices["status"].astype(object).map(str) == str(NoticeStatus.SENT)]
+    sent_on = (
+        sent.assign(day=[at.astimezone(zone).date() for at in sent["sent_at"]])
+        .groupby("person_id")["day"].min()
+    )  # fmt: skip
+    window = [policy.cycle_for(str(t)).renewal_window_days for t in lapsed["benefit_type"]]
+    opens = pd.Series(
+        [ends[p] - dt.timedelta(days=days) for p, days in zip(persons, window, strict=True)],
+        index=persons, dtype=object,
+    )  # fmt: skip
+    failed = _failed_reviews(session, context, persons=persons, opens=opens)
+    new_notices, lapses = [], {}
+    waiting = {"notice_unsent": 0, "notice_period": 0, "review_pending": 0}
+    for person_id in persons:
+        ended = ends[person_id]
+        if person_id not in set(notices["person_id"]):
+            deadline = as_of + dt.timedelta(days=policy.cycle.notice_days)
+            new_notices.append(
+                {"person_id": person_id, "template": "lapse",
+                 "body": policy.notice_texts["lapse"].format(
+                     end=ended.isoformat(), deadline=deadline.isoformat())}
+            )  # fmt: skip
+            continue
+        told = sent_on.get(person_id)
+        if told is None:
+            waiting["notice_unsent"] += 1
+        elif (as_of - told).days < policy.cycle.notice_days:
+            waiting["notice_period"] += 1
+        elif person_id not in failed:
+            waiting["review_pending"] += 1
+        else:
+            # Lapsed, told, given the notice period, and a review failed: only now.
+            lapses[person_id] = {
+                "certification_ended": ended.isoformat(), "notice_sent_on": told.isoformat(),
+                **failed[person_id],
+            }  # fmt: skip
+    result.notices["lapse"] = _notices(session, context, new_notices)
+    result.lapse_waiting = waiting
+    return lapses
+
+
+def _failed_reviews(
+    session: Session, context: _Context, *, persons: list[int], opens: pd.Series
+) -> dict[int, dict[str, Any]]:
+    """Return persons whose latest review of the cycle happened and failed, with that review.
+
+    `opens` gives, per person, the day their renewal window opened: reviews before it belong
+    to an earlier cycle.
+
+    A visit failed if it ended in one of the policy's failed outcomes (`refused`); a face
+    verification if it failed, or was ignored past its due date although its notice was
+    sent. A visit that found nobody is no failure: the remote verification it leads to is.
+    """
+    policy = context.policy
+    reviews = query_frame(
+        session,
+        select(ReviewTask.id, ReviewTask.person_id, ReviewTask.kind, ReviewTask.status,
+               ReviewTask.outcome, ReviewTask.opened_on, ReviewTask.due_on)
+        .where(ReviewTask.person_id.in_(persons), ReviewTask.kind.in_(REVIEW_KINDS)),
+        ["id", "person_id", "kind", "status", "outcome", "opened_on", "due_on"],
+    )  # fmt: skip
+    if reviews.empty:
+        return {}
+    reviews = reviews[
+        pd.to_datetime(reviews["opened_on"]).to_numpy()
+        >= pd.to_datetime(reviews["person_id"].map(opens)).to_numpy()
+    ]
+    latest = reviews.sort_values(["person_id", "opened_on", "id"]).drop_duplicates(
+        "person_id", keep="last"
+    )
+    for column in ("kind", "status", "outcome"):
+        latest[column] = latest[column].astype(object).map(lambda v: None if v is None else str(v))
+    done = latest["status"] == str(TaskStatus.DONE)
+    visit_failed = (latest["kind"] == str(TaskKind.HOME_VISIT)) & latest["outcome"].isin(
+        policy.lapse.failed_visit_outcomes
+    )
+    face = latest["kind"] == str(TaskKind.FACE_VERIFICATION)
+    face_failed = face & (latest["outcome"] == str(VisitOutcome.FACE_FAILED))
+    ignored = face & (latest["outcome"] == str(VisitOutcome.LAPSED))
+    told = _notice_sent_by_due(session, latest.loc[ignored, ["id", "due_on"]])
+    ignored &= latest["id"].isin(told)
+    chosen = latest[done & (visit_failed | face_failed | ignored)]
+    return {
+        int(p): {"review_task": int(t), "review_outcome": str(o)}
+        for p, t, o in zip(chosen["person_id"], chosen["id"], chosen["outcome"], strict=True)
+    }
+
+
+def _notice_sent_by_due(session: Session, tasks: pd.DataFrame) -> set[int]:
+    """Return the tasks whose face notice was sent by their due date."""
+    if tasks.empty:
+        return set()
+    rows = query_frame(
+        session,
+        select(Notice.task_id, Notice.sent_at).where(
+            Notice.task_id.in_(tasks["id"].astype(int).tolist()),
+            Notice.status == NoticeStatus.SENT,
+        ),
+        ["id", "sent_at"],
+    )
+    due = tasks.set_index("id")["due_on"]
+    return {
+        int(t) for t, at in zip(rows["id"], rows["sent_at"], strict=True)
+        if at.date() <= due[t]
+    }  # fmt: skip
+
+
+def _open_duplicate_leads(
+    session: Session, context: _Context, *, entries: list[dict[str, Any]]
+) -> int:
+    """Open an integrity lead for each duplicate identity the run suspended, if none is known."""
+    made = [e for e in entries if e["reason"] == ListReason.DUPLICATE_IDENTITY]
+    keys = {str(e["detail"]["deregistration"]) for e in made}
+    if not keys:
+        return 0
+    known = set(
+        session.scalars(
+            select(IntegrityLead.key).where(
+                IntegrityLead.rule == "deregistered_number", IntegrityLead.key.in_(keys)
+            )
+        )
+    )
+    refs = dict(
+        session.execute(
+            select(Person.id, Person.person_ref).where(
+                Person.id.in_({int(e["person_id"]) for e in made})
+            )
+        ).all()
+    )
+    regions = dict(
+        session.execute(
+            select(Person.id, Person.region_code).where(Person.id.in_(list(refs)))
+        ).all()
+    )
+    opened = 0
+    for entry in made:
+        key = str(entry["detail"]["deregistration"])
+        if key in known:
+            continue
+        known.add(key)
+        session.add(
+            IntegrityLead(
+                rule="deregistered_number", key=key,
+                region_code=str(regions[int(entry["person_id"])]),
+                person_refs=[refs[int(entry["person_id"])]],
+                evidence={"deregistration": key, "suspended_benefit": int(entry["benefit_id"]),
+                          **entry["detail"]},
+                amount_at_risk=entry["amount"], status=LeadStatus.OPEN,
+                policy_version=context.policy.version, found_on=context.as_of,
+            )
+        )  # fmt: skip
+        opened += 1
+    session.flush()
+    return opened

@@ -9,11 +9,20 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import CLIENT_CTE, Caller, require, require_cached
 from api.routers.common import ERRORS, Id, IdempotencyHeader, Limit, Offset
-from api.schemas import ClaimRead, OutcomeCreate, OutcomeRead, TaskPage, TaskRead
+from api.schemas import (
+    ClaimRead,
+    OutcomeCreate,
+    OutcomeRead,
+    OverdueGridRead,
+    OverduePage,
+    TaskPage,
+    TaskRead,
+)
 from liveness.access import authorize_grid
 from liveness.access.idempotency import request_hash
 from liveness.review.claims import claim_task, ensure_may_settle
 from liveness.review.outcomes import record_outcome
+from liveness.views.overdue import overdue_reviews
 from liveness.views.queue import grid_queue, grid_queue_body, grid_queue_sql
 from models import Role, utcnow
 
@@ -66,6 +75,37 @@ async def list_grid_tasks(
 
     # One worker thread reads, audits, commits and serialises (validated once, by TaskPage).
     return Response(await caller.run(work), media_type="application/json")
+
+
+@router.get("/reviews/overdue", response_model=OverduePage, summary="Overdue reviews per grid")
+def list_overdue_reviews(
+    caller: Annotated[Caller, Depends(require("reviews.overdue"))],
+    grid: Annotated[str | None, Query(max_length=32, description="Only this grid.")] = None,
+    region: Annotated[
+        str | None,
+        Query(pattern=r"^\d{1,6}$", description="Region code or prefix (3301: its counties)."),
+    ] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> OverduePage:
+    """List open reviews past their due date per grid, oldest first; grid workers see theirs."""
+    if grid is not None:
+        authorize_grid(caller.principal, grid)
+    grids = [grid] if grid is not None else _grids(caller)
+    with caller.audit_read("reviews.overdue", "grid", grid) as audit:
+        found = overdue_reviews(
+            caller.session, today=caller.today(), grids=grids,
+            regions=None if region is None else [region], limit=limit, offset=offset,
+        )  # fmt: skip
+        audit.detail = {
+            "grids": grids, "region": region, "limit": limit, "offset": offset,
+            "tasks": [task.id for g in found.grids for task in g.tasks],
+        }  # fmt: skip
+    return OverduePage(
+        as_of=found.as_of, total=found.total, limit=limit, offset=offset,
+        grids_behind=found.grids_behind,
+        grids=[OverdueGridRead.model_validate(g) for g in found.grids],
+    )  # fmt: skip
 
 
 @router.post("/tasks/{task_id}/claim", response_model=ClaimRead, summary="Claim a task")

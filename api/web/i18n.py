@@ -38,3 +38,9 @@ def translate(lang: Lang, key: str, **values: object) -> str:
     entry = catalogue().get(key)
     text = key if entry is None else entry[lang]
     return text.format(**values) if values else text
+
+
+def label(lang: Lang, kind: str, value: object) -> str:
+    """Return a domain value in words (list_reason_deceased -> 死亡); an unknown one as it is."""
+    key = f"{kind}_{value}"
+    return translate(lang, key) if key in catalogue() else str(value)

@@ -24,23 +24,10 @@ from liveness.integrity.service import (
     review_answer,
     rule_precision,
 )
-from liveness.views.queue import mask_id_number
+from liveness.views.queue import mask_evidence as masked  # a lead's evidence, numbers masked
 from models import IntegrityLead, LeadStatus, LeadVerdict
 
 router = APIRouter(prefix="/web", include_in_schema=False, route_class=WebRoute)
-
-
-def masked(evidence: Any) -> Any:
-    """Return a lead's evidence with every identity number masked, for display."""
-    if isinstance(evidence, dict):
-        return {
-            key: mask_id_number(value) if "id_number" in key and isinstance(value, str)
-            else masked(value)
-            for key, value in evidence.items()
-        }  # fmt: skip
-    if isinstance(evidence, list):
-        return [masked(item) for item in evidence]
-    return evidence
 
 
 @router.get("/orders", response_class=HTMLResponse)

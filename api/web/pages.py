@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from api.deps import SessionDep
 from api.web import charts
-from api.web.i18n import LANGS, Lang, catalogue, pick_lang, translate
+from api.web.i18n import LANGS, Lang, label, pick_lang, translate
+from api.web.payments import payment_rows
 from api.web.session import COOKIE, CSRF_FIELD, LANG_COOKIE, SessionSigner, WebSession
 from liveness.access import (
     PERMISSIONS,
@@ -47,6 +48,7 @@ from liveness.review.outcomes import OUTCOMES_BY_KIND, OutcomeInvalid, record_ou
 from liveness.scoring.explain import render_reasons
 from liveness.views import dashboard
 from liveness.views.indicators import indicators
+from liveness.views.overdue import grids_behind
 from liveness.views.person import person_view
 from liveness.views.queue import grid_queue
 from liveness.views.runs import get_run, runs_page
@@ -103,14 +105,11 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
     """Render a page in the request's language, with the security headers."""
     lang = web_lang(request)
 
-    def label(value: object, kind: str) -> str:
-        # A domain value in words (task_status_open -> 待办); an unknown value shows itself.
-        key = f"{kind}_{value}"
-        return translate(lang, key) if key in catalogue() else str(value)
-
     base = {
         "lang": lang, "other_lang": LANGS[1 - LANGS.index(lang)], "path": request.url.path,
-        "t": lambda key, **values: translate(lang, key, **values), "label": label,
+        "t": lambda key, **values: translate(lang, key, **values),
+        # A domain value in words (task_status_open -> 待办); an unknown value shows itself.
+        "label": lambda value, kind: label(lang, kind, value),
     }  # fmt: skip
     response = TEMPLATES.TemplateResponse(
         request, template, {**base, **context}, status_code=status, headers=SECURITY_HEADERS
@@ -540,8 +539,12 @@ async def dashboard_page(
         )  # fmt: skip
         trend = dashboard.level_trend(page.session)
         backlog = dashboard.review_backlog(page.session, today=page.today(), region=region)
+        behind, behind_total = grids_behind(
+            page.session, today=page.today(), regions=None if region is None else [region]
+        )
         return {
             "figures": figures, "by_region": by_region, "trend": trend, "backlog": backlog,
+            "behind": behind, "behind_total": behind_total,
             "movements": dashboard.list_movements(page.session, region=region),
             "recent": dashboard.recent_list_lines(page.session, region=region),
         }  # fmt: skip
@@ -639,4 +642,7 @@ async def person_page(
         level_label=None if view.assessment is None
         else page.t(f"level_{view.assessment['level']}"),
         tasks=[(t, page.t(f"kind_{t['kind']}")) for t in view.open_tasks],
+        payments=payment_rows(
+            view.payments, page.lang, timezone=ZoneInfo(page.services.settings.timezone)
+        ),
     )  # fmt: skip

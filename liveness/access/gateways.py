@@ -21,6 +21,7 @@ from liveness.ingest.service import IngestContext, ingest_delivery
 from models import (
     FaceCallback,
     Notice,
+    NoticeChannel,
     NoticeStatus,
     Person,
     ReviewTask,
@@ -37,14 +38,23 @@ class GatewayConflict(LivenessError):
     http_status = 409
 
 
-def mark_notice_sent(session: Session, *, notice_id: int, sent_at: dt.datetime) -> Notice:
-    """Mark a notice sent; marking it again keeps the first time."""
+def mark_notice_sent(
+    session: Session, *, notice_id: int, sent_at: dt.datetime,
+    channel: NoticeChannel | str | None = None,
+) -> Notice:  # fmt: skip
+    """Mark a notice sent; marking it again keeps the first time.
+
+    `channel` records how it went when that differs from the planned one: `letter` for a
+    letter posted or handed over by staff.
+    """
     notice = session.get(Notice, notice_id)
     if notice is None:
         raise NotFound(f"no notice {notice_id}")
     if notice.status != NoticeStatus.SENT:
         notice.status = NoticeStatus.SENT
         notice.sent_at = sent_at
+        if channel is not None:
+            notice.channel = NoticeChannel(channel)
         session.flush()
     return notice
 

@@ -9,8 +9,11 @@ from typing import Any
 
 from liveness.errors import ConfigurationError
 from liveness.policy_files import read_policy_file
+from models import VisitOutcome
 
 _CYCLE_KEYS = ("valid_months", "renewal_window_days", "notice_days")
+# The notices the workflow sends, and the fields each text may use.
+NOTICE_FIELDS = {"face": ("due",), "lapse": ("end", "deadline")}
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,17 @@ class GuardPolicy:
     max_new_deceased_share: float
     min_persons: int
     share_period_days: int
+    # However long since the previous run, the allowances grow no further than these.
+    max_downgrade_share_ceiling: float
+    max_new_deceased_share_ceiling: float
+
+
+@dataclass(frozen=True)
+class LapsePolicy:
+    """What counts as a review that happened and failed, before a lapse may suspend."""
+
+    failed_visit_outcomes: tuple[str, ...]
+    remote_after_visit_outcomes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,8 @@ class CertificationPolicy:
     own_face_channels: tuple[str, ...]
     proxy_allowed: bool
     area_prefixes: tuple[str, ...]
+    lapse: LapsePolicy
+    notice_texts: Mapping[str, str]
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
 
     def cycle_for(self, benefit_type: str) -> CyclePolicy:
@@ -109,7 +125,36 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
     payment = document.get("payment", {})
     guard = document.get("guard", {})
     lists = document.get("lists", {})
+    lapse = document.get("lapse", {})
     face = review.get("face", {})
+    texts = document.get("notices", {})
+    for template, fields in NOTICE_FIELDS.items():
+        text = texts.get(template)
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigurationError(f"{origin}: notices.{template} must be a text")
+        try:
+            text.format(**{name: "x" for name in fields})
+        except (KeyError, IndexError, ValueError):
+            raise ConfigurationError(
+                f"{origin}: notices.{template} may use only "
+                + ", ".join("{" + name + "}" for name in fields)
+            ) from None
+    outcomes = {str(outcome) for outcome in VisitOutcome}
+    lapse_policy = LapsePolicy(
+        failed_visit_outcomes=_strings(lapse, "failed_visit_outcomes", "lapse", origin),
+        remote_after_visit_outcomes=_strings(lapse, "remote_after_visit_outcomes", "lapse", origin),
+    )
+    for key in ("failed_visit_outcomes", "remote_after_visit_outcomes"):
+        unknown = set(getattr(lapse_policy, key)) - outcomes
+        if unknown:
+            raise ConfigurationError(
+                f"{origin}: lapse.{key}: {sorted(unknown)[0]} is not an outcome"
+            )
+    if set(lapse_policy.failed_visit_outcomes) & {"alive_confirmed", "in_hospital"}:
+        raise ConfigurationError(
+            f"{origin}: lapse.failed_visit_outcomes: a visit that found the person alive "
+            "never fails"
+        )
     payment_day = _positive_int(payment, "day_of_month", "payment", origin)
     if payment_day > 28:
         raise ConfigurationError(f"{origin}: payment.day_of_month must be 1 to 28")
@@ -125,6 +170,8 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
             max_new_deceased_share=_share(guard, "max_new_deceased_share", origin),
             min_persons=_positive_int(guard, "min_persons", "guard", origin),
             share_period_days=_positive_int(guard, "share_period_days", "guard", origin),
+            max_downgrade_share_ceiling=_share(guard, "max_downgrade_share_ceiling", origin),
+            max_new_deceased_share_ceiling=_share(guard, "max_new_deceased_share_ceiling", origin),
         ),
         lock_stale_after_s=_positive_int(
             document.get("run", {}), "lock_stale_after_s", "run", origin
@@ -138,5 +185,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         own_face_channels=_strings(face, "own_channels", "review.face", origin),
         proxy_allowed=bool(face.get("proxy_allowed", False)),
         area_prefixes=_strings(document.get("area", {}), "region_prefixes", "area", origin),
+        lapse=lapse_policy,
+        notice_texts={template: texts[template] for template in NOTICE_FIELDS},
         overrides=overrides,
     )

@@ -1,31 +1,37 @@
-"""The suspension and reinstatement list for the payment system."""
+"""The suspension and reinstatement list for the payment system, and its state machine."""
 
+from liveness.lists.payment import (
+    BenefitTerms,
+    Occurrence,
+    PaymentState,
+    RunTerms,
+    months_paid_after,
+    next_payment_day,
+    payment_days,
+    transition,
+)
 from liveness.lists.service import (
     ApprovalRefused,
     append_entries,
+    apply_occurrences,
     approve_entry,
-    months_paid_after,
-    next_payment_day,
     next_sequence,
-    open_suspensions,
-    payment_days,
-    reinstatements,
-    suspensions_for_death,
-    suspensions_from_next_payment,
-    terminations,
+    suspended_benefits,
 )
 
 __all__ = [
     "ApprovalRefused",
+    "BenefitTerms",
+    "Occurrence",
+    "PaymentState",
+    "RunTerms",
     "append_entries",
+    "apply_occurrences",
     "approve_entry",
     "months_paid_after",
     "next_payment_day",
     "next_sequence",
-    "open_suspensions",
     "payment_days",
-    "reinstatements",
-    "suspensions_for_death",
-    "suspensions_from_next_payment",
-    "terminations",
+    "suspended_benefits",
+    "transition",
 ]

@@ -1,12 +1,16 @@
 """List entries: immutable, sequenced lines the payment system applies in order.
 
 A correction is a new entry, never an edit: a reinstatement undoes a suspension. The only
-change an entry sees is a second operator's approval of one that was held.
+change an entry sees is a second operator's approval of one that was held. Entries are made
+by the payment state machine (`liveness.lists.payment`) alone; this module reads and stores
+its states and appends what it decides.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +19,15 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from liveness.errors import LivenessError, NotFound
+from liveness.lists.payment import (
+    BenefitTerms,
+    Occurrence,
+    PaymentState,
+    PlannedEntry,
+    RunTerms,
+    fold,
+    transition,
+)
 from models import (
     Benefit,
     BenefitStatus,
@@ -22,8 +35,13 @@ from models import (
     ListEntry,
     ListEntryStatus,
     ListReason,
+    PaymentEvent,
+    Run,
     utcnow,
 )
+
+IN_CHUNK = 500
+CENT = Decimal("0.01")
 
 
 class ApprovalRefused(LivenessError):
@@ -33,191 +51,178 @@ class ApprovalRefused(LivenessError):
     http_status = 409
 
 
-def payment_days(*, after: dt.date, until: dt.date, payment_day: int) -> list[dt.date]:
-    """Return the monthly payment days d with after < d <= until."""
-    days: list[dt.date] = []
-    year, month = after.year, after.month
-    while True:
-        day = dt.date(year, month, payment_day)
-        if day > until:
-            return days
-        if day > after:
-            days.append(day)
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-
-
-def months_paid_after(*, died_on: dt.date, as_of: dt.date, payment_day: int) -> int:
-    """Count monthly payments made for months after the month of death, up to `as_of`.
-
-    Benefits are paid in advance on `payment_day`: the month of death is owed, each later
-    month whose payment day has come by `as_of` was paid to nobody entitled.
-    """
-    first_month = died_on.year * 12 + died_on.month  # the month after the month of death
-    last_month = as_of.year * 12 + as_of.month - 1 - (1 if as_of.day < payment_day else 0)
-    return max(0, last_month - first_month + 1)
-
-
-def next_payment_day(*, after: dt.date, payment_day: int) -> dt.date:
-    """Return the first payment day strictly after `after`."""
-    candidate = dt.date(after.year, after.month, payment_day)
-    if candidate > after:
-        return candidate
-    year, month = (after.year + 1, 1) if after.month == 12 else (after.year, after.month + 1)
-    return dt.date(year, month, payment_day)
-
-
 def next_sequence(session: Session) -> int:
     """Return the next free list sequence number."""
     current = session.scalar(select(func.max(ListEntry.seq)))
     return 1 if current is None else int(current) + 1
 
 
-def append_entries(session: Session, *, run_id: int, entries: list[dict[str, Any]]) -> int:
-    """Append entries in order with the next sequence numbers; set their benefits' status."""
+def append_entries(session: Session, *, run_id: int, entries: list[dict[str, Any]]) -> list[int]:
+    """Append entries in order with the next sequence numbers; return their sequence numbers."""
     if not entries:
-        return 0
+        return []
     sequence = next_sequence(session)
     rows = [
         {"run_id": run_id, "caused_by": "system", "detail": {}, **entry, "seq": sequence + offset}
         for offset, entry in enumerate(entries)
     ]
     session.execute(insert(ListEntry), rows)
-    for status, action in (
-        (BenefitStatus.SUSPENDED, ListAction.SUSPEND),
-        (BenefitStatus.ACTIVE, ListAction.REINSTATE),
-        (BenefitStatus.TERMINATED, ListAction.TERMINATE),
-    ):
-        ids = [row["benefit_id"] for row in rows if row["action"] == action]
-        if ids:
-            session.execute(update(Benefit).where(Benefit.id.in_(ids)).values(status=status))
-    return len(rows)
+    return [row["seq"] for row in rows]
 
 
-def active_benefits(session: Session, person_ids: list[int]) -> pd.DataFrame:
-    """Return the active benefits of persons: id, person_id, benefit_type, monthly_amount."""
-    rows = session.execute(
-        select(Benefit.id, Benefit.person_id, Benefit.benefit_type, Benefit.monthly_amount)
-        .where(Benefit.status == BenefitStatus.ACTIVE, Benefit.person_id.in_(person_ids))
-        .order_by(Benefit.person_id, Benefit.id)
-    ).all()
-    frame = pd.DataFrame(rows, columns=["benefit_id", "person_id", "benefit_type", "amount"])
-    frame["benefit_type"] = frame["benefit_type"].astype(object).map(str)
-    return frame
+_STATE_COLUMNS = (
+    Benefit.id, Benefit.person_id, Benefit.status, Benefit.suspension_reason,
+    Benefit.suspended_from, Benefit.suspended_as_of, Benefit.prior_reason, Benefit.unpaid_after,
+    Benefit.held_entry_id, Benefit.monthly_amount, Benefit.benefit_start,
+)  # fmt: skip
 
 
-def suspensions_for_death(
-    session: Session, *, deaths: dict[int, dt.date], as_of: dt.date, payment_day: int,
-    caused_by: str = "system",
+def _state(row: Any) -> PaymentState:
+    """Return the payment state stored on a benefit row."""
+    return PaymentState(
+        status=BenefitStatus(row.status),
+        reason=None if row.suspension_reason is None else ListReason(row.suspension_reason),
+        suspended_from=row.suspended_from, suspended_as_of=row.suspended_as_of,
+        prior_reason=None if row.prior_reason is None else ListReason(row.prior_reason),
+        unpaid_after=row.unpaid_after, held=row.held_entry_id is not None,
+    )  # fmt: skip
+
+
+def _state_values(state: PaymentState, held_entry_id: int | None) -> dict[str, Any]:
+    """Return the benefit columns that store a payment state."""
+    return {
+        "status": state.status, "suspension_reason": state.reason,
+        "suspended_from": state.suspended_from, "suspended_as_of": state.suspended_as_of,
+        "prior_reason": state.prior_reason, "unpaid_after": state.unpaid_after,
+        "held_entry_id": held_entry_id if state.held else None,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Account:
+    """One benefit as the machine sees it: whose it is, its state, its money."""
+
+    person_id: int
+    state: PaymentState
+    terms: BenefitTerms
+    held_entry_id: int | None
+
+
+def _accounts(session: Session, benefit_ids: list[int]) -> dict[int, _Account]:
+    """Return the state and terms of benefits, with the prison payments they never got."""
+    accounts: dict[int, _Account] = {}
+    for start in range(0, len(benefit_ids), IN_CHUNK):
+        chunk = benefit_ids[start : start + IN_CHUNK]
+        for row in session.execute(select(*_STATE_COLUMNS).where(Benefit.id.in_(chunk))):
+            accounts[row.id] = _Account(
+                person_id=row.person_id, state=_state(row),
+                terms=BenefitTerms(Decimal(row.monthly_amount), row.benefit_start),
+                held_entry_id=row.held_entry_id,
+            )  # fmt: skip
+    return accounts
+
+
+def _unpaid_payments(session: Session, benefit_ids: list[int]) -> dict[int, frozenset[dt.date]]:
+    """Return, per benefit, the payment days withheld in prison and never paid back."""
+    found: dict[int, set[dt.date]] = {}
+    for start in range(0, len(benefit_ids), IN_CHUNK):
+        chunk = benefit_ids[start : start + IN_CHUNK]
+        for benefit_id, detail in session.execute(
+            select(ListEntry.benefit_id, ListEntry.detail).where(
+                ListEntry.benefit_id.in_(chunk), ListEntry.action == ListAction.REINSTATE
+            )
+        ):
+            days = (detail or {}).get("unpaid_payments") or []
+            found.setdefault(benefit_id, set()).update(dt.date.fromisoformat(d) for d in days)
+    return {benefit_id: frozenset(days) for benefit_id, days in found.items()}
+
+
+def apply_occurrences(
+    session: Session, *, run_id: int, run: RunTerms,
+    occurrences: Mapping[int, list[Occurrence]],
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Return suspension entries from the day after death, with the overpayment to recover."""
-    entries = []
-    for row in active_benefits(session, list(deaths)).itertuples():
-        died_on = deaths[row.person_id]
-        months = months_paid_after(died_on=died_on, as_of=as_of, payment_day=payment_day)
-        entries.append(
-            {
-                "person_id": row.person_id, "benefit_id": row.benefit_id,
-                "action": ListAction.SUSPEND, "reason": ListReason.DECEASED,
-                "effective_on": died_on + dt.timedelta(days=1),
-                "amount": Decimal(row.amount) * months, "status": ListEntryStatus.PUBLISHED,
-                "caused_by": caused_by,
-                "detail": {"died_on": died_on.isoformat(), "months_overpaid": months},
-            }
-        )  # fmt: skip
-    return entries
+    """Fold each benefit's occurrences through the state machine; append and store the result.
 
-
-def suspensions_from_next_payment(
-    session: Session, *, person_ids: list[int], reason: ListReason, as_of: dt.date,
-    payment_day: int, benefit_types: tuple[str, ...] | None = None, caused_by: str = "system",
-    detail: dict[int, dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Return suspension entries effective the next payment day (a lapse, a prison sentence)."""
-    effective = next_payment_day(after=as_of, payment_day=payment_day)
-    entries = []
-    for row in active_benefits(session, person_ids).itertuples():
-        if benefit_types is not None and row.benefit_type not in benefit_types:
-            continue
-        entries.append(
-            {
-                "person_id": row.person_id, "benefit_id": row.benefit_id,
-                "action": ListAction.SUSPEND, "reason": reason, "effective_on": effective,
-                "amount": Decimal("0.00"), "status": ListEntryStatus.PUBLISHED,
-                "caused_by": caused_by, "detail": (detail or {}).get(row.person_id, {}),
-            }
-        )  # fmt: skip
-    return entries
-
-
-def open_suspensions(session: Session) -> pd.DataFrame:
-    """Return each suspended benefit's latest suspension: who, why, since when, at which run."""
-    latest = (
-        select(ListEntry.benefit_id, func.max(ListEntry.seq).label("seq"))
-        .group_by(ListEntry.benefit_id)
-        .subquery()
+    `occurrences` maps benefit ids to their events in the order they apply. Returns the list
+    entries appended, in order.
+    """
+    if not occurrences:
+        return []
+    ids = sorted(occurrences)
+    accounts = _accounts(session, ids)
+    # Only deaths and duplicates look back at what was paid: only they need prison gaps.
+    looking_back = {PaymentEvent.DEATH, PaymentEvent.DUPLICATE_IDENTITY}
+    unpaid = _unpaid_payments(
+        session,
+        [b for b in ids if any(o.event in looking_back for o in occurrences[b]) and b in accounts],
     )
-    from models import Run  # local: only this query needs the run's date
+    rows: list[dict[str, Any]] = []
+    ends: dict[int, PaymentState] = {}
+    for benefit_id in ids:
+        account = accounts.get(benefit_id)
+        if account is None:
+            continue
+        terms = replace(account.terms, unpaid=unpaid.get(benefit_id, frozenset()))
+        end, planned = fold(account.state, occurrences[benefit_id], benefit=terms, run=run)
+        rows += [_entry_row(entry, account.person_id, benefit_id) for entry in planned]
+        if end != account.state:
+            ends[benefit_id] = end
+    sequences = append_entries(session, run_id=run_id, entries=rows)
+    held_seq = {row["benefit_id"]: seq for row, seq in zip(rows, sequences, strict=True)
+                if row["status"] == ListEntryStatus.HELD}  # fmt: skip
+    held_id = dict(
+        session.execute(
+            select(ListEntry.seq, ListEntry.id).where(ListEntry.seq.in_(list(held_seq.values())))
+        ).all()
+    ) if held_seq else {}  # fmt: skip
+    if ends:
+        session.execute(
+            update(Benefit),
+            [
+                {"id": benefit_id,
+                 **_state_values(end, held_id.get(held_seq.get(benefit_id, -1)))}
+                for benefit_id, end in ends.items()
+            ],
+        )  # fmt: skip
+    return rows
 
+
+def _entry_row(entry: PlannedEntry, person_id: int, benefit_id: int) -> dict[str, Any]:
+    """Return a planned entry as a list_entries row (without run and sequence)."""
+    return {
+        "person_id": person_id, "benefit_id": benefit_id, "action": entry.action,
+        "reason": entry.reason, "event": entry.event, "effective_on": entry.effective_on,
+        "amount": entry.amount.quantize(CENT),
+        "status": ListEntryStatus.HELD if entry.held else ListEntryStatus.PUBLISHED,
+        "caused_by": entry.caused_by, "detail": entry.detail,
+    }  # fmt: skip
+
+
+def suspended_benefits(session: Session) -> pd.DataFrame:
+    """Return the benefits the list suspended: person, benefit, reason, since when, which run.
+
+    Benefits the roll delivered already suspended (by the agency's own hand) are not its.
+    """
     rows = session.execute(
         select(
-            ListEntry.person_id, ListEntry.benefit_id, ListEntry.reason, ListEntry.effective_on,
-            Run.as_of, Benefit.monthly_amount,
-        )
-        .join(
-            latest,
-            (latest.c.benefit_id == ListEntry.benefit_id) & (latest.c.seq == ListEntry.seq),
-        )
-        .join(Run, Run.id == ListEntry.run_id)
-        .join(Benefit, Benefit.id == ListEntry.benefit_id)
-        .where(ListEntry.action == ListAction.SUSPEND, Benefit.status == BenefitStatus.SUSPENDED)
+            Benefit.person_id, Benefit.id, Benefit.suspension_reason, Benefit.suspended_from,
+            Benefit.suspended_as_of,
+        ).where(Benefit.status == BenefitStatus.SUSPENDED, Benefit.suspension_reason.is_not(None))
     ).all()  # fmt: skip
     frame = pd.DataFrame(
-        rows,
-        columns=["person_id", "benefit_id", "reason", "effective_on", "suspended_as_of",
-                 "amount"],
-    )  # fmt: skip
+        rows, columns=["person_id", "benefit_id", "reason", "effective_on", "suspended_as_of"]
+    )
     frame["reason"] = frame["reason"].astype(object).map(str)
     return frame
 
 
-def reinstatements(
-    suspended: pd.DataFrame, *, person_ids: set[int], reason: ListReason, as_of: dt.date,
-    payment_day: int, four_eyes_back_pay: float, caused_by: dict[int, str] | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Return reinstatement entries with back pay for the payments withheld while suspended.
-
-    Months in prison earn no back pay. A back pay above the four-eyes amount is held for a
-    second operator's approval.
-    """
-    entries = []
-    for row in suspended[suspended["person_id"].isin(person_ids)].itertuples():
-        withheld = payment_days(after=row.suspended_as_of, until=as_of, payment_day=payment_day)
-        months = 0 if row.reason == ListReason.IMPRISONED else len(withheld)
-        back_pay = Decimal(row.amount) * months
-        held = back_pay > Decimal(str(four_eyes_back_pay))
-        entries.append(
-            {
-                "person_id": int(row.person_id), "benefit_id": int(row.benefit_id),
-                "action": ListAction.REINSTATE, "reason": reason,
-                "effective_on": next_payment_day(after=as_of, payment_day=payment_day),
-                "amount": back_pay,
-                "status": ListEntryStatus.HELD if held else ListEntryStatus.PUBLISHED,
-                "caused_by": (caused_by or {}).get(int(row.person_id), "system"),
-                "detail": {
-                    "suspended_for": row.reason, "months_back_paid": months,
-                    "withheld_payments": [day.isoformat() for day in withheld],
-                },
-            }
-        )  # fmt: skip
-    return entries
-
-
 def approve_entry(session: Session, *, entry_id: int, operator: str) -> ListEntry:
-    """Approve a held entry as a second operator: a new, published entry carries it out.
+    """Approve a held reinstatement as a second operator: a new, published entry carries it out.
 
     The held entry stays as it was (entries are immutable) but records its approver, and the
     payment system sees the approval as the next entry of the feed, never as a change behind
-    its cursor. The operator who caused the entry may not approve it.
+    its cursor. The operator who caused the entry may not approve it, and an entry that a
+    later event superseded (a death found meanwhile) can no longer be approved.
     """
     held = session.get(ListEntry, entry_id)
     if held is None:
@@ -229,39 +234,44 @@ def approve_entry(session: Session, *, entry_id: int, operator: str) -> ListEntr
             f"{operator} caused list entry {entry_id} and may not approve it: a second "
             "operator must"
         )
+    benefit = session.execute(select(*_STATE_COLUMNS).where(Benefit.id == held.benefit_id)).one()
+    if benefit.held_entry_id != held.id:
+        raise ApprovalRefused(
+            f"list entry {entry_id} is not waiting for approval: a later entry of its benefit "
+            "superseded it"
+        )
+    as_of = session.scalar(select(Run.as_of).where(Run.id == held.run_id))
+    occurrence = Occurrence(
+        PaymentEvent.APPROVAL, caused_by=held.caused_by,
+        evidence={
+            "reason": str(held.reason), "effective_on": held.effective_on.isoformat(),
+            "amount": str(held.amount), "detail": {**held.detail, "approves_seq": held.seq},
+        },
+    )  # fmt: skip
+    # An approval uses nothing of a run but its entry: the held entry's own terms serve.
+    terms = RunTerms(
+        as_of=as_of or held.effective_on, payment_day=held.effective_on.day,
+        four_eyes_back_pay=Decimal(0), terminate_after_death_days=0,
+    )  # fmt: skip
+    end, planned = transition(
+        _state(benefit), occurrence,
+        benefit=BenefitTerms(Decimal(benefit.monthly_amount), benefit.benefit_start), run=terms,
+    )  # fmt: skip
+    if planned is None:  # the benefit's state no longer holds a reinstatement
+        raise ApprovalRefused(f"list entry {entry_id} is not waiting for approval")
     held.approved_by = operator
     held.approved_at = utcnow()
     approval = ListEntry(
         seq=next_sequence(session), run_id=held.run_id, person_id=held.person_id,
-        benefit_id=held.benefit_id, action=held.action, reason=held.reason,
-        effective_on=held.effective_on, amount=held.amount, status=ListEntryStatus.PUBLISHED,
-        detail={**held.detail, "approves_seq": held.seq}, caused_by=held.caused_by,
+        benefit_id=held.benefit_id, **{
+            k: v for k, v in _entry_row(planned, held.person_id, held.benefit_id).items()
+            if k not in ("person_id", "benefit_id")
+        },
         approved_by=operator, approved_at=held.approved_at,
     )  # fmt: skip
     session.add(approval)
+    session.execute(
+        update(Benefit).where(Benefit.id == held.benefit_id).values(**_state_values(end, None))
+    )
     session.flush()
     return approval
-
-
-def terminations(
-    suspended: pd.DataFrame, *, person_ids: set[int], as_of: dt.date, after_days: int
-) -> list[dict[str, Any]]:
-    """Return terminations of benefits suspended for a death that stood for `after_days`."""
-    due = suspended[
-        (suspended["reason"] == ListReason.DECEASED)
-        & suspended["person_id"].isin(person_ids)
-        & (
-            pd.to_datetime(suspended["suspended_as_of"])
-            <= pd.Timestamp(as_of - dt.timedelta(days=after_days))
-        )
-    ]
-    return [
-        {
-            "person_id": int(row.person_id), "benefit_id": int(row.benefit_id),
-            "action": ListAction.TERMINATE, "reason": ListReason.DECEASED,
-            "effective_on": row.effective_on,
-            "amount": Decimal("0.00"), "status": ListEntryStatus.PUBLISHED,
-            "detail": {"suspended_as_of": row.suspended_as_of.isoformat()},
-        }
-        for row in due.itertuples()
-    ]  # fmt: skip

@@ -5,10 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from liveness.errors import LivenessError, NotFound
-from models import ReviewTask, TaskKind, TaskStatus, VisitOutcome
+from models import DeathRecord, RecordStatus, ReviewTask, TaskKind, TaskStatus, VisitOutcome
+
+# A review's `deceased` is kept as a death record of this source, named after its task.
+REVIEW_DEATH_SOURCE = "review"
+
+
+def review_death_record_id(task_id: int) -> str:
+    """Return the record id under which a review's death is kept."""
+    return f"task-{task_id}"
+
 
 OUTCOMES_BY_KIND: dict[TaskKind, frozenset[VisitOutcome]] = {
     TaskKind.HOME_VISIT: frozenset(
@@ -103,5 +113,72 @@ def record_outcome(
     task.outcome = chosen
     task.outcome_detail = {**detail, "by": actor}
     task.closed_on = on
+    session.flush()
+    return task
+
+
+def correct_outcome(
+    session: Session,
+    *,
+    task_id: int,
+    outcome: str,
+    actor: str,
+    on: dt.date,
+    note: str,
+    died_on: dt.date | None = None,
+    region: str | None = None,
+) -> ReviewTask:
+    """Correct a recorded outcome on record: a supervisor's word, applied by the next run.
+
+    The correction keeps the visit's day and who recorded it, and appends who corrected it,
+    when, why and from what. A corrected `deceased` withdraws the death it made (its death
+    record is voided), so the next run undoes its suspension unless another death stands.
+    Whoever recorded the outcome may not correct it.
+    """
+    task = session.get(ReviewTask, task_id)
+    if task is None:
+        raise NotFound(f"no review task {task_id}")
+    if task.status != TaskStatus.DONE or task.outcome is None:
+        raise OutcomeInvalid(f"outcome: task {task_id} has no recorded outcome to correct")
+    kind = TaskKind(task.kind)
+    try:
+        chosen = VisitOutcome(outcome)
+    except ValueError:
+        raise OutcomeInvalid(f"outcome: {outcome!r} is not an outcome") from None
+    allowed = OUTCOMES_BY_KIND[kind]
+    if chosen not in allowed:
+        raise OutcomeInvalid(
+            f"outcome: a {kind} task's outcome is not corrected to {chosen}; expected one of "
+            + (", ".join(sorted(allowed)) or "none: its results settle it")
+        )
+    if not note or not note.strip():
+        raise OutcomeInvalid("note: a correction needs its reason, on record")
+    recorded_by = task.outcome_detail.get("by")
+    if actor == recorded_by:
+        raise OutcomeInvalid(f"by: {actor} recorded this outcome; someone else must correct it")
+    previous = VisitOutcome(task.outcome)
+    if previous == chosen:
+        return task
+    visited = dt.date.fromisoformat(task.outcome_detail.get("recorded_on", on.isoformat()))
+    detail = _detail(chosen, on=visited, died_on=died_on, region=region, note=None)
+    corrections = [
+        *task.outcome_detail.get("corrections", []),
+        {"from": str(previous), "to": str(chosen), "by": actor, "on": on.isoformat(),
+         "note": note[:500]},
+    ]  # fmt: skip
+    task.outcome = chosen
+    task.outcome_detail = {**detail, "by": recorded_by, "corrections": corrections}
+    # Applied anew by the next run, as any outcome recorded since the last one.
+    task.closed_run_id = None
+    if previous == VisitOutcome.DECEASED:
+        session.execute(
+            update(DeathRecord)
+            .where(
+                DeathRecord.source == REVIEW_DEATH_SOURCE,
+                DeathRecord.record_id == review_death_record_id(task_id),
+            )
+            .values(status=RecordStatus.VOIDED, settled_by=actor, settled_on=on,
+                    settlement=f"corrected_to_{chosen}"[:32])
+        )  # fmt: skip
     session.flush()
     return task

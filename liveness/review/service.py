@@ -93,6 +93,16 @@ def route_reviews(
     # Nobody can visit a person who lives elsewhere: they are offered a face verification.
     face = wants_face.to_numpy() | ~in_area.to_numpy()
     kind = np.where(face, TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
+    # Why each task opens: a visit after a failed face verification, a face verification
+    # after a visit that found nobody, else the certification's renewal.
+    cause = np.select(
+        [
+            candidates["person_id"].isin(visit_now).to_numpy(),
+            candidates["person_id"].isin(face_now).to_numpy(),
+        ],
+        ["face_failed", "after_visit"],
+        default="renewal",
+    )
     due_days = np.where(face, policy.face_due_days, policy.visit_due_days)
     # Riskier people and larger monthly amounts come first: both raise what a miss costs.
     priority = (1.0 - candidates["score"].to_numpy()) * candidates["monthly_amount"].to_numpy(float)
@@ -107,10 +117,11 @@ def route_reviews(
             "due_on": as_of + dt.timedelta(days=int(days)),
             "opened_run_id": run_id,
             "reasons": reasons,
+            "cause": str(task_cause),
         }
-        for person_id, task_kind, grid_code, task_priority, days, reasons in zip(
+        for person_id, task_kind, grid_code, task_priority, days, reasons, task_cause in zip(
             candidates["person_id"], kind, candidates["grid_code"], priority, due_days,
-            candidates["reasons"], strict=True,
+            candidates["reasons"], cause, strict=True,
         )
     ]  # fmt: skip
     if rows:
@@ -160,6 +171,7 @@ def open_death_reviews(
             "due_on": as_of + dt.timedelta(days=policy.death_review_due_days),
             "opened_run_id": run_id,
             "reasons": {"rule": "death_record_name_mismatch", "record": record},
+            "cause": "death_record",
         }
         for person_id, grid_code, record in zip(
             cases["person_id"], cases["grid_code"], cases["record"], strict=True

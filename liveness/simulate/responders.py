@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
+from liveness.access.gateways import mark_notice_sent
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.review.outcomes import record_outcome
-from models import Person, ReviewTask, TaskKind, TaskStatus
+from models import Notice, NoticeStatus, Person, ReviewTask, TaskKind, TaskStatus
 
 # Who answers a face verification request, by profile: bedridden people rarely manage alone.
 ANSWER_RATE = {
@@ -32,10 +33,28 @@ NOT_FOUND_RATE = 0.05
 
 @dataclass(frozen=True)
 class Answers:
-    """What the simulated people and grid workers did before one run."""
+    """What the simulated people, grid workers and messaging gateway did before one run."""
 
     face_results: int
     visits: int
+    notices_sent: int = 0
+
+
+def send_notices(services: Services, *, by: dt.date) -> int:
+    """Send the pending notices created before `by`, the day after each was queued."""
+    with session_scope(services.sessions) as session:
+        pending = session.execute(
+            select(Notice.id, Notice.created_on).where(
+                Notice.status == NoticeStatus.PENDING, Notice.created_on < by
+            )
+        ).all()
+        for notice_id, created_on in pending:
+            sent_on = min(created_on + dt.timedelta(days=1), by)
+            mark_notice_sent(
+                session, notice_id=notice_id,
+                sent_at=dt.datetime.combine(sent_on, dt.time(1), tzinfo=dt.UTC),
+            )  # fmt: skip
+    return len(pending)
 
 
 def _open_tasks(services: Services) -> pd.DataFrame:
@@ -60,7 +79,8 @@ def _open_tasks(services: Services) -> pd.DataFrame:
 def answer_reviews(
     services: Services, *, truth: pd.DataFrame, on: dt.date, seed: int, inbox: Path
 ) -> Answers:
-    """Answer the open reviews as the simulated city would, by `on`."""
+    """Answer the open reviews as the simulated city would, by `on`; send the notices."""
+    notices_sent = send_notices(services, by=on)
     rng = np.random.default_rng([seed, on.toordinal()])
     tasks = _open_tasks(services).merge(
         truth[["person_ref", "died_on", "profile"]], on="person_ref", how="left"
@@ -108,4 +128,4 @@ def answer_reviews(
                 on=on,
                 died_on=died_on,
             )
-    return Answers(face_results=len(results), visits=len(visits))
+    return Answers(face_results=len(results), visits=len(visits), notices_sent=notices_sent)

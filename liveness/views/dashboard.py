@@ -13,6 +13,7 @@ from models import (
     Assessment,
     ListAction,
     ListEntry,
+    ListEntryStatus,
     Person,
     ReviewTask,
     Run,
@@ -34,11 +35,13 @@ class TrendPoint:
 
 @dataclass(frozen=True)
 class Backlog:
-    """Open review tasks by kind, and how many of them are past their due date."""
+    """Open review tasks by kind, and how many of them are past their due date.
+
+    The grids behind, with their oldest overdue review, are `views.overdue.grids_behind`.
+    """
 
     open_by_kind: dict[str, int]
     overdue_by_kind: dict[str, int]
-    overdue_by_grid: list[tuple[str, int]]
 
     @property
     def open_total(self) -> int:
@@ -112,38 +115,33 @@ def level_trend(session: Session, *, limit: int = 12) -> list[TrendPoint]:
     return points[::-1]
 
 
-def review_backlog(
-    session: Session, *, today: dt.date, region: str | None = None, top_grids: int = 10
-) -> Backlog:
-    """Count open review tasks by kind, the overdue ones, and the grids most overdue."""
+def review_backlog(session: Session, *, today: dt.date, region: str | None = None) -> Backlog:
+    """Count open review tasks by kind, and the overdue ones."""
     live = ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED])
     overdue = case((ReviewTask.due_on < today, 1), else_=0)
     query = select(ReviewTask.kind, func.count(), func.sum(overdue)).where(live)
-    grids = (
-        select(ReviewTask.grid_code, func.count())
-        .where(live, ReviewTask.due_on < today)
-        .group_by(ReviewTask.grid_code)
-        .order_by(func.count().desc(), ReviewTask.grid_code)
-        .limit(top_grids)
-    )
     if region:
         scope = select(Person.id).where(Person.region_code.startswith(region))
         query = query.where(ReviewTask.person_id.in_(scope))
-        grids = grids.where(ReviewTask.person_id.in_(scope))
     rows = session.execute(query.group_by(ReviewTask.kind)).all()
     return Backlog(
         open_by_kind={str(kind): int(count) for kind, count, _ in rows},
         overdue_by_kind={str(kind): int(late or 0) for kind, _, late in rows},
-        overdue_by_grid=[(grid, int(count)) for grid, count in session.execute(grids).all()],
     )
 
 
 def list_movements(
     session: Session, *, since: dt.date | None = None, region: str | None = None
 ) -> list[ListMovement]:
-    """Sum suspensions and reinstatements (entries and amounts), optionally since a day."""
-    query = select(ListEntry.action, func.count(), func.sum(ListEntry.amount)).group_by(
-        ListEntry.action
+    """Sum published suspensions and reinstatements (entries and amounts), optionally since a day.
+
+    A held entry counts once approved, through the published entry that carries it out: both
+    counted, an approved back pay would count twice.
+    """
+    query = (
+        select(ListEntry.action, func.count(), func.sum(ListEntry.amount))
+        .where(ListEntry.status == ListEntryStatus.PUBLISHED)
+        .group_by(ListEntry.action)
     )
     if since is not None:
         query = query.where(ListEntry.effective_on >= since)

@@ -1,4 +1,4 @@
-"""What the engine knows about one person: level, certification, reviews and recent evidence."""
+"""What the engine knows about one person: level, certification, reviews, payments, evidence."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from liveness.errors import NotFound
 from liveness.evidence.store import EvidenceStore, day_from_number
 from liveness.ingest.traces import TRACE_SOURCES
+from liveness.views.payments import benefit_payments
 from liveness.views.queue import mask_id_number
 from models import (
     Assessment,
@@ -41,6 +42,8 @@ class PersonView:
     certification: dict[str, Any] | None
     open_tasks: list[dict[str, Any]]
     timeline: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Per benefit: its payment state and the list entries that made it (views.payments).
+    payments: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _timeline(
@@ -132,4 +135,5 @@ def person_view(
             session, store=store, person_id=person.id,
             since=reference - dt.timedelta(days=window_days), per_source=per_source,
         ),
+        payments=benefit_payments(session, person_id=person.id),
     )  # fmt: skip

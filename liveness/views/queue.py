@@ -28,6 +28,19 @@ def mask_id_number(id_number: str) -> str:
     return id_number[:6] + "*" * (len(id_number) - 10) + id_number[-4:]
 
 
+def mask_evidence(evidence: Any) -> Any:
+    """Return evidence (JSON values) with every identity number in it masked, for display."""
+    if isinstance(evidence, dict):
+        return {
+            key: mask_id_number(value) if "id_number" in key and isinstance(value, str)
+            else mask_evidence(value)
+            for key, value in evidence.items()
+        }  # fmt: skip
+    if isinstance(evidence, list):
+        return [mask_evidence(item) for item in evidence]
+    return evidence
+
+
 @dataclass(frozen=True)
 class QueueRow:
     """One task of a grid's queue, as a grid worker's phone shows it."""

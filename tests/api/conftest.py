@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from api.app import create_app
 from liveness.access import create_client
@@ -216,6 +218,28 @@ def _seed_integrity(services: Services, world: World) -> None:
                 answered_by="inspector-x",
             )
         )  # fmt: skip
+
+
+# Days past due (negative: not due yet) and cause of each seeded review, for the overdue views.
+LATE = {
+    "visit_g1_low": (40, "renewal"),
+    "visit_g1_high": (10, "face_failed"),
+    "face_g1": (-5, "renewal"),
+    "visit_g2": (60, "face_failed"),
+    "death_g2": (3, "death_record"),
+}
+
+
+def make_reviews_late(world: World) -> None:
+    """Set the seeded reviews' due dates to LATE's days before today, and their causes."""
+    today = dt.datetime.now(ZoneInfo(world.services.settings.timezone)).date()
+    with session_scope(world.services.sessions) as session:
+        for name, (days, cause) in LATE.items():
+            session.execute(
+                update(ReviewTask)
+                .where(ReviewTask.id == world.tasks[name])
+                .values(due_on=today - dt.timedelta(days=days), cause=cause)
+            )
 
 
 def make_world(services: Services) -> World:

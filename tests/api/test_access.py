@@ -28,6 +28,7 @@ MATRIX: dict[str, set[str]] = {
     "GET /runs/{run}": {ADMIN, OPERATOR, AUDITOR},
     "GET /persons/P2": {ADMIN, OPERATOR, GRID, AUDITOR},
     "GET /grids/G1/tasks": {ADMIN, OPERATOR, GRID, AUDITOR},
+    "GET /reviews/overdue": {ADMIN, OPERATOR, GRID, AUDITOR},
     "POST /tasks/{visit}/claim": {ADMIN, OPERATOR, GRID},
     "POST /tasks/{visit2}/outcome": {ADMIN, OPERATOR, GRID},
     "GET /face-verifications/requests": {ADMIN, VERIFIER},
@@ -125,6 +126,7 @@ def test_every_cell_of_the_matrix(world: World) -> None:
 ScopeCase = Callable[[World], tuple[str, str, dict[str, Any]]]
 SCOPED: dict[str, ScopeCase] = {
     "queue": lambda w: ("GET", "/api/v1/grids/G2/tasks", {}),
+    "overdue": lambda w: ("GET", "/api/v1/reviews/overdue", {"params": {"grid": "G2"}}),
     "person": lambda w: ("GET", "/api/v1/persons/P4", {}),
     "claim": lambda w: ("POST", f"/api/v1/tasks/{w.tasks['visit_g2']}/claim", {}),
     "outcome": lambda w: (

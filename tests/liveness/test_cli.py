@@ -112,3 +112,52 @@ def test_the_delivery_log_quarantine_and_unmatched_evidence_are_listable(
         "110101195001011234",
         1,
     )
+
+
+def test_an_operator_corrects_a_visits_death_and_records_a_letter(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.liveness.ingest.test_ingest import REGISTRY
+
+    invoke_cli(cli_env, "db", "upgrade")
+    roll = tmp_path / "registry.csv"
+    roll.write_text(REGISTRY, encoding="utf-8")
+    assert invoke_cli(cli_env, "ingest", "--source", "registry", str(roll))[0] == 0
+    code, output = invoke_cli(cli_env, "run", "--as-of", "2999-01-01")
+    assert code == 5 and "after today" in output
+    assert invoke_cli(cli_env, "run", "--as-of", "2025-04-30")[0] == 0
+    code, output = invoke_cli(cli_env, "run", "--as-of", "2025-03-31")
+    assert code == 5 and "before the latest published run" in output
+    # Everyone is weak: visits 1-3. P2's visit finds them dead.
+    code, output = invoke_cli(
+        cli_env, "tasks", "outcome", "2", "--outcome", "deceased", "--by", "worker-1",
+        "--on", "2025-05-05", "--died-on", "2025-04-20",
+    )  # fmt: skip
+    assert code == 0, output
+    assert invoke_cli(cli_env, "run", "--as-of", "2025-05-31")[0] == 0
+    code, output = invoke_cli(
+        cli_env, "tasks", "correct", "2", "--outcome", "not_found", "--by", "worker-1",
+        "--note", "mine",
+    )  # fmt: skip
+    assert code == 2 and "someone else" in output
+    code, output = invoke_cli(
+        cli_env, "tasks", "correct", "2", "--outcome", "not_found", "--by", "lead-1",
+        "--note", "the neighbour's house", "--on", "2025-06-02",
+    )  # fmt: skip
+    assert code == 0, output
+    code, output = invoke_cli(cli_env, "run", "--as-of", "2025-06-30", "--json")
+    assert code == 0
+    report = json.loads(output)
+    assert report["payment_events"]["death_withdrawn"] == 1
+    code, output = invoke_cli(cli_env, "notices", "list", "--json")
+    pending = [json.loads(line) for line in output.splitlines()]
+    assert code == 0 and pending and all(n["id"] for n in pending)
+    code, output = invoke_cli(
+        cli_env, "notices", "sent", str(pending[0]["id"]), "--letter", "--by", "clerk-1",
+        "--on", "2025-07-01",
+    )  # fmt: skip
+    assert code == 0, output
+    code, output = invoke_cli(cli_env, "notices", "list", "--json")
+    assert str(pending[0]["id"]) not in [
+        str(json.loads(line)["id"]) for line in output.splitlines()
+    ]

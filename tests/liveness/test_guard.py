@@ -17,7 +17,12 @@ from models import Assessment, EvidencePart, ListEntry, Person, Run, RunStatus
 from tests.liveness.test_run import AS_OF
 
 POLICY = GuardPolicy(
-    max_downgrade_share=0.02, max_new_deceased_share=0.02, min_persons=3, share_period_days=28
+    max_downgrade_share=0.02,
+    max_new_deceased_share=0.02,
+    min_persons=3,
+    share_period_days=28,
+    max_downgrade_share_ceiling=0.1,
+    max_new_deceased_share_ceiling=0.05,
 )
 
 
@@ -133,3 +138,17 @@ def test_the_allowed_share_grows_with_the_time_since_the_previous_run(session: S
     five_lowered = pd.DataFrame({"person_id": ids, "level": ["weak"] * 5 + ["strong"] * 95})
     # 89 days: four periods of 28 days, so up to 8% may be lowered.
     assert not check_downgrades(session, run=later, assessed=five_lowered, policy=POLICY).tripped
+
+
+def test_no_gap_between_runs_switches_the_guard_off(session: Session) -> None:
+    ids = _previous_run(session, ["strong"] * 100)  # as of 2025-01-31
+    # 2999: a typo of a date, some 35,000 periods later. The allowance stops at its ceiling.
+    typo = Run(as_of=dt.date(2999, 1, 1), status=RunStatus.RUNNING, policy_version="p")
+    session.add(typo)
+    session.flush()
+    most_lowered = pd.DataFrame({"person_id": ids, "level": ["weak"] * 89 + ["strong"] * 11})
+    verdict = check_downgrades(session, run=typo, assessed=most_lowered, policy=POLICY)
+    assert verdict.tripped and "(10.0%)" in verdict.reasons[0]
+    dead = pd.DataFrame({"person_id": ids, "level": ["deceased"] * 6 + ["strong"] * 94})
+    verdict = check_downgrades(session, run=typo, assessed=dead, policy=POLICY)
+    assert verdict.tripped and "(5.0%)" in verdict.reasons[0]

@@ -6,10 +6,12 @@ import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from liveness.access.gateways import mark_notice_sent
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
@@ -21,9 +23,11 @@ from models import (
     Certification,
     DeathRecord,
     ListEntry,
+    Notice,
     Person,
     RecordStatus,
     ReviewTask,
+    Run,
     TaskKind,
 )
 from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
@@ -56,6 +60,42 @@ class City:
         run = execute_run(self.services, as_of=dt.date.fromisoformat(day))
         assert run.status == "published", run.report.get("guard")
         return run.id
+
+    def report(self, run_id: int) -> dict[str, Any]:
+        with session_scope(self.services.sessions) as session:
+            return dict(session.get_one(Run, run_id).report)
+
+    def send_notices(self, *, on: dt.date, ref: str | None = None, template: str | None = None,
+                     channel: str | None = None) -> int:  # fmt: skip
+        """Mark pending notices sent on a day, as the messaging gateway would."""
+        with session_scope(self.services.sessions) as session:
+            query = select(Notice.id).join(Person).where(Notice.status == "pending")
+            if ref is not None:
+                query = query.where(Person.person_ref == ref)
+            if template is not None:
+                query = query.where(Notice.template == template)
+            ids = list(session.scalars(query))
+            for notice_id in ids:
+                mark_notice_sent(
+                    session, notice_id=notice_id, channel=channel,
+                    sent_at=dt.datetime.combine(on, dt.time(2), tzinfo=dt.UTC),
+                )  # fmt: skip
+        return len(ids)
+
+    def outcome(self, ref: str, kind: TaskKind, outcome: str, on: str, **fields: Any) -> int:
+        """Record the outcome of a person's latest task of a kind; return the task's id."""
+        task = self.task(ref, kind)
+        assert task is not None and task.status in ("open", "claimed"), task
+        with session_scope(self.services.sessions) as session:
+            record_outcome(session, task_id=task.id, outcome=outcome, actor="worker-1",
+                           on=dt.date.fromisoformat(on), **fields)  # fmt: skip
+        return task.id
+
+    def benefit(self, ref: str) -> Benefit:
+        with session_scope(self.services.sessions) as session:
+            return session.scalars(
+                select(Benefit).join(Person).where(Person.person_ref == ref)
+            ).one()
 
     def entries(self, person_ref: str) -> list[ListEntry]:
         with session_scope(self.services.sessions) as session:
@@ -205,14 +245,17 @@ def test_visit_outcomes_certify_suspend_and_reinstate(city: City) -> None:
     assert ("P2", "visit") in [(ref, str(source)) for ref, source in sources]
 
 
-def test_nobody_is_suspended_for_lack_of_data_while_a_review_is_pending(city: City) -> None:
-    # Nobody leaves a trace; certifications lapse on 06-01; reviews stay unanswered.
+def test_nobody_is_suspended_for_the_agencys_own_overdue_review(city: City) -> None:
+    # Nobody leaves a trace; certifications lapse on 06-01; the visits stay unrecorded. Even
+    # with every lapse notice sent and its period long past, the overdue visit is the
+    # agency's delay: it escalates, it never suspends.
     for day in ("2025-04-30", "2025-05-31", "2025-06-15"):
         city.run(day)
+    city.send_notices(on=dt.date(2025, 6, 16))
+    for day in ("2025-06-30", "2025-07-31", "2025-09-30"):
+        run_id = city.run(day)
     assert all(city.entries(ref) == [] for ref in ("P1", "P2", "P3"))
-    # Past the visits' due date and the lapse notice period, suspension follows.
-    for day in ("2025-06-30", "2025-07-31"):
-        city.run(day)
-    lapsed = [city.entries(ref) for ref in ("P1", "P2")]
-    assert all(entries and entries[0].reason == "lapsed" for entries in lapsed)
-    assert lapsed[0][0].effective_on == dt.date(2025, 8, 1)
+    report = city.report(run_id)
+    assert report["lapse_waiting"]["review_pending"] == 2
+    assert report["overdue_reviews"]["total"] == 3
+    assert report["overdue_reviews"]["grids"][0]["oldest_due_on"] == "2025-05-30"

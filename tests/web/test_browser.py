@@ -2,7 +2,8 @@
 
 A grid worker signs in on a phone-sized screen, opens the queue, records an outcome and
 sees it leave the queue; a supervisor sees the dashboard reflect it; a grid worker cannot
-open another grid's task. Every page is checked for labelled inputs, keyboard use and text
+open another grid's task; a supervisor reads the overdue reviews and a benefit's payment
+history. Every page is checked for labelled inputs, keyboard use and text
 contrast, and photographed into test-artifacts/screenshots/.
 """
 
@@ -13,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import World
-from tests.web.browsing import DESKTOP, PHONE, check_page, serving, sign_in_by_keyboard
+from tests.api.conftest import World, make_reviews_late
+from tests.api.payments import approve, suspend_amend_hold
+from tests.web.browsing import DESKTOP, PHONE, SHOTS, check_page, serving, sign_in_by_keyboard
 
 
 @pytest.fixture
@@ -116,3 +118,44 @@ def test_an_inspector_answers_a_lead_and_the_operator_accepts_it(
     page.goto(f"{server}/web/orders")
     check_page(page, "14-orders-operator")
     desk.close()
+
+
+def test_a_supervisor_reads_a_payment_history_and_the_overdue_reviews(
+    web_world: World, server: str, browser: Any
+) -> None:
+    story = suspend_amend_hold(web_world.services, person_ref="P1", run_id=web_world.run_id)
+    make_reviews_late(web_world)
+    desk = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = desk.new_page()
+    sign_in_by_keyboard(page, server, web_world.tokens["operator"])
+    overdue = page.locator('[data-section="overdue"]')
+    assert overdue.locator("tbody tr").count() == 2
+    assert overdue.locator("tbody tr").first.get_attribute("data-grid") == "G2"
+    check_page(page, "15-dashboard-overdue")
+    overdue.screenshot(path=str(SHOTS / "15-dashboard-overdue-section.png"))
+    with page.expect_navigation():
+        overdue.locator('a[href="/web/queue?grid=G2"]').click()
+    assert page.url.endswith("/web/queue?grid=G2")
+
+    page.goto(f"{server}/web/persons/P1")
+    state = page.locator("[data-benefit] [data-state]").inner_text()
+    assert "死亡（由“逾期未认证”变更）" in state and "补发 12,000.00 元）待复核批准" in state
+    assert page.locator("table.history tr[data-seq]").count() == 3
+    check_page(page, "16-person-payments-held")
+    approve(web_world.services, story, operator="operator-2")
+    page.reload()
+    assert page.locator("[data-benefit] [data-state]").get_attribute("data-state") == "active"
+    assert page.locator("table.history tr[data-seq]").count() == 4
+    check_page(page, "17-person-payments-approved")
+    page.click("text=English")
+    assert page.locator("#pay-h").inner_text() == "Payments"
+    check_page(page, "18-person-payments-en")
+    desk.close()
+
+    phone = browser.new_context(viewport=PHONE, locale="zh-CN")
+    page = phone.new_page()
+    sign_in_by_keyboard(page, server, web_world.tokens["grid_worker"])
+    page.goto(f"{server}/web/persons/P1")
+    assert page.locator("table.history tr[data-seq]").count() == 4
+    check_page(page, "19-person-payments-phone")
+    phone.close()

@@ -13,7 +13,22 @@ from api.web.i18n import catalogue
 from liveness.access import revoke_client
 from liveness.db import session_scope
 from liveness.ingest.traces import TRACE_SOURCES
-from models import AuditEntry, Level, ListAction, ReviewTask, TaskKind, TaskStatus, VisitOutcome
+from liveness.views.overdue import CAUSES
+from liveness.views.payments import STANDINGS
+from models import (
+    AuditEntry,
+    BenefitStatus,
+    BenefitType,
+    Level,
+    ListAction,
+    ListEntryStatus,
+    ListReason,
+    PaymentEvent,
+    ReviewTask,
+    TaskKind,
+    TaskStatus,
+    VisitOutcome,
+)
 from tests.api.conftest import World
 from tests.web.conftest import csrf_of, sign_in
 
@@ -260,6 +275,11 @@ def test_every_text_the_templates_use_exists_in_both_languages() -> None:
     used |= {f"kind_{k}" for k in TaskKind} | {f"outcome_{o}" for o in VisitOutcome}
     used |= {f"action_{a}" for a in ListAction} | {f"level_{lv}" for lv in Level}
     used |= {f"source_{s}" for s in TRACE_SOURCES}
+    # The payment history's words (the person page) and the causes of overdue reviews.
+    used |= {f"payment_event_{e}" for e in PaymentEvent} | {f"list_reason_{r}" for r in ListReason}
+    used |= {f"benefit_status_{s}" for s in BenefitStatus} | {f"benefit_{b}" for b in BenefitType}
+    used |= {f"entry_status_{s}" for s in ListEntryStatus} | {f"task_cause_{c}" for c in CAUSES}
+    used |= {f"entry_standing_{s}" for s in STANDINGS}
     weights = tomllib.loads((TEMPLATES.parents[2] / "config" / "scoring.toml").read_text())
     used |= {f"trace_kind_{kind}" for kinds in weights["weights"].values() for kind in kinds}
     missing = sorted(key for key in used if key not in messages)

@@ -1,0 +1,367 @@
+"""A benefit's payment status as one state machine: a transition table and one pure function.
+
+`transition(state, occurrence, ...)` maps a benefit's state and one event to its next state and
+the list entry the event makes (or none). Nothing else decides a suspension or a reinstatement:
+the run gathers events and folds them through it, an approval goes through it too. A pair that
+is not in `TRANSITIONS` changes nothing, so a suspended benefit is never suspended again and an
+active one never reinstated. Money follows the README's rules ("The money path"): benefits are
+paid monthly in advance on the payment day, and a suspension decided by the run as of R
+withholds the payment days after R.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from models import BenefitStatus, ListAction, ListReason, PaymentEvent
+
+__all__ = [
+    "TRANSITIONS",
+    "BenefitTerms",
+    "Occurrence",
+    "PaymentState",
+    "PlannedEntry",
+    "RunTerms",
+    "fold",
+    "months_paid_after",
+    "next_payment_day",
+    "payment_days",
+    "state_key",
+    "transition",
+]
+
+
+def payment_days(*, after: dt.date, until: dt.date, payment_day: int) -> list[dt.date]:
+    """Return the monthly payment days d with after < d <= until."""
+    days: list[dt.date] = []
+    year, month = after.year, after.month
+    while True:
+        day = dt.date(year, month, payment_day)
+        if day > until:
+            return days
+        if day > after:
+            days.append(day)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def next_payment_day(*, after: dt.date, payment_day: int) -> dt.date:
+    """Return the first payment day strictly after `after`."""
+    candidate = dt.date(after.year, after.month, payment_day)
+    if candidate > after:
+        return candidate
+    year, month = (after.year + 1, 1) if after.month == 12 else (after.year, after.month + 1)
+    return dt.date(year, month, payment_day)
+
+
+def months_paid_after(*, died_on: dt.date, as_of: dt.date, payment_day: int) -> int:
+    """Count monthly payments made for months after the month of death, up to `as_of`.
+
+    Benefits are paid in advance on `payment_day`: the month of death is owed, each later
+    month whose payment day has come by `as_of` was paid to nobody entitled.
+    """
+    return len(payment_days(after=_month_end(died_on), until=as_of, payment_day=payment_day))
+
+
+def _month_end(day: dt.date) -> dt.date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+@dataclass(frozen=True)
+class PaymentState:
+    """Where a benefit's payment stands, and what its money depends on.
+
+    `suspended_as_of` is the run whose later payment days the suspension withholds;
+    `unpaid_after` the run after which withheld payments are not paid back (prison);
+    `prior_reason` the suspension a death amended (it returns if the death is withdrawn);
+    `held` a reinstatement waiting for a second operator's approval.
+    """
+
+    status: BenefitStatus
+    reason: ListReason | None = None
+    suspended_from: dt.date | None = None
+    suspended_as_of: dt.date | None = None
+    prior_reason: ListReason | None = None
+    unpaid_after: dt.date | None = None
+    held: bool = False
+
+
+ACTIVE = PaymentState(BenefitStatus.ACTIVE)
+
+
+@dataclass(frozen=True)
+class BenefitTerms:
+    """What one benefit's money depends on: its amount, its start, the payments never made."""
+
+    monthly_amount: Decimal
+    benefit_start: dt.date
+    # Payment days withheld in prison and never paid back (from earlier reinstatements).
+    unpaid: frozenset[dt.date] = frozenset()
+
+
+@dataclass(frozen=True)
+class RunTerms:
+    """What the run deciding a transition contributes: its date and the policy's numbers."""
+
+    as_of: dt.date
+    payment_day: int
+    four_eyes_back_pay: Decimal
+    terminate_after_death_days: int
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One event for one benefit: its day (of death, of the proof of life) and its evidence."""
+
+    event: PaymentEvent
+    day: dt.date | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    caused_by: str = "system"
+
+
+@dataclass(frozen=True)
+class PlannedEntry:
+    """A list entry a transition makes, before it gets its sequence number."""
+
+    action: ListAction
+    reason: ListReason
+    event: PaymentEvent
+    effective_on: dt.date
+    amount: Decimal
+    held: bool
+    detail: dict[str, Any]
+    caused_by: str
+
+
+Outcome = tuple[PaymentState, PlannedEntry | None]
+Handler = Callable[[PaymentState, Occurrence, BenefitTerms, RunTerms], Outcome]
+
+
+def state_key(state: PaymentState) -> str:
+    """Name a state as the transition table does: `active`, `suspended:<reason>`, ..."""
+    if state.status == BenefitStatus.ACTIVE:
+        return "active"
+    if state.status == BenefitStatus.TERMINATED:
+        return "terminated"
+    if state.held:
+        return "held"
+    return f"suspended:{state.reason}"
+
+
+def _paid(benefit: BenefitTerms, *, after: dt.date, until: dt.date, run: RunTerms) -> list[dt.date]:
+    """Return the payment days in (after, until] that were paid: none before the benefit began."""
+    days = payment_days(after=after, until=until, payment_day=run.payment_day)
+    return [day for day in days if day >= benefit.benefit_start and day not in benefit.unpaid]
+
+
+def _entry(
+    action: ListAction, reason: ListReason, occurrence: Occurrence, *, effective_on: dt.date,
+    amount: Decimal = Decimal("0.00"), held: bool = False, detail: dict[str, Any] | None = None,
+) -> PlannedEntry:  # fmt: skip
+    return PlannedEntry(
+        action=action, reason=reason, event=occurrence.event, effective_on=effective_on,
+        amount=amount, held=held, detail={**occurrence.evidence, **(detail or {})},
+        caused_by=occurrence.caused_by,
+    )  # fmt: skip
+
+
+def _death(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Suspend from the day after death, or amend a suspension to it, with the overpayment."""
+    died_on = occurrence.day
+    if died_on is None or died_on > run.as_of:
+        return state, None
+    active = state.status == BenefitStatus.ACTIVE
+    # Paid up to this run if it was paid; up to the run that stopped it if suspended.
+    bound = run.as_of if active or state.suspended_as_of is None else state.suspended_as_of
+    overpaid = _paid(benefit, after=_month_end(died_on), until=bound, run=run)
+    detail: dict[str, Any] = {
+        "died_on": died_on.isoformat(),
+        "months_overpaid": len(overpaid),
+        "overpaid_payments": [day.isoformat() for day in overpaid],
+    }
+    prior = None
+    if not active:
+        prior = state.prior_reason if state.reason == ListReason.DECEASED else state.reason
+        detail["amends"] = str(state.reason)
+        if state.held:
+            detail["supersedes_held_reinstatement"] = True
+    entry = _entry(
+        ListAction.SUSPEND if active else ListAction.AMEND, ListReason.DECEASED, occurrence,
+        effective_on=died_on + dt.timedelta(days=1),
+        amount=benefit.monthly_amount * len(overpaid), detail=detail,
+    )  # fmt: skip
+    after = PaymentState(
+        BenefitStatus.SUSPENDED, ListReason.DECEASED, suspended_from=entry.effective_on,
+        suspended_as_of=run.as_of if active else state.suspended_as_of, prior_reason=prior,
+        unpaid_after=None if active else state.unpaid_after,
+    )  # fmt: skip
+    return after, entry
+
+
+def _reinstate(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Reinstate from the next payment day, paying back what was withheld (not in prison)."""
+    start = state.suspended_as_of or run.as_of
+    withheld = payment_days(after=start, until=run.as_of, payment_day=run.payment_day)
+    in_prison = [d for d in withheld if state.unpaid_after is not None and d > state.unpaid_after]
+    back_paid = [d for d in withheld if d not in in_prison]
+    amount = benefit.monthly_amount * len(back_paid)
+    held = amount > run.four_eyes_back_pay
+    reason = {
+        PaymentEvent.DEATH_WITHDRAWN: ListReason.DEATH_WITHDRAWN,
+        PaymentEvent.DUPLICATE_WITHDRAWN: ListReason.DUPLICATE_WITHDRAWN,
+    }.get(occurrence.event, ListReason.PROOF_OF_LIFE)
+    entry = _entry(
+        ListAction.REINSTATE, reason, occurrence,
+        effective_on=next_payment_day(after=run.as_of, payment_day=run.payment_day),
+        amount=amount, held=held,
+        detail={
+            "suspended_for": str(state.reason), "months_back_paid": len(back_paid),
+            "withheld_payments": [d.isoformat() for d in withheld],
+            "unpaid_payments": [d.isoformat() for d in in_prison],
+        },
+    )  # fmt: skip
+    return (replace(state, held=True) if held else ACTIVE), entry
+
+
+def _after_death(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Reinstate on proof of life dated after the death, else change nothing."""
+    died_after = state.suspended_from
+    if occurrence.day is None or died_after is None or occurrence.day < died_after:
+        return state, None
+    return _reinstate(state, occurrence, benefit, run)
+
+
+def _withdraw_death(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Undo a withdrawn death: back to the suspension it amended, or reinstate."""
+    if state.prior_reason is None or state.suspended_as_of is None:
+        return _reinstate(state, occurrence, benefit, run)
+    back_from = next_payment_day(after=state.suspended_as_of, payment_day=run.payment_day)
+    entry = _entry(
+        ListAction.AMEND, state.prior_reason, occurrence, effective_on=back_from,
+        detail={"amends": str(state.reason), "cancels_recovery": True},
+    )  # fmt: skip
+    after = replace(state, reason=state.prior_reason, suspended_from=back_from, prior_reason=None)
+    return after, entry
+
+
+def _suspend_next_payment(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Suspend from the next payment day (a lapse, a prison sentence, a duplicate identity)."""
+    reason = {
+        PaymentEvent.LAPSE: ListReason.LAPSED,
+        PaymentEvent.IMPRISONMENT: ListReason.IMPRISONED,
+        PaymentEvent.DUPLICATE_IDENTITY: ListReason.DUPLICATE_IDENTITY,
+    }[occurrence.event]
+    effective = next_payment_day(after=run.as_of, payment_day=run.payment_day)
+    active = state.status == BenefitStatus.ACTIVE
+    amount = Decimal("0.00")
+    detail: dict[str, Any] = {} if active else {"amends": str(state.reason)}
+    if occurrence.event == PaymentEvent.DUPLICATE_IDENTITY:
+        # Everything the duplicate drew since its first payment: one person, paid twice.
+        bound = run.as_of if active or state.suspended_as_of is None else state.suspended_as_of
+        paid = _paid(benefit, after=benefit.benefit_start - dt.timedelta(days=1), until=bound,
+                     run=run)  # fmt: skip
+        amount = benefit.monthly_amount * len(paid)
+        detail |= {"months_overpaid": len(paid), "overpaid_payments": [d.isoformat() for d in paid]}
+    entry = _entry(
+        ListAction.SUSPEND if active else ListAction.AMEND, reason, occurrence,
+        effective_on=effective, amount=amount, detail=detail,
+    )  # fmt: skip
+    prison = occurrence.event == PaymentEvent.IMPRISONMENT
+    after = PaymentState(
+        BenefitStatus.SUSPENDED, reason, suspended_from=effective,
+        suspended_as_of=run.as_of if active else state.suspended_as_of,
+        unpaid_after=run.as_of if prison else state.unpaid_after,
+    )  # fmt: skip
+    return after, entry
+
+
+def _terminate(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """End a benefit whose death suspension stood uncontested for the policy's days."""
+    since = state.suspended_as_of
+    if since is None or (run.as_of - since).days < run.terminate_after_death_days:
+        return state, None
+    entry = _entry(
+        ListAction.TERMINATE, ListReason.DECEASED, occurrence,
+        effective_on=state.suspended_from or run.as_of,
+        detail={"suspended_as_of": since.isoformat()},
+    )  # fmt: skip
+    return replace(state, status=BenefitStatus.TERMINATED), entry
+
+
+def _approve(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Carry out a held reinstatement, as a new published entry citing the held one."""
+    held = occurrence.evidence
+    entry = PlannedEntry(
+        action=ListAction.REINSTATE, reason=ListReason(held["reason"]), event=occurrence.event,
+        effective_on=dt.date.fromisoformat(held["effective_on"]),
+        amount=Decimal(str(held["amount"])), held=False, detail=dict(held["detail"]),
+        caused_by=occurrence.caused_by,
+    )  # fmt: skip
+    return ACTIVE, entry
+
+
+_SUSPENDED = {reason: f"suspended:{reason}" for reason in ListReason}
+_OTHER_SUSPENSIONS = (ListReason.LAPSED, ListReason.IMPRISONED, ListReason.DUPLICATE_IDENTITY)
+
+# The whole money path: (state, event) -> handler. Every other pair changes nothing.
+TRANSITIONS: dict[tuple[str, PaymentEvent], Handler] = {
+    ("active", PaymentEvent.DEATH): _death,
+    **{(_SUSPENDED[r], PaymentEvent.DEATH): _death for r in _OTHER_SUSPENSIONS},
+    ("held", PaymentEvent.DEATH): _death,
+    (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DEATH_WITHDRAWN): _withdraw_death,
+    ("terminated", PaymentEvent.DEATH_WITHDRAWN): _reinstate,
+    (_SUSPENDED[ListReason.DECEASED], PaymentEvent.PROOF_OF_LIFE): _after_death,
+    ("terminated", PaymentEvent.PROOF_OF_LIFE): _after_death,
+    (_SUSPENDED[ListReason.LAPSED], PaymentEvent.PROOF_OF_LIFE): _reinstate,
+    (_SUSPENDED[ListReason.IMPRISONED], PaymentEvent.PROOF_OF_LIFE): _reinstate,
+    (_SUSPENDED[ListReason.LAPSED], PaymentEvent.RECERTIFIED): _reinstate,
+    ("active", PaymentEvent.LAPSE): _suspend_next_payment,
+    ("active", PaymentEvent.IMPRISONMENT): _suspend_next_payment,
+    (_SUSPENDED[ListReason.LAPSED], PaymentEvent.IMPRISONMENT): _suspend_next_payment,
+    ("active", PaymentEvent.DUPLICATE_IDENTITY): _suspend_next_payment,
+    (_SUSPENDED[ListReason.LAPSED], PaymentEvent.DUPLICATE_IDENTITY): _suspend_next_payment,
+    (_SUSPENDED[ListReason.IMPRISONED], PaymentEvent.DUPLICATE_IDENTITY): _suspend_next_payment,
+    (_SUSPENDED[ListReason.DUPLICATE_IDENTITY], PaymentEvent.DUPLICATE_WITHDRAWN): _reinstate,
+    (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DEATH_STOOD): _terminate,
+    ("held", PaymentEvent.APPROVAL): _approve,
+}
+
+
+def transition(
+    state: PaymentState, occurrence: Occurrence, *, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Return the state after `occurrence` and the list entry it makes (None: no change)."""
+    handler = TRANSITIONS.get((state_key(state), occurrence.event))
+    if handler is None:
+        return state, None
+    return handler(state, occurrence, benefit, run)
+
+
+def fold(
+    state: PaymentState, occurrences: list[Occurrence], *, benefit: BenefitTerms, run: RunTerms
+) -> tuple[PaymentState, list[PlannedEntry]]:
+    """Apply a run's occurrences for one benefit in order; return the end state and entries."""
+    entries: list[PlannedEntry] = []
+    for occurrence in occurrences:
+        state, entry = transition(state, occurrence, benefit=benefit, run=run)
+        if entry is not None:
+            entries.append(entry)
+    return state, entries

@@ -1,0 +1,147 @@
+"""A person's benefits as the payment system sees them: the payment state and its history.
+
+Read only. The state is what the payment state machine stored on each benefit; the history is
+every list entry of the benefit in sequence order, each naming its event and citing its
+evidence (identity numbers masked).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from liveness.views.queue import mask_evidence
+from models import (
+    Benefit,
+    BenefitStatus,
+    ListAction,
+    ListEntry,
+    ListEntryStatus,
+    ListReason,
+    Run,
+)
+
+# The reasons a benefit can be suspended for (the others end a suspension).
+SUSPENSION_REASONS = frozenset(
+    {ListReason.DECEASED, ListReason.LAPSED, ListReason.IMPRISONED, ListReason.DUPLICATE_IDENTITY}
+)
+# Where an entry stands (a held one awaits approval, was approved, or was superseded).
+STANDINGS = ("published", "awaiting_approval", "approved", "superseded")
+# Entries after which a held reinstatement can no longer be approved as it stood.
+SUPERSEDING = frozenset({ListAction.SUSPEND, ListAction.AMEND, ListAction.TERMINATE})
+
+
+def _standing(entry: ListEntry, later: list[ListEntry], held_entry_id: int | None) -> str:
+    """Say where an entry stands: published, awaiting approval, approved or superseded.
+
+    A benefit names the reinstatement it holds; without that name (entries written before
+    the payment state existed) a held entry is superseded once a later entry of the benefit
+    changed its suspension, or a reinstatement was published.
+    """
+    if entry.status == ListEntryStatus.PUBLISHED:
+        return "published"
+    if entry.approved_by is not None:
+        return "approved"
+    if held_entry_id is not None:
+        return "awaiting_approval" if entry.id == held_entry_id else "superseded"
+    for after in later:
+        if after.action in SUPERSEDING or (
+            after.action == ListAction.REINSTATE and after.status == ListEntryStatus.PUBLISHED
+        ):
+            return "superseded"
+    return "awaiting_approval"
+
+
+def _amended_from(benefit: Benefit, entries: list[ListEntry]) -> str | None:
+    """Return the reason the current suspension had before its latest amendment, if any.
+
+    The benefit keeps the reason a death amended (restored if the death is withdrawn); other
+    amendments are read from the history: the suspension's reason before its latest `amend`.
+    """
+    if benefit.status != BenefitStatus.SUSPENDED:
+        return None
+    if benefit.prior_reason is not None:
+        return str(benefit.prior_reason)
+    reason: str | None = None
+    before: str | None = None
+    for entry in entries:
+        if entry.status != ListEntryStatus.PUBLISHED:
+            continue  # a held entry changes nothing until approved (by a new entry)
+        if entry.action == ListAction.SUSPEND:
+            reason, before = str(entry.reason), None
+        elif entry.action == ListAction.AMEND:
+            before = reason
+            reason = str(entry.reason) if entry.reason in SUSPENSION_REASONS else None
+        else:
+            reason, before = None, None
+    current = None if benefit.suspension_reason is None else str(benefit.suspension_reason)
+    return before if before is not None and before != current else None
+
+
+def _held(entry: ListEntry) -> dict[str, Any]:
+    """Return a held reinstatement as the benefit's state shows it."""
+    return {
+        "entry_id": entry.id, "seq": entry.seq, "action": str(entry.action),
+        "reason": str(entry.reason), "amount": entry.amount, "effective_on": entry.effective_on,
+        "caused_by": entry.caused_by,
+    }  # fmt: skip
+
+
+def benefit_payments(session: Session, *, person_id: int) -> list[dict[str, Any]]:
+    """Return each benefit of a person with its payment state and its list entries in order."""
+    benefits = session.scalars(
+        select(Benefit).where(Benefit.person_id == person_id).order_by(Benefit.id)
+    ).all()
+    rows = session.execute(
+        select(ListEntry, Run.as_of)
+        .join(Run, Run.id == ListEntry.run_id)
+        .where(ListEntry.person_id == person_id)
+        .order_by(ListEntry.seq)
+    ).all()
+    by_benefit: dict[int, list[tuple[ListEntry, Any]]] = {}
+    for entry, run_as_of in rows:
+        by_benefit.setdefault(entry.benefit_id, []).append((entry, run_as_of))
+    payments = []
+    for benefit in benefits:
+        found = by_benefit.get(benefit.id, [])
+        entries = [entry for entry, _ in found]
+        standing = [
+            _standing(entry, entries[index + 1 :], benefit.held_entry_id)
+            for index, entry in enumerate(entries)
+        ]
+        held = [
+            entry for entry, where in zip(entries, standing, strict=True)
+            if where == "awaiting_approval"
+        ]  # fmt: skip
+        payments.append(
+            {
+                "benefit_id": benefit.id,
+                "benefit_type": str(benefit.benefit_type),
+                "monthly_amount": benefit.monthly_amount,
+                "status": str(benefit.status),
+                "roll_status": None if benefit.roll_status is None else str(benefit.roll_status),
+                "suspension_reason": None
+                if benefit.suspension_reason is None
+                else str(benefit.suspension_reason),
+                "suspended_from": benefit.suspended_from,
+                "suspended_as_of": benefit.suspended_as_of,
+                "amended_from": _amended_from(benefit, entries),
+                "held": _held(held[-1]) if held else None,
+                "history": [
+                    {
+                        "id": entry.id, "seq": entry.seq, "run_id": entry.run_id,
+                        "run_as_of": run_as_of, "action": str(entry.action),
+                        "reason": str(entry.reason),
+                        "event": None if entry.event is None else str(entry.event),
+                        "effective_on": entry.effective_on, "amount": entry.amount,
+                        "status": str(entry.status), "standing": where,
+                        "caused_by": entry.caused_by, "approved_by": entry.approved_by,
+                        "approved_at": entry.approved_at, "detail": mask_evidence(entry.detail),
+                    }
+                    for (entry, run_as_of), where in zip(found, standing, strict=True)
+                ],
+            }
+        )  # fmt: skip
+    return payments

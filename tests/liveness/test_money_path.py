@@ -1,0 +1,323 @@
+"""Regressions of the money path: each finding of issues 13 and 20, on both backends.
+
+The three-person roll of `test_workflow`: P1 3000.00 and P2 2500.50 a month (enterprise
+pensions certified until 2025-06-01, renewal window from 04-02), P3 300.00 (resident pension,
+never certified). Payments are made on the 1st of each month, in advance. Nobody leaves a
+trace unless a test delivers one, so everyone is weak and due for a home visit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from api.web.i18n import catalogue
+from liveness.app import Services
+from liveness.db import session_scope
+from liveness.errors import RunRefused
+from liveness.lists import ApprovalRefused, approve_entry
+from liveness.review.outcomes import OutcomeInvalid, correct_outcome
+from liveness.runner import execute_run
+from models import DeathRecord, IntegrityLead, ListEntry, ReviewTask, Run, TaskKind
+from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
+from tests.liveness.test_workflow import P1, P2, City
+
+P4_NUMBER = "330702194501011257"  # the second number P1 drew under since 2020
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def city(
+    request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
+) -> Iterator[City]:
+    place = City(services_factory(request.param), tmp_path)
+    place.deliver("registry", REGISTRY)
+    place.deliver("cards", CARDS)
+    yield place
+    # Whatever evidence an entry cites, the person page says it in words.
+    with session_scope(place.services.sessions) as session:
+        details = session.scalars(select(ListEntry.detail)).all()
+    cited = {key for detail in details for key in detail}
+    assert not {key for key in cited if f"evidence_{key}" not in catalogue()}
+
+
+def test_a_death_found_by_a_visit_holds_and_ends_the_benefit(city: City) -> None:
+    city.run("2025-04-30")
+    city.outcome("P2", TaskKind.HOME_VISIT, "deceased", "2025-05-05", died_on=dt.date(2025, 4, 20))
+    city.run("2025-05-31")
+    (suspension,) = city.entries("P2")
+    assert (suspension.action, suspension.reason, suspension.event) == (
+        "suspend", "deceased", "death",
+    )  # fmt: skip
+    assert suspension.effective_on == dt.date(2025, 4, 21)
+    assert suspension.amount == Decimal("2500.50")  # May, paid on 05-01 after an April death
+    assert suspension.caused_by == "worker-1"
+    assert suspension.detail["source"] == "review"
+    # Found: the next run reinstated it as "death_record_voided" though nothing was voided.
+    for day in ("2025-06-30", "2025-09-30"):
+        city.run(day)
+    assert len(city.entries("P2")) == 1
+    assert city.benefit("P2").status == "suspended"
+    # 180 days after the suspending run (05-31) nobody contested it: the benefit ends.
+    city.run("2025-11-30")
+    _, termination = city.entries("P2")
+    assert (termination.action, termination.event) == ("terminate", "death_stood")
+    assert city.benefit("P2").status == "terminated"
+
+
+def test_a_supervisor_correcting_a_visits_death_withdraws_it(city: City) -> None:
+    city.run("2025-04-30")
+    task_id = city.outcome(
+        "P2", TaskKind.HOME_VISIT, "deceased", "2025-05-05", died_on=dt.date(2025, 4, 20)
+    )
+    city.run("2025-05-31")
+    with session_scope(city.services.sessions) as session:
+        with pytest.raises(OutcomeInvalid, match="someone else"):
+            correct_outcome(session, task_id=task_id, outcome="not_found", actor="worker-1",
+                            on=dt.date(2025, 6, 3), note="wrong door")  # fmt: skip
+        with pytest.raises(OutcomeInvalid, match="note"):
+            correct_outcome(session, task_id=task_id, outcome="not_found", actor="lead-1",
+                            on=dt.date(2025, 6, 3), note=" ")  # fmt: skip
+        correct_outcome(session, task_id=task_id, outcome="not_found", actor="lead-1",
+                        on=dt.date(2025, 6, 3), note="the neighbour's house")  # fmt: skip
+    city.run("2025-06-30")
+    _, reinstatement = city.entries("P2")
+    assert (reinstatement.action, reinstatement.reason, reinstatement.event) == (
+        "reinstate", "death_withdrawn", "death_withdrawn",
+    )  # fmt: skip
+    assert reinstatement.amount == Decimal("2500.50")  # June, withheld after the 05-31 run
+    with session_scope(city.services.sessions) as session:
+        record = session.scalars(select(DeathRecord).where(DeathRecord.source == "review")).one()
+        task = session.get_one(ReviewTask, task_id)
+    assert (record.status, record.settled_by) == ("voided", "lead-1")
+    assert task.outcome_detail["corrections"][0]["from"] == "deceased"
+    # A visit that found nobody leads to a remote face verification, not to a lapse.
+    face = city.task("P2", TaskKind.FACE_VERIFICATION)
+    assert face is not None and face.cause == "after_visit"
+
+
+def test_runs_move_forward(city: City) -> None:
+    with pytest.raises(RunRefused, match="after today"):
+        execute_run(city.services, as_of=dt.date(2999, 1, 1))
+    city.run("2025-04-30")
+    with pytest.raises(RunRefused, match="before the latest published run"):
+        execute_run(city.services, as_of=dt.date(2025, 3, 31))
+    with session_scope(city.services.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 1
+    city.outcome("P2", TaskKind.HOME_VISIT, "deceased", "2025-05-05", died_on=dt.date(2025, 4, 20))
+    city.run("2025-05-31")
+    # Rerunning the latest date adds nothing to the list.
+    city.run("2025-05-31")
+    assert len(city.entries("P2")) == 1
+
+
+def test_a_lapse_suspends_only_after_a_sent_notice_and_a_failed_review(city: City) -> None:
+    city.run("2025-04-30")
+    city.outcome("P1", TaskKind.HOME_VISIT, "refused", "2025-05-05")
+    city.outcome("P2", TaskKind.HOME_VISIT, "refused", "2025-05-05")
+    for day in ("2025-05-31", "2025-06-15"):
+        city.run(day)  # 06-15: both lapsed; lapse notices are queued
+    # Only P1's notice goes out; P2's never does (no phone reached, no letter recorded).
+    assert city.send_notices(on=dt.date(2025, 6, 16), ref="P1", template="lapse") == 1
+    city.run("2025-07-15")  # the notice period (30 days) is not over yet
+    assert city.entries("P1") == []
+    run_id = city.run("2025-07-31")
+    (lapse,) = city.entries("P1")
+    assert (lapse.action, lapse.reason, lapse.event) == ("suspend", "lapsed", "lapse")
+    assert lapse.effective_on == dt.date(2025, 8, 1) and lapse.amount == Decimal("0.00")
+    assert lapse.detail["notice_sent_on"] == "2025-06-16"
+    assert lapse.detail["review_outcome"] == "refused"
+    assert city.entries("P2") == []
+    assert city.report(run_id)["lapse_waiting"]["notice_unsent"] == 1
+    # A letter handed over by staff is a notice too.
+    city.send_notices(on=dt.date(2025, 8, 2), ref="P2", template="lapse", channel="letter")
+    city.run("2025-09-05")
+    (lapse,) = city.entries("P2")
+    assert lapse.effective_on == dt.date(2025, 10, 1)
+
+
+def test_a_visit_finding_nobody_leads_to_a_face_verification_first(city: City) -> None:
+    city.run("2025-04-30")
+    city.outcome("P1", TaskKind.HOME_VISIT, "not_found", "2025-05-05")
+    city.outcome("P2", TaskKind.HOME_VISIT, "not_found", "2025-05-05")
+    city.run("2025-05-31")
+    for ref in ("P1", "P2"):
+        face = city.task(ref, TaskKind.FACE_VERIFICATION)
+        assert face is not None and face.cause == "after_visit" and face.status == "open"
+    # P1 is told of the verification; P2's notice never goes out.
+    city.send_notices(on=dt.date(2025, 6, 1), ref="P1", template="face")
+    city.run("2025-06-30")  # both ignored it past its due date (06-15); lapse notices queued
+    assert city.task("P1", TaskKind.FACE_VERIFICATION).outcome == "lapsed"  # type: ignore[union-attr]
+    # After that last chance, no further visit: the chain of reviews has ended.
+    assert city.task("P1", TaskKind.HOME_VISIT).status == "done"  # type: ignore[union-attr]
+    city.send_notices(on=dt.date(2025, 7, 1), template="lapse")
+    city.run("2025-07-31")
+    (lapse,) = city.entries("P1")
+    assert lapse.reason == "lapsed" and lapse.detail["review_outcome"] == "lapsed"
+    # P2 was never told of the face verification: ignoring it is no failed review.
+    assert city.entries("P2") == []
+
+
+def test_a_death_review_settles_its_record_for_good(city: City) -> None:
+    # A cremation record carries P2's number but another name: a review, not a suspension.
+    city.cremation(f"R1,{P2[0]},赵六,女,1950-02-02,2025-03-20,2025-03-22\n")
+    city.run("2025-03-31")
+    review = city.task("P2", TaskKind.DEATH_REVIEW)
+    assert review is not None and review.status == "open"
+    city.outcome("P2", TaskKind.DEATH_REVIEW, "not_a_death", "2025-04-03")
+    # Found: every later run opened a new review of the same record, at the top priority.
+    for day in ("2025-04-30", "2025-05-31", "2025-06-30"):
+        city.run(day)
+    with session_scope(city.services.sessions) as session:
+        reviews = session.scalar(
+            select(func.count())
+            .select_from(ReviewTask)
+            .where(ReviewTask.kind == TaskKind.DEATH_REVIEW)
+        )
+        record = session.scalars(select(DeathRecord)).one()
+    assert reviews == 1
+    assert (record.status, record.settlement, record.settled_by) == (
+        "refuted", "not_a_death", "worker-1",
+    )  # fmt: skip
+    assert city.entries("P2") == []
+
+
+def test_a_death_review_finding_the_person_dead_suspends_them(city: City) -> None:
+    city.cremation(f"R1,{P2[0]},赵六,女,1950-02-02,2025-03-20,2025-03-22\n")
+    city.run("2025-03-31")
+    city.outcome(
+        "P2", TaskKind.DEATH_REVIEW, "deceased", "2025-04-03", died_on=dt.date(2025, 3, 20)
+    )
+    city.run("2025-04-30")
+    (suspension,) = city.entries("P2")
+    assert (suspension.reason, suspension.effective_on) == ("deceased", dt.date(2025, 3, 21))
+    assert suspension.amount == Decimal("2500.50")  # April
+    for day in ("2025-05-31", "2025-06-30"):
+        city.run(day)
+    assert len(city.entries("P2")) == 1
+    with session_scope(city.services.sessions) as session:
+        reviews = session.scalar(
+            select(func.count())
+            .select_from(ReviewTask)
+            .where(ReviewTask.kind == TaskKind.DEATH_REVIEW)
+        )
+    assert reviews == 1
+
+
+def test_a_death_after_a_lapse_suspension_is_listed_with_its_overpayment(city: City) -> None:
+    city.run("2025-04-30")
+    city.outcome("P1", TaskKind.HOME_VISIT, "refused", "2025-05-05")
+    for day in ("2025-05-31", "2025-06-15"):
+        city.run(day)
+    city.send_notices(on=dt.date(2025, 6, 16), ref="P1", template="lapse")
+    city.run("2025-07-31")
+    (lapse,) = city.entries("P1")
+    assert lapse.effective_on == dt.date(2025, 8, 1)
+    # P1 had died on 06-20; the record arrives in August.
+    city.cremation(f"R9,{P1[0]},{P1[1]},男,1945-01-01,2025-06-20,2025-08-10\n")
+    city.run("2025-08-31")
+    lapse, amendment = city.entries("P1")
+    assert (amendment.action, amendment.reason, amendment.event) == ("amend", "deceased", "death")
+    assert amendment.effective_on == dt.date(2025, 6, 21)
+    # July was paid (on 07-01, before the lapse withheld payments after the 07-31 run).
+    assert amendment.amount == Decimal("3000.00")
+    assert amendment.detail["amends"] == "lapsed"
+    benefit = city.benefit("P1")
+    assert (benefit.status, benefit.suspension_reason) == ("suspended", "deceased")
+
+
+def test_a_duplicate_identity_suspends_the_later_benefit_with_its_overpayment(
+    city: City,
+) -> None:
+    # P4 is P1 again under a second number, drawing the same pension since 2020-01-01.
+    city.deliver(
+        "registry",
+        REGISTRY.splitlines()[0] + "\n"
+        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2020-01-01,330702,G1,"
+        "active,2024-06-01\n",
+    )
+    city.run("2025-02-28")
+    city.deliver(
+        "deregistration",
+        "record_id,id_number,name,deregistered_on,reason,new_id_number\n"
+        f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,{P1[0]}\n",
+    )
+    city.run("2025-03-31")
+    assert city.entries("P1") == []
+    (suspension,) = city.entries("P4")
+    assert (suspension.action, suspension.reason, suspension.event) == (
+        "suspend", "duplicate_identity", "duplicate_identity",
+    )  # fmt: skip
+    assert suspension.effective_on == dt.date(2025, 4, 1)
+    # Every payment since its first: January 2020 to March 2025, 63 months.
+    assert suspension.amount == Decimal("189000.00")
+    with session_scope(city.services.sessions) as session:
+        (lead,) = session.scalars(select(IntegrityLead)).all()
+    assert (lead.rule, lead.key, lead.status) == ("deregistered_number", "D1", "open")
+    city.run("2025-04-30")
+    assert len(city.entries("P4")) == 1
+
+
+def test_a_redelivered_roll_does_not_reset_a_suspension(city: City) -> None:
+    city.cremation(f"R1,{P2[0]},{P2[1]},女,1950-02-02,2025-01-20,2025-01-22\n")
+    city.run("2025-01-31")
+    # The agency's roll still says active: its word is kept apart from the payment status.
+    city.deliver("registry", REGISTRY.replace("3000.00", "3100.00"))
+    city.run("2025-02-28")
+    assert len(city.entries("P2")) == 1
+    benefit = city.benefit("P2")
+    assert (benefit.status, benefit.roll_status) == ("suspended", "active")
+
+
+def test_a_proof_of_life_before_the_death_does_not_undo_it(city: City) -> None:
+    city.deliver(
+        "face",
+        "record_id,id_number,verified_at,result,channel\n"
+        f"V1,{P1[0]},2025-01-05 10:00:00,pass,app\n",
+    )
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    city.run("2025-01-31")
+    city.run("2025-02-28")
+    (suspension,) = city.entries("P1")
+    assert suspension.reason == "deceased"
+    with session_scope(city.services.sessions) as session:
+        assert session.scalars(select(DeathRecord)).one().status == "active"
+
+
+def test_a_held_reinstatement_is_superseded_by_a_later_death(city: City) -> None:
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    city.run("2025-01-31")
+    city.deliver(
+        "face",
+        "record_id,id_number,verified_at,result,channel\n"
+        f"V1,{P1[0]},2025-06-15 10:00:00,pass,kiosk\n",
+    )
+    city.run("2025-06-30")
+    held = city.entries("P1")[-1]
+    assert held.status == "held" and held.amount == Decimal("15000.00")  # Feb to June
+    assert city.benefit("P1").status == "suspended"
+    # Before a second operator looks at it, the person dies after all.
+    city.cremation(f"R2,{P1[0]},{P1[1]},男,1945-01-01,2025-07-02,2025-07-05\n")
+    city.run("2025-07-31")
+    amendment = city.entries("P1")[-1]
+    assert (amendment.action, amendment.reason) == ("amend", "deceased")
+    assert amendment.detail["supersedes_held_reinstatement"] is True
+    assert amendment.amount == Decimal("0.00")  # nothing was paid since January
+    with (
+        session_scope(city.services.sessions) as session,
+        pytest.raises(ApprovalRefused, match="superseded"),
+    ):
+        approve_entry(session, entry_id=held.id, operator="operator-2")
+    assert city.benefit("P1").status == "suspended"
+
+
+def test_every_list_entry_names_its_event(city: City) -> None:
+    city.cremation(f"R1,{P2[0]},{P2[1]},女,1950-02-02,2025-01-20,2025-01-22\n")
+    city.run("2025-01-31")
+    with session_scope(city.services.sessions) as session:
+        events = session.scalars(select(ListEntry.event)).all()
+    assert events and all(event is not None for event in events)
