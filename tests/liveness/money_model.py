@@ -623,6 +623,8 @@ class World:
         problem = self._transition_problem(ledger, event, entry)
         if problem:
             fail(I1_TRANSITION, f"{problem}: {where}")
+            # Skipped (triage): follow the engine, to keep checking what comes next.
+            self._apply(entry, ledger, event, as_of=as_of, run_seq=run_seq)
             return
         if entry.action in ("suspend", "amend") and event != "death_withdrawn":
             self._check_suspension(entry, ledger, event, where, as_of=as_of, run_seq=run_seq,
@@ -642,9 +644,10 @@ class World:
             return "a second reinstatement while one waits for approval"
         expected: dict[str, tuple[bool, set[str], str | None]] = {
             # event: (allowed in this state, actions, reason after)
+            # A death supersedes a held reinstatement: the amendment tells the payment system.
             "death": (
-                state == "active" or (suspended and reason in ("lapsed", "imprisoned",
-                                                               "duplicate_identity")),
+                state == "active" or held
+                or (suspended and reason in ("lapsed", "imprisoned", "duplicate_identity")),
                 {"suspend"} if state == "active" else {"amend"}, "deceased",
             ),
             "death_withdrawn": (
@@ -967,7 +970,9 @@ class World:
     def _check_death_reviews(self, *, run_id: int, run_seq: int) -> None:
         by_record: dict[tuple[str, str], list[int]] = {}
         for task in sorted(self.tasks.values(), key=lambda t: t.id):
-            if task.kind != "death_review":
+            # A review the engine cancelled (its person was held dead meanwhile) was never
+            # answered: the record may ask again once that death is gone.
+            if task.kind != "death_review" or task.status == "cancelled":
                 continue
             key = review_record_key(task.reasons)
             ref = self.refs.get(task.person_id, "?")
