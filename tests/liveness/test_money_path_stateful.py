@@ -817,7 +817,6 @@ class MoneyPath(RuleBasedStateMachine):
         self._record(task, outcome, person.died_on if outcome == "deceased" else None)
         return multiple()
 
-    @precondition(lambda self: hasattr(outcomes, "correct_outcome"))
     @rule(recorded=consumes(wrong_reviews), confirm=st.booleans())
     def supervisor_corrects_deceased(self, recorded: Outcome, confirm: bool) -> None:
         """A supervisor corrects a `deceased` recorded in error."""
@@ -827,13 +826,17 @@ class MoneyPath(RuleBasedStateMachine):
         else:
             outcome = "alive_confirmed" if confirm else "not_a_death"
         with session_scope(self.services.sessions) as session:
-            outcomes.correct_outcome(  # type: ignore[attr-defined]
+            outcomes.correct_outcome(
                 session, task_id=recorded.task_id, outcome=outcome, actor="supervisor-1",
                 on=self.clock, note="recorded deceased in error",
             )  # fmt: skip
+        event(f"supervisor corrected deceased to {outcome}")
         for death in self.world.deaths:
             if death.source == "review" and death.key == str(recorded.task_id):
                 death.withdrawn_seq = seq
+        if outcome == "alive_confirmed":
+            # The visit, as corrected, found the person alive on its own day.
+            self.world.proofs.append(Proof(recorded.person, recorded.on, "review", seq))
 
     # -- notices ----------------------------------------------------------------------------------------
 
