@@ -206,6 +206,9 @@ def print_run_report(report: dict[str, Any], *, to: Console | None = None) -> No
     )
     for source, days in report["degraded_sources"].items():
         table.add_row(f"degraded source: {source}", f"{len(days)} days, last {days[-1]}")
+    for source, pending in report.get("not_yet_due", {}).items():
+        span = f"{pending['days']} days, {pending['first']} to {pending['last']}"
+        table.add_row(f"not yet due: {source}", span)
     guard = report.get("guard", {})
     if guard.get("previous_run_id") is not None:
         table.add_row(

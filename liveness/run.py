@@ -19,7 +19,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from liveness.certification import CertificationPolicy
-from liveness.evidence.health import HealthPolicy
+from liveness.evidence.health import HealthPolicy, SourceHealth
 from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore, day_from_number, day_number
 from liveness.guard import check_downgrades
@@ -127,7 +127,7 @@ def certify(
             "persons": len(assessed),
             "levels": {level: int((assessed["level"] == level).sum()) for level in LEVELS},
             "guard": {**verdict.as_dict(), "overridden": False},
-            "degraded_sources": _outage_days(snapshot.outages),
+            **_health_report(snapshot.health),
             "timings_s": watch.seconds,
         }
         run.status = RunStatus.STOPPED_BY_GUARD
@@ -162,7 +162,7 @@ def certify(
     run.report = _report(
         as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
         deaths=snapshot.deaths, traces=snapshot.trace_count, policies=policies,
-        timings=watch.seconds, outages=snapshot.outages,
+        timings=watch.seconds, health=snapshot.health,
     )  # fmt: skip
     run.report["guard"] = {**verdict.as_dict(), "overridden": verdict.tripped and override_guard}
     run.status = RunStatus.PUBLISHED
@@ -174,7 +174,7 @@ def certify(
 def _report(
     *, as_of: dt.date, assessed: pd.DataFrame, post_death: np.ndarray, workflow: WorkflowResult,
     deaths: pd.DataFrame, traces: int, policies: RunPolicies, timings: dict[str, float],
-    outages: dict[str, list[dt.date]],
+    health: SourceHealth,
 ) -> dict[str, Any]:  # fmt: skip
     """Summarise a run for operators: levels, reviews, certifications, the list, timings."""
     levels = assessed["level"].value_counts()
@@ -216,7 +216,7 @@ def _report(
         ),
         "persons_with_traces_after_death": int((post_death > 0).sum()),
         "death_records_for_review": int((deaths["match"] == DeathMatch.NAME_MISMATCH).sum()),
-        "degraded_sources": _outage_days(outages),
+        **_health_report(health),
         "trace_sources": list(TRACE_SOURCES),
         "timings_s": timings,
         "first_day_of_window": day_from_number(
@@ -225,6 +225,24 @@ def _report(
     }
 
 
-def _outage_days(outages: dict[str, list[dt.date]]) -> dict[str, list[str]]:
-    """Return the degraded days of each degraded source as ISO dates."""
-    return {source: [day.isoformat() for day in days] for source, days in outages.items() if days}
+def _health_report(health: SourceHealth) -> dict[str, Any]:
+    """Return the sources' health for the run report.
+
+    `degraded_sources`: the degraded days of each degraded source; `not_yet_due`: per source,
+    the first and last day not judged because its deliveries were not yet due, and how many.
+    """
+    return {
+        "degraded_sources": {
+            source: [day.isoformat() for day in days]
+            for source, days in health.degraded.items()
+            if days
+        },
+        "not_yet_due": {
+            source: {
+                "first": first.isoformat(),
+                "last": last.isoformat(),
+                "days": (last - first).days + 1,
+            }
+            for source, (first, last) in health.not_yet_due.items()
+        },
+    }
