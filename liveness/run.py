@@ -22,13 +22,15 @@ from liveness.certification import CertificationPolicy
 from liveness.evidence.health import HealthPolicy, SourceHealth
 from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore, day_from_number, day_number
-from liveness.guard import check_downgrades
+from liveness.guard import check_downgrades, previous_levels
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.scoring import (
     LEVELS,
+    NO_LEVEL,
     RULES,
     ScoringPolicy,
     grade,
+    level_codes,
     reasons_frame,
 )
 from liveness.workflow import WorkflowResult, apply_workflow
@@ -101,9 +103,13 @@ def certify(
 
     with watch.stage("grade"):
         roll = snapshot.roll
+        # Read once: grading keeps levels up to these while a source is degraded, and the
+        # guard compares against them.
+        previous = previous_levels(session, before=run)
         grades = grade(
             features=snapshot.features, benefit_type=roll["benefit_type"].to_numpy(),
-            death_day=snapshot.death_day, degraded=snapshot.degraded, policy=scoring,
+            death_day=snapshot.death_day, degraded=snapshot.degraded,
+            previous_level=_previous_level(roll, previous[1]), policy=scoring,
         )  # fmt: skip
         reasons = reasons_frame(
             grades=grades, features=snapshot.features, as_of_day=day_number(as_of),
@@ -114,12 +120,14 @@ def certify(
             rule=np.asarray(RULES, dtype=object)[grades.rule],
             score=grades.score.astype(float).round(4),
             reasons=reasons,
+            certifiable=grades.certifiable,
         )
 
     with watch.stage("guard"):
         verdict = check_downgrades(
-            session, run=run, assessed=assessed, policy=policies.certification.guard
-        )
+            session, run=run, assessed=assessed, policy=policies.certification.guard,
+            previous=previous,
+        )  # fmt: skip
     if verdict.tripped and not override_guard:
         run.report = {
             "as_of": as_of.isoformat(),
@@ -127,7 +135,7 @@ def certify(
             "persons": len(assessed),
             "levels": {level: int((assessed["level"] == level).sum()) for level in LEVELS},
             "guard": {**verdict.as_dict(), "overridden": False},
-            **_health_report(snapshot.health),
+            **_health_report(snapshot.health, kept=int(grades.held.sum())),
             "timings_s": watch.seconds,
         }
         run.status = RunStatus.STOPPED_BY_GUARD
@@ -162,7 +170,7 @@ def certify(
     run.report = _report(
         as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
         deaths=snapshot.deaths, traces=snapshot.trace_count, policies=policies,
-        timings=watch.seconds, health=snapshot.health,
+        timings=watch.seconds, health=snapshot.health, kept=int(grades.held.sum()),
     )  # fmt: skip
     run.report["guard"] = {**verdict.as_dict(), "overridden": verdict.tripped and override_guard}
     run.status = RunStatus.PUBLISHED
@@ -174,7 +182,7 @@ def certify(
 def _report(
     *, as_of: dt.date, assessed: pd.DataFrame, post_death: np.ndarray, workflow: WorkflowResult,
     deaths: pd.DataFrame, traces: int, policies: RunPolicies, timings: dict[str, float],
-    health: SourceHealth,
+    health: SourceHealth, kept: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Summarise a run for operators: levels, reviews, certifications, the list, timings."""
     levels = assessed["level"].value_counts()
@@ -216,7 +224,7 @@ def _report(
         ),
         "persons_with_traces_after_death": int((post_death > 0).sum()),
         "death_records_for_review": int((deaths["match"] == DeathMatch.NAME_MISMATCH).sum()),
-        **_health_report(health),
+        **_health_report(health, kept=kept),
         "trace_sources": list(TRACE_SOURCES),
         "timings_s": timings,
         "first_day_of_window": day_from_number(
@@ -225,11 +233,23 @@ def _report(
     }
 
 
-def _health_report(health: SourceHealth) -> dict[str, Any]:
+def _previous_level(roll: pd.DataFrame, previous: pd.DataFrame) -> np.ndarray:
+    """Return each roll person's level at the previous run, as a LEVELS index (or NO_LEVEL)."""
+    codes = np.full(len(roll), NO_LEVEL, dtype=np.int8)
+    where = pd.Index(previous["person_id"].astype("int64")).get_indexer(
+        roll["person_id"].astype("int64")
+    )
+    found = where >= 0
+    codes[found] = level_codes(previous["previous"].to_numpy(dtype=object)[where[found]])
+    return codes
+
+
+def _health_report(health: SourceHealth, *, kept: int) -> dict[str, Any]:
     """Return the sources' health for the run report.
 
     `degraded_sources`: the degraded days of each degraded source; `not_yet_due`: per source,
-    the first and last day not judged because its deliveries were not yet due, and how many.
+    the first and last day not judged because its deliveries were not yet due, and how many;
+    `kept_by_credit`: how many persons a degraded source's silence kept at their level.
     """
     return {
         "degraded_sources": {
@@ -245,4 +265,5 @@ def _health_report(health: SourceHealth) -> dict[str, Any]:
             }
             for source, (first, last) in health.not_yet_due.items()
         },
+        "kept_by_credit": kept,
     }

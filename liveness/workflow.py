@@ -390,7 +390,11 @@ def apply_workflow(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
         policy_version=scoring.version,
     )  # fmt: skip
-    strong = assessed[(assessed["level"] == "strong") & ~assessed["person_id"].isin(proof_of_life)]
+    strong = assessed[
+        (assessed["level"] == "strong")
+        & assessed["certifiable"]
+        & ~assessed["person_id"].isin(proof_of_life)
+    ]
     silently = certify_silently(
         session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
         policy_version=scoring.version,

@@ -350,7 +350,7 @@ def take_snapshot(
             if roll.empty:
                 raise RollMissing("the benefit roll is empty: ingest the registry source first")
             # A source that collapsed in the recent window is degraded: its silence lowers
-            # nobody (grading credits what the person showed before the outage).
+            # nobody (grading keeps the previous level of whoever it showed before the outage).
             health_of_sources = source_health(
                 session, sources=scoring.sources,
                 first_day=as_of - dt.timedelta(days=scoring.recent - 1), last_day=as_of,
