@@ -31,7 +31,6 @@ LEVEL_OF_RULE: npt.NDArray[np.int8] = np.array(
 NO_LEVEL = -1
 # How high each of LEVELS stands among the living; deceased is no level to keep.
 _RANK = np.array([2, 1, 0, NO_LEVEL], dtype=np.int8)
-_LEVEL_OF_RANK = np.array([LEVELS.index(x) for x in ("weak", "medium", "strong")], dtype=np.int8)
 
 
 def level_codes(levels: npt.NDArray[Any]) -> npt.NDArray[np.int8]:

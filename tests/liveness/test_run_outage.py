@@ -20,7 +20,16 @@ from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.runner import execute_run
-from models import Assessment, Certification, CertificationSource, Person, SourceVolume
+from models import (
+    Assessment,
+    Certification,
+    CertificationSource,
+    Person,
+    ReviewTask,
+    SourceVolume,
+    TaskKind,
+    TaskStatus,
+)
 
 REGISTRY = (
     "person_ref,id_number,name,sex,birth_date,benefit_type,monthly_amount,benefit_start,"
@@ -136,6 +145,18 @@ def test_a_degraded_source_keeps_levels_and_certifies_nobody_on_its_credit(
     levels = {ref: a.level for ref, a in _assessments(services, before.id).items()}
     assert levels == {"D": "strong", "M": "medium", "S": "strong", "H": "strong"}
 
+    # A face check failed in June sent S and H on to a home visit, still open.
+    with session_scope(services.sessions) as session:
+        for ref in ("S", "H"):
+            person = session.scalars(select(Person).where(Person.person_ref == ref)).one()
+            session.add(
+                ReviewTask(
+                    person_id=person.id, kind=TaskKind.HOME_VISIT, status=TaskStatus.OPEN,
+                    grid_code="G1", priority=0.0, opened_on=dt.date(2025, 6, 20),
+                    due_on=dt.date(2025, 7, 20),
+                )
+            )  # fmt: skip
+
     # During the outage every certification is due (they ran out on 2025-06-01).
     run = execute_run(services, as_of=dt.date(2025, 7, 15))
     assert run.status == "published", run.report.get("guard")
@@ -171,6 +192,17 @@ def test_a_degraded_source_keeps_levels_and_certifies_nobody_on_its_credit(
             .where(Certification.source == CertificationSource.DATA_COMPARISON)
         ).all()
     assert certified == ["H"]
+    # The visit of the person kept strong goes on: the credit resolves no review.
+    with session_scope(services.sessions) as session:
+        visits = dict(
+            session.execute(
+                select(Person.person_ref, ReviewTask.status)
+                .join(Person, Person.id == ReviewTask.person_id)
+                .where(ReviewTask.kind == TaskKind.HOME_VISIT)
+            ).all()
+        )
+    assert visits == {"S": TaskStatus.OPEN, "H": TaskStatus.CLOSED_BY_DATA}
+    assert run.report["tasks_closed_by_data"] == 1
 
 
 def test_without_a_previous_run_the_credit_counts_for_nothing(services: Services) -> None:
