@@ -225,6 +225,11 @@ def print_run_report(report: dict[str, Any], *, to: Console | None = None) -> No
     )
     for source, days in report["degraded_sources"].items():
         table.add_row(f"degraded source: {source}", f"{len(days)} days, last {days[-1]}")
+    for source, pending in report.get("not_yet_due", {}).items():
+        span = f"{pending['days']} days, {pending['first']} to {pending['last']}"
+        table.add_row(f"not yet due: {source}", span)
+    if report.get("kept_by_credit"):
+        table.add_row("kept at their level by a degraded source", f"{report['kept_by_credit']:,}")
     guard = report.get("guard", {})
     if guard.get("previous_run_id") is not None:
         table.add_row(
