@@ -11,6 +11,7 @@ from rich.progress import Progress, TextColumn
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
+from liveness.ingest.relink import LINK_SOURCES, RelinkReport, relink, relink_pending
 from liveness.ingest.service import (
     INGEST_ORDER,
     DeliveryReport,
@@ -29,8 +30,12 @@ def ingest_paths(
     encoding: str | None = None,
     show_progress: bool = False,
     console: Console | None = None,
+    relink: bool = True,
 ) -> list[DeliveryReport]:
-    """Ingest every file under `paths`, each delivery in a transaction of its own."""
+    """Ingest every file under `paths`, each delivery in a transaction of its own.
+
+    After a roll or card delivery, evidence that matched nobody is linked again (`relink`).
+    """
     services.require_schema()
     if source not in services.source_configs:
         raise ConfigurationError(
@@ -56,7 +61,17 @@ def ingest_paths(
                     )
                 )  # fmt: skip
             progress.advance(task)
+    if relink and source in LINK_SOURCES:
+        relink_if_pending(services)
     return reports
+
+
+def relink_if_pending(services: Services) -> RelinkReport | None:
+    """Relink stored evidence in a transaction of its own if the roll or cards changed."""
+    with session_scope(services.sessions) as session:
+        if not relink_pending(session):
+            return None
+        return relink(session, store=services.store)
 
 
 def ingest_all(
@@ -66,7 +81,10 @@ def ingest_all(
     console: Console | None = None,
     warn: Callable[[str], None] = lambda message: None,
 ) -> list[DeliveryReport]:
-    """Load every configured source: new files in its folder, or a pull since its watermark."""
+    """Load every configured source: new files in its folder, or a pull since its watermark.
+
+    Then, if the roll or the cards changed, link again what matched nobody.
+    """
     services.require_schema()
     reports: list[DeliveryReport] = []
     ordered = [s for s in INGEST_ORDER if s in services.source_configs]
@@ -89,6 +107,9 @@ def ingest_all(
             continue
         # Files already loaded are recognised by their checksum and change nothing.
         reports += ingest_paths(
-            services, source=source, paths=[folder], show_progress=show_progress, console=console
-        )
+            services, source=source, paths=[folder], show_progress=show_progress,
+            console=console, relink=False,
+        )  # fmt: skip
+    # Once, after every source: the evidence loaded before today's roll and cards links now.
+    relink_if_pending(services)
     return reports
