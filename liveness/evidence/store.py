@@ -271,9 +271,18 @@ class EvidenceStore:
         temporary = final.with_suffix(".parquet.tmp")
         schema = part_schema(source)
         table = with_source_columns(table, source).select(schema.names).cast(schema)
-        if sorted_by_person:
-            table = table.replace_schema_metadata({SORTED_KEY: SORTED_VALUE})
-        pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        if not sorted_by_person:
+            pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            os.replace(temporary, final)
+            return final
+        table = table.replace_schema_metadata({SORTED_KEY: SORTED_VALUE})
+        # Sorted by person, the traces that matched nobody (-1) come first: given row groups
+        # of their own, a relink reads them and nothing else (see liveness.ingest.relink).
+        unlinked = unlinked_count(table)
+        with pq.ParquetWriter(temporary, table.schema, compression="zstd") as writer:
+            for rows in (table.slice(0, unlinked), table.slice(unlinked)):
+                if rows.num_rows:
+                    writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
         os.replace(temporary, final)
         return final
 

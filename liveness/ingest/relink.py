@@ -193,11 +193,12 @@ def _relink_part(
     sorted_by_person = (pq.read_metadata(path).metadata or {}).get(SORTED_KEY) == SORTED_VALUE
     persons = table["person_id"].to_numpy().copy()
     persons[positions[found]] = person_id[found]
-    links = np.asarray(table["link"].to_numpy(zero_copy_only=False), dtype=object)
-    links[positions[found]] = link
+    now_linked = np.zeros(table.num_rows, dtype=bool)
+    now_linked[positions[found]] = True
+    links = pc.if_else(pa.array(now_linked), pa.scalar(link, pa.string()), table["link"])
     table = table.set_column(
         table.schema.get_field_index("person_id"), "person_id", pa.array(persons, pa.int32())
-    ).set_column(table.schema.get_field_index("link"), "link", pa.array(links, pa.string()))
+    ).set_column(table.schema.get_field_index("link"), "link", links)
     if sorted_by_person:
         # The part was clustered by person (compaction's order): keep it so.
         table = table.sort_by(

@@ -454,3 +454,25 @@ def test_a_relink_that_fails_publishes_nothing(
     with session_scope(fresh.sessions) as session:
         assert relink(session, store=fresh.store).traces_linked == 6
     assert set(_linked(fresh, "transit").values()) == {-1, _person_ids(fresh)["P1"]}
+
+
+def test_a_compacted_part_keeps_what_matched_nobody_in_row_groups_of_its_own(
+    fresh: Services, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    ingest_paths(fresh, source="registry", paths=[_write(tmp_path, "r.csv", HEADER + P1)])
+    ingest_paths(fresh, source="cards", paths=[_write(tmp_path, "c.csv", CARDS_HEADER + C1)])
+    ingest_paths(fresh, source="transit", paths=[_transit(tmp_path)])  # C2's taps: nobody
+    compact_store(fresh.sessions, store=fresh.store)
+    with session_scope(fresh.sessions) as session:
+        parts = session.scalars(select(EvidencePart)).all()
+    assert {(part.rows, part.unlinked_rows) for part in parts} == {(6, 3)}
+    for part in parts:
+        metadata = pq.read_metadata(fresh.store.path_of(part))
+        groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
+        person = metadata.schema.to_arrow_schema().get_field_index("person_id")
+        # A relink reads the first row group and skips the rest by their statistics.
+        assert [g.num_rows for g in groups] == [3, 3]
+        assert groups[0].column(person).statistics.max < 0
+        assert groups[1].column(person).statistics.min >= 0
