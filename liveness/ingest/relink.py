@@ -60,6 +60,7 @@ __all__ = [
     "links_version",
     "relink",
     "relink_pending",
+    "relinked_through",
 ]
 
 # The deliveries that change what evidence links to.
@@ -99,10 +100,18 @@ def links_version(session: Session) -> int:
     return int(newest or 0)
 
 
+def relinked_through(session: Session) -> int:
+    """Return the newest roll or card delivery stored evidence was last relinked against.
+
+    Traces linked now are stamped with it, not with `links_version`: while a relink is due,
+    card holders may lag the roll, and the relink must try those traces again.
+    """
+    return int(session.scalar(select(func.max(Relink.through_delivery_id))) or 0)
+
+
 def relink_pending(session: Session) -> bool:
     """Say whether the roll or the cards changed since stored evidence was last relinked."""
-    done = session.scalar(select(func.max(Relink.through_delivery_id)))
-    return links_version(session) > int(done or 0)
+    return links_version(session) > relinked_through(session)
 
 
 class LinkIndexes:
@@ -269,16 +278,31 @@ def _numbers(keys: pa.Array) -> tuple[pd.Series, pd.Series]:
 def relink_card_holders(session: Session) -> int:
     """Set each card's holder from the roll as it is now; return how many cards changed.
 
-    A card delivered before its holder's roll entry has no holder until this runs.
+    A card delivered before its holder's roll entry has no holder until this runs; one whose
+    holder's number was corrected away no longer belongs to them.
     """
     holder = select(func.max(Person.id)).where(Person.id_number == Card.id_number).scalar_subquery()
-    result = session.execute(
+    # Two narrow statements rather than looking every card's number up again: cards without
+    # a holder are few (an index finds them).
+    found = session.execute(
         update(Card)
-        .where(Card.person_id.is_distinct_from(holder))
+        .where(Card.person_id.is_(None), holder.is_not(None))
         .values(person_id=holder)
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    # A holder whose number is no longer the card's (found by primary key, cheap per card).
+    moved = (
+        select(Person.id)
+        .where(Person.id == Card.person_id, Person.id_number != Card.id_number)
+        .exists()
+    )
+    lost = session.execute(
+        update(Card)
+        .where(moved)
+        .values(person_id=holder)
+        .execution_options(synchronize_session=False)
+    )
+    return sum(int(getattr(result, "rowcount", 0) or 0) for result in (found, lost))
 
 
 def rematch_death_records(session: Session, indexes: LinkIndexes) -> int:

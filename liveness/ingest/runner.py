@@ -83,13 +83,17 @@ def ingest_all(
 ) -> list[DeliveryReport]:
     """Load every configured source: new files in its folder, or a pull since its watermark.
 
-    Then, if the roll or the cards changed, link again what matched nobody.
+    Once the roll and the cards are in, if they changed, what matched nobody is linked again.
     """
     services.require_schema()
     reports: list[DeliveryReport] = []
     ordered = [s for s in INGEST_ORDER if s in services.source_configs]
     ordered += [s for s in services.source_configs if s not in ordered]
     for source in ordered:
+        if source not in LINK_SOURCES:
+            # The roll and cards are in: what came before them links now, and what comes
+            # next links as it loads.
+            relink_if_pending(services)
         config = services.source_configs[source]
         if config.transport != "files":
             context = services.ingest_context()
@@ -110,6 +114,5 @@ def ingest_all(
             services, source=source, paths=[folder], show_progress=show_progress,
             console=console, relink=False,
         )  # fmt: skip
-    # Once, after every source: the evidence loaded before today's roll and cards links now.
-    relink_if_pending(services)
+    relink_if_pending(services)  # when only the roll or the cards are configured
     return reports

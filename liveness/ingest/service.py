@@ -18,7 +18,7 @@ from liveness.errors import DeliveryRefused
 from liveness.evidence.store import DeliveryWriter, EvidenceStore, day_from_number
 from liveness.identity import CardIndex, RollIndex
 from liveness.ingest.deaths import load_death_records, load_deregistrations
-from liveness.ingest.relink import links_version
+from liveness.ingest.relink import relinked_through
 from liveness.ingest.roll import load_cards, load_registry
 from liveness.ingest.traces import (
     TRACE_SOURCES,
@@ -112,7 +112,8 @@ class IngestContext:
     timezone: str
     _roll: RollIndex | None = field(default=None, repr=False)
     _cards: CardIndex | None = field(default=None, repr=False)
-    # The newest roll or card delivery the cached indexes hold (read before they load).
+    # The newest roll or card delivery the cached indexes are known to hold (read before
+    # they load): the last relink's, since card holders catch up with the roll only there.
     _links_version: int | None = field(default=None, repr=False)
     # Per source and month, the record hashes already stored, for re-delivery checks.
     _hashes: dict[tuple[str, str], _SortedRuns] = field(default_factory=dict, repr=False)
@@ -140,7 +141,7 @@ class IngestContext:
         # Read before the index loads: a change landing meanwhile leaves the stamp older,
         # so a relink retries these traces rather than trusting them.
         if self._links_version is None:
-            self._links_version = links_version(session)
+            self._links_version = relinked_through(session)
 
     def redelivered(
         self, session: Session, *, source: str, hashes: np.ndarray, days: np.ndarray

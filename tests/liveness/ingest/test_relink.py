@@ -219,11 +219,17 @@ def test_a_corrected_identity_number_links_the_visits_made_under_it(
     ingest_paths(fresh, source="registry", paths=[_write(tmp_path, "r.csv", HEADER + wrong)])
     (medical,) = ingest_paths(fresh, source="medical", paths=[_medical(tmp_path)])
     assert medical.unmatched == 4
+    # C1 carries the right number (no holder yet), C4 the wrong one (P1, for now).
+    cards = CARDS_HEADER + C1 + "C4,citizen,330702196004041235,2020-01-01,\n"
+    ingest_paths(fresh, source="cards", paths=[_write(tmp_path, "c.csv", cards)])
     ingest_paths(fresh, source="registry", paths=[_write(tmp_path, "r2.csv", HEADER + P1)])
     ids = _person_ids(fresh)
     linked = _linked(fresh, "medical")
     assert [linked[f"M1{day}"] for day in (5, 20)] == [ids["P1"]] * 2
     assert [linked[f"M2{day}"] for day in (5, 20)] == [-1, -1]  # P2 is not on the roll
+    with session_scope(fresh.sessions) as session:
+        holders = dict(session.execute(select(Card.card_no, Card.person_id)).all())
+    assert holders == {"C1": ids["P1"], "C4": None}
 
 
 def test_death_and_deregistration_records_match_once_the_person_is_on_the_roll(
@@ -476,3 +482,21 @@ def test_a_compacted_part_keeps_what_matched_nobody_in_row_groups_of_its_own(
         assert [g.num_rows for g in groups] == [3, 3]
         assert groups[0].column(person).statistics.max < 0
         assert groups[1].column(person).statistics.min >= 0
+
+
+def test_traces_loaded_while_a_relink_is_due_are_tried_again(
+    fresh: Services, tmp_path: Path
+) -> None:
+    # The card came before its holder's roll entry; the roll then arrived without a relink
+    # (a crash, or several deliveries in a row): the card register still names no holder.
+    ingest_paths(fresh, source="cards", paths=[_write(tmp_path, "c.csv", CARDS_HEADER + C1)])
+    registry = _write(tmp_path, "r.csv", HEADER + P1)
+    ingest_paths(fresh, source="registry", paths=[registry], relink=False)
+    (report,) = ingest_paths(fresh, source="transit", paths=[_transit(tmp_path)])
+    assert report.unmatched == 12
+    with session_scope(fresh.sessions) as session:
+        assert relink(session, store=fresh.store).traces_linked == 6
+    linked = _linked(fresh, "transit")
+    assert {person for record, person in linked.items() if record.startswith("TC1")} == {
+        _person_ids(fresh)["P1"]
+    }
