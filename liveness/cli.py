@@ -31,6 +31,7 @@ from liveness.ingest.queries import (
     unmatched_death_records,
     unmatched_evidence,
 )
+from liveness.ingest.relink import relink, relink_pending
 from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.integrity.cli import leads_command, orders_app
@@ -225,6 +226,11 @@ def print_run_report(report: dict[str, Any], *, to: Console | None = None) -> No
     )
     for source, days in report["degraded_sources"].items():
         table.add_row(f"degraded source: {source}", f"{len(days)} days, last {days[-1]}")
+    for source, pending in report.get("not_yet_due", {}).items():
+        span = f"{pending['days']} days, {pending['first']} to {pending['last']}"
+        table.add_row(f"not yet due: {source}", span)
+    if report.get("kept_by_credit"):
+        table.add_row("kept at their level by a degraded source", f"{report['kept_by_credit']:,}")
     guard = report.get("guard", {})
     if guard.get("previous_run_id") is not None:
         table.add_row(
@@ -366,12 +372,13 @@ def unmatched(
     source: SourceFilter = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List evidence that matched nobody on the roll (kept, never dropped) and death records."""
+    """List evidence that matched nobody on the roll (kept, never dropped), and why."""
     services = migrated_services()
     sources = TRACE_SOURCES if source is None else (source,)
     with session_scope(services.sessions) as session:
         traces = unmatched_evidence(session, store=services.store, sources=sources)
         deaths = unmatched_death_records(session)
+        pending = relink_pending(session)
     if source is not None:
         deaths = deaths[deaths["source"] == source]
     if json_output:
@@ -380,6 +387,32 @@ def unmatched(
         return
     print_frame(traces, title="traces that matched nobody, by key", json_output=False)
     print_frame(deaths, title="death records that act on nobody", json_output=False)
+    if pending:
+        errors.print(
+            "[yellow]the roll or the cards changed since evidence was last relinked: "
+            "run `liveness relink`[/]",
+            highlight=False,
+        )
+
+
+@app.command("relink")
+@boundary
+def relink_command(json_output: JsonOption = False) -> None:
+    """Link again stored evidence that matched nobody, against today's roll and cards."""
+    services = migrated_services()
+    with session_scope(services.sessions) as session:
+        report = relink(session, store=services.store)
+    if json_output:
+        sys.stdout.write(json.dumps(report.as_dict()) + "\n")
+        return
+    console.print(
+        f"relinked against roll and card deliveries through #{report.through_delivery_id}: "
+        f"{report.traces_linked:,} traces linked in {report.parts_rewritten:,} of "
+        f"{report.parts_read:,} parts read; {report.cards_relinked:,} card holders, "
+        f"{report.death_records_matched:,} death records and "
+        f"{report.deregistrations_matched:,} deregistrations matched "
+        f"({report.seconds:.1f} s)"
+    )
 
 
 @app.command("runs")

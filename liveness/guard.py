@@ -59,10 +59,20 @@ def previous_levels(session: Session, *, before: Run) -> tuple[Run | None, pd.Da
 
 
 def check_downgrades(
-    session: Session, *, run: Run, assessed: pd.DataFrame, policy: GuardPolicy
+    session: Session,
+    *,
+    run: Run,
+    assessed: pd.DataFrame,
+    policy: GuardPolicy,
+    previous: tuple[Run | None, pd.DataFrame] | None = None,
 ) -> GuardVerdict:
-    """Compare the run's levels with the previous run's and decide whether the breaker trips."""
-    previous_run, previous = previous_levels(session, before=run)
+    """Compare the run's levels with the previous run's and decide whether the breaker trips.
+
+    `previous` is what `previous_levels` returned for this run, when the caller has read it.
+    """
+    previous_run, previous_frame = (
+        previous_levels(session, before=run) if previous is None else previous
+    )
     previous_id = None if previous_run is None else previous_run.id
     gap = 0 if previous_run is None else (run.as_of - previous_run.as_of).days
     # The longer since the previous run, the more drift is normal: the shares scale with it,
@@ -70,7 +80,7 @@ def check_downgrades(
     periods = max(1, math.ceil(gap / policy.share_period_days))
     max_down = min(policy.max_downgrade_share_ceiling, policy.max_downgrade_share * periods)
     max_dead = min(policy.max_new_deceased_share_ceiling, policy.max_new_deceased_share * periods)
-    both = assessed[["person_id", "level"]].merge(previous, on="person_id", how="inner")
+    both = assessed[["person_id", "level"]].merge(previous_frame, on="person_id", how="inner")
     was_dead = both["previous"] == "deceased"
     now_dead = both["level"] == "deceased"
     rank_now = both["level"].map(LEVEL_RANK).astype(float).to_numpy()

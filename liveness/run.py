@@ -19,16 +19,18 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from liveness.certification import CertificationPolicy
-from liveness.evidence.health import HealthPolicy
+from liveness.evidence.health import HealthPolicy, SourceHealth
 from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore, day_from_number, day_number
-from liveness.guard import check_downgrades
+from liveness.guard import check_downgrades, previous_levels
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.scoring import (
     LEVELS,
+    NO_LEVEL,
     RULES,
     ScoringPolicy,
     grade,
+    level_codes,
     reasons_frame,
 )
 from liveness.views.overdue import overdue_summary
@@ -103,9 +105,13 @@ def certify(
 
     with watch.stage("grade"):
         roll = snapshot.roll
+        # Read once: grading keeps levels up to these while a source is degraded, and the
+        # guard compares against them.
+        previous = previous_levels(session, before=run)
         grades = grade(
             features=snapshot.features, benefit_type=roll["benefit_type"].to_numpy(),
-            death_day=snapshot.death_day, degraded=snapshot.degraded, policy=scoring,
+            death_day=snapshot.death_day, degraded=snapshot.degraded,
+            previous_level=_previous_level(roll, previous[1]), policy=scoring,
         )  # fmt: skip
         reasons = reasons_frame(
             grades=grades, features=snapshot.features, as_of_day=day_number(as_of),
@@ -116,12 +122,14 @@ def certify(
             rule=np.asarray(RULES, dtype=object)[grades.rule],
             score=grades.score.astype(float).round(4),
             reasons=reasons,
+            certifiable=grades.certifiable,
         )
 
     with watch.stage("guard"):
         verdict = check_downgrades(
-            session, run=run, assessed=assessed, policy=policies.certification.guard
-        )
+            session, run=run, assessed=assessed, policy=policies.certification.guard,
+            previous=previous,
+        )  # fmt: skip
     if verdict.tripped and not override_guard:
         run.report = {
             "as_of": as_of.isoformat(),
@@ -129,7 +137,7 @@ def certify(
             "persons": len(assessed),
             "levels": {level: int((assessed["level"] == level).sum()) for level in LEVELS},
             "guard": {**verdict.as_dict(), "overridden": False},
-            "degraded_sources": _outage_days(snapshot.outages),
+            **_health_report(snapshot.health, kept=int(grades.held.sum())),
             "timings_s": watch.seconds,
         }
         run.status = RunStatus.STOPPED_BY_GUARD
@@ -167,7 +175,7 @@ def certify(
         **_report(
             as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
             deaths=snapshot.deaths, traces=snapshot.trace_count, policies=policies,
-            timings=watch.seconds, outages=snapshot.outages,
+            timings=watch.seconds, health=snapshot.health, kept=int(grades.held.sum()),
         ),
         "overdue_reviews": overdue,
         "guard": {**verdict.as_dict(), "overridden": verdict.tripped and override_guard},
@@ -181,7 +189,7 @@ def certify(
 def _report(
     *, as_of: dt.date, assessed: pd.DataFrame, post_death: np.ndarray, workflow: WorkflowResult,
     deaths: pd.DataFrame, traces: int, policies: RunPolicies, timings: dict[str, float],
-    outages: dict[str, list[dt.date]],
+    health: SourceHealth, kept: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Summarise a run for operators: levels, reviews, certifications, the list, timings."""
     levels = assessed["level"].value_counts()
@@ -228,7 +236,7 @@ def _report(
         ),
         "persons_with_traces_after_death": int((post_death > 0).sum()),
         "death_records_for_review": int((deaths["match"] == DeathMatch.NAME_MISMATCH).sum()),
-        "degraded_sources": _outage_days(outages),
+        **_health_report(health, kept=kept),
         "trace_sources": list(TRACE_SOURCES),
         "timings_s": timings,
         "first_day_of_window": day_from_number(
@@ -237,6 +245,37 @@ def _report(
     }
 
 
-def _outage_days(outages: dict[str, list[dt.date]]) -> dict[str, list[str]]:
-    """Return the degraded days of each degraded source as ISO dates."""
-    return {source: [day.isoformat() for day in days] for source, days in outages.items() if days}
+def _previous_level(roll: pd.DataFrame, previous: pd.DataFrame) -> np.ndarray:
+    """Return each roll person's level at the previous run, as a LEVELS index (or NO_LEVEL)."""
+    codes = np.full(len(roll), NO_LEVEL, dtype=np.int8)
+    where = pd.Index(previous["person_id"].astype("int64")).get_indexer(
+        roll["person_id"].astype("int64")
+    )
+    found = where >= 0
+    codes[found] = level_codes(previous["previous"].to_numpy(dtype=object)[where[found]])
+    return codes
+
+
+def _health_report(health: SourceHealth, *, kept: int) -> dict[str, Any]:
+    """Return the sources' health for the run report.
+
+    `degraded_sources`: the degraded days of each degraded source; `not_yet_due`: per source,
+    the first and last day not judged because its deliveries were not yet due, and how many;
+    `kept_by_credit`: how many persons a degraded source's silence kept at their level.
+    """
+    return {
+        "degraded_sources": {
+            source: [day.isoformat() for day in days]
+            for source, days in health.degraded.items()
+            if days
+        },
+        "not_yet_due": {
+            source: {
+                "first": first.isoformat(),
+                "last": last.isoformat(),
+                "days": (last - first).days + 1,
+            }
+            for source, (first, last) in health.not_yet_due.items()
+        },
+        "kept_by_credit": kept,
+    }

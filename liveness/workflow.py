@@ -12,7 +12,7 @@ alone makes list entries.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -111,6 +111,26 @@ def _face_results(
     ).to_pandas()  # fmt: skip
     table = table[table["person_id"] >= 0]
     return table.assign(kind=table["kind"].astype(object))
+
+
+IN_CHUNK = 500
+
+
+def _frame_in(
+    session: Session, ids: Iterable[int], statement: Callable[[list[int]], Any],
+    columns: list[str],
+) -> pd.DataFrame:  # fmt: skip
+    """Run `statement(chunk)` over chunks of ids and return the rows as one frame.
+
+    A set that grows with the roll (the dead of years, a first run's lapses) is never sent
+    as one IN list: SQLite caps the parameters of a statement.
+    """
+    ordered = sorted({int(i) for i in ids})
+    frames = [
+        query_frame(session, statement(ordered[start : start + IN_CHUNK]), columns)
+        for start in range(0, len(ordered), IN_CHUNK)
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def _day(number: Any) -> dt.date:
@@ -330,13 +350,13 @@ def _acting_deaths(session: Session, as_of: dt.date) -> pd.DataFrame:
 
 def _past_proofs(session: Session, persons: list[int]) -> pd.Series:
     """Return, per person, the day of their latest proof of life certified by earlier runs."""
-    rows = query_frame(
-        session,
-        select(Certification.person_id, Certification.evidence).where(
-            Certification.person_id.in_(persons), Certification.source.in_(PROOF_SOURCES)
+    rows = _frame_in(
+        session, persons,
+        lambda chunk: select(Certification.person_id, Certification.evidence).where(
+            Certification.person_id.in_(chunk), Certification.source.in_(PROOF_SOURCES)
         ),
         ["person_id", "evidence"],
-    )
+    )  # fmt: skip
     days = [(evidence or {}).get("proof_day") for evidence in rows["evidence"]]
     rows = rows.assign(day=days).dropna(subset=["day"])
     if rows.empty:
@@ -360,9 +380,9 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
         pd.to_datetime(proof_day) > pd.to_datetime(deaths["died_on"])
     )
     refuted = deaths.loc[contradicted.to_numpy(), "id"].astype(int).tolist()
-    if refuted:
+    for start in range(0, len(refuted), IN_CHUNK):
         session.execute(
-            update(DeathRecord).where(DeathRecord.id.in_(refuted))
+            update(DeathRecord).where(DeathRecord.id.in_(refuted[start : start + IN_CHUNK]))
             .values(status=RecordStatus.REFUTED)
         )  # fmt: skip
     return deaths.loc[~contradicted.to_numpy()]
@@ -596,8 +616,8 @@ def _of_persons(session: Session, persons: Iterable[int], *where: Any) -> pd.Dat
     """Return the benefits of some persons (matching `where`), in chunks of ids."""
     ids = sorted(set(int(p) for p in persons))
     frames = [
-        _benefits(session, Benefit.person_id.in_(ids[start : start + 500]), *where)
-        for start in range(0, len(ids), 500)
+        _benefits(session, Benefit.person_id.in_(ids[start : start + IN_CHUNK]), *where)
+        for start in range(0, len(ids), IN_CHUNK)
     ]
     return pd.concat(frames, ignore_index=True) if frames else _benefits(session, False)
 
@@ -782,10 +802,10 @@ def _lapses(
     active = set(_of_persons(session, persons, Benefit.status == BenefitStatus.ACTIVE)["person_id"])
     lapsed = lapsed[lapsed["person_id"].isin(active)]
     persons = lapsed["person_id"].astype(int).tolist()
-    notices = query_frame(
-        session,
-        select(Notice.person_id, Notice.created_on, Notice.status, Notice.sent_at)
-        .where(Notice.template == "lapse", Notice.person_id.in_(persons)),
+    notices = _frame_in(
+        session, persons,
+        lambda chunk: select(Notice.person_id, Notice.created_on, Notice.status, Notice.sent_at)
+        .where(Notice.template == "lapse", Notice.person_id.in_(chunk)),
         ["person_id", "created_on", "status", "sent_at"],
     )  # fmt: skip
     notices = notices[
@@ -847,11 +867,12 @@ def _failed_reviews(
     sent. A visit that found nobody is no failure: the remote verification it leads to is.
     """
     policy = context.policy
-    reviews = query_frame(
-        session,
-        select(ReviewTask.id, ReviewTask.person_id, ReviewTask.kind, ReviewTask.status,
-               ReviewTask.outcome, ReviewTask.opened_on, ReviewTask.due_on)
-        .where(ReviewTask.person_id.in_(persons), ReviewTask.kind.in_(REVIEW_KINDS)),
+    reviews = _frame_in(
+        session, persons,
+        lambda chunk: select(ReviewTask.id, ReviewTask.person_id, ReviewTask.kind,
+                             ReviewTask.status, ReviewTask.outcome, ReviewTask.opened_on,
+                             ReviewTask.due_on)
+        .where(ReviewTask.person_id.in_(chunk), ReviewTask.kind.in_(REVIEW_KINDS)),
         ["id", "person_id", "kind", "status", "outcome", "opened_on", "due_on"],
     )  # fmt: skip
     if reviews.empty:
@@ -872,7 +893,7 @@ def _failed_reviews(
     face = latest["kind"] == str(TaskKind.FACE_VERIFICATION)
     face_failed = face & (latest["outcome"] == str(VisitOutcome.FACE_FAILED))
     ignored = face & (latest["outcome"] == str(VisitOutcome.LAPSED))
-    told = _notice_sent_by_due(session, latest.loc[ignored, ["id", "due_on"]])
+    told = _notice_sent_by_due(session, latest.loc[ignored, ["id", "due_on"]], context.timezone)
     ignored &= latest["id"].isin(told)
     chosen = latest[done & (visit_failed | face_failed | ignored)]
     return {
@@ -881,22 +902,21 @@ def _failed_reviews(
     }
 
 
-def _notice_sent_by_due(session: Session, tasks: pd.DataFrame) -> set[int]:
-    """Return the tasks whose face notice was sent by their due date."""
+def _notice_sent_by_due(session: Session, tasks: pd.DataFrame, timezone: str) -> set[int]:
+    """Return the tasks whose face notice was sent by their due date (a local day)."""
     if tasks.empty:
         return set()
-    rows = query_frame(
-        session,
-        select(Notice.task_id, Notice.sent_at).where(
-            Notice.task_id.in_(tasks["id"].astype(int).tolist()),
-            Notice.status == NoticeStatus.SENT,
+    rows = _frame_in(
+        session, tasks["id"].astype(int),
+        lambda chunk: select(Notice.task_id, Notice.sent_at).where(
+            Notice.task_id.in_(chunk), Notice.status == NoticeStatus.SENT
         ),
         ["id", "sent_at"],
-    )
+    )  # fmt: skip
     due = tasks.set_index("id")["due_on"]
     return {
         int(t) for t, at in zip(rows["id"], rows["sent_at"], strict=True)
-        if at.date() <= due[t]
+        if at.astimezone(ZoneInfo(timezone)).date() <= due[t]
     }  # fmt: skip
 
 

@@ -24,7 +24,14 @@ from models.base import (
     VisitOutcome,
     utcnow,
 )
-from models.deliveries import Delivery, EvidencePart, QuarantinedRow, SourceCursor, SourceVolume
+from models.deliveries import (
+    Delivery,
+    EvidencePart,
+    QuarantinedRow,
+    Relink,
+    SourceCursor,
+    SourceVolume,
+)
 from models.estimators import EstimatorArtifact
 from models.evidence import DeathRecord, Deregistration
 from models.integrity import (
@@ -81,6 +88,7 @@ __all__ = [
     "Person",
     "QuarantinedRow",
     "RecordStatus",
+    "Relink",
     "ReviewTask",
     "Role",
     "RollCache",

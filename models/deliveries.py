@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, DeliveryStatus, enum_column, utcnow
@@ -83,5 +83,27 @@ class EvidencePart(Base):
     max_day: Mapped[dt.date] = mapped_column(Date)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Rows that matched nobody (None: written before this was counted), and the newest roll or
+    # card delivery they were last linked against: a relink retries only parts behind it.
+    unlinked_rows: Mapped[int | None] = mapped_column(Integer)
+    linked_through: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_evidence_parts_source_month", "source", "month"),)
+
+
+class Relink(Base):
+    """One relinking of stored evidence after the roll or the card register changed."""
+
+    __tablename__ = "relinks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The newest roll or card delivery the evidence is now linked against.
+    through_delivery_id: Mapped[int] = mapped_column(Integer)
+    parts_read: Mapped[int] = mapped_column(Integer, default=0)
+    parts_rewritten: Mapped[int] = mapped_column(Integer, default=0)
+    traces_linked: Mapped[int] = mapped_column(Integer, default=0)
+    cards_relinked: Mapped[int] = mapped_column(Integer, default=0)
+    death_records_matched: Mapped[int] = mapped_column(Integer, default=0)
+    deregistrations_matched: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

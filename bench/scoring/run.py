@@ -258,7 +258,7 @@ def _files(services: Any) -> list[str]:
 def child_ours(workdir: Path, as_of: dt.date, sample_path: Path | None) -> dict[str, float]:
     """Take the snapshot and grade everyone; save a sample of the features for checking."""
     from liveness.evidence.snapshot import take_snapshot
-    from liveness.scoring import grade
+    from liveness.scoring import NO_LEVEL, grade
 
     services = _services(workdir)
     policies = services.policies
@@ -270,7 +270,9 @@ def child_ours(workdir: Path, as_of: dt.date, sample_path: Path | None) -> dict[
         )  # fmt: skip
     grades = grade(
         features=snapshot.features, benefit_type=snapshot.roll["benefit_type"].to_numpy(),
-        death_day=snapshot.death_day, degraded=snapshot.degraded, policy=policies.scoring,
+        death_day=snapshot.death_day, degraded=snapshot.degraded,
+        previous_level=np.full(len(snapshot.roll), NO_LEVEL, dtype=np.int8),
+        policy=policies.scoring,
     )  # fmt: skip
     seconds = time.perf_counter() - began
     if sample_path is not None:

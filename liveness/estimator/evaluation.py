@@ -18,7 +18,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from liveness.estimator.config import EstimatorConfig
 from liveness.estimator.dataset import Dataset
 from liveness.estimator.estimator import alive_probability
-from liveness.scoring import LEVELS, ScoringPolicy, grade
+from liveness.scoring import LEVELS, NO_LEVEL, ScoringPolicy, grade
 
 __all__ = ["BANDS", "EvaluationReport", "calibration_table", "evaluate", "probability_levels"]
 
@@ -184,7 +184,8 @@ def evaluate(
     snapshot = dataset.snapshot
     grades = grade(
         features=snapshot.features, benefit_type=snapshot.roll["benefit_type"].to_numpy(),
-        death_day=snapshot.death_day, degraded=snapshot.degraded, policy=scoring,
+        death_day=snapshot.death_day, degraded=snapshot.degraded,
+        previous_level=np.full(len(snapshot.roll), NO_LEVEL, dtype=np.int8), policy=scoring,
     )  # fmt: skip
     rows = dataset.rows[test]
     alive = dataset.alive[test]

@@ -92,9 +92,10 @@ def compact(session: Session, *, store: EvidenceStore, source: str, month: str) 
         [("person_id", "ascending"), ("day", "ascending"), ("event_at", "ascending"),
          ("record_hash", "ascending")]
     ).drop_columns(["_part", "_row"])  # fmt: skip
+    linked_through = _linked_through(parts)
     part = store.write_part(
         session, source=source, month=month, table=merged, delivery_id=None,
-        sorted_by_person=True,
+        sorted_by_person=True, linked_through=linked_through,
     )  # fmt: skip
     for old in parts:
         session.delete(old)
@@ -154,6 +155,17 @@ def remove_orphans(
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def _linked_through(parts: list[EvidencePart]) -> int | None:
+    """Return how recently the unlinked traces of merged parts were all tried, None if unknown.
+
+    Parts without unlinked traces do not hold it back: there is nothing in them to retry.
+    """
+    tried = [part.linked_through for part in parts if part.unlinked_rows != 0]
+    if None in tried:
+        return None
+    return min(s for s in tried if s is not None) if tried else 0
 
 
 def _is_sorted(path: Path) -> bool:

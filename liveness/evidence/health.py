@@ -1,8 +1,13 @@
-"""Source health: daily volumes against their trailing median, and the days that collapsed."""
+"""Source health: daily volumes against their trailing median, and the days that collapsed.
+
+A day is judged only once its deliveries are due: each source delivers its days some days
+late (`lag_days`), so the last days before a run are not yet silent, only not yet delivered.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from liveness.db import query_frame
 from liveness.errors import ConfigurationError
+from liveness.ingest.traces import TRACE_SOURCES
 from liveness.policy_files import read_policy_file
 from models import SourceVolume
 
@@ -26,6 +32,27 @@ class HealthPolicy:
     collapse_ratio: float
     min_history_days: int
     min_median_volume: int
+    lag_days: Mapping[str, int]
+
+    def due_through(self, source: str, as_of: dt.date) -> dt.date:
+        """Return the last day of `source` whose deliveries are due by `as_of`."""
+        return as_of - dt.timedelta(days=self.lag_days[source])
+
+
+def _lag_days(path: Path, table: object) -> dict[str, int]:
+    """Validate the `[lag_days]` table: a non-negative number of days for every trace source."""
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{path}: lag_days must be a table of days per source")
+    unknown = set(table) - set(TRACE_SOURCES)
+    if unknown:
+        raise ConfigurationError(f"{path}: lag_days.{sorted(unknown)[0]} is not a trace source")
+    for source in TRACE_SOURCES:
+        value = table.get(source)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigurationError(
+                f"{path}: lag_days.{source} must be a number of days (0 or more)"
+            )
+    return {source: int(table[source]) for source in TRACE_SOURCES}
 
 
 def load_health_policy(path: Path) -> HealthPolicy:
@@ -33,7 +60,7 @@ def load_health_policy(path: Path) -> HealthPolicy:
     policy_file = read_policy_file(path, what="source health policy")
     document = policy_file.document
     unknown = set(document) - {
-        "trailing_days", "collapse_ratio", "min_history_days", "min_median_volume",
+        "trailing_days", "collapse_ratio", "min_history_days", "min_median_volume", "lag_days",
     }  # fmt: skip
     if unknown:
         raise ConfigurationError(f"{path}: {sorted(unknown)[0]} is not a setting")
@@ -50,6 +77,7 @@ def load_health_policy(path: Path) -> HealthPolicy:
         collapse_ratio=float(ratio),
         min_history_days=document["min_history_days"],
         min_median_volume=document["min_median_volume"],
+        lag_days=_lag_days(path, document.get("lag_days")),
     )
 
 
@@ -66,6 +94,18 @@ def degraded_days(volumes: pd.Series, *, policy: HealthPolicy) -> pd.Series:
     return collapsed.fillna(False).astype(bool)
 
 
+@dataclass(frozen=True)
+class SourceHealth:
+    """Per source: its degraded days, and the days its deliveries are not yet due for.
+
+    `not_yet_due` holds, for each source with a lag, the first and the last day that were not
+    judged (the days after the run's day less the source's lag, up to the run's day).
+    """
+
+    degraded: dict[str, list[dt.date]]
+    not_yet_due: dict[str, tuple[dt.date, dt.date]]
+
+
 def source_health(
     session: Session,
     *,
@@ -73,11 +113,13 @@ def source_health(
     first_day: dt.date,
     last_day: dt.date,
     policy: HealthPolicy,
-) -> dict[str, list[dt.date]]:
-    """Return, per source, its degraded days within [first_day, last_day].
+) -> SourceHealth:
+    """Return, per source, its degraded days within [first_day, last_day] that are due.
 
-    Days after a source's last delivered day up to `last_day` count as zero volume: a source
-    that stopped delivering is silent, not quiet.
+    A day is judged once its deliveries are due (`policy.lag_days`): later days are neither
+    degraded nor counted, and no trailing median includes them. Days after a source's last
+    delivered day up to its last due day count as zero volume: a source that stopped
+    delivering is silent, not quiet.
     """
     history_start = first_day - dt.timedelta(days=policy.trailing_days)
     frame = query_frame(
@@ -89,15 +131,20 @@ def source_health(
         ),
         ["source", "day", "traces"],
     )
-    result: dict[str, list[dt.date]] = {}
+    frame["day"] = pd.to_datetime(frame["day"])
+    degraded: dict[str, list[dt.date]] = {}
+    not_yet_due: dict[str, tuple[dt.date, dt.date]] = {}
     for source in sources:
-        rows = frame[frame["source"] == source]
+        due = policy.due_through(source, last_day)
+        if due < last_day:
+            not_yet_due[source] = (due + dt.timedelta(days=1), last_day)
+        rows = frame[(frame["source"] == source) & (frame["day"] <= pd.Timestamp(due))]
         volumes = pd.Series(
-            rows["traces"].to_numpy(dtype=np.int64), index=pd.to_datetime(rows["day"])
+            rows["traces"].to_numpy(dtype=np.int64), index=pd.DatetimeIndex(rows["day"])
         )
-        if not volumes.empty and volumes.index.max() < pd.Timestamp(last_day):
-            volumes[pd.Timestamp(last_day)] = 0
+        if not volumes.empty and volumes.index.max() < pd.Timestamp(due):
+            volumes[pd.Timestamp(due)] = 0
         flags = degraded_days(volumes.sort_index(), policy=policy)
         days = flags[flags & (flags.index >= pd.Timestamp(first_day))].index
-        result[source] = [day.date() for day in days]
-    return result
+        degraded[source] = [day.date() for day in days]
+    return SourceHealth(degraded=degraded, not_yet_due=not_yet_due)

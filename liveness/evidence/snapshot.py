@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from connectors.threads import read_ahead
 from liveness.errors import RollMissing
-from liveness.evidence.health import HealthPolicy, source_health
+from liveness.evidence.health import HealthPolicy, SourceHealth, source_health
 from liveness.evidence.roll import kept_roll
 from liveness.evidence.store import (
     EvidenceStore,
@@ -58,8 +58,13 @@ class EvidenceSnapshot:
     death_day: np.ndarray
     features: EvidenceFeatures
     post_death: np.ndarray
-    outages: dict[str, list[dt.date]]
+    health: SourceHealth
     trace_count: int = 0
+
+    @property
+    def outages(self) -> dict[str, list[dt.date]]:
+        """Return, per scoring source, its degraded days in the recent window."""
+        return self.health.degraded
 
     @property
     def degraded(self) -> np.ndarray:
@@ -345,8 +350,8 @@ def take_snapshot(
             if roll.empty:
                 raise RollMissing("the benefit roll is empty: ingest the registry source first")
             # A source that collapsed in the recent window is degraded: its silence lowers
-            # nobody (grading credits what the person showed before the outage).
-            outages = source_health(
+            # nobody (grading keeps the previous level of whoever it showed before the outage).
+            health_of_sources = source_health(
                 session, sources=scoring.sources,
                 first_day=as_of - dt.timedelta(days=scoring.recent - 1), last_day=as_of,
                 policy=health,
@@ -370,5 +375,5 @@ def take_snapshot(
     return EvidenceSnapshot(
         as_of=as_of, roll=roll, traces=traces, deaths=deaths, first_death=first_death,
         death_day=death_day, features=evidence.features.take(rows), post_death=post_death,
-        outages=outages, trace_count=evidence.count,
+        health=health_of_sources, trace_count=evidence.count,
     )  # fmt: skip

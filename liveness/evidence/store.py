@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from liveness.identity.keys import pandas_string_hashes
@@ -91,6 +91,11 @@ def record_hashes(record_ids: pd.Series) -> np.ndarray:
             return pandas_string_hashes(strings)
     values = record_ids.astype(object).to_numpy()
     return pd.util.hash_array(values, categorize=False)
+
+
+def unlinked_count(table: pa.Table) -> int:
+    """Return how many of a table's traces matched nobody (person_id -1)."""
+    return int(pc.sum(pc.less(table["person_id"], 0)).as_py() or 0)
 
 
 def part_schema(source: str) -> pa.Schema:
@@ -227,8 +232,38 @@ class EvidenceStore:
         table: pa.Table,
         delivery_id: int | None,
         sorted_by_person: bool = False,
+        linked_through: int | None = None,
     ) -> EvidencePart:
         """Write `table` atomically as one part of (source, month) and add its manifest row."""
+        path = self.write_file(
+            source=source, month=month, table=table, delivery_id=delivery_id,
+            sorted_by_person=sorted_by_person,
+        )  # fmt: skip
+        days = table["day"]
+        part = EvidencePart(
+            source=source,
+            month=month,
+            path=str(path.relative_to(self.root)),
+            rows=table.num_rows,
+            min_day=day_from_number(pc.min(days).as_py()),
+            max_day=day_from_number(pc.max(days).as_py()),
+            delivery_id=delivery_id,
+            unlinked_rows=unlinked_count(table),
+            linked_through=linked_through,
+        )
+        session.add(part)
+        return part
+
+    def write_file(
+        self,
+        *,
+        source: str,
+        month: str,
+        table: pa.Table,
+        delivery_id: int | None,
+        sorted_by_person: bool = False,
+    ) -> Path:
+        """Write `table` atomically as a new file of (source, month); no manifest row yet."""
         folder = self.root / f"source={source}" / f"month={month}"
         folder.mkdir(parents=True, exist_ok=True)
         tag = "compact" if delivery_id is None else f"{delivery_id:08d}"
@@ -236,22 +271,20 @@ class EvidenceStore:
         temporary = final.with_suffix(".parquet.tmp")
         schema = part_schema(source)
         table = with_source_columns(table, source).select(schema.names).cast(schema)
-        if sorted_by_person:
-            table = table.replace_schema_metadata({SORTED_KEY: SORTED_VALUE})
-        pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        if not sorted_by_person:
+            pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            os.replace(temporary, final)
+            return final
+        table = table.replace_schema_metadata({SORTED_KEY: SORTED_VALUE})
+        # Sorted by person, the traces that matched nobody (-1) come first: given row groups
+        # of their own, a relink reads them and nothing else (see liveness.ingest.relink).
+        unlinked = unlinked_count(table)
+        with pq.ParquetWriter(temporary, table.schema, compression="zstd") as writer:
+            for rows in (table.slice(0, unlinked), table.slice(unlinked)):
+                if rows.num_rows:
+                    writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
         os.replace(temporary, final)
-        days = table["day"]
-        part = EvidencePart(
-            source=source,
-            month=month,
-            path=str(final.relative_to(self.root)),
-            rows=table.num_rows,
-            min_day=day_from_number(pc.min(days).as_py()),
-            max_day=day_from_number(pc.max(days).as_py()),
-            delivery_id=delivery_id,
-        )
-        session.add(part)
-        return part
+        return final
 
     def append(
         self, session: Session, *, source: str, traces: pd.DataFrame | pa.Table, delivery_id: int
@@ -275,9 +308,17 @@ class EvidenceStore:
         source: str,
         first_day: dt.date | None = None,
         last_day: dt.date | None = None,
+        unlinked_only: bool = False,
     ) -> list[EvidencePart]:
-        """Return the manifest entries of `source` that may hold days in the window."""
+        """Return the manifest entries of `source` that may hold days in the window.
+
+        With `unlinked_only`, only those that may hold traces that matched nobody.
+        """
         query = select(EvidencePart).where(EvidencePart.source == source)
+        if unlinked_only:
+            query = query.where(
+                or_(EvidencePart.unlinked_rows.is_(None), EvidencePart.unlinked_rows > 0)
+            )
         if first_day is not None:
             query = query.where(EvidencePart.max_day >= first_day)
         if last_day is not None:
@@ -292,10 +333,13 @@ class EvidenceStore:
         columns: Sequence[str],
         first_day: dt.date | None = None,
         last_day: dt.date | None = None,
+        unlinked_only: bool = False,
     ) -> Iterator[pa.Table]:
         """Yield `columns` of `source`'s traces in the window batch by batch, corrections applied.
 
-        `kind` comes dictionary-encoded, as stored: map it through its dictionary.
+        `kind` comes dictionary-encoded, as stored: map it through its dictionary. With
+        `unlinked_only`, parts without traces that matched nobody are skipped (the batches
+        still hold linked traces: filter them).
         """
         corrections = self._corrections(session, source=source)
         wanted = list(dict.fromkeys([*columns, "day"]))
@@ -303,7 +347,10 @@ class EvidenceStore:
             wanted.append("record_hash")
         low = -(2**31) if first_day is None else day_number(first_day)
         high = 2**31 - 1 if last_day is None else day_number(last_day)
-        for part in self.parts(session, source=source, first_day=first_day, last_day=last_day):
+        for part in self.parts(
+            session, source=source, first_day=first_day, last_day=last_day,
+            unlinked_only=unlinked_only,
+        ):  # fmt: skip
             inside = day_number(part.min_day) >= low and day_number(part.max_day) <= high
             for table, _ in self.row_group_batches(self.path_of(part), wanted, low=low, high=high):
                 if not inside:
@@ -325,13 +372,22 @@ class EvidenceStore:
         columns: list[str],
         first_day: dt.date | None = None,
         last_day: dt.date | None = None,
+        unlinked_only: bool = False,
     ) -> pa.Table:
-        """Read `columns` of `source`'s traces within the window, corrections applied."""
+        """Read `columns` of `source`'s traces within the window, corrections applied.
+
+        With `unlinked_only`, only the traces that matched nobody (person_id -1).
+        """
+        wanted = list(dict.fromkeys([*columns, "person_id"])) if unlinked_only else columns
+        batches = self.scan(
+            session, source=source, columns=wanted, first_day=first_day, last_day=last_day,
+            unlinked_only=unlinked_only,
+        )  # fmt: skip
         tables = [
-            table.combine_chunks()
-            for table in self.scan(
-                session, source=source, columns=columns, first_day=first_day, last_day=last_day
-            )
+            table.filter(pc.less(table["person_id"], 0)).select(columns).combine_chunks()
+            if unlinked_only
+            else table.combine_chunks()
+            for table in batches
         ]
         schema = part_schema(source)
         if not tables:
@@ -483,6 +539,7 @@ class _OpenPart:
     buffered: list[pa.Table] = dataclass_field(default_factory=list)
     buffered_rows: int = 0
     rows: int = 0
+    unlinked: int = 0
     min_day: int = 2**31 - 1
     max_day: int = -(2**31)
 
@@ -524,14 +581,18 @@ class DeliveryWriter:
             part.max_day = max(part.max_day, int(lows.max()))
             part.buffered.append(rows)
             part.buffered_rows += rows.num_rows
+            part.unlinked += unlinked_count(rows)
             self._buffered_rows += rows.num_rows
             if part.buffered_rows >= ROW_GROUP_ROWS:
                 self._flush(part)
         while self._buffered_rows > WRITER_BUFFER_ROWS:
             self._flush(max(self._parts.values(), key=lambda p: p.buffered_rows))
 
-    def finish(self, session: Session) -> list[EvidencePart]:
-        """Write what is buffered, close and publish every part in `session`; flush."""
+    def finish(self, session: Session, *, linked_through: int | None = None) -> list[EvidencePart]:
+        """Write what is buffered, close and publish every part in `session`; flush.
+
+        `linked_through` is the newest roll or card delivery the traces were linked against.
+        """
         for part in self._parts.values():
             self._flush(part)
         self._wait(0)
@@ -549,6 +610,8 @@ class DeliveryWriter:
                     min_day=day_from_number(part.min_day),
                     max_day=day_from_number(part.max_day),
                     delivery_id=self.delivery_id,
+                    unlinked_rows=part.unlinked,
+                    linked_through=linked_through,
                 )
             )
         self._parts.clear()

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.db import query_frame
 from liveness.evidence.store import EvidenceStore, day_from_number
+from liveness.ingest.relink import LinkIndexes, explain_unlinked
 from models import DeathMatch, DeathRecord, Delivery, QuarantinedRow
 
-UNMATCHED_COLUMNS = ["source", "link_key", "rows", "first_day", "last_day"]
+UNMATCHED_COLUMNS = ["source", "link_key", "reason", "rows", "first_day", "last_day"]
 
 
 def delivery_log(session: Session, *, source: str | None = None, limit: int = 50) -> pd.DataFrame:
@@ -50,18 +50,20 @@ def quarantined_rows(
 def unmatched_evidence(
     session: Session, *, store: EvidenceStore, sources: tuple[str, ...]
 ) -> pd.DataFrame:
-    """Return traces that matched nobody, per source and key: how many, first and last day."""
+    """Return traces that matched nobody, per source, key and reason: how many, first and last day.
+
+    The reason is judged against today's roll and cards: "links now" means a relink is due.
+    """
     frames = []
+    indexes = LinkIndexes(session)
     for source in sources:
-        table = store.read_table(session, source=source, columns=["person_id", "link_key", "day"])
-        table = table.filter(pc.less(table["person_id"], 0))
+        table = store.read_table(
+            session, source=source, columns=["link_key", "day"], unlinked_only=True
+        )
         if table.num_rows == 0:
             continue
-        grouped = table.group_by("link_key").aggregate(
-            [("day", "count"), ("day", "min"), ("day", "max")]
-        )
-        frame = grouped.to_pandas().rename(
-            columns={"day_count": "rows", "day_min": "first_day", "day_max": "last_day"}
+        frame = explain_unlinked(
+            source, table["link_key"].combine_chunks(), table["day"].to_numpy(), indexes=indexes
         )
         frame["source"] = source
         frames.append(frame)

@@ -11,6 +11,7 @@ from rich.progress import Progress, TextColumn
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
+from liveness.ingest.relink import LINK_SOURCES, RelinkReport, relink, relink_pending
 from liveness.ingest.service import (
     INGEST_ORDER,
     DeliveryReport,
@@ -29,8 +30,12 @@ def ingest_paths(
     encoding: str | None = None,
     show_progress: bool = False,
     console: Console | None = None,
+    relink: bool = True,
 ) -> list[DeliveryReport]:
-    """Ingest every file under `paths`, each delivery in a transaction of its own."""
+    """Ingest every file under `paths`, each delivery in a transaction of its own.
+
+    After a roll or card delivery, evidence that matched nobody is linked again (`relink`).
+    """
     services.require_schema()
     if source not in services.source_configs:
         raise ConfigurationError(
@@ -56,7 +61,17 @@ def ingest_paths(
                     )
                 )  # fmt: skip
             progress.advance(task)
+    if relink and source in LINK_SOURCES:
+        relink_if_pending(services)
     return reports
+
+
+def relink_if_pending(services: Services) -> RelinkReport | None:
+    """Relink stored evidence in a transaction of its own if the roll or cards changed."""
+    with session_scope(services.sessions) as session:
+        if not relink_pending(session):
+            return None
+        return relink(session, store=services.store)
 
 
 def ingest_all(
@@ -66,12 +81,19 @@ def ingest_all(
     console: Console | None = None,
     warn: Callable[[str], None] = lambda message: None,
 ) -> list[DeliveryReport]:
-    """Load every configured source: new files in its folder, or a pull since its watermark."""
+    """Load every configured source: new files in its folder, or a pull since its watermark.
+
+    Once the roll and the cards are in, if they changed, what matched nobody is linked again.
+    """
     services.require_schema()
     reports: list[DeliveryReport] = []
     ordered = [s for s in INGEST_ORDER if s in services.source_configs]
     ordered += [s for s in services.source_configs if s not in ordered]
     for source in ordered:
+        if source not in LINK_SOURCES:
+            # The roll and cards are in: what came before them links now, and what comes
+            # next links as it loads.
+            relink_if_pending(services)
         config = services.source_configs[source]
         if config.transport != "files":
             context = services.ingest_context()
@@ -89,6 +111,8 @@ def ingest_all(
             continue
         # Files already loaded are recognised by their checksum and change nothing.
         reports += ingest_paths(
-            services, source=source, paths=[folder], show_progress=show_progress, console=console
-        )
+            services, source=source, paths=[folder], show_progress=show_progress,
+            console=console, relink=False,
+        )  # fmt: skip
+    relink_if_pending(services)  # when only the roll or the cards are configured
     return reports

@@ -18,6 +18,7 @@ from liveness.errors import DeliveryRefused
 from liveness.evidence.store import DeliveryWriter, EvidenceStore, day_from_number
 from liveness.identity import CardIndex, RollIndex
 from liveness.ingest.deaths import load_death_records, load_deregistrations
+from liveness.ingest.relink import relinked_through
 from liveness.ingest.roll import load_cards, load_registry
 from liveness.ingest.traces import (
     TRACE_SOURCES,
@@ -111,20 +112,36 @@ class IngestContext:
     timezone: str
     _roll: RollIndex | None = field(default=None, repr=False)
     _cards: CardIndex | None = field(default=None, repr=False)
+    # The newest roll or card delivery the cached indexes are known to hold (read before
+    # they load): the last relink's, since card holders catch up with the roll only there.
+    _links_version: int | None = field(default=None, repr=False)
     # Per source and month, the record hashes already stored, for re-delivery checks.
     _hashes: dict[tuple[str, str], _SortedRuns] = field(default_factory=dict, repr=False)
 
     def roll(self, session: Session) -> RollIndex:
         """Return the roll index, loading it once."""
         if self._roll is None:
+            self._note_links_version(session)
             self._roll = RollIndex.load(session)
         return self._roll
 
     def cards(self, session: Session) -> CardIndex:
         """Return the card index, loading it once."""
         if self._cards is None:
+            self._note_links_version(session)
             self._cards = CardIndex.load(session)
         return self._cards
+
+    @property
+    def links_version(self) -> int | None:
+        """Return the newest roll or card delivery the loaded indexes hold, None if unknown."""
+        return self._links_version
+
+    def _note_links_version(self, session: Session) -> None:
+        # Read before the index loads: a change landing meanwhile leaves the stamp older,
+        # so a relink retries these traces rather than trusting them.
+        if self._links_version is None:
+            self._links_version = relinked_through(session)
 
     def redelivered(
         self, session: Session, *, source: str, hashes: np.ndarray, days: np.ndarray
@@ -156,6 +173,7 @@ class IngestContext:
         """Drop cached indexes after the roll or the cards changed, or a delivery rolled back."""
         self._roll = None
         self._cards = None
+        self._links_version = None
         self._hashes.clear()
 
     def forget_hashes(self) -> None:
@@ -308,7 +326,7 @@ def _load_batches(
                 on_batch(batch.rows_read)
         if traces is not None:
             # Parts and volumes enter the transaction only once every batch has loaded.
-            traces.writer.finish(session)
+            traces.writer.finish(session, linked_through=context.links_version)
             _add_volumes(session, source=source, counts=traces.volumes)
         savepoint.commit()
     except ConnectorError as error:

@@ -59,20 +59,25 @@ def route_reviews(
 ) -> RoutingResult:
     """Open reviews for people due for certification; close what data resolved.
 
-    `assessed` has person_id, grid_code, region_code, level, score, monthly_amount and
-    reasons. Medium people due for renewal get a remote face verification, weak ones a home
-    visit (or, living outside the agency's area, a face verification: nobody can visit
-    them). `due` limits new reviews to people whose certification is up for renewal (None:
-    everyone); `visit_now` and `face_now` are people a finished review sends on (a failed or
-    lapsed face verification to a visit; a person who moved away to a face verification).
+    `assessed` has person_id, grid_code, region_code, level, certifiable, score,
+    monthly_amount and reasons. Medium people due for renewal get a remote face verification,
+    weak ones a home visit (or, living outside the agency's area, a face verification: nobody
+    can visit them). `due` limits new reviews to people whose certification is up for renewal
+    (None: everyone); `visit_now` and `face_now` are people a finished review sends on (a
+    failed or lapsed face verification to a visit; a person who moved away to a face
+    verification).
     A person never has two open tasks; a strong person's open review is closed as resolved by
-    data; a dead person's is cancelled (the death itself goes to the list).
+    data, unless a degraded source kept them strong (not certifiable: the credit resolves
+    nothing); a dead person's is cancelled (the death itself goes to the list).
     """
     current = open_tasks(session)
     level_of = assessed.set_index("person_id")["level"]
     current_level = level_of.reindex(current["person_id"]).to_numpy()
+    by_data = assessed.set_index("person_id")["certifiable"].reindex(current["person_id"])
     is_review = current["kind"].isin([TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT]).to_numpy()
-    resolved = current.loc[(current_level == "strong") & is_review, "id"].tolist()
+    resolved = current.loc[
+        (current_level == "strong") & by_data.fillna(False).to_numpy(dtype=bool) & is_review, "id"
+    ].tolist()
     cancelled = current.loc[current_level == "deceased", "id"].tolist()
     _close(session, resolved, status=TaskStatus.CLOSED_BY_DATA, run_id=run_id, as_of=as_of)
     _close(session, cancelled, status=TaskStatus.CANCELLED, run_id=run_id, as_of=as_of)

@@ -2,7 +2,15 @@
 
 from liveness.scoring.explain import reasons_for, reasons_frame, render_reasons
 from liveness.scoring.features import EvidenceFeatures, compute_features, post_death_traces
-from liveness.scoring.grade import LEVEL_OF_RULE, LEVELS, RULES, Grades, grade
+from liveness.scoring.grade import (
+    LEVEL_OF_RULE,
+    LEVELS,
+    NO_LEVEL,
+    RULES,
+    Grades,
+    grade,
+    level_codes,
+)
 from liveness.scoring.policy import (
     BENEFIT_TYPES,
     KIND_VOCABULARY,
@@ -19,6 +27,7 @@ __all__ = [
     "KIND_VOCABULARY",
     "LEVELS",
     "LEVEL_OF_RULE",
+    "NO_LEVEL",
     "RULES",
     "EvidenceFeatures",
     "Grades",
@@ -28,6 +37,7 @@ __all__ = [
     "benefit_rule_codes",
     "compute_features",
     "grade",
+    "level_codes",
     "load_policy",
     "parse_policy",
     "post_death_traces",

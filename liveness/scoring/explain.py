@@ -70,8 +70,9 @@ def reasons_frame(
     Each dict holds ``policy``, ``level``, ``rule``, ``score``, ``window`` (recent days that
     applied), ``long``, and ``sources``: for each source with any evidence, ``last`` (ISO
     date), ``recent_weight`` and ``agrees`` (plus ``degraded: true`` where the source's
-    outage was credited). Present only when they apply: ``degraded`` (credited source names),
-    ``face_pass`` (ISO date), ``death`` (ISO date) and ``post_death_traces``.
+    outage was credited). Present only when they apply: ``degraded`` (credited source names)
+    with ``kept_from`` (the previous level the credit kept the level up to), ``face_pass``
+    (ISO date), ``death`` (ISO date) and ``post_death_traces``.
     """
     sel = np.arange(features.n_persons) if persons is None else np.asarray(persons)
     last = features.last_day[sel]
@@ -112,6 +113,10 @@ def reasons_frame(
             for i in np.flatnonzero(grades.credited[sel, s]).tolist():
                 out[i]["sources"][name]["degraded"] = True
                 out[i].setdefault("degraded", []).append(name)
+        held = np.flatnonzero(grades.held[sel])
+        before = np.asarray(LEVELS, dtype=object)[grades.previous_level[sel[held]]].tolist()
+        for i, previous in zip(held.tolist(), before, strict=True):
+            out[i]["kept_from"] = previous
         passed = np.flatnonzero(face >= 0)
         for i, d in zip(passed.tolist(), dates(face[passed]).tolist(), strict=True):
             out[i]["face_pass"] = d
@@ -206,12 +211,40 @@ def render_reasons(reasons: dict[str, Any], *, lang: Literal["zh", "en"]) -> str
         ) + listing(False)
     credited = reasons.get("degraded", [])
     if credited:
-        labels = ("、" if zh else ", ").join(names.get(n, n) for n in credited)
-        text += (
+        text += _kept(reasons, credited=credited, lang=lang)
+    return text
+
+
+def _kept(reasons: dict[str, Any], *, credited: list[str], lang: Literal["zh", "en"]) -> str:
+    """Say that a degraded source's silence kept the level, up to the previous one."""
+    zh = lang == "zh"
+    names = _SOURCE_NAMES[lang]
+    labels = ("、" if zh else ", ").join(names.get(n, n) for n in credited)
+    level = reasons["level"]
+    if "kept_from" not in reasons:
+        # Stored before credit only kept levels: the source was counted, nothing was kept.
+        return (
             f"；{labels}数据中断，按中断前记录计入"
             if zh
             else f"; {labels} source degraded: counted from records before the outage"
         )
+    previous = reasons["kept_from"]
+    if previous != level:
+        before, now = _LEVEL_NAMES[lang][previous], _LEVEL_NAMES[lang][level]
+        return (
+            f"；{labels}数据中断期间，按中断前记录保持为{now}（上次为{before}）"
+            if zh
+            else f"; kept at {now} while {labels} {'were' if len(credited) > 1 else 'was'} "
+            f"degraded (previous level {before})"
+        )
+    text = (
+        f"；{labels}数据中断期间，保持上次等级"
+        if zh
+        else f"; kept at its previous level while {labels} "
+        f"{'were' if len(credited) > 1 else 'was'} degraded"
+    )
+    if level == "strong":
+        text += "，暂不以数据比对认证" if zh else ": not certified by data until it recovers"
     return text
 
 

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from liveness.scoring.features import EvidenceFeatures
 from liveness.scoring.policy import ScoringPolicy, benefit_rule_codes
 
-__all__ = ["LEVELS", "LEVEL_OF_RULE", "RULES", "Grades", "grade"]
+__all__ = ["LEVELS", "LEVEL_OF_RULE", "NO_LEVEL", "RULES", "Grades", "grade", "level_codes"]
 
 LEVELS: tuple[str, ...] = ("strong", "medium", "weak", "deceased")
 # In order of precedence: the first rule that holds decides.
@@ -27,6 +27,19 @@ LEVEL_OF_RULE: npt.NDArray[np.int8] = np.array(
     [LEVELS.index(x) for x in ("deceased", "strong", "strong", "medium", "medium", "weak")],
     dtype=np.int8,
 )
+# A person without a level at the previous run (new on the roll, or no run yet).
+NO_LEVEL = -1
+# How high each of LEVELS stands among the living; deceased is no level to keep.
+_RANK = np.array([2, 1, 0, NO_LEVEL], dtype=np.int8)
+
+
+def level_codes(levels: npt.NDArray[Any]) -> npt.NDArray[np.int8]:
+    """Return the index into LEVELS of each level name; NO_LEVEL for a missing or unknown one."""
+    names = np.asarray(levels, dtype=object)
+    codes = np.full(names.shape, NO_LEVEL, dtype=np.int8)
+    for code, name in enumerate(LEVELS):
+        codes[names == name] = code
+    return codes
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,8 +47,11 @@ class Grades:
     """Hold each person's level, score, deciding rule and the facts their reasons cite.
 
     ``recent_days`` and ``recent_weight`` are the window that applied to the person (it differs
-    by benefit type); ``credited`` marks degraded sources counted as agreeing from the person's
-    history before the outage; ``agreeing`` includes them.
+    by benefit type). ``held`` marks persons whose level a degraded source's silence would have
+    lowered below their previous level (``previous_level``, NO_LEVEL for none): the level is
+    kept up to it from their history before the outage; ``credited`` marks the degraded sources
+    so counted, and ``agreeing`` includes them. ``certifiable`` is strong by the data alone (or
+    by a face pass): a held strong level is never certified silently.
     """
 
     policy_version: str
@@ -48,6 +64,9 @@ class Grades:
     recent_weight: npt.NDArray[np.float32]
     death_day: npt.NDArray[np.int32]
     degraded: npt.NDArray[np.bool_]
+    held: npt.NDArray[np.bool_]
+    previous_level: npt.NDArray[np.int8]
+    certifiable: npt.NDArray[np.bool_]
 
 
 def grade(
@@ -56,9 +75,16 @@ def grade(
     benefit_type: npt.NDArray[Any],
     death_day: npt.NDArray[np.int32],
     degraded: npt.NDArray[np.bool_],
+    previous_level: npt.NDArray[np.int8],
     policy: ScoringPolicy,
 ) -> Grades:
     """Grade every person; ``benefit_type`` is strings, or int codes into ``BENEFIT_TYPES``.
+
+    ``previous_level`` is each person's level at the previous published run, as an index into
+    LEVELS (NO_LEVEL for none). A degraded source's silence lowers nobody below it, and raises
+    nobody: the level is the level by the data alone, or, where the person showed enough of a
+    degraded source before its outage, up to the lower of their previous level and the level
+    with that source counted as agreeing.
 
     The score is in [0, 1] and banded by level so that it orders people across levels:
     deceased 0; weak [0, 1/3) by long-window weight against ``long_min_weight``; medium
@@ -69,9 +95,16 @@ def grade(
     n = features.n_persons
     n_sources = len(policy.sources)
     degraded = np.asarray(degraded, dtype=np.bool_)
-    if len(benefit_type) != n or len(death_day) != n or degraded.shape != (n_sources,):
+    previous_level = np.asarray(previous_level, dtype=np.int8)
+    if (
+        len(benefit_type) != n
+        or len(death_day) != n
+        or len(previous_level) != n
+        or degraded.shape != (n_sources,)
+    ):
         raise ValueError(
-            "benefit_type and death_day need one element per person, degraded one per source"
+            "benefit_type, death_day and previous_level need one element per person, "
+            "degraded one per source"
         )
 
     rules = policy.rules
@@ -90,26 +123,48 @@ def grade(
 
     threshold = min_weight[:, None]
     by_data = recent_weight >= threshold
-    # Outage guard: a degraded source's silence lowers nobody. Whoever showed enough from it
-    # over the long window (which reaches back before the outage) keeps it as agreeing.
-    credited = degraded[None, :] & ~by_data & (features.long_weight >= threshold)
-    agreeing = by_data | credited
-    n_agreeing = agreeing.sum(axis=1, dtype=np.int16)
+    # Outage guard: whoever showed enough of a degraded source over the long window (which
+    # reaches back before the outage) may have it counted as agreeing, but only to keep a level.
+    creditable = degraded[None, :] & ~by_data & (features.long_weight >= threshold)
 
     as_of = features.as_of_day
     dead = death_day >= 0
     face = features.face_pass_day > as_of - recent_days
     long_total = features.long_weight.sum(axis=1, dtype=np.float32)
-    conditions = [
-        dead,
-        face,
-        n_agreeing >= strong_sources,
-        n_agreeing >= 1,
-        long_total >= long_min,
-    ]
-    rule = np.select(conditions, list(range(len(conditions))), default=len(conditions))
-    rule = rule.astype(np.int8)
+
+    def rule_by(n_agreeing: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
+        conditions = [
+            dead,
+            face,
+            n_agreeing >= strong_sources,
+            n_agreeing >= 1,
+            long_total >= long_min,
+        ]
+        chosen = np.select(conditions, list(range(len(conditions))), default=len(conditions))
+        return chosen.astype(np.int8)
+
+    rule_by_data = rule_by(by_data.sum(axis=1))
+    rank_by_data = _RANK[LEVEL_OF_RULE[rule_by_data]]
+    rank_credited = _RANK[LEVEL_OF_RULE[rule_by((by_data | creditable).sum(axis=1))]]
+    known = previous_level >= 0
+    rank_before = np.where(known, _RANK[np.where(known, previous_level, 0)], NO_LEVEL)
+    rank = np.maximum(rank_by_data, np.minimum(rank_credited, rank_before))
+    # The living only: a death record decides alike with or without credit.
+    held = ~dead & (rank > rank_by_data)
+    strong_rank = _RANK[LEVELS.index("strong")]
+    rule = np.where(
+        held,
+        np.where(
+            rank == strong_rank,
+            np.int8(RULES.index("sources_strong")),
+            np.int8(RULES.index("sources_medium")),
+        ),
+        rule_by_data,
+    ).astype(np.int8)
     level = LEVEL_OF_RULE[rule]
+    credited = creditable & held[:, None]
+    agreeing = by_data | credited
+    certifiable = (level == LEVELS.index("strong")) & ~held
 
     support = np.where(credited, 1.0, np.minimum(recent_weight / threshold, 1.0)).sum(
         axis=1, dtype=np.float32
@@ -142,4 +197,7 @@ def grade(
         recent_weight=recent_weight,
         death_day=np.asarray(death_day, dtype=np.int32),
         degraded=degraded,
+        held=held,
+        previous_level=previous_level,
+        certifiable=certifiable,
     )

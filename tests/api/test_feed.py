@@ -9,8 +9,9 @@ import threading
 import time
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from liveness.db import session_scope
 from liveness.lists import append_entries
@@ -18,6 +19,24 @@ from models import Benefit, ListAction, ListEntry, ListEntryStatus, ListReason
 from tests.api.conftest import World
 
 BATCHES = 25
+
+
+def _hold(session: Session, sequences: list[int]) -> None:
+    """Make each held entry the reinstatement its benefit waits for, as a run would."""
+    for entry in session.scalars(
+        select(ListEntry).where(
+            ListEntry.seq.in_(sequences), ListEntry.status == ListEntryStatus.HELD
+        )
+    ):
+        session.execute(
+            update(Benefit)
+            .where(Benefit.id == entry.benefit_id)
+            .values(
+                status="suspended", suspension_reason=ListReason.LAPSED,
+                suspended_from=dt.date(2025, 7, 1), suspended_as_of=dt.date(2025, 6, 30),
+                held_entry_id=entry.id,
+            )
+        )  # fmt: skip
 
 
 def _append_batches(world: World, done: threading.Event, held_ids: list[int]) -> None:
@@ -42,8 +61,9 @@ def _append_batches(world: World, done: threading.Event, held_ids: list[int]) ->
             while True:
                 try:
                     with session_scope(world.services.sessions) as session:
-                        append_entries(session, run_id=world.run_id, entries=rows)
+                        sequences = append_entries(session, run_id=world.run_id, entries=rows)
                         session.flush()
+                        _hold(session, sequences)
                         # Uncommitted entries sit here while the poller reads.
                         time.sleep(rng.uniform(0, 0.03))
                         held = session.scalars(

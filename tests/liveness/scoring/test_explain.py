@@ -29,7 +29,11 @@ def outcome(policy: ScoringPolicy) -> Outcome:
         (4, "transit.tap", 2),
         (6, "transit.tap", 200),
     ]
-    return run(policy, traces, n_persons=7, death={4: 40}, degraded=("card_txn",))
+    # Person 3 was strong at the previous run: the card feed's outage keeps them there.
+    return run(
+        policy, traces, n_persons=7, death={4: 40}, degraded=("card_txn",),
+        previous={3: "strong"},
+    )  # fmt: skip
 
 
 def frame(policy: ScoringPolicy, outcome: Outcome) -> list[dict]:
@@ -57,6 +61,8 @@ def test_reasons_frame_holds_the_facts(policy: ScoringPolicy, outcome: Outcome) 
     assert reasons[2]["face_pass"] == "2025-12-01"
     assert reasons[3]["degraded"] == ["card_txn"]
     assert reasons[3]["sources"]["card_txn"]["degraded"] is True
+    assert reasons[3]["kept_from"] == "strong"
+    assert "kept_from" not in first
     assert reasons[4]["death"] == "2025-11-21" and reasons[4]["post_death_traces"] == 2
     assert reasons[5]["sources"] == {} and reasons[5]["rule"] == "no_evidence"
 
@@ -95,6 +101,11 @@ def test_render_every_rule(policy: ScoringPolicy, outcome: Outcome) -> None:
     assert "face verification passed" in en[2]
     assert "市民卡交易数据中断" in zh[3] and "2025-09-22" in zh[3]
     assert "card payments: last 2025-09-22 (source degraded)" in en[3]
+    assert zh[3].endswith("；市民卡交易数据中断期间，保持上次等级，暂不以数据比对认证")
+    assert en[3].endswith(
+        "; kept at its previous level while card payments was degraded: "
+        "not certified by data until it recovers"
+    )
     assert zh[4].startswith("已故：死亡日期2025-11-21") and "2条" in zh[4]
     assert "2 traces after death" in en[4]
     assert zh[5] == "弱：近365天无足够活动痕迹"
@@ -121,3 +132,39 @@ def test_bulk_reasons_scale(policy: ScoringPolicy) -> None:
     ]
     for r in reasons[:200]:
         assert render_reasons(r, lang="zh") and render_reasons(r, lang="en")
+
+
+def test_render_a_level_kept_below_the_previous_one(policy: ScoringPolicy) -> None:
+    # Strong before; the transit and card feeds' outage supports no more than medium.
+    traces = [(0, "transit.tap_face", 150)]
+    out = run(policy, traces, degraded=("transit", "card_txn"), previous={0: "strong"})
+    (reasons,) = frame(policy, out)
+    assert (reasons["level"], reasons["kept_from"], reasons["degraded"]) == (
+        "medium", "strong", ["transit"],
+    )  # fmt: skip
+    assert render_reasons(reasons, lang="zh").endswith(
+        "；公交刷卡数据中断期间，按中断前记录保持为中（上次为强）"
+    )
+    assert render_reasons(reasons, lang="en").endswith(
+        "; kept at medium while transit was degraded (previous level strong)"
+    )
+    medium = run(policy, traces, degraded=("transit",), previous={0: "medium"})
+    (kept,) = frame(policy, medium)
+    assert render_reasons(kept, lang="en").endswith(
+        "; kept at its previous level while transit was degraded"
+    )
+
+
+def test_render_reasons_stored_before_levels_were_kept(policy: ScoringPolicy) -> None:
+    stored = {
+        "policy": "x", "level": "strong", "rule": "sources_strong", "score": 0.9, "window": 90,
+        "long": 365, "degraded": ["card_txn"],
+        "sources": {
+            "card_txn": {"last": "2025-09-22", "recent_weight": 0, "agrees": True, "degraded": True},
+            "medical": {"last": "2025-12-11", "recent_weight": 1, "agrees": True},
+        },
+    }  # fmt: skip
+    assert render_reasons(stored, lang="en").endswith(
+        "; card payments source degraded: counted from records before the outage"
+    )
+    assert render_reasons(stored, lang="zh").endswith("；市民卡交易数据中断，按中断前记录计入")
