@@ -97,6 +97,7 @@ I6_PRISON = _violation("I6_PRISON", "An imprisonment found by a visit that suspe
 I7_CAUSE = _violation("I7_CAUSE", "A suspension without its cause (deceased, lapse, prison).")
 APPROVAL = _violation("APPROVAL", "An approval refused or allowed against the README.")
 REFUSAL = _violation("REFUSAL", "A run that should have been refused, or it published.")
+ENGINE_ERROR = _violation("ENGINE_ERROR", "A run failed with an unexpected error.")
 
 SKIPPED = frozenset(
     name.strip() for name in os.environ.get("LIVENESS_STATEFUL_SKIP", "").split(",") if name
