@@ -816,7 +816,11 @@ class World:
         if (as_of - ledger.death_run).days < TERMINATE_AFTER_DAYS:
             fail(I1_TRANSITION, f"terminated {(as_of - ledger.death_run).days} days after the "
                                 f"death suspension of {ledger.death_run}: {where}")  # fmt: skip
-        if not self.standing_deaths(ledger.person, as_of, run_seq, strict=False):
+        # Only the person's own face or a review refutes here (strictly after the death day):
+        # whether a proxy's pass contests a death is left to the engine.
+        if not self.standing_deaths(
+            ledger.person, as_of, run_seq, strict=True, kinds=STRONG_PROOFS
+        ):
             fail(I2_DEATH_HOLDS, f"terminated although no death stands: {where}")
         self._check_zero(entry, where)
 
