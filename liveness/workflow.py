@@ -824,31 +824,38 @@ def _lapses(
         index=persons, dtype=object,
     )  # fmt: skip
     failed = _failed_reviews(session, context, persons=persons, opens=opens)
-    new_notices, lapses = [], {}
-    waiting = {"notice_unsent": 0, "notice_period": 0, "review_pending": 0}
-    for person_id in persons:
-        ended = ends[person_id]
-        if person_id not in set(notices["person_id"]):
-            deadline = as_of + dt.timedelta(days=policy.cycle.notice_days)
-            new_notices.append(
-                {"person_id": person_id, "template": "lapse",
-                 "body": policy.notice_texts["lapse"].format(
-                     end=ended.isoformat(), deadline=deadline.isoformat())}
-            )  # fmt: skip
-            continue
-        told = sent_on.get(person_id)
-        if told is None:
-            waiting["notice_unsent"] += 1
-        elif (as_of - told).days < policy.cycle.notice_days:
-            waiting["notice_period"] += 1
-        elif person_id not in failed:
-            waiting["review_pending"] += 1
-        else:
-            # Lapsed, told, given the notice period, and a review failed: only now.
-            lapses[person_id] = {
-                "certification_ended": ended.isoformat(), "notice_sent_on": told.isoformat(),
-                **failed[person_id],
-            }  # fmt: skip
+    frame = pd.DataFrame({"person_id": persons})
+    frame["ended"] = frame["person_id"].map(ends)
+    frame["told"] = frame["person_id"].map(sent_on)
+    notified = frame["person_id"].isin(notices["person_id"]).to_numpy()
+    told = frame["told"].notna().to_numpy()
+    period_over = (
+        told
+        & (
+            pd.Timestamp(as_of) - pd.to_datetime(frame["told"])
+            >= pd.Timedelta(days=policy.cycle.notice_days)
+        ).to_numpy()
+    )
+    review_failed = frame["person_id"].isin(failed).to_numpy()
+    # Lapsed, told, given the notice period, and a review failed: only now.
+    ready = frame[notified & period_over & review_failed]
+    waiting = {
+        "notice_unsent": int((notified & ~told).sum()),
+        "notice_period": int((told & ~period_over).sum()),
+        "review_pending": int((period_over & ~review_failed).sum()),
+    }
+    deadline = (as_of + dt.timedelta(days=policy.cycle.notice_days)).isoformat()
+    new_notices = [
+        {"person_id": int(p), "template": "lapse",
+         "body": policy.notice_texts["lapse"].format(end=e.isoformat(), deadline=deadline)}
+        for p, e in zip(frame.loc[~notified, "person_id"], frame.loc[~notified, "ended"],
+                        strict=True)
+    ]  # fmt: skip
+    lapses = {
+        int(p): {"certification_ended": e.isoformat(), "notice_sent_on": t.isoformat(),
+                 **failed[int(p)]}
+        for p, e, t in zip(ready["person_id"], ready["ended"], ready["told"], strict=True)
+    }  # fmt: skip
     result.notices["lapse"] = _notices(session, context, new_notices)
     result.lapse_waiting = waiting
     return lapses
