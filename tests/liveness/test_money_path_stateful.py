@@ -1,12 +1,12 @@
 """The money path as a state machine under random histories (issues 13 and 20).
 
 Hypothesis drives a small roll (3 to 6 persons with 1 or 2 benefits each, sometimes the first
-of them under a second number too) through the engine's
-real entry points: deliveries of every source (late, out of order, a day or two behind),
-deaths true and wrong, duplicates, prison, face results, review outcomes, notices sent or
-not, runs forward, again and backwards, approvals. After every run the feed is read as the
-payment system reads it and checked against an independent model (`money_model`), which knows
-the truth of each person and counts the money itself. See money_model.py for the invariants.
+of them under a second number too) through the engine's real entry points: deliveries of
+every source (late, out of order, a day or two behind), deaths true and wrong, duplicates,
+prison, face results, review outcomes, notices sent or not, runs forward, again and
+backwards, approvals. After every run the feed is read as the payment system reads it and
+checked against an independent model (`money_model`), which knows the truth of each person
+and counts the money itself. See money_model.py for the invariants.
 
 Examples per backend: `LIVENESS_STATEFUL_EXAMPLES` (default 30; CI derandomizes). Triage:
 `LIVENESS_STATEFUL_SKIP` names invariants to note instead of fail (money_model.py), and
