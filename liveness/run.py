@@ -146,24 +146,19 @@ def certify(
         return run
 
     with watch.stage("publish"):
-        session.execute(
-            insert(Assessment),
-            [
-                {
-                    "run_id": run.id,
-                    "person_id": int(person_id),
-                    "level": level,
-                    "score": float(score),
-                    "rule": rule,
-                    "reasons": person_reasons,
-                    "policy_version": scoring.version,
-                }
-                for person_id, level, score, rule, person_reasons in zip(
-                    assessed["person_id"], assessed["level"], assessed["score"],
-                    assessed["rule"], assessed["reasons"], strict=True,
-                )
-            ],
-        )  # fmt: skip
+        assessments = [
+            {
+                "run_id": run.id, "person_id": int(person_id), "level": level,
+                "score": float(score), "rule": rule, "reasons": person_reasons,
+                "policy_version": scoring.version,
+            }
+            for person_id, level, score, rule, person_reasons in zip(
+                assessed["person_id"], assessed["level"], assessed["score"],
+                assessed["rule"], assessed["reasons"], strict=True,
+            )
+        ]  # fmt: skip
+        if assessments:  # a roll whose every benefit ended grades nobody
+            session.execute(insert(Assessment), assessments)
         workflow = apply_workflow(
             session, run_id=run.id, as_of=as_of, snapshot=snapshot, assessed=assessed,
             store=store, scoring=scoring, policy=policies.certification, timezone=timezone,

@@ -46,6 +46,8 @@ from models import (
     Deregistration,
     IntegrityLead,
     LeadStatus,
+    ListAction,
+    ListEntry,
     ListReason,
     Notice,
     NoticeChannel,
@@ -54,6 +56,7 @@ from models import (
     Person,
     RecordStatus,
     ReviewTask,
+    Run,
     TaskKind,
     TaskStatus,
     VisitOutcome,
@@ -210,27 +213,30 @@ def _settle_face_tasks(
     return proofs, failures
 
 
-def _suspended_face_passes(session: Session, context: _Context) -> pd.DataFrame:
-    """Return own face passes of suspended people made after their suspension took effect.
+def _face_passes(session: Session, context: _Context, since: pd.Series) -> pd.DataFrame:
+    """Return, per person in `since`, their latest passing face verification from that day on.
 
-    Nobody asked them (their reviews were closed when they were suspended), but a person who
-    verifies their own face after being stopped has proved they are alive.
+    Nobody asked these people (a suspended person's reviews are closed, a death record may
+    arrive after the pass), but a person whose own face passed after the day their death or
+    suspension took effect has proved they are alive; by proxy too where the policy allows.
     """
-    suspended = suspended_benefits(session)
-    if suspended.empty:
+    if since.empty:
         return _proofs([], [], [], [])
-    since = suspended.groupby("person_id")["effective_on"].min()
     results = _face_results(session, store=context.store, first_day=min(since), as_of=context.as_of)
     own = {f"pass_{channel}" for channel in context.policy.own_face_channels}
-    results = results[results["kind"].isin(own) & results["person_id"].isin(since.index)]
+    passing = own | ({"pass_proxy"} if context.policy.proxy_allowed else set())
+    results = results[results["kind"].isin(passing) & results["person_id"].isin(since.index)]
     start = (pd.to_datetime(since.reindex(results["person_id"]).to_numpy()) - pd.Timestamp(
         "1970-01-01"
     )).days  # fmt: skip
     passes = results[results["day"].to_numpy() >= np.asarray(start)]
-    last = passes.groupby("person_id")["day"].max()
+    last = passes.sort_values(["person_id", "day"]).drop_duplicates("person_id", keep="last")
     return _proofs(
-        last.index, [CertificationSource.FACE] * len(last), (_day(d) for d in last),
-        ({"face_pass_after_suspension": True} for _ in range(len(last))),
+        last["person_id"],
+        (CertificationSource.FACE if kind in own else CertificationSource.PROXY
+         for kind in last["kind"]),
+        (_day(d) for d in last["day"]),
+        ({"face_pass": True} for _ in range(len(last))),
     )  # fmt: skip
 
 
@@ -411,19 +417,33 @@ def apply_workflow(
     _record_review_deaths(session, outcomes)
     result.death_records_settled = _settle_death_records(session, outcomes)
     alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]
+    # Whose own face passing counts unasked: the suspended from the day it took effect, those
+    # a death record names from the day after their death.
+    acting = _acting_deaths(session, as_of)
+    suspended = suspended_benefits(session)
+    since = pd.concat(
+        [
+            suspended.set_index("person_id")["effective_on"],
+            acting.set_index("person_id")["died_on"].map(lambda d: d + dt.timedelta(days=1)),
+        ]
+    ).groupby(level=0).min()  # fmt: skip
     proofs = pd.concat(
         [
             face_proofs,
-            _suspended_face_passes(session, context),
+            _face_passes(session, context, since),
             _proofs(alive["person_id"], [CertificationSource.VISIT] * len(alive), alive["day"],
                     ({"review_task": int(t)} for t in alive["id"])),
         ],
         ignore_index=True,
     )  # fmt: skip
     proofs = proofs[proofs["person_id"].isin(benefit_type.index)]
+    # A proof already certified by an earlier run is no news: a rerun certifies nothing twice.
+    used = _past_proofs(session, sorted(set(proofs["person_id"].astype(int))))
+    proofs = proofs[
+        ~(pd.to_datetime(proofs["day"]) <= pd.to_datetime(proofs["person_id"].map(used)))
+    ]
 
     # Proof of life dated after a death refutes it; what stands is this run's deaths.
-    acting = _acting_deaths(session, as_of)
     standing = _refute(session, acting, proofs)
     result.refuted_death_records = len(acting) - len(standing)
     died_on = standing.groupby("person_id")["died_on"].min()
@@ -482,21 +502,29 @@ def apply_workflow(
     result.notices["face"] = _face_notices(session, context)
     result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)
 
-    # The money path: each benefit's events, folded through the payment state machine.
-    events = _events(
-        session, context, dead=died_on, standing=standing, proofs=proofs,
-        certified_now=certified_now, outcomes=outcomes, ends=ends, assessed=now, result=result,
-    )  # fmt: skip
-    result.events = {
-        str(event): sum(o.event == event for occurrences in events.values() for o in occurrences)
-        for event in EVENT_ORDER
-    }
+    # The money path: each benefit's events, folded through the payment state machine. Lapses
+    # and deaths that stood are weighed on the states the run's other events left.
     terms = RunTerms(
         as_of=as_of, payment_day=policy.payment_day,
         four_eyes_back_pay=Decimal(str(policy.four_eyes_back_pay)),
         terminate_after_death_days=policy.terminate_after_death_days,
     )  # fmt: skip
+    events = _events(
+        session, context, dead=died_on, standing=standing, proofs=proofs,
+        certified_now=certified_now, outcomes=outcomes, ends=ends,
+    )  # fmt: skip
     result.entries = apply_occurrences(session, run_id=run_id, run=terms, occurrences=events)
+    later = _events_after(
+        session, context, dead=died_on, ends=ends, assessed=now,
+        certified_now=certified_now, result=result,
+    )  # fmt: skip
+    result.entries += apply_occurrences(session, run_id=run_id, run=terms, occurrences=later)
+    result.events = {
+        str(event): sum(
+            o.event == event for found in (events, later) for each in found.values() for o in each
+        )
+        for event in EVENT_ORDER
+    }
     _open_duplicate_leads(session, context, entries=result.entries)
     return result
 
@@ -587,6 +615,8 @@ def _death_reviews(
     records = records[
         ~records["person_id"].isin(dead) & records["person_id"].isin(roll["person_id"])
     ]
+    if records.empty:
+        return 0
     cases = records.merge(roll[["person_id", "grid_code"]], on="person_id").assign(
         record=lambda f: [
             {"source": s, "record_id": r, "name": n, "died_on": d.isoformat()}
@@ -622,20 +652,35 @@ def _of_persons(session: Session, persons: Iterable[int], *where: Any) -> pd.Dat
     return pd.concat(frames, ignore_index=True) if frames else _benefits(session, False)
 
 
-def _events(
-    session: Session, context: _Context, *, dead: pd.Series, standing: pd.DataFrame,
-    proofs: pd.DataFrame, certified_now: set[int], outcomes: pd.DataFrame, ends: pd.Series,
-    assessed: pd.DataFrame, result: WorkflowResult,
-) -> dict[int, list[Occurrence]]:  # fmt: skip
-    """Gather each benefit's events of this run, in the order they apply."""
-    policy = context.policy
-    found: dict[int, dict[PaymentEvent, Occurrence]] = {}
+class _Found:
+    """Each benefit's events of a run as they are gathered, at most one of each kind."""
 
-    def add(benefits: pd.DataFrame, occurrence_of: Any) -> None:
+    def __init__(self) -> None:
+        self.events: dict[int, dict[PaymentEvent, Occurrence]] = {}
+
+    def add(self, benefits: pd.DataFrame, occurrence_of: Callable[[int, int], Occurrence]) -> None:
+        """Add the occurrence `occurrence_of(person_id, benefit_id)` of each benefit."""
         for benefit_id, person_id in zip(benefits["benefit_id"], benefits["person_id"],
                                          strict=True):  # fmt: skip
             occurrence = occurrence_of(int(person_id), int(benefit_id))
-            found.setdefault(int(benefit_id), {})[occurrence.event] = occurrence
+            self.events.setdefault(int(benefit_id), {})[occurrence.event] = occurrence
+
+    def ordered(self) -> dict[int, list[Occurrence]]:
+        """Return each benefit's events in the order they apply."""
+        return {
+            benefit_id: [events[e] for e in EVENT_ORDER if e in events]
+            for benefit_id, events in self.events.items()
+        }
+
+
+def _events(
+    session: Session, context: _Context, *, dead: pd.Series, standing: pd.DataFrame,
+    proofs: pd.DataFrame, certified_now: set[int], outcomes: pd.DataFrame, ends: pd.Series,
+) -> dict[int, list[Occurrence]]:  # fmt: skip
+    """Gather each benefit's events of this run but lapses and deaths that stood."""
+    policy = context.policy
+    found = _Found()
+    add = found.add
 
     not_over = (Benefit.status != BenefitStatus.TERMINATED,
                 or_(Benefit.suspension_reason.is_(None),
@@ -700,68 +745,89 @@ def _events(
         lambda p, b: Occurrence(PaymentEvent.DUPLICATE_IDENTITY,
                                 evidence=duplicates.at[b, "evidence"]),
     )  # fmt: skip
+    return found.ordered()
+
+
+def _events_after(
+    session: Session, context: _Context, *, dead: pd.Series, ends: pd.Series,
+    assessed: pd.DataFrame, certified_now: set[int], result: WorkflowResult,
+) -> dict[int, list[Occurrence]]:  # fmt: skip
+    """Gather lapses and deaths that stood, on the states the run's other events left."""
+    found = _Found()
     lapses = _lapses(session, context, ends=ends, assessed=assessed,
                      certified_now=certified_now | set(dead.index), result=result)  # fmt: skip
-    add(
+    found.add(
         _of_persons(session, lapses, Benefit.status == BenefitStatus.ACTIVE),
         lambda p, b: Occurrence(PaymentEvent.LAPSE, evidence=lapses[p]),
     )  # fmt: skip
-    stood = context.as_of - dt.timedelta(days=policy.terminate_after_death_days)
-    add(
-        _of_persons(session, dead.index, Benefit.status == BenefitStatus.SUSPENDED,
-                    Benefit.suspension_reason == ListReason.DECEASED,
-                    Benefit.held_entry_id.is_(None), Benefit.suspended_as_of <= stood),
-        lambda p, b: Occurrence(PaymentEvent.DEATH_STOOD),
+    stood = context.as_of - dt.timedelta(days=context.policy.terminate_after_death_days)
+    candidates = _of_persons(
+        session, dead.index, Benefit.status == BenefitStatus.SUSPENDED,
+        Benefit.suspension_reason == ListReason.DECEASED, Benefit.held_entry_id.is_(None),
+        Benefit.suspended_as_of <= stood,
     )  # fmt: skip
-    return {
-        benefit_id: [events[e] for e in EVENT_ORDER if e in events]
-        for benefit_id, events in found.items()
-    }
+    found_on = _death_found_on(session, candidates["benefit_id"])
+    found.add(
+        candidates[candidates["benefit_id"].isin(found_on.index)],
+        lambda p, b: Occurrence(PaymentEvent.DEATH_STOOD, day=found_on[b]),
+    )  # fmt: skip
+    return found.ordered()
+
+
+def _death_found_on(session: Session, benefit_ids: Iterable[int]) -> pd.Series:
+    """Return, per benefit, the date of the run whose entry last suspended it for a death."""
+    rows = _frame_in(
+        session, benefit_ids,
+        lambda chunk: select(ListEntry.benefit_id, ListEntry.seq, Run.as_of)
+        .join(Run, Run.id == ListEntry.run_id)
+        .where(ListEntry.benefit_id.in_(chunk), ListEntry.reason == ListReason.DECEASED,
+               ListEntry.action.in_([ListAction.SUSPEND, ListAction.AMEND])),
+        ["benefit_id", "seq", "as_of"],
+    )  # fmt: skip
+    latest = rows.sort_values("seq").drop_duplicates("benefit_id", keep="last")
+    return pd.Series(latest["as_of"].to_numpy(), index=latest["benefit_id"].astype(int))
 
 
 def _duplicate_benefits(session: Session) -> pd.DataFrame:
-    """Return the benefits a deregistration shows to be drawn twice: the later of each pair.
+    """Return the benefits a deregistration shows to be drawn by a duplicate identity.
 
-    A deregistration cancelling a number as a `duplicate` of another, or replacing it by a
-    `new_id_number`, links two persons on the roll; where both have the same benefit type,
-    the later-started benefit is the duplicate (on a tie, the cancelled number's). Indexed by
-    benefit id, with the evidence to cite.
+    A deregistration replacing a number by a `new_id_number` that also draws links two persons
+    on the roll: where both draw the same benefit type, the later-started benefit is the
+    duplicate (on a tie, the cancelled number's). A deregistration cancelling a number as a
+    `duplicate` makes every other benefit that number draws a duplicate too. Indexed by
+    benefit id, with the person and the evidence to cite.
     """
     links = query_frame(
         session,
-        select(Deregistration.record_id, Deregistration.reason, Deregistration.id_number,
-               Deregistration.new_id_number, Deregistration.person_id)
+        select(Deregistration.record_id, Deregistration.reason, Deregistration.new_id_number,
+               Deregistration.person_id)
         .where(Deregistration.status == RecordStatus.ACTIVE,
-               Deregistration.person_id.is_not(None), Deregistration.new_id_number.is_not(None)),
-        ["record_id", "reason", "id_number", "new_id_number", "person_id"],
+               Deregistration.person_id.is_not(None),
+               or_(Deregistration.reason == "duplicate",
+                   Deregistration.new_id_number.is_not(None))),
+        ["record_id", "reason", "new_id_number", "person_id"],
     )  # fmt: skip
-    empty = pd.DataFrame(
-        {"person_id": pd.Series(dtype=int), "evidence": pd.Series(dtype=object)},
-        index=pd.Index([], dtype=int, name="benefit_id"),
-    )
+    columns = ["benefit_id", "person_id", "evidence"]
     if links.empty:
-        return empty
+        return pd.DataFrame(columns=columns).astype({"benefit_id": int}).set_index("benefit_id")
+    numbers = links["new_id_number"].dropna().tolist()
     holders = dict(
-        session.execute(
-            select(Person.id_number, Person.id).where(
-                Person.id_number.in_(links["new_id_number"].tolist())
-            )
-        ).all()
-    )
+        session.execute(select(Person.id_number, Person.id).where(Person.id_number.in_(numbers)))
+        .all()
+    ) if numbers else {}  # fmt: skip
     links["other_id"] = links["new_id_number"].map(holders)
-    links = links.dropna(subset=["other_id"])
-    links = links[links["other_id"].astype(int) != links["person_id"].astype(int)]
-    if links.empty:
-        return empty
-    benefits = _of_persons(
-        session, set(links["person_id"].astype(int)) | set(links["other_id"].astype(int))
-    )[["benefit_id", "person_id", "benefit_type", "benefit_start"]]
-    pairs = links.merge(benefits, on="person_id").merge(
+    links.loc[links["other_id"] == links["person_id"], "other_id"] = np.nan
+    persons = set(links["person_id"].astype(int)) | set(links["other_id"].dropna().astype(int))
+    benefits = _of_persons(session, persons)[
+        ["benefit_id", "person_id", "benefit_type", "benefit_start"]
+    ]
+    mine = links.merge(benefits, on="person_id")
+    pairs = mine.dropna(subset=["other_id"]).merge(
         benefits, left_on=["other_id", "benefit_type"], right_on=["person_id", "benefit_type"],
         suffixes=("", "_other"),
     )  # fmt: skip
     later = pairs["benefit_start"] >= pairs["benefit_start_other"]
-    chosen = pd.DataFrame(
+    paired = pd.DataFrame(
         {
             "benefit_id": np.where(later, pairs["benefit_id"], pairs["benefit_id_other"]),
             "person_id": np.where(later, pairs["person_id"], pairs["person_id_other"]),
@@ -774,6 +840,22 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
             ],
         }
     )  # fmt: skip
+    # A number cancelled as a duplicate: what it draws that no pair above decided.
+    alone = mine[
+        (mine["reason"] == "duplicate")
+        & ~mine["benefit_id"].isin(pairs["benefit_id"])
+        & ~mine["benefit_id"].isin(pairs["benefit_id_other"])
+    ]
+    cancelled = pd.DataFrame(
+        {
+            "benefit_id": alone["benefit_id"].to_numpy(),
+            "person_id": alone["person_id"].to_numpy(),
+            "evidence": [
+                {"deregistration": str(r), "reason": "duplicate"} for r in alone["record_id"]
+            ],
+        }
+    )
+    chosen = pd.concat([paired, cancelled], ignore_index=True)[columns]
     return chosen.drop_duplicates("benefit_id").set_index("benefit_id")
 
 
@@ -931,7 +1013,7 @@ def _open_duplicate_leads(
     session: Session, context: _Context, *, entries: list[dict[str, Any]]
 ) -> int:
     """Open an integrity lead for each duplicate identity the run suspended, if none is known."""
-    made = [e for e in entries if e["reason"] == ListReason.DUPLICATE_IDENTITY]
+    made = [e for e in entries if e["event"] == PaymentEvent.DUPLICATE_IDENTITY]
     keys = {str(e["detail"]["deregistration"]) for e in made}
     if not keys:
         return 0

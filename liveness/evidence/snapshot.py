@@ -98,10 +98,10 @@ class _PersonIndex:
 
     def __init__(self, ids: npt.NDArray[np.int64]) -> None:
         self.size = len(ids)
-        self.first = int(ids[0])
+        self.first = int(ids[0]) if self.size else 0
         # A roll of consecutive ids (the usual case) needs a subtraction, not a gather.
-        self.contiguous = bool(int(ids[-1]) - self.first == self.size - 1)
-        self.dense = np.full(int(ids.max()) + 1, -1, dtype=np.int32)
+        self.contiguous = bool(self.size == 0 or int(ids[-1]) - self.first == self.size - 1)
+        self.dense = np.full(int(ids.max()) + 1 if self.size else 1, -1, dtype=np.int32)
         self.dense[ids] = np.arange(self.size, dtype=np.int32)
 
     def map(self, person_id: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
@@ -347,7 +347,9 @@ def take_snapshot(
         )
         try:
             roll = kept_roll(session, keep=keep_roll)
-            if roll.empty:
+            # A roll whose every benefit ended is still a roll (its deaths may be withdrawn):
+            # only one never delivered is missing.
+            if roll.empty and top == 0:
                 raise RollMissing("the benefit roll is empty: ingest the registry source first")
             # A source that collapsed in the recent window is degraded: its silence lowers
             # nobody (grading keeps the previous level of whoever it showed before the outage).

@@ -146,7 +146,7 @@ def state_key(state: PaymentState) -> str:
     if state.status == BenefitStatus.ACTIVE:
         return "active"
     if state.status == BenefitStatus.TERMINATED:
-        return "terminated"
+        return "terminated held" if state.held else "terminated"
     if state.held:
         return "held"
     return f"suspended:{state.reason}"
@@ -180,6 +180,9 @@ def _death(
     # Paid up to this run if it was paid; up to the run that stopped it if suspended.
     bound = run.as_of if active or state.suspended_as_of is None else state.suspended_as_of
     overpaid = _paid(benefit, after=_month_end(died_on), until=bound, run=run)
+    if state.reason == ListReason.DUPLICATE_IDENTITY:
+        # The duplicate's recovery already claims every payment it drew: not twice.
+        overpaid = []
     detail: dict[str, Any] = {
         "died_on": died_on.isoformat(),
         "months_overpaid": len(overpaid),
@@ -292,16 +295,31 @@ def _suspend_next_payment(
 def _terminate(
     state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
 ) -> Outcome:
-    """End a benefit whose death suspension stood uncontested for the policy's days."""
-    since = state.suspended_as_of
-    if since is None or (run.as_of - since).days < run.terminate_after_death_days:
+    """End a benefit whose death stood uncontested for the policy's days.
+
+    The days count from the run that found the death (`occurrence.day`), which for a death
+    amending another suspension is later than the suspension itself.
+    """
+    found = occurrence.day
+    if found is None or (run.as_of - found).days < run.terminate_after_death_days:
         return state, None
     entry = _entry(
         ListAction.TERMINATE, ListReason.DECEASED, occurrence,
         effective_on=state.suspended_from or run.as_of,
-        detail={"suspended_as_of": since.isoformat()},
+        detail={"death_found_as_of": found.isoformat()},
     )  # fmt: skip
     return replace(state, status=BenefitStatus.TERMINATED), entry
+
+
+def _supersede(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Drop a reinstatement held for a terminated benefit: a death stands again.
+
+    The payment system never saw the held entry, so nothing changes for it: the benefit
+    stays terminated and the held entry can no longer be approved.
+    """
+    return replace(state, held=False), None
 
 
 def _approve(
@@ -342,6 +360,8 @@ TRANSITIONS: dict[tuple[str, PaymentEvent], Handler] = {
     (_SUSPENDED[ListReason.DUPLICATE_IDENTITY], PaymentEvent.DUPLICATE_WITHDRAWN): _reinstate,
     (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DEATH_STOOD): _terminate,
     ("held", PaymentEvent.APPROVAL): _approve,
+    ("terminated held", PaymentEvent.DEATH): _supersede,
+    ("terminated held", PaymentEvent.APPROVAL): _approve,
 }
 
 

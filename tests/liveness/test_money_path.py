@@ -27,6 +27,8 @@ from models import DeathRecord, IntegrityLead, ListEntry, ReviewTask, Run, TaskK
 from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
 from tests.liveness.test_workflow import P1, P2, City
 
+P3 = ("330702195503031213", "王五")  # 300.00 a month, resident pension, never certified
+
 P4_NUMBER = "330702194501011257"  # the second number P1 drew under since 2020
 
 
@@ -321,3 +323,123 @@ def test_every_list_entry_names_its_event(city: City) -> None:
     with session_scope(city.services.sessions) as session:
         events = session.scalars(select(ListEntry.event)).all()
     assert events and all(event is not None for event in events)
+
+
+# Found by the stateful test (tests/liveness/test_money_path_stateful.py), shortest histories.
+
+
+def test_a_death_withdrawn_from_a_duplicate_suspension_amends_it_back(city: City) -> None:
+    city.deliver(
+        "registry",
+        REGISTRY.splitlines()[0] + "\n"
+        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2022-01-01,330702,G1,"
+        "active,\n",
+    )
+    city.deliver(
+        "deregistration",
+        "record_id,id_number,name,deregistered_on,reason,new_id_number\n"
+        f"D1,{P4_NUMBER},张三,2025-01-10,duplicate,{P1[0]}\n",
+    )
+    city.run("2025-01-20")
+    (duplicate,) = city.entries("P4")
+    assert duplicate.amount == Decimal("111000.00")  # 2022-01 to 2025-01: 37 months
+    task_id = city.outcome(
+        "P4", TaskKind.HOME_VISIT, "deceased", "2025-01-21", died_on=dt.date(2025, 1, 5)
+    )
+    city.run("2025-01-21")
+    amendment = city.entries("P4")[-1]
+    assert (amendment.action, amendment.reason) == ("amend", "deceased")
+    assert amendment.amount == Decimal("0.00")  # the duplicate's recovery claims it all
+    with session_scope(city.services.sessions) as session:
+        correct_outcome(session, task_id=task_id, outcome="not_found", actor="lead-1",
+                        on=dt.date(2025, 1, 22), note="recorded in error")  # fmt: skip
+    city.run("2025-01-22")  # found: KeyError 'deregistration', and every later run failed
+    back = city.entries("P4")[-1]
+    assert (back.action, back.reason, back.event) == ("amend", "duplicate_identity",
+                                                      "death_withdrawn")  # fmt: skip
+    assert city.benefit("P4").suspension_reason == "duplicate_identity"
+
+
+def test_a_held_reinstatement_of_a_terminated_benefit_can_be_approved(city: City) -> None:
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    city.run("2025-01-20")
+    city.run("2025-07-31")
+    assert [e.action for e in city.entries("P1")] == ["suspend", "terminate"]
+    city.cremation(
+        "R1,110101195001011230,王某,男,1945-01-01,2025-01-10,2025-01-12,true\n", correction=True
+    )
+    city.run("2025-08-01")
+    held = city.entries("P1")[-1]
+    assert (held.action, held.status, held.amount) == ("reinstate", "held", Decimal("21000.00"))
+    city.run("2025-08-02")  # found: the same reinstatement held again at every run
+    assert city.entries("P1")[-1].id == held.id
+    with session_scope(city.services.sessions) as session:
+        approval = approve_entry(session, entry_id=held.id, operator="operator-2")
+    assert approval.status == "published"
+    assert city.benefit("P1").status == "active"
+
+
+def test_a_death_amending_a_prison_suspension_terminates_from_the_death(city: City) -> None:
+    city.run("2025-01-20")  # P3 was never certified: a visit at once
+    city.outcome("P3", TaskKind.HOME_VISIT, "imprisoned", "2025-01-21")
+    city.run("2025-01-22")
+    city.cremation(f"R1,{P3[0]},{P3[1]},男,1955-03-03,2025-08-10,2025-08-12\n")
+    city.run("2025-08-20")
+    city.run("2025-08-20")  # found: a rerun terminated it, counting from the prison suspension
+    assert [e.action for e in city.entries("P3")] == ["suspend", "amend"]
+    city.run("2026-02-15")  # 179 days after the run that found the death
+    assert len(city.entries("P3")) == 2
+    city.run("2026-02-16")
+    assert city.entries("P3")[-1].action == "terminate"
+
+
+def test_a_face_pass_arriving_before_a_death_record_dated_earlier_refutes_it(
+    city: City,
+) -> None:
+    city.deliver(
+        "face",
+        "record_id,id_number,verified_at,result,channel\n"
+        f"V1,{P1[0]},2025-01-25 10:00:00,pass,app\n",
+    )
+    city.run("2025-01-25")
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-26\n")
+    city.run("2025-01-27")  # found: suspended, then reinstated by a rerun of the same day
+    city.run("2025-01-27")
+    assert city.entries("P1") == []
+    with session_scope(city.services.sessions) as session:
+        assert session.scalars(select(DeathRecord)).one().status == "refuted"
+
+
+def test_a_number_cancelled_as_a_duplicate_stops_drawing(city: City) -> None:
+    city.deliver(
+        "registry",
+        REGISTRY.splitlines()[0] + "\n"
+        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2024-07-01,330702,G1,"
+        "active,2024-06-01\n",
+    )
+    city.deliver(
+        "deregistration",
+        "record_id,id_number,name,deregistered_on,reason\n"
+        f"D1,{P4_NUMBER},张三,2025-03-10,duplicate\n",
+    )
+    city.run("2025-03-31")
+    (suspension,) = city.entries("P4")
+    assert suspension.reason == "duplicate_identity"
+    assert suspension.amount == Decimal("27000.00")  # July 2024 to March 2025: 9 months
+
+
+def test_a_roll_whose_every_benefit_ended_still_runs(
+    services_factory: Callable[[str], Services], tmp_path: Path
+) -> None:
+    place = City(services_factory("sqlite"), tmp_path)
+    place.deliver("registry", "\n".join(REGISTRY.splitlines()[:2]) + "\n")
+    place.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    place.run("2025-01-31")
+    place.run("2025-07-31")
+    assert [e.action for e in place.entries("P1")] == ["suspend", "terminate"]
+    # Found: with nobody left drawing, every run failed as if no roll had been delivered.
+    place.cremation(
+        "R1,110101195001011230,王某,男,1945-01-01,2025-01-10,2025-01-12,true\n", correction=True
+    )
+    place.run("2025-08-31")
+    assert [e.action for e in place.entries("P1")] == ["suspend", "terminate", "reinstate"]
