@@ -176,11 +176,24 @@ def _roll_of(session: Session, holders: _Holders, *where: ColumnElement[bool]) -
     )
 
 
+def _empty_roll() -> pd.DataFrame:
+    """Return a roll of nobody, with the columns and types of any other."""
+    return pd.DataFrame(
+        {
+            name: pd.Series(
+                dtype=np.int64 if name == "person_id"
+                else np.float64 if name == "monthly_amount" else object
+            )
+            for name in ROLL_COLUMNS
+        }
+    )  # fmt: skip
+
+
 def roll_frame(session: Session) -> pd.DataFrame:
     """Return one row per person drawing a benefit, with their main benefit's type and amount."""
     holders = _holders(session)
     if holders is None:
-        return pd.DataFrame({name: [] for name in ROLL_COLUMNS})
+        return _empty_roll()
     return _roll_of(session, holders)
 
 
@@ -242,7 +255,7 @@ def _reread(session: Session, persons: npt.NDArray[np.int64]) -> pd.DataFrame:
         if holders is not None:
             frames.append(_roll_of(session, holders, Person.id.in_(chunk)))
     if not frames:
-        return pd.DataFrame({name: [] for name in ROLL_COLUMNS})
+        return _empty_roll()
     return pd.concat(frames, ignore_index=True)
 
 

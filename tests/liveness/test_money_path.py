@@ -428,10 +428,11 @@ def test_a_number_cancelled_as_a_duplicate_stops_drawing(city: City) -> None:
     assert suspension.amount == Decimal("27000.00")  # July 2024 to March 2025: 9 months
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_roll_whose_every_benefit_ended_still_runs(
-    services_factory: Callable[[str], Services], tmp_path: Path
+    backend: str, services_factory: Callable[[str], Services], tmp_path: Path
 ) -> None:
-    place = City(services_factory("sqlite"), tmp_path)
+    place = City(services_factory(backend), tmp_path)
     place.deliver("registry", "\n".join(REGISTRY.splitlines()[:2]) + "\n")
     place.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
     place.run("2025-01-31")
@@ -441,5 +442,6 @@ def test_a_roll_whose_every_benefit_ended_still_runs(
     place.cremation(
         "R1,110101195001011230,王某,男,1945-01-01,2025-01-10,2025-01-12,true\n", correction=True
     )
-    place.run("2025-08-31")
+    place.run("2025-08-01")  # nobody draws: the run grades nobody, and reinstates P1
     assert [e.action for e in place.entries("P1")] == ["suspend", "terminate", "reinstate"]
+    place.run("2025-08-31")
