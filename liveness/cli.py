@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +15,7 @@ from rich.table import Table
 from liveness.access.audit import record_audit
 from liveness.access.cli import clients_app
 from liveness.app import Services
-from liveness.cli_boundary import boundary, console, errors, migrated_services
+from liveness.cli_boundary import boundary, console, errors, migrated_services, print_json
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.estimator.cli import classifier_app
@@ -180,7 +178,7 @@ def ingest(
         )  # fmt: skip
     if json_output:
         for report in reports:
-            sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
+            print_json(report.as_dict())
     else:
         print_delivery_reports(reports)
     if any(report.status == "refused" for report in reports):
@@ -237,7 +235,7 @@ def run_command(
     run = execute_run(services, as_of=as_of.date(), override_guard=override_guard)
     if json_output:
         payload = {"run_id": run.id, "status": run.status, **run.report}
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        print_json(payload)
     elif run.status == RunStatus.PUBLISHED:
         print_run_report(run.report)
     if run.status == RunStatus.STOPPED_BY_GUARD:
@@ -276,14 +274,14 @@ def demo(
         console=Console(quiet=True) if json_output else console,
     )  # fmt: skip
     if json_output:
-        sys.stdout.write(json.dumps(figures, ensure_ascii=False, default=str) + "\n")
+        print_json(figures)
 
 
 def print_frame(frame: pd.DataFrame, *, title: str, json_output: bool) -> None:
     """Print a table for people, or one JSON object per row with --json."""
     if json_output:
         for record in frame.to_dict("records"):
-            sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            print_json(record)
         return
     table = Table(title=f"{title} ({len(frame):,})")
     for column in frame.columns:
@@ -382,7 +380,7 @@ def runs_command(
             for run in runs(services, limit=limit)
         ],
         columns=["id", "as_of", "status", "started_at", "finished_at", "persons", "error"],
-    )  # fmt: skip
+    ).astype({"persons": "Int64"})  # fmt: skip
     print_frame(frame, title="runs", json_output=json_output)
 
 

@@ -237,11 +237,19 @@ def ingest_delivery(
         encoding=encoding or config.encoding,
         status=DeliveryStatus.LOADED,
     )
+    if size == 0:
+        # Nothing at all, not even a header: nothing to load, nothing to refuse.
+        delivery.status = DeliveryStatus.EMPTY
+        session.add(delivery)
+        session.flush()
+        return DeliveryReport(source=source, file=str(path), status=DeliveryStatus.EMPTY.value)
     earlier = session.scalars(
         select(Delivery).where(
             Delivery.source == source,
             Delivery.checksum == checksum,
             Delivery.status == DeliveryStatus.LOADED,
+            # Every header-only file of a source has the same bytes: none duplicates another.
+            Delivery.rows_read > 0,
         )
     ).first()
     if earlier is not None:
@@ -324,6 +332,9 @@ def _load_batches(
     finally:
         if traces is not None:
             traces.writer.abort()  # nothing left to drop once finished
+    if report.rows_read == 0:
+        report.status = DeliveryStatus.EMPTY.value
+        delivery.status = DeliveryStatus.EMPTY
     delivery.rows_read = report.rows_read
     delivery.rows_loaded = report.loaded
     delivery.rows_redelivered = report.redelivered
