@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -84,7 +83,8 @@ def load_registry(session: Session, rows: pd.DataFrame) -> tuple[int, int]:
         rows.rename(columns={"id_number_status": "id_status", "status": "roll_status"}),
         ("birth_date", "benefit_start", "last_certified_on"),
     )
-    rows["monthly_amount"] = [Decimal(f"{amount:.2f}") for amount in rows["monthly_amount"]]
+    # Exact decimals from the connector (never floats): the amounts of overpayments and back pay.
+    rows["monthly_amount"] = rows["monthly_amount"].astype(object)
     persons = rows.drop_duplicates("person_ref", keep="last")
     person_changed = _upsert(
         session, Person, persons[["person_ref", *PERSON_COLUMNS]],

@@ -24,7 +24,7 @@ from liveness.ingest.traces import (
     drop_redeliveries,
     evidence_rows,
 )
-from models import Delivery, DeliveryStatus, QuarantinedRow, SourceCursor, SourceVolume
+from models import Delivery, DeliveryStatus, QuarantinedRow, SourceCursor, SourceVolume, utcnow
 
 # The roll and the cards first: traces and death records link against them.
 INGEST_ORDER = (
@@ -219,8 +219,10 @@ def ingest_delivery(
 
     `on_batch`, if given, is called with the rows read after each batch (for progress bars).
     """
+    # The moment of arrival bounds every date of the delivery (beyond a configured allowance).
+    received_at = utcnow()
     try:
-        connector = get_connector(source, context.configs)
+        connector = get_connector(source, context.configs, arrived_at=received_at)
     except ConnectorError as error:
         raise DeliveryRefused(str(error)) from None
     if not path.is_file():
@@ -236,6 +238,7 @@ def ingest_delivery(
         format=format or config.format or "auto",
         encoding=encoding or config.encoding,
         status=DeliveryStatus.LOADED,
+        received_at=received_at,
     )
     if size == 0:
         # Nothing at all, not even a header: nothing to load, nothing to refuse.
@@ -366,8 +369,9 @@ def ingest_pull(
     before the commit pulls the same rows again next time (and they load once).
     """
     config = context.configs[source]
+    received_at = utcnow()
     try:
-        connector = get_connector(source, context.configs)
+        connector = get_connector(source, context.configs, arrived_at=received_at)
         transport = make_transport(config, secrets=secrets)
     except ConnectorError as error:
         raise DeliveryRefused(str(error)) from None
@@ -386,6 +390,7 @@ def ingest_pull(
         format=config.transport,
         encoding="-",
         status=DeliveryStatus.LOADED,
+        received_at=received_at,
     )
     session.add(delivery)
     session.flush()
