@@ -10,20 +10,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from connectors import Batch, ConnectorError, SourceConfig, get_connector, make_transport, threads
 from liveness.errors import DeliveryRefused
+from liveness.evidence.records import RecordIndex, content_hashes
 from liveness.evidence.store import DeliveryWriter, EvidenceStore, day_from_number
 from liveness.identity import CardIndex, RollIndex
-from liveness.ingest.deaths import load_death_records, load_deregistrations
-from liveness.ingest.roll import load_cards, load_registry
-from liveness.ingest.traces import (
-    TRACE_SOURCES,
-    drop_redeliveries,
-    evidence_rows,
+from liveness.ingest.deaths import (
+    Loaded,
+    load_death_records,
+    load_deregistrations,
+    load_medical_deaths,
 )
+from liveness.ingest.roll import load_cards, load_registry
+from liveness.ingest.traces import TRACE_SOURCES, evidence_rows
 from models import Delivery, DeliveryStatus, QuarantinedRow, SourceCursor, SourceVolume, utcnow
 
 # The roll and the cards first: traces and death records link against them.
@@ -52,56 +55,6 @@ class DeliveryReport:
         return asdict(self)
 
 
-class _SortedRuns:
-    """A growing set of 64-bit hashes kept as a few sorted runs, for batch membership tests.
-
-    A new batch becomes a run of its own; runs merge when the newer is as large as the older
-    (as in a binary counter), so a set of n hashes has at most log2(n / batch) runs and each
-    hash is merged log2 times: adding costs little, and a test costs one binary search per run.
-    """
-
-    def __init__(self, hashes: np.ndarray) -> None:
-        self.runs: list[np.ndarray] = []
-        self.add(hashes)
-
-    def add(self, hashes: np.ndarray) -> None:
-        """Add hashes (repeats of stored ones are harmless)."""
-        self.add_sorted(np.sort(hashes))
-
-    def add_sorted(self, hashes: np.ndarray) -> None:
-        """Add hashes already in ascending order."""
-        if not hashes.size:
-            return
-        self.runs.append(hashes)
-        while len(self.runs) > 1 and self.runs[-2].size <= 2 * self.runs[-1].size:
-            newer = self.runs.pop()
-            merged = np.concatenate([self.runs[-1], newer])
-            # Two sorted runs side by side: the stable sort (a timsort) finds them and merges
-            # them in linear time, where the default quicksort sorts all over again; in place,
-            # it needs no second copy of the merged run.
-            merged.sort(kind="stable")
-            self.runs[-1] = merged
-
-    def contains(self, hashes: np.ndarray) -> np.ndarray:
-        """Return whether each hash is in the set."""
-        order = np.argsort(hashes)
-        found = np.empty(hashes.size, dtype=bool)
-        found[order] = self.contains_sorted(hashes[order])
-        return found
-
-    def contains_sorted(self, hashes: np.ndarray) -> np.ndarray:
-        """Return whether each of hashes in ascending order is in the set."""
-        found = np.zeros(hashes.size, dtype=bool)
-        if not hashes.size:
-            return found
-        # Searched in sorted order, the binary searches walk each run front to back (several
-        # times faster on runs of millions than searching in the batch's random order).
-        for run in self.runs:
-            at = np.minimum(np.searchsorted(run, hashes), run.size - 1)
-            found |= run[at] == hashes
-        return found
-
-
 @dataclass
 class IngestContext:
     """What every delivery of one ingest needs: configuration, the store, cached indexes."""
@@ -111,8 +64,8 @@ class IngestContext:
     timezone: str
     _roll: RollIndex | None = field(default=None, repr=False)
     _cards: CardIndex | None = field(default=None, repr=False)
-    # Per source and month, the record hashes already stored, for re-delivery checks.
-    _hashes: dict[tuple[str, str], _SortedRuns] = field(default_factory=dict, repr=False)
+    # Per trace source, every record it holds: re-deliveries are found across months.
+    _records: dict[str, RecordIndex] = field(default_factory=dict, repr=False)
 
     def roll(self, session: Session) -> RollIndex:
         """Return the roll index, loading it once."""
@@ -126,60 +79,21 @@ class IngestContext:
             self._cards = CardIndex.load(session)
         return self._cards
 
-    def redelivered(
-        self, session: Session, *, source: str, hashes: np.ndarray, days: np.ndarray
-    ) -> np.ndarray:
-        """Return, per trace, whether its record is stored for `source` or came earlier.
-
-        Earlier means in this batch or in an earlier batch of the ingest: records first seen
-        here are remembered as stored (each such trace is kept, so it will be).
-        """
-        months = days.astype("datetime64[D]").astype("datetime64[M]")
-        seen = np.zeros(len(hashes), dtype=bool)
-        if not months.size:
-            return seen
-        first, last = months.min(), months.max()
-        for month in [first] if first == last else np.unique(months):
-            key = (source, str(month))
-            if key not in self._hashes:
-                self._hashes[key] = _SortedRuns(
-                    self.store.existing_hashes(session, source=source, months=[str(month)])
-                )
-            if first == last:
-                seen = _seen(self._hashes[key], hashes)
-            else:
-                rows = np.flatnonzero(months == month)
-                seen[rows] = _seen(self._hashes[key], hashes[rows])
-        return seen
+    def records(self, session: Session, source: str) -> RecordIndex:
+        """Return the record index of a trace source, opened once per ingest."""
+        index = self._records.get(source)
+        if index is None:
+            index = self._records[source] = self.store.record_index(session, source=source)
+        return index
 
     def forget_indexes(self) -> None:
-        """Drop cached indexes after the roll or the cards changed, or a delivery rolled back."""
+        """Drop the roll and card indexes after the roll or the cards changed."""
         self._roll = None
         self._cards = None
-        self._hashes.clear()
 
-    def forget_hashes(self) -> None:
-        """Drop the cached record hashes after a delivery rolled back (the indexes still hold)."""
-        self._hashes.clear()
-
-
-def _seen(runs: _SortedRuns, hashes: np.ndarray) -> np.ndarray:
-    """Return whether each hash is in `runs` or repeats one before it; add the new ones.
-
-    One sort serves the membership test, shows the repeats (neighbours) and is the run added.
-    """
-    ordered = np.sort(hashes)
-    hit = runs.contains_sorted(ordered)
-    repeats = ordered.size > 1 and bool((ordered[1:] == ordered[:-1]).any())
-    if not repeats and not hit.any():
-        runs.add_sorted(ordered)  # the usual case: every record is new
-        return np.zeros(hashes.size, dtype=bool)
-    seen = np.isin(hashes, ordered[hit])
-    if repeats:
-        # Which of equal hashes comes first is the batch's order, not the sort's.
-        seen |= pd.Series(hashes).duplicated().to_numpy()
-    runs.add(hashes[~seen])
-    return seen
+    def forget_records(self) -> None:
+        """Drop the record indexes after a delivery rolled back: reopened, they drop its runs."""
+        self._records.clear()
 
 
 def delivery_files(paths: list[Path]) -> list[Path]:
@@ -308,23 +222,30 @@ def _load_batches(
             report.rows_read += batch.rows_read
             _store_quarantine(session, delivery, batch.quarantined)
             report.quarantined += len(batch.quarantined)
-            loaded, redelivered, unmatched = _load_rows(
-                session, source=source, rows=batch.rows, delivery_id=delivery.id,
-                context=context, traces=traces,
+            result = _load_rows(
+                session, source=source, rows=batch.rows, delivery=delivery, context=context,
+                traces=traces,
             )  # fmt: skip
-            report.loaded += loaded
-            report.redelivered += redelivered
-            report.unmatched += unmatched
+            if result.conflicts:
+                conflicts = _conflict_rows(session, batch, delivery, result.conflicts)
+                _store_quarantine(session, delivery, conflicts)
+            report.loaded += result.loaded
+            report.redelivered += result.redelivered
+            report.quarantined += len(result.conflicts)
+            report.unmatched += result.unmatched
             if on_batch is not None:
                 on_batch(batch.rows_read)
         if traces is not None:
             # Parts and volumes enter the transaction only once every batch has loaded.
-            traces.writer.finish(session)
+            parts = traces.writer.finish(session)
             _add_volumes(session, source=source, counts=traces.volumes)
+            context.records(session, source).publish(
+                delivery_id=delivery.id, parts=[part.path for part in parts]
+            )
         savepoint.commit()
     except ConnectorError as error:
         savepoint.rollback()
-        context.forget_hashes()
+        context.forget_records()
         delivery.status = DeliveryStatus.REFUSED
         delivery.error = str(error)
         session.flush()
@@ -332,6 +253,10 @@ def _load_batches(
             source=source, file=delivery.path, status=DeliveryStatus.REFUSED.value,
             error=str(error),
         )  # fmt: skip
+    except BaseException:
+        # Whatever the delivery left pending or published is not in the store: reopen.
+        context.forget_records()
+        raise
     finally:
         if traces is not None:
             traces.writer.abort()  # nothing left to drop once finished
@@ -353,6 +278,51 @@ class _TraceSink:
 
     writer: DeliveryWriter
     volumes: Counter[int] = field(default_factory=Counter)
+
+
+def _conflict_rows(
+    session: Session, batch: Batch, delivery: Delivery, conflicts: list[tuple[int, str, int]]
+) -> pd.DataFrame:
+    """Return quarantine rows (line, raw text, reason) for the conflicting rows of a batch."""
+    positions = np.array([position for position, _, _ in conflicts], dtype=np.int64)
+    reasons = conflict_reasons(
+        session, delivery=delivery, record_ids=[record_id for _, record_id, _ in conflicts],
+        earlier=[earlier for _, _, earlier in conflicts],
+    )  # fmt: skip
+    return pd.DataFrame(
+        {
+            "line": batch.rows["_line"].to_numpy()[positions],
+            "raw": batch.raw_of(positions),
+            "reason": reasons,
+        }
+    )
+
+
+def conflict_reasons(
+    session: Session, *, delivery: Delivery, record_ids: list[str], earlier: list[int]
+) -> list[str]:
+    """Say, per conflicting row, which delivery holds its record and that this one changes it.
+
+    `earlier` holds the delivery of the stored record, or -1 for an earlier row of this one.
+    """
+    known = {i for i in earlier if i >= 0}
+    names: dict[int, str] = {}
+    if known:
+        query = select(Delivery.id, Delivery.file_name).where(Delivery.id.in_(known))
+        names = {int(i): str(name) for i, name in session.execute(query).all()}
+    this = f"delivery {delivery.id} ({delivery.file_name})"
+    reasons = []
+    for record_id, other in zip(record_ids, earlier, strict=True):
+        if other < 0:
+            where = f"came earlier in this {this}"
+        else:
+            where = f"was delivered in delivery {other} ({names.get(other, 'file unknown')})"
+        reasons.append(
+            f"conflict: record_id {record_id} {where} with other content; {this} changes it "
+            "without correction=true (a correction replaces a record; a re-delivery must not "
+            "change it)"
+        )
+    return reasons
 
 
 def ingest_pull(
@@ -435,34 +405,33 @@ def _load_rows(
     *,
     source: str,
     rows: pd.DataFrame,
-    delivery_id: int,
+    delivery: Delivery,
     context: IngestContext,
     traces: _TraceSink | None = None,
-) -> tuple[int, int, int]:
+) -> Loaded:
     """Dispatch a batch of good rows to the loader of its source."""
     if source == "registry":
         loaded, redelivered = load_registry(session, rows)
         context.forget_indexes()
-        return loaded, redelivered, 0
+        return Loaded(loaded, redelivered, 0)
     if source == "cards":
         result = load_cards(session, rows)
         context.forget_indexes()
-        return result
+        return Loaded(*result)
     if source == "cremation":
         return load_death_records(
             session, source=source, rows=rows, roll=context.roll(session),
-            delivery_id=delivery_id, timezone=context.timezone,
+            delivery_id=delivery.id, timezone=context.timezone,
         )  # fmt: skip
     if source == "deregistration":
         return load_deregistrations(
-            session, rows=rows, roll=context.roll(session), delivery_id=delivery_id,
+            session, rows=rows, roll=context.roll(session), delivery_id=delivery.id,
             timezone=context.timezone,
         )  # fmt: skip
     if source in TRACE_SOURCES and traces is not None:
         return _load_traces(
-            session, source=source, rows=rows, delivery_id=delivery_id, context=context,
-            sink=traces,
-        )  # fmt: skip
+            session, source=source, rows=rows, delivery=delivery, context=context, sink=traces
+        )
     raise DeliveryRefused(f"no loader for source {source!r}")
 
 
@@ -471,22 +440,35 @@ def _load_traces(
     *,
     source: str,
     rows: pd.DataFrame,
-    delivery_id: int,
+    delivery: Delivery,
     context: IngestContext,
     sink: _TraceSink,
-) -> tuple[int, int, int]:
-    """Link and deduplicate traces, hand them to the delivery's parts; pass deaths on."""
+) -> Loaded:
+    """Link traces, judge their records against the store, hand the new to the delivery's parts.
+
+    A record stored before (in any month) with the same content is a re-delivery; with other
+    content, and no correction, a conflict to quarantine. Deaths of loaded rows go on.
+    """
     traces = evidence_rows(
         source, rows, roll=lambda: context.roll(session), cards=lambda: context.cards(session),
-        delivery_id=delivery_id, timezone=context.timezone,
+        delivery_id=delivery.id, timezone=context.timezone,
     )  # fmt: skip
-    hashes = traces["record_hash"].to_numpy()
-    days = traces["day"].to_numpy()
-    seen = context.redelivered(session, source=source, hashes=hashes, days=days)
-    fresh, redelivered = drop_redeliveries(traces, seen)
+    verdict = context.records(session, source).check(
+        traces["record_hash"].to_numpy(),
+        content_hashes(traces, source),
+        traces["correction"].to_numpy(zero_copy_only=False),
+    )
+    fresh, keep, conflicts = traces, None, []
+    if verdict.redelivered.any() or verdict.conflict.any():
+        keep = ~(verdict.redelivered | verdict.conflict)
+        fresh = traces.filter(pa.array(keep))
+        positions = np.flatnonzero(verdict.conflict)
+        record_ids = traces["record_id"].take(pa.array(positions)).to_pylist()
+        conflicts = list(
+            zip(positions.tolist(), record_ids, verdict.earlier[positions].tolist(), strict=True)
+        )
     sink.writer.add(fresh)
-    if redelivered:
-        days = fresh["day"].to_numpy()
+    days = fresh["day"].to_numpy()
     if days.size:
         # Counted by day number in linear time: a batch spans a few days, sorting it would
         # cost more.
@@ -497,14 +479,17 @@ def _load_traces(
             dict(zip((values + first).tolist(), counts[values].tolist(), strict=True))
         )
     if source == "medical" and "discharge_outcome" in rows:
-        died = rows["discharge_outcome"].eq("deceased").fillna(False).to_numpy(dtype=bool)
-        if died.any():
-            load_death_records(
-                session, source="medical", rows=rows.loc[died],
-                roll=context.roll(session), delivery_id=delivery_id, timezone=context.timezone,
+        loaded = rows if keep is None else rows.loc[keep]
+        deaths = loaded["discharge_outcome"].eq("deceased").fillna(False).to_numpy(dtype=bool)
+        if "correction" in loaded:
+            deaths |= loaded["correction"].fillna(False).to_numpy(dtype=bool)
+        if deaths.any():
+            load_medical_deaths(
+                session, rows=loaded.loc[deaths], roll=context.roll(session),
+                delivery_id=delivery.id, timezone=context.timezone,
             )  # fmt: skip
     unmatched = int((fresh["person_id"].to_numpy() < 0).sum())
-    return fresh.num_rows, redelivered, unmatched
+    return Loaded(fresh.num_rows, int(verdict.redelivered.sum()), unmatched, conflicts)
 
 
 def _add_volumes(session: Session, *, source: str, counts: Counter[int]) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from liveness.evidence.store import record_hashes
+from liveness.evidence.store import VOIDED_KIND, record_hashes
 from liveness.identity import (
     CardIndex,
     RollIndex,
@@ -119,13 +119,19 @@ def evidence_rows(
         else np.zeros(len(rows), dtype=bool)
     )
     event_at = whole_seconds(_arrow(stamps))
+    kinds = trace_kinds(source, rows)
+    if "voided" in rows:
+        # A withdrawn record reads as nothing once its void is the latest version.
+        voided = rows["voided"].to_numpy(dtype=bool, na_value=False)
+        if voided.any():
+            kinds = pc.if_else(pa.array(voided), VOIDED_KIND, kinds)
     columns: dict[str, pa.Array] = {
         "record_id": _arrow(rows["record_id"]).cast(pa.string()),
         "record_hash": pa.array(record_hashes(rows["record_id"]), pa.uint64()),
         "person_id": pa.array(person_id.astype(np.int32, copy=False)),
         "day": pa.array(days),
         "event_at": event_at,
-        "kind": trace_kinds(source, rows),
+        "kind": kinds,
         "link": _coded(link, LINKS),
         "link_key": link_key.cast(pa.string()),
         "delivery_id": pa.array(np.full(len(rows), delivery_id, dtype=np.int32)),
@@ -136,11 +142,8 @@ def evidence_rows(
         face_id = rows["face_id"] if "face_id" in rows else pd.Series(None, index=rows.index)
         cleaned = face_id.astype("string").str.strip().replace("", pd.NA)
         columns["face_id"] = _arrow(cleaned).cast(pa.string())
+    if source == "medical":
+        # Death evidence: part of what a re-delivery of the record must not change.
+        outcome = rows.get("discharge_outcome", pd.Series(None, index=rows.index, dtype="string"))
+        columns["discharge_outcome"] = _arrow(outcome.astype("string")).cast(pa.string())
     return pa.table(columns)
-
-
-def drop_redeliveries(traces: pa.Table, seen: np.ndarray) -> tuple[pa.Table, int]:
-    """Drop rows whose record was `seen` (stored, or earlier in the delivery) unless corrections."""
-    keep = ~seen | traces["correction"].to_numpy(zero_copy_only=False)
-    dropped = int((~keep).sum())
-    return (traces if dropped == 0 else traces.filter(pa.array(keep))), dropped
