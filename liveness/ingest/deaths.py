@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from liveness.db import plain_records
 from liveness.evidence.records import judge
 from liveness.evidence.store import record_hashes
 from liveness.identity import RollIndex, link_by_id_number, match_death_records
@@ -261,11 +262,6 @@ def _stored_events(session: Session, ids: list[str]) -> pd.DataFrame:
     return _stored(session, columns, True, ids)
 
 
-def _plain(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    converted = frame.astype(object)
-    return converted.where(converted.notna(), None).to_dict("records")
-
-
 def _store_deaths(
     session: Session, *, source: str, frame: pd.DataFrame, stored: pd.DataFrame,
     roll: RollIndex, delivery_id: int,
@@ -305,7 +301,7 @@ def _store_deaths(
         len(frame), dtype=bool
     )  # fmt: skip
     if (~old).any():
-        session.execute(insert(DeathRecord), _plain(records.loc[~old]))
+        session.execute(insert(DeathRecord), plain_records(records.loc[~old]))
     if old.any():
         changes = records.loc[old].drop(columns=["source"]).reset_index(drop=True)
         previous = before.reindex(changes["record_id"]).reset_index()
@@ -321,17 +317,19 @@ def _store_deaths(
         if void_rows.any():
             session.execute(
                 update(DeathRecord),
-                _plain(changes.loc[void_rows, ["id", "status", "delivery_id"]]),
+                plain_records(changes.loc[void_rows, ["id", "status", "delivery_id"]]),
             )
         corrected = changes.loc[~void_rows]
         if len(corrected):
-            session.execute(update(DeathRecord), _plain(corrected.drop(columns=["record_id"])))
+            session.execute(
+                update(DeathRecord), plain_records(corrected.drop(columns=["record_id"]))
+            )
             # Another person: what was settled of the record was settled of someone else.
             reset = corrected.loc[moved[~void_rows], ["id"]].assign(
                 settled_by=None, settled_on=None, settlement=None
             )
             if len(reset):
-                session.execute(update(DeathRecord), _plain(reset))
+                session.execute(update(DeathRecord), plain_records(reset))
     return int((matched["match"] == DeathMatch.UNMATCHED.value).sum())
 
 
@@ -362,7 +360,7 @@ def _store_events(
     ids = dict(zip(stored["record_id"], stored["id"], strict=True)) if len(stored) else {}
     old = events["record_id"].isin(ids.keys()).to_numpy()
     if (~old).any():
-        session.execute(insert(Deregistration), _plain(events.loc[~old]))
+        session.execute(insert(Deregistration), plain_records(events.loc[~old]))
     if old.any():
         changes = events.loc[old].copy()
         changes["id"] = changes["record_id"].map(ids).astype(np.int64)
@@ -370,11 +368,12 @@ def _store_events(
         if void_rows.any():
             session.execute(
                 update(Deregistration),
-                _plain(changes.loc[void_rows, ["id", "status", "delivery_id"]]),
+                plain_records(changes.loc[void_rows, ["id", "status", "delivery_id"]]),
             )
         if (~void_rows).any():
             session.execute(
-                update(Deregistration), _plain(changes.loc[~void_rows].drop(columns="record_id"))
+                update(Deregistration),
+                plain_records(changes.loc[~void_rows].drop(columns="record_id")),
             )
     return int((person_id < 0).sum())
 

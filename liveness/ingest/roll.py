@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from liveness.db import query_frame
+from liveness.db import plain_records, query_frame
 from models import Base, Benefit, Card, Person
 
 PERSON_COLUMNS = (
@@ -20,12 +20,6 @@ PERSON_COLUMNS = (
 # only: afterwards the list's state machine alone changes that.
 BENEFIT_COLUMNS = ("monthly_amount", "benefit_start", "roll_status", "last_certified_on")
 CARD_COLUMNS = ("card_kind", "id_number", "person_id", "issued_on", "cancelled_on")
-
-
-def _plain(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Return rows as dicts of plain Python values, None for missing."""
-    converted = frame.astype(object)
-    return converted.where(converted.notna(), None).to_dict("records")
 
 
 def _as_dates(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -68,10 +62,10 @@ def _upsert(
             # thousand rows per statement ("insertmanyvalues"). PostgreSQL's pipelined
             # executemany is faster as it is (and its insert triggers run per statement).
             statement = statement.returning(core_table.c.id)
-        session.execute(statement, _plain(incoming.loc[new, [*keys, *values, *on_insert]]))
+        session.execute(statement, plain_records(incoming.loc[new, [*keys, *values, *on_insert]]))
     if differs.any():
         changed = merged.loc[differs, ["id", *values]].astype({"id": np.int64})
-        session.execute(update(table), _plain(changed))
+        session.execute(update(table), plain_records(changed))
     return np.asarray(new | differs)
 
 

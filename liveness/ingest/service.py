@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from connectors import Batch, ConnectorError, SourceConfig, get_connector, make_transport, threads
 from liveness.errors import DeliveryRefused
-from liveness.evidence.records import RecordIndex, content_hashes
+from liveness.evidence.records import RecordIndex, Verdict
 from liveness.evidence.store import DeliveryWriter, EvidenceStore, day_from_number
 from liveness.identity import CardIndex, RollIndex
 from liveness.ingest.deaths import (
@@ -26,7 +26,7 @@ from liveness.ingest.deaths import (
     load_medical_deaths,
 )
 from liveness.ingest.roll import load_cards, load_registry
-from liveness.ingest.traces import TRACE_SOURCES, evidence_rows
+from liveness.ingest.traces import TRACE_SOURCES, link_traces, shape_traces
 from models import Delivery, DeliveryStatus, QuarantinedRow, SourceCursor, SourceVolume, utcnow
 
 # The roll and the cards first: traces and death records link against them.
@@ -215,16 +215,17 @@ def _load_batches(
     )
     savepoint = session.begin_nested()
     try:
-        batches_read = (
-            threads.read_ahead(batches(), name="delivery-batches") if read_ahead else batches()
-        )
-        for batch in batches_read:
+        records = context.records(session, source) if traces is not None else None
+        shaped = _shaped(batches(), source=source, delivery_id=delivery.id,
+                         timezone=context.timezone, records=records)  # fmt: skip
+        batches_read = threads.read_ahead(shaped, name="delivery-batches") if read_ahead else shaped
+        for batch, shaped_traces in batches_read:
             report.rows_read += batch.rows_read
             _store_quarantine(session, delivery, batch.quarantined)
             report.quarantined += len(batch.quarantined)
             result = _load_rows(
                 session, source=source, rows=batch.rows, delivery=delivery, context=context,
-                traces=traces,
+                traces=traces, shaped=shaped_traces,
             )  # fmt: skip
             if result.conflicts:
                 conflicts = _conflict_rows(session, batch, delivery, result.conflicts)
@@ -270,6 +271,36 @@ def _load_batches(
     delivery.rows_unmatched = report.unmatched
     session.flush()
     return report
+
+
+@dataclass
+class _Shaped:
+    """A batch's rows shaped as traces, and what the record index says of each."""
+
+    traces: pa.Table
+    verdict: Verdict
+
+
+def _shaped(
+    batches: Iterator[Batch], *, source: str, delivery_id: int, timezone: str,
+    records: RecordIndex | None,
+) -> Iterator[tuple[Batch, _Shaped | None]]:  # fmt: skip
+    """Pair each batch with its rows shaped as traces and judged by the record index.
+
+    Pure but for the index, which only this iterator touches until it ends: so it runs on
+    the reading thread when the delivery reads ahead, beside the linking of the last batch.
+    """
+    for batch in batches:
+        shaped = None
+        if records is not None and len(batch.rows):
+            traces = shape_traces(source, batch.rows, delivery_id=delivery_id, timezone=timezone)
+            verdict = records.check(
+                traces["record_hash"].to_numpy(),
+                traces["content"].to_numpy(),
+                traces["correction"].to_numpy(zero_copy_only=False),
+            )
+            shaped = _Shaped(traces, verdict)
+        yield batch, shaped
 
 
 @dataclass
@@ -408,6 +439,7 @@ def _load_rows(
     delivery: Delivery,
     context: IngestContext,
     traces: _TraceSink | None = None,
+    shaped: _Shaped | None = None,
 ) -> Loaded:
     """Dispatch a batch of good rows to the loader of its source."""
     if source == "registry":
@@ -429,9 +461,12 @@ def _load_rows(
             timezone=context.timezone,
         )  # fmt: skip
     if source in TRACE_SOURCES and traces is not None:
+        if shaped is None:
+            return Loaded(0, 0, 0)
         return _load_traces(
-            session, source=source, rows=rows, delivery=delivery, context=context, sink=traces
-        )
+            session, source=source, rows=rows, shaped=shaped, delivery=delivery,
+            context=context, sink=traces,
+        )  # fmt: skip
     raise DeliveryRefused(f"no loader for source {source!r}")
 
 
@@ -440,33 +475,30 @@ def _load_traces(
     *,
     source: str,
     rows: pd.DataFrame,
+    shaped: _Shaped,
     delivery: Delivery,
     context: IngestContext,
     sink: _TraceSink,
 ) -> Loaded:
-    """Link traces, judge their records against the store, hand the new to the delivery's parts.
+    """Link judged traces and hand the new to the delivery's parts; quarantine the conflicts.
 
     A record stored before (in any month) with the same content is a re-delivery; with other
     content, and no correction, a conflict to quarantine. Deaths of loaded rows go on.
     """
-    traces = evidence_rows(
-        source, rows, roll=lambda: context.roll(session), cards=lambda: context.cards(session),
-        delivery_id=delivery.id, timezone=context.timezone,
-    )  # fmt: skip
-    verdict = context.records(session, source).check(
-        traces["record_hash"].to_numpy(),
-        content_hashes(traces, source),
-        traces["correction"].to_numpy(zero_copy_only=False),
-    )
-    fresh, keep, conflicts = traces, None, []
+    verdict = shaped.verdict
+    traces, loaded, conflicts = shaped.traces, rows, []
     if verdict.redelivered.any() or verdict.conflict.any():
         keep = ~(verdict.redelivered | verdict.conflict)
-        fresh = traces.filter(pa.array(keep))
+        traces, loaded = traces.filter(pa.array(keep)), rows.loc[keep]
         positions = np.flatnonzero(verdict.conflict)
-        record_ids = traces["record_id"].take(pa.array(positions)).to_pylist()
+        record_ids = shaped.traces["record_id"].take(pa.array(positions)).to_pylist()
         conflicts = list(
             zip(positions.tolist(), record_ids, verdict.earlier[positions].tolist(), strict=True)
         )
+    # Only what loads is linked: a re-delivery links nobody again.
+    fresh = link_traces(
+        traces, loaded, roll=lambda: context.roll(session), cards=lambda: context.cards(session)
+    )
     sink.writer.add(fresh)
     days = fresh["day"].to_numpy()
     if days.size:
@@ -479,7 +511,6 @@ def _load_traces(
             dict(zip((values + first).tolist(), counts[values].tolist(), strict=True))
         )
     if source == "medical" and "discharge_outcome" in rows:
-        loaded = rows if keep is None else rows.loc[keep]
         deaths = loaded["discharge_outcome"].eq("deceased").fillna(False).to_numpy(dtype=bool)
         if "correction" in loaded:
             deaths |= loaded["correction"].fillna(False).to_numpy(dtype=bool)

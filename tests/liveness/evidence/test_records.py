@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -49,12 +49,16 @@ class RecordIndexMachine(RuleBasedStateMachine):
         self.parts: dict[str, Path] = {}
         self.pending: dict[int, set[int]] = {}
         self.delivery = 1
+        # A tiny filter, so that it fills and is rebuilt, pending records and all.
+        self.min_words = records_module.BLOOM_MIN_WORDS
+        records_module.BLOOM_MIN_WORDS = 1
         self.index = self._open()
 
     def _open(self) -> RecordIndex:
         return RecordIndex.open(self.folder / "index", source="transit", manifest=self.parts)
 
     def teardown(self) -> None:
+        records_module.BLOOM_MIN_WORDS = self.min_words
         shutil.rmtree(self.folder, ignore_errors=True)
 
     @rule(rows=ROWS)
@@ -150,6 +154,7 @@ TestRecordIndex.settings = settings(max_examples=150, stateful_step_count=30, de
 def test_a_large_index_answers_like_a_set(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # Small pieces and fences, so that streaming merges and fenced lookups cross many pages.
     monkeypatch.setattr(records_module, "MERGE_ROWS", 1000)
+    monkeypatch.setattr(records_module, "READ_SEGMENTS", 3)
     rng = np.random.default_rng(3)
     index = RecordIndex.open(tmp_path / "i", source="transit", manifest={})
     stored = rng.integers(0, 2**64, 60_000, dtype=np.uint64, endpoint=False)
@@ -172,6 +177,20 @@ def test_a_large_index_answers_like_a_set(tmp_path: Path, monkeypatch) -> None: 
     assert (verdict.redelivered | verdict.conflict).tolist() == known.tolist()
     assert verdict.conflict[:100].all() and not verdict.conflict[100 : stored[::7].size].any()
     assert (verdict.earlier[:100] >= 1).all()
+    # Lookups at the edges of the segments they read: the fences themselves, the values
+    # beside them, the ends, values that are not there; and the delivery of each found.
+    run = max(index.runs, key=lambda r: r.rows)
+    keys = np.asarray(run.keys)
+    edges = np.concatenate(
+        [run.key_fences[::7], keys[511::1024][:20], keys[:1], keys[-1:], [np.uint64(0)],
+         [np.uint64(2**64 - 1)], keys[::997][:10] + np.uint64(1)]
+    )  # fmt: skip
+    edges = np.unique(edges)
+    assert run.find(edges).tolist() == np.isin(edges, keys).tolist()
+    delivery_of = {int(h): d + 1 for d, part in enumerate(np.array_split(stored, 7))
+                   for h in part.tolist()}  # fmt: skip
+    expected = [delivery_of.get(int(h), -1) for h in edges]
+    assert run.latest_delivery(edges).tolist() == expected
 
 
 def test_content_hashes_read_back_equal_those_of_the_batch(tmp_path: Path) -> None:
@@ -196,3 +215,46 @@ def test_content_hashes_read_back_equal_those_of_the_batch(tmp_path: Path) -> No
     assert content_hashes(plain.drop_columns(["discharge_outcome"]), "medical").tolist() == [0] * 3
     # Values are stable: the index keeps them between processes.
     assert content_hashes(plain, "transit").tolist() == content_hashes(plain, "transit").tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    runs=st.lists(st.lists(st.integers(0, 50), max_size=40), max_size=6),
+    piece=st.integers(1, 20),
+)
+def test_a_k_way_merge_yields_every_value_in_order(runs: list[list[int]], piece: int) -> None:
+    arrays = [np.sort(np.array(run, dtype=np.uint64)) for run in runs]
+    saved = records_module.MERGE_ROWS
+    records_module.MERGE_ROWS = piece
+    try:
+        pieces = list(records_module._k_way(arrays))
+    finally:
+        records_module.MERGE_ROWS = saved
+    merged = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.uint64)
+    expected = np.sort(np.concatenate(arrays)) if arrays else np.empty(0, dtype=np.uint64)
+    assert merged.tolist() == expected.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    older=st.lists(st.integers(0, 40), max_size=50),
+    newer=st.lists(st.integers(0, 40), max_size=50),
+    block=st.integers(1, 15),
+)
+def test_two_streams_merge_with_what_goes_with_each_value(
+    older: list[int], newer: list[int], block: int
+) -> None:
+    def stream(values: list[int], tag: int):  # type: ignore[no-untyped-def]
+        keys = np.sort(np.array(values, dtype=np.uint64))
+        for start in range(0, keys.size, block):
+            piece = keys[start : start + block]
+            yield piece, piece.astype(np.int64) * 10 + tag
+
+    pieces = list(records_module._merge_streams(stream(older, 1), stream(newer, 2)))
+    keys = np.concatenate([k for k, _ in pieces]) if pieces else np.empty(0, dtype=np.uint64)
+    withs = np.concatenate([w for _, w in pieces]) if pieces else np.empty(0, dtype=np.int64)
+    assert keys.tolist() == sorted(older + newer)
+    assert sorted(withs.tolist()) == sorted(
+        [v * 10 + 1 for v in older] + [v * 10 + 2 for v in newer]
+    )
+    assert (withs // 10 == keys.astype(np.int64)).all()
