@@ -38,7 +38,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,12 +253,14 @@ class _Bloom:
             starts = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])
             self.words[word[starts]] |= np.bitwise_or.reduceat(pattern, starts)
 
-    def persist(self, path: Path, hashes: npt.NDArray[np.uint64]) -> None:
-        """Set the bits of sorted `hashes` in the filter's file too (hold the folder's lock)."""
+    def persist(self, path: Path, batches: Iterable[npt.NDArray[np.uint64]]) -> None:
+        """Set the bits of sorted hash batches in the filter's file too (hold the lock)."""
         words = _array(path, "<u8", mode="r+")
         if not isinstance(words, np.memmap) or words.shape != self.words.shape:
             raise RuntimeError(f"{path}: not the filter in memory")
-        _Bloom(np.asarray(words)).add_sorted(hashes)
+        on_file = _Bloom(np.asarray(words))
+        for hashes in batches:
+            on_file.add_sorted(hashes)
         words.flush()
 
     def may_hold(self, hashes: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
@@ -550,7 +552,7 @@ class RecordIndex:
                 if not run.parts <= parts:
                     for block in run.blocks("keys"):
                         bloom.add_sorted(block)
-                        bloom.persist(folder / f"{name}.npy", block)
+                    bloom.persist(folder / f"{name}.npy", run.blocks("keys"))
                     parts |= run.parts
             parts &= manifest.keys()
         else:
@@ -684,8 +686,7 @@ class RecordIndex:
             run = _write_run(self.folder, frozenset(parts), keyed(), versions(), rows)
             self.fresh.append(run)
             # The filter in memory holds the records since they were checked; its file now.
-            for block in run.blocks("keys"):
-                self.bloom.persist(self.folder / f"{self.bloom_name}.npy", block)
+            self.bloom.persist(self.folder / f"{self.bloom_name}.npy", pending.records)
             self.bloom_parts |= set(parts)
             self._merge_runs(self.fresh)
             self._save()
