@@ -822,8 +822,16 @@ def _array(path: Path, dtype: str, *, mode: Literal["r", "r+"] = "r") -> np.ndar
 
 
 def _read(path: Path, dtype: str) -> np.ndarray:
-    """Read a one-dimensional .npy array written by this module into memory."""
-    return np.array(_array(path, dtype))
+    """Read a one-dimensional .npy array written by this module into memory (not mapped)."""
+    itemsize = np.dtype(dtype).itemsize
+    with path.open("rb") as handle:
+        size = path.stat().st_size - _data_start(handle)
+        if size < 0 or size % itemsize:
+            raise ValueError(f"{path}: not an array of {dtype}")
+        values = np.fromfile(handle, dtype=dtype, count=size // itemsize)
+    if values.size != size // itemsize:
+        raise ValueError(f"{path}: shorter than it was")
+    return values
 
 
 def _open_run(folder: Path, name: str, parts: frozenset[str]) -> _Run | None:
