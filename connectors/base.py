@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -29,24 +30,48 @@ _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d")
 _OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 _LOCAL_UTC_OFFSET = pd.Timedelta(hours=8)  # Asia/Shanghai, no daylight saving since 1991
 _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+# Yuan: a sign, whole yuan, and decimals of which only the first two (jiao, fen) may be nonzero.
+_MONEY = r"^(?P<sign>[+-]?)(?P<yuan>\d{1,15})(?:\.(?P<fraction>\d*))?$"
+MONEY_TYPE = pa.decimal128(18, 2)
 _STRING = pd.StringDtype("pyarrow")
+_EXPECTED = {"money": ", expected yuan exact to the fen (at most two decimals)"}
 
 
 @dataclass
 class Batch:
-    """Hold one slice of a delivery: normalised good rows and quarantined rows."""
+    """Hold one slice of a delivery: normalised good rows and quarantined rows.
+
+    `raw_text` gives the delivered text of good rows by position, for a row the domain
+    quarantines after all (a record that conflicts with an earlier delivery).
+    """
 
     rows: pd.DataFrame
     quarantined: pd.DataFrame
     rows_read: int
+    raw_text: Callable[[np.ndarray], list[str]] | None = None
+
+    def raw_of(self, positions: np.ndarray) -> list[str]:
+        """Return the delivered text of the good rows at `positions` ("" if unknown)."""
+        if self.raw_text is None:
+            return [""] * len(positions)
+        return self.raw_text(np.asarray(positions, dtype=np.int64))
 
 
 class Connector:
-    """Read deliveries of one source and yield normalised batches."""
+    """Read deliveries of one source and yield normalised batches.
 
-    def __init__(self, spec: SourceSpec, config: SourceConfig) -> None:
+    ``arrived_at`` is when the delivery arrived (aware; default: when its rows are read): no
+    date of it may lie after that, beyond the configured allowance.
+    """
+
+    def __init__(
+        self, spec: SourceSpec, config: SourceConfig, *, arrived_at: dt.datetime | None = None
+    ) -> None:
+        if arrived_at is not None and arrived_at.tzinfo is None:
+            raise ValueError("arrived_at must be timezone-aware")
         self.spec = spec
         self.config = config
+        self.arrived_at = arrived_at
 
     @property
     def name(self) -> str:
@@ -132,6 +157,7 @@ class Connector:
             if bad.any():
                 errors.append((bad, why))
 
+        errors.extend(self._check_rows(out))
         out["_line"] = pa.array(chunk.lines, pa.int64())
         out["_extra"] = _extra_json(table, extras)
         good = np.ones(n, dtype=bool)
@@ -156,7 +182,13 @@ class Connector:
                 "reason": pd.array([*chunk.bad_reasons, *reasons], dtype=_STRING),
             }
         ).sort_values("line", kind="stable", ignore_index=True)
-        return Batch(rows, quarantined, len(rows) + len(quarantined))
+        good_rows = np.flatnonzero(good)
+        return Batch(
+            rows,
+            quarantined,
+            len(rows) + len(quarantined),
+            raw_text=lambda positions: chunk.raw_text(good_rows[positions]),
+        )
 
     # ---------------------------------------------------------------- columns
 
@@ -191,6 +223,7 @@ class Connector:
                 label = f"{col.kind} value" if col.kind != "enum" else "value"
                 extra = "" if col.required else " (optional column)"
                 expect = f", expected one of {', '.join(col.values)}" if col.values else ""
+                expect += _EXPECTED.get(col.kind, "")
                 why.append(f"bad {label} in {col.name}{extra}: {value!r}{expect}")
         return parsed, bad, why
 
@@ -201,6 +234,8 @@ class Connector:
             return None
         if col.kind == "bool" and pa.types.is_boolean(t):
             return values
+        # Typed amounts are checked as the text they stand for: a float's shortest repr
+        # shows a third decimal as plainly as a CSV does.
         if col.kind == "decimal" and (
             pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
         ):
@@ -235,6 +270,8 @@ class Connector:
             ok = pc.fill_null(pc.match_substring_regex(text, _DECIMAL), False)
             value = pc.cast(pc.if_else(ok, text, None), pa.float64())
             return value, (pc.invert(ok).to_numpy(zero_copy_only=False))
+        if col.kind == "money":
+            return _money(text)
         fmt = self.config.date_formats.get(col.name)
         if col.kind == "date":
             parsed = _parse_dates(pd.Series(text.to_pandas(), dtype=object), fmt)
@@ -246,8 +283,147 @@ class Connector:
         arr = pa.array(instants, pa.timestamp("us"), mask=missing).cast(pa.timestamp("us", "UTC"))
         return arr, missing & pc.is_valid(text).to_numpy(zero_copy_only=False)
 
+    # ------------------------------------------------------------------- values
+
+    def _check_rows(self, out: Mapping[str, Any]) -> list[tuple[np.ndarray, list[str]]]:
+        """Check parsed values against the contract and the policy; return (bad, reasons) pairs.
+
+        Dates lie between the earliest date and the delivery's arrival (plus the allowance),
+        amounts are positive and at most their ceiling, rows keep their dates in order, and a
+        person is at least the benefit's minimum age.
+        """
+        rules = self.config.validation
+        arrived = self.arrived_at or dt.datetime.now(dt.UTC)
+        latest = arrived.astimezone(dt.UTC).replace(tzinfo=None) + rules.future_allowance
+        offset = _LOCAL_UTC_OFFSET.to_pytimedelta()
+        latest_local = latest + offset
+        arrived_local = arrived.astimezone(dt.UTC).replace(tzinfo=None) + offset
+        shown = f"{arrived_local:%Y-%m-%d %H:%M} +08:00"
+        errors: list[tuple[np.ndarray, list[str]]] = []
+        for col in self.spec.columns:
+            values = out[col.name]
+            if col.kind in ("date", "timestamp"):
+                local = _local_naive(values, col.kind)
+                if rules.earliest is not None:
+                    bad = local < np.datetime64(rules.earliest, "us")
+                    errors.append(_why(bad, local, col, f"is before {rules.earliest}"))
+                if not col.future:
+                    if col.kind == "date":
+                        bad = local > np.datetime64(latest_local.date(), "us")
+                    else:
+                        bad = local > np.datetime64(latest_local, "us")
+                    errors.append(_why(bad, local, col, f"is after the delivery arrived ({shown})"))
+            elif col.kind == "money":
+                zero = pa.scalar(0, MONEY_TYPE)
+                low = pc.less(values, zero) if col.allow_zero else pc.less_equal(values, zero)
+                sign = "is negative" if col.allow_zero else "is not positive"
+                errors.append(_why(_mask(low), values, col, sign))
+                ceiling = rules.ceilings.get(col.name)
+                if ceiling is not None:
+                    high = _mask(pc.greater(values, pa.scalar(ceiling, MONEY_TYPE)))
+                    errors.append(
+                        _why(high, values, col, f"is above the ceiling of {ceiling} yuan")
+                    )
+            elif col.bounds is not None:
+                number = values.to_numpy(zero_copy_only=False)
+                low_, high_ = col.bounds
+                with np.errstate(invalid="ignore"):
+                    bad = (number < low_) | (number > high_)
+                errors.append(_why(bad, number, col, f"is outside {low_:g}..{high_:g}"))
+        for earlier, later in self.spec.order:
+            first = _local_naive(out[earlier], self.spec.column(earlier).kind)
+            second = _local_naive(out[later], self.spec.column(later).kind)
+            bad = second < first
+            if bad.any():
+                why = [
+                    f"{later} {_day(b)} is before {earlier} {_day(a)}"
+                    for a, b in zip(first[bad], second[bad], strict=True)
+                ]
+                errors.append((bad, why))
+        if self.spec.minimum_age is not None and rules.minimum_age:
+            errors.append(self._check_age(out, arrived_local.date()))
+        for flag, needed in self.spec.requires:
+            given = pc.fill_null(out[flag], False).to_numpy(zero_copy_only=False)
+            has = pc.fill_null(out[needed], False).to_numpy(zero_copy_only=False)
+            bad = given & ~has
+            text = f"{flag}=true without {needed}=true: only a correction withdraws a record"
+            errors.append((bad, [text] * int(bad.sum())))
+        return [(bad, why) for bad, why in errors if bad.any()]
+
+    def _check_age(self, out: Mapping[str, Any], today: dt.date) -> tuple[np.ndarray, list[str]]:
+        """Return the rows whose person is younger than their benefit type's minimum age."""
+        assert self.spec.minimum_age is not None
+        birth_column, type_column = self.spec.minimum_age
+        birth = pd.Series(_local_naive(out[birth_column], "date"))
+        benefit = pd.Series(out[type_column].to_numpy(zero_copy_only=False), dtype=object)
+        minimum = benefit.map(self.config.validation.minimum_age)
+        later_in_year = (birth.dt.month > today.month) | (
+            (birth.dt.month == today.month) & (birth.dt.day > today.day)
+        )
+        age = today.year - birth.dt.year - later_in_year.astype(int)
+        bad = (age < minimum).fillna(False).to_numpy(dtype=bool)
+        why = [
+            f"{birth_column} {_day(b)} makes the person {int(a)} years old, younger than "
+            f"the minimum age {int(m)} for {kind}"
+            for b, a, m, kind in zip(
+                birth[bad].to_numpy(), age[bad], minimum[bad], benefit[bad], strict=True
+            )
+        ]
+        return bad, why
+
 
 # ------------------------------------------------------------------- helpers
+
+
+def _money(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Parse yuan exactly to the fen (decimal128, never a float); third decimals are bad."""
+    parts = pc.extract_regex(text, _MONEY)
+    matched = pc.is_valid(parts)
+    fraction = pc.fill_null(pc.struct_field(parts, "fraction"), "")
+    # Digits past the fen are allowed only as zeros: 3000.120 is 3000.12, 3000.123 is not.
+    exact = pc.match_substring_regex(pc.utf8_slice_codeunits(fraction, 2), r"^0*$")
+    ok = pc.fill_null(pc.and_(matched, exact), False)
+    fen = pc.utf8_rpad(pc.utf8_slice_codeunits(fraction, 0, 2), width=2, padding="0")
+    normal = pc.binary_join_element_wise(
+        pc.struct_field(parts, "sign"), pc.struct_field(parts, "yuan"), ".", fen, ""
+    )
+    value = pc.cast(pc.if_else(ok, normal, pa.scalar(None, pa.string())), MONEY_TYPE)
+    bad = pc.and_(pc.is_valid(text), pc.invert(ok))
+    return value, pc.fill_null(bad, False).to_numpy(zero_copy_only=False)
+
+
+def _local_naive(values: pa.Array, kind: str) -> np.ndarray:
+    """Return dates, or timestamps as local wall-clock time, as naive datetime64[us] (NaT)."""
+    if kind == "timestamp":
+        utc = pc.cast(values, pa.timestamp("us", "UTC")).cast(pa.timestamp("us"))
+        return utc.to_numpy(zero_copy_only=False) + _LOCAL_UTC_OFFSET.to_timedelta64()
+    return pc.cast(values, pa.timestamp("us")).to_numpy(zero_copy_only=False)
+
+
+def _day(value: np.datetime64) -> str:
+    return str(np.datetime_as_string(value, unit="D"))
+
+
+def _mask(condition: pa.Array) -> np.ndarray:
+    """Return a boolean Arrow result as a numpy mask, nulls false."""
+    return pc.fill_null(condition, False).to_numpy(zero_copy_only=False)
+
+
+def _why(
+    bad: np.ndarray, values: np.ndarray | pa.Array, col: Column, problem: str
+) -> tuple[np.ndarray, list[str]]:
+    """Return the bad rows and a reason per bad row naming the column and its value."""
+    if not bad.any():
+        return bad, []
+    if isinstance(values, pa.Array):
+        text = [str(v) for v in values.filter(pa.array(bad)).to_pylist()]
+    elif np.issubdtype(values.dtype, np.datetime64):
+        unit: Any = "D" if col.kind == "date" else "m"
+        shown = np.datetime_as_string(values[bad], unit=unit)
+        text = [str(v).replace("T", " ") for v in shown]
+    else:
+        text = [str(v) for v in values[bad].tolist()]
+    return bad, [f"{col.name} {value} {problem}" for value in text]
 
 
 def _local_offset_us() -> pa.Scalar:
@@ -403,6 +579,8 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
             return _STRING
         if pa.types.is_boolean(t):
             return pd.BooleanDtype()
+        if pa.types.is_decimal(t):
+            return pd.ArrowDtype(t)
         return None
 
     return table.to_pandas(types_mapper=mapper, ignore_metadata=True)
@@ -416,13 +594,23 @@ def _split(batch: Batch, size: int) -> Iterator[Batch]:
     for i, start in enumerate(range(0, len(batch.rows), size)):
         rows = batch.rows.iloc[start : start + size].reset_index(drop=True)
         q = batch.quarantined if i == 0 else empty_q
-        yield Batch(rows, q, len(rows) + len(q))
+        yield Batch(rows, q, len(rows) + len(q), raw_text=_shifted(batch, start))
 
 
-def get_connector(name: str, configs: Mapping[str, SourceConfig]) -> Connector:
-    """Return the connector of source ``name``, configured from ``configs``."""
+def _shifted(batch: Batch, start: int) -> Callable[[np.ndarray], list[str]]:
+    """Return the raw text of a slice of `batch`'s good rows starting at `start`."""
+    return lambda positions: batch.raw_of(positions + start)
+
+
+def get_connector(
+    name: str, configs: Mapping[str, SourceConfig], *, arrived_at: dt.datetime | None = None
+) -> Connector:
+    """Return the connector of source ``name``, configured from ``configs``.
+
+    ``arrived_at`` is when the delivery to read arrived (default: when its rows are read).
+    """
     spec = SOURCES.get(name)
     if spec is None:
         raise ConnectorError(f"unknown source {name!r}; known sources: {', '.join(SOURCES)}")
     config = configs.get(name) or SourceConfig(name=name)
-    return Connector(spec, config)
+    return Connector(spec, config, arrived_at=arrived_at)

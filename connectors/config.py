@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from connectors.errors import ConfigError
-from connectors.spec import SOURCES, SourceSpec
+from connectors.spec import BENEFIT_TYPES, SOURCES, SourceSpec
 
 if TYPE_CHECKING:  # the transports import connectors.base, which imports this module
     from connectors.http import HttpTransport
@@ -25,6 +27,7 @@ __all__ = [
     "SourceConfig",
     "SqlSettings",
     "Transport",
+    "ValidationRules",
     "load_source_configs",
     "make_transport",
     "parse_source_configs",
@@ -61,6 +64,27 @@ _HTTP_KEYS = (
 )
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_VALIDATION_KEYS = ("earliest_date", "future_allowance_minutes", "ceilings", "minimum_age")
+# The money columns of every source: the keys [validation.ceilings] may name.
+MONEY_COLUMNS = tuple(
+    sorted({c.name for spec in SOURCES.values() for c in spec.columns if c.kind == "money"})
+)
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    """Hold the policy numbers of the value checks: ``[validation]`` in config/sources.toml.
+
+    An absent number turns its check off: ``earliest`` (no date before it), ``ceilings`` (the
+    largest amount of a money column, in yuan), ``minimum_age`` (per benefit type, in whole
+    years on the day a roll delivery arrives). ``future_allowance`` is how far after a
+    delivery's arrival a date may lie (clock skew, time zones); no date may lie beyond it.
+    """
+
+    earliest: dt.date | None = None
+    future_allowance: dt.timedelta = dt.timedelta(0)
+    ceilings: Mapping[str, Decimal] = field(default_factory=lambda: _EMPTY)
+    minimum_age: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,7 @@ class SourceConfig:
     transport: Transport = "files"
     sql: SqlSettings | None = None
     http: HttpSettings | None = None
+    validation: ValidationRules = field(default_factory=ValidationRules)
 
 
 @dataclass(frozen=True)
@@ -125,19 +150,21 @@ def parse_source_configs(
     data: Mapping[str, Any], *, path: Path | None = None
 ) -> dict[str, SourceConfig]:
     """Validate parsed TOML and return a config per source (defaults for absent ones)."""
-    unknown = sorted(set(data) - set(SOURCES))
+    unknown = sorted(set(data) - set(SOURCES) - {"validation"})
     if unknown:
         raise ConfigError(
-            f"unknown source {unknown[0]!r}; known sources: {', '.join(SOURCES)}",
+            f"unknown source {unknown[0]!r}; known sources: {', '.join(SOURCES)} "
+            "(and the [validation] table)",
             path=path,
             source=unknown[0],
         )
+    validation = _parse_validation(data.get("validation", {}), path)
     configs = {}
     for name, spec in SOURCES.items():
         table = data.get(name, {})
         if not isinstance(table, Mapping):
             raise ConfigError("must be a table", path=path, source=name)
-        configs[name] = _parse_one(spec, table, path)
+        configs[name] = _parse_one(spec, table, path, validation)
     return configs
 
 
@@ -153,7 +180,73 @@ def load_source_configs(path: Path) -> dict[str, SourceConfig]:
     return parse_source_configs(data, path=path)
 
 
-def _parse_one(spec: SourceSpec, table: Mapping[str, Any], path: Path | None) -> SourceConfig:
+def _parse_validation(raw: object, path: Path | None) -> ValidationRules:
+    """Validate the ``[validation]`` table: dates, minutes, ceilings in yuan, ages in years."""
+
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(message, path=path, source="validation", key=key)
+
+    if not isinstance(raw, Mapping):
+        raise ConfigError("must be a table", path=path, source="validation")
+    for key in raw:
+        if key not in _VALIDATION_KEYS:
+            raise fail(key, f"unknown key; allowed keys: {', '.join(_VALIDATION_KEYS)}")
+    earliest = raw.get("earliest_date")
+    if earliest is not None and (
+        not isinstance(earliest, dt.date) or isinstance(earliest, dt.datetime)
+    ):
+        raise fail("earliest_date", f"must be a date such as 1900-01-01, not {earliest!r}")
+    minutes = raw.get("future_allowance_minutes", 0)
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0:
+        raise fail("future_allowance_minutes", f"must be a whole number >= 0, not {minutes!r}")
+    ceilings_raw = raw.get("ceilings", {})
+    if not isinstance(ceilings_raw, Mapping):
+        raise fail("ceilings", "must be a table of money column = largest amount in yuan")
+    ceilings: dict[str, Decimal] = {}
+    for column, value in ceilings_raw.items():
+        if column not in MONEY_COLUMNS:
+            raise fail(f"ceilings.{column}", f"not a money column; money columns: "
+                       f"{', '.join(MONEY_COLUMNS)}")  # fmt: skip
+        amount = _yuan(value)
+        if amount is None:
+            raise fail(f"ceilings.{column}", f"must be a positive amount in yuan with at most "
+                       f"two decimals, not {value!r}")  # fmt: skip
+        ceilings[column] = amount
+    ages_raw = raw.get("minimum_age", {})
+    if not isinstance(ages_raw, Mapping):
+        raise fail("minimum_age", "must be a table of benefit type = years")
+    ages: dict[str, int] = {}
+    for benefit, years in ages_raw.items():
+        if benefit not in BENEFIT_TYPES:
+            raise fail(f"minimum_age.{benefit}", f"not a benefit type; benefit types: "
+                       f"{', '.join(BENEFIT_TYPES)}")  # fmt: skip
+        if isinstance(years, bool) or not isinstance(years, int) or not 0 <= years <= 150:
+            raise fail(f"minimum_age.{benefit}", f"must be whole years 0-150, not {years!r}")
+        ages[benefit] = years
+    return ValidationRules(
+        earliest=earliest,
+        future_allowance=dt.timedelta(minutes=minutes),
+        ceilings=MappingProxyType(ceilings),
+        minimum_age=MappingProxyType(ages),
+    )
+
+
+def _yuan(value: object) -> Decimal | None:
+    """Return a positive amount in yuan with at most two decimals, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        return None
+    return amount.quantize(Decimal("0.01"))
+
+
+def _parse_one(
+    spec: SourceSpec, table: Mapping[str, Any], path: Path | None, validation: ValidationRules
+) -> SourceConfig:
     name = spec.name
 
     def fail(key: str, message: str) -> ConfigError:
@@ -226,6 +319,7 @@ def _parse_one(spec: SourceSpec, table: Mapping[str, Any], path: Path | None) ->
         transport=transport,
         sql=sql,
         http=http,
+        validation=validation,
     )
 
 

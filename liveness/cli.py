@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -19,7 +17,7 @@ from liveness.access.audit import record_audit
 from liveness.access.cli import clients_app
 from liveness.access.gateways import mark_notice_sent
 from liveness.app import Services
-from liveness.cli_boundary import boundary, console, errors, migrated_services
+from liveness.cli_boundary import boundary, console, errors, migrated_services, print_json
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.estimator.cli import classifier_app
@@ -186,7 +184,7 @@ def ingest(
         )  # fmt: skip
     if json_output:
         for report in reports:
-            sys.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False) + "\n")
+            print_json(report.as_dict())
     else:
         print_delivery_reports(reports)
     if any(report.status == "refused" for report in reports):
@@ -262,7 +260,7 @@ def run_command(
     run = execute_run(services, as_of=as_of.date(), override_guard=override_guard)
     if json_output:
         payload = {"run_id": run.id, "status": run.status, **run.report}
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        print_json(payload)
     elif run.status == RunStatus.PUBLISHED:
         print_run_report(run.report)
     if run.status == RunStatus.STOPPED_BY_GUARD:
@@ -301,14 +299,14 @@ def demo(
         console=Console(quiet=True) if json_output else console,
     )  # fmt: skip
     if json_output:
-        sys.stdout.write(json.dumps(figures, ensure_ascii=False, default=str) + "\n")
+        print_json(figures)
 
 
 def print_frame(frame: pd.DataFrame, *, title: str, json_output: bool) -> None:
     """Print a table for people, or one JSON object per row with --json."""
     if json_output:
         for record in frame.to_dict("records"):
-            sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            print_json(record)
         return
     table = Table(title=f"{title} ({len(frame):,})")
     for column in frame.columns:
@@ -403,7 +401,7 @@ def relink_command(json_output: JsonOption = False) -> None:
     with session_scope(services.sessions) as session:
         report = relink(session, store=services.store)
     if json_output:
-        sys.stdout.write(json.dumps(report.as_dict()) + "\n")
+        print_json(report.as_dict())
         return
     console.print(
         f"relinked against roll and card deliveries through #{report.through_delivery_id}: "
@@ -434,7 +432,7 @@ def runs_command(
             for run in runs(services, limit=limit)
         ],
         columns=["id", "as_of", "status", "started_at", "finished_at", "persons", "error"],
-    )  # fmt: skip
+    ).astype({"persons": "Int64"})  # fmt: skip
     print_frame(frame, title="runs", json_output=json_output)
 
 

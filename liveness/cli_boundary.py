@@ -6,10 +6,16 @@ can use it without importing the main app that registers them.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
+import pandas as pd
 import typer
 from rich.console import Console
 
@@ -58,3 +64,41 @@ def migrated_services() -> Services:
     services = Services(get_settings())
     services.require_schema()
     return services
+
+
+def strict_json(value: Any) -> Any:
+    """Return `value` with every missing or non-finite number (NaN, NaT, NA, inf) as None.
+
+    Strict JSON has no NaN or Infinity: a parser that follows the standard refuses them.
+    """
+    if isinstance(value, Mapping):
+        return {str(key): strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [strict_json(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return [strict_json(item) for item in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    try:
+        missing = bool(pd.isna(value))
+    except (TypeError, ValueError):
+        missing = False
+    return None if missing else value
+
+
+def print_json(value: Any, *, sort_keys: bool = False) -> None:
+    """Print `value` as one line of strict JSON (missing values null, other types as text)."""
+    line = json.dumps(
+        strict_json(value), ensure_ascii=False, allow_nan=False, default=str, sort_keys=sort_keys
+    )
+    sys.stdout.write(line + "\n")

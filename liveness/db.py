@@ -85,6 +85,12 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return rows as dicts of plain Python values, None for missing (for executemany)."""
+    converted = frame.astype(object)
+    return converted.where(converted.notna(), None).to_dict("records")
+
+
 def query_frame(session: Session, statement: Executable, columns: list[str]) -> pd.DataFrame:
     """Run a select and return its rows as a DataFrame, built column by column (fast)."""
     rows = session.execute(statement).all()

@@ -81,14 +81,27 @@ def card_numbers(person: np.ndarray) -> pa.Array:
     return _padded("8860", serial, 12)
 
 
-def transit_chunk(start: int, count: int, *, total: int, persons: int, seed: int) -> pa.Table:
-    """Return rows ``start``..``start + count`` of the delivery, typed as a Parquet export."""
-    rng = np.random.default_rng([seed, 0, start])
+def transit_chunk(
+    start: int,
+    count: int,
+    *,
+    total: int,
+    persons: int,
+    seed: int,
+    first_day: np.datetime64 = DELIVERY_START,
+    first_position: int = 0,
+) -> pa.Table:
+    """Return rows ``start``..``start + count`` of the delivery, typed as a Parquet export.
+
+    Record ids count from ``first_position`` + 1 (another delivery's ids follow on).
+    """
+    rng = np.random.default_rng([seed, 0, start, first_position])
     # Taps in time order over the delivery's days, between 05:30 and 22:00 local time.
     position = np.arange(start, start + count, dtype=np.int64)
     day = position * DELIVERY_DAYS // max(total, 1)
     second = np.sort(rng.integers(5 * 3600 + 1800, 22 * 3600, size=count))
-    tapped_at = DELIVERY_START + (day * 86_400 + second).astype("timedelta64[s]")
+    tapped_at = first_day + (day * 86_400 + second).astype("timedelta64[s]")
+    position = position + first_position
     person = rng.integers(0, persons, size=count)
     unknown = rng.random(count) < UNKNOWN_CARD_SHARE
     person = np.where(unknown, persons + rng.integers(0, persons, size=count), person)
@@ -158,6 +171,29 @@ def write_transit(workdir: Path, *, rows: int, persons: int, seed: int) -> tuple
         if writer is not None:
             writer.close()
     return csv_path, parquet_path
+
+
+def write_next(workdir: Path, *, rows: int, after: int, persons: int, seed: int) -> Path:
+    """Write a Parquet delivery of ``rows`` new records, the month after the first delivery."""
+    path = workdir / f"transit-next-{rows}-after-{after}.parquet"
+    if path.is_file():
+        return path
+    temporary = path.with_suffix(".tmp")
+    writer: pq.ParquetWriter | None = None
+    try:
+        for start, count in _chunks(rows):
+            table = transit_chunk(
+                start, count, total=rows, persons=persons, seed=seed,
+                first_day=DELIVERY_START + np.timedelta64(31, "D"), first_position=after,
+            )  # fmt: skip
+            if writer is None:
+                writer = pq.ParquetWriter(temporary, table.schema)
+            writer.write_table(table, row_group_size=CHUNK_ROWS)
+    finally:
+        if writer is not None:
+            writer.close()
+    temporary.replace(path)
+    return path
 
 
 def id_numbers(person: np.ndarray) -> pa.Array:
@@ -327,6 +363,32 @@ def child_ingest(path: Path, database: Path, evidence: Path) -> dict[str, float]
     }  # fmt: skip
 
 
+def child_ingest_after(
+    first: Path, second: Path, database: Path, evidence: Path
+) -> dict[str, float]:
+    """Ingest ``first`` (not measured), then measure the ingest of ``second`` into that store.
+
+    The second delivery's records are new: every one is looked for among the first's, in
+    every month (the record index), as a nightly delta is among a year of traces.
+    """
+    from liveness.cli import ingest_paths
+
+    services = _services(database, evidence)
+    services.require_schema()
+    ingest_paths(services, source="transit", paths=[first])
+    services = _services(database, evidence)  # a new ingest opens the index from disk
+    baseline = _peak_rss_mb()
+    began, cpu = time.perf_counter(), time.process_time()
+    (report,) = ingest_paths(services, source="transit", paths=[second])
+    seconds = time.perf_counter() - began
+    return {
+        "rows": report.rows_read, "loaded": report.loaded, "unmatched": report.unmatched,
+        "quarantined": report.quarantined, "redelivered": report.redelivered,
+        "seconds": seconds, "cpu_seconds": time.process_time() - cpu,
+        "baseline_mb": baseline, "peak_mb": _peak_rss_mb(),
+    }  # fmt: skip
+
+
 def measure(*args: str) -> dict[str, float]:
     """Run one measurement in a fresh interpreter and return its figures."""
     command = [sys.executable, "-m", "bench.ingest.run", "--measure", *args]
@@ -425,6 +487,19 @@ def run(*, rows: int, persons: int, workdir: Path, seed: int) -> dict[str, float
             results[key] = _print_row(Row(name, figures))
             fresh.unlink()
             shutil.rmtree(evidence, ignore_errors=True)
+    # A delivery of new records into a store already holding the full one (the month before):
+    # the re-delivery check looks for each among all the store's records.
+    following = write_next(workdir, rows=small_rows, after=rows, persons=persons, seed=seed)
+    fresh = workdir / "state-after.sqlite"
+    evidence = workdir / "evidence-after"
+    shutil.copyfile(database, fresh)
+    shutil.rmtree(evidence, ignore_errors=True)
+    figures = measure("ingest-after", str(parquet_path), str(following), str(fresh), str(evidence))
+    results["parquet_ingest_after"] = _print_row(Row(f"parquet ingest after {rows:,}", figures))
+    if figures["loaded"] != small_rows:
+        raise SystemExit(f"the delivery after the first did not load whole: {figures}")
+    fresh.unlink()
+    shutil.rmtree(evidence, ignore_errors=True)
     for fmt in ("csv", "parquet"):
         f = results[f"{fmt}_ingest"].figures
         print(f"{fmt} ingest: loaded {int(f['loaded']):,}, unmatched {int(f['unmatched']):,}, "
@@ -434,7 +509,8 @@ def run(*, rows: int, persons: int, workdir: Path, seed: int) -> dict[str, float
         return results[key].figures["peak_mb"]
 
     out: dict[str, float] = {"rows": rows}
-    for key in ("csv_connector", "parquet_connector", "csv_ingest", "parquet_ingest"):
+    for key in ("csv_connector", "parquet_connector", "csv_ingest", "parquet_ingest",
+                "parquet_ingest_after"):  # fmt: skip
         out[f"{key}_rows_s"] = results[key].rows_per_second
     for fmt in ("csv", "parquet"):
         out[f"{fmt}_peak_rss_mb"] = max(peak(f"{fmt}_connector"), peak(f"{fmt}_ingest"))
@@ -451,6 +527,7 @@ def run(*, rows: int, persons: int, workdir: Path, seed: int) -> dict[str, float
     out["ingest_rss_growth_ratio"] = max(
         peak(f"{fmt}_ingest") / peak(f"{fmt}_ingest_small") for fmt in ("csv", "parquet")
     )
+    out["parquet_ingest_after_peak_rss_mb"] = peak("parquet_ingest_after")
     return out
 
 
@@ -480,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         kind, *paths = args.measure
         if kind == "connector":
             figures = child_connector(Path(paths[0]))
+        elif kind == "ingest-after":
+            figures = child_ingest_after(*(Path(p) for p in paths))
         else:
             figures = child_ingest(Path(paths[0]), Path(paths[1]), Path(paths[2]))
         print(json.dumps(figures))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sys
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from liveness.cli_boundary import boundary, migrated_services
+from liveness.cli_boundary import boundary, migrated_services, print_json
 from liveness.db import session_scope
 from liveness.estimator.artifacts import artifacts_dir
 from liveness.estimator.evaluation import EvaluationReport
@@ -33,7 +31,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as on
 
 def _print(report: EvaluationReport, *, json_output: bool, extra: dict[str, Any]) -> None:
     if json_output:
-        sys.stdout.write(json.dumps({**extra, **report.as_dict()}, ensure_ascii=False) + "\n")
+        print_json({**extra, **report.as_dict()})
         return
     for key, value in extra.items():
         console.print(f"{key.replace('_', ' ')}: {value}", highlight=False)

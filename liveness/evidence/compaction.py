@@ -22,9 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from liveness.db import session_scope
+from liveness.evidence.records import replace_parts
 from liveness.evidence.store import (
     SORTED_KEY,
     SORTED_VALUE,
+    VOIDED_KIND,
     EvidenceStore,
     part_schema,
 )
@@ -100,6 +102,8 @@ def compact(session: Session, *, store: EvidenceStore, source: str, month: str) 
     for old in parts:
         session.delete(old)
     session.flush()
+    # The record index keeps its runs: the new part holds the records of the parts it replaces.
+    replace_parts(store.records_folder(source), old=[old.path for old in parts], new=part.path)
     now = time.time()
     for old in parts:
         # The grace period of orphan removal counts from when a file stopped being referenced.
@@ -204,7 +208,7 @@ def _settle_corrections(
     """Clear the correction flag of records with no other version in the store.
 
     Such a row reads the same as a plain trace, and a source without flagged rows is read
-    without checking record hashes at all.
+    without checking record hashes at all. A void keeps its flag: it withdraws its record.
     """
     corrected = table["correction"].to_numpy(zero_copy_only=False)
     if not corrected.any():
@@ -216,7 +220,8 @@ def _settle_corrections(
         if part.month != month
     ]
     other = np.unique(np.concatenate(elsewhere)) if elsewhere else np.empty(0, np.uint64)
-    still = corrected & np.isin(hashes, other)
+    voided = pc.equal(table["kind"], VOIDED_KIND).to_numpy(zero_copy_only=False)
+    still = corrected & (np.isin(hashes, other) | voided)
     index = table.schema.get_field_index("correction")
     return table.set_column(index, "correction", pa.array(still))
 

@@ -7,6 +7,7 @@ is an orphan file that no reader sees, so a crashed ingest publishes nothing.
 A correction row (`correction=true`) replaces every earlier version of its record, wherever
 that version is stored: readers drop all versions of a corrected record and add back its
 latest correction (by delivery, then manifest order, then row order) if it lies in the window.
+A latest correction of kind `voided` withdraws the record: nothing is added back.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from liveness.evidence.records import RECORDS_FOLDER, RecordIndex
 from liveness.identity.keys import pandas_string_hashes
 from models import EvidencePart
 
@@ -50,9 +52,15 @@ EVIDENCE_SCHEMA = pa.schema(
         ("correction", pa.bool_()),
     ]
 )
+# The kind of a correction by which a source withdraws a record (`voided=true`).
+VOIDED_KIND = "voided"
 # Columns only one source's parts carry, after the common ones: the face template that
-# matched a verification. Parts written before a column existed lack it; readers see nulls.
-SOURCE_COLUMNS: dict[str, tuple[pa.Field, ...]] = {"face": (pa.field("face_id", pa.string()),)}
+# matched a verification, the outcome of a medical discharge (part of a record's content: see
+# liveness.evidence.records). Parts written before a column existed lack it; readers see nulls.
+SOURCE_COLUMNS: dict[str, tuple[pa.Field, ...]] = {
+    "face": (pa.field("face_id", pa.string()),),
+    "medical": (pa.field("discharge_outcome", pa.string()),),
+}
 # Written into the footer of parts sorted by person then day: readers then find each
 # person's last day at the end of their run instead of scattering every trace.
 SORTED_KEY = b"liveness.sorted_by"
@@ -65,7 +73,7 @@ ROW_GROUP_ROWS = 1 << 20
 WRITER_BUFFER_ROWS = 2 * ROW_GROUP_ROWS
 # Only these columns repeat enough for a Parquet dictionary to pay: trying one on record ids
 # and card numbers costs more time than compressing them.
-DICTIONARY_COLUMNS = ["kind", "link", "day", "delivery_id", "correction"]
+DICTIONARY_COLUMNS = ["kind", "link", "day", "delivery_id", "correction", "discharge_outcome"]
 
 
 def day_number(day: dt.date) -> int:
@@ -442,20 +450,14 @@ class EvidenceStore:
             low=day_number(first_day), high=day_number(last_day),
         )  # fmt: skip
 
-    def existing_hashes(self, session: Session, *, source: str, months: list[str]) -> np.ndarray:
-        """Return the sorted record hashes already stored for `source` in `months`."""
-        paths = [
-            self.root / part.path
-            for part in session.scalars(
-                select(EvidencePart).where(
-                    EvidencePart.source == source, EvidencePart.month.in_(months)
-                )
-            )
-        ]
-        if not paths:
-            return np.empty(0, dtype=np.uint64)
-        hashes = [pq.read_table(path, columns=["record_hash"])["record_hash"] for path in paths]
-        return np.unique(np.concatenate([column.to_numpy() for column in hashes]))
+    def record_index(self, session: Session, *, source: str) -> RecordIndex:
+        """Return the index of every record `source` holds, brought up to the manifest."""
+        manifest = {part.path: self.path_of(part) for part in self.parts(session, source=source)}
+        return RecordIndex.open(self.records_folder(source), source=source, manifest=manifest)
+
+    def records_folder(self, source: str) -> Path:
+        """Return the folder of `source`'s record index, beside the parts."""
+        return self.root / RECORDS_FOLDER / f"source={source}"
 
     def row_group_batches(
         self, path: Path, columns: list[str], *, low: int, high: int
@@ -513,6 +515,7 @@ class EvidenceStore:
         hashes = table["record_hash"].to_numpy()
         _, first = np.unique(hashes, return_index=True)
         latest = table.take(pa.array(np.sort(first))).drop_columns(["_part", "_row"])
+        latest = latest.filter(pc.fill_null(pc.not_equal(latest["kind"], VOIDED_KIND), True))
         return _Corrections(hashes=np.unique(hashes), latest=latest)
 
 

@@ -43,8 +43,8 @@ def as_strings(values: pa.Array | pa.ChunkedArray | pd.Series) -> pa.Array:
     return values
 
 
-def _mix(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    """Scramble 64-bit values (MurmurHash3's finaliser), in place."""
+def mix64(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Scramble 64-bit values (MurmurHash3's finaliser), in place; return them."""
     values ^= values >> np.uint64(33)
     values *= np.uint64(0xFF51AFD7ED558CCD)
     values ^= values >> np.uint64(33)
@@ -102,7 +102,7 @@ def _hash_padded(padded: _Padded, values: pa.Array) -> npt.NDArray[np.uint64]:
     for column in range(words.shape[1]):
         # Only a string's own words count, so that its hash does not depend on the batch's
         # longest string (the padding within its last word is always the same).
-        mixed = _mix(hashes ^ words[:, column])
+        mixed = mix64(hashes ^ words[:, column])
         hashes = mixed if column == 0 else np.where(lengths > 8 * column, mixed, hashes)
     if padded.long_rows.size:
         long_values = values.take(pa.array(padded.long_rows)).to_pandas().to_numpy(dtype=object)

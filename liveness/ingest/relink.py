@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from connectors.identity import normalise_arrow
 from liveness.db import query_frame
+from liveness.evidence.records import replace_parts
 from liveness.evidence.store import (
     SORTED_KEY,
     SORTED_VALUE,
@@ -218,7 +219,9 @@ def _relink_part(
         source=part.source, month=part.month, table=table, delivery_id=part.delivery_id,
         sorted_by_person=sorted_by_person,
     )  # fmt: skip
-    part.path = str(new_path.relative_to(store.root))
+    old_path, part.path = part.path, str(new_path.relative_to(store.root))
+    # Relinking changes no record's content: the record index keeps its runs, renamed.
+    replace_parts(store.records_folder(part.source), old=[old_path], new=part.path)
     return linked
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from liveness.db import query_frame
+from liveness.db import plain_records, query_frame
 from models import Base, Benefit, Card, Person
 
 PERSON_COLUMNS = (
@@ -21,12 +20,6 @@ PERSON_COLUMNS = (
 # only: afterwards the list's state machine alone changes that.
 BENEFIT_COLUMNS = ("monthly_amount", "benefit_start", "roll_status", "last_certified_on")
 CARD_COLUMNS = ("card_kind", "id_number", "person_id", "issued_on", "cancelled_on")
-
-
-def _plain(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Return rows as dicts of plain Python values, None for missing."""
-    converted = frame.astype(object)
-    return converted.where(converted.notna(), None).to_dict("records")
 
 
 def _as_dates(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -69,10 +62,10 @@ def _upsert(
             # thousand rows per statement ("insertmanyvalues"). PostgreSQL's pipelined
             # executemany is faster as it is (and its insert triggers run per statement).
             statement = statement.returning(core_table.c.id)
-        session.execute(statement, _plain(incoming.loc[new, [*keys, *values, *on_insert]]))
+        session.execute(statement, plain_records(incoming.loc[new, [*keys, *values, *on_insert]]))
     if differs.any():
         changed = merged.loc[differs, ["id", *values]].astype({"id": np.int64})
-        session.execute(update(table), _plain(changed))
+        session.execute(update(table), plain_records(changed))
     return np.asarray(new | differs)
 
 
@@ -84,7 +77,8 @@ def load_registry(session: Session, rows: pd.DataFrame) -> tuple[int, int]:
         rows.rename(columns={"id_number_status": "id_status", "status": "roll_status"}),
         ("birth_date", "benefit_start", "last_certified_on"),
     )
-    rows["monthly_amount"] = [Decimal(f"{amount:.2f}") for amount in rows["monthly_amount"]]
+    # Exact decimals from the connector (never floats): the amounts of overpayments and back pay.
+    rows["monthly_amount"] = rows["monthly_amount"].astype(object)
     persons = rows.drop_duplicates("person_ref", keep="last")
     person_changed = _upsert(
         session, Person, persons[["person_ref", *PERSON_COLUMNS]],

@@ -10,22 +10,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from connectors import Batch, ConnectorError, SourceConfig, get_connector, make_transport, threads
 from liveness.errors import DeliveryRefused
+from liveness.evidence.records import RecordIndex, Verdict
 from liveness.evidence.store import DeliveryWriter, EvidenceStore, day_from_number
 from liveness.identity import CardIndex, RollIndex
-from liveness.ingest.deaths import load_death_records, load_deregistrations
+from liveness.ingest.deaths import (
+    Loaded,
+    load_death_records,
+    load_deregistrations,
+    load_medical_deaths,
+)
 from liveness.ingest.relink import relinked_through
 from liveness.ingest.roll import load_cards, load_registry
-from liveness.ingest.traces import (
-    TRACE_SOURCES,
-    drop_redeliveries,
-    evidence_rows,
-)
-from models import Delivery, DeliveryStatus, QuarantinedRow, SourceCursor, SourceVolume
+from liveness.ingest.traces import TRACE_SOURCES, link_traces, shape_traces
+from models import Delivery, DeliveryStatus, QuarantinedRow, SourceCursor, SourceVolume, utcnow
 
 # The roll and the cards first: traces and death records link against them.
 INGEST_ORDER = (
@@ -53,56 +56,6 @@ class DeliveryReport:
         return asdict(self)
 
 
-class _SortedRuns:
-    """A growing set of 64-bit hashes kept as a few sorted runs, for batch membership tests.
-
-    A new batch becomes a run of its own; runs merge when the newer is as large as the older
-    (as in a binary counter), so a set of n hashes has at most log2(n / batch) runs and each
-    hash is merged log2 times: adding costs little, and a test costs one binary search per run.
-    """
-
-    def __init__(self, hashes: np.ndarray) -> None:
-        self.runs: list[np.ndarray] = []
-        self.add(hashes)
-
-    def add(self, hashes: np.ndarray) -> None:
-        """Add hashes (repeats of stored ones are harmless)."""
-        self.add_sorted(np.sort(hashes))
-
-    def add_sorted(self, hashes: np.ndarray) -> None:
-        """Add hashes already in ascending order."""
-        if not hashes.size:
-            return
-        self.runs.append(hashes)
-        while len(self.runs) > 1 and self.runs[-2].size <= 2 * self.runs[-1].size:
-            newer = self.runs.pop()
-            merged = np.concatenate([self.runs[-1], newer])
-            # Two sorted runs side by side: the stable sort (a timsort) finds them and merges
-            # them in linear time, where the default quicksort sorts all over again; in place,
-            # it needs no second copy of the merged run.
-            merged.sort(kind="stable")
-            self.runs[-1] = merged
-
-    def contains(self, hashes: np.ndarray) -> np.ndarray:
-        """Return whether each hash is in the set."""
-        order = np.argsort(hashes)
-        found = np.empty(hashes.size, dtype=bool)
-        found[order] = self.contains_sorted(hashes[order])
-        return found
-
-    def contains_sorted(self, hashes: np.ndarray) -> np.ndarray:
-        """Return whether each of hashes in ascending order is in the set."""
-        found = np.zeros(hashes.size, dtype=bool)
-        if not hashes.size:
-            return found
-        # Searched in sorted order, the binary searches walk each run front to back (several
-        # times faster on runs of millions than searching in the batch's random order).
-        for run in self.runs:
-            at = np.minimum(np.searchsorted(run, hashes), run.size - 1)
-            found |= run[at] == hashes
-        return found
-
-
 @dataclass
 class IngestContext:
     """What every delivery of one ingest needs: configuration, the store, cached indexes."""
@@ -115,8 +68,8 @@ class IngestContext:
     # The newest roll or card delivery the cached indexes are known to hold (read before
     # they load): the last relink's, since card holders catch up with the roll only there.
     _links_version: int | None = field(default=None, repr=False)
-    # Per source and month, the record hashes already stored, for re-delivery checks.
-    _hashes: dict[tuple[str, str], _SortedRuns] = field(default_factory=dict, repr=False)
+    # Per trace source, every record it holds: re-deliveries are found across months.
+    _records: dict[str, RecordIndex] = field(default_factory=dict, repr=False)
 
     def roll(self, session: Session) -> RollIndex:
         """Return the roll index, loading it once."""
@@ -143,61 +96,22 @@ class IngestContext:
         if self._links_version is None:
             self._links_version = relinked_through(session)
 
-    def redelivered(
-        self, session: Session, *, source: str, hashes: np.ndarray, days: np.ndarray
-    ) -> np.ndarray:
-        """Return, per trace, whether its record is stored for `source` or came earlier.
-
-        Earlier means in this batch or in an earlier batch of the ingest: records first seen
-        here are remembered as stored (each such trace is kept, so it will be).
-        """
-        months = days.astype("datetime64[D]").astype("datetime64[M]")
-        seen = np.zeros(len(hashes), dtype=bool)
-        if not months.size:
-            return seen
-        first, last = months.min(), months.max()
-        for month in [first] if first == last else np.unique(months):
-            key = (source, str(month))
-            if key not in self._hashes:
-                self._hashes[key] = _SortedRuns(
-                    self.store.existing_hashes(session, source=source, months=[str(month)])
-                )
-            if first == last:
-                seen = _seen(self._hashes[key], hashes)
-            else:
-                rows = np.flatnonzero(months == month)
-                seen[rows] = _seen(self._hashes[key], hashes[rows])
-        return seen
+    def records(self, session: Session, source: str) -> RecordIndex:
+        """Return the record index of a trace source, opened once per ingest."""
+        index = self._records.get(source)
+        if index is None:
+            index = self._records[source] = self.store.record_index(session, source=source)
+        return index
 
     def forget_indexes(self) -> None:
-        """Drop cached indexes after the roll or the cards changed, or a delivery rolled back."""
+        """Drop the roll and card indexes after the roll or the cards changed."""
         self._roll = None
         self._cards = None
         self._links_version = None
-        self._hashes.clear()
 
-    def forget_hashes(self) -> None:
-        """Drop the cached record hashes after a delivery rolled back (the indexes still hold)."""
-        self._hashes.clear()
-
-
-def _seen(runs: _SortedRuns, hashes: np.ndarray) -> np.ndarray:
-    """Return whether each hash is in `runs` or repeats one before it; add the new ones.
-
-    One sort serves the membership test, shows the repeats (neighbours) and is the run added.
-    """
-    ordered = np.sort(hashes)
-    hit = runs.contains_sorted(ordered)
-    repeats = ordered.size > 1 and bool((ordered[1:] == ordered[:-1]).any())
-    if not repeats and not hit.any():
-        runs.add_sorted(ordered)  # the usual case: every record is new
-        return np.zeros(hashes.size, dtype=bool)
-    seen = np.isin(hashes, ordered[hit])
-    if repeats:
-        # Which of equal hashes comes first is the batch's order, not the sort's.
-        seen |= pd.Series(hashes).duplicated().to_numpy()
-    runs.add(hashes[~seen])
-    return seen
+    def forget_records(self) -> None:
+        """Drop the record indexes after a delivery rolled back: reopened, they drop its runs."""
+        self._records.clear()
 
 
 def delivery_files(paths: list[Path]) -> list[Path]:
@@ -237,8 +151,10 @@ def ingest_delivery(
 
     `on_batch`, if given, is called with the rows read after each batch (for progress bars).
     """
+    # The moment of arrival bounds every date of the delivery (beyond a configured allowance).
+    received_at = utcnow()
     try:
-        connector = get_connector(source, context.configs)
+        connector = get_connector(source, context.configs, arrived_at=received_at)
     except ConnectorError as error:
         raise DeliveryRefused(str(error)) from None
     if not path.is_file():
@@ -254,12 +170,21 @@ def ingest_delivery(
         format=format or config.format or "auto",
         encoding=encoding or config.encoding,
         status=DeliveryStatus.LOADED,
+        received_at=received_at,
     )
+    if size == 0:
+        # Nothing at all, not even a header: nothing to load, nothing to refuse.
+        delivery.status = DeliveryStatus.EMPTY
+        session.add(delivery)
+        session.flush()
+        return DeliveryReport(source=source, file=str(path), status=DeliveryStatus.EMPTY.value)
     earlier = session.scalars(
         select(Delivery).where(
             Delivery.source == source,
             Delivery.checksum == checksum,
             Delivery.status == DeliveryStatus.LOADED,
+            # Every header-only file of a source has the same bytes: none duplicates another.
+            Delivery.rows_read > 0,
         )
     ).first()
     if earlier is not None:
@@ -308,30 +233,38 @@ def _load_batches(
     )
     savepoint = session.begin_nested()
     try:
-        batches_read = (
-            threads.read_ahead(batches(), name="delivery-batches") if read_ahead else batches()
-        )
-        for batch in batches_read:
+        records = context.records(session, source) if traces is not None else None
+        shaped = _shaped(batches(), source=source, delivery_id=delivery.id,
+                         timezone=context.timezone, records=records)  # fmt: skip
+        batches_read = threads.read_ahead(shaped, name="delivery-batches") if read_ahead else shaped
+        for batch, shaped_traces in batches_read:
             report.rows_read += batch.rows_read
             _store_quarantine(session, delivery, batch.quarantined)
             report.quarantined += len(batch.quarantined)
-            loaded, redelivered, unmatched = _load_rows(
-                session, source=source, rows=batch.rows, delivery_id=delivery.id,
-                context=context, traces=traces,
+            result = _load_rows(
+                session, source=source, rows=batch.rows, delivery=delivery, context=context,
+                traces=traces, shaped=shaped_traces,
             )  # fmt: skip
-            report.loaded += loaded
-            report.redelivered += redelivered
-            report.unmatched += unmatched
+            if result.conflicts:
+                conflicts = _conflict_rows(session, batch, delivery, result.conflicts)
+                _store_quarantine(session, delivery, conflicts)
+            report.loaded += result.loaded
+            report.redelivered += result.redelivered
+            report.quarantined += len(result.conflicts)
+            report.unmatched += result.unmatched
             if on_batch is not None:
                 on_batch(batch.rows_read)
         if traces is not None:
             # Parts and volumes enter the transaction only once every batch has loaded.
-            traces.writer.finish(session, linked_through=context.links_version)
+            parts = traces.writer.finish(session, linked_through=context.links_version)
             _add_volumes(session, source=source, counts=traces.volumes)
+            context.records(session, source).publish(
+                delivery_id=delivery.id, parts=[part.path for part in parts]
+            )
         savepoint.commit()
     except ConnectorError as error:
         savepoint.rollback()
-        context.forget_hashes()
+        context.forget_records()
         delivery.status = DeliveryStatus.REFUSED
         delivery.error = str(error)
         session.flush()
@@ -339,9 +272,16 @@ def _load_batches(
             source=source, file=delivery.path, status=DeliveryStatus.REFUSED.value,
             error=str(error),
         )  # fmt: skip
+    except BaseException:
+        # Whatever the delivery left pending or published is not in the store: reopen.
+        context.forget_records()
+        raise
     finally:
         if traces is not None:
             traces.writer.abort()  # nothing left to drop once finished
+    if report.rows_read == 0:
+        report.status = DeliveryStatus.EMPTY.value
+        delivery.status = DeliveryStatus.EMPTY
     delivery.rows_read = report.rows_read
     delivery.rows_loaded = report.loaded
     delivery.rows_redelivered = report.redelivered
@@ -352,11 +292,86 @@ def _load_batches(
 
 
 @dataclass
+class _Shaped:
+    """A batch's rows shaped as traces, and what the record index says of each."""
+
+    traces: pa.Table
+    verdict: Verdict
+
+
+def _shaped(
+    batches: Iterator[Batch], *, source: str, delivery_id: int, timezone: str,
+    records: RecordIndex | None,
+) -> Iterator[tuple[Batch, _Shaped | None]]:  # fmt: skip
+    """Pair each batch with its rows shaped as traces and judged by the record index.
+
+    Pure but for the index, which only this iterator touches until it ends: so it runs on
+    the reading thread when the delivery reads ahead, beside the linking of the last batch.
+    """
+    for batch in batches:
+        shaped = None
+        if records is not None and len(batch.rows):
+            traces = shape_traces(source, batch.rows, delivery_id=delivery_id, timezone=timezone)
+            verdict = records.check(
+                traces["record_hash"].to_numpy(),
+                traces["content"].to_numpy(),
+                traces["correction"].to_numpy(zero_copy_only=False),
+            )
+            shaped = _Shaped(traces, verdict)
+        yield batch, shaped
+
+
+@dataclass
 class _TraceSink:
     """Where a delivery's traces go until it has loaded whole: its parts and day counts."""
 
     writer: DeliveryWriter
     volumes: Counter[int] = field(default_factory=Counter)
+
+
+def _conflict_rows(
+    session: Session, batch: Batch, delivery: Delivery, conflicts: list[tuple[int, str, int]]
+) -> pd.DataFrame:
+    """Return quarantine rows (line, raw text, reason) for the conflicting rows of a batch."""
+    positions = np.array([position for position, _, _ in conflicts], dtype=np.int64)
+    reasons = conflict_reasons(
+        session, delivery=delivery, record_ids=[record_id for _, record_id, _ in conflicts],
+        earlier=[earlier for _, _, earlier in conflicts],
+    )  # fmt: skip
+    return pd.DataFrame(
+        {
+            "line": batch.rows["_line"].to_numpy()[positions],
+            "raw": batch.raw_of(positions),
+            "reason": reasons,
+        }
+    )
+
+
+def conflict_reasons(
+    session: Session, *, delivery: Delivery, record_ids: list[str], earlier: list[int]
+) -> list[str]:
+    """Say, per conflicting row, which delivery holds its record and that this one changes it.
+
+    `earlier` holds the delivery of the stored record, or -1 for an earlier row of this one.
+    """
+    known = {i for i in earlier if i >= 0}
+    names: dict[int, str] = {}
+    if known:
+        query = select(Delivery.id, Delivery.file_name).where(Delivery.id.in_(known))
+        names = {int(i): str(name) for i, name in session.execute(query).all()}
+    this = f"delivery {delivery.id} ({delivery.file_name})"
+    reasons = []
+    for record_id, other in zip(record_ids, earlier, strict=True):
+        if other < 0:
+            where = f"came earlier in this {this}"
+        else:
+            where = f"was delivered in delivery {other} ({names.get(other, 'file unknown')})"
+        reasons.append(
+            f"conflict: record_id {record_id} {where} with other content; {this} changes it "
+            "without correction=true (a correction replaces a record; a re-delivery must not "
+            "change it)"
+        )
+    return reasons
 
 
 def ingest_pull(
@@ -373,8 +388,9 @@ def ingest_pull(
     before the commit pulls the same rows again next time (and they load once).
     """
     config = context.configs[source]
+    received_at = utcnow()
     try:
-        connector = get_connector(source, context.configs)
+        connector = get_connector(source, context.configs, arrived_at=received_at)
         transport = make_transport(config, secrets=secrets)
     except ConnectorError as error:
         raise DeliveryRefused(str(error)) from None
@@ -393,6 +409,7 @@ def ingest_pull(
         format=config.transport,
         encoding="-",
         status=DeliveryStatus.LOADED,
+        received_at=received_at,
     )
     session.add(delivery)
     session.flush()
@@ -437,33 +454,36 @@ def _load_rows(
     *,
     source: str,
     rows: pd.DataFrame,
-    delivery_id: int,
+    delivery: Delivery,
     context: IngestContext,
     traces: _TraceSink | None = None,
-) -> tuple[int, int, int]:
+    shaped: _Shaped | None = None,
+) -> Loaded:
     """Dispatch a batch of good rows to the loader of its source."""
     if source == "registry":
         loaded, redelivered = load_registry(session, rows)
         context.forget_indexes()
-        return loaded, redelivered, 0
+        return Loaded(loaded, redelivered, 0)
     if source == "cards":
         result = load_cards(session, rows)
         context.forget_indexes()
-        return result
+        return Loaded(*result)
     if source == "cremation":
         return load_death_records(
             session, source=source, rows=rows, roll=context.roll(session),
-            delivery_id=delivery_id, timezone=context.timezone,
+            delivery_id=delivery.id, timezone=context.timezone,
         )  # fmt: skip
     if source == "deregistration":
         return load_deregistrations(
-            session, rows=rows, roll=context.roll(session), delivery_id=delivery_id,
+            session, rows=rows, roll=context.roll(session), delivery_id=delivery.id,
             timezone=context.timezone,
         )  # fmt: skip
     if source in TRACE_SOURCES and traces is not None:
+        if shaped is None:
+            return Loaded(0, 0, 0)
         return _load_traces(
-            session, source=source, rows=rows, delivery_id=delivery_id, context=context,
-            sink=traces,
+            session, source=source, rows=rows, shaped=shaped, delivery=delivery,
+            context=context, sink=traces,
         )  # fmt: skip
     raise DeliveryRefused(f"no loader for source {source!r}")
 
@@ -473,22 +493,32 @@ def _load_traces(
     *,
     source: str,
     rows: pd.DataFrame,
-    delivery_id: int,
+    shaped: _Shaped,
+    delivery: Delivery,
     context: IngestContext,
     sink: _TraceSink,
-) -> tuple[int, int, int]:
-    """Link and deduplicate traces, hand them to the delivery's parts; pass deaths on."""
-    traces = evidence_rows(
-        source, rows, roll=lambda: context.roll(session), cards=lambda: context.cards(session),
-        delivery_id=delivery_id, timezone=context.timezone,
-    )  # fmt: skip
-    hashes = traces["record_hash"].to_numpy()
-    days = traces["day"].to_numpy()
-    seen = context.redelivered(session, source=source, hashes=hashes, days=days)
-    fresh, redelivered = drop_redeliveries(traces, seen)
+) -> Loaded:
+    """Link judged traces and hand the new to the delivery's parts; quarantine the conflicts.
+
+    A record stored before (in any month) with the same content is a re-delivery; with other
+    content, and no correction, a conflict to quarantine. Deaths of loaded rows go on.
+    """
+    verdict = shaped.verdict
+    traces, loaded, conflicts = shaped.traces, rows, []
+    if verdict.redelivered.any() or verdict.conflict.any():
+        keep = ~(verdict.redelivered | verdict.conflict)
+        traces, loaded = traces.filter(pa.array(keep)), rows.loc[keep]
+        positions = np.flatnonzero(verdict.conflict)
+        record_ids = shaped.traces["record_id"].take(pa.array(positions)).to_pylist()
+        conflicts = list(
+            zip(positions.tolist(), record_ids, verdict.earlier[positions].tolist(), strict=True)
+        )
+    # Only what loads is linked: a re-delivery links nobody again.
+    fresh = link_traces(
+        traces, loaded, roll=lambda: context.roll(session), cards=lambda: context.cards(session)
+    )
     sink.writer.add(fresh)
-    if redelivered:
-        days = fresh["day"].to_numpy()
+    days = fresh["day"].to_numpy()
     if days.size:
         # Counted by day number in linear time: a batch spans a few days, sorting it would
         # cost more.
@@ -499,14 +529,16 @@ def _load_traces(
             dict(zip((values + first).tolist(), counts[values].tolist(), strict=True))
         )
     if source == "medical" and "discharge_outcome" in rows:
-        died = rows["discharge_outcome"].eq("deceased").fillna(False).to_numpy(dtype=bool)
-        if died.any():
-            load_death_records(
-                session, source="medical", rows=rows.loc[died],
-                roll=context.roll(session), delivery_id=delivery_id, timezone=context.timezone,
+        deaths = loaded["discharge_outcome"].eq("deceased").fillna(False).to_numpy(dtype=bool)
+        if "correction" in loaded:
+            deaths |= loaded["correction"].fillna(False).to_numpy(dtype=bool)
+        if deaths.any():
+            load_medical_deaths(
+                session, rows=loaded.loc[deaths], roll=context.roll(session),
+                delivery_id=delivery.id, timezone=context.timezone,
             )  # fmt: skip
     unmatched = int((fresh["person_id"].to_numpy() < 0).sum())
-    return fresh.num_rows, redelivered, unmatched
+    return Loaded(fresh.num_rows, int(verdict.redelivered.sum()), unmatched, conflicts)
 
 
 def _add_volumes(session: Session, *, source: str, counts: Counter[int]) -> None:

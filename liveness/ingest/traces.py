@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from liveness.evidence.store import record_hashes
+from liveness.evidence.records import content_hashes
+from liveness.evidence.store import VOIDED_KIND, record_hashes
 from liveness.identity import (
     CardIndex,
     RollIndex,
@@ -82,51 +83,32 @@ def trace_kinds(source: str, rows: pd.DataFrame) -> pa.Array:
     raise ValueError(f"{source} is not a trace source")
 
 
-def evidence_rows(
-    source: str,
-    rows: pd.DataFrame,
-    *,
-    roll: Callable[[], RollIndex],
-    cards: Callable[[], CardIndex],
-    delivery_id: int,
-    timezone: str,
-) -> pa.Table:
-    """Link rows to persons and shape them as an evidence-store table.
+def shape_traces(source: str, rows: pd.DataFrame, *, delivery_id: int, timezone: str) -> pa.Table:
+    """Shape a connector's rows as evidence-store rows, not yet linked to persons.
 
-    `roll` and `cards` are called only when a row needs them: transit links by card alone,
-    and loading a large roll it does not use would cost more than linking.
+    Pure, so that the thread reading the next batch may do it: with the record hash it
+    computes `content`, the hash of what a re-delivery must not change (not stored in parts).
+    `link_traces` adds the person and how it was found.
     """
     stamps = rows[EVENT_COLUMN[source]]
-    days = local_days(stamps, timezone)
-    if "card_no" in rows:
-        link_key = _arrow(rows["card_no"])
-        person_id = link_by_card(link_key, days, cards())
-        link = np.where(person_id >= 0, 1, 0).astype(np.int8)
-    else:
-        link_key = _arrow(rows["id_number"])
-        person_id = link_by_id_number(rows["id_number"], rows["id_number_status"], roll())
-        link = np.where(person_id >= 0, 2, 0).astype(np.int8)
-        if "name" in rows:
-            by_name = link_by_number_and_name(
-                rows["id_number"], rows["id_number_status"], rows["name"], roll()
-            )
-            found = (person_id < 0) & (by_name >= 0)
-            person_id = np.where(found, by_name, person_id)
-            link = np.where(found, 3, link).astype(np.int8)
+    link_key = _arrow(rows["card_no"] if "card_no" in rows else rows["id_number"])
     correction = (
         rows["correction"].to_numpy(dtype=bool, na_value=False)
         if "correction" in rows
         else np.zeros(len(rows), dtype=bool)
     )
-    event_at = whole_seconds(_arrow(stamps))
+    kinds = trace_kinds(source, rows)
+    if "voided" in rows:
+        # A withdrawn record reads as nothing once its void is the latest version.
+        voided = rows["voided"].to_numpy(dtype=bool, na_value=False)
+        if voided.any():
+            kinds = pc.if_else(pa.array(voided), VOIDED_KIND, kinds)
     columns: dict[str, pa.Array] = {
         "record_id": _arrow(rows["record_id"]).cast(pa.string()),
         "record_hash": pa.array(record_hashes(rows["record_id"]), pa.uint64()),
-        "person_id": pa.array(person_id.astype(np.int32, copy=False)),
-        "day": pa.array(days),
-        "event_at": event_at,
-        "kind": trace_kinds(source, rows),
-        "link": _coded(link, LINKS),
+        "day": pa.array(local_days(stamps, timezone)),
+        "event_at": whole_seconds(_arrow(stamps)),
+        "kind": kinds,
         "link_key": link_key.cast(pa.string()),
         "delivery_id": pa.array(np.full(len(rows), delivery_id, dtype=np.int32)),
         "correction": pa.array(correction),
@@ -136,11 +118,40 @@ def evidence_rows(
         face_id = rows["face_id"] if "face_id" in rows else pd.Series(None, index=rows.index)
         cleaned = face_id.astype("string").str.strip().replace("", pd.NA)
         columns["face_id"] = _arrow(cleaned).cast(pa.string())
-    return pa.table(columns)
+    if source == "medical":
+        # Death evidence: part of what a re-delivery of the record must not change.
+        outcome = rows.get("discharge_outcome", pd.Series(None, index=rows.index, dtype="string"))
+        columns["discharge_outcome"] = _arrow(outcome.astype("string")).cast(pa.string())
+    table = pa.table(columns)
+    return table.append_column("content", pa.array(content_hashes(table, source)))
 
 
-def drop_redeliveries(traces: pa.Table, seen: np.ndarray) -> tuple[pa.Table, int]:
-    """Drop rows whose record was `seen` (stored, or earlier in the delivery) unless corrections."""
-    keep = ~seen | traces["correction"].to_numpy(zero_copy_only=False)
-    dropped = int((~keep).sum())
-    return (traces if dropped == 0 else traces.filter(pa.array(keep))), dropped
+def link_traces(
+    traces: pa.Table,
+    rows: pd.DataFrame,
+    *,
+    roll: Callable[[], RollIndex],
+    cards: Callable[[], CardIndex],
+) -> pa.Table:
+    """Link shaped traces to persons: add `person_id` (-1: nobody) and `link` (how).
+
+    `roll` and `cards` are called only when a row needs them: transit links by card alone,
+    and loading a large roll it does not use would cost more than linking.
+    """
+    days = traces["day"].to_numpy()
+    if "card_no" in rows:
+        person_id = link_by_card(traces["link_key"], days, cards())
+        link = np.where(person_id >= 0, 1, 0).astype(np.int8)
+    else:
+        person_id = link_by_id_number(rows["id_number"], rows["id_number_status"], roll())
+        link = np.where(person_id >= 0, 2, 0).astype(np.int8)
+        if "name" in rows:
+            by_name = link_by_number_and_name(
+                rows["id_number"], rows["id_number_status"], rows["name"], roll()
+            )
+            found = (person_id < 0) & (by_name >= 0)
+            person_id = np.where(found, by_name, person_id)
+            link = np.where(found, 3, link).astype(np.int8)
+    return traces.append_column(
+        "person_id", pa.array(person_id.astype(np.int32, copy=False))
+    ).append_column("link", _coded(link, LINKS))

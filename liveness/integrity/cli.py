@@ -8,7 +8,6 @@ Registered in liveness/cli.py:
 from __future__ import annotations
 
 import datetime as dt
-import json
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from liveness.app import Services
-from liveness.cli_boundary import boundary, migrated_services
+from liveness.cli_boundary import boundary, migrated_services, print_json
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
@@ -81,7 +80,7 @@ def leads_command(
         leads = [lead_record(lead) for lead in current_leads(session, rule=rule)]
     if json_output:
         for record in leads:
-            typer.echo(json.dumps(record, ensure_ascii=False, sort_keys=True))
+            print_json(record, sort_keys=True)
         return
     table = Table(title=f"integrity leads as of {day} ({len(leads)}; {report.new} new)")
     for column in ("id", "rule", "region", "persons", "at risk / month", "status", "order"):
@@ -144,7 +143,7 @@ def show_command(order_id: Annotated[int, typer.Argument(help="The order.")]) ->
         _, leads = order_leads(session, order_id=order_id)
         records = [lead_record(lead) for lead in leads]
     for record in records:
-        typer.echo(json.dumps(record, ensure_ascii=False, sort_keys=True))
+        print_json(record, sort_keys=True)
 
 
 @orders_app.command("answer")

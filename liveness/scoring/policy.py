@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+# The benefit types of the roll's contract; a level rule may be overridden per type.
+from connectors.spec import BENEFIT_TYPES
+
 __all__ = [
     "BENEFIT_TYPES",
     "KIND_VOCABULARY",
@@ -48,14 +51,6 @@ KIND_VOCABULARY: Mapping[str, tuple[str, ...]] = {
     ),
 }
 
-BENEFIT_TYPES: tuple[str, ...] = (
-    "enterprise_pension",
-    "institution_pension",
-    "resident_pension",
-    "work_injury_long_term",
-    "survivor_pension",
-    "unemployment",
-)
 
 _RULE_KEYS = ("recent", "min_weight", "strong_sources", "long_min_weight")
 

@@ -15,6 +15,7 @@ EXPECTED_KEYS = {
     "parquet_connector_rows_s",
     "csv_ingest_rows_s",
     "parquet_ingest_rows_s",
+    "parquet_ingest_after_rows_s",
     "csv_peak_rss_mb",
     "parquet_peak_rss_mb",
     "rss_growth_ratio",

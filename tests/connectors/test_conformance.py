@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -171,6 +172,9 @@ def test_rows_have_the_reference_schema(tmp_path: Path, source: str) -> None:
             assert dtype == pd.BooleanDtype(), name
         elif kind == "decimal":
             assert dtype == "float64", name
+        elif kind == "money":
+            # yuan exact to the fen: never a float
+            assert dtype == pd.ArrowDtype(pa.decimal128(18, 2)), name
         else:
             assert dtype == pd.StringDtype("pyarrow"), name
     assert str(batch.rows["_line"].dtype) == "int64"
@@ -197,7 +201,7 @@ def test_normalised_values(tmp_path: Path) -> None:
     assert rows["sex"].tolist() == ["M", "F"]
     assert rows["id_number"].tolist() == [ID_A, ID_A]
     assert rows["id_number_status"].tolist() == ["valid", "upgraded"]
-    assert rows["monthly_amount"].tolist() == [3120.5, 800.0]
+    assert rows["monthly_amount"].tolist() == [Decimal("3120.50"), Decimal("800.00")]
     assert rows["birth_date"].tolist() == [pd.Timestamp("1949-12-31")] * 2
     assert rows["phone"].isna().tolist() == [True, False]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -186,8 +187,10 @@ def test_decimal_rejects_non_numbers(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     got = read_all(connector_for("card_txn"), path)
-    assert got.rows["amount"].tolist() == [12.5, -3.0]
-    assert got.quarantined["line"].tolist() == [3, 4]
+    # An amount is money: exact to the fen, and never negative (a card use of no money is 0).
+    assert got.rows["amount"].tolist() == [Decimal("12.50")]
+    assert got.quarantined["line"].tolist() == [3, 4, 5]
+    assert "amount -3.00 is negative" in got.quarantined["reason"].iloc[2]
 
 
 @settings(max_examples=50, deadline=None)
