@@ -445,3 +445,43 @@ def test_a_roll_whose_every_benefit_ended_still_runs(
     place.run("2025-08-01")  # nobody draws: the run grades nobody, and reinstates P1
     assert [e.action for e in place.entries("P1")] == ["suspend", "terminate", "reinstate"]
     place.run("2025-08-31")
+
+
+def test_a_death_record_voided_by_its_department_reinstates(city: City) -> None:
+    city.cremation(f"R1,{P2[0]},{P2[1]},女,1950-02-02,2025-01-20,2025-01-22\n")
+    city.run("2025-01-31")
+    city.deliver(
+        "cremation",
+        "record_id,id_number,name,sex,birth_date,died_on,cremated_on,correction,voided\n"
+        f"R1,{P2[0]},{P2[1]},女,1950-02-02,2025-01-20,2025-01-22,true,true\n",
+        "gb18030",
+    )
+    city.run("2025-02-28")
+    _, reinstatement = city.entries("P2")
+    assert (reinstatement.action, reinstatement.reason, reinstatement.event) == (
+        "reinstate", "death_withdrawn", "death_withdrawn",
+    )  # fmt: skip
+    assert reinstatement.amount == Decimal("2500.50")  # the payment of 02-01
+    with session_scope(city.services.sessions) as session:
+        assert session.scalars(select(DeathRecord)).one().status == "voided"
+
+
+def test_a_voided_duplicate_deregistration_reinstates_with_back_pay(city: City) -> None:
+    city.deliver(
+        "registry",
+        REGISTRY.splitlines()[0] + "\n"
+        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2024-07-01,330702,G1,"
+        "active,2024-06-01\n",
+    )
+    header = "record_id,id_number,name,deregistered_on,reason,new_id_number,correction,voided\n"
+    city.deliver("deregistration", header + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,,\n")
+    city.run("2025-03-31")
+    (suspension,) = city.entries("P4")
+    assert suspension.reason == "duplicate_identity"
+    city.deliver(
+        "deregistration", header + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,true,true\n"
+    )
+    city.run("2025-05-31")
+    _, reinstatement = city.entries("P4")
+    assert (reinstatement.action, reinstatement.reason) == ("reinstate", "duplicate_withdrawn")
+    assert reinstatement.amount == Decimal("6000.00")  # April and May, withheld
