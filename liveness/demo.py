@@ -275,23 +275,28 @@ def run_demo(
 
     estimator: dict[str, Any] | None = None
     if days >= 300:
-        from liveness.estimator import demo_evaluation
+        from liveness.estimator import EstimatorError, demo_evaluation
 
         # Train half-way through the year, evaluate on what the next 90 days revealed.
         train_as_of = DEMO_START + dt.timedelta(days=days // 2 - 1)
-        with console.status("training the learned estimator"):
-            evaluation = demo_evaluation(
-                services,
-                train_as_of=train_as_of,
-                evaluate_as_of=train_as_of + dt.timedelta(days=90),
-                horizon_days=90,
+        try:
+            with console.status("training the learned estimator"):
+                evaluation = demo_evaluation(
+                    services,
+                    train_as_of=train_as_of,
+                    evaluate_as_of=train_as_of + dt.timedelta(days=90),
+                    horizon_days=90,
+                )
+        except EstimatorError as error:
+            # A small city may hold too few deaths to calibrate on; the rules still run.
+            console.print(f"[bold]3. learned estimator[/] skipped: {error}")
+        else:
+            console.print(
+                f"[bold]3. learned estimator[/] trained as of {train_as_of}, beside the rules "
+                f"{elapsed()}"
             )
-        console.print(
-            f"[bold]3. learned estimator[/] trained as of {train_as_of}, beside the rules "
-            f"{elapsed()}"
-        )
-        evaluation.render(console)
-        estimator = evaluation.as_dict()
+            evaluation.render(console)
+            estimator = evaluation.as_dict()
 
     truth = pd.read_csv(folder / "city" / "truth.csv", dtype=str, keep_default_na=False)
     truth = truth.replace({"": None})

@@ -794,8 +794,8 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
     A deregistration replacing a number by a `new_id_number` that also draws links two persons
     on the roll: where both draw the same benefit type, the later-started benefit is the
     duplicate (on a tie, the cancelled number's). A deregistration cancelling a number as a
-    `duplicate` makes every other benefit that number draws a duplicate too. Indexed by
-    benefit id, with the person and the evidence to cite.
+    `duplicate` without naming another number on the roll makes every benefit that number draws a
+    duplicate. Indexed by benefit id, with the person and the evidence to cite.
     """
     links = query_frame(
         session,
@@ -840,9 +840,12 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
             ],
         }
     )  # fmt: skip
-    # A number cancelled as a duplicate: what it draws that no pair above decided.
+    # A number cancelled as a duplicate of nobody on the roll: all it draws is drawn twice. Where
+    # the other number is on the roll, only the pairs above are: a benefit the other number does
+    # not draw is the person's only one, and stopping it would stop a living person's pay.
     alone = mine[
         (mine["reason"] == "duplicate")
+        & mine["other_id"].isna()
         & ~mine["benefit_id"].isin(pairs["benefit_id"])
         & ~mine["benefit_id"].isin(pairs["benefit_id_other"])
     ]

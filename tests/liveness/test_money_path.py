@@ -23,7 +23,16 @@ from liveness.errors import RunRefused
 from liveness.lists import ApprovalRefused, approve_entry
 from liveness.review.outcomes import OutcomeInvalid, correct_outcome
 from liveness.runner import execute_run
-from models import DeathRecord, IntegrityLead, ListEntry, ReviewTask, Run, TaskKind
+from models import (
+    Benefit,
+    DeathRecord,
+    IntegrityLead,
+    ListEntry,
+    Person,
+    ReviewTask,
+    Run,
+    TaskKind,
+)
 from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
 from tests.liveness.test_workflow import P1, P2, City
 
@@ -426,6 +435,42 @@ def test_a_number_cancelled_as_a_duplicate_stops_drawing(city: City) -> None:
     (suspension,) = city.entries("P4")
     assert suspension.reason == "duplicate_identity"
     assert suspension.amount == Decimal("27000.00")  # July 2024 to March 2025: 9 months
+
+
+def test_a_number_cancelled_in_favour_of_one_on_the_roll_stops_only_what_is_drawn_twice(
+    city: City,
+) -> None:
+    # P4 is P1 again, drawing P1's pension from 2024-07 and a survivor pension P1 does not draw.
+    header = REGISTRY.splitlines()[0]
+    city.deliver(
+        "registry",
+        f"{header}\n"
+        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2024-07-01,330702,G1,"
+        "active,2024-06-01\n"
+        f"P4,{P4_NUMBER},张三,M,1945-01-01,survivor_pension,500.00,2019-01-01,330702,G1,"
+        "active,2024-06-01\n",
+    )
+    # The police cancel P4's number as the duplicate and name P1's as the one kept.
+    city.deliver(
+        "deregistration",
+        "record_id,id_number,name,deregistered_on,reason,new_id_number\n"
+        f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,{P1[0]}\n",
+    )
+    city.run("2025-03-31")
+    assert city.entries("P1") == []
+    (suspension,) = city.entries("P4")
+    assert suspension.detail["other_benefit"] == city.benefit("P1").id
+    assert suspension.amount == Decimal("27000.00")  # July 2024 to March 2025: 9 months
+    # Found by the stateful test: the survivor pension is drawn once, and keeps being paid.
+    with session_scope(city.services.sessions) as session:
+        statuses = dict(
+            session.execute(
+                select(Benefit.benefit_type, Benefit.status)
+                .join(Person, Person.id == Benefit.person_id)
+                .where(Person.id_number == P4_NUMBER)
+            ).all()
+        )
+    assert statuses == {"enterprise_pension": "suspended", "survivor_pension": "active"}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
