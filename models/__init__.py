@@ -1,6 +1,6 @@
 """The persistent data model: SQLAlchemy tables (migrations live in `models/migrations`)."""
 
-from models.access import ApiClient, AuditEntry
+from models.access import ApiClient, AuditEntry, WebSessionRecord
 from models.api_state import ClientSecret, FaceCallback, IdempotencyKey, ListAck
 from models.base import (
     Base,
@@ -101,5 +101,6 @@ __all__ = [
     "TaskKind",
     "TaskStatus",
     "VisitOutcome",
+    "WebSessionRecord",
     "utcnow",
 ]

@@ -1,8 +1,9 @@
 """The web session: a signed cookie naming the signed-in client, with its CSRF token.
 
-The cookie holds no personal data and no token: only the client's id, a CSRF token and
-when it was signed. The client is looked up on every request, so revoking its token or
-its expiry ends its web sessions at once.
+The cookie holds no personal data and no token: only the client's id, the key of a session
+the server recorded at sign-in (liveness.access.sessions), a CSRF token and when it was
+signed. The session and the client are looked up on every request, so signing out, revoking
+the client's token or its expiry ends its web sessions at once, even for a copied cookie.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class WebSession:
 
     client_id: int | None
     csrf: str
+    # The key of the server's record of this session (None: nobody signed in).
+    key: str | None = None
 
     @classmethod
     def anonymous(cls) -> WebSession:
@@ -31,9 +34,9 @@ class WebSession:
         return cls(client_id=None, csrf=secrets.token_urlsafe(32))
 
     @classmethod
-    def signed_in(cls, client_id: int) -> WebSession:
+    def signed_in(cls, client_id: int, key: str) -> WebSession:
         """Return a session for a client just signed in; the CSRF token is renewed."""
-        return cls(client_id=client_id, csrf=secrets.token_urlsafe(32))
+        return cls(client_id=client_id, csrf=secrets.token_urlsafe(32), key=key)
 
     def accepts(self, submitted: object) -> bool:
         """Return whether a form's CSRF field matches this session's token."""
@@ -52,7 +55,7 @@ class SessionSigner:
 
     def dump(self, session: WebSession) -> str:
         """Return the cookie value of a session."""
-        return self._serializer.dumps({"c": session.client_id, "x": session.csrf})
+        return self._serializer.dumps({"c": session.client_id, "x": session.csrf, "k": session.key})
 
     def load(self, value: str | None) -> WebSession | None:
         """Return the session of a cookie value, or None if absent, tampered or expired."""
@@ -64,5 +67,8 @@ class SessionSigner:
             return None
         if not isinstance(raw, dict) or not isinstance(raw.get("x"), str):
             return None
-        client = raw.get("c")
-        return WebSession(client_id=client if isinstance(client, int) else None, csrf=raw["x"])
+        client, key = raw.get("c"), raw.get("k")
+        return WebSession(
+            client_id=client if isinstance(client, int) else None, csrf=raw["x"],
+            key=key if isinstance(key, str) else None,
+        )  # fmt: skip
