@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api.background import RunStarter
@@ -61,6 +61,10 @@ def create_app(services: Services) -> FastAPI:
         version="1",
         summary="Non-intrusive survival certification (全息无感认证): queues, lists, callbacks.",
         lifespan=lifespan,
+        # Off unless enabled (settings.api_docs): no map of the routes for strangers.
+        docs_url="/docs" if services.settings.api_docs else None,
+        redoc_url="/redoc" if services.settings.api_docs else None,
+        openapi_url="/openapi.json" if services.settings.api_docs else None,
     )
     app.state.services = services
     app.state.runs = RunStarter(services)
@@ -88,6 +92,13 @@ def _install_pages(app: FastAPI, services: Services) -> None:
     settings = services.settings
     secret = None if settings.web_secret is None else settings.web_secret.get_secret_value()
     app.state.web_signer = SessionSigner(secret, max_age_s=settings.web_session_minutes * 60)
+    # Errors under /web answer as pages (api.errors._body), a missing session as sign-in.
+    app.state.page_errors = pages.error_response
+
+    @app.exception_handler(pages.SignInRequired)
+    async def sign_in_required(request: Request, error: pages.SignInRequired) -> Response:
+        return pages.sign_in_redirect(request)
+
     app.mount("/web/static", StaticFiles(directory=pages.HERE / "static"), name="web-static")
     app.include_router(pages.router)
     app.include_router(orders.router)

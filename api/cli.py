@@ -14,7 +14,7 @@ def serve_command(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
-    """Serve the API (/api/v1, OpenAPI at /docs) over the configured database."""
+    """Serve the API (/api/v1; /docs if LIVENESS_API_DOCS) over the configured database."""
     import uvicorn
 
     from api.app import api_services, create_app

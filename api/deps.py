@@ -58,6 +58,47 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+@dataclass(frozen=True)
+class AuditIntent:
+    """What a request is about to do, by whom: what the audit records if it is refused."""
+
+    actor: str
+    action: str
+    target_type: str
+    target_ref: str | None
+    remote_addr: str | None
+    via: str | None = None
+
+
+def intend(
+    request: Request, actor: str, action: str, target_type: str, target_ref: str | int | None,
+    *, via: str | None = None,
+) -> None:  # fmt: skip
+    """Note what a request is about to do, so that a refusal is audited as refused (of what)."""
+    request.state.audit_intent = AuditIntent(
+        actor=actor, action=action, target_type=target_type,
+        target_ref=None if target_ref is None else str(target_ref)[:64],
+        remote_addr=None if request.client is None else request.client.host, via=via,
+    )  # fmt: skip
+
+
+def record_refusal(services: Services, intent: AuditIntent, *, status: int, reason: str) -> None:
+    """Audit a refused attempt as refused, in a transaction of its own (the request's rolled back).
+
+    The action is the one attempted with `.refused` appended: the log never shows a refused
+    read or change as done.
+    """
+    detail: dict[str, Any] = {"refused": reason, "status": status}
+    if intent.via is not None:
+        detail["via"] = intent.via
+    with session_scope(services.sessions) as session:
+        record_audit(
+            session, actor=intent.actor, action=f"{intent.action}.refused"[:64],
+            target_type=intent.target_type, target_ref=intent.target_ref, detail=detail,
+            remote_addr=intent.remote_addr,
+        )  # fmt: skip
+
+
 def _finish(session: Session, failed: bool) -> None:
     """End the request's transaction: commit, or roll back when the handler raised."""
     try:
@@ -270,6 +311,8 @@ class Caller:
     # PostgreSQL: connections for the one-statement reads (read_once); None on SQLite.
     reads: ReadPool | None = None
     token: str | None = None
+    # The request, whose state notes what it is about to do (see `intend`).
+    request: Request | None = field(default=None, repr=False)
     # The request's session. `require` gives one (SessionDep ends it); a `require_cached`
     # caller has none until Caller.run opens one for its work and ends it there, so that the
     # one-statement reads (read_once) never build a session they do not use.
@@ -292,6 +335,7 @@ class Caller:
         detail: dict[str, Any] | None = None,
     ) -> AuditEntry:  # fmt: skip
         """Write the audit entry of this request in its transaction (first, see get_principal)."""
+        self.intend(action, target_type, target_ref)
         return record_audit(
             self.session, actor=self.principal.name, action=action, target_type=target_type,
             target_ref=None if target_ref is None else str(target_ref), detail=detail,
@@ -384,11 +428,17 @@ class Caller:
 
     def audit_read(self, action: str, target_type: str, target_ref: str | int | None) -> ReadAudit:
         """Return the audit entry of a read, to wrap around it (see ReadAudit)."""
+        self.intend(action, target_type, target_ref)
         return ReadAudit(
             self.session, actor=self.principal.name, action=action, target_type=target_type,
             target_ref=None if target_ref is None else str(target_ref),
             remote_addr=self.remote_addr,
         )  # fmt: skip
+
+    def intend(self, action: str, target_type: str, target_ref: str | int | None) -> None:
+        """Note what this request is about to do (see `intend`)."""
+        if self.request is not None:
+            intend(self.request, self.principal.name, action, target_type, target_ref)
 
     def today(self) -> dt.date:
         """Return today's date in the agency's time zone."""
@@ -401,10 +451,12 @@ def require(permission: str) -> Callable[..., Awaitable[Caller]]:
     async def dependency(
         request: Request, principal: PrincipalDep, session: SessionDep, services: ServicesDep
     ) -> Caller:
+        intend(request, principal.name, permission, "path", request.url.path)
         authorize(principal, permission)
         return Caller(
             principal=principal, _session=session, services=services,
             remote_addr=None if request.client is None else request.client.host,
+            request=request,
         )  # fmt: skip
 
     return dependency
@@ -430,12 +482,13 @@ def require_cached(permission: str) -> Callable[..., Awaitable[Caller]]:
         principal, unverified = await _cached_principal(request, services, token)
         if unverified and principal.role not in PERMISSIONS[permission]:
             principal, unverified = await run_in_threadpool(_lookup, services, token), False
+        intend(request, principal.name, permission, "path", request.url.path)
         authorize(principal, permission)
         return Caller(
             principal=principal, services=services,
             remote_addr=None if request.client is None else request.client.host,
             unverified=unverified, reads=getattr(request.app.state, "reads", None),
-            token=token,
+            token=token, request=request,
         )  # fmt: skip
 
     return dependency

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from liveness.errors import LivenessError
+from api.deps import AuditIntent, record_refusal
+from liveness.access import Forbidden
+from liveness.errors import Hidden, LivenessError, NotFound
 
 logger = logging.getLogger("liveness.api")
 
@@ -26,14 +30,41 @@ class ErrorRead(BaseModel):
 
 
 def error_code(error: BaseException) -> str:
-    """Return the snake_case name of an error's class: NotFound -> not_found."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+    """Return the snake_case name of an error's class: NotFound -> not_found.
+
+    A hidden object answers as an absent one (not_found), so the code does not tell them apart.
+    """
+    kind = NotFound if isinstance(error, Hidden) else type(error)
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()
 
 
-def _body(status: int, error: str, detail: Any, headers: dict[str, str] | None = None) -> Any:
+# Renders an error under /web as a page (api.web.pages.error_response, set by the app).
+PageErrors = Callable[[Request, int, str | None], Awaitable[Response]]
+
+
+async def _body(
+    request: Request, status: int, error: str, detail: Any,
+    headers: dict[str, str] | None = None,
+) -> Response:  # fmt: skip
+    """Answer an error: a page under /web, the JSON error body everywhere else."""
+    pages: PageErrors | None = getattr(request.app.state, "page_errors", None)
+    if pages is not None and (request.url.path + "/").startswith("/web/"):
+        return await pages(request, status, detail if isinstance(detail, str) else None)
     return JSONResponse(
         status_code=status, content={"error": error, "detail": detail}, headers=headers
     )
+
+
+async def _audit_refusal(request: Request, error: LivenessError) -> None:
+    """Audit a refusal (forbidden, or hidden as absent) under what the request attempted."""
+    intent: AuditIntent | None = getattr(request.state, "audit_intent", None)
+    if intent is None:
+        return
+    reason = "out_of_scope" if isinstance(error, Hidden) else "forbidden"
+    await run_in_threadpool(
+        record_refusal, request.app.state.services, intent, status=error.http_status,
+        reason=reason,
+    )  # fmt: skip
 
 
 def _field(location: tuple[Any, ...]) -> str:
@@ -47,8 +78,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LivenessError)
     async def _liveness(request: Request, error: LivenessError) -> Any:
+        if isinstance(error, Forbidden | Hidden):
+            await _audit_refusal(request, error)
         headers = {"WWW-Authenticate": "Bearer"} if error.http_status == 401 else None
-        return _body(error.http_status, error_code(error), str(error), headers)
+        return await _body(request, error.http_status, error_code(error), str(error), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> Any:
@@ -56,29 +89,44 @@ def install_error_handlers(app: FastAPI) -> None:
             {"field": _field(tuple(item.get("loc", ()))), "message": str(item.get("msg", ""))}
             for item in error.errors()
         ]
-        return _body(422, "validation_error", detail)
+        if request.url.path.startswith("/web/"):
+            # A page's address that does not parse (/web/tasks/abc) names nothing there is.
+            return await _body(request, 404, "not_found", None)
+        return await _body(request, 422, "validation_error", detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> Any:
-        return _body(
-            error.status_code, "http_error", str(error.detail), dict(error.headers or {}) or None
+        return await _body(
+            request,
+            error.status_code,
+            "http_error",
+            str(error.detail),
+            dict(error.headers or {}) or None,
         )
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, error: IntegrityError) -> Any:
         # Two requests raced for the same unique thing (a key, a sequence number): retryable.
         logger.warning("integrity conflict on %s: %s", request.url.path, error.orig)
-        return _body(409, "conflict", "a concurrent request changed the same data; retry")
+        return await _body(
+            request, 409, "conflict", "a concurrent request changed the same data; retry"
+        )
 
     @app.exception_handler(OperationalError)
     async def _operational(request: Request, error: OperationalError) -> Any:
         if "locked" in str(error.orig) or "busy" in str(error.orig).lower():
             # SQLite lets one writer at a time: the caller may simply retry.
-            return _body(503, "busy", "the database is busy; retry", {"Retry-After": "1"})
+            return await _body(
+                request, 503, "busy", "the database is busy; retry", {"Retry-After": "1"}
+            )
         logger.exception("database error on %s", request.url.path)
-        return _body(500, "internal_error", "a database error occurred; it was logged")
+        return await _body(
+            request, 500, "internal_error", "a database error occurred; it was logged"
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Any:
         logger.exception("unexpected error on %s", request.url.path)
-        return _body(500, "internal_error", f"an unexpected {type(error).__name__}; it was logged")
+        return await _body(
+            request, 500, "internal_error", f"an unexpected {type(error).__name__}; it was logged"
+        )

@@ -6,6 +6,7 @@ LivenessError
 ├── RollMissing             a step needs the benefit roll, and none is loaded
 ├── RunRefused              a run cannot start (another run holds the lock, bad date)
 └── NotFound                a referenced object does not exist
+    └── Hidden              one outside the caller's scope, answered exactly as absent
 """
 
 from __future__ import annotations
@@ -56,3 +57,10 @@ class NotFound(LivenessError):
     """A referenced object does not exist."""
 
     http_status = 404
+
+
+class Hidden(NotFound):
+    """An object outside the caller's scope, answered exactly as an absent one.
+
+    The message must be the one its absence gives, so that the caller cannot tell which.
+    """

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
         description="Seconds a signed verifier callback's timestamp may differ from now.",
     )
 
+    api_docs: bool = Field(
+        default=False,
+        description="Serve the API's interactive documentation (/docs) and its OpenAPI document "
+        "(/openapi.json) without sign-in. Off by default: they map every route for a stranger; "
+        "enable it on a development or integration server.",
+    )
+
     web_secret: SecretStr | None = Field(
         default=None,
         description="Key that signs the web pages' session cookies. Unset: a random key per "

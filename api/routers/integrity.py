@@ -43,6 +43,7 @@ from liveness.integrity import (
     review_answer,
     rule_precision,
 )
+from liveness.views.queue import mask_evidence
 from models import InspectionOrder, IntegrityLead, LeadAnswer, LeadStatus, OrderStatus
 
 router = APIRouter(tags=["integrity"], responses=ERRORS)
@@ -61,7 +62,9 @@ def _leads_read(session: Session, leads: Sequence[IntegrityLead]) -> list[LeadRe
     for lead in leads:
         given = answers.get(lead.id)
         answered = None if given is None else LeadAnswerRead.model_validate(given)
-        items.append(LeadRead.model_validate(lead).model_copy(update={"answer": answered}))
+        # Identity and card numbers masked: what an inspector checks needs the last digits only.
+        shown = {"answer": answered, "evidence": mask_evidence(lead.evidence)}
+        items.append(LeadRead.model_validate(lead).model_copy(update=shown))
     return items
 
 

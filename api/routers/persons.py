@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Path, Query
 from api.deps import Caller, require
 from api.routers.common import ERRORS
 from api.schemas import PersonRead
-from liveness.access import authorize_grid
-from liveness.views.person import person_view
+from liveness.access import hide_outside_grids
+from liveness.views.person import no_person, person_view
 
 router = APIRouter(prefix="/persons", tags=["persons"], responses=ERRORS)
 
@@ -27,6 +27,6 @@ def read_person(
         caller.session, store=caller.services.store, person_ref=person_ref, today=caller.today(),
         window_days=days,
     )  # fmt: skip
-    authorize_grid(caller.principal, view.grid_code)
+    hide_outside_grids(caller.principal, view.grid_code, absent=no_person(person_ref))
     entry.detail = {"days": days}
     return PersonRead.model_validate(view)

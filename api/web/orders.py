@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.web.pages import CSRF_FIELD, Page, WebRoute, form_of, signed_in
+from api.web.pages import CSRF_FIELD, Page, form_of, signed_in
 from liveness.access import PERMISSIONS
 from liveness.access.policy import authorize_region
 from liveness.errors import NotFound
@@ -27,7 +27,7 @@ from liveness.integrity.service import (
 from liveness.views.queue import mask_evidence as masked  # a lead's evidence, numbers masked
 from models import IntegrityLead, LeadStatus, LeadVerdict
 
-router = APIRouter(prefix="/web", include_in_schema=False, route_class=WebRoute)
+router = APIRouter(prefix="/web", include_in_schema=False)
 
 
 @router.get("/orders", response_class=HTMLResponse)

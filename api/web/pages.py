@@ -17,14 +17,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep
+from api.deps import SessionDep, intend
 from api.web import charts
 from api.web.i18n import LANGS, Lang, label, pick_lang, translate
 from api.web.payments import payment_rows
@@ -37,22 +35,32 @@ from liveness.access import (
     authenticate,
     authorize,
     authorize_grid,
-    principal_by_id,
+    hide_outside_grids,
     record_audit,
 )
+from liveness.access.sessions import end_web_session, open_web_session, web_session_principal
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import LivenessError, NotFound
-from liveness.review.claims import ensure_may_settle
+from liveness.review.claims import ensure_may_settle, no_task
 from liveness.review.outcomes import OUTCOMES_BY_KIND, OutcomeInvalid, record_outcome
 from liveness.scoring.explain import render_reasons
 from liveness.views import dashboard
 from liveness.views.indicators import indicators
 from liveness.views.overdue import grids_behind
-from liveness.views.person import person_view
+from liveness.views.person import no_person, person_view
 from liveness.views.queue import grid_queue
 from liveness.views.runs import get_run, runs_page
-from models import Person, ReviewTask, Role, TaskKind, TaskStatus, VisitOutcome, utcnow
+from models import (
+    ApiClient,
+    Person,
+    ReviewTask,
+    Role,
+    TaskKind,
+    TaskStatus,
+    VisitOutcome,
+    utcnow,
+)
 
 T = TypeVar("T")
 HERE = Path(__file__).parent
@@ -86,10 +94,6 @@ LEVELS = ("strong", "medium", "weak", "deceased")
 QUEUE_PAGE = 200
 
 
-class SignInRequired(Exception):
-    """The request has no valid session: the browser is sent to the sign-in page."""
-
-
 def web_lang(request: Request) -> Lang:
     """Return the language of a request: the ?lang= switch, else the cookie, else Chinese."""
     return pick_lang(request.query_params.get("lang") or request.cookies.get(LANG_COOKIE))
@@ -119,53 +123,81 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
     return response
 
 
-def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    """Render an error as a page (never a traceback)."""
-    return render(request, "error.html", status=status, message=message, principal=None, nav=[])
+class SignInRequired(Exception):
+    """The request has no valid session: the browser is sent to the sign-in page."""
 
 
-class WebRoute(APIRoute):
-    """A page route: engine errors become error pages, a missing session a sign-in redirect."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """Wrap the route's handler so that failures answer as pages."""
-        handler = super().get_route_handler()
-
-        async def page_handler(request: Request) -> Response:
-            lang = web_lang(request)
-            try:
-                return await handler(request)
-            except (SignInRequired, Unauthenticated):
-                target = request.url.path
-                if request.method == "GET" and request.url.query:
-                    target += "?" + request.url.query
-                response = RedirectResponse(f"/web/sign-in?next={quote(target)}", 303)
-                response.delete_cookie(COOKIE, path="/web")
-                return response
-            except Forbidden:
-                return error_page(request, 403, translate(lang, "error_403"))
-            except NotFound:
-                return error_page(request, 404, translate(lang, "error_404"))
-            except LivenessError as error:
-                return error_page(request, error.http_status, str(error))
-            except RequestValidationError:
-                return error_page(request, 404, translate(lang, "error_404"))
-            except OperationalError:
-                return error_page(request, 503, translate(lang, "error_busy"))
-
-        return page_handler
+# The sentence an error page shows, by status, in the page's language.
+ERROR_MESSAGES = {403: "error_403", 404: "error_404", 409: "error_409", 422: "error_422",
+                  503: "error_busy"}  # fmt: skip
 
 
-router = APIRouter(prefix="/web", include_in_schema=False, route_class=WebRoute)
+def sign_in_redirect(request: Request) -> Response:
+    """Send the browser to the sign-in page, and back here afterwards (GET only)."""
+    target = request.url.path
+    if request.method == "GET" and request.url.query:
+        target += "?" + request.url.query
+    response = RedirectResponse(f"/web/sign-in?next={quote(target)}", 303)
+    response.delete_cookie(COOKIE, path="/web")
+    return response
 
 
-def _principal(services: Services, client_id: int) -> Principal:
-    """Look up a session's client in a short transaction of its own (see api.deps._lookup).
+async def error_response(request: Request, status: int, detail: str | None) -> Response:
+    """Answer an error under /web as a page: its language, the navigation, the headers.
 
-    Every request: a client revoked or expired since signing in is signed out at once.
+    A missing or ended session (401) goes to the sign-in page instead. `detail` is the
+    engine's own explanation, shown under the page's sentence for conflicts and bad input.
     """
+    if status == 401:
+        return sign_in_redirect(request)
+    lang = web_lang(request)
+    message = translate(lang, ERROR_MESSAGES.get(status, "error_500"))
+    page: Page | None = getattr(request.state, "web_page", None)
+    context: dict[str, Any] = {"principal": None, "nav": []}
+    if page is not None:
+        context = {"principal": page.principal, "nav": page.nav, "csrf": page.web.csrf,
+                   "csrf_field": CSRF_FIELD}  # fmt: skip
+    elif request.url.path.startswith("/web/"):
+        context = await run_in_threadpool(_visitor, request)
+    shown = detail if status in (409, 422) and detail else None
+    return render(request, "error.html", status=status, message=message, detail=shown, **context)
+
+
+def _visitor(request: Request) -> dict[str, Any]:
+    """Return who is signed in on a request no page route took (an unknown address), if anyone.
+
+    Best effort: the error page is shown without navigation when the session is not valid.
+    """
+    services: Services = request.app.state.services
+    web = signer(request).load(request.cookies.get(COOKIE))
+    if web is None or web.client_id is None or web.key is None:
+        return {"principal": None, "nav": []}
+    try:
+        principal = _principal(services, web)
+    except (LivenessError, SQLAlchemyError):
+        return {"principal": None, "nav": []}
+    return {"principal": principal, "nav": nav_of(principal), "csrf": web.csrf,
+            "csrf_field": CSRF_FIELD}  # fmt: skip
+
+
+router = APIRouter(prefix="/web", include_in_schema=False)
+
+
+def nav_of(principal: Principal) -> list[tuple[str, str]]:
+    """Return the navigation a principal's role may follow."""
+    return [(key, href) for key, href, needs in NAV if principal.role in PERMISSIONS[needs]]
+
+
+def _principal(services: Services, web: WebSession) -> Principal:
+    """Look up a session and its client in a short transaction of its own (see api.deps._lookup).
+
+    Every request: a session signed out, or a client revoked or expired since signing in, is
+    refused at once, whoever holds a copy of the cookie.
+    """
+    if web.client_id is None or web.key is None:
+        raise SignInRequired
     with session_scope(services.sessions) as session:
-        return principal_by_id(session, client_id=client_id, now=utcnow())
+        return web_session_principal(session, key=web.key, client_id=web.client_id, now=utcnow())
 
 
 @dataclass
@@ -196,6 +228,7 @@ class Page:
         detail: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         """Audit this request in its transaction (first: see api.deps.Caller.audit)."""
+        intend(self.request, self.principal.name, action, target_type, target_ref, via="web")
         record_audit(
             self.session, actor=self.principal.name, action=action, target_type=target_type,
             target_ref=None if target_ref is None else str(target_ref),
@@ -220,14 +253,18 @@ def signed_in(permission: str | None = None) -> Callable[..., Coroutine[Any, Any
         web = signer(request).load(request.cookies.get(COOKIE))
         if web is None or web.client_id is None:
             raise SignInRequired
-        principal = await run_in_threadpool(_principal, services, web.client_id)
+        principal = await run_in_threadpool(_principal, services, web)
+        page = Page(
+            request=request, services=services, session=session, principal=principal, web=web,
+            lang=web_lang(request), nav=nav_of(principal),
+        )  # fmt: skip
+        # An error page shows this navigation; a refusal is audited under this intent.
+        request.state.web_page = page
+        intend(request, principal.name, permission or "pages.read", "page",
+               request.url.path, via="web")  # fmt: skip
         if permission is not None:
             authorize(principal, permission)
-        nav = [(key, href) for key, href, needs in NAV if principal.role in PERMISSIONS[needs]]
-        return Page(
-            request=request, services=services, session=session, principal=principal, web=web,
-            lang=web_lang(request), nav=nav,
-        )  # fmt: skip
+        return page
 
     return dependency
 
@@ -272,45 +309,66 @@ async def sign_in(request: Request) -> Response:
     next_page = _safe_next(form.get("next"))
     services: Services = request.app.state.services
 
-    def check() -> Principal:
+    def check() -> tuple[Principal, str | None]:
         with session_scope(services.sessions) as session:
             principal = authenticate(session, token=token, now=utcnow())
+            if principal.role not in HOME_BY_ROLE:
+                return principal, None
+            key = open_web_session(
+                session, client_id=principal.client_id, now=utcnow(),
+                minutes=services.settings.web_session_minutes,
+            )  # fmt: skip
             record_audit(
                 session, actor=principal.name, action="web.sign_in", target_type="client",
                 target_ref=str(principal.client_id), detail={"via": "web"},
                 remote_addr=None if request.client is None else request.client.host,
             )  # fmt: skip
-            return principal
+            return principal, key
 
     error = None
-    principal = None
+    principal, key = None, None
     if not token:
         error = translate(lang, "token_required")
     else:
         try:
-            principal = await run_in_threadpool(check)
+            principal, key = await run_in_threadpool(check)
         except Unauthenticated:
             error = translate(lang, "token_refused")
     if principal is not None and principal.role not in HOME_BY_ROLE:
         error, principal = translate(lang, "no_web_role"), None
-    if principal is None:
+    if principal is None or key is None:
         return render(
             request, "sign_in.html", status=401, principal=None, nav=[], csrf=web.csrf,
             csrf_field=CSRF_FIELD, next=next_page, error=error,
         )  # fmt: skip
     response = RedirectResponse(next_page or HOME_BY_ROLE[principal.role], 303)
     # A new session (and CSRF token) at sign-in: a token planted before it is worthless.
-    _set_session(request, response, WebSession.signed_in(principal.client_id))
+    _set_session(request, response, WebSession.signed_in(principal.client_id, key))
     return response
 
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    """End the session: the cookie is cleared and the sign-in page shown."""
+    """End the session on the server (a copy of the cookie stops working) and clear it."""
     web = signer(request).load(request.cookies.get(COOKIE))
     if web is None:
         return RedirectResponse("/web/sign-in", 303)
     await form_of(request, web)
+    services: Services = request.app.state.services
+
+    def end(key: str, client_id: int) -> None:
+        with session_scope(services.sessions) as session:
+            if not end_web_session(session, key=key, now=utcnow()):
+                return  # ended already: nothing to record
+            actor = session.get(ApiClient, client_id)
+            record_audit(
+                session, actor="?" if actor is None else actor.name, action="web.sign_out",
+                target_type="client", target_ref=str(client_id), detail={"via": "web"},
+                remote_addr=None if request.client is None else request.client.host,
+            )  # fmt: skip
+
+    if web.key is not None and web.client_id is not None:
+        await run_in_threadpool(end, web.key, web.client_id)
     response = RedirectResponse("/web/sign-in", 303)
     response.delete_cookie(COOKIE, path="/web")
     return response
@@ -393,8 +451,8 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
     """Gather a task page: the task, the person, the reasons in words, the recent traces."""
     task = page.session.get(ReviewTask, task_id)
     if task is None:
-        raise NotFound(f"no review task {task_id}")
-    authorize_grid(page.principal, task.grid_code)
+        raise NotFound(no_task(task_id))
+    hide_outside_grids(page.principal, task.grid_code, absent=no_task(task_id))
     person = page.session.get(Person, task.person_id)
     assert person is not None  # a task's person is a foreign key
     page.audit("persons.read", "person", person.person_ref, {"task": task_id})
@@ -620,7 +678,7 @@ async def person_page(
             page.session, store=page.services.store, person_ref=person_ref[:32],
             today=page.today(), window_days=180, per_source=500,
         )  # fmt: skip
-        authorize_grid(page.principal, view.grid_code)
+        hide_outside_grids(page.principal, view.grid_code, absent=no_person(person_ref[:32]))
         return view
 
     view = await page.run(work)

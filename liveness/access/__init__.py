@@ -1,7 +1,13 @@
 """API clients, their access, and the audit log."""
 
 from liveness.access.audit import ReadAudit, audit_page, record_audit
-from liveness.access.policy import PERMISSIONS, authorize, authorize_grid, authorize_region
+from liveness.access.policy import (
+    PERMISSIONS,
+    authorize,
+    authorize_grid,
+    authorize_region,
+    hide_outside_grids,
+)
 from liveness.access.service import (
     ClientInvalid,
     Forbidden,
@@ -38,6 +44,7 @@ __all__ = [
     "client_secret",
     "create_client",
     "hash_token",
+    "hide_outside_grids",
     "list_clients",
     "principal_by_id",
     "record_audit",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from liveness.access.service import Forbidden, Principal
+from liveness.errors import Hidden
 from models import Role
 
 ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR, INSPECTOR = (
@@ -51,6 +52,16 @@ def authorize_grid(principal: Principal, grid: str) -> None:
     """Refuse a grid worker acting outside their grids."""
     if not principal.may_see_grid(grid):
         raise Forbidden(f"grid {grid} is not one of this client's grids")
+
+
+def hide_outside_grids(principal: Principal, grid: str, *, absent: str) -> None:
+    """Answer a grid worker asking outside their grids exactly as if nothing were there.
+
+    `absent` is the message the object's absence gives: the worker cannot tell whether a
+    person or task of another grid exists. The refusal is still audited as refused.
+    """
+    if not principal.may_see_grid(grid):
+        raise Hidden(absent)
 
 
 def authorize_region(principal: Principal, region: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import and_, or_, update
 from sqlalchemy.orm import Session
 
-from liveness.errors import LivenessError, NotFound
+from liveness.errors import Hidden, LivenessError, NotFound
 from models import ReviewTask, TaskKind, TaskStatus
 
 
@@ -19,11 +19,9 @@ class ClaimRefused(LivenessError):
     http_status = 409
 
 
-class OutsideScope(LivenessError):
-    """A task outside the claimant's grids."""
-
-    exit_code = 8
-    http_status = 403
+def no_task(task_id: int) -> str:
+    """Return what the absence of a task says (the same for one outside a caller's grids)."""
+    return f"no review task {task_id}"
 
 
 def claim_task(
@@ -68,13 +66,13 @@ def claim_task(
     )
     task = session.get(ReviewTask, task_id)
     if task is None:
-        raise NotFound(f"no review task {task_id}")
+        raise NotFound(no_task(task_id))
     session.refresh(task)
     if taken.rowcount == 1:  # type: ignore[attr-defined]
         return task
     # Lost, or never eligible: say why, most specific first.
     if grids is not None and task.grid_code not in grids:
-        raise OutsideScope(f"task {task_id} is in grid {task.grid_code}, not one of yours")
+        raise Hidden(no_task(task_id))  # as if absent: the grid's tasks are not the caller's
     if task.kind == TaskKind.FACE_VERIFICATION:
         raise ClaimRefused(f"task {task_id} is a face verification: its result settles it")
     if task.status == TaskStatus.CLAIMED:
@@ -97,9 +95,9 @@ def ensure_may_settle(
     """Refuse an outcome from outside the actor's grids or on a task another claimant holds."""
     task = session.get(ReviewTask, task_id)
     if task is None:
-        raise NotFound(f"no review task {task_id}")
+        raise NotFound(no_task(task_id))
     if grids is not None and task.grid_code not in grids:
-        raise OutsideScope(f"task {task_id} is in grid {task.grid_code}, not one of yours")
+        raise Hidden(no_task(task_id))  # as if absent: the grid's tasks are not the caller's
     held = (
         task.status == TaskStatus.CLAIMED
         and task.claimed_by not in (None, actor)

@@ -80,7 +80,7 @@ def person_view(
     """Return a person's file: the evidence timeline covers `window_days` before the last run."""
     person = session.scalars(select(Person).where(Person.person_ref == person_ref)).first()
     if person is None:
-        raise NotFound(f"no person {person_ref!r} on the roll")
+        raise NotFound(no_person(person_ref))
     assessment = session.execute(
         select(Assessment, Run.as_of)
         .join(Run, Run.id == Assessment.run_id)
@@ -137,3 +137,8 @@ def person_view(
         ),
         payments=benefit_payments(session, person_id=person.id),
     )  # fmt: skip
+
+
+def no_person(person_ref: str) -> str:
+    """Return what the absence of a person says (the same for one outside a caller's scope)."""
+    return f"no person {person_ref!r} on the roll"

@@ -28,14 +28,26 @@ def mask_id_number(id_number: str) -> str:
     return id_number[:6] + "*" * (len(id_number) - 10) + id_number[-4:]
 
 
+def mask_card_number(card: str) -> str:
+    """Return a card number with all but its last 4 characters hidden."""
+    if len(card) <= 4:
+        return "*" * len(card)
+    return "*" * (len(card) - 4) + card[-4:]
+
+
+def _mask_value(key: str, value: Any) -> Any:
+    """Mask one evidence value by what its key names: an identity or a card number."""
+    if isinstance(value, str) and "id_number" in key:
+        return mask_id_number(value)
+    if isinstance(value, str) and "card" in key:
+        return mask_card_number(value)
+    return mask_evidence(value)
+
+
 def mask_evidence(evidence: Any) -> Any:
-    """Return evidence (JSON values) with every identity number in it masked, for display."""
+    """Return evidence (JSON values) with every identity and card number masked, for display."""
     if isinstance(evidence, dict):
-        return {
-            key: mask_id_number(value) if "id_number" in key and isinstance(value, str)
-            else mask_evidence(value)
-            for key, value in evidence.items()
-        }  # fmt: skip
+        return {key: _mask_value(str(key), value) for key, value in evidence.items()}
     if isinstance(evidence, list):
         return [mask_evidence(item) for item in evidence]
     return evidence

@@ -132,13 +132,16 @@ def test_the_queue_answers_as_the_orm_path(pg_world: World, query: dict[str, Any
 
 
 def test_the_queue_refuses_a_bad_status_and_a_foreign_grid(pg_world: World) -> None:
-    """Validation and scope come before the statement: 422 and 403, nothing audited."""
+    """Validation and scope come before the statement: 422 and 403, only the refusal audited."""
     before = _audit_count(pg_world)
     headers = pg_world.auth("grid_worker")
     bad = pg_world.client.get("/api/v1/grids/G1/tasks?status=nope", headers=headers)
     assert bad.status_code == 422 and "status" in bad.json()["detail"]
     assert pg_world.client.get("/api/v1/grids/G2/tasks", headers=headers).status_code == 403
-    assert _audit_count(pg_world) == before
+    assert _audit_count(pg_world) == before + 1
+    with session_scope(pg_world.services.sessions) as session:
+        last = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).one()
+        assert (last.action, last.detail["refused"]) == ("tasks.read.refused", "forbidden")
 
 
 @pytest.mark.parametrize("after,limit", [(0, 100), (0, 2), (1, 3), (10**6, 5)])

@@ -22,7 +22,7 @@ def fuzz_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     services = Services(
         Settings(
             database_url=f"sqlite:///{folder / 'state.sqlite'}", evidence_dir=folder / "evidence",
-            config_dir=REPO / "config",
+            config_dir=REPO / "config", api_docs=True,
         )
     )  # fmt: skip
     upgrade(services.engine)

@@ -88,7 +88,7 @@ def test_a_benefit_suspended_amended_and_reinstated_after_approval(web_world: Wo
 def test_a_grid_worker_sees_the_payments_of_their_grid_only(web_world: World) -> None:
     suspend_amend_hold(web_world.services, person_ref="P4", run_id=web_world.run_id)
     worker = _signed_in(web_world, "grid_worker")
-    assert worker.get("/web/persons/P4").status_code == 403  # grid G2
+    assert worker.get("/web/persons/P4").status_code == 404  # grid G2: as if absent
     assert "正常发放" in _page(worker, "P1")
 
 
