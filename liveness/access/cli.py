@@ -80,12 +80,14 @@ def create_command(
 @clients_app.command("list")
 @boundary
 def list_command() -> None:
-    """List clients: name, role, grids, regions, creation, expiry, revocation (never tokens)."""
+    """List clients: name, role, scope, dates, how a person signs in (never tokens)."""
     with session_scope(migrated_services().sessions) as session:
         clients = list_clients(session)
         states = sign_in_states(session, now=utcnow())
     table = Table(title=f"API clients ({len(clients)})")
-    columns = ("name", "role", "grids", "regions", "created", "expires", "revoked", "sign-in")
+    columns = ["name", "role", "grids", "regions", "created", "expires", "revoked"]
+    # How people sign in, once anyone has a password (machines have only their token).
+    columns += ["sign-in"] if states else []
     for column in columns:
         table.add_column(column)
     for client in clients:
@@ -94,7 +96,7 @@ def list_command() -> None:
             f"{client.created_at:%Y-%m-%d %H:%M}",
             "" if client.expires_at is None else f"{client.expires_at:%Y-%m-%d %H:%M}",
             "" if client.revoked_at is None else f"{client.revoked_at:%Y-%m-%d %H:%M}",
-            states.get(client.id, "token only"),
+            *([states.get(client.id, "token only")] if states else []),
         )  # fmt: skip
     console.print(table)
 
