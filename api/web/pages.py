@@ -282,10 +282,8 @@ def remote_addr(request: Request) -> str | None:
     return None if request.client is None else request.client.host
 
 
-def enter(request: Request, principal: Principal, next_page: str | None) -> Response | None:
-    """Start the session of a client just signed in; None if its role has no pages."""
-    if principal.role not in HOME_BY_ROLE:
-        return None
+def enter(request: Request, principal: Principal, next_page: str | None) -> Response:
+    """Start the session of a client just signed in (its role has pages: HOME_BY_ROLE)."""
     response = RedirectResponse(next_page or HOME_BY_ROLE[principal.role], 303)
     # A new session (and CSRF token) at sign-in: a token planted before it is worthless.
     set_session(request, response, WebSession.signed_in(principal.client_id))
@@ -315,6 +313,14 @@ async def sign_in(request: Request) -> Response:
                     remote_addr=remote_addr(request),
                 )  # fmt: skip
                 return None
+            if principal.role not in HOME_BY_ROLE:
+                record_audit(
+                    session, actor=principal.name, action="web.sign_in.refused",
+                    target_type="client", target_ref=str(principal.client_id),
+                    detail={"via": "token", "reason": "no_pages"},
+                    remote_addr=remote_addr(request),
+                )  # fmt: skip
+                return principal
             record_audit(
                 session, actor=principal.name, action="web.sign_in", target_type="client",
                 target_ref=str(principal.client_id), detail={"via": "web"},
@@ -327,11 +333,10 @@ async def sign_in(request: Request) -> Response:
         principal = await run_in_threadpool(check)
         if principal is None:
             error = translate(lang, "token_refused")
-        else:
-            entered = enter(request, principal, next_page)
-            if entered is not None:
-                return entered
+        elif principal.role not in HOME_BY_ROLE:
             error = translate(lang, "no_web_role")
+        else:
+            return enter(request, principal, next_page)
     return sign_in_page(request, web, status=401, next_page=next_page, errors={"token": error})
 
 

@@ -19,6 +19,7 @@ from api.web.i18n import translate
 from api.web.pages import (
     COOKIE,
     CSRF_FIELD,
+    HOME_BY_ROLE,
     WebRoute,
     clock,
     enter,
@@ -78,7 +79,7 @@ async def sign_in_with_password(request: Request) -> Response:
             session.connection(execution_options={WRITES_AHEAD: True})
             return check_password(
                 session, name=name, password=password, policy=policy, now=now,
-                remote_addr=remote_addr(request),
+                roles=HOME_BY_ROLE, remote_addr=remote_addr(request),
             )  # fmt: skip
 
     result = await run_in_threadpool(check)
@@ -88,9 +89,8 @@ async def sign_in_with_password(request: Request) -> Response:
         set_session(request, response, pending)
         return response
     if result.principal is not None:
-        entered = enter(request, result.principal, next_page)
-        if entered is not None:
-            return entered
+        return enter(request, result.principal, next_page)
+    if result.reason == "no_pages":  # the password was right: say why plainly
         errors["password"] = translate(lang, "no_web_role")
     else:
         errors["password"] = _refused_text(request, policy)
@@ -160,14 +160,13 @@ async def sign_in_with_code(request: Request) -> Response:
             session.connection(execution_options={WRITES_AHEAD: True})
             return check_code(
                 session, client_id=client_id, code=code, policy=policy, now=now,
-                remote_addr=remote_addr(request),
+                roles=HOME_BY_ROLE, remote_addr=remote_addr(request),
             )  # fmt: skip
 
     result = await run_in_threadpool(check)
     if result.principal is not None:
-        entered = enter(request, result.principal, next_page)
-        if entered is not None:
-            return entered
+        return enter(request, result.principal, next_page)
+    if result.reason == "no_pages":
         return _start_again(request, next_page=next_page, notice=translate(lang, "no_web_role"))
     if result.locked_until is not None:
         # The password was right: saying that the account is now locked tells a guesser

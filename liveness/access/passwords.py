@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -30,7 +31,7 @@ from liveness.access.audit import record_audit
 from liveness.access.service import Principal, Unauthenticated, principal_by_id
 from liveness.errors import ConfigurationError, LivenessError, NotFound
 from liveness.policy_files import read_policy_file
-from models import ApiClient, ClientPassword
+from models import ApiClient, ClientPassword, Role
 
 __all__ = [
     "Attempt",
@@ -275,12 +276,13 @@ def _signed_in(
 
 def check_password(
     session: Session, *, name: str, password: str, policy: SignInPolicy, now: dt.datetime,
-    remote_addr: str | None = None,
+    roles: Collection[Role], remote_addr: str | None = None,
 ) -> SignInCheck:  # fmt: skip
     """Check a name and password: signed in, a code still required, or refused (and audited).
 
-    The boundary commits whatever the result: the count of failures and the refusal's audit
-    entry must be kept precisely when the attempt fails.
+    Only clients of `roles` (those with pages) may sign in. The boundary commits whatever the
+    result: the count of failures and the refusal's audit entry must be kept precisely when
+    the attempt fails.
     """
     client = session.scalars(select(ApiClient).where(ApiClient.name == name[:64])).first()
     row = None
@@ -310,6 +312,8 @@ def check_password(
         principal_by_id(session, client_id=client.id, now=now)
     except Unauthenticated:
         return refuse("revoked_or_expired")
+    if client.role not in roles:
+        return refuse("no_pages")
     if _HASHER.check_needs_rehash(row.password_hash):
         row.password_hash = _HASHER.hash(password)
     if row.totp_secret is not None:
@@ -322,7 +326,7 @@ def check_password(
 
 def check_code(
     session: Session, *, client_id: int, code: str, policy: SignInPolicy, now: dt.datetime,
-    remote_addr: str | None = None,
+    roles: Collection[Role], remote_addr: str | None = None,
 ) -> SignInCheck:  # fmt: skip
     """Check the one-time code of a client whose password was just accepted.
 
@@ -356,6 +360,11 @@ def check_code(
     except Unauthenticated:  # revoked or expired between the password and the code
         return _refuse(
             session, client=client, typed_name="", via="code", reason="revoked_or_expired",
+            remote_addr=remote_addr,
+        )  # fmt: skip
+    if client.role not in roles:
+        return _refuse(
+            session, client=client, typed_name="", via="code", reason="no_pages",
             remote_addr=remote_addr,
         )  # fmt: skip
     return _signed_in(

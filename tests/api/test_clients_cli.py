@@ -122,6 +122,8 @@ def test_the_administrator_sets_a_password_and_a_one_time_code(
     get_settings.cache_clear()
     runner = CliRunner()
     policy = services.sign_in_policy
+    from api.web.pages import HOME_BY_ROLE as PAGES
+
     created = runner.invoke(
         clients_app, ["create", "--name", "wang.li", "--role", "grid_worker", "--grid", "G1"]
     )
@@ -155,7 +157,7 @@ def test_the_administrator_sets_a_password_and_a_one_time_code(
             row.password_hash.startswith("$argon2id$") and "from a script" not in row.password_hash
         )
         signed = check_password(
-            session, name="wang.li", password="from a script 9", policy=policy, now=now
+            session, name="wang.li", password="from a script 9", policy=policy, roles=PAGES, now=now
         )
         assert signed.attempt == Attempt.SIGNED_IN
     code = runner.invoke(clients_app, ["code", "wang.li"])
@@ -164,7 +166,7 @@ def test_the_administrator_sets_a_password_and_a_one_time_code(
     assert uri.startswith("otpauth://totp/liveness:wang.li?secret=" + secret)
     with session_scope(services.sessions) as session:
         first = check_password(
-            session, name="wang.li", password="from a script 9", policy=policy, now=now
+            session, name="wang.li", password="from a script 9", policy=policy, roles=PAGES, now=now
         )
         assert first.attempt == Attempt.CODE_REQUIRED and first.client_id is not None
         done = check_code(
@@ -172,11 +174,14 @@ def test_the_administrator_sets_a_password_and_a_one_time_code(
             client_id=first.client_id,
             code=pyotp.TOTP(secret).at(now),
             policy=policy,
+            roles=PAGES,
             now=now,
         )
         assert done.attempt == Attempt.SIGNED_IN
         for _ in range(policy.max_failures):
-            check_password(session, name="wang.li", password="a guess", policy=policy, now=now)
+            check_password(
+                session, name="wang.li", password="a guess", policy=policy, roles=PAGES, now=now
+            )
     monkeypatch.setattr(console, "width", 200)  # a wide table: no cell is wrapped
     listed = runner.invoke(clients_app, ["list"])
     assert "password+code" in listed.output and "locked until" in listed.output
@@ -184,7 +189,7 @@ def test_the_administrator_sets_a_password_and_a_one_time_code(
     assert runner.invoke(clients_app, ["code", "wang.li", "--off"]).exit_code == 0
     with session_scope(services.sessions) as session:
         again = check_password(
-            session, name="wang.li", password="from a script 9", policy=policy, now=now
+            session, name="wang.li", password="from a script 9", policy=policy, roles=PAGES, now=now
         )
         assert again.attempt == Attempt.SIGNED_IN
         actions = [

@@ -200,5 +200,24 @@ def test_a_refused_token_is_audited_as_refused(web_world: World) -> None:
     form = client.get("/web/sign-in")
     answer = client.post("/web/sign-in", data={"csrf_token": csrf_of(form.text), "token": "lv_x"})
     assert answer.status_code == 401 and 'id="token-error"' in answer.text
+    # A gateway's token is right, but it has no pages: refused, and recorded as refused.
+    gateway = client.post(
+        "/web/sign-in",
+        data={"csrf_token": csrf_of(form.text), "token": web_world.tokens["payment"]},
+    )
+    assert gateway.status_code == 401 and "没有网页功能" in gateway.text
     refused = _audit(web_world, "web.sign_in.refused")
-    assert [(e.actor, e.detail["via"]) for e in refused] == [("anonymous", "token")]
+    assert [(e.actor, e.detail["via"]) for e in refused] == [
+        ("anonymous", "token"),
+        ("payment", "token"),
+    ]
+    assert refused[1].detail["reason"] == "no_pages"
+    assert _audit(web_world, "web.sign_in") == []
+
+
+def test_a_password_of_a_role_without_pages_is_refused_plainly(web_world: World) -> None:
+    _give_password(web_world, "payment")
+    client, _ = _browser(web_world)
+    answer = _password(client, "payment", PASSWORD)
+    assert answer.status_code == 401 and "没有网页功能" in answer.text
+    assert [e.detail["reason"] for e in _audit(web_world, "web.sign_in.refused")] == ["no_pages"]
