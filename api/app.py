@@ -15,11 +15,12 @@ from api.background import RunStarter
 from api.deps import PrincipalCache, ReadPool
 from api.errors import install_error_handlers
 from api.routers import gateways, integrity, lists, oversight, persons, runs, tasks
-from api.web import orders, pages
+from api.web import orders, pages, sign_in
 from api.web.session import SessionSigner
 from liveness.app import Services
 from liveness.db import make_engine
 from liveness.settings import Settings
+from models import utcnow
 
 PREFIX = "/api/v1"
 # Worker threads per process for blocking work (sync handlers, database calls); the
@@ -88,8 +89,11 @@ def _install_pages(app: FastAPI, services: Services) -> None:
     settings = services.settings
     secret = None if settings.web_secret is None else settings.web_secret.get_secret_value()
     app.state.web_signer = SessionSigner(secret, max_age_s=settings.web_session_minutes * 60)
+    # The pages' clock (sign-in lock-outs, code windows): tests move it instead of sleeping.
+    app.state.clock = utcnow
     app.mount("/web/static", StaticFiles(directory=pages.HERE / "static"), name="web-static")
     app.include_router(pages.router)
+    app.include_router(sign_in.router)
     app.include_router(orders.router)
 
     @app.get("/", include_in_schema=False)

@@ -1,8 +1,9 @@
 """The web session: a signed cookie naming the signed-in client, with its CSRF token.
 
 The cookie holds no personal data and no token: only the client's id, a CSRF token and
-when it was signed. The client is looked up on every request, so revoking its token or
-its expiry ends its web sessions at once.
+when it was signed (between a person's password and their one-time code: the id of the client
+whose password was accepted, and when; nobody is signed in yet). The client is looked up on
+every request, so revoking its token or its expiry ends its web sessions at once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class WebSession:
 
     client_id: int | None
     csrf: str
+    # A password accepted, its one-time code awaited: whose, and when (seconds since 1970).
+    pending_id: int | None = None
+    pending_at: int | None = None
 
     @classmethod
     def anonymous(cls) -> WebSession:
@@ -34,6 +38,13 @@ class WebSession:
     def signed_in(cls, client_id: int) -> WebSession:
         """Return a session for a client just signed in; the CSRF token is renewed."""
         return cls(client_id=client_id, csrf=secrets.token_urlsafe(32))
+
+    @classmethod
+    def awaiting_code(cls, client_id: int, *, at: int) -> WebSession:
+        """Return a session whose password step passed at `at`; the CSRF token is renewed."""
+        return cls(
+            client_id=None, csrf=secrets.token_urlsafe(32), pending_id=client_id, pending_at=at
+        )
 
     def accepts(self, submitted: object) -> bool:
         """Return whether a form's CSRF field matches this session's token."""
@@ -52,7 +63,10 @@ class SessionSigner:
 
     def dump(self, session: WebSession) -> str:
         """Return the cookie value of a session."""
-        return self._serializer.dumps({"c": session.client_id, "x": session.csrf})
+        raw: dict[str, object] = {"c": session.client_id, "x": session.csrf}
+        if session.pending_id is not None:
+            raw |= {"p": session.pending_id, "pt": session.pending_at}
+        return self._serializer.dumps(raw)
 
     def load(self, value: str | None) -> WebSession | None:
         """Return the session of a cookie value, or None if absent, tampered or expired."""
@@ -64,5 +78,9 @@ class SessionSigner:
             return None
         if not isinstance(raw, dict) or not isinstance(raw.get("x"), str):
             return None
-        client = raw.get("c")
-        return WebSession(client_id=client if isinstance(client, int) else None, csrf=raw["x"])
+        client, pending, pending_at = raw.get("c"), raw.get("p"), raw.get("pt")
+        return WebSession(
+            client_id=client if isinstance(client, int) else None, csrf=raw["x"],
+            pending_id=pending if isinstance(pending, int) else None,
+            pending_at=pending_at if isinstance(pending_at, int) else None,
+        )  # fmt: skip
