@@ -15,11 +15,12 @@ from api.background import RunStarter
 from api.deps import PrincipalCache, ReadPool
 from api.errors import install_error_handlers
 from api.routers import gateways, integrity, lists, oversight, persons, runs, tasks
-from api.web import orders, pages
+from api.web import orders, pages, sign_in
 from api.web.session import SessionSigner
 from liveness.app import Services
 from liveness.db import make_engine
 from liveness.settings import Settings
+from models import utcnow
 
 PREFIX = "/api/v1"
 # Worker threads per process for blocking work (sync handlers, database calls); the
@@ -99,8 +100,11 @@ def _install_pages(app: FastAPI, services: Services) -> None:
     async def sign_in_required(request: Request, error: pages.SignInRequired) -> Response:
         return pages.sign_in_redirect(request)
 
+    # The pages' clock (sign-in lock-outs, code windows): tests move it instead of sleeping.
+    app.state.clock = utcnow
     app.mount("/web/static", StaticFiles(directory=pages.HERE / "static"), name="web-static")
     app.include_router(pages.router)
+    app.include_router(sign_in.router)
     app.include_router(orders.router)
 
     @app.get("/", include_in_schema=False)

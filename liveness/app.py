@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import ConnectorError, SourceConfig, load_source_configs
+from liveness.access.passwords import SignInPolicy, load_sign_in_policy
 from liveness.certification import load_certification_policy
 from liveness.db import make_engine, make_sessionmaker
 from liveness.errors import ConfigurationError, SchemaOutdated
@@ -63,6 +64,11 @@ class Services:
         certification = load_certification_policy(self.settings.config_dir / "certification.toml")
         health = load_health_policy(self.settings.config_dir / "health.toml")
         return RunPolicies(scoring=scoring, certification=certification, health=health)
+
+    @cached_property
+    def sign_in_policy(self) -> SignInPolicy:
+        """Return the people's sign-in policy: lock-out, one-time code window, password lengths."""
+        return load_sign_in_policy(self.settings.config_dir / "access.toml")
 
     def ingest_context(self) -> IngestContext:
         """Return a fresh ingest context."""

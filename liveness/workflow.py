@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification import (
@@ -682,10 +682,12 @@ def _events(
     found = _Found()
     add = found.add
 
-    not_over = (Benefit.status != BenefitStatus.TERMINATED,
-                or_(Benefit.suspension_reason.is_(None),
-                    Benefit.suspension_reason != ListReason.DECEASED,
-                    Benefit.held_entry_id.is_not(None)))  # fmt: skip
+    # A death is news to a benefit not already stopped for one, and to any holding a
+    # reinstatement (terminated ones too): the death supersedes what waits for approval.
+    not_over = (or_(Benefit.held_entry_id.is_not(None),
+                    and_(Benefit.status != BenefitStatus.TERMINATED,
+                         or_(Benefit.suspension_reason.is_(None),
+                             Benefit.suspension_reason != ListReason.DECEASED))),)  # fmt: skip
     # Deaths: the earliest standing record, from whatever source (a review's too).
     first = (
         standing.sort_values(["died_on", "id"]).drop_duplicates("person_id").set_index("person_id")

@@ -1,6 +1,6 @@
 """The persistent data model: SQLAlchemy tables (migrations live in `models/migrations`)."""
 
-from models.access import ApiClient, AuditEntry, WebSessionRecord
+from models.access import ApiClient, AuditEntry, ClientPassword, WebSessionRecord
 from models.api_state import ClientSecret, FaceCallback, IdempotencyKey, ListAck
 from models.base import (
     Base,
@@ -59,6 +59,7 @@ __all__ = [
     "Card",
     "Certification",
     "CertificationSource",
+    "ClientPassword",
     "ClientSecret",
     "DeathMatch",
     "DeathRecord",

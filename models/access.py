@@ -42,6 +42,24 @@ class WebSessionRecord(Base):
     ended_at: Mapped[dt.datetime | None]
 
 
+class ClientPassword(Base):
+    """A person's way into the pages: an argon2 password hash, failures, lock, one-time code."""
+
+    __tablename__ = "client_passwords"
+
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"), primary_key=True)
+    # An argon2id hash in PHC form ($argon2id$v=19$...): never the password.
+    password_hash: Mapped[str] = mapped_column(Text)
+    set_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Failed attempts in a row since the last success or lock (counted here, not in a cookie).
+    failures: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[dt.datetime | None]
+    # The TOTP shared secret (base32), needed in clear to check a code; None: no code asked.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The time step of the last code accepted: a code is good once, never replayed.
+    totp_last_step: Mapped[int | None]
+
+
 class AuditEntry(Base):
     """Who read or changed what, when, and from where."""
 

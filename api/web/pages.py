@@ -173,7 +173,7 @@ def _visitor(request: Request) -> dict[str, Any]:
     if web is None or web.client_id is None or web.key is None:
         return {"principal": None, "nav": []}
     try:
-        principal = _principal(services, web)
+        principal = _principal(services, web, clock(request))
     except (LivenessError, SQLAlchemyError):
         return {"principal": None, "nav": []}
     return {"principal": principal, "nav": nav_of(principal), "csrf": web.csrf,
@@ -188,7 +188,7 @@ def nav_of(principal: Principal) -> list[tuple[str, str]]:
     return [(key, href) for key, href, needs in NAV if principal.role in PERMISSIONS[needs]]
 
 
-def _principal(services: Services, web: WebSession) -> Principal:
+def _principal(services: Services, web: WebSession, now: dt.datetime) -> Principal:
     """Look up a session and its client in a short transaction of its own (see api.deps._lookup).
 
     Every request: a session signed out, or a client revoked or expired since signing in, is
@@ -197,7 +197,7 @@ def _principal(services: Services, web: WebSession) -> Principal:
     if web.client_id is None or web.key is None:
         raise SignInRequired
     with session_scope(services.sessions) as session:
-        return web_session_principal(session, key=web.key, client_id=web.client_id, now=utcnow())
+        return web_session_principal(session, key=web.key, client_id=web.client_id, now=now)
 
 
 @dataclass
@@ -253,7 +253,7 @@ def signed_in(permission: str | None = None) -> Callable[..., Coroutine[Any, Any
         web = signer(request).load(request.cookies.get(COOKIE))
         if web is None or web.client_id is None:
             raise SignInRequired
-        principal = await run_in_threadpool(_principal, services, web)
+        principal = await run_in_threadpool(_principal, services, web, clock(request))
         page = Page(
             request=request, services=services, session=session, principal=principal, web=web,
             lang=web_lang(request), nav=nav_of(principal),
@@ -277,7 +277,7 @@ async def form_of(request: Request, web: WebSession) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-def _safe_next(target: str | None) -> str | None:
+def safe_next(target: str | None) -> str | None:
     """Return a redirect target only if it stays on our pages (no open redirect)."""
     if target and target.startswith("/web/") and not target.startswith("//"):
         return target
@@ -291,60 +291,105 @@ def _safe_next(target: str | None) -> str | None:
 def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:
     """Show the sign-in form, with a CSRF token bound to a fresh anonymous session."""
     web = signer(request).load(request.cookies.get(COOKIE)) or WebSession.anonymous()
-    response = render(
-        request, "sign_in.html", principal=None, nav=[], csrf=web.csrf, csrf_field=CSRF_FIELD,
-        next=_safe_next(next), error=None,
+    response = sign_in_page(request, web, next_page=safe_next(next))
+    set_session(request, response, web)
+    return response
+
+
+def sign_in_page(
+    request: Request, web: WebSession, *, status: int = 200, next_page: str | None = None,
+    errors: dict[str, str] | None = None, typed_name: str = "", notice: str | None = None,
+) -> HTMLResponse:  # fmt: skip
+    """Render the sign-in page: a person's name and password, and a machine's token."""
+    return render(
+        request, "sign_in.html", status=status, principal=None, nav=[], csrf=web.csrf,
+        csrf_field=CSRF_FIELD, next=next_page, errors=errors or {}, typed_name=typed_name,
+        notice=notice,
     )  # fmt: skip
-    _set_session(request, response, web)
+
+
+def clock(request: Request) -> dt.datetime:
+    """Return the app's current time (tests set the clock; see api.app)."""
+    now: dt.datetime = request.app.state.clock()
+    return now
+
+
+def remote_addr(request: Request) -> str | None:
+    """Return the address a request came from, for the audit."""
+    return None if request.client is None else request.client.host
+
+
+async def enter(request: Request, principal: Principal, next_page: str | None) -> Response:
+    """Start the session of a client just signed in (its role has pages: HOME_BY_ROLE).
+
+    The server records the session (liveness.access.sessions), so that signing out ends it
+    for every copy of the cookie.
+    """
+    services: Services = request.app.state.services
+    now = clock(request)
+
+    def open_session() -> str:
+        with session_scope(services.sessions) as session:
+            return open_web_session(
+                session, client_id=principal.client_id, now=now,
+                minutes=services.settings.web_session_minutes,
+            )  # fmt: skip
+
+    key = await run_in_threadpool(open_session)
+    response = RedirectResponse(next_page or HOME_BY_ROLE[principal.role], 303)
+    # A new session (and CSRF token) at sign-in: a token planted before it is worthless.
+    set_session(request, response, WebSession.signed_in(principal.client_id, key))
     return response
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
 async def sign_in(request: Request) -> Response:
-    """Sign in with a client's token: the session cookie then names the client."""
+    """Sign in with a client's token (machines; people use /web/sign-in/password)."""
     lang = web_lang(request)
     web = signer(request).load(request.cookies.get(COOKIE)) or WebSession.anonymous()
     form = await form_of(request, web)
     token = form.get("token", "").strip()
-    next_page = _safe_next(form.get("next"))
+    next_page = safe_next(form.get("next"))
     services: Services = request.app.state.services
+    now = clock(request)
 
-    def check() -> tuple[Principal, str | None]:
+    def check() -> Principal | None:
         with session_scope(services.sessions) as session:
-            principal = authenticate(session, token=token, now=utcnow())
+            try:
+                principal = authenticate(session, token=token, now=now)
+            except Unauthenticated as refusal:
+                record_audit(
+                    session, actor="anonymous", action="web.sign_in.refused",
+                    target_type="client", target_ref=None,
+                    detail={"via": "token", "reason": str(refusal)},
+                    remote_addr=remote_addr(request),
+                )  # fmt: skip
+                return None
             if principal.role not in HOME_BY_ROLE:
-                return principal, None
-            key = open_web_session(
-                session, client_id=principal.client_id, now=utcnow(),
-                minutes=services.settings.web_session_minutes,
-            )  # fmt: skip
+                record_audit(
+                    session, actor=principal.name, action="web.sign_in.refused",
+                    target_type="client", target_ref=str(principal.client_id),
+                    detail={"via": "token", "reason": "no_pages"},
+                    remote_addr=remote_addr(request),
+                )  # fmt: skip
+                return principal
             record_audit(
                 session, actor=principal.name, action="web.sign_in", target_type="client",
                 target_ref=str(principal.client_id), detail={"via": "web"},
-                remote_addr=None if request.client is None else request.client.host,
+                remote_addr=remote_addr(request),
             )  # fmt: skip
-            return principal, key
+            return principal
 
-    error = None
-    principal, key = None, None
-    if not token:
-        error = translate(lang, "token_required")
-    else:
-        try:
-            principal, key = await run_in_threadpool(check)
-        except Unauthenticated:
+    error = translate(lang, "token_required")
+    if token:
+        principal = await run_in_threadpool(check)
+        if principal is None:
             error = translate(lang, "token_refused")
-    if principal is not None and principal.role not in HOME_BY_ROLE:
-        error, principal = translate(lang, "no_web_role"), None
-    if principal is None or key is None:
-        return render(
-            request, "sign_in.html", status=401, principal=None, nav=[], csrf=web.csrf,
-            csrf_field=CSRF_FIELD, next=next_page, error=error,
-        )  # fmt: skip
-    response = RedirectResponse(next_page or HOME_BY_ROLE[principal.role], 303)
-    # A new session (and CSRF token) at sign-in: a token planted before it is worthless.
-    _set_session(request, response, WebSession.signed_in(principal.client_id, key))
-    return response
+        elif principal.role not in HOME_BY_ROLE:
+            error = translate(lang, "no_web_role")
+        else:
+            return await enter(request, principal, next_page)
+    return sign_in_page(request, web, status=401, next_page=next_page, errors={"token": error})
 
 
 @router.post("/sign-out")
@@ -355,10 +400,11 @@ async def sign_out(request: Request) -> Response:
         return RedirectResponse("/web/sign-in", 303)
     await form_of(request, web)
     services: Services = request.app.state.services
+    now = clock(request)
 
     def end(key: str, client_id: int) -> None:
         with session_scope(services.sessions) as session:
-            if not end_web_session(session, key=key, now=utcnow()):
+            if not end_web_session(session, key=key, now=now):
                 return  # ended already: nothing to record
             actor = session.get(ApiClient, client_id)
             record_audit(
@@ -374,7 +420,7 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
-def _set_session(request: Request, response: Response, web: WebSession) -> None:
+def set_session(request: Request, response: Response, web: WebSession) -> None:
     """Set the session cookie: HttpOnly, SameSite=Strict, scoped to the pages."""
     settings = request.app.state.services.settings
     response.set_cookie(

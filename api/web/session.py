@@ -2,8 +2,10 @@
 
 The cookie holds no personal data and no token: only the client's id, the key of a session
 the server recorded at sign-in (liveness.access.sessions), a CSRF token and when it was
-signed. The session and the client are looked up on every request, so signing out, revoking
-the client's token or its expiry ends its web sessions at once, even for a copied cookie.
+signed (between a person's password and their one-time code: the id of the client whose
+password was accepted, and when; nobody is signed in yet). The session and the client are
+looked up on every request, so signing out, revoking the client's token or its expiry ends its
+web sessions at once, even for a copied cookie.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class WebSession:
     csrf: str
     # The key of the server's record of this session (None: nobody signed in).
     key: str | None = None
+    # A password accepted, its one-time code awaited: whose, and when (seconds since 1970).
+    pending_id: int | None = None
+    pending_at: int | None = None
 
     @classmethod
     def anonymous(cls) -> WebSession:
@@ -37,6 +42,13 @@ class WebSession:
     def signed_in(cls, client_id: int, key: str) -> WebSession:
         """Return a session for a client just signed in; the CSRF token is renewed."""
         return cls(client_id=client_id, csrf=secrets.token_urlsafe(32), key=key)
+
+    @classmethod
+    def awaiting_code(cls, client_id: int, *, at: int) -> WebSession:
+        """Return a session whose password step passed at `at`; the CSRF token is renewed."""
+        return cls(
+            client_id=None, csrf=secrets.token_urlsafe(32), pending_id=client_id, pending_at=at
+        )
 
     def accepts(self, submitted: object) -> bool:
         """Return whether a form's CSRF field matches this session's token."""
@@ -55,7 +67,10 @@ class SessionSigner:
 
     def dump(self, session: WebSession) -> str:
         """Return the cookie value of a session."""
-        return self._serializer.dumps({"c": session.client_id, "x": session.csrf, "k": session.key})
+        raw: dict[str, object] = {"c": session.client_id, "x": session.csrf, "k": session.key}
+        if session.pending_id is not None:
+            raw |= {"p": session.pending_id, "pt": session.pending_at}
+        return self._serializer.dumps(raw)
 
     def load(self, value: str | None) -> WebSession | None:
         """Return the session of a cookie value, or None if absent, tampered or expired."""
@@ -68,7 +83,10 @@ class SessionSigner:
         if not isinstance(raw, dict) or not isinstance(raw.get("x"), str):
             return None
         client, key = raw.get("c"), raw.get("k")
+        pending, pending_at = raw.get("p"), raw.get("pt")
         return WebSession(
             client_id=client if isinstance(client, int) else None, csrf=raw["x"],
             key=key if isinstance(key, str) else None,
+            pending_id=pending if isinstance(pending, int) else None,
+            pending_at=pending_at if isinstance(pending_at, int) else None,
         )  # fmt: skip

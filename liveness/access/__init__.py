@@ -1,6 +1,16 @@
 """API clients, their access, and the audit log."""
 
 from liveness.access.audit import ReadAudit, audit_page, record_audit
+from liveness.access.passwords import (
+    Attempt,
+    PasswordInvalid,
+    SignInCheck,
+    SignInPolicy,
+    check_code,
+    check_password,
+    load_sign_in_policy,
+    set_password,
+)
 from liveness.access.policy import (
     PERMISSIONS,
     authorize,
@@ -29,26 +39,34 @@ from liveness.access.service import (
 
 __all__ = [
     "PERMISSIONS",
+    "Attempt",
     "ClientInvalid",
     "Forbidden",
     "IssuedClient",
+    "PasswordInvalid",
     "Principal",
     "ReadAudit",
+    "SignInCheck",
+    "SignInPolicy",
     "Unauthenticated",
     "audit_page",
     "authenticate",
     "authorize",
     "authorize_grid",
     "authorize_region",
+    "check_code",
     "check_expiry",
+    "check_password",
     "client_secret",
     "create_client",
     "hash_token",
     "hide_outside_grids",
     "list_clients",
+    "load_sign_in_policy",
     "principal_by_id",
     "record_audit",
     "revoke_client",
+    "set_password",
     "sign",
     "verify_principal",
     "verify_signature",

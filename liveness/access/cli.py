@@ -1,17 +1,32 @@
-"""`liveness clients`: create, list and revoke API clients; a token is shown once, not kept."""
+"""`liveness clients`: create, list and revoke API clients; a token is shown once, not kept.
+
+People also get a password for the pages (`password`), optionally a one-time code (`code`),
+and are let back in early after a lock-out (`unlock`).
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
+from liveness.access.audit import record_audit
+from liveness.access.passwords import (
+    code_uri,
+    disable_code,
+    enable_code,
+    set_password,
+    sign_in_states,
+    unlock,
+)
 from liveness.access.service import create_client, list_clients, revoke_client
 from liveness.cli_boundary import boundary, migrated_services
 from liveness.db import session_scope
-from models import Role
+from models import Role, utcnow
 
 __all__ = ["clients_app"]
 
@@ -65,11 +80,15 @@ def create_command(
 @clients_app.command("list")
 @boundary
 def list_command() -> None:
-    """List clients: name, role, grids, regions, creation, expiry, revocation (never tokens)."""
+    """List clients: name, role, scope, dates, how a person signs in (never tokens)."""
     with session_scope(migrated_services().sessions) as session:
         clients = list_clients(session)
+        states = sign_in_states(session, now=utcnow())
     table = Table(title=f"API clients ({len(clients)})")
-    for column in ("name", "role", "grids", "regions", "created", "expires", "revoked"):
+    columns = ["name", "role", "grids", "regions", "created", "expires", "revoked"]
+    # How people sign in, once anyone has a password (machines have only their token).
+    columns += ["sign-in"] if states else []
+    for column in columns:
         table.add_column(column)
     for client in clients:
         table.add_row(
@@ -77,6 +96,7 @@ def list_command() -> None:
             f"{client.created_at:%Y-%m-%d %H:%M}",
             "" if client.expires_at is None else f"{client.expires_at:%Y-%m-%d %H:%M}",
             "" if client.revoked_at is None else f"{client.revoked_at:%Y-%m-%d %H:%M}",
+            *([states.get(client.id, "token only")] if states else []),
         )  # fmt: skip
     console.print(table)
 
@@ -90,3 +110,82 @@ def revoke_command(
     with session_scope(migrated_services().sessions) as session:
         client = revoke_client(session, name=name)
     console.print(f"client {client.name} revoked", highlight=False)
+
+
+@clients_app.command("password")
+@boundary
+def password_command(
+    name: Annotated[str, typer.Argument(help="Name of the client: the person's user name.")],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the password from the first line of standard input (for scripts).",
+        ),
+    ] = False,
+) -> None:
+    """Set a person's password for the pages: asked twice, unechoed (never on the command line)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt(
+            f"new password for {name}", hide_input=True, confirmation_prompt=True
+        )
+    services = migrated_services()
+    with session_scope(services.sessions) as session:
+        client = set_password(
+            session, name=name, password=password, policy=services.sign_in_policy, now=utcnow()
+        )
+        _audit(session, action="clients.password", client_id=client.id)
+    console.print(
+        f"password of {client.name} set; they sign in at /web/sign-in with the name"
+        f" {client.name!r} (the account is unlocked)",
+        highlight=False,
+    )
+
+
+@clients_app.command("code")
+@boundary
+def code_command(
+    name: Annotated[str, typer.Argument(help="Name of the client: the person's user name.")],
+    off: Annotated[bool, typer.Option("--off", help="Stop asking for a one-time code.")] = False,
+) -> None:
+    """Ask a person for a one-time code after their password; print its secret once."""
+    with session_scope(migrated_services().sessions) as session:
+        if off:
+            client = disable_code(session, name=name)
+            _audit(session, action="clients.code_off", client_id=client.id)
+            secret = None
+        else:
+            client, secret = enable_code(session, name=name)
+            _audit(session, action="clients.code_on", client_id=client.id)
+    if secret is None:
+        console.print(f"{name} signs in with a password only", highlight=False)
+        return
+    console.print(
+        f"{name} is now asked for a one-time code after the password. Add it to their"
+        " authenticator app (shown once, keep it safe): type the secret, or make a QR code"
+        " of the URI.",
+        highlight=False,
+    )
+    typer.echo(secret)
+    typer.echo(code_uri(name=name, secret=secret))
+
+
+@clients_app.command("unlock")
+@boundary
+def unlock_command(
+    name: Annotated[str, typer.Argument(help="Name of the client to let in again.")],
+) -> None:
+    """Lift a lock-out after failed sign-ins before it ends by itself."""
+    with session_scope(migrated_services().sessions) as session:
+        client = unlock(session, name=name)
+        _audit(session, action="clients.unlock", client_id=client.id)
+    console.print(f"{client.name} unlocked", highlight=False)
+
+
+def _audit(session: Session, *, action: str, client_id: int) -> None:
+    """Record an administrator's change to a client's sign-in (the CLI is the actor)."""
+    record_audit(
+        session, actor="cli", action=action, target_type="client", target_ref=str(client_id)
+    )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
 from liveness.access import authenticate
-from liveness.access.cli import clients_app
+from liveness.access.cli import clients_app, console
 from liveness.app import Services
 from liveness.db import session_scope
 from models import ApiClient, ClientSecret, utcnow
@@ -102,5 +103,100 @@ def test_an_inspector_is_scoped_to_regions(
     assert api.get("/api/v1/leads?region=331001", headers=headers).status_code == 200
     assert api.get("/api/v1/leads?region=330782", headers=headers).status_code == 403
     assert api.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 403
+    get_settings.cache_clear()
+    services.engine.dispose()
+
+
+def test_the_administrator_sets_a_password_and_a_one_time_code(
+    services_factory: Callable[[str], Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liveness.access import Attempt, check_code, check_password
+    from liveness.settings import get_settings
+    from models import AuditEntry, ClientPassword
+
+    services = services_factory("sqlite")
+    settings = services.settings
+    monkeypatch.setenv("LIVENESS_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LIVENESS_EVIDENCE_DIR", str(settings.evidence_dir))
+    monkeypatch.setenv("LIVENESS_CONFIG_DIR", str(settings.config_dir))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    policy = services.sign_in_policy
+    from api.web.pages import HOME_BY_ROLE as PAGES
+
+    created = runner.invoke(
+        clients_app, ["create", "--name", "wang.li", "--role", "grid_worker", "--grid", "G1"]
+    )
+    assert created.exit_code == 0, created.output
+    # Asked twice, never echoed, never on the command line.
+    typed = runner.invoke(
+        clients_app, ["password", "wang.li"], input="walk the grid 7\nwalk the grid 7\n"
+    )
+    assert typed.exit_code == 0, typed.output
+    assert "walk the grid 7" not in typed.output and "password of wang.li set" in typed.output
+    mismatch = runner.invoke(
+        clients_app,
+        ["password", "wang.li"],
+        input="one password\nanother one\none password\none password\n",
+    )
+    assert mismatch.exit_code == 0 and "do not match" in mismatch.output
+    piped = runner.invoke(
+        clients_app, ["password", "wang.li", "--password-stdin"], input="from a script 9\n"
+    )
+    assert piped.exit_code == 0, piped.output
+    short = runner.invoke(clients_app, ["password", "wang.li", "--password-stdin"], input="short\n")
+    assert short.exit_code == 2 and "at least" in short.output and "Traceback" not in short.output
+    unknown = runner.invoke(
+        clients_app, ["password", "nobody", "--password-stdin"], input="from a script 9\n"
+    )
+    assert unknown.exit_code == 1 and "no API client named 'nobody'" in unknown.output
+    now = utcnow()
+    with session_scope(services.sessions) as session:
+        row = session.query(ClientPassword).one()
+        assert (
+            row.password_hash.startswith("$argon2id$") and "from a script" not in row.password_hash
+        )
+        signed = check_password(
+            session, name="wang.li", password="from a script 9", policy=policy, roles=PAGES, now=now
+        )
+        assert signed.attempt == Attempt.SIGNED_IN
+    code = runner.invoke(clients_app, ["code", "wang.li"])
+    assert code.exit_code == 0, code.output
+    secret, uri = code.output.strip().splitlines()[-2:]
+    assert uri.startswith("otpauth://totp/liveness:wang.li?secret=" + secret)
+    with session_scope(services.sessions) as session:
+        first = check_password(
+            session, name="wang.li", password="from a script 9", policy=policy, roles=PAGES, now=now
+        )
+        assert first.attempt == Attempt.CODE_REQUIRED and first.client_id is not None
+        done = check_code(
+            session,
+            client_id=first.client_id,
+            code=pyotp.TOTP(secret).at(now),
+            policy=policy,
+            roles=PAGES,
+            now=now,
+        )
+        assert done.attempt == Attempt.SIGNED_IN
+        for _ in range(policy.max_failures):
+            check_password(
+                session, name="wang.li", password="a guess", policy=policy, roles=PAGES, now=now
+            )
+    monkeypatch.setattr(console, "width", 200)  # a wide table: no cell is wrapped
+    listed = runner.invoke(clients_app, ["list"])
+    assert "password+code" in listed.output and "locked until" in listed.output
+    assert runner.invoke(clients_app, ["unlock", "wang.li"]).exit_code == 0
+    assert runner.invoke(clients_app, ["code", "wang.li", "--off"]).exit_code == 0
+    with session_scope(services.sessions) as session:
+        again = check_password(
+            session, name="wang.li", password="from a script 9", policy=policy, roles=PAGES, now=now
+        )
+        assert again.attempt == Attempt.SIGNED_IN
+        actions = [
+            e.action
+            for e in session.query(AuditEntry).filter_by(actor="cli").order_by(AuditEntry.id)
+        ]
+    assert actions == ["clients.password", "clients.password", "clients.password",
+                       "clients.code_on", "clients.unlock", "clients.code_off"]  # fmt: skip
     get_settings.cache_clear()
     services.engine.dispose()

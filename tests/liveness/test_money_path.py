@@ -473,6 +473,33 @@ def test_a_number_cancelled_in_favour_of_one_on_the_roll_stops_only_what_is_draw
     assert statuses == {"enterprise_pension": "suspended", "survivor_pension": "active"}
 
 
+def test_a_held_reinstatement_of_a_terminated_benefit_is_superseded_by_a_later_death(
+    city: City,
+) -> None:
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    city.run("2025-01-31")
+    city.run("2025-07-31")
+    assert [e.action for e in city.entries("P1")] == ["suspend", "terminate"]
+    city.deliver(
+        "cremation",
+        "record_id,id_number,name,sex,birth_date,died_on,cremated_on,correction,voided\n"
+        f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12,true,true\n",
+        "gb18030",
+    )
+    city.run("2025-08-31")
+    held = city.entries("P1")[-1]
+    assert (held.action, held.status) == ("reinstate", "held")
+    # Before a second operator looks at it, another department records the death again.
+    city.cremation(f"R2,{P1[0]},{P1[1]},男,1945-01-01,2025-09-02,2025-09-05\n")
+    city.run("2025-09-30")
+    with (
+        session_scope(city.services.sessions) as session,
+        pytest.raises(ApprovalRefused, match=r"superseded|not waiting"),
+    ):
+        approve_entry(session, entry_id=held.id, operator="operator-2")
+    assert city.benefit("P1").status == "terminated"
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_roll_whose_every_benefit_ended_still_runs(
     backend: str, services_factory: Callable[[str], Services], tmp_path: Path
