@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -454,13 +454,13 @@ async def queue(
     overdue: str | None = None,
     sort: str | None = None,
     q: str | None = None,
-    p: str | None = None,
+    page_no: str | None = Query(None, alias="page"),  # noqa: B008
     recorded: int | None = None,
     undone: int | None = None,
 ) -> HTMLResponse:
     """Show a page of the open tasks of the caller's grids: filtered, sorted, searched."""
     principal = page.principal
-    chosen = _queue_query(grid, kind, overdue, sort, q, p)
+    chosen = _queue_query(grid, kind, overdue, sort, q, page_no)
     worker = principal.role == Role.GRID_WORKER
     size = page.services.settings.web_queue_page_size
     now = utcnow()
