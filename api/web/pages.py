@@ -454,7 +454,7 @@ async def queue(
     overdue: str | None = None,
     sort: str | None = None,
     q: str | None = None,
-    page_no: str | None = Query(None, alias="page"),  # noqa: B008
+    page_no: str | None = Query(None, alias="page"),
     recorded: int | None = None,
     undone: int | None = None,
 ) -> HTMLResponse:
@@ -469,7 +469,8 @@ async def queue(
         if chosen.grid:
             authorize_grid(principal, chosen.grid)
         grids = [chosen.grid] if chosen.grid else (list(principal.grids) if worker else None)
-        for code in grids or [None]:  # a grid worker's reads are audited grid by grid
+        audited: list[str | None] = list(grids) if grids else [None]
+        for code in audited:  # a grid worker's reads are audited grid by grid
             page.audit("tasks.read", "grid", code, {
                 "status": "open", "kind": chosen.kind or None, "overdue": chosen.overdue,
                 "search": bool(chosen.q), "page": chosen.page,
