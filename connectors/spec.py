@@ -112,6 +112,7 @@ _SPECS = (
             Column("benefit_start", "date", True, future=True),
             _opt("bank_account"),
             _opt("phone"),
+            _opt("address"),
             _req("region_code"),
             _req("grid_code"),
             _req("status", "enum", ("active", "suspended", "terminated")),

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     web_session_minutes: int = Field(
         default=480, ge=1, description="Minutes a web session lasts after signing in."
     )
+    web_queue_page_size: int = Field(
+        default=20, ge=1, le=200, description="Tasks per page of a grid worker's queue."
+    )
+    web_visits_days: int = Field(
+        default=30, ge=1, description='Days back the "my recorded visits" page reaches.'
+    )
     web_cookie_secure: bool = Field(
         default=False,
         description="Send the session cookie over HTTPS only (set it behind a TLS proxy).",

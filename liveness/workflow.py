@@ -249,7 +249,10 @@ def _apply_outcomes(session: Session, context: _Context, result: WorkflowResult)
             ReviewTask.outcome_detail, ReviewTask.reasons, ReviewTask.closed_on,
         )
         .where(ReviewTask.status == TaskStatus.DONE, ReviewTask.closed_run_id.is_(None))
-        .order_by(ReviewTask.id),
+        .order_by(ReviewTask.id)
+        # Locked until the run publishes: an undo (review.outcomes.undo_outcome) waits, then
+        # finds the outcome taken up; one that came first is not selected.
+        .with_for_update(of=ReviewTask),
         ["id", "person_id", "kind", "outcome", "detail", "reasons", "closed_on"],
     )  # fmt: skip
     if done.empty:

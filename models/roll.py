@@ -44,6 +44,8 @@ class Person(Base):
     grid_code: Mapped[str] = mapped_column(String(32), index=True)
     bank_account: Mapped[str | None] = mapped_column(String(40))
     phone: Mapped[str | None] = mapped_column(String(20))
+    # Where a grid worker finds the person; the roll's order of addresses is the walking order.
+    address: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

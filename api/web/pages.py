@@ -12,10 +12,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -42,14 +42,32 @@ from liveness.access.sessions import end_web_session, open_web_session, web_sess
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import LivenessError, NotFound
-from liveness.review.claims import ensure_may_settle, no_task
-from liveness.review.outcomes import OUTCOMES_BY_KIND, OutcomeInvalid, record_outcome
+from liveness.review.claims import (
+    ClaimRefused,
+    claim_task,
+    ensure_may_settle,
+    no_task,
+    release_task,
+)
+from liveness.review.outcomes import (
+    OUTCOMES_BY_KIND,
+    OutcomeInvalid,
+    UndoRefused,
+    record_outcome,
+    undo_outcome,
+)
 from liveness.scoring.explain import render_reasons
 from liveness.views import dashboard
 from liveness.views.indicators import indicators
 from liveness.views.overdue import grids_behind
 from liveness.views.person import no_person, person_view
-from liveness.views.queue import grid_queue
+from liveness.views.queue import (
+    QUEUE_SORTS,
+    age_on,
+    recorded_visits,
+    task_grid,
+    worker_queue,
+)
 from liveness.views.runs import get_run, runs_page
 from models import (
     ApiClient,
@@ -86,12 +104,13 @@ HOME_BY_ROLE = {
 }
 NAV = (
     ("nav_queue", "/web/queue", "tasks.read"),
+    ("nav_visits", "/web/visits", "tasks.outcome"),
     ("nav_dashboard", "/web/dashboard", "indicators.read"),
     ("nav_runs", "/web/runs", "runs.read"),
     ("nav_orders", "/web/orders", "orders.read"),
 )
 LEVELS = ("strong", "medium", "weak", "deceased")
-QUEUE_PAGE = 200
+VISITS_SHOWN = 500  # a month of one worker's visits is well under this
 
 
 def web_lang(request: Request) -> Lang:
@@ -456,40 +475,105 @@ def plain_reasons(reasons: dict[str, Any], lang: Lang) -> str:
     return "；".join(f"{key}: {value}" for key, value in reasons.items())
 
 
+@dataclass(frozen=True)
+class QueueQuery:
+    """The queue's filters, sort, search and page, as the URL carries them."""
+
+    grid: str = ""
+    kind: str = ""
+    overdue: bool = False
+    sort: str = "priority"
+    q: str = ""
+    page: int = 1
+
+    def url(self, **changes: Any) -> str:
+        """Return the queue's address with these filters, changed by `changes`."""
+        values = {**vars(self), **changes}
+        query = {
+            key: ("1" if value is True else str(value))
+            for key, value in values.items()
+            if value not in ("", False, None) and not (key == "page" and value == 1)
+            and not (key == "sort" and value == "priority")
+        }  # fmt: skip
+        return "/web/queue" + ("?" + urlencode(query) if query else "")
+
+
+def _queue_query(
+    grid: str | None, kind: str | None, overdue: str | None, sort: str | None, q: str | None,
+    page_no: str | None,
+) -> QueueQuery:  # fmt: skip
+    """Read the queue's query string leniently: an unknown value falls back to the default."""
+    return QueueQuery(
+        grid=(grid or "").strip()[:32],
+        kind=kind if kind in {str(k) for k in TaskKind} else "",
+        overdue=overdue in ("1", "on", "true"),
+        sort=sort if sort in QUEUE_SORTS else "priority",
+        q=(q or "").strip()[:64],
+        page=max(1, int(page_no)) if page_no and page_no.isdigit() and len(page_no) < 7 else 1,
+    )
+
+
+def _claim_state(page: Page, claimed_by: str | None) -> str:
+    """Say whose a task is: `mine`, `other` (claimed by someone else) or `free`."""
+    if claimed_by is None:
+        return "free"
+    return "mine" if claimed_by == page.principal.name else "other"
+
+
 @router.get("/queue", response_class=HTMLResponse)
 async def queue(
     page: Page = Depends(signed_in("tasks.read")),  # noqa: B008
     grid: str | None = None,
+    kind: str | None = None,
+    overdue: str | None = None,
+    sort: str | None = None,
+    q: str | None = None,
+    page_no: str | None = Query(None, alias="page"),
     recorded: int | None = None,
+    undone: int | None = None,
 ) -> HTMLResponse:
-    """Show the open tasks of the caller's grids, by priority, grouped by community grid."""
+    """Show a page of the open tasks of the caller's grids: filtered, sorted, searched."""
     principal = page.principal
-    if principal.role == Role.GRID_WORKER:
-        grids = [grid] if grid else list(principal.grids)
-    else:
-        grids = [grid] if grid else []
+    chosen = _queue_query(grid, kind, overdue, sort, q, page_no)
+    worker = principal.role == Role.GRID_WORKER
+    size = page.services.settings.web_queue_page_size
     now = utcnow()
 
-    def work() -> list[dict[str, Any]]:
-        groups = []
-        for code in grids:
-            authorize_grid(principal, code)
-            page.audit("tasks.read", "grid", code, {"status": "open"})
-            rows, total = grid_queue(
-                page.session, grid=code, status="open", now=now, limit=QUEUE_PAGE, offset=0
-            )
-            groups.append({"grid": code, "total": total, "tasks": [
-                {**vars(row), "kind_label": page.t(f"kind_{row.kind}"),
-                 "overdue": row.due_on < page.today(),
-                 "reasons_text": plain_reasons(row.reasons, page.lang)}
-                for row in rows
-            ]})  # fmt: skip
-        return groups
+    def work() -> tuple[list[dict[str, Any]], int]:
+        if chosen.grid:
+            authorize_grid(principal, chosen.grid)
+        grids = [chosen.grid] if chosen.grid else (list(principal.grids) if worker else None)
+        audited: list[str | None] = list(grids) if grids else [None]
+        for code in audited:  # a grid worker's reads are audited grid by grid
+            page.audit("tasks.read", "grid", code, {
+                "status": "open", "kind": chosen.kind or None, "overdue": chosen.overdue,
+                "search": bool(chosen.q), "page": chosen.page,
+            })  # fmt: skip
+        rows, total = worker_queue(
+            page.session, grids=grids, now=now, today=page.today(), kind=chosen.kind or None,
+            overdue=chosen.overdue, search=chosen.q, sort=chosen.sort, limit=size,
+            offset=(chosen.page - 1) * size,
+        )  # fmt: skip
+        cards = [
+            {**vars(row), "kind_label": page.t(f"kind_{row.kind}"),
+             "age": age_on(row.birth_date, page.today()), "overdue": row.due_on < page.today(),
+             "claim": _claim_state(page, row.claimed_by),
+             "claimable": row.kind != TaskKind.FACE_VERIFICATION,
+             "reasons_text": plain_reasons(row.reasons, page.lang)}
+            for row in rows
+        ]  # fmt: skip
+        return cards, total
 
-    groups = await page.run(work)
+    cards, total = await page.run(work)
+    pages = max(1, -(-total // size))
     return page.render(
-        "queue.html", groups=groups, grid=grid, recorded=recorded,
-        pick_grid=principal.role != Role.GRID_WORKER,
+        "queue.html", cards=cards, total=total, query=chosen, pages=pages,
+        page_no=min(chosen.page, pages), here=chosen.url(page=chosen.page),
+        kinds=[(str(k), page.t(f"kind_{k}")) for k in TaskKind],
+        sorts=[(key, page.t(f"sort_{key}")) for key in QUEUE_SORTS],
+        my_grids=list(principal.grids) if worker else None, recorded=recorded, undone=undone,
+        may_claim=principal.role in PERMISSIONS["tasks.claim"],
+        may_supervise=principal.role in PERMISSIONS["tasks.supervise"],
     )  # fmt: skip
 
 
@@ -507,8 +591,27 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
         today=page.today(), window_days=90, per_source=10,
     )  # fmt: skip
     kind = TaskKind(task.kind)
+    claim_live = (
+        task.status == TaskStatus.CLAIMED
+        and task.claim_expires_at is not None
+        and task.claim_expires_at > utcnow()
+    )
+    recorded_by = task.outcome_detail.get("by") if task.status == TaskStatus.DONE else None
+    supervisor = page.principal.role in PERMISSIONS["tasks.supervise"]
     return {
         "task": task,
+        "address": person.address,
+        "phone": person.phone,
+        "age": age_on(person.birth_date, page.today()),
+        "claim": _claim_state(page, task.claimed_by if claim_live else None),
+        "claimable": kind != TaskKind.FACE_VERIFICATION
+        and page.principal.role in PERMISSIONS["tasks.claim"],
+        "may_supervise": supervisor,
+        "outcome_label": None if task.outcome is None else page.t(f"outcome_{task.outcome}"),
+        "recorded_by": recorded_by,
+        "may_undo": recorded_by is not None
+        and task.closed_run_id is None
+        and (recorded_by == page.principal.name or supervisor),
         "kind_label": page.t(f"kind_{kind}"),
         "person": view,
         "reasons_text": plain_reasons(task.reasons, page.lang),
@@ -529,10 +632,12 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
 async def task_page(
     task_id: int,
     page: Page = Depends(signed_in("tasks.read")),  # noqa: B008
+    done: str | None = None,
 ) -> HTMLResponse:
     """Show a task: the person, masked number, reasons in plain words, recent traces, form."""
     context = await page.run(lambda: _task_context(page, task_id))
-    return page.render("task.html", **context, values={}, errors={})
+    notice = page.t(f"task_{done}") if done in ("claimed", "released", "undone") else None
+    return page.render("task.html", **context, values={}, errors={}, notice=notice)
 
 
 def _parse_day(raw: str, field_name: str, errors: dict[str, str], page: Page) -> dt.date | None:
@@ -547,9 +652,13 @@ def _parse_day(raw: str, field_name: str, errors: dict[str, str], page: Page) ->
 
 
 def _validate_outcome(
-    page: Page, values: dict[str, str], allowed: set[str]
+    page: Page, values: dict[str, str], allowed: set[str], *, confirming: bool = True
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """Check an outcome form; return errors by field and the parsed outcome."""
+    """Check an outcome form; return errors by field and the parsed outcome.
+
+    A `deceased` asks for the date of death on its confirmation step: before it
+    (`confirming` false) a missing date is no error.
+    """
     errors: dict[str, str] = {}
     outcome = values.get("outcome", "")
     if not outcome:
@@ -561,7 +670,8 @@ def _validate_outcome(
         errors["on"] = page.t("date_in_future")
     died_on = _parse_day(values.get("died_on", ""), "died_on", errors, page)
     if outcome == VisitOutcome.DECEASED and died_on is None and "died_on" not in errors:
-        errors["died_on"] = page.t("required")
+        if confirming:
+            errors["died_on"] = page.t("required")
     elif outcome != VisitOutcome.DECEASED and died_on is not None:
         errors["died_on"] = page.t("only_for_deceased")
     elif died_on is not None and died_on > on:
@@ -585,11 +695,16 @@ async def task_outcome(
     request: Request,
     page: Page = Depends(signed_in("tasks.outcome")),  # noqa: B008
 ) -> Response:
-    """Record a visit's outcome from the form; errors are shown beside their fields."""
+    """Record a visit's outcome from the form; errors are shown beside their fields.
+
+    A `deceased` is recorded only from its confirmation step, which repeats who it is and
+    asks for the date of death: a slip of the finger must not suspend a living person.
+    """
     values = await form_of(request, page.web)
     values.pop(CSRF_FIELD, None)
+    confirming = values.get("confirm") == "yes"
 
-    def work() -> tuple[dict[str, str], dict[str, Any] | None]:
+    def work() -> tuple[str, dict[str, str], dict[str, Any] | None]:
         page.audit("tasks.outcome", "review_task", task_id, {
             k: v for k, v in values.items() if k in ("outcome", "on", "died_on", "region")
         })  # fmt: skip
@@ -598,7 +713,11 @@ async def task_outcome(
             grids=page.principal.grids if page.principal.role == Role.GRID_WORKER else None,
         )  # fmt: skip
         allowed = {str(o) for o in OUTCOMES_BY_KIND[TaskKind(task.kind)]}
-        errors, parsed = _validate_outcome(page, values, allowed)
+        errors, parsed = _validate_outcome(page, values, allowed, confirming=confirming)
+        deceased = parsed["outcome"] == VisitOutcome.DECEASED
+        if not errors and deceased and not confirming:
+            page.session.rollback()  # nothing recorded yet: the confirmation step records it
+            return "confirm", {}, _task_context(page, task_id)
         if not errors:
             try:
                 record_outcome(
@@ -606,7 +725,7 @@ async def task_outcome(
                     actor=page.principal.name, on=parsed["on"], died_on=parsed["died_on"],
                     region=parsed["region"], note=parsed["note"],
                 )  # fmt: skip
-                return {}, None
+                return "recorded", {}, None
             except OutcomeInvalid as error:
                 # The domain names the field first ("region: ..."): show it there.
                 name, _, text = str(error).partition(": ")
@@ -615,12 +734,130 @@ async def task_outcome(
                 )
         page.session.rollback()  # nothing of a refused form is kept (the audit is re-written)
         page.audit("tasks.outcome.refused", "review_task", task_id, {"fields": sorted(errors)})
-        return errors, _task_context(page, task_id)
+        return (
+            ("confirm" if deceased and confirming else "task"),
+            errors,
+            _task_context(page, task_id),
+        )
 
-    errors, context = await page.run(work)
+    step, errors, context = await page.run(work)
     if context is None:
         return RedirectResponse(f"/web/queue?recorded={task_id}", 303)
+    if step == "confirm":
+        return page.render(
+            "task_confirm.html", status=422 if errors else 200, **context, values=values,
+            errors=errors,
+        )  # fmt: skip
     return page.render("task.html", status=422, **context, values=values, errors=errors)
+
+
+def _back_to(values: dict[str, str], fallback: str) -> str:
+    """Return where a claim, release or undo form asked to go back to (our pages only)."""
+    return safe_next(values.get("next")) or fallback
+
+
+async def _task_action(
+    request: Request, page: Page, task_id: int, action: str, act: Callable[[], object],
+    done: str,
+) -> Response:  # fmt: skip
+    """Run a claim, release or undo in the request's transaction, audited either way.
+
+    A refusal (claimed by someone else, taken up by a run) is audited as refused and shown
+    as a page; nothing else of it is kept.
+    """
+    values = await form_of(request, page.web)
+
+    def work() -> str | None:
+        page.audit(action, "review_task", task_id)
+        try:
+            act()
+        except (ClaimRefused, UndoRefused) as refusal:
+            page.session.rollback()
+            page.audit(f"{action}.refused", "review_task", task_id, {"reason": str(refusal)})
+            return str(refusal)
+        return None
+
+    refused = await page.run(work)
+    if refused is not None:
+        return await error_response(request, 409, page.t(f"{action.replace('.', '_')}_refused"))
+    back = _back_to(values, f"/web/tasks/{task_id}")
+    mark = ("&" if "?" in back else "?") + f"done={done}" if back.startswith("/web/tasks/") else ""
+    return RedirectResponse(back + mark, 303)
+
+
+@router.post("/tasks/{task_id}/claim")
+async def task_claim(
+    task_id: int,
+    request: Request,
+    page: Page = Depends(signed_in("tasks.claim")),  # noqa: B008
+) -> Response:
+    """Claim a task ("I'm going"): others see who has it until the claim lapses."""
+    worker = page.principal.role == Role.GRID_WORKER
+    return await _task_action(
+        request, page, task_id, "tasks.claim",
+        lambda: claim_task(
+            page.session, task_id=task_id, claimant=page.principal.name, now=utcnow(),
+            minutes=page.services.settings.api_claim_minutes,
+            grids=page.principal.grids if worker else None,
+        ),
+        "claimed",
+    )  # fmt: skip
+
+
+@router.post("/tasks/{task_id}/release")
+async def task_release(
+    task_id: int,
+    request: Request,
+    page: Page = Depends(signed_in("tasks.claim")),  # noqa: B008
+) -> Response:
+    """Release a claim: the claimant's own, or anyone's for a supervisor."""
+    return await _task_action(
+        request, page, task_id, "tasks.release",
+        lambda: release_task(
+            page.session, task_id=task_id, actor=page.principal.name,
+            any_claimant=page.principal.role in PERMISSIONS["tasks.supervise"],
+        ),
+        "released",
+    )  # fmt: skip
+
+
+@router.post("/tasks/{task_id}/undo")
+async def task_undo(
+    task_id: int,
+    request: Request,
+    page: Page = Depends(signed_in("tasks.outcome")),  # noqa: B008
+) -> Response:
+    """Undo a recorded outcome no run has taken up yet: the task is open again."""
+
+    def undo() -> object:
+        authorize_grid(page.principal, task_grid(page.session, task_id=task_id))
+        return undo_outcome(
+            page.session, task_id=task_id, actor=page.principal.name, on=page.today(),
+            any_recorder=page.principal.role in PERMISSIONS["tasks.supervise"],
+        )  # fmt: skip
+
+    return await _task_action(request, page, task_id, "tasks.undo", undo, "undone")
+
+
+@router.get("/visits", response_class=HTMLResponse)
+async def my_visits(page: Page = Depends(signed_in("tasks.outcome"))) -> HTMLResponse:  # noqa: B008
+    """List the outcomes the caller recorded lately; those no run took up yet can be undone."""
+    days = page.services.settings.web_visits_days
+    since = page.today() - dt.timedelta(days=days)
+
+    def work() -> list[Any]:
+        page.audit("tasks.visits.read", "client", page.principal.client_id, {"days": days})
+        return recorded_visits(
+            page.session, actor=page.principal.name, since=since, limit=VISITS_SHOWN
+        )
+
+    rows = await page.run(work)
+    visits = [
+        {**vars(row), "kind_label": page.t(f"kind_{row.kind}"),
+         "outcome_label": page.t(f"outcome_{row.outcome}")}
+        for row in rows
+    ]  # fmt: skip
+    return page.render("visits.html", visits=visits, days=days, since=since)
 
 
 # Supervisors: the dashboard, runs and persons.

@@ -20,6 +20,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "tasks.read": frozenset({ADMIN, OPERATOR, GRID, AUDITOR}),
     "tasks.claim": frozenset({ADMIN, OPERATOR, GRID}),
     "tasks.outcome": frozenset({ADMIN, OPERATOR, GRID}),
+    # Release another's claim, undo another's outcome: a supervisor's word, not a colleague's.
+    "tasks.supervise": frozenset({ADMIN, OPERATOR}),
     # Supervisors escalate the agency's own delays; a grid worker sees their grids' own.
     "reviews.overdue": frozenset({ADMIN, OPERATOR, GRID, AUDITOR}),
     "face.requests": frozenset({ADMIN, VERIFIER}),

@@ -14,7 +14,7 @@ from models import Base, Benefit, Card, Person
 
 PERSON_COLUMNS = (
     "id_number", "id_status", "name", "sex", "birth_date", "region_code", "grid_code",
-    "bank_account", "phone",
+    "bank_account", "phone", "address",
 )  # fmt: skip
 # The roll's status is kept as `roll_status`; it seeds the payment status of a new benefit
 # only: afterwards the list's state machine alone changes that.

@@ -107,3 +107,33 @@ def ensure_may_settle(
     if held:
         raise ClaimRefused(f"task {task_id} is claimed by {task.claimed_by}")
     return task
+
+
+def release_task(
+    session: Session, *, task_id: int, actor: str, any_claimant: bool = False
+) -> ReviewTask:
+    """Release a claimed task to its queue: only its claimant may, or a supervisor.
+
+    One conditional UPDATE, like the claim, so a release never reopens a task settled or
+    claimed anew meanwhile. `any_claimant` lets a supervisor release someone else's claim.
+    """
+    condition = and_(ReviewTask.id == task_id, ReviewTask.status == TaskStatus.CLAIMED)
+    if not any_claimant:
+        condition = and_(condition, ReviewTask.claimed_by == actor)
+    released = session.execute(
+        update(ReviewTask)
+        .where(condition)
+        .values(status=TaskStatus.OPEN, claimed_by=None, claim_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    task = session.get(ReviewTask, task_id)
+    if task is None:
+        raise NotFound(f"no review task {task_id}")
+    session.refresh(task)
+    if released.rowcount == 1:  # type: ignore[attr-defined]
+        return task
+    if task.status != TaskStatus.CLAIMED:
+        raise ClaimRefused(f"task {task_id} is {task.status}, not claimed")
+    raise ClaimRefused(
+        f"task {task_id} is claimed by {task.claimed_by}: only they or a supervisor release it"
+    )

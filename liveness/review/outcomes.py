@@ -102,18 +102,81 @@ def record_outcome(
     detail = _detail(chosen, on=on, died_on=died_on, region=region, note=note)
     if task.status == TaskStatus.DONE:
         same = task.outcome == chosen and {
-            k: v for k, v in task.outcome_detail.items() if k not in ("recorded_on", "by")
+            k: v for k, v in task.outcome_detail.items() if k not in ("recorded_on", "by", "undone")
         } == {k: v for k, v in detail.items() if k != "recorded_on"}
         if same:
             return task
         raise OutcomeInvalid(f"outcome: task {task_id} already has the outcome {task.outcome}")
     if task.status not in (TaskStatus.OPEN, TaskStatus.CLAIMED):
         raise OutcomeInvalid(f"outcome: task {task_id} is {task.status}, no longer open")
+    undone = task.outcome_detail.get("undone")
     task.status = TaskStatus.DONE
     task.outcome = chosen
-    task.outcome_detail = {**detail, "by": actor}
+    task.outcome_detail = {**detail, "by": actor, **({"undone": undone} if undone else {})}
     task.closed_on = on
     session.flush()
+    return task
+
+
+class UndoRefused(LivenessError):
+    """An outcome that can no longer be undone, or not by this person; the message says why."""
+
+    exit_code = 8
+    http_status = 409
+
+
+def undo_outcome(
+    session: Session, *, task_id: int, actor: str, on: dt.date, any_recorder: bool = False
+) -> ReviewTask:
+    """Withdraw an outcome no run has taken up yet: the task is open again, as if unvisited.
+
+    Only whoever recorded it may, or a supervisor (`any_recorder`); once a run has taken it
+    up, only `correct_outcome` changes it, on record. One conditional UPDATE on "no run yet":
+    the run locks the outcomes it takes up (workflow._apply_outcomes), so an undo racing a
+    run either lands first, and the run never sees the outcome, or finds it taken up.
+    The withdrawn outcome stays in the task's detail under `undone`.
+    """
+    task = session.get(ReviewTask, task_id)
+    if task is None:
+        raise NotFound(f"no review task {task_id}")
+    if task.status != TaskStatus.DONE or task.outcome is None:
+        raise UndoRefused(f"task {task_id} has no recorded outcome to undo")
+    if task.closed_run_id is not None:
+        raise UndoRefused(
+            f"task {task_id}'s outcome was taken up by run {task.closed_run_id}: "
+            "a supervisor corrects it now"
+        )
+    recorded_by = task.outcome_detail.get("by")
+    if recorded_by is None:
+        raise UndoRefused(f"task {task_id} was settled by its results, not by a person")
+    if recorded_by != actor and not any_recorder:
+        raise UndoRefused(f"{recorded_by} recorded this outcome: only they or a supervisor undo it")
+    withdrawn = {
+        **{k: v for k, v in task.outcome_detail.items() if k != "undone"},
+        "outcome": str(task.outcome), "undone_by": actor, "undone_on": on.isoformat(),
+    }  # fmt: skip
+    undone = [*task.outcome_detail.get("undone", []), withdrawn]
+    reopened = session.execute(
+        update(ReviewTask)
+        .where(
+            ReviewTask.id == task_id,
+            ReviewTask.status == TaskStatus.DONE,
+            ReviewTask.outcome == task.outcome,
+            ReviewTask.closed_run_id.is_(None),
+        )
+        .values(
+            status=TaskStatus.OPEN,
+            outcome=None,
+            outcome_detail={"undone": undone},
+            closed_on=None,
+            claimed_by=None,
+            claim_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(task)
+    if reopened.rowcount != 1:  # type: ignore[attr-defined]
+        raise UndoRefused(f"task {task_id}'s outcome was taken up by a run meanwhile")
     return task
 
 

@@ -89,6 +89,17 @@ def _registry(*, rng: np.random.Generator, population: Population) -> pa.Table:
         rng.integers(10**8, 10**9, size=n).astype("U9"),
     )
     status = np.where(rng.random(n) < 0.995, "active", "suspended")
+    # Addresses from the person's index, with no draw from `rng`: the other columns stay as
+    # they were. Neighbours in the roll live in the same building, so address order walks.
+    index = np.arange(n)
+    address = np.strings.add(
+        np.strings.add(population.grid_code, "·"),
+        np.strings.add(
+            np.strings.add((index // 24 % 40 + 1).astype("U3"), "号楼"),
+            np.strings.add((index // 4 % 6 + 1).astype("U2"), (index % 4 + 1).astype("U2")),
+        ),
+    )
+    address = np.strings.add(np.strings.add(address, "0"), "室")
     certified = start - rng.integers(1, 366, size=n).astype("timedelta64[D]")
     return pa.table(
         {
@@ -102,6 +113,7 @@ def _registry(*, rng: np.random.Generator, population: Population) -> pa.Table:
             "benefit_start": _dates(began),
             "bank_account": pa.array(bank, mask=rng.random(n) < 0.05, type=pa.string()),
             "phone": pa.array(phone, mask=rng.random(n) < 0.15, type=pa.string()),
+            "address": pa.array(address, type=pa.string()),
             "region_code": pa.array(population.region).cast(pa.string()),
             "grid_code": pa.array(population.grid_code, type=pa.string()),
             "status": pa.array(status, type=pa.string()),

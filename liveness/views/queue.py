@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +141,168 @@ def grid_queue(
     else:
         total = session.scalar(select(func.count()).select_from(ReviewTask).where(condition))
     return page, int(total or 0)
+
+
+QUEUE_SORTS = ("priority", "due", "address")
+# The last digits of an identity number (its check character may be X), else part of a name.
+_ID_TAIL = re.compile(r"[0-9]{2,17}[0-9Xx]?")
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One open task as a grid worker's phone lists it: who, where, how to call, what to do."""
+
+    id: int
+    person_ref: str
+    name: str
+    id_number_masked: str
+    birth_date: dt.date
+    address: str | None
+    phone: str | None
+    region_code: str
+    grid_code: str
+    kind: str
+    priority: float
+    due_on: dt.date
+    claimed_by: str | None  # None when unclaimed or the claim has lapsed
+    reasons: dict[str, Any]
+
+
+def age_on(birth_date: dt.date, today: dt.date) -> int:
+    """Return a person's age in whole years on `today`."""
+    before_birthday = (today.month, today.day) < (birth_date.month, birth_date.day)
+    return today.year - birth_date.year - before_birthday
+
+
+def worker_queue(
+    session: Session,
+    *,
+    grids: Sequence[str] | None,
+    now: dt.datetime,
+    today: dt.date,
+    kind: str | None = None,
+    overdue: bool = False,
+    search: str = "",
+    sort: str = "priority",
+    limit: int,
+    offset: int,
+) -> tuple[list[WorkerRow], int]:
+    """Return a page of the open tasks of `grids` (None: every grid), filtered, and the total.
+
+    Claimed tasks stay listed, with their claimant. `search` matches the last digits of the
+    identity number or part of the name; `sort` is priority (highest first), due (earliest
+    first) or address (the roll's walking order, grid by grid).
+    """
+    if sort not in QUEUE_SORTS:
+        raise ViewInvalid(f"sort: {sort!r} is not one of {', '.join(QUEUE_SORTS)}")
+    condition: ColumnElement[bool] = ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED])
+    if grids is not None:
+        condition = and_(condition, ReviewTask.grid_code.in_(list(grids)))
+    if kind:
+        try:
+            condition = and_(condition, ReviewTask.kind == TaskKind(kind))
+        except ValueError:
+            raise ViewInvalid(f"kind: {kind!r} is not a task kind") from None
+    if overdue:
+        condition = and_(condition, ReviewTask.due_on < today)
+    search = search.strip()[:64]
+    if _ID_TAIL.fullmatch(search):
+        condition = and_(condition, Person.id_number.endswith(search.upper(), autoescape=True))
+    elif search:
+        condition = and_(condition, Person.name.contains(search, autoescape=True))
+    order: tuple[Any, ...] = {
+        "priority": (ReviewTask.priority.desc(),),
+        "due": (ReviewTask.due_on, ReviewTask.priority.desc()),
+        "address": (ReviewTask.grid_code, Person.address.is_(None), Person.address),
+    }[sort]
+    claim_live = and_(ReviewTask.status == TaskStatus.CLAIMED, ReviewTask.claim_expires_at > now)
+    rows = session.execute(
+        select(
+            ReviewTask.id, Person.person_ref, Person.name, Person.id_number, Person.birth_date,
+            Person.address, Person.phone, Person.region_code, ReviewTask.grid_code,
+            ReviewTask.kind, ReviewTask.priority, ReviewTask.due_on, ReviewTask.claimed_by,
+            claim_live.label("claim_live"), ReviewTask.reasons,
+            func.count().over().label("total"),
+        )
+        .join(Person, Person.id == ReviewTask.person_id)
+        .where(condition)
+        .order_by(*order, ReviewTask.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()  # fmt: skip
+    page = [
+        WorkerRow(
+            id=row.id,
+            person_ref=row.person_ref,
+            name=row.name,
+            id_number_masked=mask_id_number(row.id_number),
+            birth_date=row.birth_date,
+            address=row.address,
+            phone=row.phone,
+            region_code=row.region_code,
+            grid_code=row.grid_code,
+            kind=str(row.kind),
+            priority=row.priority,
+            due_on=row.due_on,
+            claimed_by=row.claimed_by if row.claim_live else None,
+            reasons=row.reasons,
+        )
+        for row in rows
+    ]
+    if rows:
+        return page, int(rows[0].total)
+    total = session.scalar(
+        select(func.count())
+        .select_from(ReviewTask)
+        .join(Person, Person.id == ReviewTask.person_id)
+        .where(condition)
+    )
+    return page, int(total or 0)
+
+
+@dataclass(frozen=True)
+class VisitRow:
+    """An outcome a person recorded, and whether a run has taken it up (no undo after that)."""
+
+    task_id: int
+    person_ref: str
+    name: str
+    address: str | None
+    kind: str
+    outcome: str
+    visited_on: dt.date
+    taken_up: bool
+
+
+def recorded_visits(session: Session, *, actor: str, since: dt.date, limit: int) -> list[VisitRow]:
+    """Return the outcomes `actor` recorded on or after `since`, latest first."""
+    rows = session.execute(
+        select(
+            ReviewTask.id, Person.person_ref, Person.name, Person.address, ReviewTask.kind,
+            ReviewTask.outcome, ReviewTask.closed_on, ReviewTask.closed_run_id,
+        )
+        .join(Person, Person.id == ReviewTask.person_id)
+        .where(
+            ReviewTask.status == TaskStatus.DONE,
+            ReviewTask.closed_on >= since,
+            ReviewTask.outcome_detail["by"].as_string() == actor,
+        )
+        .order_by(ReviewTask.closed_on.desc(), ReviewTask.id.desc())
+        .limit(limit)
+    ).all()  # fmt: skip
+    return [
+        VisitRow(
+            task_id=row.id,
+            person_ref=row.person_ref,
+            name=row.name,
+            address=row.address,
+            kind=str(row.kind),
+            outcome=str(row.outcome),
+            visited_on=row.closed_on,
+            taken_up=row.closed_run_id is not None,
+        )
+        for row in rows
+    ]
 
 
 def _status_sql(status: str) -> str:

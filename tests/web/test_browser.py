@@ -39,19 +39,19 @@ def test_a_grid_worker_records_an_outcome_and_the_supervisor_sees_it(
     assert page.locator(f'[data-task="{task}"]').count() == 1
     check_page(page, "02-queue-phone")
 
-    page.click(f'[data-task="{task}"] h3 a')
+    page.click(f'[data-task="{task}"] a.card-link')
     assert page.url.endswith(f"/web/tasks/{task}")
     check_page(page, "03-task-phone")
 
-    # A deceased outcome without its date: refused, the error beside the field.
-    page.select_option("#outcome", "deceased")
+    # A moved_away outcome without its region: refused, the error beside the field.
+    page.select_option("#outcome", "moved_away")
     page.click("button[type=submit] >> text=提交结果")
-    assert page.locator("#died_on-error").is_visible()
-    assert page.get_attribute("#died_on", "aria-invalid") == "true"
+    assert page.locator("#region-error").is_visible()
+    assert page.get_attribute("#region", "aria-invalid") == "true"
     check_page(page, "04-outcome-errors")
 
     page.select_option("#outcome", "alive_confirmed")
-    page.fill("#died_on", "")
+    page.fill("#region", "")
     page.fill("#note", "本人在家，精神良好")
     page.click("button[type=submit] >> text=提交结果")
     assert "/web/queue?recorded=" in page.url
@@ -158,4 +158,51 @@ def test_a_supervisor_reads_a_payment_history_and_the_overdue_reviews(
     page.goto(f"{server}/web/persons/P1")
     assert page.locator("table.history tr[data-seq]").count() == 4
     check_page(page, "19-person-payments-phone")
+    phone.close()
+
+
+def test_a_grid_workers_day_on_a_phone(web_world: World, server: str, browser: Any) -> None:
+    """Queue -> filter -> claim -> task -> deceased, confirmed -> undo -> alive -> my visits."""
+    phone = browser.new_context(viewport=PHONE, locale="zh-CN")
+    page = phone.new_page()
+    sign_in_by_keyboard(page, server, web_world.tokens["grid_worker"])
+    task = web_world.tasks["visit_g1_high"]
+    page.select_option("#kind", "home_visit")
+    page.select_option("#sort", "due")
+    page.click("button >> text=筛选")
+    assert "kind=home_visit" in page.url and "sort=due" in page.url
+    assert page.locator("[data-task]").count() == 2
+    check_page(page, "10-day-queue-filtered")
+
+    page.click(f'[data-task="{task}"] button >> text=我去处理')
+    assert "kind=home_visit" in page.url  # back to the same filtered queue
+    assert page.locator(f'[data-task="{task}"] .claimed').is_visible()
+    check_page(page, "11-day-claimed")
+
+    page.click(f'[data-task="{task}"] a.card-link')
+    assert page.url.endswith(f"/web/tasks/{task}")
+    assert page.locator(".claim >> text=我已领取").is_visible()
+    check_page(page, "12-day-task")
+
+    page.select_option("#outcome", "deceased")
+    page.click("button[type=submit] >> text=提交结果")
+    assert page.locator("h1 >> text=确认：记录为已死亡").is_visible()
+    check_page(page, "13-day-confirm-deceased")
+    page.fill("#died_on", "2025-05-01")
+    page.click("button >> text=确认已死亡")
+    assert "/web/queue?recorded=" in page.url
+    assert page.locator(f'[data-task="{task}"]').count() == 0
+    check_page(page, "14-day-recorded")
+
+    page.click("[role=status] button >> text=撤销结果")
+    assert page.url.endswith(f"/web/tasks/{task}?done=undone")
+    assert page.locator("#outcome").is_visible()
+    check_page(page, "15-day-undone")
+
+    page.select_option("#outcome", "alive_confirmed")
+    page.click("button[type=submit] >> text=提交结果")
+    page.click("nav >> text=我的走访")
+    assert page.url.endswith("/web/visits")
+    assert page.locator(f'[data-task="{task}"] [data-outcome="alive_confirmed"]').is_visible()
+    check_page(page, "16-day-my-visits")
     phone.close()

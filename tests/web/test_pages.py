@@ -158,8 +158,10 @@ def test_an_invalid_outcome_shows_its_errors_beside_the_fields_and_records_nothi
     sign_in(client, web_world.tokens["grid_worker"])
     task = web_world.tasks["visit_g1_high"]
     csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    # A deceased asks for its date of death on the confirmation step, and refuses it missing.
     answer = client.post(
-        f"/web/tasks/{task}/outcome", data={"csrf_token": csrf, "outcome": "deceased"}
+        f"/web/tasks/{task}/outcome",
+        data={"csrf_token": csrf, "outcome": "deceased", "confirm": "yes"},
     )
     assert answer.status_code == 422
     assert 'id="died_on-error"' in answer.text and 'aria-invalid="true"' in answer.text

@@ -33,7 +33,7 @@ def checksum_ok(number: str) -> bool:
 COLUMNS = {
     "registry": [
         "person_ref", "id_number", "name", "sex", "birth_date", "benefit_type", "monthly_amount",
-        "benefit_start", "bank_account", "phone", "region_code", "grid_code", "status",
+        "benefit_start", "bank_account", "phone", "address", "region_code", "grid_code", "status",
         "last_certified_on",
     ],
     "cards": ["card_no", "card_kind", "id_number", "issued_on", "cancelled_on"],
