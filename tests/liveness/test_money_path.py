@@ -518,7 +518,8 @@ def test_a_duplicate_voided_under_a_death_is_not_restored_when_the_death_goes(
     )
     cremation = "record_id,id_number,name,sex,birth_date,died_on,cremated_on,correction,voided\n"
     city.deliver(
-        "cremation", cremation + f"R1,{P4_NUMBER},张三,男,1945-01-01,2025-04-10,2025-04-12,,\n",
+        "cremation",
+        cremation + f"R1,{P4_NUMBER},张三,男,1945-01-01,2025-04-10,2025-04-12,,\n",
         "gb18030",
     )
     city.run("2025-04-30")
