@@ -738,7 +738,13 @@ def _events(
                                 caused_by=reviewers.get(p, "system")),
     )  # fmt: skip
     duplicates = _duplicate_benefits(session)
-    withdrawn = _benefits(session, Benefit.suspension_reason == ListReason.DUPLICATE_IDENTITY)
+    # A duplicate suspension no deregistration holds any more, also under a death it amended
+    # (were that death withdrawn later, it would otherwise return to a withdrawn duplicate).
+    withdrawn = _benefits(
+        session,
+        or_(Benefit.suspension_reason == ListReason.DUPLICATE_IDENTITY,
+            Benefit.prior_reason == ListReason.DUPLICATE_IDENTITY),
+    )  # fmt: skip
     withdrawn = withdrawn[~withdrawn["benefit_id"].isin(duplicates.index)]
     add(
         withdrawn,

@@ -259,6 +259,15 @@ def _withdraw_death(
     return after, entry
 
 
+def _forget_prior(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Forget a withdrawn duplicate under a death: if the death goes too, nothing is left."""
+    if state.prior_reason != ListReason.DUPLICATE_IDENTITY:
+        return state, None
+    return replace(state, prior_reason=None), None
+
+
 def _suspend_next_payment(
     state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
 ) -> Outcome:
@@ -358,6 +367,7 @@ TRANSITIONS: dict[tuple[str, PaymentEvent], Handler] = {
     (_SUSPENDED[ListReason.LAPSED], PaymentEvent.DUPLICATE_IDENTITY): _suspend_next_payment,
     (_SUSPENDED[ListReason.IMPRISONED], PaymentEvent.DUPLICATE_IDENTITY): _suspend_next_payment,
     (_SUSPENDED[ListReason.DUPLICATE_IDENTITY], PaymentEvent.DUPLICATE_WITHDRAWN): _reinstate,
+    (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DUPLICATE_WITHDRAWN): _forget_prior,
     (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DEATH_STOOD): _terminate,
     ("held", PaymentEvent.APPROVAL): _approve,
     ("terminated held", PaymentEvent.DEATH): _supersede,

@@ -500,6 +500,43 @@ def test_a_held_reinstatement_of_a_terminated_benefit_is_superseded_by_a_later_d
     assert city.benefit("P1").status == "terminated"
 
 
+def test_a_duplicate_voided_under_a_death_is_not_restored_when_the_death_goes(
+    city: City,
+) -> None:
+    city.deliver(
+        "registry",
+        REGISTRY.splitlines()[0] + "\n"
+        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2024-07-01,330702,G1,"
+        "active,2024-06-01\n",
+    )
+    header = "record_id,id_number,name,deregistered_on,reason,new_id_number,correction,voided\n"
+    city.deliver("deregistration", header + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,,\n")
+    city.run("2025-03-31")
+    # In one run: the police void the duplicate, and a wrong cremation record names P4.
+    city.deliver(
+        "deregistration", header + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,true,true\n"
+    )
+    cremation = "record_id,id_number,name,sex,birth_date,died_on,cremated_on,correction,voided\n"
+    city.deliver(
+        "cremation",
+        cremation + f"R1,{P4_NUMBER},张三,男,1945-01-01,2025-04-10,2025-04-12,,\n",
+        "gb18030",
+    )
+    city.run("2025-04-30")
+    assert city.entries("P4")[-1].reason == "deceased"
+    city.deliver(
+        "cremation",
+        cremation + f"R1,{P4_NUMBER},张三,男,1945-01-01,2025-04-10,2025-04-12,true,true\n",
+        "gb18030",
+    )
+    city.run("2025-05-31")
+    # Found by the stateful test: the death withdrawn returned P4 to the voided duplicate.
+    last = city.entries("P4")[-1]
+    assert (last.action, last.reason) == ("reinstate", "death_withdrawn")
+    assert last.amount == Decimal("6000.00")  # April and May, withheld since the March run
+    assert city.benefit("P4").status == "active"
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_roll_whose_every_benefit_ended_still_runs(
     backend: str, services_factory: Callable[[str], Services], tmp_path: Path
