@@ -868,6 +868,23 @@ class World:
 
     # -- after a run ----------------------------------------------------------------------
 
+    def forget_withdrawn_duplicates(self, *, run_seq: int) -> None:
+        """Forget a duplicate a death amended once no deregistration naming it stands.
+
+        The README's table: `duplicate_withdrawn` under a death changes no entry, but a death
+        withdrawn later reinstates instead of returning to the duplicate.
+        """
+        for ledger in self.ledgers.values():
+            held = ledger.held is not None and not ledger.held.superseded
+            if ledger.reason != "deceased" or ledger.prior != "duplicate_identity" or held:
+                continue
+            if not any(
+                d.standing(run_seq) and d.duplicate == ledger.person
+                and d.benefit_type == ledger.benefit_type
+                for d in self.duplicates
+            ):  # fmt: skip
+                ledger.prior = None
+
     def supersede_held(self, *, as_of: dt.date, run_seq: int) -> None:
         """Mark held reinstatements superseded where a death came first (no entry needed)."""
         for ledger in self.ledgers.values():

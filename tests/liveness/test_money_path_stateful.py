@@ -1004,6 +1004,7 @@ class MoneyPath(RuleBasedStateMachine):
             world.apply_entry(entry, as_of=world.runs.get(entry.run_id, as_of), run_seq=run_seq,
                               run_id=run.id)  # fmt: skip
         world.supersede_held(as_of=as_of, run_seq=run_seq)
+        world.forget_withdrawn_duplicates(run_seq=run_seq)
         world.check_after_run(
             as_of=as_of, run_seq=run_seq, previous_run_seq=self.previous_run_seq,
             run_id=run.id, before=before, report=run.report or {},
