@@ -345,6 +345,17 @@ def _approve(
     return ACTIVE, entry
 
 
+def _reject(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Drop a held reinstatement a second operator rejected: the suspension stands.
+
+    The payment system never saw the held entry, so no entry tells it anything: the benefit
+    stays as it was before the reinstatement, and a later proof of life may make a new one.
+    """
+    return replace(state, held=False), None
+
+
 _SUSPENDED = {reason: f"suspended:{reason}" for reason in ListReason}
 _OTHER_SUSPENSIONS = (ListReason.LAPSED, ListReason.IMPRISONED, ListReason.DUPLICATE_IDENTITY)
 
@@ -370,8 +381,10 @@ TRANSITIONS: dict[tuple[str, PaymentEvent], Handler] = {
     (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DUPLICATE_WITHDRAWN): _forget_prior,
     (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DEATH_STOOD): _terminate,
     ("held", PaymentEvent.APPROVAL): _approve,
+    ("held", PaymentEvent.REJECTION): _reject,
     ("terminated held", PaymentEvent.DEATH): _supersede,
     ("terminated held", PaymentEvent.APPROVAL): _approve,
+    ("terminated held", PaymentEvent.REJECTION): _reject,
 }
 
 
