@@ -148,6 +148,31 @@ def _unpaid_payments(session: Session, benefit_ids: list[int]) -> dict[int, froz
     return {benefit_id: frozenset(days) for benefit_id, days in found.items()}
 
 
+def _rejected_on(session: Session, benefit_ids: list[int]) -> dict[int, dt.date]:
+    """Return, per benefit whose latest reinstatement was rejected, the day of its evidence.
+
+    The day is the proof of life the rejected entry cited, else its run's date: only a
+    proof of life dated after it may reinstate the benefit again.
+    """
+    latest: dict[int, tuple[int, bool, dict[str, Any], dt.date]] = {}
+    for start in range(0, len(benefit_ids), IN_CHUNK):
+        chunk = benefit_ids[start : start + IN_CHUNK]
+        rows = session.execute(
+            select(ListEntry.benefit_id, ListEntry.seq, ListEntry.rejected_by, ListEntry.detail,
+                   Run.as_of)
+            .join(Run, Run.id == ListEntry.run_id)
+            .where(ListEntry.benefit_id.in_(chunk), ListEntry.action == ListAction.REINSTATE)
+        )  # fmt: skip
+        for benefit_id, seq, rejected_by, detail, as_of in rows:
+            if benefit_id not in latest or seq > latest[benefit_id][0]:
+                latest[benefit_id] = (seq, rejected_by is not None, detail or {}, as_of)
+    return {
+        benefit_id: dt.date.fromisoformat(detail["proof_day"]) if detail.get("proof_day")
+        else as_of
+        for benefit_id, (_, rejected, detail, as_of) in latest.items() if rejected
+    }  # fmt: skip
+
+
 def apply_occurrences(
     session: Session, *, run_id: int, run: RunTerms,
     occurrences: Mapping[int, list[Occurrence]],
@@ -167,13 +192,20 @@ def apply_occurrences(
         session,
         [b for b in ids if any(o.event in looking_back for o in occurrences[b]) and b in accounts],
     )
+    rejected = _rejected_on(
+        session,
+        [b for b in ids if b in accounts and accounts[b].state.status != BenefitStatus.ACTIVE],
+    )
     rows: list[dict[str, Any]] = []
     ends: dict[int, PaymentState] = {}
     for benefit_id in ids:
         account = accounts.get(benefit_id)
         if account is None:
             continue
-        terms = replace(account.terms, unpaid=unpaid.get(benefit_id, frozenset()))
+        terms = replace(
+            account.terms, unpaid=unpaid.get(benefit_id, frozenset()),
+            rejected_on=rejected.get(benefit_id),
+        )  # fmt: skip
         end, planned = fold(account.state, occurrences[benefit_id], benefit=terms, run=run)
         rows += [_entry_row(entry, account.person_id, benefit_id) for entry in planned]
         if end != account.state:
