@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import html
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from api.web import approvals
 from liveness.db import session_scope
 from models import AuditEntry, Benefit, BenefitStatus, ListEntry
 from tests.api.conftest import World
@@ -161,3 +163,15 @@ def test_the_api_rejects_with_a_reason_and_refuses_the_one_who_caused_it(
         f"/api/v1/lists/entries/{story.held_id}/approve", headers=web_world.auth("admin")
     )
     assert approve.status_code == 409
+
+
+def test_the_inbox_is_paged_oldest_first(web_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(approvals, "PAGE_SIZE", 1)
+    first = suspend_amend_hold(web_world.services, person_ref="P1", run_id=web_world.run_id)
+    second = suspend_amend_hold(web_world.services, person_ref="P2", run_id=web_world.run_id)
+    operator = _signed_in(web_world, "operator")
+    page = _inbox(operator)
+    assert f'data-entry="{first.held_id}"' in page and f'data-entry="{second.held_id}"' not in page
+    assert 'href="/web/approvals?page=2" rel="next"' in page and "共 2 条待批准" in page
+    later = html.unescape(operator.get("/web/approvals?page=2").text)
+    assert f'data-entry="{second.held_id}"' in later and 'rel="prev"' in later
