@@ -77,7 +77,9 @@ async def _decide(
     refused = await page.run(work)
     if refused is not None:
         status = 422 if refused == "no_reason" else 409
-        return await error_response(request, status, page.t(f"approval_refused_{refused}"))
+        return await error_response(
+            request, status, None, message=page.t(f"approval_refused_{refused}")
+        )
     done = "approved" if action == "lists.approve" else "rejected"
     return RedirectResponse(f"/web/approvals?done={done}&entry={entry_id}", 303)
 

@@ -83,7 +83,7 @@ def test_the_inbox_lists_what_waits_and_the_one_who_caused_it_cannot_approve(
     status, _ = _post(admin, f"/web/approvals/{story.held_id}/approve")
     assert status == 303
     done = html.unescape(admin.get(f"/web/approvals?done=approved&entry={story.held_id}").text)
-    assert f"已批准第 {story.held_id} 号条目" in done and 'class="approval card"' not in done
+    assert "已批准：恢复发放已发布" in done and 'class="approval card"' not in done
     assert len(_audit(web_world, "lists.approve", story.held_id)) == 1
     feed = web_world.client.get("/api/v1/lists/entries", headers=web_world.auth("payment"))
     last = feed.json()["entries"][-1]
@@ -113,7 +113,7 @@ def test_a_rejection_keeps_the_suspension_and_leaves_the_inbox(web_world: World)
     )
     assert status == 303
     page = html.unescape(operator.get(f"/web/approvals?done=rejected&entry={story.held_id}").text)
-    assert "已驳回第" in page and 'class="approval card"' not in page
+    assert "已驳回：继续暂停发放" in page and 'class="approval card"' not in page
     assert _audit(web_world, "lists.reject", story.held_id) == [
         {"reason": "visit note contradicts", "via": "web"}
     ]
