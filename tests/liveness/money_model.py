@@ -946,7 +946,13 @@ class World:
                                    f"benefit: {where}")  # fmt: skip
             voided = record.voided_seq is not None and record.voided_seq < run_seq
             held = ledger.held is not None and not ledger.held.superseded
-            if voided and ledger.reason == "duplicate_identity" and not held:
+            # Another deregistration naming the same benefit may stand, and suspend it rightly.
+            others = [
+                d for d in self.duplicates
+                if d is not record and d.standing(run_seq) and d.duplicate == record.duplicate
+                and d.benefit_type == record.benefit_type
+            ]  # fmt: skip
+            if voided and ledger.reason == "duplicate_identity" and not held and not others:
                 fail(I6_DUPLICATE, f"a voided duplicate deregistration still suspends: {where}")
 
     def _check_prison(

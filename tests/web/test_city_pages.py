@@ -85,10 +85,10 @@ def test_a_supervisor_reads_the_city_and_a_worker_their_grid(
         tasks = page.locator("[data-task]")
         assert tasks.count() > 0
         # Reasons in plain words, not the stored keys.
-        reasons = page.locator("[data-task] p.reasons").first.inner_text()
+        reasons = page.locator("[data-task] .reasons").first.inner_text()
         assert re.search(r"[\u4e00-\u9fff]", reasons) and "rule" not in reasons
         check_page(page, "city-05-queue")
         with page.expect_navigation():
-            tasks.first.locator("h3 a").click()
+            tasks.first.locator("a.card-link").click()
         check_page(page, "city-06-task")
         phone.close()
