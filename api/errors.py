@@ -56,11 +56,13 @@ async def _body(
 
 
 async def _audit_refusal(request: Request, error: LivenessError) -> None:
-    """Audit a refusal (forbidden, or hidden as absent) under what the request attempted."""
+    """Audit a refusal (forbidden, hidden as absent, four eyes) under what the request attempted."""
     intent: AuditIntent | None = getattr(request.state, "audit_intent", None)
     if intent is None:
         return
     reason = "out_of_scope" if isinstance(error, Hidden) else "forbidden"
+    if error.audit_refusal:
+        reason = str(error)
     await run_in_threadpool(
         record_refusal, request.app.state.services, intent, status=error.http_status,
         reason=reason,
@@ -78,7 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LivenessError)
     async def _liveness(request: Request, error: LivenessError) -> Any:
-        if isinstance(error, Forbidden | Hidden):
+        if isinstance(error, Forbidden | Hidden) or error.audit_refusal:
             await _audit_refusal(request, error)
         headers = {"WWW-Authenticate": "Bearer"} if error.http_status == 401 else None
         return await _body(request, error.http_status, error_code(error), str(error), headers)

@@ -147,13 +147,17 @@ class PaymentEntryRead(Schema):
     effective_on: dt.date
     amount: Decimal
     status: str
-    standing: Literal["published", "awaiting_approval", "approved", "superseded"] = Field(
-        description="A held entry awaits approval, was approved (by a later entry) or was "
-        "superseded by a later change of the benefit's state."
+    standing: Literal["published", "awaiting_approval", "approved", "rejected", "superseded"] = (
+        Field(
+            description="A held entry awaits approval, was approved (by a later entry), rejected "
+            "(its suspension stands) or superseded by a later change of the benefit's state."
+        )
     )
     caused_by: str
     approved_by: str | None
     approved_at: dt.datetime | None
+    rejected_by: str | None = None
+    rejection_reason: str | None = None
     detail: dict[str, Any] = Field(description="The evidence cited; identity numbers masked.")
 
 
@@ -392,6 +396,22 @@ class ListApprovalRead(Schema):
     approves_seq: int
     approved_by: str
     approved_at: dt.datetime
+
+
+class ListRejectionCreate(Schema):
+    """Why a second operator rejects a held entry."""
+
+    reason: str = Field(min_length=1, max_length=500, description="Why, in words; on record.")
+
+
+class ListRejectionRead(Schema):
+    """A held entry rejected: never published, its benefit's suspension stands."""
+
+    id: int
+    seq: int
+    rejected_by: str
+    rejected_at: dt.datetime
+    rejection_reason: str
 
 
 class IndicatorsRead(Schema):

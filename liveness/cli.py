@@ -34,7 +34,7 @@ from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.integrity.cli import leads_command, orders_app
 from liveness.jobs import local_today
-from liveness.lists import approve_entry
+from liveness.lists import approve_entry, reject_entry
 from liveness.lists.audit import draw_sample
 from liveness.migrate import current_revision, upgrade
 from liveness.review.outcomes import correct_outcome, record_outcome
@@ -555,6 +555,25 @@ def lists_approve(
                      target_type="list_entry", target_ref=str(entry_id),
                      detail={"approval_seq": approval.seq})  # fmt: skip
         console.print(f"entry {entry_id} approved by {operator}: published as seq {approval.seq}")
+
+
+@lists_app.command("reject")
+@boundary
+def lists_reject(
+    entry_id: Annotated[int, typer.Argument(help="The held list entry.")],
+    operator: Annotated[
+        str, typer.Option(help="The rejecting operator (not the one who caused it).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why, in words; kept on the entry.")],
+) -> None:
+    """Reject a held entry as a second operator: the benefit's suspension stands."""
+    services = migrated_services()
+    with session_scope(services.sessions) as session:
+        reject_entry(session, entry_id=entry_id, operator=operator, reason=reason)
+        record_audit(session, actor=operator, action="list_entry_rejected",
+                     target_type="list_entry", target_ref=str(entry_id),
+                     detail={"reason": reason})  # fmt: skip
+        console.print(f"entry {entry_id} rejected by {operator}: the suspension stands")
 
 
 @lists_app.command("audit-sample")

@@ -17,6 +17,8 @@ class LivenessError(Exception):
 
     exit_code: int = 1
     http_status: int = 400
+    # A refusal of an attempted change that the boundary audits as refused (four eyes).
+    audit_refusal: bool = False
 
 
 class ConfigurationError(LivenessError):

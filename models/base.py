@@ -203,6 +203,8 @@ class PaymentEvent(StrEnum):
     DEATH_STOOD = "death_stood"
     # A second operator approved a held reinstatement.
     APPROVAL = "approval"
+    # A second operator rejected a held reinstatement: the suspension stands.
+    REJECTION = "rejection"
 
 
 class ListEntryStatus(StrEnum):

@@ -96,6 +96,10 @@ class ListEntry(Base):
     caused_by: Mapped[str] = mapped_column(String(64), default="system", server_default="system")
     approved_by: Mapped[str | None] = mapped_column(String(64))
     approved_at: Mapped[dt.datetime | None]
+    # Or who rejected it, and why: a rejected entry is never published, its suspension stands.
+    rejected_by: Mapped[str | None] = mapped_column(String(64))
+    rejected_at: Mapped[dt.datetime | None]
+    rejection_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

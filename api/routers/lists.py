@@ -15,8 +15,10 @@ from api.schemas import (
     ListApprovalRead,
     ListEntryRead,
     ListFeedRead,
+    ListRejectionCreate,
+    ListRejectionRead,
 )
-from liveness.lists import approve_entry
+from liveness.lists import approve_entry, reject_entry
 from liveness.views.lists import (
     acknowledge,
     entries_csv,
@@ -112,4 +114,26 @@ def approve(
     return ListApprovalRead(
         id=approval.id, seq=approval.seq, approves_seq=int(approval.detail["approves_seq"]),
         approved_by=str(approval.approved_by), approved_at=approval.approved_at,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@router.post(
+    "/entries/{entry_id}/reject",
+    response_model=ListRejectionRead,
+    summary="Reject a held entry (a second operator)",
+)
+def reject(
+    entry_id: Id,
+    body: ListRejectionCreate,
+    caller: Annotated[Caller, Depends(require("lists.approve"))],
+) -> ListRejectionRead:
+    """Reject a held entry with a reason; who caused it may not. Its suspension stands."""
+    caller.audit("lists.reject", "list_entry", entry_id, {"reason": body.reason})
+    rejected = reject_entry(
+        caller.session, entry_id=entry_id, operator=caller.name, reason=body.reason
+    )
+    return ListRejectionRead(
+        id=rejected.id, seq=rejected.seq, rejected_by=str(rejected.rejected_by),
+        rejected_at=rejected.rejected_at,  # type: ignore[arg-type]
+        rejection_reason=str(rejected.rejection_reason),
     )  # fmt: skip

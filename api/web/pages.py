@@ -107,6 +107,7 @@ NAV = (
     ("nav_visits", "/web/visits", "tasks.outcome"),
     ("nav_dashboard", "/web/dashboard", "indicators.read"),
     ("nav_runs", "/web/runs", "runs.read"),
+    ("nav_approvals", "/web/approvals", "lists.approve"),
     ("nav_orders", "/web/orders", "orders.read"),
 )
 LEVELS = ("strong", "medium", "weak", "deceased")
@@ -161,16 +162,19 @@ def sign_in_redirect(request: Request) -> Response:
     return response
 
 
-async def error_response(request: Request, status: int, detail: str | None) -> Response:
+async def error_response(
+    request: Request, status: int, detail: str | None, *, message: str | None = None
+) -> Response:
     """Answer an error under /web as a page: its language, the navigation, the headers.
 
     A missing or ended session (401) goes to the sign-in page instead. `detail` is the
-    engine's own explanation, shown under the page's sentence for conflicts and bad input.
+    engine's own explanation, shown under the page's sentence for conflicts and bad input;
+    `message` replaces the status's general sentence when the page knows better.
     """
     if status == 401:
         return sign_in_redirect(request)
     lang = web_lang(request)
-    message = translate(lang, ERROR_MESSAGES.get(status, "error_500"))
+    message = message or translate(lang, ERROR_MESSAGES.get(status, "error_500"))
     page: Page | None = getattr(request.state, "web_page", None)
     context: dict[str, Any] = {"principal": None, "nav": []}
     if page is not None:

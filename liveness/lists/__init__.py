@@ -16,6 +16,7 @@ from liveness.lists.service import (
     apply_occurrences,
     approve_entry,
     next_sequence,
+    reject_entry,
     suspended_benefits,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "next_payment_day",
     "next_sequence",
     "payment_days",
+    "reject_entry",
     "suspended_benefits",
     "transition",
 ]

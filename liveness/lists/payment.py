@@ -101,6 +101,9 @@ class BenefitTerms:
     benefit_start: dt.date
     # Payment days withheld in prison and never paid back (from earlier reinstatements).
     unpaid: frozenset[dt.date] = frozenset()
+    # The day of the evidence a second operator rejected with the benefit's latest
+    # reinstatement: only a proof of life dated after it reinstates again.
+    rejected_on: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,17 @@ def _death(
 def _reinstate(
     state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
 ) -> Outcome:
-    """Reinstate from the next payment day, paying back what was withheld (not in prison)."""
+    """Reinstate from the next payment day, paying back what was withheld (not in prison).
+
+    After a rejected reinstatement only new evidence reinstates: a proof of life dated after
+    what was rejected, never the same evidence again at the next run.
+    """
+    if benefit.rejected_on is not None and not (
+        occurrence.event == PaymentEvent.PROOF_OF_LIFE
+        and occurrence.day is not None
+        and occurrence.day > benefit.rejected_on
+    ):
+        return state, None
     start = state.suspended_as_of or run.as_of
     withheld = payment_days(after=start, until=run.as_of, payment_day=run.payment_day)
     in_prison = [d for d in withheld if state.unpaid_after is not None and d > state.unpaid_after]
@@ -345,6 +358,17 @@ def _approve(
     return ACTIVE, entry
 
 
+def _reject(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Drop a held reinstatement a second operator rejected: the suspension stands.
+
+    The payment system never saw the held entry, so no entry tells it anything: the benefit
+    stays as it was before the reinstatement, and a later proof of life may make a new one.
+    """
+    return replace(state, held=False), None
+
+
 _SUSPENDED = {reason: f"suspended:{reason}" for reason in ListReason}
 _OTHER_SUSPENSIONS = (ListReason.LAPSED, ListReason.IMPRISONED, ListReason.DUPLICATE_IDENTITY)
 
@@ -370,8 +394,10 @@ TRANSITIONS: dict[tuple[str, PaymentEvent], Handler] = {
     (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DUPLICATE_WITHDRAWN): _forget_prior,
     (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DEATH_STOOD): _terminate,
     ("held", PaymentEvent.APPROVAL): _approve,
+    ("held", PaymentEvent.REJECTION): _reject,
     ("terminated held", PaymentEvent.DEATH): _supersede,
     ("terminated held", PaymentEvent.APPROVAL): _approve,
+    ("terminated held", PaymentEvent.REJECTION): _reject,
 }
 
 

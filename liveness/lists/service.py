@@ -1,9 +1,9 @@
 """List entries: immutable, sequenced lines the payment system applies in order.
 
 A correction is a new entry, never an edit: a reinstatement undoes a suspension. The only
-change an entry sees is a second operator's approval of one that was held. Entries are made
-by the payment state machine (`liveness.lists.payment`) alone; this module reads and stores
-its states and appends what it decides.
+change an entry sees is a second operator's approval or rejection of one that was held.
+Entries are made by the payment state machine (`liveness.lists.payment`) alone; this module
+reads and stores its states and appends what it decides.
 """
 
 from __future__ import annotations
@@ -45,10 +45,19 @@ CENT = Decimal("0.01")
 
 
 class ApprovalRefused(LivenessError):
-    """An approval that separation of duties forbids, or of an entry not waiting for one."""
+    """A decision on a held entry that separation of duties forbids, or on one not waiting.
+
+    `why` names the refusal for a page to say in words: `not_waiting`, `own_entry` (the
+    operator caused it) or `no_reason` (a rejection without a reason).
+    """
 
     exit_code = 8
     http_status = 409
+    audit_refusal = True
+
+    def __init__(self, message: str, *, why: str = "not_waiting") -> None:
+        super().__init__(message)
+        self.why = why
 
 
 def next_sequence(session: Session) -> int:
@@ -129,12 +138,39 @@ def _unpaid_payments(session: Session, benefit_ids: list[int]) -> dict[int, froz
         chunk = benefit_ids[start : start + IN_CHUNK]
         for benefit_id, detail in session.execute(
             select(ListEntry.benefit_id, ListEntry.detail).where(
-                ListEntry.benefit_id.in_(chunk), ListEntry.action == ListAction.REINSTATE
+                ListEntry.benefit_id.in_(chunk),
+                ListEntry.action == ListAction.REINSTATE,
+                ListEntry.rejected_by.is_(None),
             )
         ):
             days = (detail or {}).get("unpaid_payments") or []
             found.setdefault(benefit_id, set()).update(dt.date.fromisoformat(d) for d in days)
     return {benefit_id: frozenset(days) for benefit_id, days in found.items()}
+
+
+def _rejected_on(session: Session, benefit_ids: list[int]) -> dict[int, dt.date]:
+    """Return, per benefit whose latest reinstatement was rejected, the day of its evidence.
+
+    The day is the proof of life the rejected entry cited, else its run's date: only a
+    proof of life dated after it may reinstate the benefit again.
+    """
+    latest: dict[int, tuple[int, bool, dict[str, Any], dt.date]] = {}
+    for start in range(0, len(benefit_ids), IN_CHUNK):
+        chunk = benefit_ids[start : start + IN_CHUNK]
+        rows = session.execute(
+            select(ListEntry.benefit_id, ListEntry.seq, ListEntry.rejected_by, ListEntry.detail,
+                   Run.as_of)
+            .join(Run, Run.id == ListEntry.run_id)
+            .where(ListEntry.benefit_id.in_(chunk), ListEntry.action == ListAction.REINSTATE)
+        )  # fmt: skip
+        for benefit_id, seq, rejected_by, detail, as_of in rows:
+            if benefit_id not in latest or seq > latest[benefit_id][0]:
+                latest[benefit_id] = (seq, rejected_by is not None, detail or {}, as_of)
+    return {
+        benefit_id: dt.date.fromisoformat(detail["proof_day"]) if detail.get("proof_day")
+        else as_of
+        for benefit_id, (_, rejected, detail, as_of) in latest.items() if rejected
+    }  # fmt: skip
 
 
 def apply_occurrences(
@@ -156,13 +192,20 @@ def apply_occurrences(
         session,
         [b for b in ids if any(o.event in looking_back for o in occurrences[b]) and b in accounts],
     )
+    rejected = _rejected_on(
+        session,
+        [b for b in ids if b in accounts and accounts[b].state.status != BenefitStatus.ACTIVE],
+    )
     rows: list[dict[str, Any]] = []
     ends: dict[int, PaymentState] = {}
     for benefit_id in ids:
         account = accounts.get(benefit_id)
         if account is None:
             continue
-        terms = replace(account.terms, unpaid=unpaid.get(benefit_id, frozenset()))
+        terms = replace(
+            account.terms, unpaid=unpaid.get(benefit_id, frozenset()),
+            rejected_on=rejected.get(benefit_id),
+        )  # fmt: skip
         end, planned = fold(account.state, occurrences[benefit_id], benefit=terms, run=run)
         rows += [_entry_row(entry, account.person_id, benefit_id) for entry in planned]
         if end != account.state:
@@ -216,6 +259,39 @@ def suspended_benefits(session: Session) -> pd.DataFrame:
     return frame
 
 
+REJECTION_REASON_MAX = 500
+
+
+def _waiting(session: Session, *, entry_id: int, operator: str) -> tuple[ListEntry, Any]:
+    """Return a held entry waiting for a second operator's decision, and its benefit's state.
+
+    Refuses an entry not held, already decided, or superseded by a later entry of its benefit,
+    and the operator who caused it: whoever caused a held entry decides nothing about it.
+    """
+    held = session.get(ListEntry, entry_id)
+    if held is None:
+        raise NotFound(f"no list entry {entry_id}")
+    if (
+        held.status != ListEntryStatus.HELD
+        or held.approved_by is not None
+        or held.rejected_by is not None
+    ):
+        raise ApprovalRefused(f"list entry {entry_id} is not waiting for approval")
+    if operator == held.caused_by:
+        raise ApprovalRefused(
+            f"{operator} caused list entry {entry_id} and may not decide on it: a second "
+            "operator must",
+            why="own_entry",
+        )
+    benefit = session.execute(select(*_STATE_COLUMNS).where(Benefit.id == held.benefit_id)).one()
+    if benefit.held_entry_id != held.id:
+        raise ApprovalRefused(
+            f"list entry {entry_id} is not waiting for approval: a later entry of its benefit "
+            "superseded it"
+        )
+    return held, benefit
+
+
 def approve_entry(session: Session, *, entry_id: int, operator: str) -> ListEntry:
     """Approve a held reinstatement as a second operator: a new, published entry carries it out.
 
@@ -224,22 +300,7 @@ def approve_entry(session: Session, *, entry_id: int, operator: str) -> ListEntr
     its cursor. The operator who caused the entry may not approve it, and an entry that a
     later event superseded (a death found meanwhile) can no longer be approved.
     """
-    held = session.get(ListEntry, entry_id)
-    if held is None:
-        raise NotFound(f"no list entry {entry_id}")
-    if held.status != ListEntryStatus.HELD or held.approved_by is not None:
-        raise ApprovalRefused(f"list entry {entry_id} is not waiting for approval")
-    if operator == held.caused_by:
-        raise ApprovalRefused(
-            f"{operator} caused list entry {entry_id} and may not approve it: a second "
-            "operator must"
-        )
-    benefit = session.execute(select(*_STATE_COLUMNS).where(Benefit.id == held.benefit_id)).one()
-    if benefit.held_entry_id != held.id:
-        raise ApprovalRefused(
-            f"list entry {entry_id} is not waiting for approval: a later entry of its benefit "
-            "superseded it"
-        )
+    held, benefit = _waiting(session, entry_id=entry_id, operator=operator)
     as_of = session.scalar(select(Run.as_of).where(Run.id == held.run_id))
     occurrence = Occurrence(
         PaymentEvent.APPROVAL, caused_by=held.caused_by,
@@ -275,3 +336,42 @@ def approve_entry(session: Session, *, entry_id: int, operator: str) -> ListEntr
     )
     session.flush()
     return approval
+
+
+def reject_entry(session: Session, *, entry_id: int, operator: str, reason: str) -> ListEntry:
+    """Reject a held reinstatement as a second operator: the suspension stands, nothing is paid.
+
+    The held entry was never published, so the payment system hears nothing: the entry
+    records who rejected it, when and why, and the benefit no longer holds it (as if no
+    reinstatement had been made). A later proof of life may make a new one. The same
+    operators are refused as for an approval.
+    """
+    why = " ".join(reason.split())
+    if not why:
+        raise ApprovalRefused(
+            f"a rejection of list entry {entry_id} needs a reason", why="no_reason"
+        )
+    if len(why) > REJECTION_REASON_MAX:
+        raise ApprovalRefused(
+            f"a rejection's reason has at most {REJECTION_REASON_MAX} characters", why="no_reason"
+        )
+    held, benefit = _waiting(session, entry_id=entry_id, operator=operator)
+    as_of = session.scalar(select(Run.as_of).where(Run.id == held.run_id))
+    terms = RunTerms(
+        as_of=as_of or held.effective_on, payment_day=held.effective_on.day,
+        four_eyes_back_pay=Decimal(0), terminate_after_death_days=0,
+    )  # fmt: skip
+    end, planned = transition(
+        _state(benefit), Occurrence(PaymentEvent.REJECTION, caused_by=operator),
+        benefit=BenefitTerms(Decimal(benefit.monthly_amount), benefit.benefit_start), run=terms,
+    )  # fmt: skip
+    if planned is not None or end.held:  # the machine must only drop what it held
+        raise ApprovalRefused(f"list entry {entry_id} is not waiting for approval")
+    held.rejected_by = operator
+    held.rejected_at = utcnow()
+    held.rejection_reason = why
+    session.execute(
+        update(Benefit).where(Benefit.id == held.benefit_id).values(**_state_values(end, None))
+    )
+    session.flush()
+    return held

@@ -27,8 +27,8 @@ from models import (
 SUSPENSION_REASONS = frozenset(
     {ListReason.DECEASED, ListReason.LAPSED, ListReason.IMPRISONED, ListReason.DUPLICATE_IDENTITY}
 )
-# Where an entry stands (a held one awaits approval, was approved, or was superseded).
-STANDINGS = ("published", "awaiting_approval", "approved", "superseded")
+# Where an entry stands (a held one awaits approval, was approved, rejected or superseded).
+STANDINGS = ("published", "awaiting_approval", "approved", "rejected", "superseded")
 # Entries after which a held reinstatement can no longer be approved as it stood.
 SUPERSEDING = frozenset({ListAction.SUSPEND, ListAction.AMEND, ListAction.TERMINATE})
 
@@ -44,6 +44,8 @@ def _standing(entry: ListEntry, later: list[ListEntry], held_entry_id: int | Non
         return "published"
     if entry.approved_by is not None:
         return "approved"
+    if entry.rejected_by is not None:
+        return "rejected"
     if held_entry_id is not None:
         return "awaiting_approval" if entry.id == held_entry_id else "superseded"
     for after in later:
@@ -138,7 +140,9 @@ def benefit_payments(session: Session, *, person_id: int) -> list[dict[str, Any]
                         "effective_on": entry.effective_on, "amount": entry.amount,
                         "status": str(entry.status), "standing": where,
                         "caused_by": entry.caused_by, "approved_by": entry.approved_by,
-                        "approved_at": entry.approved_at, "detail": mask_evidence(entry.detail),
+                        "approved_at": entry.approved_at, "rejected_by": entry.rejected_by,
+                        "rejection_reason": entry.rejection_reason,
+                        "detail": mask_evidence(entry.detail),
                     }
                     for (entry, run_as_of), where in zip(found, standing, strict=True)
                 ],

@@ -39,6 +39,7 @@ MATRIX: dict[str, set[str]] = {
     "POST /lists/ack": {ADMIN, PAYMENT},
     "GET /lists/entries.csv": {ADMIN, OPERATOR, PAYMENT, AUDITOR},
     "POST /lists/entries/{held}/approve": {ADMIN, OPERATOR},
+    "POST /lists/entries/{held}/reject": {ADMIN, OPERATOR},
     "GET /indicators": {ADMIN, OPERATOR, AUDITOR},
     "GET /audit": {ADMIN, AUDITOR},
     "GET /leads": {ADMIN, OPERATOR, AUDITOR, INSPECTOR},
@@ -67,6 +68,8 @@ def _request(world: World, endpoint: str) -> tuple[str, str, dict[str, Any]]:
         kwargs["json"] = {"last_seq": 1}
     elif endpoint == "GET /lists/entries.csv":
         kwargs["params"] = {"run": world.run_id}
+    elif endpoint == "POST /lists/entries/{held}/reject":
+        kwargs["json"] = {"reason": "no proof on file"}
     elif endpoint == "POST /runs":
         kwargs["json"] = {"as_of": "2025-06-30"}
     elif endpoint == "POST /orders":

@@ -20,7 +20,7 @@ from api.web.i18n import catalogue
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import RunRefused
-from liveness.lists import ApprovalRefused, approve_entry
+from liveness.lists import ApprovalRefused, approve_entry, reject_entry
 from liveness.review.outcomes import OutcomeInvalid, correct_outcome
 from liveness.runner import execute_run
 from models import (
@@ -594,3 +594,40 @@ def test_a_voided_duplicate_deregistration_reinstates_with_back_pay(city: City) 
     _, reinstatement = city.entries("P4")
     assert (reinstatement.action, reinstatement.reason) == ("reinstate", "duplicate_withdrawn")
     assert reinstatement.amount == Decimal("6000.00")  # April and May, withheld
+
+
+def test_a_rejected_reinstatement_leaves_the_suspension_standing(city: City) -> None:
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    city.run("2025-01-31")
+    city.deliver(
+        "face",
+        "record_id,id_number,verified_at,result,channel\n"
+        f"V1,{P1[0]},2025-06-15 10:00:00,pass,kiosk\n",
+    )
+    city.run("2025-06-30")
+    held = city.entries("P1")[-1]
+    assert held.status == "held"
+    with session_scope(city.services.sessions) as session:
+        with pytest.raises(ApprovalRefused, match="may not decide"):
+            reject_entry(session, entry_id=held.id, operator=held.caused_by, reason="mine")
+        reject_entry(session, entry_id=held.id, operator="operator-2", reason="face looks wrong")
+    benefit = city.benefit("P1")
+    assert (benefit.status, benefit.suspension_reason, benefit.held_entry_id) == (
+        "suspended", "deceased", None,
+    )  # fmt: skip
+    with session_scope(city.services.sessions) as session, pytest.raises(ApprovalRefused):
+        approve_entry(session, entry_id=held.id, operator="operator-3")
+    # The next run finds the same proof of life: it does not reinstate again.
+    city.run("2025-07-31")
+    assert [e.id for e in city.entries("P1")][-1] == held.id
+    assert city.benefit("P1").held_entry_id is None
+    # A later proof of life makes a new reinstatement, for a second operator to decide.
+    city.deliver(
+        "face",
+        "record_id,id_number,verified_at,result,channel\n"
+        f"V2,{P1[0]},2025-08-10 10:00:00,pass,kiosk\n",
+    )
+    city.run("2025-08-31")
+    again = city.entries("P1")[-1]
+    assert (again.action, again.status) == ("reinstate", "held") and again.id != held.id
+    assert city.benefit("P1").held_entry_id == again.id

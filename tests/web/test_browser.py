@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from liveness.db import session_scope
+from models import ListEntry
 from tests.api.conftest import World, make_reviews_late
 from tests.api.payments import approve, suspend_amend_hold
 from tests.web.browsing import DESKTOP, PHONE, SHOTS, check_page, serving, sign_in_by_keyboard
@@ -206,3 +208,36 @@ def test_a_grid_workers_day_on_a_phone(web_world: World, server: str, browser: A
     assert page.locator(f'[data-task="{task}"] [data-outcome="alive_confirmed"]').is_visible()
     check_page(page, "16-day-my-visits")
     phone.close()
+
+
+def test_a_supervisor_approves_a_held_reinstatement(
+    web_world: World, server: str, browser: Any
+) -> None:
+    story = suspend_amend_hold(web_world.services, person_ref="P1", run_id=web_world.run_id)
+    own = suspend_amend_hold(web_world.services, person_ref="P2", run_id=web_world.run_id)
+    with session_scope(web_world.services.sessions) as session:
+        session.get_one(ListEntry, own.held_id).caused_by = "operator"
+    desk = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = desk.new_page()
+    sign_in_by_keyboard(page, server, web_world.tokens["operator"])
+    with page.expect_navigation():
+        page.click('nav a[href="/web/approvals"]')
+    # The operator's own entry: both decisions disabled, and why.
+    mine = page.locator(f'[data-entry="{own.held_id}"]')
+    assert mine.locator("button[type=submit]").first.is_disabled()
+    assert mine.locator(f"#own-{own.held_id}").is_visible()
+    card = page.locator(f'[data-entry="{story.held_id}"]')
+    assert card.locator(".amount").inner_text() == "¥12,000.00"
+    assert card.locator("button[type=submit]").first.is_enabled()
+    check_page(page, "20-approvals")
+    with page.expect_navigation():
+        card.locator("button[type=submit]").first.click()
+    assert page.locator("[role=status]").is_visible()
+    assert page.locator(f'[data-entry="{story.held_id}"]').count() == 0
+    assert page.locator(f'[data-entry="{own.held_id}"]').count() == 1
+    check_page(page, "21-approvals-approved")
+    page.goto(f"{server}/web/persons/P1")
+    assert page.locator(f'tr[data-seq="{story.held_seq}"]').get_attribute("data-standing") == (
+        "approved"
+    )
+    desk.close()

@@ -1,0 +1,112 @@
+"""The approvals inbox: supervisors approve or reject held reinstatements, four eyes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.web.i18n import label
+from api.web.pages import Page, error_response, form_of, signed_in
+from api.web.payments import actor_text, money
+from liveness.lists import ApprovalRefused, approve_entry, reject_entry
+from liveness.views.approvals import waiting_approvals
+
+router = APIRouter(prefix="/web", include_in_schema=False)
+
+PAGE_SIZE = 25  # rows of the inbox per page
+DONE = ("approved", "rejected")
+
+
+@router.get("/approvals", response_class=HTMLResponse)
+async def approvals_page(
+    page: Page = Depends(signed_in("lists.approve")),  # noqa: B008
+    page_no: str | None = Query(None, alias="page"),
+    done: str | None = None,
+    entry: int | None = None,
+) -> HTMLResponse:
+    """List the held reinstatements waiting for a second operator, oldest first, paged."""
+    number = max(1, int(page_no)) if page_no and page_no.isdigit() and len(page_no) < 7 else 1
+
+    def work() -> tuple[list[dict[str, object]], int]:
+        page.audit("lists.approvals.read", "list", None, {"page": number})
+        rows, total = waiting_approvals(
+            page.session, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+        )
+        lang = page.lang
+        return [
+            {**vars(row), "benefit_text": label(lang, "benefit", row.benefit_type),
+             "reason_text": label(lang, "list_reason", row.reason),
+             "amount_text": f"¥{money(row.amount)}",
+             "caused_text": actor_text(row.caused_by, lang),
+             "own": row.caused_by == page.principal.name}
+            for row in rows
+        ], total  # fmt: skip
+
+    rows, total = await page.run(work)
+    pages = max(1, -(-total // PAGE_SIZE))
+    return page.render(
+        "approvals.html", rows=rows, total=total, page_no=min(number, pages), pages=pages,
+        done=done if done in DONE else None, done_entry=entry,
+    )  # fmt: skip
+
+
+async def _decide(
+    request: Request, page: Page, entry_id: int, action: str, act: Callable[[str], object]
+) -> Response:
+    """Approve or reject in the request's transaction, audited either way.
+
+    A refusal (the operator caused the entry, it no longer waits, no reason given) is audited
+    as refused and answered as a page in its language; nothing else of it is kept.
+    """
+    values = await form_of(request, page.web)
+    reason = values.get("reason", "")
+
+    def work() -> str | None:
+        detail = {"reason": " ".join(reason.split())[:500]} if action == "lists.reject" else None
+        page.audit(action, "list_entry", entry_id, detail)
+        try:
+            act(reason)
+        except ApprovalRefused as refusal:
+            page.session.rollback()
+            page.audit(f"{action}.refused", "list_entry", entry_id, {"reason": str(refusal)})
+            return refusal.why
+        return None
+
+    refused = await page.run(work)
+    if refused is not None:
+        status = 422 if refused == "no_reason" else 409
+        return await error_response(
+            request, status, None, message=page.t(f"approval_refused_{refused}")
+        )
+    done = "approved" if action == "lists.approve" else "rejected"
+    return RedirectResponse(f"/web/approvals?done={done}&entry={entry_id}", 303)
+
+
+@router.post("/approvals/{entry_id}/approve")
+async def approve(
+    entry_id: int,
+    request: Request,
+    page: Page = Depends(signed_in("lists.approve")),  # noqa: B008
+) -> Response:
+    """Approve a held reinstatement as a second operator: a new entry publishes it."""
+    return await _decide(
+        request, page, entry_id, "lists.approve",
+        lambda _: approve_entry(page.session, entry_id=entry_id, operator=page.principal.name),
+    )  # fmt: skip
+
+
+@router.post("/approvals/{entry_id}/reject")
+async def reject(
+    entry_id: int,
+    request: Request,
+    page: Page = Depends(signed_in("lists.approve")),  # noqa: B008
+) -> Response:
+    """Reject a held reinstatement with a reason: the suspension stands, nothing is paid."""
+    return await _decide(
+        request, page, entry_id, "lists.reject",
+        lambda reason: reject_entry(
+            page.session, entry_id=entry_id, operator=page.principal.name, reason=reason
+        ),
+    )  # fmt: skip
