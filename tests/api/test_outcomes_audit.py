@@ -80,4 +80,6 @@ def test_a_refused_change_leaves_no_trace_but_its_refusal(sqlite_world: World) -
     assert response.status_code == 409
     assert response.json()["error"] == "approval_refused"
     with session_scope(world.services.sessions) as session:
-        assert session.scalars(select(AuditEntry)).all() == []
+        # The approval is not recorded as done: only its refusal is, as refused.
+        actions = [entry.action for entry in session.scalars(select(AuditEntry))]
+    assert actions == ["lists.approve.refused"]
