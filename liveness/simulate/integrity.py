@@ -24,6 +24,7 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from liveness.errors import LivenessError
 from liveness.review.outcomes import record_outcome
 from liveness.simulate.deliveries import write_csv
 from liveness.simulate.identity import compose_id17, full_id_numbers
@@ -31,6 +32,13 @@ from models import Person, ReviewTask, TaskKind, TaskStatus
 
 SHARED_GROUP = 3  # persons on one account (and on one phone): the host and two extra rows
 FACE_DELAY_DAYS = 5
+HOSTS = 9  # clean living persons the patterns are planted on, one or two per rule
+
+
+class CityTooSmall(LivenessError):
+    """The simulated city holds too few clean persons or deaths to plant the patterns on."""
+
+
 SHARED_FACE_ID = "FTplantedshared1"
 PLANTED = "planted"  # the key, in a planted review task's reasons, of the rule it plants for
 
@@ -92,7 +100,29 @@ def plant_integrity(out: Path, *, seed: int = 11) -> PlantedIntegrity:
         & registry["bank_account"].ne("")
         & registry["phone"].ne("")
     ]
-    hosts = clean.sample(n=9, random_state=int(rng.integers(2**31))).reset_index(drop=True)
+    if len(clean) < HOSTS + SHARED_GROUP * 2:
+        raise CityTooSmall(
+            f"the city holds {len(clean):,} clean living persons; the integrity patterns need "
+            f"{HOSTS + SHARED_GROUP * 2:,}"
+        )
+    # Everything is checked before anything is written: a plant is whole or absent.
+    unusable = set(anomalies.get("cremation_blank_id", [])) | set(
+        anomalies.get("cremation_wrong_id", [])
+    )
+    died = pd.to_datetime(truth["died_on"], errors="coerce")
+    dead = truth.loc[
+        truth["death_record"].isin(["cremation", "both"])
+        & ~truth["person_ref"].isin(unusable)
+        & truth["card_used_after_death"].eq("false")
+        & truth["wrongly_reported_dead"].eq("false")
+        & (died <= pd.Timestamp(last - dt.timedelta(days=FACE_DELAY_DAYS + 1)))
+    ]
+    if len(dead) < 2:
+        raise CityTooSmall(
+            f"the city holds {len(dead):,} deaths old enough and on record; the integrity "
+            "patterns need 2"
+        )
+    hosts = clean.sample(n=HOSTS, random_state=int(rng.integers(2**31))).reset_index(drop=True)
     donors = clean.loc[~clean["person_ref"].isin(hosts["person_ref"])]
     serial = iter(range(1, 1000))
     extra: list[dict[str, str]] = []
@@ -170,17 +200,6 @@ def plant_integrity(out: Path, *, seed: int = 11) -> PlantedIntegrity:
     registry = pd.concat([registry, pd.DataFrame(extra)], ignore_index=True)
     write_csv(registry_path, pa.Table.from_pandas(registry, preserve_index=False))
 
-    unusable = set(anomalies.get("cremation_blank_id", [])) | set(
-        anomalies.get("cremation_wrong_id", [])
-    )
-    died = pd.to_datetime(truth["died_on"], errors="coerce")
-    dead = truth.loc[
-        truth["death_record"].isin(["cremation", "both"])
-        & ~truth["person_ref"].isin(unusable)
-        & truth["card_used_after_death"].eq("false")
-        & truth["wrongly_reported_dead"].eq("false")
-        & (died <= pd.Timestamp(last - dt.timedelta(days=FACE_DELAY_DAYS + 1)))
-    ]
     victim, rider = (
         row for _, row in dead.sample(n=2, random_state=int(rng.integers(2**31))).iterrows()
     )

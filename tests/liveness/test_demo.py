@@ -21,3 +21,22 @@ def test_the_demo_runs_and_keeps_its_promises(cli_env: dict[str, str], tmp_path:
     assert figures["wrongful_suspensions"] == 0
     assert figures["dead_still_paid_at_end"] <= figures["dead_in_period"]
     assert 0 < figures["living_certified_silently_share"] <= 1
+
+
+def test_the_smallest_demo_runs_without_planting_half_a_pattern(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # 100 persons over 30 days hold no death old enough to plant the integrity patterns on.
+    folder = tmp_path / "demo"
+    code, output = invoke_cli(
+        cli_env, "demo", "--persons", "100", "--days", "30", "--months", "0", "--seed", "1",
+        "--out", str(folder), "--json",
+    )  # fmt: skip
+    assert code == 0, output
+    figures = json.loads(output.splitlines()[-1])
+    assert figures["runs"] == 1
+    assert figures["integrity_leads"] == []
+    # Nothing of the plant was written: no planted deregistration could suspend a living host.
+    assert not list((folder / "city").rglob("*_planted.csv"))
+    assert not (folder / "city" / "integrity_truth.json").exists()
+    assert figures["wrongful_suspensions"] == 0
