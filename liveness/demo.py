@@ -247,10 +247,10 @@ def run_demo(
     # person's card still in use (liveness leads).
     try:
         planted = plant_integrity(folder / "city", seed=seed)
-    except CityTooSmall as error:
+    except CityTooSmall as too_small:
         # A tiny city still runs; only the integrity screening has nothing to find.
         planted = None
-        console.print(f"   integrity patterns not planted: {error}")
+        console.print(f"   integrity patterns not planted: {too_small}")
     upgrade(services.engine)
     totals = {"read": 0, "loaded": 0, "redelivered": 0, "quarantined": 0, "unmatched": 0}
     refused = []
