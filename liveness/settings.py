@@ -8,6 +8,15 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The policy shipped with the package (a link to the repository's `config/` folder).
+PACKAGED_CONFIG = Path(__file__).resolve().parent / "policy"
+
+
+def default_config_dir() -> Path:
+    """Return `./config` where the working folder has one, else the packaged policy."""
+    local = Path("config")
+    return local if (local / "sources.toml").is_file() else PACKAGED_CONFIG
+
 
 class Settings(BaseSettings):
     """Engine settings, read from `LIVENESS_*` variables or a `.env` file."""
@@ -24,7 +33,10 @@ class Settings(BaseSettings):
         default=Path("var/evidence"), description="Folder of the Parquet evidence store."
     )
     config_dir: Path = Field(
-        default=Path("config"), description="Folder holding scoring.toml and sources.toml."
+        default_factory=default_config_dir,
+        description="Folder of the policy files (scoring.toml, sources.toml, ...). Default: "
+        "./config where the working folder has one (a clone, or an agency's own copy), else "
+        "the policy shipped with the package.",
     )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from liveness.cli_boundary import boundary, migrated_services, print_json
 from liveness.db import session_scope
-from liveness.estimator.artifacts import artifacts_dir
-from liveness.estimator.evaluation import EvaluationReport
-from liveness.estimator.service import estimator_config, evaluate_artifact, train_estimator
+
+if TYPE_CHECKING:
+    from liveness.estimator.evaluation import EvaluationReport
 
 __all__ = ["classifier_app"]
 
@@ -50,6 +50,10 @@ def train(
 ) -> None:
     """Train on outcomes after a date, evaluate held-out persons, save a versioned artifact."""
     services = migrated_services()
+    # scikit-learn loads here, not when the command line starts.
+    from liveness.estimator.artifacts import artifacts_dir
+    from liveness.estimator.service import estimator_config, train_estimator
+
     config = estimator_config(services.settings)
     with session_scope(services.sessions) as session:
         result = train_estimator(
@@ -72,6 +76,8 @@ def evaluate(
 ) -> None:
     """Evaluate a saved artifact beside the rules on held-out persons as of a date."""
     services = migrated_services()
+    from liveness.estimator.service import estimator_config, evaluate_artifact
+
     config = estimator_config(services.settings)
     with session_scope(services.sessions) as session:
         report = evaluate_artifact(

@@ -27,7 +27,7 @@ __all__ = [
     "parse_policy",
 ]
 
-# The contract's vocabulary (shared/contract/SOURCES.md), as the run maps raw rows to kinds.
+# The contract's vocabulary (docs/SOURCES.md), as the run maps raw rows to kinds.
 # It lives here rather than in the TOML because it is not policy: a new kind needs code too.
 KIND_VOCABULARY: Mapping[str, tuple[str, ...]] = {
     "transit": ("tap_face", "tap", "tap_face_failed"),

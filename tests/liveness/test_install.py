@@ -1,0 +1,46 @@
+"""The engine as people install it: its policy found outside a clone, its command line quick."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from liveness.settings import PACKAGED_CONFIG, Settings
+from tests.liveness.conftest import REPO
+
+
+def test_outside_a_clone_the_shipped_policy_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LIVENESS_CONFIG_DIR", raising=False)
+    settings = Settings(_env_file=None)
+    assert settings.config_dir == PACKAGED_CONFIG
+    shipped = sorted(p.name for p in PACKAGED_CONFIG.glob("*.toml"))
+    assert shipped == sorted(p.name for p in (REPO / "config").glob("*.toml"))
+    for name in shipped:
+        assert (PACKAGED_CONFIG / name).read_bytes() == (REPO / "config" / name).read_bytes()
+
+
+def test_a_working_folder_with_its_own_policy_uses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "sources.toml").write_text("", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LIVENESS_CONFIG_DIR", raising=False)
+    assert Settings(_env_file=None).config_dir == Path("config")
+    monkeypatch.setenv("LIVENESS_CONFIG_DIR", str(tmp_path / "elsewhere"))
+    assert Settings(_env_file=None).config_dir == tmp_path / "elsewhere"
+
+
+def test_the_command_line_starts_without_the_learned_estimator(tmp_path: Path) -> None:
+    # scikit-learn takes seconds to import; only `liveness classifier ...` and the demo need it.
+    probe = "import sys, liveness.cli; print('sklearn' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert done.stdout.strip() == "False", done.stderr
