@@ -20,13 +20,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification import (
     CertificationPolicy,
     certify_persons,
     certify_silently,
+    cycle_days,
+    dates_of,
     valid_until,
 )
 from liveness.db import query_frame
@@ -537,24 +539,24 @@ def _due_for_review(
     policy: CertificationPolicy,
 ) -> set[int]:  # fmt: skip
     """Return persons whose certification is up for renewal and who have no review this cycle."""
-    last_opened = dict(
+    last_opened = pd.DataFrame(
         session.execute(
-            select(ReviewTask.person_id, ReviewTask.opened_on)
+            select(ReviewTask.person_id, func.max(ReviewTask.opened_on))
             .where(ReviewTask.kind.in_(REVIEW_KINDS))
-            .order_by(ReviewTask.opened_on)
-        ).all()
+            .group_by(ReviewTask.person_id)
+        ).all(),
+        columns=["person_id", "opened_on"],
     )
-    due = set()
-    for person_id, benefit_type in zip(roll["person_id"], roll["benefit_type"], strict=True):
-        end = ends.get(int(person_id))
-        cycle = policy.cycle_for(str(benefit_type))
-        window_opens = None if end is None else end - dt.timedelta(days=cycle.renewal_window_days)
-        if window_opens is not None and window_opens > as_of:
-            continue
-        opened = last_opened.get(int(person_id))
-        if opened is None or window_opens is None or opened < window_opens:
-            due.add(int(person_id))
-    return due
+    end = dates_of(roll["person_id"], ends)
+    window = cycle_days(policy, roll["benefit_type"], field="renewal_window_days")
+    window_opens = end - window.astype("timedelta64[D]")
+    opened = dates_of(roll["person_id"], last_opened.set_index("person_id")["opened_on"])
+    unknown = np.isnat(window_opens)
+    # Due: the renewal window is open (or no certification is known) and no review was opened
+    # in it yet.
+    is_open = unknown | (window_opens <= np.datetime64(as_of, "D"))
+    unreviewed = np.isnat(opened) | unknown | (opened < window_opens)
+    return set(roll.loc[is_open & unreviewed, "person_id"].astype(int))
 
 
 def _notices(session: Session, context: _Context, rows: list[dict[str, Any]]) -> int:

@@ -7,8 +7,11 @@ from liveness.certification.policy import (
 )
 from liveness.certification.service import (
     add_months,
+    add_months_array,
     certify_persons,
     certify_silently,
+    cycle_days,
+    dates_of,
     valid_until,
 )
 
@@ -16,8 +19,11 @@ __all__ = [
     "CertificationPolicy",
     "CyclePolicy",
     "add_months",
+    "add_months_array",
     "certify_persons",
     "certify_silently",
+    "cycle_days",
+    "dates_of",
     "load_certification_policy",
     "valid_until",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -21,28 +23,75 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(year, month + 1, min(day.day, last))
 
 
+def add_months_array(
+    days: npt.NDArray[np.datetime64], months: npt.NDArray[np.int64]
+) -> npt.NDArray[np.datetime64]:
+    """Return `add_months` of each day and its months, as whole columns (datetime64[D])."""
+    days = days.astype("datetime64[D]")
+    month = days.astype("datetime64[M]")
+    day_of_month = (days - month.astype("datetime64[D]")).astype(np.int64)  # 0-based
+    target = month + months.astype("timedelta64[M]")
+    length = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(
+        np.int64
+    )
+    result: npt.NDArray[np.datetime64] = target.astype("datetime64[D]") + np.minimum(
+        day_of_month, length - 1
+    ).astype("timedelta64[D]")
+    return result
+
+
+def cycle_days(
+    policy: CertificationPolicy, benefit_types: pd.Series, *, field: str
+) -> npt.NDArray[np.int64]:
+    """Return a cycle number (`valid_months`, ...) of each benefit type, as a column."""
+    kinds = benefit_types.astype(str)
+    values = {kind: getattr(policy.cycle_for(kind), field) for kind in kinds.unique()}
+    return kinds.map(values).to_numpy(dtype=np.int64)
+
+
 def valid_until(session: Session, *, policy: CertificationPolicy) -> pd.Series:
     """Return when each person's certification ends (latest, else carried over from the roll)."""
-    latest = dict(
+    latest = pd.DataFrame(
         session.execute(
             select(Certification.person_id, func.max(Certification.valid_until)).group_by(
                 Certification.person_id
             )
-        ).all()
+        ).all(),
+        columns=["person_id", "end"],
     )
-    carried: dict[int, dt.date] = {}
-    for person_id, benefit_type, certified_on in session.execute(
-        select(Benefit.person_id, Benefit.benefit_type, Benefit.last_certified_on).where(
-            Benefit.last_certified_on.is_not(None)
-        )
-    ):
-        if certified_on is None:
-            continue
-        months = policy.cycle_for(str(benefit_type)).valid_months
-        end = add_months(certified_on, months)
-        carried[person_id] = min(end, carried.get(person_id, end))
-    merged = {**carried, **latest}
-    return pd.Series(merged, dtype=object)
+    roll = pd.DataFrame(
+        session.execute(
+            select(Benefit.person_id, Benefit.benefit_type, Benefit.last_certified_on).where(
+                Benefit.last_certified_on.is_not(None)
+            )
+        ).all(),
+        columns=["person_id", "benefit_type", "certified_on"],
+    )
+    # The roll's last certification carries over for a cycle, the shortest of a person's.
+    carried_end = add_months_array(
+        _days(roll["certified_on"]), cycle_days(policy, roll["benefit_type"], field="valid_months")
+    )
+    carried = (
+        pd.Series(carried_end, index=roll["person_id"].astype(np.int64)).groupby(level=0).min()
+    )
+    ends = pd.Series(_days(latest["end"]), index=latest["person_id"].astype(np.int64))
+    # A certification the engine recorded wins over what the roll carried.
+    merged = ends.combine_first(carried)
+    return pd.Series(
+        merged.to_numpy().astype("datetime64[D]").astype(object), index=merged.index, dtype=object
+    )
+
+
+def dates_of(person_ids: pd.Series, dates: pd.Series) -> npt.NDArray[np.datetime64]:
+    """Return each person's date from `dates` (by person id; NaT where none), as a column."""
+    days = pd.Series(_days(dates), index=dates.index.astype(np.int64))
+    found = days.reindex(person_ids.astype(np.int64).to_numpy())
+    return found.to_numpy().astype("datetime64[D]")
+
+
+def _days(column: pd.Series) -> npt.NDArray[np.datetime64]:
+    """Return a column of dates as datetime64[D] (no nanosecond limit on far dates)."""
+    return np.array(column.tolist(), dtype="datetime64[D]")
 
 
 def certify_persons(
@@ -97,26 +146,28 @@ def certify_silently(
     if strong.empty:
         return 0
     ends = valid_until(session, policy=policy)
-    rows = []
-    for person_id, benefit_type, reasons in zip(
-        strong["person_id"], strong["benefit_type"], strong["reasons"], strict=True
-    ):
-        cycle = policy.cycle_for(str(benefit_type))
-        end = ends.get(int(person_id))
-        if end is not None and (end - as_of).days > cycle.renewal_window_days:
-            continue
-        rows.append(
-            {
-                "person_id": int(person_id),
-                "source": CertificationSource.DATA_COMPARISON,
-                "mark": "certified",
-                "certified_on": as_of,
-                "valid_until": add_months(as_of, cycle.valid_months),
-                "run_id": run_id,
-                "policy_version": policy_version,
-                "evidence": reasons,
-            }
-        )
+    window = cycle_days(policy, strong["benefit_type"], field="renewal_window_days")
+    end = dates_of(strong["person_id"], ends)
+    # Someone whose certification ends beyond the renewal window is not certified again yet.
+    ahead = (end - np.datetime64(as_of, "D")).astype(np.int64)
+    due = strong[np.isnat(end) | (ahead <= window)]
+    until = add_months_array(
+        np.full(len(due), np.datetime64(as_of, "D")),
+        cycle_days(policy, due["benefit_type"], field="valid_months"),
+    ).astype(object)
+    rows = [
+        {
+            "person_id": int(person_id),
+            "source": CertificationSource.DATA_COMPARISON,
+            "mark": "certified",
+            "certified_on": as_of,
+            "valid_until": end_on,
+            "run_id": run_id,
+            "policy_version": policy_version,
+            "evidence": reasons,
+        }
+        for person_id, end_on, reasons in zip(due["person_id"], until, due["reasons"], strict=True)
+    ]
     if rows:
         session.execute(insert(Certification), rows)
     return len(rows)
