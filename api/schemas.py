@@ -464,6 +464,7 @@ class LeadAnswerRead(Schema):
     review: str | None
     reviewed_by: str | None
     reviewed_at: dt.datetime | None
+    return_reason: str | None = None
 
 
 class LeadRead(Schema):
@@ -564,6 +565,9 @@ class ReviewCreate(Schema):
 
     decision: Literal["accept", "return"] = Field(
         description="accept: the lead closes; return: the region answers again."
+    )
+    reason: str | None = Field(
+        default=None, max_length=500, description="Why the answer is returned (required then)."
     )
 
 

@@ -100,3 +100,5 @@ class LeadAnswer(Base):
     review: Mapped[AnswerReview | None] = mapped_column(enum_column(AnswerReview))
     reviewed_by: Mapped[str | None] = mapped_column(String(64))
     reviewed_at: Mapped[dt.datetime | None]
+    # Why the last review returned the answer; cleared when the region answers again.
+    return_reason: Mapped[str | None] = mapped_column(String(500))

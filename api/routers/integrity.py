@@ -209,8 +209,9 @@ def review(
     """Accept a lead's answer (the lead closes) or return it to the region to answer again."""
     caller.audit("leads.review", "integrity_lead", lead_id, body.model_dump(mode="json"))
     reviewed = review_answer(
-        caller.session, lead_id=lead_id, accept=body.decision == "accept", reviewed_by=caller.name
-    )
+        caller.session, lead_id=lead_id, accept=body.decision == "accept", reviewed_by=caller.name,
+        reason=body.reason,
+    )  # fmt: skip
     return _answer_read(caller.session, reviewed)
 
 

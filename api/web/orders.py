@@ -5,29 +5,48 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api.web.lead_evidence import evidence_view
 from api.web.pages import CSRF_FIELD, Page, form_of, signed_in
+from api.web.payments import money
 from liveness.access import PERMISSIONS
 from liveness.access.policy import authorize_region
 from liveness.errors import NotFound
 from liveness.integrity.policy import RULES, load_integrity_policy
 from liveness.integrity.service import (
+    RETURN_REASON_MAX,
     answer_lead,
     create_orders,
     lead_answers,
+    lead_history,
     narrow_scope,
     order_leads,
     order_page,
     review_answer,
     rule_precision,
 )
-from liveness.views.queue import mask_evidence as masked  # a lead's evidence, numbers masked
 from models import IntegrityLead, LeadStatus, LeadVerdict
 
 router = APIRouter(prefix="/web", include_in_schema=False)
+NOTE_MAX = 500  # lead_answers.note is free text; a page keeps it to a paragraph
+
+
+def _formats(page: Page) -> dict[str, Any]:
+    """Return the order pages' formatters: yuan amounts, and times in the agency's zone."""
+    zone = ZoneInfo(page.services.settings.timezone)
+
+    def yuan(amount: Decimal | float | None) -> str:
+        return page.t("none") if amount is None else f"¥{money(amount)}"
+
+    def local_time(at: dt.datetime) -> str:
+        aware = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+        return aware.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    return {"yuan": yuan, "local_time": local_time}
 
 
 @router.get("/orders", response_class=HTMLResponse)
@@ -52,6 +71,7 @@ async def orders_page(
     return page.render(
         "orders.html", **data, rules=RULES, default_due=due, created=created,
         may_create=page.principal.role in PERMISSIONS["orders.create"], values={}, errors={},
+        **_formats(page),
     )  # fmt: skip
 
 
@@ -84,7 +104,7 @@ async def issue_orders(
         data = await page.run(again)
         return page.render(
             "orders.html", status=422, **data, rules=RULES, default_due=values.get("due_on"),
-            created=None, may_create=True, values=values, errors=errors,
+            created=None, may_create=True, values=values, errors=errors, **_formats(page),
         )  # fmt: skip
 
     def work() -> int:
@@ -99,16 +119,19 @@ async def issue_orders(
 
 
 def _order_context(page: Page, order_id: int) -> dict[str, Any]:
-    """Gather an order page: the order, its leads with masked evidence, and their answers."""
+    """Gather an order page: the order, its leads with masked evidence in words, their answers."""
     page.audit("orders.read", "inspection_order", order_id)
     order, leads = order_leads(
         page.session, order_id=order_id, regions=page.principal.region_scope()
     )
-    answers = lead_answers(page.session, [lead.id for lead in leads])
+    ids = [lead.id for lead in leads]
+    answers = lead_answers(page.session, ids)
+    history = lead_history(page.session, ids)
     return {
         "order": order,
         "leads": [
-            {"lead": lead, "evidence": masked(lead.evidence), "answer": answers.get(lead.id),
+            {"lead": lead, "evidence": evidence_view(lead.evidence, page.lang),
+             "answer": answers.get(lead.id), "history": history[lead.id],
              "may_answer": lead.status == LeadStatus.ORDERED
              and page.principal.role in PERMISSIONS["leads.answer"],
              "may_review": lead.status == LeadStatus.ANSWERED
@@ -116,6 +139,8 @@ def _order_context(page: Page, order_id: int) -> dict[str, Any]:
             for lead in leads
         ],
         "verdicts": [str(v) for v in LeadVerdict],
+        "reason_max": RETURN_REASON_MAX,
+        **_formats(page),
     }  # fmt: skip
 
 
@@ -160,7 +185,7 @@ async def answer(
     elif amount > 0 and verdict != LeadVerdict.CONFIRMED:
         errors["amount"] = page.t("amount_only_confirmed")
     note = values.get("note", "").strip()
-    if len(note) > 500:
+    if len(note) > NOTE_MAX:
         errors["note"] = page.t("note_too_long")
 
     def work() -> tuple[int, dict[str, Any] | None]:
@@ -193,15 +218,34 @@ async def review(
     request: Request,
     page: Page = Depends(signed_in("leads.review")),  # noqa: B008
 ) -> Response:
-    """Accept an inspector's answer (the lead closes) or return it to the region."""
+    """Accept an inspector's answer (the lead closes) or return it to the region, saying why."""
     values = await form_of(request, page.web)
-    accept = values.get("decision") == "accept"
+    values.pop(CSRF_FIELD, None)
+    decision = values.get("decision", "")
+    reason = values.get("reason", "").strip()
+    errors: dict[str, str] = {}
+    if decision not in ("accept", "return"):
+        errors["decision"] = page.t("outcome_choose")
+    elif decision == "return" and not reason:
+        errors["reason"] = page.t("return_reason_required")
+    elif len(reason) > RETURN_REASON_MAX:
+        errors["reason"] = page.t("return_reason_too_long", max=RETURN_REASON_MAX)
 
-    def work() -> int:
+    def work() -> tuple[int, dict[str, Any] | None]:
+        lead = page.session.get(IntegrityLead, lead_id)
+        if lead is None or lead.order_id is None:
+            raise NotFound(f"no integrity lead {lead_id} in an order")
+        if errors:
+            return lead.order_id, _order_context(page, lead.order_id)
         answer = review_answer(
-            page.session, lead_id=lead_id, accept=accept, reviewed_by=page.principal.name
-        )
-        return answer.order_id
+            page.session, lead_id=lead_id, accept=decision == "accept",
+            reviewed_by=page.principal.name, reason=reason or None,
+        )  # fmt: skip
+        return answer.order_id, None
 
-    order_id = await page.run(work)
-    return RedirectResponse(f"/web/orders/{order_id}#lead-{lead_id}", 303)
+    order_id, context = await page.run(work)
+    if context is None:
+        return RedirectResponse(f"/web/orders/{order_id}#lead-{lead_id}", 303)
+    return page.render(
+        "order.html", status=422, **context, values=values, errors=errors, error_lead=lead_id
+    )

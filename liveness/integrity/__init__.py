@@ -3,6 +3,7 @@
 from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
 from liveness.integrity.service import (
     IntegrityInvalid,
+    LeadEvent,
     LeadRefused,
     RefreshReport,
     answer_lead,
@@ -10,6 +11,7 @@ from liveness.integrity.service import (
     current_leads,
     find_leads,
     lead_answers,
+    lead_history,
     lead_page,
     list_orders,
     narrow_scope,
@@ -25,6 +27,7 @@ __all__ = [
     "RULES",
     "IntegrityInvalid",
     "IntegrityPolicy",
+    "LeadEvent",
     "LeadRefused",
     "RefreshReport",
     "answer_lead",
@@ -32,6 +35,7 @@ __all__ = [
     "current_leads",
     "find_leads",
     "lead_answers",
+    "lead_history",
     "lead_page",
     "list_orders",
     "load_integrity_policy",

@@ -172,10 +172,13 @@ def review_command(
     accept: Annotated[
         bool, typer.Option("--accept/--return", help="Accept the answer, or return it.")
     ] = True,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the answer is returned (required with --return).")
+    ] = None,
 ) -> None:
-    """Accept an answer (the lead closes) or return it to the region."""
+    """Accept an answer (the lead closes) or return it to the region, saying why."""
     with session_scope(migrated_services().sessions) as session:
-        review_answer(session, lead_id=lead_id, accept=accept, reviewed_by=by)
+        review_answer(session, lead_id=lead_id, accept=accept, reviewed_by=by, reason=reason)
     console.print(f"lead {lead_id}: answer {'accepted' if accept else 'returned'}", highlight=False)
 
 

@@ -23,6 +23,7 @@ from liveness.integrity import rules
 from liveness.integrity.policy import RULES, IntegrityPolicy
 from models import (
     AnswerReview,
+    AuditEntry,
     Benefit,
     BenefitStatus,
     DeathRecord,
@@ -41,6 +42,10 @@ from models import (
 )
 
 CURRENT = (LeadStatus.OPEN, LeadStatus.ORDERED, LeadStatus.ANSWERED)
+# The column's size (lead_answers.return_reason): a reason, not a report.
+RETURN_REASON_MAX = 500
+ANSWER_ACTION = "integrity.lead.answer"
+REVIEW_ACTION = "integrity.lead.review"
 
 
 class LeadRefused(LivenessError):
@@ -563,19 +568,22 @@ def answer_lead(
     answer.verdict, answer.amount_to_recover, answer.note = chosen, amount_to_recover, note
     answer.answered_by, answer.answered_at = answered_by, utcnow()
     answer.review, answer.reviewed_by, answer.reviewed_at = None, None, None
+    answer.return_reason = None
     lead.status = LeadStatus.ANSWERED
     session.flush()
     _settle_order(session, lead.order_id)
     record_audit(
-        session, actor=answered_by, action="integrity.lead.answer", target_type="integrity_lead",
+        session, actor=answered_by, action=ANSWER_ACTION, target_type="integrity_lead",
         target_ref=str(lead_id),
         detail={"verdict": chosen.value, "amount_to_recover": str(amount_to_recover)},
     )  # fmt: skip
     return answer
 
 
-def review_answer(session: Session, *, lead_id: int, accept: bool, reviewed_by: str) -> LeadAnswer:
-    """Accept an answer (the lead closes) or return it to the region to answer again."""
+def review_answer(
+    session: Session, *, lead_id: int, accept: bool, reviewed_by: str, reason: str | None = None
+) -> LeadAnswer:
+    """Accept an answer (the lead closes) or return it, with a reason, to be answered again."""
     lead = _lead(session, lead_id, None)
     answer = session.scalars(select(LeadAnswer).where(LeadAnswer.lead_id == lead_id)).first()
     if answer is None or lead.status != LeadStatus.ANSWERED or lead.order_id is None:
@@ -583,16 +591,69 @@ def review_answer(session: Session, *, lead_id: int, accept: bool, reviewed_by: 
     if answer.answered_by == reviewed_by:
         # Separation of duties: whoever answered may not also approve the answer.
         raise LeadRefused("an answer is reviewed by someone other than who gave it")
+    why = (reason or "").strip() or None
+    if not accept and why is None:
+        # The region answers again: it must learn what was wrong with its answer.
+        raise LeadRefused("reason: a returned answer says why it is returned")
+    if why is not None and len(why) > RETURN_REASON_MAX:
+        raise LeadRefused(f"reason: at most {RETURN_REASON_MAX} characters")
     answer.review = AnswerReview.ACCEPTED if accept else AnswerReview.RETURNED
     answer.reviewed_by, answer.reviewed_at = reviewed_by, utcnow()
+    answer.return_reason = None if accept else why
     lead.status = LeadStatus.CLOSED if accept else LeadStatus.ORDERED
     session.flush()
     _settle_order(session, lead.order_id)
+    detail: dict[str, str] = {"review": answer.review.value}
+    if not accept and why is not None:
+        detail["reason"] = why
     record_audit(
-        session, actor=reviewed_by, action="integrity.lead.review", target_type="integrity_lead",
-        target_ref=str(lead_id), detail={"review": answer.review.value},
+        session, actor=reviewed_by, action=REVIEW_ACTION, target_type="integrity_lead",
+        target_ref=str(lead_id), detail=detail,
     )  # fmt: skip
     return answer
+
+
+@dataclass(frozen=True)
+class LeadEvent:
+    """One step of a lead's history: an answer given, accepted or returned (with its reason)."""
+
+    lead_id: int
+    at: dt.datetime
+    actor: str
+    step: str  # answered, accepted, returned
+    verdict: str | None = None
+    amount_to_recover: str | None = None
+    reason: str | None = None
+
+
+def lead_history(session: Session, lead_ids: Sequence[int]) -> dict[int, list[LeadEvent]]:
+    """Return, per lead, its answers and reviews in order, from the audit log that records them."""
+    history: dict[int, list[LeadEvent]] = {lead_id: [] for lead_id in lead_ids}
+    if not history:
+        return history
+    rows = session.execute(
+        select(AuditEntry.target_ref, AuditEntry.at, AuditEntry.actor, AuditEntry.action,
+               AuditEntry.detail)
+        .where(
+            AuditEntry.target_type == "integrity_lead",
+            AuditEntry.target_ref.in_([str(lead_id) for lead_id in history]),
+            AuditEntry.action.in_([ANSWER_ACTION, REVIEW_ACTION]),
+        )
+        .order_by(AuditEntry.at, AuditEntry.id)
+    ).all()  # fmt: skip
+    for ref, at, actor, action, detail in rows:
+        if action == ANSWER_ACTION:
+            event = LeadEvent(
+                lead_id=int(ref), at=at, actor=actor, step="answered",
+                verdict=detail.get("verdict"), amount_to_recover=detail.get("amount_to_recover"),
+            )  # fmt: skip
+        else:
+            event = LeadEvent(
+                lead_id=int(ref), at=at, actor=actor, step=str(detail.get("review")),
+                reason=detail.get("reason"),
+            )  # fmt: skip
+        history[int(ref)].append(event)
+    return history
 
 
 def rule_precision(session: Session, *, by_month: bool = False) -> pd.DataFrame:

@@ -41,7 +41,8 @@ def _mask_value(key: str, value: Any) -> Any:
     """Mask one evidence value by what its key names: an identity or a card number."""
     if isinstance(value, str) and "id_number" in key:
         return mask_id_number(value)
-    if isinstance(value, str) and "card" in key:
+    if isinstance(value, str) and ("card" in key or "account" in key):
+        # A bank account is the number on a bank card: shown by its last digits only.
         return mask_card_number(value)
     return mask_evidence(value)
 

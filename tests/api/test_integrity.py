@@ -19,10 +19,11 @@ def _answer(world: World, lead: int, role: str, body: dict[str, Any]) -> Any:
     return world.client.post(f"{API}/leads/{lead}/answer", json=body, headers=world.auth(role))
 
 
-def _review(world: World, lead: int, decision: str) -> Any:
+def _review(world: World, lead: int, decision: str, reason: str | None = None) -> Any:
     """Review a lead's answer as the operator and return the response."""
+    body = {"decision": decision} if reason is None else {"decision": decision, "reason": reason}
     return world.client.post(
-        f"{API}/leads/{lead}/review", json={"decision": decision}, headers=world.auth("operator")
+        f"{API}/leads/{lead}/review", json=body, headers=world.auth("operator")
     )
 
 
@@ -91,8 +92,10 @@ def test_order_lifecycle_over_http(world: World) -> None:
     # The issuing level reviews: two accepted, one returned and answered again.
     assert _review(world, leads["ordered"], "accept").json()["lead_status"] == "closed"
     assert _review(world, leads["answered"], "accept").json()["review"] == "accepted"
-    returned = _review(world, leads["spare"], "return").json()
+    assert _review(world, leads["spare"], "return").status_code == 409  # no reason given
+    returned = _review(world, leads["spare"], "return", "no visit note").json()
     assert (returned["lead_status"], returned["review"]) == ("ordered", "returned")
+    assert returned["return_reason"] == "no visit note"
     assert _review(world, leads["spare"], "accept").status_code == 409
     again_answered = _answer(world, leads["spare"], "inspector", {"verdict": "data_error"})
     assert again_answered.json()["review"] is None

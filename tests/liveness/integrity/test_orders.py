@@ -19,6 +19,7 @@ from liveness.integrity import (
     answer_lead,
     create_orders,
     current_leads,
+    lead_history,
     list_orders,
     load_integrity_policy,
     order_leads,
@@ -79,8 +80,17 @@ def test_order_lifecycle_scope_and_precision(session: Session) -> None:
         review_answer(session, lead_id=a1.id, accept=True, reviewed_by="inspector-a")
 
     review_answer(session, lead_id=a1.id, accept=True, reviewed_by="city")
-    review_answer(session, lead_id=a2.id, accept=False, reviewed_by="city")
+    with pytest.raises(LeadRefused):  # a return says why
+        review_answer(session, lead_id=a2.id, accept=False, reviewed_by="city", reason="  ")
+    assert a2.status == LeadStatus.ANSWERED
+    review_answer(
+        session, lead_id=a2.id, accept=False, reviewed_by="city", reason="no visit note attached"
+    )
     assert a2.status == LeadStatus.ORDERED and order_a.status == OrderStatus.OPEN
+    returned = lead_history(session, [a2.id])[a2.id]
+    assert [(e.step, e.actor, e.reason) for e in returned] == [
+        ("answered", "inspector-a", None), ("returned", "city", "no visit note attached"),
+    ]  # fmt: skip
     answer_lead(
         session, lead_id=a2.id, verdict="data_error", amount_to_recover=Decimal(0),
         answered_by="inspector-a",
