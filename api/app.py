@@ -16,6 +16,7 @@ from api.deps import PrincipalCache, ReadPool
 from api.errors import install_error_handlers
 from api.routers import gateways, integrity, lists, oversight, persons, runs, tasks
 from api.web import approvals, orders, pages, sign_in
+from api.web import oversight as web_oversight
 from api.web.session import SessionSigner
 from liveness.app import Services
 from liveness.db import make_engine
@@ -107,6 +108,7 @@ def _install_pages(app: FastAPI, services: Services) -> None:
     app.include_router(sign_in.router)
     app.include_router(orders.router)
     app.include_router(approvals.router)
+    app.include_router(web_oversight.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api.web.export import csv_href, csv_response, wants_csv
 from api.web.i18n import label
 from api.web.pages import Page, error_response, form_of, signed_in
 from api.web.payments import actor_text, money
@@ -17,6 +18,8 @@ router = APIRouter(prefix="/web", include_in_schema=False)
 
 PAGE_SIZE = 25  # rows of the inbox per page
 DONE = ("approved", "rejected")
+CSV_COLUMNS = ("person_ref", "name", "id_number", "approval_benefit", "approval_reason",
+               "approval_effective", "approval_amount", "approval_caused_by", "as_of")  # fmt: skip
 
 
 @router.get("/approvals", response_class=HTMLResponse)
@@ -25,15 +28,18 @@ async def approvals_page(
     page_no: str | None = Query(None, alias="page"),
     done: str | None = None,
     entry: int | None = None,
-) -> HTMLResponse:
+) -> Response:
     """List the held reinstatements waiting for a second operator, oldest first, paged."""
     number = max(1, int(page_no)) if page_no and page_no.isdigit() and len(page_no) < 7 else 1
+    export = wants_csv(page.request)  # every waiting entry, not one page
 
     def work() -> tuple[list[dict[str, object]], int]:
-        page.audit("lists.approvals.read", "list", None, {"page": number})
+        shown = {"page": None if export else number, "format": "csv" if export else "html"}
+        page.audit("lists.approvals.read", "list", None, shown)
         rows, total = waiting_approvals(
-            page.session, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
-        )
+            page.session, limit=None if export else PAGE_SIZE,
+            offset=0 if export else (number - 1) * PAGE_SIZE,
+        )  # fmt: skip
         lang = page.lang
         return [
             {**vars(row), "benefit_text": label(lang, "benefit", row.benefit_type),
@@ -45,10 +51,17 @@ async def approvals_page(
         ], total  # fmt: skip
 
     rows, total = await page.run(work)
+    if export:
+        return csv_response(
+            name="approvals", day=page.today(), columns=[page.t(k) for k in CSV_COLUMNS],
+            rows=[[r["person_ref"], r["name"], r["id_number_masked"], r["benefit_text"],
+                   r["reason_text"], r["effective_on"], r["amount"], r["caused_text"],
+                   r["run_as_of"]] for r in rows],
+        )  # fmt: skip
     pages = max(1, -(-total // PAGE_SIZE))
     return page.render(
         "approvals.html", rows=rows, total=total, page_no=min(number, pages), pages=pages,
-        done=done if done in DONE else None, done_entry=entry,
+        done=done if done in DONE else None, done_entry=entry, csv=csv_href(page.request),
     )  # fmt: skip
 
 

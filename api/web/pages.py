@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, intend
 from api.web import charts
+from api.web.export import csv_href, csv_response, wants_csv
 from api.web.i18n import LANGS, Lang, label, pick_lang, translate
 from api.web.payments import payment_rows
 from api.web.session import COOKIE, CSRF_FIELD, LANG_COOKIE, SessionSigner, WebSession
@@ -109,8 +110,15 @@ NAV = (
     ("nav_runs", "/web/runs", "runs.read"),
     ("nav_approvals", "/web/approvals", "lists.approve"),
     ("nav_orders", "/web/orders", "orders.read"),
+    ("nav_suspensions", "/web/suspensions/next", "indicators.read"),
+    ("nav_audit", "/web/audit", "audit.read"),
 )
 LEVELS = ("strong", "medium", "weak", "deceased")
+# The columns of the CSV exports of the queue, my visits and the runs (message keys).
+QUEUE_CSV = ("person_ref", "name", "id_number", "age", "address", "phone", "region", "grid_code",
+             "kind", "priority", "due_on", "claimed_by", "reasons")  # fmt: skip
+VISITS_CSV = ("visit_on", "person_ref", "name", "address", "kind", "outcome", "status")
+RUNS_CSV = ("run", "as_of", "run_status", "started_at", "finished_at", "persons_graded")
 VISITS_SHOWN = 500  # a month of one worker's visits is well under this
 
 
@@ -535,10 +543,11 @@ async def queue(
     page_no: str | None = Query(None, alias="page"),
     recorded: int | None = None,
     undone: int | None = None,
-) -> HTMLResponse:
+) -> Response:
     """Show a page of the open tasks of the caller's grids: filtered, sorted, searched."""
     principal = page.principal
     chosen = _queue_query(grid, kind, overdue, sort, q, page_no)
+    export = wants_csv(page.request)  # every matching task, not one page
     worker = principal.role == Role.GRID_WORKER
     size = page.services.settings.web_queue_page_size
     now = utcnow()
@@ -552,11 +561,12 @@ async def queue(
             page.audit("tasks.read", "grid", code, {
                 "status": "open", "kind": chosen.kind or None, "overdue": chosen.overdue,
                 "search": bool(chosen.q), "page": chosen.page,
+                "format": "csv" if export else "html",
             })  # fmt: skip
         rows, total = worker_queue(
             page.session, grids=grids, now=now, today=page.today(), kind=chosen.kind or None,
-            overdue=chosen.overdue, search=chosen.q, sort=chosen.sort, limit=size,
-            offset=(chosen.page - 1) * size,
+            overdue=chosen.overdue, search=chosen.q, sort=chosen.sort,
+            limit=None if export else size, offset=0 if export else (chosen.page - 1) * size,
         )  # fmt: skip
         cards = [
             {**vars(row), "kind_label": page.t(f"kind_{row.kind}"),
@@ -569,6 +579,14 @@ async def queue(
         return cards, total
 
     cards, total = await page.run(work)
+    if export:
+        return csv_response(
+            name="queue", day=page.today(),
+            columns=[page.t(k) for k in QUEUE_CSV],
+            rows=[[c["person_ref"], c["name"], c["id_number_masked"], c["age"], c["address"],
+                   c["phone"], c["region_code"], c["grid_code"], c["kind_label"], c["priority"],
+                   c["due_on"], c["claimed_by"], c["reasons_text"]] for c in cards],
+        )  # fmt: skip
     pages = max(1, -(-total // size))
     return page.render(
         "queue.html", cards=cards, total=total, query=chosen, pages=pages,
@@ -577,7 +595,7 @@ async def queue(
         sorts=[(key, page.t(f"sort_{key}")) for key in QUEUE_SORTS],
         my_grids=list(principal.grids) if worker else None, recorded=recorded, undone=undone,
         may_claim=principal.role in PERMISSIONS["tasks.claim"],
-        may_supervise=principal.role in PERMISSIONS["tasks.supervise"],
+        may_supervise=principal.role in PERMISSIONS["tasks.supervise"], csv=csv_href(page.request),
     )  # fmt: skip
 
 
@@ -844,13 +862,15 @@ async def task_undo(
 
 
 @router.get("/visits", response_class=HTMLResponse)
-async def my_visits(page: Page = Depends(signed_in("tasks.outcome"))) -> HTMLResponse:  # noqa: B008
+async def my_visits(page: Page = Depends(signed_in("tasks.outcome"))) -> Response:  # noqa: B008
     """List the outcomes the caller recorded lately; those no run took up yet can be undone."""
     days = page.services.settings.web_visits_days
     since = page.today() - dt.timedelta(days=days)
+    export = wants_csv(page.request)
 
     def work() -> list[Any]:
-        page.audit("tasks.visits.read", "client", page.principal.client_id, {"days": days})
+        page.audit("tasks.visits.read", "client", page.principal.client_id,
+                   {"days": days, "format": "csv" if export else "html"})  # fmt: skip
         return recorded_visits(
             page.session, actor=page.principal.name, since=since, limit=VISITS_SHOWN
         )
@@ -861,7 +881,16 @@ async def my_visits(page: Page = Depends(signed_in("tasks.outcome"))) -> HTMLRes
          "outcome_label": page.t(f"outcome_{row.outcome}")}
         for row in rows
     ]  # fmt: skip
-    return page.render("visits.html", visits=visits, days=days, since=since)
+    if export:
+        return csv_response(
+            name="my-visits", day=page.today(), columns=[page.t(k) for k in VISITS_CSV],
+            rows=[[v["visited_on"], v["person_ref"], v["name"], v["address"], v["kind_label"],
+                   v["outcome_label"], page.t("taken_up" if v["taken_up"] else "not_taken_up")]
+                  for v in visits],
+        )  # fmt: skip
+    return page.render(
+        "visits.html", visits=visits, days=days, since=since, csv=csv_href(page.request)
+    )
 
 
 # Supervisors: the dashboard, runs and persons.
@@ -921,10 +950,26 @@ async def dashboard_page(
 
 
 @router.get("/runs", response_class=HTMLResponse)
-async def runs_list(page: Page = Depends(signed_in("runs.read"))) -> HTMLResponse:  # noqa: B008
-    """List the certification runs, newest first."""
-    rows, total = await page.run(lambda: runs_page(page.session, limit=50, offset=0))
-    return page.render("runs.html", runs=rows, total=total)
+async def runs_list(page: Page = Depends(signed_in("runs.read"))) -> Response:  # noqa: B008
+    """List the certification runs, newest first (`?format=csv`: every run)."""
+    export = wants_csv(page.request)
+
+    def work() -> tuple[list[Any], int]:
+        if export:
+            page.audit("runs.read", "run", None, {"format": "csv"})
+        return runs_page(page.session, limit=None if export else 50, offset=0)
+
+    rows, total = await page.run(work)
+    if export:
+        zone = ZoneInfo(page.services.settings.timezone)
+        return csv_response(
+            name="runs", day=page.today(), columns=[page.t(k) for k in RUNS_CSV],
+            rows=[[r.id, r.as_of, label(page.lang, "run_status", r.status),
+                   r.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+                   r.finished_at and r.finished_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+                   (r.report or {}).get("persons")] for r in rows],
+        )  # fmt: skip
+    return page.render("runs.html", runs=rows, total=total, csv=csv_href(page.request))
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)

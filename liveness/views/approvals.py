@@ -47,7 +47,7 @@ def _waiting() -> list[object]:
 
 
 def waiting_approvals(
-    session: Session, *, limit: int, offset: int
+    session: Session, *, limit: int | None, offset: int
 ) -> tuple[list[WaitingApproval], int]:
     """Return a page of the held reinstatements waiting for approval (oldest first), and a count."""
     joined = (

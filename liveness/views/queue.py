@@ -185,11 +185,12 @@ def worker_queue(
     overdue: bool = False,
     search: str = "",
     sort: str = "priority",
-    limit: int,
+    limit: int | None,
     offset: int,
 ) -> tuple[list[WorkerRow], int]:
     """Return a page of the open tasks of `grids` (None: every grid), filtered, and the total.
 
+    `limit` None returns every matching task (an export, a grid's visit sheet).
     Claimed tasks stay listed, with their claimant. `search` matches the last digits of the
     identity number or part of the name; `sort` is priority (highest first), due (earliest
     first) or address (the roll's walking order, grid by grid).

@@ -9,7 +9,7 @@ from liveness.errors import NotFound
 from models import Run
 
 
-def runs_page(session: Session, *, limit: int, offset: int) -> tuple[list[Run], int]:
+def runs_page(session: Session, *, limit: int | None, offset: int) -> tuple[list[Run], int]:
     """Return a page of runs, newest first, and how many there are."""
     total = session.scalar(select(func.count()).select_from(Run)) or 0
     rows = session.scalars(select(Run).order_by(Run.id.desc()).limit(limit).offset(offset))
