@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from liveness.evidence.store import EvidenceStore
 from liveness.run import RunPolicies, certify
+from liveness.runner import LOCK_NAME
 from liveness.views.queue import mask_id_number
 from models import (
     Benefit,
@@ -26,6 +27,7 @@ from models import (
     ListAction,
     ListEntry,
     Person,
+    RunLock,
     RunStatus,
 )
 
@@ -65,6 +67,8 @@ class SuspensionForecast:
     # The mass-downgrade guard would stop the run: it would publish nothing.
     stopped_by_guard: bool = False
     guard: dict[str, Any] | None = None
+    # A run holds the lock now: trying another beside it would only wait for it.
+    run_in_progress: bool = False
 
 
 def _in_regions(regions: Sequence[str] | None) -> ColumnElement[bool]:
@@ -84,6 +88,10 @@ def forecast_suspensions(
     `regions` scopes the lines (None: every region); `limit` pages them (None: all), ordered by
     region, grid and person.
     """
+    if session.get(RunLock, LOCK_NAME) is not None:
+        return SuspensionForecast(
+            as_of=as_of, lines=[], total=0, amount=CENT * 0, run_in_progress=True
+        )
     savepoint = session.begin_nested()
     try:
         run = certify(session, as_of=as_of, store=store, policies=policies, timezone=timezone)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from liveness.db import session_scope
+from liveness.runner import acquire_lock, release_lock
 from liveness.views.suspensions import forecast_suspensions
 from models import (
     Assessment,
@@ -96,3 +97,20 @@ def test_a_forecast_pages_its_lines(city: City) -> None:  # noqa: F811
         )  # fmt: skip
     assert first.total == second.total == 2
     assert [line.person_ref for line in first.lines + second.lines] == ["P1", "P2"]
+
+
+def test_no_forecast_runs_beside_a_run_that_holds_the_lock(city: City) -> None:  # noqa: F811
+    city.run("2025-04-30")
+    city.outcome("P1", TaskKind.HOME_VISIT, "imprisoned", "2025-05-03")
+    acquire_lock(city.services, holder="nightly-job")
+    try:
+        before = _state(city)
+        with session_scope(city.services.sessions) as session:
+            forecast = forecast_suspensions(
+                session, as_of=AS_OF, store=city.services.store,
+                policies=city.services.policies, timezone=city.services.settings.timezone,
+            )  # fmt: skip
+        assert forecast.run_in_progress and forecast.lines == [] and forecast.total == 0
+        assert _state(city) == before
+    finally:
+        release_lock(city.services, holder="nightly-job")
