@@ -1,0 +1,209 @@
+"""A grid worker's forms: nothing typed is lost to an ended session, errors are where the eye
+is, and switching language keeps the page's query and the form's values."""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from sqlalchemy import delete, update
+
+from liveness.access import create_client
+from liveness.db import session_scope
+from models import ReviewTask, Role, TaskStatus, WebSessionRecord
+from tests.api.conftest import World
+from tests.web.conftest import csrf_of, sign_in
+from tests.web.test_queue_pages import actions_of, fresh, task_row, worker
+
+NOTE = "老人在女儿家，下周回来；邻居王阿姨可联系 <b>&"
+
+
+def end_all_sessions(world: World) -> None:
+    """Forget every web session on the server, as an expiry or a wiped table would."""
+    with session_scope(world.services.sessions) as session:
+        session.execute(delete(WebSessionRecord))
+
+
+def typed(task: int, csrf: str) -> dict[str, str]:
+    """Return an outcome form as a worker filled it in (moved away, with its region)."""
+    return {
+        "csrf_token": csrf, "outcome": "moved_away", "on": "", "region": "330701",
+        "note": NOTE, "password": "never kept", "token": "never kept",
+    }  # fmt: skip
+
+
+def form_values(page: str) -> dict[str, str]:
+    """Return the outcome form's chosen outcome, region and note as the page shows them."""
+    chosen = re.search(r'<option value="([a-z_]+)" selected>', page)
+    region = re.search(r'id="region"[^>]*value="([^"]*)"', page)
+    note = re.search(r'<textarea id="note"[^>]*>([^<]*)</textarea>', page)
+    return {
+        "outcome": chosen.group(1) if chosen else "",
+        "region": html.unescape(region.group(1)) if region else "",
+        "note": html.unescape(note.group(1)) if note else "",
+    }
+
+
+def test_an_outcome_typed_after_the_session_ended_comes_back_after_signing_in(
+    web_world: World,
+) -> None:
+    task = web_world.tasks["visit_g1_high"]
+    client = worker(web_world)
+    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    end_all_sessions(web_world)
+
+    answer = client.post(f"/web/tasks/{task}/outcome", data=typed(task, csrf))
+    assert answer.status_code == 303
+    to = urlsplit(answer.headers["location"])
+    assert to.path == "/web/sign-in"
+    assert parse_qs(to.query) == {"next": [f"/web/tasks/{task}"], "kept": ["1"]}
+    assert task_row(web_world, task).status == TaskStatus.OPEN  # nothing recorded
+    kept = client.cookies.get("lv_kept")
+    assert kept and "never kept" not in kept and csrf not in kept
+
+    signing = client.get(answer.headers["location"])
+    assert "您填写的内容已保留" in signing.text
+    signed = sign_in(client, web_world.tokens["grid_worker"], next_page=f"/web/tasks/{task}")
+    assert signed.headers["location"] == f"/web/tasks/{task}"
+    back = client.get(f"/web/tasks/{task}")
+    assert back.status_code == 200
+    assert form_values(back.text) == {"outcome": "moved_away", "region": "330701", "note": NOTE}
+    assert "请核对后再提交" in back.text
+    assert task_row(web_world, task).status == TaskStatus.OPEN  # still only a filled-in form
+    # Once shown, the kept form is gone: a reload shows the empty form.
+    assert "lv_kept" not in client.cookies
+    assert form_values(client.get(f"/web/tasks/{task}").text)["note"] == ""
+
+    # Submitting it, with the new session's token, records it as any outcome.
+    fresh_csrf = csrf_of(back.text)
+    data = {**typed(task, fresh_csrf), "csrf_token": fresh_csrf}
+    assert client.post(f"/web/tasks/{task}/outcome", data=data).status_code == 303
+    recorded = task_row(web_world, task)
+    assert (recorded.outcome, recorded.outcome_detail["note"]) == ("moved_away", NOTE)
+
+
+def test_a_kept_form_is_rechecked_and_its_errors_shown(web_world: World) -> None:
+    task = web_world.tasks["visit_g1_high"]
+    client = worker(web_world)
+    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    end_all_sessions(web_world)
+    data = {**typed(task, csrf), "region": "33"}  # too short: the form would refuse it
+    client.post(f"/web/tasks/{task}/outcome", data=data)
+    sign_in(client, web_world.tokens["grid_worker"])
+    back = client.get(f"/web/tasks/{task}").text
+    assert form_values(back)["region"] == "33"
+    assert 'id="region-error"' in back and 'href="#region"' in back
+    assert task_row(web_world, task).status == TaskStatus.OPEN
+
+
+def test_a_kept_form_returns_only_to_its_author_within_their_grids(web_world: World) -> None:
+    task = web_world.tasks["visit_g1_high"]
+    client = worker(web_world)
+    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    end_all_sessions(web_world)
+    client.post(f"/web/tasks/{task}/outcome", data=typed(task, csrf))
+    kept = client.cookies.get("lv_kept")
+    assert kept
+    with session_scope(web_world.services.sessions) as session:
+        colleague = create_client(session, name="wang", role=Role.GRID_WORKER, grids=["G1"])
+        stranger = create_client(session, name="li", role=Role.GRID_WORKER, grids=["G2"])
+    # Someone else signing in on the same phone does not see what the first worker typed.
+    other = fresh(web_world)
+    other.cookies.set("lv_kept", kept, path="/web")
+    sign_in(other, colleague.token)
+    assert NOTE not in html.unescape(other.get(f"/web/tasks/{task}").text)
+    # Nor does a form come back where its reader may not go: the task is absent for them.
+    outside = fresh(web_world)
+    sign_in(outside, stranger.token)
+    outside.cookies.set("lv_kept", kept, path="/web")
+    answer = outside.get(f"/web/tasks/{task}")
+    assert answer.status_code == 404 and NOTE not in html.unescape(answer.text)
+
+
+def test_nothing_is_kept_from_another_site_or_with_a_wrong_token(web_world: World) -> None:
+    task = web_world.tasks["visit_g1_high"]
+    client = worker(web_world)
+    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    end_all_sessions(web_world)
+    cross = client.post(
+        f"/web/tasks/{task}/outcome", data=typed(task, csrf),
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )  # fmt: skip
+    assert cross.status_code == 303 and "kept=1" not in cross.headers["location"]
+    assert "lv_kept" not in client.cookies
+    client = worker(web_world)
+    client.get(f"/web/tasks/{task}")
+    end_all_sessions(web_world)
+    wrong = client.post(f"/web/tasks/{task}/outcome", data=typed(task, "not-the-token"))
+    assert wrong.status_code == 303 and "kept=1" not in wrong.headers["location"]
+    assert "lv_kept" not in client.cookies
+
+
+def test_a_claim_posted_after_the_session_ended_returns_to_its_task(web_world: World) -> None:
+    task = web_world.tasks["visit_g1_high"]
+    client = worker(web_world)
+    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    end_all_sessions(web_world)
+    answer = client.post(f"/web/tasks/{task}/claim", data={"csrf_token": csrf})
+    assert answer.headers["location"] == f"/web/sign-in?next=/web/tasks/{task}"
+    assert task_row(web_world, task).claimed_by is None
+
+
+def test_errors_are_summarised_at_the_form_which_the_answer_opens_at(web_world: World) -> None:
+    task = web_world.tasks["visit_g1_high"]
+    client = worker(web_world)
+    page = client.get(f"/web/tasks/{task}").text
+    assert f'action="/web/tasks/{task}/outcome#outcome-form"' in page
+    assert 'id="outcome-form"' in page and "autofocus" not in page.split('id="outcome-form"')[1]
+    csrf = csrf_of(page)
+    data = {"csrf_token": csrf, "outcome": "moved_away", "note": "x" * 501}
+    answer = client.post(f"/web/tasks/{task}/outcome", data=data)
+    assert answer.status_code == 422
+    summary = answer.text.split('id="outcome-errors"')[1].split("</div>")[0]
+    # Each field in error is linked from the summary, in the form's order.
+    assert re.findall(r'href="#(\w+)"', summary) == ["region", "note"]
+    # The first field in error takes the focus; no other does.
+    focused = re.findall(r'id="(\w+)"[^>]*autofocus', answer.text)
+    assert focused == ["region"]
+
+
+def test_switching_language_keeps_the_query_and_the_typed_form(web_world: World) -> None:
+    client = worker(web_world)
+    queue = client.get("/web/queue?kind=home_visit&sort=due&q=%E5%BC%A0").text
+    switch = re.search(r'<a href="([^"]+)" hreflang="en"', queue)
+    assert switch
+    target = urlsplit(html.unescape(switch.group(1)))
+    assert parse_qs(target.query) == {
+        "kind": ["home_visit"], "sort": ["due"], "q": ["张"], "lang": ["en"],
+    }  # fmt: skip
+
+    task = web_world.tasks["visit_g1_high"]
+    page = client.get(f"/web/tasks/{task}").text
+    assert f'formaction="/web/tasks/{task}/draft?lang=en#outcome-form"' in page
+    data = {**typed(task, csrf_of(page)), "region": "3307"}
+    english = client.post(f"/web/tasks/{task}/draft?lang=en", data=data)
+    assert english.status_code == 200 and 'lang="en"' in english.text
+    assert "Record the outcome" in english.text or "Outcome" in english.text
+    assert form_values(english.text) == {"outcome": "moved_away", "region": "3307", "note": NOTE}
+    assert 'id="outcome-errors"' not in english.text  # checked only when submitted
+    assert task_row(web_world, task).status == TaskStatus.OPEN
+    assert "lv_lang=en" in english.headers["set-cookie"]
+    # The page's own switch link from there goes to the task page itself, not the form's post.
+    assert f'<a href="/web/tasks/{task}?lang=zh"' in english.text
+    assert ("persons.read", "P3") in actions_of(web_world, "grid_worker")
+
+
+def test_an_ended_session_does_not_open_a_closed_task_form(web_world: World) -> None:
+    task = web_world.tasks["visit_g1_high"]
+    client = worker(web_world)
+    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    end_all_sessions(web_world)
+    client.post(f"/web/tasks/{task}/outcome", data=typed(task, csrf))
+    with session_scope(web_world.services.sessions) as session:
+        session.execute(
+            update(ReviewTask).where(ReviewTask.id == task).values(status=TaskStatus.CANCELLED)
+        )
+    sign_in(client, web_world.tokens["grid_worker"])
+    page = client.get(f"/web/tasks/{task}")
+    assert page.status_code == 200 and NOTE not in html.unescape(page.text)
