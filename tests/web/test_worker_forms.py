@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from sqlalchemy import delete, update
 
 from liveness.access import create_client
 from liveness.db import session_scope
 from models import ReviewTask, Role, TaskStatus, WebSessionRecord
 from tests.api.conftest import World
+from tests.web.browsing import PHONE, check_page, serving, sign_in_by_keyboard
 from tests.web.conftest import csrf_of, sign_in
 from tests.web.test_queue_pages import actions_of, fresh, task_row, worker
 
@@ -207,3 +211,66 @@ def test_an_ended_session_does_not_open_a_closed_task_form(web_world: World) -> 
     sign_in(client, web_world.tokens["grid_worker"])
     page = client.get(f"/web/tasks/{task}")
     assert page.status_code == 200 and NOTE not in html.unescape(page.text)
+
+
+@pytest.fixture
+def server(web_world: World) -> Iterator[str]:
+    """Serve the world's app for the browser."""
+    with serving(web_world.client.app) as base:
+        yield base
+
+
+def test_in_a_browser_an_outcome_typed_as_the_session_ends_is_back_after_sign_in(
+    web_world: World, server: str, browser: Any
+) -> None:
+    phone = browser.new_context(viewport=PHONE, locale="zh-CN")
+    page = phone.new_page()
+    sign_in_by_keyboard(page, server, web_world.tokens["grid_worker"])
+    task = web_world.tasks["visit_g1_high"]
+    page.goto(f"{server}/web/tasks/{task}")
+    page.select_option("#outcome", "moved_away")
+    page.fill("#region", "330701")
+    page.fill("#note", NOTE)
+    check_page(page, "forms-01-typed")
+
+    end_all_sessions(web_world)  # the session expires while the worker types
+    with page.expect_navigation():
+        page.click("button[type=submit] >> text=提交结果")
+    assert "/web/sign-in" in page.url and "kept=1" in page.url
+    assert page.locator("[role=alert]").inner_text().startswith("登录已过期")
+    check_page(page, "forms-02-sign-in-kept")
+
+    page.fill("#token", web_world.tokens["grid_worker"])
+    with page.expect_navigation():
+        page.click("button[type=submit] >> text=用令牌登录")
+    assert page.url.endswith(f"/web/tasks/{task}")
+    assert page.input_value("#outcome") == "moved_away"
+    assert page.input_value("#region") == "330701"
+    assert page.input_value("#note") == NOTE
+    assert page.locator("[role=status]").inner_text().startswith("您之前填写的内容已保留")
+    assert task_row(web_world, task).status == TaskStatus.OPEN
+    check_page(page, "forms-03-back-filled-in")
+
+    # A mistake now: the answer opens at the form, its error summary in view (a browser
+    # follows the fragment rather than autofocus), each error a link to its field.
+    page.fill("#region", "33")
+    with page.expect_navigation():
+        page.click("button[type=submit] >> text=提交结果")
+    assert page.url.endswith("#outcome-form")
+    assert page.evaluate("window.scrollY") > 0
+    top = page.evaluate("document.getElementById('outcome-errors').getBoundingClientRect().top")
+    assert 0 <= top < PHONE["height"]
+    check_page(page, "forms-04-errors-in-view")
+
+    # English, keeping what is typed; then submitted, recorded.
+    page.fill("#region", "330702")
+    with page.expect_navigation():
+        page.click("button[formaction]")
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.input_value("#region") == "330702" and page.input_value("#note") == NOTE
+    check_page(page, "forms-05-english-kept")
+    with page.expect_navigation():
+        page.click("button[type=submit]:not([formaction]) >> text=Record outcome")
+    assert "/web/queue?recorded=" in page.url
+    assert task_row(web_world, task).outcome_detail["region"] == "330702"
+    phone.close()
