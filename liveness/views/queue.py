@@ -168,6 +168,21 @@ class WorkerRow:
     reasons: dict[str, Any]
 
 
+_NUMBER = re.compile(r"(\d+)")
+
+
+def address_order(address: str | None) -> tuple[int, tuple[str | int, ...]]:
+    """Return an address's place in walking order: its numbers compared as numbers.
+
+    "G1·2号楼301室" comes before "G1·10号楼101室": community and street as text, then the
+    building, floor and room by their numbers. No address comes last.
+    """
+    if address is None or not address.strip():
+        return (1, ())
+    parts = _NUMBER.split(address.strip())
+    return (0, tuple(int(part) if i % 2 else part for i, part in enumerate(parts)))
+
+
 def age_on(birth_date: dt.date, today: dt.date) -> int:
     """Return a person's age in whole years on `today`."""
     before_birthday = (today.month, today.day) < (birth_date.month, birth_date.day)
@@ -191,7 +206,9 @@ def worker_queue(
 
     Claimed tasks stay listed, with their claimant. `search` matches the last digits of the
     identity number or part of the name; `sort` is priority (highest first), due (earliest
-    first) or address (the roll's walking order, grid by grid).
+    first) or address (walking order, grid by grid: `address_order`). Walking order is not a
+    string order a database gives on both backends, so it is computed over the filtered open
+    tasks' addresses only (a worker's grids hold hundreds) and the page read by its ids.
     """
     if sort not in QUEUE_SORTS:
         raise ViewInvalid(f"sort: {sort!r} is not one of {', '.join(QUEUE_SORTS)}")
@@ -210,26 +227,33 @@ def worker_queue(
         condition = and_(condition, Person.id_number.endswith(search.upper(), autoescape=True))
     elif search:
         condition = and_(condition, Person.name.contains(search, autoescape=True))
-    order: tuple[Any, ...] = {
-        "priority": (ReviewTask.priority.desc(),),
-        "due": (ReviewTask.due_on, ReviewTask.priority.desc()),
-        "address": (ReviewTask.grid_code, Person.address.is_(None), Person.address),
-    }[sort]
     claim_live = and_(ReviewTask.status == TaskStatus.CLAIMED, ReviewTask.claim_expires_at > now)
-    rows = session.execute(
-        select(
-            ReviewTask.id, Person.person_ref, Person.name, Person.id_number, Person.birth_date,
-            Person.address, Person.phone, Person.region_code, ReviewTask.grid_code,
-            ReviewTask.kind, ReviewTask.priority, ReviewTask.due_on, ReviewTask.claimed_by,
-            claim_live.label("claim_live"), ReviewTask.reasons,
-            func.count().over().label("total"),
+    columns = (
+        ReviewTask.id, Person.person_ref, Person.name, Person.id_number, Person.birth_date,
+        Person.address, Person.phone, Person.region_code, ReviewTask.grid_code,
+        ReviewTask.kind, ReviewTask.priority, ReviewTask.due_on, ReviewTask.claimed_by,
+        claim_live.label("claim_live"), ReviewTask.reasons,
+    )  # fmt: skip
+    rows: list[Any]
+    total: int | None
+    if sort == "address":
+        rows, total = _walking_page(session, condition, columns, limit=limit, offset=offset)
+    else:
+        order: tuple[Any, ...] = {
+            "priority": (ReviewTask.priority.desc(),),
+            "due": (ReviewTask.due_on, ReviewTask.priority.desc()),
+        }[sort]
+        rows = list(
+            session.execute(
+                select(*columns, func.count().over().label("total"))
+                .join(Person, Person.id == ReviewTask.person_id)
+                .where(condition)
+                .order_by(*order, ReviewTask.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
         )
-        .join(Person, Person.id == ReviewTask.person_id)
-        .where(condition)
-        .order_by(*order, ReviewTask.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()  # fmt: skip
+        total = int(rows[0].total) if rows else None
     page = [
         WorkerRow(
             id=row.id,
@@ -249,15 +273,38 @@ def worker_queue(
         )
         for row in rows
     ]
-    if rows:
-        return page, int(rows[0].total)
-    total = session.scalar(
+    if total is not None:
+        return page, total
+    counted = session.scalar(
         select(func.count())
         .select_from(ReviewTask)
         .join(Person, Person.id == ReviewTask.person_id)
         .where(condition)
     )
-    return page, int(total or 0)
+    return page, int(counted or 0)
+
+
+def _walking_page(
+    session: Session, condition: ColumnElement[bool], columns: tuple[Any, ...], *, limit: int,
+    offset: int,
+) -> tuple[list[Any], int]:  # fmt: skip
+    """Return a page of the queue in walking order (grid, then `address_order`), and the total."""
+    keyed = session.execute(
+        select(ReviewTask.id, ReviewTask.grid_code, Person.address)
+        .join(Person, Person.id == ReviewTask.person_id)
+        .where(condition)
+    ).all()
+    walk = sorted(keyed, key=lambda row: (row.grid_code, address_order(row.address), row.id))
+    ids = [row.id for row in walk[offset : offset + limit]]
+    if not ids:
+        return [], len(keyed)
+    found = session.execute(
+        select(*columns)
+        .join(Person, Person.id == ReviewTask.person_id)
+        .where(ReviewTask.id.in_(ids))
+    ).all()
+    place = {task_id: i for i, task_id in enumerate(ids)}
+    return sorted(found, key=lambda row: place[row.id]), len(keyed)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ is, and switching language keeps the page's query and the form's values."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 from collections.abc import Iterator
@@ -14,12 +15,14 @@ from sqlalchemy import delete, update
 
 from liveness.access import create_client
 from liveness.db import session_scope
-from models import ReviewTask, Role, TaskStatus, WebSessionRecord
+from liveness.views.queue import address_order, worker_queue
+from models import Person, ReviewTask, Role, TaskStatus, WebSessionRecord, utcnow
 from tests.api.conftest import World
 from tests.web.browsing import PHONE, check_page, serving, sign_in_by_keyboard
 from tests.web.conftest import csrf_of, sign_in
-from tests.web.test_queue_pages import actions_of, fresh, task_row, worker
+from tests.web.test_queue_pages import actions_of, fresh, listed, task_row, worker
 
+TODAY = dt.date(2026, 1, 1)
 NOTE = "老人在女儿家，下周回来；邻居王阿姨可联系 <b>&"
 
 
@@ -274,3 +277,32 @@ def test_in_a_browser_an_outcome_typed_as_the_session_ends_is_back_after_sign_in
     assert "/web/queue?recorded=" in page.url
     assert task_row(web_world, task).outcome_detail["region"] == "330702"
     phone.close()
+
+
+def test_the_queue_sorts_by_address_in_walking_order_numbers_as_numbers(
+    web_world: World,
+) -> None:
+    tasks = web_world.tasks
+    # As text, "10" sorts before "2" and "1201" before "301": a walk would zigzag.
+    addresses = {"P2": "G1·10号楼101室", "P3": "G1·2号楼301室", "P6": "G1·2号楼1201室"}
+    with session_scope(web_world.services.sessions) as session:
+        for ref, address in addresses.items():
+            session.execute(update(Person).where(Person.person_ref == ref).values(address=address))
+    walk = [tasks["visit_g1_high"], tasks["face_g1"], tasks["visit_g1_low"]]
+    client = worker(web_world)
+    assert listed(client.get("/web/queue?sort=address").text) == walk
+    with session_scope(web_world.services.sessions) as session:
+        pages = [
+            worker_queue(session, grids=["G1"], now=utcnow(), today=TODAY, sort="address",
+                         limit=2, offset=offset)
+            for offset in (0, 2, 4)
+        ]  # fmt: skip
+    assert [[row.id for row in rows] for rows, _ in pages] == [walk[:2], walk[2:], []]
+    assert {total for _, total in pages} == {3}
+
+
+def test_address_order_compares_text_as_text_and_numbers_as_numbers() -> None:
+    written = ["B街9号", "A街10号2室", None, "A街10号10室", "A街2号", " ", "A街10号"]
+    assert sorted(written, key=address_order) == [
+        "A街2号", "A街10号", "A街10号2室", "A街10号10室", "B街9号", None, " ",
+    ]  # fmt: skip
