@@ -27,6 +27,7 @@ from api.deps import SessionDep, intend
 from api.web import charts
 from api.web.i18n import LANGS, Lang, label, pick_lang, translate
 from api.web.payments import payment_rows
+from api.web.reasons import plain_reasons, why_listed
 from api.web.session import (
     COOKIE,
     CSRF_FIELD,
@@ -65,7 +66,6 @@ from liveness.review.outcomes import (
     record_outcome,
     undo_outcome,
 )
-from liveness.scoring.explain import render_reasons
 from liveness.views import dashboard
 from liveness.views.indicators import indicators
 from liveness.views.overdue import grids_behind
@@ -568,24 +568,6 @@ def home(page: Page = Depends(signed_in())) -> Response:  # noqa: B008
 # The grid worker's queue, task and outcome.
 
 
-def plain_reasons(reasons: dict[str, Any], lang: Lang) -> str:
-    """Render a task's or assessment's reasons as a sentence in plain words."""
-    if "level" in reasons and "rule" in reasons and "window" in reasons:
-        return render_reasons(reasons, lang=lang)
-    if reasons.get("rule") == "death_record_name_mismatch":
-        record = reasons.get("record") or {}
-        if lang == "zh":
-            return (
-                f"死亡记录与在册信息不一致：记录姓名“{record.get('name', '')}”，"
-                f"死亡日期 {record.get('died_on', '')}。请核实本人是否健在。"
-            )
-        return (
-            f"A death record disagrees with the roll: it names \u201c{record.get('name', '')}"
-            f"\u201d, died {record.get('died_on', '')}. Check whether the person is alive."
-        )
-    return "；".join(f"{key}: {value}" for key, value in reasons.items())
-
-
 @dataclass(frozen=True)
 class QueueQuery:
     """The queue's filters, sort, search and page, as the URL carries them."""
@@ -670,7 +652,9 @@ async def queue(
              "age": age_on(row.birth_date, page.today()), "overdue": row.due_on < page.today(),
              "claim": _claim_state(page, row.claimed_by),
              "claimable": row.kind != TaskKind.FACE_VERIFICATION,
-             "reasons_text": plain_reasons(row.reasons, page.lang)}
+             "reasons_text": " · ".join(why_listed(
+                 page.lang, cause=row.cause, task_reasons=row.reasons, current=row.current,
+                 due_on=row.due_on, today=page.today()))}
             for row in rows
         ]  # fmt: skip
         return cards, total
@@ -725,10 +709,15 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
         and (recorded_by == page.principal.name or supervisor),
         "kind_label": page.t(f"kind_{kind}"),
         "person": view,
-        "reasons_text": plain_reasons(task.reasons, page.lang),
-        "level_text": None
-        if view.assessment is None
-        else plain_reasons(view.assessment["reasons"], page.lang),
+        "why": why_listed(
+            page.lang,
+            cause=task.cause,
+            task_reasons=task.reasons,
+            current=None if view.assessment is None else view.assessment["reasons"],
+            due_on=task.due_on,
+            today=page.today(),
+        ),
+        "level_as_of": None if view.assessment is None else view.assessment["as_of"],
         "traces": [(page.t(f"source_{source}"), rows) for source, rows in view.timeline.items()],
         "is_open": task.status in (TaskStatus.OPEN, TaskStatus.CLAIMED),
         "outcomes": [

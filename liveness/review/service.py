@@ -14,6 +14,8 @@ from liveness.certification.policy import CertificationPolicy
 from models import ReviewTask, TaskKind, TaskStatus
 
 OPEN_STATUSES = (TaskStatus.OPEN, TaskStatus.CLAIMED)
+# The rule a death review's reasons name: a death record that did not match the roll cleanly.
+DEATH_REVIEW_RULE = "death_record_name_mismatch"
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ def open_death_reviews(
             "opened_on": as_of,
             "due_on": as_of + dt.timedelta(days=policy.death_review_due_days),
             "opened_run_id": run_id,
-            "reasons": {"rule": "death_record_name_mismatch", "record": record},
+            "reasons": {"rule": DEATH_REVIEW_RULE, "record": record},
             "cause": "death_record",
         }
         for person_id, grid_code, record in zip(

@@ -14,7 +14,18 @@ from sqlalchemy.orm import Session
 
 from liveness.access.audit import read_audit_cte
 from liveness.errors import LivenessError, NotFound
-from models import FaceCallback, Notice, NoticeStatus, Person, ReviewTask, TaskKind, TaskStatus
+from models import (
+    Assessment,
+    FaceCallback,
+    Notice,
+    NoticeStatus,
+    Person,
+    ReviewTask,
+    Run,
+    RunStatus,
+    TaskKind,
+    TaskStatus,
+)
 
 
 class ViewInvalid(LivenessError):
@@ -165,7 +176,20 @@ class WorkerRow:
     priority: float
     due_on: dt.date
     claimed_by: str | None  # None when unclaimed or the claim has lapsed
-    reasons: dict[str, Any]
+    reasons: dict[str, Any]  # as of the task's opening
+    cause: str | None = None  # why the task was opened (views.overdue.CAUSES)
+    current: dict[str, Any] | None = None  # the person's reasons as of the latest run
+
+
+def current_reasons(session: Session, *, person_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Return the reasons the latest published run gave each of these persons (a page's)."""
+    latest = select(func.max(Run.id)).where(Run.status == RunStatus.PUBLISHED).scalar_subquery()
+    rows = session.execute(
+        select(Assessment.person_id, Assessment.reasons).where(
+            Assessment.run_id == latest, Assessment.person_id.in_(list(person_ids))
+        )
+    ).all()
+    return {row.person_id: row.reasons for row in rows}
 
 
 _NUMBER = re.compile(r"(\d+)")
@@ -232,7 +256,8 @@ def worker_queue(
         ReviewTask.id, Person.person_ref, Person.name, Person.id_number, Person.birth_date,
         Person.address, Person.phone, Person.region_code, ReviewTask.grid_code,
         ReviewTask.kind, ReviewTask.priority, ReviewTask.due_on, ReviewTask.claimed_by,
-        claim_live.label("claim_live"), ReviewTask.reasons,
+        claim_live.label("claim_live"), ReviewTask.reasons, ReviewTask.cause,
+        ReviewTask.person_id,
     )  # fmt: skip
     rows: list[Any]
     total: int | None
@@ -254,6 +279,7 @@ def worker_queue(
             ).all()
         )
         total = int(rows[0].total) if rows else None
+    current = current_reasons(session, person_ids=[row.person_id for row in rows]) if rows else {}
     page = [
         WorkerRow(
             id=row.id,
@@ -270,6 +296,8 @@ def worker_queue(
             due_on=row.due_on,
             claimed_by=row.claimed_by if row.claim_live else None,
             reasons=row.reasons,
+            cause=row.cause,
+            current=current.get(row.person_id),
         )
         for row in rows
     ]

@@ -7,16 +7,35 @@ import datetime as dt
 import html
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
+import liveness.review.service as review_service
+from api.web.i18n import catalogue, translate
+from api.web.reasons import REASON_MESSAGES, plain_reasons
 from liveness.access import create_client
 from liveness.db import session_scope
+from liveness.review.service import DEATH_REVIEW_RULE
+from liveness.scoring.grade import LEVELS, RULES
+from liveness.views.overdue import CAUSES
 from liveness.views.queue import address_order, worker_queue
-from models import Person, ReviewTask, Role, TaskStatus, WebSessionRecord, utcnow
+from models import (
+    Assessment,
+    Level,
+    Person,
+    ReviewTask,
+    Role,
+    Run,
+    RunStatus,
+    TaskStatus,
+    WebSessionRecord,
+    utcnow,
+)
 from tests.api.conftest import World
 from tests.web.browsing import PHONE, check_page, serving, sign_in_by_keyboard
 from tests.web.conftest import csrf_of, sign_in
@@ -306,3 +325,58 @@ def test_address_order_compares_text_as_text_and_numbers_as_numbers() -> None:
     assert sorted(written, key=address_order) == [
         "A街2号", "A街10号", "A街10号2室", "A街10号10室", "B街9号", None, " ",
     ]  # fmt: skip
+
+
+def test_every_reason_the_engine_writes_has_words_in_both_languages() -> None:
+    # The codes, read from the engine itself: the grading rules and levels, the causes a
+    # review opens for (review.service), a death review's rule.
+    service = Path(review_service.__file__).read_text()
+    causes = set(re.findall(r'"(renewal|[a-z_]+)"\],\n\s*default="([a-z_]+)"', service)[0])
+    causes |= set(re.findall(r'\["(face_failed)", "(after_visit)"\]', service)[0])
+    causes |= set(re.findall(r'"cause": "([a-z_]+)"', service))
+    assert causes <= set(CAUSES), causes
+    codes = [*(f"rule:{r}" for r in RULES), *(f"level:{lv}" for lv in LEVELS),
+             *(f"cause:{c}" for c in causes), f"rule:{DEATH_REVIEW_RULE}"]  # fmt: skip
+    messages = catalogue()
+    for code in codes:
+        entry = messages.get(REASON_MESSAGES[code])
+        assert entry and entry["zh"] and entry["en"] and entry["zh"] != entry["en"], code
+    for lang in ("zh", "en"):
+        for rule in RULES:
+            text = plain_reasons({"rule": rule}, lang)
+            assert text and rule not in text
+        assert plain_reasons({"strange": "x"}, lang) == translate(lang, "reason_unknown")
+
+
+def test_reasons_are_in_words_and_current_as_of_the_latest_run(web_world: World) -> None:
+    task = web_world.tasks["visit_g1_high"]  # P3's, opened with reasons {"rule": "weak"}
+    with session_scope(web_world.services.sessions) as session:
+        person_id = session.scalar(select(Person.id).where(Person.person_ref == "P3"))
+        later = Run(as_of=dt.date(2025, 7, 1), status=RunStatus.PUBLISHED, policy_version="t")
+        session.add(later)
+        session.flush()
+        session.add(Assessment(
+            run_id=later.id, person_id=person_id, level=Level.WEAK, score=0.1,
+            rule="no_evidence", policy_version="t",
+            reasons={"level": "weak", "rule": "no_evidence", "window": 30, "long": 180,
+                     "score": 0.1, "sources": {}},
+        ))  # fmt: skip
+        session.execute(
+            update(ReviewTask).where(ReviewTask.id == task)
+            .values(cause="renewal", due_on=dt.date(2020, 1, 1))
+        )  # fmt: skip
+    client = worker(web_world)
+    days = (dt.datetime.now(ZoneInfo(web_world.services.settings.timezone)).date()
+            - dt.date(2020, 1, 1)).days  # fmt: skip
+    for lang, words in (
+        ("zh", ["认证到期", "弱：近180天无足够活动痕迹", f"已逾期 {days} 天"]),
+        ("en", ["certification due", "weak: not enough evidence of life in the last 180 days",
+                f"{days} days overdue"]),
+    ):  # fmt: skip
+        page = html.unescape(client.get(f"/web/tasks/{task}?lang={lang}").text)
+        listed_reasons = re.findall(r"<li>([^<]+)</li>", page.split('class="reasons"')[1])
+        assert listed_reasons == words
+        assert "rule" not in page.split('class="reasons"')[1].split("</ul>")[0]
+        card = html.unescape(client.get(f"/web/queue?lang={lang}").text)
+        card = card.split(f'data-task="{task}"')[1].split("</li>")[0]
+        assert " · ".join(words) in card
