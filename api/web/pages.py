@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, intend
 from api.web import charts
-from api.web.i18n import LANGS, Lang, label, pick_lang, translate
+from api.web.i18n import LANGS, Lang, catalogue, label, pick_lang, translate
 from api.web.payments import payment_rows
 from api.web.reasons import plain_reasons, why_listed
 from api.web.session import (
@@ -672,6 +672,12 @@ async def queue(
     )  # fmt: skip
 
 
+def _outcome_choice(page: Page, outcome: VisitOutcome) -> str:
+    """Return an outcome as the form offers it: a face verification's in what a worker did."""
+    key = f"outcome_choice_{outcome}"
+    return page.t(key if key in catalogue() else f"outcome_{outcome}")
+
+
 def _task_context(page: Page, task_id: int) -> dict[str, Any]:
     """Gather a task page: the task, the person, the reasons in words, the recent traces."""
     task = page.session.get(ReviewTask, task_id)
@@ -721,7 +727,7 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
         "traces": [(page.t(f"source_{source}"), rows) for source, rows in view.timeline.items()],
         "is_open": task.status in (TaskStatus.OPEN, TaskStatus.CLAIMED),
         "outcomes": [
-            (str(o), page.t(f"outcome_{o}")) for o in VisitOutcome if o in OUTCOMES_BY_KIND[kind]
+            (str(o), _outcome_choice(page, o)) for o in VisitOutcome if o in OUTCOMES_BY_KIND[kind]
         ],
         "may_record": page.principal.role in PERMISSIONS["tasks.outcome"],
         "today": page.today(),

@@ -331,9 +331,12 @@ def test_every_reason_the_engine_writes_has_words_in_both_languages() -> None:
     # The codes, read from the engine itself: the grading rules and levels, the causes a
     # review opens for (review.service), a death review's rule.
     service = Path(review_service.__file__).read_text()
-    causes = set(re.findall(r'"(renewal|[a-z_]+)"\],\n\s*default="([a-z_]+)"', service)[0])
-    causes |= set(re.findall(r'\["(face_failed)", "(after_visit)"\]', service)[0])
+    choices, default = re.findall(
+        r'\[("[a-z_]+"(?:, "[a-z_]+")*)\],\s*default="([a-z_]+)"', service
+    )[0]
+    causes = {*re.findall(r'"([a-z_]+)"', choices), default}
     causes |= set(re.findall(r'"cause": "([a-z_]+)"', service))
+    assert {"renewal", "visit_asked", "death_record"} <= causes
     assert causes <= set(CAUSES), causes
     codes = [*(f"rule:{r}" for r in RULES), *(f"level:{lv}" for lv in LEVELS),
              *(f"cause:{c}" for c in causes), f"rule:{DEATH_REVIEW_RULE}"]  # fmt: skip
@@ -380,3 +383,32 @@ def test_reasons_are_in_words_and_current_as_of_the_latest_run(web_world: World)
         card = html.unescape(client.get(f"/web/queue?lang={lang}").text)
         card = card.split(f'data-task="{task}"')[1].split("</li>")[0]
         assert " · ".join(words) in card
+
+
+def test_a_face_task_offers_an_assisted_verification_or_a_visit(web_world: World) -> None:
+    task = web_world.tasks["face_g1"]
+    client = worker(web_world)
+    page = html.unescape(client.get(f"/web/tasks/{task}").text)
+    offered = re.findall(r'<option value="([a-z_]+)"[^>]*>([^<]+)</option>', page)
+    assert offered == [
+        ("face_passed", "已协助完成人脸认证：通过"),
+        ("face_failed", "已协助完成人脸认证：未通过"),
+        ("visit_needed", "无法远程认证，改为上门核查"),
+    ]
+    # A face verification asks for no date of death and no new region.
+    assert 'id="died_on"' not in page and 'id="region"' not in page
+    csrf = csrf_of(page)
+    refused = client.post(
+        f"/web/tasks/{task}/outcome", data={"csrf_token": csrf, "outcome": "alive_confirmed"}
+    )
+    assert refused.status_code == 422 and task_row(web_world, task).status == TaskStatus.OPEN
+    done = client.post(
+        f"/web/tasks/{task}/outcome", data={"csrf_token": csrf, "outcome": "visit_needed"}
+    )
+    assert done.status_code == 303
+    recorded = task_row(web_world, task)
+    assert (recorded.status, recorded.outcome) == (TaskStatus.DONE, "visit_needed")
+    assert recorded.outcome_detail["by"] == "grid_worker"
+    # A home visit's form keeps its own outcomes.
+    visit = html.unescape(client.get(f"/web/tasks/{web_world.tasks['visit_g1_high']}").text)
+    assert "visit_needed" not in visit and 'value="moved_away"' in visit
