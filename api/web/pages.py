@@ -719,7 +719,9 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
             page.lang,
             cause=task.cause,
             task_reasons=task.reasons,
-            current=None if view.assessment is None else view.assessment["reasons"],
+            current=None
+            if view.assessment is None
+            else {"level": view.assessment["level"], **view.assessment["reasons"]},
             due_on=task.due_on,
             today=page.today(),
         ),

@@ -182,14 +182,17 @@ class WorkerRow:
 
 
 def current_reasons(session: Session, *, person_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Return the reasons the latest published run gave each of these persons (a page's)."""
+    """Return the reasons the latest published run gave each of these persons (a page's).
+
+    Each names its level, even where the stored reasons do not.
+    """
     latest = select(func.max(Run.id)).where(Run.status == RunStatus.PUBLISHED).scalar_subquery()
     rows = session.execute(
-        select(Assessment.person_id, Assessment.reasons).where(
+        select(Assessment.person_id, Assessment.level, Assessment.reasons).where(
             Assessment.run_id == latest, Assessment.person_id.in_(list(person_ids))
         )
     ).all()
-    return {row.person_id: row.reasons for row in rows}
+    return {row.person_id: {"level": str(row.level), **row.reasons} for row in rows}
 
 
 _NUMBER = re.compile(r"(\d+)")

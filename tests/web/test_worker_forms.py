@@ -295,6 +295,11 @@ def test_in_a_browser_an_outcome_typed_as_the_session_ends_is_back_after_sign_in
         page.click("button[type=submit]:not([formaction]) >> text=Record outcome")
     assert "/web/queue?recorded=" in page.url
     assert task_row(web_world, task).outcome_detail["region"] == "330702"
+    # The face verification left in the queue offers what a worker can do there.
+    with page.expect_navigation():
+        page.click(f'[data-task="{web_world.tasks["face_g1"]}"] a.card-link')
+    assert page.locator("#outcome option").count() == 4
+    check_page(page, "forms-06-face-task")
     phone.close()
 
 
@@ -395,6 +400,8 @@ def test_a_face_task_offers_an_assisted_verification_or_a_visit(web_world: World
         ("face_failed", "已协助完成人脸认证：未通过"),
         ("visit_needed", "无法远程认证，改为上门核查"),
     ]
+    # The seeded assessment's reasons name no rule: its level is said, never a key.
+    assert "认证等级：" in page and "why" not in page.split('class="reasons"')[1].split("</ul>")[0]
     # A face verification asks for no date of death and no new region.
     assert 'id="died_on"' not in page and 'id="region"' not in page
     csrf = csrf_of(page)
