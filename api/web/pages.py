@@ -22,6 +22,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from api.deps import SessionDep, intend
 from api.web import charts
@@ -228,7 +230,10 @@ async def sign_in_again(request: Request) -> Response:
     response.delete_cookie(COOKIE, path="/web")
     if not rule.fields or request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
         return response
-    form = await request.form()
+    try:
+        form = await request.form()
+    except (MultiPartException, ClientDisconnect):
+        return response  # nothing readable to keep
     ended = signer(request).load(request.cookies.get(COOKIE))
     if ended is not None and not ended.accepts(form.get(CSRF_FIELD)):
         return response

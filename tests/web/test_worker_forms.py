@@ -419,3 +419,17 @@ def test_a_face_task_offers_an_assisted_verification_or_a_visit(web_world: World
     # A home visit's form keeps its own outcomes.
     visit = html.unescape(client.get(f"/web/tasks/{web_world.tasks['visit_g1_high']}").text)
     assert "visit_needed" not in visit and 'value="moved_away"' in visit
+
+
+def test_an_unreadable_form_after_the_session_ended_still_goes_to_sign_in(
+    web_world: World,
+) -> None:
+    task = web_world.tasks["visit_g1_high"]
+    client = worker(web_world)
+    end_all_sessions(web_world)
+    answer = client.post(
+        f"/web/tasks/{task}/outcome", content=b"--x\r\nbroken",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )  # fmt: skip
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/web/sign-in?next=/web/tasks/{task}"
