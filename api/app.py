@@ -99,7 +99,7 @@ def _install_pages(app: FastAPI, services: Services) -> None:
 
     @app.exception_handler(pages.SignInRequired)
     async def sign_in_required(request: Request, error: pages.SignInRequired) -> Response:
-        return pages.sign_in_redirect(request)
+        return await pages.sign_in_again(request)
 
     # The pages' clock (sign-in lock-outs, code windows): tests move it instead of sleeping.
     app.state.clock = utcnow

@@ -34,6 +34,9 @@ from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 # SQLite it begins holding the write lock (other writers wait for it, it never fails for them).
 WRITES_AHEAD = "liveness_writes_ahead"
 
+# Ids sent in one IN list at most: SQLite caps the parameters of a statement.
+IN_CHUNK = 500
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for `url`; SQLite gets real transactions, foreign keys and a folder."""

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     web_visits_days: int = Field(
         default=30, ge=1, description='Days back the "my recorded visits" page reaches.'
     )
+    web_kept_form_minutes: int = Field(
+        default=30, ge=1,
+        description="Minutes a form typed when the session had ended is kept for its author to "
+        "sign in again and find it filled in.",
+    )  # fmt: skip
     web_cookie_secure: bool = Field(
         default=False,
         description="Send the session cookie over HTTPS only (set it behind a TLS proxy).",

@@ -31,7 +31,7 @@ from liveness.certification import (
     dates_of,
     valid_until,
 )
-from liveness.db import query_frame
+from liveness.db import IN_CHUNK, query_frame
 from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.evidence.store import EvidenceStore
 from liveness.lists import Occurrence, RunTerms, apply_occurrences, suspended_benefits
@@ -66,6 +66,8 @@ from models import (
 
 OPEN_TASK_STATUSES = (TaskStatus.OPEN, TaskStatus.CLAIMED)
 ALIVE_OUTCOMES = (VisitOutcome.ALIVE_CONFIRMED, VisitOutcome.IN_HOSPITAL)
+# The face channel of a verification a grid worker helped the person through and recorded.
+ASSISTED_CHANNEL = "assisted"
 REVIEW_KINDS = (TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
 # Death records whose match names their person: they act (a review's death among them).
 ACTING = (DeathMatch.ID_NUMBER, DeathMatch.DEMOGRAPHIC)
@@ -116,9 +118,6 @@ def _face_results(
     ).to_pandas()  # fmt: skip
     table = table[table["person_id"] >= 0]
     return table.assign(kind=table["kind"].astype(object))
-
-
-IN_CHUNK = 500
 
 
 def _frame_in(
@@ -248,14 +247,14 @@ def _apply_outcomes(session: Session, context: _Context, result: WorkflowResult)
         session,
         select(
             ReviewTask.id, ReviewTask.person_id, ReviewTask.kind, ReviewTask.outcome,
-            ReviewTask.outcome_detail, ReviewTask.reasons, ReviewTask.closed_on,
+            ReviewTask.outcome_detail, ReviewTask.reasons, ReviewTask.closed_on, ReviewTask.cause,
         )
         .where(ReviewTask.status == TaskStatus.DONE, ReviewTask.closed_run_id.is_(None))
         .order_by(ReviewTask.id)
         # Locked until the run publishes: an undo (review.outcomes.undo_outcome) waits, then
         # finds the outcome taken up; one that came first is not selected.
         .with_for_update(of=ReviewTask),
-        ["id", "person_id", "kind", "outcome", "detail", "reasons", "closed_on"],
+        ["id", "person_id", "kind", "outcome", "detail", "reasons", "closed_on", "cause"],
     )  # fmt: skip
     if done.empty:
         return done.assign(actor=pd.Series(dtype=object), day=pd.Series(dtype=object))
@@ -273,6 +272,36 @@ def _apply_outcomes(session: Session, context: _Context, result: WorkflowResult)
     ]
     result.outcomes_applied = {str(k): int(v) for k, v in done["outcome"].value_counts().items()}
     return done
+
+
+def _assisted_face_results(
+    outcomes: pd.DataFrame, policy: CertificationPolicy
+) -> tuple[pd.DataFrame, pd.DataFrame, set[int]]:
+    """Return what grid workers recorded on face verifications: proofs, failures, visits asked.
+
+    An assisted verification that passed proves life as the policy counts the assisted
+    channel (the person's own, else by proxy where allowed, else not at all); one that failed
+    is a failed face verification like any other; `visit_needed` asks for a home visit.
+    """
+    face = outcomes[outcomes["kind"] == str(TaskKind.FACE_VERIFICATION)]
+    passed = face[face["outcome"] == str(VisitOutcome.FACE_PASSED)]
+    if ASSISTED_CHANNEL in policy.own_face_channels:
+        source: CertificationSource | None = CertificationSource.FACE
+    else:
+        source = CertificationSource.PROXY if policy.proxy_allowed else None
+    if source is None:
+        passed = passed.iloc[0:0]
+    proofs = _proofs(
+        passed["person_id"], [source] * len(passed), passed["day"],
+        ({"face_task": int(t), "channel": ASSISTED_CHANNEL} for t in passed["id"]),
+    )  # fmt: skip
+    failed = face.loc[
+        face["outcome"] == str(VisitOutcome.FACE_FAILED), ["id", "person_id", "cause"]
+    ]
+    visits = set(
+        face.loc[face["outcome"] == str(VisitOutcome.VISIT_NEEDED), "person_id"].astype(int)
+    )
+    return proofs, failed.reset_index(drop=True), visits
 
 
 def _record_review_deaths(session: Session, outcomes: pd.DataFrame) -> int:
@@ -419,6 +448,9 @@ def apply_workflow(
 
     face_proofs, face_failures = _settle_face_tasks(session, context, result)
     outcomes = _apply_outcomes(session, context, result)
+    assisted, failed_assisted, visits_asked = _assisted_face_results(outcomes, policy)
+    face_proofs = pd.concat([face_proofs, assisted], ignore_index=True)
+    face_failures = pd.concat([face_failures, failed_assisted], ignore_index=True)
     _record_review_deaths(session, outcomes)
     result.death_records_settled = _settle_death_records(session, outcomes)
     alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]
@@ -494,15 +526,16 @@ def apply_workflow(
     )  # fmt: skip
     # A failed or ignored face verification sends a grid worker, except after a visit that
     # found nobody (that verification was the person's last chance) or where nobody can go.
+    # A grid worker may also turn a face verification into a visit (visit_needed).
     to_visit = face_failures[face_failures["cause"] != "after_visit"]
-    visit_now = set(to_visit["person_id"].astype(int)) & in_area
+    visit_now = (set(to_visit["person_id"].astype(int)) | visits_asked) & in_area
     remote = outcomes[outcomes["outcome"].isin(policy.lapse.remote_after_visit_outcomes)]
     face_now = set(remote["person_id"].astype(int)) - dead
     due = _due_for_review(session, as_of=as_of, ends=ends, roll=roll, policy=policy)
     result.routing = route_reviews(
         session, run_id=run_id, as_of=as_of, assessed=now[~now["person_id"].isin(proof_of_life)],
         policy=policy, due=due - proof_of_life, visit_now=visit_now - dead,
-        face_now=face_now - proof_of_life,
+        face_now=face_now - proof_of_life, visit_asked=visits_asked - dead,
     )  # fmt: skip
     result.notices["face"] = _face_notices(session, context)
     result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)

@@ -258,3 +258,5 @@ class VisitOutcome(StrEnum):
     FACE_FAILED = "face_failed"
     LAPSED = "lapsed"
     NOT_A_DEATH = "not_a_death"
+    # A face verification a grid worker turns into a home visit (it cannot be done remotely).
+    VISIT_NEEDED = "visit_needed"

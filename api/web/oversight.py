@@ -14,8 +14,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.web.export import csv_href, csv_response, wants_csv
 from api.web.i18n import label
-from api.web.pages import Page, plain_reasons, signed_in
+from api.web.pages import Page, signed_in
 from api.web.payments import evidence_text, money
+from api.web.reasons import plain_reasons
 from liveness.access import authorize_grid
 from liveness.views.audit_log import AuditFilter, audit_lines
 from liveness.views.queue import age_on, worker_queue

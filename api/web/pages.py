@@ -8,6 +8,7 @@ token that every form echoes. Reads of personal data are audited as over the API
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +22,24 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from api.deps import SessionDep, intend
 from api.web import charts
 from api.web.export import csv_href, csv_response, wants_csv
-from api.web.i18n import LANGS, Lang, label, pick_lang, translate
+from api.web.i18n import LANGS, Lang, catalogue, label, pick_lang, translate
 from api.web.payments import payment_rows
-from api.web.session import COOKIE, CSRF_FIELD, LANG_COOKIE, SessionSigner, WebSession
+from api.web.reasons import plain_reasons, why_listed
+from api.web.session import (
+    COOKIE,
+    CSRF_FIELD,
+    KEPT_COOKIE,
+    LANG_COOKIE,
+    KeptForm,
+    SessionSigner,
+    WebSession,
+)
 from liveness.access import (
     PERMISSIONS,
     Forbidden,
@@ -57,7 +69,6 @@ from liveness.review.outcomes import (
     record_outcome,
     undo_outcome,
 )
-from liveness.scoring.explain import render_reasons
 from liveness.views import dashboard
 from liveness.views.indicators import indicators
 from liveness.views.overdue import grids_behind
@@ -133,12 +144,25 @@ def signer(request: Request) -> SessionSigner:
     return found
 
 
+def language_switch(request: Request, other: Lang, *, page: str | None = None) -> str:
+    """Return the address that shows this page in the other language, keeping its query.
+
+    A page answering a form (a POST) has no address of its own to show again: `page` names
+    the page the form belongs to (the form itself keeps its values by its own switch button).
+    """
+    if request.method == "GET":
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+        return request.url.path + "?" + urlencode([*query, ("lang", other)])
+    return (page or request.url.path) + "?" + urlencode({"lang": other})
+
+
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     """Render a page in the request's language, with the security headers."""
     lang = web_lang(request)
-
+    other = LANGS[1 - LANGS.index(lang)]
     base = {
-        "lang": lang, "other_lang": LANGS[1 - LANGS.index(lang)], "path": request.url.path,
+        "lang": lang, "other_lang": other, "path": request.url.path,
+        "lang_href": language_switch(request, other, page=context.get("switch_page")),
         "t": lambda key, **values: translate(lang, key, **values),
         # A domain value in words (task_status_open -> 待办); an unknown value shows itself.
         "label": lambda value, kind: label(lang, kind, value),
@@ -170,6 +194,90 @@ def sign_in_redirect(request: Request) -> Response:
     return response
 
 
+@dataclass(frozen=True)
+class KeptFormRule:
+    """A form whose typed fields outlive an ended session: where it posts and returns.
+
+    `fields` are the form's own fields, each with the longest value kept (never a password or
+    a CSRF token); a form of none (a claim, an undo) only returns to its page.
+    """
+
+    action: re.Pattern[str]
+    page: str  # formatted with the action's groups
+    fields: dict[str, int]
+
+
+# The outcome form's fields and their longest accepted values (the note: see _validate_outcome).
+OUTCOME_FIELDS = {"outcome": 32, "on": 10, "died_on": 10, "region": 6, "note": 500}
+KEPT_FORMS = (
+    KeptFormRule(re.compile(r"/web/tasks/(\d{1,12})/(?:outcome|draft)"), "/web/tasks/{0}",
+                 OUTCOME_FIELDS),
+    KeptFormRule(re.compile(r"/web/tasks/(\d{1,12})/(?:claim|release|undo)"), "/web/tasks/{0}",
+                 {}),
+)  # fmt: skip
+
+
+async def sign_in_again(request: Request) -> Response:
+    """Send a browser whose session ended to the sign-in page, keeping what a form held.
+
+    A form posted after its session ended (expired, signed out elsewhere, a restart) is not
+    acted on; its own fields are kept in a signed cookie for its page, which shows them
+    filled in once the same person has signed in again, to check and submit. Kept only from a
+    same-origin post (Sec-Fetch-Site) whose CSRF token matches the ended session's, when that
+    session can still be read: another site cannot plant a form's values.
+    """
+    rule = None
+    if request.method == "POST":
+        rule = next((r for r in KEPT_FORMS if r.action.fullmatch(request.url.path)), None)
+    if rule is None:
+        return sign_in_redirect(request)
+    match = rule.action.fullmatch(request.url.path)
+    assert match is not None
+    page = rule.page.format(*match.groups())
+    response = RedirectResponse(f"/web/sign-in?next={quote(page)}", 303)
+    response.delete_cookie(COOKIE, path="/web")
+    if not rule.fields or request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+        return response
+    try:
+        form = await request.form()
+    except (MultiPartException, ClientDisconnect):
+        return response  # nothing readable to keep
+    ended = signer(request).load(request.cookies.get(COOKIE))
+    if ended is not None and not ended.accepts(form.get(CSRF_FIELD)):
+        return response
+    fields = {
+        name: value[:longest] for name, longest in rule.fields.items()
+        if isinstance(value := form.get(name), str) and value.strip()
+    }  # fmt: skip
+    if not fields:
+        return response
+    kept = KeptForm(page=page, client_id=None if ended is None else ended.client_id, fields=fields)
+    settings = request.app.state.services.settings
+    response.headers["location"] += "&kept=1"
+    response.set_cookie(
+        KEPT_COOKIE, signer(request).dump_kept(kept),
+        max_age=settings.web_kept_form_minutes * 60, path="/web", httponly=True,
+        samesite="strict", secure=settings.web_cookie_secure,
+    )  # fmt: skip
+    return response
+
+
+def kept_form(page: Page, fields: dict[str, int]) -> dict[str, str] | None:
+    """Return the fields kept for this page from before its author signed in again, if any.
+
+    Only for the person who typed them (when known), only the page's own `fields`, re-capped.
+    """
+    settings = page.services.settings
+    kept = signer(page.request).load_kept(
+        page.request.cookies.get(KEPT_COOKIE), max_age_s=settings.web_kept_form_minutes * 60
+    )
+    if kept is None or kept.page != page.request.url.path:
+        return None
+    if kept.client_id is not None and kept.client_id != page.principal.client_id:
+        return None
+    return {name: kept.fields[name][:n] for name, n in fields.items() if name in kept.fields}
+
+
 async def error_response(
     request: Request, status: int, detail: str | None, *, message: str | None = None
 ) -> Response:
@@ -180,7 +288,7 @@ async def error_response(
     `message` replaces the status's general sentence when the page knows better.
     """
     if status == 401:
-        return sign_in_redirect(request)
+        return await sign_in_again(request)
     lang = web_lang(request)
     message = message or translate(lang, ERROR_MESSAGES.get(status, "error_500"))
     page: Page | None = getattr(request.state, "web_page", None)
@@ -319,10 +427,13 @@ def safe_next(target: str | None) -> str | None:
 
 
 @router.get("/sign-in", response_class=HTMLResponse)
-def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:
+def sign_in_form(
+    request: Request, next: str | None = None, kept: str | None = None
+) -> HTMLResponse:
     """Show the sign-in form, with a CSRF token bound to a fresh anonymous session."""
     web = signer(request).load(request.cookies.get(COOKIE)) or WebSession.anonymous()
-    response = sign_in_page(request, web, next_page=safe_next(next))
+    notice = translate(web_lang(request), "form_kept_sign_in") if kept == "1" else None
+    response = sign_in_page(request, web, next_page=safe_next(next), notice=notice)
     set_session(request, response, web)
     return response
 
@@ -448,6 +559,7 @@ async def sign_out(request: Request) -> Response:
         await run_in_threadpool(end, web.key, web.client_id)
     response = RedirectResponse("/web/sign-in", 303)
     response.delete_cookie(COOKIE, path="/web")
+    response.delete_cookie(KEPT_COOKIE, path="/web")  # a shared phone keeps nobody's typing
     return response
 
 
@@ -467,24 +579,6 @@ def home(page: Page = Depends(signed_in())) -> Response:  # noqa: B008
 
 
 # The grid worker's queue, task and outcome.
-
-
-def plain_reasons(reasons: dict[str, Any], lang: Lang) -> str:
-    """Render a task's or assessment's reasons as a sentence in plain words."""
-    if "level" in reasons and "rule" in reasons and "window" in reasons:
-        return render_reasons(reasons, lang=lang)
-    if reasons.get("rule") == "death_record_name_mismatch":
-        record = reasons.get("record") or {}
-        if lang == "zh":
-            return (
-                f"死亡记录与在册信息不一致：记录姓名“{record.get('name', '')}”，"
-                f"死亡日期 {record.get('died_on', '')}。请核实本人是否健在。"
-            )
-        return (
-            f"A death record disagrees with the roll: it names \u201c{record.get('name', '')}"
-            f"\u201d, died {record.get('died_on', '')}. Check whether the person is alive."
-        )
-    return "；".join(f"{key}: {value}" for key, value in reasons.items())
 
 
 @dataclass(frozen=True)
@@ -573,7 +667,9 @@ async def queue(
              "age": age_on(row.birth_date, page.today()), "overdue": row.due_on < page.today(),
              "claim": _claim_state(page, row.claimed_by),
              "claimable": row.kind != TaskKind.FACE_VERIFICATION,
-             "reasons_text": plain_reasons(row.reasons, page.lang)}
+             "reasons_text": " · ".join(why_listed(
+                 page.lang, cause=row.cause, task_reasons=row.reasons, current=row.current,
+                 due_on=row.due_on, today=page.today()))}
             for row in rows
         ]  # fmt: skip
         return cards, total
@@ -597,6 +693,12 @@ async def queue(
         may_claim=principal.role in PERMISSIONS["tasks.claim"],
         may_supervise=principal.role in PERMISSIONS["tasks.supervise"], csv=csv_href(page.request),
     )  # fmt: skip
+
+
+def _outcome_choice(page: Page, outcome: VisitOutcome) -> str:
+    """Return an outcome as the form offers it: a face verification's in what a worker did."""
+    key = f"outcome_choice_{outcome}"
+    return page.t(key if key in catalogue() else f"outcome_{outcome}")
 
 
 def _task_context(page: Page, task_id: int) -> dict[str, Any]:
@@ -636,17 +738,25 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
         and (recorded_by == page.principal.name or supervisor),
         "kind_label": page.t(f"kind_{kind}"),
         "person": view,
-        "reasons_text": plain_reasons(task.reasons, page.lang),
-        "level_text": None
-        if view.assessment is None
-        else plain_reasons(view.assessment["reasons"], page.lang),
+        "why": why_listed(
+            page.lang,
+            cause=task.cause,
+            task_reasons=task.reasons,
+            current=None
+            if view.assessment is None
+            else {"level": view.assessment["level"], **view.assessment["reasons"]},
+            due_on=task.due_on,
+            today=page.today(),
+        ),
+        "level_as_of": None if view.assessment is None else view.assessment["as_of"],
         "traces": [(page.t(f"source_{source}"), rows) for source, rows in view.timeline.items()],
         "is_open": task.status in (TaskStatus.OPEN, TaskStatus.CLAIMED),
         "outcomes": [
-            (str(o), page.t(f"outcome_{o}")) for o in VisitOutcome if o in OUTCOMES_BY_KIND[kind]
+            (str(o), _outcome_choice(page, o)) for o in VisitOutcome if o in OUTCOMES_BY_KIND[kind]
         ],
         "may_record": page.principal.role in PERMISSIONS["tasks.outcome"],
         "today": page.today(),
+        "switch_page": f"/web/tasks/{task_id}",
     }
 
 
@@ -656,10 +766,44 @@ async def task_page(
     page: Page = Depends(signed_in("tasks.read")),  # noqa: B008
     done: str | None = None,
 ) -> HTMLResponse:
-    """Show a task: the person, masked number, reasons in plain words, recent traces, form."""
+    """Show a task: the person, masked number, reasons in plain words, recent traces, form.
+
+    Its outcome form comes back filled in with what was typed before the session ended
+    (sign_in_again): checked again, shown with its errors, recorded only when submitted.
+    """
     context = await page.run(lambda: _task_context(page, task_id))
     notice = page.t(f"task_{done}") if done in ("claimed", "released", "undone") else None
-    return page.render("task.html", **context, values={}, errors={}, notice=notice)
+    values: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    kept = kept_form(page, OUTCOME_FIELDS)
+    if kept is not None and context["is_open"] and context["may_record"]:
+        values = kept
+        allowed = {value for value, _ in context["outcomes"]}
+        errors, _ = _validate_outcome(page, values, allowed, confirming=False)
+        notice = page.t("form_kept")
+    response = page.render(
+        "task.html", **context, values=values, errors=errors, notice=notice
+    )  # fmt: skip
+    if kept is not None:
+        response.delete_cookie(KEPT_COOKIE, path="/web")
+    return response
+
+
+@router.post("/tasks/{task_id}/draft", response_class=HTMLResponse)
+async def task_draft(
+    task_id: int,
+    request: Request,
+    page: Page = Depends(signed_in("tasks.outcome")),  # noqa: B008
+) -> HTMLResponse:
+    """Show a task's outcome form again as typed, recording nothing (the language switch).
+
+    The form's switch button posts here with ?lang=: the page comes back in the other
+    language with the typed values, unchecked until the form is submitted.
+    """
+    form = await form_of(request, page.web)
+    values = {name: form[name][:n] for name, n in OUTCOME_FIELDS.items() if name in form}
+    context = await page.run(lambda: _task_context(page, task_id))
+    return page.render("task.html", **context, values=values, errors={}, notice=None)
 
 
 def _parse_day(raw: str, field_name: str, errors: dict[str, str], page: Page) -> dt.date | None:

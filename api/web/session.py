@@ -11,14 +11,18 @@ web sessions at once, even for a copied cookie.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 COOKIE = "lv_session"
 LANG_COOKIE = "lv_lang"
 CSRF_FIELD = "csrf_token"
+# What a form held when its session had ended: kept across sign-in (see api.web.pages).
+KEPT_COOKIE = "lv_kept"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,34 @@ class WebSession:
         return isinstance(submitted, str) and hmac.compare_digest(submitted, self.csrf)
 
 
+@dataclass(frozen=True)
+class KeptForm:
+    """What someone typed into a form when their session had ended, until they sign in again.
+
+    `page` is the page the form returns to, `client_id` who was signed in when it was typed
+    (None: no longer known, e.g. after a restart without a configured key), `fields` the
+    form's own fields (never a password or CSRF token).
+    """
+
+    page: str
+    client_id: int | None
+    fields: dict[str, str]
+
+
+class _CompactJSON:
+    """JSON without ASCII escapes: a note in Chinese takes a third of the cookie it would."""
+
+    @staticmethod
+    def loads(payload: str | bytes) -> Any:
+        """Parse JSON."""
+        return json.loads(payload)
+
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        """Write compact JSON, keeping non-ASCII text as it is."""
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), **kwargs)
+
+
 class SessionSigner:
     """Signs sessions into cookie values and reads them back, refusing tampered or old ones."""
 
@@ -62,6 +94,9 @@ class SessionSigner:
         # Without a configured key, one per process: sessions end when the server restarts.
         self._serializer = URLSafeTimedSerializer(
             secret or secrets.token_urlsafe(32), salt="liveness.web.session"
+        )
+        self._kept = URLSafeTimedSerializer(
+            self._serializer.secret_key, salt="liveness.web.kept", serializer=_CompactJSON
         )
         self.max_age_s = max_age_s
 
@@ -89,4 +124,27 @@ class SessionSigner:
             key=key if isinstance(key, str) else None,
             pending_id=pending if isinstance(pending, int) else None,
             pending_at=pending_at if isinstance(pending_at, int) else None,
+        )  # fmt: skip
+
+    def dump_kept(self, kept: KeptForm) -> str:
+        """Return the cookie value of a kept form."""
+        return self._kept.dumps({"p": kept.page, "c": kept.client_id, "f": kept.fields})
+
+    def load_kept(self, value: str | None, *, max_age_s: int) -> KeptForm | None:
+        """Return the kept form of a cookie value, or None if absent, tampered or too old."""
+        if not value:
+            return None
+        try:
+            raw = self._kept.loads(value, max_age=max_age_s)
+        except BadSignature:
+            return None
+        if not isinstance(raw, dict) or not isinstance(raw.get("p"), str):
+            return None
+        fields = raw.get("f")
+        if not isinstance(fields, dict):
+            return None
+        client = raw.get("c")
+        return KeptForm(
+            page=raw["p"], client_id=client if isinstance(client, int) else None,
+            fields={str(k): v for k, v in fields.items() if isinstance(v, str)},
         )  # fmt: skip

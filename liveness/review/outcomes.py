@@ -35,8 +35,12 @@ OUTCOMES_BY_KIND: dict[TaskKind, frozenset[VisitOutcome]] = {
     TaskKind.DEATH_REVIEW: frozenset(
         {VisitOutcome.ALIVE_CONFIRMED, VisitOutcome.DECEASED, VisitOutcome.NOT_A_DEATH}
     ),
-    # Face verifications are settled by their results (traces or callbacks), not by hand.
-    TaskKind.FACE_VERIFICATION: frozenset(),
+    # Face verifications are settled by their results (traces or callbacks); a grid worker
+    # who helped the person through one (assisted) records its result, or turns it into a
+    # home visit. A result the verification service gave is never changed by hand.
+    TaskKind.FACE_VERIFICATION: frozenset(
+        {VisitOutcome.FACE_PASSED, VisitOutcome.FACE_FAILED, VisitOutcome.VISIT_NEEDED}
+    ),
 }
 
 
@@ -217,6 +221,11 @@ def correct_outcome(
     if not note or not note.strip():
         raise OutcomeInvalid("note: a correction needs its reason, on record")
     recorded_by = task.outcome_detail.get("by")
+    if kind == TaskKind.FACE_VERIFICATION and recorded_by is None:
+        raise OutcomeInvalid(
+            f"outcome: task {task_id} was settled by its face verification result, which is "
+            "not corrected by hand"
+        )
     if actor == recorded_by:
         raise OutcomeInvalid(f"by: {actor} recorded this outcome; someone else must correct it")
     previous = VisitOutcome(task.outcome)

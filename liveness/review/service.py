@@ -14,6 +14,8 @@ from liveness.certification.policy import CertificationPolicy
 from models import ReviewTask, TaskKind, TaskStatus
 
 OPEN_STATUSES = (TaskStatus.OPEN, TaskStatus.CLAIMED)
+# The rule a death review's reasons name: a death record that did not match the roll cleanly.
+DEATH_REVIEW_RULE = "death_record_name_mismatch"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ def route_reviews(
     due: set[int] | None = None,
     visit_now: set[int] = frozenset(),  # type: ignore[assignment]
     face_now: set[int] = frozenset(),  # type: ignore[assignment]
+    visit_asked: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> RoutingResult:
     """Open reviews for people due for certification; close what data resolved.
 
@@ -65,7 +68,8 @@ def route_reviews(
     can visit them). `due` limits new reviews to people whose certification is up for renewal
     (None: everyone); `visit_now` and `face_now` are people a finished review sends on (a
     failed or lapsed face verification to a visit; a person who moved away to a face
-    verification).
+    verification); `visit_asked` are people of `visit_now` whose face verification a grid
+    worker turned into a visit.
     A person never has two open tasks; a strong person's open review is closed as resolved by
     data, unless a degraded source kept them strong (not certifiable: the credit resolves
     nothing); a dead person's is cancelled (the death itself goes to the list).
@@ -98,14 +102,16 @@ def route_reviews(
     # Nobody can visit a person who lives elsewhere: they are offered a face verification.
     face = wants_face.to_numpy() | ~in_area.to_numpy()
     kind = np.where(face, TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
-    # Why each task opens: a visit after a failed face verification, a face verification
-    # after a visit that found nobody, else the certification's renewal.
+    # Why each task opens: a visit a grid worker asked for instead of a face verification, a
+    # visit after a failed face verification, a face verification after a visit that found
+    # nobody, else the certification's renewal.
     cause = np.select(
         [
+            candidates["person_id"].isin(visit_asked).to_numpy(),
             candidates["person_id"].isin(visit_now).to_numpy(),
             candidates["person_id"].isin(face_now).to_numpy(),
         ],
-        ["face_failed", "after_visit"],
+        ["visit_asked", "face_failed", "after_visit"],
         default="renewal",
     )
     due_days = np.where(face, policy.face_due_days, policy.visit_due_days)
@@ -175,7 +181,7 @@ def open_death_reviews(
             "opened_on": as_of,
             "due_on": as_of + dt.timedelta(days=policy.death_review_due_days),
             "opened_run_id": run_id,
-            "reasons": {"rule": "death_record_name_mismatch", "record": record},
+            "reasons": {"rule": DEATH_REVIEW_RULE, "record": record},
             "cause": "death_record",
         }
         for person_id, grid_code, record in zip(
