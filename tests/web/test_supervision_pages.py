@@ -12,8 +12,10 @@ import html
 import re
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -31,6 +33,7 @@ from models import (
     TaskStatus,
 )
 from tests.api.conftest import World
+from tests.web.browsing import DESKTOP, check_page, serving, sign_in_by_keyboard
 from tests.web.conftest import sign_in
 
 REPO = Path(__file__).resolve().parents[2]
@@ -296,3 +299,27 @@ def test_amounts_and_times_format_by_language_and_zone() -> None:
     assert local_time_text(moment.replace(tzinfo=None), "UTC", seconds=True) == (
         "2025-12-31 20:00:00"
     )
+
+
+@pytest.mark.parametrize("web_world", ["sqlite"], indirect=True)
+def test_the_drill_down_reads_in_a_browser(web_world: World, browser: Any) -> None:
+    """Dashboard -> region -> grid -> person in Chromium: labelled, legible, photographed."""
+    _add_county_people(web_world, 3, level=Level.WEAK)
+    with serving(web_world.client.app) as base:
+        page = browser.new_page(viewport=DESKTOP)
+        sign_in_by_keyboard(page, base, web_world.tokens["operator"])
+        page.goto(f"{base}/web/dashboard")
+        page.click("#rg-h ~ details summary")  # the regions' table, folded under its chart
+        page.click(f'a[href="/web/regions/{COUNTY}"]')
+        check_page(page, "31-region")
+        page.click(f'a[href="/web/grids/{COUNTY_GRID}"]')
+        check_page(page, "32-grid")
+        page.goto(f"{base}/web/grids/G1?lang=en")
+        check_page(page, "33-grid-workload-en")
+        page.goto(f"{base}/web/runs/{web_world.run_id}")
+        check_page(page, "34-run-in-words")
+        page.goto(f"{base}/web/dashboard?region=3301")
+        check_page(page, "35-region-unknown")
+        page.goto(f"{base}/web/persons/C000?lang=zh")
+        assert "城东街道第2网格" in page.content()
+        page.close()
