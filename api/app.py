@@ -15,7 +15,7 @@ from api.background import RunStarter
 from api.deps import PrincipalCache, ReadPool
 from api.errors import install_error_handlers
 from api.routers import gateways, integrity, lists, oversight, persons, runs, tasks
-from api.web import approvals, orders, pages, sign_in
+from api.web import approvals, orders, pages, sign_in, supervision
 from api.web import oversight as web_oversight
 from api.web.session import SessionSigner
 from liveness.app import Services
@@ -109,6 +109,7 @@ def _install_pages(app: FastAPI, services: Services) -> None:
     app.include_router(orders.router)
     app.include_router(approvals.router)
     app.include_router(web_oversight.router)
+    app.include_router(supervision.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

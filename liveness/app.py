@@ -19,6 +19,7 @@ from liveness.migrate import current_revision
 from liveness.run import RunPolicies
 from liveness.scoring import PolicyError, load_policy
 from liveness.settings import Settings
+from liveness.views.area_names import AreaNames, load_area_names
 
 
 class Services:
@@ -69,6 +70,11 @@ class Services:
     def sign_in_policy(self) -> SignInPolicy:
         """Return the people's sign-in policy: lock-out, one-time code window, password lengths."""
         return load_sign_in_policy(self.settings.config_dir / "access.toml")
+
+    @cached_property
+    def area_names(self) -> AreaNames:
+        """Return the names of regions and grids shown beside their codes (read once)."""
+        return load_area_names(self.settings.config_dir / "areas.toml")
 
     def ingest_context(self) -> IngestContext:
         """Return a fresh ingest context."""

@@ -26,7 +26,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from api.deps import SessionDep, intend
-from api.web import charts
+from api.web import charts, formats
 from api.web.export import csv_href, csv_response, wants_csv
 from api.web.i18n import LANGS, Lang, catalogue, label, pick_lang, translate
 from api.web.payments import payment_rows
@@ -69,9 +69,6 @@ from liveness.review.outcomes import (
     record_outcome,
     undo_outcome,
 )
-from liveness.views import dashboard
-from liveness.views.indicators import indicators
-from liveness.views.overdue import grids_behind
 from liveness.views.person import no_person, person_view
 from liveness.views.queue import (
     QUEUE_SORTS,
@@ -80,7 +77,6 @@ from liveness.views.queue import (
     task_grid,
     worker_queue,
 )
-from liveness.views.runs import get_run, runs_page
 from models import (
     ApiClient,
     Person,
@@ -96,6 +92,7 @@ T = TypeVar("T")
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
 TEMPLATES.env.globals["level_colours"] = charts.LEVEL_COLOURS
+formats.install(TEMPLATES.env)  # money, local_time, region_label...: api.web.formats
 
 # Pages hold personal data: never cached, never framed, no script but our own (there is none).
 SECURITY_HEADERS = {
@@ -129,7 +126,6 @@ LEVELS = ("strong", "medium", "weak", "deceased")
 QUEUE_CSV = ("person_ref", "name", "id_number", "age", "address", "phone", "region", "grid_code",
              "kind", "priority", "due_on", "claimed_by", "reasons")  # fmt: skip
 VISITS_CSV = ("visit_on", "person_ref", "name", "address", "kind", "outcome", "status")
-RUNS_CSV = ("run", "as_of", "run_status", "started_at", "finished_at", "persons_graded")
 VISITS_SHOWN = 500  # a month of one worker's visits is well under this
 
 
@@ -1037,99 +1033,7 @@ async def my_visits(page: Page = Depends(signed_in("tasks.outcome"))) -> Respons
     )
 
 
-# Supervisors: the dashboard, runs and persons.
-
-
-@router.get("/dashboard", response_class=HTMLResponse)
-async def dashboard_page(
-    page: Page = Depends(signed_in("indicators.read")),  # noqa: B008
-    region: str | None = None,
-) -> HTMLResponse:
-    """Show the indicators, levels by region and over runs, the backlog and the list."""
-    region = (region or "").strip()[:6] or None
-
-    def work() -> dict[str, Any]:
-        page.audit("dashboard.read", "indicators", region)
-        figures = indicators(page.session, region=region, grid=None, today=page.today())
-        by_region = (
-            {} if figures.run_id is None
-            else dashboard.levels_by_region(page.session, run_id=figures.run_id, region=region)
-        )  # fmt: skip
-        trend = dashboard.level_trend(page.session)
-        backlog = dashboard.review_backlog(page.session, today=page.today(), region=region)
-        behind, behind_total = grids_behind(
-            page.session, today=page.today(), regions=None if region is None else [region]
-        )
-        return {
-            "figures": figures, "by_region": by_region, "trend": trend, "backlog": backlog,
-            "behind": behind, "behind_total": behind_total,
-            "movements": dashboard.list_movements(page.session, region=region),
-            "recent": dashboard.recent_list_lines(page.session, region=region),
-        }  # fmt: skip
-
-    data = await page.run(work)
-    level_labels = {level: page.t(f"level_{level}") for level in LEVELS}
-    charts_svg = {
-        "levels": charts.bars(
-            [(level_labels[lv], data["figures"].levels.get(lv, 0)) for lv in LEVELS],
-            title=page.t("levels"),
-        ),
-        "by_region": charts.stacked_bars(
-            list(data["by_region"].items()), series=LEVELS, labels=level_labels,
-            colours=charts.LEVEL_COLOURS, title=page.t("levels_by_region"),
-        ),
-        "trend": charts.line_chart(
-            [(p.as_of.strftime("%m-%d"), p.levels) for p in data["trend"]], series=LEVELS,
-            labels=level_labels, colours=charts.LEVEL_COLOURS, title=page.t("trend"),
-        ),
-        "backlog": charts.bars(
-            [(page.t(f"kind_{k}"), v) for k, v in sorted(data["backlog"].open_by_kind.items())],
-            title=page.t("backlog"),
-        ),
-    }  # fmt: skip
-    return page.render(
-        "dashboard.html", region=region, levels=LEVELS, level_labels=level_labels,
-        charts=charts_svg, **data,
-    )  # fmt: skip
-
-
-@router.get("/runs", response_class=HTMLResponse)
-async def runs_list(page: Page = Depends(signed_in("runs.read"))) -> Response:  # noqa: B008
-    """List the certification runs, newest first (`?format=csv`: every run)."""
-    export = wants_csv(page.request)
-
-    def work() -> tuple[list[Any], int]:
-        if export:
-            page.audit("runs.read", "run", None, {"format": "csv"})
-        return runs_page(page.session, limit=None if export else 50, offset=0)
-
-    rows, total = await page.run(work)
-    if export:
-        zone = ZoneInfo(page.services.settings.timezone)
-        return csv_response(
-            name="runs", day=page.today(), columns=[page.t(k) for k in RUNS_CSV],
-            rows=[[r.id, r.as_of, label(page.lang, "run_status", r.status),
-                   r.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-                   r.finished_at and r.finished_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-                   (r.report or {}).get("persons")] for r in rows],
-        )  # fmt: skip
-    return page.render("runs.html", runs=rows, total=total, csv=csv_href(page.request))
-
-
-@router.get("/runs/{run_id}", response_class=HTMLResponse)
-async def run_page(
-    run_id: int,
-    page: Page = Depends(signed_in("runs.read")),  # noqa: B008
-) -> HTMLResponse:
-    """Show one run's report: levels, certifications, tasks, the list and the guard."""
-    run = await page.run(lambda: get_run(page.session, run_id=run_id))
-    report = run.report or {}
-    level_labels = {level: page.t(f"level_{level}") for level in LEVELS}
-    chart = charts.bars(
-        [(level_labels[lv], int(report.get("levels", {}).get(lv, 0))) for lv in LEVELS],
-        title=page.t("levels"),
-    )
-    return page.render("run.html", run=run, report=report, chart=chart, level_labels=level_labels)
+# Persons (the dashboard and runs are in api.web.supervision).
 
 
 @router.get("/persons", response_class=HTMLResponse)

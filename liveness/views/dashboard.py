@@ -94,20 +94,41 @@ def levels_by_region(
     return dict(sorted(counts.items()))
 
 
-def level_trend(session: Session, *, limit: int = 12) -> list[TrendPoint]:
-    """Return the levels of the last `limit` published runs, oldest first (from their reports)."""
+def level_trend(
+    session: Session, *, limit: int = 12, region: str | None = None
+) -> list[TrendPoint]:
+    """Return the levels of the last `limit` published runs, oldest first.
+
+    The whole roll's come from the runs' reports; a region's (a code prefix) are counted
+    from the runs' assessments of its people, in one grouped query.
+    """
     runs = session.execute(
         select(Run.id, Run.as_of, Run.report)
         .where(Run.status == RunStatus.PUBLISHED)
         .order_by(Run.id.desc())
         .limit(limit)
     ).all()
+    counted: dict[int, dict[str, int]] = {}
+    if region and runs:
+        for run_id, level, count in session.execute(
+            select(Assessment.run_id, Assessment.level, func.count())
+            .join(Person, Person.id == Assessment.person_id)
+            .where(
+                Assessment.run_id.in_([run_id for run_id, _, _ in runs]),
+                Person.region_code.startswith(region, autoescape=True),
+            )
+            .group_by(Assessment.run_id, Assessment.level)
+        ):
+            counted.setdefault(run_id, {})[str(level)] = int(count)
     points = [
         TrendPoint(
             run_id=run_id,
             as_of=as_of,
             levels={
-                level: int((report or {}).get("levels", {}).get(level, 0)) for level in LEVEL_ORDER
+                level: counted.get(run_id, {}).get(level, 0)
+                if region
+                else int((report or {}).get("levels", {}).get(level, 0))
+                for level in LEVEL_ORDER
             },
         )
         for run_id, as_of, report in runs

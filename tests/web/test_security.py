@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-import api.web.pages as pages_module
+import api.web.supervision as supervision_module
 from api.web.pages import SECURITY_HEADERS
 from api.web.session import COOKIE, LANG_COOKIE
 from liveness.db import session_scope
@@ -90,7 +90,7 @@ def test_a_page_failing_inside_answers_an_html_error_page(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(pages_module, "runs_page", broken)
+    monkeypatch.setattr(supervision_module, "runs_page", broken)  # the runs pages live there
     client = fresh(web_world)
     sign_in(client, web_world.tokens["operator"])
     answer = client.get("/web/runs")
