@@ -97,7 +97,7 @@ class LoadedPolicy(Generic[M]):
 
 
 def _key_path(location: Sequence[int | str]) -> str:
-    return ".".join(str(part) for part in location) or "(top level)"
+    return ".".join(str(part) for part in location)
 
 
 # Error kinds whose message states a bound or a choice: the offending value is worth showing.
@@ -123,6 +123,15 @@ def _explain(error: Any) -> str:
     return message
 
 
+# Errors named in the one line of a refused file; the rest are counted.
+_SHOWN = 3
+
+
+def _describe(error: Any) -> str:
+    where = _key_path(error["loc"])
+    return f"{where}: {_explain(error)}" if where else _explain(error)
+
+
 def validate_policy(
     document: dict[str, Any],
     model: type[M],
@@ -134,10 +143,13 @@ def validate_policy(
     try:
         return model.model_validate(document)
     except ValidationError as failure:
-        first = failure.errors(include_url=False)[0]
-        more = failure.error_count() - 1
-        tail = f" (and {more} more)" if more else ""
-        raise error(f"{origin}: {_key_path(first['loc'])}: {_explain(first)}{tail}") from None
+        # A misspelt key is both unknown and missing: naming the unknown one first shows the typo.
+        found = sorted(
+            failure.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden"
+        )
+        shown = "; ".join(_describe(item) for item in found[:_SHOWN])
+        tail = f" (and {len(found) - _SHOWN} more)" if len(found) > _SHOWN else ""
+        raise error(f"{origin}: {shown}{tail}") from None
 
 
 def load_policy(
