@@ -37,6 +37,7 @@ from liveness.jobs import local_today
 from liveness.lists import approve_entry, reject_entry
 from liveness.lists.audit import draw_sample
 from liveness.migrate import current_revision, upgrade
+from liveness.policy_check import check_policy_folder, write_policy_copy
 from liveness.review.outcomes import correct_outcome, record_outcome
 from liveness.runner import execute_run, runs
 from liveness.scheduler_cli import scheduler_command
@@ -64,6 +65,8 @@ notices_app = typer.Typer(no_args_is_help=True, help="Notices to people: pending
 app.add_typer(notices_app, name="notices")
 lists_app = typer.Typer(no_args_is_help=True, help="The suspension and reinstatement list.")
 app.add_typer(lists_app, name="lists")
+config_app = typer.Typer(no_args_is_help=True, help="The policy files (config/*.toml).")
+app.add_typer(config_app, name="config")
 
 
 @app.callback()
@@ -595,6 +598,47 @@ def lists_audit_sample(
     if out is not None:
         sample.to_csv(out, index=False, encoding="utf-8-sig")
     print_frame(sample, title=f"audit sample of {month}", json_output=json_output)
+
+
+@app.command("init")
+@boundary
+def init_command(
+    folder: Annotated[Path, typer.Argument(help="Folder to write the policy files to.")],
+    force: Annotated[bool, typer.Option(help="Overwrite policy files already there.")] = False,
+) -> None:
+    """Write an editable copy of the shipped policy files, with their comments, to FOLDER."""
+    for path in write_policy_copy(folder, force=force):
+        console.print(f"wrote {path}", highlight=False)
+    console.print(
+        f"edit them, check with `liveness config check {folder}`, and point "
+        f"LIVENESS_CONFIG_DIR at {folder}",
+        highlight=False,
+    )
+
+
+@config_app.command("check")
+@boundary
+def config_check(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of policy files (default: the configured one)."),
+    ] = None,
+) -> None:
+    """Validate every policy file of a folder; print each file's version or its error."""
+    folder = folder if folder is not None else get_settings().config_dir
+    checks = check_policy_folder(folder)
+    for check in checks:
+        if check.error is None:
+            console.print(f"{check.name:<20} {check.version}", highlight=False)
+        else:
+            errors.print(
+                f"{check.name:<20} [bold red]error:[/] {check.error}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    failed = sum(check.error is not None for check in checks)
+    if failed:
+        raise ConfigurationError(f"{folder}: {failed} of {len(checks)} policy files are invalid")
 
 
 @app.command("serve")

@@ -39,7 +39,8 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except LivenessError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            # soft wrap: the message stays one line, whatever the terminal's width
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
         except ConnectorError as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False)

@@ -1,12 +1,32 @@
 """The engine's error hierarchy: one root, subclasses carry context.
 
-LivenessError
-├── ConfigurationError      a config file or setting is wrong
-├── DeliveryRefused         a whole delivery was refused (decoding, columns, format)
-├── RollMissing             a step needs the benefit roll, and none is loaded
-├── RunRefused              a run cannot start (another run holds the lock, bad date)
-└── NotFound                a referenced object does not exist
-    └── Hidden              one outside the caller's scope, answered exactly as absent
+Every error the engine reports derives from LivenessError; the CLI boundary exits with its
+`exit_code`, the API answers its `http_status`. (exit code in brackets)
+
+LivenessError [1]
+├── ConfigurationError [2]      a config file or setting is wrong
+│   └── PolicyError [2]         scoring.toml is wrong (also a ValueError)
+├── DeliveryRefused [3]         a whole delivery was refused (decoding, columns, format)
+├── RollMissing [4]             a step needs the benefit roll, and none is loaded
+├── RunRefused [5]              a run cannot start (another run holds the lock, bad date)
+├── SchemaOutdated [6]          the database is not migrated to this version's schema
+├── EstimatorError [7]          the estimator cannot be trained or evaluated (estimator.dataset)
+├── input refused [2]           OutcomeInvalid (review.outcomes), LeadRefused and
+│                               IntegrityInvalid (integrity.service), ClientInvalid
+│                               (access.service), PasswordInvalid (access.passwords)
+├── state refused [8]           UndoRefused (review.outcomes), ClaimRefused (review.claims),
+│                               ApprovalRefused (lists.service), AckRefused (views.lists),
+│                               IdempotencyConflict (access.idempotency), GatewayConflict
+│                               (access.gateways)
+├── Unauthenticated, Forbidden [9]  (access.service) a caller without a valid token, or
+│                               acting outside its role, grids or regions
+├── ViewInvalid [1]             a query a view cannot answer (views.queue)
+├── CityTooSmall [1]            a simulated city too small for its anomalies (simulate)
+└── NotFound [1]                a referenced object does not exist
+    └── Hidden [1]              one outside the caller's scope, answered exactly as absent
+
+Outside the root: connectors.ConnectorError (the connectors sit below the core and may not
+import it; the CLI boundary maps it to exit 3, a refused delivery).
 """
 
 from __future__ import annotations

@@ -10,10 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -21,13 +20,14 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.util import utc_timestamp_to_datetime
+from pydantic import Field, field_validator
 from sqlalchemy import select
 
 from connectors import ConnectorError
 from liveness.app import Services
 from liveness.errors import ConfigurationError, LivenessError, RunRefused
 from liveness.jobs import NightlyResult, local_today, nightly_job
-from liveness.policy_files import read_policy_file
+from liveness.policy_files import PolicyModel, load_policy
 from liveness.settings import Settings, get_settings
 from models import RunStatus
 
@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 JOB_ID = "nightly"
 JOBS_TABLE = "apscheduler_jobs"
-_KEYS = ("cron", "misfire_grace_time_s", "coalesce", "retry_attempts", "retry_delay_s")
 
 
 @dataclass(frozen=True)
@@ -70,45 +69,37 @@ def schedule_policy_path(settings: Settings) -> Path:
     return settings.config_dir / "schedule.toml"
 
 
-def _integer(table: Mapping[str, Any], key: str, origin: str, *, minimum: int) -> int:
-    value = table.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        kind = "a positive integer" if minimum > 0 else "an integer >= 0"
-        raise ConfigurationError(f"{origin}: nightly.{key} must be {kind}, not {value!r}")
-    return value
+class NightlyTable(PolicyModel):
+    """The `[nightly]` table of config/schedule.toml."""
+
+    cron: str
+    misfire_grace_time_s: int = Field(ge=1)
+    coalesce: bool
+    retry_attempts: int = Field(ge=0)
+    retry_delay_s: int = Field(ge=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _a_crontab(cls, cron: str) -> str:
+        try:
+            CronTrigger.from_crontab(cron)
+        except ValueError as error:
+            raise ValueError(
+                f'{cron!r} is not a crontab string like "30 1 * * *": {error}'
+            ) from None
+        return cron
+
+
+class ScheduleFile(PolicyModel):
+    """The keys of config/schedule.toml, as the file holds them."""
+
+    nightly: NightlyTable
 
 
 def load_schedule_policy(path: Path) -> SchedulePolicy:
     """Read and validate the schedule file."""
-    document = read_policy_file(path, what="schedule").document
-    origin = str(path)
-    table = document.get("nightly")
-    if not isinstance(table, dict):
-        raise ConfigurationError(f"{origin}: a [nightly] table is required")
-    unknown = sorted(set(table) - set(_KEYS))
-    if unknown:
-        raise ConfigurationError(
-            f"{origin}: nightly.{unknown[0]} is not a setting; the settings are {', '.join(_KEYS)}"
-        )
-    cron = table.get("cron")
-    if not isinstance(cron, str):
-        raise ConfigurationError(
-            f'{origin}: nightly.cron must be a crontab string like "30 1 * * *"'
-        )
-    try:
-        CronTrigger.from_crontab(cron)
-    except ValueError as error:
-        raise ConfigurationError(f"{origin}: nightly.cron {cron!r} is not valid: {error}") from None
-    coalesce = table.get("coalesce")
-    if not isinstance(coalesce, bool):
-        raise ConfigurationError(f"{origin}: nightly.coalesce must be true or false")
-    return SchedulePolicy(
-        cron=cron,
-        misfire_grace_time_s=_integer(table, "misfire_grace_time_s", origin, minimum=1),
-        coalesce=coalesce,
-        retry_attempts=_integer(table, "retry_attempts", origin, minimum=0),
-        retry_delay_s=_integer(table, "retry_delay_s", origin, minimum=0),
-    )
+    nightly = load_policy(path, ScheduleFile, what="schedule").model.nightly
+    return SchedulePolicy(**nightly.model_dump())
 
 
 def _needs_operator(error: BaseException) -> bool:

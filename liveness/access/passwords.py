@@ -24,13 +24,14 @@ from pathlib import Path
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.access.audit import record_audit
 from liveness.access.service import Principal, Unauthenticated, principal_by_id
-from liveness.errors import ConfigurationError, LivenessError, NotFound
-from liveness.policy_files import read_policy_file
+from liveness.errors import LivenessError, NotFound
+from liveness.policy_files import PolicyModel, load_policy
 from models import ApiClient, ClientPassword, Role
 
 __all__ = [
@@ -76,31 +77,27 @@ class SignInPolicy:
     max_password_length: int
 
 
-_POSITIVE = ("max_failures", "lock_minutes", "code_minutes", "min_password_length",
-             "max_password_length")  # fmt: skip
+class SignInFile(PolicyModel):
+    """The keys of config/access.toml, as the file holds them."""
+
+    max_failures: int = Field(ge=1)
+    lock_minutes: int = Field(ge=1)
+    code_minutes: int = Field(ge=1)
+    code_drift_steps: int = Field(ge=0)
+    min_password_length: int = Field(ge=1)
+    max_password_length: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _lengths_in_order(self) -> SignInFile:
+        if self.min_password_length > self.max_password_length:
+            raise ValueError("min_password_length exceeds max_password_length")
+        return self
 
 
 def load_sign_in_policy(path: Path) -> SignInPolicy:
     """Read and validate config/access.toml."""
-    policy_file = read_policy_file(path, what="sign-in policy")
-    document = policy_file.document
-    unknown = set(document) - {*_POSITIVE, "code_drift_steps"}
-    if unknown:
-        raise ConfigurationError(f"{path}: {sorted(unknown)[0]} is not a setting")
-    for key in (*_POSITIVE, "code_drift_steps"):
-        value = document.get(key)
-        lowest = 0 if key == "code_drift_steps" else 1
-        if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-            raise ConfigurationError(f"{path}: {key} must be an integer of at least {lowest}")
-    if document["min_password_length"] > document["max_password_length"]:
-        raise ConfigurationError(f"{path}: min_password_length exceeds max_password_length")
-    return SignInPolicy(
-        version=policy_file.version, max_failures=document["max_failures"],
-        lock_minutes=document["lock_minutes"], code_minutes=document["code_minutes"],
-        code_drift_steps=document["code_drift_steps"],
-        min_password_length=document["min_password_length"],
-        max_password_length=document["max_password_length"],
-    )  # fmt: skip
+    loaded = load_policy(path, SignInFile, what="sign-in policy")
+    return SignInPolicy(version=loaded.version, **loaded.model.model_dump())
 
 
 class Attempt(StrEnum):

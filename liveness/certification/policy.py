@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from liveness.errors import ConfigurationError
-from liveness.policy_files import read_policy_file
+from pydantic import Field, ValidationInfo, field_validator
+
+from liveness.policy_files import PolicyModel, Texts, load_policy
 from models import VisitOutcome
 
 _CYCLE_KEYS = ("valid_months", "renewal_window_days", "notice_days")
@@ -74,118 +75,173 @@ class CertificationPolicy:
         return self.overrides.get(benefit_type, self.cycle)
 
 
-def _positive_int(table: Mapping[str, Any], key: str, where: str, origin: str) -> int:
-    value = table.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigurationError(f"{origin}: {where}.{key} must be a positive integer")
-    return value
+Positive = Annotated[int, Field(gt=0)]
+Share = Annotated[float, Field(gt=0, le=1)]
 
 
-def _positive_number(table: Mapping[str, Any], key: str, where: str, origin: str) -> float:
-    value = table.get(key)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise ConfigurationError(f"{origin}: {where}.{key} must be a positive number")
-    return float(value)
+class CycleOverride(PolicyModel):
+    """A benefit type's deviations from the default cycle."""
+
+    valid_months: Positive | None = None
+    renewal_window_days: Positive | None = None
+    notice_days: Positive | None = None
 
 
-def _strings(table: Mapping[str, Any], key: str, where: str, origin: str) -> tuple[str, ...]:
-    value = table.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigurationError(f"{origin}: {where}.{key} must be a list of strings")
-    return tuple(value)
+class CycleTable(PolicyModel):
+    """The `[cycle]` table: the default cycle and its overrides per benefit type."""
+
+    valid_months: Positive
+    renewal_window_days: Positive
+    notice_days: Positive
+    overrides: dict[str, CycleOverride] = Field(default_factory=dict)
 
 
-def _share(table: Mapping[str, Any], key: str, origin: str, where: str = "guard") -> float:
-    value = table.get(key)
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 1:
-        raise ConfigurationError(f"{origin}: {where}.{key} must be a number in (0, 1]")
-    return float(value)
+class FaceTable(PolicyModel):
+    """The `[review.face]` table: which face channels count as the person's own."""
+
+    own_channels: Texts = ()
+    proxy_allowed: bool = False
+
+
+class ReviewTable(PolicyModel):
+    """The `[review]` table: deadlines of the reviews."""
+
+    face_due_days: Positive
+    visit_due_days: Positive
+    death_review_due_days: Positive
+    face: FaceTable = FaceTable()
+
+
+class PaymentTable(PolicyModel):
+    """The `[payment]` table."""
+
+    day_of_month: int = Field(ge=1, le=28)
+
+
+class GuardTable(PolicyModel):
+    """The `[guard]` table: the mass-downgrade breaker."""
+
+    max_downgrade_share: Share
+    max_new_deceased_share: Share
+    min_persons: Positive
+    share_period_days: Positive
+    max_downgrade_share_ceiling: Share
+    max_new_deceased_share_ceiling: Share
+
+
+class RunTable(PolicyModel):
+    """The `[run]` table."""
+
+    lock_stale_after_s: Positive
+
+
+class ListsTable(PolicyModel):
+    """The `[lists]` table: four eyes, audit sample, termination, prison."""
+
+    four_eyes_back_pay: float = Field(gt=0)
+    audit_share: Share
+    terminate_after_death_days: Positive
+    suspend_when_imprisoned: Texts = ()
+
+
+class LapseTable(PolicyModel):
+    """The `[lapse]` table: which visit outcomes fail a review."""
+
+    failed_visit_outcomes: Texts = ()
+    remote_after_visit_outcomes: Texts = ()
+
+    @field_validator("failed_visit_outcomes", "remote_after_visit_outcomes")
+    @classmethod
+    def _outcomes(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(values) - {str(outcome) for outcome in VisitOutcome}
+        if unknown:
+            raise ValueError(f"{sorted(unknown)[0]} is not an outcome")
+        return values
+
+    @field_validator("failed_visit_outcomes")
+    @classmethod
+    def _alive_never_fails(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if set(values) & {"alive_confirmed", "in_hospital"}:
+            raise ValueError("a visit that found the person alive never fails")
+        return values
+
+
+class NoticesTable(PolicyModel):
+    """The `[notices]` table: texts the messaging gateway sends."""
+
+    face: str
+    lapse: str
+
+    @field_validator("face", "lapse")
+    @classmethod
+    def _fields_known(cls, text: str, info: ValidationInfo) -> str:
+        fields = NOTICE_FIELDS[str(info.field_name)]
+        if not text.strip():
+            raise ValueError("must be a text")
+        try:
+            text.format(**{name: "x" for name in fields})
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                "may use only " + ", ".join("{" + name + "}" for name in fields)
+            ) from None
+        return text
+
+
+class AreaTable(PolicyModel):
+    """The `[area]` table: the agency's own region prefixes."""
+
+    region_prefixes: Texts = ()
+
+
+class CertificationFile(PolicyModel):
+    """The tables of config/certification.toml."""
+
+    cycle: CycleTable
+    review: ReviewTable
+    payment: PaymentTable
+    guard: GuardTable
+    run: RunTable
+    lists: ListsTable
+    lapse: LapseTable = LapseTable()
+    notices: NoticesTable
+    area: AreaTable = AreaTable()
 
 
 def load_certification_policy(path: Path) -> CertificationPolicy:
     """Read and validate the certification policy file."""
-    policy_file = read_policy_file(path, what="certification policy")
-    document = policy_file.document
-    origin = str(path)
-    cycle_table = document.get("cycle", {})
-    cycle = CyclePolicy(*(_positive_int(cycle_table, key, "cycle", origin) for key in _CYCLE_KEYS))
-    overrides: dict[str, CyclePolicy] = {}
-    for benefit_type, table in cycle_table.get("overrides", {}).items():
-        unknown = set(table) - set(_CYCLE_KEYS)
-        if unknown:
-            raise ConfigurationError(
-                f"{origin}: cycle.overrides.{benefit_type}.{sorted(unknown)[0]} is not a setting"
+    loaded = load_policy(path, CertificationFile, what="certification policy")
+    values = loaded.model
+    cycle = CyclePolicy(*(getattr(values.cycle, key) for key in _CYCLE_KEYS))
+    overrides = {
+        benefit_type: CyclePolicy(
+            *(
+                getattr(table, key) if getattr(table, key) is not None else getattr(cycle, key)
+                for key in _CYCLE_KEYS
             )
-        merged = {key: table.get(key, getattr(cycle, key)) for key in _CYCLE_KEYS}
-        where = f"cycle.overrides.{benefit_type}"
-        overrides[benefit_type] = CyclePolicy(
-            *(_positive_int(merged, key, where, origin) for key in _CYCLE_KEYS)
         )
-    review = document.get("review", {})
-    payment = document.get("payment", {})
-    guard = document.get("guard", {})
-    lists = document.get("lists", {})
-    lapse = document.get("lapse", {})
-    face = review.get("face", {})
-    texts = document.get("notices", {})
-    for template, fields in NOTICE_FIELDS.items():
-        text = texts.get(template)
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigurationError(f"{origin}: notices.{template} must be a text")
-        try:
-            text.format(**{name: "x" for name in fields})
-        except (KeyError, IndexError, ValueError):
-            raise ConfigurationError(
-                f"{origin}: notices.{template} may use only "
-                + ", ".join("{" + name + "}" for name in fields)
-            ) from None
-    outcomes = {str(outcome) for outcome in VisitOutcome}
-    lapse_policy = LapsePolicy(
-        failed_visit_outcomes=_strings(lapse, "failed_visit_outcomes", "lapse", origin),
-        remote_after_visit_outcomes=_strings(lapse, "remote_after_visit_outcomes", "lapse", origin),
-    )
-    for key in ("failed_visit_outcomes", "remote_after_visit_outcomes"):
-        unknown = set(getattr(lapse_policy, key)) - outcomes
-        if unknown:
-            raise ConfigurationError(
-                f"{origin}: lapse.{key}: {sorted(unknown)[0]} is not an outcome"
-            )
-    if set(lapse_policy.failed_visit_outcomes) & {"alive_confirmed", "in_hospital"}:
-        raise ConfigurationError(
-            f"{origin}: lapse.failed_visit_outcomes: a visit that found the person alive "
-            "never fails"
-        )
-    payment_day = _positive_int(payment, "day_of_month", "payment", origin)
-    if payment_day > 28:
-        raise ConfigurationError(f"{origin}: payment.day_of_month must be 1 to 28")
+        for benefit_type, table in values.cycle.overrides.items()
+    }
+    lists, review = values.lists, values.review
     return CertificationPolicy(
-        version=policy_file.version,
+        version=loaded.version,
         cycle=cycle,
-        face_due_days=_positive_int(review, "face_due_days", "review", origin),
-        visit_due_days=_positive_int(review, "visit_due_days", "review", origin),
-        death_review_due_days=_positive_int(review, "death_review_due_days", "review", origin),
-        payment_day=payment_day,
-        guard=GuardPolicy(
-            max_downgrade_share=_share(guard, "max_downgrade_share", origin),
-            max_new_deceased_share=_share(guard, "max_new_deceased_share", origin),
-            min_persons=_positive_int(guard, "min_persons", "guard", origin),
-            share_period_days=_positive_int(guard, "share_period_days", "guard", origin),
-            max_downgrade_share_ceiling=_share(guard, "max_downgrade_share_ceiling", origin),
-            max_new_deceased_share_ceiling=_share(guard, "max_new_deceased_share_ceiling", origin),
+        face_due_days=review.face_due_days,
+        visit_due_days=review.visit_due_days,
+        death_review_due_days=review.death_review_due_days,
+        payment_day=values.payment.day_of_month,
+        guard=GuardPolicy(**values.guard.model_dump()),
+        lock_stale_after_s=values.run.lock_stale_after_s,
+        four_eyes_back_pay=lists.four_eyes_back_pay,
+        audit_share=lists.audit_share,
+        terminate_after_death_days=lists.terminate_after_death_days,
+        suspend_when_imprisoned=lists.suspend_when_imprisoned,
+        own_face_channels=review.face.own_channels,
+        proxy_allowed=review.face.proxy_allowed,
+        area_prefixes=values.area.region_prefixes,
+        lapse=LapsePolicy(
+            failed_visit_outcomes=values.lapse.failed_visit_outcomes,
+            remote_after_visit_outcomes=values.lapse.remote_after_visit_outcomes,
         ),
-        lock_stale_after_s=_positive_int(
-            document.get("run", {}), "lock_stale_after_s", "run", origin
-        ),
-        four_eyes_back_pay=_positive_number(lists, "four_eyes_back_pay", "lists", origin),
-        audit_share=_share(lists, "audit_share", origin, "lists"),
-        terminate_after_death_days=_positive_int(
-            lists, "terminate_after_death_days", "lists", origin
-        ),
-        suspend_when_imprisoned=_strings(lists, "suspend_when_imprisoned", "lists", origin),
-        own_face_channels=_strings(face, "own_channels", "review.face", origin),
-        proxy_allowed=bool(face.get("proxy_allowed", False)),
-        area_prefixes=_strings(document.get("area", {}), "region_prefixes", "area", origin),
-        lapse=lapse_policy,
-        notice_texts={template: texts[template] for template in NOTICE_FIELDS},
+        notice_texts=values.notices.model_dump(),
         overrides=overrides,
     )

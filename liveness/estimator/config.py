@@ -2,33 +2,77 @@
 
 from __future__ import annotations
 
-import hashlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from liveness.errors import ConfigurationError
+from pydantic import Field, model_validator
+
+from liveness.policy_files import (
+    PolicyFile,
+    PolicyModel,
+    parse_policy_file,
+    read_policy_file,
+    validate_policy,
+)
 
 __all__ = ["EstimatorConfig", "load_estimator_config", "parse_estimator_config"]
 
-_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "labels": {"horizon_days": int},
-    "features": {"age": bool},
-    "split": {"test_share": (float, int), "salt": str},
-    "estimator": {
-        "kind": str,
-        "calibration": str,
-        "calibration_folds": int,
-        "learning_rate": (float, int),
-        "max_iter": int,
-        "max_leaf_nodes": int,
-        "l2_regularization": (float, int),
-        "logistic_c": (float, int),
-        "random_state": int,
-    },
-    "thresholds": {"strong": (float, int), "weak": (float, int)},
-}
+
+class LabelsTable(PolicyModel):
+    """How persons are labelled alive or dead."""
+
+    horizon_days: int = Field(ge=1)
+
+
+class FeaturesTable(PolicyModel):
+    """Which features beside the rules' evidence the estimator sees."""
+
+    age: bool
+
+
+class SplitTable(PolicyModel):
+    """How persons are held out for testing."""
+
+    test_share: float = Field(gt=0, lt=1)
+    salt: str
+
+
+class EstimatorTable(PolicyModel):
+    """The estimator's kind, calibration and hyper-parameters."""
+
+    kind: Literal["gradient_boosting", "logistic"]
+    calibration: Literal["isotonic", "sigmoid"]
+    calibration_folds: int = Field(ge=2)
+    learning_rate: float = Field(gt=0)
+    max_iter: int = Field(ge=1)
+    max_leaf_nodes: int = Field(ge=2)
+    l2_regularization: float
+    logistic_c: float = Field(gt=0)
+    random_state: int
+
+
+class ThresholdsTable(PolicyModel):
+    """Bands of P(alive) for the confusion beside the rules' levels."""
+
+    strong: float
+    weak: float
+
+    @model_validator(mode="after")
+    def _in_order(self) -> ThresholdsTable:
+        if not 0 < self.weak <= self.strong <= 1:
+            raise ValueError("need 0 < weak <= strong <= 1")
+        return self
+
+
+class EstimatorFile(PolicyModel):
+    """The tables of config/estimator.toml."""
+
+    labels: LabelsTable
+    features: FeaturesTable
+    split: SplitTable
+    estimator: EstimatorTable
+    thresholds: ThresholdsTable
 
 
 @dataclass(frozen=True)
@@ -55,70 +99,33 @@ class EstimatorConfig:
 
 def load_estimator_config(path: Path) -> EstimatorConfig:
     """Read and validate the estimator configuration file."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigurationError(f"{path}: estimator configuration not found") from None
-    return parse_estimator_config(data, origin=str(path))
+    policy_file = read_policy_file(path, what="estimator configuration")
+    return _config(policy_file)
 
 
 def parse_estimator_config(data: bytes, *, origin: str = "<estimator>") -> EstimatorConfig:
     """Parse and validate the bytes of an estimator configuration file."""
-    try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigurationError(f"{origin}: not valid UTF-8 TOML: {exc}") from exc
-    values: dict[str, Any] = {}
-    for table, keys in _KEYS.items():
-        section = doc.get(table)
-        if not isinstance(section, dict):
-            raise ConfigurationError(f"{origin}: {table}: missing table")
-        for key in section:
-            if key not in keys:
-                raise ConfigurationError(f"{origin}: {table}.{key}: unknown key")
-        for key, kind in keys.items():
-            value = section.get(key)
-            # bool is an int subclass: `max_iter = true` must not become 1.
-            wrong_bool = isinstance(value, bool) and kind is not bool
-            if value is None or wrong_bool or not isinstance(value, kind):
-                raise ConfigurationError(f"{origin}: {table}.{key}: missing or of the wrong type")
-            values[f"{table}.{key}"] = value
-    config = EstimatorConfig(
-        version=hashlib.sha256(data).hexdigest()[:12],
-        horizon_days=values["labels.horizon_days"],
-        age=values["features.age"],
-        test_share=float(values["split.test_share"]),
-        salt=values["split.salt"],
-        kind=values["estimator.kind"],
-        calibration=values["estimator.calibration"],
-        calibration_folds=values["estimator.calibration_folds"],
-        learning_rate=float(values["estimator.learning_rate"]),
-        max_iter=values["estimator.max_iter"],
-        max_leaf_nodes=values["estimator.max_leaf_nodes"],
-        l2_regularization=float(values["estimator.l2_regularization"]),
-        logistic_c=float(values["estimator.logistic_c"]),
-        random_state=values["estimator.random_state"],
-        threshold_strong=float(values["thresholds.strong"]),
-        threshold_weak=float(values["thresholds.weak"]),
+    return _config(parse_policy_file(data, origin=origin))
+
+
+def _config(policy_file: PolicyFile) -> EstimatorConfig:
+    values = validate_policy(policy_file.document, EstimatorFile, origin=policy_file.path)
+    estimator = values.estimator
+    return EstimatorConfig(
+        version=policy_file.version,
+        horizon_days=values.labels.horizon_days,
+        age=values.features.age,
+        test_share=values.split.test_share,
+        salt=values.split.salt,
+        kind=estimator.kind,
+        calibration=estimator.calibration,
+        calibration_folds=estimator.calibration_folds,
+        learning_rate=estimator.learning_rate,
+        max_iter=estimator.max_iter,
+        max_leaf_nodes=estimator.max_leaf_nodes,
+        l2_regularization=estimator.l2_regularization,
+        logistic_c=estimator.logistic_c,
+        random_state=estimator.random_state,
+        threshold_strong=values.thresholds.strong,
+        threshold_weak=values.thresholds.weak,
     )
-    _check(config, origin)
-    return config
-
-
-def _check(config: EstimatorConfig, origin: str) -> None:
-    problems = [
-        (config.horizon_days >= 1, "labels.horizon_days must be >= 1"),
-        (0 < config.test_share < 1, "split.test_share must be in (0, 1)"),
-        (config.kind in ("gradient_boosting", "logistic"), "estimator.kind: unknown kind"),
-        (config.calibration in ("isotonic", "sigmoid"), "estimator.calibration: unknown method"),
-        (config.calibration_folds >= 2, "estimator.calibration_folds must be >= 2"),
-        (config.max_iter >= 1 and config.max_leaf_nodes >= 2, "estimator: bad tree sizes"),
-        (config.learning_rate > 0 and config.logistic_c > 0, "estimator: rates must be > 0"),
-        (
-            0 < config.threshold_weak <= config.threshold_strong <= 1,
-            "thresholds: need 0 < weak <= strong <= 1",
-        ),
-    ]
-    for ok, message in problems:
-        if not ok:
-            raise ConfigurationError(f"{origin}: {message}")

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.db import query_frame
-from liveness.errors import ConfigurationError
 from liveness.ingest.traces import TRACE_SOURCES
-from liveness.policy_files import read_policy_file
+from liveness.policy_files import PolicyModel, load_policy
 from models import SourceVolume
 
 
@@ -39,45 +39,40 @@ class HealthPolicy:
         return as_of - dt.timedelta(days=self.lag_days[source])
 
 
-def _lag_days(path: Path, table: object) -> dict[str, int]:
-    """Validate the `[lag_days]` table: a non-negative number of days for every trace source."""
-    if not isinstance(table, dict):
-        raise ConfigurationError(f"{path}: lag_days must be a table of days per source")
-    unknown = set(table) - set(TRACE_SOURCES)
-    if unknown:
-        raise ConfigurationError(f"{path}: lag_days.{sorted(unknown)[0]} is not a trace source")
-    for source in TRACE_SOURCES:
-        value = table.get(source)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigurationError(
-                f"{path}: lag_days.{source} must be a number of days (0 or more)"
-            )
-    return {source: int(table[source]) for source in TRACE_SOURCES}
+class LagDays(PolicyModel):
+    """Days after a day before its deliveries are due, for every trace source."""
+
+    transit: int = Field(ge=0)
+    card_txn: int = Field(ge=0)
+    medical: int = Field(ge=0)
+    face: int = Field(ge=0)
+
+
+# The lag table must name exactly the trace sources the ingest knows.
+assert tuple(LagDays.model_fields) == TRACE_SOURCES
+
+
+class HealthFile(PolicyModel):
+    """The keys of config/health.toml, as the file holds them."""
+
+    trailing_days: int = Field(ge=1)
+    collapse_ratio: float = Field(gt=0, lt=1)
+    min_history_days: int = Field(ge=1)
+    min_median_volume: int = Field(ge=1)
+    lag_days: LagDays
 
 
 def load_health_policy(path: Path) -> HealthPolicy:
     """Read and validate config/health.toml."""
-    policy_file = read_policy_file(path, what="source health policy")
-    document = policy_file.document
-    unknown = set(document) - {
-        "trailing_days", "collapse_ratio", "min_history_days", "min_median_volume", "lag_days",
-    }  # fmt: skip
-    if unknown:
-        raise ConfigurationError(f"{path}: {sorted(unknown)[0]} is not a setting")
-    for key in ("trailing_days", "min_history_days", "min_median_volume"):
-        value = document.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigurationError(f"{path}: {key} must be a positive integer")
-    ratio = document.get("collapse_ratio")
-    if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 < ratio < 1:
-        raise ConfigurationError(f"{path}: collapse_ratio must be a number between 0 and 1")
+    loaded = load_policy(path, HealthFile, what="source health policy")
+    values = loaded.model
     return HealthPolicy(
-        version=policy_file.version,
-        trailing_days=document["trailing_days"],
-        collapse_ratio=float(ratio),
-        min_history_days=document["min_history_days"],
-        min_median_volume=document["min_median_volume"],
-        lag_days=_lag_days(path, document.get("lag_days")),
+        version=loaded.version,
+        trailing_days=values.trailing_days,
+        collapse_ratio=values.collapse_ratio,
+        min_history_days=values.min_history_days,
+        min_median_volume=values.min_median_volume,
+        lag_days=values.lag_days.model_dump(),
     )
 
 

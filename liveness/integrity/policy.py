@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from liveness.errors import ConfigurationError
-from liveness.policy_files import read_policy_file
+from pydantic import Field, field_validator
+
+from liveness.policy_files import PolicyModel, load_policy
 
 RULES = (
     "shared_bank_account",
@@ -21,27 +22,101 @@ RULES = (
 )
 # Review outcomes that say where a person is: seen alive at home, or gone to a named region.
 PLACING_OUTCOMES = ("alive_confirmed", "moved_away")
-_KEYS: dict[str, dict[str, type]] = {
-    "shared_bank_account": {"enabled": bool, "min_persons": int},
-    "shared_phone": {"enabled": bool, "min_persons": int},
-    "deregistered_number": {
-        "enabled": bool, "cancelled_reasons": list, "flag_new_number_on_roll": bool,
-    },
-    "same_demographics": {"enabled": bool, "same_region": bool},
-    "activity_after_death": {
-        "enabled": bool, "sources": list, "ignored_kinds": list, "grace_days": int,
-        "min_traces": int, "max_listed": int,
-    },
-    "face_pass_after_death": {"enabled": bool, "pass_kinds": list, "grace_days": int},
-    "same_face_id": {
-        "enabled": bool, "pass_kinds": list, "window_days": int, "min_persons": int,
-        "max_listed": int,
-    },
-    "two_region_certification": {
-        "enabled": bool, "window_days": int, "outcomes": list, "max_listed": int,
-    },
-    "orders": {"due_days": int},
-}  # fmt: skip
+# Counts and days are never negative; a group of "shared" anything needs two persons at least.
+Count = Annotated[int, Field(ge=0)]
+Group = Annotated[int, Field(ge=2)]
+
+
+class SharedValueRule(PolicyModel):
+    """A rule that flags one account or phone shared by several persons."""
+
+    enabled: bool
+    min_persons: Group
+
+
+class DeregisteredNumberRule(PolicyModel):
+    """Numbers cancelled or replaced that still draw a benefit."""
+
+    enabled: bool
+    cancelled_reasons: list[str]
+    flag_new_number_on_roll: bool
+
+
+class SameDemographicsRule(PolicyModel):
+    """Same name, sex and birth date under distinct numbers."""
+
+    enabled: bool
+    same_region: bool
+
+
+class ActivityAfterDeathRule(PolicyModel):
+    """Traces of a person's own acts after their recorded death."""
+
+    enabled: bool
+    sources: list[str]
+    ignored_kinds: list[str]
+    grace_days: Count
+    min_traces: Count
+    max_listed: Count
+
+
+class FacePassAfterDeathRule(PolicyModel):
+    """A face verification passed after the person's recorded death."""
+
+    enabled: bool
+    pass_kinds: list[str]
+    grace_days: Count
+
+
+class SameFaceIdRule(PolicyModel):
+    """One face template passing for several persons."""
+
+    enabled: bool
+    pass_kinds: list[str]
+    window_days: Count
+    min_persons: Group
+    max_listed: Count
+
+
+class TwoRegionRule(PolicyModel):
+    """Review outcomes placing one person in two regions at once."""
+
+    enabled: bool
+    window_days: Count
+    outcomes: list[str]
+    max_listed: Count
+
+    @field_validator("outcomes")
+    @classmethod
+    def _placing(cls, outcomes: list[str]) -> list[str]:
+        unplacing = set(outcomes) - set(PLACING_OUTCOMES)
+        if unplacing:
+            raise ValueError(f"{', '.join(sorted(unplacing))} place no one")
+        return outcomes
+
+
+class OrdersTable(PolicyModel):
+    """Inspection orders made from leads."""
+
+    due_days: Count
+
+
+class IntegrityFile(PolicyModel):
+    """The tables of config/integrity.toml, one per rule and one for orders."""
+
+    shared_bank_account: SharedValueRule
+    shared_phone: SharedValueRule
+    deregistered_number: DeregisteredNumberRule
+    same_demographics: SameDemographicsRule
+    activity_after_death: ActivityAfterDeathRule
+    face_pass_after_death: FacePassAfterDeathRule
+    same_face_id: SameFaceIdRule
+    two_region_certification: TwoRegionRule
+    orders: OrdersTable
+
+
+# Every rule has its table.
+assert set(IntegrityFile.model_fields) == {*RULES, "orders"}
 
 
 @dataclass(frozen=True)
@@ -62,29 +137,5 @@ class IntegrityPolicy:
 
 def load_integrity_policy(path: Path) -> IntegrityPolicy:
     """Read and validate config/integrity.toml."""
-    policy_file = read_policy_file(path, what="integrity policy")
-    document = policy_file.document
-    for section in set(document) - set(_KEYS):
-        raise ConfigurationError(f"{path}: [{section}] is not a rule")
-    for section, keys in _KEYS.items():
-        values = document.get(section)
-        if not isinstance(values, dict):
-            raise ConfigurationError(f"{path}: [{section}] is missing")
-        for key in set(values) - set(keys):
-            raise ConfigurationError(f"{path}: {section}.{key} is not a setting")
-        for key, kind in keys.items():
-            value = values.get(key)
-            # bool is an int in Python: an int setting must not accept true/false.
-            wrong = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
-            if wrong or (isinstance(value, int) and value < 0):
-                raise ConfigurationError(f"{path}: {section}.{key} must be a {kind.__name__}")
-    for section in ("shared_bank_account", "shared_phone", "same_face_id"):
-        if document[section]["min_persons"] < 2:
-            raise ConfigurationError(f"{path}: {section}.min_persons must be at least 2")
-    unplacing = set(document["two_region_certification"]["outcomes"]) - set(PLACING_OUTCOMES)
-    if unplacing:
-        raise ConfigurationError(
-            f"{path}: two_region_certification.outcomes: {', '.join(sorted(unplacing))} "
-            "place no one"
-        )
-    return IntegrityPolicy(version=policy_file.version, settings=document)
+    loaded = load_policy(path, IntegrityFile, what="integrity policy")
+    return IntegrityPolicy(version=loaded.version, settings=loaded.model.model_dump())

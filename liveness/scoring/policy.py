@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field, create_model, field_validator
 
 # The benefit types of the roll's contract; a level rule may be overridden per type.
 from connectors.spec import BENEFIT_TYPES
+from liveness.errors import ConfigurationError
+from liveness.policy_files import PolicyModel, Texts, parse_policy_file, validate_policy
 
 __all__ = [
     "BENEFIT_TYPES",
@@ -55,8 +55,76 @@ KIND_VOCABULARY: Mapping[str, tuple[str, ...]] = {
 _RULE_KEYS = ("recent", "min_weight", "strong_sources", "long_min_weight")
 
 
-class PolicyError(ValueError):
-    """A scoring policy file that cannot be used; the message names the offending key."""
+class PolicyError(ConfigurationError, ValueError):
+    """A scoring policy file that cannot be used; the message names the offending key.
+
+    A ValueError too, as it was before the error root: callers that catch that still do.
+    """
+
+
+Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveWeight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Days = Annotated[int, Field(ge=1)]
+
+
+class WindowsTable(PolicyModel):
+    """The `[windows]` table: the recent and the long window, in days."""
+
+    recent: Days
+    long: Days
+
+
+# One model per source: its kinds are exactly the contract's vocabulary, each with a weight.
+WeightsTable = create_model(
+    "WeightsTable",
+    __base__=PolicyModel,
+    **{
+        source: (
+            create_model(
+                f"Weights_{source}",
+                __base__=PolicyModel,
+                **{kind: (Weight, ...) for kind in kinds},  # type: ignore[call-overload]
+            ),
+            ...,
+        )
+        for source, kinds in KIND_VOCABULARY.items()
+    },
+)
+
+
+class RulesOverride(PolicyModel):
+    """A benefit type's deviations from the default level rules."""
+
+    recent: Days | None = None
+    min_weight: PositiveWeight | None = None
+    strong_sources: Days | None = None
+    long_min_weight: PositiveWeight | None = None
+
+
+class LevelsTable(PolicyModel):
+    """The `[levels]` table: the default level rules, face settling and overrides."""
+
+    min_weight: PositiveWeight
+    strong_sources: Days
+    long_min_weight: PositiveWeight
+    face_settles: Texts
+    overrides: dict[str, RulesOverride] = Field(default_factory=dict)
+
+    @field_validator("overrides")
+    @classmethod
+    def _benefit_types(cls, overrides: dict[str, RulesOverride]) -> dict[str, RulesOverride]:
+        for benefit in overrides:
+            if benefit not in BENEFIT_TYPES:
+                raise ValueError(f"levels.overrides.{benefit}: unknown benefit type {benefit!r}")
+        return overrides
+
+
+class ScoringFile(PolicyModel):
+    """The tables of config/scoring.toml."""
+
+    windows: WindowsTable
+    weights: WeightsTable  # type: ignore[valid-type]
+    levels: LevelsTable
 
 
 @dataclass(frozen=True)
@@ -113,39 +181,28 @@ def load_policy(path: Path) -> ScoringPolicy:
 def parse_policy(data: bytes, *, origin: str = "<policy>") -> ScoringPolicy:
     """Parse and validate the bytes of a scoring policy file."""
     try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyError(f"{origin}: not valid UTF-8 TOML: {exc}") from exc
-    version = hashlib.sha256(data).hexdigest()[:12]
-    _only_keys(doc, "", {"windows", "weights", "levels"}, origin)
-
-    windows = _table(doc, "windows", origin)
-    _only_keys(windows, "windows", {"recent", "long"}, origin)
-    recent = _pos_int(windows, "recent", "windows", origin)
-    long = _pos_int(windows, "long", "windows", origin)
-
-    sources, kinds, weights = _parse_weights(_table(doc, "weights", origin), origin)
+        policy_file = parse_policy_file(data, origin=origin)
+    except ConfigurationError as error:
+        raise PolicyError(str(error)) from None
+    doc = policy_file.document
+    values = validate_policy(doc, ScoringFile, origin=origin, error=PolicyError)
+    long = values.windows.long
+    # Sources and kinds keep the file's order: their codes index the weight arrays.
+    sources = tuple(doc["weights"])
+    kinds = tuple((source, kind) for source in sources for kind in doc["weights"][source])
+    weights = [float(getattr(getattr(values.weights, s), k)) for s, k in kinds]
     kind_index = {k: i for i, k in enumerate(kinds)}
 
-    levels = _table(doc, "levels", origin)
-    _only_keys(
-        levels,
-        "levels",
-        {"min_weight", "strong_sources", "long_min_weight", "face_settles", "overrides"},
-        origin,
-    )
+    levels = values.levels
     default = LevelRules(
-        recent=recent,
-        min_weight=_pos_float(levels, "min_weight", "levels", origin),
-        strong_sources=_pos_int(levels, "strong_sources", "levels", origin),
-        long_min_weight=_pos_float(levels, "long_min_weight", "levels", origin),
+        recent=values.windows.recent,
+        min_weight=levels.min_weight,
+        strong_sources=levels.strong_sources,
+        long_min_weight=levels.long_min_weight,
     )
     settles = np.zeros(len(kinds), dtype=np.bool_)
-    raw_settles = _required(levels, "face_settles", "levels", origin)
-    if not isinstance(raw_settles, list):
-        raise PolicyError(f"{origin}: levels.face_settles must be a list of 'source.kind'")
-    for item in raw_settles:
-        pair = tuple(str(item).split(".", 1))
+    for item in levels.face_settles:
+        pair = tuple(item.split(".", 1))
         if len(pair) != 2 or pair not in kind_index:
             raise PolicyError(f"{origin}: levels.face_settles: unknown kind {item!r}")
         code = kind_index[(pair[0], pair[1])]
@@ -153,26 +210,15 @@ def parse_policy(data: bytes, *, origin: str = "<policy>") -> ScoringPolicy:
             raise PolicyError(f"{origin}: levels.face_settles: {item!r} has weight 0")
         settles[code] = True
 
-    overrides: dict[str, LevelRules] = {}
-    raw_overrides = levels.get("overrides", {})
-    if not isinstance(raw_overrides, dict):
-        raise PolicyError(f"{origin}: levels.overrides must be a table")
-    for benefit, table in raw_overrides.items():
-        where = f"levels.overrides.{benefit}"
-        if benefit not in BENEFIT_TYPES:
-            raise PolicyError(f"{origin}: {where}: unknown benefit type {benefit!r}")
-        if not isinstance(table, dict):
-            raise PolicyError(f"{origin}: {where} must be a table")
-        _only_keys(table, where, set(_RULE_KEYS), origin)
-        values: dict[str, Any] = {}
-        for key in _RULE_KEYS:
-            if key not in table:
-                values[key] = getattr(default, key)
-            elif key in ("recent", "strong_sources"):
-                values[key] = _pos_int(table, key, where, origin)
-            else:
-                values[key] = _pos_float(table, key, where, origin)
-        overrides[benefit] = LevelRules(**values)
+    overrides = {
+        str(benefit): LevelRules(
+            **{
+                key: getattr(default, key) if getattr(table, key) is None else getattr(table, key)
+                for key in _RULE_KEYS
+            }
+        )
+        for benefit, table in levels.overrides.items()
+    }
 
     for name, rules in (("levels", default), *overrides.items()):
         if rules.recent > long:
@@ -186,7 +232,7 @@ def parse_policy(data: bytes, *, origin: str = "<policy>") -> ScoringPolicy:
             )
 
     return ScoringPolicy(
-        version=version,
+        version=policy_file.version,
         sources=sources,
         kinds=kinds,
         weight_of_kind=np.asarray(weights, dtype=np.float32),
@@ -218,92 +264,9 @@ def benefit_rule_codes(
     return codes
 
 
-def _parse_weights(
-    weights: dict[str, Any], origin: str
-) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], list[float]]:
-    for source in weights:
-        if source not in KIND_VOCABULARY:
-            raise PolicyError(f"{origin}: weights.{source}: unknown source")
-    sources: list[str] = []
-    kinds: list[tuple[str, str]] = []
-    values: list[float] = []
-    for source in KIND_VOCABULARY:
-        if source not in weights:
-            raise PolicyError(f"{origin}: weights.{source}: missing source table")
-    for source, table in weights.items():
-        if not isinstance(table, dict):
-            raise PolicyError(f"{origin}: weights.{source} must be a table")
-        vocabulary = KIND_VOCABULARY[source]
-        for kind in table:
-            if kind not in vocabulary:
-                raise PolicyError(f"{origin}: weights.{source}.{kind}: unknown kind")
-        for kind in vocabulary:
-            if kind not in table:
-                raise PolicyError(f"{origin}: weights.{source}.{kind}: missing weight")
-        sources.append(source)
-        for kind in table:
-            kinds.append((source, kind))
-            values.append(_weight(table, kind, f"weights.{source}", origin))
-    return tuple(sources), tuple(kinds), values
-
-
 def _key(name: str, key: str) -> str:
     return f"levels.{key}" if name == "levels" else f"levels.overrides.{name}.{key}"
 
 
 def _recent_key(name: str) -> str:
     return "windows.recent" if name == "levels" else f"levels.overrides.{name}.recent"
-
-
-def _table(doc: dict[str, Any], key: str, origin: str) -> dict[str, Any]:
-    value = _required(doc, key, "", origin)
-    if not isinstance(value, dict):
-        raise PolicyError(f"{origin}: {key} must be a table")
-    return value
-
-
-def _required(table: dict[str, Any], key: str, where: str, origin: str) -> Any:
-    if key not in table:
-        raise PolicyError(f"{origin}: {_join(where, key)}: missing")
-    return table[key]
-
-
-def _only_keys(table: dict[str, Any], where: str, allowed: set[str], origin: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise PolicyError(f"{origin}: {_join(where, key)}: unknown key")
-
-
-def _pos_int(table: dict[str, Any], key: str, where: str, origin: str) -> int:
-    value = _required(table, key, where, origin)
-    # bool is an int subclass: `recent = true` must not become a 1-day window.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PolicyError(
-            f"{origin}: {_join(where, key)}: must be a positive integer, got {value!r}"
-        )
-    return value
-
-
-def _pos_float(table: dict[str, Any], key: str, where: str, origin: str) -> float:
-    value = _weight(table, key, where, origin)
-    if value <= 0:
-        raise PolicyError(f"{origin}: {_join(where, key)}: must be positive, got {value!r}")
-    return value
-
-
-def _weight(table: dict[str, Any], key: str, where: str, origin: str) -> float:
-    value = _required(table, key, where, origin)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise PolicyError(
-            f"{origin}: {_join(where, key)}: must be a finite number >= 0, got {value!r}"
-        )
-    return float(value)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key

@@ -74,7 +74,7 @@ def test_a_valid_schedule_loads(tmp_path: Path) -> None:
         ("retry_attempts = 2", "retry_attempts = true", "nightly.retry_attempts"),
         ("retry_delay_s = 60", "retry_delay_s = 1.5", "nightly.retry_delay_s"),
         ("retry_delay_s = 60", "retry_delay_s = 60\nretry_attemps = 2", "nightly.retry_attemps"),
-        ("[nightly]", "[night]", "[nightly]"),
+        ("[nightly]", "[night]", "nightly: missing"),
         ("coalesce = true", "coalesce = ", "not valid TOML"),
     ],
 )

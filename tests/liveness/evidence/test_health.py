@@ -67,8 +67,8 @@ def test_lag_days_are_validated(tmp_path: Path) -> None:
     for bad, message in (
         (base.replace("medical = 38", "medical = -1"), "lag_days.medical"),
         (base.replace("face = 38", ""), "lag_days.face"),
-        (base + "bus = 2\n", "lag_days.bus is not a trace source"),
-        (base.split("[lag_days]")[0], "lag_days must be a table"),
+        (base + "bus = 2\n", "lag_days.bus: unknown key"),
+        (base.split("[lag_days]")[0], "lag_days: missing"),
     ):
         path = tmp_path / "health.toml"
         path.write_text(bad)
