@@ -53,7 +53,7 @@ def _formats(page: Page) -> dict[str, Any]:
 async def orders_page(
     page: Page = Depends(signed_in("orders.read")),  # noqa: B008
     created: int | None = None,
-) -> HTMLResponse:
+) -> Response:
     """List the inspection orders in the caller's scope, with rule feedback for operators."""
     scope = page.principal.region_scope()
 
@@ -148,7 +148,7 @@ def _order_context(page: Page, order_id: int) -> dict[str, Any]:
 async def order_page_view(
     order_id: int,
     page: Page = Depends(signed_in("orders.read")),  # noqa: B008
-) -> HTMLResponse:
+) -> Response:
     """Show one order: each lead's rule, persons and evidence, with its answer or its form."""
     context = await page.run(lambda: _order_context(page, order_id))
     return page.render("order.html", **context, values={}, errors={}, error_lead=None)

@@ -27,7 +27,7 @@ from starlette.requests import ClientDisconnect
 
 from api.deps import SessionDep, intend
 from api.web import charts, formats
-from api.web.export import csv_href, csv_response, wants_csv
+from api.web.export import csv_href, csv_response, table_href, table_rows, wants_csv
 from api.web.i18n import LANGS, Lang, catalogue, label, pick_lang, translate
 from api.web.payments import payment_rows
 from api.web.reasons import plain_reasons, why_listed
@@ -162,6 +162,8 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
         "t": lambda key, **values: translate(lang, key, **values),
         # A domain value in words (task_status_open -> 待办); an unknown value shows itself.
         "label": lambda value, kind: label(lang, kind, value),
+        # The address of one of the page's tables as CSV (see api.web.export).
+        "table_csv": lambda table: table_href(request, table),
     }  # fmt: skip
     response = TEMPLATES.TemplateResponse(
         request, template, {**base, **context}, status_code=status, headers=SECURITY_HEADERS
@@ -351,12 +353,23 @@ class Page:
         """Return a message in the page's language."""
         return translate(self.lang, key, **values)
 
-    def render(self, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
-        """Render a page with the signed-in context (navigation, CSRF token)."""
-        return render(
+    def render(self, template: str, *, status: int = 200, **context: Any) -> Response:
+        """Render a page with the signed-in context (navigation, CSRF token).
+
+        `?format=csv&table=name` answers that table of the page as CSV instead, as shown.
+        """
+        response = render(
             self.request, template, status=status, principal=self.principal,
             csrf=self.web.csrf, csrf_field=CSRF_FIELD, nav=self.nav, **context,
         )  # fmt: skip
+        table = self.request.query_params.get("table", "")[:40]
+        if not (wants_csv(self.request) and table) or status != 200:
+            return response
+        rows = table_rows(bytes(response.body).decode("utf-8"), table)
+        if rows is None:
+            raise NotFound(f"this page has no table {table!r}")
+        self.audit("export.csv", "page", self.request.url.path, {"table": table})
+        return csv_response(name=table, day=self.today(), columns=rows[0], rows=rows[1:])
 
     def audit(
         self, action: str, target_type: str, target_ref: str | int | None,
@@ -761,7 +774,7 @@ async def task_page(
     task_id: int,
     page: Page = Depends(signed_in("tasks.read")),  # noqa: B008
     done: str | None = None,
-) -> HTMLResponse:
+) -> Response:
     """Show a task: the person, masked number, reasons in plain words, recent traces, form.
 
     Its outcome form comes back filled in with what was typed before the session ended
@@ -790,7 +803,7 @@ async def task_draft(
     task_id: int,
     request: Request,
     page: Page = Depends(signed_in("tasks.outcome")),  # noqa: B008
-) -> HTMLResponse:
+) -> Response:
     """Show a task's outcome form again as typed, recording nothing (the language switch).
 
     The form's switch button posts here with ?lang=: the page comes back in the other
@@ -1049,7 +1062,7 @@ def find_person(
 async def person_page(
     person_ref: str,
     page: Page = Depends(signed_in("persons.read")),  # noqa: B008
-) -> HTMLResponse:
+) -> Response:
     """Show a person's file: level and its explanation, certification, tasks, timeline."""
 
     def work() -> Any:

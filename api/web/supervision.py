@@ -70,7 +70,7 @@ def no_grid(code: str) -> str:
 async def dashboard_page(
     page: Page = Depends(signed_in("indicators.read")),  # noqa: B008
     region: str | None = None,
-) -> HTMLResponse:
+) -> Response:
     """Show the indicators, levels by region and over runs, the backlog and the list."""
     region = _region_code(region)
 
@@ -234,7 +234,7 @@ def report_list_rows(report: dict[str, Any], lang: Lang) -> list[dict[str, str]]
 async def run_page(
     run_id: int,
     page: Page = Depends(signed_in("runs.read")),  # noqa: B008
-) -> HTMLResponse:
+) -> Response:
     """Show one run's report in words: levels, certifications, tasks, the list and the guard."""
     run = await page.run(lambda: get_run(page.session, run_id=run_id))
     report = run.report or {}
@@ -259,7 +259,7 @@ async def region_page(
     code: str,
     page: Page = Depends(signed_in("indicators.read")),  # noqa: B008
     page_no: str | None = Query(None, alias="page"),
-) -> HTMLResponse:
+) -> Response:
     """List a region's grids (a code or a prefix): people by level, open and overdue reviews."""
     code = code[:6]
     number = _page_number(page_no)
@@ -271,7 +271,9 @@ async def region_page(
             raise Hidden(no_region(code))
         return region_grids(
             page.session, region=code, run_id=latest_run_id(page.session), today=page.today(),
-            limit=GRIDS_PER_PAGE, offset=(number - 1) * GRIDS_PER_PAGE,
+            # A CSV export (`?format=csv&table=grids`) holds every grid, not one page.
+            limit=None if wants_csv(page.request) else GRIDS_PER_PAGE,
+            offset=0 if wants_csv(page.request) else (number - 1) * GRIDS_PER_PAGE,
         )  # fmt: skip
 
     rows, total = await page.run(work)
@@ -292,7 +294,7 @@ async def grid_page(
     grid_code: str,
     page: Page = Depends(signed_in("persons.read")),  # noqa: B008
     page_no: str | None = Query(None, alias="page"),
-) -> HTMLResponse:
+) -> Response:
     """List a grid's people, paged, with its reviews and (for supervisors) its workers' load.
 
     A grid worker sees only their own grids; another grid answers as an absent one.
@@ -311,7 +313,8 @@ async def grid_page(
             raise Hidden(no_grid(grid_code))
         people, total = grid_people(
             page.session, grid=grid_code, run_id=run_id, today=page.today(),
-            limit=PEOPLE_PER_PAGE, offset=(number - 1) * PEOPLE_PER_PAGE,
+            limit=None if wants_csv(page.request) else PEOPLE_PER_PAGE,
+            offset=0 if wants_csv(page.request) else (number - 1) * PEOPLE_PER_PAGE,
         )  # fmt: skip
         workload = (
             grid_workload(

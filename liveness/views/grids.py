@@ -105,7 +105,13 @@ def _fill(
 
 
 def region_grids(
-    session: Session, *, region: str, run_id: int | None, today: dt.date, limit: int, offset: int
+    session: Session,
+    *,
+    region: str,
+    run_id: int | None,
+    today: dt.date,
+    limit: int | None,
+    offset: int,
 ) -> tuple[list[GridSummary], int]:
     """Return a page of the grids of a region (code or prefix), by code, and how many there are."""
     grouped = (
@@ -135,7 +141,13 @@ def grid_summary(
 
 
 def grid_people(
-    session: Session, *, grid: str, run_id: int | None, today: dt.date, limit: int, offset: int
+    session: Session,
+    *,
+    grid: str,
+    run_id: int | None,
+    today: dt.date,
+    limit: int | None,
+    offset: int,
 ) -> tuple[list[GridPerson], int]:
     """Return a page of a grid's people by name, each with their level and open review."""
     total = session.scalar(select(func.count()).where(Person.grid_code == grid)) or 0
