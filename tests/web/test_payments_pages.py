@@ -73,8 +73,9 @@ def test_a_benefit_suspended_amended_and_reinstated_after_approval(web_world: Wo
     assert page.count("operator-2") == 2  # the held entry's approver and the approval's
     # The dashboard counts the back pay once: the approval, not the entry it approved.
     dashboard = operator.get("/web/dashboard").text
-    assert '<tr data-action="reinstate"><th scope="row">恢复发放</th><td>1</td><td>12,000.00' in (
-        dashboard
+    assert (
+        '<tr data-action="reinstate"><th scope="row">恢复发放</th><td>1</td><td class="num">¥12,000.00'
+        in (dashboard)
     )
     with session_scope(web_world.services.sessions) as session:
         reads = session.scalars(
