@@ -22,12 +22,14 @@ from liveness.policy_files import file_version
 from liveness.scheduler import load_schedule_policy
 from liveness.scoring.policy import load_policy as load_scoring_policy
 from liveness.settings import PACKAGED_CONFIG
+from liveness.views.area_names import load_area_names
 
 __all__ = ["POLICY_FILES", "PolicyCheck", "check_policy_folder", "write_policy_copy"]
 
 # Every policy file of a configuration folder, and the loader that validates it.
 POLICY_FILES: dict[str, Callable[[Path], object]] = {
     "access.toml": load_sign_in_policy,
+    "areas.toml": load_area_names,
     "certification.toml": load_certification_policy,
     "estimator.toml": load_estimator_config,
     "health.toml": load_health_policy,
@@ -36,6 +38,8 @@ POLICY_FILES: dict[str, Callable[[Path], object]] = {
     "scoring.toml": load_scoring_policy,
     "sources.toml": load_source_configs,
 }
+# Files a folder may go without: no area names means codes are shown bare.
+OPTIONAL_FILES = frozenset({"areas.toml"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ def check_policy_folder(folder: Path) -> list[PolicyCheck]:
     checks = []
     for name, load in POLICY_FILES.items():
         path = folder / name
+        if not path.is_file() and name in OPTIONAL_FILES:
+            continue
         if not path.is_file():
             checks.append(PolicyCheck(name, path, None, f"{path}: missing"))
             continue

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from liveness.errors import ConfigurationError
-from liveness.policy_files import read_policy_file
+from pydantic import Field
+
+from liveness.policy_files import PolicyModel, load_policy
 
 LANGUAGES = ("zh", "en")
 # region-street-number, as the roll codes grids: 330702-002-05.
@@ -55,34 +55,32 @@ class AreaNames:
         return pattern.format(street=streets[index][lang], grid=int(number))
 
 
-def _names(value: Any, *, where: str) -> Names:
-    """Return a {zh, en} table, refusing anything else."""
-    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in LANGUAGES):
-        raise ConfigurationError(f"{where}: expected a table with zh and en names")
-    return {lang: value[lang] for lang in LANGUAGES}
+class _Name(PolicyModel):
+    """One name in the pages' languages."""
+
+    zh: str
+    en: str
+
+
+class _AreasFile(PolicyModel):
+    """config/areas.toml: names of regions, streets by region, grids, and the grids' pattern."""
+
+    grid_name: _Name | None = None
+    regions: dict[str, _Name] = Field(default_factory=dict)
+    streets: dict[str, list[_Name]] = Field(default_factory=dict)
+    grids: dict[str, _Name] = Field(default_factory=dict)
 
 
 def load_area_names(path: Path) -> AreaNames:
     """Read the names of regions and grids; a missing file names nothing."""
     if not path.exists():
         return AreaNames()
-    document = read_policy_file(path, what="area names").document
-    pattern = document.get("grid_name")
+    areas = load_policy(path, _AreasFile, what="area names").model
     return AreaNames(
-        regions={
-            str(code): _names(value, where=f"{path}: regions.{code}")
-            for code, value in document.get("regions", {}).items()
-        },
+        regions={code: name.model_dump() for code, name in areas.regions.items()},
         streets={
-            str(code): [
-                _names(value, where=f"{path}: streets.{code}[{i}]")
-                for i, value in enumerate(values)
-            ]
-            for code, values in document.get("streets", {}).items()
+            code: [name.model_dump() for name in names] for code, names in areas.streets.items()
         },
-        grids={
-            str(code): _names(value, where=f"{path}: grids.{code}")
-            for code, value in document.get("grids", {}).items()
-        },
-        grid_pattern={} if pattern is None else _names(pattern, where=f"{path}: grid_name"),
+        grids={code: name.model_dump() for code, name in areas.grids.items()},
+        grid_pattern={} if areas.grid_name is None else areas.grid_name.model_dump(),
     )

@@ -16,6 +16,7 @@ CONFIG = REPO / "config"
 # Per file: a valid line, the same key with a value of the wrong type, and its key path.
 WRONG_TYPES = {
     "access.toml": ("max_failures = 5", 'max_failures = "5"', "max_failures"),
+    "areas.toml": ('"33" = { zh = "浙江省"', '"33" = { zh = 33', "regions.33.zh"),
     "certification.toml": ("valid_months = 12", 'valid_months = "12"', "cycle.valid_months"),
     "estimator.toml": ("max_iter = 200", "max_iter = true", "estimator.max_iter"),
     "health.toml": ("trailing_days = 28", "trailing_days = 2.5", "trailing_days"),
@@ -108,7 +109,7 @@ def test_init_then_check_round_trip(tmp_path: Path, cli_env: dict[str, str]) -> 
     assert "surplus = 2" in health.read_text(encoding="utf-8")
 
     code, output = invoke_cli(cli_env, "config", "check", str(folder))
-    assert code == 2 and "lag_days.surplus" in output and "1 of 8" in output
+    assert code == 2 and "lag_days.surplus" in output and f"1 of {len(POLICY_FILES)}" in output
 
     code, output = invoke_cli(cli_env, "init", str(folder), "--force")
     assert code == 0, output

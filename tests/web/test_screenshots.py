@@ -110,6 +110,11 @@ def _objects(city: CrawledCity) -> dict[str, str]:
                     break
         run = session.scalars(select(Run.id).order_by(Run.id.desc())).first()
         found["run"] = f"/web/runs/{run}"
+        grid = city.grids[0]
+        region = session.scalar(select(Person.region_code).where(Person.grid_code == grid))
+        found["grid"] = f"/web/grids/{grid}"
+        found["region"] = f"/web/regions/{region}"
+        found["sheet"] = f"/web/queue/sheet?grid={grid}"
     found["order"] = f"/web/orders/{_seed_order(city)}"
     return found
 
@@ -118,16 +123,22 @@ def _routes(role: str, objects: dict[str, str]) -> dict[str, str]:
     """Return the pages a role works with, by name."""
     tasks = {name: url for name, url in objects.items() if name.startswith("task-")}
     own = {name: url for name, url in tasks.items() if not name.endswith("-other")}
-    worker = {"queue": "/web/queue", **own, "person": objects["person"], "visits": "/web/visits"}
+    worker = {
+        "queue": "/web/queue", **own, "person": objects["person"], "visits": "/web/visits",
+        "grid": objects["grid"], "sheet": objects["sheet"],
+    }  # fmt: skip
     supervisor = {
         "dashboard": "/web/dashboard", "runs": "/web/runs", "run": objects["run"],
         "approvals": "/web/approvals", "orders": "/web/orders", "person": objects["person"],
-        "queue": "/web/queue", "order": objects["order"], **tasks,
+        "queue": "/web/queue", "order": objects["order"], **tasks, "region": objects["region"],
+        "grid": objects["grid"], "sheet": objects["sheet"],
+        "suspensions-next": "/web/suspensions/next",
     }  # fmt: skip
+    auditing = {**supervisor, "audit": "/web/audit"}
     inspector = {"orders": "/web/orders", "order": objects["order"]}
     return {
-        Role.GRID_WORKER: worker, Role.OPERATOR: supervisor, Role.ADMIN: supervisor,
-        Role.AUDITOR: supervisor, Role.INSPECTOR: inspector,
+        Role.GRID_WORKER: worker, Role.OPERATOR: supervisor, Role.ADMIN: auditing,
+        Role.AUDITOR: auditing, Role.INSPECTOR: inspector,
     }[Role(role)]  # fmt: skip
 
 
