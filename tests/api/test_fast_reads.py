@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.deps import CLIENT_CTE, Caller, ReadPool
-from api.schemas import ListEntryRead, ListFeedRead, TaskPage, TaskRead
+from api.schemas import ListEntryRead, ListFeedRead, TaskPage, TaskRead, json_fields
 from liveness.access import Principal
 from liveness.db import session_scope
 from liveness.views.lists import list_feed, list_feed_sql
@@ -154,10 +154,10 @@ def test_the_feed_answers_as_the_orm_path(pg_world: World, after: int, limit: in
     )  # fmt: skip
     assert answer.status_code == 200
     with session_scope(pg_world.services.sessions) as session:
-        page = list_feed(session, after=after, limit=limit)
+        entries, next_after, high_water = list_feed(session, after=after, limit=limit)
     expected = ListFeedRead(
-        entries=[ListEntryRead.model_validate(e) for e in page.entries],
-        next_after=page.next_after, high_water=page.high_water,
+        entries=[ListEntryRead.model_validate(e) for e in entries],
+        next_after=next_after, high_water=high_water,
     )  # fmt: skip
     assert answer.content == expected.model_dump_json().encode()
     audit = _last_audit(pg_world)
@@ -165,7 +165,7 @@ def test_the_feed_answers_as_the_orm_path(pg_world: World, after: int, limit: in
         "payment", "lists.read", "list", None,
     )  # fmt: skip
     assert audit.detail == {
-        "after": after, "next_after": page.next_after, "returned": len(page.entries),
+        "after": after, "next_after": next_after, "returned": len(entries),
     }  # fmt: skip
 
 
@@ -194,7 +194,7 @@ def test_the_hot_statements_are_prepared_and_planned_once(pg_world: World) -> No
             )  # fmt: skip
             for after in (0, 1, 2):
                 await caller.read_once(
-                    list_feed_sql(CLIENT_CTE), {"after": after, "limit": 2}, target_ref=None,
+                    list_feed_sql(CLIENT_CTE, json_fields(ListEntryRead)), {"after": after, "limit": 2}, target_ref=None,
                     now=utcnow(),
                 )  # fmt: skip
             async with reads.connection() as connection:
