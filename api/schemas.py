@@ -25,6 +25,11 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, extra="forbid")
 
 
+def json_fields(schema: type[BaseModel]) -> tuple[tuple[str, Any], ...]:
+    """Return a schema's fields as (name, type): the keys a one-statement read writes."""
+    return tuple((name, field.annotation) for name, field in schema.model_fields.items())
+
+
 class Page(Schema):
     """Where a page sits in the whole."""
 

@@ -17,6 +17,7 @@ from api.schemas import (
     ListFeedRead,
     ListRejectionCreate,
     ListRejectionRead,
+    json_fields,
 )
 from liveness.lists import approve_entry, reject_entry
 from liveness.views.lists import (
@@ -29,6 +30,8 @@ from liveness.views.lists import (
 from models import utcnow
 
 router = APIRouter(prefix="/lists", tags=["lists"], responses=ERRORS)
+# The feed's JSON keys on the one-statement path: ListEntryRead is the one definition of an entry.
+ENTRY_FIELDS = json_fields(ListEntryRead)
 
 
 @router.get("/entries", response_model=ListFeedRead, summary="Published entries after a cursor")
@@ -44,20 +47,20 @@ async def feed(
     if caller.reads is not None:
         # PostgreSQL: check the client, read, audit and build the JSON in one statement.
         row = await caller.read_once(
-            list_feed_sql(CLIENT_CTE), {"after": after, "limit": limit}, target_ref=None,
-            now=utcnow(),
+            list_feed_sql(CLIENT_CTE, ENTRY_FIELDS), {"after": after, "limit": limit},
+            target_ref=None, now=utcnow(),
         )  # fmt: skip
         return Response(list_feed_body(row), media_type="application/json")
 
     def work() -> bytes:
         with caller.audit_read("lists.read", "list", None) as audit:
-            page = list_feed(caller.session, after=after, limit=limit)
+            entries, next_after, high_water = list_feed(caller.session, after=after, limit=limit)
             audit.detail = {
-                "after": after, "next_after": page.next_after, "returned": len(page.entries),
+                "after": after, "next_after": next_after, "returned": len(entries),
             }  # fmt: skip
         read = ListFeedRead(
-            entries=[ListEntryRead.model_validate(e) for e in page.entries],
-            next_after=page.next_after, high_water=page.high_water,
+            entries=[ListEntryRead.model_validate(e) for e in entries],
+            next_after=next_after, high_water=high_water,
         )  # fmt: skip
         return read.model_dump_json().encode()
 

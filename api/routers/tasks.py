@@ -17,6 +17,7 @@ from api.schemas import (
     OverduePage,
     TaskPage,
     TaskRead,
+    json_fields,
 )
 from liveness.access import authorize_grid
 from liveness.access.idempotency import request_hash
@@ -27,6 +28,8 @@ from liveness.views.queue import grid_queue, grid_queue_body, grid_queue_sql
 from models import Role, utcnow
 
 router = APIRouter(tags=["tasks"], responses=ERRORS)
+# The queue's JSON keys on the one-statement path: TaskRead is the one definition of a task.
+TASK_FIELDS = json_fields(TaskRead)
 
 
 def _grids(caller: Caller) -> tuple[str, ...] | None:
@@ -48,7 +51,7 @@ async def list_grid_tasks(
         if not caller.principal.may_see_grid(grid):
             await caller.exact()  # a revoked token is answered 401, never 403
         authorize_grid(caller.principal, grid)
-        sql = grid_queue_sql(status, CLIENT_CTE)
+        sql = grid_queue_sql(status, CLIENT_CTE, TASK_FIELDS)
         row = await caller.read_once(
             sql, {"grid": grid, "status": status, "limit": limit, "offset": offset},
             target_ref=grid, now=utcnow(),

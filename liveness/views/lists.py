@@ -20,19 +20,17 @@ skipping. Held entries count as taken numbers: they are walked over, not returne
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import functools
 import hashlib
 import io
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from liveness.access.audit import read_audit_cte
 from liveness.errors import LivenessError, NotFound
+from liveness.views.pg_json import Fields, json_fields_sql
 from models import Benefit, ListAck, ListEntry, ListEntryStatus, Person, Run, utcnow
 
 
@@ -43,85 +41,58 @@ class AckRefused(LivenessError):
     http_status = 409
 
 
-@dataclass(frozen=True)
-class FeedEntry:
-    """One published entry of the feed, with what the payment system needs to apply it."""
-
-    id: int
-    seq: int
-    run_id: int
-    person_ref: str
-    id_number: str
-    name: str
-    benefit_id: int
-    benefit_type: str
-    action: str
-    reason: str
-    effective_on: dt.date
-    amount: Decimal
-    approves_seq: int | None
-
-
-@dataclass(frozen=True)
-class FeedPage:
-    """Entries after a cursor, the cursor to ask from next, and the feed's end right now."""
-
-    entries: list[FeedEntry]
-    next_after: int
-    high_water: int
-
-
 _COLUMNS = (
     ListEntry.id, ListEntry.seq, ListEntry.run_id, Person.person_ref, Person.id_number,
     Person.name, ListEntry.benefit_id, Benefit.benefit_type, ListEntry.action, ListEntry.reason,
     ListEntry.effective_on, ListEntry.amount, ListEntry.detail, ListEntry.status,
 )  # fmt: skip
+# The feed's columns, named as the API's `ListEntryRead` (list_feed_sql writes the same).
+_FEED_COLUMNS = (
+    *_COLUMNS[:12],
+    ListEntry.detail["approves_seq"].as_integer().label("approves_seq"),
+    ListEntry.status,
+)
 
 
-def _feed_entry(row: tuple[Any, ...]) -> FeedEntry:
-    approves = row[12].get("approves_seq") if isinstance(row[12], dict) else None
-    return FeedEntry(
-        id=row[0], seq=row[1], run_id=row[2], person_ref=row[3], id_number=row[4], name=row[5],
-        benefit_id=row[6], benefit_type=str(row[7]), action=str(row[8]), reason=str(row[9]),
-        effective_on=row[10], amount=row[11],
-        approves_seq=None if approves is None else int(approves),
-    )  # fmt: skip
+def list_feed(session: Session, *, after: int, limit: int) -> tuple[list[Row[Any]], int, int]:
+    """Return up to `limit` published entries after `after`, in seq order, stopping at a gap.
 
-
-def list_feed(session: Session, *, after: int, limit: int) -> FeedPage:
-    """Return up to `limit` published entries after `after`, in seq order, stopping at a gap."""
+    Returns the entries (rows carrying the fields of the API's `ListEntryRead` by name), the
+    cursor to ask from next and the feed's end right now.
+    """
     # The feed's end comes with the page (same statement, same snapshot); an empty page
     # asks for it apart.
     high = select(func.max(ListEntry.seq)).scalar_subquery().label("high_water")
     rows = session.execute(
-        select(*_COLUMNS, high)
+        select(*_FEED_COLUMNS, high)
         .join(Person, Person.id == ListEntry.person_id)
         .join(Benefit, Benefit.id == ListEntry.benefit_id)
         .where(ListEntry.seq > after)
         .order_by(ListEntry.seq)
         .limit(limit)
     ).all()
-    entries: list[FeedEntry] = []
+    entries: list[Row[Any]] = []
     cursor = after
     for row in rows:
         if row.seq != cursor + 1:
             break  # a number not (yet) visible: never return anything past it
         cursor = row.seq
         if row.status == ListEntryStatus.PUBLISHED:
-            entries.append(_feed_entry(tuple(row)))
+            entries.append(row)
     high_water = rows[0].high_water if rows else session.scalar(select(func.max(ListEntry.seq)))
-    return FeedPage(entries=entries, next_after=cursor, high_water=int(high_water or 0))
+    return entries, cursor, int(high_water or 0)
 
 
 @functools.lru_cache(maxsize=8)
-def list_feed_sql(client: str) -> str:
+def list_feed_sql(client: str, fields: Fields) -> str:
     """Return the API's feed page as one PostgreSQL statement that also writes its audit.
 
     The same page as `list_feed`, built as JSON by PostgreSQL (one round trip, no row
-    objects). Rows after the cursor are numbered in seq order; row k is contiguous when its
-    seq is after + k, and since seq only grows, the contiguous rows are exactly the prefix
-    before the first gap that `list_feed` walks. Returns (allowed, entries, next_after,
-    high_water), entries being `ListEntryRead` objects joined by commas. `client` is a CTE
+    objects), with the response schema's `fields` as keys (liveness.views.pg_json). Rows
+    after the cursor are numbered in seq order; row k is contiguous when its seq is
+    after + k, and since seq only grows, the contiguous rows are exactly the prefix before
+    the first gap that `list_feed` walks. Returns (allowed, entries, next_after,
+    high_water), entries being the schema's objects joined by commas. `client` is a CTE
     holding a row iff the caller is still allowed (see api.deps). Parameters: after, limit
     and the audit's (read_audit_cte).
     """
@@ -139,7 +110,8 @@ def list_feed_sql(client: str) -> str:
 WITH {client},
 ahead AS (
     SELECT e.id, e.seq, e.run_id, pb.person_ref, pb.id_number, pb.name, e.benefit_id,
-        pb.benefit_type, e.action, e.reason, e.effective_on, e.amount, e.detail, e.status,
+        pb.benefit_type, e.action, e.reason, e.effective_on, e.amount,
+        trunc((e.detail ->> 'approves_seq')::numeric)::bigint AS approves_seq, e.status,
         e.seq - row_number() OVER (ORDER BY e.seq) AS base
     FROM list_entries AS e
     CROSS JOIN LATERAL (
@@ -159,10 +131,7 @@ cursor AS (SELECT coalesce(max(seq), %(after)s) AS next_after FROM walked),
 SELECT
     EXISTS (SELECT FROM client),
     (SELECT string_agg(row_to_json(x)::text, ',' ORDER BY r.seq)
-     FROM published AS r, LATERAL (SELECT r.id, r.seq, r.run_id, r.person_ref, r.id_number,
-        r.name, r.benefit_id, r.benefit_type, r.action, r.reason, r.effective_on,
-        r.amount::text AS amount,
-        trunc((r.detail ->> 'approves_seq')::numeric)::bigint AS approves_seq) AS x),
+     FROM published AS r, LATERAL (SELECT {json_fields_sql(fields, "r")}) AS x),
     (SELECT next_after FROM cursor),
     coalesce((SELECT max(seq) FROM list_entries), 0)
 """

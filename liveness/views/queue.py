@@ -9,12 +9,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    SQLColumnExpression,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from liveness.access.audit import read_audit_cte
 from liveness.db import IN_CHUNK
 from liveness.errors import LivenessError, NotFound
+from liveness.views.pg_json import Fields, json_fields_sql, postgresql_text
 from models import (
     Assessment,
     FaceCallback,
@@ -40,6 +56,28 @@ def mask_id_number(id_number: str) -> str:
     if len(id_number) <= 10:
         return "*" * len(id_number)
     return id_number[:6] + "*" * (len(id_number) - 10) + id_number[-4:]
+
+
+# Enough stars for the longest identity number a person can hold (persons.id_number: 32).
+_STARS = "*" * 32
+
+
+def masked_id_number(id_number: SQLColumnExpression[str]) -> ColumnElement[str]:
+    """Return `mask_id_number` as SQL, the same on SQLite and PostgreSQL (the hot reads).
+
+    One expression for both ways of serving a hot read: the session path selects it, and the
+    one-statement path compiles the same select for PostgreSQL.
+    """
+    # Constants as literals: the compiled statement takes its parameters by name only.
+    one, three, six, ten = (literal_column(str(n), Integer) for n in (1, 3, 6, 10))
+    length = func.length(id_number)
+    stars = literal_column(f"'{_STARS}'", String)
+    return case(
+        (length <= ten, func.substr(stars, one, length, type_=String)),
+        else_=func.substr(id_number, one, six, type_=String)
+        + func.substr(stars, one, length - ten, type_=String)
+        + func.substr(id_number, length - three, type_=String),
+    )
 
 
 def mask_card_number(card: str) -> str:
@@ -68,27 +106,12 @@ def mask_evidence(evidence: Any) -> Any:
     return evidence
 
 
-@dataclass(frozen=True)
-class QueueRow:
-    """One task of a grid's queue, as a grid worker's phone shows it."""
-
-    id: int
-    person_ref: str
-    name: str
-    id_number_masked: str
-    region_code: str
-    grid_code: str
-    kind: str
-    status: str
-    priority: float
-    opened_on: dt.date
-    due_on: dt.date
-    claimed_by: str | None
-    claim_expires_at: dt.datetime | None
-    reasons: dict[str, Any]
+def _status_value(status: TaskStatus) -> ColumnElement[str]:
+    """Return a task status as a SQL literal, not a parameter (see grid_queue_select)."""
+    return literal_column(f"'{status}'")
 
 
-def _status_condition(status: str, now: dt.datetime) -> ColumnElement[bool]:
+def _status_condition(status: str, now: ColumnElement[dt.datetime]) -> ColumnElement[bool]:
     """Return the filter of a queue status; a lapsed claim counts as open again."""
     try:
         chosen = TaskStatus(status)
@@ -96,64 +119,74 @@ def _status_condition(status: str, now: dt.datetime) -> ColumnElement[bool]:
         raise ViewInvalid(
             f"status: {status!r} is not a task status; expected one of {', '.join(TaskStatus)}"
         ) from None
+    opened, claimed = _status_value(TaskStatus.OPEN), _status_value(TaskStatus.CLAIMED)
     if chosen == TaskStatus.OPEN:
         # Open, or claimed with a lapsed claim. Written as an IN on status first, so that the
         # grid index (grid_code, status, priority) bounds the scan to the two statuses.
         return and_(
-            ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED]),
-            or_(ReviewTask.status == TaskStatus.OPEN, ReviewTask.claim_expires_at <= now),
+            ReviewTask.status.in_([opened, claimed]),
+            or_(ReviewTask.status == opened, ReviewTask.claim_expires_at <= now),
         )
     if chosen == TaskStatus.CLAIMED:
-        return and_(ReviewTask.status == TaskStatus.CLAIMED, ReviewTask.claim_expires_at > now)
-    return ReviewTask.status == chosen
+        return and_(ReviewTask.status == claimed, ReviewTask.claim_expires_at > now)
+    return ReviewTask.status == _status_value(chosen)
 
 
-def grid_queue(
-    session: Session, *, grid: str, status: str, now: dt.datetime, limit: int, offset: int
-) -> tuple[list[QueueRow], int]:
-    """Return a page of a grid's tasks, highest priority first, and how many there are.
+# The one-statement path's parameters: the select binds nothing else (grid_queue_sql).
+QUEUE_PARAMS = frozenset({"grid", "now", "limit", "offset"})
 
-    One statement: the total comes with the page as a window count (a grid holds tens to
-    hundreds of tasks); only a page past the end, which has no row to carry it, counts apart.
+
+def _grid_queue_condition(status: str) -> ColumnElement[bool]:
+    """Return which tasks a grid's queue holds, bound to the parameters grid and now."""
+    return and_(
+        ReviewTask.grid_code == bindparam("grid"),
+        _status_condition(status, bindparam("now", type_=ReviewTask.claim_expires_at.type)),
+    )
+
+
+def grid_queue_select(status: str) -> Select[*tuple[Any, ...]]:
+    """Return the grid queue's page as one select, its columns named as the API's `TaskRead`.
+
+    Both ways of serving the queue run this select: `grid_queue` on a session and
+    `grid_queue_sql` compiled for PostgreSQL. Bound to the parameters grid, now, limit and
+    offset (QUEUE_PARAMS); constants are written as literals so that the compiled statement
+    needs nothing else.
     """
-    condition = and_(ReviewTask.grid_code == grid, _status_condition(status, now))
-    rows = session.execute(
+    return (
         select(
-            ReviewTask.id, Person.person_ref, Person.name, Person.id_number, Person.region_code,
+            ReviewTask.id, Person.person_ref, Person.name,
+            masked_id_number(Person.id_number).label("id_number_masked"), Person.region_code,
             ReviewTask.grid_code, ReviewTask.kind, ReviewTask.status, ReviewTask.priority,
             ReviewTask.opened_on, ReviewTask.due_on, ReviewTask.claimed_by,
             ReviewTask.claim_expires_at, ReviewTask.reasons, func.count().over().label("total"),
         )
         .join(Person, Person.id == ReviewTask.person_id)
-        .where(condition)
+        .where(_grid_queue_condition(status))
         .order_by(ReviewTask.priority.desc(), ReviewTask.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()  # fmt: skip
-    page = [
-        QueueRow(
-            id=row.id,
-            person_ref=row.person_ref,
-            name=row.name,
-            id_number_masked=mask_id_number(row.id_number),
-            region_code=row.region_code,
-            grid_code=row.grid_code,
-            kind=str(row.kind),
-            status=str(row.status),
-            priority=row.priority,
-            opened_on=row.opened_on,
-            due_on=row.due_on,
-            claimed_by=row.claimed_by,
-            claim_expires_at=row.claim_expires_at,
-            reasons=row.reasons,
-        )
-        for row in rows
-    ]
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )  # fmt: skip
+
+
+def grid_queue(
+    session: Session, *, grid: str, status: str, now: dt.datetime, limit: int, offset: int
+) -> tuple[list[Row[Any]], int]:
+    """Return a page of a grid's tasks, highest priority first, and how many there are.
+
+    The rows carry the fields of the API's `TaskRead` by name (grid_queue_select). One
+    statement: the total comes with the page as a window count (a grid holds tens to
+    hundreds of tasks); only a page past the end, which has no row to carry it, counts apart.
+    """
+    params = {"grid": grid, "now": now, "limit": limit, "offset": offset}
+    rows = list(session.execute(grid_queue_select(status), params).all())
     if rows:
         total = rows[0].total
     else:
-        total = session.scalar(select(func.count()).select_from(ReviewTask).where(condition))
-    return page, int(total or 0)
+        total = session.scalar(
+            select(func.count()).select_from(ReviewTask).where(_grid_queue_condition(status)),
+            params,
+        )
+    return rows, int(total or 0)
 
 
 QUEUE_SORTS = ("priority", "due", "address")
@@ -391,52 +424,25 @@ def recorded_visits(session: Session, *, actor: str, since: dt.date, limit: int)
     ]
 
 
-def _status_sql(status: str) -> str:
-    """Return `_status_condition` as PostgreSQL text over review_tasks AS t (same meaning)."""
-    try:
-        chosen = TaskStatus(status)
-    except ValueError:
-        raise ViewInvalid(
-            f"status: {status!r} is not a task status; expected one of {', '.join(TaskStatus)}"
-        ) from None
-    if chosen == TaskStatus.OPEN:
-        return (
-            f"t.status IN ('{TaskStatus.OPEN}', '{TaskStatus.CLAIMED}') "
-            f"AND (t.status = '{TaskStatus.OPEN}' OR t.claim_expires_at <= %(now)s)"
-        )
-    if chosen == TaskStatus.CLAIMED:
-        return f"t.status = '{TaskStatus.CLAIMED}' AND t.claim_expires_at > %(now)s"
-    return f"t.status = '{chosen}'"
-
-
-# A UTC timestamp as pydantic writes it: seconds, then microseconds only when there are any.
-_JSON_UTC = (
-    "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
-    "date_trunc('second', {0}) = {0} THEN '' ELSE to_char({0} AT TIME ZONE 'UTC', '.US') END "
-    "|| 'Z'"
-)
-# A float as pydantic writes it: a whole number keeps its ".0" (PostgreSQL writes 3, not 3.0),
-# and a non-finite one is null.
-_JSON_FLOAT = (
-    "CASE WHEN {0} = trunc({0}) AND abs({0}) < 1e15 THEN (trunc({0})::bigint::text || '.0')::json "
-    "WHEN {0} IN ('Infinity', '-Infinity', 'NaN') THEN 'null'::json ELSE to_json({0}) END"
-)
-
-
 @functools.lru_cache(maxsize=64)
-def grid_queue_sql(status: str, client: str) -> str:
+def grid_queue_sql(status: str, client: str, fields: Fields) -> str:
     """Return the API's grid queue as one PostgreSQL statement that also writes its audit.
 
-    The same page as `grid_queue`, built as JSON by PostgreSQL, so that the API answers with
-    one round trip and no row objects: the statement returns (allowed, items, total), items
-    being the page's `TaskRead` objects joined by commas. It expects a CTE `client` holding
-    a row iff the caller is still allowed, given as `client` (see api.deps); nothing is read
-    or written otherwise. Parameters: grid, now, limit, offset, status and the audit's
-    (read_audit_cte). The JSON parses to what TaskPage writes; only `reasons` keeps the
-    spacing it was stored with.
+    `grid_queue_select` compiled for PostgreSQL, the page written as JSON by PostgreSQL with
+    the response schema's `fields` as keys (liveness.views.pg_json), so that the API answers
+    with one round trip and no row objects: the statement returns (allowed, items, total),
+    items being the page's objects joined by commas. It expects a CTE `client` holding a row
+    iff the caller is still allowed, given as `client` (see api.deps); nothing is read or
+    written otherwise. Parameters: QUEUE_PARAMS, status and the audit's (read_audit_cte).
+    The JSON parses to what the schema writes; only `reasons` keeps the spacing it was
+    stored with.
     """
-    condition = _status_sql(status)
-    scope = f"EXISTS (SELECT FROM client) AND t.grid_code = %(grid)s AND {condition}"
+    allowed = text("EXISTS (SELECT FROM client)")
+    page = postgresql_text(grid_queue_select(status).where(allowed), QUEUE_PARAMS)
+    counted = postgresql_text(
+        select(func.count()).select_from(ReviewTask).where(allowed, _grid_queue_condition(status)),
+        QUEUE_PARAMS,
+    )
     audit = read_audit_cte(
         action="tasks.read", target_type="grid",
         detail_sql="json_build_object('status', %(status)s::text, 'limit', %(limit)s::int, "
@@ -444,30 +450,13 @@ def grid_queue_sql(status: str, client: str) -> str:
     )  # fmt: skip
     return f"""
 WITH {client},
-hits AS (
-    SELECT t.id, p.person_ref, p.name, p.id_number, p.region_code, t.grid_code, t.kind,
-        t.status, t.priority, t.opened_on, t.due_on, t.claimed_by, t.claim_expires_at,
-        t.reasons, count(*) OVER () AS total
-    FROM review_tasks AS t JOIN persons AS p ON p.id = t.person_id
-    WHERE {scope}
-    ORDER BY t.priority DESC, t.id
-    LIMIT %(limit)s OFFSET %(offset)s
-),
+hits AS ({page}),
 {audit}
 SELECT
     EXISTS (SELECT FROM client),
     (SELECT string_agg(row_to_json(x)::text, ',' ORDER BY h.priority DESC, h.id)
-     FROM hits AS h, LATERAL (SELECT h.id, h.person_ref, h.name,
-        CASE WHEN length(h.id_number) <= 10 THEN repeat('*', length(h.id_number))
-             ELSE left(h.id_number, 6) || repeat('*', length(h.id_number) - 10)
-                  || right(h.id_number, 4) END AS id_number_masked,
-        h.region_code, h.grid_code, h.kind, h.status,
-        {_JSON_FLOAT.format("h.priority")} AS priority,
-        h.opened_on, h.due_on, h.claimed_by,
-        {_JSON_UTC.format("h.claim_expires_at")} AS claim_expires_at,
-        h.reasons) AS x),
-    coalesce((SELECT total FROM hits LIMIT 1),
-             (SELECT count(*) FROM review_tasks AS t WHERE {scope}))
+     FROM hits AS h, LATERAL (SELECT {json_fields_sql(fields, "h")}) AS x),
+    coalesce((SELECT total FROM hits LIMIT 1), ({counted}))
 """
 
 
