@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     web_visits_days: int = Field(
         default=30, ge=1, description='Days back the "my recorded visits" page reaches.'
     )
+    web_forecast_minutes: int = Field(
+        default=10,
+        ge=0,
+        description="Minutes the page of who the next run would suspend reuses its forecast "
+        "(each forecast tries the whole run; 0: a new one on every view).",
+    )
     web_kept_form_minutes: int = Field(
         default=30, ge=1,
         description="Minutes a form typed when the session had ended is kept for its author to "

@@ -7,6 +7,8 @@ filters and scope, every row, audited as an export.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -20,7 +22,7 @@ from api.web.reasons import plain_reasons
 from liveness.access import authorize_grid
 from liveness.views.audit_log import AuditFilter, audit_lines
 from liveness.views.queue import age_on, worker_queue
-from liveness.views.suspensions import forecast_suspensions
+from liveness.views.suspensions import SuspensionForecast, forecast_page, forecast_suspensions
 from models import Role, TaskKind, utcnow
 
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -56,6 +58,38 @@ def _forecast_row(page: Page, line: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _KeptForecast:
+    """A whole forecast (every region, every line) and when it was made."""
+
+    as_of: dt.date
+    forecast: SuspensionForecast
+    computed_at: dt.datetime
+
+
+# One forecast at a time per server process: each tries the whole nightly run.
+_FORECASTING = threading.Lock()
+
+
+def _whole_forecast(page: Page, as_of: dt.date) -> tuple[SuspensionForecast, dt.datetime]:
+    """Return the whole forecast as of `as_of`, reused for `web_forecast_minutes`."""
+    state = page.request.app.state
+    fresh_for = dt.timedelta(minutes=page.services.settings.web_forecast_minutes)
+    with _FORECASTING:
+        kept: _KeptForecast | None = getattr(state, "kept_forecast", None)
+        if kept is not None and kept.as_of == as_of and utcnow() - kept.computed_at < fresh_for:
+            return kept.forecast, kept.computed_at
+        computed_at = utcnow()
+        forecast = forecast_suspensions(
+            page.session, as_of=as_of, store=page.services.store,
+            policies=page.services.policies, timezone=page.services.settings.timezone,
+        )  # fmt: skip
+        # Beside a run there is no forecast to keep: the next view tries again.
+        if not forecast.run_in_progress:
+            state.kept_forecast = _KeptForecast(as_of, forecast, computed_at)
+        return forecast, computed_at
+
+
 @router.get("/suspensions/next", response_class=HTMLResponse)
 async def next_suspensions(
     page: Page = Depends(signed_in("indicators.read")),  # noqa: B008
@@ -68,10 +102,9 @@ async def next_suspensions(
     regions = page.principal.region_scope()
 
     def work() -> Any:
-        forecast = forecast_suspensions(
-            page.session, as_of=as_of, store=page.services.store,
-            policies=page.services.policies, timezone=page.services.settings.timezone,
-            regions=regions, limit=None if export else FORECAST_PAGE_SIZE,
+        whole, computed_at = _whole_forecast(page, as_of)
+        forecast = forecast_page(
+            whole, regions=regions, limit=None if export else FORECAST_PAGE_SIZE,
             offset=0 if export else (number - 1) * FORECAST_PAGE_SIZE,
         )  # fmt: skip
         # Audited after the rollback of the forecast's savepoint, so that the entry stays.
@@ -80,9 +113,9 @@ async def next_suspensions(
             "page": None if export else number, "format": "csv" if export else "html",
             "persons": forecast.total,
         })  # fmt: skip
-        return forecast
+        return forecast, computed_at
 
-    forecast = await page.run(work)
+    forecast, computed_at = await page.run(work)
     rows = [_forecast_row(page, line) for line in forecast.lines]
     if export:
         return csv_response(
@@ -98,6 +131,8 @@ async def next_suspensions(
     return page.render(
         "suspensions_next.html", forecast=forecast, rows=rows, page_no=min(number, pages),
         pages=pages, amount_text=f"¥{money(forecast.amount)}", csv=csv_href(page.request),
+        computed_at=computed_at, timezone=page.services.settings.timezone,
+        keep_minutes=page.services.settings.web_forecast_minutes,
     )  # fmt: skip
 
 

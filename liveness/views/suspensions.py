@@ -8,6 +8,7 @@ rollback. Evidence not yet delivered is not in it: the nightly run ingests first
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,6 +150,20 @@ def forecast_suspensions(
     finally:
         # Whatever the run wrote (its row, assessments, tasks, notices, entries) goes.
         savepoint.rollback()
+
+
+def forecast_page(
+    forecast: SuspensionForecast, *, regions: Sequence[str] | None, limit: int | None,
+    offset: int,
+) -> SuspensionForecast:  # fmt: skip
+    """Return a whole forecast's lines in `regions` (None: all), a page of them, and totals."""
+    lines = [
+        line for line in forecast.lines
+        if regions is None or line.region_code.startswith(tuple(regions))
+    ]  # fmt: skip
+    amount = sum((line.amount for line in lines), Decimal(0)).quantize(CENT)
+    shown = lines[offset:] if limit is None else lines[offset : offset + limit]
+    return dataclasses.replace(forecast, lines=shown, total=len(lines), amount=amount)
 
 
 def _record_key(detail: dict[str, Any]) -> tuple[str, str] | None:

@@ -6,11 +6,14 @@ import csv
 import datetime as dt
 import io
 import re
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from sqlalchemy import func, select, update
 
+from api.web import oversight
 from api.web.export import csv_cell
 from liveness.db import session_scope
 from liveness.run import certify
@@ -212,6 +215,29 @@ def test_the_forecast_shows_what_the_next_run_will_suspend_and_why(web_world: Wo
             )
         }
     assert published == shown
+
+
+def test_the_forecast_is_reused_for_its_minutes_then_tried_again(
+    web_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tried: list[dt.date] = []
+    real = oversight.forecast_suspensions
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        tried.append(kwargs["as_of"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(oversight, "forecast_suspensions", counting)
+    operator = _signed_in(web_world, "operator")
+    first = operator.get("/web/suspensions/next")
+    again = operator.get("/web/suspensions/next?format=csv")
+    assert first.status_code == again.status_code == 200 and len(tried) == 1
+    assert "data-computed" in first.text
+    # A recorded death shows once the forecast is tried again (here: no reuse at all).
+    _add_death(web_world, "P3", _today(web_world) - dt.timedelta(days=40))
+    assert "R-P3" not in operator.get("/web/suspensions/next").text and len(tried) == 1
+    monkeypatch.setattr(web_world.services.settings, "web_forecast_minutes", 0)
+    assert "R-P3" in operator.get("/web/suspensions/next").text and len(tried) == 2
 
 
 def test_the_visit_sheet_lists_a_grids_open_home_visits_to_print(web_world: World) -> None:
