@@ -428,6 +428,35 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
     return deaths.loc[~contradicted.to_numpy()]
 
 
+@dataclass(frozen=True)
+class _Settled:
+    """What settling the reviews left: the outcomes taken up and what face verifications showed."""
+
+    outcomes: pd.DataFrame  # review outcomes recorded since the last run, as `_apply_outcomes`
+    face_proofs: pd.DataFrame  # proofs of life from passed face verifications, as `_proofs`
+    face_failures: pd.DataFrame  # failed or lapsed face verifications: id, person_id, cause
+    visits_asked: set[int]  # persons a grid worker asked a home visit for
+
+
+@dataclass(frozen=True)
+class _Findings:
+    """What the run holds of life and death once the proofs are weighed against death records."""
+
+    proofs: pd.DataFrame  # each living person's newest proof of life, news to this run
+    standing: pd.DataFrame  # the acting death records no proof of life refuted
+    died_on: pd.Series  # per person a standing record names, their earliest date of death
+    dead: set[int]  # the persons of `died_on`
+
+
+@dataclass(frozen=True)
+class _Certified:
+    """Who the run certified, and until when everyone's certification now holds."""
+
+    proof_of_life: set[int]  # persons certified on a proof of life
+    ends: pd.Series  # per person, the day their certification holds until
+    certified_now: set[int]  # persons this run certified whose certification holds as of it
+
+
 def apply_workflow(
     session: Session,
     *,
@@ -443,20 +472,73 @@ def apply_workflow(
     """Turn a run's levels and the reviews' outcomes into certifications, reviews and the list."""
     context = _Context(run_id=run_id, as_of=as_of, store=store, policy=policy, timezone=timezone)
     result = WorkflowResult()
-    roll = snapshot.roll
-    benefit_type = roll.set_index("person_id")["benefit_type"]
+    settled = _settle_reviews(session, context, result)
+    findings = _gather_proofs(session, context, settled, roll=snapshot.roll, result=result)
+    certified = _certify(
+        session, context, findings, assessed=assessed, policy_version=scoring.version,
+        result=result,
+    )  # fmt: skip
+    # What the run now knows of the dead is their death: reviews and lapses see them deceased.
+    levels = assessed.assign(
+        level=np.where(assessed["person_id"].isin(findings.dead), "deceased", assessed["level"])
+    )
+    _route(
+        session, context, settled, findings, certified, snapshot=snapshot, levels=levels,
+        result=result,
+    )  # fmt: skip
+    _fold_payments(session, context, settled, findings, certified, levels=levels, result=result)
+    return result
 
+
+def _settle_reviews(session: Session, context: _Context, result: WorkflowResult) -> _Settled:
+    """Settle face verifications, take up review outcomes and settle the deaths reviews found."""
     face_proofs, face_failures = _settle_face_tasks(session, context, result)
     outcomes = _apply_outcomes(session, context, result)
-    assisted, failed_assisted, visits_asked = _assisted_face_results(outcomes, policy)
-    face_proofs = pd.concat([face_proofs, assisted], ignore_index=True)
-    face_failures = pd.concat([face_failures, failed_assisted], ignore_index=True)
+    assisted, failed_assisted, visits_asked = _assisted_face_results(outcomes, context.policy)
+    settled = _Settled(
+        outcomes=outcomes,
+        face_proofs=pd.concat([face_proofs, assisted], ignore_index=True),
+        face_failures=pd.concat([face_failures, failed_assisted], ignore_index=True),
+        visits_asked=visits_asked,
+    )
     _record_review_deaths(session, outcomes)
     result.death_records_settled = _settle_death_records(session, outcomes)
+    return settled
+
+
+def _gather_proofs(
+    session: Session, context: _Context, settled: _Settled, *, roll: pd.DataFrame,
+    result: WorkflowResult,
+) -> _Findings:  # fmt: skip
+    """Gather the run's proofs of life, refute the deaths they contradict; keep what stands."""
+    benefit_type = roll.set_index("person_id")["benefit_type"]
+    acting = _acting_deaths(session, context.as_of)
+    proofs = _new_proofs(session, context, settled, acting=acting, on_roll=benefit_type.index)
+    # Proof of life dated after a death refutes it; what stands is this run's deaths.
+    standing = _refute(session, acting, proofs)
+    result.refuted_death_records = len(acting) - len(standing)
+    died_on = standing.groupby("person_id")["died_on"].min()
+    dead = set(died_on.index.astype(int))
+    # The dead are certified by nothing; the living by their newest proof.
+    proofs = proofs[~proofs["person_id"].isin(dead)].sort_values("day")
+    proofs = proofs.drop_duplicates("person_id", keep="last")
+    proofs = proofs.assign(
+        benefit_type=benefit_type.reindex(proofs["person_id"]).to_numpy(),
+        evidence=[{**e, "proof_day": d.isoformat()}
+                  for e, d in zip(proofs["evidence"], proofs["day"], strict=True)],
+    )  # fmt: skip
+    return _Findings(proofs=proofs, standing=standing, died_on=died_on, dead=dead)
+
+
+def _new_proofs(
+    session: Session, context: _Context, settled: _Settled, *, acting: pd.DataFrame,
+    on_roll: pd.Index,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the proofs of life of persons on the roll that no earlier run certified."""
+    outcomes = settled.outcomes
     alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]
     # Whose own face passing counts unasked: the suspended from the day it took effect, those
     # a death record names from the day after their death.
-    acting = _acting_deaths(session, as_of)
     suspended = suspended_benefits(session)
     since = pd.concat(
         [
@@ -466,46 +548,38 @@ def apply_workflow(
     ).groupby(level=0).min()  # fmt: skip
     proofs = pd.concat(
         [
-            face_proofs,
+            settled.face_proofs,
             _face_passes(session, context, since),
             _proofs(alive["person_id"], [CertificationSource.VISIT] * len(alive), alive["day"],
                     ({"review_task": int(t)} for t in alive["id"])),
         ],
         ignore_index=True,
     )  # fmt: skip
-    proofs = proofs[proofs["person_id"].isin(benefit_type.index)]
+    proofs = proofs[proofs["person_id"].isin(on_roll)]
     # A proof already certified by an earlier run is no news: a rerun certifies nothing twice.
     used = _past_proofs(session, sorted(set(proofs["person_id"].astype(int))))
-    proofs = proofs[
-        ~(pd.to_datetime(proofs["day"]) <= pd.to_datetime(proofs["person_id"].map(used)))
-    ]
+    return proofs[~(pd.to_datetime(proofs["day"]) <= pd.to_datetime(proofs["person_id"].map(used)))]
 
-    # Proof of life dated after a death refutes it; what stands is this run's deaths.
-    standing = _refute(session, acting, proofs)
-    result.refuted_death_records = len(acting) - len(standing)
-    died_on = standing.groupby("person_id")["died_on"].min()
-    dead = set(died_on.index.astype(int))
 
-    # The dead are certified by nothing; the living by their newest proof.
-    proofs = proofs[~proofs["person_id"].isin(dead)].sort_values("day")
-    proofs = proofs.drop_duplicates("person_id", keep="last")
-    proofs = proofs.assign(
-        benefit_type=benefit_type.reindex(proofs["person_id"]).to_numpy(),
-        evidence=[{**e, "proof_day": d.isoformat()}
-                  for e, d in zip(proofs["evidence"], proofs["day"], strict=True)],
-    )  # fmt: skip
+def _certify(
+    session: Session, context: _Context, findings: _Findings, *, assessed: pd.DataFrame,
+    policy_version: str, result: WorkflowResult,
+) -> _Certified:  # fmt: skip
+    """Certify the living on their proofs, the strong silently; return who holds until when."""
+    run_id, as_of, policy = context.run_id, context.as_of, context.policy
+    proofs = findings.proofs
     proof_of_life = set(proofs["person_id"].astype(int))
     certify_persons(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
-        policy_version=scoring.version,
+        policy_version=policy_version,
     )  # fmt: skip
-    living = ~assessed["person_id"].isin(proof_of_life | dead)
+    living = ~assessed["person_id"].isin(proof_of_life | findings.dead)
     strong = assessed[(assessed["level"] == "strong") & living]
     if "certifiable" in assessed:
         strong = strong[strong["certifiable"].astype(bool)]
     silently = certify_silently(
         session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
-        policy_version=scoring.version,
+        policy_version=policy_version,
     )  # fmt: skip
     result.certified = {
         **{str(k): int(v) for k, v in proofs["source"].astype(str).value_counts().items()},
@@ -515,11 +589,17 @@ def apply_workflow(
     ends = valid_until(session, policy=policy)
     certified_now = proof_of_life | set(strong["person_id"].astype(int))
     certified_now &= {p for p, end in ends.items() if end > as_of}
+    return _Certified(proof_of_life=proof_of_life, ends=ends, certified_now=certified_now)
 
-    # Reviews: what the run now knows of the dead is their death, not a review.
-    now = assessed.assign(
-        level=np.where(assessed["person_id"].isin(dead), "deceased", assessed["level"])
-    )
+
+def _route(
+    session: Session, context: _Context, settled: _Settled, findings: _Findings,
+    certified: _Certified, *, snapshot: EvidenceSnapshot, levels: pd.DataFrame,
+    result: WorkflowResult,
+) -> None:  # fmt: skip
+    """Route reviews (visits, face verifications, renewals), notify the asked, death reviews."""
+    as_of, policy, roll = context.as_of, context.policy, snapshot.roll
+    dead, proof_of_life = findings.dead, certified.proof_of_life
     in_area = set(
         roll.loc[roll["region_code"].astype(str).str.startswith(policy.area_prefixes),
                  "person_id"].astype(int)
@@ -527,36 +607,52 @@ def apply_workflow(
     # A failed or ignored face verification sends a grid worker, except after a visit that
     # found nobody (that verification was the person's last chance) or where nobody can go.
     # A grid worker may also turn a face verification into a visit (visit_needed).
-    to_visit = face_failures[face_failures["cause"] != "after_visit"]
-    visit_now = (set(to_visit["person_id"].astype(int)) | visits_asked) & in_area
+    failures = settled.face_failures
+    to_visit = failures[failures["cause"] != "after_visit"]
+    visit_now = (set(to_visit["person_id"].astype(int)) | settled.visits_asked) & in_area
+    outcomes = settled.outcomes
     remote = outcomes[outcomes["outcome"].isin(policy.lapse.remote_after_visit_outcomes)]
     face_now = set(remote["person_id"].astype(int)) - dead
-    due = _due_for_review(session, as_of=as_of, ends=ends, roll=roll, policy=policy)
+    due = _due_for_review(session, as_of=as_of, ends=certified.ends, roll=roll, policy=policy)
     result.routing = route_reviews(
-        session, run_id=run_id, as_of=as_of, assessed=now[~now["person_id"].isin(proof_of_life)],
-        policy=policy, due=due - proof_of_life, visit_now=visit_now - dead,
-        face_now=face_now - proof_of_life, visit_asked=visits_asked - dead,
+        session, run_id=context.run_id, as_of=as_of,
+        assessed=levels[~levels["person_id"].isin(proof_of_life)], policy=policy,
+        due=due - proof_of_life, visit_now=visit_now - dead, face_now=face_now - proof_of_life,
+        visit_asked=settled.visits_asked - dead,
     )  # fmt: skip
     result.notices["face"] = _face_notices(session, context)
     result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)
 
-    # The money path: each benefit's events, folded through the payment state machine. Lapses
-    # and deaths that stood are weighed on the states the run's other events left.
+
+def _fold_payments(
+    session: Session, context: _Context, settled: _Settled, findings: _Findings,
+    certified: _Certified, *, levels: pd.DataFrame, result: WorkflowResult,
+) -> None:  # fmt: skip
+    """Fold each benefit's events of the run through the payment state machine: the list.
+
+    Lapses and deaths that stood are weighed on the states the run's other events left.
+    """
+    policy = context.policy
     terms = RunTerms(
-        as_of=as_of, payment_day=policy.payment_day,
+        as_of=context.as_of, payment_day=policy.payment_day,
         four_eyes_back_pay=Decimal(str(policy.four_eyes_back_pay)),
         terminate_after_death_days=policy.terminate_after_death_days,
     )  # fmt: skip
     events = _events(
-        session, context, dead=died_on, standing=standing, proofs=proofs,
-        certified_now=certified_now, outcomes=outcomes, ends=ends,
+        session, context, dead=findings.died_on, standing=findings.standing,
+        proofs=findings.proofs, certified_now=certified.certified_now,
+        outcomes=settled.outcomes, ends=certified.ends,
     )  # fmt: skip
-    result.entries = apply_occurrences(session, run_id=run_id, run=terms, occurrences=events)
+    result.entries = apply_occurrences(
+        session, run_id=context.run_id, run=terms, occurrences=events
+    )
     later = _events_after(
-        session, context, dead=died_on, ends=ends, assessed=now,
-        certified_now=certified_now, result=result,
+        session, context, dead=findings.died_on, ends=certified.ends, assessed=levels,
+        certified_now=certified.certified_now, result=result,
     )  # fmt: skip
-    result.entries += apply_occurrences(session, run_id=run_id, run=terms, occurrences=later)
+    result.entries += apply_occurrences(
+        session, run_id=context.run_id, run=terms, occurrences=later
+    )
     result.events = {
         str(event): sum(
             o.event == event for found in (events, later) for each in found.values() for o in each
@@ -564,7 +660,6 @@ def apply_workflow(
         for event in EVENT_ORDER
     }
     _open_duplicate_leads(session, context, entries=result.entries)
-    return result
 
 
 def _due_for_review(
