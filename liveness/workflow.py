@@ -186,21 +186,7 @@ def _settle_face_tasks(
     failed = set(by_task.index) - passed
     overdue = set(tasks.loc[pd.to_datetime(tasks["due_on"]) < pd.Timestamp(as_of), "id"])
     lapsed = overdue - passed - failed
-    for outcome, ids in (
-        (VisitOutcome.FACE_PASSED, passed),
-        (VisitOutcome.FACE_FAILED, failed),
-        (VisitOutcome.LAPSED, lapsed),
-    ):
-        if ids:
-            session.execute(
-                update(ReviewTask)
-                .where(ReviewTask.id.in_(sorted(ids)))
-                .values(
-                    status=TaskStatus.DONE, outcome=outcome, closed_on=as_of,
-                    closed_run_id=context.run_id,
-                )
-            )  # fmt: skip
-        result.face_settled[str(outcome)] = len(ids)
+    _close_face_tasks(session, context, passed=passed, failed=failed, lapsed=lapsed, result=result)
     by_id = tasks.set_index("id")
     ordered = sorted(passed)
     proofs = _proofs(
@@ -212,6 +198,28 @@ def _settle_face_tasks(
     )  # fmt: skip
     failures = by_id.loc[sorted(failed | lapsed), ["person_id", "cause"]].reset_index()
     return proofs, failures
+
+
+def _close_face_tasks(
+    session: Session, context: _Context, *, passed: set[int], failed: set[int],
+    lapsed: set[int], result: WorkflowResult,
+) -> None:  # fmt: skip
+    """Close the face verifications that passed, failed or lapsed, in this run, and count them."""
+    for outcome, ids in (
+        (VisitOutcome.FACE_PASSED, passed),
+        (VisitOutcome.FACE_FAILED, failed),
+        (VisitOutcome.LAPSED, lapsed),
+    ):
+        if ids:
+            session.execute(
+                update(ReviewTask)
+                .where(ReviewTask.id.in_(sorted(ids)))
+                .values(
+                    status=TaskStatus.DONE, outcome=outcome, closed_on=context.as_of,
+                    closed_run_id=context.run_id,
+                )
+            )  # fmt: skip
+        result.face_settled[str(outcome)] = len(ids)
 
 
 def _face_passes(session: Session, context: _Context, since: pd.Series) -> pd.DataFrame:
@@ -811,10 +819,24 @@ def _events(
     proofs: pd.DataFrame, certified_now: set[int], outcomes: pd.DataFrame, ends: pd.Series,
 ) -> dict[int, list[Occurrence]]:  # fmt: skip
     """Gather each benefit's events of this run but lapses and deaths that stood."""
-    policy = context.policy
     found = _Found()
-    add = found.add
+    reviewers = dict(zip(outcomes["person_id"], outcomes["actor"], strict=True))
+    _add_deaths_and_proofs(
+        session, found, dead=dead, standing=standing, proofs=proofs, reviewers=reviewers
+    )
+    _add_recertified_and_imprisoned(
+        session, context, found, certified_now=certified_now, outcomes=outcomes, ends=ends,
+        reviewers=reviewers,
+    )  # fmt: skip
+    _add_duplicates(session, found)
+    return found.ordered()
 
+
+def _add_deaths_and_proofs(
+    session: Session, found: _Found, *, dead: pd.Series, standing: pd.DataFrame,
+    proofs: pd.DataFrame, reviewers: dict[Any, Any],
+) -> None:  # fmt: skip
+    """Add the deaths, the proofs of life and the deaths withdrawn to the benefits they touch."""
     # A death is news to a benefit not already stopped for one, and to any holding a
     # reinstatement (terminated ones too): the death supersedes what waits for approval.
     not_over = (or_(Benefit.held_entry_id.is_not(None),
@@ -825,8 +847,7 @@ def _events(
     first = (
         standing.sort_values(["died_on", "id"]).drop_duplicates("person_id").set_index("person_id")
     )
-    reviewers = dict(zip(outcomes["person_id"], outcomes["actor"], strict=True))
-    add(
+    found.add(
         _of_persons(session, dead.index, *not_over),
         lambda p, b: Occurrence(
             PaymentEvent.DEATH, day=first.at[p, "died_on"],
@@ -838,7 +859,7 @@ def _events(
     )  # fmt: skip
     # Proofs of life of suspended or ended benefits.
     proof = proofs.set_index("person_id")
-    add(
+    found.add(
         _of_persons(session, proof.index, Benefit.status != BenefitStatus.ACTIVE),
         lambda p, b: Occurrence(
             PaymentEvent.PROOF_OF_LIFE, day=proof.at[p, "day"],
@@ -850,23 +871,33 @@ def _events(
     # Deaths no record holds any more, with no proof of life this run: withdrawn by source.
     gone = _benefits(session, Benefit.suspension_reason == ListReason.DECEASED)
     gone = gone[~gone["person_id"].isin(dead.index) & ~gone["person_id"].isin(proof.index)]
-    add(gone, lambda p, b: Occurrence(PaymentEvent.DEATH_WITHDRAWN,
-                                      evidence={"no_death_stands": True}))  # fmt: skip
-    # A lapse ended by a renewed certification.
-    add(
+    found.add(gone, lambda p, b: Occurrence(PaymentEvent.DEATH_WITHDRAWN,
+                                            evidence={"no_death_stands": True}))  # fmt: skip
+
+
+def _add_recertified_and_imprisoned(
+    session: Session, context: _Context, found: _Found, *, certified_now: set[int],
+    outcomes: pd.DataFrame, ends: pd.Series, reviewers: dict[Any, Any],
+) -> None:  # fmt: skip
+    """Add the lapses a renewed certification ends and the imprisonments reviews found."""
+    found.add(
         _of_persons(session, certified_now, Benefit.suspension_reason == ListReason.LAPSED),
         lambda p, b: Occurrence(PaymentEvent.RECERTIFIED,
                                 evidence={"certified_until": ends[p].isoformat()}),
     )  # fmt: skip
     prison = outcomes[outcomes["outcome"] == str(VisitOutcome.IMPRISONED)]
     prison_task = dict(zip(prison["person_id"], prison["id"], strict=True))
-    add(
+    found.add(
         _of_persons(session, prison_task,
-                    Benefit.benefit_type.in_(policy.suspend_when_imprisoned)),
+                    Benefit.benefit_type.in_(context.policy.suspend_when_imprisoned)),
         lambda p, b: Occurrence(PaymentEvent.IMPRISONMENT,
                                 evidence={"review_task": int(prison_task[p])},
                                 caused_by=reviewers.get(p, "system")),
     )  # fmt: skip
+
+
+def _add_duplicates(session: Session, found: _Found) -> None:
+    """Add the duplicate identities deregistrations show, and those none holds any more."""
     duplicates = _duplicate_benefits(session)
     # A duplicate suspension no deregistration holds any more, also under a death it amended
     # (were that death withdrawn later, it would otherwise return to a withdrawn duplicate).
@@ -876,17 +907,16 @@ def _events(
             Benefit.prior_reason == ListReason.DUPLICATE_IDENTITY),
     )  # fmt: skip
     withdrawn = withdrawn[~withdrawn["benefit_id"].isin(duplicates.index)]
-    add(
+    found.add(
         withdrawn,
         lambda p, b: Occurrence(PaymentEvent.DUPLICATE_WITHDRAWN,
                                 evidence={"no_deregistration_stands": True}),
     )  # fmt: skip
-    add(
+    found.add(
         duplicates.reset_index(),
         lambda p, b: Occurrence(PaymentEvent.DUPLICATE_IDENTITY,
                                 evidence=duplicates.at[b, "evidence"]),
     )  # fmt: skip
-    return found.ordered()
 
 
 def _events_after(
@@ -938,6 +968,30 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
     `duplicate` without naming another number on the roll makes every benefit that number draws a
     duplicate. Indexed by benefit id, with the person and the evidence to cite.
     """
+    columns = ["benefit_id", "person_id", "evidence"]
+    links = _deregistration_links(session)
+    if links.empty:
+        return pd.DataFrame(columns=columns).astype({"benefit_id": int}).set_index("benefit_id")
+    persons = set(links["person_id"].astype(int)) | set(links["other_id"].dropna().astype(int))
+    benefits = _of_persons(session, persons)[
+        ["benefit_id", "person_id", "benefit_type", "benefit_start"]
+    ]
+    mine = links.merge(benefits, on="person_id")
+    pairs = mine.dropna(subset=["other_id"]).merge(
+        benefits, left_on=["other_id", "benefit_type"], right_on=["person_id", "benefit_type"],
+        suffixes=("", "_other"),
+    )  # fmt: skip
+    chosen = pd.concat(
+        [_paired_duplicates(pairs), _cancelled_duplicates(mine, pairs)], ignore_index=True
+    )[columns]
+    return chosen.drop_duplicates("benefit_id").set_index("benefit_id")
+
+
+def _deregistration_links(session: Session) -> pd.DataFrame:
+    """Return the standing deregistrations of roll persons that may show a duplicate.
+
+    Each with `other_id`, the roll person holding its `new_id_number` (if another one does).
+    """
     links = query_frame(
         session,
         select(Deregistration.record_id, Deregistration.reason, Deregistration.new_id_number,
@@ -948,9 +1002,8 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
                    Deregistration.new_id_number.is_not(None))),
         ["record_id", "reason", "new_id_number", "person_id"],
     )  # fmt: skip
-    columns = ["benefit_id", "person_id", "evidence"]
     if links.empty:
-        return pd.DataFrame(columns=columns).astype({"benefit_id": int}).set_index("benefit_id")
+        return links
     numbers = links["new_id_number"].dropna().tolist()
     holders = dict(
         session.execute(select(Person.id_number, Person.id).where(Person.id_number.in_(numbers)))
@@ -958,17 +1011,13 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
     ) if numbers else {}  # fmt: skip
     links["other_id"] = links["new_id_number"].map(holders)
     links.loc[links["other_id"] == links["person_id"], "other_id"] = np.nan
-    persons = set(links["person_id"].astype(int)) | set(links["other_id"].dropna().astype(int))
-    benefits = _of_persons(session, persons)[
-        ["benefit_id", "person_id", "benefit_type", "benefit_start"]
-    ]
-    mine = links.merge(benefits, on="person_id")
-    pairs = mine.dropna(subset=["other_id"]).merge(
-        benefits, left_on=["other_id", "benefit_type"], right_on=["person_id", "benefit_type"],
-        suffixes=("", "_other"),
-    )  # fmt: skip
+    return links
+
+
+def _paired_duplicates(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Return, of each pair of same-type benefits two linked numbers draw, the later-started."""
     later = pairs["benefit_start"] >= pairs["benefit_start_other"]
-    paired = pd.DataFrame(
+    return pd.DataFrame(
         {
             "benefit_id": np.where(later, pairs["benefit_id"], pairs["benefit_id_other"]),
             "person_id": np.where(later, pairs["person_id"], pairs["person_id_other"]),
@@ -981,16 +1030,20 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
             ],
         }
     )  # fmt: skip
-    # A number cancelled as a duplicate of nobody on the roll: all it draws is drawn twice. Where
-    # the other number is on the roll, only the pairs above are: a benefit the other number does
-    # not draw is the person's only one, and stopping it would stop a living person's pay.
+
+
+def _cancelled_duplicates(mine: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Return all that numbers cancelled as a duplicate of nobody on the roll draw: twice drawn."""
+    # Where the other number is on the roll, only the pairs are duplicates: a benefit the other
+    # number does not draw is the person's only one, and stopping it would stop a living
+    # person's pay.
     alone = mine[
         (mine["reason"] == "duplicate")
         & mine["other_id"].isna()
         & ~mine["benefit_id"].isin(pairs["benefit_id"])
         & ~mine["benefit_id"].isin(pairs["benefit_id_other"])
     ]
-    cancelled = pd.DataFrame(
+    return pd.DataFrame(
         {
             "benefit_id": alone["benefit_id"].to_numpy(),
             "person_id": alone["person_id"].to_numpy(),
@@ -999,8 +1052,6 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
             ],
         }
     )
-    chosen = pd.concat([paired, cancelled], ignore_index=True)[columns]
-    return chosen.drop_duplicates("benefit_id").set_index("benefit_id")
 
 
 def _lapses(
@@ -1013,12 +1064,11 @@ def _lapses(
     and the latest review of the cycle happened and failed. An open review past its due date
     is the agency's delay: it escalates (the run report lists it) and suspends nobody.
     """
-    as_of, policy = context.as_of, context.policy
     roll = assessed[["person_id", "benefit_type", "level"]]
     end = roll["person_id"].map(ends)
     lapsed = roll[
         end.notna().to_numpy()
-        & (pd.to_datetime(end, errors="coerce") < pd.Timestamp(as_of)).to_numpy()
+        & (pd.to_datetime(end, errors="coerce") < pd.Timestamp(context.as_of)).to_numpy()
         & ~roll["person_id"].isin(certified_now).to_numpy()
         & ~roll["level"].isin(["deceased", "strong"]).to_numpy()
     ].drop_duplicates("person_id")
@@ -1028,6 +1078,29 @@ def _lapses(
     active = set(_of_persons(session, persons, Benefit.status == BenefitStatus.ACTIVE)["person_id"])
     lapsed = lapsed[lapsed["person_id"].isin(active)]
     persons = lapsed["person_id"].astype(int).tolist()
+    notified, sent_on = _lapse_notices(session, context, persons=persons, ends=ends)
+    window = [context.policy.cycle_for(str(t)).renewal_window_days for t in lapsed["benefit_type"]]
+    opens = pd.Series(
+        [ends[p] - dt.timedelta(days=days) for p, days in zip(persons, window, strict=True)],
+        index=persons, dtype=object,
+    )  # fmt: skip
+    failed = _failed_reviews(session, context, persons=persons, opens=opens)
+    frame = pd.DataFrame({"person_id": persons})
+    frame["ended"] = frame["person_id"].map(ends)
+    frame["told"] = frame["person_id"].map(sent_on)
+    return _ready_to_lapse(
+        session, context, frame, notified=frame["person_id"].isin(notified).to_numpy(),
+        failed=failed, result=result,
+    )  # fmt: skip
+
+
+def _lapse_notices(
+    session: Session, context: _Context, *, persons: list[int], ends: pd.Series
+) -> tuple[pd.Series, pd.Series]:
+    """Return who has a lapse notice since their certification ended, and when it was sent.
+
+    The day sent is the local day of the earliest notice sent, per person.
+    """
     notices = _frame_in(
         session, persons,
         lambda chunk: select(Notice.person_id, Notice.created_on, Notice.status, Notice.sent_at)
@@ -1044,16 +1117,19 @@ def _lapses(
         sent.assign(day=[at.astimezone(zone).date() for at in sent["sent_at"]])
         .groupby("person_id")["day"].min()
     )  # fmt: skip
-    window = [policy.cycle_for(str(t)).renewal_window_days for t in lapsed["benefit_type"]]
-    opens = pd.Series(
-        [ends[p] - dt.timedelta(days=days) for p, days in zip(persons, window, strict=True)],
-        index=persons, dtype=object,
-    )  # fmt: skip
-    failed = _failed_reviews(session, context, persons=persons, opens=opens)
-    frame = pd.DataFrame({"person_id": persons})
-    frame["ended"] = frame["person_id"].map(ends)
-    frame["told"] = frame["person_id"].map(sent_on)
-    notified = frame["person_id"].isin(notices["person_id"]).to_numpy()
+    return notices["person_id"], sent_on
+
+
+def _ready_to_lapse(
+    session: Session, context: _Context, frame: pd.DataFrame, *, notified: np.ndarray,
+    failed: dict[int, dict[str, Any]], result: WorkflowResult,
+) -> dict[int, dict[str, Any]]:  # fmt: skip
+    """Return the lapsed who were told, given the notice period and failed a review; tell the rest.
+
+    `frame` holds each lapsed person, the day their certification ended and the day they were
+    told (a lapse notice sent); `notified` marks those with a lapse notice, sent or not.
+    """
+    as_of, policy = context.as_of, context.policy
     told = frame["told"].notna().to_numpy()
     period_over = (
         told
