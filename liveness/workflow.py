@@ -186,21 +186,7 @@ def _settle_face_tasks(
     failed = set(by_task.index) - passed
     overdue = set(tasks.loc[pd.to_datetime(tasks["due_on"]) < pd.Timestamp(as_of), "id"])
     lapsed = overdue - passed - failed
-    for outcome, ids in (
-        (VisitOutcome.FACE_PASSED, passed),
-        (VisitOutcome.FACE_FAILED, failed),
-        (VisitOutcome.LAPSED, lapsed),
-    ):
-        if ids:
-            session.execute(
-                update(ReviewTask)
-                .where(ReviewTask.id.in_(sorted(ids)))
-                .values(
-                    status=TaskStatus.DONE, outcome=outcome, closed_on=as_of,
-                    closed_run_id=context.run_id,
-                )
-            )  # fmt: skip
-        result.face_settled[str(outcome)] = len(ids)
+    _close_face_tasks(session, context, passed=passed, failed=failed, lapsed=lapsed, result=result)
     by_id = tasks.set_index("id")
     ordered = sorted(passed)
     proofs = _proofs(
@@ -212,6 +198,28 @@ def _settle_face_tasks(
     )  # fmt: skip
     failures = by_id.loc[sorted(failed | lapsed), ["person_id", "cause"]].reset_index()
     return proofs, failures
+
+
+def _close_face_tasks(
+    session: Session, context: _Context, *, passed: set[int], failed: set[int],
+    lapsed: set[int], result: WorkflowResult,
+) -> None:  # fmt: skip
+    """Close the face verifications that passed, failed or lapsed, in this run, and count them."""
+    for outcome, ids in (
+        (VisitOutcome.FACE_PASSED, passed),
+        (VisitOutcome.FACE_FAILED, failed),
+        (VisitOutcome.LAPSED, lapsed),
+    ):
+        if ids:
+            session.execute(
+                update(ReviewTask)
+                .where(ReviewTask.id.in_(sorted(ids)))
+                .values(
+                    status=TaskStatus.DONE, outcome=outcome, closed_on=context.as_of,
+                    closed_run_id=context.run_id,
+                )
+            )  # fmt: skip
+        result.face_settled[str(outcome)] = len(ids)
 
 
 def _face_passes(session: Session, context: _Context, since: pd.Series) -> pd.DataFrame:
@@ -428,6 +436,35 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
     return deaths.loc[~contradicted.to_numpy()]
 
 
+@dataclass(frozen=True)
+class _Settled:
+    """What settling the reviews left: the outcomes taken up and what face verifications showed."""
+
+    outcomes: pd.DataFrame  # review outcomes recorded since the last run, as `_apply_outcomes`
+    face_proofs: pd.DataFrame  # proofs of life from passed face verifications, as `_proofs`
+    face_failures: pd.DataFrame  # failed or lapsed face verifications: id, person_id, cause
+    visits_asked: set[int]  # persons a grid worker asked a home visit for
+
+
+@dataclass(frozen=True)
+class _Findings:
+    """What the run holds of life and death once the proofs are weighed against death records."""
+
+    proofs: pd.DataFrame  # each living person's newest proof of life, news to this run
+    standing: pd.DataFrame  # the acting death records no proof of life refuted
+    died_on: pd.Series  # per person a standing record names, their earliest date of death
+    dead: set[int]  # the persons of `died_on`
+
+
+@dataclass(frozen=True)
+class _Certified:
+    """Who the run certified, and until when everyone's certification now holds."""
+
+    proof_of_life: set[int]  # persons certified on a proof of life
+    ends: pd.Series  # per person, the day their certification holds until
+    certified_now: set[int]  # persons this run certified whose certification holds as of it
+
+
 def apply_workflow(
     session: Session,
     *,
@@ -443,20 +480,73 @@ def apply_workflow(
     """Turn a run's levels and the reviews' outcomes into certifications, reviews and the list."""
     context = _Context(run_id=run_id, as_of=as_of, store=store, policy=policy, timezone=timezone)
     result = WorkflowResult()
-    roll = snapshot.roll
-    benefit_type = roll.set_index("person_id")["benefit_type"]
+    settled = _settle_reviews(session, context, result)
+    findings = _gather_proofs(session, context, settled, roll=snapshot.roll, result=result)
+    certified = _certify(
+        session, context, findings, assessed=assessed, policy_version=scoring.version,
+        result=result,
+    )  # fmt: skip
+    # What the run now knows of the dead is their death: reviews and lapses see them deceased.
+    levels = assessed.assign(
+        level=np.where(assessed["person_id"].isin(findings.dead), "deceased", assessed["level"])
+    )
+    _route(
+        session, context, settled, findings, certified, snapshot=snapshot, levels=levels,
+        result=result,
+    )  # fmt: skip
+    _fold_payments(session, context, settled, findings, certified, levels=levels, result=result)
+    return result
 
+
+def _settle_reviews(session: Session, context: _Context, result: WorkflowResult) -> _Settled:
+    """Settle face verifications, take up review outcomes and settle the deaths reviews found."""
     face_proofs, face_failures = _settle_face_tasks(session, context, result)
     outcomes = _apply_outcomes(session, context, result)
-    assisted, failed_assisted, visits_asked = _assisted_face_results(outcomes, policy)
-    face_proofs = pd.concat([face_proofs, assisted], ignore_index=True)
-    face_failures = pd.concat([face_failures, failed_assisted], ignore_index=True)
+    assisted, failed_assisted, visits_asked = _assisted_face_results(outcomes, context.policy)
+    settled = _Settled(
+        outcomes=outcomes,
+        face_proofs=pd.concat([face_proofs, assisted], ignore_index=True),
+        face_failures=pd.concat([face_failures, failed_assisted], ignore_index=True),
+        visits_asked=visits_asked,
+    )
     _record_review_deaths(session, outcomes)
     result.death_records_settled = _settle_death_records(session, outcomes)
+    return settled
+
+
+def _gather_proofs(
+    session: Session, context: _Context, settled: _Settled, *, roll: pd.DataFrame,
+    result: WorkflowResult,
+) -> _Findings:  # fmt: skip
+    """Gather the run's proofs of life, refute the deaths they contradict; keep what stands."""
+    benefit_type = roll.set_index("person_id")["benefit_type"]
+    acting = _acting_deaths(session, context.as_of)
+    proofs = _new_proofs(session, context, settled, acting=acting, on_roll=benefit_type.index)
+    # Proof of life dated after a death refutes it; what stands is this run's deaths.
+    standing = _refute(session, acting, proofs)
+    result.refuted_death_records = len(acting) - len(standing)
+    died_on = standing.groupby("person_id")["died_on"].min()
+    dead = set(died_on.index.astype(int))
+    # The dead are certified by nothing; the living by their newest proof.
+    proofs = proofs[~proofs["person_id"].isin(dead)].sort_values("day")
+    proofs = proofs.drop_duplicates("person_id", keep="last")
+    proofs = proofs.assign(
+        benefit_type=benefit_type.reindex(proofs["person_id"]).to_numpy(),
+        evidence=[{**e, "proof_day": d.isoformat()}
+                  for e, d in zip(proofs["evidence"], proofs["day"], strict=True)],
+    )  # fmt: skip
+    return _Findings(proofs=proofs, standing=standing, died_on=died_on, dead=dead)
+
+
+def _new_proofs(
+    session: Session, context: _Context, settled: _Settled, *, acting: pd.DataFrame,
+    on_roll: pd.Index,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the proofs of life of persons on the roll that no earlier run certified."""
+    outcomes = settled.outcomes
     alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]
     # Whose own face passing counts unasked: the suspended from the day it took effect, those
     # a death record names from the day after their death.
-    acting = _acting_deaths(session, as_of)
     suspended = suspended_benefits(session)
     since = pd.concat(
         [
@@ -466,46 +556,38 @@ def apply_workflow(
     ).groupby(level=0).min()  # fmt: skip
     proofs = pd.concat(
         [
-            face_proofs,
+            settled.face_proofs,
             _face_passes(session, context, since),
             _proofs(alive["person_id"], [CertificationSource.VISIT] * len(alive), alive["day"],
                     ({"review_task": int(t)} for t in alive["id"])),
         ],
         ignore_index=True,
     )  # fmt: skip
-    proofs = proofs[proofs["person_id"].isin(benefit_type.index)]
+    proofs = proofs[proofs["person_id"].isin(on_roll)]
     # A proof already certified by an earlier run is no news: a rerun certifies nothing twice.
     used = _past_proofs(session, sorted(set(proofs["person_id"].astype(int))))
-    proofs = proofs[
-        ~(pd.to_datetime(proofs["day"]) <= pd.to_datetime(proofs["person_id"].map(used)))
-    ]
+    return proofs[~(pd.to_datetime(proofs["day"]) <= pd.to_datetime(proofs["person_id"].map(used)))]
 
-    # Proof of life dated after a death refutes it; what stands is this run's deaths.
-    standing = _refute(session, acting, proofs)
-    result.refuted_death_records = len(acting) - len(standing)
-    died_on = standing.groupby("person_id")["died_on"].min()
-    dead = set(died_on.index.astype(int))
 
-    # The dead are certified by nothing; the living by their newest proof.
-    proofs = proofs[~proofs["person_id"].isin(dead)].sort_values("day")
-    proofs = proofs.drop_duplicates("person_id", keep="last")
-    proofs = proofs.assign(
-        benefit_type=benefit_type.reindex(proofs["person_id"]).to_numpy(),
-        evidence=[{**e, "proof_day": d.isoformat()}
-                  for e, d in zip(proofs["evidence"], proofs["day"], strict=True)],
-    )  # fmt: skip
+def _certify(
+    session: Session, context: _Context, findings: _Findings, *, assessed: pd.DataFrame,
+    policy_version: str, result: WorkflowResult,
+) -> _Certified:  # fmt: skip
+    """Certify the living on their proofs, the strong silently; return who holds until when."""
+    run_id, as_of, policy = context.run_id, context.as_of, context.policy
+    proofs = findings.proofs
     proof_of_life = set(proofs["person_id"].astype(int))
     certify_persons(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
-        policy_version=scoring.version,
+        policy_version=policy_version,
     )  # fmt: skip
-    living = ~assessed["person_id"].isin(proof_of_life | dead)
+    living = ~assessed["person_id"].isin(proof_of_life | findings.dead)
     strong = assessed[(assessed["level"] == "strong") & living]
     if "certifiable" in assessed:
         strong = strong[strong["certifiable"].astype(bool)]
     silently = certify_silently(
         session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
-        policy_version=scoring.version,
+        policy_version=policy_version,
     )  # fmt: skip
     result.certified = {
         **{str(k): int(v) for k, v in proofs["source"].astype(str).value_counts().items()},
@@ -515,11 +597,17 @@ def apply_workflow(
     ends = valid_until(session, policy=policy)
     certified_now = proof_of_life | set(strong["person_id"].astype(int))
     certified_now &= {p for p, end in ends.items() if end > as_of}
+    return _Certified(proof_of_life=proof_of_life, ends=ends, certified_now=certified_now)
 
-    # Reviews: what the run now knows of the dead is their death, not a review.
-    now = assessed.assign(
-        level=np.where(assessed["person_id"].isin(dead), "deceased", assessed["level"])
-    )
+
+def _route(
+    session: Session, context: _Context, settled: _Settled, findings: _Findings,
+    certified: _Certified, *, snapshot: EvidenceSnapshot, levels: pd.DataFrame,
+    result: WorkflowResult,
+) -> None:  # fmt: skip
+    """Route reviews (visits, face verifications, renewals), notify the asked, death reviews."""
+    as_of, policy, roll = context.as_of, context.policy, snapshot.roll
+    dead, proof_of_life = findings.dead, certified.proof_of_life
     in_area = set(
         roll.loc[roll["region_code"].astype(str).str.startswith(policy.area_prefixes),
                  "person_id"].astype(int)
@@ -527,36 +615,52 @@ def apply_workflow(
     # A failed or ignored face verification sends a grid worker, except after a visit that
     # found nobody (that verification was the person's last chance) or where nobody can go.
     # A grid worker may also turn a face verification into a visit (visit_needed).
-    to_visit = face_failures[face_failures["cause"] != "after_visit"]
-    visit_now = (set(to_visit["person_id"].astype(int)) | visits_asked) & in_area
+    failures = settled.face_failures
+    to_visit = failures[failures["cause"] != "after_visit"]
+    visit_now = (set(to_visit["person_id"].astype(int)) | settled.visits_asked) & in_area
+    outcomes = settled.outcomes
     remote = outcomes[outcomes["outcome"].isin(policy.lapse.remote_after_visit_outcomes)]
     face_now = set(remote["person_id"].astype(int)) - dead
-    due = _due_for_review(session, as_of=as_of, ends=ends, roll=roll, policy=policy)
+    due = _due_for_review(session, as_of=as_of, ends=certified.ends, roll=roll, policy=policy)
     result.routing = route_reviews(
-        session, run_id=run_id, as_of=as_of, assessed=now[~now["person_id"].isin(proof_of_life)],
-        policy=policy, due=due - proof_of_life, visit_now=visit_now - dead,
-        face_now=face_now - proof_of_life, visit_asked=visits_asked - dead,
+        session, run_id=context.run_id, as_of=as_of,
+        assessed=levels[~levels["person_id"].isin(proof_of_life)], policy=policy,
+        due=due - proof_of_life, visit_now=visit_now - dead, face_now=face_now - proof_of_life,
+        visit_asked=settled.visits_asked - dead,
     )  # fmt: skip
     result.notices["face"] = _face_notices(session, context)
     result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)
 
-    # The money path: each benefit's events, folded through the payment state machine. Lapses
-    # and deaths that stood are weighed on the states the run's other events left.
+
+def _fold_payments(
+    session: Session, context: _Context, settled: _Settled, findings: _Findings,
+    certified: _Certified, *, levels: pd.DataFrame, result: WorkflowResult,
+) -> None:  # fmt: skip
+    """Fold each benefit's events of the run through the payment state machine: the list.
+
+    Lapses and deaths that stood are weighed on the states the run's other events left.
+    """
+    policy = context.policy
     terms = RunTerms(
-        as_of=as_of, payment_day=policy.payment_day,
+        as_of=context.as_of, payment_day=policy.payment_day,
         four_eyes_back_pay=Decimal(str(policy.four_eyes_back_pay)),
         terminate_after_death_days=policy.terminate_after_death_days,
     )  # fmt: skip
     events = _events(
-        session, context, dead=died_on, standing=standing, proofs=proofs,
-        certified_now=certified_now, outcomes=outcomes, ends=ends,
+        session, context, dead=findings.died_on, standing=findings.standing,
+        proofs=findings.proofs, certified_now=certified.certified_now,
+        outcomes=settled.outcomes, ends=certified.ends,
     )  # fmt: skip
-    result.entries = apply_occurrences(session, run_id=run_id, run=terms, occurrences=events)
+    result.entries = apply_occurrences(
+        session, run_id=context.run_id, run=terms, occurrences=events
+    )
     later = _events_after(
-        session, context, dead=died_on, ends=ends, assessed=now,
-        certified_now=certified_now, result=result,
+        session, context, dead=findings.died_on, ends=certified.ends, assessed=levels,
+        certified_now=certified.certified_now, result=result,
     )  # fmt: skip
-    result.entries += apply_occurrences(session, run_id=run_id, run=terms, occurrences=later)
+    result.entries += apply_occurrences(
+        session, run_id=context.run_id, run=terms, occurrences=later
+    )
     result.events = {
         str(event): sum(
             o.event == event for found in (events, later) for each in found.values() for o in each
@@ -564,7 +668,6 @@ def apply_workflow(
         for event in EVENT_ORDER
     }
     _open_duplicate_leads(session, context, entries=result.entries)
-    return result
 
 
 def _due_for_review(
@@ -716,10 +819,24 @@ def _events(
     proofs: pd.DataFrame, certified_now: set[int], outcomes: pd.DataFrame, ends: pd.Series,
 ) -> dict[int, list[Occurrence]]:  # fmt: skip
     """Gather each benefit's events of this run but lapses and deaths that stood."""
-    policy = context.policy
     found = _Found()
-    add = found.add
+    reviewers = dict(zip(outcomes["person_id"], outcomes["actor"], strict=True))
+    _add_deaths_and_proofs(
+        session, found, dead=dead, standing=standing, proofs=proofs, reviewers=reviewers
+    )
+    _add_recertified_and_imprisoned(
+        session, context, found, certified_now=certified_now, outcomes=outcomes, ends=ends,
+        reviewers=reviewers,
+    )  # fmt: skip
+    _add_duplicates(session, found)
+    return found.ordered()
 
+
+def _add_deaths_and_proofs(
+    session: Session, found: _Found, *, dead: pd.Series, standing: pd.DataFrame,
+    proofs: pd.DataFrame, reviewers: dict[Any, Any],
+) -> None:  # fmt: skip
+    """Add the deaths, the proofs of life and the deaths withdrawn to the benefits they touch."""
     # A death is news to a benefit not already stopped for one, and to any holding a
     # reinstatement (terminated ones too): the death supersedes what waits for approval.
     not_over = (or_(Benefit.held_entry_id.is_not(None),
@@ -730,8 +847,7 @@ def _events(
     first = (
         standing.sort_values(["died_on", "id"]).drop_duplicates("person_id").set_index("person_id")
     )
-    reviewers = dict(zip(outcomes["person_id"], outcomes["actor"], strict=True))
-    add(
+    found.add(
         _of_persons(session, dead.index, *not_over),
         lambda p, b: Occurrence(
             PaymentEvent.DEATH, day=first.at[p, "died_on"],
@@ -743,7 +859,7 @@ def _events(
     )  # fmt: skip
     # Proofs of life of suspended or ended benefits.
     proof = proofs.set_index("person_id")
-    add(
+    found.add(
         _of_persons(session, proof.index, Benefit.status != BenefitStatus.ACTIVE),
         lambda p, b: Occurrence(
             PaymentEvent.PROOF_OF_LIFE, day=proof.at[p, "day"],
@@ -755,23 +871,33 @@ def _events(
     # Deaths no record holds any more, with no proof of life this run: withdrawn by source.
     gone = _benefits(session, Benefit.suspension_reason == ListReason.DECEASED)
     gone = gone[~gone["person_id"].isin(dead.index) & ~gone["person_id"].isin(proof.index)]
-    add(gone, lambda p, b: Occurrence(PaymentEvent.DEATH_WITHDRAWN,
-                                      evidence={"no_death_stands": True}))  # fmt: skip
-    # A lapse ended by a renewed certification.
-    add(
+    found.add(gone, lambda p, b: Occurrence(PaymentEvent.DEATH_WITHDRAWN,
+                                            evidence={"no_death_stands": True}))  # fmt: skip
+
+
+def _add_recertified_and_imprisoned(
+    session: Session, context: _Context, found: _Found, *, certified_now: set[int],
+    outcomes: pd.DataFrame, ends: pd.Series, reviewers: dict[Any, Any],
+) -> None:  # fmt: skip
+    """Add the lapses a renewed certification ends and the imprisonments reviews found."""
+    found.add(
         _of_persons(session, certified_now, Benefit.suspension_reason == ListReason.LAPSED),
         lambda p, b: Occurrence(PaymentEvent.RECERTIFIED,
                                 evidence={"certified_until": ends[p].isoformat()}),
     )  # fmt: skip
     prison = outcomes[outcomes["outcome"] == str(VisitOutcome.IMPRISONED)]
     prison_task = dict(zip(prison["person_id"], prison["id"], strict=True))
-    add(
+    found.add(
         _of_persons(session, prison_task,
-                    Benefit.benefit_type.in_(policy.suspend_when_imprisoned)),
+                    Benefit.benefit_type.in_(context.policy.suspend_when_imprisoned)),
         lambda p, b: Occurrence(PaymentEvent.IMPRISONMENT,
                                 evidence={"review_task": int(prison_task[p])},
                                 caused_by=reviewers.get(p, "system")),
     )  # fmt: skip
+
+
+def _add_duplicates(session: Session, found: _Found) -> None:
+    """Add the duplicate identities deregistrations show, and those none holds any more."""
     duplicates = _duplicate_benefits(session)
     # A duplicate suspension no deregistration holds any more, also under a death it amended
     # (were that death withdrawn later, it would otherwise return to a withdrawn duplicate).
@@ -781,17 +907,16 @@ def _events(
             Benefit.prior_reason == ListReason.DUPLICATE_IDENTITY),
     )  # fmt: skip
     withdrawn = withdrawn[~withdrawn["benefit_id"].isin(duplicates.index)]
-    add(
+    found.add(
         withdrawn,
         lambda p, b: Occurrence(PaymentEvent.DUPLICATE_WITHDRAWN,
                                 evidence={"no_deregistration_stands": True}),
     )  # fmt: skip
-    add(
+    found.add(
         duplicates.reset_index(),
         lambda p, b: Occurrence(PaymentEvent.DUPLICATE_IDENTITY,
                                 evidence=duplicates.at[b, "evidence"]),
     )  # fmt: skip
-    return found.ordered()
 
 
 def _events_after(
@@ -843,6 +968,30 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
     `duplicate` without naming another number on the roll makes every benefit that number draws a
     duplicate. Indexed by benefit id, with the person and the evidence to cite.
     """
+    columns = ["benefit_id", "person_id", "evidence"]
+    links = _deregistration_links(session)
+    if links.empty:
+        return pd.DataFrame(columns=columns).astype({"benefit_id": int}).set_index("benefit_id")
+    persons = set(links["person_id"].astype(int)) | set(links["other_id"].dropna().astype(int))
+    benefits = _of_persons(session, persons)[
+        ["benefit_id", "person_id", "benefit_type", "benefit_start"]
+    ]
+    mine = links.merge(benefits, on="person_id")
+    pairs = mine.dropna(subset=["other_id"]).merge(
+        benefits, left_on=["other_id", "benefit_type"], right_on=["person_id", "benefit_type"],
+        suffixes=("", "_other"),
+    )  # fmt: skip
+    chosen = pd.concat(
+        [_paired_duplicates(pairs), _cancelled_duplicates(mine, pairs)], ignore_index=True
+    )[columns]
+    return chosen.drop_duplicates("benefit_id").set_index("benefit_id")
+
+
+def _deregistration_links(session: Session) -> pd.DataFrame:
+    """Return the standing deregistrations of roll persons that may show a duplicate.
+
+    Each with `other_id`, the roll person holding its `new_id_number` (if another one does).
+    """
     links = query_frame(
         session,
         select(Deregistration.record_id, Deregistration.reason, Deregistration.new_id_number,
@@ -853,9 +1002,8 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
                    Deregistration.new_id_number.is_not(None))),
         ["record_id", "reason", "new_id_number", "person_id"],
     )  # fmt: skip
-    columns = ["benefit_id", "person_id", "evidence"]
     if links.empty:
-        return pd.DataFrame(columns=columns).astype({"benefit_id": int}).set_index("benefit_id")
+        return links
     numbers = links["new_id_number"].dropna().tolist()
     holders = dict(
         session.execute(select(Person.id_number, Person.id).where(Person.id_number.in_(numbers)))
@@ -863,17 +1011,13 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
     ) if numbers else {}  # fmt: skip
     links["other_id"] = links["new_id_number"].map(holders)
     links.loc[links["other_id"] == links["person_id"], "other_id"] = np.nan
-    persons = set(links["person_id"].astype(int)) | set(links["other_id"].dropna().astype(int))
-    benefits = _of_persons(session, persons)[
-        ["benefit_id", "person_id", "benefit_type", "benefit_start"]
-    ]
-    mine = links.merge(benefits, on="person_id")
-    pairs = mine.dropna(subset=["other_id"]).merge(
-        benefits, left_on=["other_id", "benefit_type"], right_on=["person_id", "benefit_type"],
-        suffixes=("", "_other"),
-    )  # fmt: skip
+    return links
+
+
+def _paired_duplicates(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Return, of each pair of same-type benefits two linked numbers draw, the later-started."""
     later = pairs["benefit_start"] >= pairs["benefit_start_other"]
-    paired = pd.DataFrame(
+    return pd.DataFrame(
         {
             "benefit_id": np.where(later, pairs["benefit_id"], pairs["benefit_id_other"]),
             "person_id": np.where(later, pairs["person_id"], pairs["person_id_other"]),
@@ -886,16 +1030,20 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
             ],
         }
     )  # fmt: skip
-    # A number cancelled as a duplicate of nobody on the roll: all it draws is drawn twice. Where
-    # the other number is on the roll, only the pairs above are: a benefit the other number does
-    # not draw is the person's only one, and stopping it would stop a living person's pay.
+
+
+def _cancelled_duplicates(mine: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Return all that numbers cancelled as a duplicate of nobody on the roll draw: twice drawn."""
+    # Where the other number is on the roll, only the pairs are duplicates: a benefit the other
+    # number does not draw is the person's only one, and stopping it would stop a living
+    # person's pay.
     alone = mine[
         (mine["reason"] == "duplicate")
         & mine["other_id"].isna()
         & ~mine["benefit_id"].isin(pairs["benefit_id"])
         & ~mine["benefit_id"].isin(pairs["benefit_id_other"])
     ]
-    cancelled = pd.DataFrame(
+    return pd.DataFrame(
         {
             "benefit_id": alone["benefit_id"].to_numpy(),
             "person_id": alone["person_id"].to_numpy(),
@@ -904,8 +1052,6 @@ def _duplicate_benefits(session: Session) -> pd.DataFrame:
             ],
         }
     )
-    chosen = pd.concat([paired, cancelled], ignore_index=True)[columns]
-    return chosen.drop_duplicates("benefit_id").set_index("benefit_id")
 
 
 def _lapses(
@@ -918,12 +1064,11 @@ def _lapses(
     and the latest review of the cycle happened and failed. An open review past its due date
     is the agency's delay: it escalates (the run report lists it) and suspends nobody.
     """
-    as_of, policy = context.as_of, context.policy
     roll = assessed[["person_id", "benefit_type", "level"]]
     end = roll["person_id"].map(ends)
     lapsed = roll[
         end.notna().to_numpy()
-        & (pd.to_datetime(end, errors="coerce") < pd.Timestamp(as_of)).to_numpy()
+        & (pd.to_datetime(end, errors="coerce") < pd.Timestamp(context.as_of)).to_numpy()
         & ~roll["person_id"].isin(certified_now).to_numpy()
         & ~roll["level"].isin(["deceased", "strong"]).to_numpy()
     ].drop_duplicates("person_id")
@@ -933,6 +1078,29 @@ def _lapses(
     active = set(_of_persons(session, persons, Benefit.status == BenefitStatus.ACTIVE)["person_id"])
     lapsed = lapsed[lapsed["person_id"].isin(active)]
     persons = lapsed["person_id"].astype(int).tolist()
+    notified, sent_on = _lapse_notices(session, context, persons=persons, ends=ends)
+    window = [context.policy.cycle_for(str(t)).renewal_window_days for t in lapsed["benefit_type"]]
+    opens = pd.Series(
+        [ends[p] - dt.timedelta(days=days) for p, days in zip(persons, window, strict=True)],
+        index=persons, dtype=object,
+    )  # fmt: skip
+    failed = _failed_reviews(session, context, persons=persons, opens=opens)
+    frame = pd.DataFrame({"person_id": persons})
+    frame["ended"] = frame["person_id"].map(ends)
+    frame["told"] = frame["person_id"].map(sent_on)
+    return _ready_to_lapse(
+        session, context, frame, notified=frame["person_id"].isin(notified).to_numpy(),
+        failed=failed, result=result,
+    )  # fmt: skip
+
+
+def _lapse_notices(
+    session: Session, context: _Context, *, persons: list[int], ends: pd.Series
+) -> tuple[pd.Series, pd.Series]:
+    """Return who has a lapse notice since their certification ended, and when it was sent.
+
+    The day sent is the local day of the earliest notice sent, per person.
+    """
     notices = _frame_in(
         session, persons,
         lambda chunk: select(Notice.person_id, Notice.created_on, Notice.status, Notice.sent_at)
@@ -949,16 +1117,19 @@ def _lapses(
         sent.assign(day=[at.astimezone(zone).date() for at in sent["sent_at"]])
         .groupby("person_id")["day"].min()
     )  # fmt: skip
-    window = [policy.cycle_for(str(t)).renewal_window_days for t in lapsed["benefit_type"]]
-    opens = pd.Series(
-        [ends[p] - dt.timedelta(days=days) for p, days in zip(persons, window, strict=True)],
-        index=persons, dtype=object,
-    )  # fmt: skip
-    failed = _failed_reviews(session, context, persons=persons, opens=opens)
-    frame = pd.DataFrame({"person_id": persons})
-    frame["ended"] = frame["person_id"].map(ends)
-    frame["told"] = frame["person_id"].map(sent_on)
-    notified = frame["person_id"].isin(notices["person_id"]).to_numpy()
+    return notices["person_id"], sent_on
+
+
+def _ready_to_lapse(
+    session: Session, context: _Context, frame: pd.DataFrame, *, notified: np.ndarray,
+    failed: dict[int, dict[str, Any]], result: WorkflowResult,
+) -> dict[int, dict[str, Any]]:  # fmt: skip
+    """Return the lapsed who were told, given the notice period and failed a review; tell the rest.
+
+    `frame` holds each lapsed person, the day their certification ended and the day they were
+    told (a lapse notice sent); `notified` marks those with a lapse notice, sent or not.
+    """
+    as_of, policy = context.as_of, context.policy
     told = frame["told"].notna().to_numpy()
     period_over = (
         told
