@@ -402,7 +402,11 @@ def relink_command(json_output: JsonOption = False) -> None:
     """Link again stored evidence that matched nobody, against today's roll and cards."""
     services = migrated_services()
     with session_scope(services.sessions) as session:
-        report = relink(session, store=services.store)
+        report = relink(
+            session,
+            store=services.store,
+            demographic_confidence=services.certification_policy.demographic_confidence,
+        )
     if json_output:
         print_json(report.as_dict())
         return

@@ -63,6 +63,8 @@ class IngestContext:
     configs: Mapping[str, SourceConfig]
     store: EvidenceStore
     timezone: str
+    # The confidence of a death record matched on name, sex and birth date (the policy's).
+    demographic_confidence: float
     _roll: RollIndex | None = field(default=None, repr=False)
     _cards: CardIndex | None = field(default=None, repr=False)
     # The newest roll or card delivery the cached indexes are known to hold (read before
@@ -472,11 +474,12 @@ def _load_rows(
         return load_death_records(
             session, source=source, rows=rows, roll=context.roll(session),
             delivery_id=delivery.id, timezone=context.timezone,
+            demographic_confidence=context.demographic_confidence,
         )  # fmt: skip
     if source == "deregistration":
         return load_deregistrations(
             session, rows=rows, roll=context.roll(session), delivery_id=delivery.id,
-            timezone=context.timezone,
+            timezone=context.timezone, demographic_confidence=context.demographic_confidence,
         )  # fmt: skip
     if source in TRACE_SOURCES and traces is not None:
         if shaped is None:
@@ -536,6 +539,7 @@ def _load_traces(
             load_medical_deaths(
                 session, rows=loaded.loc[deaths], roll=context.roll(session),
                 delivery_id=delivery.id, timezone=context.timezone,
+                demographic_confidence=context.demographic_confidence,
             )  # fmt: skip
     unmatched = int((fresh["person_id"].to_numpy() < 0).sum())
     return Loaded(fresh.num_rows, int(verdict.redelivered.sum()), unmatched, conflicts)
