@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import typer
+from click import UsageError
 from rich.console import Console
 from rich.table import Table
 
@@ -171,16 +172,14 @@ def ingest(
     show_progress = not json_output and errors.is_terminal
     if all_sources:
         if paths or source:
-            raise ConfigurationError(
-                "--all loads every configured source: give no PATH or --source"
-            )
+            raise UsageError("--all loads every configured source: give no PATH or --source")
         reports = ingest_all(
             services, show_progress=show_progress, console=errors,
             warn=lambda message: errors.print(f"[yellow]{message}[/]", highlight=False),
         )  # fmt: skip
     else:
         if source is None or not paths:
-            raise ConfigurationError("give --source NAME and one or more PATHs, or --all")
+            raise UsageError("give --source NAME and one or more PATHs, or --all")
         reports = ingest_paths(
             services, source=source, paths=paths, format=format, encoding=encoding,
             show_progress=show_progress, console=errors,
@@ -530,7 +529,7 @@ def notices_sent(
     services = migrated_services()
     day = on.date() if on else local_today(services)
     if day > local_today(services):
-        raise ConfigurationError(f"--on {day.isoformat()}: a notice cannot be sent in the future")
+        raise UsageError(f"--on {day.isoformat()}: a notice cannot be sent in the future")
     zone = ZoneInfo(services.settings.timezone)
     with session_scope(services.sessions) as session:
         for notice_id in notice_ids:
@@ -594,7 +593,7 @@ def lists_audit_sample(
     """Draw the month's audit sample (at least the policy's share of its decisions)."""
     services = migrated_services()
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-        raise ConfigurationError(f"--month {month!r}: expected YYYY-MM")
+        raise UsageError(f"--month {month!r}: expected YYYY-MM")
     with session_scope(services.sessions) as session:
         sample = draw_sample(
             session, month=month, share=services.policies.certification.audit_share, actor=by

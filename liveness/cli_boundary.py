@@ -17,11 +17,12 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 import pandas as pd
 import typer
+from click import UsageError
 from rich.console import Console
 
 from connectors import ConnectorError
 from liveness.app import Services
-from liveness.errors import LivenessError
+from liveness.errors import DeliveryRefused, LivenessError
 from liveness.settings import get_settings
 
 console = Console()
@@ -32,7 +33,11 @@ R = TypeVar("R")
 
 
 def boundary(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn engine errors into a readable message and an exit code, never a traceback."""
+    """Turn engine errors into a readable message and an exit code, never a traceback.
+
+    Each cause has its own code (README.md, "Exit codes"): an engine error its `exit_code`, a
+    connector error that of a refused delivery, a usage error Click's 2, anything else 70.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -44,8 +49,9 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(error.exit_code) from None
         except ConnectorError as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False)
-            raise typer.Exit(3) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise typer.Exit(DeliveryRefused.exit_code) from None
+        except (typer.Exit, typer.Abort, UsageError, KeyboardInterrupt):
+            # Click's own: a usage error (an option value a command refuses) exits 2.
             raise
         except Exception as error:  # the one top-level catch: report, never a traceback
             if get_settings().debug:
