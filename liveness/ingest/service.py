@@ -156,7 +156,9 @@ def ingest_delivery(
     # The moment of arrival bounds every date of the delivery (beyond a configured allowance).
     received_at = utcnow()
     try:
-        connector = get_connector(source, context.configs, arrived_at=received_at)
+        connector = get_connector(
+            source, context.configs, arrived_at=received_at, timezone=context.timezone
+        )
     except ConnectorError as error:
         raise DeliveryRefused(str(error)) from None
     if not path.is_file():
@@ -392,7 +394,9 @@ def ingest_pull(
     config = context.configs[source]
     received_at = utcnow()
     try:
-        connector = get_connector(source, context.configs, arrived_at=received_at)
+        connector = get_connector(
+            source, context.configs, arrived_at=received_at, timezone=context.timezone
+        )
         transport = make_transport(config, secrets=secrets)
     except ConnectorError as error:
         raise DeliveryRefused(str(error)) from None
