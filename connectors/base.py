@@ -419,17 +419,84 @@ def _zone(zone: str | ZoneInfo) -> ZoneInfo:
 def _local_naive(values: pa.Array, kind: str, zone: ZoneInfo) -> np.ndarray:
     """Return dates, or timestamps as local wall-clock time, as naive datetime64[us] (NaT)."""
     if kind == "timestamp":
-        here = pc.cast(values, pa.timestamp("us", "UTC")).cast(pa.timestamp("us", zone.key))
-        return pc.local_timestamp(here).to_numpy(zero_copy_only=False)
+        utc = pc.cast(values, pa.timestamp("us", "UTC")).cast(pa.timestamp("us"))
+        return _shift(utc, zone, to_utc=False).to_numpy(zero_copy_only=False)
     return pc.cast(values, pa.timestamp("us")).to_numpy(zero_copy_only=False)
 
 
 def _local_to_utc(local: pa.Array, zone: ZoneInfo) -> pa.Array:
     """Return naive local wall-clock timestamps[us] as the UTC instants they show."""
-    aware = pc.assume_timezone(
-        local, timezone=zone.key, ambiguous=_AMBIGUOUS, nonexistent=_NONEXISTENT
+    return _shift(local, zone, to_utc=True).cast(pa.timestamp("us", "UTC"))
+
+
+_DAY_US = 86_400_000_000
+_CHANGES = np.iinfo(np.int64).min  # the offset of a day on which the zone's offset changes
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _shift(values: pa.Array, zone: ZoneInfo, *, to_utc: bool) -> pa.Array:
+    """Move naive timestamps[us] from the wall clock of `zone` to UTC (`to_utc`) or back.
+
+    Arrow's zone conversions cost about a second per million rows; a delivery spans few days,
+    and on all but the days the clock changes the offset is one number. Those days' rows
+    alone go through Arrow, which settles a time shown twice or never.
+    """
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    micros = pc.fill_null(pc.cast(values, pa.int64()), 0).to_numpy(zero_copy_only=False).copy()
+    if not valid.any():
+        return values
+    days = micros // _DAY_US
+    days[~valid] = days[valid][0]
+    offsets = _offsets_by_day(days, zone, local=to_utc)
+    changes = (offsets == _CHANGES) & valid
+    micros[~changes] += -offsets[~changes] if to_utc else offsets[~changes]
+    if changes.any():
+        rows = np.flatnonzero(changes)
+        part = values.take(pa.array(rows))
+        if to_utc:
+            aware = pc.assume_timezone(
+                part, timezone=zone.key, ambiguous=_AMBIGUOUS, nonexistent=_NONEXISTENT
+            )
+            exact = pc.cast(pc.cast(aware, pa.timestamp("us", "UTC")), pa.timestamp("us"))
+        else:
+            exact = pc.local_timestamp(pc.cast(part, pa.timestamp("us", zone.key)))
+        micros[rows] = pc.cast(exact, pa.int64()).to_numpy(zero_copy_only=False)
+    return pc.cast(pa.array(micros, pa.int64(), mask=~valid), pa.timestamp("us"))
+
+
+def _offsets_by_day(days: np.ndarray, zone: ZoneInfo, *, local: bool) -> np.ndarray:
+    """Return per row the zone's UTC offset in microseconds on its day (local or UTC).
+
+    A day whose offset at its start differs from the next day's start is one on which the
+    clock changes: `_CHANGES`.
+    """
+    first, last = int(days.min()), int(days.max())
+    if last - first < 4096:
+        spanned, index = np.arange(first, last + 1), days - first
+    else:
+        spanned, index = np.unique(days, return_inverse=True)
+    at_start = {day: _offset_at(day, zone, local=local) for day in {*spanned, *(spanned + 1)}}
+    per_day = np.array(
+        [
+            _CHANGES if at_start[d] is None or at_start[d] != at_start[d + 1] else at_start[d]
+            for d in spanned
+        ],
+        dtype=np.int64,
     )
-    return pc.cast(aware, pa.timestamp("us", "UTC"))
+    return per_day[index]
+
+
+def _offset_at(day: int, zone: ZoneInfo, *, local: bool) -> int | None:
+    """Return the zone's offset in microseconds at the start of a day, None beyond datetime."""
+    try:
+        start = _EPOCH + dt.timedelta(days=int(day))
+        if local:
+            offset = start.replace(tzinfo=zone).utcoffset()
+        else:
+            offset = start.replace(tzinfo=dt.UTC).astimezone(zone).utcoffset()
+    except (OverflowError, ValueError):
+        return None
+    return None if offset is None else offset // dt.timedelta(microseconds=1)
 
 
 def _offset_text(moment: dt.datetime) -> str:
