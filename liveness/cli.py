@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import typer
-from click import UsageError
 from rich.console import Console
 from rich.table import Table
 
@@ -172,14 +171,16 @@ def ingest(
     show_progress = not json_output and errors.is_terminal
     if all_sources:
         if paths or source:
-            raise UsageError("--all loads every configured source: give no PATH or --source")
+            raise typer.BadParameter(
+                "it loads every configured source: give no PATH or --source", param_hint="'--all'"
+            )
         reports = ingest_all(
             services, show_progress=show_progress, console=errors,
             warn=lambda message: errors.print(f"[yellow]{message}[/]", highlight=False),
         )  # fmt: skip
     else:
         if source is None or not paths:
-            raise UsageError("give --source NAME and one or more PATHs, or --all")
+            raise typer.BadParameter("give --source NAME and one or more PATHs, or --all")
         reports = ingest_paths(
             services, source=source, paths=paths, format=format, encoding=encoding,
             show_progress=show_progress, console=errors,
@@ -529,7 +530,9 @@ def notices_sent(
     services = migrated_services()
     day = on.date() if on else local_today(services)
     if day > local_today(services):
-        raise UsageError(f"--on {day.isoformat()}: a notice cannot be sent in the future")
+        raise typer.BadParameter(
+            f"{day.isoformat()}: a notice cannot be sent in the future", param_hint="'--on'"
+        )
     zone = ZoneInfo(services.settings.timezone)
     with session_scope(services.sessions) as session:
         for notice_id in notice_ids:
@@ -593,7 +596,7 @@ def lists_audit_sample(
     """Draw the month's audit sample (at least the policy's share of its decisions)."""
     services = migrated_services()
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-        raise UsageError(f"--month {month!r}: expected YYYY-MM")
+        raise typer.BadParameter(f"{month!r}: expected YYYY-MM", param_hint="'--month'")
     with session_scope(services.sessions) as session:
         sample = draw_sample(
             session, month=month, share=services.policies.certification.audit_share, actor=by

@@ -17,7 +17,6 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 import pandas as pd
 import typer
-from click import UsageError
 from rich.console import Console
 
 from connectors import ConnectorError
@@ -36,7 +35,8 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
     """Turn engine errors into a readable message and an exit code, never a traceback.
 
     Each cause has its own code (README.md, "Exit codes"): an engine error its `exit_code`, a
-    connector error that of a refused delivery, a usage error Click's 2, anything else 70.
+    connector error that of a refused delivery, a refused option value (`typer.BadParameter`)
+    Click's usage error 2, anything else 70.
     """
 
     @functools.wraps(command)
@@ -50,8 +50,8 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
         except ConnectorError as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False)
             raise typer.Exit(DeliveryRefused.exit_code) from None
-        except (typer.Exit, typer.Abort, UsageError, KeyboardInterrupt):
-            # Click's own: a usage error (an option value a command refuses) exits 2.
+        except (typer.Exit, typer.Abort, typer.BadParameter, KeyboardInterrupt):
+            # Click's own: an option value a command refuses is a usage error, exit 2.
             raise
         except Exception as error:  # the one top-level catch: report, never a traceback
             if get_settings().debug:

@@ -7,7 +7,6 @@ import re
 from typing import Annotated
 
 import typer
-from click import UsageError
 from rich.table import Table
 
 from liveness.cli_boundary import boundary
@@ -45,7 +44,7 @@ def _compact(*, source: str | None, month: str | None, grace_minutes: int | None
     from liveness.jobs import local_today
 
     if month is not None and not MONTH.match(month):
-        raise UsageError(f"--month {month!r}: expected YYYY-MM")
+        raise typer.BadParameter(f"{month!r}: expected YYYY-MM", param_hint="'--month'")
     services = migrated_services()
     store = services.store
     results = compact_store(services.sessions, store=store, source=source, month=month)

@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
-from click import UsageError
 from rich.console import Console
 from rich.table import Table
 
@@ -69,7 +68,9 @@ def leads_command(
 ) -> None:
     """Run the integrity rules, store what they find, and list the current leads."""
     if rule is not None and rule not in RULES:
-        raise UsageError(f"--rule {rule!r} is not a rule; expected one of {', '.join(RULES)}")
+        raise typer.BadParameter(
+            f"{rule!r} is not a rule; expected one of {', '.join(RULES)}", param_hint="'--rule'"
+        )
     services = migrated_services()
     policy = integrity_policy(services)
     day = as_of.date() if as_of is not None else local_today(services)
