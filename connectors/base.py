@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,12 @@ _SEX = {"M": "M", "F": "F", "m": "M", "f": "F", "1": "M", "2": "F", "男": "M", 
 _DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d")
 # an offset follows a time of day; "2025-01-01" must not read as "-01" hours
 _OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
-_LOCAL_UTC_OFFSET = pd.Timedelta(hours=8)  # Asia/Shanghai, no daylight saving since 1991
+# The local time zone of deliveries unless the caller gives the configured one (settings).
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+# A local time the clock shows twice (daylight saving ends) reads as the first, the summer one;
+# one it skips (daylight saving begins) as the first instant after the gap.
+_AMBIGUOUS = "earliest"
+_NONEXISTENT = "latest"
 _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 # Yuan: a sign, whole yuan, and decimals of which only the first two (jiao, fen) may be nonzero.
 _MONEY = r"^(?P<sign>[+-]?)(?P<yuan>\d{1,15})(?:\.(?P<fraction>\d*))?$"
@@ -61,17 +67,25 @@ class Connector:
     """Read deliveries of one source and yield normalised batches.
 
     ``arrived_at`` is when the delivery arrived (aware; default: when its rows are read): no
-    date of it may lie after that, beyond the configured allowance.
+    date of it may lie after that, beyond the configured allowance. ``timezone`` (a zone name
+    or a ZoneInfo) is the local time of the deliveries: a timestamp without an offset is read
+    in it, and dates are its calendar days.
     """
 
     def __init__(
-        self, spec: SourceSpec, config: SourceConfig, *, arrived_at: dt.datetime | None = None
+        self,
+        spec: SourceSpec,
+        config: SourceConfig,
+        *,
+        arrived_at: dt.datetime | None = None,
+        timezone: str | ZoneInfo = DEFAULT_TIMEZONE,
     ) -> None:
         if arrived_at is not None and arrived_at.tzinfo is None:
             raise ValueError("arrived_at must be timezone-aware")
         self.spec = spec
         self.config = config
         self.arrived_at = arrived_at
+        self.zone = _zone(timezone)
 
     @property
     def name(self) -> str:
@@ -247,8 +261,7 @@ class Connector:
             return pc.floor_temporal(pc.cast(values, pa.timestamp("us")), unit="day")
         if col.kind == "timestamp" and pa.types.is_timestamp(t):
             if t.tz is None:
-                shifted = pc.subtract(pc.cast(values, pa.timestamp("us")), _local_offset_us())
-                return pc.cast(shifted, pa.timestamp("us", "UTC"))
+                return _local_to_utc(pc.cast(values, pa.timestamp("us")), self.zone)
             return pc.cast(values, pa.timestamp("us", "UTC"))
         return None
 
@@ -278,7 +291,7 @@ class Connector:
             arr = pa.array(parsed.astype("datetime64[us]"), pa.timestamp("us"), from_pandas=True)
             bad = parsed.isna().to_numpy() & pc.is_valid(text).to_numpy(zero_copy_only=False)
             return arr, bad
-        instants = _parse_timestamps(text, fmt)
+        instants = _parse_timestamps(text, fmt, self.zone)
         missing = np.isnat(instants)
         arr = pa.array(instants, pa.timestamp("us"), mask=missing).cast(pa.timestamp("us", "UTC"))
         return arr, missing & pc.is_valid(text).to_numpy(zero_copy_only=False)
@@ -294,16 +307,16 @@ class Connector:
         """
         rules = self.config.validation
         arrived = self.arrived_at or dt.datetime.now(dt.UTC)
-        latest = arrived.astimezone(dt.UTC).replace(tzinfo=None) + rules.future_allowance
-        offset = _LOCAL_UTC_OFFSET.to_pytimedelta()
-        latest_local = latest + offset
-        arrived_local = arrived.astimezone(dt.UTC).replace(tzinfo=None) + offset
-        shown = f"{arrived_local:%Y-%m-%d %H:%M} +08:00"
+        zone = self.zone
+        latest_local = (arrived + rules.future_allowance).astimezone(zone).replace(tzinfo=None)
+        arrived_here = arrived.astimezone(zone)
+        arrived_local = arrived_here.replace(tzinfo=None)
+        shown = f"{arrived_local:%Y-%m-%d %H:%M} {_offset_text(arrived_here)}"
         errors: list[tuple[np.ndarray, list[str]]] = []
         for col in self.spec.columns:
             values = out[col.name]
             if col.kind in ("date", "timestamp"):
-                local = _local_naive(values, col.kind)
+                local = _local_naive(values, col.kind, zone)
                 if rules.earliest is not None:
                     bad = local < np.datetime64(rules.earliest, "us")
                     errors.append(_why(bad, local, col, f"is before {rules.earliest}"))
@@ -331,8 +344,8 @@ class Connector:
                     bad = (number < low_) | (number > high_)
                 errors.append(_why(bad, number, col, f"is outside {low_:g}..{high_:g}"))
         for earlier, later in self.spec.order:
-            first = _local_naive(out[earlier], self.spec.column(earlier).kind)
-            second = _local_naive(out[later], self.spec.column(later).kind)
+            first = _local_naive(out[earlier], self.spec.column(earlier).kind, zone)
+            second = _local_naive(out[later], self.spec.column(later).kind, zone)
             bad = second < first
             if bad.any():
                 why = [
@@ -354,7 +367,7 @@ class Connector:
         """Return the rows whose person is younger than their benefit type's minimum age."""
         assert self.spec.minimum_age is not None
         birth_column, type_column = self.spec.minimum_age
-        birth = pd.Series(_local_naive(out[birth_column], "date"))
+        birth = pd.Series(_local_naive(out[birth_column], "date", self.zone))
         benefit = pd.Series(out[type_column].to_numpy(zero_copy_only=False), dtype=object)
         minimum = benefit.map(self.config.validation.minimum_age)
         later_in_year = (birth.dt.month > today.month) | (
@@ -392,12 +405,106 @@ def _money(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return value, pc.fill_null(bad, False).to_numpy(zero_copy_only=False)
 
 
-def _local_naive(values: pa.Array, kind: str) -> np.ndarray:
+def _zone(zone: str | ZoneInfo) -> ZoneInfo:
+    """Return a time zone of the zone database, refusing a name it does not know."""
+    if isinstance(zone, ZoneInfo) and zone.key is not None:
+        return zone
+    try:
+        # Arrow converts by the zone's name: one read from a file without its name is refused.
+        return ZoneInfo(str(zone.key if isinstance(zone, ZoneInfo) else zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConnectorError(f"unknown time zone {zone!r}") from None
+
+
+def _local_naive(values: pa.Array, kind: str, zone: ZoneInfo) -> np.ndarray:
     """Return dates, or timestamps as local wall-clock time, as naive datetime64[us] (NaT)."""
     if kind == "timestamp":
         utc = pc.cast(values, pa.timestamp("us", "UTC")).cast(pa.timestamp("us"))
-        return utc.to_numpy(zero_copy_only=False) + _LOCAL_UTC_OFFSET.to_timedelta64()
+        return _shift(utc, zone, to_utc=False).to_numpy(zero_copy_only=False)
     return pc.cast(values, pa.timestamp("us")).to_numpy(zero_copy_only=False)
+
+
+def _local_to_utc(local: pa.Array, zone: ZoneInfo) -> pa.Array:
+    """Return naive local wall-clock timestamps[us] as the UTC instants they show."""
+    return _shift(local, zone, to_utc=True).cast(pa.timestamp("us", "UTC"))
+
+
+_DAY_US = 86_400_000_000
+_CHANGES = np.iinfo(np.int64).min  # the offset of a day on which the zone's offset changes
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _shift(values: pa.Array, zone: ZoneInfo, *, to_utc: bool) -> pa.Array:
+    """Move naive timestamps[us] from the wall clock of `zone` to UTC (`to_utc`) or back.
+
+    Arrow's zone conversions cost about a second per million rows; a delivery spans few days,
+    and on all but the days the clock changes the offset is one number. Those days' rows
+    alone go through Arrow, which settles a time shown twice or never.
+    """
+    valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    micros = pc.fill_null(pc.cast(values, pa.int64()), 0).to_numpy(zero_copy_only=False).copy()
+    if not valid.any():
+        return values
+    days = micros // _DAY_US
+    days[~valid] = days[valid][0]
+    offsets = _offsets_by_day(days, zone, local=to_utc)
+    changes = (offsets == _CHANGES) & valid
+    micros[~changes] += -offsets[~changes] if to_utc else offsets[~changes]
+    if changes.any():
+        rows = np.flatnonzero(changes)
+        part = values.take(pa.array(rows))
+        if to_utc:
+            aware = pc.assume_timezone(
+                part, timezone=zone.key, ambiguous=_AMBIGUOUS, nonexistent=_NONEXISTENT
+            )
+            exact = pc.cast(pc.cast(aware, pa.timestamp("us", "UTC")), pa.timestamp("us"))
+        else:
+            exact = pc.local_timestamp(pc.cast(part, pa.timestamp("us", zone.key)))
+        micros[rows] = pc.cast(exact, pa.int64()).to_numpy(zero_copy_only=False)
+    return pc.cast(pa.array(micros, pa.int64(), mask=~valid), pa.timestamp("us"))
+
+
+def _offsets_by_day(days: np.ndarray, zone: ZoneInfo, *, local: bool) -> np.ndarray:
+    """Return per row the zone's UTC offset in microseconds on its day (local or UTC).
+
+    A day whose offset at its start differs from the next day's start is one on which the
+    clock changes: `_CHANGES`.
+    """
+    first, last = int(days.min()), int(days.max())
+    if last - first < 4096:
+        spanned, index = np.arange(first, last + 1), days - first
+    else:
+        spanned, index = np.unique(days, return_inverse=True)
+    at_start = {day: _offset_at(day, zone, local=local) for day in {*spanned, *(spanned + 1)}}
+    per_day = np.array(
+        [
+            _CHANGES if at_start[d] is None or at_start[d] != at_start[d + 1] else at_start[d]
+            for d in spanned
+        ],
+        dtype=np.int64,
+    )
+    return per_day[index]
+
+
+def _offset_at(day: int, zone: ZoneInfo, *, local: bool) -> int | None:
+    """Return the zone's offset in microseconds at the start of a day, None beyond datetime."""
+    try:
+        start = _EPOCH + dt.timedelta(days=int(day))
+        if local:
+            offset = start.replace(tzinfo=zone).utcoffset()
+        else:
+            offset = start.replace(tzinfo=dt.UTC).astimezone(zone).utcoffset()
+    except (OverflowError, ValueError):
+        return None
+    return None if offset is None else offset // dt.timedelta(microseconds=1)
+
+
+def _offset_text(moment: dt.datetime) -> str:
+    """Return a moment's offset from UTC as +HH:MM (the local time an error message shows)."""
+    offset = moment.utcoffset() or dt.timedelta(0)
+    sign = "-" if offset < dt.timedelta(0) else "+"
+    minutes = abs(int(offset.total_seconds())) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _day(value: np.datetime64) -> str:
@@ -424,10 +531,6 @@ def _why(
     else:
         text = [str(v) for v in values[bad].tolist()]
     return bad, [f"{col.name} {value} {problem}" for value in text]
-
-
-def _local_offset_us() -> pa.Scalar:
-    return pa.scalar(int(_LOCAL_UTC_OFFSET / pd.Timedelta(microseconds=1)), pa.duration("us"))
 
 
 def _trimmed(values: pa.Array) -> pa.Array:
@@ -466,21 +569,24 @@ def _parse_dates(series: pd.Series, fmt: str | None) -> pd.Series:
     return result
 
 
-def _parse_timestamps(text: pa.Array, fmt: str | None) -> np.ndarray:
-    """Return each text's UTC instant as datetime64[us] (NaT where blank or unparsable)."""
+def _parse_timestamps(text: pa.Array, fmt: str | None, zone: ZoneInfo) -> np.ndarray:
+    """Return each text's UTC instant as datetime64[us] (NaT where blank or unparsable).
+
+    A text without an offset is the wall-clock time of `zone`.
+    """
     instants = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
     todo = pc.is_valid(text).to_numpy(zero_copy_only=False)
     if fmt is None:
-        done = _plain_local_timestamps(text, instants)
+        done = _plain_local_timestamps(text, instants, zone)
         todo &= ~done
     if todo.any():
         rest = np.flatnonzero(todo)
-        parsed = _parse_timestamps_pandas(text.take(pa.array(rest)), fmt)
+        parsed = _parse_timestamps_pandas(text.take(pa.array(rest)), fmt, zone)
         instants[rest] = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
     return instants
 
 
-def _plain_local_timestamps(text: pa.Array, out: np.ndarray) -> np.ndarray:
+def _plain_local_timestamps(text: pa.Array, out: np.ndarray, zone: ZoneInfo) -> np.ndarray:
     """Parse the rows in `YYYY-MM-DD[ T]HH:MM:SS` local form into ``out``; return their mask.
 
     One Arrow cast parses them about 40 times faster than pandas. The cast is strict (it refuses
@@ -497,7 +603,7 @@ def _plain_local_timestamps(text: pa.Array, out: np.ndarray) -> np.ndarray:
         local = pc.cast(candidates, pa.timestamp("us"))
     except pa.ArrowInvalid:
         return np.zeros(len(text), dtype=bool)
-    utc = pc.subtract(local, _local_offset_us()).to_numpy(zero_copy_only=False)
+    utc = _local_to_utc(local, zone).cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
     if rows is None:
         out[:] = utc
     else:
@@ -505,12 +611,12 @@ def _plain_local_timestamps(text: pa.Array, out: np.ndarray) -> np.ndarray:
     return plain
 
 
-def _parse_timestamps_pandas(text: pa.Array, fmt: str | None) -> pd.Series:
+def _parse_timestamps_pandas(text: pa.Array, fmt: str | None, zone: ZoneInfo) -> pd.Series:
     series = pd.Series(text.to_pandas(), dtype=object)
     result = pd.Series(pd.NaT, index=series.index, dtype="datetime64[us, UTC]")
     present = series.notna()
     if fmt:
-        result[present] = _to_utc(series[present], fmt, "%z" in fmt)
+        result[present] = _to_utc(series[present], fmt, "%z" in fmt, zone)
     todo = (result.isna() & present).to_numpy()
     if todo.any():
         # string work stays in Arrow: per-value Python string methods are the slow part
@@ -521,17 +627,19 @@ def _parse_timestamps_pandas(text: pa.Array, fmt: str | None) -> pd.Series:
         iso = pd.Series(dashed.to_pandas(), dtype=object)
         for mask, has_offset in ((todo & aware, True), (todo & ~aware, False)):
             if mask.any():
-                result[mask] = _to_utc(iso[mask], "ISO8601", has_offset)
+                result[mask] = _to_utc(iso[mask], "ISO8601", has_offset, zone)
     return result
 
 
-def _to_utc(text: pd.Series, fmt: str, aware: bool) -> pd.Series:
+def _to_utc(text: pd.Series, fmt: str, aware: bool, zone: ZoneInfo) -> pd.Series:
     if aware:
         return pd.to_datetime(text, format=fmt, errors="coerce", utc=True).dt.as_unit("us")
     naive = pd.to_datetime(text, format=fmt, errors="coerce")
     if isinstance(naive.dtype, pd.DatetimeTZDtype):  # ISO text that carried an offset anyway
         return naive.dt.tz_convert("UTC").dt.as_unit("us")
-    return (naive - _LOCAL_UTC_OFFSET).dt.tz_localize("UTC").dt.as_unit("us")
+    local = pa.array(naive.to_numpy(dtype="datetime64[us]"), pa.timestamp("us"), from_pandas=True)
+    utc = _local_to_utc(local, zone).cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+    return pd.Series(utc, index=text.index).dt.tz_localize("UTC")
 
 
 def _extra_json(table: pa.Table, extras: list[str]) -> pa.Array:
@@ -603,14 +711,19 @@ def _shifted(batch: Batch, start: int) -> Callable[[np.ndarray], list[str]]:
 
 
 def get_connector(
-    name: str, configs: Mapping[str, SourceConfig], *, arrived_at: dt.datetime | None = None
+    name: str,
+    configs: Mapping[str, SourceConfig],
+    *,
+    arrived_at: dt.datetime | None = None,
+    timezone: str | ZoneInfo = DEFAULT_TIMEZONE,
 ) -> Connector:
     """Return the connector of source ``name``, configured from ``configs``.
 
-    ``arrived_at`` is when the delivery to read arrived (default: when its rows are read).
+    ``arrived_at`` is when the delivery to read arrived (default: when its rows are read);
+    ``timezone`` is the deliveries' local time (the configured one, `LIVENESS_TIMEZONE`).
     """
     spec = SOURCES.get(name)
     if spec is None:
         raise ConnectorError(f"unknown source {name!r}; known sources: {', '.join(SOURCES)}")
     config = configs.get(name) or SourceConfig(name=name)
-    return Connector(spec, config, arrived_at=arrived_at)
+    return Connector(spec, config, arrived_at=arrived_at, timezone=timezone)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors import ConnectorError, SourceConfig, load_source_configs
 from liveness.access.passwords import SignInPolicy, load_sign_in_policy
-from liveness.certification import load_certification_policy
+from liveness.certification import CertificationPolicy, load_certification_policy
 from liveness.db import make_engine, make_sessionmaker
 from liveness.errors import ConfigurationError, SchemaOutdated
 from liveness.evidence.health import load_health_policy
@@ -62,9 +62,13 @@ class Services:
             ) from None
         except PolicyError as error:
             raise ConfigurationError(str(error)) from None
-        certification = load_certification_policy(self.settings.config_dir / "certification.toml")
         health = load_health_policy(self.settings.config_dir / "health.toml")
-        return RunPolicies(scoring=scoring, certification=certification, health=health)
+        return RunPolicies(scoring=scoring, certification=self.certification_policy, health=health)
+
+    @cached_property
+    def certification_policy(self) -> CertificationPolicy:
+        """Return the certification policy (ingest needs it alone: its linking confidence)."""
+        return load_certification_policy(self.settings.config_dir / "certification.toml")
 
     @cached_property
     def sign_in_policy(self) -> SignInPolicy:
@@ -79,7 +83,10 @@ class Services:
     def ingest_context(self) -> IngestContext:
         """Return a fresh ingest context."""
         return IngestContext(
-            configs=self.source_configs, store=self.store, timezone=self.settings.timezone
+            configs=self.source_configs,
+            store=self.store,
+            timezone=self.settings.timezone,
+            demographic_confidence=self.certification_policy.demographic_confidence,
         )
 
     def require_schema(self) -> None:

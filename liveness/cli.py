@@ -171,8 +171,8 @@ def ingest(
     show_progress = not json_output and errors.is_terminal
     if all_sources:
         if paths or source:
-            raise ConfigurationError(
-                "--all loads every configured source: give no PATH or --source"
+            raise typer.BadParameter(
+                "it loads every configured source: give no PATH or --source", param_hint="'--all'"
             )
         reports = ingest_all(
             services, show_progress=show_progress, console=errors,
@@ -180,7 +180,7 @@ def ingest(
         )  # fmt: skip
     else:
         if source is None or not paths:
-            raise ConfigurationError("give --source NAME and one or more PATHs, or --all")
+            raise typer.BadParameter("give --source NAME and one or more PATHs, or --all")
         reports = ingest_paths(
             services, source=source, paths=paths, format=format, encoding=encoding,
             show_progress=show_progress, console=errors,
@@ -402,7 +402,11 @@ def relink_command(json_output: JsonOption = False) -> None:
     """Link again stored evidence that matched nobody, against today's roll and cards."""
     services = migrated_services()
     with session_scope(services.sessions) as session:
-        report = relink(session, store=services.store)
+        report = relink(
+            session,
+            store=services.store,
+            demographic_confidence=services.certification_policy.demographic_confidence,
+        )
     if json_output:
         print_json(report.as_dict())
         return
@@ -526,7 +530,9 @@ def notices_sent(
     services = migrated_services()
     day = on.date() if on else local_today(services)
     if day > local_today(services):
-        raise ConfigurationError(f"--on {day.isoformat()}: a notice cannot be sent in the future")
+        raise typer.BadParameter(
+            f"{day.isoformat()}: a notice cannot be sent in the future", param_hint="'--on'"
+        )
     zone = ZoneInfo(services.settings.timezone)
     with session_scope(services.sessions) as session:
         for notice_id in notice_ids:
@@ -590,7 +596,7 @@ def lists_audit_sample(
     """Draw the month's audit sample (at least the policy's share of its decisions)."""
     services = migrated_services()
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-        raise ConfigurationError(f"--month {month!r}: expected YYYY-MM")
+        raise typer.BadParameter(f"{month!r}: expected YYYY-MM", param_hint="'--month'")
     with session_scope(services.sessions) as session:
         sample = draw_sample(
             session, month=month, share=services.policies.certification.audit_share, actor=by

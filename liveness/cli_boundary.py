@@ -21,7 +21,7 @@ from rich.console import Console
 
 from connectors import ConnectorError
 from liveness.app import Services
-from liveness.errors import LivenessError
+from liveness.errors import DeliveryRefused, LivenessError
 from liveness.settings import get_settings
 
 console = Console()
@@ -32,7 +32,12 @@ R = TypeVar("R")
 
 
 def boundary(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn engine errors into a readable message and an exit code, never a traceback."""
+    """Turn engine errors into a readable message and an exit code, never a traceback.
+
+    Each cause has its own code (README.md, "Exit codes"): an engine error its `exit_code`, a
+    connector error that of a refused delivery, a refused option value (`typer.BadParameter`)
+    Click's usage error 2, anything else 70.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -44,8 +49,9 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(error.exit_code) from None
         except ConnectorError as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False)
-            raise typer.Exit(3) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise typer.Exit(DeliveryRefused.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter, KeyboardInterrupt):
+            # Click's own: an option value a command refuses is a usage error, exit 2.
             raise
         except Exception as error:  # the one top-level catch: report, never a traceback
             if get_settings().debug:

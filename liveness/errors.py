@@ -1,23 +1,24 @@
 """The engine's error hierarchy: one root, subclasses carry context.
 
 Every error the engine reports derives from LivenessError; the CLI boundary exits with its
-`exit_code`, the API answers its `http_status`. (exit code in brackets)
+`exit_code`, the API answers its `http_status`. (exit code in brackets; each cause has its
+own code, README.md "Exit codes" lists them all)
 
 LivenessError [1]
-├── ConfigurationError [2]      a config file or setting is wrong
-│   └── PolicyError [2]         scoring.toml is wrong (also a ValueError)
+├── ConfigurationError [10]     a config file or setting is wrong
+│   └── PolicyError [10]        scoring.toml is wrong (also a ValueError)
 ├── DeliveryRefused [3]         a whole delivery was refused (decoding, columns, format)
 ├── RollMissing [4]             a step needs the benefit roll, and none is loaded
 ├── RunRefused [5]              a run cannot start (another run holds the lock, bad date)
 ├── SchemaOutdated [6]          the database is not migrated to this version's schema
-├── EstimatorError [7]          the estimator cannot be trained or evaluated (estimator.dataset)
-├── input refused [2]           OutcomeInvalid (review.outcomes), LeadRefused and
-│                               IntegrityInvalid (integrity.service), ClientInvalid
-│                               (access.service), PasswordInvalid (access.passwords)
+├── EstimatorError [12]         the estimator cannot be trained or evaluated (estimator.dataset)
+├── input refused [11]          OutcomeInvalid (review.outcomes), IntegrityInvalid
+│                               (integrity.service), ClientInvalid (access.service),
+│                               PasswordInvalid (access.passwords)
 ├── state refused [8]           UndoRefused (review.outcomes), ClaimRefused (review.claims),
 │                               ApprovalRefused (lists.service), AckRefused (views.lists),
-│                               IdempotencyConflict (access.idempotency), GatewayConflict
-│                               (access.gateways)
+│                               LeadRefused (integrity.service), IdempotencyConflict
+│                               (access.idempotency), GatewayConflict (access.gateways)
 ├── Unauthenticated, Forbidden [9]  (access.service) a caller without a valid token, or
 │                               acting outside its role, grids or regions
 ├── ViewInvalid [1]             a query a view cannot answer (views.queue)
@@ -27,6 +28,11 @@ LivenessError [1]
 
 Outside the root: connectors.ConnectorError (the connectors sit below the core and may not
 import it; the CLI boundary maps it to exit 3, a refused delivery).
+
+Not errors of the tree: 0 success; 2 a command line that does not parse or an option value
+a command refuses (Click's usage error); 7 a run stopped by the mass-downgrade guard, nothing
+published (a run's outcome, `liveness run` and `liveness scheduler`); 70 an unexpected
+internal error (the boundary's one catch-all).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ class LivenessError(Exception):
 class ConfigurationError(LivenessError):
     """A configuration file or setting is invalid."""
 
-    exit_code = 2
+    exit_code = 10
 
 
 class DeliveryRefused(LivenessError):

@@ -68,7 +68,8 @@ def run(*, rows: int, persons: int, workdir: Path, seed: int, compact: bool) -> 
 
     def relink_once() -> None:
         with session_scope(services.sessions) as session:
-            reports.append(relink(session, store=services.store))
+            confidence = services.certification_policy.demographic_confidence
+            reports.append(relink(session, store=services.store, demographic_confidence=confidence))
 
     figures["relink_s"] = timed("relink: the taps link", relink_once)
     first = reports[-1]

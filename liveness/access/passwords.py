@@ -60,7 +60,7 @@ _HASHER = PasswordHasher()
 class PasswordInvalid(LivenessError):
     """A password or one-time code setting that cannot be made as asked."""
 
-    exit_code = 2
+    exit_code = 11
     http_status = 422
 
 

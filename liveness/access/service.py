@@ -39,7 +39,7 @@ class Forbidden(LivenessError):
 class ClientInvalid(LivenessError):
     """A client that cannot be created as asked."""
 
-    exit_code = 2
+    exit_code = 11
     http_status = 422
 
 

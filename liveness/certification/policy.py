@@ -66,6 +66,12 @@ class CertificationPolicy:
     own_face_channels: tuple[str, ...]
     proxy_allowed: bool
     area_prefixes: tuple[str, ...]
+    # The review queue's order: a renewal's or follow-up's priority per yuan at risk, and the
+    # priority of a death review.
+    priority_per_yuan_at_risk: float
+    death_review_priority: float
+    # The confidence stored with a death record matched on name, sex and birth date alone.
+    demographic_confidence: float
     lapse: LapsePolicy
     notice_texts: Mapping[str, str]
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
@@ -77,6 +83,7 @@ class CertificationPolicy:
 
 Positive = Annotated[int, Field(gt=0)]
 Share = Annotated[float, Field(gt=0, le=1)]
+PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class CycleOverride(PolicyModel):
@@ -103,6 +110,13 @@ class FaceTable(PolicyModel):
     proxy_allowed: bool = False
 
 
+class PriorityTable(PolicyModel):
+    """The `[review.priority]` table: the order of the review queue."""
+
+    per_yuan_at_risk: PositiveNumber = 1.0
+    death_review: PositiveNumber = 1_000_000.0
+
+
 class ReviewTable(PolicyModel):
     """The `[review]` table: deadlines of the reviews."""
 
@@ -110,6 +124,7 @@ class ReviewTable(PolicyModel):
     visit_due_days: Positive
     death_review_due_days: Positive
     face: FaceTable = FaceTable()
+    priority: PriorityTable = PriorityTable()
 
 
 class PaymentTable(PolicyModel):
@@ -187,6 +202,12 @@ class NoticesTable(PolicyModel):
         return text
 
 
+class LinkingTable(PolicyModel):
+    """The `[linking]` table: how sure a death record's match to a person is."""
+
+    demographic_confidence: Share = 0.9
+
+
 class AreaTable(PolicyModel):
     """The `[area]` table: the agency's own region prefixes."""
 
@@ -205,6 +226,7 @@ class CertificationFile(PolicyModel):
     lapse: LapseTable = LapseTable()
     notices: NoticesTable
     area: AreaTable = AreaTable()
+    linking: LinkingTable = LinkingTable()
 
 
 def load_certification_policy(path: Path) -> CertificationPolicy:
@@ -238,6 +260,9 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         own_face_channels=review.face.own_channels,
         proxy_allowed=review.face.proxy_allowed,
         area_prefixes=values.area.region_prefixes,
+        priority_per_yuan_at_risk=review.priority.per_yuan_at_risk,
+        death_review_priority=review.priority.death_review,
+        demographic_confidence=values.linking.demographic_confidence,
         lapse=LapsePolicy(
             failed_visit_outcomes=values.lapse.failed_visit_outcomes,
             remote_after_visit_outcomes=values.lapse.remote_after_visit_outcomes,

@@ -51,7 +51,7 @@ __all__ = [
 class EstimatorError(LivenessError):
     """The estimator cannot be trained or evaluated with the data or artifacts at hand."""
 
-    exit_code = 7
+    exit_code = 12
     http_status = 409
 
 

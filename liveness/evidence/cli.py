@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from liveness.cli_boundary import boundary
-from liveness.errors import ConfigurationError
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Maintain the evidence store.")
 
@@ -45,7 +44,7 @@ def _compact(*, source: str | None, month: str | None, grace_minutes: int | None
     from liveness.jobs import local_today
 
     if month is not None and not MONTH.match(month):
-        raise ConfigurationError(f"--month {month!r}: expected YYYY-MM")
+        raise typer.BadParameter(f"{month!r}: expected YYYY-MM", param_hint="'--month'")
     services = migrated_services()
     store = services.store
     results = compact_store(services.sessions, store=store, source=source, month=month)

@@ -24,8 +24,6 @@ from models import Card, DeathMatch, Person
 
 USABLE_ID_STATUSES = ("valid", "upgraded")
 UNLINKED = -1
-# A match on name, sex and birth date alone is less certain than one on the identity number.
-DEMOGRAPHIC_CONFIDENCE = 0.9
 
 
 def _clean_names(names: pd.Series) -> pd.Series:
@@ -291,12 +289,15 @@ def link_by_card(
     return person_id
 
 
-def match_death_records(records: pd.DataFrame, roll: RollIndex) -> pd.DataFrame:
+def match_death_records(
+    records: pd.DataFrame, roll: RollIndex, *, demographic_confidence: float
+) -> pd.DataFrame:
     """Link death records to persons; return person_id, match and confidence per record.
 
     `records` has id_number, id_number_status, name, and optionally sex and birth_date. A
     record acts only when its match is unambiguous and the name agrees: a usable number whose
-    holder has another name is a `name_mismatch` (a review case, never a suspension).
+    holder has another name is a `name_mismatch` (a review case, never a suspension). A match
+    on name, sex and birth date alone, less certain, has `demographic_confidence` (policy).
     """
     count = len(records)
     person_id = link_by_id_number(records["id_number"], records["id_number_status"], roll)
@@ -315,7 +316,7 @@ def match_death_records(records: pd.DataFrame, roll: RollIndex) -> pd.DataFrame:
     rest = ~by_number
     if rest.any() and {"sex", "birth_date"} <= set(records.columns):
         person_id, match, confidence = _match_on_demographics(
-            records, roll, rest, person_id, match, confidence
+            records, roll, rest, person_id, match, confidence, demographic_confidence
         )
     return pd.DataFrame(
         {"person_id": person_id.astype(np.int32), "match": match, "confidence": confidence}
@@ -329,6 +330,7 @@ def _match_on_demographics(
     person_id: np.ndarray,
     match: np.ndarray,
     confidence: np.ndarray,
+    demographic_confidence: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Match records without a usable number on name, sex and birth date."""
     candidates = records.loc[rest, ["name", "sex", "birth_date"]].copy()
@@ -350,6 +352,6 @@ def _match_on_demographics(
     ambiguous_rows = hits.index[hits["size"] > 1].to_numpy()
     person_id[unique_rows] = hits.loc[hits["size"] == 1, "first"].to_numpy()
     match[unique_rows] = DeathMatch.DEMOGRAPHIC.value
-    confidence[unique_rows] = DEMOGRAPHIC_CONFIDENCE
+    confidence[unique_rows] = demographic_confidence
     match[ambiguous_rows] = DeathMatch.AMBIGUOUS.value
     return person_id, match, confidence

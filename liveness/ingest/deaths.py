@@ -146,7 +146,7 @@ def _conflicts(
 
 def load_death_records(
     session: Session, *, source: str, rows: pd.DataFrame, roll: RollIndex, delivery_id: int,
-    timezone: str,
+    timezone: str, demographic_confidence: float,
 ) -> Loaded:  # fmt: skip
     """Judge death records against the stored ones, then store the new and the corrected."""
     if rows.empty:
@@ -159,14 +159,16 @@ def load_death_records(
     )  # fmt: skip
     loads = frame.loc[~(redelivered | conflict)]
     unmatched = _store_deaths(session, source=source, frame=loads, stored=stored, roll=roll,
-                              delivery_id=delivery_id)  # fmt: skip
+                              delivery_id=delivery_id,
+                              demographic_confidence=demographic_confidence)  # fmt: skip
     return Loaded(len(loads), int(redelivered.sum()), unmatched,
                   _conflicts(frame, conflict, earlier))  # fmt: skip
 
 
 def load_medical_deaths(
-    session: Session, *, rows: pd.DataFrame, roll: RollIndex, delivery_id: int, timezone: str
-) -> None:
+    session: Session, *, rows: pd.DataFrame, roll: RollIndex, delivery_id: int, timezone: str,
+    demographic_confidence: float,
+) -> None:  # fmt: skip
     """Store the deaths of loaded medical rows (judged with their traces); void the withdrawn.
 
     A correction whose discharge is no longer a death, or that voids the visit, voids the
@@ -181,14 +183,16 @@ def load_medical_deaths(
     ids = list(frame.loc[deceased | withdrawn, "record_id"])
     stored = _stored_deaths(session, "medical", ids)
     _store_deaths(session, source="medical", frame=dying, stored=stored, roll=roll,
-                  delivery_id=delivery_id)  # fmt: skip
+                  delivery_id=delivery_id,
+                  demographic_confidence=demographic_confidence)  # fmt: skip
     gone = set(frame.loc[withdrawn, "record_id"]) - set(dying["record_id"])
     _void(session, DeathRecord, stored, gone, delivery_id=delivery_id)
 
 
 def load_deregistrations(
-    session: Session, *, rows: pd.DataFrame, roll: RollIndex, delivery_id: int, timezone: str
-) -> Loaded:
+    session: Session, *, rows: pd.DataFrame, roll: RollIndex, delivery_id: int, timezone: str,
+    demographic_confidence: float,
+) -> Loaded:  # fmt: skip
     """Store deregistrations: deaths as death records, other reasons as identity events.
 
     A record_id is one record whichever table holds it: delivered again under another
@@ -228,7 +232,7 @@ def load_deregistrations(
     loads = ~(redelivered | conflict)
     unmatched = _store_deaths(
         session, source="deregistration", frame=frame.loc[loads & death], stored=deaths,
-        roll=roll, delivery_id=delivery_id,
+        roll=roll, delivery_id=delivery_id, demographic_confidence=demographic_confidence,
     )  # fmt: skip
     unmatched += _store_events(session, frame=frame.loc[loads & ~death], stored=events,
                                roll=roll, delivery_id=delivery_id)  # fmt: skip
@@ -264,7 +268,7 @@ def _stored_events(session: Session, ids: list[str]) -> pd.DataFrame:
 
 def _store_deaths(
     session: Session, *, source: str, frame: pd.DataFrame, stored: pd.DataFrame,
-    roll: RollIndex, delivery_id: int,
+    roll: RollIndex, delivery_id: int, demographic_confidence: float,
 ) -> int:  # fmt: skip
     """Insert new death records and correct stored ones in place; return how many match nobody.
 
@@ -275,7 +279,7 @@ def _store_deaths(
         return 0
     # Of several versions of one record in a batch, the last is what the source says now.
     frame = frame.drop_duplicates("record_id", keep="last").reset_index(drop=True)
-    matched = match_death_records(frame, roll)
+    matched = match_death_records(frame, roll, demographic_confidence=demographic_confidence)
     person = matched["person_id"].astype("Int64").where(matched["person_id"] >= 0)
     voided = frame["voided"].to_numpy(dtype=bool)
     records = pd.DataFrame(

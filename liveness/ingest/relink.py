@@ -138,17 +138,23 @@ class LinkIndexes:
         return self._cards
 
 
-def relink(session: Session, *, store: EvidenceStore) -> RelinkReport:
+def relink(
+    session: Session, *, store: EvidenceStore, demographic_confidence: float
+) -> RelinkReport:
     """Link again what matched nobody, against the current roll and cards; flush only.
 
     Records the relink, so that `relink_pending` is false until the roll or cards change again.
+    `demographic_confidence` is the policy's confidence of a death record matched on name, sex
+    and birth date.
     """
     started = time.perf_counter()
     report = RelinkReport(through_delivery_id=links_version(session))
     report.cards_relinked = relink_card_holders(session)
     session.flush()
     indexes = LinkIndexes(session)
-    report.death_records_matched = rematch_death_records(session, indexes)
+    report.death_records_matched = rematch_death_records(
+        session, indexes, demographic_confidence=demographic_confidence
+    )
     report.deregistrations_matched = relink_deregistrations(session, indexes)
     replaced: list[Path] = []
     for source in _TRACE_SOURCES:
@@ -308,7 +314,9 @@ def relink_card_holders(session: Session) -> int:
     return sum(int(getattr(result, "rowcount", 0) or 0) for result in (found, lost))
 
 
-def rematch_death_records(session: Session, indexes: LinkIndexes) -> int:
+def rematch_death_records(
+    session: Session, indexes: LinkIndexes, *, demographic_confidence: float
+) -> int:
     """Match again the death records that matched nobody; return how many now match."""
     records = query_frame(
         session,
@@ -320,7 +328,9 @@ def rematch_death_records(session: Session, indexes: LinkIndexes) -> int:
     )  # fmt: skip
     if records.empty:
         return 0
-    matched = match_death_records(records, indexes.roll)
+    matched = match_death_records(
+        records, indexes.roll, demographic_confidence=demographic_confidence
+    )
     changed = (matched["match"] != DeathMatch.UNMATCHED.value).to_numpy()
     if not changed.any():
         return 0

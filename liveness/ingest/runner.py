@@ -71,7 +71,11 @@ def relink_if_pending(services: Services) -> RelinkReport | None:
     with session_scope(services.sessions) as session:
         if not relink_pending(session):
             return None
-        return relink(session, store=services.store)
+        return relink(
+            session,
+            store=services.store,
+            demographic_confidence=services.certification_policy.demographic_confidence,
+        )
 
 
 def ingest_all(

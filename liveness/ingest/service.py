@@ -63,6 +63,8 @@ class IngestContext:
     configs: Mapping[str, SourceConfig]
     store: EvidenceStore
     timezone: str
+    # The confidence of a death record matched on name, sex and birth date (the policy's).
+    demographic_confidence: float
     _roll: RollIndex | None = field(default=None, repr=False)
     _cards: CardIndex | None = field(default=None, repr=False)
     # The newest roll or card delivery the cached indexes are known to hold (read before
@@ -154,7 +156,9 @@ def ingest_delivery(
     # The moment of arrival bounds every date of the delivery (beyond a configured allowance).
     received_at = utcnow()
     try:
-        connector = get_connector(source, context.configs, arrived_at=received_at)
+        connector = get_connector(
+            source, context.configs, arrived_at=received_at, timezone=context.timezone
+        )
     except ConnectorError as error:
         raise DeliveryRefused(str(error)) from None
     if not path.is_file():
@@ -390,7 +394,9 @@ def ingest_pull(
     config = context.configs[source]
     received_at = utcnow()
     try:
-        connector = get_connector(source, context.configs, arrived_at=received_at)
+        connector = get_connector(
+            source, context.configs, arrived_at=received_at, timezone=context.timezone
+        )
         transport = make_transport(config, secrets=secrets)
     except ConnectorError as error:
         raise DeliveryRefused(str(error)) from None
@@ -472,11 +478,12 @@ def _load_rows(
         return load_death_records(
             session, source=source, rows=rows, roll=context.roll(session),
             delivery_id=delivery.id, timezone=context.timezone,
+            demographic_confidence=context.demographic_confidence,
         )  # fmt: skip
     if source == "deregistration":
         return load_deregistrations(
             session, rows=rows, roll=context.roll(session), delivery_id=delivery.id,
-            timezone=context.timezone,
+            timezone=context.timezone, demographic_confidence=context.demographic_confidence,
         )  # fmt: skip
     if source in TRACE_SOURCES and traces is not None:
         if shaped is None:
@@ -536,6 +543,7 @@ def _load_traces(
             load_medical_deaths(
                 session, rows=loaded.loc[deaths], roll=context.roll(session),
                 delivery_id=delivery.id, timezone=context.timezone,
+                demographic_confidence=context.demographic_confidence,
             )  # fmt: skip
     unmatched = int((fresh["person_id"].to_numpy() < 0).sum())
     return Loaded(fresh.num_rows, int(verdict.redelivered.sum()), unmatched, conflicts)

@@ -18,7 +18,6 @@ from rich.table import Table
 from liveness.app import Services
 from liveness.cli_boundary import boundary, migrated_services, print_json
 from liveness.db import session_scope
-from liveness.errors import ConfigurationError
 from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
 from liveness.integrity.service import (
     answer_lead,
@@ -69,8 +68,8 @@ def leads_command(
 ) -> None:
     """Run the integrity rules, store what they find, and list the current leads."""
     if rule is not None and rule not in RULES:
-        raise ConfigurationError(
-            f"rule: {rule!r} is not a rule; expected one of {', '.join(RULES)}"
+        raise typer.BadParameter(
+            f"{rule!r} is not a rule; expected one of {', '.join(RULES)}", param_hint="'--rule'"
         )
     services = migrated_services()
     policy = integrity_policy(services)

@@ -51,7 +51,7 @@ REVIEW_ACTION = "integrity.lead.review"
 class LeadRefused(LivenessError):
     """A change to a lead or an order that its state does not allow."""
 
-    exit_code = 2
+    exit_code = 8
     http_status = 409
 
 
@@ -332,7 +332,7 @@ def refresh_leads(
 class IntegrityInvalid(LivenessError):
     """A query or an order asked for with a value the engine does not know."""
 
-    exit_code = 2
+    exit_code = 11
     http_status = 422
 
 

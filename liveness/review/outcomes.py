@@ -47,7 +47,7 @@ OUTCOMES_BY_KIND: dict[TaskKind, frozenset[VisitOutcome]] = {
 class OutcomeInvalid(LivenessError):
     """An outcome that cannot be recorded; the message names the field."""
 
-    exit_code = 2
+    exit_code = 11
     http_status = 422
 
 

@@ -116,7 +116,8 @@ def route_reviews(
     )
     due_days = np.where(face, policy.face_due_days, policy.visit_due_days)
     # Riskier people and larger monthly amounts come first: both raise what a miss costs.
-    priority = (1.0 - candidates["score"].to_numpy()) * candidates["monthly_amount"].to_numpy(float)
+    at_risk = (1.0 - candidates["score"].to_numpy()) * candidates["monthly_amount"].to_numpy(float)
+    priority = at_risk * policy.priority_per_yuan_at_risk
     rows = [
         {
             "person_id": int(person_id),
@@ -177,7 +178,7 @@ def open_death_reviews(
             "kind": TaskKind.DEATH_REVIEW,
             "status": TaskStatus.OPEN,
             "grid_code": grid_code,
-            "priority": 1_000_000.0,
+            "priority": policy.death_review_priority,
             "opened_on": as_of,
             "due_on": as_of + dt.timedelta(days=policy.death_review_due_days),
             "opened_run_id": run_id,

@@ -39,9 +39,9 @@ def test_create_list_revoke(
     assert verifier.exit_code == 0, verifier.output
     assert "signing secret" in verifier.output
     refused = runner.invoke(clients_app, ["create", "--name", "gw-2", "--role", "grid_worker"])
-    assert refused.exit_code == 2
+    assert refused.exit_code == 11
     duplicate = runner.invoke(clients_app, ["create", "--name", "face", "--role", "auditor"])
-    assert duplicate.exit_code == 2
+    assert duplicate.exit_code == 11
     listed = runner.invoke(clients_app, ["list"])
     assert listed.exit_code == 0
     assert "gw-1" in listed.output and token not in listed.output
@@ -81,7 +81,7 @@ def test_an_inspector_is_scoped_to_regions(
     }  # fmt: skip
     for why, args in refused.items():
         result = runner.invoke(clients_app, ["create", *args])
-        assert result.exit_code == 2, (why, result.output)
+        assert result.exit_code == 11, (why, result.output)
         assert "Traceback" not in result.output
     no_region = runner.invoke(clients_app, ["create", "--name", "i0", "--role", "inspector"])
     assert "region: an inspector needs at least one --region" in no_region.output
@@ -145,7 +145,7 @@ def test_the_administrator_sets_a_password_and_a_one_time_code(
     )
     assert piped.exit_code == 0, piped.output
     short = runner.invoke(clients_app, ["password", "wang.li", "--password-stdin"], input="short\n")
-    assert short.exit_code == 2 and "at least" in short.output and "Traceback" not in short.output
+    assert short.exit_code == 11 and "at least" in short.output and "Traceback" not in short.output
     unknown = runner.invoke(
         clients_app, ["password", "nobody", "--password-stdin"], input="from a script 9\n"
     )

@@ -139,7 +139,7 @@ def test_an_operator_corrects_a_visits_death_and_records_a_letter(
         cli_env, "tasks", "correct", "2", "--outcome", "not_found", "--by", "worker-1",
         "--note", "mine",
     )  # fmt: skip
-    assert code == 2 and "someone else" in output
+    assert code == 11 and "someone else" in output
     code, output = invoke_cli(
         cli_env, "tasks", "correct", "2", "--outcome", "not_found", "--by", "lead-1",
         "--note", "the neighbour's house", "--on", "2025-06-02",

@@ -105,11 +105,11 @@ def test_init_then_check_round_trip(tmp_path: Path, cli_env: dict[str, str]) -> 
     health = folder / "health.toml"
     health.write_text(health.read_text(encoding="utf-8") + "surplus = 2\n", encoding="utf-8")
     code, output = invoke_cli(cli_env, "init", str(folder))
-    assert code == 2 and "--force" in output
+    assert code == 10 and "--force" in output
     assert "surplus = 2" in health.read_text(encoding="utf-8")
 
     code, output = invoke_cli(cli_env, "config", "check", str(folder))
-    assert code == 2 and "lag_days.surplus" in output and f"1 of {len(POLICY_FILES)}" in output
+    assert code == 10 and "lag_days.surplus" in output and f"1 of {len(POLICY_FILES)}" in output
 
     code, output = invoke_cli(cli_env, "init", str(folder), "--force")
     assert code == 0, output
@@ -120,4 +120,4 @@ def test_check_defaults_to_the_configured_folder(tmp_path: Path, cli_env: dict[s
     folder = copy_config(tmp_path)
     (folder / "schedule.toml").unlink()
     code, output = invoke_cli({**cli_env, "LIVENESS_CONFIG_DIR": str(folder)}, "config", "check")
-    assert code == 2 and "schedule.toml" in output and "missing" in output
+    assert code == 10 and "schedule.toml" in output and "missing" in output

@@ -157,6 +157,6 @@ def test_cli_train_and_evaluate(cli_env: dict[str, str]) -> None:
     assert data["metrics"]["estimator"]["roc_auc"] > 0.5
     assert np.isfinite(data["metrics"]["rules"]["brier"])
     code, output = invoke("evaluate", "--as-of", "2025-05-01")
-    assert code == 7 and "evidence reaches" in output
+    assert code == 12 and "evidence reaches" in output
     code, output = invoke("evaluate", "--as-of", "2025-02-01", "--artifact", "nope")
-    assert code == 7 and "nope" in output
+    assert code == 12 and "nope" in output

@@ -11,12 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from liveness.app import Services
 from liveness.db import session_scope
 from liveness.evidence.compaction import compact_store, remove_orphans
 from liveness.evidence.summaries import SummaryCache
-from liveness.ingest.relink import relink, relink_pending
+from liveness.ingest.relink import RelinkReport, relink, relink_pending
 from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.run import certify
 from models import (
@@ -48,6 +49,12 @@ C3 = "C3,citizen,330702195503031213,2025-03-02,\n"  # a new card: taps arrive be
 TRANSIT_HEADER = "record_id,card_no,tapped_at,city_code,face_match\n"
 MEDICAL_HEADER = "record_id,id_number,visit_at,institution_code,visit_type\n"
 AS_OF = dt.date(2025, 6, 15)
+
+
+def _relink(session: Session, services: Services) -> RelinkReport:
+    """Relink as the engine does, with the policy's linking confidence."""
+    confidence = services.certification_policy.demographic_confidence
+    return relink(session, store=services.store, demographic_confidence=confidence)
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -303,7 +310,7 @@ def test_ingest_all_relinks_once_after_every_source(
     with session_scope(fresh.sessions) as session:
         assert not relink_pending(session)
         # Nothing changed since: a relink reads no part.
-        assert relink(session, store=fresh.store).parts_read == 0
+        assert _relink(session, fresh).parts_read == 0
 
 
 def test_unmatched_says_why_and_relink_links(
@@ -458,7 +465,7 @@ def test_a_relink_that_fails_publishes_nothing(
         assert relink_pending(session)
     monkeypatch.undo()
     with session_scope(fresh.sessions) as session:
-        assert relink(session, store=fresh.store).traces_linked == 6
+        assert _relink(session, fresh).traces_linked == 6
     assert set(_linked(fresh, "transit").values()) == {-1, _person_ids(fresh)["P1"]}
 
 
@@ -495,7 +502,7 @@ def test_traces_loaded_while_a_relink_is_due_are_tried_again(
     (report,) = ingest_paths(fresh, source="transit", paths=[_transit(tmp_path)])
     assert report.unmatched == 12
     with session_scope(fresh.sessions) as session:
-        assert relink(session, store=fresh.store).traces_linked == 6
+        assert _relink(session, fresh).traces_linked == 6
     linked = _linked(fresh, "transit")
     assert {person for record, person in linked.items() if record.startswith("TC1")} == {
         _person_ids(fresh)["P1"]

@@ -55,7 +55,7 @@ def test_leads_json_orders_and_precision(planted_city: PlantedCity) -> None:
     )  # fmt: skip
     assert answered.exit_code == 0, answered.output
     same = runner.invoke(app, ["orders", "review", lead_id, "--by", "insp"], env=env)
-    assert same.exit_code == 2 and "Traceback" not in same.output
+    assert same.exit_code == 8 and "Traceback" not in same.output
     reviewed = runner.invoke(app, ["orders", "review", lead_id, "--by", "city"], env=env)
     assert reviewed.exit_code == 0, reviewed.output
     precision = runner.invoke(app, ["orders", "precision"], env=env)
