@@ -20,8 +20,8 @@ import typer
 from rich.console import Console
 
 from connectors import ConnectorError
-from liveness.app import Services
 from liveness.errors import LivenessError
+from liveness.services import Services
 from liveness.settings import get_settings
 
 console = Console()
