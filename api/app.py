@@ -18,8 +18,8 @@ from api.routers import gateways, integrity, lists, oversight, persons, runs, ta
 from api.web import approvals, orders, pages, sign_in, supervision
 from api.web import oversight as web_oversight
 from api.web.session import SessionSigner
-from liveness.app import Services
 from liveness.db import make_engine
+from liveness.services import Services
 from liveness.settings import Settings
 from models import utcnow
 

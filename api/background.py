@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from liveness.app import Services
+from liveness.certification.runner import execute_run
 from liveness.db import session_scope
-from liveness.runner import execute_run
+from liveness.services import Services
 from liveness.views.runs import running_run_id
 
 logger = logging.getLogger("liveness.api")

@@ -35,8 +35,8 @@ from liveness.access import (
     verify_principal,
 )
 from liveness.access.idempotency import recall, remember
-from liveness.app import Services
 from liveness.db import session_scope
+from liveness.services import Services
 from models import AuditEntry, utcnow
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
 
-from liveness.app import Services
+from liveness.services import Services
 from liveness.views.area_names import AreaNames
 
 # How each language writes an amount of yuan: ¥1,234.56 in Chinese; the code in English.

@@ -52,7 +52,6 @@ from liveness.access import (
     record_audit,
 )
 from liveness.access.sessions import end_web_session, open_web_session, web_session_principal
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import LivenessError, NotFound
 from liveness.review.claims import (
@@ -69,6 +68,7 @@ from liveness.review.outcomes import (
     record_outcome,
     undo_outcome,
 )
+from liveness.services import Services
 from liveness.views.person import no_person, person_view
 from liveness.views.queue import (
     QUEUE_SORTS,

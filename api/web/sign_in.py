@@ -33,8 +33,8 @@ from api.web.pages import (
 )
 from api.web.session import WebSession
 from liveness.access import Attempt, SignInCheck, SignInPolicy, check_code, check_password
-from liveness.app import Services
 from liveness.db import WRITES_AHEAD, session_scope
+from liveness.services import Services
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 

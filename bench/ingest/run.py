@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
-    from liveness.app import Services
+    from liveness.services import Services
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "config"
@@ -287,7 +287,7 @@ def write_register(workdir: Path, *, persons: int, seed: int) -> tuple[Path, Pat
 
 
 def _services(database: Path, evidence: Path) -> Services:
-    from liveness.app import Services
+    from liveness.services import Services
     from liveness.settings import Settings
 
     settings = Settings(
@@ -298,7 +298,7 @@ def _services(database: Path, evidence: Path) -> Services:
 
 def prepare_database(workdir: Path, *, registry: Path, cards: Path) -> Path:
     """Create a migrated state database holding the roll and the cards; return its path."""
-    from liveness.cli import ingest_paths
+    from liveness.ingest.runner import ingest_paths
     from liveness.migrate import upgrade
 
     database = workdir / "state.sqlite"
@@ -347,7 +347,7 @@ def child_connector(path: Path) -> dict[str, float]:
 
 def child_ingest(path: Path, database: Path, evidence: Path) -> dict[str, float]:
     """Ingest ``path`` as a transit delivery into a committed transaction."""
-    from liveness.cli import ingest_paths
+    from liveness.ingest.runner import ingest_paths
 
     services = _services(database, evidence)
     services.require_schema()
@@ -371,7 +371,7 @@ def child_ingest_after(
     The second delivery's records are new: every one is looked for among the first's, in
     every month (the record index), as a nightly delta is among a year of traces.
     """
-    from liveness.cli import ingest_paths
+    from liveness.ingest.runner import ingest_paths
 
     services = _services(database, evidence)
     services.require_schema()

@@ -78,7 +78,7 @@ def _peak_rss_mb() -> float:
 
 
 def _services(workdir: Path) -> Any:
-    from liveness.app import Services
+    from liveness.services import Services
     from liveness.settings import Settings
 
     settings = Settings(

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from liveness.app import Services
+from liveness.certification.run import RunPolicies
 from liveness.db import session_scope
 from liveness.estimator.artifacts import load_artifact, save_artifact
 from liveness.estimator.config import EstimatorConfig, load_estimator_config
@@ -21,7 +21,7 @@ from liveness.estimator.estimator import fit_estimator
 from liveness.estimator.evaluation import EvaluationReport, evaluate
 from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.evidence.store import EvidenceStore
-from liveness.run import RunPolicies
+from liveness.services import Services
 from liveness.settings import Settings
 from models import EstimatorArtifact
 

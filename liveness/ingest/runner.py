@@ -8,7 +8,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, TextColumn
 
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.ingest.relink import LINK_SOURCES, RelinkReport, relink, relink_pending
@@ -19,6 +18,7 @@ from liveness.ingest.service import (
     ingest_delivery,
     ingest_pull,
 )
+from liveness.services import Services
 
 
 def ingest_paths(

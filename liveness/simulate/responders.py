@@ -16,10 +16,10 @@ import pandas as pd
 from sqlalchemy import select
 
 from liveness.access.gateways import mark_notice_sent
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.review.outcomes import record_outcome
+from liveness.services import Services
 from models import Notice, NoticeStatus, Person, ReviewTask, TaskKind, TaskStatus
 
 # Who answers a face verification request, by profile: bedridden people rarely manage alone.

@@ -1,7 +1,7 @@
 """Who the next run would suspend, and why, before it happens.
 
-The forecast is the run itself (`liveness.run.certify`), done inside a savepoint that is
-always rolled back: the same code decides, so the preview cannot drift from the rules, and
+The forecast is the run itself (`liveness.certification.run.certify`), done inside a savepoint
+that is always rolled back: the same code decides, so the preview cannot drift from the rules, and
 nothing it wrote survives. Only the suspensions it would list are read back before the
 rollback. Evidence not yet delivered is not in it: the nightly run ingests first.
 """
@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from liveness.certification.run import RunPolicies, certify
+from liveness.certification.runner import LOCK_NAME
 from liveness.evidence.store import EvidenceStore
-from liveness.run import RunPolicies, certify
-from liveness.runner import LOCK_NAME
 from liveness.views.queue import mask_id_number
 from models import (
     Benefit,

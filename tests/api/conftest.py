@@ -20,8 +20,8 @@ from sqlalchemy import update
 
 from api.app import create_app
 from liveness.access import create_client
-from liveness.app import Services
 from liveness.db import session_scope
+from liveness.services import Services
 from liveness.simulate.identity import compose_id17, full_id_numbers
 from models import (
     Assessment,

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Integer, func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from liveness.app import Services
 from liveness.db import session_scope
+from liveness.services import Services
 from models import (
     Assessment,
     Benefit,

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from liveness.access import authenticate
-from liveness.access.cli import clients_app, console
-from liveness.app import Services
 from liveness.db import session_scope
+from liveness.entry.cli.access import clients_app, console
+from liveness.services import Services
 from models import ApiClient, ClientSecret, utcnow
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from liveness.certification.runner import execute_run
 from liveness.db import session_scope
-from liveness.runner import execute_run
 from models import FaceCallback, ReviewTask, TaskStatus, VisitOutcome
 from tests.api.conftest import AS_OF, World
 

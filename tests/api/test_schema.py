@@ -8,7 +8,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from liveness.app import Services
+from liveness.services import Services
 from tests.api.conftest import World, make_world
 from tests.liveness.conftest import REPO
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from liveness.app import Services
-from liveness.cli import app
+from liveness.entry.cli import app
 from liveness.migrate import upgrade
+from liveness.services import Services
 from liveness.settings import Settings, get_settings
 from liveness.simulate import simulate_city
 

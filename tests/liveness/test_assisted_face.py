@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.review.outcomes import (
     OUTCOMES_BY_KIND,
@@ -21,6 +20,7 @@ from liveness.review.outcomes import (
     correct_outcome,
     record_outcome,
 )
+from liveness.services import Services
 from models import (
     Certification,
     Person,

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from liveness.certification.guard import check_downgrades
 from liveness.certification.policy import GuardPolicy
+from liveness.certification.run import certify
 from liveness.db import session_scope
-from liveness.guard import check_downgrades
-from liveness.run import certify
 from models import Assessment, EvidencePart, ListEntry, Person, Run, RunStatus
 from tests.liveness.test_run import AS_OF
 

@@ -39,7 +39,7 @@ def test_a_working_folder_with_its_own_policy_uses_it(
 
 def test_the_command_line_starts_without_the_learned_estimator(tmp_path: Path) -> None:
     # scikit-learn takes seconds to import; only `liveness classifier ...` and the demo need it.
-    probe = "import sys, liveness.cli; print('sklearn' in sys.modules)"
+    probe = "import sys, liveness.entry.cli; print('sklearn' in sys.modules)"
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
     )

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import func, select
 
 from api.web.i18n import catalogue
-from liveness.app import Services
+from liveness.certification.runner import execute_run
 from liveness.db import session_scope
 from liveness.errors import RunRefused
 from liveness.lists import ApprovalRefused, approve_entry, reject_entry
 from liveness.review.outcomes import OutcomeInvalid, correct_outcome
-from liveness.runner import execute_run
+from liveness.services import Services
 from models import (
     Benefit,
     DeathRecord,

@@ -49,14 +49,14 @@ from sqlalchemy.engine import make_url
 
 from connectors.spec import SOURCES
 from liveness.access import gateways
-from liveness.app import Services
+from liveness.certification.runner import execute_run
 from liveness.db import make_engine, session_scope
 from liveness.errors import LivenessError, RunRefused
 from liveness.ingest.runner import ingest_paths
 from liveness.lists import approve_entry
 from liveness.migrate import upgrade
 from liveness.review import outcomes
-from liveness.runner import execute_run
+from liveness.services import Services
 from liveness.settings import Settings
 from models import Benefit, Certification, ListEntry, Notice, Person, ReviewTask, Run
 from tests.conftest import POSTGRES_ADMIN_URL

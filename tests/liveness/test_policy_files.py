@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from liveness.policy_check import POLICY_FILES, check_policy_folder
+from liveness.entry.policy_check import POLICY_FILES, check_policy_folder
 from tests.liveness.conftest import REPO, invoke_cli
 
 CONFIG = REPO / "config"

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from liveness.app import Services
+from liveness.certification.run import certify
 from liveness.db import session_scope
-from liveness.demo import score_against_truth, suspension_list
+from liveness.entry.demo import score_against_truth, suspension_list
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
-from liveness.run import certify
+from liveness.services import Services
 from models import (
     Assessment,
     Delivery,

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-import liveness.run
-from liveness.app import Services
+import liveness.certification.run
+from liveness.certification.runner import execute_run
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
-from liveness.runner import execute_run
+from liveness.services import Services
 from models import (
     Assessment,
     Certification,
@@ -131,13 +131,13 @@ def test_a_degraded_source_keeps_levels_and_certifies_nobody_on_its_credit(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[pd.DataFrame] = []
-    workflow = liveness.run.apply_workflow
+    workflow = liveness.certification.run.apply_workflow
 
     def spy(session: Any, **kwargs: Any) -> Any:
         seen.append(kwargs["assessed"].copy())
         return workflow(session, **kwargs)
 
-    monkeypatch.setattr(liveness.run, "apply_workflow", spy)
+    monkeypatch.setattr(liveness.certification.run, "apply_workflow", spy)
 
     # Before the outage, all sources healthy, nobody's certification yet up for renewal.
     before = execute_run(services, as_of=dt.date(2025, 3, 31))

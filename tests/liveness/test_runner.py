@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import OperationalError
 
-from liveness.app import Services
+from liveness.certification.runner import LOCK_NAME, acquire_lock, execute_run
 from liveness.db import session_scope
 from liveness.errors import RunRefused
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
-from liveness.runner import LOCK_NAME, acquire_lock, execute_run
+from liveness.services import Services
 from liveness.settings import Settings
 from models import Assessment, ListEntry, Person, Run, RunLock, RunStatus
 from tests.liveness.conftest import REPO

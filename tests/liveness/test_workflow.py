@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from liveness.access.gateways import mark_notice_sent
-from liveness.app import Services
+from liveness.certification.runner import execute_run
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.lists import ApprovalRefused, approve_entry
 from liveness.review.outcomes import OutcomeInvalid, record_outcome
-from liveness.runner import execute_run
+from liveness.services import Services
 from models import (
     Benefit,
     Certification,

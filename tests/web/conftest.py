@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from liveness.app import Services
+from liveness.services import Services
 from tests.api.conftest import World, make_world
 from tests.liveness.conftest import city, services_factory  # noqa: F401  (fixtures)
 from tests.web.browsing import CHROMIUM

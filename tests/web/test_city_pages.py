@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from liveness.access import create_client
-from liveness.app import Services
+from liveness.certification.run import certify
 from liveness.db import session_scope
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
-from liveness.run import certify
+from liveness.services import Services
 from models import Person, ReviewTask, Role, TaskStatus
 from tests.liveness.conftest import CITY_DAYS, CITY_START
 from tests.web.browsing import DESKTOP, PHONE, check_page, serving, sign_in_by_keyboard

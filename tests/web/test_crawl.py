@@ -23,13 +23,13 @@ from sqlalchemy import func, select
 from api.app import create_app
 from api.web.pages import TEMPLATES
 from liveness.access import create_client
-from liveness.app import Services
+from liveness.certification.run import certify
 from liveness.db import session_scope
+from liveness.entry.cli.integrity import integrity_policy
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
-from liveness.integrity.cli import integrity_policy
 from liveness.integrity.service import create_orders, refresh_leads
-from liveness.run import certify
+from liveness.services import Services
 from liveness.simulate import simulate_city
 from models import IntegrityLead, ListEntry, Person, ReviewTask, Role, TaskStatus
 from tests.web.conftest import sign_in

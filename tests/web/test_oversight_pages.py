@@ -15,8 +15,8 @@ from sqlalchemy import func, select, update
 
 from api.web import oversight
 from api.web.export import csv_cell
+from liveness.certification.run import certify
 from liveness.db import session_scope
-from liveness.run import certify
 from models import (
     AuditEntry,
     DeathMatch,

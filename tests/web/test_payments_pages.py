@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.web.i18n import catalogue
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.migrate import upgrade
+from liveness.services import Services
 from liveness.settings import Settings
 from models import AuditEntry, BenefitStatus, BenefitType, ListAction, ListReason, PaymentEvent
 from tests.api.conftest import World, make_world

@@ -13,10 +13,9 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from liveness.app import Services
-from liveness.cli import ingest_paths
 from liveness.db import session_scope
-from liveness.demo import INGEST_ORDER
+from liveness.entry.cli.estimator import classifier_app
+from liveness.entry.demo import INGEST_ORDER
 from liveness.estimator import (
     EstimatorError,
     alive_probability,
@@ -28,8 +27,9 @@ from liveness.estimator import (
     load_artifact,
     train_estimator,
 )
-from liveness.estimator.cli import classifier_app
+from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
+from liveness.services import Services
 from liveness.settings import Settings, get_settings
 from tests.liveness.conftest import CITY_START, REPO
 

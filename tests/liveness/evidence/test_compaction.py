@@ -14,11 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from liveness.app import Services
 from liveness.db import session_scope
-from liveness.evidence.cli import evidence_app
+from liveness.entry.cli.evidence import evidence_app
 from liveness.evidence.compaction import compact, months_to_compact, remove_orphans
 from liveness.evidence.store import SORTED_KEY, EvidenceStore
+from liveness.services import Services
 from liveness.settings import get_settings
 from models import EvidencePart
 from tests.liveness.conftest import REPO
@@ -141,7 +141,7 @@ def test_the_compact_command_compacts_then_removes_orphans(cli_services: Service
             append(session, store, rows)
         before = everything(session, store)
     runner = CliRunner()
-    # Registered as liveness/cli.py does: `app.add_typer(evidence_app, name="evidence")`.
+    # Registered as liveness/entry/cli/__init__.py does: `app.add_typer(evidence_app, name="evidence")`.
     root = typer.Typer()
     root.add_typer(evidence_app, name="evidence")
     result = runner.invoke(

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 from sqlalchemy.orm import Session
 
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.evidence.health import (
@@ -18,6 +17,7 @@ from liveness.evidence.health import (
     source_health,
 )
 from liveness.ingest.runner import ingest_paths
+from liveness.services import Services
 from models import SourceVolume
 from tests.liveness.conftest import REPO
 

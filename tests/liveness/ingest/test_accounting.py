@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from liveness.app import Services
 from liveness.ingest.runner import ingest_paths
+from liveness.services import Services
 
 GOOD = "T{n},C1,2025-02-01 08:{m:02d}:00,330700,bus,,,true"
 FIELDS = st.one_of(

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
+from liveness.services import Services
 from liveness.settings import Settings
 from models import DeathMatch, DeathRecord
 from tests.liveness.conftest import REPO

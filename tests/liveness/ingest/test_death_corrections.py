@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
+from liveness.services import Services
 from models import DeathRecord, Deregistration, QuarantinedRow, RecordStatus
 
 REGISTRY = """person_ref,id_number,name,sex,birth_date,benefit_type,monthly_amount,benefit_start,region_code,grid_code,status

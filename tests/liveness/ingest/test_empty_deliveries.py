@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
+from liveness.services import Services
 from models import Delivery
 
 HEADER = "record_id,card_no,tapped_at,city_code\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from liveness.app import Services
+from liveness.certification.run import certify
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
-from liveness.run import certify
+from liveness.services import Services
 from models import (
     DeathMatch,
     DeathRecord,

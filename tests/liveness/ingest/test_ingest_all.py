@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from liveness.cli import app
+from liveness.entry.cli import app
 from liveness.settings import get_settings
 from tests.liveness.conftest import REPO
 from tests.liveness.ingest.test_ingest import CARDS, REGISTRY

@@ -11,12 +11,12 @@ from sqlalchemy import select
 
 from connectors import Batch, ConnectorError
 from connectors.base import Connector
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.evidence import records as records_module
 from liveness.evidence.compaction import compact_store
 from liveness.evidence.records import RECORDS_FOLDER
 from liveness.ingest.runner import ingest_paths
+from liveness.services import Services
 from models import DeathRecord, Delivery, QuarantinedRow
 
 REGISTRY = """person_ref,id_number,name,sex,birth_date,benefit_type,monthly_amount,benefit_start,region_code,grid_code,status

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from liveness.app import Services
+from liveness.certification.run import certify
 from liveness.db import session_scope
 from liveness.evidence.compaction import compact_store, remove_orphans
 from liveness.evidence.summaries import SummaryCache
 from liveness.ingest.relink import RelinkReport, relink, relink_pending
 from liveness.ingest.runner import ingest_all, ingest_paths
-from liveness.run import certify
+from liveness.services import Services
 from models import (
     Assessment,
     Card,

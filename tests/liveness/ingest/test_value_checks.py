@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
+from liveness.services import Services
 from models import Benefit, DeathRecord, Person, QuarantinedRow
 
 HEADER = (

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
+from liveness.services import Services
 from liveness.settings import Settings
 from liveness.simulate.integrity import (
     PlantedIntegrity,

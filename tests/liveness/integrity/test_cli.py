@@ -7,13 +7,13 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from liveness.cli import boundary
-from liveness.integrity.cli import leads_command, orders_app
+from liveness.entry.cli import boundary
+from liveness.entry.cli.integrity import leads_command, orders_app
 from tests.liveness.integrity.conftest import AS_OF, PlantedCity
 
 runner = CliRunner()
 app = typer.Typer(pretty_exceptions_enable=False)
-# Registered as liveness/cli.py will: the CLI there is not this package's to edit.
+# Registered as liveness/entry/cli/__init__.py does.
 app.command("leads")(boundary(leads_command))
 app.add_typer(orders_app, name="orders")
 

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy.orm import Session
 
 from liveness.access.service import Forbidden
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.integrity import (
@@ -27,6 +26,7 @@ from liveness.integrity import (
     review_answer,
     rule_precision,
 )
+from liveness.services import Services
 from models import AuditEntry, IntegrityLead, LeadStatus, OrderStatus
 from tests.liveness.conftest import REPO
 

@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import select
 
 from liveness.db import session_scope
+from liveness.entry.demo_leads import demo_leads
 from liveness.evidence.snapshot import ACTING_MATCHES
 from liveness.integrity import RULES, find_leads, load_integrity_policy
-from liveness.integrity.demo import demo_leads
 from models import DeathRecord, Person, RecordStatus
 from tests.liveness.conftest import REPO
 from tests.liveness.integrity.conftest import AS_OF, PlantedCity

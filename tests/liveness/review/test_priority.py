@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from liveness.app import Services
+from liveness.certification.runner import execute_run
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
-from liveness.runner import execute_run
+from liveness.services import Services
 from liveness.settings import Settings
 from models import Assessment, Benefit, Person, ReviewTask, TaskKind
 from tests.liveness.conftest import REPO

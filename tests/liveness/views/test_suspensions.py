@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
+from liveness.certification.runner import acquire_lock, release_lock
 from liveness.db import session_scope
-from liveness.runner import acquire_lock, release_lock
 from liveness.views.suspensions import forecast_suspensions
 from models import (
     Assessment,

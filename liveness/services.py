@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from connectors import ConnectorError, SourceConfig, load_source_configs
 from liveness.access.passwords import SignInPolicy, load_sign_in_policy
 from liveness.certification import CertificationPolicy, load_certification_policy
+from liveness.certification.run import RunPolicies
 from liveness.db import make_engine, make_sessionmaker
 from liveness.errors import ConfigurationError, SchemaOutdated
 from liveness.evidence.health import load_health_policy
 from liveness.evidence.store import EvidenceStore
 from liveness.ingest import IngestContext
 from liveness.migrate import current_revision
-from liveness.run import RunPolicies
 from liveness.scoring import PolicyError, load_policy
 from liveness.settings import Settings
 from liveness.views.area_names import AreaNames, load_area_names

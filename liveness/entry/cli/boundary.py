@@ -1,6 +1,6 @@
 """The command line's boundary: its consoles and the decorator that turns errors into exits.
 
-Kept apart from `liveness.cli` so that every sub-app (clients, classifier, evidence, orders)
+Kept apart from `liveness.entry.cli` so that every sub-app (clients, classifier, evidence, orders)
 can use it without importing the main app that registers them.
 """
 
@@ -20,8 +20,8 @@ import typer
 from rich.console import Console
 
 from connectors import ConnectorError
-from liveness.app import Services
 from liveness.errors import DeliveryRefused, LivenessError
+from liveness.services import Services
 from liveness.settings import get_settings
 
 console = Console()

@@ -7,10 +7,10 @@ import datetime as dt
 import pandas as pd
 from rich.table import Table
 
-from liveness.app import Services
 from liveness.db import session_scope
 from liveness.integrity.policy import RULES, load_integrity_policy
 from liveness.integrity.service import current_leads, refresh_leads
+from liveness.services import Services
 from liveness.simulate.integrity import PlantedIntegrity, record_planted_outcomes
 
 DEMO_COLUMNS = ["rule", "planted", "found", "leads", "on_planted", "precision"]

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from liveness.cli_boundary import boundary, migrated_services, print_json
 from liveness.db import session_scope
+from liveness.entry.cli.boundary import boundary, migrated_services, print_json
 
 if TYPE_CHECKING:
     from liveness.estimator.evaluation import EvaluationReport

@@ -1,6 +1,6 @@
 """`liveness scheduler`: run the nightly job on its schedule, or once now.
 
-Registered in liveness/cli.py behind its error boundary:
+Registered in liveness/entry/cli/__init__.py behind its error boundary:
 `app.command("scheduler")(boundary(scheduler_command))`.
 """
 
@@ -16,8 +16,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from liveness.cli_boundary import migrated_services
-from liveness.scheduler import (
+from liveness.entry.cli.boundary import migrated_services
+from liveness.entry.scheduler import (
     JOB_ID,
     build_scheduler,
     load_schedule_policy,

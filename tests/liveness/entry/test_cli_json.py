@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from liveness.cli_boundary import strict_json
+from liveness.entry.cli.boundary import strict_json
 from liveness.settings import get_settings
 from models import InspectionOrder, Run, RunStatus
 from tests.liveness.conftest import REPO, invoke_cli

@@ -19,10 +19,11 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from liveness.certification import CertificationPolicy
+from liveness.certification.guard import check_downgrades, previous_levels
+from liveness.certification.workflow import WorkflowResult, apply_workflow
 from liveness.evidence.health import HealthPolicy, SourceHealth
 from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore, day_from_number, day_number
-from liveness.guard import check_downgrades, previous_levels
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.scoring import (
     LEVELS,
@@ -34,7 +35,6 @@ from liveness.scoring import (
     reasons_frame,
 )
 from liveness.views.overdue import overdue_summary
-from liveness.workflow import WorkflowResult, apply_workflow
 from models import (
     Assessment,
     DeathMatch,

@@ -13,14 +13,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from liveness.app import Services
+from liveness.certification.runner import execute_run
 from liveness.db import session_scope
+from liveness.entry.demo_leads import demo_leads, demo_table
+from liveness.entry.reports import print_run_report
 from liveness.evidence.compaction import compact_store
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
-from liveness.integrity.demo import demo_leads, demo_table
 from liveness.migrate import upgrade
-from liveness.runner import execute_run
+from liveness.services import Services
 from liveness.settings import get_settings
 from liveness.simulate.integrity import CityTooSmall, plant_integrity
 from models import Benefit, BenefitStatus, Certification, ListEntry, Person, ReviewTask, Run
@@ -215,7 +216,6 @@ def run_demo(
     json_output: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth."""
-    from liveness.cli import print_run_report
     from liveness.simulate import simulate_city
     from liveness.simulate.responders import answer_reviews
 

@@ -14,12 +14,12 @@ from connectors import ConnectorError
 from connectors.config import load_source_configs
 from liveness.access.passwords import load_sign_in_policy
 from liveness.certification.policy import load_certification_policy
+from liveness.entry.scheduler import load_schedule_policy
 from liveness.errors import ConfigurationError, LivenessError
 from liveness.estimator.config import load_estimator_config
 from liveness.evidence.health import load_health_policy
 from liveness.integrity.policy import load_integrity_policy
 from liveness.policy_files import file_version
-from liveness.scheduler import load_schedule_policy
 from liveness.scoring.policy import load_policy as load_scoring_policy
 from liveness.settings import PACKAGED_CONFIG
 from liveness.views.area_names import load_area_names

@@ -1,6 +1,6 @@
 """A certification run as a boundary: one at a time, its state visible, all or nothing.
 
-The run's own work happens in one transaction (`liveness.run.certify`); around it, in
+The run's own work happens in one transaction (`liveness.certification.run.certify`); around it, in
 transactions of their own, the lock is taken and released and the run's state is recorded:
 `running` before the work, then `published` or `stopped_by_guard` with the work, or `failed`
 with the error if the work raised. A run killed outright stays `running` until the next run
@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from liveness.app import Services
+from liveness.certification.run import certify
 from liveness.db import WRITES_AHEAD, session_scope
 from liveness.errors import RunRefused
-from liveness.run import certify
+from liveness.services import Services
 from models import Run, RunLock, RunStatus, utcnow
 
 LOCK_NAME = "certification"

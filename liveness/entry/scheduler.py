@@ -24,10 +24,10 @@ from pydantic import Field, field_validator
 from sqlalchemy import select
 
 from connectors import ConnectorError
-from liveness.app import Services
+from liveness.entry.jobs import NightlyResult, local_today, nightly_job
 from liveness.errors import ConfigurationError, LivenessError, RunRefused
-from liveness.jobs import NightlyResult, local_today, nightly_job
 from liveness.policy_files import PolicyModel, load_policy
+from liveness.services import Services
 from liveness.settings import Settings, get_settings
 from models import RunStatus
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -14,14 +14,19 @@ from rich.console import Console
 from rich.table import Table
 
 from liveness.access.audit import record_audit
-from liveness.access.cli import clients_app
 from liveness.access.gateways import mark_notice_sent
-from liveness.app import Services
-from liveness.cli_boundary import boundary, console, errors, migrated_services, print_json
+from liveness.certification.runner import execute_run, runs
 from liveness.db import session_scope
+from liveness.entry.cli.access import clients_app
+from liveness.entry.cli.boundary import boundary, console, errors, migrated_services, print_json
+from liveness.entry.cli.estimator import classifier_app
+from liveness.entry.cli.evidence import evidence_app
+from liveness.entry.cli.integrity import leads_command, orders_app
+from liveness.entry.cli.scheduler import scheduler_command
+from liveness.entry.jobs import local_today
+from liveness.entry.policy_check import check_policy_folder, write_policy_copy
+from liveness.entry.reports import print_run_report
 from liveness.errors import ConfigurationError
-from liveness.estimator.cli import classifier_app
-from liveness.evidence.cli import evidence_app
 from liveness.ingest import DeliveryReport
 from liveness.ingest.queries import (
     delivery_log,
@@ -32,15 +37,11 @@ from liveness.ingest.queries import (
 from liveness.ingest.relink import relink, relink_pending
 from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.ingest.traces import TRACE_SOURCES
-from liveness.integrity.cli import leads_command, orders_app
-from liveness.jobs import local_today
 from liveness.lists import approve_entry, reject_entry
 from liveness.lists.audit import draw_sample
 from liveness.migrate import current_revision, upgrade
-from liveness.policy_check import check_policy_folder, write_policy_copy
 from liveness.review.outcomes import correct_outcome, record_outcome
-from liveness.runner import execute_run, runs
-from liveness.scheduler_cli import scheduler_command
+from liveness.services import Services
 from liveness.settings import get_settings
 from liveness.views.queue import pending_notices
 from models import NoticeChannel, RunStatus
@@ -194,55 +195,6 @@ def ingest(
         raise typer.Exit(3)
 
 
-def print_run_report(report: dict[str, Any], *, to: Console | None = None) -> None:
-    """Print a run's report for an operator."""
-    table = Table(title=f"certification run as of {report['as_of']}")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_row("persons graded", f"{report['persons']:,}")
-    for level, count in report["levels"].items():
-        table.add_row(f"  {level}", f"{count:,}")
-    table.add_row("certified silently", f"{report['certified_silently']:,}")
-    for kind, count in report["tasks_opened"].items():
-        table.add_row(f"tasks opened: {kind}", f"{count:,}")
-    table.add_row("tasks closed by data", f"{report['tasks_closed_by_data']:,}")
-    table.add_row("suspensions", f"{report['suspensions']:,}")
-    for event, count in report.get("payment_events", {}).items():
-        if count:
-            table.add_row(f"  payment event: {event}", f"{count:,}")
-    for why, count in report.get("lapse_waiting", {}).items():
-        if count:
-            table.add_row(f"lapsed, not suspended: {why.replace('_', ' ')}", f"{count:,}")
-    overdue = report.get("overdue_reviews", {})
-    if overdue.get("total"):
-        oldest = overdue["grids"][0]
-        table.add_row(
-            "[yellow]overdue reviews (the agency's delay)[/]",
-            f"{overdue['total']:,} in {overdue['grids_behind']:,} grids, oldest due "
-            f"{oldest['oldest_due_on']} ({oldest['grid_code']})",
-        )
-    table.add_row("overpayment to recover (yuan)", report["overpayment_total"])
-    table.add_row(
-        "persons with traces after death", f"{report['persons_with_traces_after_death']:,}"
-    )
-    for source, days in report["degraded_sources"].items():
-        table.add_row(f"degraded source: {source}", f"{len(days)} days, last {days[-1]}")
-    for source, pending in report.get("not_yet_due", {}).items():
-        span = f"{pending['days']} days, {pending['first']} to {pending['last']}"
-        table.add_row(f"not yet due: {source}", span)
-    if report.get("kept_by_credit"):
-        table.add_row("kept at their level by a degraded source", f"{report['kept_by_credit']:,}")
-    guard = report.get("guard", {})
-    if guard.get("previous_run_id") is not None:
-        table.add_row(
-            "lowered since the previous run",
-            f"{guard['downgraded']:,} ({guard['downgrade_share']:.2%})"
-            + (" [red]guard overridden[/]" if guard.get("overridden") else ""),
-        )
-    table.add_row("policy version", report["policy_version"])
-    (to or console).print(table)
-
-
 @app.command("run")
 @boundary
 def run_command(
@@ -265,7 +217,7 @@ def run_command(
         payload = {"run_id": run.id, "status": run.status, **run.report}
         print_json(payload)
     elif run.status == RunStatus.PUBLISHED:
-        print_run_report(run.report)
+        print_run_report(run.report, to=console)
     if run.status == RunStatus.STOPPED_BY_GUARD:
         guard = run.report["guard"]
         errors.print(
@@ -295,7 +247,7 @@ def demo(
     ] = False,
 ) -> None:
     """Simulate a city, ingest it, run monthly certification cycles, score against the truth."""
-    from liveness.demo import run_demo
+    from liveness.entry.demo import run_demo
 
     figures = run_demo(
         persons=persons, days=days, seed=seed, out=out, months=months, json_output=json_output,
@@ -654,7 +606,7 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the HTTP API (/api/v1; OpenAPI at /docs)."""
-    from api.cli import serve_command  # lazy: liveness never imports api at load time
+    from liveness.entry.cli.serve import serve_command  # lazy: the API loads only to serve
 
     serve_command(host=host, port=port)
 

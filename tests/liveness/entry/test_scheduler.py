@@ -14,13 +14,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.util import ref_to_obj
 from sqlalchemy import func, inspect, select, table
 
-from liveness import scheduler as scheduler_module
-from liveness.app import Services
-from liveness.errors import ConfigurationError, RollMissing, RunRefused
-from liveness.ingest import DeliveryReport
-from liveness.jobs import NightlyResult
-from liveness.migrate import upgrade
-from liveness.scheduler import (
+from liveness.entry import scheduler as scheduler_module
+from liveness.entry.jobs import NightlyResult
+from liveness.entry.scheduler import (
     JOB_ID,
     JOBS_TABLE,
     SchedulePolicy,
@@ -28,6 +24,10 @@ from liveness.scheduler import (
     load_schedule_policy,
     run_nightly,
 )
+from liveness.errors import ConfigurationError, RollMissing, RunRefused
+from liveness.ingest import DeliveryReport
+from liveness.migrate import upgrade
+from liveness.services import Services
 from liveness.settings import Settings
 from tests.liveness.conftest import REPO, invoke_cli
 
@@ -210,7 +210,7 @@ def test_a_failing_night_is_retried_and_succeeds_when_it_recovers(
 ) -> None:
     job = FlakyNight([OSError("database unreachable"), RunRefused("another run holds the lock")],
                      night())  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="liveness.scheduler"):
+    with caplog.at_level(logging.INFO, logger="liveness.entry.scheduler"):
         result, sleeps = run_with(monkeypatch, job)
     assert result == night()
     assert job.calls == [dt.date(2025, 3, 1)] * 3
@@ -223,7 +223,7 @@ def test_a_night_that_keeps_failing_is_tried_the_configured_times(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     job = FlakyNight([OSError("disk full")] * 5, night())
-    with caplog.at_level(logging.INFO, logger="liveness.scheduler"):
+    with caplog.at_level(logging.INFO, logger="liveness.entry.scheduler"):
         result, sleeps = run_with(monkeypatch, job, attempts=3)
     assert result is None
     assert len(job.calls) == 3
@@ -235,7 +235,7 @@ def test_a_guard_stopped_night_is_not_retried(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     job = FlakyNight([], night("stopped_by_guard"))
-    with caplog.at_level(logging.INFO, logger="liveness.scheduler"):
+    with caplog.at_level(logging.INFO, logger="liveness.entry.scheduler"):
         result, sleeps = run_with(monkeypatch, job)
     assert result is not None and result.run_status == "stopped_by_guard"
     assert len(job.calls) == 1 and sleeps == []
@@ -246,7 +246,7 @@ def test_an_error_an_operator_must_fix_is_not_retried(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     job = FlakyNight([RollMissing("the benefit roll is empty")], night())
-    with caplog.at_level(logging.INFO, logger="liveness.scheduler"):
+    with caplog.at_level(logging.INFO, logger="liveness.entry.scheduler"):
         result, sleeps = run_with(monkeypatch, job)
     assert result is None
     assert len(job.calls) == 1 and sleeps == []
@@ -256,7 +256,7 @@ def test_an_error_an_operator_must_fix_is_not_retried(
 def test_refused_deliveries_are_reported(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="liveness.scheduler"):
+    with caplog.at_level(logging.INFO, logger="liveness.entry.scheduler"):
         result, _ = run_with(monkeypatch, FlakyNight([], night(refused=1)))
     assert result is not None and result.refused == 1
     assert "1 refused" in caplog.text and "refused delivery t.csv of transit: bad" in caplog.text

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from liveness.app import Services
+from liveness.certification.runner import execute_run, local_today
 from liveness.evidence.compaction import compact_store
 from liveness.ingest import DeliveryReport
 from liveness.ingest.runner import ingest_all
-from liveness.runner import execute_run, local_today
+from liveness.services import Services
 from models import RunStatus
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from liveness.cli_boundary import boundary
+from liveness.entry.cli.boundary import boundary
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Maintain the evidence store.")
 
@@ -34,14 +34,14 @@ def compact_command(
 
 def _compact(*, source: str | None, month: str | None, grace_minutes: int | None) -> None:
     """Compact every selected (source, month) in a transaction of its own, then clean up."""
-    from liveness.cli_boundary import console, migrated_services
     from liveness.db import session_scope
+    from liveness.entry.cli.boundary import console, migrated_services
+    from liveness.entry.jobs import local_today
     from liveness.evidence.compaction import (
         ORPHAN_GRACE,
         compact_store,
         remove_orphans,
     )
-    from liveness.jobs import local_today
 
     if month is not None and not MONTH.match(month):
         raise typer.BadParameter(f"{month!r}: expected YYYY-MM", param_hint="'--month'")

@@ -1,6 +1,6 @@
 """`liveness leads` and `liveness orders`: integrity leads and the inspection orders built on them.
 
-Registered in liveness/cli.py:
+Registered in liveness/entry/cli/__init__.py:
     app.command("leads")(boundary(leads_command))
     app.add_typer(orders_app, name="orders")
 """
@@ -15,9 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from liveness.app import Services
-from liveness.cli_boundary import boundary, migrated_services, print_json
 from liveness.db import session_scope
+from liveness.entry.cli.boundary import boundary, migrated_services, print_json
+from liveness.entry.jobs import local_today
 from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
 from liveness.integrity.service import (
     answer_lead,
@@ -29,7 +29,7 @@ from liveness.integrity.service import (
     review_answer,
     rule_precision,
 )
-from liveness.jobs import local_today
+from liveness.services import Services
 from models import IntegrityLead, LeadVerdict
 
 __all__ = ["leads_command", "orders_app"]

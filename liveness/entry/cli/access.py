@@ -24,8 +24,8 @@ from liveness.access.passwords import (
     unlock,
 )
 from liveness.access.service import create_client, list_clients, revoke_client
-from liveness.cli_boundary import boundary, migrated_services
 from liveness.db import session_scope
+from liveness.entry.cli.boundary import boundary, migrated_services
 from models import Role, utcnow
 
 __all__ = ["clients_app"]
