@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from liveness.db import session_scope
-from liveness.evidence.records import replace_parts
+from liveness.evidence.records.index import replace_parts
 from liveness.evidence.store import (
     SORTED_KEY,
     SORTED_VALUE,

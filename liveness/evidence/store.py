@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from liveness.evidence.records import RECORDS_FOLDER, RecordIndex
+from liveness.evidence.records.index import RECORDS_FOLDER, RecordIndex
 from liveness.identity.keys import pandas_string_hashes
 from models import EvidencePart
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from connectors.identity import normalise_arrow
 from liveness.db import query_frame
-from liveness.evidence.records import replace_parts
+from liveness.evidence.records.index import replace_parts
 from liveness.evidence.store import (
     SORTED_KEY,
     SORTED_VALUE,

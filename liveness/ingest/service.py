@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from connectors import Batch, ConnectorError, SourceConfig, get_connector, make_transport, threads
 from liveness.errors import DeliveryRefused
-from liveness.evidence.records import RecordIndex, Verdict
+from liveness.evidence.records.index import RecordIndex, Verdict
 from liveness.evidence.store import DeliveryWriter, EvidenceStore, day_from_number
 from liveness.identity import CardIndex, RollIndex
 from liveness.ingest.deaths import (
