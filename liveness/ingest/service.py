@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from connectors import Batch, ConnectorError, SourceConfig, get_connector, make_transport, threads
 from liveness.errors import DeliveryRefused
+from liveness.evidence.parts import day_from_number
 from liveness.evidence.records.index import RecordIndex, Verdict
-from liveness.evidence.store import DeliveryWriter, EvidenceStore, day_from_number
+from liveness.evidence.store import EvidenceStore
+from liveness.evidence.writer import DeliveryWriter
 from liveness.identity import CardIndex, RollIndex
 from liveness.ingest.deaths import (
     Loaded,
