@@ -13,7 +13,7 @@ LivenessError [1]
 ├── SchemaOutdated [6]          the database is not migrated to this version's schema
 ├── EstimatorError [12]         the estimator cannot be trained or evaluated (estimator.dataset)
 ├── input refused [11]          OutcomeInvalid (review.outcomes), IntegrityInvalid
-│                               (integrity.service), ClientInvalid (access.service),
+│                               (integrity.queries), ClientInvalid (access.service),
 │                               PasswordInvalid (access.passwords)
 ├── state refused [8]           UndoRefused (review.outcomes), ClaimRefused (review.claims),
 │                               ApprovalRefused (lists.service), AckRefused (views.lists),

@@ -17,18 +17,15 @@ from liveness.access import PERMISSIONS
 from liveness.access.policy import authorize_region
 from liveness.errors import NotFound
 from liveness.integrity.policy import RULES, load_integrity_policy
-from liveness.integrity.service import (
-    RETURN_REASON_MAX,
-    answer_lead,
-    create_orders,
+from liveness.integrity.queries import (
     lead_answers,
     lead_history,
     narrow_scope,
     order_leads,
     order_page,
-    review_answer,
     rule_precision,
 )
+from liveness.integrity.service import RETURN_REASON_MAX, answer_lead, create_orders, review_answer
 from models import IntegrityLead, LeadStatus, LeadVerdict
 
 router = APIRouter(prefix="/web", include_in_schema=False)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liveness.evidence.records import RecordIndex
+from liveness.evidence.records.index import RecordIndex
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 1_000_000

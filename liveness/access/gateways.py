@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from liveness.access.service import Unauthenticated
 from liveness.errors import DeliveryRefused, LivenessError, NotFound
-from liveness.ingest.service import IngestContext, ingest_delivery
+from liveness.ingest.context import IngestContext
+from liveness.ingest.service import ingest_delivery
 from models import (
     FaceCallback,
     Notice,

@@ -22,8 +22,9 @@ from liveness.certification import CertificationPolicy
 from liveness.certification.guard import check_downgrades, previous_levels
 from liveness.certification.workflow import WorkflowResult, apply_workflow
 from liveness.evidence.health import HealthPolicy, SourceHealth
+from liveness.evidence.parts import day_from_number, day_number
 from liveness.evidence.snapshot import take_snapshot
-from liveness.evidence.store import EvidenceStore, day_from_number, day_number
+from liveness.evidence.store import EvidenceStore
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.scoring import (
     LEVELS,

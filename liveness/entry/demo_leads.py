@@ -9,7 +9,8 @@ from rich.table import Table
 
 from liveness.db import session_scope
 from liveness.integrity.policy import RULES, load_integrity_policy
-from liveness.integrity.service import current_leads, refresh_leads
+from liveness.integrity.queries import current_leads
+from liveness.integrity.service import refresh_leads
 from liveness.services import Services
 from liveness.simulate.integrity import PlantedIntegrity, record_planted_outcomes
 

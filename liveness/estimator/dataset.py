@@ -32,8 +32,9 @@ from sqlalchemy.orm import Session
 
 from liveness.errors import LivenessError
 from liveness.evidence.health import HealthPolicy
+from liveness.evidence.parts import day_number
 from liveness.evidence.snapshot import ACTING_MATCHES, EvidenceSnapshot, take_snapshot
-from liveness.evidence.store import EvidenceStore, day_number
+from liveness.evidence.store import EvidenceStore
 from liveness.scoring import BENEFIT_TYPES, ScoringPolicy
 from models import DeathRecord, EvidencePart, Person, RecordStatus
 

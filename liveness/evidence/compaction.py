@@ -22,14 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from liveness.db import session_scope
-from liveness.evidence.records import replace_parts
-from liveness.evidence.store import (
-    SORTED_KEY,
-    SORTED_VALUE,
-    VOIDED_KIND,
-    EvidenceStore,
-    part_schema,
-)
+from liveness.evidence.parts import SORTED_KEY, SORTED_VALUE, VOIDED_KIND, part_schema
+from liveness.evidence.records.index import replace_parts
+from liveness.evidence.store import EvidenceStore
 from liveness.evidence.summaries import SummaryCache
 from models import EvidencePart
 

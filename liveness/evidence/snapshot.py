@@ -20,15 +20,11 @@ from sqlalchemy.orm import Session
 from connectors.threads import read_ahead
 from liveness.errors import RollMissing
 from liveness.evidence.health import HealthPolicy, SourceHealth, source_health
+from liveness.evidence.parts import day_number
 from liveness.evidence.roll import kept_roll
-from liveness.evidence.store import (
-    EvidenceStore,
-    TraceWindow,
-    WindowPart,
-    WindowPlan,
-    day_number,
-)
+from liveness.evidence.store import EvidenceStore
 from liveness.evidence.summaries import SummaryCache, summary_key
+from liveness.evidence.windows import TraceWindow, WindowPart, WindowPlan
 from liveness.scoring import EvidenceFeatures, ScoringPolicy, post_death_traces
 from liveness.scoring.features import FeatureAccumulator, PartSummary
 from models import (

@@ -20,8 +20,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from liveness.db import plain_records
-from liveness.evidence.records import judge
-from liveness.evidence.store import record_hashes
+from liveness.evidence.parts import record_hashes
+from liveness.evidence.records.contents import judge
 from liveness.identity import RollIndex, link_by_id_number, match_death_records
 from models import DeathMatch, DeathRecord, Deregistration, RecordStatus
 

@@ -7,7 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.db import query_frame
-from liveness.evidence.store import EvidenceStore, day_from_number
+from liveness.evidence.parts import day_from_number
+from liveness.evidence.store import EvidenceStore
 from liveness.ingest.relink import LinkIndexes, explain_unlinked
 from models import DeathMatch, DeathRecord, Delivery, QuarantinedRow
 

@@ -32,13 +32,9 @@ from sqlalchemy.orm import Session
 
 from connectors.identity import normalise_arrow
 from liveness.db import query_frame
-from liveness.evidence.records import replace_parts
-from liveness.evidence.store import (
-    SORTED_KEY,
-    SORTED_VALUE,
-    EvidenceStore,
-    part_schema,
-)
+from liveness.evidence.parts import SORTED_KEY, SORTED_VALUE, part_schema
+from liveness.evidence.records.index import replace_parts
+from liveness.evidence.store import EvidenceStore
 from liveness.identity import CardIndex, RollIndex, link_by_card, link_by_id_number
 from liveness.identity.linking import USABLE_ID_STATUSES, match_death_records
 from models import (

@@ -10,14 +10,9 @@ from rich.progress import Progress, TextColumn
 
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
+from liveness.ingest.context import DeliveryReport
 from liveness.ingest.relink import LINK_SOURCES, RelinkReport, relink, relink_pending
-from liveness.ingest.service import (
-    INGEST_ORDER,
-    DeliveryReport,
-    delivery_files,
-    ingest_delivery,
-    ingest_pull,
-)
+from liveness.ingest.service import INGEST_ORDER, delivery_files, ingest_delivery, ingest_pull
 from liveness.services import Services
 
 

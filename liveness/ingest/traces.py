@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from liveness.evidence.records import content_hashes
-from liveness.evidence.store import VOIDED_KIND, record_hashes
+from liveness.evidence.parts import VOIDED_KIND, record_hashes
+from liveness.evidence.records.contents import content_hashes
 from liveness.identity import (
     CardIndex,
     RollIndex,

@@ -1,15 +1,10 @@
 """Integrity screening: rules that find leads (many-to-one, several numbers, after death)."""
 
 from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
-from liveness.integrity.service import (
+from liveness.integrity.queries import (
     IntegrityInvalid,
     LeadEvent,
-    LeadRefused,
-    RefreshReport,
-    answer_lead,
-    create_orders,
     current_leads,
-    find_leads,
     lead_answers,
     lead_history,
     lead_page,
@@ -18,9 +13,16 @@ from liveness.integrity.service import (
     order_lead_counts,
     order_leads,
     order_page,
+    rule_precision,
+)
+from liveness.integrity.service import (
+    LeadRefused,
+    RefreshReport,
+    answer_lead,
+    create_orders,
+    find_leads,
     refresh_leads,
     review_answer,
-    rule_precision,
 )
 
 __all__ = [

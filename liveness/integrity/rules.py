@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from liveness.evidence.store import day_from_number
+from liveness.evidence.parts import day_from_number
 from liveness.integrity.policy import IntegrityPolicy
 
 LEAD_COLUMNS = ["rule", "key", "region_code", "person_refs", "evidence", "amount_at_risk"]

@@ -7,45 +7,45 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-from sqlalchemy import ColumnElement, Float, false, func, or_, select, type_coerce
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from liveness.access.audit import record_audit
 from liveness.access.service import Forbidden
 from liveness.errors import LivenessError, NotFound
-from liveness.evidence.snapshot import ACTING_MATCHES
 from liveness.evidence.store import EvidenceStore
 from liveness.integrity import rules
 from liveness.integrity.policy import RULES, IntegrityPolicy
+from liveness.integrity.queries import (
+    ANSWER_ACTION,
+    CURRENT,
+    REVIEW_ACTION,
+    _in_scope,
+    current_leads,
+)
+from liveness.integrity.rule_inputs import (
+    acting_deaths,
+    deregistrations,
+    face_passes,
+    placing_outcomes,
+    roll_persons,
+    traces_of,
+)
 from models import (
     AnswerReview,
-    AuditEntry,
-    Benefit,
-    BenefitStatus,
-    DeathRecord,
-    Deregistration,
     InspectionOrder,
     IntegrityLead,
     LeadAnswer,
     LeadStatus,
     LeadVerdict,
     OrderStatus,
-    Person,
     RecordStatus,
-    ReviewTask,
-    TaskStatus,
     utcnow,
 )
 
-CURRENT = (LeadStatus.OPEN, LeadStatus.ORDERED, LeadStatus.ANSWERED)
 # The column's size (lead_answers.return_reason): a reason, not a report.
 RETURN_REASON_MAX = 500
-ANSWER_ACTION = "integrity.lead.answer"
-REVIEW_ACTION = "integrity.lead.review"
 
 
 class LeadRefused(LivenessError):
@@ -53,137 +53,6 @@ class LeadRefused(LivenessError):
 
     exit_code = 8
     http_status = 409
-
-
-def roll_persons(session: Session) -> pd.DataFrame:
-    """Return the roll with contacts, demographics and the monthly amount of active benefits."""
-    amounts = (
-        select(
-            Benefit.person_id,
-            func.sum(type_coerce(Benefit.monthly_amount, Float)).label("amount"),
-        )
-        .where(Benefit.status == BenefitStatus.ACTIVE)
-        .group_by(Benefit.person_id)
-        .subquery()
-    )
-    statement = select(
-        Person.id, Person.person_ref, Person.id_number, Person.name, Person.sex,
-        Person.birth_date, Person.region_code, Person.bank_account, Person.phone, amounts.c.amount,
-    ).outerjoin(amounts, amounts.c.person_id == Person.id)  # fmt: skip
-    rows = session.execute(statement).all()
-    frame = pd.DataFrame(rows, columns=rules.ROLL_COLUMNS[:-1])
-    frame["active"] = frame["monthly_amount"].notna()
-    frame["monthly_amount"] = frame["monthly_amount"].fillna(0.0).astype(float)
-    return frame
-
-
-def acting_deaths(
-    session: Session, *, statuses: tuple[RecordStatus, ...] = (RecordStatus.ACTIVE,)
-) -> pd.DataFrame:
-    """Return, per person with matched death evidence, the earliest death day and its sources.
-
-    By default only records that act; a record that later proof of life refuted still
-    conflicts with that proof, which is what the face-pass rule looks for.
-    """
-    rows = session.execute(
-        select(DeathRecord.person_id, DeathRecord.died_on, DeathRecord.source).where(
-            DeathRecord.person_id.is_not(None),
-            DeathRecord.status.in_(statuses),
-            DeathRecord.match.in_([m.value for m in ACTING_MATCHES]),
-        )
-    ).all()
-    frame = pd.DataFrame(rows, columns=["person_id", "died_on", "source"])
-    if frame.empty:
-        return pd.DataFrame({"person_id": [], "death_day": [], "sources": []})
-    frame["death_day"] = (pd.to_datetime(frame["died_on"]) - pd.Timestamp("1970-01-01")).dt.days
-    return (
-        frame.groupby("person_id")
-        .agg(death_day=("death_day", "min"), sources=("source", lambda s: ",".join(sorted(set(s)))))
-        .reset_index()
-    )
-
-
-def deregistrations(session: Session) -> pd.DataFrame:
-    """Return every deregistration for a reason other than death."""
-    columns = ["record_id", "id_number", "new_id_number", "reason", "deregistered_on", "person_id"]
-    rows = session.execute(select(*(getattr(Deregistration, c) for c in columns))).all()
-    return pd.DataFrame(rows, columns=columns)
-
-
-def traces_of(
-    session: Session, *, store: EvidenceStore, sources: Sequence[str], persons: np.ndarray,
-    first_day: dt.date, last_day: dt.date,
-) -> pd.DataFrame:  # fmt: skip
-    """Read the traces of `persons` from `sources` within the window, as one frame."""
-    frames = []
-    wanted = pa.array(persons.astype(np.int32), type=pa.int32())
-    columns = ["record_id", "person_id", "day", "kind", "link_key"]
-    for source in sources:
-        # Filter batch by batch: only the few dead persons' traces are ever held whole.
-        for batch in store.scan(
-            session, source=source, columns=columns, first_day=first_day, last_day=last_day
-        ):
-            kept = batch.filter(pc.is_in(batch["person_id"], value_set=wanted))
-            if kept.num_rows:
-                frame = kept.to_pandas()
-                frame["kind"] = frame["kind"].astype(str)
-                frame.insert(0, "source", source)
-                frames.append(frame)
-    if not frames:
-        return pd.DataFrame({column: [] for column in rules.TRACE_COLUMNS})
-    return pd.concat(frames, ignore_index=True)
-
-
-def face_passes(
-    session: Session, *, store: EvidenceStore, pass_kinds: Sequence[str], first_day: dt.date,
-    last_day: dt.date,
-) -> pd.DataFrame:  # fmt: skip
-    """Read the passing face results within the window that name a face template and a person."""
-    frames = []
-    kinds = pa.array(list(pass_kinds), type=pa.string())
-    for batch in store.scan(
-        session, source="face", columns=rules.FACE_PASS_COLUMNS, first_day=first_day,
-        last_day=last_day,
-    ):  # fmt: skip
-        # Filtered in Arrow: only passes naming a template become pandas rows.
-        wanted = pc.and_(
-            pc.and_(pc.is_valid(batch["face_id"]), pc.greater_equal(batch["person_id"], 0)),
-            pc.is_in(batch["kind"].cast(pa.string()), value_set=kinds),
-        )
-        kept = batch.filter(wanted)
-        if kept.num_rows:
-            frame = kept.to_pandas()
-            frame["kind"] = frame["kind"].astype(str)
-            frames.append(frame)
-    if not frames:
-        return pd.DataFrame({column: [] for column in rules.FACE_PASS_COLUMNS})
-    return pd.concat(frames, ignore_index=True)
-
-
-def placing_outcomes(
-    session: Session, *, outcomes: Sequence[str], first_day: dt.date, last_day: dt.date
-) -> pd.DataFrame:
-    """Return the review outcomes recorded within the window that say where a person is."""
-    rows = session.execute(
-        select(
-            ReviewTask.id, ReviewTask.person_id, ReviewTask.kind, ReviewTask.outcome,
-            ReviewTask.closed_on, ReviewTask.outcome_detail,
-        ).where(
-            ReviewTask.status == TaskStatus.DONE,
-            ReviewTask.outcome.in_(list(outcomes)),
-            ReviewTask.closed_on.between(first_day, last_day),
-        )
-    ).all()  # fmt: skip
-    frame = pd.DataFrame(
-        rows, columns=["task_id", "person_id", "kind", "outcome", "closed_on", "detail"]
-    )
-    if frame.empty:
-        return pd.DataFrame({column: [] for column in rules.OUTCOME_COLUMNS})
-    frame["kind"] = frame["kind"].astype(object).map(str)
-    frame["day"] = (pd.to_datetime(frame["closed_on"]) - pd.Timestamp("1970-01-01")).dt.days
-    frame["actor"] = frame["detail"].str.get("by")
-    frame["region"] = frame["detail"].str.get("region")
-    return frame[rules.OUTCOME_COLUMNS]
 
 
 def find_leads(
@@ -329,94 +198,6 @@ def refresh_leads(
     return RefreshReport(found=len(found), new=new, withdrawn=withdrawn)
 
 
-class IntegrityInvalid(LivenessError):
-    """A query or an order asked for with a value the engine does not know."""
-
-    exit_code = 11
-    http_status = 422
-
-
-def _in_scope(region: str, regions: Sequence[str] | None) -> bool:
-    """Return whether a region is inside a caller's scope of codes or prefixes (None: all)."""
-    return regions is None or any(region.startswith(prefix) for prefix in regions)
-
-
-def _region_clause(column: QueryableAttribute[str], regions: Sequence[str]) -> ColumnElement[bool]:
-    """Return the SQL condition that a region column lies within codes or prefixes."""
-    if not regions:
-        return false()
-    return or_(*(column.startswith(prefix, autoescape=True) for prefix in regions))
-
-
-def _check_rule(rule: str | None) -> None:
-    """Refuse a rule name that is not one of the integrity rules."""
-    if rule is not None and rule not in RULES:
-        raise IntegrityInvalid(f"rule: {rule!r} is not a rule; expected one of {', '.join(RULES)}")
-
-
-def narrow_scope(region: str | None, regions: Sequence[str] | None) -> Sequence[str] | None:
-    """Return the scope of a query for `region` (a code or prefix) by a caller scoped to `regions`.
-
-    A region inside the caller's scope narrows it; one wider than it keeps the caller's
-    prefixes under it; one disjoint from it is refused rather than answered empty.
-    """
-    if region is None:
-        return regions
-    if _in_scope(region, regions):
-        return [region]
-    assert regions is not None
-    inside = [prefix for prefix in regions if prefix.startswith(region)]
-    if not inside:
-        raise Forbidden(f"region {region} is not one of this caller's regions")
-    return inside
-
-
-def current_leads(
-    session: Session, *, rule: str | None = None, regions: Sequence[str] | None = None
-) -> list[IntegrityLead]:
-    """Return the leads not yet closed or withdrawn, by rule then id."""
-    _check_rule(rule)
-    query = select(IntegrityLead).where(IntegrityLead.status.in_(CURRENT))
-    if rule is not None:
-        query = query.where(IntegrityLead.rule == rule)
-    if regions is not None:
-        query = query.where(_region_clause(IntegrityLead.region_code, regions))
-    return list(session.scalars(query.order_by(IntegrityLead.rule, IntegrityLead.id)))
-
-
-def lead_page(
-    session: Session,
-    *,
-    rule: str | None = None,
-    status: LeadStatus | None = None,
-    regions: Sequence[str] | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[list[IntegrityLead], int]:
-    """Return a page of leads in scope (by default the current ones) by id, and the total."""
-    _check_rule(rule)
-    query = select(IntegrityLead)
-    if status is None:
-        query = query.where(IntegrityLead.status.in_(CURRENT))
-    else:
-        query = query.where(IntegrityLead.status == status)
-    if rule is not None:
-        query = query.where(IntegrityLead.rule == rule)
-    if regions is not None:
-        query = query.where(_region_clause(IntegrityLead.region_code, regions))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(IntegrityLead.id).limit(limit).offset(offset))
-    return list(rows), int(total)
-
-
-def lead_answers(session: Session, lead_ids: Sequence[int]) -> dict[int, LeadAnswer]:
-    """Return the answers given to some leads, by lead id."""
-    if not lead_ids:
-        return {}
-    answers = session.scalars(select(LeadAnswer).where(LeadAnswer.lead_id.in_(list(lead_ids))))
-    return {answer.lead_id: answer for answer in answers}
-
-
 def create_orders(
     session: Session,
     *,
@@ -451,72 +232,6 @@ def create_orders(
         )  # fmt: skip
     session.flush()
     return list(orders.values())
-
-
-def list_orders(
-    session: Session,
-    *,
-    regions: Sequence[str] | None = None,
-    status: OrderStatus | None = None,
-) -> list[InspectionOrder]:
-    """Return inspection orders in scope, oldest first."""
-    query = select(InspectionOrder)
-    if regions is not None:
-        query = query.where(_region_clause(InspectionOrder.region_code, regions))
-    if status is not None:
-        query = query.where(InspectionOrder.status == status)
-    return list(session.scalars(query.order_by(InspectionOrder.id)))
-
-
-def order_page(
-    session: Session,
-    *,
-    regions: Sequence[str] | None = None,
-    status: OrderStatus | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[list[tuple[InspectionOrder, dict[str, int]]], int]:
-    """Return a page of orders in scope, oldest first, with their leads counted by status."""
-    query = select(InspectionOrder)
-    if regions is not None:
-        query = query.where(_region_clause(InspectionOrder.region_code, regions))
-    if status is not None:
-        query = query.where(InspectionOrder.status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    orders = list(session.scalars(query.order_by(InspectionOrder.id).limit(limit).offset(offset)))
-    counts = order_lead_counts(session, [order.id for order in orders])
-    return [(order, counts[order.id]) for order in orders], int(total)
-
-
-def order_lead_counts(session: Session, order_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Return, per order, how many of its leads are in each status."""
-    counts: dict[int, dict[str, int]] = {order_id: {} for order_id in order_ids}
-    if not counts:
-        return counts
-    rows = session.execute(
-        select(IntegrityLead.order_id, IntegrityLead.status, func.count())
-        .where(IntegrityLead.order_id.in_(list(counts)))
-        .group_by(IntegrityLead.order_id, IntegrityLead.status)
-    ).all()
-    for order_id, lead_status, count in rows:
-        if order_id is not None:
-            counts[order_id][str(lead_status)] = int(count)
-    return counts
-
-
-def order_leads(
-    session: Session, *, order_id: int, regions: Sequence[str] | None = None
-) -> tuple[InspectionOrder, list[IntegrityLead]]:
-    """Return an order in scope and its leads."""
-    order = session.get(InspectionOrder, order_id)
-    if order is None:
-        raise NotFound(f"no inspection order {order_id}")
-    if not _in_scope(order.region_code, regions):
-        raise Forbidden(f"region {order.region_code} is not one of this caller's regions")
-    leads = session.scalars(
-        select(IntegrityLead).where(IntegrityLead.order_id == order_id).order_by(IntegrityLead.id)
-    )
-    return order, list(leads)
 
 
 def _lead(session: Session, lead_id: int, regions: Sequence[str] | None) -> IntegrityLead:
@@ -611,73 +326,3 @@ def review_answer(
         target_ref=str(lead_id), detail=detail,
     )  # fmt: skip
     return answer
-
-
-@dataclass(frozen=True)
-class LeadEvent:
-    """One step of a lead's history: an answer given, accepted or returned (with its reason)."""
-
-    lead_id: int
-    at: dt.datetime
-    actor: str
-    step: str  # answered, accepted, returned
-    verdict: str | None = None
-    amount_to_recover: str | None = None
-    reason: str | None = None
-
-
-def lead_history(session: Session, lead_ids: Sequence[int]) -> dict[int, list[LeadEvent]]:
-    """Return, per lead, its answers and reviews in order, from the audit log that records them."""
-    history: dict[int, list[LeadEvent]] = {lead_id: [] for lead_id in lead_ids}
-    if not history:
-        return history
-    rows = session.execute(
-        select(AuditEntry.target_ref, AuditEntry.at, AuditEntry.actor, AuditEntry.action,
-               AuditEntry.detail)
-        .where(
-            AuditEntry.target_type == "integrity_lead",
-            AuditEntry.target_ref.in_([str(lead_id) for lead_id in history]),
-            AuditEntry.action.in_([ANSWER_ACTION, REVIEW_ACTION]),
-        )
-        .order_by(AuditEntry.at, AuditEntry.id)
-    ).all()  # fmt: skip
-    for ref, at, actor, action, detail in rows:
-        if action == ANSWER_ACTION:
-            event = LeadEvent(
-                lead_id=int(ref), at=at, actor=actor, step="answered",
-                verdict=detail.get("verdict"), amount_to_recover=detail.get("amount_to_recover"),
-            )  # fmt: skip
-        else:
-            event = LeadEvent(
-                lead_id=int(ref), at=at, actor=actor, step=str(detail.get("review")),
-                reason=detail.get("reason"),
-            )  # fmt: skip
-        history[int(ref)].append(event)
-    return history
-
-
-def rule_precision(session: Session, *, by_month: bool = False) -> pd.DataFrame:
-    """Return, per rule (and month of review), accepted answers, confirmed share, amounts."""
-    rows = session.execute(
-        select(
-            IntegrityLead.rule, LeadAnswer.verdict,
-            type_coerce(LeadAnswer.amount_to_recover, Float), LeadAnswer.reviewed_at,
-        )
-        .join(LeadAnswer, LeadAnswer.lead_id == IntegrityLead.id)
-        .where(LeadAnswer.review == AnswerReview.ACCEPTED)
-    ).all()  # fmt: skip
-    frame = pd.DataFrame(rows, columns=["rule", "verdict", "amount", "reviewed_at"])
-    keys = ["rule", "month"] if by_month else ["rule"]
-    frame["month"] = pd.to_datetime(frame["reviewed_at"], utc=True).dt.strftime("%Y-%m")
-    for verdict in LeadVerdict:
-        frame[verdict.value] = frame["verdict"].eq(verdict.value)
-    frame["recovered"] = frame["amount"].where(frame["confirmed"], 0.0)
-    totals = frame.groupby(keys, sort=True).agg(
-        reviewed=("verdict", "size"),
-        confirmed=("confirmed", "sum"),
-        explained=("explained", "sum"),
-        data_error=("data_error", "sum"),
-        recovered=("recovered", "sum"),
-    )
-    totals["precision"] = totals["confirmed"] / totals["reviewed"]
-    return totals.reset_index()

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.errors import NotFound
-from liveness.evidence.store import EvidenceStore, day_from_number
+from liveness.evidence.parts import day_from_number
+from liveness.evidence.store import EvidenceStore
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.views.payments import benefit_payments
 from liveness.views.queue import mask_id_number

@@ -19,16 +19,8 @@ from liveness.db import session_scope
 from liveness.entry.cli.boundary import boundary, migrated_services, print_json
 from liveness.entry.jobs import local_today
 from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
-from liveness.integrity.service import (
-    answer_lead,
-    create_orders,
-    current_leads,
-    list_orders,
-    order_leads,
-    refresh_leads,
-    review_answer,
-    rule_precision,
-)
+from liveness.integrity.queries import current_leads, list_orders, order_leads, rule_precision
+from liveness.integrity.service import answer_lead, create_orders, refresh_leads, review_answer
 from liveness.services import Services
 from models import IntegrityLead, LeadVerdict
 

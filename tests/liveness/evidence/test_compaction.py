@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from liveness.db import session_scope
 from liveness.entry.cli.evidence import evidence_app
 from liveness.evidence.compaction import compact, months_to_compact, remove_orphans
-from liveness.evidence.store import SORTED_KEY, EvidenceStore
+from liveness.evidence.parts import SORTED_KEY
+from liveness.evidence.store import EvidenceStore
 from liveness.services import Services
 from liveness.settings import get_settings
 from models import EvidencePart

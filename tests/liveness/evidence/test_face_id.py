@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from liveness.evidence.compaction import compact
-from liveness.evidence.store import EVIDENCE_SCHEMA, EvidenceStore
+from liveness.evidence.parts import EVIDENCE_SCHEMA
+from liveness.evidence.store import EvidenceStore
 from tests.liveness.evidence.test_store import append, delivery, frame
 
 FACE_ROWS = [

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from liveness.evidence import records as records_module
-from liveness.evidence.records import RecordIndex, content_hashes
+from liveness.evidence.records import runs as runs_module
+from liveness.evidence.records.contents import content_hashes
+from liveness.evidence.records.index import RecordIndex
 
 # Few records and contents, so that repeats, changes and corrections are common.
 ROWS = st.lists(
@@ -50,15 +51,15 @@ class RecordIndexMachine(RuleBasedStateMachine):
         self.pending: dict[int, set[int]] = {}
         self.delivery = 1
         # A tiny filter, so that it fills and is rebuilt, pending records and all.
-        self.min_words = records_module.BLOOM_MIN_WORDS
-        records_module.BLOOM_MIN_WORDS = 1
+        self.min_words = runs_module.BLOOM_MIN_WORDS
+        runs_module.BLOOM_MIN_WORDS = 1
         self.index = self._open()
 
     def _open(self) -> RecordIndex:
         return RecordIndex.open(self.folder / "index", source="transit", manifest=self.parts)
 
     def teardown(self) -> None:
-        records_module.BLOOM_MIN_WORDS = self.min_words
+        runs_module.BLOOM_MIN_WORDS = self.min_words
         shutil.rmtree(self.folder, ignore_errors=True)
 
     @rule(rows=ROWS)
@@ -153,8 +154,8 @@ TestRecordIndex.settings = settings(max_examples=150, stateful_step_count=30, de
 
 def test_a_large_index_answers_like_a_set(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # Small pieces and fences, so that streaming merges and fenced lookups cross many pages.
-    monkeypatch.setattr(records_module, "MERGE_ROWS", 1000)
-    monkeypatch.setattr(records_module, "READ_SEGMENTS", 3)
+    monkeypatch.setattr(runs_module, "MERGE_ROWS", 1000)
+    monkeypatch.setattr(runs_module, "READ_SEGMENTS", 3)
     rng = np.random.default_rng(3)
     index = RecordIndex.open(tmp_path / "i", source="transit", manifest={})
     stored = rng.integers(0, 2**64, 60_000, dtype=np.uint64, endpoint=False)
@@ -224,12 +225,12 @@ def test_content_hashes_read_back_equal_those_of_the_batch(tmp_path: Path) -> No
 )
 def test_a_k_way_merge_yields_every_value_in_order(runs: list[list[int]], piece: int) -> None:
     arrays = [np.sort(np.array(run, dtype=np.uint64)) for run in runs]
-    saved = records_module.MERGE_ROWS
-    records_module.MERGE_ROWS = piece
+    saved = runs_module.MERGE_ROWS
+    runs_module.MERGE_ROWS = piece
     try:
-        pieces = list(records_module._k_way(arrays))
+        pieces = list(runs_module._k_way(arrays))
     finally:
-        records_module.MERGE_ROWS = saved
+        runs_module.MERGE_ROWS = saved
     merged = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.uint64)
     expected = np.sort(np.concatenate(arrays)) if arrays else np.empty(0, dtype=np.uint64)
     assert merged.tolist() == expected.tolist()
@@ -250,7 +251,7 @@ def test_two_streams_merge_with_what_goes_with_each_value(
             piece = keys[start : start + block]
             yield piece, piece.astype(np.int64) * 10 + tag
 
-    pieces = list(records_module._merge_streams(stream(older, 1), stream(newer, 2)))
+    pieces = list(runs_module._merge_streams(stream(older, 1), stream(newer, 2)))
     keys = np.concatenate([k for k, _ in pieces]) if pieces else np.empty(0, dtype=np.uint64)
     withs = np.concatenate([w for _, w in pieces]) if pieces else np.empty(0, dtype=np.int64)
     assert keys.tolist() == sorted(older + newer)

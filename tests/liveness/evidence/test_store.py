@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy.orm import Session
 
 from liveness.evidence.health import load_health_policy
+from liveness.evidence.parts import day_number, record_hashes
 from liveness.evidence.snapshot import take_snapshot
-from liveness.evidence.store import EvidenceStore, day_number, record_hashes
+from liveness.evidence.store import EvidenceStore
 from liveness.scoring import load_policy
 from models import Benefit, Delivery, Person
 from tests.liveness.conftest import REPO

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 import liveness.identity.linking as linking
-from liveness.evidence.store import record_hashes
+from liveness.evidence.parts import record_hashes
 from liveness.identity.keys import pandas_string_hashes
 from liveness.ingest.traces import whole_seconds
 from models import Card, Person

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from connectors import Batch, ConnectorError
 from connectors.base import Connector
 from liveness.db import session_scope
-from liveness.evidence import records as records_module
 from liveness.evidence.compaction import compact_store
-from liveness.evidence.records import RECORDS_FOLDER
+from liveness.evidence.records import index as index_module
+from liveness.evidence.records.index import RECORDS_FOLDER
 from liveness.ingest.runner import ingest_paths
 from liveness.services import Services
 from models import DeathRecord, Delivery, QuarantinedRow
@@ -133,14 +133,14 @@ def test_the_index_is_a_cache_of_the_store(
     ingest_paths(services, source="transit", paths=[jan, feb])
     compact_store(services.sessions, store=services.store)
     # Compaction hands its runs over to the new parts: nothing is read back.
-    read_back = records_module._read_back
+    read_back = index_module._read_back
     calls: list[list[str]] = []
 
     def spy(paths: list[str], *args: object) -> object:
         calls.append(list(paths))
         return read_back(paths, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(records_module, "_read_back", spy)
+    monkeypatch.setattr(index_module, "_read_back", spy)
     # Compacted parts, then no index at all: rebuilt from the parts, it finds both records.
     again = _write(tmp_path, "again.csv", HEADER + "T2,C1,2025-02-20 08:00:00,330700\n"
                    "T1,C1,2025-05-20 08:00:00,330700\n")  # fmt: skip

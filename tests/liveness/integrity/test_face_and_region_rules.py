@@ -13,7 +13,7 @@ from sqlalchemy import select
 from liveness.access.gateways import FaceResult, receive_face_result
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
-from liveness.evidence.store import day_number
+from liveness.evidence.parts import day_number
 from liveness.integrity import find_leads, load_integrity_policy
 from liveness.integrity.policy import IntegrityPolicy
 from liveness.integrity.rules import FACE_PASS_COLUMNS, OUTCOME_COLUMNS, same_face_id
