@@ -150,16 +150,24 @@ def test_a_change_committed_while_a_run_reads_is_read_by_the_next(
     # The next run re-reads A; meanwhile another transaction moves B and commits.
     reread = roll_module._reread
 
+    moved = []
+
     def reread_while_b_moves(session: Session, persons: Any) -> pd.DataFrame:
         found = reread(session, persons)
         with Session(engine) as other, other.begin():
             other.execute(update(Person).where(Person.id == second).values(grid_code="G3"))
+        moved.append(True)
         return found
 
     monkeypatch.setattr(roll_module, "_reread", reread_while_b_moves)
+    # Re-read however many persons look changed: on a busy PostgreSQL cluster the mark is
+    # conservative (any older transaction of any database holds it back), and a full read
+    # would skip the moment this test is about.
+    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)
     with Session(engine) as session, session.begin():
         during = kept_roll(session, keep=True)
     monkeypatch.undo()
+    assert moved  # B moved while the run read
     grids = during.set_index("person_ref")["grid_code"]
     assert (grids["A"], grids["B"]) == ("G2", "G1")
     with Session(engine) as session, session.begin():
@@ -191,16 +199,21 @@ def test_a_change_logged_before_the_run_but_committed_after_it_is_not_lost(
         session.execute(update(Person).where(Person.id == first).values(grid_code="G2"))
     reread = roll_module._reread
 
+    committed = []
+
     def reread_then_commit_b(session: Session, persons: Any) -> pd.DataFrame:
         found = reread(session, persons)
         slow.commit()
+        committed.append(True)
         return found
 
     monkeypatch.setattr(roll_module, "_reread", reread_then_commit_b)
+    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)  # as above: always re-read
     with Session(engine) as session, session.begin():
         kept_roll(session, keep=True)
     monkeypatch.undo()
     slow.close()
+    assert committed  # B's move committed after the run's read
     with Session(engine) as session, session.begin():
         after = kept_roll(session, keep=True)
         pd.testing.assert_frame_equal(after, roll_frame(session))
