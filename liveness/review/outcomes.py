@@ -136,7 +136,7 @@ def undo_outcome(
 
     Only whoever recorded it may, or a supervisor (`any_recorder`); once a run has taken it
     up, only `correct_outcome` changes it, on record. One conditional UPDATE on "no run yet":
-    the run locks the outcomes it takes up (workflow._apply_outcomes), so an undo racing a
+    the run locks the outcomes it takes up (workflow.settle._apply_outcomes), so an undo racing a
     run either lands first, and the run never sees the outcome, or finds it taken up.
     The withdrawn outcome stays in the task's detail under `undone`.
     """

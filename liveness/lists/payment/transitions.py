@@ -1,158 +1,24 @@
-"""A benefit's payment status as one state machine: a transition table and one pure function.
-
-`transition(state, occurrence, ...)` maps a benefit's state and one event to its next state and
-the list entry the event makes (or none). Nothing else decides a suspension or a reinstatement:
-the run gathers events and folds them through it, an approval goes through it too. A pair that
-is not in `TRANSITIONS` changes nothing, so a suspended benefit is never suspended again and an
-active one never reinstated. Money follows the README's rules ("The money path"): benefits are
-paid monthly in advance on the payment day, and a suspension decided by the run as of R
-withholds the payment days after R.
-"""
+"""The transition table of the money path and the handler of each transition."""
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from liveness.lists.payment.days import month_end, next_payment_day, payment_days
+from liveness.lists.payment.states import (
+    ACTIVE,
+    BenefitTerms,
+    Handler,
+    Occurrence,
+    Outcome,
+    PaymentState,
+    PlannedEntry,
+    RunTerms,
+)
 from models import BenefitStatus, ListAction, ListReason, PaymentEvent
-
-__all__ = [
-    "TRANSITIONS",
-    "BenefitTerms",
-    "Occurrence",
-    "PaymentState",
-    "PlannedEntry",
-    "RunTerms",
-    "fold",
-    "months_paid_after",
-    "next_payment_day",
-    "payment_days",
-    "state_key",
-    "transition",
-]
-
-
-def payment_days(*, after: dt.date, until: dt.date, payment_day: int) -> list[dt.date]:
-    """Return the monthly payment days d with after < d <= until."""
-    days: list[dt.date] = []
-    year, month = after.year, after.month
-    while True:
-        day = dt.date(year, month, payment_day)
-        if day > until:
-            return days
-        if day > after:
-            days.append(day)
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-
-
-def next_payment_day(*, after: dt.date, payment_day: int) -> dt.date:
-    """Return the first payment day strictly after `after`."""
-    candidate = dt.date(after.year, after.month, payment_day)
-    if candidate > after:
-        return candidate
-    year, month = (after.year + 1, 1) if after.month == 12 else (after.year, after.month + 1)
-    return dt.date(year, month, payment_day)
-
-
-def months_paid_after(*, died_on: dt.date, as_of: dt.date, payment_day: int) -> int:
-    """Count monthly payments made for months after the month of death, up to `as_of`.
-
-    Benefits are paid in advance on `payment_day`: the month of death is owed, each later
-    month whose payment day has come by `as_of` was paid to nobody entitled.
-    """
-    return len(payment_days(after=_month_end(died_on), until=as_of, payment_day=payment_day))
-
-
-def _month_end(day: dt.date) -> dt.date:
-    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
-
-
-@dataclass(frozen=True)
-class PaymentState:
-    """Where a benefit's payment stands, and what its money depends on.
-
-    `suspended_as_of` is the run whose later payment days the suspension withholds;
-    `unpaid_after` the run after which withheld payments are not paid back (prison);
-    `prior_reason` the suspension a death amended (it returns if the death is withdrawn);
-    `held` a reinstatement waiting for a second operator's approval.
-    """
-
-    status: BenefitStatus
-    reason: ListReason | None = None
-    suspended_from: dt.date | None = None
-    suspended_as_of: dt.date | None = None
-    prior_reason: ListReason | None = None
-    unpaid_after: dt.date | None = None
-    held: bool = False
-
-
-ACTIVE = PaymentState(BenefitStatus.ACTIVE)
-
-
-@dataclass(frozen=True)
-class BenefitTerms:
-    """What one benefit's money depends on: its amount, its start, the payments never made."""
-
-    monthly_amount: Decimal
-    benefit_start: dt.date
-    # Payment days withheld in prison and never paid back (from earlier reinstatements).
-    unpaid: frozenset[dt.date] = frozenset()
-    # The day of the evidence a second operator rejected with the benefit's latest
-    # reinstatement: only a proof of life dated after it reinstates again.
-    rejected_on: dt.date | None = None
-
-
-@dataclass(frozen=True)
-class RunTerms:
-    """What the run deciding a transition contributes: its date and the policy's numbers."""
-
-    as_of: dt.date
-    payment_day: int
-    four_eyes_back_pay: Decimal
-    terminate_after_death_days: int
-
-
-@dataclass(frozen=True)
-class Occurrence:
-    """One event for one benefit: its day (of death, of the proof of life) and its evidence."""
-
-    event: PaymentEvent
-    day: dt.date | None = None
-    evidence: Mapping[str, Any] = field(default_factory=dict)
-    caused_by: str = "system"
-
-
-@dataclass(frozen=True)
-class PlannedEntry:
-    """A list entry a transition makes, before it gets its sequence number."""
-
-    action: ListAction
-    reason: ListReason
-    event: PaymentEvent
-    effective_on: dt.date
-    amount: Decimal
-    held: bool
-    detail: dict[str, Any]
-    caused_by: str
-
-
-Outcome = tuple[PaymentState, PlannedEntry | None]
-Handler = Callable[[PaymentState, Occurrence, BenefitTerms, RunTerms], Outcome]
-
-
-def state_key(state: PaymentState) -> str:
-    """Name a state as the transition table does: `active`, `suspended:<reason>`, ..."""
-    if state.status == BenefitStatus.ACTIVE:
-        return "active"
-    if state.status == BenefitStatus.TERMINATED:
-        return "terminated held" if state.held else "terminated"
-    if state.held:
-        return "held"
-    return f"suspended:{state.reason}"
 
 
 def _paid(benefit: BenefitTerms, *, after: dt.date, until: dt.date, run: RunTerms) -> list[dt.date]:
@@ -182,7 +48,7 @@ def _death(
     active = state.status == BenefitStatus.ACTIVE
     # Paid up to this run if it was paid; up to the run that stopped it if suspended.
     bound = run.as_of if active or state.suspended_as_of is None else state.suspended_as_of
-    overpaid = _paid(benefit, after=_month_end(died_on), until=bound, run=run)
+    overpaid = _paid(benefit, after=month_end(died_on), until=bound, run=run)
     if state.reason == ListReason.DUPLICATE_IDENTITY:
         # The duplicate's recovery already claims every payment it drew: not twice.
         overpaid = []
@@ -370,7 +236,10 @@ def _reject(
 
 
 _SUSPENDED = {reason: f"suspended:{reason}" for reason in ListReason}
+
+
 _OTHER_SUSPENSIONS = (ListReason.LAPSED, ListReason.IMPRISONED, ListReason.DUPLICATE_IDENTITY)
+
 
 # The whole money path: (state, event) -> handler. Every other pair changes nothing.
 TRANSITIONS: dict[tuple[str, PaymentEvent], Handler] = {
@@ -399,25 +268,3 @@ TRANSITIONS: dict[tuple[str, PaymentEvent], Handler] = {
     ("terminated held", PaymentEvent.APPROVAL): _approve,
     ("terminated held", PaymentEvent.REJECTION): _reject,
 }
-
-
-def transition(
-    state: PaymentState, occurrence: Occurrence, *, benefit: BenefitTerms, run: RunTerms
-) -> Outcome:
-    """Return the state after `occurrence` and the list entry it makes (None: no change)."""
-    handler = TRANSITIONS.get((state_key(state), occurrence.event))
-    if handler is None:
-        return state, None
-    return handler(state, occurrence, benefit, run)
-
-
-def fold(
-    state: PaymentState, occurrences: list[Occurrence], *, benefit: BenefitTerms, run: RunTerms
-) -> tuple[PaymentState, list[PlannedEntry]]:
-    """Apply a run's occurrences for one benefit in order; return the end state and entries."""
-    entries: list[PlannedEntry] = []
-    for occurrence in occurrences:
-        state, entry = transition(state, occurrence, benefit=benefit, run=run)
-        if entry is not None:
-            entries.append(entry)
-    return state, entries

@@ -1,0 +1,83 @@
+"""The certification workflow of one run: from levels and review outcomes to certifications,
+reviews, notices and the events of the money path.
+
+Every effect here is written in the run's transaction. The order matters and is fixed, so a
+rerun of the same date does the same: settle face verifications from their results, apply
+review outcomes recorded since the last run (a review's death becomes a death record), weigh
+proofs of life against death records, certify, route new reviews, then gather each benefit's
+events and fold them through the payment state machine (`liveness.lists.payment`), which
+alone makes list entries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from liveness.certification import CertificationPolicy
+from liveness.certification.workflow.context import REVIEW_KINDS, Context, WorkflowResult
+from liveness.certification.workflow.payments import EVENT_ORDER, fold_payments
+from liveness.certification.workflow.proofs import (
+    ACTING,
+    ALIVE_OUTCOMES,
+    PROOF_SOURCES,
+    certify,
+    gather_proofs,
+)
+from liveness.certification.workflow.routing import route
+from liveness.certification.workflow.settle import (
+    ASSISTED_CHANNEL,
+    OPEN_TASK_STATUSES,
+    settle_reviews,
+)
+from liveness.evidence.snapshot import EvidenceSnapshot
+from liveness.evidence.store import EvidenceStore
+from liveness.scoring import ScoringPolicy
+
+__all__ = [
+    "ACTING",
+    "ALIVE_OUTCOMES",
+    "ASSISTED_CHANNEL",
+    "EVENT_ORDER",
+    "OPEN_TASK_STATUSES",
+    "PROOF_SOURCES",
+    "REVIEW_KINDS",
+    "WorkflowResult",
+    "apply_workflow",
+]
+
+
+def apply_workflow(
+    session: Session,
+    *,
+    run_id: int,
+    as_of: dt.date,
+    snapshot: EvidenceSnapshot,
+    assessed: pd.DataFrame,
+    store: EvidenceStore,
+    scoring: ScoringPolicy,
+    policy: CertificationPolicy,
+    timezone: str = "Asia/Shanghai",
+) -> WorkflowResult:
+    """Turn a run's levels and the reviews' outcomes into certifications, reviews and the list."""
+    context = Context(run_id=run_id, as_of=as_of, store=store, policy=policy, timezone=timezone)
+    result = WorkflowResult()
+    settled = settle_reviews(session, context, result)
+    findings = gather_proofs(session, context, settled, roll=snapshot.roll, result=result)
+    certified = certify(
+        session, context, findings, assessed=assessed, policy_version=scoring.version,
+        result=result,
+    )  # fmt: skip
+    # What the run now knows of the dead is their death: reviews and lapses see them deceased.
+    levels = assessed.assign(
+        level=np.where(assessed["person_id"].isin(findings.dead), "deceased", assessed["level"])
+    )
+    route(
+        session, context, settled, findings, certified, snapshot=snapshot, levels=levels,
+        result=result,
+    )  # fmt: skip
+    fold_payments(session, context, settled, findings, certified, levels=levels, result=result)
+    return result

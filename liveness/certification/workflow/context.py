@@ -1,0 +1,42 @@
+"""What every step of one run's workflow reads, and what the workflow reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from liveness.certification import CertificationPolicy
+from liveness.evidence.store import EvidenceStore
+from liveness.review import RoutingResult
+from models import TaskKind
+
+REVIEW_KINDS = (TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
+
+
+@dataclass
+class WorkflowResult:
+    """What the workflow did in one run, for the run report."""
+
+    certified: dict[str, int] = field(default_factory=dict)
+    face_settled: dict[str, int] = field(default_factory=dict)
+    outcomes_applied: dict[str, int] = field(default_factory=dict)
+    routing: RoutingResult | None = None
+    death_reviews: int = 0
+    death_records_settled: int = 0
+    notices: dict[str, int] = field(default_factory=dict)
+    refuted_death_records: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    lapse_waiting: dict[str, int] = field(default_factory=dict)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every step of one run's workflow reads."""
+
+    run_id: int
+    as_of: dt.date
+    store: EvidenceStore
+    policy: CertificationPolicy
+    timezone: str

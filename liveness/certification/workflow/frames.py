@@ -1,0 +1,83 @@
+"""Small reads and frames the workflow's steps share."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from liveness.db import IN_CHUNK, query_frame
+from liveness.evidence.store import EvidenceStore
+from models import Benefit
+
+
+def frame_in(
+    session: Session, ids: Iterable[int], statement: Callable[[list[int]], Any],
+    columns: list[str],
+) -> pd.DataFrame:  # fmt: skip
+    """Run `statement(chunk)` over chunks of ids and return the rows as one frame.
+
+    A set that grows with the roll (the dead of years, a first run's lapses) is never sent
+    as one IN list: SQLite caps the parameters of a statement.
+    """
+    ordered = sorted({int(i) for i in ids})
+    frames = [
+        query_frame(session, statement(ordered[start : start + IN_CHUNK]), columns)
+        for start in range(0, len(ordered), IN_CHUNK)
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def date_of_day(number: Any) -> dt.date:
+    """Return the date of a day number counted from 1970-01-01."""
+    return dt.date(1970, 1, 1) + dt.timedelta(days=int(number))
+
+
+def proofs_of_life(person_id: Iterable[Any], source: Iterable[Any], day: Iterable[dt.date],
+                   evidence: Iterable[dict[str, Any]]) -> pd.DataFrame:  # fmt: skip
+    """Return proofs of life: who, how (a certification source), on which day, with what."""
+    frame = pd.DataFrame(
+        {"person_id": list(person_id), "source": list(source), "day": list(day),
+         "evidence": list(evidence)}
+    )  # fmt: skip
+    return frame.astype({"person_id": np.int64})
+
+
+def face_results(
+    session: Session, *, store: EvidenceStore, first_day: dt.date, as_of: dt.date
+) -> pd.DataFrame:
+    """Return the linked face verification results in a window: person_id, day, kind."""
+    table = store.read_table(
+        session, source="face", columns=["person_id", "day", "kind"], first_day=first_day,
+        last_day=as_of,
+    ).to_pandas()  # fmt: skip
+    table = table[table["person_id"] >= 0]
+    return table.assign(kind=table["kind"].astype(object))
+
+
+def benefits(session: Session, *where: Any) -> pd.DataFrame:
+    """Return benefits matching `where`: id, person, type, start, payment status and reason."""
+    frame = query_frame(
+        session,
+        select(Benefit.id, Benefit.person_id, Benefit.benefit_type, Benefit.benefit_start,
+               Benefit.status, Benefit.suspension_reason, Benefit.held_entry_id).where(*where),
+        ["benefit_id", "person_id", "benefit_type", "benefit_start", "status", "reason", "held"],
+    )  # fmt: skip
+    for column in ("benefit_type", "status", "reason"):
+        frame[column] = frame[column].astype(object).map(lambda v: None if v is None else str(v))
+    return frame
+
+
+def of_persons(session: Session, persons: Iterable[int], *where: Any) -> pd.DataFrame:
+    """Return the benefits of some persons (matching `where`), in chunks of ids."""
+    ids = sorted(set(int(p) for p in persons))
+    frames = [
+        benefits(session, Benefit.person_id.in_(ids[start : start + IN_CHUNK]), *where)
+        for start in range(0, len(ids), IN_CHUNK)
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else benefits(session, False)

@@ -1,0 +1,225 @@
+"""Weigh the run's proofs of life against the death records, and certify the living."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from liveness.certification import certify_persons, certify_silently, valid_until
+from liveness.certification.workflow.context import Context, WorkflowResult
+from liveness.certification.workflow.frames import (
+    date_of_day,
+    face_results,
+    frame_in,
+    proofs_of_life,
+)
+from liveness.certification.workflow.settle import Settled
+from liveness.db import IN_CHUNK, query_frame
+from liveness.lists import suspended_benefits
+from models import (
+    Certification,
+    CertificationSource,
+    DeathMatch,
+    DeathRecord,
+    RecordStatus,
+    VisitOutcome,
+)
+
+ALIVE_OUTCOMES = (VisitOutcome.ALIVE_CONFIRMED, VisitOutcome.IN_HOSPITAL)
+
+
+# Death records whose match names their person: they act (a review's death among them).
+ACTING = (DeathMatch.ID_NUMBER, DeathMatch.DEMOGRAPHIC)
+
+
+PROOF_SOURCES = (CertificationSource.FACE, CertificationSource.VISIT, CertificationSource.PROXY)
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What the run holds of life and death once the proofs are weighed against death records."""
+
+    proofs: pd.DataFrame  # each living person's newest proof of life, news to this run
+    standing: pd.DataFrame  # the acting death records no proof of life refuted
+    died_on: pd.Series  # per person a standing record names, their earliest date of death
+    dead: set[int]  # the persons of `died_on`
+
+
+@dataclass(frozen=True)
+class Certified:
+    """Who the run certified, and until when everyone's certification now holds."""
+
+    proof_of_life: set[int]  # persons certified on a proof of life
+    ends: pd.Series  # per person, the day their certification holds until
+    certified_now: set[int]  # persons this run certified whose certification holds as of it
+
+
+def gather_proofs(
+    session: Session, context: Context, settled: Settled, *, roll: pd.DataFrame,
+    result: WorkflowResult,
+) -> Findings:  # fmt: skip
+    """Gather the run's proofs of life, refute the deaths they contradict; keep what stands."""
+    benefit_type = roll.set_index("person_id")["benefit_type"]
+    acting = _acting_deaths(session, context.as_of)
+    proofs = _new_proofs(session, context, settled, acting=acting, on_roll=benefit_type.index)
+    # Proof of life dated after a death refutes it; what stands is this run's deaths.
+    standing = _refute(session, acting, proofs)
+    result.refuted_death_records = len(acting) - len(standing)
+    died_on = standing.groupby("person_id")["died_on"].min()
+    dead = set(died_on.index.astype(int))
+    # The dead are certified by nothing; the living by their newest proof.
+    proofs = proofs[~proofs["person_id"].isin(dead)].sort_values("day")
+    proofs = proofs.drop_duplicates("person_id", keep="last")
+    proofs = proofs.assign(
+        benefit_type=benefit_type.reindex(proofs["person_id"]).to_numpy(),
+        evidence=[{**e, "proof_day": d.isoformat()}
+                  for e, d in zip(proofs["evidence"], proofs["day"], strict=True)],
+    )  # fmt: skip
+    return Findings(proofs=proofs, standing=standing, died_on=died_on, dead=dead)
+
+
+def _new_proofs(
+    session: Session, context: Context, settled: Settled, *, acting: pd.DataFrame,
+    on_roll: pd.Index,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the proofs of life of persons on the roll that no earlier run certified."""
+    outcomes = settled.outcomes
+    alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]
+    # Whose own face passing counts unasked: the suspended from the day it took effect, those
+    # a death record names from the day after their death.
+    suspended = suspended_benefits(session)
+    since = pd.concat(
+        [
+            suspended.set_index("person_id")["effective_on"],
+            acting.set_index("person_id")["died_on"].map(lambda d: d + dt.timedelta(days=1)),
+        ]
+    ).groupby(level=0).min()  # fmt: skip
+    proofs = pd.concat(
+        [
+            settled.face_proofs,
+            _face_passes(session, context, since),
+            proofs_of_life(alive["person_id"], [CertificationSource.VISIT] * len(alive),
+                           alive["day"], ({"review_task": int(t)} for t in alive["id"])),
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    proofs = proofs[proofs["person_id"].isin(on_roll)]
+    # A proof already certified by an earlier run is no news: a rerun certifies nothing twice.
+    used = _past_proofs(session, sorted(set(proofs["person_id"].astype(int))))
+    return proofs[~(pd.to_datetime(proofs["day"]) <= pd.to_datetime(proofs["person_id"].map(used)))]
+
+
+def _face_passes(session: Session, context: Context, since: pd.Series) -> pd.DataFrame:
+    """Return, per person in `since`, their latest passing face verification from that day on.
+
+    Nobody asked these people (a suspended person's reviews are closed, a death record may
+    arrive after the pass), but a person whose own face passed after the day their death or
+    suspension took effect has proved they are alive; by proxy too where the policy allows.
+    """
+    if since.empty:
+        return proofs_of_life([], [], [], [])
+    results = face_results(session, store=context.store, first_day=min(since), as_of=context.as_of)
+    own = {f"pass_{channel}" for channel in context.policy.own_face_channels}
+    passing = own | ({"pass_proxy"} if context.policy.proxy_allowed else set())
+    results = results[results["kind"].isin(passing) & results["person_id"].isin(since.index)]
+    start = (pd.to_datetime(since.reindex(results["person_id"]).to_numpy()) - pd.Timestamp(
+        "1970-01-01"
+    )).days  # fmt: skip
+    passes = results[results["day"].to_numpy() >= np.asarray(start)]
+    last = passes.sort_values(["person_id", "day"]).drop_duplicates("person_id", keep="last")
+    return proofs_of_life(
+        last["person_id"],
+        (CertificationSource.FACE if kind in own else CertificationSource.PROXY
+         for kind in last["kind"]),
+        (date_of_day(d) for d in last["day"]),
+        ({"face_pass": True} for _ in range(len(last))),
+    )  # fmt: skip
+
+
+def _acting_deaths(session: Session, as_of: dt.date) -> pd.DataFrame:
+    """Return death records that act on someone as of the run: id, person, date, source."""
+    return query_frame(
+        session,
+        select(DeathRecord.id, DeathRecord.person_id, DeathRecord.died_on, DeathRecord.source,
+               DeathRecord.record_id)
+        .where(DeathRecord.status == RecordStatus.ACTIVE, DeathRecord.person_id.is_not(None),
+               DeathRecord.match.in_(ACTING), DeathRecord.recorded_on <= as_of,
+               DeathRecord.died_on <= as_of),
+        ["id", "person_id", "died_on", "source", "record_id"],
+    )  # fmt: skip
+
+
+def _past_proofs(session: Session, persons: list[int]) -> pd.Series:
+    """Return, per person, the day of their latest proof of life certified by earlier runs."""
+    rows = frame_in(
+        session, persons,
+        lambda chunk: select(Certification.person_id, Certification.evidence).where(
+            Certification.person_id.in_(chunk), Certification.source.in_(PROOF_SOURCES)
+        ),
+        ["person_id", "evidence"],
+    )  # fmt: skip
+    days = [(evidence or {}).get("proof_day") for evidence in rows["evidence"]]
+    rows = rows.assign(day=days).dropna(subset=["day"])
+    if rows.empty:
+        return pd.Series(dtype=object)
+    return rows.assign(day=rows["day"].map(dt.date.fromisoformat)).groupby("person_id")["day"].max()
+
+
+def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.DataFrame:
+    """Refute the death records that a proof of life dated after them contradicts.
+
+    Returns the records that still stand. A proof on the day of death itself refutes
+    nothing: the death stands, which never pays anyone dead.
+    """
+    if deaths.empty:
+        return deaths
+    latest = proofs.groupby("person_id")["day"].max() if len(proofs) else pd.Series(dtype=object)
+    past = _past_proofs(session, sorted(set(deaths["person_id"].astype(int))))
+    best = pd.concat([latest, past]).groupby(level=0).max()
+    proof_day = deaths["person_id"].map(best)
+    contradicted = proof_day.notna() & (
+        pd.to_datetime(proof_day) > pd.to_datetime(deaths["died_on"])
+    )
+    refuted = deaths.loc[contradicted.to_numpy(), "id"].astype(int).tolist()
+    for start in range(0, len(refuted), IN_CHUNK):
+        session.execute(
+            update(DeathRecord).where(DeathRecord.id.in_(refuted[start : start + IN_CHUNK]))
+            .values(status=RecordStatus.REFUTED)
+        )  # fmt: skip
+    return deaths.loc[~contradicted.to_numpy()]
+
+
+def certify(
+    session: Session, context: Context, findings: Findings, *, assessed: pd.DataFrame,
+    policy_version: str, result: WorkflowResult,
+) -> Certified:  # fmt: skip
+    """Certify the living on their proofs, the strong silently; return who holds until when."""
+    run_id, as_of, policy = context.run_id, context.as_of, context.policy
+    proofs = findings.proofs
+    proof_of_life = set(proofs["person_id"].astype(int))
+    certify_persons(
+        session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
+        policy_version=policy_version,
+    )  # fmt: skip
+    living = ~assessed["person_id"].isin(proof_of_life | findings.dead)
+    strong = assessed[(assessed["level"] == "strong") & living]
+    if "certifiable" in assessed:
+        strong = strong[strong["certifiable"].astype(bool)]
+    silently = certify_silently(
+        session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
+        policy_version=policy_version,
+    )  # fmt: skip
+    result.certified = {
+        **{str(k): int(v) for k, v in proofs["source"].astype(str).value_counts().items()},
+        str(CertificationSource.DATA_COMPARISON): silently,
+    }
+    session.flush()
+    ends = valid_until(session, policy=policy)
+    certified_now = proof_of_life | set(strong["person_id"].astype(int))
+    certified_now &= {p for p, end in ends.items() if end > as_of}
+    return Certified(proof_of_life=proof_of_life, ends=ends, certified_now=certified_now)

@@ -1,0 +1,108 @@
+"""Route the run's reviews: visits, face verifications, renewals and death reviews."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from liveness.certification import CertificationPolicy, cycle_days, dates_of
+from liveness.certification.workflow.context import REVIEW_KINDS, Context, WorkflowResult
+from liveness.certification.workflow.notices import face_notices
+from liveness.certification.workflow.proofs import Certified, Findings
+from liveness.certification.workflow.settle import Settled
+from liveness.db import query_frame
+from liveness.evidence.snapshot import EvidenceSnapshot
+from liveness.review import open_death_reviews, route_reviews
+from models import DeathMatch, DeathRecord, RecordStatus, ReviewTask
+
+
+def route(
+    session: Session, context: Context, settled: Settled, findings: Findings,
+    certified: Certified, *, snapshot: EvidenceSnapshot, levels: pd.DataFrame,
+    result: WorkflowResult,
+) -> None:  # fmt: skip
+    """Route reviews (visits, face verifications, renewals), notify the asked, death reviews."""
+    as_of, policy, roll = context.as_of, context.policy, snapshot.roll
+    dead, proof_of_life = findings.dead, certified.proof_of_life
+    in_area = set(
+        roll.loc[roll["region_code"].astype(str).str.startswith(policy.area_prefixes),
+                 "person_id"].astype(int)
+    )  # fmt: skip
+    # A failed or ignored face verification sends a grid worker, except after a visit that
+    # found nobody (that verification was the person's last chance) or where nobody can go.
+    # A grid worker may also turn a face verification into a visit (visit_needed).
+    failures = settled.face_failures
+    to_visit = failures[failures["cause"] != "after_visit"]
+    visit_now = (set(to_visit["person_id"].astype(int)) | settled.visits_asked) & in_area
+    outcomes = settled.outcomes
+    remote = outcomes[outcomes["outcome"].isin(policy.lapse.remote_after_visit_outcomes)]
+    face_now = set(remote["person_id"].astype(int)) - dead
+    due = _due_for_review(session, as_of=as_of, ends=certified.ends, roll=roll, policy=policy)
+    result.routing = route_reviews(
+        session, run_id=context.run_id, as_of=as_of,
+        assessed=levels[~levels["person_id"].isin(proof_of_life)], policy=policy,
+        due=due - proof_of_life, visit_now=visit_now - dead, face_now=face_now - proof_of_life,
+        visit_asked=settled.visits_asked - dead,
+    )  # fmt: skip
+    result.notices["face"] = face_notices(session, context)
+    result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)
+
+
+def _due_for_review(
+    session: Session, *, as_of: dt.date, ends: pd.Series, roll: pd.DataFrame,
+    policy: CertificationPolicy,
+) -> set[int]:  # fmt: skip
+    """Return persons whose certification is up for renewal and who have no review this cycle."""
+    last_opened = pd.DataFrame(
+        session.execute(
+            select(ReviewTask.person_id, func.max(ReviewTask.opened_on))
+            .where(ReviewTask.kind.in_(REVIEW_KINDS))
+            .group_by(ReviewTask.person_id)
+        ).all(),
+        columns=["person_id", "opened_on"],
+    )
+    end = dates_of(roll["person_id"], ends)
+    window = cycle_days(policy, roll["benefit_type"], field="renewal_window_days")
+    window_opens = end - window.astype("timedelta64[D]")
+    opened = dates_of(roll["person_id"], last_opened.set_index("person_id")["opened_on"])
+    unknown = np.isnat(window_opens)
+    # Due: the renewal window is open (or no certification is known) and no review was opened
+    # in it yet.
+    is_open = unknown | (window_opens <= np.datetime64(as_of, "D"))
+    unreviewed = np.isnat(opened) | unknown | (opened < window_opens)
+    return set(roll.loc[is_open & unreviewed, "person_id"].astype(int))
+
+
+def _death_reviews(
+    session: Session, context: Context, *, snapshot: EvidenceSnapshot, dead: set[int]
+) -> int:
+    """Open a death review for each unsettled record naming a living roll person by number."""
+    records = query_frame(
+        session,
+        select(DeathRecord.person_id, DeathRecord.source, DeathRecord.record_id,
+               DeathRecord.name, DeathRecord.died_on)
+        .where(DeathRecord.match == DeathMatch.NAME_MISMATCH,
+               DeathRecord.status == RecordStatus.ACTIVE, DeathRecord.settled_by.is_(None),
+               DeathRecord.person_id.is_not(None), DeathRecord.recorded_on <= context.as_of),
+        ["person_id", "source", "record_id", "name", "died_on"],
+    )  # fmt: skip
+    roll = snapshot.roll
+    records = records[
+        ~records["person_id"].isin(dead) & records["person_id"].isin(roll["person_id"])
+    ]
+    if records.empty:
+        return 0
+    cases = records.merge(roll[["person_id", "grid_code"]], on="person_id").assign(
+        record=lambda f: [
+            {"source": s, "record_id": r, "name": n, "died_on": d.isoformat()}
+            for s, r, n, d in zip(f["source"], f["record_id"], f["name"], f["died_on"],
+                                  strict=True)
+        ]
+    )  # fmt: skip
+    return open_death_reviews(
+        session, run_id=context.run_id, as_of=context.as_of, cases=cases, policy=context.policy
+    )
