@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import get_args
 
 import pyotp
 import pytest
@@ -12,9 +13,9 @@ from typer.testing import CliRunner
 from api.app import create_app
 from liveness.access import authenticate
 from liveness.db import session_scope
-from liveness.entry.cli.access import clients_app, console
+from liveness.entry.cli.access import RoleName, clients_app, console
 from liveness.services import Services
-from models import ApiClient, ClientSecret, utcnow
+from models import ApiClient, ClientSecret, Role, utcnow
 
 
 def test_create_list_revoke(
@@ -200,3 +201,8 @@ def test_the_administrator_sets_a_password_and_a_one_time_code(
                        "clients.code_on", "clients.unlock", "clients.code_off"]  # fmt: skip
     get_settings.cache_clear()
     services.engine.dispose()
+
+
+def test_the_command_line_offers_every_role() -> None:
+    # The command line repeats the roles so that it starts without SQLAlchemy.
+    assert get_args(RoleName) == tuple(Role)

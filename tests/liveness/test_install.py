@@ -44,3 +44,14 @@ def test_the_command_line_starts_without_the_learned_estimator(tmp_path: Path) -
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_the_command_line_starts_without_the_data_libraries() -> None:
+    # pandas, pyarrow, numpy and SQLAlchemy load inside the commands that read data, not for
+    # `--help` (bench/startup measures the difference).
+    heavy = ("pandas", "pyarrow", "numpy", "sqlalchemy")
+    probe = f"import sys, liveness.entry.cli; print(*[m for m in {heavy!r} if m in sys.modules])"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert done.stdout.split() == [], done.stderr

@@ -4,47 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 from pathlib import Path
-from typing import Annotated
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from liveness.access.audit import record_audit
-from liveness.access.gateways import mark_notice_sent
-from liveness.certification.runner import execute_run, runs
-from liveness.db import session_scope
 from liveness.entry.cli.access import clients_app
 from liveness.entry.cli.boundary import boundary, console, errors, migrated_services, print_json
 from liveness.entry.cli.estimator import classifier_app
 from liveness.entry.cli.evidence import evidence_app
 from liveness.entry.cli.integrity import leads_command, orders_app
 from liveness.entry.cli.scheduler import scheduler_command
-from liveness.entry.jobs import local_today
-from liveness.entry.policy_check import check_policy_folder, write_policy_copy
-from liveness.entry.reports import print_run_report
 from liveness.errors import ConfigurationError
-from liveness.ingest import DeliveryReport
-from liveness.ingest.queries import (
-    delivery_log,
-    quarantined_rows,
-    unmatched_death_records,
-    unmatched_evidence,
-)
-from liveness.ingest.relink import relink, relink_pending
-from liveness.ingest.runner import ingest_all, ingest_paths
-from liveness.ingest.traces import TRACE_SOURCES
-from liveness.lists import approve_entry, reject_entry
-from liveness.lists.audit import draw_sample
-from liveness.migrate import current_revision, upgrade
-from liveness.review.outcomes import correct_outcome, record_outcome
-from liveness.services import Services
-from liveness.settings import get_settings
-from liveness.views.queue import pending_notices
-from models import NoticeChannel, RunStatus
+
+# The core, pandas and SQLAlchemy load inside the command that needs them, so that `--help`
+# starts at once (bench/startup measures it; tests/liveness/test_install.py checks it).
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from liveness.ingest import DeliveryReport
+    from liveness.services import Services
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -72,8 +54,11 @@ app.add_typer(config_app, name="config")
 
 @app.callback()
 def _fresh_settings() -> None:
-    # Each invocation reads its settings anew (one process may run several, as tests do).
-    get_settings.cache_clear()
+    # Each invocation reads its settings anew (one process may run several, as tests do);
+    # settings not loaded yet have nothing cached.
+    settings = sys.modules.get("liveness.settings")
+    if settings is not None:
+        settings.get_settings.cache_clear()
 
 
 app.command("scheduler")(boundary(scheduler_command))
@@ -81,6 +66,9 @@ app.command("leads")(boundary(leads_command))
 
 
 def _services() -> Services:
+    from liveness.services import Services
+    from liveness.settings import get_settings
+
     return Services(get_settings())
 
 
@@ -90,6 +78,8 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Create or migrate the database schema."""
+    from liveness.migrate import current_revision, upgrade
+
     services = _services()
     upgrade(services.engine, revision)
     console.print(f"database at revision {current_revision(services.engine)}")
@@ -99,6 +89,8 @@ def db_upgrade(
 @boundary
 def db_current() -> None:
     """Print the database's schema revision."""
+    from liveness.migrate import current_revision
+
     console.print(current_revision(_services().engine) or "no schema")
 
 
@@ -168,6 +160,8 @@ def ingest(
     ] = False,
 ) -> None:
     """Load deliveries: every row is loaded, recognised as a re-delivery, or quarantined."""
+    from liveness.ingest.runner import ingest_all, ingest_paths
+
     services = _services()
     show_progress = not json_output and errors.is_terminal
     if all_sources:
@@ -211,6 +205,10 @@ def run_command(
     ] = False,
 ) -> None:
     """Grade everyone as of a date, open reviews, and publish suspensions."""
+    from liveness.certification.runner import execute_run
+    from liveness.entry.reports import print_run_report
+    from models import RunStatus
+
     services = migrated_services()
     run = execute_run(services, as_of=as_of.date(), override_guard=override_guard)
     if json_output:
@@ -259,6 +257,8 @@ def demo(
 
 def print_frame(frame: pd.DataFrame, *, title: str, json_output: bool) -> None:
     """Print a table for people, or one JSON object per row with --json."""
+    import pandas as pd
+
     if json_output:
         for record in frame.to_dict("records"):
             print_json(record)
@@ -283,6 +283,9 @@ def deliveries(
     json_output: JsonOption = False,
 ) -> None:
     """List the delivery log: every file, its checksum and the fate of its rows."""
+    from liveness.db import session_scope
+    from liveness.ingest.queries import delivery_log
+
     services = migrated_services()
     with session_scope(services.sessions) as session:
         frame = delivery_log(session, source=source, limit=limit)
@@ -298,6 +301,9 @@ def quarantine_list(
     json_output: JsonOption = False,
 ) -> None:
     """List quarantined rows: file, line, reason and raw text."""
+    from liveness.db import session_scope
+    from liveness.ingest.queries import quarantined_rows
+
     services = migrated_services()
     with session_scope(services.sessions) as session:
         frame = quarantined_rows(session, source=source, limit=limit)
@@ -311,6 +317,9 @@ def quarantine_export(
     source: SourceFilter = None,
 ) -> None:
     """Export every quarantined row to a CSV file (UTF-8 with BOM, for spreadsheets)."""
+    from liveness.db import session_scope
+    from liveness.ingest.queries import quarantined_rows
+
     services = migrated_services()
     with session_scope(services.sessions) as session:
         frame = quarantined_rows(session, source=source)
@@ -326,6 +335,11 @@ def unmatched(
     json_output: JsonOption = False,
 ) -> None:
     """List evidence that matched nobody on the roll (kept, never dropped), and why."""
+    from liveness.db import session_scope
+    from liveness.ingest.queries import unmatched_death_records, unmatched_evidence
+    from liveness.ingest.relink import relink_pending
+    from liveness.ingest.traces import TRACE_SOURCES
+
     services = migrated_services()
     sources = TRACE_SOURCES if source is None else (source,)
     with session_scope(services.sessions) as session:
@@ -352,6 +366,9 @@ def unmatched(
 @boundary
 def relink_command(json_output: JsonOption = False) -> None:
     """Link again stored evidence that matched nobody, against today's roll and cards."""
+    from liveness.db import session_scope
+    from liveness.ingest.relink import relink
+
     services = migrated_services()
     with session_scope(services.sessions) as session:
         report = relink(
@@ -379,6 +396,10 @@ def runs_command(
     json_output: JsonOption = False,
 ) -> None:
     """List the latest runs with their state."""
+    import pandas as pd
+
+    from liveness.certification.runner import runs
+
     services = migrated_services()
     frame = pd.DataFrame(
         [
@@ -411,6 +432,11 @@ def task_outcome(
     note: Annotated[str | None, typer.Option(help="A note for the file.")] = None,
 ) -> None:
     """Record a review's outcome; the next run applies it (certifies, suspends, reinstates)."""
+    from liveness.access.audit import record_audit
+    from liveness.db import session_scope
+    from liveness.entry.jobs import local_today
+    from liveness.review.outcomes import record_outcome
+
     services = migrated_services()
     day = on.date() if on else local_today(services)
     with session_scope(services.sessions) as session:
@@ -439,6 +465,11 @@ def task_correct(
     region: Annotated[str | None, typer.Option(help="For moved_away: the new region.")] = None,
 ) -> None:
     """Correct a recorded outcome on record; a corrected `deceased` withdraws its death."""
+    from liveness.access.audit import record_audit
+    from liveness.db import session_scope
+    from liveness.entry.jobs import local_today
+    from liveness.review.outcomes import correct_outcome
+
     services = migrated_services()
     day = on.date() if on else local_today(services)
     with session_scope(services.sessions) as session:
@@ -459,6 +490,11 @@ def notices_list(
     json_output: JsonOption = False,
 ) -> None:
     """List the notices waiting to be sent, oldest first."""
+    import pandas as pd
+
+    from liveness.db import session_scope
+    from liveness.views.queue import pending_notices
+
     services = migrated_services()
     with session_scope(services.sessions) as session:
         rows, total = pending_notices(session, limit=limit, offset=0)
@@ -479,6 +515,14 @@ def notices_sent(
     ] = None,
 ) -> None:
     """Record notices as sent: only a sent notice gives a lapse its notice period."""
+    from zoneinfo import ZoneInfo
+
+    from liveness.access.audit import record_audit
+    from liveness.access.gateways import mark_notice_sent
+    from liveness.db import session_scope
+    from liveness.entry.jobs import local_today
+    from models import NoticeChannel
+
     services = migrated_services()
     day = on.date() if on else local_today(services)
     if day > local_today(services):
@@ -509,6 +553,10 @@ def lists_approve(
     ],
 ) -> None:
     """Approve a held entry as a second operator: a new published entry carries it out."""
+    from liveness.access.audit import record_audit
+    from liveness.db import session_scope
+    from liveness.lists import approve_entry
+
     services = migrated_services()
     with session_scope(services.sessions) as session:
         approval = approve_entry(session, entry_id=entry_id, operator=operator)
@@ -528,6 +576,10 @@ def lists_reject(
     reason: Annotated[str, typer.Option(help="Why, in words; kept on the entry.")],
 ) -> None:
     """Reject a held entry as a second operator: the benefit's suspension stands."""
+    from liveness.access.audit import record_audit
+    from liveness.db import session_scope
+    from liveness.lists import reject_entry
+
     services = migrated_services()
     with session_scope(services.sessions) as session:
         reject_entry(session, entry_id=entry_id, operator=operator, reason=reason)
@@ -546,6 +598,9 @@ def lists_audit_sample(
     json_output: JsonOption = False,
 ) -> None:
     """Draw the month's audit sample (at least the policy's share of its decisions)."""
+    from liveness.db import session_scope
+    from liveness.lists.audit import draw_sample
+
     services = migrated_services()
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
         raise typer.BadParameter(f"{month!r}: expected YYYY-MM", param_hint="'--month'")
@@ -565,6 +620,8 @@ def init_command(
     force: Annotated[bool, typer.Option(help="Overwrite policy files already there.")] = False,
 ) -> None:
     """Write an editable copy of the shipped policy files, with their comments, to FOLDER."""
+    from liveness.entry.policy_check import write_policy_copy
+
     for path in write_policy_copy(folder, force=force):
         console.print(f"wrote {path}", highlight=False)
     console.print(
@@ -583,6 +640,9 @@ def config_check(
     ] = None,
 ) -> None:
     """Validate every policy file of a folder; print each file's version or its error."""
+    from liveness.entry.policy_check import check_policy_folder
+    from liveness.settings import get_settings
+
     folder = folder if folder is not None else get_settings().config_dir
     checks = check_policy_folder(folder)
     for check in checks:

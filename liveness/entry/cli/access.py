@@ -7,26 +7,16 @@ and are let back in early after a lock-out (`unlock`).
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
 
-from liveness.access.audit import record_audit
-from liveness.access.passwords import (
-    code_uri,
-    disable_code,
-    enable_code,
-    set_password,
-    sign_in_states,
-    unlock,
-)
-from liveness.access.service import create_client, list_clients, revoke_client
-from liveness.db import session_scope
 from liveness.entry.cli.boundary import boundary, migrated_services
-from models import Role, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["clients_app"]
 
@@ -35,12 +25,18 @@ clients_app = typer.Typer(
 )
 console = Console()
 
+# models.Role's values, repeated: `--role`'s choices are needed when the command line is built,
+# and importing `models` loads SQLAlchemy (tests/api/test_clients_cli.py checks they agree).
+RoleName = Literal[
+    "admin", "operator", "grid_worker", "payment", "verifier", "notifier", "auditor", "inspector"
+]
+
 
 @clients_app.command("create")
 @boundary
 def create_command(
     name: Annotated[str, typer.Option(help="Unique name of the client (it appears in the audit).")],
-    role: Annotated[Role, typer.Option(help="What the client may do.")],
+    role: Annotated[RoleName, typer.Option(help="What the client may do.")],
     grid: Annotated[
         list[str] | None, typer.Option(help="A grid a grid worker may see (repeatable).")
     ] = None,
@@ -62,9 +58,13 @@ def create_command(
     ] = False,
 ) -> None:
     """Create a client and print its token (and signing secret) once: they are not kept."""
+    from liveness.access.service import create_client
+    from liveness.db import session_scope
+    from models import Role
+
     with session_scope(migrated_services().sessions) as session:
         issued = create_client(
-            session, name=name, role=role, grids=grid or [], regions=region or [],
+            session, name=name, role=Role(role), grids=grid or [], regions=region or [],
             expires_days=expires_days, with_secret=secret,
         )  # fmt: skip
     console.print(f"client {issued.name} ({issued.role}) created", highlight=False)
@@ -81,6 +81,11 @@ def create_command(
 @boundary
 def list_command() -> None:
     """List clients: name, role, scope, dates, how a person signs in (never tokens)."""
+    from liveness.access.passwords import sign_in_states
+    from liveness.access.service import list_clients
+    from liveness.db import session_scope
+    from models import utcnow
+
     with session_scope(migrated_services().sessions) as session:
         clients = list_clients(session)
         states = sign_in_states(session, now=utcnow())
@@ -107,6 +112,9 @@ def revoke_command(
     name: Annotated[str, typer.Argument(help="Name of the client to revoke.")],
 ) -> None:
     """Revoke a client's token: every later request with it is refused."""
+    from liveness.access.service import revoke_client
+    from liveness.db import session_scope
+
     with session_scope(migrated_services().sessions) as session:
         client = revoke_client(session, name=name)
     console.print(f"client {client.name} revoked", highlight=False)
@@ -125,6 +133,10 @@ def password_command(
     ] = False,
 ) -> None:
     """Set a person's password for the pages: asked twice, unechoed (never on the command line)."""
+    from liveness.access.passwords import set_password
+    from liveness.db import session_scope
+    from models import utcnow
+
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -151,6 +163,9 @@ def code_command(
     off: Annotated[bool, typer.Option("--off", help="Stop asking for a one-time code.")] = False,
 ) -> None:
     """Ask a person for a one-time code after their password; print its secret once."""
+    from liveness.access.passwords import code_uri, disable_code, enable_code
+    from liveness.db import session_scope
+
     with session_scope(migrated_services().sessions) as session:
         if off:
             client = disable_code(session, name=name)
@@ -178,6 +193,9 @@ def unlock_command(
     name: Annotated[str, typer.Argument(help="Name of the client to let in again.")],
 ) -> None:
     """Lift a lock-out after failed sign-ins before it ends by itself."""
+    from liveness.access.passwords import unlock
+    from liveness.db import session_scope
+
     with session_scope(migrated_services().sessions) as session:
         client = unlock(session, name=name)
         _audit(session, action="clients.unlock", client_id=client.id)
@@ -186,6 +204,8 @@ def unlock_command(
 
 def _audit(session: Session, *, action: str, client_id: int) -> None:
     """Record an administrator's change to a client's sign-in (the CLI is the actor)."""
+    from liveness.access.audit import record_audit
+
     record_audit(
         session, actor="cli", action=action, target_type="client", target_ref=str(client_id)
     )

@@ -12,17 +12,15 @@ import json
 import math
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import numpy as np
-import pandas as pd
 import typer
 from rich.console import Console
 
-from connectors import ConnectorError
 from liveness.errors import DeliveryRefused, LivenessError
-from liveness.services import Services
-from liveness.settings import get_settings
+
+if TYPE_CHECKING:
+    from liveness.services import Services
 
 console = Console()
 errors = Console(stderr=True)
@@ -47,13 +45,15 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             # soft wrap: the message stays one line, whatever the terminal's width
             errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
-        except ConnectorError as error:
+        except _connector_errors() as error:
             errors.print(f"[bold red]error:[/] {error}", highlight=False)
             raise typer.Exit(DeliveryRefused.exit_code) from None
         except (typer.Exit, typer.Abort, typer.BadParameter, KeyboardInterrupt):
             # Click's own: an option value a command refuses is a usage error, exit 2.
             raise
         except Exception as error:  # the one top-level catch: report, never a traceback
+            from liveness.settings import get_settings
+
             if get_settings().debug:
                 raise
             errors.print(
@@ -66,8 +66,20 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _connector_errors() -> tuple[type[Exception], ...]:
+    """Return the connectors' error class once they are loaded (none before: nothing raised one).
+
+    The connectors package imports pandas; the boundary must not, or every command would.
+    """
+    module = sys.modules.get("connectors.errors")
+    return () if module is None else (module.ConnectorError,)
+
+
 def migrated_services() -> Services:
     """Return the services of this process's settings, refusing a database without schema."""
+    from liveness.services import Services
+    from liveness.settings import get_settings
+
     services = Services(get_settings())
     services.require_schema()
     return services
@@ -78,6 +90,9 @@ def strict_json(value: Any) -> Any:
 
     Strict JSON has no NaN or Infinity: a parser that follows the standard refuses them.
     """
+    import numpy as np
+    import pandas as pd
+
     if isinstance(value, Mapping):
         return {str(key): strict_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

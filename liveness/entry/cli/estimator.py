@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from liveness.db import session_scope
 from liveness.entry.cli.boundary import boundary, migrated_services, print_json
 
 if TYPE_CHECKING:
@@ -51,6 +50,7 @@ def train(
     """Train on outcomes after a date, evaluate held-out persons, save a versioned artifact."""
     services = migrated_services()
     # scikit-learn loads here, not when the command line starts.
+    from liveness.db import session_scope
     from liveness.estimator.artifacts import artifacts_dir
     from liveness.estimator.service import estimator_config, train_estimator
 
@@ -76,6 +76,7 @@ def evaluate(
 ) -> None:
     """Evaluate a saved artifact beside the rules on held-out persons as of a date."""
     services = migrated_services()
+    from liveness.db import session_scope
     from liveness.estimator.service import estimator_config, evaluate_artifact
 
     config = estimator_config(services.settings)

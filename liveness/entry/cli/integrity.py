@@ -9,22 +9,36 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from liveness.db import session_scope
 from liveness.entry.cli.boundary import boundary, migrated_services, print_json
-from liveness.entry.jobs import local_today
-from liveness.integrity.policy import RULES, IntegrityPolicy, load_integrity_policy
-from liveness.integrity.queries import current_leads, list_orders, order_leads, rule_precision
-from liveness.integrity.service import answer_lead, create_orders, refresh_leads, review_answer
-from liveness.services import Services
-from models import IntegrityLead, LeadVerdict
+
+if TYPE_CHECKING:
+    from liveness.integrity.policy import IntegrityPolicy
+    from liveness.services import Services
+    from models import IntegrityLead
 
 __all__ = ["leads_command", "orders_app"]
+
+# liveness.integrity.policy.RULES, repeated: `--rule`'s help needs them when the command line
+# is built, and importing the integrity package loads its service and pandas with it
+# (tests/liveness/integrity/test_cli.py checks that the two agree).
+RULES = (
+    "shared_bank_account",
+    "shared_phone",
+    "deregistered_number",
+    "same_demographics",
+    "activity_after_death",
+    "face_pass_after_death",
+    "same_face_id",
+    "two_region_certification",
+)
+# models.LeadVerdict's values, repeated for the same reason: `models` loads SQLAlchemy.
+VerdictName = Literal["confirmed", "explained", "data_error"]
 
 orders_app = typer.Typer(
     no_args_is_help=True, help="Inspection orders (检查订单): leads per region, answers, reviews."
@@ -34,6 +48,8 @@ console = Console()
 
 def integrity_policy(services: Services) -> IntegrityPolicy:
     """Return the integrity policy of a process's configuration folder."""
+    from liveness.integrity.policy import load_integrity_policy
+
     return load_integrity_policy(services.settings.config_dir / "integrity.toml")
 
 
@@ -59,6 +75,11 @@ def leads_command(
     ] = None,
 ) -> None:
     """Run the integrity rules, store what they find, and list the current leads."""
+    from liveness.db import session_scope
+    from liveness.entry.jobs import local_today
+    from liveness.integrity.queries import current_leads
+    from liveness.integrity.service import refresh_leads
+
     if rule is not None and rule not in RULES:
         raise typer.BadParameter(
             f"{rule!r} is not a rule; expected one of {', '.join(RULES)}", param_hint="'--rule'"
@@ -96,6 +117,10 @@ def create_command(
     region: Annotated[list[str] | None, typer.Option(help="Only this region (repeatable).")] = None,
 ) -> None:
     """Package every open lead into one order per region, due in `due_days`."""
+    from liveness.db import session_scope
+    from liveness.entry.jobs import local_today
+    from liveness.integrity.service import create_orders
+
     services = migrated_services()
     days = due_days or int(integrity_policy(services).get("orders", "due_days"))
     due_on = local_today(services) + dt.timedelta(days=days)
@@ -113,6 +138,9 @@ def list_command(
     region: Annotated[list[str] | None, typer.Option(help="Only this region (repeatable).")] = None,
 ) -> None:
     """List inspection orders with their status and due date."""
+    from liveness.db import session_scope
+    from liveness.integrity.queries import list_orders
+
     with session_scope(migrated_services().sessions) as session:
         orders = [
             (o.id, o.region_code, str(o.status), o.due_on, o.issued_by)
@@ -130,6 +158,9 @@ def list_command(
 @boundary
 def show_command(order_id: Annotated[int, typer.Argument(help="The order.")]) -> None:
     """Print an order's leads, one JSON object per line."""
+    from liveness.db import session_scope
+    from liveness.integrity.queries import order_leads
+
     with session_scope(migrated_services().sessions) as session:
         _, leads = order_leads(session, order_id=order_id)
         records = [lead_record(lead) for lead in leads]
@@ -141,16 +172,20 @@ def show_command(order_id: Annotated[int, typer.Argument(help="The order.")]) ->
 @boundary
 def answer_command(
     lead_id: Annotated[int, typer.Argument(help="The lead answered.")],
-    verdict: Annotated[LeadVerdict, typer.Option(help="What the inspection found.")],
+    verdict: Annotated[VerdictName, typer.Option(help="What the inspection found.")],
     by: Annotated[str, typer.Option(help="The inspector answering.")],
     amount: Annotated[str, typer.Option(help="Amount to recover, in yuan.")] = "0",
     note: Annotated[str | None, typer.Option(help="What was found.")] = None,
 ) -> None:
     """Answer one lead of an order: confirmed, explained or data_error."""
+    from liveness.db import session_scope
+    from liveness.integrity.service import answer_lead
+    from models import LeadVerdict
+
     with session_scope(migrated_services().sessions) as session:
         answer_lead(
-            session, lead_id=lead_id, verdict=verdict, amount_to_recover=Decimal(amount),
-            answered_by=by, note=note,
+            session, lead_id=lead_id, verdict=LeadVerdict(verdict),
+            amount_to_recover=Decimal(amount), answered_by=by, note=note,
         )  # fmt: skip
     console.print(f"lead {lead_id} answered: {verdict}", highlight=False)
 
@@ -168,6 +203,9 @@ def review_command(
     ] = None,
 ) -> None:
     """Accept an answer (the lead closes) or return it to the region, saying why."""
+    from liveness.db import session_scope
+    from liveness.integrity.service import review_answer
+
     with session_scope(migrated_services().sessions) as session:
         review_answer(session, lead_id=lead_id, accept=accept, reviewed_by=by, reason=reason)
     console.print(f"lead {lead_id}: answer {'accepted' if accept else 'returned'}", highlight=False)
@@ -179,6 +217,9 @@ def precision_command(
     monthly: Annotated[bool, typer.Option("--monthly", help="One row per rule and month.")] = False,
 ) -> None:
     """Show each rule's precision (share of reviewed leads confirmed) and amounts recovered."""
+    from liveness.db import session_scope
+    from liveness.integrity.queries import rule_precision
+
     with session_scope(migrated_services().sessions) as session:
         frame = rule_precision(session, by_month=monthly)
     table = Table(title="rule precision")

@@ -17,14 +17,6 @@ import typer
 from rich.console import Console
 
 from liveness.entry.cli.boundary import migrated_services
-from liveness.entry.scheduler import (
-    JOB_ID,
-    build_scheduler,
-    load_schedule_policy,
-    run_nightly,
-    schedule_policy_path,
-)
-from models import RunStatus
 
 console = Console()
 errors = Console(stderr=True)
@@ -67,6 +59,15 @@ def scheduler_command(
     ] = None,
 ) -> None:
     """Run the nightly job on its cron from config/schedule.toml (Ctrl-C stops), or once now."""
+    from liveness.entry.scheduler import (
+        JOB_ID,
+        build_scheduler,
+        load_schedule_policy,
+        run_nightly,
+        schedule_policy_path,
+    )
+    from models import RunStatus
+
     services = migrated_services()
     policy = load_schedule_policy(schedule_policy_path(services.settings))
     with _log_to_stderr():

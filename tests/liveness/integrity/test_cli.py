@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import typer
 from typer.testing import CliRunner
 
 from liveness.entry.cli import boundary
-from liveness.entry.cli.integrity import leads_command, orders_app
+from liveness.entry.cli import integrity as cli_integrity
+from liveness.entry.cli.integrity import VerdictName, leads_command, orders_app
+from liveness.integrity.policy import RULES
+from models import LeadVerdict
 from tests.liveness.integrity.conftest import AS_OF, PlantedCity
 
 runner = CliRunner()
@@ -62,3 +66,12 @@ def test_leads_json_orders_and_precision(planted_city: PlantedCity) -> None:
     assert precision.exit_code == 0 and "shared_bank_account" in precision.output
     listed = runner.invoke(app, ["orders", "list"], env=env)
     assert listed.exit_code == 0 and "city" in listed.output
+
+
+def test_the_command_line_names_the_rules_of_the_policy() -> None:
+    # The command line repeats the rule names so that it starts without the integrity package.
+    assert cli_integrity.RULES == RULES
+
+
+def test_the_command_line_offers_every_verdict() -> None:
+    assert get_args(VerdictName) == tuple(LeadVerdict)
