@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from liveness.views.queue import mask_id_number
+from liveness.views.masking import mask_id_number
 from models import ApiClient, Assessment, Person, ReviewTask, Role, Run, RunStatus, TaskStatus
 
 LIVE = (TaskStatus.OPEN, TaskStatus.CLAIMED)

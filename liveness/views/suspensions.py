@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from liveness.certification.run import RunPolicies, certify
 from liveness.certification.runner import LOCK_NAME
 from liveness.evidence.store import EvidenceStore
-from liveness.views.queue import mask_id_number
+from liveness.views.masking import mask_id_number
 from models import (
     Benefit,
     DeathRecord,

@@ -493,7 +493,7 @@ def notices_list(
     import pandas as pd
 
     from liveness.db import session_scope
-    from liveness.views.queue import pending_notices
+    from liveness.views.gateways import pending_notices
 
     services = migrated_services()
     with session_scope(services.sessions) as session:
