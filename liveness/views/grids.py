@@ -189,6 +189,7 @@ def grid_people(
     return people, int(total)
 
 
+# Long by design: a few grouped queries folded into each worker's load.
 def grid_workload(
     session: Session, *, grid: str, today: dt.date, now: dt.datetime, since: dt.date
 ) -> list[Workload]:

@@ -69,6 +69,7 @@ def _timeline(
     return timeline
 
 
+# Long by design: a person's file gathered from a handful of reads into one view.
 def person_view(
     session: Session,
     *,

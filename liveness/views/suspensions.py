@@ -79,6 +79,7 @@ def _in_regions(regions: Sequence[str] | None) -> ColumnElement[bool]:
     return or_(False, *(Person.region_code.startswith(prefix) for prefix in regions))
 
 
+# Long by design: a dry run in a savepoint, read back, then rolled back; one unit.
 def forecast_suspensions(
     session: Session, *, as_of: dt.date, store: EvidenceStore, policies: RunPolicies,
     timezone: str, regions: Sequence[str] | None = None, limit: int | None = None,

@@ -102,6 +102,40 @@ def worker_queue(
     """
     if sort not in QUEUE_SORTS:
         raise ViewInvalid(f"sort: {sort!r} is not one of {', '.join(QUEUE_SORTS)}")
+    condition = _worker_condition(
+        grids=grids, today=today, kind=kind, overdue=overdue, search=search
+    )
+    claim_live = and_(ReviewTask.status == TaskStatus.CLAIMED, ReviewTask.claim_expires_at > now)
+    columns = (
+        ReviewTask.id, Person.person_ref, Person.name, Person.id_number, Person.birth_date,
+        Person.address, Person.phone, Person.region_code, ReviewTask.grid_code,
+        ReviewTask.kind, ReviewTask.priority, ReviewTask.due_on, ReviewTask.claimed_by,
+        claim_live.label("claim_live"), ReviewTask.reasons, ReviewTask.cause,
+        ReviewTask.person_id,
+    )  # fmt: skip
+    rows: list[Any]
+    total: int | None
+    if sort == "address":
+        rows, total = _walking_page(session, condition, columns, limit=limit, offset=offset)
+    else:
+        rows, total = _ranked_page(session, condition, columns, sort, limit=limit, offset=offset)
+    current = current_reasons(session, person_ids=[row.person_id for row in rows]) if rows else {}
+    page = [_worker_row(row, current.get(row.person_id)) for row in rows]
+    if total is not None:
+        return page, total
+    counted = session.scalar(
+        select(func.count())
+        .select_from(ReviewTask)
+        .join(Person, Person.id == ReviewTask.person_id)
+        .where(condition)
+    )
+    return page, int(counted or 0)
+
+
+def _worker_condition(
+    *, grids: Sequence[str] | None, today: dt.date, kind: str | None, overdue: bool, search: str
+) -> ColumnElement[bool]:
+    """Return which open tasks a worker's queue lists: its grids, kind, overdue and search."""
     condition: ColumnElement[bool] = ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED])
     if grids is not None:
         condition = and_(condition, ReviewTask.grid_code.in_(list(grids)))
@@ -117,65 +151,51 @@ def worker_queue(
         condition = and_(condition, Person.id_number.endswith(search.upper(), autoescape=True))
     elif search:
         condition = and_(condition, Person.name.contains(search, autoescape=True))
-    claim_live = and_(ReviewTask.status == TaskStatus.CLAIMED, ReviewTask.claim_expires_at > now)
-    columns = (
-        ReviewTask.id, Person.person_ref, Person.name, Person.id_number, Person.birth_date,
-        Person.address, Person.phone, Person.region_code, ReviewTask.grid_code,
-        ReviewTask.kind, ReviewTask.priority, ReviewTask.due_on, ReviewTask.claimed_by,
-        claim_live.label("claim_live"), ReviewTask.reasons, ReviewTask.cause,
-        ReviewTask.person_id,
-    )  # fmt: skip
-    rows: list[Any]
-    total: int | None
-    if sort == "address":
-        rows, total = _walking_page(session, condition, columns, limit=limit, offset=offset)
-    else:
-        order: tuple[Any, ...] = {
-            "priority": (ReviewTask.priority.desc(),),
-            "due": (ReviewTask.due_on, ReviewTask.priority.desc()),
-        }[sort]
-        rows = list(
-            session.execute(
-                select(*columns, func.count().over().label("total"))
-                .join(Person, Person.id == ReviewTask.person_id)
-                .where(condition)
-                .order_by(*order, ReviewTask.id)
-                .limit(limit)
-                .offset(offset)
-            ).all()
-        )
-        total = int(rows[0].total) if rows else None
-    current = current_reasons(session, person_ids=[row.person_id for row in rows]) if rows else {}
-    page = [
-        WorkerRow(
-            id=row.id,
-            person_ref=row.person_ref,
-            name=row.name,
-            id_number_masked=mask_id_number(row.id_number),
-            birth_date=row.birth_date,
-            address=row.address,
-            phone=row.phone,
-            region_code=row.region_code,
-            grid_code=row.grid_code,
-            kind=str(row.kind),
-            priority=row.priority,
-            due_on=row.due_on,
-            claimed_by=row.claimed_by if row.claim_live else None,
-            reasons=row.reasons,
-            cause=row.cause,
-            current=current.get(row.person_id),
-        )
-        for row in rows
-    ]
-    if total is not None:
-        return page, total
-    counted = session.scalar(
-        select(func.count())
-        .select_from(ReviewTask)
-        .join(Person, Person.id == ReviewTask.person_id)
-        .where(condition)
+    return condition
+
+
+def _worker_row(row: Any, current: dict[str, Any] | None) -> WorkerRow:
+    """Return one queue row as the worker sees it: the identity number masked, a live claim."""
+    return WorkerRow(
+        id=row.id,
+        person_ref=row.person_ref,
+        name=row.name,
+        id_number_masked=mask_id_number(row.id_number),
+        birth_date=row.birth_date,
+        address=row.address,
+        phone=row.phone,
+        region_code=row.region_code,
+        grid_code=row.grid_code,
+        kind=str(row.kind),
+        priority=row.priority,
+        due_on=row.due_on,
+        claimed_by=row.claimed_by if row.claim_live else None,
+        reasons=row.reasons,
+        cause=row.cause,
+        current=current,
     )
-    return page, int(counted or 0)
+
+
+def _ranked_page(
+    session: Session, condition: ColumnElement[bool], columns: tuple[Any, ...], sort: str,
+    *, limit: int | None, offset: int,
+) -> tuple[list[Any], int | None]:  # fmt: skip
+    """Return a page of the queue by priority or due date, and the total (None: past the end)."""
+    order: tuple[Any, ...] = {
+        "priority": (ReviewTask.priority.desc(),),
+        "due": (ReviewTask.due_on, ReviewTask.priority.desc()),
+    }[sort]
+    rows = list(
+        session.execute(
+            select(*columns, func.count().over().label("total"))
+            .join(Person, Person.id == ReviewTask.person_id)
+            .where(condition)
+            .order_by(*order, ReviewTask.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+    )
+    return rows, int(rows[0].total) if rows else None
 
 
 def _walking_page(

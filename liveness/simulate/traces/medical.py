@@ -62,6 +62,7 @@ class IdentityDefects:
     lower_x: int
 
 
+# Long by design: one linear recipe on one random stream; its order fixes the files.
 def build_medical(
     *, rng: np.random.Generator, population: Population
 ) -> tuple[Trace, IdentityDefects]:
