@@ -9,11 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 from sqlalchemy import (
     ColumnElement,
     Engine,
@@ -29,6 +26,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
+
+# pandas and Arrow load with the first read that needs them: a command that only lists rows
+# (`liveness runs`) starts without them.
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 # Execution option of a session's connection: its transaction writes after reading, so on
 # SQLite it begins holding the write lock (other writers wait for it, it never fails for them).
@@ -96,6 +99,8 @@ def plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def query_frame(session: Session, statement: Executable, columns: list[str]) -> pd.DataFrame:
     """Run a select and return its rows as a DataFrame, built column by column (fast)."""
+    import pandas as pd
+
     rows = session.execute(statement).all()
     if not rows:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
@@ -125,6 +130,9 @@ def read_joined(
     end of a line for one break), or a leading byte-order mark (Arrow would drop it). With
     `nullable`, an empty field of any column but the first (which must be text) is a null.
     """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     separator = literal(FIELD_SEP, String)
     fields: list[ColumnElement[str]] = [cast(expr, String) for expr, _ in columns.values()]
     if nullable:

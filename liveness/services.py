@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
-from connectors import ConnectorError, SourceConfig, load_source_configs
-from liveness.access.passwords import SignInPolicy, load_sign_in_policy
-from liveness.certification import CertificationPolicy, load_certification_policy
-from liveness.certification.run import RunPolicies
-from liveness.db import make_engine, make_sessionmaker
 from liveness.errors import ConfigurationError, SchemaOutdated
-from liveness.evidence.health import load_health_policy
-from liveness.evidence.store import EvidenceStore
-from liveness.ingest import IngestContext
-from liveness.migrate import current_revision
-from liveness.scoring import PolicyError, load_policy
 from liveness.settings import Settings
-from liveness.views.area_names import AreaNames, load_area_names
+
+# Each part imports what builds it when first asked for, so that a command loads only the
+# parts it uses: `liveness runs` needs the database, not the store, ingest or the run.
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from connectors import SourceConfig
+    from liveness.access.passwords import SignInPolicy
+    from liveness.certification.policy import CertificationPolicy
+    from liveness.certification.run import RunPolicies
+    from liveness.evidence.store import EvidenceStore
+    from liveness.ingest import IngestContext
+    from liveness.views.area_names import AreaNames
 
 
 class Services:
@@ -31,21 +32,29 @@ class Services:
     @cached_property
     def engine(self) -> Engine:
         """Return the state database's engine."""
+        from liveness.db import make_engine
+
         return make_engine(self.settings.database_url)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
         """Return the session factory."""
+        from liveness.db import make_sessionmaker
+
         return make_sessionmaker(self.engine)
 
     @cached_property
     def store(self) -> EvidenceStore:
         """Return the evidence store."""
+        from liveness.evidence.store import EvidenceStore
+
         return EvidenceStore(self.settings.evidence_dir)
 
     @cached_property
     def source_configs(self) -> dict[str, SourceConfig]:
         """Return the configuration of every source."""
+        from connectors import ConnectorError, load_source_configs
+
         try:
             return load_source_configs(self.settings.sources_config_path)
         except ConnectorError as error:
@@ -54,6 +63,10 @@ class Services:
     @cached_property
     def policies(self) -> RunPolicies:
         """Return the scoring and certification policies."""
+        from liveness.certification.run import RunPolicies
+        from liveness.evidence.health import load_health_policy
+        from liveness.scoring import PolicyError, load_policy
+
         try:
             scoring = load_policy(self.settings.scoring_policy_path)
         except FileNotFoundError:
@@ -68,20 +81,28 @@ class Services:
     @cached_property
     def certification_policy(self) -> CertificationPolicy:
         """Return the certification policy (ingest needs it alone: its linking confidence)."""
+        from liveness.certification.policy import load_certification_policy
+
         return load_certification_policy(self.settings.config_dir / "certification.toml")
 
     @cached_property
     def sign_in_policy(self) -> SignInPolicy:
         """Return the people's sign-in policy: lock-out, one-time code window, password lengths."""
+        from liveness.access.passwords import load_sign_in_policy
+
         return load_sign_in_policy(self.settings.config_dir / "access.toml")
 
     @cached_property
     def area_names(self) -> AreaNames:
         """Return the names of regions and grids shown beside their codes (read once)."""
+        from liveness.views.area_names import load_area_names
+
         return load_area_names(self.settings.config_dir / "areas.toml")
 
     def ingest_context(self) -> IngestContext:
         """Return a fresh ingest context."""
+        from liveness.ingest import IngestContext
+
         return IngestContext(
             configs=self.source_configs,
             store=self.store,
@@ -91,6 +112,8 @@ class Services:
 
     def require_schema(self) -> None:
         """Refuse to work on a database that has not been migrated."""
+        from liveness.migrate import current_revision
+
         if current_revision(self.engine) is None:
             raise SchemaOutdated(
                 f"the database at {self.engine.url.render_as_string(hide_password=True)} has no "

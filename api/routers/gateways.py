@@ -21,7 +21,8 @@ from api.schemas import (
 from liveness.access import client_secret, verify_signature
 from liveness.access.gateways import FaceResult, mark_notice_sent, receive_face_result
 from liveness.db import session_scope
-from liveness.views.queue import ViewInvalid, pending_face_requests, pending_notices
+from liveness.views.gateways import pending_face_requests, pending_notices
+from liveness.views.queue import ViewInvalid
 from models import utcnow
 
 router = APIRouter(tags=["gateways"], responses=ERRORS)

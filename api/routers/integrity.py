@@ -43,7 +43,7 @@ from liveness.integrity import (
     review_answer,
     rule_precision,
 )
-from liveness.views.queue import mask_evidence
+from liveness.views.masking import mask_evidence
 from models import InspectionOrder, IntegrityLead, LeadAnswer, LeadStatus, OrderStatus
 
 router = APIRouter(tags=["integrity"], responses=ERRORS)

@@ -9,7 +9,7 @@ from typing import Any
 
 from api.web.i18n import Lang, catalogue, label, translate
 from api.web.payments import LIST_SEPARATOR, money
-from liveness.views.queue import mask_evidence
+from liveness.views.masking import mask_evidence
 
 # Evidence fields that are days, amounts of yuan, or domain values with words of their own.
 DATE_FIELDS = frozenset({"died_on", "deregistered_on", "birth_date", "day", "on"})

@@ -21,8 +21,8 @@ from api.web.payments import evidence_text, money
 from api.web.reasons import plain_reasons
 from liveness.access import authorize_grid
 from liveness.views.audit_log import AuditFilter, audit_lines
-from liveness.views.queue import age_on, worker_queue
 from liveness.views.suspensions import SuspensionForecast, forecast_page, forecast_suspensions
+from liveness.views.worker_queue import age_on, worker_queue
 from models import Role, TaskKind, utcnow
 
 router = APIRouter(prefix="/web", include_in_schema=False)

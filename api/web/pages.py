@@ -70,11 +70,11 @@ from liveness.review.outcomes import (
 )
 from liveness.services import Services
 from liveness.views.person import no_person, person_view
-from liveness.views.queue import (
+from liveness.views.queue import task_grid
+from liveness.views.worker_queue import (
     QUEUE_SORTS,
     age_on,
     recorded_visits,
-    task_grid,
     worker_queue,
 )
 from models import (

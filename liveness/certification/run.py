@@ -72,6 +72,7 @@ class _Stopwatch:
             self.checkpoint(f"after {name}")
 
 
+# Long by design: the run's stages in publishing order, each timed; each stage is a call.
 def certify(
     session: Session,
     *,

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from liveness.certification.run import certify
 from liveness.db import WRITES_AHEAD, session_scope
 from liveness.errors import RunRefused
 from liveness.services import Services
@@ -124,6 +123,10 @@ def execute_run(
 
     A run dated after today or before the latest published run is refused before it starts.
     """
+    # The run's work (scoring, the store, pandas) loads here, not with the lock and the list
+    # of runs (`liveness runs`).
+    from liveness.certification.run import certify
+
     holder = lock_holder()
     acquire_lock(services, holder=holder)
     try:

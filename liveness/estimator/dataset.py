@@ -177,6 +177,7 @@ def _hash_key(salt: str) -> str:
     return hashlib.sha256(salt.encode("utf-8")).hexdigest()[:16]
 
 
+# Long by design: a linear recipe: snapshot, deaths, later face passes, labels.
 def build_dataset(
     session: Session,
     *,

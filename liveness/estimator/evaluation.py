@@ -170,6 +170,7 @@ def _metrics(alive: npt.NDArray[np.int8], score: npt.NDArray[np.float64]) -> dic
     }
 
 
+# Long by design: the estimator and the rules scored side by side, then the caveats.
 def evaluate(
     *,
     estimator: CalibratedClassifierCV,

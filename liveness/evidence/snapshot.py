@@ -296,6 +296,7 @@ def _death_days(first_death: pd.Series, persons: _PersonIndex) -> npt.NDArray[np
     return death_day
 
 
+# Long by design: a linear recipe: deaths, plans, the threaded read, then the roll's view.
 def take_snapshot(
     session: Session,
     *,

@@ -29,6 +29,7 @@ from liveness.ingest.traces import TRACE_SOURCES, link_traces, shape_traces
 from models import Delivery, DeliveryStatus, QuarantinedRow, SourceVolume
 
 
+# Long by design: one savepoint around every batch; the delivery's counts set after it.
 def _load_batches(
     session: Session,
     *,

@@ -266,6 +266,7 @@ def _stored_events(session: Session, ids: list[str]) -> pd.DataFrame:
     return _stored(session, columns, True, ids)
 
 
+# Long by design: match, then insert the new records and correct the stored ones in place.
 def _store_deaths(
     session: Session, *, source: str, frame: pd.DataFrame, stored: pd.DataFrame,
     roll: RollIndex, delivery_id: int, demographic_confidence: float,

@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 from liveness.db import query_frame
 from liveness.evidence.parts import day_from_number
 from liveness.evidence.store import EvidenceStore
-from liveness.ingest.relink import LinkIndexes, explain_unlinked
+from liveness.ingest.link_now import LinkIndexes
+from liveness.ingest.unlinked import explain_unlinked
 from models import DeathMatch, DeathRecord, Delivery, QuarantinedRow
 
 UNMATCHED_COLUMNS = ["source", "link_key", "reason", "rows", "first_day", "last_day"]

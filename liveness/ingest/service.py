@@ -45,6 +45,7 @@ def _checksum(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+# Long by design: the delivery's checks in order (missing, empty, same bytes), then the load.
 def ingest_delivery(
     session: Session,
     *,

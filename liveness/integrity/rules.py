@@ -247,6 +247,7 @@ def same_face_id(
     return pd.DataFrame(leads, columns=LEAD_COLUMNS) if leads else empty_leads()
 
 
+# Long by design: one rule as a frame pipeline: place, pair, find conflicts, write leads.
 def two_region_certification(
     outcomes: pd.DataFrame, roll: pd.DataFrame, *, max_listed: int
 ) -> pd.DataFrame:

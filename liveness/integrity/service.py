@@ -55,6 +55,7 @@ class LeadRefused(LivenessError):
     http_status = 409
 
 
+# Long by design: a dispatch over the enabled rules, each fed the frames it needs.
 def find_leads(
     session: Session,
     *,

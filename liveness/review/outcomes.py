@@ -184,6 +184,7 @@ def undo_outcome(
     return task
 
 
+# Long by design: each refusal checked in turn, then the correction recorded; one rule set.
 def correct_outcome(
     session: Session,
     *,

@@ -48,6 +48,7 @@ def _close(
         )
 
 
+# Long by design: one vectorised pass: close what data resolved, then open, then rank.
 def route_reviews(
     session: Session,
     *,

@@ -56,6 +56,7 @@ def reasons_for(
     )[0]
 
 
+# Long by design: one pass per source over plain lists, kept together for speed (1M rows).
 def reasons_frame(
     *,
     grades: Grades,
@@ -143,6 +144,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+# Long by design: one sentence per rule in two languages, read as the worker sees it.
 def render_reasons(reasons: dict[str, Any], *, lang: Literal["zh", "en"]) -> str:
     """Render one person's reasons as a sentence a grid worker can read."""
     zh = lang == "zh"

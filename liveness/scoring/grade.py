@@ -69,6 +69,7 @@ class Grades:
     certifiable: npt.NDArray[np.bool_]
 
 
+# Long by design: the policy's grading rules in the order they apply, over whole arrays.
 def grade(
     *,
     features: EvidenceFeatures,

@@ -178,6 +178,7 @@ def load_policy(path: Path) -> ScoringPolicy:
     return parse_policy(data, origin=str(path))
 
 
+# Long by design: the policy file's sections read in order into one typed policy.
 def parse_policy(data: bytes, *, origin: str = "<policy>") -> ScoringPolicy:
     """Parse and validate the bytes of a scoring policy file."""
     try:

@@ -201,6 +201,7 @@ def _anomalies(
     }
 
 
+# Long by design: a linear recipe, each part of the city drawn from its own stream.
 def simulate_city(
     *, persons: int, start: date, days: int, seed: int, out: Path
 ) -> SimulationSummary:

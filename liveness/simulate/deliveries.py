@@ -102,6 +102,7 @@ def malformed_count(days: int) -> int:
     return int(min(20, max(4, round(12 * days / 365))))
 
 
+# Long by design: one day loop planting each defect where it was drawn; its order fixes files.
 def write_daily(
     *,
     out: Path,

@@ -82,6 +82,7 @@ def _new_id(
             return number
 
 
+# Long by design: one recipe per planted pattern, all checked before any is written.
 def plant_integrity(out: Path, *, seed: int = 11) -> PlantedIntegrity:
     """Append the integrity patterns to the city under `out` and return what was planted."""
     rng = np.random.default_rng(seed)

@@ -169,6 +169,7 @@ def _grid_codes(*, rng: np.random.Generator, region: IntArray) -> StrArray:
     return result
 
 
+# Long by design: one linear recipe over the random streams; its order fixes the files.
 def build_population(
     *, rngs: dict[str, np.random.Generator], persons: int, start: date, days: int
 ) -> Population:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from liveness.views.queue import mask_id_number
+from liveness.views.masking import mask_id_number
 from models import Benefit, ListEntry, ListEntryStatus, Person, Run
 
 

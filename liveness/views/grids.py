@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from liveness.views.queue import mask_id_number
+from liveness.views.masking import mask_id_number
 from models import ApiClient, Assessment, Person, ReviewTask, Role, Run, RunStatus, TaskStatus
 
 LIVE = (TaskStatus.OPEN, TaskStatus.CLAIMED)
@@ -189,6 +189,7 @@ def grid_people(
     return people, int(total)
 
 
+# Long by design: a few grouped queries folded into each worker's load.
 def grid_workload(
     session: Session, *, grid: str, today: dt.date, now: dt.datetime, since: dt.date
 ) -> list[Workload]:

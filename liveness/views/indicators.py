@@ -38,6 +38,7 @@ def _scoped(query: Select[*Ts], *, region: str | None, grid: str | None) -> Sele
     return query
 
 
+# Long by design: a few grouped queries, then their rows folded into the indicator counts.
 def indicators(
     session: Session, *, region: str | None, grid: str | None, today: dt.date
 ) -> Indicators:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from liveness.views.queue import mask_id_number
+from liveness.views.masking import mask_id_number
 from models import Person, ReviewTask, TaskStatus
 
 # Why a review was opened (ReviewTask.cause), in the order the pages name them.

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from liveness.views.queue import mask_evidence
+from liveness.views.masking import mask_evidence
 from models import (
     Benefit,
     BenefitStatus,

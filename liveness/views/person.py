@@ -14,8 +14,8 @@ from liveness.errors import NotFound
 from liveness.evidence.parts import day_from_number
 from liveness.evidence.store import EvidenceStore
 from liveness.ingest.traces import TRACE_SOURCES
+from liveness.views.masking import mask_id_number
 from liveness.views.payments import benefit_payments
-from liveness.views.queue import mask_id_number
 from models import (
     Assessment,
     Benefit,
@@ -69,6 +69,7 @@ def _timeline(
     return timeline
 
 
+# Long by design: a person's file gathered from a handful of reads into one view.
 def person_view(
     session: Session,
     *,

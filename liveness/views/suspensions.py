@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from liveness.certification.run import RunPolicies, certify
 from liveness.certification.runner import LOCK_NAME
 from liveness.evidence.store import EvidenceStore
-from liveness.views.queue import mask_id_number
+from liveness.views.masking import mask_id_number
 from models import (
     Benefit,
     DeathRecord,
@@ -79,6 +79,7 @@ def _in_regions(regions: Sequence[str] | None) -> ColumnElement[bool]:
     return or_(False, *(Person.region_code.startswith(prefix) for prefix in regions))
 
 
+# Long by design: a dry run in a savepoint, read back, then rolled back; one unit.
 def forecast_suspensions(
     session: Session, *, as_of: dt.date, store: EvidenceStore, policies: RunPolicies,
     timezone: str, regions: Sequence[str] | None = None, limit: int | None = None,

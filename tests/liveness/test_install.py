@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,25 @@ def test_the_command_line_starts_without_the_data_libraries() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert done.stdout.split() == [], done.stderr
+
+
+def test_listing_runs_loads_no_data_library(tmp_path: Path) -> None:
+    # `liveness runs` reads a few rows: the store, ingest, the run's work and pandas stay
+    # unloaded, so that it starts well under a second (bench/README.md, start-up).
+    env = {**os.environ, "LIVENESS_DATABASE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}"}
+    cli = "import sys; from liveness.entry.cli import app; sys.argv[0] = 'liveness'; app()"
+    subprocess.run(
+        [sys.executable, "-c", cli, "db", "upgrade"],
+        capture_output=True, text=True, cwd=REPO, env=env, check=True,
+    )  # fmt: skip
+    heavy = ("sklearn", "pandas", "pyarrow", "numpy")
+    probe = (
+        "import sys\nfrom liveness.entry.cli import app\nsys.argv = ['liveness', 'runs']\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        f"print('loaded:', *[m for m in {heavy!r} if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=env
+    )
+    assert "runs (0)" in done.stdout, done.stderr
+    assert done.stdout.splitlines()[-1] == "loaded:", done.stdout

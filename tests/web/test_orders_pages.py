@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from liveness.db import session_scope
-from liveness.views.queue import mask_evidence as masked
+from liveness.views.masking import mask_evidence as masked
 from models import IntegrityLead, LeadAnswer, LeadStatus
 from tests.api.conftest import World
 from tests.web.conftest import csrf_of, sign_in

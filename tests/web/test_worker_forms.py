@@ -23,7 +23,7 @@ from liveness.db import session_scope
 from liveness.review.service import DEATH_REVIEW_RULE
 from liveness.scoring.grade import LEVELS, RULES
 from liveness.views.overdue import CAUSES
-from liveness.views.queue import address_order, worker_queue
+from liveness.views.worker_queue import address_order, worker_queue
 from models import (
     Assessment,
     Level,

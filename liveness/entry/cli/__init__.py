@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -271,6 +271,24 @@ def print_frame(frame: pd.DataFrame, *, title: str, json_output: bool) -> None:
     console.print(table)
 
 
+def print_rows(
+    rows: list[dict[str, Any]], columns: list[str], *, title: str, json_output: bool
+) -> None:
+    """Print rows of plain values as `print_frame` prints a frame, without loading pandas."""
+    if json_output:
+        for record in rows:
+            print_json({column: record[column] for column in columns})
+        return
+    table = Table(title=f"{title} ({len(rows):,})")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for record in rows:
+        table.add_row(
+            *("" if record[column] is None else str(record[column]) for column in columns)
+        )
+    console.print(table)
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
 SourceFilter = Annotated[str | None, typer.Option(help="Only this source.")]
 
@@ -396,24 +414,28 @@ def runs_command(
     json_output: JsonOption = False,
 ) -> None:
     """List the latest runs with their state."""
-    import pandas as pd
-
     from liveness.certification.runner import runs
 
     services = migrated_services()
-    frame = pd.DataFrame(
-        [
-            {
-                "id": run.id, "as_of": run.as_of, "status": str(run.status),
-                "started_at": f"{run.started_at:%Y-%m-%d %H:%M:%S}",
-                "finished_at": f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "",
-                "persons": run.report.get("persons"), "error": run.error,
-            }
-            for run in runs(services, limit=limit)
-        ],
-        columns=["id", "as_of", "status", "started_at", "finished_at", "persons", "error"],
-    ).astype({"persons": "Int64"})  # fmt: skip
-    print_frame(frame, title="runs", json_output=json_output)
+    rows = [
+        {
+            "id": run.id, "as_of": run.as_of, "status": str(run.status),
+            "started_at": f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+            "finished_at": f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "",
+            "persons": _whole(run.report.get("persons")), "error": run.error,
+        }
+        for run in runs(services, limit=limit)
+    ]  # fmt: skip
+    # Printed without pandas, as print_frame would (a few rows): `liveness runs` starts fast.
+    print_rows(
+        rows, ["id", "as_of", "status", "started_at", "finished_at", "persons", "error"],
+        title="runs", json_output=json_output,
+    )  # fmt: skip
+
+
+def _whole(value: Any) -> int | None:
+    """Return a figure as a whole number, None when missing (what an Int64 column holds)."""
+    return None if value is None else int(value)
 
 
 @tasks_app.command("outcome")
@@ -493,7 +515,7 @@ def notices_list(
     import pandas as pd
 
     from liveness.db import session_scope
-    from liveness.views.queue import pending_notices
+    from liveness.views.gateways import pending_notices
 
     services = migrated_services()
     with session_scope(services.sessions) as session:

@@ -90,13 +90,21 @@ def strict_json(value: Any) -> Any:
 
     Strict JSON has no NaN or Infinity: a parser that follows the standard refuses them.
     """
-    import numpy as np
-    import pandas as pd
-
     if isinstance(value, Mapping):
         return {str(key): strict_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [strict_json(item) for item in value]
+    # Plain Python values (exactly these types, no numpy or pandas subclass) need neither
+    # library: a command printing only them (`liveness runs`) starts without loading them.
+    if value is None or type(value) in (str, int, bool):
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) in (dt.date, dt.datetime):
+        return value.isoformat()
+    import numpy as np
+    import pandas as pd
+
     if isinstance(value, np.ndarray):
         return [strict_json(item) for item in value.tolist()]
     if isinstance(value, np.generic):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
-from liveness.views.queue import mask_id_number, masked_id_number
+from liveness.views.masking import mask_id_number, masked_id_number
 
 
 def test_the_sql_mask_is_the_python_mask(session: Session) -> None:
