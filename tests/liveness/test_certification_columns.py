@@ -110,6 +110,7 @@ def test_certification_rows_equal_the_rows_built_person_by_person(
             "no day at all {deadline}",
             "{end:>12}|{deadline}",
             "{end!r}",
+            "{end}\x00{deadline}\x00",
             "【社保】您的待遇领取资格认证已于{end}到期，请于{deadline}前完成认证。",
         ]
     ),

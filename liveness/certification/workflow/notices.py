@@ -50,19 +50,20 @@ def notice_bodies(
     conversion is formatted one by one (what the marker cannot stand for).
     """
     text = np.datetime_as_string(days.astype("datetime64[D]"), unit="D")
-    plain = all(
+    marker = "\x00"
+    plain = marker not in template + "".join(fixed.values()) and all(
         spec == "" and conversion is None
         for _, name, spec, conversion in string.Formatter().parse(template)
         if name == field
     )
     if not plain:
         return [template.format(**{field: day}, **fixed) for day in text.tolist()]
-    marker = "\x00"
     pieces = template.format(**{field: marker}, **fixed).split(marker)
     bodies = np.full(len(text), pieces[0])
     for piece in pieces[1:]:
         bodies = np.char.add(np.char.add(bodies, text), piece)
-    return [str(body) for body in bodies.tolist()]
+    formatted: list[str] = bodies.tolist()
+    return formatted
 
 
 def face_notices(session: Session, context: Context) -> int:
