@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +13,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CertificationPolicy
+from liveness.db import query_frame
 from models import Benefit, Certification, CertificationSource
 
 
@@ -51,21 +53,20 @@ def cycle_days(
 
 def valid_until(session: Session, *, policy: CertificationPolicy) -> pd.Series:
     """Return when each person's certification ends (latest, else carried over from the roll)."""
-    latest = pd.DataFrame(
-        session.execute(
-            select(Certification.person_id, func.max(Certification.valid_until)).group_by(
-                Certification.person_id
-            )
-        ).all(),
-        columns=["person_id", "end"],
+    # Built column by column: a frame built from a million row objects costs seconds.
+    latest = query_frame(
+        session,
+        select(Certification.person_id, func.max(Certification.valid_until)).group_by(
+            Certification.person_id
+        ),
+        ["person_id", "end"],
     )
-    roll = pd.DataFrame(
-        session.execute(
-            select(Benefit.person_id, Benefit.benefit_type, Benefit.last_certified_on).where(
-                Benefit.last_certified_on.is_not(None)
-            )
-        ).all(),
-        columns=["person_id", "benefit_type", "certified_on"],
+    roll = query_frame(
+        session,
+        select(Benefit.person_id, Benefit.benefit_type, Benefit.last_certified_on).where(
+            Benefit.last_certified_on.is_not(None)
+        ),
+        ["person_id", "benefit_type", "certified_on"],
     )
     # The roll's last certification carries over for a cycle, the shortest of a person's.
     carried_end = add_months_array(
@@ -108,22 +109,11 @@ def certify_persons(
     `proofs` has person_id, benefit_type, source (a CertificationSource) and evidence (a dict).
     A fresh proof renews the cycle whenever it comes.
     """
-    rows = [
-        {
-            "person_id": int(person_id),
-            "source": source,
-            "mark": "certified",
-            "certified_on": as_of,
-            "valid_until": add_months(as_of, policy.cycle_for(str(benefit_type)).valid_months),
-            "run_id": run_id,
-            "policy_version": policy_version,
-            "evidence": evidence,
-        }
-        for person_id, benefit_type, source, evidence in zip(
-            proofs["person_id"], proofs["benefit_type"], proofs["source"], proofs["evidence"],
-            strict=True,
-        )
-    ]  # fmt: skip
+    valid_months = cycle_days(policy, proofs["benefit_type"], field="valid_months")
+    rows = _certification_rows(
+        proofs, run_id=run_id, as_of=as_of, policy_version=policy_version,
+        source=proofs["source"], valid_months=valid_months, evidence=proofs["evidence"],
+    )  # fmt: skip
     if rows:
         session.execute(insert(Certification), rows)
     return len(rows)
@@ -151,23 +141,36 @@ def certify_silently(
     # Someone whose certification ends beyond the renewal window is not certified again yet.
     ahead = (end - np.datetime64(as_of, "D")).astype(np.int64)
     due = strong[np.isnat(end) | (ahead <= window)]
-    until = add_months_array(
-        np.full(len(due), np.datetime64(as_of, "D")),
-        cycle_days(policy, due["benefit_type"], field="valid_months"),
-    ).astype(object)
-    rows = [
-        {
-            "person_id": int(person_id),
-            "source": CertificationSource.DATA_COMPARISON,
-            "mark": "certified",
-            "certified_on": as_of,
-            "valid_until": end_on,
-            "run_id": run_id,
-            "policy_version": policy_version,
-            "evidence": reasons,
-        }
-        for person_id, end_on, reasons in zip(due["person_id"], until, due["reasons"], strict=True)
-    ]
+    rows = _certification_rows(
+        due, run_id=run_id, as_of=as_of, policy_version=policy_version,
+        source=CertificationSource.DATA_COMPARISON,
+        valid_months=cycle_days(policy, due["benefit_type"], field="valid_months"),
+        evidence=due["reasons"],
+    )  # fmt: skip
     if rows:
         session.execute(insert(Certification), rows)
     return len(rows)
+
+
+def _certification_rows(
+    persons: pd.DataFrame, *, run_id: int, as_of: dt.date, policy_version: str,
+    source: pd.Series | CertificationSource, valid_months: npt.NDArray[np.int64],
+    evidence: pd.Series,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Return the certification rows of `persons`: dates and cycles computed as columns.
+
+    Only the insert's parameters are made row by row (the bulk write takes dicts).
+    """
+    until = add_months_array(np.full(len(persons), np.datetime64(as_of, "D")), valid_months)
+    sources = source.tolist() if isinstance(source, pd.Series) else [source] * len(persons)
+    return [
+        {
+            "person_id": person_id, "source": person_source, "mark": "certified",
+            "certified_on": as_of, "valid_until": end_on, "run_id": run_id,
+            "policy_version": policy_version, "evidence": person_evidence,
+        }
+        for person_id, person_source, end_on, person_evidence in zip(
+            persons["person_id"].to_numpy(dtype=np.int64).tolist(), sources,
+            until.astype(object).tolist(), evidence.tolist(), strict=True,
+        )
+    ]  # fmt: skip

@@ -25,12 +25,22 @@ def frame_in(
     A set that grows with the roll (the dead of years, a first run's lapses) is never sent
     as one IN list: SQLite caps the parameters of a statement.
     """
-    ordered = sorted({int(i) for i in ids})
+    ordered = sorted_ids(ids)
     frames = [
         query_frame(session, statement(ordered[start : start + IN_CHUNK]), columns)
         for start in range(0, len(ordered), IN_CHUNK)
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def sorted_ids(ids: Iterable[Any]) -> list[int]:
+    """Return the distinct ids in ascending order, as plain ints, without Python per id."""
+    if isinstance(ids, np.ndarray | pd.Series | pd.Index):
+        values = np.asarray(ids).astype(np.int64)
+    else:
+        values = np.fromiter(ids, dtype=np.int64)
+    ordered: list[int] = np.unique(values).tolist()
+    return ordered
 
 
 def date_of_day(number: Any) -> dt.date:
@@ -75,7 +85,7 @@ def benefits(session: Session, *where: Any) -> pd.DataFrame:
 
 def of_persons(session: Session, persons: Iterable[int], *where: Any) -> pd.DataFrame:
     """Return the benefits of some persons (matching `where`), in chunks of ids."""
-    ids = sorted(set(int(p) for p in persons))
+    ids = sorted_ids(persons)
     frames = [
         benefits(session, Benefit.person_id.in_(ids[start : start + IN_CHUNK]), *where)
         for start in range(0, len(ids), IN_CHUNK)

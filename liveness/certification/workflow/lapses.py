@@ -11,9 +11,10 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from liveness.certification.service import cycle_days, dates_of
 from liveness.certification.workflow.context import REVIEW_KINDS, Context, WorkflowResult
 from liveness.certification.workflow.frames import frame_in, of_persons
-from liveness.certification.workflow.notices import queue_notices
+from liveness.certification.workflow.notices import notice_bodies, queue_notices
 from models import (
     Benefit,
     BenefitStatus,
@@ -36,11 +37,13 @@ def find_lapses(
     and the latest review of the cycle happened and failed. An open review past its due date
     is the agency's delay: it escalates (the run report lists it) and suspends nobody.
     """
-    roll = assessed[["person_id", "benefit_type", "level"]]
-    end = roll["person_id"].map(ends)
+    # Each person's end as a day (NaT where none; a far end is simply after today), kept as
+    # a day number beside the person so the lapsed keep theirs.
+    end = dates_of(assessed["person_id"], ends)
+    roll = assessed[["person_id", "benefit_type", "level"]].assign(end=end.astype(np.int64))
     lapsed = roll[
-        end.notna().to_numpy()
-        & (pd.to_datetime(end, errors="coerce") < pd.Timestamp(context.as_of)).to_numpy()
+        ~np.isnat(end)
+        & (end < np.datetime64(context.as_of, "D"))
         & ~roll["person_id"].isin(certified_now).to_numpy()
         & ~roll["level"].isin(["deceased", "strong"]).to_numpy()
     ].drop_duplicates("person_id")
@@ -51,9 +54,10 @@ def find_lapses(
     lapsed = lapsed[lapsed["person_id"].isin(active)]
     persons = lapsed["person_id"].astype(int).tolist()
     notified, sent_on = _lapse_notices(session, context, persons=persons, ends=ends)
-    window = [context.policy.cycle_for(str(t)).renewal_window_days for t in lapsed["benefit_type"]]
+    window = cycle_days(context.policy, lapsed["benefit_type"], field="renewal_window_days")
     opens = pd.Series(
-        [ends[p] - dt.timedelta(days=days) for p, days in zip(persons, window, strict=True)],
+        (lapsed["end"].to_numpy().astype("datetime64[D]") - window.astype("timedelta64[D]"))
+        .astype(object),
         index=persons, dtype=object,
     )  # fmt: skip
     failed = _failed_reviews(session, context, persons=persons, opens=opens)
@@ -119,12 +123,15 @@ def _ready_to_lapse(
         "review_pending": int((period_over & ~review_failed).sum()),
     }
     deadline = (as_of + dt.timedelta(days=policy.cycle.notice_days)).isoformat()
+    told_now = frame[~notified]
+    bodies = notice_bodies(
+        policy.notice_texts["lapse"], field="end", deadline=deadline,
+        days=np.array(told_now["ended"].tolist(), dtype="datetime64[D]"),
+    )  # fmt: skip
     new_notices = [
-        {"person_id": int(p), "template": "lapse",
-         "body": policy.notice_texts["lapse"].format(end=e.isoformat(), deadline=deadline)}
-        for p, e in zip(frame.loc[~notified, "person_id"], frame.loc[~notified, "ended"],
-                        strict=True)
-    ]  # fmt: skip
+        {"person_id": p, "template": "lapse", "body": body}
+        for p, body in zip(told_now["person_id"].astype(np.int64).tolist(), bodies, strict=True)
+    ]
     lapses = {
         int(p): {"certification_ended": e.isoformat(), "notice_sent_on": t.isoformat(),
                  **failed[int(p)]}

@@ -221,5 +221,7 @@ def certify(
     session.flush()
     ends = valid_until(session, policy=policy)
     certified_now = proof_of_life | set(strong["person_id"].astype(int))
-    certified_now &= {p for p, end in ends.items() if end > as_of}
+    # Only those whose certification now runs past today: compared as one column.
+    running = ends.to_numpy().astype("datetime64[D]") > np.datetime64(as_of, "D")
+    certified_now &= set(ends.index[running].tolist())
     return Certified(proof_of_life=proof_of_life, ends=ends, certified_now=certified_now)

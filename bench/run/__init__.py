@@ -1,0 +1,1 @@
+"""Benchmark of a whole `liveness run` on a simulated city."""
