@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.web.export import csv_href, csv_response, wants_csv
+from api.web.formats import money_text
 from api.web.i18n import label
-from api.web.pages import Page, error_response, form_of, signed_in
-from api.web.payments import actor_text, money
+from api.web.pages import Page, error_response, form_of, page_count, page_number, signed_in
+from api.web.payments import actor_text
 from liveness.lists import ApprovalRefused, approve_entry, reject_entry
 from liveness.views.approvals import waiting_approvals
 
@@ -30,7 +31,7 @@ async def approvals_page(
     entry: int | None = None,
 ) -> Response:
     """List the held reinstatements waiting for a second operator, oldest first, paged."""
-    number = max(1, int(page_no)) if page_no and page_no.isdigit() and len(page_no) < 7 else 1
+    number = page_number(page_no)
     export = wants_csv(page.request)  # every waiting entry, not one page
 
     def work() -> tuple[list[dict[str, object]], int]:
@@ -44,7 +45,7 @@ async def approvals_page(
         return [
             {**vars(row), "benefit_text": label(lang, "benefit", row.benefit_type),
              "reason_text": label(lang, "list_reason", row.reason),
-             "amount_text": f"¥{money(row.amount)}",
+             "amount_text": money_text(row.amount, lang),
              "caused_text": actor_text(row.caused_by, lang),
              "own": row.caused_by == page.principal.name}
             for row in rows
@@ -58,7 +59,7 @@ async def approvals_page(
                    r["reason_text"], r["effective_on"], r["amount"], r["caused_text"],
                    r["run_as_of"]] for r in rows],
         )  # fmt: skip
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = page_count(total, PAGE_SIZE)
     return page.render(
         "approvals.html", rows=rows, total=total, page_no=min(number, pages), pages=pages,
         done=done if done in DONE else None, done_entry=entry, csv=csv_href(page.request),

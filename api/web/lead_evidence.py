@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from api.web.formats import money_text
 from api.web.i18n import Lang, catalogue, label, translate
-from api.web.payments import LIST_SEPARATOR, money
+from api.web.payments import LIST_SEPARATOR
 from liveness.views.masking import mask_evidence
 
 # Evidence fields that are days, amounts of yuan, or domain values with words of their own.
@@ -63,14 +63,6 @@ def _date(value: Any) -> str:
         return str(value)
 
 
-def _amount(value: Any) -> str:
-    """Return an amount of yuan as ¥1,234.56; else the value itself."""
-    try:
-        return f"¥{money(Decimal(str(value)))}"
-    except (InvalidOperation, ValueError):
-        return str(value)
-
-
 def field_value(lang: Lang, key: str, value: Any, *, within: str = "") -> str:
     """Return one (already masked) evidence value in words: a date, an amount, a word, a list."""
     if value is None or value == "":
@@ -90,7 +82,7 @@ def field_value(lang: Lang, key: str, value: Any, *, within: str = "") -> str:
     if key in DATE_FIELDS:
         return _date(value)
     if key in AMOUNT_FIELDS:
-        return _amount(value)
+        return money_text(value, lang)
     return str(value)
 
 

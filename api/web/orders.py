@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api.web.formats import local_time_text, money_text
 from api.web.lead_evidence import evidence_view
 from api.web.pages import CSRF_FIELD, Page, form_of, signed_in
-from api.web.payments import money
 from liveness.access import PERMISSIONS
 from liveness.access.policy import authorize_region
 from liveness.errors import NotFound
@@ -34,14 +33,13 @@ NOTE_MAX = 500  # lead_answers.note is free text; a page keeps it to a paragraph
 
 def _formats(page: Page) -> dict[str, Any]:
     """Return the order pages' formatters: yuan amounts, and times in the agency's zone."""
-    zone = ZoneInfo(page.services.settings.timezone)
+    zone = page.services.settings.timezone
 
     def yuan(amount: Decimal | float | None) -> str:
-        return page.t("none") if amount is None else f"¥{money(amount)}"
+        return page.t("none") if amount is None else money_text(amount, page.lang)
 
     def local_time(at: dt.datetime) -> str:
-        aware = at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
-        return aware.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        return local_time_text(at, zone)
 
     return {"yuan": yuan, "local_time": local_time}
 

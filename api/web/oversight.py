@@ -15,9 +15,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
 from api.web.export import csv_href, csv_response, wants_csv
+from api.web.formats import money_text
 from api.web.i18n import label
-from api.web.pages import Page, signed_in
-from api.web.payments import evidence_text, money
+from api.web.pages import Page, page_count, page_number, signed_in
+from api.web.payments import evidence_text
 from api.web.reasons import plain_reasons
 from liveness.access import authorize_grid
 from liveness.views.audit_log import AuditFilter, audit_lines
@@ -29,16 +30,6 @@ router = APIRouter(prefix="/web", include_in_schema=False)
 
 FORECAST_PAGE_SIZE = 50  # suspensions listed per page
 AUDIT_PAGE_SIZE = 100  # audit entries per page
-
-
-def _page_number(raw: str | None) -> int:
-    """Read a page number leniently: anything but a small positive number is page 1."""
-    return max(1, int(raw)) if raw and raw.isdigit() and len(raw) < 7 else 1
-
-
-def _pages(total: int, size: int) -> int:
-    """Return how many pages `total` rows fill (at least one)."""
-    return max(1, -(-total // size))
 
 
 # Who the next run will suspend, and why.
@@ -54,7 +45,7 @@ def _forecast_row(page: Page, line: Any) -> dict[str, Any]:
         "action_text": label(page.lang, "action", line.action),
         "benefit_text": label(page.lang, "benefit", line.benefit_type),
         "why_text": f"{why}：{evidence}" if page.lang == "zh" else f"{why}: {evidence}",
-        "amount_text": f"¥{money(line.amount)}",
+        "amount_text": money_text(line.amount, page.lang),
     }  # fmt: skip
 
 
@@ -97,7 +88,7 @@ async def next_suspensions(
 ) -> Response:
     """Show who the next run would suspend and why, computed by the run itself, not kept."""
     export = wants_csv(page.request)
-    number = _page_number(page_no)
+    number = page_number(page_no)
     as_of = page.today()
     regions = page.principal.region_scope()
 
@@ -127,10 +118,10 @@ async def next_suspensions(
                    r["grid_code"], r["benefit_text"], r["action_text"], r["reason_text"],
                    r["why_text"], r["effective_on"], r["amount"]) for r in rows],
         )  # fmt: skip
-    pages = _pages(forecast.total, FORECAST_PAGE_SIZE)
+    pages = page_count(forecast.total, FORECAST_PAGE_SIZE)
     return page.render(
         "suspensions_next.html", forecast=forecast, rows=rows, page_no=min(number, pages),
-        pages=pages, amount_text=f"¥{money(forecast.amount)}", csv=csv_href(page.request),
+        pages=pages, amount_text=money_text(forecast.amount, page.lang), csv=csv_href(page.request),
         computed_at=computed_at, timezone=page.services.settings.timezone,
         keep_minutes=page.services.settings.web_forecast_minutes,
     )  # fmt: skip
@@ -161,7 +152,7 @@ async def audit_page(
 ) -> Response:
     """Show the audit log to auditors: newest first, filtered, refusals marked; read audited."""
     export = wants_csv(page.request)
-    number = _page_number(page_no)
+    number = page_number(page_no)
     chosen = AuditFilter(
         actor=(actor or "").strip()[:64], action=(action or "").strip()[:64],
         refused=refused in ("1", "on", "true"), target_type=(target_type or "").strip()[:32],
@@ -194,7 +185,7 @@ async def audit_page(
                    line.target_ref, _detail_text(line.detail), line.remote_addr)
                   for line in lines],
         )  # fmt: skip
-    pages = _pages(total, AUDIT_PAGE_SIZE)
+    pages = page_count(total, AUDIT_PAGE_SIZE)
     query = {k: v for k, v in page.request.query_params.items() if k not in ("page", "format")}
     return page.render(
         "audit.html", lines=lines, total=total, chosen=chosen, page_no=min(number, pages),

@@ -152,6 +152,16 @@ def language_switch(request: Request, other: Lang, *, page: str | None = None) -
     return (page or request.url.path) + "?" + urlencode({"lang": other})
 
 
+def page_number(raw: str | None) -> int:
+    """Read a page number from the query leniently: anything but a small positive number is 1."""
+    return max(1, int(raw)) if raw and raw.isdigit() and len(raw) < 7 else 1
+
+
+def page_count(total: int, size: int) -> int:
+    """Return how many pages of `size` rows `total` rows fill (at least one)."""
+    return max(1, -(-total // size))
+
+
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     """Render a page in the request's language, with the security headers."""
     lang = web_lang(request)
@@ -624,7 +634,7 @@ def _queue_query(
         overdue=overdue in ("1", "on", "true"),
         sort=sort if sort in QUEUE_SORTS else "priority",
         q=(q or "").strip()[:64],
-        page=max(1, int(page_no)) if page_no and page_no.isdigit() and len(page_no) < 7 else 1,
+        page=page_number(page_no),
     )
 
 
@@ -692,7 +702,7 @@ async def queue(
                    c["phone"], c["region_code"], c["grid_code"], c["kind_label"], c["priority"],
                    c["due_on"], c["claimed_by"], c["reasons_text"]] for c in cards],
         )  # fmt: skip
-    pages = max(1, -(-total // size))
+    pages = page_count(total, size)
     return page.render(
         "queue.html", cards=cards, total=total, query=chosen, pages=pages,
         page_no=min(chosen.page, pages), here=chosen.url(page=chosen.page),

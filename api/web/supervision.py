@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
 from api.web import charts
 from api.web.export import csv_href, csv_response, wants_csv
-from api.web.formats import money_text
+from api.web.formats import local_time_text, money_text
 from api.web.i18n import Lang, label, translate
-from api.web.pages import LEVELS, Page, signed_in
+from api.web.pages import LEVELS, Page, page_count, page_number, signed_in
 from liveness.access import PERMISSIONS, hide_outside_grids
 from liveness.errors import Hidden
 from liveness.views import dashboard
@@ -41,11 +40,6 @@ GRIDS_PER_PAGE = 50  # rows of a region's grid table
 PEOPLE_PER_PAGE = 50  # rows of a grid's people table
 RUNS_SHOWN = 50
 RUNS_CSV = ("run", "as_of", "run_status", "started_at", "finished_at", "persons_graded")
-
-
-def _page_number(raw: str | None) -> int:
-    """Return a page number from the query (1 when absent or not a small number)."""
-    return max(1, int(raw)) if raw and raw.isdigit() and len(raw) < 7 else 1
 
 
 def _region_code(raw: str | None) -> str | None:
@@ -140,12 +134,12 @@ async def runs_list(page: Page = Depends(signed_in("runs.read"))) -> Response:  
 
     rows, total = await page.run(work)
     if export:
-        zone = ZoneInfo(page.services.settings.timezone)
+        zone = page.services.settings.timezone
         return csv_response(
             name="runs", day=page.today(), columns=[page.t(k) for k in RUNS_CSV],
             rows=[[r.id, r.as_of, label(page.lang, "run_status", r.status),
-                   r.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-                   r.finished_at and r.finished_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+                   local_time_text(r.started_at, zone),
+                   local_time_text(r.finished_at, zone),
                    (r.report or {}).get("persons")] for r in rows],
         )  # fmt: skip
     return page.render("runs.html", runs=rows, total=total, csv=csv_href(page.request))
@@ -262,7 +256,7 @@ async def region_page(
 ) -> Response:
     """List a region's grids (a code or a prefix): people by level, open and overdue reviews."""
     code = code[:6]
-    number = _page_number(page_no)
+    number = page_number(page_no)
 
     def work() -> tuple[list[Any], int]:
         page.audit("regions.read", "region", code, {"page": number})
@@ -277,7 +271,7 @@ async def region_page(
         )  # fmt: skip
 
     rows, total = await page.run(work)
-    pages = max(1, -(-total // GRIDS_PER_PAGE))
+    pages = page_count(total, GRIDS_PER_PAGE)
     return page.render(
         "region.html", code=code, grids=rows, total=total, page_no=min(number, pages),
         pages=pages, levels=LEVELS,
@@ -300,7 +294,7 @@ async def grid_page(
     A grid worker sees only their own grids; another grid answers as an absent one.
     """
     grid_code = grid_code[:32]
-    number = _page_number(page_no)
+    number = page_number(page_no)
     supervising = page.principal.role in PERMISSIONS["indicators.read"]
     days = page.services.settings.web_visits_days
 
@@ -327,7 +321,7 @@ async def grid_page(
         return {"summary": summary, "people": people, "total": total, "workload": workload}
 
     data = await page.run(work)
-    pages = max(1, -(-data["total"] // PEOPLE_PER_PAGE))
+    pages = page_count(data["total"], PEOPLE_PER_PAGE)
     return page.render(
         "grid.html", grid_code=grid_code, page_no=min(number, pages), pages=pages,
         levels=LEVELS, level_labels={level: page.t(f"level_{level}") for level in LEVELS},
