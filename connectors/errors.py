@@ -1,17 +1,21 @@
-"""Errors raised by connectors.
+"""Errors raised by connectors: a branch of the engine's one tree (`liveness.errors`).
 
-Hierarchy::
+Hierarchy (exit code in brackets)::
 
-    ConnectorError
-    ├── UndecodableFile   the file does not decode in its configured encoding
-    ├── MissingColumns    a required column is absent
-    ├── UnreadableFile    unknown format, corrupt container, empty file without header
-    ├── ConfigError       config/sources.toml is invalid
-    └── TransportError    a SQL or HTTP pull could not complete
-        ├── RetriableError    transient (time-out, lost connection, 5xx): a later run may succeed
-        └── FatalError        permanent (4xx, missing table, malformed response): fix and rerun
+    LivenessError                 the root, from the dependency-free leaf liveness.errors
+    └── ConnectorError [3]        a delivery refused whole
+        ├── UndecodableFile       the file does not decode in its configured encoding
+        ├── MissingColumns        a required column is absent
+        ├── UnreadableFile        unknown format, corrupt container, empty file without header
+        ├── ConfigError [10]      config/sources.toml is invalid (also a ConfigurationError)
+        └── TransportError        a SQL or HTTP pull could not complete
+            ├── RetriableError    transient (time-out, lost connection, 5xx): a later run may
+            │                     succeed
+            └── FatalError        permanent (4xx, missing table, malformed response): fix and
+                                  rerun
 
-Every error refuses a whole delivery; bad *rows* are never errors, they are quarantined.
+Every error but ConfigError refuses a whole delivery; bad *rows* are never errors, they are
+quarantined.
 A pull that fails part-way has still handed over its earlier batches; the domain keeps the
 watermark of what it committed, so rerunning resumes from there.
 """
@@ -20,6 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+
+# The one module of the core the connectors may import: a leaf that imports nothing itself.
+from liveness.errors import ConfigurationError, DeliveryRefused, LivenessError
 
 __all__ = [
     "ConfigError",
@@ -33,8 +40,11 @@ __all__ = [
 ]
 
 
-class ConnectorError(Exception):
+class ConnectorError(LivenessError):
     """Root of every error a connector raises; message is user-readable."""
+
+    exit_code = DeliveryRefused.exit_code
+    http_status = DeliveryRefused.http_status
 
     def __init__(self, message: str, *, path: Path | str | None = None) -> None:
         super().__init__(message)
@@ -73,8 +83,11 @@ class UnreadableFile(ConnectorError):
     """Refuse a file whose container cannot be read (format, corruption, no header)."""
 
 
-class ConfigError(ConnectorError):
+class ConfigError(ConnectorError, ConfigurationError):
     """Reject an invalid source configuration, naming the source and key."""
+
+    exit_code = ConfigurationError.exit_code
+    http_status = ConfigurationError.http_status
 
     def __init__(
         self,

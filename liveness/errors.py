@@ -1,38 +1,52 @@
 """The engine's error hierarchy: one root, subclasses carry context.
 
 Every error the engine reports derives from LivenessError; the CLI boundary exits with its
-`exit_code`, the API answers its `http_status`. (exit code in brackets; each cause has its
-own code, README.md "Exit codes" lists them all)
+`exit_code`, the API answers its `http_status`. Exit code in brackets: each cause has its own
+(README.md "Exit codes" lists every code, tests/liveness/test_errors.py holds both to this tree).
 
-LivenessError [1]
+This module is a leaf that imports nothing: the connectors, below the core, import it for the
+root (the one import of the core tests/test_layers.py allows them).
+
+LivenessError [1]               the root; its code only for an error that declares none
 ├── ConfigurationError [10]     a config file or setting is wrong
-│   └── PolicyError [10]        scoring.toml is wrong (also a ValueError)
+│   ├── PolicyError [10]        a policy file is wrong (scoring.policy; also a ValueError)
+│   └── ConfigError [10]        config/sources.toml is wrong (connectors.errors; also a
+│                               ConnectorError)
+├── ConnectorError [3]          a connector refused a delivery whole (connectors.errors, its
+│   │                           tree there): UndecodableFile, MissingColumns, UnreadableFile
+│   └── TransportError [3]      a SQL or HTTP pull could not complete: RetriableError,
+│                               FatalError
 ├── DeliveryRefused [3]         a whole delivery was refused (decoding, columns, format)
 ├── RollMissing [4]             a step needs the benefit roll, and none is loaded
 ├── RunRefused [5]              a run cannot start (another run holds the lock, bad date)
 ├── SchemaOutdated [6]          the database is not migrated to this version's schema
+├── StateRefused [8]            a change the object's state refuses: UndoRefused
+│                               (review.outcomes), ClaimRefused (review.claims),
+│                               ApprovalRefused (lists.service), LeadRefused
+│                               (integrity.service), IdempotencyConflict (access.idempotency),
+│                               GatewayConflict (access.gateways)
+├── AckRefused [8]              (views.lists) the same cause, not yet a StateRefused
+├── Unauthenticated [9]         (access.service) a caller without a valid token
+├── Forbidden [9]               (access.service) a caller acting outside its role, grids or
+│                               regions
+├── InputInvalid [11]           an input the engine refuses: OutcomeInvalid (review.outcomes),
+│                               IntegrityInvalid (integrity.queries), ClientInvalid
+│                               (access.service), PasswordInvalid (access.passwords)
 ├── EstimatorError [12]         the estimator cannot be trained or evaluated (estimator.dataset)
-├── input refused [11]          OutcomeInvalid (review.outcomes), IntegrityInvalid
-│                               (integrity.queries), ClientInvalid (access.service),
-│                               PasswordInvalid (access.passwords)
-├── state refused [8]           UndoRefused (review.outcomes), ClaimRefused (review.claims),
-│                               ApprovalRefused (lists.service), AckRefused (views.lists),
-│                               LeadRefused (integrity.service), IdempotencyConflict
-│                               (access.idempotency), GatewayConflict (access.gateways)
-├── Unauthenticated, Forbidden [9]  (access.service) a caller without a valid token, or
-│                               acting outside its role, grids or regions
-├── ViewInvalid [1]             a query a view cannot answer (views.queue)
-├── CityTooSmall [1]            a simulated city too small for its anomalies (simulate)
-└── NotFound [1]                a referenced object does not exist
-    └── Hidden [1]              one outside the caller's scope, answered exactly as absent
+├── NotFound [13]               a referenced object does not exist
+│   └── Hidden [13]             one outside the caller's scope, answered exactly as absent
+├── ViewInvalid [1]             (views.queue) a query a view cannot answer; only the API asks
+└── CityTooSmall [1]            (simulate.integrity) a simulated city too small for its
+                                anomalies; the demo catches it and goes on
 
-Outside the root: connectors.ConnectorError (the connectors sit below the core and may not
-import it; the CLI boundary maps it to exit 3, a refused delivery).
+Outside the root: api.web.pages.SignInRequired (not an error: it sends the browser to the
+sign-in page) and api.web.i18n.MessagesInvalid (the shipped messages.toml lacks a language).
 
 Not errors of the tree: 0 success; 2 a command line that does not parse or an option value
 a command refuses (Click's usage error); 7 a run stopped by the mass-downgrade guard, nothing
-published (a run's outcome, `liveness run` and `liveness scheduler`); 70 an unexpected
-internal error (the boundary's one catch-all).
+published (a run's outcome, `liveness run` and `liveness scheduler`); 14 a night
+`liveness scheduler` ran and that failed (after its retries); 70 an unexpected internal error
+(the boundary's one catch-all).
 """
 
 from __future__ import annotations
@@ -81,9 +95,24 @@ class SchemaOutdated(LivenessError):
     http_status = 503
 
 
+class StateRefused(LivenessError):
+    """A change that the state of its object refuses; the message says why."""
+
+    exit_code = 8
+    http_status = 409
+
+
+class InputInvalid(LivenessError):
+    """An input the engine refuses; the message names the field or value."""
+
+    exit_code = 11
+    http_status = 422
+
+
 class NotFound(LivenessError):
     """A referenced object does not exist."""
 
+    exit_code = 13
     http_status = 404
 
 

@@ -1,12 +1,14 @@
 """The layers point one way: entry points and `api` -> the domain core -> `connectors`, `models`.
 
 Read from the source with `ast` (imports inside functions count too), so a lazy import cannot
-hide an arrow against the rule.
+hide an arrow against the rule. One module of the core is a leaf every layer may import: the
+error root `liveness.errors`, which itself imports nothing.
 """
 
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = "liveness.entry"
+LEAF = "liveness.errors"
 
 
 def module_name(path: Path) -> str:
@@ -52,7 +55,16 @@ def sources(package: str) -> list[Path]:
     return sorted(path for path in (ROOT / package).rglob("*.py") if "migrations" not in path.parts)
 
 
-def violations(package: str, forbidden: tuple[str, ...], *, exempt: str | None = None) -> list[str]:
+def is_forbidden(name: str, forbidden: tuple[str, ...], *, allowed: str = "") -> bool:
+    """Return whether importing `name` breaks the rule; `allowed` (and its members) never does."""
+    if allowed and within(name, allowed):
+        return False
+    return any(within(name, target) for target in forbidden)
+
+
+def violations(
+    package: str, forbidden: tuple[str, ...], *, exempt: str | None = None, allowed: str = ""
+) -> list[str]:
     """Return `module:line imports name` for every import of a forbidden package."""
     found = []
     for path in sources(package):
@@ -60,7 +72,7 @@ def violations(package: str, forbidden: tuple[str, ...], *, exempt: str | None =
         if exempt is not None and within(module, exempt):
             continue
         for line, name in imported(path, module):
-            if any(within(name, target) for target in forbidden):
+            if is_forbidden(name, forbidden, allowed=allowed):
                 found.append(f"{module}:{line} imports {name}")
     return sorted(set(found))
 
@@ -73,8 +85,39 @@ def test_the_core_imports_no_entry_point_and_not_the_api() -> None:
 
 @pytest.mark.parametrize("package", ["connectors", "models"])
 def test_connectors_and_models_import_neither_liveness_nor_the_api(package: str) -> None:
-    """The bottom layers stand alone: no import of liveness or api."""
-    assert violations(package, ("liveness", "api")) == []
+    """The bottom layers import nothing of liveness but the error root's leaf, nothing of api."""
+    assert violations(package, ("liveness", "api"), allowed=LEAF) == []
+
+
+def test_the_error_root_is_a_leaf() -> None:
+    """liveness.errors (and the package file its import runs) import only the standard library."""
+    for path, module in (
+        (ROOT / "liveness" / "errors.py", LEAF),
+        (ROOT / "liveness" / "__init__.py", "liveness"),
+    ):
+        names = {name.partition(".")[0] for _, name in imported(path, module)}
+        assert names <= set(sys.stdlib_module_names) | {"__future__"}, path
+
+
+def test_only_the_leaf_is_allowed(tmp_path: Path) -> None:
+    """The exception covers the leaf alone, not the package around it or a sibling."""
+    source = tmp_path / "reader.py"
+    source.write_text(
+        "from liveness.errors import LivenessError\nfrom liveness import errors\n"
+        "import liveness.errors_extra\nfrom liveness.access import Principal\n",
+        encoding="utf-8",
+    )
+    refused = {
+        (line, name)
+        for line, name in imported(source, "connectors.reader")
+        if is_forbidden(name, ("liveness", "api"), allowed=LEAF)
+    }
+    assert refused == {
+        (2, "liveness"),
+        (3, "liveness.errors_extra"),
+        (4, "liveness.access"),
+        (4, "liveness.access.Principal"),
+    }
 
 
 def test_the_walk_sees_imports_inside_functions_and_relative_ones(tmp_path: Path) -> None:

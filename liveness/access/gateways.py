@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.access.service import Unauthenticated
-from liveness.errors import DeliveryRefused, LivenessError, NotFound
+from liveness.errors import DeliveryRefused, NotFound, StateRefused
 from liveness.ingest.context import IngestContext
 from liveness.ingest.service import ingest_delivery
 from models import (
@@ -32,11 +32,8 @@ from models import (
 )
 
 
-class GatewayConflict(LivenessError):
+class GatewayConflict(StateRefused):
     """A result or a notice that was already dealt with, or a request no longer open."""
-
-    exit_code = 8
-    http_status = 409
 
 
 def mark_notice_sent(

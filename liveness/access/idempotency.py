@@ -9,15 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from liveness.errors import LivenessError
+from liveness.errors import StateRefused
 from models import IdempotencyKey
 
 
-class IdempotencyConflict(LivenessError):
+class IdempotencyConflict(StateRefused):
     """A key reused for a different request."""
-
-    exit_code = 8
-    http_status = 409
 
 
 def request_hash(*parts: Any) -> str:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from liveness.access.audit import record_audit
 from liveness.access.service import Principal, Unauthenticated, principal_by_id
-from liveness.errors import LivenessError, NotFound
+from liveness.errors import InputInvalid, NotFound
 from liveness.policy_files import PolicyModel, load_policy
 from models import ApiClient, ClientPassword, Role
 
@@ -57,11 +57,8 @@ CODE_DIGITS = 6
 _HASHER = PasswordHasher()
 
 
-class PasswordInvalid(LivenessError):
+class PasswordInvalid(InputInvalid):
     """A password or one-time code setting that cannot be made as asked."""
-
-    exit_code = 11
-    http_status = 422
 
 
 @dataclass(frozen=True)

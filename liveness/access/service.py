@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from liveness.errors import LivenessError, NotFound
+from liveness.errors import InputInvalid, LivenessError, NotFound
 from models import ApiClient, ClientSecret, Role, utcnow
 
 TOKEN_PREFIX = "lv_"
@@ -36,11 +36,8 @@ class Forbidden(LivenessError):
     http_status = 403
 
 
-class ClientInvalid(LivenessError):
+class ClientInvalid(InputInvalid):
     """A client that cannot be created as asked."""
-
-    exit_code = 11
-    http_status = 422
 
 
 @dataclass(frozen=True)

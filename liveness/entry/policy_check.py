@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors import ConnectorError
 from connectors.config import load_source_configs
 from liveness.access.passwords import load_sign_in_policy
 from liveness.certification.policy import load_certification_policy
@@ -64,7 +63,7 @@ def check_policy_folder(folder: Path) -> list[PolicyCheck]:
             continue
         try:
             load(path)
-        except (LivenessError, ConnectorError) as error:
+        except LivenessError as error:
             checks.append(PolicyCheck(name, path, None, str(error)))
             continue
         checks.append(PolicyCheck(name, path, file_version(path.read_bytes()), None))

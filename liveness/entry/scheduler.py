@@ -23,7 +23,7 @@ from apscheduler.util import utc_timestamp_to_datetime
 from pydantic import Field, field_validator
 from sqlalchemy import select
 
-from connectors import ConnectorError
+from connectors import RetriableError
 from liveness.entry.jobs import NightlyResult, local_today, nightly_job
 from liveness.errors import ConfigurationError, LivenessError, RunRefused
 from liveness.policy_files import PolicyModel, load_policy
@@ -104,8 +104,9 @@ def load_schedule_policy(path: Path) -> SchedulePolicy:
 
 def _needs_operator(error: BaseException) -> bool:
     # The engine's own errors (configuration, no roll, no schema) do not heal by waiting; a run
-    # refused because another holds the lock does, and so do database and network failures.
-    return isinstance(error, LivenessError) and not isinstance(error, RunRefused)
+    # refused because another holds the lock does, and so do database and network failures
+    # (a connector's transient one among them).
+    return isinstance(error, LivenessError) and not isinstance(error, RunRefused | RetriableError)
 
 
 def _report(result: NightlyResult) -> None:
@@ -147,7 +148,7 @@ def run_nightly(
         try:
             result = nightly_job(services, as_of=day)
         except Exception as error:  # the one top-level job wrapper: every failure is reported
-            if isinstance(error, LivenessError | ConnectorError):
+            if isinstance(error, LivenessError):
                 logger.error("night as of %s, attempt %d of %d: %s", day, attempt, attempts, error)
             else:
                 logger.exception("night as of %s, attempt %d of %d failed", day, attempt, attempts)

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Float, false, func, or_, select, type_coer
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from liveness.access.service import Forbidden
-from liveness.errors import LivenessError, NotFound
+from liveness.errors import InputInvalid, NotFound
 from liveness.integrity.policy import RULES
 from models import (
     AnswerReview,
@@ -29,11 +29,8 @@ ANSWER_ACTION = "integrity.lead.answer"
 REVIEW_ACTION = "integrity.lead.review"
 
 
-class IntegrityInvalid(LivenessError):
+class IntegrityInvalid(InputInvalid):
     """A query or an order asked for with a value the engine does not know."""
-
-    exit_code = 11
-    http_status = 422
 
 
 def _in_scope(region: str, regions: Sequence[str] | None) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from liveness.access.audit import record_audit
 from liveness.access.service import Forbidden
-from liveness.errors import LivenessError, NotFound
+from liveness.errors import NotFound, StateRefused
 from liveness.evidence.store import EvidenceStore
 from liveness.integrity import rules
 from liveness.integrity.policy import RULES, IntegrityPolicy
@@ -48,11 +48,8 @@ from models import (
 RETURN_REASON_MAX = 500
 
 
-class LeadRefused(LivenessError):
+class LeadRefused(StateRefused):
     """A change to a lead or an order that its state does not allow."""
-
-    exit_code = 8
-    http_status = 409
 
 
 # Long by design: a dispatch over the enabled rules, each fed the frames it needs.

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from liveness.errors import LivenessError, NotFound
+from liveness.errors import NotFound, StateRefused
 from liveness.lists.payment import (
     BenefitTerms,
     Occurrence,
@@ -44,15 +44,13 @@ IN_CHUNK = 500
 CENT = Decimal("0.01")
 
 
-class ApprovalRefused(LivenessError):
+class ApprovalRefused(StateRefused):
     """A decision on a held entry that separation of duties forbids, or on one not waiting.
 
     `why` names the refusal for a page to say in words: `not_waiting`, `own_entry` (the
     operator caused it) or `no_reason` (a rejection without a reason).
     """
 
-    exit_code = 8
-    http_status = 409
     audit_refusal = True
 
     def __init__(self, message: str, *, why: str = "not_waiting") -> None:

@@ -8,15 +8,12 @@ from collections.abc import Sequence
 from sqlalchemy import and_, or_, update
 from sqlalchemy.orm import Session
 
-from liveness.errors import Hidden, LivenessError, NotFound
+from liveness.errors import Hidden, NotFound, StateRefused
 from models import ReviewTask, TaskKind, TaskStatus
 
 
-class ClaimRefused(LivenessError):
+class ClaimRefused(StateRefused):
     """A task someone else holds, or one no longer open."""
-
-    exit_code = 8
-    http_status = 409
 
 
 def no_task(task_id: int) -> str:

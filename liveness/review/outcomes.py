@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from liveness.errors import LivenessError, NotFound
+from liveness.errors import InputInvalid, NotFound, StateRefused
 from models import DeathRecord, RecordStatus, ReviewTask, TaskKind, TaskStatus, VisitOutcome
 
 # A review's `deceased` is kept as a death record of this source, named after its task.
@@ -44,11 +44,8 @@ OUTCOMES_BY_KIND: dict[TaskKind, frozenset[VisitOutcome]] = {
 }
 
 
-class OutcomeInvalid(LivenessError):
+class OutcomeInvalid(InputInvalid):
     """An outcome that cannot be recorded; the message names the field."""
-
-    exit_code = 11
-    http_status = 422
 
 
 def _detail(
@@ -122,11 +119,8 @@ def record_outcome(
     return task
 
 
-class UndoRefused(LivenessError):
+class UndoRefused(StateRefused):
     """An outcome that can no longer be undone, or not by this person; the message says why."""
-
-    exit_code = 8
-    http_status = 409
 
 
 def undo_outcome(

@@ -56,7 +56,7 @@ def test_create_list_revoke(
     assert api.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 200
     assert runner.invoke(clients_app, ["revoke", "gw-1"]).exit_code == 0
     assert api.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 401
-    assert runner.invoke(clients_app, ["revoke", "nobody"]).exit_code == 1
+    assert runner.invoke(clients_app, ["revoke", "nobody"]).exit_code == 13
     get_settings.cache_clear()
     services.engine.dispose()
 
@@ -150,7 +150,7 @@ def test_the_administrator_sets_a_password_and_a_one_time_code(
     unknown = runner.invoke(
         clients_app, ["password", "nobody", "--password-stdin"], input="from a script 9\n"
     )
-    assert unknown.exit_code == 1 and "no API client named 'nobody'" in unknown.output
+    assert unknown.exit_code == 13 and "no API client named 'nobody'" in unknown.output
     now = utcnow()
     with session_scope(services.sessions) as session:
         row = session.query(ClientPassword).one()

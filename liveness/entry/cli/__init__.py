@@ -13,12 +13,19 @@ from rich.console import Console
 from rich.table import Table
 
 from liveness.entry.cli.access import clients_app
-from liveness.entry.cli.boundary import boundary, console, errors, migrated_services, print_json
+from liveness.entry.cli.boundary import (
+    STOPPED_BY_GUARD,
+    boundary,
+    console,
+    errors,
+    migrated_services,
+    print_json,
+)
 from liveness.entry.cli.estimator import classifier_app
 from liveness.entry.cli.evidence import evidence_app
 from liveness.entry.cli.integrity import leads_command, orders_app
 from liveness.entry.cli.scheduler import scheduler_command
-from liveness.errors import ConfigurationError
+from liveness.errors import ConfigurationError, DeliveryRefused
 
 # The core, pandas and SQLAlchemy load inside the command that needs them, so that `--help`
 # starts at once (bench/startup measures it; tests/liveness/test_install.py checks it).
@@ -186,7 +193,7 @@ def ingest(
     else:
         print_delivery_reports(reports)
     if any(report.status == "refused" for report in reports):
-        raise typer.Exit(3)
+        raise typer.Exit(DeliveryRefused.exit_code)
 
 
 @app.command("run")
@@ -225,7 +232,7 @@ def run_command(
             "check the sources (liveness deliveries), then rerun, or rerun with --override-guard",
             highlight=False,
         )
-        raise typer.Exit(7)
+        raise typer.Exit(STOPPED_BY_GUARD)
 
 
 @app.command()

@@ -17,13 +17,19 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from liveness.errors import DeliveryRefused, LivenessError
+from liveness.errors import LivenessError
 
 if TYPE_CHECKING:
     from liveness.services import Services
 
 console = Console()
 errors = Console(stderr=True)
+
+# The exit codes that are no error's `exit_code` (README.md "Exit codes" has them all; Click's
+# usage error is 2): a run's outcome, the scheduler's failed night, the one catch-all.
+STOPPED_BY_GUARD = 7
+NIGHT_FAILED = 14
+INTERNAL_ERROR = 70
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,9 +38,9 @@ R = TypeVar("R")
 def boundary(command: Callable[P, R]) -> Callable[P, R]:
     """Turn engine errors into a readable message and an exit code, never a traceback.
 
-    Each cause has its own code (README.md, "Exit codes"): an engine error its `exit_code`, a
-    connector error that of a refused delivery, a refused option value (`typer.BadParameter`)
-    Click's usage error 2, anything else 70.
+    Each cause has its own code (README.md, "Exit codes"): an engine error (a connector's too)
+    its `exit_code`, a refused option value (`typer.BadParameter`) Click's usage error 2,
+    anything else 70.
     """
 
     @functools.wraps(command)
@@ -45,9 +51,6 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             # soft wrap: the message stays one line, whatever the terminal's width
             errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
-        except _connector_errors() as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False)
-            raise typer.Exit(DeliveryRefused.exit_code) from None
         except (typer.Exit, typer.Abort, typer.BadParameter, KeyboardInterrupt):
             # Click's own: an option value a command refuses is a usage error, exit 2.
             raise
@@ -61,18 +64,9 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
                 "set LIVENESS_DEBUG=1 to see the traceback",
                 highlight=False,
             )
-            raise typer.Exit(70) from None
+            raise typer.Exit(INTERNAL_ERROR) from None
 
     return wrapper
-
-
-def _connector_errors() -> tuple[type[Exception], ...]:
-    """Return the connectors' error class once they are loaded (none before: nothing raised one).
-
-    The connectors package imports pandas; the boundary must not, or every command would.
-    """
-    module = sys.modules.get("connectors.errors")
-    return () if module is None else (module.ConnectorError,)
 
 
 def migrated_services() -> Services:

@@ -16,14 +16,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from liveness.entry.cli.boundary import migrated_services
+from liveness.entry.cli.boundary import NIGHT_FAILED, STOPPED_BY_GUARD, migrated_services
+from liveness.errors import DeliveryRefused
 
 console = Console()
 errors = Console(stderr=True)
-
-EXIT_FAILED = 1
-EXIT_REFUSED_DELIVERY = 3
-EXIT_STOPPED_BY_GUARD = 7
 
 
 @contextmanager
@@ -80,17 +77,17 @@ def scheduler_command(
             )
             if result is None:
                 errors.print("[bold red]the night failed:[/] see the log above", highlight=False)
-                raise typer.Exit(EXIT_FAILED)
+                raise typer.Exit(NIGHT_FAILED)
             if result.run_status == RunStatus.STOPPED_BY_GUARD:
-                raise typer.Exit(EXIT_STOPPED_BY_GUARD)
+                raise typer.Exit(STOPPED_BY_GUARD)
             if result.run_status != RunStatus.PUBLISHED:
-                raise typer.Exit(EXIT_FAILED)
+                raise typer.Exit(NIGHT_FAILED)
             console.print(
                 f"night as of {result.as_of}: run {result.run_id} published, "
                 f"{len(result.deliveries)} deliveries, {result.refused} refused"
             )
             if result.refused:
-                raise typer.Exit(EXIT_REFUSED_DELIVERY)
+                raise typer.Exit(DeliveryRefused.exit_code)
             return
         scheduler = build_scheduler(services, policy=policy)
         job = scheduler.get_job(JOB_ID)

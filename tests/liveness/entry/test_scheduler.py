@@ -282,7 +282,7 @@ def test_run_now_without_a_schema_says_to_migrate(cli_env: dict[str, str]) -> No
 def test_run_now_without_a_roll_fails_with_a_clear_message(cli_env: dict[str, str]) -> None:
     migrate(cli_env)
     code, output = invoke_cli(cli_env, "scheduler", "--run-now")
-    assert code == 1
+    assert code == 14
     assert "the benefit roll is empty: ingest the registry source first" in output
     assert "not retried" in output and "the night failed" in output
 

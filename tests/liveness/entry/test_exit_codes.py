@@ -1,0 +1,92 @@
+"""The command line's exit codes: one per cause, each in README.md's table."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from connectors import ConfigError, FatalError, MissingColumns, RetriableError, UndecodableFile
+from liveness.access import ClientInvalid, Forbidden, Unauthenticated
+from liveness.entry.cli.boundary import INTERNAL_ERROR, NIGHT_FAILED, STOPPED_BY_GUARD, boundary
+from liveness.errors import (
+    ConfigurationError,
+    DeliveryRefused,
+    Hidden,
+    InputInvalid,
+    LivenessError,
+    NotFound,
+    RollMissing,
+    RunRefused,
+    SchemaOutdated,
+    StateRefused,
+)
+from liveness.estimator.dataset import EstimatorError
+from liveness.lists.service import ApprovalRefused
+from tests.liveness.conftest import invoke_cli
+from tests.liveness.test_errors import engine_errors, readme_table
+
+USAGE = 2  # Click's own, for a command line that does not parse
+
+
+def exit_code_of(error: BaseException) -> int:
+    """Return the exit code of a command, behind the boundary, that raises `error`."""
+    app = typer.Typer()
+
+    @app.command()
+    @boundary
+    def fails() -> None:
+        raise error
+
+    result = CliRunner().invoke(app, [])
+    assert "Traceback" not in result.output
+    return result.exit_code
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (LivenessError("no code of its own"), 1),
+        (typer.BadParameter("not a month"), USAGE),
+        (DeliveryRefused("refused"), 3),
+        (UndecodableFile("t.csv", encoding="utf-8", offset=3, detail="bad byte"), 3),
+        (MissingColumns("t.csv", source="transit", columns=["card_no"]), 3),
+        (RetriableError("time-out", origin="db"), 3),
+        (FatalError("no table", origin="db"), 3),
+        (RollMissing("no roll"), 4),
+        (RunRefused("locked"), 5),
+        (SchemaOutdated("migrate"), 6),
+        (StateRefused("claimed"), 8),
+        (ApprovalRefused("own entry", why="own_entry"), 8),
+        (Unauthenticated("no token"), 9),
+        (Forbidden("not your grid"), 9),
+        (ConfigurationError("bad setting"), 10),
+        (ConfigError("must be a table", source="transit"), 10),
+        (InputInvalid("bad value"), 11),
+        (ClientInvalid("no grid"), 11),
+        (EstimatorError("too few deaths"), 12),
+        (NotFound("no run 7"), 13),
+        (Hidden("no run 7"), 13),
+        (RuntimeError("a bug"), INTERNAL_ERROR),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+def test_the_boundary_exits_with_the_code_of_the_cause(error: BaseException, code: int) -> None:
+    """Each error leaves the command with its cause's code, a connector's as any engine error's."""
+    assert exit_code_of(error) == code
+
+
+def test_the_readme_table_holds_every_exit_code_and_no_other() -> None:
+    """One table, every code: each error's, Click's usage error, and the boundary's own."""
+    own = {USAGE, STOPPED_BY_GUARD, NIGHT_FAILED, INTERNAL_ERROR}
+    errors = {error.exit_code for error in engine_errors()}
+    assert not own & errors, "a code of the boundary's is no error's"
+    assert set(readme_table()) == own | errors
+
+
+def test_an_object_not_found_exits_13(cli_env: dict[str, str]) -> None:
+    """`liveness clients revoke` of a client that does not exist: NotFound's own code."""
+    assert invoke_cli(cli_env, "db", "upgrade")[0] == 0
+    code, output = invoke_cli(cli_env, "clients", "revoke", "nobody")
+    assert code == 13
+    assert "no API client named 'nobody'" in output
