@@ -12,10 +12,12 @@ newlines embedded in quoted fields of earlier records. For Parquet the line is r
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -377,14 +379,34 @@ def _all_empty(table: pa.Table) -> np.ndarray:
 # ---------------------------------------------------------------------------- JSON Lines
 
 
-def _json_text(value: Any) -> str | None:
+def value_text(value: Any) -> str | None:
+    """Return one value as the text a file would carry (None for NULL).
+
+    JSON Lines values, and those of a database or an API (connectors.transport), alike.
+    """
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, float):
         return repr(value)
-    return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.hex()
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return str(value)
 
 
 def _open_jsonl(
@@ -457,7 +479,7 @@ def _jsonl_chunk(lines: list[str], first_line: int) -> RawChunk:
             col = columns.get(key)
             if col is None:
                 col = columns[key] = [None] * n
-            col.append(_json_text(value))
+            col.append(value_text(value))
         kept.append(line)
         good_lines.append(first_line + i)
         for col in columns.values():

@@ -31,7 +31,13 @@ import pyarrow as pa
 from connectors.base import Connector
 from connectors.errors import FatalError, RetriableError
 from connectors.files import RawChunk
-from connectors.transport import Page, Pull, check_delivered_columns, rows_chunk, text_column
+from connectors.transport import (
+    Page,
+    PagedTransport,
+    check_delivered_columns,
+    rows_chunk,
+    text_column,
+)
 
 __all__ = ["HttpTransport"]
 
@@ -40,8 +46,8 @@ _EXCERPT = 200
 _RETRY_STATUS = frozenset({408, 429})
 
 
-class HttpTransport:
-    """Pull a source's records from a paged JSON API, following its cursor."""
+class HttpTransport(PagedTransport):
+    """Pull a source's records from a paged JSON API, following its cursor (after the watermark)."""
 
     def __init__(
         self,
@@ -65,6 +71,7 @@ class HttpTransport:
             raise ValueError("max_retries must not be negative")
         self.url = url
         self.page_size = page_size
+        self.batch_rows = page_size  # a page is one chunk, so one batch
         self.cursor_param = cursor_param
         self.limit_param = limit_param
         self.records_key = records_key
@@ -80,16 +87,6 @@ class HttpTransport:
     def __repr__(self) -> str:
         # the token stays out of reprs, so out of logs and tracebacks
         return f"HttpTransport(url={self.url!r}, token={'***' if self._token else None})"
-
-    def pull(self, connector: Connector, *, watermark: str | None) -> Pull:
-        """Start reading the records after ``watermark`` (all records when None)."""
-        return Pull(
-            origin=self.origin,
-            connector=connector,
-            pages=self._pages(connector, watermark),
-            watermark=watermark,
-            batch_rows=self.page_size,
-        )
 
     def _pages(self, connector: Connector, watermark: str | None) -> Iterator[Page]:
         # trust_env off: proxies and certificates come from an injected client, not from env

@@ -36,7 +36,13 @@ from sqlalchemy.types import NullType
 
 from connectors.base import Connector
 from connectors.errors import ConnectorError, FatalError, RetriableError
-from connectors.transport import Page, Pull, check_delivered_columns, rows_chunk, text_column
+from connectors.transport import (
+    Page,
+    PagedTransport,
+    check_delivered_columns,
+    rows_chunk,
+    text_column,
+)
 
 __all__ = ["SqlTransport", "safe_url"]
 
@@ -49,8 +55,11 @@ _TRANSIENT = (
 )
 
 
-class SqlTransport:
-    """Pull a source's rows from one table, streamed in batches, incremental on a cursor."""
+class SqlTransport(PagedTransport):
+    """Pull a source's rows from one table, streamed in batches, incremental on a cursor.
+
+    A pull reads the rows at or after the watermark (all rows when None).
+    """
 
     def __init__(
         self,
@@ -69,16 +78,6 @@ class SqlTransport:
         self.batch_rows = batch_rows
         self.engine = engine
         self.origin = f"sql:{table}@{safe_url(url)}"
-
-    def pull(self, connector: Connector, *, watermark: str | None) -> Pull:
-        """Start reading the rows at or after ``watermark`` (all rows when None)."""
-        return Pull(
-            origin=self.origin,
-            connector=connector,
-            pages=self._pages(connector, watermark),
-            watermark=watermark,
-            batch_rows=self.batch_rows,
-        )
 
     def _pages(self, connector: Connector, watermark: str | None) -> Iterator[Page]:
         engine = self.engine

@@ -1,19 +1,19 @@
-"""What the SQL and HTTP transports share: the ``Pull`` and the conversion of values to text.
+"""What the SQL and HTTP transports share: their base, the ``Pull``, values turned into text.
 
 A pull hands raw chunks to ``Connector.read_chunks``, so rows from a database or an API go
 through the same mapping, validation and quarantine as rows from a file. Values are turned
 into the text a file would have carried: timestamps ISO 8601 (naive stays naive, which the
 connector reads as local time; aware is written in UTC with ``Z``), dates ``YYYY-MM-DD``,
-booleans ``true``/``false``, numbers as written, NULL as null. A row's "line" is its 1-based
-ordinal within the pull; its raw text is the row as compact JSON.
+booleans ``true``/``false``, numbers as written, NULL as null: each value as a JSON Lines file
+gives it (``connectors.files.value_text``). A row's "line" is its 1-based ordinal within the
+pull; its raw text is the row as compact JSON.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,16 @@ import pyarrow.compute as pc
 
 from connectors.base import Batch, Connector
 from connectors.errors import MissingColumns
-from connectors.files import RawChunk
+from connectors.files import RawChunk, value_text
 
-__all__ = ["Pull", "check_delivered_columns", "rows_chunk", "text_column", "value_text"]
+__all__ = [
+    "PagedTransport",
+    "Pull",
+    "check_delivered_columns",
+    "rows_chunk",
+    "text_column",
+    "value_text",
+]
 
 # a chunk and the watermark that holds once every row of it has been handed over
 Page = tuple[RawChunk, str | None]
@@ -79,6 +86,31 @@ class Pull:
                 if i == len(batches) - 1 and watermark is not None:
                     self._watermark = watermark
                 yield batch
+
+
+class PagedTransport(ABC):
+    """A source read in pages from a database or an API; ``pull`` streams them as batches.
+
+    A transport sets ``origin`` (where it reads, named in its errors) and ``batch_rows`` and
+    yields its pages, each with the watermark that holds once it is handed over.
+    """
+
+    origin: str
+    batch_rows: int
+
+    def pull(self, connector: Connector, *, watermark: str | None) -> Pull:
+        """Start reading where ``watermark`` leaves off (everything when None)."""
+        return Pull(
+            origin=self.origin,
+            connector=connector,
+            pages=self._pages(connector, watermark),
+            watermark=watermark,
+            batch_rows=self.batch_rows,
+        )
+
+    @abstractmethod
+    def _pages(self, connector: Connector, watermark: str | None) -> Iterator[Page]:
+        """Yield each page as a raw chunk with the watermark after it."""
 
 
 def check_delivered_columns(connector: Connector, *, origin: str, columns: Sequence[str]) -> None:
@@ -154,30 +186,3 @@ def _timestamp_text(values: pa.Array) -> pa.Array:
     # "YYYY-MM-DD HH:MM:SS[.ffffff]"
     text = pc.replace_substring(pc.cast(values, pa.string()), " ", "T", max_replacements=1)
     return pc.binary_join_element_wise(text, "Z", "") if t.tz is not None else text
-
-
-def value_text(value: Any) -> str | None:
-    """Return one value as the text a file would carry (None for NULL)."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | Decimal):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
-        return value.isoformat()
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        data = bytes(value)
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            return data.hex()
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    return str(value)

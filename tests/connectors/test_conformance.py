@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors import SOURCES, Batch, Connector, SourceConfig, get_connector
+from connectors import SOURCES, Batch, Connector, Pull, SourceConfig, get_connector
 
 ID_A = "11010519491231002X"
 ID_B = "330702198001011237"  # wrong check character: kept, status bad_check
@@ -120,12 +121,24 @@ def write_delivery(
     return target
 
 
-def read_all(connector: Connector, path: Path, **options: object) -> Batch:
-    """Read a delivery and concatenate its batches."""
-    batches = list(connector.read(path, **options))  # type: ignore[arg-type]
+def concatenated(batches: Iterable[Batch]) -> Batch:
+    """Return batches as one; no batch at all gives empty frames."""
+    batches = list(batches)
+    if not batches:
+        return Batch(pd.DataFrame(), pd.DataFrame(), 0)
     rows = pd.concat([b.rows for b in batches], ignore_index=True)
     quarantined = pd.concat([b.quarantined for b in batches], ignore_index=True)
     return Batch(rows, quarantined, sum(b.rows_read for b in batches))
+
+
+def read_all(connector: Connector, path: Path, **options: object) -> Batch:
+    """Read a delivery and concatenate its batches."""
+    return concatenated(connector.read(path, **options))  # type: ignore[arg-type]
+
+
+def collect(pull: Pull) -> Batch:
+    """Read a SQL or HTTP pull to its end and concatenate its batches."""
+    return concatenated(pull.batches)
 
 
 def connector_for(name: str) -> Connector:

@@ -18,14 +18,18 @@ import pytest
 
 from connectors import (
     SOURCES,
-    Batch,
     FatalError,
     HttpTransport,
     MissingColumns,
-    Pull,
     RetriableError,
 )
-from tests.connectors.test_conformance import SAMPLES, connector_for, read_all, write_delivery
+from tests.connectors.test_conformance import (
+    SAMPLES,
+    collect,
+    connector_for,
+    read_all,
+    write_delivery,
+)
 
 URL = "https://api.example.org/v1/transit"
 TOKEN = "tok-5ecret-value"
@@ -87,15 +91,6 @@ def transport(
 
 def _no_sleep(seconds: float) -> None:
     raise AssertionError(f"unexpected sleep of {seconds}s")
-
-
-def collect(pull: Pull) -> Batch:
-    batches = list(pull.batches)
-    if not batches:
-        return Batch(pd.DataFrame(), pd.DataFrame(), 0)
-    rows = pd.concat([b.rows for b in batches], ignore_index=True)
-    quarantined = pd.concat([b.quarantined for b in batches], ignore_index=True)
-    return Batch(rows, quarantined, sum(b.rows_read for b in batches))
 
 
 # --------------------------------------------------------------------------- conformance

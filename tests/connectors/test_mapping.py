@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from connectors import (
     SOURCES,
+    Batch,
     ConfigError,
     SourceConfig,
     UndecodableFile,
@@ -119,12 +120,17 @@ def test_bad_config_names_source_and_key(tmp_path: Path, toml: str, match: str) 
         load_source_configs(path)
 
 
+def _read_csv(tmp_path: Path, source: str, text: str) -> Batch:
+    """Write a UTF-8 CSV delivery of a source and read it with the default configuration."""
+    path = tmp_path / f"{source}.csv"
+    path.write_text(text, encoding="utf-8")
+    return read_all(connector_for(source), path)
+
+
 def _transit(tmp_path: Path, *stamps: str) -> pd.DataFrame:
     lines = ["record_id,card_no,tapped_at,city_code"]
     lines += [f"t{i},C,{s},330702" for i, s in enumerate(stamps)]
-    path = tmp_path / "t.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    got = read_all(connector_for("transit"), path)
+    got = _read_csv(tmp_path, "transit", "\n".join(lines) + "\n")
     assert got.quarantined.empty, got.quarantined.to_dict("records")
     return got.rows
 
@@ -155,17 +161,16 @@ def test_timestamp_offsets_are_honoured(tmp_path: Path) -> None:
 
 
 def test_value_kinds(tmp_path: Path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text(
+    got = _read_csv(
+        tmp_path,
+        "transit",
         "record_id,card_no,tapped_at,city_code,mode,face_match,correction\n"
         "t1, C1 ,2025-01-01 08:00:00,330702,Bus,是,\n"
         "t2,C2,2025-01-01 08:00:00,330702,metro,F,no\n"
         "t3,C3,2025-01-01 08:00:00,330702,tram,true,\n"
         "t4,,2025-01-01 08:00:00,330702,bus,,\n"
         "t5,C5,,330702,bus,,\n",
-        encoding="utf-8",
     )
-    got = read_all(connector_for("transit"), path)
     rows = got.rows
     assert rows["card_no"].tolist() == ["C1", "C2"]
     assert rows["mode"].tolist() == ["bus", "metro"]
@@ -179,14 +184,13 @@ def test_value_kinds(tmp_path: Path) -> None:
 
 
 def test_decimal_rejects_non_numbers(tmp_path: Path) -> None:
-    path = tmp_path / "x.csv"
-    path.write_text(
+    got = _read_csv(
+        tmp_path,
+        "card_txn",
         "record_id,card_no,txn_at,channel,amount\n"
         "x1,C,2025-01-01 08:00:00,atm,12.50\nx2,C,2025-01-01 08:00:00,atm,NaN\n"
         "x3,C,2025-01-01 08:00:00,atm,12元\nx4,C,2025-01-01 08:00:00,atm,-3\n",
-        encoding="utf-8",
     )
-    got = read_all(connector_for("card_txn"), path)
     # An amount is money: exact to the fen, and never negative (a card use of no money is 0).
     assert got.rows["amount"].tolist() == [Decimal("12.50")]
     assert got.quarantined["line"].tolist() == [3, 4, 5]

@@ -23,14 +23,19 @@ from connectors import (
     Connector,
     FatalError,
     MissingColumns,
-    Pull,
     RetriableError,
     SourceConfig,
     SqlTransport,
     get_connector,
 )
 from connectors.transport import text_column
-from tests.connectors.test_conformance import SAMPLES, connector_for, read_all, write_delivery
+from tests.connectors.test_conformance import (
+    SAMPLES,
+    collect,
+    connector_for,
+    read_all,
+    write_delivery,
+)
 
 POSTGRES_URL = os.environ.get(
     "LIVENESS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -151,15 +156,6 @@ def typed_value(kind: str, text: str, *, aware: bool, backend: str) -> Any:
         value = value.replace(tzinfo=LOCAL)  # SOURCES.md: no offset means Asia/Shanghai
     # a naive database timestamp holds local time
     return value if aware else value.astimezone(LOCAL).replace(tzinfo=None)
-
-
-def collect(pull: Pull) -> Batch:
-    batches = list(pull.batches)
-    if not batches:
-        return Batch(pd.DataFrame(), pd.DataFrame(), 0)
-    rows = pd.concat([b.rows for b in batches], ignore_index=True)
-    quarantined = pd.concat([b.quarantined for b in batches], ignore_index=True)
-    return Batch(rows, quarantined, sum(b.rows_read for b in batches))
 
 
 def transport(db: tuple[str, sa.Engine], table: str, **options: Any) -> SqlTransport:

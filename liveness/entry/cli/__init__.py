@@ -445,6 +445,13 @@ def _whole(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+# What a deceased or a moved_away outcome needs, recorded or corrected alike.
+DiedOnOption = Annotated[
+    dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="For deceased.")
+]
+NewRegionOption = Annotated[str | None, typer.Option(help="For moved_away: the new region.")]
+
+
 @tasks_app.command("outcome")
 @boundary
 def task_outcome(
@@ -454,10 +461,8 @@ def task_outcome(
     on: Annotated[
         dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day of the review.")
     ] = None,
-    died_on: Annotated[
-        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="For deceased.")
-    ] = None,
-    region: Annotated[str | None, typer.Option(help="For moved_away: the new region.")] = None,
+    died_on: DiedOnOption = None,
+    region: NewRegionOption = None,
     note: Annotated[str | None, typer.Option(help="A note for the file.")] = None,
 ) -> None:
     """Record a review's outcome; the next run applies it (certifies, suspends, reinstates)."""
@@ -488,10 +493,8 @@ def task_correct(
     on: Annotated[
         dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day of the correction.")
     ] = None,
-    died_on: Annotated[
-        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="For deceased.")
-    ] = None,
-    region: Annotated[str | None, typer.Option(help="For moved_away: the new region.")] = None,
+    died_on: DiedOnOption = None,
+    region: NewRegionOption = None,
 ) -> None:
     """Correct a recorded outcome on record; a corrected `deceased` withdraws its death."""
     from liveness.access.audit import record_audit
