@@ -1,8 +1,9 @@
 """The engine's error hierarchy: one root, subclasses carry context.
 
 Every error the engine reports derives from LivenessError; the CLI boundary exits with its
-`exit_code`, the API answers its `http_status`. Exit code in brackets: each cause has its own
-(README.md "Exit codes" lists every code, tests/liveness/test_errors.py holds both to this tree).
+`exit_code`, the API answers its `http_status`. Exit code in brackets: each cause that reaches
+the command line has its own (README.md "Exit codes" lists every code;
+tests/liveness/test_errors.py holds both to this tree).
 
 This module is a leaf that imports nothing: the connectors, below the core, import it for the
 root (the one import of the core tests/test_layers.py allows them).
@@ -36,8 +37,9 @@ LivenessError [1]               the root; its code only for an error that declar
 ├── NotFound [13]               a referenced object does not exist
 │   └── Hidden [13]             one outside the caller's scope, answered exactly as absent
 ├── ViewInvalid [1]             (views.queue) a query a view cannot answer; only the API asks
+│                               one (422), no command: no code of its own yet
 └── CityTooSmall [1]            (simulate.integrity) a simulated city too small for its
-                                anomalies; the demo catches it and goes on
+                                anomalies; the demo catches it and goes on: no code of its own
 
 Outside the root: api.web.pages.SignInRequired (not an error: it sends the browser to the
 sign-in page) and api.web.i18n.MessagesInvalid (the shipped messages.toml lacks a language).
