@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session
 
 from liveness.db import make_engine
@@ -17,24 +17,34 @@ from liveness.evidence import roll as roll_module
 from liveness.evidence.roll import ROLL_FORMAT, kept_roll, roll_frame
 from liveness.migrate import upgrade
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
+from tests.liveness.evidence.test_snapshot import person as add_person
 
 
 def person(session: Session, ref: str, grid: str = "G1", amount: str = "100.00") -> Person:
     """Add a person drawing one benefit."""
-    row = Person(
-        person_ref=ref, id_number=f"N{ref}", id_status="valid", name="张", sex="F",
-        birth_date=dt.date(1950, 1, 1), region_code="330102", grid_code=grid,
-    )  # fmt: skip
-    session.add(row)
-    session.flush()
-    session.add(
-        Benefit(
-            person_id=row.id, benefit_type="enterprise_pension", monthly_amount=Decimal(amount),
-            benefit_start=dt.date(2010, 1, 1), status=BenefitStatus.ACTIVE,
-        )
-    )  # fmt: skip
-    session.flush()
-    return row
+    person_id = add_person(session, ref, grid, ("enterprise_pension", amount, "active"))
+    return session.get_one(Person, person_id)
+
+
+def keep_a_roll_of_a_b_and_twenty(engine: Engine) -> tuple[int, int]:
+    """Migrate, add A, B and 20 others, and keep their roll; return A's and B's ids."""
+    upgrade(engine)
+    with Session(engine) as session, session.begin():
+        first, second = person(session, "A").id, person(session, "B").id
+        for n in range(20):  # a roll large enough for re-reading two persons, not all
+            person(session, f"P{n}")
+    with Session(engine) as session, session.begin():
+        kept_roll(session, keep=True)
+    return first, second
+
+
+def assert_the_next_run_keeps_both_moves(engine: Engine) -> None:
+    """Assert the next run keeps what a full read finds: A moved to G2, B to G3."""
+    with Session(engine) as session, session.begin():
+        after = kept_roll(session, keep=True)
+        pd.testing.assert_frame_equal(after, roll_frame(session))
+    grids = after.set_index("person_ref")["grid_code"]
+    assert (grids["A"], grids["B"]) == ("G2", "G3")
 
 
 def changes(session: Session) -> int:
@@ -138,13 +148,7 @@ def test_a_change_committed_while_a_run_reads_is_read_by_the_next(
     backend_name: str, database_url_factory: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = make_engine(database_url_factory(backend_name))
-    upgrade(engine)
-    with Session(engine) as session, session.begin():
-        first, second = person(session, "A").id, person(session, "B").id
-        for n in range(20):  # a roll large enough for re-reading two persons, not all
-            person(session, f"P{n}")
-    with Session(engine) as session, session.begin():
-        kept_roll(session, keep=True)
+    first, second = keep_a_roll_of_a_b_and_twenty(engine)
     with Session(engine) as session, session.begin():
         session.execute(update(Person).where(Person.id == first).values(grid_code="G2"))
     # The next run re-reads A; meanwhile another transaction moves B and commits.
@@ -170,11 +174,7 @@ def test_a_change_committed_while_a_run_reads_is_read_by_the_next(
     assert moved  # B moved while the run read
     grids = during.set_index("person_ref")["grid_code"]
     assert (grids["A"], grids["B"]) == ("G2", "G1")
-    with Session(engine) as session, session.begin():
-        after = kept_roll(session, keep=True)
-        pd.testing.assert_frame_equal(after, roll_frame(session))
-    grids = after.set_index("person_ref")["grid_code"]
-    assert (grids["A"], grids["B"]) == ("G2", "G3")
+    assert_the_next_run_keeps_both_moves(engine)
     engine.dispose()
 
 
@@ -183,13 +183,7 @@ def test_a_change_logged_before_the_run_but_committed_after_it_is_not_lost(
 ) -> None:
     # PostgreSQL only: SQLite runs one writer at a time, so its log ids follow commit order.
     engine = make_engine(database_url_factory("postgresql"))
-    upgrade(engine)
-    with Session(engine) as session, session.begin():
-        first, second = person(session, "A").id, person(session, "B").id
-        for n in range(20):
-            person(session, f"P{n}")
-    with Session(engine) as session, session.begin():
-        kept_roll(session, keep=True)
+    first, second = keep_a_roll_of_a_b_and_twenty(engine)
     # B's move takes the lower log id but commits last, after A's move and the run's read.
     slow = Session(engine)
     slow.begin()
@@ -214,9 +208,5 @@ def test_a_change_logged_before_the_run_but_committed_after_it_is_not_lost(
     monkeypatch.undo()
     slow.close()
     assert committed  # B's move committed after the run's read
-    with Session(engine) as session, session.begin():
-        after = kept_roll(session, keep=True)
-        pd.testing.assert_frame_equal(after, roll_frame(session))
-    grids = after.set_index("person_ref")["grid_code"]
-    assert (grids["A"], grids["B"]) == ("G2", "G3")
+    assert_the_next_run_keeps_both_moves(engine)
     engine.dispose()
