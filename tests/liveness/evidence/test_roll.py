@@ -38,6 +38,31 @@ def keep_a_roll_of_a_b_and_twenty(engine: Engine) -> tuple[int, int]:
     return first, second
 
 
+def move(engine: Engine, person_id: int, grid: str) -> None:
+    """Move a person to another grid in a transaction of its own."""
+    with Session(engine) as session, session.begin():
+        session.execute(update(Person).where(Person.id == person_id).values(grid_code=grid))
+
+
+def after_the_reread(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> list[bool]:
+    """Do `action` as soon as a run has re-read the changed persons; return a list it marks."""
+    reread = roll_module._reread
+    done: list[bool] = []
+
+    def reread_then_act(session: Session, persons: Any) -> pd.DataFrame:
+        found = reread(session, persons)
+        action()
+        done.append(True)
+        return found
+
+    monkeypatch.setattr(roll_module, "_reread", reread_then_act)
+    # Re-read however many persons look changed: on a busy PostgreSQL cluster the mark is
+    # conservative (any older transaction of any database holds it back), and a full read
+    # would skip the moment these tests are about.
+    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)
+    return done
+
+
 def assert_the_next_run_keeps_both_moves(engine: Engine) -> None:
     """Assert the next run keeps what a full read finds: A moved to G2, B to G3."""
     with Session(engine) as session, session.begin():
@@ -149,25 +174,9 @@ def test_a_change_committed_while_a_run_reads_is_read_by_the_next(
 ) -> None:
     engine = make_engine(database_url_factory(backend_name))
     first, second = keep_a_roll_of_a_b_and_twenty(engine)
-    with Session(engine) as session, session.begin():
-        session.execute(update(Person).where(Person.id == first).values(grid_code="G2"))
+    move(engine, first, "G2")
     # The next run re-reads A; meanwhile another transaction moves B and commits.
-    reread = roll_module._reread
-
-    moved = []
-
-    def reread_while_b_moves(session: Session, persons: Any) -> pd.DataFrame:
-        found = reread(session, persons)
-        with Session(engine) as other, other.begin():
-            other.execute(update(Person).where(Person.id == second).values(grid_code="G3"))
-        moved.append(True)
-        return found
-
-    monkeypatch.setattr(roll_module, "_reread", reread_while_b_moves)
-    # Re-read however many persons look changed: on a busy PostgreSQL cluster the mark is
-    # conservative (any older transaction of any database holds it back), and a full read
-    # would skip the moment this test is about.
-    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)
+    moved = after_the_reread(monkeypatch, lambda: move(engine, second, "G3"))
     with Session(engine) as session, session.begin():
         during = kept_roll(session, keep=True)
     monkeypatch.undo()
@@ -189,20 +198,8 @@ def test_a_change_logged_before_the_run_but_committed_after_it_is_not_lost(
     slow.begin()
     slow.execute(update(Person).where(Person.id == second).values(grid_code="G3"))
     slow.flush()
-    with Session(engine) as session, session.begin():
-        session.execute(update(Person).where(Person.id == first).values(grid_code="G2"))
-    reread = roll_module._reread
-
-    committed = []
-
-    def reread_then_commit_b(session: Session, persons: Any) -> pd.DataFrame:
-        found = reread(session, persons)
-        slow.commit()
-        committed.append(True)
-        return found
-
-    monkeypatch.setattr(roll_module, "_reread", reread_then_commit_b)
-    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)  # as above: always re-read
+    move(engine, first, "G2")
+    committed = after_the_reread(monkeypatch, slow.commit)
     with Session(engine) as session, session.begin():
         kept_roll(session, keep=True)
     monkeypatch.undo()
