@@ -20,28 +20,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.child import measure_in_child, peak_rss_mb
 from liveness.evidence.records.index import RecordIndex
 
-REPO = Path(__file__).resolve().parents[2]
 BATCH = 1_000_000
 # The stored records come from seeds 1000 * delivery + batch; a checked batch from a seed of
 # its own each time: a check leaves its records in the filter (as a rolled-back delivery would).
 NEW_SEED = 10**9 + time.time_ns() % 10**9
-
-
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _manifest(folder: Path, deliveries: int) -> dict[str, Path]:
@@ -79,7 +70,7 @@ def build(folder: Path, *, records: int, delivery: int) -> dict[str, float]:
 
 def child(kind: str, folder: Path, deliveries: int) -> dict[str, float]:
     """Run one measurement on the built index."""
-    baseline = _peak_rss_mb()
+    baseline = peak_rss_mb()
     manifest = _manifest(folder, deliveries)
     if kind == "naive":
         began = time.perf_counter()
@@ -92,11 +83,11 @@ def child(kind: str, folder: Path, deliveries: int) -> dict[str, float]:
         at = np.minimum(np.searchsorted(every, ordered), every.size - 1)
         found = int((every[at] == ordered).sum())
         return {"load_s": loaded, "check_s": time.perf_counter() - began, "found": found,
-                "baseline_mb": baseline, "peak_mb": _peak_rss_mb()}  # fmt: skip
+                "baseline_mb": baseline, "peak_mb": peak_rss_mb()}  # fmt: skip
     began = time.perf_counter()
     index = RecordIndex.open(folder / "index", source="transit", manifest=manifest)
     opened = time.perf_counter() - began
-    open_mb = _peak_rss_mb()
+    open_mb = peak_rss_mb()
     hashes, contents = _batch(NEW_SEED)
     if kind == "redeliveries":
         # 1% of the batch stored before: the first records of the first delivery, half changed
@@ -111,19 +102,14 @@ def child(kind: str, folder: Path, deliveries: int) -> dict[str, float]:
     return {
         "open_s": opened, "check_s": checked, "open_peak_mb": open_mb,
         "redelivered": int(verdict.redelivered.sum()), "conflicts": int(verdict.conflict.sum()),
-        "baseline_mb": baseline, "peak_mb": _peak_rss_mb(),
+        "baseline_mb": baseline, "peak_mb": peak_rss_mb(),
         "bloom_mb": index.bloom.words.nbytes / 1e6,
     }  # fmt: skip
 
 
 def measure(*args: str) -> dict[str, float]:
     """Run one measurement in a fresh interpreter and return its figures."""
-    command = [sys.executable, "-m", "bench.ingest.records", "--measure", *args]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"measurement {args} failed:\n{done.stderr}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return measure_in_child("bench.ingest.records", *args)
 
 
 def run(*, records: int, delivery: int, workdir: Path) -> dict[str, float]:

@@ -23,6 +23,8 @@ from bench.ingest.run import (
     REGISTRY_COLUMNS,
     _key_values,
     _services,
+    add_size_arguments,
+    persons_of,
     registry_chunk,
     write_csv,
     write_register,
@@ -89,16 +91,10 @@ def run(*, rows: int, persons: int, workdir: Path, seed: int, compact: bool) -> 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     parser = argparse.ArgumentParser(prog="python -m bench.ingest.relink", description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="taps delivered early")
-    parser.add_argument(
-        "--persons", type=int, default=None,
-        help="persons on the roll (default: rows / 10, at most 1,000,000, at least 1,000)",
-    )  # fmt: skip
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the data here")
-    parser.add_argument("--seed", type=int, default=20250301)
+    add_size_arguments(parser, rows=1_000_000, rows_help="taps delivered early")
     parser.add_argument("--compact", action="store_true", help="compact before the cards")
     args = parser.parse_args(argv)
-    persons = args.persons or min(1_000_000, max(1_000, args.rows // 10))
+    persons = persons_of(args)
     options = {"rows": args.rows, "persons": persons, "seed": args.seed, "compact": args.compact}
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from bench.child import measure_in_child, peak_rss_mb
 
 if TYPE_CHECKING:
     from liveness.services import Services
@@ -313,25 +313,12 @@ def prepare_database(workdir: Path, *, registry: Path, cards: Path) -> Path:
     return database
 
 
-def _peak_rss_mb() -> float:
-    """Return this process's peak resident set size in MB (VmHWM)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child_connector(path: Path) -> dict[str, float]:
     """Read ``path`` through the transit connector, consuming every batch."""
     from connectors import get_connector, load_source_configs
 
     connector = get_connector("transit", load_source_configs(CONFIG_DIR / "sources.toml"))
-    baseline = _peak_rss_mb()
+    baseline = peak_rss_mb()
     began, cpu = time.perf_counter(), time.process_time()
     rows = quarantined = 0
     for batch in connector.read(path):
@@ -341,26 +328,31 @@ def child_connector(path: Path) -> dict[str, float]:
     return {
         "rows": rows, "quarantined": quarantined, "seconds": seconds,
         "cpu_seconds": time.process_time() - cpu,
-        "baseline_mb": baseline, "peak_mb": _peak_rss_mb(),
+        "baseline_mb": baseline, "peak_mb": peak_rss_mb(),
     }  # fmt: skip
 
 
-def child_ingest(path: Path, database: Path, evidence: Path) -> dict[str, float]:
-    """Ingest ``path`` as a transit delivery into a committed transaction."""
+def _timed_ingest(services: Services, path: Path) -> dict[str, float]:
+    """Ingest ``path`` as a transit delivery; return its counts, times and memory."""
     from liveness.ingest.runner import ingest_paths
 
-    services = _services(database, evidence)
-    services.require_schema()
-    baseline = _peak_rss_mb()
+    baseline = peak_rss_mb()
     began, cpu = time.perf_counter(), time.process_time()
     (report,) = ingest_paths(services, source="transit", paths=[path])
     seconds = time.perf_counter() - began
     return {
         "rows": report.rows_read, "loaded": report.loaded, "unmatched": report.unmatched,
-        "quarantined": report.quarantined, "seconds": seconds,
-        "cpu_seconds": time.process_time() - cpu,
-        "baseline_mb": baseline, "peak_mb": _peak_rss_mb(),
+        "quarantined": report.quarantined, "redelivered": report.redelivered,
+        "seconds": seconds, "cpu_seconds": time.process_time() - cpu,
+        "baseline_mb": baseline, "peak_mb": peak_rss_mb(),
     }  # fmt: skip
+
+
+def child_ingest(path: Path, database: Path, evidence: Path) -> dict[str, float]:
+    """Ingest ``path`` as a transit delivery into a committed transaction."""
+    services = _services(database, evidence)
+    services.require_schema()
+    return _timed_ingest(services, path)
 
 
 def child_ingest_after(
@@ -377,26 +369,12 @@ def child_ingest_after(
     services.require_schema()
     ingest_paths(services, source="transit", paths=[first])
     services = _services(database, evidence)  # a new ingest opens the index from disk
-    baseline = _peak_rss_mb()
-    began, cpu = time.perf_counter(), time.process_time()
-    (report,) = ingest_paths(services, source="transit", paths=[second])
-    seconds = time.perf_counter() - began
-    return {
-        "rows": report.rows_read, "loaded": report.loaded, "unmatched": report.unmatched,
-        "quarantined": report.quarantined, "redelivered": report.redelivered,
-        "seconds": seconds, "cpu_seconds": time.process_time() - cpu,
-        "baseline_mb": baseline, "peak_mb": _peak_rss_mb(),
-    }  # fmt: skip
+    return _timed_ingest(services, second)
 
 
 def measure(*args: str) -> dict[str, float]:
     """Run one measurement in a fresh interpreter and return its figures."""
-    command = [sys.executable, "-m", "bench.ingest.run", "--measure", *args]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"measurement {args} failed:\n{done.stderr}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return measure_in_child("bench.ingest.run", *args)
 
 
 @dataclass
@@ -540,16 +518,26 @@ def _key_values(figures: dict[str, float]) -> str:
     return " ".join(f"{key}={text(value)}" for key, value in figures.items())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark (or, with --measure, one measurement inside a child)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest.run", description=__doc__)
-    parser.add_argument("--rows", type=int, default=10_000_000, help="taps in the delivery")
+def add_size_arguments(parser: argparse.ArgumentParser, *, rows: int, rows_help: str) -> None:
+    """Add the options of the generated data: --rows, --persons, --workdir, --seed."""
+    parser.add_argument("--rows", type=int, default=rows, help=rows_help)
     parser.add_argument(
         "--persons", type=int, default=None,
         help="persons on the roll (default: rows / 10, at most 1,000,000, at least 1,000)",
     )  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=None, help="keep the data here")
     parser.add_argument("--seed", type=int, default=20250301)
+
+
+def persons_of(args: argparse.Namespace) -> int:
+    """Return the persons asked for, or rows / 10 between 1,000 and 1,000,000."""
+    return int(args.persons or min(1_000_000, max(1_000, args.rows // 10)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with --measure, one measurement inside a child)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest.run", description=__doc__)
+    add_size_arguments(parser, rows=10_000_000, rows_help="taps in the delivery")
     parser.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -566,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.rows < 10:
         parser.error("--rows must be at least 10")
-    persons = args.persons or min(1_000_000, max(1_000, args.rows // 10))
+    persons = persons_of(args)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         figures = run(rows=args.rows, persons=persons, workdir=args.workdir, seed=args.seed)

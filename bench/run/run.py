@@ -31,12 +31,12 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.child import measure_in_child, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "config"
@@ -51,22 +51,6 @@ REFERENCE = {
     300_000: {"nightly_s": 24.0, "publish_s": 18.0, "peak_mb": 1450.0},
     1_000_000: {"nightly_s": 80.0, "publish_s": 60.0, "peak_mb": 4500.0},
 }
-
-
-def _peak_rss_mb() -> float:
-    """Return this process's peak resident set size in MB.
-
-    VmHWM where there is /proc: `ru_maxrss` would also count the parent the measuring
-    interpreter was forked from (Linux carries it over across exec).
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _services(*, database_url: str, evidence: Path) -> Any:
@@ -169,7 +153,7 @@ def child_run(*, database_url: str, evidence: Path, as_of: dt.date) -> dict[str,
     run = execute_run(services, as_of=as_of)
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     return {
-        "seconds": seconds, "cpu_s": cpu, "peak_mb": _peak_rss_mb(), "status": str(run.status),
+        "seconds": seconds, "cpu_s": cpu, "peak_mb": peak_rss_mb(), "status": str(run.status),
         "persons": run.report.get("persons"), "timings_s": run.report.get("timings_s", {}),
         "rows_written": _rows(services) - rows,
         "db_growth_mb": (_database_bytes(services) - size) / 2**20,
@@ -178,15 +162,10 @@ def child_run(*, database_url: str, evidence: Path, as_of: dt.date) -> dict[str,
 
 def measure(*, database_url: str, evidence: Path, as_of: dt.date) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and return its figures."""
-    command = [
-        sys.executable, "-m", "bench.run.run", "--measure", "--database-url", database_url,
-        "--evidence", str(evidence), "--as-of", as_of.isoformat(),
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"measurement as of {as_of} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return measure_in_child(
+        "bench.run.run", "--database-url", database_url, "--evidence", str(evidence),
+        "--as-of", as_of.isoformat(),
+    )  # fmt: skip
 
 
 def _sqlite_url(path: Path) -> str:

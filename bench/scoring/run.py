@@ -31,8 +31,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,6 +41,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from bench.child import measure_in_child, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "config"
@@ -65,16 +65,6 @@ UNLINKED_SHARE = 0.02
 INCREMENT_PER_PERSON = 0.3
 # Marks a kept work folder whose store is built and compacted (--keep).
 BUILT = "built"
-
-
-def _peak_rss_mb() -> float:
-    """Return this process's peak resident set size in MB (VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _services(workdir: Path) -> Any:
@@ -285,7 +275,7 @@ def child_ours(workdir: Path, as_of: dt.date, sample_path: Path | None) -> dict[
             recent_sources=features.recent_sources[rows],
         )  # fmt: skip
     return {
-        "seconds": seconds, "peak_mb": _peak_rss_mb(), "persons": len(snapshot.roll),
+        "seconds": seconds, "peak_mb": peak_rss_mb(), "persons": len(snapshot.roll),
         "traces": snapshot.trace_count, "levels": float(np.bincount(grades.level).size),
     }  # fmt: skip
 
@@ -323,7 +313,7 @@ def child_scan(workdir: Path) -> dict[str, float]:
     for path in files:
         table = pq.read_table(path, columns=["person_id", "day", "kind"], read_dictionary=["kind"])
         rows += table.num_rows
-    return {"seconds": time.perf_counter() - began, "rows": rows, "peak_mb": _peak_rss_mb()}
+    return {"seconds": time.perf_counter() - began, "rows": rows, "peak_mb": peak_rss_mb()}
 
 
 def _duckdb_sql(files: list[str], as_of: dt.date, *, two_step: bool) -> str:
@@ -409,12 +399,7 @@ def _disagreements(result: dict[str, Any], ours: Any) -> float:
 
 def measure(*args: str) -> dict[str, float]:
     """Run one measurement in a fresh interpreter and return its figures."""
-    command = [sys.executable, "-m", "bench.scoring.run", "--measure", *args]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"measurement {args} failed:\n{done.stderr}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return measure_in_child("bench.scoring.run", *args)
 
 
 def build(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> None:

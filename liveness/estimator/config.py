@@ -110,22 +110,13 @@ def parse_estimator_config(data: bytes, *, origin: str = "<estimator>") -> Estim
 
 def _config(policy_file: PolicyFile) -> EstimatorConfig:
     values = validate_policy(policy_file.document, EstimatorFile, origin=policy_file.path)
-    estimator = values.estimator
     return EstimatorConfig(
         version=policy_file.version,
         horizon_days=values.labels.horizon_days,
         age=values.features.age,
-        test_share=values.split.test_share,
-        salt=values.split.salt,
-        kind=estimator.kind,
-        calibration=estimator.calibration,
-        calibration_folds=estimator.calibration_folds,
-        learning_rate=estimator.learning_rate,
-        max_iter=estimator.max_iter,
-        max_leaf_nodes=estimator.max_leaf_nodes,
-        l2_regularization=estimator.l2_regularization,
-        logistic_c=estimator.logistic_c,
-        random_state=estimator.random_state,
+        # The split's and the estimator's keys are the config's fields of the same names.
+        **values.split.model_dump(),
+        **values.estimator.model_dump(),
         threshold_strong=values.thresholds.strong,
         threshold_weak=values.thresholds.weak,
     )

@@ -16,7 +16,13 @@ from liveness.certification.run import RunPolicies
 from liveness.db import session_scope
 from liveness.estimator.artifacts import load_artifact, save_artifact
 from liveness.estimator.config import EstimatorConfig, load_estimator_config
-from liveness.estimator.dataset import EstimatorError, build_dataset, feature_names, held_out
+from liveness.estimator.dataset import (
+    Dataset,
+    EstimatorError,
+    build_dataset,
+    feature_names,
+    held_out,
+)
 from liveness.estimator.estimator import fit_estimator
 from liveness.estimator.evaluation import EvaluationReport, evaluate
 from liveness.evidence.snapshot import EvidenceSnapshot
@@ -59,14 +65,9 @@ def train_estimator(
 ) -> TrainingResult:
     """Fit on the persons not held out as of ``as_of``, evaluate the rest, save the artifact."""
     horizon = config.horizon_days if horizon_days is None else horizon_days
-    dataset = build_dataset(
-        session, as_of=as_of, horizon_days=horizon, store=store, scoring=policies.scoring,
-        health=policies.health, age=config.age,
-    )  # fmt: skip
-    test = held_out(
-        person_ref=dataset.person_ref, alive=dataset.alive, share=config.test_share,
-        salt=config.salt,
-    )  # fmt: skip
+    dataset, test = _held_out_dataset(
+        session, as_of=as_of, horizon_days=horizon, store=store, policies=policies, config=config
+    )
     estimator = fit_estimator(
         features=dataset.features[~test], alive=dataset.alive[~test], config=config
     )
@@ -83,6 +84,28 @@ def train_estimator(
     return TrainingResult(
         artifact=artifact, report=dataclasses.replace(report, artifact_version=artifact.version)
     )
+
+
+def _held_out_dataset(
+    session: Session,
+    *,
+    as_of: dt.date,
+    horizon_days: int,
+    store: EvidenceStore,
+    policies: RunPolicies,
+    config: EstimatorConfig,
+    snapshots: dict[dt.date, EvidenceSnapshot] | None = None,
+) -> tuple[Dataset, npt.NDArray[np.bool_]]:
+    """Build the dataset as of a day; return it with its held-out persons marked."""
+    dataset = build_dataset(
+        session, as_of=as_of, horizon_days=horizon_days, store=store, scoring=policies.scoring,
+        health=policies.health, age=config.age, snapshots=snapshots,
+    )  # fmt: skip
+    test = held_out(
+        person_ref=dataset.person_ref, alive=dataset.alive, share=config.test_share,
+        salt=config.salt,
+    )  # fmt: skip
+    return dataset, test
 
 
 def _stored_metrics(
@@ -121,13 +144,9 @@ def evaluate_artifact(
             f"artifact {row.version} was trained on other features than the current scoring "
             "policy gives: train a new one"
         )
-    dataset = build_dataset(
-        session, as_of=as_of, horizon_days=row.horizon_days, store=store,
-        scoring=policies.scoring, health=policies.health, age=config.age,
-    )  # fmt: skip
-    test = held_out(
-        person_ref=dataset.person_ref, alive=dataset.alive, share=config.test_share,
-        salt=config.salt,
+    dataset, test = _held_out_dataset(
+        session, as_of=as_of, horizon_days=row.horizon_days, store=store, policies=policies,
+        config=config,
     )  # fmt: skip
     report = evaluate(
         estimator=loaded.estimator, dataset=dataset, test=test, scoring=policies.scoring,
@@ -149,31 +168,21 @@ def demo_evaluation(
     policies = services.policies
     snapshots: dict[dt.date, EvidenceSnapshot] = {}
     with session_scope(services.sessions) as session:
-        training = build_dataset(
+        training, train_test = _held_out_dataset(
             session, as_of=train_as_of, horizon_days=horizon_days, store=services.store,
-            scoring=policies.scoring, health=policies.health, age=config.age,
-            snapshots=snapshots,
-        )  # fmt: skip
-        train_test = held_out(
-            person_ref=training.person_ref, alive=training.alive, share=config.test_share,
-            salt=config.salt,
+            policies=policies, config=config, snapshots=snapshots,
         )  # fmt: skip
         estimator = fit_estimator(
             features=training.features[~train_test], alive=training.alive[~train_test],
             config=config,
         )  # fmt: skip
-        evaluation = (
-            training
+        evaluation, test = (
+            (training, train_test)
             if evaluate_as_of == train_as_of
-            else build_dataset(
+            else _held_out_dataset(
                 session, as_of=evaluate_as_of, horizon_days=horizon_days, store=services.store,
-                scoring=policies.scoring, health=policies.health, age=config.age,
-                snapshots=snapshots,
+                policies=policies, config=config, snapshots=snapshots,
             )
-        )  # fmt: skip
-        test = held_out(
-            person_ref=evaluation.person_ref, alive=evaluation.alive, share=config.test_share,
-            salt=config.salt,
         )  # fmt: skip
         return evaluate(
             estimator=estimator, dataset=evaluation, test=test, scoring=policies.scoring,

@@ -65,15 +65,8 @@ class HealthFile(PolicyModel):
 def load_health_policy(path: Path) -> HealthPolicy:
     """Read and validate config/health.toml."""
     loaded = load_policy(path, HealthFile, what="source health policy")
-    values = loaded.model
-    return HealthPolicy(
-        version=loaded.version,
-        trailing_days=values.trailing_days,
-        collapse_ratio=values.collapse_ratio,
-        min_history_days=values.min_history_days,
-        min_median_volume=values.min_median_volume,
-        lag_days=values.lag_days.model_dump(),
-    )
+    # The file's keys are the policy's fields; the lag table becomes a plain mapping.
+    return HealthPolicy(version=loaded.version, **loaded.model.model_dump())
 
 
 def degraded_days(volumes: pd.Series, *, policy: HealthPolicy) -> pd.Series:

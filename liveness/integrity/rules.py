@@ -44,6 +44,22 @@ def _main_region(regions: pd.Series) -> str:
     return str(regions.value_counts().sort_index().idxmax())
 
 
+def _person_lead(
+    rule: str, people: pd.DataFrame, person_id: int, evidence: dict[str, Any], at_risk: float
+) -> dict[str, Any]:
+    """Return a lead on one person of `people` (the roll by person_id): their ref is its key."""
+    person = people.loc[person_id]
+    ref = str(person["person_ref"])
+    return {
+        "rule": rule,
+        "key": ref,
+        "region_code": str(person["region_code"]),
+        "person_refs": [ref],
+        "evidence": {**evidence, "persons": _persons(people.loc[[person_id]].reset_index())},
+        "amount_at_risk": round(at_risk, 2),
+    }
+
+
 def shared_contact(roll: pd.DataFrame, *, column: str, rule: str, min_persons: int) -> pd.DataFrame:
     """Lead on every bank account or phone shared by `min_persons` or more persons."""
     have = roll.loc[roll[column].notna() & roll[column].astype(str).str.len().gt(0)]
@@ -166,31 +182,23 @@ def after_death(
         died_on = day_from_number(int(group["death_day"].iloc[0]))
         months = max(1, (as_of.year - died_on.year) * 12 + as_of.month - died_on.month)
         listed = group.head(max_listed)
-        leads.append(
-            {
-                "rule": rule,
-                "key": str(person["person_ref"]),
-                "region_code": str(person["region_code"]),
-                "person_refs": [str(person["person_ref"])],
-                "evidence": {
-                    "died_on": died_on.isoformat(),
-                    "death_sources": str(group["sources"].iloc[0]),
-                    "traces": len(group),
-                    "listed": [
-                        {
-                            "source": str(t.source),
-                            "record_id": str(t.record_id),
-                            "day": day_from_number(int(t.day)).isoformat(),
-                            "kind": str(t.kind),
-                            "card": None if pd.isna(t.link_key) else str(t.link_key),
-                        }
-                        for t in listed.itertuples(index=False)
-                    ],
-                    "persons": _persons(people.loc[[int(person_id)]].reset_index()),
-                },
-                "amount_at_risk": round(float(person["monthly_amount"]) * months, 2),
-            }
-        )
+        evidence = {
+            "died_on": died_on.isoformat(),
+            "death_sources": str(group["sources"].iloc[0]),
+            "traces": len(group),
+            "listed": [
+                {
+                    "source": str(t.source),
+                    "record_id": str(t.record_id),
+                    "day": day_from_number(int(t.day)).isoformat(),
+                    "kind": str(t.kind),
+                    "card": None if pd.isna(t.link_key) else str(t.link_key),
+                }
+                for t in listed.itertuples(index=False)
+            ],
+        }
+        at_risk = float(person["monthly_amount"]) * months
+        leads.append(_person_lead(rule, people, int(person_id), evidence, at_risk))
     return pd.DataFrame(leads, columns=LEAD_COLUMNS) if leads else empty_leads()
 
 
@@ -288,30 +296,22 @@ def two_region_certification(
     leads = []
     for person_id, group in listed.groupby("person_id", sort=True):
         person = people.loc[int(person_id)]
-        leads.append(
-            {
-                "rule": rule,
-                "key": str(person["person_ref"]),
-                "region_code": str(person["region_code"]),
-                "person_refs": [str(person["person_ref"])],
-                "evidence": {
-                    "roll_region": str(person["region_code"]),
-                    "regions": sorted(group["placed_in"].astype(str).unique().tolist()),
-                    "conflicting": len(group),
-                    "outcomes": [
-                        {
-                            "task_id": int(o.task_id),
-                            "kind": str(o.kind),
-                            "outcome": str(o.outcome),
-                            "on": day_from_number(int(o.day)).isoformat(),
-                            "by": None if pd.isna(o.actor) else str(o.actor),
-                            "region": str(o.placed_in),
-                        }
-                        for o in group.head(max_listed).itertuples(index=False)
-                    ],
-                    "persons": _persons(people.loc[[int(person_id)]].reset_index()),
-                },
-                "amount_at_risk": round(float(person["monthly_amount"]), 2),
-            }
-        )
+        evidence = {
+            "roll_region": str(person["region_code"]),
+            "regions": sorted(group["placed_in"].astype(str).unique().tolist()),
+            "conflicting": len(group),
+            "outcomes": [
+                {
+                    "task_id": int(o.task_id),
+                    "kind": str(o.kind),
+                    "outcome": str(o.outcome),
+                    "on": day_from_number(int(o.day)).isoformat(),
+                    "by": None if pd.isna(o.actor) else str(o.actor),
+                    "region": str(o.placed_in),
+                }
+                for o in group.head(max_listed).itertuples(index=False)
+            ],
+        }
+        at_risk = float(person["monthly_amount"])
+        leads.append(_person_lead(rule, people, int(person_id), evidence, at_risk))
     return pd.DataFrame(leads, columns=LEAD_COLUMNS) if leads else empty_leads()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench.conftest import run_bench
+
 EXPECTED_KEYS = {
     "rows",
     "csv_connector_rows_s",
@@ -24,16 +23,9 @@ EXPECTED_KEYS = {
 
 @pytest.mark.slow
 def test_benchmark_prints_figures_as_key_values(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "bench.ingest.run",
-            "--rows", "20000", "--persons", "2000", "--workdir", str(tmp_path),
-        ],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    last = done.stdout.strip().splitlines()[-1]
-    pairs = dict(field.split("=", 1) for field in last.split())
+    _, pairs = run_bench(
+        "bench.ingest.run", "--rows", "20000", "--persons", "2000", "--workdir", str(tmp_path)
+    )
     assert set(pairs) >= EXPECTED_KEYS
     figures = {key: float(value) for key, value in pairs.items()}
     assert figures["rows"] == 20000

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench.conftest import run_bench
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("compact", [False, True])
 def test_benchmark_prints_figures_as_key_values(tmp_path: Path, compact: bool) -> None:
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "bench.ingest.relink",
-            "--rows", "20000", "--persons", "2000", "--workdir", str(tmp_path),
-            *(["--compact"] if compact else []),
-        ],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    _, pairs = run_bench(
+        "bench.ingest.relink", "--rows", "20000", "--persons", "2000", "--workdir", str(tmp_path),
+        *(["--compact"] if compact else []),
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    last = done.stdout.strip().splitlines()[-1]
-    figures = {key: float(value) for key, value in (f.split("=", 1) for f in last.split())}
+    figures = {key: float(value) for key, value in pairs.items()}
     assert figures["rows"] == 20000
     # About 2% of the taps use cards nobody registered: they stay unlinked, and are retried.
     assert figures["traces_linked"] + figures["retry_rows"] == 20000

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench.conftest import run_bench
+
 STAGES = ("evidence", "grade", "guard", "publish")
 
 
 @pytest.mark.slow
 def test_benchmark_prints_first_and_nightly_figures(tmp_path: Path) -> None:
-    command = [
-        sys.executable, "-m", "bench.run.run", "--persons", "500", "--days", "60",
-        "--cache", str(tmp_path),
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    pairs = dict(field.split("=", 1) for field in done.stdout.strip().splitlines()[-1].split())
+    command = ("bench.run.run", "--persons", "500", "--days", "60", "--cache", str(tmp_path))
+    _, pairs = run_bench(*command)
     assert pairs["persons"] == "500" and pairs["backend"] == "sqlite"
     for run in ("first", "nightly"):
         assert float(pairs[f"{run}_s"]) > 0 and float(pairs[f"{run}_peak_mb"]) > 0
@@ -32,8 +24,5 @@ def test_benchmark_prints_first_and_nightly_figures(tmp_path: Path) -> None:
     # The built city is kept for the next run; the work copy is gone.
     assert [p.name for p in tmp_path.iterdir()] == ["500-60-1-sqlite"]
     assert (tmp_path / "500-60-1-sqlite" / "built").exists()
-    again = subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert again.returncode == 0, again.stderr
-    assert "building" not in again.stdout
+    again, _ = run_bench(*command)
+    assert "building" not in again

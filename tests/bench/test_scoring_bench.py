@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.bench.conftest import run_bench
+
 EXPECTED_KEYS = [
     "persons", "traces", "ours_s", "duckdb_s", "ratio", "scan_s", "peak_rss_mb", "increment_s",
     "ours_first_s", "first_ratio",
@@ -17,16 +16,10 @@ EXPECTED_KEYS = [
 
 @pytest.mark.slow
 def test_benchmark_prints_figures_as_key_values(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "bench.scoring.run",
-            "--persons", "500", "--traces", "20000", "--months", "3", "--workdir", str(tmp_path),
-        ],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    _, pairs = run_bench(
+        "bench.scoring.run",
+        "--persons", "500", "--traces", "20000", "--months", "3", "--workdir", str(tmp_path),
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    last = done.stdout.strip().splitlines()[-1]
-    pairs = dict(field.split("=", 1) for field in last.split())
     assert list(pairs) == EXPECTED_KEYS
     assert int(pairs["persons"]) == 500 and int(pairs["traces"]) == 20000
     # duckdb_s and ratio are "nan" where duckdb is not installed; the rest are measured.

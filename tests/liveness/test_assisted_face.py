@@ -7,8 +7,6 @@ The three-person roll of `test_workflow`: nobody leaves a trace, so P1 and P2 (c
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -20,7 +18,6 @@ from liveness.review.outcomes import (
     correct_outcome,
     record_outcome,
 )
-from liveness.services import Services
 from models import (
     Certification,
     Person,
@@ -29,18 +26,10 @@ from models import (
     TaskStatus,
     VisitOutcome,
 )
-from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
+from tests.liveness import test_workflow as workflow
 from tests.liveness.test_workflow import City
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def city(
-    request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
-) -> City:
-    place = City(services_factory(request.param), tmp_path)
-    place.deliver("registry", REGISTRY)
-    place.deliver("cards", CARDS)
-    return place
+city = workflow.city  # the fixture: the three-person roll, on both backends
 
 
 def face_tasks_after_visits(city: City) -> None:

@@ -55,8 +55,8 @@ def _previous_run(session: Session, levels: list[str]) -> list[int]:
     return ids
 
 
-def _current(session: Session) -> Run:
-    run = Run(as_of=dt.date(2025, 2, 28), status=RunStatus.RUNNING, policy_version="p")
+def _current(session: Session, as_of: dt.date = dt.date(2025, 2, 28)) -> Run:
+    run = Run(as_of=as_of, status=RunStatus.RUNNING, policy_version="p")
     session.add(run)
     session.flush()
     return run
@@ -132,9 +132,7 @@ def certified_city(request: pytest.FixtureRequest, city, services_factory):  # t
 
 def test_the_allowed_share_grows_with_the_time_since_the_previous_run(session: Session) -> None:
     ids = _previous_run(session, ["strong"] * 100)  # as of 2025-01-31
-    later = Run(as_of=dt.date(2025, 4, 30), status=RunStatus.RUNNING, policy_version="p")
-    session.add(later)
-    session.flush()
+    later = _current(session, as_of=dt.date(2025, 4, 30))
     five_lowered = pd.DataFrame({"person_id": ids, "level": ["weak"] * 5 + ["strong"] * 95})
     # 89 days: four periods of 28 days, so up to 8% may be lowered.
     assert not check_downgrades(session, run=later, assessed=five_lowered, policy=POLICY).tripped
@@ -143,9 +141,7 @@ def test_the_allowed_share_grows_with_the_time_since_the_previous_run(session: S
 def test_no_gap_between_runs_switches_the_guard_off(session: Session) -> None:
     ids = _previous_run(session, ["strong"] * 100)  # as of 2025-01-31
     # 2999: a typo of a date, some 35,000 periods later. The allowance stops at its ceiling.
-    typo = Run(as_of=dt.date(2999, 1, 1), status=RunStatus.RUNNING, policy_version="p")
-    session.add(typo)
-    session.flush()
+    typo = _current(session, as_of=dt.date(2999, 1, 1))
     most_lowered = pd.DataFrame({"person_id": ids, "level": ["weak"] * 89 + ["strong"] * 11})
     verdict = check_downgrades(session, run=typo, assessed=most_lowered, policy=POLICY)
     assert verdict.tripped and "(10.0%)" in verdict.reasons[0]

@@ -33,21 +33,42 @@ from models import (
     Run,
     TaskKind,
 )
-from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
-from tests.liveness.test_workflow import P1, P2, City
+from tests.liveness.ingest.test_ingest import REGISTRY
+from tests.liveness.test_workflow import P1, P2, City, hold_back_pay
 
 P3 = ("330702195503031213", "王五")  # 300.00 a month, resident pension, never certified
 
 P4_NUMBER = "330702194501011257"  # the second number P1 drew under since 2020
+
+ROLL_HEADER = REGISTRY.splitlines()[0] + "\n"
+DEREGISTRATION = "record_id,id_number,name,deregistered_on,reason,new_id_number\n"
+VOIDABLE_DEREGISTRATION = DEREGISTRATION.replace("\n", ",correction,voided\n")
+
+
+def p4_draws(
+    benefit: str = "enterprise_pension", amount: str = "3000.00", since: str = "2024-07-01",
+    certified: str = "2024-06-01",
+) -> str:  # fmt: skip
+    """Return a roll row of P4: P1 again under a second number, drawing a benefit since a day."""
+    return (
+        f"P4,{P4_NUMBER},张三,M,1945-01-01,{benefit},{amount},{since},330702,G1,active,"
+        f"{certified}\n"
+    )
+
+
+def terminate_p1(city: City, first_run: str = "2025-01-31") -> None:
+    """Suspend P1 on a death record of 01-10 that stands until the benefit ends in July."""
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    city.run(first_run)
+    city.run("2025-07-31")
+    assert [e.action for e in city.entries("P1")] == ["suspend", "terminate"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def city(
     request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
 ) -> Iterator[City]:
-    place = City(services_factory(request.param), tmp_path)
-    place.deliver("registry", REGISTRY)
-    place.deliver("cards", CARDS)
+    place = City.on_roll(services_factory(request.param), tmp_path)
     yield place
     # Whatever evidence an entry cites, the person page says it in words.
     with session_scope(place.services.sessions) as session:
@@ -245,17 +266,10 @@ def test_a_duplicate_identity_suspends_the_later_benefit_with_its_overpayment(
     city: City,
 ) -> None:
     # P4 is P1 again under a second number, drawing the same pension since 2020-01-01.
-    city.deliver(
-        "registry",
-        REGISTRY.splitlines()[0] + "\n"
-        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2020-01-01,330702,G1,"
-        "active,2024-06-01\n",
-    )
+    city.deliver("registry", ROLL_HEADER + p4_draws(since="2020-01-01"))
     city.run("2025-02-28")
     city.deliver(
-        "deregistration",
-        "record_id,id_number,name,deregistered_on,reason,new_id_number\n"
-        f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,{P1[0]}\n",
+        "deregistration", DEREGISTRATION + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,{P1[0]}\n"
     )
     city.run("2025-03-31")
     assert city.entries("P1") == []
@@ -285,11 +299,7 @@ def test_a_redelivered_roll_does_not_reset_a_suspension(city: City) -> None:
 
 
 def test_a_proof_of_life_before_the_death_does_not_undo_it(city: City) -> None:
-    city.deliver(
-        "face",
-        "record_id,id_number,verified_at,result,channel\n"
-        f"V1,{P1[0]},2025-01-05 10:00:00,pass,app\n",
-    )
+    city.face(f"V1,{P1[0]},2025-01-05 10:00:00,pass,app\n")
     city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
     city.run("2025-01-31")
     city.run("2025-02-28")
@@ -300,16 +310,7 @@ def test_a_proof_of_life_before_the_death_does_not_undo_it(city: City) -> None:
 
 
 def test_a_held_reinstatement_is_superseded_by_a_later_death(city: City) -> None:
-    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
-    city.run("2025-01-31")
-    city.deliver(
-        "face",
-        "record_id,id_number,verified_at,result,channel\n"
-        f"V1,{P1[0]},2025-06-15 10:00:00,pass,kiosk\n",
-    )
-    city.run("2025-06-30")
-    held = city.entries("P1")[-1]
-    assert held.status == "held" and held.amount == Decimal("15000.00")  # Feb to June
+    held = hold_back_pay(city)
     assert city.benefit("P1").status == "suspended"
     # Before a second operator looks at it, the person dies after all.
     city.cremation(f"R2,{P1[0]},{P1[1]},男,1945-01-01,2025-07-02,2025-07-05\n")
@@ -338,16 +339,9 @@ def test_every_list_entry_names_its_event(city: City) -> None:
 
 
 def test_a_death_withdrawn_from_a_duplicate_suspension_amends_it_back(city: City) -> None:
+    city.deliver("registry", ROLL_HEADER + p4_draws(since="2022-01-01", certified=""))
     city.deliver(
-        "registry",
-        REGISTRY.splitlines()[0] + "\n"
-        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2022-01-01,330702,G1,"
-        "active,\n",
-    )
-    city.deliver(
-        "deregistration",
-        "record_id,id_number,name,deregistered_on,reason,new_id_number\n"
-        f"D1,{P4_NUMBER},张三,2025-01-10,duplicate,{P1[0]}\n",
+        "deregistration", DEREGISTRATION + f"D1,{P4_NUMBER},张三,2025-01-10,duplicate,{P1[0]}\n"
     )
     city.run("2025-01-20")
     (duplicate,) = city.entries("P4")
@@ -370,10 +364,7 @@ def test_a_death_withdrawn_from_a_duplicate_suspension_amends_it_back(city: City
 
 
 def test_a_held_reinstatement_of_a_terminated_benefit_can_be_approved(city: City) -> None:
-    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
-    city.run("2025-01-20")
-    city.run("2025-07-31")
-    assert [e.action for e in city.entries("P1")] == ["suspend", "terminate"]
+    terminate_p1(city, first_run="2025-01-20")
     city.cremation(
         "R1,110101195001011230,王某,男,1945-01-01,2025-01-10,2025-01-12,true\n", correction=True
     )
@@ -405,11 +396,7 @@ def test_a_death_amending_a_prison_suspension_terminates_from_the_death(city: Ci
 def test_a_face_pass_arriving_before_a_death_record_dated_earlier_refutes_it(
     city: City,
 ) -> None:
-    city.deliver(
-        "face",
-        "record_id,id_number,verified_at,result,channel\n"
-        f"V1,{P1[0]},2025-01-25 10:00:00,pass,app\n",
-    )
+    city.face(f"V1,{P1[0]},2025-01-25 10:00:00,pass,app\n")
     city.run("2025-01-25")
     city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-26\n")
     city.run("2025-01-27")  # found: suspended, then reinstated by a rerun of the same day
@@ -420,12 +407,7 @@ def test_a_face_pass_arriving_before_a_death_record_dated_earlier_refutes_it(
 
 
 def test_a_number_cancelled_as_a_duplicate_stops_drawing(city: City) -> None:
-    city.deliver(
-        "registry",
-        REGISTRY.splitlines()[0] + "\n"
-        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2024-07-01,330702,G1,"
-        "active,2024-06-01\n",
-    )
+    city.deliver("registry", ROLL_HEADER + p4_draws())
     city.deliver(
         "deregistration",
         "record_id,id_number,name,deregistered_on,reason\n"
@@ -441,20 +423,15 @@ def test_a_number_cancelled_in_favour_of_one_on_the_roll_stops_only_what_is_draw
     city: City,
 ) -> None:
     # P4 is P1 again, drawing P1's pension from 2024-07 and a survivor pension P1 does not draw.
-    header = REGISTRY.splitlines()[0]
     city.deliver(
         "registry",
-        f"{header}\n"
-        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2024-07-01,330702,G1,"
-        "active,2024-06-01\n"
-        f"P4,{P4_NUMBER},张三,M,1945-01-01,survivor_pension,500.00,2019-01-01,330702,G1,"
-        "active,2024-06-01\n",
+        ROLL_HEADER
+        + p4_draws()
+        + p4_draws(benefit="survivor_pension", amount="500.00", since="2019-01-01"),
     )
     # The police cancel P4's number as the duplicate and name P1's as the one kept.
     city.deliver(
-        "deregistration",
-        "record_id,id_number,name,deregistered_on,reason,new_id_number\n"
-        f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,{P1[0]}\n",
+        "deregistration", DEREGISTRATION + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,{P1[0]}\n"
     )
     city.run("2025-03-31")
     assert city.entries("P1") == []
@@ -476,15 +453,9 @@ def test_a_number_cancelled_in_favour_of_one_on_the_roll_stops_only_what_is_draw
 def test_a_held_reinstatement_of_a_terminated_benefit_is_superseded_by_a_later_death(
     city: City,
 ) -> None:
-    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
-    city.run("2025-01-31")
-    city.run("2025-07-31")
-    assert [e.action for e in city.entries("P1")] == ["suspend", "terminate"]
-    city.deliver(
-        "cremation",
-        "record_id,id_number,name,sex,birth_date,died_on,cremated_on,correction,voided\n"
-        f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12,true,true\n",
-        "gb18030",
+    terminate_p1(city)
+    city.cremation(
+        f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12,true,true\n", voided=True
     )
     city.run("2025-08-31")
     held = city.entries("P1")[-1]
@@ -503,31 +474,21 @@ def test_a_held_reinstatement_of_a_terminated_benefit_is_superseded_by_a_later_d
 def test_a_duplicate_voided_under_a_death_is_not_restored_when_the_death_goes(
     city: City,
 ) -> None:
+    city.deliver("registry", ROLL_HEADER + p4_draws())
     city.deliver(
-        "registry",
-        REGISTRY.splitlines()[0] + "\n"
-        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2024-07-01,330702,G1,"
-        "active,2024-06-01\n",
+        "deregistration", VOIDABLE_DEREGISTRATION + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,,\n"
     )
-    header = "record_id,id_number,name,deregistered_on,reason,new_id_number,correction,voided\n"
-    city.deliver("deregistration", header + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,,\n")
     city.run("2025-03-31")
     # In one run: the police void the duplicate, and a wrong cremation record names P4.
     city.deliver(
-        "deregistration", header + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,true,true\n"
+        "deregistration",
+        VOIDABLE_DEREGISTRATION + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,true,true\n",
     )
-    cremation = "record_id,id_number,name,sex,birth_date,died_on,cremated_on,correction,voided\n"
-    city.deliver(
-        "cremation",
-        cremation + f"R1,{P4_NUMBER},张三,男,1945-01-01,2025-04-10,2025-04-12,,\n",
-        "gb18030",
-    )
+    city.cremation(f"R1,{P4_NUMBER},张三,男,1945-01-01,2025-04-10,2025-04-12,,\n", voided=True)
     city.run("2025-04-30")
     assert city.entries("P4")[-1].reason == "deceased"
-    city.deliver(
-        "cremation",
-        cremation + f"R1,{P4_NUMBER},张三,男,1945-01-01,2025-04-10,2025-04-12,true,true\n",
-        "gb18030",
+    city.cremation(
+        f"R1,{P4_NUMBER},张三,男,1945-01-01,2025-04-10,2025-04-12,true,true\n", voided=True
     )
     city.run("2025-05-31")
     # Found by the stateful test: the death withdrawn returned P4 to the voided duplicate.
@@ -543,10 +504,7 @@ def test_a_roll_whose_every_benefit_ended_still_runs(
 ) -> None:
     place = City(services_factory(backend), tmp_path)
     place.deliver("registry", "\n".join(REGISTRY.splitlines()[:2]) + "\n")
-    place.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
-    place.run("2025-01-31")
-    place.run("2025-07-31")
-    assert [e.action for e in place.entries("P1")] == ["suspend", "terminate"]
+    terminate_p1(place)
     # Found: with nobody left drawing, every run failed as if no roll had been delivered.
     place.cremation(
         "R1,110101195001011230,王某,男,1945-01-01,2025-01-10,2025-01-12,true\n", correction=True
@@ -559,11 +517,8 @@ def test_a_roll_whose_every_benefit_ended_still_runs(
 def test_a_death_record_voided_by_its_department_reinstates(city: City) -> None:
     city.cremation(f"R1,{P2[0]},{P2[1]},女,1950-02-02,2025-01-20,2025-01-22\n")
     city.run("2025-01-31")
-    city.deliver(
-        "cremation",
-        "record_id,id_number,name,sex,birth_date,died_on,cremated_on,correction,voided\n"
-        f"R1,{P2[0]},{P2[1]},女,1950-02-02,2025-01-20,2025-01-22,true,true\n",
-        "gb18030",
+    city.cremation(
+        f"R1,{P2[0]},{P2[1]},女,1950-02-02,2025-01-20,2025-01-22,true,true\n", voided=True
     )
     city.run("2025-02-28")
     _, reinstatement = city.entries("P2")
@@ -576,19 +531,16 @@ def test_a_death_record_voided_by_its_department_reinstates(city: City) -> None:
 
 
 def test_a_voided_duplicate_deregistration_reinstates_with_back_pay(city: City) -> None:
+    city.deliver("registry", ROLL_HEADER + p4_draws())
     city.deliver(
-        "registry",
-        REGISTRY.splitlines()[0] + "\n"
-        f"P4,{P4_NUMBER},张三,M,1945-01-01,enterprise_pension,3000.00,2024-07-01,330702,G1,"
-        "active,2024-06-01\n",
+        "deregistration", VOIDABLE_DEREGISTRATION + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,,\n"
     )
-    header = "record_id,id_number,name,deregistered_on,reason,new_id_number,correction,voided\n"
-    city.deliver("deregistration", header + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,,\n")
     city.run("2025-03-31")
     (suspension,) = city.entries("P4")
     assert suspension.reason == "duplicate_identity"
     city.deliver(
-        "deregistration", header + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,true,true\n"
+        "deregistration",
+        VOIDABLE_DEREGISTRATION + f"D1,{P4_NUMBER},张三,2025-03-10,duplicate,,true,true\n",
     )
     city.run("2025-05-31")
     _, reinstatement = city.entries("P4")
@@ -597,16 +549,7 @@ def test_a_voided_duplicate_deregistration_reinstates_with_back_pay(city: City) 
 
 
 def test_a_rejected_reinstatement_leaves_the_suspension_standing(city: City) -> None:
-    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
-    city.run("2025-01-31")
-    city.deliver(
-        "face",
-        "record_id,id_number,verified_at,result,channel\n"
-        f"V1,{P1[0]},2025-06-15 10:00:00,pass,kiosk\n",
-    )
-    city.run("2025-06-30")
-    held = city.entries("P1")[-1]
-    assert held.status == "held"
+    held = hold_back_pay(city)
     with session_scope(city.services.sessions) as session:
         with pytest.raises(ApprovalRefused, match="may not decide"):
             reject_entry(session, entry_id=held.id, operator=held.caused_by, reason="mine")
@@ -622,11 +565,7 @@ def test_a_rejected_reinstatement_leaves_the_suspension_standing(city: City) -> 
     assert [e.id for e in city.entries("P1")][-1] == held.id
     assert city.benefit("P1").held_entry_id is None
     # A later proof of life makes a new reinstatement, for a second operator to decide.
-    city.deliver(
-        "face",
-        "record_id,id_number,verified_at,result,channel\n"
-        f"V2,{P1[0]},2025-08-10 10:00:00,pass,kiosk\n",
-    )
+    city.face(f"V2,{P1[0]},2025-08-10 10:00:00,pass,kiosk\n")
     city.run("2025-08-31")
     again = city.entries("P1")[-1]
     assert (again.action, again.status) == ("reinstate", "held") and again.id != held.id

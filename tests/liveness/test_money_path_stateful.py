@@ -319,6 +319,19 @@ class MoneyPath(RuleBasedStateMachine):
         (report,) = ingest_paths(self.services, source=source, paths=[path])
         assert report.error is None and report.quarantined == 0, (source, report, body[:2000])
 
+    def deliver_death_of(
+        self, person: mm.PersonSpec, name: str, source: str, rid: str, days_ago: int
+    ) -> tuple[dt.date, dt.date]:
+        """Deliver a record of a death days ago, recorded two days later; return both days."""
+        died = self.clock - dt.timedelta(days=days_ago)
+        recorded = min(died + dt.timedelta(days=2), self.clock)
+        if source == "cremation":
+            row = f"{rid},{person.id_number},{name},{person.sex},{person.birth},{died},{recorded}"
+        else:
+            row = f"{rid},{person.id_number},{name},{recorded},death,{died},"
+        self.deliver(source, [row])
+        return died, recorded
+
     def next_record_id(self, prefix: str) -> str:
         self.record_ids += 1
         return f"{prefix}{self.record_ids}"
@@ -612,13 +625,7 @@ class MoneyPath(RuleBasedStateMachine):
             return multiple()
         seq = self.world.step()
         rid = self.next_record_id("W")
-        died = self.clock - dt.timedelta(days=days_ago)
-        recorded = min(died + dt.timedelta(days=2), self.clock)
-        if source == "cremation":
-            row = f"{rid},{person.id_number},{person.name},{person.sex},{person.birth},{died},{recorded}"
-        else:
-            row = f"{rid},{person.id_number},{person.name},{recorded},death,{died},"
-        self.deliver(source, [row])
+        died, recorded = self.deliver_death_of(person, person.name, source, rid, days_ago)
         event("wrong death record")
         death = DeathSource(source, rid, ref, died, recorded, seq, wrong=True)
         self.world.deaths.append(death)
@@ -631,13 +638,7 @@ class MoneyPath(RuleBasedStateMachine):
         person = self.world.persons[ref]
         seq = self.world.step()
         rid = self.next_record_id("M")
-        died = self.clock - dt.timedelta(days=days_ago)
-        recorded = min(died + dt.timedelta(days=2), self.clock)
-        if source == "cremation":
-            row = f"{rid},{person.id_number},{other},{person.sex},{person.birth},{died},{recorded}"
-        else:
-            row = f"{rid},{person.id_number},{other},{recorded},death,{died},"
-        self.deliver(source, [row])
+        died, recorded = self.deliver_death_of(person, other, source, rid, days_ago)
         self.world.deaths.append(
             DeathSource(source, rid, ref, died, recorded, seq, wrong=True, mismatch=True)
         )

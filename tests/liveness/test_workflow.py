@@ -35,6 +35,7 @@ from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
 P1 = ("330702194501011230", "张三")  # 3000.00 a month
 P2 = ("330702195002021228", "李四")  # 2500.50 a month
 CREMATION = "record_id,id_number,name,sex,birth_date,died_on,cremated_on{extra}\n"
+FACE = "record_id,id_number,verified_at,result,channel\n"
 
 
 class City:
@@ -45,6 +46,14 @@ class City:
         self.folder = folder
         self.files = 0
 
+    @classmethod
+    def on_roll(cls, services: Services, folder: Path) -> City:
+        """Return a city whose roll and cards are delivered."""
+        place = cls(services, folder)
+        place.deliver("registry", REGISTRY)
+        place.deliver("cards", CARDS)
+        return place
+
     def deliver(self, source: str, text: str, encoding: str = "utf-8") -> None:
         self.files += 1
         path = self.folder / f"{source}_{self.files}.csv"
@@ -52,9 +61,13 @@ class City:
         (report,) = ingest_paths(self.services, source=source, paths=[path])
         assert report.error is None and report.quarantined == 0, report
 
-    def cremation(self, *rows: str, correction: bool = False) -> None:
-        extra = ",correction" if correction else ""
+    def cremation(self, *rows: str, correction: bool = False, voided: bool = False) -> None:
+        extra = ",correction,voided" if voided else ",correction" if correction else ""
         self.deliver("cremation", CREMATION.format(extra=extra) + "".join(rows), "gb18030")
+
+    def face(self, *rows: str) -> None:
+        """Deliver face verifications: record_id,id_number,verified_at,result,channel rows."""
+        self.deliver("face", FACE + "".join(rows))
 
     def run(self, day: str) -> int:
         run = execute_run(self.services, as_of=dt.date.fromisoformat(day))
@@ -122,10 +135,18 @@ class City:
 def city(
     request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
 ) -> City:
-    place = City(services_factory(request.param), tmp_path)
-    place.deliver("registry", REGISTRY)
-    place.deliver("cards", CARDS)
-    return place
+    return City.on_roll(services_factory(request.param), tmp_path)
+
+
+def hold_back_pay(city: City) -> ListEntry:
+    """Suspend P1 on a death record, prove them alive in June; return the held reinstatement."""
+    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
+    city.run("2025-01-31")
+    city.face(f"V1,{P1[0]},2025-06-15 10:00:00,pass,kiosk\n")
+    city.run("2025-06-30")
+    held = city.entries("P1")[-1]
+    assert held.status == "held" and held.amount == Decimal("15000.00")  # Feb to June
+    return held
 
 
 def test_a_death_is_suspended_in_the_first_run_after_its_record_arrives(city: City) -> None:
@@ -182,16 +203,7 @@ def test_a_face_pass_after_a_suspension_reinstates_with_back_pay_and_refutes_the
 
 
 def test_a_large_back_pay_waits_for_a_second_operator(city: City) -> None:
-    city.cremation(f"R1,{P1[0]},{P1[1]},男,1945-01-01,2025-01-10,2025-01-12\n")
-    city.run("2025-01-31")
-    city.deliver(
-        "face",
-        "record_id,id_number,verified_at,result,channel\n"
-        f"V1,{P1[0]},2025-06-15 10:00:00,pass,kiosk\n",
-    )
-    city.run("2025-06-30")
-    held = city.entries("P1")[-1]
-    assert held.status == "held" and held.amount == Decimal("15000.00")  # Feb to June
+    held = hold_back_pay(city)
     with session_scope(city.services.sessions) as session:
         with pytest.raises(ApprovalRefused):
             approve_entry(session, entry_id=held.id, operator=held.caused_by)

@@ -27,6 +27,18 @@ POLICY = HealthPolicy(
 )  # fmt: skip
 
 
+def default_policy() -> HealthPolicy:
+    """Return the shipped health policy."""
+    return load_health_policy(REPO / "config" / "health.toml")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def services(
+    request: pytest.FixtureRequest, services_factory: Callable[[str], Services]
+) -> Services:
+    return services_factory(request.param)
+
+
 def _series(values: list[int]) -> pd.Series:
     return pd.Series(values, index=pd.date_range("2025-01-01", periods=len(values), freq="D"))
 
@@ -49,7 +61,7 @@ def test_sparse_sources_and_short_histories_are_never_degraded() -> None:
 
 
 def test_the_default_policy_loads_and_a_bad_one_names_its_key(tmp_path: Path) -> None:
-    assert load_health_policy(REPO / "config" / "health.toml").trailing_days > 0
+    assert default_policy().trailing_days > 0
     bad = tmp_path / "health.toml"
     bad.write_text(
         "trailing_days = 28\ncollapse_ratio = 3\nmin_history_days = 7\nmin_median_volume = 5\n"
@@ -59,7 +71,7 @@ def test_the_default_policy_loads_and_a_bad_one_names_its_key(tmp_path: Path) ->
 
 
 def test_lag_days_are_validated(tmp_path: Path) -> None:
-    policy = load_health_policy(REPO / "config" / "health.toml")
+    policy = default_policy()
     # Each default covers how late the simulated city's deliveries land, with a margin.
     assert policy.lag_days["transit"] >= 3 and policy.lag_days["card_txn"] >= 3
     assert policy.lag_days["medical"] > 31 and policy.lag_days["face"] > 31
@@ -86,12 +98,8 @@ def _volumes(session: Session, source: str, first: dt.date, last: dt.date, trace
         day += dt.timedelta(days=1)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_days_not_yet_due_are_not_judged(
-    backend: str, services_factory: Callable[[str], Services]
-) -> None:
-    services = services_factory(backend)
-    policy = load_health_policy(REPO / "config" / "health.toml")
+def test_days_not_yet_due_are_not_judged(services: Services) -> None:
+    policy = default_policy()
     as_of = dt.date(2025, 11, 18)
     with session_scope(services.sessions) as session:
         # An ordinary day: taps and card payments up to two days ago, the last day only in
@@ -123,12 +131,10 @@ def test_days_not_yet_due_are_not_judged(
         assert finding.not_yet_due == {}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_source_that_stops_delivering_is_silent_once_its_days_are_due(
-    backend: str, services_factory: Callable[[str], Services]
+    services: Services,
 ) -> None:
-    services = services_factory(backend)
-    policy = load_health_policy(REPO / "config" / "health.toml")
+    policy = default_policy()
     with session_scope(services.sessions) as session:
         _volumes(session, "transit", dt.date(2025, 6, 1), dt.date(2025, 11, 5), 1000)
         # A day's collapse inside the due days is an outage as before.
@@ -152,13 +158,9 @@ def test_a_source_that_stops_delivering_is_silent_once_its_days_are_due(
         assert stopped["card_txn"] == [dt.date(2025, 10, 20)]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_an_ordinary_day_of_the_simulated_city_is_no_outage(
-    backend: str, city: Path, services_factory: Callable[[str], Services]
-) -> None:
-    services = services_factory(backend)
+def test_an_ordinary_day_of_the_simulated_city_is_no_outage(city: Path, services: Services) -> None:
     # Judge the sparse medical settlements of this small city too.
-    policy = replace(load_health_policy(REPO / "config" / "health.toml"), min_median_volume=10)
+    policy = replace(default_policy(), min_median_volume=10)
     as_of = dt.date(2025, 4, 30)
 
     def deliver(last_daily: dt.date, last_month: str) -> None:

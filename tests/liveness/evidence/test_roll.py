@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session
 
 from liveness.db import make_engine
@@ -17,24 +17,59 @@ from liveness.evidence import roll as roll_module
 from liveness.evidence.roll import ROLL_FORMAT, kept_roll, roll_frame
 from liveness.migrate import upgrade
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
+from tests.liveness.evidence.test_snapshot import person as add_person
 
 
 def person(session: Session, ref: str, grid: str = "G1", amount: str = "100.00") -> Person:
     """Add a person drawing one benefit."""
-    row = Person(
-        person_ref=ref, id_number=f"N{ref}", id_status="valid", name="张", sex="F",
-        birth_date=dt.date(1950, 1, 1), region_code="330102", grid_code=grid,
-    )  # fmt: skip
-    session.add(row)
-    session.flush()
-    session.add(
-        Benefit(
-            person_id=row.id, benefit_type="enterprise_pension", monthly_amount=Decimal(amount),
-            benefit_start=dt.date(2010, 1, 1), status=BenefitStatus.ACTIVE,
-        )
-    )  # fmt: skip
-    session.flush()
-    return row
+    person_id = add_person(session, ref, grid, ("enterprise_pension", amount, "active"))
+    return session.get_one(Person, person_id)
+
+
+def keep_a_roll_of_a_b_and_twenty(engine: Engine) -> tuple[int, int]:
+    """Migrate, add A, B and 20 others, and keep their roll; return A's and B's ids."""
+    upgrade(engine)
+    with Session(engine) as session, session.begin():
+        first, second = person(session, "A").id, person(session, "B").id
+        for n in range(20):  # a roll large enough for re-reading two persons, not all
+            person(session, f"P{n}")
+    with Session(engine) as session, session.begin():
+        kept_roll(session, keep=True)
+    return first, second
+
+
+def move(engine: Engine, person_id: int, grid: str) -> None:
+    """Move a person to another grid in a transaction of its own."""
+    with Session(engine) as session, session.begin():
+        session.execute(update(Person).where(Person.id == person_id).values(grid_code=grid))
+
+
+def after_the_reread(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> list[bool]:
+    """Do `action` as soon as a run has re-read the changed persons; return a list it marks."""
+    reread = roll_module._reread
+    done: list[bool] = []
+
+    def reread_then_act(session: Session, persons: Any) -> pd.DataFrame:
+        found = reread(session, persons)
+        action()
+        done.append(True)
+        return found
+
+    monkeypatch.setattr(roll_module, "_reread", reread_then_act)
+    # Re-read however many persons look changed: on a busy PostgreSQL cluster the mark is
+    # conservative (any older transaction of any database holds it back), and a full read
+    # would skip the moment these tests are about.
+    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)
+    return done
+
+
+def assert_the_next_run_keeps_both_moves(engine: Engine) -> None:
+    """Assert the next run keeps what a full read finds: A moved to G2, B to G3."""
+    with Session(engine) as session, session.begin():
+        after = kept_roll(session, keep=True)
+        pd.testing.assert_frame_equal(after, roll_frame(session))
+    grids = after.set_index("person_ref")["grid_code"]
+    assert (grids["A"], grids["B"]) == ("G2", "G3")
 
 
 def changes(session: Session) -> int:
@@ -138,43 +173,17 @@ def test_a_change_committed_while_a_run_reads_is_read_by_the_next(
     backend_name: str, database_url_factory: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = make_engine(database_url_factory(backend_name))
-    upgrade(engine)
-    with Session(engine) as session, session.begin():
-        first, second = person(session, "A").id, person(session, "B").id
-        for n in range(20):  # a roll large enough for re-reading two persons, not all
-            person(session, f"P{n}")
-    with Session(engine) as session, session.begin():
-        kept_roll(session, keep=True)
-    with Session(engine) as session, session.begin():
-        session.execute(update(Person).where(Person.id == first).values(grid_code="G2"))
+    first, second = keep_a_roll_of_a_b_and_twenty(engine)
+    move(engine, first, "G2")
     # The next run re-reads A; meanwhile another transaction moves B and commits.
-    reread = roll_module._reread
-
-    moved = []
-
-    def reread_while_b_moves(session: Session, persons: Any) -> pd.DataFrame:
-        found = reread(session, persons)
-        with Session(engine) as other, other.begin():
-            other.execute(update(Person).where(Person.id == second).values(grid_code="G3"))
-        moved.append(True)
-        return found
-
-    monkeypatch.setattr(roll_module, "_reread", reread_while_b_moves)
-    # Re-read however many persons look changed: on a busy PostgreSQL cluster the mark is
-    # conservative (any older transaction of any database holds it back), and a full read
-    # would skip the moment this test is about.
-    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)
+    moved = after_the_reread(monkeypatch, lambda: move(engine, second, "G3"))
     with Session(engine) as session, session.begin():
         during = kept_roll(session, keep=True)
     monkeypatch.undo()
     assert moved  # B moved while the run read
     grids = during.set_index("person_ref")["grid_code"]
     assert (grids["A"], grids["B"]) == ("G2", "G1")
-    with Session(engine) as session, session.begin():
-        after = kept_roll(session, keep=True)
-        pd.testing.assert_frame_equal(after, roll_frame(session))
-    grids = after.set_index("person_ref")["grid_code"]
-    assert (grids["A"], grids["B"]) == ("G2", "G3")
+    assert_the_next_run_keeps_both_moves(engine)
     engine.dispose()
 
 
@@ -183,40 +192,18 @@ def test_a_change_logged_before_the_run_but_committed_after_it_is_not_lost(
 ) -> None:
     # PostgreSQL only: SQLite runs one writer at a time, so its log ids follow commit order.
     engine = make_engine(database_url_factory("postgresql"))
-    upgrade(engine)
-    with Session(engine) as session, session.begin():
-        first, second = person(session, "A").id, person(session, "B").id
-        for n in range(20):
-            person(session, f"P{n}")
-    with Session(engine) as session, session.begin():
-        kept_roll(session, keep=True)
+    first, second = keep_a_roll_of_a_b_and_twenty(engine)
     # B's move takes the lower log id but commits last, after A's move and the run's read.
     slow = Session(engine)
     slow.begin()
     slow.execute(update(Person).where(Person.id == second).values(grid_code="G3"))
     slow.flush()
-    with Session(engine) as session, session.begin():
-        session.execute(update(Person).where(Person.id == first).values(grid_code="G2"))
-    reread = roll_module._reread
-
-    committed = []
-
-    def reread_then_commit_b(session: Session, persons: Any) -> pd.DataFrame:
-        found = reread(session, persons)
-        slow.commit()
-        committed.append(True)
-        return found
-
-    monkeypatch.setattr(roll_module, "_reread", reread_then_commit_b)
-    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)  # as above: always re-read
+    move(engine, first, "G2")
+    committed = after_the_reread(monkeypatch, slow.commit)
     with Session(engine) as session, session.begin():
         kept_roll(session, keep=True)
     monkeypatch.undo()
     slow.close()
     assert committed  # B's move committed after the run's read
-    with Session(engine) as session, session.begin():
-        after = kept_roll(session, keep=True)
-        pd.testing.assert_frame_equal(after, roll_frame(session))
-    grids = after.set_index("person_ref")["grid_code"]
-    assert (grids["A"], grids["B"]) == ("G2", "G3")
+    assert_the_next_run_keeps_both_moves(engine)
     engine.dispose()

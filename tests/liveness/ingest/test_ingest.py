@@ -36,31 +36,36 @@ C3,citizen,330702195002021228,2020-01-01,
 """
 
 
-def _write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    """Write a delivery file into a folder and return its path."""
     path = folder / name
     path.write_bytes(text.encode(encoding))
     return path
+
+
+def on_roll(services: Services, folder: Path, registry: str, cards: str) -> Services:
+    """Deliver a roll and its cards; return the services."""
+    ingest_paths(services, source="registry", paths=[write(folder, "registry.csv", registry)])
+    ingest_paths(services, source="cards", paths=[write(folder, "cards.csv", cards)])
+    return services
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def services(
     request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
 ) -> Services:
-    services = services_factory(request.param)
-    ingest_paths(services, source="registry", paths=[_write(tmp_path, "registry.csv", REGISTRY)])
-    ingest_paths(services, source="cards", paths=[_write(tmp_path, "cards.csv", CARDS)])
-    return services
+    return on_roll(services_factory(request.param), tmp_path, REGISTRY, CARDS)
 
 
 def test_a_file_delivered_twice_is_recognised(services: Services, tmp_path: Path) -> None:
-    transit = _write(
+    transit = write(
         tmp_path,
         "transit_1.csv",
         "record_id,card_no,tapped_at,city_code,face_match\n"
         "T1,C1,2025-02-01 08:00:00,330700,true\n"
         "T2,C3,2025-02-01 09:00:00,330700,\n",
     )
-    copy = _write(tmp_path, "transit_1.resend.csv", transit.read_text())
+    copy = write(tmp_path, "transit_1.resend.csv", transit.read_text())
     first, second = ingest_paths(services, source="transit", paths=[transit, copy])
     assert (first.status, first.loaded) == ("loaded", 2)
     assert (second.status, second.loaded, second.redelivered) == ("duplicate", 0, 2)
@@ -68,8 +73,8 @@ def test_a_file_delivered_twice_is_recognised(services: Services, tmp_path: Path
 
 def test_record_ids_delivered_again_change_nothing(services: Services, tmp_path: Path) -> None:
     header = "record_id,card_no,tapped_at,city_code\n"
-    one = _write(tmp_path, "a.csv", header + "T1,C1,2025-02-01 08:00:00,330700\n")
-    two = _write(
+    one = write(tmp_path, "a.csv", header + "T1,C1,2025-02-01 08:00:00,330700\n")
+    two = write(
         tmp_path,
         "b.csv",
         header + "T1,C1,2025-02-01 08:00:00,330700\nT3,C3,2025-02-02 08:00:00,330700\n",
@@ -79,7 +84,7 @@ def test_record_ids_delivered_again_change_nothing(services: Services, tmp_path:
 
 
 def test_bad_rows_are_quarantined_with_line_and_reason(services: Services, tmp_path: Path) -> None:
-    path = _write(
+    path = write(
         tmp_path,
         "transit_bad.csv",
         "record_id,card_no,tapped_at,city_code\n"
@@ -96,7 +101,7 @@ def test_bad_rows_are_quarantined_with_line_and_reason(services: Services, tmp_p
 
 
 def test_an_undecodable_file_is_refused_whole(services: Services, tmp_path: Path) -> None:
-    path = _write(
+    path = write(
         tmp_path,
         "cremation.csv",
         "record_id,id_number,name,died_on,cremated_on\nR1,330702194501011230,张三,2025-01-05,2025-01-07\n",
@@ -112,7 +117,7 @@ def test_an_undecodable_file_is_refused_whole(services: Services, tmp_path: Path
 
 
 def test_cards_link_only_while_valid(services: Services, tmp_path: Path) -> None:
-    path = _write(
+    path = write(
         tmp_path,
         "transit.csv",
         "record_id,card_no,tapped_at,city_code\n"
@@ -135,7 +140,7 @@ def test_cards_link_only_while_valid(services: Services, tmp_path: Path) -> None
 def test_a_death_record_naming_someone_else_opens_a_review_and_suspends_nobody(
     services: Services, tmp_path: Path
 ) -> None:
-    path = _write(
+    path = write(
         tmp_path,
         "cremation.csv",
         "record_id,id_number,name,sex,birth_date,died_on,cremated_on\n"
@@ -168,7 +173,7 @@ def test_a_death_record_naming_someone_else_opens_a_review_and_suspends_nobody(
 
 
 def test_evidence_parts_appear_only_with_their_delivery(services: Services, tmp_path: Path) -> None:
-    path = _write(
+    path = write(
         tmp_path,
         "transit.csv",
         "record_id,card_no,tapped_at,city_code\nT1,C1,2025-01-31 23:30:00,330700\n"

@@ -18,6 +18,7 @@ from liveness.evidence.records.index import RECORDS_FOLDER
 from liveness.ingest.runner import ingest_paths
 from liveness.services import Services
 from models import DeathRecord, Delivery, QuarantinedRow
+from tests.liveness.ingest.test_ingest import on_roll, write
 
 REGISTRY = """person_ref,id_number,name,sex,birth_date,benefit_type,monthly_amount,benefit_start,region_code,grid_code,status
 P1,330702194501011230,张三,M,1945-01-01,enterprise_pension,3000.00,2005-01-01,330702,G1,active
@@ -30,20 +31,11 @@ C3,citizen,330702195002021228,2020-01-01
 HEADER = "record_id,card_no,tapped_at,city_code\n"
 
 
-def _write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def services(
     request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
 ) -> Services:
-    services = services_factory(request.param)
-    ingest_paths(services, source="registry", paths=[_write(tmp_path, "registry.csv", REGISTRY)])
-    ingest_paths(services, source="cards", paths=[_write(tmp_path, "cards.csv", CARDS)])
-    return services
+    return on_roll(services_factory(request.param), tmp_path, REGISTRY, CARDS)
 
 
 def _transit(services: Services) -> list[tuple[str, int, int]]:
@@ -68,10 +60,10 @@ def _quarantine(services: Services) -> list[tuple[str, int, str]]:
 def test_a_record_delivered_again_in_another_month_for_another_person_is_a_conflict(
     services: Services, tmp_path: Path
 ) -> None:
-    first = _write(tmp_path, "transit_feb.csv", HEADER + "T1,C1,2025-02-01 08:00:00,330700\n")
+    first = write(tmp_path, "transit_feb.csv", HEADER + "T1,C1,2025-02-01 08:00:00,330700\n")
     # The same record_id, its date shifted into March, and now on P2's card: before, it loaded
     # a second time, attached to another person.
-    again = _write(tmp_path, "transit_mar.csv", HEADER + "T1,C3,2025-03-05 08:00:00,330700\n")
+    again = write(tmp_path, "transit_mar.csv", HEADER + "T1,C3,2025-03-05 08:00:00,330700\n")
     reports = ingest_paths(services, source="transit", paths=[first, again])
     assert [(r.loaded, r.redelivered, r.quarantined) for r in reports] == [(1, 0, 0), (0, 0, 1)]
     (row,) = _transit(services)
@@ -91,11 +83,11 @@ def test_a_record_delivered_again_in_another_month_for_another_person_is_a_confl
 def test_an_identical_re_delivery_changes_nothing_and_a_correction_replaces(
     services: Services, tmp_path: Path
 ) -> None:
-    first = _write(tmp_path, "a.csv", HEADER + "T1,C1,2025-02-01 08:00:00,330700\n"
+    first = write(tmp_path, "a.csv", HEADER + "T1,C1,2025-02-01 08:00:00,330700\n"
                    "T2,C1,2025-02-02 08:00:00,330700\n")  # fmt: skip
-    same = _write(tmp_path, "b.csv", HEADER + "T2,C1,2025-02-02 08:00:00,330700\n"
+    same = write(tmp_path, "b.csv", HEADER + "T2,C1,2025-02-02 08:00:00,330700\n"
                   "T1,C1,2025-02-01 08:00:00,330700\n")  # fmt: skip
-    moved = _write(
+    moved = write(
         tmp_path, "c.csv",
         "record_id,card_no,tapped_at,city_code,correction\nT1,C3,2025-03-05 08:00:00,330700,true\n",
     )  # fmt: skip
@@ -114,7 +106,7 @@ def test_an_identical_re_delivery_changes_nothing_and_a_correction_replaces(
 
 
 def test_repeats_and_changes_within_one_file(services: Services, tmp_path: Path) -> None:
-    path = _write(
+    path = write(
         tmp_path, "t.csv",
         HEADER + "T1,C1,2025-02-01 08:00:00,330700\n" + "T1,C1,2025-02-01 08:00:00,330700\n"
         + "T1,C1,2025-04-01 08:00:00,330700\n",
@@ -128,8 +120,8 @@ def test_repeats_and_changes_within_one_file(services: Services, tmp_path: Path)
 def test_the_index_is_a_cache_of_the_store(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    jan = _write(tmp_path, "jan.csv", HEADER + "T1,C1,2025-01-20 08:00:00,330700\n")
-    feb = _write(tmp_path, "feb.csv", HEADER + "T2,C1,2025-02-20 08:00:00,330700\n")
+    jan = write(tmp_path, "jan.csv", HEADER + "T1,C1,2025-01-20 08:00:00,330700\n")
+    feb = write(tmp_path, "feb.csv", HEADER + "T2,C1,2025-02-20 08:00:00,330700\n")
     ingest_paths(services, source="transit", paths=[jan, feb])
     compact_store(services.sessions, store=services.store)
     # Compaction hands its runs over to the new parts: nothing is read back.
@@ -142,13 +134,13 @@ def test_the_index_is_a_cache_of_the_store(
 
     monkeypatch.setattr(index_module, "_read_back", spy)
     # Compacted parts, then no index at all: rebuilt from the parts, it finds both records.
-    again = _write(tmp_path, "again.csv", HEADER + "T2,C1,2025-02-20 08:00:00,330700\n"
+    again = write(tmp_path, "again.csv", HEADER + "T2,C1,2025-02-20 08:00:00,330700\n"
                    "T1,C1,2025-05-20 08:00:00,330700\n")  # fmt: skip
     (report,) = ingest_paths(services, source="transit", paths=[again])
     assert (report.redelivered, report.quarantined) == (1, 1)
     assert calls == [[]]
     shutil.rmtree(services.store.root / RECORDS_FOLDER)
-    again2 = _write(tmp_path, "again2.csv", HEADER + "T1,C1,2025-01-20 08:00:00,330700\n"
+    again2 = write(tmp_path, "again2.csv", HEADER + "T1,C1,2025-01-20 08:00:00,330700\n"
                     "T2,C3,2025-02-20 08:00:00,330700\n")  # fmt: skip
     (report,) = ingest_paths(services, source="transit", paths=[again2])
     assert (report.redelivered, report.quarantined) == (1, 1)
@@ -157,7 +149,7 @@ def test_the_index_is_a_cache_of_the_store(
 def test_a_delivery_that_fails_half_way_leaves_nothing_behind(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = _write(tmp_path, "t.csv", HEADER + "T1,C1,2025-02-01 08:00:00,330700\n"
+    path = write(tmp_path, "t.csv", HEADER + "T1,C1,2025-02-01 08:00:00,330700\n"
                   "T2,C1,2025-03-01 08:00:00,330700\n")  # fmt: skip
     read = Connector.read
 
@@ -175,16 +167,16 @@ def test_a_delivery_that_fails_half_way_leaves_nothing_behind(
     # The same rows again are new: the refused delivery's records were never stored.
     (report,) = ingest_paths(services, source="transit", paths=[path])
     assert (report.loaded, report.redelivered) == (2, 0)
-    (report,) = ingest_paths(services, source="transit", paths=[_write(tmp_path, "u.csv",
+    (report,) = ingest_paths(services, source="transit", paths=[write(tmp_path, "u.csv",
                              path.read_text() + "T3,C1,2025-03-02 08:00:00,330700\n")])  # fmt: skip
     assert (report.loaded, report.redelivered) == (1, 2)
 
 
 def test_a_changed_discharge_is_a_conflict_and_no_death(services: Services, tmp_path: Path) -> None:
     head = "record_id,id_number,visit_at,institution_code,visit_type,discharge_outcome\n"
-    alive = _write(tmp_path, "m1.csv", head + "M1,330702194501011230,2025-02-01 09:00:00,H1,"
+    alive = write(tmp_path, "m1.csv", head + "M1,330702194501011230,2025-02-01 09:00:00,H1,"
                    "inpatient_discharge,alive\n")  # fmt: skip
-    dead = _write(tmp_path, "m2.csv", head + "M1,330702194501011230,2025-02-01 09:00:00,H1,"
+    dead = write(tmp_path, "m2.csv", head + "M1,330702194501011230,2025-02-01 09:00:00,H1,"
                   "inpatient_discharge,deceased\n")  # fmt: skip
     reports = ingest_paths(services, source="medical", paths=[alive, dead])
     assert [(r.loaded, r.quarantined) for r in reports] == [(1, 0), (0, 1)]

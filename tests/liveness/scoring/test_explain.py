@@ -1,11 +1,10 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from liveness.scoring import ScoringPolicy, load_policy, reasons_for, reasons_frame, render_reasons
-from tests.liveness.scoring.test_grade import AS_OF, Outcome, run
+from tests.liveness.scoring.test_grade import AS_OF, Outcome, random_traces, run
 
 POLICY_PATH = Path(__file__).parents[3] / "config" / "scoring.toml"
 
@@ -114,17 +113,7 @@ def test_render_every_rule(policy: ScoringPolicy, outcome: Outcome) -> None:
 
 def test_bulk_reasons_scale(policy: ScoringPolicy) -> None:
     n = 20_000
-    rng = np.random.default_rng(3)
-    kinds = [f"{s}.{k}" for s, k in policy.kinds]
-    traces = [
-        (int(p), kinds[int(k)], int(a))
-        for p, k, a in zip(
-            rng.integers(0, n, 60_000),
-            rng.integers(0, len(kinds), 60_000),
-            rng.integers(0, 400, 60_000),
-            strict=True,
-        )
-    ]
+    traces = random_traces(policy, seed=3, n_persons=n, count=60_000)
     out = run(policy, traces, n_persons=n, degraded=("transit",))
     reasons = frame(policy, out)
     assert [r["level"] for r in reasons[:50]] == [

@@ -85,6 +85,23 @@ def run(
     return Outcome(features, grades, post)
 
 
+def random_traces(
+    policy: ScoringPolicy, *, seed: int, n_persons: int, count: int
+) -> list[tuple[int, str, int]]:
+    """Draw traces of random persons and kinds, up to 400 days before as_of."""
+    rng = np.random.default_rng(seed)
+    kinds = [f"{s}.{k}" for s, k in policy.kinds]
+    return [
+        (int(p), kinds[int(k)], int(a))
+        for p, k, a in zip(
+            rng.integers(0, n_persons, count),
+            rng.integers(0, len(kinds), count),
+            rng.integers(0, 400, count),
+            strict=True,
+        )
+    ]
+
+
 def previous_levels(n_persons: int, levels: dict[int, str]) -> np.ndarray:
     codes = np.full(n_persons, NO_LEVEL, dtype=np.int8)
     for p, level in levels.items():
@@ -173,18 +190,8 @@ def test_benefit_override_changes_the_outcome(policy: ScoringPolicy) -> None:
 
 
 def test_levels_and_scores_are_consistent_on_random_data(policy: ScoringPolicy) -> None:
-    rng = np.random.default_rng(7)
     n = 500
-    kinds = [f"{s}.{k}" for s, k in policy.kinds]
-    traces = [
-        (int(p), kinds[int(k)], int(a))
-        for p, k, a in zip(
-            rng.integers(0, n, 3000),
-            rng.integers(0, len(kinds), 3000),
-            rng.integers(0, 400, 3000),
-            strict=True,
-        )
-    ]
+    traces = random_traces(policy, seed=7, n_persons=n, count=3000)
     out = run(policy, traces, n_persons=n, degraded=("card_txn",))
     score, level = out.grades.score, out.grades.level
     assert ((score >= 0) & (score <= 1)).all()
