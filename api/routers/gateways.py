@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -13,10 +14,9 @@ from api.schemas import (
     FaceCallbackCreate,
     FaceCallbackRead,
     FaceRequestPage,
-    FaceRequestRead,
     NoticePage,
-    NoticeRead,
     NoticeSentRead,
+    Page,
 )
 from liveness.access import client_secret, verify_signature
 from liveness.access.gateways import FaceResult, mark_notice_sent, receive_face_result
@@ -28,9 +28,27 @@ from models import utcnow
 router = APIRouter(tags=["gateways"], responses=ERRORS)
 
 
-def _pending_only(status: str) -> None:
+PageT = TypeVar("PageT", bound=Page)
+
+
+def _pending(
+    caller: Caller,
+    page: type[PageT],
+    read: Callable[..., tuple[list[Any], int]],
+    *,
+    action: str,
+    target_type: str,
+    status: str,
+    limit: int,
+    offset: int,
+) -> PageT:
+    """Return what waits for a gateway as a page of `read`'s rows, audited as `action`."""
     if status != "pending":
         raise ViewInvalid(f"status: only 'pending' is served, not {status!r}")
+    entry = caller.audit(action, target_type, None)
+    rows, total = read(caller.session, limit=limit, offset=offset)
+    entry.detail = {"returned": len(rows), "offset": offset}
+    return page.model_validate({"items": rows, "total": total, "limit": limit, "offset": offset})
 
 
 @router.get(
@@ -45,13 +63,9 @@ def face_requests(
     offset: Offset = 0,
 ) -> FaceRequestPage:
     """List open face verifications without a result: request id, person, identity number, due."""
-    _pending_only(status)
-    entry = caller.audit("face.requests", "face_request", None)
-    rows, total = pending_face_requests(caller.session, limit=limit, offset=offset)
-    entry.detail = {"returned": len(rows), "offset": offset}
-    return FaceRequestPage(
-        items=[FaceRequestRead.model_validate(r) for r in rows], total=total, limit=limit,
-        offset=offset,
+    return _pending(
+        caller, FaceRequestPage, pending_face_requests, action="face.requests",
+        target_type="face_request", status=status, limit=limit, offset=offset,
     )  # fmt: skip
 
 
@@ -116,13 +130,9 @@ def notices(
     offset: Offset = 0,
 ) -> NoticePage:
     """List pending notices, oldest first, with the phone to send an SMS to."""
-    _pending_only(status)
-    entry = caller.audit("notices.read", "notice", None)
-    rows, total = pending_notices(caller.session, limit=limit, offset=offset)
-    entry.detail = {"returned": len(rows), "offset": offset}
-    return NoticePage(
-        items=[NoticeRead.model_validate(r) for r in rows], total=total, limit=limit,
-        offset=offset,
+    return _pending(
+        caller, NoticePage, pending_notices, action="notices.read", target_type="notice",
+        status=status, limit=limit, offset=offset,
     )  # fmt: skip
 
 

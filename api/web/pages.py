@@ -763,11 +763,11 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
             task_reasons=task.reasons,
             current=None
             if view.assessment is None
-            else {"level": view.assessment["level"], **view.assessment["reasons"]},
+            else {"level": view.assessment.level, **view.assessment.reasons},
             due_on=task.due_on,
             today=page.today(),
         ),
-        "level_as_of": None if view.assessment is None else view.assessment["as_of"],
+        "level_as_of": None if view.assessment is None else view.assessment.as_of,
         "traces": [(page.t(f"source_{source}"), rows) for source, rows in view.timeline.items()],
         "is_open": task.status in (TaskStatus.OPEN, TaskStatus.CLAIMED),
         "outcomes": [
@@ -1085,13 +1085,13 @@ async def person_page(
         return view
 
     view = await page.run(work)
-    last_day = view.assessment["as_of"] if view.assessment else page.today()
+    last_day = view.assessment.as_of if view.assessment else page.today()
     first_day = last_day - dt.timedelta(days=180)
     marks = []
-    if view.assessment and view.assessment["reasons"].get("death"):
-        died = dt.date.fromisoformat(view.assessment["reasons"]["death"])
+    if view.assessment and view.assessment.reasons.get("death"):
+        died = dt.date.fromisoformat(view.assessment.reasons["death"])
         marks.append((died, page.t("died_on")))
-    lanes = [(page.t(f"source_{s}"), [r["day"] for r in rows]) for s, rows in view.timeline.items()]
+    lanes = [(page.t(f"source_{s}"), [r.day for r in rows]) for s, rows in view.timeline.items()]
     chart = charts.timeline(
         lanes,
         first_day=first_day, last_day=last_day, title=page.t("timeline"), marks=marks,
@@ -1099,10 +1099,10 @@ async def person_page(
     return page.render(
         "person.html", person=view, chart=chart,
         explanation=None if view.assessment is None
-        else plain_reasons(view.assessment["reasons"], page.lang),
+        else plain_reasons(view.assessment.reasons, page.lang),
         level_label=None if view.assessment is None
-        else page.t(f"level_{view.assessment['level']}"),
-        tasks=[(t, page.t(f"kind_{t['kind']}")) for t in view.open_tasks],
+        else page.t(f"level_{view.assessment.level}"),
+        tasks=[(t, page.t(f"kind_{t.kind}")) for t in view.open_tasks],
         payments=payment_rows(
             view.payments, page.lang, timezone=ZoneInfo(page.services.settings.timezone)
         ),
