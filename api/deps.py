@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -35,7 +36,7 @@ from liveness.access import (
     verify_principal,
 )
 from liveness.access.idempotency import recall, remember
-from liveness.db import session_scope
+from liveness.db import end_session, session_scope
 from liveness.services import Services
 from models import AuditEntry, utcnow
 
@@ -99,20 +100,6 @@ def record_refusal(services: Services, intent: AuditIntent, *, status: int, reas
         )  # fmt: skip
 
 
-def _finish(session: Session, failed: bool) -> None:
-    """End the request's transaction: commit, or roll back when the handler raised."""
-    try:
-        if failed:
-            session.rollback()
-        else:
-            session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
 async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
     """Open the request's session: commit when the handler returns, roll back if it raised.
 
@@ -134,7 +121,7 @@ async def _end(session: Session, *, failed: bool) -> None:
         session.close()  # committed by Caller.run already (or never began): no I/O left
         return
     with anyio.CancelScope(shield=True):  # a cancelled request still rolls back
-        await run_in_threadpool(_finish, session, failed)
+        await run_in_threadpool(functools.partial(end_session, session, failed=failed))
 
 
 # "function" scope: the commit happens before the response is sent, so a failed commit is

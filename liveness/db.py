@@ -77,18 +77,30 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 
+def end_session(session: Session, *, failed: bool) -> None:
+    """End a unit of work: commit, or roll back when it failed (or the commit does); close."""
+    try:
+        if failed:
+            session.rollback()
+        else:
+            session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """Open a session for one unit of work: commit on success, roll back on any error."""
     session = factory()
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        end_session(session, failed=True)
         raise
-    finally:
-        session.close()
+    end_session(session, failed=False)
 
 
 def plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

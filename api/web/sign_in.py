@@ -8,12 +8,14 @@ count of failures and the refusal's audit entry are what a refusal must leave be
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from api.web.i18n import translate
 from api.web.pages import (
@@ -51,6 +53,18 @@ def _code_url(next_page: str | None) -> str:
     return "/web/sign-in/code" + ("" if next_page is None else f"?next={quote(next_page)}")
 
 
+async def _attempt(services: Services, check: Callable[[Session], SignInCheck]) -> SignInCheck:
+    """Run a sign-in check in a transaction of its own, committed whatever it answers."""
+
+    def run() -> SignInCheck:
+        with session_scope(services.sessions) as session:
+            # Every attempt writes (a count, an audit entry): SQLite takes the write lock first.
+            session.connection(execution_options={WRITES_AHEAD: True})
+            return check(session)
+
+    return await run_in_threadpool(run)
+
+
 @router.post("/sign-in/password", response_class=HTMLResponse)
 async def sign_in_with_password(request: Request) -> Response:
     """Sign a person in with their user name and password (a code may be asked next)."""
@@ -72,16 +86,13 @@ async def sign_in_with_password(request: Request) -> Response:
     policy = services.sign_in_policy
     now = clock(request)
 
-    def check() -> SignInCheck:
-        with session_scope(services.sessions) as session:
-            # Every attempt writes (a count, an audit entry): SQLite takes the write lock first.
-            session.connection(execution_options={WRITES_AHEAD: True})
-            return check_password(
-                session, name=name, password=password, policy=policy, now=now,
-                roles=HOME_BY_ROLE, remote_addr=remote_addr(request),
-            )  # fmt: skip
-
-    result = await run_in_threadpool(check)
+    result = await _attempt(
+        services,
+        lambda session: check_password(
+            session, name=name, password=password, policy=policy, now=now, roles=HOME_BY_ROLE,
+            remote_addr=remote_addr(request),
+        ),
+    )  # fmt: skip
     if result.attempt == Attempt.CODE_REQUIRED and result.client_id is not None:
         response = RedirectResponse(_code_url(next_page), 303)
         pending = WebSession.awaiting_code(result.client_id, at=int(now.timestamp()))
@@ -154,15 +165,13 @@ async def sign_in_with_code(request: Request) -> Response:
             error=translate(lang, "code_required"),
         )  # fmt: skip
 
-    def check() -> SignInCheck:
-        with session_scope(services.sessions) as session:
-            session.connection(execution_options={WRITES_AHEAD: True})
-            return check_code(
-                session, client_id=client_id, code=code, policy=policy, now=now,
-                roles=HOME_BY_ROLE, remote_addr=remote_addr(request),
-            )  # fmt: skip
-
-    result = await run_in_threadpool(check)
+    result = await _attempt(
+        services,
+        lambda session: check_code(
+            session, client_id=client_id, code=code, policy=policy, now=now, roles=HOME_BY_ROLE,
+            remote_addr=remote_addr(request),
+        ),
+    )  # fmt: skip
     if result.principal is not None:
         return await enter(request, result.principal, next_page)
     if result.reason == "no_pages":

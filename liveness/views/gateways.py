@@ -7,7 +7,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models import FaceCallback, Notice, NoticeStatus, Person, ReviewTask, TaskKind, TaskStatus
+from models import (
+    LIVE_TASK_STATUSES,
+    FaceCallback,
+    Notice,
+    NoticeStatus,
+    Person,
+    ReviewTask,
+    TaskKind,
+)
 
 
 def _oldest_first(
@@ -42,7 +50,7 @@ def pending_face_requests(session: Session, *, limit: int, offset: int) -> tuple
     """
     condition = and_(
         ReviewTask.kind == TaskKind.FACE_VERIFICATION,
-        ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED]),
+        ReviewTask.status.in_(LIVE_TASK_STATUSES),
         ~select(FaceCallback.id).where(FaceCallback.task_id == ReviewTask.id).exists(),
     )
     columns = (

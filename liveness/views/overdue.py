@@ -17,11 +17,10 @@ from sqlalchemy.orm import Session
 
 from liveness.views.masking import mask_id_number
 from liveness.views.schemas import OverdueGridRead, OverdueTaskRead
-from models import Person, ReviewTask, TaskStatus
+from models import LIVE_TASK_STATUSES, Person, ReviewTask
 
 # Why a review was opened (ReviewTask.cause), in the order the pages name them.
 CAUSES = ("renewal", "face_failed", "visit_asked", "after_visit", "death_record")
-LIVE = (TaskStatus.OPEN, TaskStatus.CLAIMED)
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def _overdue(
     today: dt.date, *, grids: Sequence[str] | None, regions: Sequence[str] | None
 ) -> ColumnElement[bool]:
     """Return the condition of a live review past its due date, within grids and regions."""
-    condition = and_(ReviewTask.status.in_(LIVE), ReviewTask.due_on < today)
+    condition = and_(ReviewTask.status.in_(LIVE_TASK_STATUSES), ReviewTask.due_on < today)
     if grids is not None:
         condition = and_(condition, ReviewTask.grid_code.in_(list(grids)))
     if regions is not None:

@@ -23,6 +23,7 @@ from liveness.views.schemas import (
     TraceRead,
 )
 from models import (
+    LIVE_TASK_STATUSES,
     Assessment,
     Benefit,
     Certification,
@@ -30,7 +31,6 @@ from models import (
     ReviewTask,
     Run,
     RunStatus,
-    TaskStatus,
 )
 
 
@@ -87,7 +87,7 @@ def person_view(
         select(ReviewTask)
         .where(
             ReviewTask.person_id == person.id,
-            ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED]),
+            ReviewTask.status.in_(LIVE_TASK_STATUSES),
         )
         .order_by(ReviewTask.id)
     ).all()
