@@ -43,7 +43,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from liveness.access.audit import read_audit_cte
 from liveness.errors import LivenessError, NotFound
-from liveness.views.pg_json import Fields, json_array, json_objects_sql, postgresql_text
+from liveness.views.pg_json import ALLOWED, Fields, json_array, json_objects_sql, postgresql_text
 from models import Benefit, ListAck, ListEntry, ListEntryStatus, Person, Run, utcnow
 
 
@@ -141,10 +141,7 @@ def list_feed_sql(client: str, fields: Fields) -> str:
     owner = _OWNER.offset(literal_column("0")).lateral("owner")
     base = (ListEntry.seq - func.row_number().over(order_by=ListEntry.seq)).label("base")
     ahead = (
-        _feed_select(owner.c, base)
-        .select_from(ListEntry)
-        .join(owner, true())
-        .where(text("EXISTS (SELECT FROM client)"))
+        _feed_select(owner.c, base).select_from(ListEntry).join(owner, true()).where(text(ALLOWED))
     )
     return f"""
 WITH {client},
@@ -154,7 +151,7 @@ published AS (SELECT * FROM walked WHERE status = '{ListEntryStatus.PUBLISHED}')
 cursor AS (SELECT coalesce(max(seq), %(after)s) AS next_after FROM walked),
 {audit}
 SELECT
-    EXISTS (SELECT FROM client),
+    {ALLOWED},
     {json_objects_sql("published", fields, "r.seq")},
     (SELECT next_after FROM cursor),
     coalesce((SELECT max(seq) FROM list_entries), 0)

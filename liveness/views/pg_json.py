@@ -42,6 +42,9 @@ _JSON_DECIMAL = "{0}::text"
 _AS_STORED = (int, str, bool, dt.date, dict)
 
 _DIALECT = PGDialect_psycopg()
+# Whether the caller is still allowed: the one-statement reads read nothing otherwise (the CTE
+# `client` holds a row iff so; see api.deps.CLIENT_CTE).
+ALLOWED = "EXISTS (SELECT FROM client)"
 
 
 def _bare(annotation: Any) -> Any:

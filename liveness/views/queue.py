@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from liveness.access.audit import read_audit_cte
 from liveness.errors import LivenessError, NotFound
 from liveness.views.masking import masked_id_number
-from liveness.views.pg_json import Fields, json_array, json_objects_sql, postgresql_text
+from liveness.views.pg_json import ALLOWED, Fields, json_array, json_objects_sql, postgresql_text
 from models import (
     Person,
     ReviewTask,
@@ -127,7 +127,7 @@ def grid_queue_sql(status: str, client: str, fields: Fields) -> str:
     The JSON parses to what the schema writes; only `reasons` keeps the spacing it was
     stored with.
     """
-    allowed = text("EXISTS (SELECT FROM client)")
+    allowed = text(ALLOWED)
     page = postgresql_text(grid_queue_select(status).where(allowed), QUEUE_PARAMS)
     counted = postgresql_text(
         select(func.count()).select_from(ReviewTask).where(allowed, _grid_queue_condition(status)),
@@ -143,7 +143,7 @@ WITH {client},
 hits AS ({page}),
 {audit}
 SELECT
-    EXISTS (SELECT FROM client),
+    {ALLOWED},
     {json_objects_sql("hits", fields, "r.priority DESC, r.id")},
     coalesce((SELECT total FROM hits LIMIT 1), ({counted}))
 """
