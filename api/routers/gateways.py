@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -31,24 +31,39 @@ router = APIRouter(tags=["gateways"], responses=ERRORS)
 PageT = TypeVar("PageT", bound=Page)
 
 
+class PendingQuery(NamedTuple):
+    """What a gateway asks of what waits for it: a page, of pending items only."""
+
+    status: str
+    limit: int
+    offset: int
+
+
+def pending_query(
+    status: Annotated[str, Query(max_length=16)] = "pending", limit: Limit = 100, offset: Offset = 0
+) -> PendingQuery:
+    """Read a gateway's query for what waits for it."""
+    return PendingQuery(status, limit, offset)
+
+
 def _pending(
     caller: Caller,
+    asked: PendingQuery,
     page: type[PageT],
     read: Callable[..., tuple[list[Any], int]],
     *,
     action: str,
     target_type: str,
-    status: str,
-    limit: int,
-    offset: int,
 ) -> PageT:
     """Return what waits for a gateway as a page of `read`'s rows, audited as `action`."""
-    if status != "pending":
-        raise ViewInvalid(f"status: only 'pending' is served, not {status!r}")
+    if asked.status != "pending":
+        raise ViewInvalid(f"status: only 'pending' is served, not {asked.status!r}")
     entry = caller.audit(action, target_type, None)
-    rows, total = read(caller.session, limit=limit, offset=offset)
-    entry.detail = {"returned": len(rows), "offset": offset}
-    return page.model_validate({"items": rows, "total": total, "limit": limit, "offset": offset})
+    rows, total = read(caller.session, limit=asked.limit, offset=asked.offset)
+    entry.detail = {"returned": len(rows), "offset": asked.offset}
+    return page.model_validate(
+        {"items": rows, "total": total, "limit": asked.limit, "offset": asked.offset}
+    )
 
 
 @router.get(
@@ -58,14 +73,12 @@ def _pending(
 )
 def face_requests(
     caller: Annotated[Caller, Depends(require("face.requests"))],
-    status: Annotated[str, Query(max_length=16)] = "pending",
-    limit: Limit = 100,
-    offset: Offset = 0,
+    asked: Annotated[PendingQuery, Depends(pending_query)],
 ) -> FaceRequestPage:
     """List open face verifications without a result: request id, person, identity number, due."""
     return _pending(
-        caller, FaceRequestPage, pending_face_requests, action="face.requests",
-        target_type="face_request", status=status, limit=limit, offset=offset,
+        caller, asked, FaceRequestPage, pending_face_requests, action="face.requests",
+        target_type="face_request",
     )  # fmt: skip
 
 
@@ -125,15 +138,12 @@ def face_callback(
 @router.get("/notices", response_model=NoticePage, summary="Notices waiting to be sent")
 def notices(
     caller: Annotated[Caller, Depends(require("notices.read"))],
-    status: Annotated[str, Query(max_length=16)] = "pending",
-    limit: Limit = 100,
-    offset: Offset = 0,
+    asked: Annotated[PendingQuery, Depends(pending_query)],
 ) -> NoticePage:
     """List pending notices, oldest first, with the phone to send an SMS to."""
     return _pending(
-        caller, NoticePage, pending_notices, action="notices.read", target_type="notice",
-        status=status, limit=limit, offset=offset,
-    )  # fmt: skip
+        caller, asked, NoticePage, pending_notices, action="notices.read", target_type="notice"
+    )
 
 
 @router.post("/notices/{notice_id}/sent", response_model=NoticeSentRead, summary="Mark sent")
