@@ -3,6 +3,7 @@
 from models.access import ApiClient, AuditEntry, ClientPassword, WebSessionRecord
 from models.api_state import ClientSecret, FaceCallback, IdempotencyKey, ListAck
 from models.base import (
+    LIVE_TASK_STATUSES,
     Base,
     BenefitStatus,
     BenefitType,
@@ -48,6 +49,7 @@ from models.runs import Assessment, Run, RunLock
 from models.workflow import Certification, ListEntry, Notice, ReviewTask
 
 __all__ = [
+    "LIVE_TASK_STATUSES",
     "AnswerReview",
     "ApiClient",
     "Assessment",

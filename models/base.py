@@ -159,6 +159,10 @@ class TaskStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# A task still waiting for its review: open, or claimed by someone on their way.
+LIVE_TASK_STATUSES = (TaskStatus.OPEN, TaskStatus.CLAIMED)
+
+
 class ListAction(StrEnum):
     """What a list entry asks the payment system to do."""
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -13,10 +14,9 @@ from api.schemas import (
     FaceCallbackCreate,
     FaceCallbackRead,
     FaceRequestPage,
-    FaceRequestRead,
     NoticePage,
-    NoticeRead,
     NoticeSentRead,
+    Page,
 )
 from liveness.access import client_secret, verify_signature
 from liveness.access.gateways import FaceResult, mark_notice_sent, receive_face_result
@@ -28,9 +28,42 @@ from models import utcnow
 router = APIRouter(tags=["gateways"], responses=ERRORS)
 
 
-def _pending_only(status: str) -> None:
-    if status != "pending":
-        raise ViewInvalid(f"status: only 'pending' is served, not {status!r}")
+PageT = TypeVar("PageT", bound=Page)
+
+
+class PendingQuery(NamedTuple):
+    """What a gateway asks of what waits for it: a page, of pending items only."""
+
+    status: str
+    limit: int
+    offset: int
+
+
+def pending_query(
+    status: Annotated[str, Query(max_length=16)] = "pending", limit: Limit = 100, offset: Offset = 0
+) -> PendingQuery:
+    """Read a gateway's query for what waits for it."""
+    return PendingQuery(status, limit, offset)
+
+
+def _pending(
+    caller: Caller,
+    asked: PendingQuery,
+    page: type[PageT],
+    read: Callable[..., tuple[list[Any], int]],
+    *,
+    action: str,
+    target_type: str,
+) -> PageT:
+    """Return what waits for a gateway as a page of `read`'s rows, audited as `action`."""
+    if asked.status != "pending":
+        raise ViewInvalid(f"status: only 'pending' is served, not {asked.status!r}")
+    entry = caller.audit(action, target_type, None)
+    rows, total = read(caller.session, limit=asked.limit, offset=asked.offset)
+    entry.detail = {"returned": len(rows), "offset": asked.offset}
+    return page.model_validate(
+        {"items": rows, "total": total, "limit": asked.limit, "offset": asked.offset}
+    )
 
 
 @router.get(
@@ -40,18 +73,12 @@ def _pending_only(status: str) -> None:
 )
 def face_requests(
     caller: Annotated[Caller, Depends(require("face.requests"))],
-    status: Annotated[str, Query(max_length=16)] = "pending",
-    limit: Limit = 100,
-    offset: Offset = 0,
+    asked: Annotated[PendingQuery, Depends(pending_query)],
 ) -> FaceRequestPage:
     """List open face verifications without a result: request id, person, identity number, due."""
-    _pending_only(status)
-    entry = caller.audit("face.requests", "face_request", None)
-    rows, total = pending_face_requests(caller.session, limit=limit, offset=offset)
-    entry.detail = {"returned": len(rows), "offset": offset}
-    return FaceRequestPage(
-        items=[FaceRequestRead.model_validate(r) for r in rows], total=total, limit=limit,
-        offset=offset,
+    return _pending(
+        caller, asked, FaceRequestPage, pending_face_requests, action="face.requests",
+        target_type="face_request",
     )  # fmt: skip
 
 
@@ -111,19 +138,12 @@ def face_callback(
 @router.get("/notices", response_model=NoticePage, summary="Notices waiting to be sent")
 def notices(
     caller: Annotated[Caller, Depends(require("notices.read"))],
-    status: Annotated[str, Query(max_length=16)] = "pending",
-    limit: Limit = 100,
-    offset: Offset = 0,
+    asked: Annotated[PendingQuery, Depends(pending_query)],
 ) -> NoticePage:
     """List pending notices, oldest first, with the phone to send an SMS to."""
-    _pending_only(status)
-    entry = caller.audit("notices.read", "notice", None)
-    rows, total = pending_notices(caller.session, limit=limit, offset=offset)
-    entry.detail = {"returned": len(rows), "offset": offset}
-    return NoticePage(
-        items=[NoticeRead.model_validate(r) for r in rows], total=total, limit=limit,
-        offset=offset,
-    )  # fmt: skip
+    return _pending(
+        caller, asked, NoticePage, pending_notices, action="notices.read", target_type="notice"
+    )
 
 
 @router.post("/notices/{notice_id}/sent", response_model=NoticeSentRead, summary="Mark sent")

@@ -25,8 +25,7 @@ def read_indicators(
     grid: Annotated[str | None, Query(max_length=32)] = None,
 ) -> IndicatorsRead:
     """Return on-roll, certification status, mark, source and time, and the level counts."""
-    figures = indicators(caller.session, region=region, grid=grid, today=caller.today())
-    return IndicatorsRead(region=region, grid=grid, **vars(figures))
+    return indicators(caller.session, region=region, grid=grid, today=caller.today())
 
 
 @router.get("/audit", response_model=AuditPage, tags=["audit"], summary="The audit log")

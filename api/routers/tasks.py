@@ -13,7 +13,6 @@ from api.schemas import (
     ClaimRead,
     OutcomeCreate,
     OutcomeRead,
-    OverdueGridRead,
     OverduePage,
     TaskPage,
     TaskRead,
@@ -107,7 +106,7 @@ def list_overdue_reviews(
     return OverduePage(
         as_of=found.as_of, total=found.total, limit=limit, offset=offset,
         grids_behind=found.grids_behind,
-        grids=[OverdueGridRead.model_validate(g) for g in found.grids],
+        grids=found.grids,
     )  # fmt: skip
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.web.export import csv_href, csv_response, wants_csv
@@ -26,12 +26,11 @@ CSV_COLUMNS = ("person_ref", "name", "id_number", "approval_benefit", "approval_
 @router.get("/approvals", response_class=HTMLResponse)
 async def approvals_page(
     page: Page = Depends(signed_in("lists.approve")),  # noqa: B008
-    page_no: str | None = Query(None, alias="page"),
+    number: int = Depends(page_number),
     done: str | None = None,
     entry: int | None = None,
 ) -> Response:
     """List the held reinstatements waiting for a second operator, oldest first, paged."""
-    number = page_number(page_no)
     export = wants_csv(page.request)  # every waiting entry, not one page
 
     def work() -> tuple[list[dict[str, object]], int]:
@@ -79,14 +78,10 @@ async def _decide(
 
     def work() -> str | None:
         detail = {"reason": " ".join(reason.split())[:500]} if action == "lists.reject" else None
-        page.audit(action, "list_entry", entry_id, detail)
-        try:
-            act(reason)
-        except ApprovalRefused as refusal:
-            page.session.rollback()
-            page.audit(f"{action}.refused", "list_entry", entry_id, {"reason": str(refusal)})
-            return refusal.why
-        return None
+        refusal = page.attempt(
+            action, "list_entry", entry_id, lambda: act(reason), (ApprovalRefused,), detail
+        )
+        return refusal.why if isinstance(refusal, ApprovalRefused) else None
 
     refused = await page.run(work)
     if refused is not None:

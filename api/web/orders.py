@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.web.formats import local_time_text, money_text
 from api.web.lead_evidence import evidence_view
-from api.web.pages import CSRF_FIELD, Page, form_of, signed_in
+from api.web.pages import Page, form_of, signed_in
 from liveness.access import PERMISSIONS
 from liveness.access.policy import authorize_region
 from liveness.errors import NotFound
@@ -161,6 +162,26 @@ def _amount(raw: str) -> Decimal | None:
     return amount
 
 
+async def _back_to_order(
+    page: Page,
+    work: Callable[[], tuple[int, dict[str, Any] | None]],
+    *,
+    lead_id: int,
+    values: dict[str, str],
+    errors: dict[str, str],
+) -> Response:
+    """Run a lead's form `work`; go back to its order, or show the order with the form's errors.
+
+    `work` returns the lead's order and, when the form was refused, the order page's context.
+    """
+    order_id, context = await page.run(work)
+    if context is None:
+        return RedirectResponse(f"/web/orders/{order_id}#lead-{lead_id}", 303)
+    return page.render(
+        "order.html", status=422, **context, values=values, errors=errors, error_lead=lead_id
+    )
+
+
 @router.post("/leads/{lead_id}/answer", response_class=HTMLResponse)
 async def answer(
     lead_id: int,
@@ -169,7 +190,6 @@ async def answer(
 ) -> Response:
     """Record an inspector's answer to a lead: verdict, amount to recover, note."""
     values = await form_of(request, page.web)
-    values.pop(CSRF_FIELD, None)
     errors: dict[str, str] = {}
     verdict = values.get("verdict", "")
     if verdict not in {str(v) for v in LeadVerdict}:
@@ -199,12 +219,7 @@ async def answer(
         )  # fmt: skip
         return order_id, None
 
-    order_id, context = await page.run(work)
-    if context is None:
-        return RedirectResponse(f"/web/orders/{order_id}#lead-{lead_id}", 303)
-    return page.render(
-        "order.html", status=422, **context, values=values, errors=errors, error_lead=lead_id
-    )
+    return await _back_to_order(page, work, lead_id=lead_id, values=values, errors=errors)
 
 
 @router.post("/leads/{lead_id}/review", response_class=HTMLResponse)
@@ -215,7 +230,6 @@ async def review(
 ) -> Response:
     """Accept an inspector's answer (the lead closes) or return it to the region, saying why."""
     values = await form_of(request, page.web)
-    values.pop(CSRF_FIELD, None)
     decision = values.get("decision", "")
     reason = values.get("reason", "").strip()
     errors: dict[str, str] = {}
@@ -238,9 +252,4 @@ async def review(
         )  # fmt: skip
         return answer.order_id, None
 
-    order_id, context = await page.run(work)
-    if context is None:
-        return RedirectResponse(f"/web/orders/{order_id}#lead-{lead_id}", 303)
-    return page.render(
-        "order.html", status=422, **context, values=values, errors=errors, error_lead=lead_id
-    )
+    return await _back_to_order(page, work, lead_id=lead_id, values=values, errors=errors)

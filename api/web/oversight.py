@@ -84,11 +84,10 @@ def _whole_forecast(page: Page, as_of: dt.date) -> tuple[SuspensionForecast, dt.
 @router.get("/suspensions/next", response_class=HTMLResponse)
 async def next_suspensions(
     page: Page = Depends(signed_in("indicators.read")),  # noqa: B008
-    page_no: str | None = Query(None, alias="page"),
+    number: int = Depends(page_number),
 ) -> Response:
     """Show who the next run would suspend and why, computed by the run itself, not kept."""
     export = wants_csv(page.request)
-    number = page_number(page_no)
     as_of = page.today()
     regions = page.principal.region_scope()
 
@@ -148,11 +147,10 @@ async def audit_page(
     target_ref: str | None = None,
     first_day: str | None = Query(None, alias="from"),
     last_day: str | None = Query(None, alias="to"),
-    page_no: str | None = Query(None, alias="page"),
+    number: int = Depends(page_number),
 ) -> Response:
     """Show the audit log to auditors: newest first, filtered, refusals marked; read audited."""
     export = wants_csv(page.request)
-    number = page_number(page_no)
     chosen = AuditFilter(
         actor=(actor or "").strip()[:64], action=(action or "").strip()[:64],
         refused=refused in ("1", "on", "true"), target_type=(target_type or "").strip()[:32],

@@ -78,6 +78,7 @@ from liveness.views.worker_queue import (
     worker_queue,
 )
 from models import (
+    LIVE_TASK_STATUSES,
     ApiClient,
     Person,
     ReviewTask,
@@ -152,9 +153,9 @@ def language_switch(request: Request, other: Lang, *, page: str | None = None) -
     return (page or request.url.path) + "?" + urlencode({"lang": other})
 
 
-def page_number(raw: str | None) -> int:
-    """Read a page number from the query leniently: anything but a small positive number is 1."""
-    return max(1, int(raw)) if raw and raw.isdigit() and len(raw) < 7 else 1
+def page_number(page: str | None = Query(None)) -> int:
+    """Read ?page= leniently: anything but a small positive number is 1."""
+    return max(1, int(page)) if page and page.isdigit() and len(page) < 7 else 1
 
 
 def page_count(total: int, size: int) -> int:
@@ -394,6 +395,23 @@ class Page:
             remote_addr=None if self.request.client is None else self.request.client.host,
         )  # fmt: skip
 
+    def attempt(
+        self, action: str, target_type: str, target_ref: int, act: Callable[[], object],
+        refusals: tuple[type[LivenessError], ...], detail: dict[str, Any] | None = None,
+    ) -> LivenessError | None:  # fmt: skip
+        """Do `act` audited as `action`; return a refusal, rolled back and audited as refused.
+
+        Of a refused change only its audit entries are kept (the request still commits).
+        """
+        self.audit(action, target_type, target_ref, detail)
+        try:
+            act()
+        except refusals as refusal:
+            self.session.rollback()
+            self.audit(f"{action}.refused", target_type, target_ref, {"reason": str(refusal)})
+            return refusal
+        return None
+
     def today(self) -> dt.date:
         """Return today's date in the agency's time zone."""
         return dt.datetime.now(ZoneInfo(self.services.settings.timezone)).date()
@@ -428,11 +446,16 @@ def signed_in(permission: str | None = None) -> Callable[..., Coroutine[Any, Any
 
 
 async def form_of(request: Request, web: WebSession) -> dict[str, str]:
-    """Read a submitted form, refusing it unless it echoes the session's CSRF token."""
+    """Read a submitted form's fields, refusing it unless it echoes the session's CSRF token.
+
+    The token is checked here and left out of the fields.
+    """
     form = await request.form()
     if not web.accepts(form.get(CSRF_FIELD)):
         raise Forbidden(translate(web_lang(request), "form_expired"))
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    return {
+        key: value for key, value in form.items() if isinstance(value, str) and key != CSRF_FIELD
+    }
 
 
 def safe_next(target: str | None) -> str | None:
@@ -625,7 +648,7 @@ class QueueQuery:
 
 def _queue_query(
     grid: str | None, kind: str | None, overdue: str | None, sort: str | None, q: str | None,
-    page_no: str | None,
+    number: int,
 ) -> QueueQuery:  # fmt: skip
     """Read the queue's query string leniently: an unknown value falls back to the default."""
     return QueueQuery(
@@ -634,7 +657,7 @@ def _queue_query(
         overdue=overdue in ("1", "on", "true"),
         sort=sort if sort in QUEUE_SORTS else "priority",
         q=(q or "").strip()[:64],
-        page=page_number(page_no),
+        page=number,
     )
 
 
@@ -653,13 +676,13 @@ async def queue(
     overdue: str | None = None,
     sort: str | None = None,
     q: str | None = None,
-    page_no: str | None = Query(None, alias="page"),
+    number: int = Depends(page_number),
     recorded: int | None = None,
     undone: int | None = None,
 ) -> Response:
     """Show a page of the open tasks of the caller's grids: filtered, sorted, searched."""
     principal = page.principal
-    chosen = _queue_query(grid, kind, overdue, sort, q, page_no)
+    chosen = _queue_query(grid, kind, overdue, sort, q, number)
     export = wants_csv(page.request)  # every matching task, not one page
     worker = principal.role == Role.GRID_WORKER
     size = page.services.settings.web_queue_page_size
@@ -763,13 +786,13 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
             task_reasons=task.reasons,
             current=None
             if view.assessment is None
-            else {"level": view.assessment["level"], **view.assessment["reasons"]},
+            else {"level": view.assessment.level, **view.assessment.reasons},
             due_on=task.due_on,
             today=page.today(),
         ),
-        "level_as_of": None if view.assessment is None else view.assessment["as_of"],
+        "level_as_of": None if view.assessment is None else view.assessment.as_of,
         "traces": [(page.t(f"source_{source}"), rows) for source, rows in view.timeline.items()],
-        "is_open": task.status in (TaskStatus.OPEN, TaskStatus.CLAIMED),
+        "is_open": task.status in LIVE_TASK_STATUSES,
         "outcomes": [
             (str(o), _outcome_choice(page, o)) for o in VisitOutcome if o in OUTCOMES_BY_KIND[kind]
         ],
@@ -886,7 +909,6 @@ async def task_outcome(
     asks for the date of death: a slip of the finger must not suspend a living person.
     """
     values = await form_of(request, page.web)
-    values.pop(CSRF_FIELD, None)
     confirming = values.get("confirm") == "yes"
 
     def work() -> tuple[str, dict[str, str], dict[str, Any] | None]:
@@ -951,18 +973,9 @@ async def _task_action(
     as a page; nothing else of it is kept.
     """
     values = await form_of(request, page.web)
-
-    def work() -> str | None:
-        page.audit(action, "review_task", task_id)
-        try:
-            act()
-        except (ClaimRefused, UndoRefused) as refusal:
-            page.session.rollback()
-            page.audit(f"{action}.refused", "review_task", task_id, {"reason": str(refusal)})
-            return str(refusal)
-        return None
-
-    refused = await page.run(work)
+    refused = await page.run(
+        lambda: page.attempt(action, "review_task", task_id, act, (ClaimRefused, UndoRefused))
+    )
     if refused is not None:
         return await error_response(request, 409, page.t(f"{action.replace('.', '_')}_refused"))
     back = _back_to(values, f"/web/tasks/{task_id}")
@@ -1085,13 +1098,13 @@ async def person_page(
         return view
 
     view = await page.run(work)
-    last_day = view.assessment["as_of"] if view.assessment else page.today()
+    last_day = view.assessment.as_of if view.assessment else page.today()
     first_day = last_day - dt.timedelta(days=180)
     marks = []
-    if view.assessment and view.assessment["reasons"].get("death"):
-        died = dt.date.fromisoformat(view.assessment["reasons"]["death"])
+    if view.assessment and view.assessment.reasons.get("death"):
+        died = dt.date.fromisoformat(view.assessment.reasons["death"])
         marks.append((died, page.t("died_on")))
-    lanes = [(page.t(f"source_{s}"), [r["day"] for r in rows]) for s, rows in view.timeline.items()]
+    lanes = [(page.t(f"source_{s}"), [r.day for r in rows]) for s, rows in view.timeline.items()]
     chart = charts.timeline(
         lanes,
         first_day=first_day, last_day=last_day, title=page.t("timeline"), marks=marks,
@@ -1099,10 +1112,10 @@ async def person_page(
     return page.render(
         "person.html", person=view, chart=chart,
         explanation=None if view.assessment is None
-        else plain_reasons(view.assessment["reasons"], page.lang),
+        else plain_reasons(view.assessment.reasons, page.lang),
         level_label=None if view.assessment is None
-        else page.t(f"level_{view.assessment['level']}"),
-        tasks=[(t, page.t(f"kind_{t['kind']}")) for t in view.open_tasks],
+        else page.t(f"level_{view.assessment.level}"),
+        tasks=[(t, page.t(f"kind_{t.kind}")) for t in view.open_tasks],
         payments=payment_rows(
             view.payments, page.lang, timezone=ZoneInfo(page.services.settings.timezone)
         ),

@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from api.web.i18n import Lang, catalogue, label, translate
+from liveness.views.schemas import BenefitPaymentRead
 
 SEPARATOR = {"zh": "；", "en": "; "}
 LIST_SEPARATOR = {"zh": "、", "en": ", "}
@@ -56,24 +57,24 @@ def evidence_text(detail: dict[str, Any], lang: Lang) -> str:
     return SEPARATOR[lang].join(parts)
 
 
-def state_text(payment: dict[str, Any], lang: Lang) -> str:
+def state_text(payment: BenefitPaymentRead, lang: Lang) -> str:
     """Return a benefit's payment state in words, with a reinstatement held for approval."""
-    status = payment["status"]
+    status = payment.status
     words = label(lang, "benefit_status", status)
-    since = payment["suspended_from"]
-    if status == "suspended" and payment["suspension_reason"] is not None:
-        reason = label(lang, "list_reason", payment["suspension_reason"])
+    since = payment.suspended_from
+    if status == "suspended" and payment.suspension_reason is not None:
+        reason = label(lang, "list_reason", payment.suspension_reason)
         key = "payment_state_suspended" if since else "payment_state_suspended_undated"
         text = translate(lang, key, status=words, since=since, reason=reason)
-        if payment["amended_from"]:
-            prior = label(lang, "list_reason", payment["amended_from"])
+        if payment.amended_from:
+            prior = label(lang, "list_reason", payment.amended_from)
             text += translate(lang, "payment_state_amended_from", reason=prior)
     elif status == "terminated" and since:
         text = translate(lang, "payment_state_terminated", status=words, since=since)
     else:
         text = words
-    if payment["held"] is not None:
-        held = translate(lang, "payment_state_held", amount=money(payment["held"]["amount"]))
+    if payment.held is not None:
+        held = translate(lang, "payment_state_held", amount=money(payment.held.amount))
         text += SEPARATOR[lang] + held
     return text
 
@@ -84,36 +85,36 @@ def actor_text(name: str | None, lang: Lang) -> str:
 
 
 def payment_rows(
-    payments: list[dict[str, Any]], lang: Lang, *, timezone: ZoneInfo
+    payments: list[BenefitPaymentRead], lang: Lang, *, timezone: ZoneInfo
 ) -> list[dict[str, Any]]:
     """Return each benefit with its state in words and its history ready for the page."""
     return [
         {
-            **payment,
-            "type_text": label(lang, "benefit", payment["benefit_type"]),
+            **dict(payment),
+            "type_text": label(lang, "benefit", payment.benefit_type),
             "state_text": state_text(payment, lang),
             "roll_text": None
-            if payment["roll_status"] in (None, payment["status"])
+            if payment.roll_status in (None, payment.status)
             else translate(
                 lang, "payment_state_roll",
-                status=label(lang, "benefit_status", payment["roll_status"]),
+                status=label(lang, "benefit_status", payment.roll_status),
             ),
             "rows": [
                 {
-                    **entry,
-                    "action_text": label(lang, "action", entry["action"]),
-                    "reason_text": label(lang, "list_reason", entry["reason"]),
-                    "event_text": "—" if entry["event"] is None
-                    else label(lang, "payment_event", entry["event"]),
-                    "standing_text": label(lang, "entry_standing", entry["standing"]),
-                    "amount_text": money(entry["amount"]),
-                    "caused_text": actor_text(entry["caused_by"], lang),
-                    "approved_text": actor_text(entry["approved_by"], lang),
-                    "approved_on": None if entry["approved_at"] is None
-                    else entry["approved_at"].astimezone(timezone).date(),
-                    "evidence_text": evidence_text(entry["detail"], lang),
+                    **dict(entry),
+                    "action_text": label(lang, "action", entry.action),
+                    "reason_text": label(lang, "list_reason", entry.reason),
+                    "event_text": "—" if entry.event is None
+                    else label(lang, "payment_event", entry.event),
+                    "standing_text": label(lang, "entry_standing", entry.standing),
+                    "amount_text": money(entry.amount),
+                    "caused_text": actor_text(entry.caused_by, lang),
+                    "approved_text": actor_text(entry.approved_by, lang),
+                    "approved_on": None if entry.approved_at is None
+                    else entry.approved_at.astimezone(timezone).date(),
+                    "evidence_text": evidence_text(entry.detail, lang),
                 }
-                for entry in payment["history"]
+                for entry in payment.history
             ],
         }
         for payment in payments

@@ -8,6 +8,8 @@ count of failures and the refusal's audit entry are what a refusal must leave be
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -51,6 +53,24 @@ def _code_url(next_page: str | None) -> str:
     return "/web/sign-in/code" + ("" if next_page is None else f"?next={quote(next_page)}")
 
 
+async def _attempt(
+    request: Request, check: Callable[..., SignInCheck], *, now: dt.datetime, **given: Any
+) -> SignInCheck:
+    """Run a sign-in check of what was `given` in a transaction of its own, always committed."""
+    services: Services = request.app.state.services
+
+    def run() -> SignInCheck:
+        with session_scope(services.sessions) as session:
+            # Every attempt writes (a count, an audit entry): SQLite takes the write lock first.
+            session.connection(execution_options={WRITES_AHEAD: True})
+            return check(
+                session, **given, policy=services.sign_in_policy, now=now, roles=HOME_BY_ROLE,
+                remote_addr=remote_addr(request),
+            )  # fmt: skip
+
+    return await run_in_threadpool(run)
+
+
 @router.post("/sign-in/password", response_class=HTMLResponse)
 async def sign_in_with_password(request: Request) -> Response:
     """Sign a person in with their user name and password (a code may be asked next)."""
@@ -68,20 +88,9 @@ async def sign_in_with_password(request: Request) -> Response:
         return sign_in_page(
             request, web, status=422, next_page=next_page, errors=errors, typed_name=name
         )
-    services: Services = request.app.state.services
-    policy = services.sign_in_policy
+    policy = request.app.state.services.sign_in_policy
     now = clock(request)
-
-    def check() -> SignInCheck:
-        with session_scope(services.sessions) as session:
-            # Every attempt writes (a count, an audit entry): SQLite takes the write lock first.
-            session.connection(execution_options={WRITES_AHEAD: True})
-            return check_password(
-                session, name=name, password=password, policy=policy, now=now,
-                roles=HOME_BY_ROLE, remote_addr=remote_addr(request),
-            )  # fmt: skip
-
-    result = await run_in_threadpool(check)
+    result = await _attempt(request, check_password, now=now, name=name, password=password)
     if result.attempt == Attempt.CODE_REQUIRED and result.client_id is not None:
         response = RedirectResponse(_code_url(next_page), 303)
         pending = WebSession.awaiting_code(result.client_id, at=int(now.timestamp()))
@@ -153,16 +162,7 @@ async def sign_in_with_code(request: Request) -> Response:
             request, web, policy=policy, next_page=next_page, status=422,
             error=translate(lang, "code_required"),
         )  # fmt: skip
-
-    def check() -> SignInCheck:
-        with session_scope(services.sessions) as session:
-            session.connection(execution_options={WRITES_AHEAD: True})
-            return check_code(
-                session, client_id=client_id, code=code, policy=policy, now=now,
-                roles=HOME_BY_ROLE, remote_addr=remote_addr(request),
-            )  # fmt: skip
-
-    result = await run_in_threadpool(check)
+    result = await _attempt(request, check_code, now=now, client_id=client_id, code=code)
     if result.principal is not None:
         return await enter(request, result.principal, next_page)
     if result.reason == "no_pages":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
 
 from api.web import charts
@@ -252,11 +252,10 @@ async def run_page(
 async def region_page(
     code: str,
     page: Page = Depends(signed_in("indicators.read")),  # noqa: B008
-    page_no: str | None = Query(None, alias="page"),
+    number: int = Depends(page_number),
 ) -> Response:
     """List a region's grids (a code or a prefix): people by level, open and overdue reviews."""
     code = code[:6]
-    number = page_number(page_no)
 
     def work() -> tuple[list[Any], int]:
         page.audit("regions.read", "region", code, {"page": number})
@@ -287,14 +286,13 @@ async def region_page(
 async def grid_page(
     grid_code: str,
     page: Page = Depends(signed_in("persons.read")),  # noqa: B008
-    page_no: str | None = Query(None, alias="page"),
+    number: int = Depends(page_number),
 ) -> Response:
     """List a grid's people, paged, with its reviews and (for supervisors) its workers' load.
 
     A grid worker sees only their own grids; another grid answers as an absent one.
     """
     grid_code = grid_code[:32]
-    number = page_number(page_no)
     supervising = page.principal.role in PERMISSIONS["indicators.read"]
     days = page.services.settings.web_visits_days
 

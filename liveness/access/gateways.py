@@ -20,6 +20,7 @@ from liveness.errors import DeliveryRefused, NotFound, StateRefused
 from liveness.ingest.context import IngestContext
 from liveness.ingest.service import ingest_delivery
 from models import (
+    LIVE_TASK_STATUSES,
     FaceCallback,
     Notice,
     NoticeChannel,
@@ -27,7 +28,6 @@ from models import (
     Person,
     ReviewTask,
     TaskKind,
-    TaskStatus,
     utcnow,
 )
 
@@ -90,7 +90,7 @@ def receive_face_result(
         raise NotFound(f"no face verification request {result.request_id}")
     if session.scalar(select(FaceCallback.id).where(FaceCallback.task_id == task.id)):
         raise GatewayConflict(f"request {task.id} already has a result")
-    if task.status not in (TaskStatus.OPEN, TaskStatus.CLAIMED):
+    if task.status not in LIVE_TASK_STATUSES:
         raise GatewayConflict(f"request {task.id} is {task.status}, no longer pending")
     if result.verified_at > utcnow() + dt.timedelta(minutes=5):
         raise DeliveryRefused("verified_at: in the future")

@@ -9,7 +9,15 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from liveness.errors import InputInvalid, NotFound, StateRefused
-from models import DeathRecord, RecordStatus, ReviewTask, TaskKind, TaskStatus, VisitOutcome
+from models import (
+    LIVE_TASK_STATUSES,
+    DeathRecord,
+    RecordStatus,
+    ReviewTask,
+    TaskKind,
+    TaskStatus,
+    VisitOutcome,
+)
 
 # A review's `deceased` is kept as a death record of this source, named after its task.
 REVIEW_DEATH_SOURCE = "review"
@@ -108,7 +116,7 @@ def record_outcome(
         if same:
             return task
         raise OutcomeInvalid(f"outcome: task {task_id} already has the outcome {task.outcome}")
-    if task.status not in (TaskStatus.OPEN, TaskStatus.CLAIMED):
+    if task.status not in LIVE_TASK_STATUSES:
         raise OutcomeInvalid(f"outcome: task {task_id} is {task.status}, no longer open")
     undone = task.outcome_detail.get("undone")
     task.status = TaskStatus.DONE

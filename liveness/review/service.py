@@ -11,9 +11,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CertificationPolicy
-from models import ReviewTask, TaskKind, TaskStatus
+from models import LIVE_TASK_STATUSES, ReviewTask, TaskKind, TaskStatus
 
-OPEN_STATUSES = (TaskStatus.OPEN, TaskStatus.CLAIMED)
 # The rule a death review's reasons name: a death record that did not match the roll cleanly.
 DEATH_REVIEW_RULE = "death_record_name_mismatch"
 
@@ -31,7 +30,7 @@ def open_tasks(session: Session) -> pd.DataFrame:
     """Return the open tasks: id, person_id and kind."""
     rows = session.execute(
         select(ReviewTask.id, ReviewTask.person_id, ReviewTask.kind).where(
-            ReviewTask.status.in_(OPEN_STATUSES)
+            ReviewTask.status.in_(LIVE_TASK_STATUSES)
         )
     ).all()
     return pd.DataFrame(rows, columns=["id", "person_id", "kind"])

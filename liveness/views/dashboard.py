@@ -10,6 +10,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from models import (
+    LIVE_TASK_STATUSES,
     Assessment,
     ListAction,
     ListEntry,
@@ -18,7 +19,6 @@ from models import (
     ReviewTask,
     Run,
     RunStatus,
-    TaskStatus,
 )
 
 LEVEL_ORDER = ("strong", "medium", "weak", "deceased")
@@ -138,7 +138,7 @@ def level_trend(
 
 def review_backlog(session: Session, *, today: dt.date, region: str | None = None) -> Backlog:
     """Count open review tasks by kind, and the overdue ones."""
-    live = ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED])
+    live = ReviewTask.status.in_(LIVE_TASK_STATUSES)
     overdue = case((ReviewTask.due_on < today, 1), else_=0)
     query = select(ReviewTask.kind, func.count(), func.sum(overdue)).where(live)
     if region:

@@ -14,9 +14,17 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from liveness.views.masking import mask_id_number
-from models import ApiClient, Assessment, Person, ReviewTask, Role, Run, RunStatus, TaskStatus
-
-LIVE = (TaskStatus.OPEN, TaskStatus.CLAIMED)
+from models import (
+    LIVE_TASK_STATUSES,
+    ApiClient,
+    Assessment,
+    Person,
+    ReviewTask,
+    Role,
+    Run,
+    RunStatus,
+    TaskStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ def _fill(
         overdue = func.sum(case((ReviewTask.due_on < today, 1), else_=0))
         for grid, count, late in session.execute(
             select(ReviewTask.grid_code, func.count(), overdue)
-            .where(ReviewTask.status.in_(LIVE), ReviewTask.grid_code.in_(codes))
+            .where(ReviewTask.status.in_(LIVE_TASK_STATUSES), ReviewTask.grid_code.in_(codes))
             .group_by(ReviewTask.grid_code)
         ):
             reviews[grid] = (int(count), int(late or 0))
@@ -169,7 +177,7 @@ def grid_people(
     if ids:
         for person_id, task_id, kind, due_on in session.execute(
             select(ReviewTask.person_id, ReviewTask.id, ReviewTask.kind, ReviewTask.due_on)
-            .where(ReviewTask.person_id.in_(ids), ReviewTask.status.in_(LIVE))
+            .where(ReviewTask.person_id.in_(ids), ReviewTask.status.in_(LIVE_TASK_STATUSES))
             .order_by(ReviewTask.due_on.desc(), ReviewTask.id.desc())
         ):
             tasks[person_id] = (task_id, str(kind), due_on)
@@ -215,7 +223,7 @@ def grid_workload(
         code: (int(count), int(late or 0))
         for code, count, late in session.execute(
             select(ReviewTask.grid_code, func.count(), overdue)
-            .where(ReviewTask.status.in_(LIVE), ReviewTask.grid_code.in_(served))
+            .where(ReviewTask.status.in_(LIVE_TASK_STATUSES), ReviewTask.grid_code.in_(served))
             .group_by(ReviewTask.grid_code)
         )
     }

@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import TypeVarTuple
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from liveness.views.schemas import IndicatorsRead
 from models import Assessment, Benefit, BenefitStatus, Certification, Person, Run, RunStatus
 
 Ts = TypeVarTuple("Ts")
-
-
-@dataclass(frozen=True)
-class Indicators:
-    """On the roll, certification status, mark, source and time; plus the levels."""
-
-    as_of: dt.date
-    run_id: int | None
-    on_roll: int
-    active_benefits: int
-    certification_status: dict[str, int]
-    mark: dict[str, int]
-    source: dict[str, int]
-    time: dict[str, int]
-    levels: dict[str, int]
 
 
 def _scoped(query: Select[*Ts], *, region: str | None, grid: str | None) -> Select[*Ts]:
@@ -41,7 +26,7 @@ def _scoped(query: Select[*Ts], *, region: str | None, grid: str | None) -> Sele
 # Long by design: a few grouped queries, then their rows folded into the indicator counts.
 def indicators(
     session: Session, *, region: str | None, grid: str | None, today: dt.date
-) -> Indicators:
+) -> IndicatorsRead:
     """Count the indicators over the persons of a region (code prefix) and/or grid."""
     run = session.execute(
         select(Run.id, Run.as_of)
@@ -111,8 +96,8 @@ def indicators(
                 )
             ).all()
         }
-    return Indicators(
-        as_of=as_of, run_id=None if run is None else run.id, on_roll=int(on_roll or 0),
-        active_benefits=int(active or 0), certification_status=status, mark=mark,
-        source=source, time=dict(sorted(time.items())), levels=levels,
+    return IndicatorsRead(
+        as_of=as_of, run_id=None if run is None else run.id, region=region, grid=grid,
+        on_roll=int(on_roll or 0), active_benefits=int(active or 0), certification_status=status,
+        mark=mark, source=source, time=dict(sorted(time.items())), levels=levels,
     )  # fmt: skip

@@ -25,12 +25,25 @@ import hashlib
 import io
 from typing import Any
 
-from sqlalchemy import Row, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnCollection,
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from liveness.access.audit import read_audit_cte
 from liveness.errors import LivenessError, NotFound
-from liveness.views.pg_json import Fields, json_fields_sql
+from liveness.views.pg_json import ALLOWED, Fields, json_array, json_objects_sql, postgresql_text
 from models import Benefit, ListAck, ListEntry, ListEntryStatus, Person, Run, utcnow
 
 
@@ -41,17 +54,40 @@ class AckRefused(LivenessError):
     http_status = 409
 
 
-_COLUMNS = (
-    ListEntry.id, ListEntry.seq, ListEntry.run_id, Person.person_ref, Person.id_number,
-    Person.name, ListEntry.benefit_id, Benefit.benefit_type, ListEntry.action, ListEntry.reason,
-    ListEntry.effective_on, ListEntry.amount, ListEntry.detail, ListEntry.status,
-)  # fmt: skip
-# The feed's columns, named as the API's `ListEntryRead` (list_feed_sql writes the same).
-_FEED_COLUMNS = (
-    *_COLUMNS[:12],
-    ListEntry.detail["approves_seq"].as_integer().label("approves_seq"),
-    ListEntry.status,
+# An entry's person and benefit, looked up by primary key.
+_OWNED = and_(Person.id == ListEntry.person_id, Benefit.id == ListEntry.benefit_id)
+_OWNER = select(Person.person_ref, Person.id_number, Person.name, Benefit.benefit_type).where(
+    _OWNED
 )
+_Column = ColumnElement[Any] | InstrumentedAttribute[Any]
+# The parameters of the feed's select; the one-statement path passes no other (list_feed_sql).
+FEED_PARAMS = frozenset({"after", "limit"})
+
+
+def _entry_columns(owner: ColumnCollection[str, Any]) -> tuple[_Column, ...]:
+    """Return an entry's columns named as the API's `ListEntryRead`, its owner's from `owner`."""
+    return (
+        ListEntry.id, ListEntry.seq, ListEntry.run_id, owner.person_ref, owner.id_number,
+        owner.name, ListEntry.benefit_id, owner.benefit_type, ListEntry.action, ListEntry.reason,
+        ListEntry.effective_on, ListEntry.amount,
+        ListEntry.detail["approves_seq"].as_integer().label("approves_seq"), ListEntry.status,
+    )  # fmt: skip
+
+
+def _feed_select(
+    owner: ColumnCollection[str, Any], *extra: ColumnElement[Any]
+) -> Select[*tuple[Any, ...]]:
+    """Return the entries after the parameter `after` in seq order, at most `limit` of them.
+
+    Both ways of serving the feed run this select, with the owner's columns joined as each
+    needs (list_feed, list_feed_sql). Bound to the parameters after and limit (FEED_PARAMS).
+    """
+    return (
+        select(*_entry_columns(owner), *extra)
+        .where(ListEntry.seq > bindparam("after", type_=Integer))
+        .order_by(ListEntry.seq)
+        .limit(bindparam("limit", type_=Integer))
+    )
 
 
 def list_feed(session: Session, *, after: int, limit: int) -> tuple[list[Row[Any]], int, int]:
@@ -64,12 +100,8 @@ def list_feed(session: Session, *, after: int, limit: int) -> tuple[list[Row[Any
     # asks for it apart.
     high = select(func.max(ListEntry.seq)).scalar_subquery().label("high_water")
     rows = session.execute(
-        select(*_FEED_COLUMNS, high)
-        .join(Person, Person.id == ListEntry.person_id)
-        .join(Benefit, Benefit.id == ListEntry.benefit_id)
-        .where(ListEntry.seq > after)
-        .order_by(ListEntry.seq)
-        .limit(limit)
+        _feed_select(_OWNER.selected_columns, high).where(_OWNED),
+        {"after": after, "limit": limit},
     ).all()
     entries: list[Row[Any]] = []
     cursor = after
@@ -87,14 +119,14 @@ def list_feed(session: Session, *, after: int, limit: int) -> tuple[list[Row[Any
 def list_feed_sql(client: str, fields: Fields) -> str:
     """Return the API's feed page as one PostgreSQL statement that also writes its audit.
 
-    The same page as `list_feed`, built as JSON by PostgreSQL (one round trip, no row
-    objects), with the response schema's `fields` as keys (liveness.views.pg_json). Rows
-    after the cursor are numbered in seq order; row k is contiguous when its seq is
-    after + k, and since seq only grows, the contiguous rows are exactly the prefix before
-    the first gap that `list_feed` walks. Returns (allowed, entries, next_after,
-    high_water), entries being the schema's objects joined by commas. `client` is a CTE
-    holding a row iff the caller is still allowed (see api.deps). Parameters: after, limit
-    and the audit's (read_audit_cte).
+    The select of `list_feed` compiled for PostgreSQL, the page written as JSON by PostgreSQL
+    (one round trip, no row objects) with the response schema's `fields` as keys
+    (liveness.views.pg_json). Rows after the cursor are numbered in seq order; row k is
+    contiguous when its seq is after + k, and since seq only grows, the contiguous rows are
+    exactly the prefix before the first gap that `list_feed` walks. Returns (allowed,
+    entries, next_after, high_water), entries being the schema's objects joined by commas.
+    `client` is a CTE holding a row iff the caller is still allowed (see api.deps).
+    Parameters: FEED_PARAMS and the audit's (read_audit_cte).
     """
     audit = read_audit_cte(
         action="lists.read", target_type="list",
@@ -106,32 +138,21 @@ def list_feed_sql(client: str, fields: Fields) -> str:
     # (api.deps.READ_SESSION_SQL), and for a long list the planner's guess at the page size
     # (a tenth of the entries after an unknown cursor) would otherwise make a hash join over
     # the whole roll look cheaper than a hundred lookups.
+    owner = _OWNER.offset(literal_column("0")).lateral("owner")
+    base = (ListEntry.seq - func.row_number().over(order_by=ListEntry.seq)).label("base")
+    ahead = (
+        _feed_select(owner.c, base).select_from(ListEntry).join(owner, true()).where(text(ALLOWED))
+    )
     return f"""
 WITH {client},
-ahead AS (
-    SELECT e.id, e.seq, e.run_id, pb.person_ref, pb.id_number, pb.name, e.benefit_id,
-        pb.benefit_type, e.action, e.reason, e.effective_on, e.amount,
-        trunc((e.detail ->> 'approves_seq')::numeric)::bigint AS approves_seq, e.status,
-        e.seq - row_number() OVER (ORDER BY e.seq) AS base
-    FROM list_entries AS e
-    CROSS JOIN LATERAL (
-        SELECT p.person_ref, p.id_number, p.name, b.benefit_type
-        FROM persons AS p, benefits AS b
-        WHERE p.id = e.person_id AND b.id = e.benefit_id
-        OFFSET 0
-    ) AS pb
-    WHERE EXISTS (SELECT FROM client) AND e.seq > %(after)s
-    ORDER BY e.seq
-    LIMIT %(limit)s
-),
+ahead AS ({postgresql_text(ahead, FEED_PARAMS)}),
 walked AS (SELECT * FROM ahead WHERE base = %(after)s),
 published AS (SELECT * FROM walked WHERE status = '{ListEntryStatus.PUBLISHED}'),
 cursor AS (SELECT coalesce(max(seq), %(after)s) AS next_after FROM walked),
 {audit}
 SELECT
-    EXISTS (SELECT FROM client),
-    (SELECT string_agg(row_to_json(x)::text, ',' ORDER BY r.seq)
-     FROM published AS r, LATERAL (SELECT {json_fields_sql(fields, "r")}) AS x),
+    {ALLOWED},
+    {json_objects_sql("published", fields, "r.seq")},
     (SELECT next_after FROM cursor),
     coalesce((SELECT max(seq) FROM list_entries), 0)
 """
@@ -139,11 +160,8 @@ SELECT
 
 def list_feed_body(row: tuple[Any, ...]) -> bytes:
     """Return the JSON `ListFeedRead` of a `list_feed_sql` result row."""
-    return (
-        b'{"entries":['
-        + (row[1] or "").encode()
-        + b'],"next_after":%d,"high_water":%d}' % (row[2], row[3])
-    )
+    cursor = b',"next_after":%d,"high_water":%d}' % (row[2], row[3])
+    return b'{"entries":' + json_array(row[1]) + cursor
 
 
 def acknowledge(session: Session, *, client: str, last_seq: int) -> ListAck:
@@ -177,10 +195,8 @@ def entries_csv(session: Session, *, run_id: int) -> tuple[bytes, str, int]:
     if session.get(Run, run_id) is None:
         raise NotFound(f"no run {run_id}")
     rows = session.execute(
-        select(*_COLUMNS)
-        .join(Person, Person.id == ListEntry.person_id)
-        .join(Benefit, Benefit.id == ListEntry.benefit_id)
-        .where(ListEntry.run_id == run_id)
+        select(*_entry_columns(_OWNER.selected_columns))
+        .where(_OWNED, ListEntry.run_id == run_id)
         .order_by(ListEntry.seq)
     ).all()
     out = io.StringIO()

@@ -9,44 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from liveness.views.masking import mask_id_number
-from models import Person, ReviewTask, TaskStatus
+from liveness.views.schemas import OverdueGridRead, OverdueTaskRead
+from models import LIVE_TASK_STATUSES, Person, ReviewTask
 
 # Why a review was opened (ReviewTask.cause), in the order the pages name them.
 CAUSES = ("renewal", "face_failed", "visit_asked", "after_visit", "death_record")
-LIVE = (TaskStatus.OPEN, TaskStatus.CLAIMED)
-
-
-@dataclass(frozen=True)
-class OverdueTask:
-    """One overdue review, as a supervisor reads it (identity number masked)."""
-
-    id: int
-    kind: str
-    status: str
-    person_ref: str
-    id_number_masked: str
-    due_on: dt.date
-    days_overdue: int
-    cause: str | None
-    claimed_by: str | None
-
-
-@dataclass(frozen=True)
-class OverdueGrid:
-    """A grid behind: how many reviews are overdue, since when, and (some of) them."""
-
-    grid_code: str
-    overdue: int
-    oldest_due_on: dt.date
-    days_behind: int
-    tasks: list[OverdueTask] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -56,14 +30,14 @@ class OverdueReviews:
     as_of: dt.date
     total: int
     grids_behind: int
-    grids: list[OverdueGrid]
+    grids: list[OverdueGridRead]
 
 
 def _overdue(
     today: dt.date, *, grids: Sequence[str] | None, regions: Sequence[str] | None
 ) -> ColumnElement[bool]:
     """Return the condition of a live review past its due date, within grids and regions."""
-    condition = and_(ReviewTask.status.in_(LIVE), ReviewTask.due_on < today)
+    condition = and_(ReviewTask.status.in_(LIVE_TASK_STATUSES), ReviewTask.due_on < today)
     if grids is not None:
         condition = and_(condition, ReviewTask.grid_code.in_(list(grids)))
     if regions is not None:
@@ -74,12 +48,20 @@ def _overdue(
     return condition
 
 
-def _task(row: Any, today: dt.date) -> OverdueTask:
+def _task(row: Any, today: dt.date) -> OverdueTaskRead:
     """Return an overdue task from a row of the queries below."""
-    return OverdueTask(
+    return OverdueTaskRead(
         id=row.id, kind=str(row.kind), status=str(row.status), person_ref=row.person_ref,
         id_number_masked=mask_id_number(row.id_number), due_on=row.due_on,
         days_overdue=(today - row.due_on).days, cause=row.cause, claimed_by=row.claimed_by,
+    )  # fmt: skip
+
+
+def _grid(row: Any, today: dt.date, *, tasks: list[OverdueTaskRead]) -> OverdueGridRead:
+    """Return a grid behind from a row of the ranked tasks, with the tasks given."""
+    return OverdueGridRead(
+        grid_code=row.grid_code, overdue=int(row.grid_overdue), oldest_due_on=row.grid_oldest,
+        days_behind=(today - row.grid_oldest).days, tasks=tasks,
     )  # fmt: skip
 
 
@@ -138,15 +120,10 @@ def overdue_reviews(
         .limit(limit)
         .offset(offset)
     ).all()
-    page: list[OverdueGrid] = []
+    page: list[OverdueGridRead] = []
     for row in rows:
         if not page or page[-1].grid_code != row.grid_code:
-            page.append(
-                OverdueGrid(
-                    grid_code=row.grid_code, overdue=int(row.grid_overdue),
-                    oldest_due_on=row.grid_oldest, days_behind=(today - row.grid_oldest).days,
-                )
-            )  # fmt: skip
+            page.append(_grid(row, today, tasks=[]))
         page[-1].tasks.append(_task(row, today))
     return OverdueReviews(as_of=today, total=int(total), grids_behind=int(grids_behind), grids=page)
 
@@ -157,7 +134,7 @@ def grids_behind(
     today: dt.date,
     regions: Sequence[str] | None = None,
     limit: int = 10,
-) -> tuple[list[OverdueGrid], int]:
+) -> tuple[list[OverdueGridRead], int]:
     """Return the grids longest behind, each with its oldest overdue review, and how many are.
 
     One statement ranks every overdue task within its grid and keeps each grid's first.
@@ -170,14 +147,7 @@ def grids_behind(
         .order_by(*_grid_order(ranked))
         .limit(limit)
     ).all()
-    found = [
-        OverdueGrid(
-            grid_code=row.grid_code, overdue=int(row.grid_overdue),
-            oldest_due_on=row.grid_oldest, days_behind=(today - row.grid_oldest).days,
-            tasks=[_task(row, today)],
-        )
-        for row in rows
-    ]  # fmt: skip
+    found = [_grid(row, today, tasks=[_task(row, today)]) for row in rows]
     return found, int(rows[0].grids) if rows else 0
 
 

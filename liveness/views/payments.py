@@ -7,12 +7,14 @@ evidence (identity numbers masked).
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, get_args
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.views.masking import mask_evidence
+from liveness.views.schemas import BenefitPaymentRead, HeldEntryRead, PaymentEntryRead, Standing
 from models import (
     Benefit,
     BenefitStatus,
@@ -27,13 +29,13 @@ from models import (
 SUSPENSION_REASONS = frozenset(
     {ListReason.DECEASED, ListReason.LAPSED, ListReason.IMPRISONED, ListReason.DUPLICATE_IDENTITY}
 )
-# Where an entry stands (a held one awaits approval, was approved, rejected or superseded).
-STANDINGS = ("published", "awaiting_approval", "approved", "rejected", "superseded")
+# Where an entry can stand (PaymentEntryRead.standing).
+STANDINGS: tuple[Standing, ...] = get_args(Standing)
 # Entries after which a held reinstatement can no longer be approved as it stood.
 SUPERSEDING = frozenset({ListAction.SUSPEND, ListAction.AMEND, ListAction.TERMINATE})
 
 
-def _standing(entry: ListEntry, later: list[ListEntry], held_entry_id: int | None) -> str:
+def _standing(entry: ListEntry, later: list[ListEntry], held_entry_id: int | None) -> Standing:
     """Say where an entry stands: published, awaiting approval, approved or superseded.
 
     A benefit names the reinstatement it holds; without that name (entries written before
@@ -82,16 +84,20 @@ def _amended_from(benefit: Benefit, entries: list[ListEntry]) -> str | None:
     return before if before is not None and before != current else None
 
 
-def _held(entry: ListEntry) -> dict[str, Any]:
+def _held(entry: ListEntry) -> HeldEntryRead:
     """Return a held reinstatement as the benefit's state shows it."""
-    return {
-        "entry_id": entry.id, "seq": entry.seq, "action": str(entry.action),
-        "reason": str(entry.reason), "amount": entry.amount, "effective_on": entry.effective_on,
-        "caused_by": entry.caused_by,
-    }  # fmt: skip
+    return HeldEntryRead(
+        entry_id=entry.id, seq=entry.seq, action=str(entry.action), reason=str(entry.reason),
+        amount=entry.amount, effective_on=entry.effective_on, caused_by=entry.caused_by,
+    )  # fmt: skip
 
 
-def benefit_payments(session: Session, *, person_id: int) -> list[dict[str, Any]]:
+def _text(value: StrEnum | None) -> str | None:
+    """Return an enum's value as text, None as None."""
+    return None if value is None else str(value)
+
+
+def benefit_payments(session: Session, *, person_id: int) -> list[BenefitPaymentRead]:
     """Return each benefit of a person with its payment state and its list entries in order."""
     benefits = session.scalars(
         select(Benefit).where(Benefit.person_id == person_id).order_by(Benefit.id)
@@ -105,7 +111,7 @@ def benefit_payments(session: Session, *, person_id: int) -> list[dict[str, Any]
     by_benefit: dict[int, list[tuple[ListEntry, Any]]] = {}
     for entry, run_as_of in rows:
         by_benefit.setdefault(entry.benefit_id, []).append((entry, run_as_of))
-    payments = []
+    payments: list[BenefitPaymentRead] = []
     for benefit in benefits:
         found = by_benefit.get(benefit.id, [])
         entries = [entry for entry, _ in found]
@@ -118,34 +124,27 @@ def benefit_payments(session: Session, *, person_id: int) -> list[dict[str, Any]
             if where == "awaiting_approval"
         ]  # fmt: skip
         payments.append(
-            {
-                "benefit_id": benefit.id,
-                "benefit_type": str(benefit.benefit_type),
-                "monthly_amount": benefit.monthly_amount,
-                "status": str(benefit.status),
-                "roll_status": None if benefit.roll_status is None else str(benefit.roll_status),
-                "suspension_reason": None
-                if benefit.suspension_reason is None
-                else str(benefit.suspension_reason),
-                "suspended_from": benefit.suspended_from,
-                "suspended_as_of": benefit.suspended_as_of,
-                "amended_from": _amended_from(benefit, entries),
-                "held": _held(held[-1]) if held else None,
-                "history": [
-                    {
-                        "id": entry.id, "seq": entry.seq, "run_id": entry.run_id,
-                        "run_as_of": run_as_of, "action": str(entry.action),
-                        "reason": str(entry.reason),
-                        "event": None if entry.event is None else str(entry.event),
-                        "effective_on": entry.effective_on, "amount": entry.amount,
-                        "status": str(entry.status), "standing": where,
-                        "caused_by": entry.caused_by, "approved_by": entry.approved_by,
-                        "approved_at": entry.approved_at, "rejected_by": entry.rejected_by,
-                        "rejection_reason": entry.rejection_reason,
-                        "detail": mask_evidence(entry.detail),
-                    }
+            BenefitPaymentRead(
+                benefit_id=benefit.id, benefit_type=str(benefit.benefit_type),
+                monthly_amount=benefit.monthly_amount, status=str(benefit.status),
+                roll_status=_text(benefit.roll_status),
+                suspension_reason=_text(benefit.suspension_reason),
+                suspended_from=benefit.suspended_from, suspended_as_of=benefit.suspended_as_of,
+                amended_from=_amended_from(benefit, entries),
+                held=_held(held[-1]) if held else None,
+                history=[
+                    PaymentEntryRead(
+                        id=entry.id, seq=entry.seq, run_id=entry.run_id, run_as_of=run_as_of,
+                        action=str(entry.action), reason=str(entry.reason),
+                        event=_text(entry.event), effective_on=entry.effective_on,
+                        amount=entry.amount, status=str(entry.status), standing=where,
+                        caused_by=entry.caused_by, approved_by=entry.approved_by,
+                        approved_at=entry.approved_at, rejected_by=entry.rejected_by,
+                        rejection_reason=entry.rejection_reason,
+                        detail=mask_evidence(entry.detail),
+                    )
                     for (entry, run_as_of), where in zip(found, standing, strict=True)
                 ],
-            }
+            )
         )  # fmt: skip
     return payments

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow.compute as pc
 from sqlalchemy import select
@@ -16,7 +14,16 @@ from liveness.evidence.store import EvidenceStore
 from liveness.ingest.traces import TRACE_SOURCES
 from liveness.views.masking import mask_id_number
 from liveness.views.payments import benefit_payments
+from liveness.views.schemas import (
+    AssessmentRead,
+    BenefitRead,
+    CertificationRead,
+    PersonRead,
+    PersonTaskRead,
+    TraceRead,
+)
 from models import (
+    LIVE_TASK_STATUSES,
     Assessment,
     Benefit,
     Certification,
@@ -24,34 +31,14 @@ from models import (
     ReviewTask,
     Run,
     RunStatus,
-    TaskStatus,
 )
-
-
-@dataclass
-class PersonView:
-    """A person's file as an operator or auditor reads it."""
-
-    person_ref: str
-    name: str
-    id_number_masked: str
-    birth_date: dt.date
-    region_code: str
-    grid_code: str
-    benefits: list[dict[str, Any]]
-    assessment: dict[str, Any] | None
-    certification: dict[str, Any] | None
-    open_tasks: list[dict[str, Any]]
-    timeline: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # Per benefit: its payment state and the list entries that made it (views.payments).
-    payments: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _timeline(
     session: Session, *, store: EvidenceStore, person_id: int, since: dt.date, per_source: int
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, list[TraceRead]]:
     """Return each source's latest traces of a person since a day, newest first."""
-    timeline: dict[str, list[dict[str, Any]]] = {}
+    timeline: dict[str, list[TraceRead]] = {}
     for source in TRACE_SOURCES:
         found = []
         for table in store.scan(
@@ -63,7 +50,7 @@ def _timeline(
                 found.extend(mine.select(["day", "event_at", "kind"]).to_pylist())
         found.sort(key=lambda row: (row["day"], row["event_at"]), reverse=True)
         timeline[source] = [
-            {"day": day_from_number(row["day"]), "at": row["event_at"], "kind": str(row["kind"])}
+            TraceRead(day=day_from_number(row["day"]), at=row["event_at"], kind=str(row["kind"]))
             for row in found[:per_source]
         ]
     return timeline
@@ -78,7 +65,7 @@ def person_view(
     today: dt.date,
     window_days: int = 90,
     per_source: int = 20,
-) -> PersonView:
+) -> PersonRead:
     """Return a person's file: the evidence timeline covers `window_days` before the last run."""
     person = session.scalars(select(Person).where(Person.person_ref == person_ref)).first()
     if person is None:
@@ -100,7 +87,7 @@ def person_view(
         select(ReviewTask)
         .where(
             ReviewTask.person_id == person.id,
-            ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED]),
+            ReviewTask.status.in_(LIVE_TASK_STATUSES),
         )
         .order_by(ReviewTask.id)
     ).all()
@@ -108,29 +95,33 @@ def person_view(
         select(Benefit).where(Benefit.person_id == person.id).order_by(Benefit.id)
     ).all()
     reference = today if assessment is None else min(today, assessment.as_of)
-    return PersonView(
+    return PersonRead(
         person_ref=person.person_ref, name=person.name,
         id_number_masked=mask_id_number(person.id_number), birth_date=person.birth_date,
         region_code=person.region_code, grid_code=person.grid_code,
         benefits=[
-            {"benefit_type": str(b.benefit_type), "status": str(b.status),
-             "monthly_amount": b.monthly_amount, "last_certified_on": b.last_certified_on}
+            BenefitRead(
+                benefit_type=str(b.benefit_type), status=str(b.status),
+                monthly_amount=b.monthly_amount, last_certified_on=b.last_certified_on,
+            )
             for b in benefits
         ],
-        assessment=None if assessment is None else {
-            "run_id": assessment.Assessment.run_id, "as_of": assessment.as_of,
-            "level": str(assessment.Assessment.level), "score": assessment.Assessment.score,
-            "rule": assessment.Assessment.rule, "reasons": assessment.Assessment.reasons,
-            "policy_version": assessment.Assessment.policy_version,
-        },
-        certification=None if certification is None else {
-            "source": str(certification.source), "mark": certification.mark,
-            "certified_on": certification.certified_on, "valid_until": certification.valid_until,
-            "valid": certification.valid_until >= today, "run_id": certification.run_id,
-        },
+        assessment=None if assessment is None else AssessmentRead(
+            run_id=assessment.Assessment.run_id, as_of=assessment.as_of,
+            level=str(assessment.Assessment.level), score=assessment.Assessment.score,
+            rule=assessment.Assessment.rule, reasons=assessment.Assessment.reasons,
+            policy_version=assessment.Assessment.policy_version,
+        ),
+        certification=None if certification is None else CertificationRead(
+            source=str(certification.source), mark=certification.mark,
+            certified_on=certification.certified_on, valid_until=certification.valid_until,
+            valid=certification.valid_until >= today, run_id=certification.run_id,
+        ),
         open_tasks=[
-            {"id": t.id, "kind": str(t.kind), "status": str(t.status), "due_on": t.due_on,
-             "grid_code": t.grid_code, "reasons": t.reasons}
+            PersonTaskRead(
+                id=t.id, kind=str(t.kind), status=str(t.status), due_on=t.due_on,
+                grid_code=t.grid_code, reasons=t.reasons,
+            )
             for t in tasks
         ],
         timeline=_timeline(

@@ -1,10 +1,11 @@
 """The one-statement reads' JSON, written by PostgreSQL from the fields of a response schema.
 
 The API answers its hot reads on PostgreSQL with one statement that builds the JSON itself
-(`grid_queue_sql`, `list_feed_sql`). Its object keys are not written by hand: they are the
-fields of the endpoint's response schema, handed over as (name, type) pairs, each formatted
-as pydantic writes its type. A field the statement's rows lack fails the statement, so a
-field added to the schema is served by both paths or by neither.
+(`grid_queue_sql`, `list_feed_sql`). Its rows come from the same SQLAlchemy select that the
+session path runs, compiled here (postgresql_text), and its object keys are not written by
+hand: they are the fields of the endpoint's response schema, handed over as (name, type)
+pairs, each formatted as pydantic writes its type. A field the select lacks fails the
+statement, so a field added to the schema is served by both paths or by neither.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import BindParameter, Select
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.sql import visitors
 
 # A response schema's fields in order: (name, annotation), as pydantic's `model_fields` give.
 Fields = tuple[tuple[str, Any], ...]
@@ -40,6 +42,9 @@ _JSON_DECIMAL = "{0}::text"
 _AS_STORED = (int, str, bool, dt.date, dict)
 
 _DIALECT = PGDialect_psycopg()
+# Whether the caller is still allowed: the one-statement reads read nothing otherwise (the CTE
+# `client` holds a row iff so; see api.deps.CLIENT_CTE).
+ALLOWED = "EXISTS (SELECT FROM client)"
 
 
 def _bare(annotation: Any) -> Any:
@@ -73,14 +78,38 @@ def json_fields_sql(fields: Fields, alias: str) -> str:
     )
 
 
-def postgresql_text(statement: Select[Any], params: Iterable[str]) -> str:
-    """Return a select as PostgreSQL text (psycopg's %(name)s), refusing unnamed parameters.
+def json_objects_sql(rows: str, fields: Fields, order_by: str) -> str:
+    """Return a subquery writing each row of the CTE `rows` as the schema's JSON object.
 
-    The one-statement reads pass their parameters by name; a constant bound under a name
-    the compiler made up would be missing at execution, so it must be written as a literal.
+    The objects come in `order_by` (over the alias r), joined by commas: the inside of a
+    JSON array, or null when there are no rows.
     """
-    compiled = statement.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
-    unexpected = set(compiled.params) - set(params)
-    if unexpected:
-        raise ValueError(f"parameters not passed by name: {', '.join(sorted(unexpected))}")
-    return str(compiled)
+    return (
+        f"(SELECT string_agg(row_to_json(x)::text, ',' ORDER BY {order_by}) FROM {rows} AS r, "
+        f"LATERAL (SELECT {json_fields_sql(fields, 'r')}) AS x)"
+    )
+
+
+def json_array(objects: str | None) -> bytes:
+    """Return the JSON array of objects joined by commas (json_objects_sql; None is none)."""
+    return b"[" + (objects or "").encode() + b"]"
+
+
+def postgresql_text(statement: Select[Any], params: Iterable[str]) -> str:
+    """Return a select as PostgreSQL text: `params` as psycopg's %(name)s, constants inlined.
+
+    The one-statement reads pass their parameters by name; a constant the select binds under
+    a name the compiler made up (a JSON key, say) would be missing at execution, so it is
+    written as a literal of its type. Such constants are the code's, never input: a select
+    must bind input under one of `params`.
+    """
+    named = frozenset(params)
+
+    def mark(bind: BindParameter[Any]) -> None:
+        if bind.key in named:
+            bind.required = False  # given at execution, not here
+        else:
+            bind.literal_execute = True  # rendered into the text (render_postcompile)
+
+    inlined = visitors.cloned_traverse(statement, {}, {"bindparam": mark})
+    return str(inlined.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True}))

@@ -14,7 +14,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    literal_column,
     or_,
     select,
     text,
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session
 from liveness.access.audit import read_audit_cte
 from liveness.errors import LivenessError, NotFound
 from liveness.views.masking import masked_id_number
-from liveness.views.pg_json import Fields, json_fields_sql, postgresql_text
+from liveness.views.pg_json import ALLOWED, Fields, json_array, json_objects_sql, postgresql_text
 from models import (
     Person,
     ReviewTask,
@@ -38,11 +37,6 @@ class ViewInvalid(LivenessError):
     http_status = 422
 
 
-def _status_value(status: TaskStatus) -> ColumnElement[str]:
-    """Return a task status as a SQL literal, not a parameter (see grid_queue_select)."""
-    return literal_column(f"'{status}'")
-
-
 def _status_condition(status: str, now: ColumnElement[dt.datetime]) -> ColumnElement[bool]:
     """Return the filter of a queue status; a lapsed claim counts as open again."""
     try:
@@ -51,7 +45,7 @@ def _status_condition(status: str, now: ColumnElement[dt.datetime]) -> ColumnEle
         raise ViewInvalid(
             f"status: {status!r} is not a task status; expected one of {', '.join(TaskStatus)}"
         ) from None
-    opened, claimed = _status_value(TaskStatus.OPEN), _status_value(TaskStatus.CLAIMED)
+    opened, claimed = TaskStatus.OPEN, TaskStatus.CLAIMED
     if chosen == TaskStatus.OPEN:
         # Open, or claimed with a lapsed claim. Written as an IN on status first, so that the
         # grid index (grid_code, status, priority) bounds the scan to the two statuses.
@@ -61,7 +55,7 @@ def _status_condition(status: str, now: ColumnElement[dt.datetime]) -> ColumnEle
         )
     if chosen == TaskStatus.CLAIMED:
         return and_(ReviewTask.status == claimed, ReviewTask.claim_expires_at > now)
-    return ReviewTask.status == _status_value(chosen)
+    return ReviewTask.status == chosen
 
 
 # The one-statement path's parameters: the select binds nothing else (grid_queue_sql).
@@ -81,8 +75,7 @@ def grid_queue_select(status: str) -> Select[*tuple[Any, ...]]:
 
     Both ways of serving the queue run this select: `grid_queue` on a session and
     `grid_queue_sql` compiled for PostgreSQL. Bound to the parameters grid, now, limit and
-    offset (QUEUE_PARAMS); constants are written as literals so that the compiled statement
-    needs nothing else.
+    offset (QUEUE_PARAMS); its constants are inlined when compiled (postgresql_text).
     """
     return (
         select(
@@ -134,7 +127,7 @@ def grid_queue_sql(status: str, client: str, fields: Fields) -> str:
     The JSON parses to what the schema writes; only `reasons` keeps the spacing it was
     stored with.
     """
-    allowed = text("EXISTS (SELECT FROM client)")
+    allowed = text(ALLOWED)
     page = postgresql_text(grid_queue_select(status).where(allowed), QUEUE_PARAMS)
     counted = postgresql_text(
         select(func.count()).select_from(ReviewTask).where(allowed, _grid_queue_condition(status)),
@@ -150,20 +143,16 @@ WITH {client},
 hits AS ({page}),
 {audit}
 SELECT
-    EXISTS (SELECT FROM client),
-    (SELECT string_agg(row_to_json(x)::text, ',' ORDER BY h.priority DESC, h.id)
-     FROM hits AS h, LATERAL (SELECT {json_fields_sql(fields, "h")}) AS x),
+    {ALLOWED},
+    {json_objects_sql("hits", fields, "r.priority DESC, r.id")},
     coalesce((SELECT total FROM hits LIMIT 1), ({counted}))
 """
 
 
 def grid_queue_body(row: tuple[Any, ...], *, limit: int, offset: int) -> bytes:
     """Return the JSON `TaskPage` of a `grid_queue_sql` result row (allowed, items, total)."""
-    return (
-        b'{"items":['
-        + (row[1] or "").encode()
-        + b'],"total":%d,"limit":%d,"offset":%d}' % (row[2], limit, offset)
-    )
+    page = b',"total":%d,"limit":%d,"offset":%d}' % (row[2], limit, offset)
+    return b'{"items":' + json_array(row[1]) + page
 
 
 def task_grid(session: Session, *, task_id: int) -> str:

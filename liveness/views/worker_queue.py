@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session
 from liveness.db import IN_CHUNK
 from liveness.views.masking import mask_id_number
 from liveness.views.queue import ViewInvalid
-from models import Assessment, Person, ReviewTask, Run, RunStatus, TaskKind, TaskStatus
+from models import (
+    LIVE_TASK_STATUSES,
+    Assessment,
+    Person,
+    ReviewTask,
+    Run,
+    RunStatus,
+    TaskKind,
+    TaskStatus,
+)
 
 QUEUE_SORTS = ("priority", "due", "address")
 # The last digits of an identity number (its check character may be X), else part of a name.
@@ -136,7 +145,7 @@ def _worker_condition(
     *, grids: Sequence[str] | None, today: dt.date, kind: str | None, overdue: bool, search: str
 ) -> ColumnElement[bool]:
     """Return which open tasks a worker's queue lists: its grids, kind, overdue and search."""
-    condition: ColumnElement[bool] = ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED])
+    condition: ColumnElement[bool] = ReviewTask.status.in_(LIVE_TASK_STATUSES)
     if grids is not None:
         condition = and_(condition, ReviewTask.grid_code.in_(list(grids)))
     if kind:

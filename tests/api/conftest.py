@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -263,24 +264,29 @@ def make_world(services: Services) -> World:
     return world
 
 
+@contextmanager
+def served_world(services: Services, *, follow_redirects: bool = True) -> Iterator[World]:
+    """Serve a seeded world over `services` for a test; then let its runs end, and close it."""
+    built = make_world(services)
+    built.client.follow_redirects = follow_redirects
+    with built.client:
+        yield built
+    built.client.app.state.runs.join(timeout=60)  # type: ignore[attr-defined]
+    built.services.engine.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def world(
     request: pytest.FixtureRequest,
     services_factory: Callable[[str], Services],  # noqa: F811
 ) -> Iterator[World]:
     """Give a seeded world on each backend."""
-    built = make_world(services_factory(request.param))
-    with built.client:
+    with served_world(services_factory(request.param)) as built:
         yield built
-    built.client.app.state.runs.join(timeout=60)  # type: ignore[attr-defined]
-    built.services.engine.dispose()
 
 
 @pytest.fixture
 def sqlite_world(services_factory: Callable[[str], Services]) -> Iterator[World]:  # noqa: F811
     """Give a seeded world on SQLite only (for tests whose logic does not depend on the backend)."""
-    built = make_world(services_factory("sqlite"))
-    with built.client:
+    with served_world(services_factory("sqlite")) as built:
         yield built
-    built.client.app.state.runs.join(timeout=60)  # type: ignore[attr-defined]
-    built.services.engine.dispose()

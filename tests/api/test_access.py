@@ -192,6 +192,17 @@ def test_an_inspector_is_refused_outside_their_regions(sqlite_world: World, case
     assert allowed.status_code == 200, allowed.json()
 
 
+def _expire_and_revoke(world: World, *, expire: str, revoke: str) -> None:
+    """Let one client's token have expired a second ago, and revoke another's."""
+    with session_scope(world.services.sessions) as session:
+        session.execute(
+            update(ApiClient)
+            .where(ApiClient.name == expire)
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+        revoke_client(session, name=revoke)
+
+
 def test_expired_and_revoked_tokens_are_refused(sqlite_world: World) -> None:
     with session_scope(sqlite_world.services.sessions) as session:
         soon = create_client(session, name="soon", role=Role.AUDITOR, expires_days=1)
@@ -200,13 +211,7 @@ def test_expired_and_revoked_tokens_are_refused(sqlite_world: World) -> None:
     for issued in (soon, gone):
         ok = sqlite_world.client.get(url, headers={"Authorization": f"Bearer {issued.token}"})
         assert ok.status_code == 200
-    with session_scope(sqlite_world.services.sessions) as session:
-        session.execute(
-            update(ApiClient)
-            .where(ApiClient.name == "soon")
-            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
-        )
-        revoke_client(session, name="gone")
+    _expire_and_revoke(sqlite_world, expire="soon", revoke="gone")
     for issued, why in ((soon, "expired"), (gone, "revoked")):
         refused = sqlite_world.client.get(url, headers={"Authorization": f"Bearer {issued.token}"})
         assert refused.status_code == 401
@@ -227,13 +232,7 @@ def test_a_cached_token_is_still_refused_once_revoked_or_expired(world: World) -
         for _ in range(2):  # the second comes from the cache (PostgreSQL)
             assert world.client.get("/api/v1/lists/entries", headers=headers).status_code == 200
             assert world.client.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 403
-    with session_scope(world.services.sessions) as session:
-        session.execute(
-            update(ApiClient)
-            .where(ApiClient.name == "soon-cached")
-            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
-        )
-        revoke_client(session, name="gone-cached")
+    _expire_and_revoke(world, expire="soon-cached", revoke="gone-cached")
     for issued, why in ((soon, "has expired"), (gone, "was revoked")):
         headers = {"Authorization": f"Bearer {issued.token}"}
         # The queue is outside a payment client's role: a revoked token is 401 there, not 403.

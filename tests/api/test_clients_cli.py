@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import get_args
 
 import pyotp
@@ -18,17 +18,25 @@ from liveness.services import Services
 from models import ApiClient, ClientSecret, Role, utcnow
 
 
-def test_create_list_revoke(
+@pytest.fixture
+def services(
     services_factory: Callable[[str], Services], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    services = services_factory("sqlite")
-    settings = services.settings
+) -> Iterator[Services]:
+    """Give SQLite services that the `liveness clients` commands find through the environment."""
+    from liveness.settings import get_settings
+
+    built = services_factory("sqlite")
+    settings = built.settings
     monkeypatch.setenv("LIVENESS_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("LIVENESS_EVIDENCE_DIR", str(settings.evidence_dir))
     monkeypatch.setenv("LIVENESS_CONFIG_DIR", str(settings.config_dir))
-    from liveness.settings import get_settings
-
     get_settings.cache_clear()
+    yield built
+    get_settings.cache_clear()
+    built.engine.dispose()
+
+
+def test_create_list_revoke(services: Services) -> None:
     runner = CliRunner()
     created = runner.invoke(
         clients_app, ["create", "--name", "gw-1", "--role", "grid_worker", "--grid", "G1",
@@ -57,21 +65,9 @@ def test_create_list_revoke(
     assert runner.invoke(clients_app, ["revoke", "gw-1"]).exit_code == 0
     assert api.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 401
     assert runner.invoke(clients_app, ["revoke", "nobody"]).exit_code == 13
-    get_settings.cache_clear()
-    services.engine.dispose()
 
 
-def test_an_inspector_is_scoped_to_regions(
-    services_factory: Callable[[str], Services], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    services = services_factory("sqlite")
-    settings = services.settings
-    monkeypatch.setenv("LIVENESS_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LIVENESS_EVIDENCE_DIR", str(settings.evidence_dir))
-    monkeypatch.setenv("LIVENESS_CONFIG_DIR", str(settings.config_dir))
-    from liveness.settings import get_settings
-
-    get_settings.cache_clear()
+def test_an_inspector_is_scoped_to_regions(services: Services) -> None:
     runner = CliRunner()
     refused = {
         "no region": ["--name", "i0", "--role", "inspector"],
@@ -104,23 +100,14 @@ def test_an_inspector_is_scoped_to_regions(
     assert api.get("/api/v1/leads?region=331001", headers=headers).status_code == 200
     assert api.get("/api/v1/leads?region=330782", headers=headers).status_code == 403
     assert api.get("/api/v1/grids/G1/tasks", headers=headers).status_code == 403
-    get_settings.cache_clear()
-    services.engine.dispose()
 
 
 def test_the_administrator_sets_a_password_and_a_one_time_code(
-    services_factory: Callable[[str], Services], monkeypatch: pytest.MonkeyPatch
+    services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from liveness.access import Attempt, check_code, check_password
-    from liveness.settings import get_settings
     from models import AuditEntry, ClientPassword
 
-    services = services_factory("sqlite")
-    settings = services.settings
-    monkeypatch.setenv("LIVENESS_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("LIVENESS_EVIDENCE_DIR", str(settings.evidence_dir))
-    monkeypatch.setenv("LIVENESS_CONFIG_DIR", str(settings.config_dir))
-    get_settings.cache_clear()
     runner = CliRunner()
     policy = services.sign_in_policy
     from api.web.pages import HOME_BY_ROLE as PAGES
@@ -199,8 +186,6 @@ def test_the_administrator_sets_a_password_and_a_one_time_code(
         ]
     assert actions == ["clients.password", "clients.password", "clients.password",
                        "clients.code_on", "clients.unlock", "clients.code_off"]  # fmt: skip
-    get_settings.cache_clear()
-    services.engine.dispose()
 
 
 def test_the_command_line_offers_every_role() -> None:

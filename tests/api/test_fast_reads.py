@@ -11,13 +11,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Integer, bindparam, func, select
 
 from api.deps import CLIENT_CTE, Caller, ReadPool
 from api.schemas import ListEntryRead, ListFeedRead, TaskPage, TaskRead, json_fields
 from liveness.access import Principal
 from liveness.db import session_scope
 from liveness.views.lists import list_feed, list_feed_sql
+from liveness.views.pg_json import postgresql_text
 from liveness.views.queue import grid_queue
 from models import (
     ApiClient,
@@ -241,8 +242,8 @@ def test_the_hot_statements_are_prepared_and_planned_once(pg_world: World) -> No
             )  # fmt: skip
             for after in (0, 1, 2):
                 await caller.read_once(
-                    list_feed_sql(CLIENT_CTE, json_fields(ListEntryRead)), {"after": after, "limit": 2}, target_ref=None,
-                    now=utcnow(),
+                    list_feed_sql(CLIENT_CTE, json_fields(ListEntryRead)),
+                    {"after": after, "limit": 2}, target_ref=None, now=utcnow(),
                 )  # fmt: skip
             async with reads.connection() as connection:
                 cursor = await connection.execute(
@@ -257,6 +258,33 @@ def test_the_hot_statements_are_prepared_and_planned_once(pg_world: World) -> No
         rows = pool.submit(asyncio.run, plans()).result()
     feed = [row for row in rows if "list_entries" in row[0]]
     assert len(feed) == 1 and feed[0][1:] == (3, 0)
+
+
+def test_the_session_rows_name_exactly_the_schema_fields(sqlite_world: World) -> None:
+    """The one select behind each hot read labels its columns as the response schema's fields.
+
+    The one-statement path writes the schema's fields from that same select's columns, so a
+    field the select lacks or misnames fails here before it fails on PostgreSQL.
+    """
+    with session_scope(sqlite_world.services.sessions) as session:
+        tasks, _ = grid_queue(session, grid="G1", status="open", now=utcnow(), limit=5, offset=0)
+        entries, _, _ = list_feed(session, after=0, limit=5)
+    for rows, schema, extra in (
+        (tasks, TaskRead, {"total"}),
+        (entries, ListEntryRead, {"status", "high_water"}),
+    ):
+        assert rows, schema.__name__
+        assert set(rows[0]._fields) == set(schema.model_fields) | extra
+
+
+def test_postgresql_text_inlines_the_code_constants_only() -> None:
+    """A JSON key the compiler bound is written as a literal; a named parameter stays one."""
+    statement = select(ListEntry.id).where(
+        ListEntry.detail["approves_seq"].as_integer() > bindparam("after", type_=Integer)
+    )
+    sql = postgresql_text(statement, {"after"})
+    assert "'approves_seq'" in sql and "%(after)s" in sql
+    assert "approves_seq" not in str(statement.compile())  # the statement itself is unchanged
 
 
 def test_a_session_read_leaves_no_connection_behind(sqlite_world: World) -> None:

@@ -92,6 +92,16 @@ def check_page(page: Any, name: str) -> None:
     assert problems == [], f"{name}: {problems}"
 
 
+def signed_in_page(
+    browser: Any, base: str, token: str, *, viewport: dict[str, int]
+) -> tuple[Any, Any]:
+    """Open a zh-CN browser context of `viewport` and sign its first page in by keyboard."""
+    context = browser.new_context(viewport=viewport, locale="zh-CN")
+    page = context.new_page()
+    sign_in_by_keyboard(page, base, token)
+    return context, page
+
+
 def sign_in_by_keyboard(page: Any, base: str, token: str) -> None:
     """Sign in using only the keyboard: tab to the token, type it, tab to the button, Enter."""
     page.goto(f"{base}/web/sign-in")

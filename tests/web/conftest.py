@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from liveness.services import Services
-from tests.api.conftest import World, make_world
+from tests.api.conftest import World, served_world
 from tests.liveness.conftest import city, services_factory  # noqa: F401  (fixtures)
-from tests.web.browsing import CHROMIUM
+from tests.web.browsing import CHROMIUM, serving
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -37,17 +37,44 @@ def sign_in(client: TestClient, token: str, *, next_page: str | None = None) -> 
     return client.post("/web/sign-in", data=data, follow_redirects=False)
 
 
+def fresh(world: World) -> TestClient:
+    """Return a new browser (no cookies) on the world's app."""
+    return TestClient(world.client.app, follow_redirects=False)
+
+
+def signed_in(world: World, role: str) -> TestClient:
+    """Return a new browser signed in as the world's client of `role`."""
+    client = fresh(world)
+    assert sign_in(client, world.tokens[role]).status_code == 303
+    return client
+
+
+def worker(world: World) -> TestClient:
+    """Return a browser signed in as the world's grid worker (grid G1)."""
+    return signed_in(world, "grid_worker")
+
+
+def on_task(world: World, task: int) -> tuple[TestClient, str]:
+    """Return the grid worker's browser on a task's page, and the CSRF token of its forms."""
+    client = worker(world)
+    return client, csrf_of(client.get(f"/web/tasks/{task}").text)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def web_world(
     request: pytest.FixtureRequest,
     services_factory: Callable[[str], Services],  # noqa: F811
 ) -> Iterator[World]:
     """Give the API's seeded world on each backend, its client not following redirects."""
-    built = make_world(services_factory(request.param))
-    built.client.follow_redirects = False
-    with built.client:
+    with served_world(services_factory(request.param), follow_redirects=False) as built:
         yield built
-    built.services.engine.dispose()
+
+
+@pytest.fixture
+def server(web_world: World) -> Iterator[str]:
+    """Serve the world's app for the browser."""
+    with serving(web_world.client.app) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

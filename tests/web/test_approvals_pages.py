@@ -13,13 +13,7 @@ from liveness.db import session_scope
 from models import AuditEntry, Benefit, BenefitStatus, ListEntry
 from tests.api.conftest import World
 from tests.api.payments import Story, suspend_amend_hold
-from tests.web.conftest import csrf_of, sign_in
-
-
-def _signed_in(world: World, role: str) -> TestClient:
-    client = TestClient(world.client.app, follow_redirects=False)
-    sign_in(client, world.tokens[role])
-    return client
+from tests.web.conftest import csrf_of, signed_in
 
 
 def _inbox(client: TestClient, lang: str = "zh") -> str:
@@ -55,7 +49,7 @@ def test_the_inbox_lists_what_waits_and_the_one_who_caused_it_cannot_approve(
 ) -> None:
     story = suspend_amend_hold(web_world.services, person_ref="P1", run_id=web_world.run_id)
     _held_by(web_world, story, "operator")
-    operator = _signed_in(web_world, "operator")
+    operator = signed_in(web_world, "operator")
     page = _inbox(operator)
     assert '<a href="/web/approvals"' in page  # in the navigation
     # Only P1's entry waits: the world's other held entry is no longer held by its benefit.
@@ -78,7 +72,7 @@ def test_the_inbox_lists_what_waits_and_the_one_who_caused_it_cannot_approve(
     status, _ = _post(operator, f"/web/approvals/{story.held_id}/reject", reason="wrong")
     assert status == 409 and len(_audit(web_world, "lists.reject.refused", story.held_id)) == 1
 
-    admin = _signed_in(web_world, "admin")
+    admin = signed_in(web_world, "admin")
     assert f'data-entry="{story.held_id}"' in _inbox(admin)
     status, _ = _post(admin, f"/web/approvals/{story.held_id}/approve")
     assert status == 303
@@ -100,7 +94,7 @@ def test_the_inbox_lists_what_waits_and_the_one_who_caused_it_cannot_approve(
 
 def test_a_rejection_keeps_the_suspension_and_leaves_the_inbox(web_world: World) -> None:
     story = suspend_amend_hold(web_world.services, person_ref="P1", run_id=web_world.run_id)
-    operator = _signed_in(web_world, "operator")
+    operator = signed_in(web_world, "operator")
     feed_before = web_world.client.get(
         "/api/v1/lists/entries", headers=web_world.auth("payment")
     ).json()["entries"]
@@ -132,7 +126,7 @@ def test_a_rejection_keeps_the_suspension_and_leaves_the_inbox(web_world: World)
     person = html.unescape(operator.get("/web/persons/P1").text)
     assert 'data-standing="rejected"' in person and "待复核批准" not in person
     # A rejected entry can be neither approved nor rejected again.
-    admin = _signed_in(web_world, "admin")
+    admin = signed_in(web_world, "admin")
     assert _post(admin, f"/web/approvals/{story.held_id}/approve")[0] == 409
 
 
@@ -169,7 +163,7 @@ def test_the_inbox_is_paged_oldest_first(web_world: World, monkeypatch: pytest.M
     monkeypatch.setattr(approvals, "PAGE_SIZE", 1)
     first = suspend_amend_hold(web_world.services, person_ref="P1", run_id=web_world.run_id)
     second = suspend_amend_hold(web_world.services, person_ref="P2", run_id=web_world.run_id)
-    operator = _signed_in(web_world, "operator")
+    operator = signed_in(web_world, "operator")
     page = _inbox(operator)
     assert f'data-entry="{first.held_id}"' in page and f'data-entry="{second.held_id}"' not in page
     assert 'href="/web/approvals?page=2" rel="next"' in page and "共 2 条待批准" in page

@@ -9,23 +9,20 @@ contrast, and photographed into test-artifacts/screenshots/.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from liveness.db import session_scope
 from models import ListEntry
 from tests.api.conftest import World, make_reviews_late
 from tests.api.payments import approve, suspend_amend_hold
-from tests.web.browsing import DESKTOP, PHONE, SHOTS, check_page, serving, sign_in_by_keyboard
-
-
-@pytest.fixture
-def server(web_world: World) -> Iterator[str]:
-    """Serve the world's app for the browser."""
-    with serving(web_world.client.app) as base:
-        yield base
+from tests.web.browsing import (
+    DESKTOP,
+    PHONE,
+    SHOTS,
+    check_page,
+    sign_in_by_keyboard,
+    signed_in_page,
+)
 
 
 def test_a_grid_worker_records_an_outcome_and_the_supervisor_sees_it(
@@ -67,9 +64,7 @@ def test_a_grid_worker_records_an_outcome_and_the_supervisor_sees_it(
     check_page(page, "06-other-grid-refused")
     phone.close()
 
-    desk = browser.new_context(viewport=DESKTOP, locale="zh-CN")
-    page = desk.new_page()
-    sign_in_by_keyboard(page, server, web_world.tokens["operator"])
+    desk, page = signed_in_page(browser, server, web_world.tokens["operator"], viewport=DESKTOP)
     assert page.url.endswith("/web/dashboard")
     # Five tasks were seeded, one was just settled.
     assert page.locator('[data-figure="open_tasks"]').inner_text() == "4"
@@ -92,9 +87,7 @@ def test_a_grid_worker_records_an_outcome_and_the_supervisor_sees_it(
 def test_an_inspector_answers_a_lead_and_the_operator_accepts_it(
     web_world: World, server: str, browser: Any
 ) -> None:
-    phone = browser.new_context(viewport=PHONE, locale="zh-CN")
-    page = phone.new_page()
-    sign_in_by_keyboard(page, server, web_world.tokens["inspector"])
+    phone, page = signed_in_page(browser, server, web_world.tokens["inspector"], viewport=PHONE)
     assert page.url.endswith("/web/orders")
     check_page(page, "11-orders-inspector")
     with page.expect_navigation():
@@ -109,9 +102,7 @@ def test_an_inspector_answers_a_lead_and_the_operator_accepts_it(
     check_page(page, "12-order-answered")
     phone.close()
 
-    desk = browser.new_context(viewport=DESKTOP, locale="zh-CN")
-    page = desk.new_page()
-    sign_in_by_keyboard(page, server, web_world.tokens["operator"])
+    desk, page = signed_in_page(browser, server, web_world.tokens["operator"], viewport=DESKTOP)
     page.goto(f"{server}/web/orders/{web_world.orders['mine']}")
     with page.expect_navigation():
         page.click(f'[data-lead="{lead}"] button[value=accept]')
@@ -127,9 +118,7 @@ def test_a_supervisor_reads_a_payment_history_and_the_overdue_reviews(
 ) -> None:
     story = suspend_amend_hold(web_world.services, person_ref="P1", run_id=web_world.run_id)
     make_reviews_late(web_world)
-    desk = browser.new_context(viewport=DESKTOP, locale="zh-CN")
-    page = desk.new_page()
-    sign_in_by_keyboard(page, server, web_world.tokens["operator"])
+    desk, page = signed_in_page(browser, server, web_world.tokens["operator"], viewport=DESKTOP)
     overdue = page.locator('[data-section="overdue"]')
     assert overdue.locator("tbody tr").count() == 2
     assert overdue.locator("tbody tr").first.get_attribute("data-grid") == "G2"
@@ -154,9 +143,7 @@ def test_a_supervisor_reads_a_payment_history_and_the_overdue_reviews(
     check_page(page, "18-person-payments-en")
     desk.close()
 
-    phone = browser.new_context(viewport=PHONE, locale="zh-CN")
-    page = phone.new_page()
-    sign_in_by_keyboard(page, server, web_world.tokens["grid_worker"])
+    phone, page = signed_in_page(browser, server, web_world.tokens["grid_worker"], viewport=PHONE)
     page.goto(f"{server}/web/persons/P1")
     assert page.locator("table.history tr[data-seq]").count() == 4
     check_page(page, "19-person-payments-phone")
@@ -165,9 +152,7 @@ def test_a_supervisor_reads_a_payment_history_and_the_overdue_reviews(
 
 def test_a_grid_workers_day_on_a_phone(web_world: World, server: str, browser: Any) -> None:
     """Queue -> filter -> claim -> task -> deceased, confirmed -> undo -> alive -> my visits."""
-    phone = browser.new_context(viewport=PHONE, locale="zh-CN")
-    page = phone.new_page()
-    sign_in_by_keyboard(page, server, web_world.tokens["grid_worker"])
+    phone, page = signed_in_page(browser, server, web_world.tokens["grid_worker"], viewport=PHONE)
     task = web_world.tasks["visit_g1_high"]
     page.select_option("#kind", "home_visit")
     page.select_option("#sort", "due")
@@ -217,9 +202,7 @@ def test_a_supervisor_approves_a_held_reinstatement(
     own = suspend_amend_hold(web_world.services, person_ref="P2", run_id=web_world.run_id)
     with session_scope(web_world.services.sessions) as session:
         session.get_one(ListEntry, own.held_id).caused_by = "operator"
-    desk = browser.new_context(viewport=DESKTOP, locale="zh-CN")
-    page = desk.new_page()
-    sign_in_by_keyboard(page, server, web_world.tokens["operator"])
+    desk, page = signed_in_page(browser, server, web_world.tokens["operator"], viewport=DESKTOP)
     with page.expect_navigation():
         page.click('nav a[href="/web/approvals"]')
     # The operator's own entry: both decisions disabled, and why.

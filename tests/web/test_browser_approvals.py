@@ -14,7 +14,7 @@ from liveness.db import session_scope
 from models import ListEntry, Role
 from tests.api.conftest import World
 from tests.api.payments import suspend_amend_hold
-from tests.web.browsing import PHONE, check_page, serving, sign_in_by_keyboard
+from tests.web.browsing import PHONE, check_page, serving, signed_in_page
 
 
 def test_a_second_supervisor_approves_a_held_reinstatement_on_a_phone(
@@ -25,9 +25,7 @@ def test_a_second_supervisor_approves_a_held_reinstatement_on_a_phone(
         session.get_one(ListEntry, story.held_id).caused_by = "operator"
         second = create_client(session, name="operator-2", role=Role.OPERATOR).token
     with serving(web_world.client.app) as base:
-        phone = browser.new_context(viewport=PHONE, locale="zh-CN")
-        page = phone.new_page()
-        sign_in_by_keyboard(page, base, second)
+        phone, page = signed_in_page(browser, base, second, viewport=PHONE)
         check_page(page, "approval-01-signed-in")
         page.click('nav a[href="/web/approvals"]')
         card = page.locator(f'li.approval[data-entry="{story.held_id}"]')

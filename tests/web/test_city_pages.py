@@ -20,7 +20,13 @@ from liveness.ingest.runner import ingest_paths
 from liveness.services import Services
 from models import Person, ReviewTask, Role, TaskStatus
 from tests.liveness.conftest import CITY_DAYS, CITY_START
-from tests.web.browsing import DESKTOP, PHONE, check_page, serving, sign_in_by_keyboard
+from tests.web.browsing import (
+    DESKTOP,
+    PHONE,
+    check_page,
+    serving,
+    signed_in_page,
+)
 
 LAST = CITY_START + dt.timedelta(days=CITY_DAYS - 1)
 
@@ -57,9 +63,7 @@ def test_a_supervisor_reads_the_city_and_a_worker_their_grid(
     city_app: dict[str, Any], browser: Any
 ) -> None:
     with serving(city_app["app"]) as base:
-        desk = browser.new_context(viewport=DESKTOP, locale="zh-CN")
-        page = desk.new_page()
-        sign_in_by_keyboard(page, base, city_app["tokens"]["operator"])
+        desk, page = signed_in_page(browser, base, city_app["tokens"]["operator"], viewport=DESKTOP)
         assert page.locator('[data-figure="on_roll"]').inner_text() == "1,500"
         # Three runs in the trend's table, and one row per region in the regions' table.
         trend_rows = page.locator("#tr-h ~ details tbody tr")
@@ -79,9 +83,9 @@ def test_a_supervisor_reads_the_city_and_a_worker_their_grid(
         check_page(page, "city-04-run-report")
         desk.close()
 
-        phone = browser.new_context(viewport=PHONE, locale="zh-CN")
-        page = phone.new_page()
-        sign_in_by_keyboard(page, base, city_app["tokens"]["grid_worker"])
+        phone, page = signed_in_page(
+            browser, base, city_app["tokens"]["grid_worker"], viewport=PHONE
+        )
         tasks = page.locator("[data-task]")
         assert tasks.count() > 0
         # Reasons in plain words, not the stored keys.

@@ -5,13 +5,12 @@ from __future__ import annotations
 import html
 import re
 
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from liveness.db import session_scope
 from models import AuditEntry
 from tests.api.conftest import World, make_reviews_late
-from tests.web.conftest import sign_in
+from tests.web.conftest import signed_in
 
 GRID_ROW = re.compile(r'<tr data-grid="([^"]+)">(.*?)</tr>', re.S)
 
@@ -22,8 +21,7 @@ def _section(page: str) -> str:
 
 def test_the_grids_longest_behind_link_to_their_queues(web_world: World) -> None:
     make_reviews_late(web_world)
-    client = TestClient(web_world.client.app, follow_redirects=False)
-    sign_in(client, web_world.tokens["operator"])
+    client = signed_in(web_world, "operator")
     page = client.get("/web/dashboard")
     assert page.status_code == 200
     section = _section(html.unescape(page.text))
@@ -51,8 +49,7 @@ def test_the_grids_longest_behind_link_to_their_queues(web_world: World) -> None
 
 
 def test_an_auditor_sees_the_grids_behind_within_a_region(web_world: World) -> None:
-    client = TestClient(web_world.client.app, follow_redirects=False)
-    sign_in(client, web_world.tokens["auditor"])
+    client = signed_in(web_world, "auditor")
     make_reviews_late(web_world)
     section = _section(client.get("/web/dashboard?region=110101").text)
     assert len(GRID_ROW.findall(section)) == 2

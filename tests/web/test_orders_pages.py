@@ -12,14 +12,7 @@ from liveness.db import session_scope
 from liveness.views.masking import mask_evidence as masked
 from models import IntegrityLead, LeadAnswer, LeadStatus
 from tests.api.conftest import World
-from tests.web.conftest import csrf_of, sign_in
-
-
-def browser_of(world: World, role: str) -> TestClient:
-    """Return a new browser signed in as a role's client."""
-    client = TestClient(world.client.app, follow_redirects=False)
-    sign_in(client, world.tokens[role])
-    return client
+from tests.web.conftest import csrf_of, sign_in, signed_in
 
 
 def _status(world: World, lead_id: int) -> str:
@@ -46,7 +39,7 @@ def test_an_inspector_sees_only_their_regions_orders(web_world: World) -> None:
 
 
 def test_an_answer_with_a_bad_amount_is_refused_beside_the_field(web_world: World) -> None:
-    client = browser_of(web_world, "inspector")
+    client = signed_in(web_world, "inspector")
     lead = web_world.leads["ordered"]
     csrf = csrf_of(client.get(f"/web/orders/{web_world.orders['mine']}").text)
     for verdict, amount in (("confirmed", "12.345"), ("confirmed", "-1"), ("explained", "10")):
@@ -60,7 +53,7 @@ def test_an_answer_with_a_bad_amount_is_refused_beside_the_field(web_world: Worl
 
 
 def test_an_inspector_answers_and_an_operator_reviews(web_world: World) -> None:
-    inspector = browser_of(web_world, "inspector")
+    inspector = signed_in(web_world, "inspector")
     lead = web_world.leads["ordered"]
     csrf = csrf_of(inspector.get(f"/web/orders/{web_world.orders['mine']}").text)
     answer = inspector.post(
@@ -82,7 +75,7 @@ def test_an_inspector_answers_and_an_operator_reviews(web_world: World) -> None:
         == 403
     )
 
-    operator = browser_of(web_world, "operator")
+    operator = signed_in(web_world, "operator")
     page = operator.get(f"/web/orders/{web_world.orders['mine']}")
     assert 'value="accept"' in page.text
     accepted = operator.post(
@@ -123,7 +116,7 @@ def test_an_inspector_answers_and_an_operator_reviews(web_world: World) -> None:
 
 
 def test_an_operator_issues_orders_for_the_open_leads(web_world: World) -> None:
-    operator = browser_of(web_world, "operator")
+    operator = signed_in(web_world, "operator")
     page = operator.get("/web/orders")
     csrf = csrf_of(page.text)
     bad = operator.post("/web/orders", data={"csrf_token": csrf, "due_on": "2020-01-01"})
@@ -134,7 +127,7 @@ def test_an_operator_issues_orders_for_the_open_leads(web_world: World) -> None:
     assert issued.status_code == 303 and issued.headers["location"] == "/web/orders?created=2"
     assert _status(web_world, web_world.leads["open_mine"]) == LeadStatus.ORDERED
     assert _status(web_world, web_world.leads["open_other"]) == LeadStatus.ORDERED
-    worker = browser_of(web_world, "grid_worker")
+    worker = signed_in(web_world, "grid_worker")
     assert worker.get("/web/orders").status_code == 403
 
 
@@ -145,7 +138,7 @@ def _lead_block(page: str, lead: int) -> str:
 
 
 def test_an_answer_refused_is_shown_at_its_lead(web_world: World) -> None:
-    client = browser_of(web_world, "inspector")
+    client = signed_in(web_world, "inspector")
     lead = web_world.leads["ordered"]
     csrf = csrf_of(client.get(f"/web/orders/{web_world.orders['mine']}").text)
     answer = client.post(f"/web/leads/{lead}/answer", data={"csrf_token": csrf, "amount": "x"})
@@ -171,7 +164,7 @@ def test_evidence_is_labelled_rows_in_words_with_numbers_masked(web_world: World
     }  # fmt: skip
     with session_scope(web_world.services.sessions) as session:
         session.get_one(IntegrityLead, web_world.leads["ordered"]).evidence = evidence
-    client = browser_of(web_world, "inspector")
+    client = signed_in(web_world, "inspector")
     url = f"/web/orders/{web_world.orders['mine']}"
     page = html.unescape(client.get(url).text)
     block = _lead_block(page, web_world.leads["ordered"])

@@ -28,15 +28,7 @@ from models import (
 )
 from tests.api.conftest import GRIDS, World
 from tests.api.payments import suspend_amend_hold
-from tests.web.conftest import sign_in
-
-
-def _signed_in(world: World, role: str) -> httpx.Client:
-    """Return the world's test client signed in as `role`."""
-    client = world.client
-    client.cookies.clear()
-    assert sign_in(client, world.tokens[role]).status_code == 303
-    return client
+from tests.web.conftest import signed_in
 
 
 def _today(world: World) -> dt.date:
@@ -70,7 +62,7 @@ def test_the_queue_exports_every_matching_task_in_scope_as_csv(web_world: World)
         session.execute(
             update(Person).where(Person.person_ref == "P2").values(name="=HYPERLINK(1)")
         )
-    client = _signed_in(web_world, "grid_worker")
+    client = signed_in(web_world, "grid_worker")
     page = client.get("/web/queue")
     assert 'href="/web/queue?format=csv"' in page.text
     answer = client.get("/web/queue?format=csv")
@@ -85,20 +77,20 @@ def test_the_queue_exports_every_matching_task_in_scope_as_csv(web_world: World)
     exported = [e for e in _audited(web_world, "tasks.read") if e.detail.get("format") == "csv"]
     assert [e.target_ref for e in exported] == ["G1"]
     # A filter carries over: the operator's export of grid G2 alone.
-    operator = _signed_in(web_world, "operator")
+    operator = signed_in(web_world, "operator")
     _, *g2 = _table(operator.get("/web/queue?grid=G2&format=csv"))
     assert {row[0] for row in g2} == {ref for ref, grid in GRIDS.items() if grid == "G2"}
 
 
 def test_the_other_tables_export_as_csv(web_world: World) -> None:
-    operator = _signed_in(web_world, "operator")
+    operator = signed_in(web_world, "operator")
     _, *runs = _table(operator.get("/web/runs?format=csv"))
     assert [row[0] for row in runs] == [str(web_world.run_id)]  # the one seeded run
     suspend_amend_hold(web_world.services, person_ref="P1", run_id=web_world.run_id)
     _, *held = _table(operator.get("/web/approvals?format=csv"))
     assert [row[0] for row in held] == ["P1"]  # the one reinstatement held for approval
     assert 'href="/web/approvals?format=csv"' in operator.get("/web/approvals").text
-    worker = _signed_in(web_world, "grid_worker")
+    worker = signed_in(web_world, "grid_worker")
     header, *visits = _table(worker.get("/web/visits?format=csv"))
     assert visits == [] and len(header) == 7
     refused = worker.get("/web/runs?format=csv")  # not a grid worker's table: a page says so
@@ -106,10 +98,10 @@ def test_the_other_tables_export_as_csv(web_world: World) -> None:
 
 
 def test_the_audit_log_is_for_auditors_filtered_and_newest_first(web_world: World) -> None:
-    worker = _signed_in(web_world, "grid_worker")
+    worker = signed_in(web_world, "grid_worker")
     assert worker.get("/web/persons/P4").status_code == 404  # another grid: refused, on record
     assert worker.get("/web/audit").status_code == 403
-    auditor = _signed_in(web_world, "auditor")
+    auditor = signed_in(web_world, "auditor")
     page = auditor.get("/web/audit?actor=grid_worker&lang=en")
     assert page.status_code == 200 and 'href="/web/audit"' in page.text  # in the navigation
     with session_scope(web_world.services.sessions) as session:
@@ -185,8 +177,8 @@ def test_the_forecast_shows_what_the_next_run_will_suspend_and_why(web_world: Wo
     died = today - dt.timedelta(days=40)
     _add_death(web_world, "P3", died)
     for role in ("grid_worker", "inspector"):
-        assert _signed_in(web_world, role).get("/web/suspensions/next").status_code == 403
-    operator = _signed_in(web_world, "operator")
+        assert signed_in(web_world, role).get("/web/suspensions/next").status_code == 403
+    operator = signed_in(web_world, "operator")
     before = _counts(web_world)
     page = operator.get("/web/suspensions/next")
     assert page.status_code == 200, page.text[:300]
@@ -228,7 +220,7 @@ def test_the_forecast_is_reused_for_its_minutes_then_tried_again(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(oversight, "forecast_suspensions", counting)
-    operator = _signed_in(web_world, "operator")
+    operator = signed_in(web_world, "operator")
     first = operator.get("/web/suspensions/next")
     again = operator.get("/web/suspensions/next?format=csv")
     assert first.status_code == again.status_code == 200 and len(tried) == 1
@@ -241,7 +233,7 @@ def test_the_forecast_is_reused_for_its_minutes_then_tried_again(
 
 
 def test_the_visit_sheet_lists_a_grids_open_home_visits_to_print(web_world: World) -> None:
-    worker = _signed_in(web_world, "grid_worker")
+    worker = signed_in(web_world, "grid_worker")
     queue = worker.get("/web/queue")
     assert 'href="/web/queue/sheet?grid=G1"' in queue.text  # linked from the queue
     sheet = worker.get("/web/queue/sheet?grid=G1")

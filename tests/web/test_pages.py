@@ -6,7 +6,6 @@ import re
 import tomllib
 from pathlib import Path
 
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.web.i18n import catalogue
@@ -30,14 +29,9 @@ from models import (
     VisitOutcome,
 )
 from tests.api.conftest import World
-from tests.web.conftest import csrf_of, sign_in
+from tests.web.conftest import csrf_of, fresh, on_task, sign_in
 
 TEMPLATES = Path(__file__).parents[2] / "api" / "web" / "templates"
-
-
-def fresh(world: World) -> TestClient:
-    """Return a new browser (no cookies) on the world's app."""
-    return TestClient(world.client.app, follow_redirects=False)
 
 
 def test_grid_worker_signs_in_to_their_queue_with_a_strict_session_cookie(web_world: World) -> None:
@@ -154,10 +148,8 @@ def test_a_grid_worker_cannot_open_another_grids_task(web_world: World) -> None:
 def test_an_invalid_outcome_shows_its_errors_beside_the_fields_and_records_nothing(
     web_world: World,
 ) -> None:
-    client = fresh(web_world)
-    sign_in(client, web_world.tokens["grid_worker"])
     task = web_world.tasks["visit_g1_high"]
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     # A deceased asks for its date of death on the confirmation step, and refuses it missing.
     answer = client.post(
         f"/web/tasks/{task}/outcome",
@@ -177,10 +169,8 @@ def test_an_invalid_outcome_shows_its_errors_beside_the_fields_and_records_nothi
 
 
 def test_a_recorded_outcome_leaves_the_queue_and_is_audited(web_world: World) -> None:
-    client = fresh(web_world)
-    sign_in(client, web_world.tokens["grid_worker"])
     task = web_world.tasks["visit_g1_high"]
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     answer = client.post(
         f"/web/tasks/{task}/outcome",
         data={"csrf_token": csrf, "outcome": "alive_confirmed", "note": "在家"},

@@ -19,7 +19,7 @@ from models import AuditEntry, BenefitStatus, BenefitType, ListAction, ListReaso
 from tests.api.conftest import World, make_world
 from tests.api.payments import approve, every_value, suspend_amend_hold
 from tests.liveness.conftest import REPO
-from tests.web.conftest import sign_in
+from tests.web.conftest import signed_in
 
 ROW = re.compile(r'<tr data-seq="(\d+)" data-standing="(\w+)">')
 
@@ -30,15 +30,9 @@ def _page(client: TestClient, ref: str, lang: str = "zh") -> str:
     return html.unescape(answer.text)
 
 
-def _signed_in(world: World, role: str) -> TestClient:
-    client = TestClient(world.client.app, follow_redirects=False)
-    sign_in(client, world.tokens[role])
-    return client
-
-
 def test_a_benefit_suspended_amended_and_reinstated_after_approval(web_world: World) -> None:
     story = suspend_amend_hold(web_world.services, person_ref="P1", run_id=web_world.run_id)
-    operator = _signed_in(web_world, "operator")
+    operator = signed_in(web_world, "operator")
 
     page = _page(operator, "P1")
     assert (
@@ -88,7 +82,7 @@ def test_a_benefit_suspended_amended_and_reinstated_after_approval(web_world: Wo
 
 def test_a_grid_worker_sees_the_payments_of_their_grid_only(web_world: World) -> None:
     suspend_amend_hold(web_world.services, person_ref="P4", run_id=web_world.run_id)
-    worker = _signed_in(web_world, "grid_worker")
+    worker = signed_in(web_world, "grid_worker")
     assert worker.get("/web/persons/P4").status_code == 404  # grid G2: as if absent
     assert "正常发放" in _page(worker, "P1")
 
@@ -110,7 +104,7 @@ def crawl_world(
     world = make_world(services)
     every_value(services, person_ref="P2", run_id=world.run_id)
     with world.client:
-        yield _signed_in(world, "operator")
+        yield signed_in(world, "operator")
     services.engine.dispose()
 
 

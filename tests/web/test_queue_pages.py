@@ -6,26 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from liveness.access import create_client
 from liveness.db import session_scope
 from models import AuditEntry, Person, ReviewTask, Role, TaskStatus
 from tests.api.conftest import World
-from tests.web.conftest import csrf_of, sign_in
-
-
-def fresh(world: World) -> TestClient:
-    """Return a new browser (no cookies) on the world's app."""
-    return TestClient(world.client.app, follow_redirects=False)
-
-
-def worker(world: World) -> TestClient:
-    """Return a browser signed in as the world's grid worker (grid G1)."""
-    client = fresh(world)
-    sign_in(client, world.tokens["grid_worker"])
-    return client
+from tests.web.conftest import csrf_of, fresh, on_task, sign_in, worker
 
 
 def listed(html: str) -> list[int]:
@@ -154,8 +141,7 @@ def test_deceased_is_confirmed_on_a_second_step_and_undone_until_the_next_run(
     web_world: World,
 ) -> None:
     task = web_world.tasks["visit_g1_high"]
-    client = worker(web_world)
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     first = client.post(
         f"/web/tasks/{task}/outcome",
         data={"csrf_token": csrf, "outcome": "deceased", "note": "邻居告知"},
@@ -210,8 +196,7 @@ def test_deceased_is_confirmed_on_a_second_step_and_undone_until_the_next_run(
 
 def test_only_the_recorder_or_a_supervisor_undoes_an_outcome(web_world: World) -> None:
     task = web_world.tasks["visit_g1_low"]
-    client = worker(web_world)
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     client.post(f"/web/tasks/{task}/outcome", data={"csrf_token": csrf, "outcome": "refused"})
     with session_scope(web_world.services.sessions) as session:
         other = create_client(session, name="wang", role=Role.GRID_WORKER, grids=["G1"]).token

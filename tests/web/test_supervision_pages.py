@@ -16,7 +16,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from api.web.formats import local_time_text, money_text
@@ -34,7 +33,7 @@ from models import (
 )
 from tests.api.conftest import World
 from tests.web.browsing import DESKTOP, check_page, serving, sign_in_by_keyboard
-from tests.web.conftest import sign_in
+from tests.web.conftest import signed_in
 
 REPO = Path(__file__).resolve().parents[2]
 # A person of the simulated city's first county, in its first street's second grid.
@@ -45,12 +44,6 @@ CELL = re.compile(r'data-(?:level|count)="([^"]+)">(?:<a [^>]+>)?([\d,]+)')
 
 def _today(world: World) -> dt.date:
     return dt.datetime.now(ZoneInfo(world.services.settings.timezone)).date()
-
-
-def _client(world: World, role: str) -> TestClient:
-    client = TestClient(world.client.app, follow_redirects=False)
-    assert sign_in(client, world.tokens[role]).status_code == 303
-    return client
 
 
 def _cells(row: str) -> dict[str, int]:
@@ -87,7 +80,7 @@ def test_the_trend_follows_the_region_with_counts_and_an_unknown_region_says_so(
     web_world: World,
 ) -> None:
     _add_county_people(web_world, 3, level=Level.WEAK)
-    client = _client(web_world, "operator")
+    client = signed_in(web_world, "operator")
     with session_scope(web_world.services.sessions) as session:
         expected = {
             region: {
@@ -124,7 +117,7 @@ def test_the_trend_follows_the_region_with_counts_and_an_unknown_region_says_so(
 
 def test_names_stand_beside_codes_and_a_code_without_one_shows_bare(web_world: World) -> None:
     _add_county_people(web_world, 2, level=Level.STRONG)
-    client = _client(web_world, "auditor")
+    client = signed_in(web_world, "auditor")
     dashboard = html.unescape(client.get("/web/dashboard").text)
     assert f'<a href="/web/regions/{COUNTY}">{COUNTY} 婺城区</a>' in dashboard
     assert '<a href="/web/regions/110101">110101</a>' in dashboard  # no name: the bare code
@@ -140,7 +133,7 @@ def test_names_stand_beside_codes_and_a_code_without_one_shows_bare(web_world: W
 def test_a_region_lists_its_grids_and_a_grid_its_people_paged(web_world: World) -> None:
     _add_county_people(web_world, 52, level=Level.MEDIUM)
     today = _today(web_world)
-    client = _client(web_world, "operator")
+    client = signed_in(web_world, "operator")
     live = ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED])
     with session_scope(web_world.services.sessions) as session:
         persons = dict(
@@ -220,7 +213,7 @@ def test_each_grid_worker_s_load_counts_what_they_hold_and_recorded(web_world: W
         in_g1 = ReviewTask.grid_code == "G1"
         open_g1 = session.scalar(select(func.count()).where(live, in_g1))
         late_g1 = session.scalar(select(func.count()).where(live, in_g1, ReviewTask.due_on < today))
-    page = _client(web_world, "operator").get("/web/grids/G1")
+    page = signed_in(web_world, "operator").get("/web/grids/G1")
     assert page.status_code == 200
     workers = _rows(page.text, "workload")
     assert list(workers) == ["grid_worker"]  # the only client serving G1
@@ -228,11 +221,11 @@ def test_each_grid_worker_s_load_counts_what_they_hold_and_recorded(web_world: W
         "open": open_g1, "claimed": 1, "overdue": late_g1, "visits": 1,
     }  # fmt: skip
     # G2 has no worker of its own.
-    assert "没有负责该网格的网格员" in _client(web_world, "admin").get("/web/grids/G2").text
+    assert "没有负责该网格的网格员" in signed_in(web_world, "admin").get("/web/grids/G2").text
 
 
 def test_the_drill_down_answers_out_of_scope_as_absent(web_world: World) -> None:
-    worker = _client(web_world, "grid_worker")
+    worker = signed_in(web_world, "grid_worker")
     own = worker.get("/web/grids/G1")
     assert own.status_code == 200
     assert 'data-section="workload"' not in own.text  # a colleague's load is the supervisor's
@@ -240,8 +233,8 @@ def test_the_drill_down_answers_out_of_scope_as_absent(web_world: World) -> None
     assert other.status_code == absent.status_code == 404
     assert other.text.replace("G2", "G9") == absent.text
     assert worker.get("/web/regions/110101").status_code == 403
-    assert _client(web_world, "inspector").get("/web/regions/110101").status_code == 403
-    assert _client(web_world, "operator").get("/web/regions/9999").status_code == 404
+    assert signed_in(web_world, "inspector").get("/web/regions/110101").status_code == 403
+    assert signed_in(web_world, "operator").get("/web/regions/9999").status_code == 404
     with session_scope(web_world.services.sessions) as session:
         refused = session.scalars(
             select(AuditEntry.target_ref).where(
@@ -272,7 +265,7 @@ def test_the_run_report_reads_as_sentences_with_amounts_and_local_times(
             .values(report=report, started_at=started,
                     finished_at=started + dt.timedelta(minutes=5))
         )  # fmt: skip
-    client = _client(web_world, "operator")
+    client = signed_in(web_world, "operator")
     zh = html.unescape(client.get(f"/web/runs/{web_world.run_id}").text)
     assert (
         "本批次截至 2025-05-30，共评定 1,234 人：强 1,000 人，中 150 人，弱 80 人，已故 4 人。"
@@ -339,7 +332,7 @@ def _csv(response: Any) -> list[list[str]]:
 
 def test_every_table_exports_as_csv_whole_and_as_shown(web_world: World) -> None:
     _add_county_people(web_world, 52, level=Level.MEDIUM)
-    client = _client(web_world, "operator")
+    client = signed_in(web_world, "operator")
     # Each table of the supervisor's pages has a CSV link that answers that table.
     for path in ("/web/dashboard", f"/web/runs/{web_world.run_id}", "/web/regions/330702",
                  f"/web/grids/{COUNTY_GRID}"):  # fmt: skip

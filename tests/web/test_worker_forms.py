@@ -6,13 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import delete, select, update
 
 import liveness.review.service as review_service
@@ -37,9 +35,9 @@ from models import (
     utcnow,
 )
 from tests.api.conftest import World
-from tests.web.browsing import PHONE, check_page, serving, sign_in_by_keyboard
-from tests.web.conftest import csrf_of, sign_in
-from tests.web.test_queue_pages import actions_of, fresh, listed, task_row, worker
+from tests.web.browsing import PHONE, check_page, signed_in_page
+from tests.web.conftest import csrf_of, fresh, on_task, sign_in, worker
+from tests.web.test_queue_pages import actions_of, listed, task_row
 
 TODAY = dt.date(2026, 1, 1)
 NOTE = "老人在女儿家，下周回来；邻居王阿姨可联系 <b>&"
@@ -75,8 +73,7 @@ def test_an_outcome_typed_after_the_session_ended_comes_back_after_signing_in(
     web_world: World,
 ) -> None:
     task = web_world.tasks["visit_g1_high"]
-    client = worker(web_world)
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     end_all_sessions(web_world)
 
     answer = client.post(f"/web/tasks/{task}/outcome", data=typed(task, csrf))
@@ -111,8 +108,7 @@ def test_an_outcome_typed_after_the_session_ended_comes_back_after_signing_in(
 
 def test_a_kept_form_is_rechecked_and_its_errors_shown(web_world: World) -> None:
     task = web_world.tasks["visit_g1_high"]
-    client = worker(web_world)
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     end_all_sessions(web_world)
     data = {**typed(task, csrf), "region": "33"}  # too short: the form would refuse it
     client.post(f"/web/tasks/{task}/outcome", data=data)
@@ -125,8 +121,7 @@ def test_a_kept_form_is_rechecked_and_its_errors_shown(web_world: World) -> None
 
 def test_a_kept_form_returns_only_to_its_author_within_their_grids(web_world: World) -> None:
     task = web_world.tasks["visit_g1_high"]
-    client = worker(web_world)
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     end_all_sessions(web_world)
     client.post(f"/web/tasks/{task}/outcome", data=typed(task, csrf))
     kept = client.cookies.get("lv_kept")
@@ -149,8 +144,7 @@ def test_a_kept_form_returns_only_to_its_author_within_their_grids(web_world: Wo
 
 def test_nothing_is_kept_from_another_site_or_with_a_wrong_token(web_world: World) -> None:
     task = web_world.tasks["visit_g1_high"]
-    client = worker(web_world)
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     end_all_sessions(web_world)
     cross = client.post(
         f"/web/tasks/{task}/outcome", data=typed(task, csrf),
@@ -168,8 +162,7 @@ def test_nothing_is_kept_from_another_site_or_with_a_wrong_token(web_world: Worl
 
 def test_a_claim_posted_after_the_session_ended_returns_to_its_task(web_world: World) -> None:
     task = web_world.tasks["visit_g1_high"]
-    client = worker(web_world)
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     end_all_sessions(web_world)
     answer = client.post(f"/web/tasks/{task}/claim", data={"csrf_token": csrf})
     assert answer.headers["location"] == f"/web/sign-in?next=/web/tasks/{task}"
@@ -222,8 +215,7 @@ def test_switching_language_keeps_the_query_and_the_typed_form(web_world: World)
 
 def test_an_ended_session_does_not_open_a_closed_task_form(web_world: World) -> None:
     task = web_world.tasks["visit_g1_high"]
-    client = worker(web_world)
-    csrf = csrf_of(client.get(f"/web/tasks/{task}").text)
+    client, csrf = on_task(web_world, task)
     end_all_sessions(web_world)
     client.post(f"/web/tasks/{task}/outcome", data=typed(task, csrf))
     with session_scope(web_world.services.sessions) as session:
@@ -235,19 +227,10 @@ def test_an_ended_session_does_not_open_a_closed_task_form(web_world: World) -> 
     assert page.status_code == 200 and NOTE not in html.unescape(page.text)
 
 
-@pytest.fixture
-def server(web_world: World) -> Iterator[str]:
-    """Serve the world's app for the browser."""
-    with serving(web_world.client.app) as base:
-        yield base
-
-
 def test_in_a_browser_an_outcome_typed_as_the_session_ends_is_back_after_sign_in(
     web_world: World, server: str, browser: Any
 ) -> None:
-    phone = browser.new_context(viewport=PHONE, locale="zh-CN")
-    page = phone.new_page()
-    sign_in_by_keyboard(page, server, web_world.tokens["grid_worker"])
+    phone, page = signed_in_page(browser, server, web_world.tokens["grid_worker"], viewport=PHONE)
     task = web_world.tasks["visit_g1_high"]
     page.goto(f"{server}/web/tasks/{task}")
     page.select_option("#outcome", "moved_away")
