@@ -11,6 +11,7 @@ root (the one import of the core tests/test_layers.py allows them).
 LivenessError [1]               the root; its code only for an error that declares none
 ├── ConfigurationError [10]     a config file or setting is wrong
 │   ├── PolicyError [10]        a policy file is wrong (scoring.policy; also a ValueError)
+│   ├── MessagesInvalid [10]    the pages' messages.toml lacks a language (api.web.i18n)
 │   └── ConfigError [10]        config/sources.toml is wrong (connectors.errors; also a
 │                               ConnectorError)
 ├── ConnectorError [3]          a connector refused a delivery whole (connectors.errors, its
@@ -25,24 +26,22 @@ LivenessError [1]               the root; its code only for an error that declar
 │                               (review.outcomes), ClaimRefused (review.claims),
 │                               ApprovalRefused (lists.service), LeadRefused
 │                               (integrity.service), IdempotencyConflict (access.idempotency),
-│                               GatewayConflict (access.gateways)
-├── AckRefused [8]              (views.lists) the same cause, not yet a StateRefused
+│                               GatewayConflict (access.gateways), AckRefused (views.lists)
 ├── Unauthenticated [9]         (access.service) a caller without a valid token
 ├── Forbidden [9]               (access.service) a caller acting outside its role, grids or
 │                               regions
 ├── InputInvalid [11]           an input the engine refuses: OutcomeInvalid (review.outcomes),
 │                               IntegrityInvalid (integrity.queries), ClientInvalid
-│                               (access.service), PasswordInvalid (access.passwords)
+│                               (access.service), PasswordInvalid (access.passwords),
+│                               ViewInvalid (views.queue; only the API asks a view: 422)
 ├── EstimatorError [12]         the estimator cannot be trained or evaluated (estimator.dataset)
 ├── NotFound [13]               a referenced object does not exist
 │   └── Hidden [13]             one outside the caller's scope, answered exactly as absent
-├── ViewInvalid [1]             (views.queue) a query a view cannot answer; only the API asks
-│                               one (422), no command: no code of its own yet
-└── CityTooSmall [1]            (simulate.integrity) a simulated city too small for its
-                                anomalies; the demo catches it and goes on: no code of its own
+└── CityTooSmall [15]           (simulate.integrity) a simulated city too small for its
+                                anomalies (the demo catches it and goes on without them)
 
 Outside the root: api.web.pages.SignInRequired (not an error: it sends the browser to the
-sign-in page) and api.web.i18n.MessagesInvalid (the shipped messages.toml lacks a language).
+sign-in page).
 
 Not errors of the tree: 0 success; 2 a command line that does not parse or an option value
 a command refuses (Click's usage error); 7 a run stopped by the mass-downgrade guard, nothing

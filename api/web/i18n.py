@@ -7,13 +7,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from liveness.errors import ConfigurationError
+
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
 DEFAULT_LANG: Lang = "zh"
 MESSAGES_PATH = Path(__file__).with_name("messages.toml")
 
 
-class MessagesInvalid(Exception):
+class MessagesInvalid(ConfigurationError):
     """messages.toml lacks a language for some key; the message names them."""
 
 

@@ -38,6 +38,8 @@ HOSTS = 9  # clean living persons the patterns are planted on, one or two per ru
 class CityTooSmall(LivenessError):
     """The simulated city holds too few clean persons or deaths to plant the patterns on."""
 
+    exit_code = 15
+
 
 SHARED_FACE_ID = "FTplantedshared1"
 PLANTED = "planted"  # the key, in a planted review task's reasons, of the rule it plants for

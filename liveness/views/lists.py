@@ -42,16 +42,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from liveness.access.audit import read_audit_cte
-from liveness.errors import LivenessError, NotFound
+from liveness.errors import NotFound, StateRefused
 from liveness.views.pg_json import ALLOWED, Fields, json_array, json_objects_sql, postgresql_text
 from models import Benefit, ListAck, ListEntry, ListEntryStatus, Person, Run, utcnow
 
 
-class AckRefused(LivenessError):
+class AckRefused(StateRefused):
     """An acknowledgement beyond what the feed has published, or going backwards."""
-
-    exit_code = 8
-    http_status = 409
 
 
 # An entry's person and benefit, looked up by primary key.

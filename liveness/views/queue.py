@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from liveness.access.audit import read_audit_cte
-from liveness.errors import LivenessError, NotFound
+from liveness.errors import InputInvalid, NotFound
 from liveness.views.masking import masked_id_number
 from liveness.views.pg_json import ALLOWED, Fields, json_array, json_objects_sql, postgresql_text
 from models import (
@@ -31,10 +31,8 @@ from models import (
 )
 
 
-class ViewInvalid(LivenessError):
+class ViewInvalid(InputInvalid):
     """A read asked with an argument that makes no sense; the message names it."""
-
-    http_status = 422
 
 
 def _status_condition(status: str, now: ColumnElement[dt.datetime]) -> ColumnElement[bool]:

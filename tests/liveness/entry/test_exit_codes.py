@@ -6,6 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from api.web.i18n import MessagesInvalid
 from connectors import ConfigError, FatalError, MissingColumns, RetriableError, UndecodableFile
 from liveness.access import ClientInvalid, Forbidden, Unauthenticated
 from liveness.entry.cli.boundary import INTERNAL_ERROR, NIGHT_FAILED, STOPPED_BY_GUARD, boundary
@@ -23,6 +24,9 @@ from liveness.errors import (
 )
 from liveness.estimator.dataset import EstimatorError
 from liveness.lists.service import ApprovalRefused
+from liveness.simulate.integrity import CityTooSmall
+from liveness.views.lists import AckRefused
+from liveness.views.queue import ViewInvalid
 from tests.liveness.conftest import invoke_cli
 from tests.liveness.test_errors import engine_errors, readme_table
 
@@ -58,6 +62,10 @@ def exit_code_of(error: BaseException) -> int:
         (SchemaOutdated("migrate"), 6),
         (StateRefused("claimed"), 8),
         (ApprovalRefused("own entry", why="own_entry"), 8),
+        (AckRefused("backwards"), 8),
+        (ViewInvalid("no such status"), 11),
+        (CityTooSmall("too few deaths"), 15),
+        (MessagesInvalid("no en"), 10),
         (Unauthenticated("no token"), 9),
         (Forbidden("not your grid"), 9),
         (ConfigurationError("bad setting"), 10),
