@@ -56,6 +56,9 @@ class CertificationPolicy:
     face_due_days: int
     visit_due_days: int
     death_review_due_days: int
+    # Days before a certification ends that its review opens (just in time): the face
+    # verification's due days, the visit's and the notice's lead.
+    review_lead_days: int
     payment_day: int
     guard: GuardPolicy
     lock_stale_after_s: int
@@ -123,6 +126,7 @@ class ReviewTable(PolicyModel):
     face_due_days: Positive
     visit_due_days: Positive
     death_review_due_days: Positive
+    notice_lead_days: Positive = 5
     face: FaceTable = FaceTable()
     priority: PriorityTable = PriorityTable()
 
@@ -250,6 +254,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         face_due_days=review.face_due_days,
         visit_due_days=review.visit_due_days,
         death_review_due_days=review.death_review_due_days,
+        review_lead_days=review.face_due_days + review.visit_due_days + review.notice_lead_days,
         payment_day=values.payment.day_of_month,
         guard=GuardPolicy(**values.guard.model_dump()),
         lock_stale_after_s=values.run.lock_stale_after_s,

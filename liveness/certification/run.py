@@ -210,6 +210,8 @@ def _report(
         "rules": {str(k): int(v) for k, v in assessed["rule"].value_counts().items()},
         "certified": workflow.certified,
         "certified_silently": workflow.certified.get("data_comparison", 0),
+        # Of those, strong by the data on a night between runs rather than tonight.
+        "certified_earlier_night": workflow.certified_earlier_night,
         "face_verifications_settled": workflow.face_settled,
         "review_outcomes_applied": workflow.outcomes_applied,
         "tasks_opened": {

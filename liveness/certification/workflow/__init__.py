@@ -63,14 +63,13 @@ def apply_workflow(
     timezone: str = "Asia/Shanghai",
 ) -> WorkflowResult:
     """Turn a run's levels and the reviews' outcomes into certifications, reviews and the list."""
-    context = Context(run_id=run_id, as_of=as_of, store=store, policy=policy, timezone=timezone)
+    context = Context(
+        run_id=run_id, as_of=as_of, store=store, policy=policy, timezone=timezone, scoring=scoring
+    )
     result = WorkflowResult()
     settled = settle_reviews(session, context, result)
     findings = gather_proofs(session, context, settled, roll=snapshot.roll, result=result)
-    certified = certify(
-        session, context, findings, assessed=assessed, policy_version=scoring.version,
-        result=result,
-    )  # fmt: skip
+    certified = certify(session, context, findings, assessed=assessed, result=result)
     # What the run now knows of the dead is their death: reviews and lapses see them deceased.
     levels = assessed.assign(
         level=np.where(assessed["person_id"].isin(findings.dead), "deceased", assessed["level"])

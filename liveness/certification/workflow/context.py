@@ -9,6 +9,7 @@ from typing import Any
 from liveness.certification import CertificationPolicy
 from liveness.evidence.store import EvidenceStore
 from liveness.review import RoutingResult
+from liveness.scoring import ScoringPolicy
 from models import TaskKind
 
 REVIEW_KINDS = (TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
@@ -19,6 +20,8 @@ class WorkflowResult:
     """What the workflow did in one run, for the run report."""
 
     certified: dict[str, int] = field(default_factory=dict)
+    # Of those certified silently, how many were strong on a night no run graded.
+    certified_earlier_night: int = 0
     face_settled: dict[str, int] = field(default_factory=dict)
     outcomes_applied: dict[str, int] = field(default_factory=dict)
     routing: RoutingResult | None = None
@@ -40,3 +43,4 @@ class Context:
     store: EvidenceStore
     policy: CertificationPolicy
     timezone: str
+    scoring: ScoringPolicy

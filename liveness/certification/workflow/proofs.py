@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from liveness.certification.workflow.frames import (
     frame_in,
     proofs_of_life,
 )
+from liveness.certification.workflow.moments import strongest_moments
 from liveness.certification.workflow.settle import Settled
 from liveness.db import IN_CHUNK, query_frame
 from liveness.lists import suspended_benefits
@@ -57,6 +58,8 @@ class Certified:
     proof_of_life: set[int]  # persons certified on a proof of life
     ends: pd.Series  # per person, the day their certification holds until
     certified_now: set[int]  # persons this run certified whose certification holds as of it
+    # persons certified silently for a night between runs on which they were strong
+    earlier_night: set[int] = field(default_factory=set)
 
 
 def gather_proofs(
@@ -196,32 +199,49 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
 
 def certify(
     session: Session, context: Context, findings: Findings, *, assessed: pd.DataFrame,
-    policy_version: str, result: WorkflowResult,
+    result: WorkflowResult,
 ) -> Certified:  # fmt: skip
-    """Certify the living on their proofs, the strong silently; return who holds until when."""
+    """Certify the living on their proofs, the strong silently; return who holds until when.
+
+    Strong is strong tonight, or on a night of the renewal window that no run graded
+    (`strongest_moments`).
+    """
     run_id, as_of, policy = context.run_id, context.as_of, context.policy
+    policy_version = context.scoring.version
     proofs = findings.proofs
     proof_of_life = set(proofs["person_id"].astype(int))
+    ends = valid_until(session, policy=policy)
     certify_persons(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
         policy_version=policy_version,
     )  # fmt: skip
-    living = ~assessed["person_id"].isin(proof_of_life | findings.dead)
-    strong = assessed[(assessed["level"] == "strong") & living]
-    if "certifiable" in assessed:
-        strong = strong[strong["certifiable"].astype(bool)]
+    living = assessed[~assessed["person_id"].isin(proof_of_life | findings.dead)]
+    tonight = (living["level"] == "strong").to_numpy()
+    if "certifiable" in living:
+        tonight = tonight & living["certifiable"].astype(bool).to_numpy()
+    # Not strong tonight and not deceased: perhaps strong on a night between the runs.
+    unsure = living[~tonight & (living["level"] != "deceased").to_numpy()]
+    earlier = strongest_moments(
+        session, context, candidates=unsure[["person_id", "benefit_type"]], ends=ends,
+        scoring=context.scoring,
+    )  # fmt: skip
+    strong = pd.concat([living[tonight], earlier], ignore_index=True)
     silently = certify_silently(
         session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
-        policy_version=policy_version,
+        policy_version=policy_version, ends=ends,
     )  # fmt: skip
     result.certified = {
         **{str(k): int(v) for k, v in proofs["source"].astype(str).value_counts().items()},
         str(CertificationSource.DATA_COMPARISON): silently,
     }
+    result.certified_earlier_night = len(earlier)
     session.flush()
     ends = valid_until(session, policy=policy)
     certified_now = proof_of_life | set(strong["person_id"].astype(int))
     # Only those whose certification now runs past today: compared as one column.
     running = ends.to_numpy().astype("datetime64[D]") > np.datetime64(as_of, "D")
     certified_now &= set(ends.index[running].tolist())
-    return Certified(proof_of_life=proof_of_life, ends=ends, certified_now=certified_now)
+    return Certified(
+        proof_of_life=proof_of_life, ends=ends, certified_now=certified_now,
+        earlier_night=set(earlier["person_id"].astype(int)),
+    )  # fmt: skip

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from liveness.certification import CertificationPolicy, cycle_days, dates_of
+from liveness.certification import cycle_days, dates_of
 from liveness.certification.workflow.context import REVIEW_KINDS, Context, WorkflowResult
+from liveness.certification.workflow.moments import previous_run_day
 from liveness.certification.workflow.notices import face_notices
 from liveness.certification.workflow.proofs import Certified, Findings
 from liveness.certification.workflow.settle import Settled
@@ -41,7 +40,13 @@ def route(
     outcomes = settled.outcomes
     remote = outcomes[outcomes["outcome"].isin(policy.lapse.remote_after_visit_outcomes)]
     face_now = set(remote["person_id"].astype(int)) - dead
-    due = _due_for_review(session, as_of=as_of, ends=certified.ends, roll=roll, policy=policy)
+    due = _due_for_review(session, context, ends=certified.ends, roll=roll)
+    # Whoever was strong on a night between the runs is certified by data: their open review
+    # is resolved as a strong person's is.
+    earlier = levels["person_id"].isin(certified.earlier_night)
+    levels = levels.assign(level=levels["level"].mask(earlier, "strong"))
+    if "certifiable" in levels:
+        levels = levels.assign(certifiable=levels["certifiable"].mask(earlier, True))
     result.routing = route_reviews(
         session, run_id=context.run_id, as_of=as_of,
         assessed=levels[~levels["person_id"].isin(proof_of_life)], policy=policy,
@@ -53,10 +58,18 @@ def route(
 
 
 def _due_for_review(
-    session: Session, *, as_of: dt.date, ends: pd.Series, roll: pd.DataFrame,
-    policy: CertificationPolicy,
+    session: Session, context: Context, *, ends: pd.Series, roll: pd.DataFrame
 ) -> set[int]:  # fmt: skip
-    """Return persons whose certification is up for renewal and who have no review this cycle."""
+    """Return persons whose review must open tonight and who have no review this cycle.
+
+    Just in time: a review opens at the latest run that still leaves it time to finish before
+    the certification ends (`CertificationPolicy.review_lead_days`: the face verification's
+    days, the visit's and the notice's); until then the data may still certify the person
+    silently (the renewal window is open), and nobody is asked. The next run is expected as
+    far ahead as the previous one was behind, so a weekly or monthly schedule opens reviews
+    one run earlier than a nightly one. A person whose certification's end is unknown is due.
+    """
+    as_of, policy = context.as_of, context.policy
     last_opened = pd.DataFrame(
         session.execute(
             select(ReviewTask.person_id, func.max(ReviewTask.opened_on))
@@ -68,13 +81,18 @@ def _due_for_review(
     end = dates_of(roll["person_id"], ends)
     window = cycle_days(policy, roll["benefit_type"], field="renewal_window_days")
     window_opens = end - window.astype("timedelta64[D]")
+    previous = previous_run_day(session, context)
+    # Waiting is too late when the next run, expected as many days ahead, falls after the day
+    # the review must open; never before the renewal window opens: nothing to review before.
+    later = 0 if previous is None else max((as_of - previous).days - 1, 0)
+    lead = np.minimum(window, policy.review_lead_days + later)
+    review_opens = end - lead.astype("timedelta64[D]")
     opened = dates_of(roll["person_id"], last_opened.set_index("person_id")["opened_on"])
     unknown = np.isnat(window_opens)
-    # Due: the renewal window is open (or no certification is known) and no review was opened
-    # in it yet.
-    is_open = unknown | (window_opens <= np.datetime64(as_of, "D"))
+    is_due = unknown | (review_opens <= np.datetime64(as_of, "D"))
+    # A review opened in this renewal window already counts for the cycle.
     unreviewed = np.isnat(opened) | unknown | (opened < window_opens)
-    return set(roll.loc[is_open & unreviewed, "person_id"].astype(int))
+    return set(roll.loc[is_due & unreviewed, "person_id"].astype(int))
 
 
 def _death_reviews(
