@@ -48,6 +48,20 @@ class LapsePolicy:
 
 
 @dataclass(frozen=True)
+class RiskPolicy:
+    """When a person's own traces stop abruptly: a review before their cycle is due."""
+
+    enabled: bool = True
+    # At least this many sources, each regular over the long window (summed weight at least
+    # `regular_weight`) and each silent over its last `silent_days` due days.
+    min_sources: int = 2
+    regular_weight: float = 24.0
+    silent_days: int = 30
+    # A risk review is ranked as if the person's score were at most this.
+    score: float = 0.3
+
+
+@dataclass(frozen=True)
 class CertificationPolicy:
     """The workflow numbers: cycles per benefit type, review deadlines, payment day."""
 
@@ -78,6 +92,7 @@ class CertificationPolicy:
     lapse: LapsePolicy
     notice_texts: Mapping[str, str]
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
+    risk: RiskPolicy = field(default_factory=RiskPolicy)
 
     def cycle_for(self, benefit_type: str) -> CyclePolicy:
         """Return the cycle that applies to `benefit_type`."""
@@ -120,6 +135,16 @@ class PriorityTable(PolicyModel):
     death_review: PositiveNumber = 1_000_000.0
 
 
+class RiskTable(PolicyModel):
+    """The `[review.risk]` table: when an abrupt stop of a person's traces opens a review."""
+
+    enabled: bool = True
+    min_sources: Positive = 2
+    regular_weight: PositiveNumber = 24.0
+    silent_days: Positive = 30
+    score: Annotated[float, Field(ge=0, le=1)] = 0.3
+
+
 class ReviewTable(PolicyModel):
     """The `[review]` table: deadlines of the reviews."""
 
@@ -129,6 +154,7 @@ class ReviewTable(PolicyModel):
     notice_lead_days: Positive = 5
     face: FaceTable = FaceTable()
     priority: PriorityTable = PriorityTable()
+    risk: RiskTable = RiskTable()
 
 
 class PaymentTable(PolicyModel):
@@ -274,4 +300,5 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         ),
         notice_texts=values.notices.model_dump(),
         overrides=overrides,
+        risk=RiskPolicy(**review.risk.model_dump()),
     )

@@ -19,7 +19,7 @@ from liveness.views.masking import mask_id_number
 from models import Person, ReviewTask, TaskStatus
 
 # Why a review was opened (ReviewTask.cause), in the order the pages name them.
-CAUSES = ("renewal", "face_failed", "visit_asked", "after_visit", "death_record")
+CAUSES = ("renewal", "face_failed", "visit_asked", "after_visit", "death_record", "risk")
 LIVE = (TaskStatus.OPEN, TaskStatus.CLAIMED)
 
 

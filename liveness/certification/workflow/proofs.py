@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from liveness.certification import certify_persons, certify_silently, valid_until
 from liveness.certification.workflow.context import Context, WorkflowResult
+from liveness.certification.workflow.estimate import Estimate, estimator_picks
 from liveness.certification.workflow.frames import (
     date_of_day,
     face_results,
@@ -60,6 +61,8 @@ class Certified:
     certified_now: set[int]  # persons this run certified whose certification holds as of it
     # persons certified silently for a night between runs on which they were strong
     earlier_night: set[int] = field(default_factory=set)
+    # persons certified silently as likely alive by the learned estimator
+    by_estimator: set[int] = field(default_factory=set)
 
 
 def gather_proofs(
@@ -113,7 +116,7 @@ def _new_proofs(
     )  # fmt: skip
     proofs = proofs[proofs["person_id"].isin(on_roll)]
     # A proof already certified by an earlier run is no news: a rerun certifies nothing twice.
-    used = _past_proofs(session, sorted(set(proofs["person_id"].astype(int))))
+    used = past_proofs(session, sorted(set(proofs["person_id"].astype(int))))
     return proofs[~(pd.to_datetime(proofs["day"]) <= pd.to_datetime(proofs["person_id"].map(used)))]
 
 
@@ -157,7 +160,7 @@ def _acting_deaths(session: Session, as_of: dt.date) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def _past_proofs(session: Session, persons: list[int]) -> pd.Series:
+def past_proofs(session: Session, persons: list[int]) -> pd.Series:
     """Return, per person, the day of their latest proof of life certified by earlier runs."""
     rows = frame_in(
         session, persons,
@@ -182,7 +185,7 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
     if deaths.empty:
         return deaths
     latest = proofs.groupby("person_id")["day"].max() if len(proofs) else pd.Series(dtype=object)
-    past = _past_proofs(session, sorted(set(deaths["person_id"].astype(int))))
+    past = past_proofs(session, sorted(set(deaths["person_id"].astype(int))))
     best = pd.concat([latest, past]).groupby(level=0).max()
     proof_day = deaths["person_id"].map(best)
     contradicted = proof_day.notna() & (
@@ -199,12 +202,14 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
 
 def certify(
     session: Session, context: Context, findings: Findings, *, assessed: pd.DataFrame,
-    result: WorkflowResult,
+    roll: pd.DataFrame, estimate: Estimate, result: WorkflowResult,
 ) -> Certified:  # fmt: skip
     """Certify the living on their proofs, the strong silently; return who holds until when.
 
     Strong is strong tonight, or on a night of the renewal window that no run graded
-    (`strongest_moments`).
+    (`strongest_moments`), or, where the operator enabled it, likely alive by the learned
+    estimator with a trace of the person's own body (`estimator_picks`). Nobody whose own
+    traces stopped abruptly (`assessed["stopped"]`) is certified by data.
     """
     run_id, as_of, policy = context.run_id, context.as_of, context.policy
     policy_version = context.scoring.version
@@ -221,11 +226,21 @@ def certify(
         tonight = tonight & living["certifiable"].astype(bool).to_numpy()
     # Not strong tonight and not deceased: perhaps strong on a night between the runs.
     unsure = living[~tonight & (living["level"] != "deceased").to_numpy()]
+    if "stopped" in unsure:
+        unsure = unsure[~unsure["stopped"].astype(bool).to_numpy()]
     earlier = strongest_moments(
         session, context, candidates=unsure[["person_id", "benefit_type"]], ends=ends,
         scoring=context.scoring,
     )  # fmt: skip
-    strong = pd.concat([living[tonight], earlier], ignore_index=True)
+    # Still unsure: perhaps likely alive by the learned estimator, where it is enabled.
+    picks = estimator_picks(
+        session, context, estimate,
+        candidates=unsure.loc[~unsure["person_id"].isin(earlier["person_id"])
+                              & (unsure["level"] != "strong"),
+                              ["person_id", "benefit_type", "level"]],
+        roll=roll, ends=ends,
+    )  # fmt: skip
+    strong = pd.concat([living[tonight], earlier, picks.strong], ignore_index=True)
     silently = certify_silently(
         session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
         policy_version=policy_version, ends=ends,
@@ -235,6 +250,9 @@ def certify(
         str(CertificationSource.DATA_COMPARISON): silently,
     }
     result.certified_earlier_night = len(earlier)
+    result.certified_by_estimator = len(picks.strong)
+    enabled = context.estimator is not None and context.estimator.certify_enabled
+    result.estimator = {**estimate.report(enabled=enabled), **picks.counts}
     session.flush()
     ends = valid_until(session, policy=policy)
     certified_now = proof_of_life | set(strong["person_id"].astype(int))
@@ -244,4 +262,5 @@ def certify(
     return Certified(
         proof_of_life=proof_of_life, ends=ends, certified_now=certified_now,
         earlier_night=set(earlier["person_id"].astype(int)),
+        by_estimator=set(picks.strong["person_id"].astype(int)),
     )  # fmt: skip

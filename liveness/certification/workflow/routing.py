@@ -9,9 +9,11 @@ from sqlalchemy.orm import Session
 
 from liveness.certification import cycle_days, dates_of
 from liveness.certification.workflow.context import REVIEW_KINDS, Context, WorkflowResult
+from liveness.certification.workflow.estimate import Estimate
 from liveness.certification.workflow.moments import previous_run_day
 from liveness.certification.workflow.notices import face_notices
 from liveness.certification.workflow.proofs import Certified, Findings
+from liveness.certification.workflow.risk import RISK_CAUSE, RiskReviews, Stops, risk_reviews
 from liveness.certification.workflow.settle import Settled
 from liveness.db import query_frame
 from liveness.evidence.snapshot import EvidenceSnapshot
@@ -21,10 +23,10 @@ from models import DeathMatch, DeathRecord, RecordStatus, ReviewTask
 
 def route(
     session: Session, context: Context, settled: Settled, findings: Findings,
-    certified: Certified, *, snapshot: EvidenceSnapshot, levels: pd.DataFrame,
-    result: WorkflowResult,
+    certified: Certified, *, snapshot: EvidenceSnapshot, levels: pd.DataFrame, stops: Stops,
+    estimate: Estimate, result: WorkflowResult,
 ) -> None:  # fmt: skip
-    """Route reviews (visits, face verifications, renewals), notify the asked, death reviews."""
+    """Route reviews (visits, face verifications, renewals, risk), notify, death reviews."""
     as_of, policy, roll = context.as_of, context.policy, snapshot.roll
     dead, proof_of_life = findings.dead, certified.proof_of_life
     in_area = set(
@@ -41,9 +43,15 @@ def route(
     remote = outcomes[outcomes["outcome"].isin(policy.lapse.remote_after_visit_outcomes)]
     face_now = set(remote["person_id"].astype(int)) - dead
     due = _due_for_review(session, context, ends=certified.ends, roll=roll)
-    # Whoever was strong on a night between the runs is certified by data: their open review
-    # is resolved as a strong person's is.
-    earlier = levels["person_id"].isin(certified.earlier_night)
+    # Before the cycle is due: whose traces stopped abruptly, or whose P(alive) is low.
+    risk = risk_reviews(
+        session, context, snapshot=snapshot, stops=stops, estimate=estimate, levels=levels,
+        ends=certified.ends, due=due, certified=certified.certified_now,
+    )  # fmt: skip
+    levels = _with_risk(levels, risk, estimate=estimate, ceiling=policy.risk.score)
+    # Whoever was strong on a night between the runs, or likely alive by the estimator, is
+    # certified by data: their open review is resolved as a strong person's is.
+    earlier = levels["person_id"].isin(certified.earlier_night | certified.by_estimator)
     levels = levels.assign(level=levels["level"].mask(earlier, "strong"))
     if "certifiable" in levels:
         levels = levels.assign(certifiable=levels["certifiable"].mask(earlier, True))
@@ -51,10 +59,40 @@ def route(
         session, run_id=context.run_id, as_of=as_of,
         assessed=levels[~levels["person_id"].isin(proof_of_life)], policy=policy,
         due=due - proof_of_life, visit_now=visit_now - dead, face_now=face_now - proof_of_life,
-        visit_asked=settled.visits_asked - dead,
+        visit_asked=settled.visits_asked - dead, risk_now=risk.persons - proof_of_life - dead,
     )  # fmt: skip
+    result.risk_reviews = {
+        "abrupt_stop": risk.abrupt_stop,
+        "low_probability": risk.low_probability,
+        "opened": int(
+            session.scalar(
+                select(func.count()).select_from(ReviewTask)
+                .where(ReviewTask.opened_run_id == context.run_id, ReviewTask.cause == RISK_CAUSE)
+            ) or 0
+        ),
+    }  # fmt: skip
     result.notices["face"] = face_notices(session, context)
     result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)
+
+
+def _with_risk(
+    levels: pd.DataFrame, risk: RiskReviews, *, estimate: Estimate, ceiling: float
+) -> pd.DataFrame:
+    """Return the levels with each risk review's reasons, and its score for the ranking.
+
+    A risk review ranks by risk x amount like any other: as if the person's score were at
+    most the policy's ceiling, and at most their P(alive) where the estimator gave one.
+    """
+    if not risk.persons:
+        return levels
+    flagged = levels["person_id"].isin(risk.persons).to_numpy()
+    score = np.fmin(np.minimum(levels["score"].to_numpy(dtype=float), ceiling),
+                    estimate.probability)  # fmt: skip
+    reasons = levels["reasons"].to_numpy(dtype=object).copy()
+    reasons[flagged] = [risk.reasons[int(p)] for p in levels.loc[flagged, "person_id"]]
+    return levels.assign(
+        score=np.where(flagged, score, levels["score"].to_numpy(dtype=float)), reasons=reasons
+    )
 
 
 def _due_for_review(
