@@ -71,7 +71,9 @@ class CertifyTable(PolicyModel):
 
     enabled: bool = False
     min_probability: float = Field(default=0.995, gt=0.5, le=1)
+    min_roc_auc: float = Field(default=0.7, ge=0.5, le=1)
     own_body_kinds: Texts = ()
+    own_body_days: int = Field(default=60, ge=1)
 
     @field_validator("own_body_kinds")
     @classmethod
@@ -121,11 +123,14 @@ class EstimatorConfig:
     threshold_strong: float
     threshold_weak: float
     # The nightly run: off unless enabled; then it certifies silently at or above
-    # `certify_min_probability` those with a trace of an `own_body_kinds` kind in the long
-    # window, and opens a risk review below `review_below_probability`.
+    # `certify_min_probability` those with a trace of an `own_body_kinds` kind in the last
+    # `own_body_days`, and opens a risk review below `review_below_probability`.
     certify_enabled: bool = False
     certify_min_probability: float = 0.995
+    # An artifact whose held-out ROC AUC (at training) is below this is not used at all.
+    certify_min_roc_auc: float = 0.7
     own_body_kinds: tuple[str, ...] = ()
+    own_body_days: int = 60
     review_below_probability: float = 0.0
 
 
@@ -162,6 +167,8 @@ def _config(policy_file: PolicyFile) -> EstimatorConfig:
         threshold_weak=values.thresholds.weak,
         certify_enabled=values.certify.enabled,
         certify_min_probability=values.certify.min_probability,
+        certify_min_roc_auc=values.certify.min_roc_auc,
         own_body_kinds=values.certify.own_body_kinds,
+        own_body_days=values.certify.own_body_days,
         review_below_probability=values.review.below_probability,
     )

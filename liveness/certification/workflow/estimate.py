@@ -4,10 +4,11 @@ Off by default (estimator.toml `[certify] enabled`): then nothing here loads sci
 reads an artifact. Enabled, the run loads the latest trained artifact and computes P(alive)
 on its own snapshot, with the features built as training builds them
 (`liveness.estimator.dataset.feature_frame`). The estimator may then certify silently, within
-guardrails (`estimator_picks`): a probability at or above the policy's, and a trace of the
-person's own body in the long window, since a probability learned from under-counted deaths
-must not certify someone whom only a relative's card use shows. It never grades, lowers or
-suspends anyone.
+guardrails (`estimator_picks`): an artifact that ranked its held-out persons well enough, a
+probability at or above the policy's, and a recent trace of the person's own body, since a
+probability learned from under-counted deaths must not certify someone whom only a relative's
+card use shows, nor someone whose last own trace may predate their death. It never grades,
+lowers or suspends anyone.
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ def alive_estimate(session: Session, context: Context, *, snapshot: EvidenceSnap
                 "features than the current policy gives: train a new one",
             ),
         )
+    auc = (row.metrics or {}).get("estimator", {}).get("roc_auc")
+    if auc is None or not auc >= config.certify_min_roc_auc:
+        return Estimate(
+            probability=none,
+            notes=(
+                f"estimator enabled but not used: artifact {row.version} ranked the held-out "
+                f"persons with a ROC AUC of {auc} at training, below the "
+                f"{config.certify_min_roc_auc} the policy asks",
+            ),
+        )
     notes = []
     unknown = [k for k in config.own_body_kinds if tuple(k.split(".", 1)) not in scoring.kind_index]
     if unknown:
@@ -122,7 +133,7 @@ def estimator_picks(
     `candidates` (person_id, benefit_type, level) are the living not strong tonight and not
     certified otherwise; `roll` the snapshot's roll (rows of `estimate`); `ends` their
     certification ends. Certified are those whose renewal window is open, whose P(alive)
-    reaches the policy's, and who left a trace of their own body in the long window.
+    reaches the policy's, and who left a trace of their own body in its last days.
     """
     config = context.estimator
     empty = candidates.iloc[0:0].assign(reasons=pd.Series(dtype=object))
@@ -141,7 +152,7 @@ def estimator_picks(
     above = in_window[likely].assign(probability=probability[likely])
     traces = own_body_traces(
         session, context, persons=above["person_id"].to_numpy(dtype=np.int64),
-        kinds=config.own_body_kinds,
+        kinds=config.own_body_kinds, days=config.own_body_days,
     )  # fmt: skip
     found = above["person_id"].isin(traces.index)
     picked = above[found.to_numpy()]
@@ -169,9 +180,9 @@ def estimator_picks(
 
 def own_body_traces(
     session: Session, context: Context, *, persons: npt.NDArray[np.int64],
-    kinds: tuple[str, ...],
+    kinds: tuple[str, ...], days: int,
 ) -> pd.DataFrame:  # fmt: skip
-    """Return, per person with one, their latest own-body trace in the long window.
+    """Return, per person with one, their latest own-body trace in the last `days` days.
 
     `kinds` are "source.kind" names; indexed by person id, with `kind` ("source.kind") and
     `day`. Only the sources that have such kinds are read, only those kinds kept.
@@ -183,7 +194,7 @@ def own_body_traces(
         return pd.DataFrame({"kind": [], "day": []}, index=pd.Index([], dtype=np.int64))
     code = {kind: k for k, kind in enumerate(wanted)}
     best = np.full(ids.size, -1, dtype=np.int64)
-    first_day = context.as_of - dt.timedelta(days=scoring.long - 1)
+    first_day = context.as_of - dt.timedelta(days=days - 1)
     for source in dict.fromkeys(kind.split(".", 1)[0] for kind in wanted):
         codes = {k.split(".", 1)[1]: c for k, c in code.items() if k.startswith(f"{source}.")}
         for batch in context.store.read_window(
