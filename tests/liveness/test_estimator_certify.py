@@ -15,6 +15,7 @@ from sklearn.dummy import DummyClassifier
 from sqlalchemy import select
 
 from liveness.db import session_scope
+from liveness.entry.reports import estimator_effect
 from liveness.estimator import artifacts_dir, feature_names, save_artifact
 from liveness.services import Services
 from models import Assessment, Certification, ListEntry, Person, ReviewTask, TaskKind
@@ -115,6 +116,10 @@ def test_a_likely_alive_person_with_an_own_body_trace_is_certified(city: City) -
         "enabled": True, "artifact": version, "notes": [], "in_renewal_window": 3,
         "above_min_probability": 3, "without_own_body_trace": 2, "certified": 1,
     }  # fmt: skip
+    assert estimator_effect(report) == (
+        f"certified silently: 0 by the rules, 1 more by the estimator (artifact {version}: 3 "
+        "likely alive, 2 of them without a recent trace of their own body)"
+    )
 
 
 def test_disabled_the_estimator_certifies_nobody(city: City) -> None:
@@ -124,6 +129,7 @@ def test_disabled_the_estimator_certifies_nobody(city: City) -> None:
     report = city.report(run_id)
     assert report["certified_by_estimator"] == 0
     assert report["estimator"] == {"enabled": False, "artifact": None, "notes": []}
+    assert estimator_effect(report).endswith("the estimator is not enabled")
 
 
 def test_below_the_threshold_the_estimator_certifies_nobody(city: City) -> None:
