@@ -132,14 +132,19 @@ def test_a_silence_that_began_before_a_proof_of_life_flags_nobody(city: City) ->
     assert city.report(run_id)["risk_reviews"]["abrupt_stop"] == 0
 
 
-def test_a_degraded_source_is_silent_for_nobody(city: City) -> None:
+def test_an_outage_s_silence_is_nobody_s(city: City) -> None:
     # The rest of the city taps a hundred times a day until the transit feed collapses when
-    # P1 stops: P1's silence in transit is the outage's, and card payments alone are one source.
+    # P1 stops: P1's silence in transit is the outage's, and card payments alone are one
+    # source. P2 stopped both at the end of December, long before the outage: still a stop.
     with session_scope(city.services.sessions) as session:
         for day in _days(FIRST - dt.timedelta(days=40), STOP, every=1):
             session.add(SourceVolume(source="transit", day=day, traces=100))
     _regular(city, transit=("C1", STOP), payments=("C1", STOP))
+    december = dt.date(2024, 12, 31)
+    _regular(city, transit=("C3", december), payments=("C3", december))
     run_id = city.run("2025-03-20")
-    assert city.report(run_id)["degraded_sources"]["transit"]
+    assert city.report(run_id)["degraded_sources"]["transit"][0] == "2025-02-11"
     assert _tasks(city, "P1") == []
-    assert city.report(run_id)["risk_reviews"]["abrupt_stop"] == 0
+    (task,) = _tasks(city, "P2")
+    assert task.cause == "risk" and set(task.reasons["risk"]["silent"]) == {"transit", "card_txn"}
+    assert city.report(run_id)["risk_reviews"]["abrupt_stop"] == 1

@@ -194,25 +194,32 @@ def test_a_degraded_source_keeps_levels_and_certifies_nobody_on_its_credit(
             ).all()
         )
     # Only H is certified on tonight's evidence. No run looked at the nights between 03-31 and
-    # tonight: D and S were strong by the data alone on nights of their renewal window before
-    # the outage (as a nightly run would have seen), and are certified for those nights; the
-    # credit of a degraded source certifies nobody.
-    assert set(certified) == {"D", "S", "H"}
+    # tonight: S was strong by the data alone on nights of his renewal window before the
+    # outage (as a nightly run would have seen), and is certified for those nights; the
+    # credit of a degraded source certifies nobody. D, strong by the data on such nights too,
+    # is the dead man: his taps and payments stopped together in March, long before the
+    # outage, an abrupt stop that no data certifies.
+    assert set(certified) == {"S", "H"}
     assert "strong_on" not in certified["H"]
-    for ref in ("D", "S"):
-        assert dt.date.fromisoformat(certified[ref]["strong_on"]) < OUTAGE
-        assert "degraded" not in certified[ref] and "kept_from" not in certified[ref]
-    assert run.report["certified_earlier_night"] == 2
+    assert dt.date.fromisoformat(certified["S"]["strong_on"]) < OUTAGE
+    assert "degraded" not in certified["S"] and "kept_from" not in certified["S"]
+    assert run.report["certified_earlier_night"] == 1
     with session_scope(services.sessions) as session:
-        visits = dict(
-            session.execute(
-                select(Person.person_ref, ReviewTask.status)
+        visits = {
+            ref: (status, cause)
+            for ref, status, cause in session.execute(
+                select(Person.person_ref, ReviewTask.status, ReviewTask.cause)
                 .join(Person, Person.id == ReviewTask.person_id)
                 .where(ReviewTask.kind == TaskKind.HOME_VISIT)
             ).all()
-        )
-    # The credit resolves no review: S's visit closes on the data of an earlier night.
-    assert visits == {"S": TaskStatus.CLOSED_BY_DATA, "H": TaskStatus.CLOSED_BY_DATA}
+        }
+    # The credit resolves no review: S's visit closes on the data of an earlier night. D's
+    # abrupt stop sends a grid worker before anything else would.
+    assert {ref: status for ref, (status, _) in visits.items()} == {
+        "D": TaskStatus.OPEN, "S": TaskStatus.CLOSED_BY_DATA, "H": TaskStatus.CLOSED_BY_DATA,
+    }  # fmt: skip
+    assert visits["D"][1] == "risk"
+    assert run.report["risk_reviews"] == {"abrupt_stop": 1, "low_probability": 0, "opened": 1}
     assert run.report["tasks_closed_by_data"] == 2
 
 

@@ -53,34 +53,40 @@ def abrupt_stops(
 
     A source is regular for a person when their traces' weight over the long window reaches
     `regular_weight`, and silent when none of their traces falls in its last `silent_days`
-    due days (a source's last days are not due before its lag: health.toml). A source
-    degraded on any of those days is silent for nobody.
+    due days (a source's last days are not due before its lag: health.toml). An outage's
+    silence is nobody's: a source degraded on some of those days is judged on the
+    `silent_days` before its outage (a person silent since long before it still is).
     """
     features = snapshot.features
     n, sources = features.n_persons, scoring.sources
     if not policy.enabled or n == 0:
         empty = np.zeros((n, len(sources)), dtype=np.bool_)
         return Stops(silent=empty, stopped=np.zeros(n, dtype=np.bool_), last_day=features.last_day)
-    due = np.array([_due_day(snapshot, source) for source in sources], dtype=np.int64)
-    first = due - policy.silent_days + 1
-    outage = np.array(
-        [
-            any(first[s] <= day_number(day) <= due[s] for day in snapshot.outages.get(source, []))
-            for s, source in enumerate(sources)
-        ],
-        dtype=np.bool_,
+    due = np.array(
+        [_judged_until(snapshot, source, days=policy.silent_days) for source in sources],
+        dtype=np.int64,
     )
+    first = due - policy.silent_days + 1
     regular = features.long_weight >= policy.regular_weight
-    silent = regular & (features.last_day < first[None, :]) & ~outage[None, :]
+    silent = regular & (features.last_day < first[None, :])
     stopped = silent.sum(axis=1) >= policy.min_sources
     return Stops(silent=silent, stopped=stopped, last_day=features.last_day)
 
 
-def _due_day(snapshot: EvidenceSnapshot, source: str) -> int:
-    """Return the day number of the source's last day whose deliveries are due by the run."""
+def _judged_until(snapshot: EvidenceSnapshot, source: str, *, days: int) -> int:
+    """Return the day number up to which a source's silence is judged.
+
+    Its last day whose deliveries are due by the run, or, where it was degraded within the
+    `days` before that, the day before that outage began.
+    """
     pending = snapshot.health.not_yet_due.get(source)
-    last = snapshot.as_of if pending is None else pending[0] - dt.timedelta(days=1)
-    return day_number(last)
+    last = day_number(snapshot.as_of if pending is None else pending[0] - dt.timedelta(days=1))
+    outage = sorted(day_number(day) for day in snapshot.outages.get(source, []))
+    while True:
+        inside = [day for day in outage if last - days < day <= last]
+        if not inside:
+            return last
+        last = inside[0] - 1
 
 
 @dataclass(frozen=True, eq=False)
