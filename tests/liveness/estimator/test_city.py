@@ -21,6 +21,7 @@ from liveness.entry.cli.estimator import classifier_app
 from liveness.entry.demo import INGEST_ORDER
 from liveness.estimator import (
     EstimatorError,
+    TrainingResult,
     alive_probability,
     artifacts_dir,
     build_dataset,
@@ -61,14 +62,20 @@ def city_services(
     return services
 
 
+def _train(services: Services) -> TrainingResult:
+    """Train and save an artifact on the city as of TRAIN_AS_OF (the same one every time)."""
+    with session_scope(services.sessions) as session:
+        return train_estimator(
+            session, as_of=TRAIN_AS_OF, horizon_days=HORIZON, store=services.store,
+            policies=services.policies, config=estimator_config(services.settings),
+            folder=artifacts_dir(services.settings),
+        )  # fmt: skip
+
+
 def test_train_evaluate_and_reload(city_services: Services) -> None:
     services = city_services
     config = estimator_config(services.settings)
-    with session_scope(services.sessions) as session:
-        result = train_estimator(
-            session, as_of=TRAIN_AS_OF, horizon_days=HORIZON, store=services.store,
-            policies=services.policies, config=config, folder=artifacts_dir(services.settings),
-        )  # fmt: skip
+    result = _train(services)
     report = result.report
     assert report.dead >= 3
     assert report.metrics["estimator"]["roc_auc"] > 0.5
@@ -171,12 +178,7 @@ def test_the_run_certifies_by_the_estimator_within_its_guardrails(
 ) -> None:
     services = city_services
     config = estimator_config(services.settings)
-    with session_scope(services.sessions) as session:
-        trained = train_estimator(
-            session, as_of=TRAIN_AS_OF, horizon_days=HORIZON, store=services.store,
-            policies=services.policies, config=config, folder=artifacts_dir(services.settings),
-        )  # fmt: skip
-    version = trained.artifact.version
+    version = _train(services).artifact.version
     # Enabled, with the ROC AUC floor at chance: a small city trains a modest estimator.
     enabled = dataclasses.replace(config, certify_enabled=True, certify_min_roc_auc=0.5)
     policies = dataclasses.replace(services.policies, estimator=enabled)
