@@ -62,7 +62,7 @@ class Services:
 
     @cached_property
     def policies(self) -> RunPolicies:
-        """Return the scoring and certification policies."""
+        """Return the scoring, certification, health and estimator policies."""
         from liveness.certification.run import RunPolicies
         from liveness.evidence.health import load_health_policy
         from liveness.scoring import PolicyError, load_policy
@@ -75,8 +75,15 @@ class Services:
             ) from None
         except PolicyError as error:
             raise ConfigurationError(str(error)) from None
+        from liveness.estimator.config import load_estimator_config
+
         health = load_health_policy(self.settings.config_dir / "health.toml")
-        return RunPolicies(scoring=scoring, certification=self.certification_policy, health=health)
+        # Only its [certify] and [review] tables matter to a run; reading it loads no estimator.
+        estimator = load_estimator_config(self.settings.config_dir / "estimator.toml")
+        return RunPolicies(
+            scoring=scoring, certification=self.certification_policy, health=health,
+            estimator=estimator,
+        )  # fmt: skip
 
     @cached_property
     def certification_policy(self) -> CertificationPolicy:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from api.web.i18n import Lang, catalogue, translate
+from api.web.i18n import Lang, catalogue, label, translate
 from liveness.review.service import DEATH_REVIEW_RULE
 from liveness.scoring.explain import render_reasons
 from liveness.scoring.grade import LEVELS, RULES
@@ -55,6 +55,17 @@ def plain_reasons(reasons: dict[str, Any] | None, lang: Lang) -> str:
     return translate(lang, "reason_unknown")
 
 
+def _risk(lang: Lang, risk: dict[str, Any]) -> list[str]:
+    """Say what a risk review found: which sources fell silent since when, or P(alive)."""
+    said = [
+        translate(lang, "reason_risk_silent", source=label(lang, "source", source), last=last)
+        for source, last in (risk.get("silent") or {}).items()
+    ]
+    if "probability" in risk:
+        said.append(translate(lang, "reason_risk_probability", probability=risk["probability"]))
+    return said
+
+
 def why_listed(
     lang: Lang, *, cause: str | None, task_reasons: dict[str, Any], current: dict[str, Any] | None,
     due_on: dt.date, today: dt.date,
@@ -68,6 +79,7 @@ def why_listed(
     said = []
     if cause:
         said.append(_said(lang, f"task_cause_{cause}"))
+    said.extend(_risk(lang, task_reasons.get("risk") or {}))
     if task_reasons.get("rule") == DEATH_REVIEW_RULE:
         said.append(plain_reasons(task_reasons, lang))
     said.append(plain_reasons(current if current else task_reasons, lang))

@@ -48,6 +48,20 @@ class LapsePolicy:
 
 
 @dataclass(frozen=True)
+class RiskPolicy:
+    """When a person's own traces stop abruptly: a review before their cycle is due."""
+
+    enabled: bool = True
+    # At least this many sources, each regular over the long window (summed weight at least
+    # `regular_weight`) and each silent over its last `silent_days` due days.
+    min_sources: int = 2
+    regular_weight: float = 24.0
+    silent_days: int = 30
+    # A risk review is ranked as if the person's score were at most this.
+    score: float = 0.3
+
+
+@dataclass(frozen=True)
 class CertificationPolicy:
     """The workflow numbers: cycles per benefit type, review deadlines, payment day."""
 
@@ -56,6 +70,9 @@ class CertificationPolicy:
     face_due_days: int
     visit_due_days: int
     death_review_due_days: int
+    # Days before a certification ends that its review opens (just in time): the face
+    # verification's due days, the visit's and the notice's lead.
+    review_lead_days: int
     payment_day: int
     guard: GuardPolicy
     lock_stale_after_s: int
@@ -75,6 +92,7 @@ class CertificationPolicy:
     lapse: LapsePolicy
     notice_texts: Mapping[str, str]
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
+    risk: RiskPolicy = field(default_factory=RiskPolicy)
 
     def cycle_for(self, benefit_type: str) -> CyclePolicy:
         """Return the cycle that applies to `benefit_type`."""
@@ -117,14 +135,26 @@ class PriorityTable(PolicyModel):
     death_review: PositiveNumber = 1_000_000.0
 
 
+class RiskTable(PolicyModel):
+    """The `[review.risk]` table: when an abrupt stop of a person's traces opens a review."""
+
+    enabled: bool = True
+    min_sources: Positive = 2
+    regular_weight: PositiveNumber = 24.0
+    silent_days: Positive = 30
+    score: Annotated[float, Field(ge=0, le=1)] = 0.3
+
+
 class ReviewTable(PolicyModel):
     """The `[review]` table: deadlines of the reviews."""
 
     face_due_days: Positive
     visit_due_days: Positive
     death_review_due_days: Positive
+    notice_lead_days: Positive = 5
     face: FaceTable = FaceTable()
     priority: PriorityTable = PriorityTable()
+    risk: RiskTable = RiskTable()
 
 
 class PaymentTable(PolicyModel):
@@ -250,6 +280,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         face_due_days=review.face_due_days,
         visit_due_days=review.visit_due_days,
         death_review_due_days=review.death_review_due_days,
+        review_lead_days=review.face_due_days + review.visit_due_days + review.notice_lead_days,
         payment_day=values.payment.day_of_month,
         guard=GuardPolicy(**values.guard.model_dump()),
         lock_stale_after_s=values.run.lock_stale_after_s,
@@ -269,4 +300,5 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         ),
         notice_texts=values.notices.model_dump(),
         overrides=overrides,
+        risk=RiskPolicy(**review.risk.model_dump()),
     )

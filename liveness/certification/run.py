@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from liveness.certification import CertificationPolicy
 from liveness.certification.guard import check_downgrades, previous_levels
 from liveness.certification.workflow import WorkflowResult, apply_workflow
+from liveness.estimator.config import EstimatorConfig
 from liveness.evidence.health import HealthPolicy, SourceHealth
 from liveness.evidence.parts import day_from_number, day_number
 from liveness.evidence.snapshot import take_snapshot
@@ -47,11 +48,12 @@ from models import (
 
 @dataclass(frozen=True)
 class RunPolicies:
-    """The policies a run applies."""
+    """The policies a run applies (the estimator's: whether and how it may certify)."""
 
     scoring: ScoringPolicy
     certification: CertificationPolicy
     health: HealthPolicy
+    estimator: EstimatorConfig | None = None
 
 
 class _Stopwatch:
@@ -164,6 +166,7 @@ def certify(
         workflow = apply_workflow(
             session, run_id=run.id, as_of=as_of, snapshot=snapshot, assessed=assessed,
             store=store, scoring=scoring, policy=policies.certification, timezone=timezone,
+            estimator=policies.estimator,
         )  # fmt: skip
 
     # The agency's own delays escalate: every open review past its due date, per grid.
@@ -210,6 +213,13 @@ def _report(
         "rules": {str(k): int(v) for k, v in assessed["rule"].value_counts().items()},
         "certified": workflow.certified,
         "certified_silently": workflow.certified.get("data_comparison", 0),
+        # Of those, strong by the data on a night between runs rather than tonight, and
+        # likely alive by the learned estimator (with its guardrails' counts beside).
+        "certified_earlier_night": workflow.certified_earlier_night,
+        "certified_by_estimator": workflow.certified_by_estimator,
+        "estimator": workflow.estimator,
+        # Reviews opened before the cycle was due: persons each signal flagged, reviews opened.
+        "risk_reviews": workflow.risk_reviews,
         "face_verifications_settled": workflow.face_settled,
         "review_outcomes_applied": workflow.outcomes_applied,
         "tasks_opened": {

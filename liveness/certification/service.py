@@ -127,15 +127,18 @@ def certify_silently(
     strong: pd.DataFrame,
     policy: CertificationPolicy,
     policy_version: str,
+    ends: pd.Series | None = None,
 ) -> int:
     """Certify strong persons whose certification is due for renewal; return how many.
 
     `strong` has person_id, benefit_type and reasons. Someone certified recently is not
-    certified again until the renewal window of their cycle opens.
+    certified again until the renewal window of their cycle opens. `ends` is `valid_until`
+    if the caller has read it already.
     """
     if strong.empty:
         return 0
-    ends = valid_until(session, policy=policy)
+    if ends is None:
+        ends = valid_until(session, policy=policy)
     window = cycle_days(policy, strong["benefit_type"], field="renewal_window_days")
     end = dates_of(strong["person_id"], ends)
     # Someone whose certification ends beyond the renewal window is not certified again yet.

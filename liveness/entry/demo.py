@@ -24,7 +24,18 @@ from liveness.migrate import upgrade
 from liveness.services import Services
 from liveness.settings import get_settings
 from liveness.simulate.integrity import CityTooSmall, plant_integrity
-from models import Benefit, BenefitStatus, Certification, ListEntry, Person, ReviewTask, Run
+from models import (
+    Benefit,
+    BenefitStatus,
+    Certification,
+    CertificationSource,
+    ListEntry,
+    Notice,
+    Person,
+    ReviewTask,
+    Run,
+    RunStatus,
+)
 
 DEMO_START = dt.date(2025, 1, 1)
 
@@ -118,10 +129,33 @@ def cycle_figures(
                 select(
                     ReviewTask.grid_code, ReviewTask.kind, ReviewTask.opened_on,
                     ReviewTask.due_on, ReviewTask.closed_on, Person.person_ref,
+                    ReviewTask.status,
                 ).join(Person, Person.id == ReviewTask.person_id)
             ).all(),
-            columns=["grid_code", "kind", "opened_on", "due_on", "closed_on", "person_ref"],
+            columns=["grid_code", "kind", "opened_on", "due_on", "closed_on", "person_ref",
+                     "status"],
         )  # fmt: skip
+        notices = pd.DataFrame(
+            session.execute(
+                select(Person.person_ref, Notice.created_on).join(
+                    Person, Person.id == Notice.person_id
+                )
+            ).all(),
+            columns=["person_ref", "created_on"],
+        )
+        certified_on = pd.DataFrame(
+            session.execute(
+                select(Person.person_ref, Certification.certified_on)
+                .join(Person, Person.id == Certification.person_id)
+                .where(Certification.source == CertificationSource.DATA_COMPARISON)
+            ).all(),
+            columns=["person_ref", "certified_on"],
+        )
+        runs = list(
+            session.scalars(
+                select(Run.as_of).where(Run.status == RunStatus.PUBLISHED).order_by(Run.as_of)
+            )
+        )
         paid = pd.DataFrame(
             session.execute(
                 select(Person.person_ref)
@@ -177,6 +211,9 @@ def cycle_figures(
     visits = reviews[reviews["kind"].astype(str) == "home_visit"].groupby("grid_code").size()
     all_dead = truth.loc[died.notna() & (died <= pd.Timestamp(end)), "person_ref"]
     return {
+        "bother": _bother(
+            tasks=tasks, notices=notices, certified_on=certified_on, persons=len(truth), runs=runs
+        ),
         "living": len(living),
         "living_certified_silently_share": round(
             len(silent & set(living)) / max(len(living), 1), 4
@@ -208,6 +245,44 @@ def cycle_figures(
             "visits_per_grid_mean": round(float(visits.mean()), 1) if len(visits) else 0.0,
             "visits_per_grid_max": int(visits.max()) if len(visits) else 0,
         },
+    }
+
+
+def _bother(
+    *, tasks: pd.DataFrame, notices: pd.DataFrame, certified_on: pd.DataFrame, persons: int,
+    runs: list[dt.date],
+) -> dict[str, Any]:  # fmt: skip
+    """Measure how much the living were bothered: reviews, needless notices, visits per week.
+
+    Reviews count those opened after the first run (its backlog is the roll's history, not the
+    engine's doing), per 100 persons and scaled to a 12-month certification cycle. A notice is
+    needless when the data certified its person silently after it was created.
+    """
+    kinds = tasks["kind"].astype(str)
+    reviews = tasks[kinds.isin(["face_verification", "home_visit"])]
+    later = (
+        reviews[pd.to_datetime(reviews["opened_on"]) > pd.Timestamp(runs[0])] if runs else reviews
+    )
+    months = max((runs[-1] - runs[0]).days / 30.44, 1.0) if len(runs) > 1 else 1.0
+    needless = notices.merge(certified_on, on="person_ref")
+    needless = needless[pd.to_datetime(needless["certified_on"])
+                        > pd.to_datetime(needless["created_on"])]  # fmt: skip
+    visits = tasks[kinds == "home_visit"]
+    week = pd.to_datetime(visits["opened_on"]).dt.to_period("W-SUN")
+    per_week = visits.groupby([visits["grid_code"], week]).size()
+    return {
+        "reviews_opened_after_first_run": len(later),
+        "reviews_per_100_persons_per_cycle": round(
+            len(later) / max(persons, 1) * 100 * 12 / months, 2
+        ),
+        "notices": len(notices),
+        "notices_to_persons_later_certified_by_data": int(needless["person_ref"].nunique()),
+        "notices_to_persons_later_certified_by_data_share": round(
+            needless["person_ref"].nunique() / max(persons, 1), 4
+        ),
+        "tasks_closed_by_data": int((tasks["status"].astype(str) == "closed_by_data").sum()),
+        "visits_per_grid_week_mean": round(float(per_week.mean()), 2) if len(per_week) else 0.0,
+        "visits_per_grid_week_max": int(per_week.max()) if len(per_week) else 0,
     }
 
 
@@ -398,5 +473,20 @@ def _print_figures(console: Console, figures: dict[str, Any]) -> None:
     table.add_row(
         "home visits per grid (mean / max)",
         f"{workload['visits_per_grid_mean']} / {workload['visits_per_grid_max']}",
+    )
+    bother = figures["bother"]
+    table.add_row(
+        "reviews per 100 persons per 12-month cycle (after the first run)",
+        f"{bother['reviews_per_100_persons_per_cycle']}",
+    )
+    table.add_row(
+        "notices to people the data certified later",
+        f"{bother['notices_to_persons_later_certified_by_data']:,} of {bother['notices']:,} "
+        f"({bother['notices_to_persons_later_certified_by_data_share']:.1%} of the roll)",
+    )
+    table.add_row("review tasks closed by data", f"{bother['tasks_closed_by_data']:,}")
+    table.add_row(
+        "home visits per grid and week (mean / max)",
+        f"{bother['visits_per_grid_week_mean']} / {bother['visits_per_grid_week_max']}",
     )
     console.print(table)

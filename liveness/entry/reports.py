@@ -7,7 +7,25 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_run_report"]
+__all__ = ["estimator_effect", "print_run_report"]
+
+
+def estimator_effect(report: dict[str, Any]) -> str:
+    """Say in one line what the learned estimator certified beside the rules, in a run."""
+    by_estimator = report.get("certified_by_estimator", 0)
+    by_rules = report["certified_silently"] - by_estimator
+    estimator = report.get("estimator", {})
+    if not estimator.get("enabled"):
+        return f"certified silently: {by_rules:,} by the rules; the estimator is not enabled"
+    if estimator.get("artifact") is None:
+        notes = "; ".join(estimator.get("notes", []))
+        return f"certified silently: {by_rules:,} by the rules; {notes}"
+    return (
+        f"certified silently: {by_rules:,} by the rules, {by_estimator:,} more by the estimator "
+        f"(artifact {estimator['artifact']}: {estimator.get('above_min_probability', 0):,} "
+        f"likely alive, {estimator.get('without_own_body_trace', 0):,} of them without a "
+        "recent trace of their own body)"
+    )
 
 
 def print_run_report(report: dict[str, Any], *, to: Console) -> None:
@@ -19,8 +37,19 @@ def print_run_report(report: dict[str, Any], *, to: Console) -> None:
     for level, count in report["levels"].items():
         table.add_row(f"  {level}", f"{count:,}")
     table.add_row("certified silently", f"{report['certified_silently']:,}")
+    if report.get("estimator", {}).get("enabled"):
+        table.add_row("  of them by the estimator", f"{report['certified_by_estimator']:,}")
+        for note in report["estimator"].get("notes", []):
+            table.add_row("[yellow]estimator[/]", note)
     for kind, count in report["tasks_opened"].items():
         table.add_row(f"tasks opened: {kind}", f"{count:,}")
+    risk = report.get("risk_reviews", {})
+    if risk.get("opened"):
+        table.add_row(
+            "  of them early, for a risk",
+            f"{risk['opened']:,} (traces stopped: {risk['abrupt_stop']:,}, "
+            f"low P(alive): {risk['low_probability']:,})",
+        )
     table.add_row("tasks closed by data", f"{report['tasks_closed_by_data']:,}")
     table.add_row("suspensions", f"{report['suspensions']:,}")
     for event, count in report.get("payment_events", {}).items():

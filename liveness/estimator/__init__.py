@@ -1,10 +1,11 @@
 """The learned estimator of P(alive): a calibrated scikit-learn classifier over rule features.
 
-Guardrails. The estimator only ranks review queues (``rank_reviews``), and may grade when an
-operator chooses it; the rules in ``liveness.scoring`` stay the hard guardrails. A
-probability alone never suspends anyone: suspension still needs matched death evidence, a
-review outcome, or a certification lapsed past its notice period. Nothing here is wired into
-the nightly run.
+Guardrails. The estimator ranks review queues (``rank_reviews``); the rules in
+``liveness.scoring`` stay the hard guardrails. Where the operator enables it (estimator.toml
+``[certify]``), the nightly run may also certify silently with it, within guardrails, and
+review early whoever it finds unlikely alive (``liveness.certification.workflow.estimate``).
+A probability alone never suspends or lowers anyone: suspension still needs matched death
+evidence, a review outcome, or a certification lapsed past its notice period.
 
 It trains on the same features the rules use (``take_snapshot``), labelled from outcomes
 known later (death records, face passes; see ``liveness.estimator.dataset`` for the label

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from liveness.policy_files import (
     PolicyFile,
     PolicyModel,
+    Texts,
     parse_policy_file,
     read_policy_file,
     validate_policy,
@@ -65,6 +66,30 @@ class ThresholdsTable(PolicyModel):
         return self
 
 
+class CertifyTable(PolicyModel):
+    """Whether the nightly run may certify on P(alive), and its guardrails."""
+
+    enabled: bool = False
+    min_probability: float = Field(default=0.995, gt=0.5, le=1)
+    min_roc_auc: float = Field(default=0.7, ge=0.5, le=1)
+    own_body_kinds: Texts = ()
+    own_body_days: int = Field(default=60, ge=1)
+
+    @field_validator("own_body_kinds")
+    @classmethod
+    def _source_dot_kind(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
+        for kind in kinds:
+            if kind.count(".") != 1 or not all(kind.split(".")):
+                raise ValueError(f"{kind!r} is not source.kind")
+        return kinds
+
+
+class ReviewTable(PolicyModel):
+    """When a low P(alive) opens a review before the cycle is due (where certify is enabled)."""
+
+    below_probability: float = Field(default=0.0, ge=0, lt=1)
+
+
 class EstimatorFile(PolicyModel):
     """The tables of config/estimator.toml."""
 
@@ -73,6 +98,8 @@ class EstimatorFile(PolicyModel):
     split: SplitTable
     estimator: EstimatorTable
     thresholds: ThresholdsTable
+    certify: CertifyTable = CertifyTable()
+    review: ReviewTable = ReviewTable()
 
 
 @dataclass(frozen=True)
@@ -95,6 +122,16 @@ class EstimatorConfig:
     random_state: int
     threshold_strong: float
     threshold_weak: float
+    # The nightly run: off unless enabled; then it certifies silently at or above
+    # `certify_min_probability` those with a trace of an `own_body_kinds` kind in the last
+    # `own_body_days`, and opens a risk review below `review_below_probability`.
+    certify_enabled: bool = False
+    certify_min_probability: float = 0.995
+    # An artifact whose held-out ROC AUC (at training) is below this is not used at all.
+    certify_min_roc_auc: float = 0.7
+    own_body_kinds: tuple[str, ...] = ()
+    own_body_days: int = 60
+    review_below_probability: float = 0.0
 
 
 def load_estimator_config(path: Path) -> EstimatorConfig:
@@ -119,4 +156,10 @@ def _config(policy_file: PolicyFile) -> EstimatorConfig:
         **values.estimator.model_dump(),
         threshold_strong=values.thresholds.strong,
         threshold_weak=values.thresholds.weak,
+        certify_enabled=values.certify.enabled,
+        certify_min_probability=values.certify.min_probability,
+        certify_min_roc_auc=values.certify.min_roc_auc,
+        own_body_kinds=values.certify.own_body_kinds,
+        own_body_days=values.certify.own_body_days,
+        review_below_probability=values.review.below_probability,
     )

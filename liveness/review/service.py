@@ -59,6 +59,7 @@ def route_reviews(
     visit_now: set[int] = frozenset(),  # type: ignore[assignment]
     face_now: set[int] = frozenset(),  # type: ignore[assignment]
     visit_asked: set[int] = frozenset(),  # type: ignore[assignment]
+    risk_now: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> RoutingResult:
     """Open reviews for people due for certification; close what data resolved.
 
@@ -69,7 +70,8 @@ def route_reviews(
     (None: everyone); `visit_now` and `face_now` are people a finished review sends on (a
     failed or lapsed face verification to a visit; a person who moved away to a face
     verification); `visit_asked` are people of `visit_now` whose face verification a grid
-    worker turned into a visit.
+    worker turned into a visit; `risk_now` are people whose risk opens a review before their
+    cycle is due (traces stopped abruptly, a low P(alive)), reviewed as their level is.
     A person never has two open tasks; a strong person's open review is closed as resolved by
     data, unless a degraded source kept them strong (not certifiable: the credit resolves
     nothing); a dead person's is cancelled (the death itself goes to the list).
@@ -92,7 +94,7 @@ def route_reviews(
     reviewable = assessed["level"].isin(["medium", "weak"])
     if due is not None:
         reviewable &= assessed["person_id"].isin(due)
-    forced = assessed["person_id"].isin(set(visit_now) | set(face_now)) & (
+    forced = assessed["person_id"].isin(set(visit_now) | set(face_now) | set(risk_now)) & (
         assessed["level"] != "deceased"
     )
     candidates = assessed[(reviewable | forced) & ~assessed["person_id"].isin(still_open)]
@@ -104,14 +106,15 @@ def route_reviews(
     kind = np.where(face, TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
     # Why each task opens: a visit a grid worker asked for instead of a face verification, a
     # visit after a failed face verification, a face verification after a visit that found
-    # nobody, else the certification's renewal.
+    # nobody, a risk before the cycle is due, else the certification's renewal.
     cause = np.select(
         [
             candidates["person_id"].isin(visit_asked).to_numpy(),
             candidates["person_id"].isin(visit_now).to_numpy(),
             candidates["person_id"].isin(face_now).to_numpy(),
+            candidates["person_id"].isin(risk_now).to_numpy(),
         ],
-        ["visit_asked", "face_failed", "after_visit"],
+        ["visit_asked", "face_failed", "after_visit", "risk"],
         default="renewal",
     )
     due_days = np.where(face, policy.face_due_days, policy.visit_due_days)

@@ -20,7 +20,7 @@ from liveness.views.schemas import OverdueGridRead, OverdueTaskRead
 from models import LIVE_TASK_STATUSES, Person, ReviewTask
 
 # Why a review was opened (ReviewTask.cause), in the order the pages name them.
-CAUSES = ("renewal", "face_failed", "visit_asked", "after_visit", "death_record")
+CAUSES = ("renewal", "face_failed", "visit_asked", "after_visit", "death_record", "risk")
 
 
 @dataclass(frozen=True)

@@ -186,23 +186,59 @@ def test_a_degraded_source_keeps_levels_and_certifies_nobody_on_its_credit(
     assert "kept_from" not in assessed["M"].reasons
     assert assessed["M"].reasons["sources"]["transit"]["agrees"] is False
     with session_scope(services.sessions) as session:
-        certified = session.scalars(
-            select(Person.person_ref)
-            .join(Certification, Certification.person_id == Person.id)
-            .where(Certification.source == CertificationSource.DATA_COMPARISON)
-        ).all()
-    assert certified == ["H"]
-    # The visit of the person kept strong goes on: the credit resolves no review.
-    with session_scope(services.sessions) as session:
-        visits = dict(
+        certified = dict(
             session.execute(
-                select(Person.person_ref, ReviewTask.status)
+                select(Person.person_ref, Certification.evidence)
+                .join(Certification, Certification.person_id == Person.id)
+                .where(Certification.source == CertificationSource.DATA_COMPARISON)
+            ).all()
+        )
+    # Only H is certified on tonight's evidence. No run looked at the nights between 03-31 and
+    # tonight: S was strong by the data alone on nights of his renewal window before the
+    # outage (as a nightly run would have seen), and is certified for those nights; the
+    # credit of a degraded source certifies nobody. D, strong by the data on such nights too,
+    # is the dead man: his taps and payments stopped together in March, long before the
+    # outage, an abrupt stop that no data certifies.
+    assert set(certified) == {"S", "H"}
+    assert "strong_on" not in certified["H"]
+    assert dt.date.fromisoformat(certified["S"]["strong_on"]) < OUTAGE
+    assert "degraded" not in certified["S"] and "kept_from" not in certified["S"]
+    assert run.report["certified_earlier_night"] == 1
+    with session_scope(services.sessions) as session:
+        visits = {
+            ref: (status, cause)
+            for ref, status, cause in session.execute(
+                select(Person.person_ref, ReviewTask.status, ReviewTask.cause)
                 .join(Person, Person.id == ReviewTask.person_id)
                 .where(ReviewTask.kind == TaskKind.HOME_VISIT)
             ).all()
-        )
-    assert visits == {"S": TaskStatus.OPEN, "H": TaskStatus.CLOSED_BY_DATA}
-    assert run.report["tasks_closed_by_data"] == 1
+        }
+    # The credit resolves no review: S's visit closes on the data of an earlier night. D's
+    # abrupt stop sends a grid worker before anything else would.
+    assert {ref: status for ref, (status, _) in visits.items()} == {
+        "D": TaskStatus.OPEN, "S": TaskStatus.CLOSED_BY_DATA, "H": TaskStatus.CLOSED_BY_DATA,
+    }  # fmt: skip
+    assert visits["D"][1] == "risk"
+    assert run.report["risk_reviews"] == {"abrupt_stop": 1, "low_probability": 0, "opened": 1}
+    assert run.report["tasks_closed_by_data"] == 2
+
+
+def test_a_degraded_source_certifies_nobody_on_its_credit_on_a_night_between_runs(
+    services: Services,
+) -> None:
+    # The previous run was on the eve of the outage: every night since lies in it.
+    execute_run(services, as_of=dt.date(2025, 6, 30))
+    run = execute_run(services, as_of=dt.date(2025, 7, 15))
+    assert run.status == "published"
+    with session_scope(services.sessions) as session:
+        earlier = session.scalars(
+            select(Person.person_ref)
+            .join(Certification, Certification.person_id == Person.id)
+            .where(Certification.run_id == run.id)
+        ).all()
+    # S, kept strong on credit tonight, was strong by the data alone on none of those nights.
+    assert "S" not in earlier
+    assert run.report["certified_earlier_night"] == 0
 
 
 def test_without_a_previous_run_the_credit_counts_for_nothing(services: Services) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from liveness.certification import CertificationPolicy
 from liveness.certification.workflow.context import REVIEW_KINDS, Context, WorkflowResult
+from liveness.certification.workflow.estimate import alive_estimate
 from liveness.certification.workflow.payments import EVENT_ORDER, fold_payments
 from liveness.certification.workflow.proofs import (
     ACTING,
@@ -27,12 +28,14 @@ from liveness.certification.workflow.proofs import (
     certify,
     gather_proofs,
 )
+from liveness.certification.workflow.risk import abrupt_stops
 from liveness.certification.workflow.routing import route
 from liveness.certification.workflow.settle import (
     ASSISTED_CHANNEL,
     OPEN_TASK_STATUSES,
     settle_reviews,
 )
+from liveness.estimator.config import EstimatorConfig
 from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.evidence.store import EvidenceStore
 from liveness.scoring import ScoringPolicy
@@ -61,14 +64,25 @@ def apply_workflow(
     scoring: ScoringPolicy,
     policy: CertificationPolicy,
     timezone: str = "Asia/Shanghai",
+    estimator: EstimatorConfig | None = None,
 ) -> WorkflowResult:
     """Turn a run's levels and the reviews' outcomes into certifications, reviews and the list."""
-    context = Context(run_id=run_id, as_of=as_of, store=store, policy=policy, timezone=timezone)
+    context = Context(
+        run_id=run_id, as_of=as_of, store=store, policy=policy, timezone=timezone,
+        scoring=scoring, estimator=estimator,
+    )  # fmt: skip
     result = WorkflowResult()
     settled = settle_reviews(session, context, result)
     findings = gather_proofs(session, context, settled, roll=snapshot.roll, result=result)
+    # Whose own traces stopped abruptly: no data certifies them, and no data closes their
+    # review, until the traces resume.
+    stops = abrupt_stops(snapshot, policy=policy.risk, scoring=scoring)
+    assessed = assessed.assign(
+        stopped=stops.stopped, certifiable=assessed["certifiable"].to_numpy() & ~stops.stopped
+    )
+    estimate = alive_estimate(session, context, snapshot=snapshot)
     certified = certify(
-        session, context, findings, assessed=assessed, policy_version=scoring.version,
+        session, context, findings, assessed=assessed, roll=snapshot.roll, estimate=estimate,
         result=result,
     )  # fmt: skip
     # What the run now knows of the dead is their death: reviews and lapses see them deceased.
@@ -77,7 +91,7 @@ def apply_workflow(
     )
     route(
         session, context, settled, findings, certified, snapshot=snapshot, levels=levels,
-        result=result,
+        stops=stops, estimate=estimate, result=result,
     )  # fmt: skip
     fold_payments(session, context, settled, findings, certified, levels=levels, result=result)
     return result

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liveness.certification import CertificationPolicy
+from liveness.estimator.config import EstimatorConfig
 from liveness.evidence.store import EvidenceStore
 from liveness.review import RoutingResult
+from liveness.scoring import ScoringPolicy
 from models import TaskKind
 
 REVIEW_KINDS = (TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
@@ -19,6 +21,13 @@ class WorkflowResult:
     """What the workflow did in one run, for the run report."""
 
     certified: dict[str, int] = field(default_factory=dict)
+    # Of those certified silently, how many were strong on a night no run graded, and how
+    # many the learned estimator certified (and what it did: `Estimate.report`).
+    certified_earlier_night: int = 0
+    certified_by_estimator: int = 0
+    estimator: dict[str, Any] = field(default_factory=dict)
+    # Risk reviews: how many persons each signal flagged tonight, and how many opened.
+    risk_reviews: dict[str, int] = field(default_factory=dict)
     face_settled: dict[str, int] = field(default_factory=dict)
     outcomes_applied: dict[str, int] = field(default_factory=dict)
     routing: RoutingResult | None = None
@@ -40,3 +49,6 @@ class Context:
     store: EvidenceStore
     policy: CertificationPolicy
     timezone: str
+    scoring: ScoringPolicy
+    # Whether and how the learned estimator may certify and flag (None: it may not).
+    estimator: EstimatorConfig | None = None

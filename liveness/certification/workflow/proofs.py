@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session
 
 from liveness.certification import certify_persons, certify_silently, valid_until
 from liveness.certification.workflow.context import Context, WorkflowResult
+from liveness.certification.workflow.estimate import Estimate, estimator_picks
 from liveness.certification.workflow.frames import (
     date_of_day,
     face_results,
     frame_in,
     proofs_of_life,
 )
+from liveness.certification.workflow.moments import strongest_moments
 from liveness.certification.workflow.settle import Settled
 from liveness.db import IN_CHUNK, query_frame
 from liveness.lists import suspended_benefits
@@ -57,6 +59,10 @@ class Certified:
     proof_of_life: set[int]  # persons certified on a proof of life
     ends: pd.Series  # per person, the day their certification holds until
     certified_now: set[int]  # persons this run certified whose certification holds as of it
+    # persons certified silently for a night between runs on which they were strong
+    earlier_night: set[int] = field(default_factory=set)
+    # persons certified silently as likely alive by the learned estimator
+    by_estimator: set[int] = field(default_factory=set)
 
 
 def gather_proofs(
@@ -110,7 +116,7 @@ def _new_proofs(
     )  # fmt: skip
     proofs = proofs[proofs["person_id"].isin(on_roll)]
     # A proof already certified by an earlier run is no news: a rerun certifies nothing twice.
-    used = _past_proofs(session, sorted(set(proofs["person_id"].astype(int))))
+    used = past_proofs(session, sorted(set(proofs["person_id"].astype(int))))
     return proofs[~(pd.to_datetime(proofs["day"]) <= pd.to_datetime(proofs["person_id"].map(used)))]
 
 
@@ -154,7 +160,7 @@ def _acting_deaths(session: Session, as_of: dt.date) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def _past_proofs(session: Session, persons: list[int]) -> pd.Series:
+def past_proofs(session: Session, persons: list[int]) -> pd.Series:
     """Return, per person, the day of their latest proof of life certified by earlier runs."""
     rows = frame_in(
         session, persons,
@@ -179,7 +185,7 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
     if deaths.empty:
         return deaths
     latest = proofs.groupby("person_id")["day"].max() if len(proofs) else pd.Series(dtype=object)
-    past = _past_proofs(session, sorted(set(deaths["person_id"].astype(int))))
+    past = past_proofs(session, sorted(set(deaths["person_id"].astype(int))))
     best = pd.concat([latest, past]).groupby(level=0).max()
     proof_day = deaths["person_id"].map(best)
     contradicted = proof_day.notna() & (
@@ -196,32 +202,65 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
 
 def certify(
     session: Session, context: Context, findings: Findings, *, assessed: pd.DataFrame,
-    policy_version: str, result: WorkflowResult,
+    roll: pd.DataFrame, estimate: Estimate, result: WorkflowResult,
 ) -> Certified:  # fmt: skip
-    """Certify the living on their proofs, the strong silently; return who holds until when."""
+    """Certify the living on their proofs, the strong silently; return who holds until when.
+
+    Strong is strong tonight, or on a night of the renewal window that no run graded
+    (`strongest_moments`), or, where the operator enabled it, likely alive by the learned
+    estimator with a trace of the person's own body (`estimator_picks`). Nobody whose own
+    traces stopped abruptly (`assessed["stopped"]`) is certified by data.
+    """
     run_id, as_of, policy = context.run_id, context.as_of, context.policy
+    policy_version = context.scoring.version
     proofs = findings.proofs
     proof_of_life = set(proofs["person_id"].astype(int))
+    ends = valid_until(session, policy=policy)
     certify_persons(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
         policy_version=policy_version,
     )  # fmt: skip
-    living = ~assessed["person_id"].isin(proof_of_life | findings.dead)
-    strong = assessed[(assessed["level"] == "strong") & living]
-    if "certifiable" in assessed:
-        strong = strong[strong["certifiable"].astype(bool)]
+    living = assessed[~assessed["person_id"].isin(proof_of_life | findings.dead)]
+    tonight = (living["level"] == "strong").to_numpy()
+    if "certifiable" in living:
+        tonight = tonight & living["certifiable"].astype(bool).to_numpy()
+    # Not strong tonight and not deceased: perhaps strong on a night between the runs.
+    unsure = living[~tonight & (living["level"] != "deceased").to_numpy()]
+    if "stopped" in unsure:
+        unsure = unsure[~unsure["stopped"].astype(bool).to_numpy()]
+    earlier = strongest_moments(
+        session, context, candidates=unsure[["person_id", "benefit_type"]], ends=ends,
+        scoring=context.scoring,
+    )  # fmt: skip
+    # Still unsure: perhaps likely alive by the learned estimator, where it is enabled.
+    picks = estimator_picks(
+        session, context, estimate,
+        candidates=unsure.loc[~unsure["person_id"].isin(earlier["person_id"])
+                              & (unsure["level"] != "strong"),
+                              ["person_id", "benefit_type", "level"]],
+        roll=roll, ends=ends,
+    )  # fmt: skip
+    strong = pd.concat([living[tonight], earlier, picks.strong], ignore_index=True)
     silently = certify_silently(
         session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
-        policy_version=policy_version,
+        policy_version=policy_version, ends=ends,
     )  # fmt: skip
     result.certified = {
         **{str(k): int(v) for k, v in proofs["source"].astype(str).value_counts().items()},
         str(CertificationSource.DATA_COMPARISON): silently,
     }
+    result.certified_earlier_night = len(earlier)
+    result.certified_by_estimator = len(picks.strong)
+    enabled = context.estimator is not None and context.estimator.certify_enabled
+    result.estimator = {**estimate.report(enabled=enabled), **picks.counts}
     session.flush()
     ends = valid_until(session, policy=policy)
     certified_now = proof_of_life | set(strong["person_id"].astype(int))
     # Only those whose certification now runs past today: compared as one column.
     running = ends.to_numpy().astype("datetime64[D]") > np.datetime64(as_of, "D")
     certified_now &= set(ends.index[running].tolist())
-    return Certified(proof_of_life=proof_of_life, ends=ends, certified_now=certified_now)
+    return Certified(
+        proof_of_life=proof_of_life, ends=ends, certified_now=certified_now,
+        earlier_night=set(earlier["person_id"].astype(int)),
+        by_estimator=set(picks.strong["person_id"].astype(int)),
+    )  # fmt: skip

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from liveness.certification import CertificationPolicy, cycle_days, dates_of
+from liveness.certification import cycle_days, dates_of
 from liveness.certification.workflow.context import REVIEW_KINDS, Context, WorkflowResult
+from liveness.certification.workflow.estimate import Estimate
+from liveness.certification.workflow.moments import previous_run_day
 from liveness.certification.workflow.notices import face_notices
 from liveness.certification.workflow.proofs import Certified, Findings
+from liveness.certification.workflow.risk import RISK_CAUSE, RiskReviews, Stops, risk_reviews
 from liveness.certification.workflow.settle import Settled
 from liveness.db import query_frame
 from liveness.evidence.snapshot import EvidenceSnapshot
@@ -22,10 +23,10 @@ from models import DeathMatch, DeathRecord, RecordStatus, ReviewTask
 
 def route(
     session: Session, context: Context, settled: Settled, findings: Findings,
-    certified: Certified, *, snapshot: EvidenceSnapshot, levels: pd.DataFrame,
-    result: WorkflowResult,
+    certified: Certified, *, snapshot: EvidenceSnapshot, levels: pd.DataFrame, stops: Stops,
+    estimate: Estimate, result: WorkflowResult,
 ) -> None:  # fmt: skip
-    """Route reviews (visits, face verifications, renewals), notify the asked, death reviews."""
+    """Route reviews (visits, face verifications, renewals, risk), notify, death reviews."""
     as_of, policy, roll = context.as_of, context.policy, snapshot.roll
     dead, proof_of_life = findings.dead, certified.proof_of_life
     in_area = set(
@@ -41,22 +42,72 @@ def route(
     outcomes = settled.outcomes
     remote = outcomes[outcomes["outcome"].isin(policy.lapse.remote_after_visit_outcomes)]
     face_now = set(remote["person_id"].astype(int)) - dead
-    due = _due_for_review(session, as_of=as_of, ends=certified.ends, roll=roll, policy=policy)
+    due = _due_for_review(session, context, ends=certified.ends, roll=roll)
+    # Before the cycle is due: whose traces stopped abruptly, or whose P(alive) is low.
+    risk = risk_reviews(
+        session, context, snapshot=snapshot, stops=stops, estimate=estimate, levels=levels,
+        ends=certified.ends, due=due, certified=certified.certified_now,
+    )  # fmt: skip
+    levels = _with_risk(levels, risk, estimate=estimate, ceiling=policy.risk.score)
+    # Whoever was strong on a night between the runs, or likely alive by the estimator, is
+    # certified by data: their open review is resolved as a strong person's is.
+    earlier = levels["person_id"].isin(certified.earlier_night | certified.by_estimator)
+    levels = levels.assign(level=levels["level"].mask(earlier, "strong"))
+    if "certifiable" in levels:
+        levels = levels.assign(certifiable=levels["certifiable"].mask(earlier, True))
     result.routing = route_reviews(
         session, run_id=context.run_id, as_of=as_of,
         assessed=levels[~levels["person_id"].isin(proof_of_life)], policy=policy,
         due=due - proof_of_life, visit_now=visit_now - dead, face_now=face_now - proof_of_life,
-        visit_asked=settled.visits_asked - dead,
+        visit_asked=settled.visits_asked - dead, risk_now=risk.persons - proof_of_life - dead,
     )  # fmt: skip
+    result.risk_reviews = {
+        "abrupt_stop": risk.abrupt_stop,
+        "low_probability": risk.low_probability,
+        "opened": int(
+            session.scalar(
+                select(func.count()).select_from(ReviewTask)
+                .where(ReviewTask.opened_run_id == context.run_id, ReviewTask.cause == RISK_CAUSE)
+            ) or 0
+        ),
+    }  # fmt: skip
     result.notices["face"] = face_notices(session, context)
     result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)
 
 
+def _with_risk(
+    levels: pd.DataFrame, risk: RiskReviews, *, estimate: Estimate, ceiling: float
+) -> pd.DataFrame:
+    """Return the levels with each risk review's reasons, and its score for the ranking.
+
+    A risk review ranks by risk x amount like any other: as if the person's score were at
+    most the policy's ceiling, and at most their P(alive) where the estimator gave one.
+    """
+    if not risk.persons:
+        return levels
+    flagged = levels["person_id"].isin(risk.persons).to_numpy()
+    score = np.fmin(np.minimum(levels["score"].to_numpy(dtype=float), ceiling),
+                    estimate.probability)  # fmt: skip
+    reasons = levels["reasons"].to_numpy(dtype=object).copy()
+    reasons[flagged] = [risk.reasons[int(p)] for p in levels.loc[flagged, "person_id"]]
+    return levels.assign(
+        score=np.where(flagged, score, levels["score"].to_numpy(dtype=float)), reasons=reasons
+    )
+
+
 def _due_for_review(
-    session: Session, *, as_of: dt.date, ends: pd.Series, roll: pd.DataFrame,
-    policy: CertificationPolicy,
+    session: Session, context: Context, *, ends: pd.Series, roll: pd.DataFrame
 ) -> set[int]:  # fmt: skip
-    """Return persons whose certification is up for renewal and who have no review this cycle."""
+    """Return persons whose review must open tonight and who have no review this cycle.
+
+    Just in time: a review opens at the latest run that still leaves it time to finish before
+    the certification ends (`CertificationPolicy.review_lead_days`: the face verification's
+    days, the visit's and the notice's); until then the data may still certify the person
+    silently (the renewal window is open), and nobody is asked. The next run is expected as
+    far ahead as the previous one was behind, so a weekly or monthly schedule opens reviews
+    one run earlier than a nightly one. A person whose certification's end is unknown is due.
+    """
+    as_of, policy = context.as_of, context.policy
     last_opened = pd.DataFrame(
         session.execute(
             select(ReviewTask.person_id, func.max(ReviewTask.opened_on))
@@ -68,13 +119,18 @@ def _due_for_review(
     end = dates_of(roll["person_id"], ends)
     window = cycle_days(policy, roll["benefit_type"], field="renewal_window_days")
     window_opens = end - window.astype("timedelta64[D]")
+    previous = previous_run_day(session, context)
+    # Waiting is too late when the next run, expected as many days ahead, falls after the day
+    # the review must open; never before the renewal window opens: nothing to review before.
+    later = 0 if previous is None else max((as_of - previous).days - 1, 0)
+    lead = np.minimum(window, policy.review_lead_days + later)
+    review_opens = end - lead.astype("timedelta64[D]")
     opened = dates_of(roll["person_id"], last_opened.set_index("person_id")["opened_on"])
     unknown = np.isnat(window_opens)
-    # Due: the renewal window is open (or no certification is known) and no review was opened
-    # in it yet.
-    is_open = unknown | (window_opens <= np.datetime64(as_of, "D"))
+    is_due = unknown | (review_opens <= np.datetime64(as_of, "D"))
+    # A review opened in this renewal window already counts for the cycle.
     unreviewed = np.isnat(opened) | unknown | (opened < window_opens)
-    return set(roll.loc[is_open & unreviewed, "person_id"].astype(int))
+    return set(roll.loc[is_due & unreviewed, "person_id"].astype(int))
 
 
 def _death_reviews(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
@@ -11,13 +12,16 @@ import numpy as np
 import pytest
 import typer
 from rich.console import Console
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from liveness.certification.run import certify
 from liveness.db import session_scope
 from liveness.entry.cli.estimator import classifier_app
 from liveness.entry.demo import INGEST_ORDER
 from liveness.estimator import (
     EstimatorError,
+    TrainingResult,
     alive_probability,
     artifacts_dir,
     build_dataset,
@@ -31,6 +35,7 @@ from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.services import Services
 from liveness.settings import Settings, get_settings
+from models import Certification
 from tests.liveness.conftest import CITY_START, REPO
 
 # Early in the 150-day city, with a long horizon: enough deaths to train and hold out.
@@ -57,14 +62,20 @@ def city_services(
     return services
 
 
+def _train(services: Services) -> TrainingResult:
+    """Train and save an artifact on the city as of TRAIN_AS_OF (the same one every time)."""
+    with session_scope(services.sessions) as session:
+        return train_estimator(
+            session, as_of=TRAIN_AS_OF, horizon_days=HORIZON, store=services.store,
+            policies=services.policies, config=estimator_config(services.settings),
+            folder=artifacts_dir(services.settings),
+        )  # fmt: skip
+
+
 def test_train_evaluate_and_reload(city_services: Services) -> None:
     services = city_services
     config = estimator_config(services.settings)
-    with session_scope(services.sessions) as session:
-        result = train_estimator(
-            session, as_of=TRAIN_AS_OF, horizon_days=HORIZON, store=services.store,
-            policies=services.policies, config=config, folder=artifacts_dir(services.settings),
-        )  # fmt: skip
+    result = _train(services)
     report = result.report
     assert report.dead >= 3
     assert report.metrics["estimator"]["roc_auc"] > 0.5
@@ -160,3 +171,34 @@ def test_cli_train_and_evaluate(cli_env: dict[str, str]) -> None:
     assert code == 12 and "evidence reaches" in output
     code, output = invoke("evaluate", "--as-of", "2025-02-01", "--artifact", "nope")
     assert code == 12 and "nope" in output
+
+
+def test_the_run_certifies_by_the_estimator_within_its_guardrails(
+    city_services: Services,
+) -> None:
+    services = city_services
+    config = estimator_config(services.settings)
+    version = _train(services).artifact.version
+    # Enabled, with the ROC AUC floor at chance: a small city trains a modest estimator.
+    enabled = dataclasses.replace(config, certify_enabled=True, certify_min_roc_auc=0.5)
+    policies = dataclasses.replace(services.policies, estimator=enabled)
+    as_of = CITY_START + dt.timedelta(days=120)
+    with session_scope(services.sessions) as session:
+        run = certify(session, as_of=as_of, store=services.store, policies=policies)
+        report = dict(run.report)
+        evidence = [
+            e for e in session.scalars(
+                select(Certification.evidence).where(Certification.run_id == run.id)
+            ) if e.get("by") == "estimator"
+        ]  # fmt: skip
+    assert report["estimator"]["artifact"] == version, report["estimator"]
+    # Medium and weak persons in their renewal window, with a recent own-body trace.
+    assert report["certified_by_estimator"] > 0
+    assert report["certified_by_estimator"] == len(evidence) == report["estimator"]["certified"]
+    assert report["certified_silently"] >= len(evidence)
+    for item in evidence:
+        assert item["artifact"] == version and item["probability"] >= 0.995
+        assert item["level"] in ("medium", "weak")
+        assert item["own_body"]["kind"] in enabled.own_body_kinds
+        age = (as_of - dt.date.fromisoformat(item["own_body"]["day"])).days
+        assert 0 <= age < enabled.own_body_days

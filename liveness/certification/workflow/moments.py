@@ -1,0 +1,167 @@
+"""Find the strongest moment of each renewal window: the nights no run looked at.
+
+A run grades everyone as of its own night. Where runs are days apart (a weekly or monthly
+schedule, a night skipped), a person whose evidence was strong on a night between two runs and
+has weakened since (their recent window slid past a trace) would be asked for a review although
+the data had certified them on that night. This step grades, as of each night since the
+previous published run, the persons whose renewal window was open then and who are not strong
+tonight, with the same features and grading as the run itself; whoever was strong by the data
+alone on any such night is certified silently, their reasons those of that night. A nightly run
+has no such nights and reads nothing here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from liveness.certification import cycle_days, dates_of
+from liveness.certification.workflow.context import Context
+from liveness.evidence.parts import day_number
+from liveness.scoring import ScoringPolicy
+from liveness.scoring.explain import reasons_frame
+from liveness.scoring.features import EvidenceFeatures, compute_features
+from liveness.scoring.grade import NO_LEVEL, Grades, grade
+from models import Run, RunStatus
+
+
+def previous_run_day(session: Session, context: Context) -> dt.date | None:
+    """Return the night of the latest published run before this one (None on a first run)."""
+    return session.scalar(
+        select(Run.as_of)
+        .where(Run.status == RunStatus.PUBLISHED, Run.as_of < context.as_of,
+               Run.id != context.run_id)
+        .order_by(Run.as_of.desc())
+        .limit(1)
+    )  # fmt: skip
+
+
+def unseen_nights(session: Session, context: Context, *, window_days: int) -> list[dt.date]:
+    """Return the nights since the previous published run that no run graded, oldest first.
+
+    None on a first run (nothing was due before it) and none for a nightly run; never more
+    than `window_days` back: older nights lie outside any renewal window still open.
+    """
+    previous = previous_run_day(session, context)
+    if previous is None:
+        return []
+    first = max(previous + dt.timedelta(days=1), context.as_of - dt.timedelta(days=window_days))
+    return [first + dt.timedelta(days=i) for i in range((context.as_of - first).days)]
+
+
+def strongest_moments(
+    session: Session, context: Context, *, candidates: pd.DataFrame, ends: pd.Series,
+    scoring: ScoringPolicy,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the candidates strong by the data on a night of their renewal window no run saw.
+
+    `candidates` has person_id and benefit_type (the living not certified tonight); `ends`
+    their certification ends. Returns person_id, benefit_type and reasons (those of the
+    latest such night, with `strong_on` naming it).
+    """
+    window = cycle_days(context.policy, candidates["benefit_type"], field="renewal_window_days")
+    nights = unseen_nights(session, context, window_days=int(window.max(initial=0)))
+    empty = candidates.iloc[0:0].assign(reasons=pd.Series(dtype=object))
+    if not nights or candidates.empty:
+        return empty
+    end = dates_of(candidates["person_id"], ends)
+    # The first night each candidate's renewal window was open (no certification: any night).
+    opens = np.where(np.isnat(end), np.datetime64(nights[0], "D"),
+                     end - window.astype("timedelta64[D]"))  # fmt: skip
+    in_window = opens <= np.datetime64(nights[-1], "D")
+    candidates, opens = candidates[in_window], opens[in_window]
+    if candidates.empty:
+        return empty
+    person_idx, source, kind, day = _traces(
+        session, context, persons=candidates["person_id"], scoring=scoring,
+        first_day=nights[0] - dt.timedelta(days=scoring.long - 1), last_day=nights[-1],
+    )  # fmt: skip
+    opens_day = (opens - np.datetime64("1970-01-01", "D")).astype(np.int64)
+    benefit_type = candidates["benefit_type"].to_numpy()
+    n = len(candidates)
+    traces = _Traces(person_idx, source, kind, day, benefit_type, scoring)
+    best = np.full(n, -1, dtype=np.int64)
+    # One grading per unseen night (at most a renewal window's worth), over the candidates
+    # only; the latest strong night wins.
+    for night in nights:
+        as_of_day = day_number(night)
+        strong = traces.graded(as_of_day)[1].certifiable & (opens_day <= as_of_day)
+        best[strong] = as_of_day
+    found = np.flatnonzero(best >= 0)
+    reasons: list[dict[str, object]] = [{}] * n
+    for as_of_day in np.unique(best[found]).tolist():
+        persons = found[best[found] == as_of_day]
+        features, grades = traces.graded(as_of_day)
+        strong_on = (dt.date(1970, 1, 1) + dt.timedelta(days=as_of_day)).isoformat()
+        explained = reasons_frame(
+            grades=grades, features=features, as_of_day=as_of_day, policy=scoring,
+            post_death=np.zeros(n, dtype=np.int32), persons=persons,
+        )  # fmt: skip
+        for row, person_reasons in zip(persons.tolist(), explained, strict=True):
+            reasons[row] = {**person_reasons, "strong_on": strong_on}
+    return candidates.iloc[found].assign(reasons=[reasons[row] for row in found.tolist()])
+
+
+@dataclass(frozen=True, eq=False)
+class _Traces:
+    """The candidates' traces as feature arrays, graded as of any night on demand."""
+
+    person_idx: np.ndarray
+    source: np.ndarray
+    kind: np.ndarray
+    day: np.ndarray
+    benefit_type: np.ndarray
+    scoring: ScoringPolicy
+
+    def graded(self, as_of_day: int) -> tuple[EvidenceFeatures, Grades]:
+        """Return the features and grades as of one night, by the data alone (no credit)."""
+        n = len(self.benefit_type)
+        features = compute_features(
+            person_idx=self.person_idx, source_code=self.source, kind_code=self.kind,
+            day=self.day, n_persons=n, as_of_day=as_of_day, policy=self.scoring,
+        )  # fmt: skip
+        grades = grade(
+            features=features, benefit_type=self.benefit_type,
+            death_day=np.full(n, -1, dtype=np.int32),
+            degraded=np.zeros(len(self.scoring.sources), dtype=bool),
+            previous_level=np.full(n, NO_LEVEL, dtype=np.int8), policy=self.scoring,
+        )  # fmt: skip
+        return features, grades
+
+
+def _traces(
+    session: Session, context: Context, *, persons: pd.Series, scoring: ScoringPolicy,
+    first_day: dt.date, last_day: dt.date,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Return the candidates' linked traces in a window as feature arrays.
+
+    Person indexes are the candidates' rows; kinds the policy's codes (unknown kinds dropped).
+    """
+    index = pd.Index(persons.astype(np.int64).to_numpy())
+    kind_index = scoring.kind_index
+    parts: list[tuple[np.ndarray, ...]] = []
+    for source_code, source_name in enumerate(scoring.sources):
+        table = context.store.read_table(
+            session, source=source_name, columns=["person_id", "day", "kind"],
+            first_day=first_day, last_day=last_day,
+        ).to_pandas()  # fmt: skip
+        rows = index.get_indexer(table["person_id"].astype(np.int64).to_numpy())
+        # Kinds are few: map each distinct kind once, then every trace by its category code.
+        kinds = table["kind"].astype("category")
+        lookup = np.array(
+            [kind_index.get((source_name, k), -1) for k in kinds.cat.categories] + [-1],
+            dtype=np.int64,
+        )
+        codes = lookup[kinds.cat.codes.to_numpy()]  # a missing kind (-1) takes the last: -1
+        keep = (rows >= 0) & (codes >= 0)
+        parts.append((
+            rows[keep].astype(np.int32), np.full(int(keep.sum()), source_code, dtype=np.int8),
+            codes[keep].astype(np.int16), table["day"].to_numpy()[keep].astype(np.int32),
+        ))  # fmt: skip
+    person_idx, source, kind, day = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return person_idx, source, kind, day

@@ -1,0 +1,204 @@
+"""Reviews where the risk is: a person whose own traces stop abruptly, or whose P(alive) is low.
+
+Deaths that leave no record are found only when someone looks. The calendar looks once a
+cycle; this step looks every night for the two signals that a death may lie behind the
+silence: several of a person's regular sources falling silent together (not a source outage:
+a degraded source is silent for nobody), and, where the operator lets the run use the learned
+estimator, a calibrated probability of being alive below the policy's. Either opens a review
+(cause `risk`) before the cycle is due, at most once a cycle. An abrupt stop also holds back
+certification by data until the traces resume: the data that would certify is the data that
+stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from liveness.certification import add_months_array, cycle_days, dates_of
+from liveness.certification.policy import RiskPolicy
+from liveness.certification.workflow.context import Context
+from liveness.certification.workflow.estimate import Estimate
+from liveness.certification.workflow.frames import frame_in
+from liveness.certification.workflow.proofs import past_proofs
+from liveness.evidence.parts import day_number
+from liveness.evidence.snapshot import EvidenceSnapshot
+from liveness.review.service import open_tasks
+from liveness.scoring import ScoringPolicy
+from models import ReviewTask
+
+RISK_CAUSE = "risk"
+
+
+@dataclass(frozen=True, eq=False)
+class Stops:
+    """Per roll row, the sources that fell silent and whether that is an abrupt stop."""
+
+    silent: npt.NDArray[np.bool_]  # (persons, sources): regular, silent, not degraded
+    stopped: npt.NDArray[np.bool_]  # (persons,): at least the policy's number of them
+    last_day: npt.NDArray[np.int32]  # (persons, sources): the features' last evidence day
+
+
+def abrupt_stops(
+    snapshot: EvidenceSnapshot, *, policy: RiskPolicy, scoring: ScoringPolicy
+) -> Stops:
+    """Find, from the run's features, whose regular sources fell silent together.
+
+    A source is regular for a person when their traces' weight over the long window reaches
+    `regular_weight`, and silent when none of their traces falls in its last `silent_days`
+    due days (a source's last days are not due before its lag: health.toml). An outage's
+    silence is nobody's: a source degraded on some of those days is judged on the
+    `silent_days` before its outage (a person silent since long before it still is).
+    """
+    features = snapshot.features
+    n, sources = features.n_persons, scoring.sources
+    if not policy.enabled or n == 0:
+        empty = np.zeros((n, len(sources)), dtype=np.bool_)
+        return Stops(silent=empty, stopped=np.zeros(n, dtype=np.bool_), last_day=features.last_day)
+    due = np.array(
+        [_judged_until(snapshot, source, days=policy.silent_days) for source in sources],
+        dtype=np.int64,
+    )
+    first = due - policy.silent_days + 1
+    regular = features.long_weight >= policy.regular_weight
+    silent = regular & (features.last_day < first[None, :])
+    stopped = silent.sum(axis=1) >= policy.min_sources
+    return Stops(silent=silent, stopped=stopped, last_day=features.last_day)
+
+
+def _judged_until(snapshot: EvidenceSnapshot, source: str, *, days: int) -> int:
+    """Return the day number up to which a source's silence is judged.
+
+    Its last day whose deliveries are due by the run, or, where it was degraded within the
+    `days` before that, the day before that outage began.
+    """
+    pending = snapshot.health.not_yet_due.get(source)
+    last = day_number(snapshot.as_of if pending is None else pending[0] - dt.timedelta(days=1))
+    outage = sorted(day_number(day) for day in snapshot.outages.get(source, []))
+    while True:
+        inside = [day for day in outage if last - days < day <= last]
+        if not inside:
+            return last
+        last = inside[0] - 1
+
+
+@dataclass(frozen=True, eq=False)
+class RiskReviews:
+    """Who gets a risk review tonight, with its reasons, and how many each signal flagged."""
+
+    persons: set[int]
+    reasons: dict[int, dict[str, Any]]
+    abrupt_stop: int
+    low_probability: int
+
+
+# Long by design: the signals, then each exclusion as one column, then the reasons.
+def risk_reviews(
+    session: Session, context: Context, *, snapshot: EvidenceSnapshot, stops: Stops,
+    estimate: Estimate, levels: pd.DataFrame, ends: pd.Series, due: set[int],
+    certified: set[int],
+) -> RiskReviews:  # fmt: skip
+    """Return the persons whose risk opens a review tonight, and what each review says.
+
+    `levels` is the roll's assessment in roll order (the dead graded deceased); `ends` each
+    person's certification end after tonight's certifications; `due` those whose renewal
+    review opens tonight anyway; `certified` those certified tonight, whom no signal flags.
+    Nobody is flagged who is deceased, under review, proved
+    alive since their traces stopped (or, for a low probability, in the last `silent_days`),
+    or who had a risk review in their current cycle, except a stopped person due tonight:
+    strong but not certified, their renewal review would not open otherwise.
+    """
+    policy, risk = context.policy, context.policy.risk
+    person_id = levels["person_id"].to_numpy(dtype=np.int64)
+    below = context.estimator.review_below_probability if context.estimator else 0.0
+    low = estimate.probability < below  # NaN (not estimated) is never below
+    flagged = (stops.stopped | low) & (levels["level"] != "deceased").to_numpy()
+    if not flagged.any():
+        return RiskReviews(persons=set(), reasons={}, abrupt_stop=0, low_probability=0)
+    under_review = set(open_tasks(session)["person_id"].astype(int))
+    flagged &= ~np.isin(person_id, list(under_review | certified))
+    rows = np.flatnonzero(flagged)
+    ids = person_id[rows]
+    # Proved alive since the traces stopped: the stop is explained (and a low probability
+    # by a proof within the silent days).
+    proved = _latest_proof_days(session, ids)
+    stop_start = np.where(stops.silent[rows], stops.last_day[rows], -1).max(axis=1, initial=-1)
+    recent = day_number(context.as_of) - risk.silent_days
+    explained = np.where(stops.stopped[rows], proved > stop_start, proved > recent)
+    # One risk review a cycle: since the current certification began (or a cycle back).
+    months = cycle_days(policy, levels["benefit_type"].iloc[rows], field="valid_months")
+    end = dates_of(pd.Series(ids), ends)
+    start = add_months_array(
+        np.where(np.isnat(end), np.datetime64(context.as_of, "D"), end), -months
+    )
+    last_risk = dates_of(pd.Series(ids), _latest_risk_reviews(session, ids))
+    this_cycle = ~np.isnat(last_risk) & (last_risk >= start)
+    renewing = stops.stopped[rows] & np.isin(ids, list(due))
+    keep = ~explained & (~this_cycle | renewing)
+    rows, ids = rows[keep], ids[keep]
+    reasons = _reasons(
+        rows, ids, sources=context.scoring.sources, stops=stops, estimate=estimate, low=low,
+        levels=levels, silent_days=risk.silent_days,
+    )  # fmt: skip
+    return RiskReviews(
+        persons=set(ids.tolist()), reasons=reasons,
+        abrupt_stop=int(stops.stopped[rows].sum()), low_probability=int(low[rows].sum()),
+    )  # fmt: skip
+
+
+def _latest_proof_days(session: Session, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Return each person's latest proof of life as a day number (-1 where none)."""
+    days = past_proofs(session, ids.tolist())
+    found = dates_of(pd.Series(ids), days)
+    numbers = (found - np.datetime64("1970-01-01", "D")).astype(np.int64)
+    return np.where(np.isnat(found), -1, numbers)
+
+
+def _latest_risk_reviews(session: Session, ids: npt.NDArray[np.int64]) -> pd.Series:
+    """Return, per person, the day their latest risk review opened."""
+    rows = frame_in(
+        session, ids,
+        lambda chunk: select(ReviewTask.person_id, func.max(ReviewTask.opened_on))
+        .where(ReviewTask.person_id.in_(chunk), ReviewTask.cause == RISK_CAUSE)
+        .group_by(ReviewTask.person_id),
+        ["person_id", "opened_on"],
+    )  # fmt: skip
+    return rows.set_index(rows["person_id"].astype(np.int64))["opened_on"]
+
+
+def _reasons(
+    rows: npt.NDArray[np.intp], ids: npt.NDArray[np.int64], *, sources: tuple[str, ...],
+    stops: Stops, estimate: Estimate, low: npt.NDArray[np.bool_], levels: pd.DataFrame,
+    silent_days: int,
+) -> dict[int, dict[str, Any]]:  # fmt: skip
+    """Return each flagged person's review reasons: their level's, and `risk`.
+
+    `risk` holds, for an abrupt stop, `silent` (per silent source, the day of its last
+    trace: silent since the day after) and `silent_days`; for a low probability,
+    `probability` and `artifact`.
+    """
+    out: dict[int, dict[str, Any]] = {}
+    level_reasons = levels["reasons"].to_numpy(dtype=object)
+    epoch = dt.date(1970, 1, 1)
+    # Flagged persons are a few a night: a dict each, built from their rows only.
+    for row, person in zip(rows.tolist(), ids.tolist(), strict=True):
+        risk: dict[str, Any] = {}
+        if stops.stopped[row]:
+            silent = np.flatnonzero(stops.silent[row])
+            risk["silent"] = {
+                sources[s]: (epoch + dt.timedelta(days=int(stops.last_day[row, s]))).isoformat()
+                for s in silent.tolist()
+            }
+            risk["silent_days"] = silent_days
+        if low[row]:
+            risk["probability"] = round(float(estimate.probability[row]), 4)
+            risk["artifact"] = estimate.version
+        out[person] = {**(level_reasons[row] or {}), "risk": risk}
+    return out

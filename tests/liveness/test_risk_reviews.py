@@ -1,0 +1,150 @@
+"""Reviews where the risk is: an abrupt stop of a person's own traces opens a review early."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from liveness.db import session_scope
+from liveness.services import Services
+from models import Certification, Person, ReviewTask, SourceVolume, TaskKind
+from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
+from tests.liveness.test_workflow import City
+
+# P1's certification ends on 2025-06-01; its renewal review would open on 2025-04-12.
+FIRST = dt.date(2024, 10, 1)
+STOP = dt.date(2025, 2, 10)  # P1's taps and payments stop after this day
+
+
+def _days(first: dt.date, last: dt.date, every: int = 2) -> Iterator[dt.date]:
+    day = first
+    while day <= last:
+        yield day
+        day += dt.timedelta(days=every)
+
+
+def _regular(city: City, *, transit: tuple[str, dt.date], payments: tuple[str, dt.date]) -> None:
+    """Deliver a face-matched tap and a PIN payment every other day from FIRST to each last day.
+
+    Each pair is (card, last day): two regular sources of the card's holder.
+    """
+    card, last = transit
+    taps = "".join(
+        f"T{card}{day:%Y%m%d},{card},{day} 08:00:00,330700,true\n" for day in _days(FIRST, last)
+    )
+    city.deliver("transit", "record_id,card_no,tapped_at,city_code,face_match\n" + taps)
+    card, last = payments
+    paid = "".join(
+        f"P{card}{day:%Y%m%d},{card},{day} 10:00:00,pos_pin\n" for day in _days(FIRST, last)
+    )
+    city.deliver("card_txn", "record_id,card_no,txn_at,channel\n" + paid)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def city(
+    request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
+) -> City:
+    place = City(services_factory(request.param), tmp_path)
+    place.deliver("registry", REGISTRY)
+    place.deliver("cards", CARDS)
+    return place
+
+
+def _tasks(city: City, ref: str) -> list[ReviewTask]:
+    with session_scope(city.services.sessions) as session:
+        tasks = list(
+            session.scalars(
+                select(ReviewTask)
+                .join(Person, Person.id == ReviewTask.person_id)
+                .where(Person.person_ref == ref)
+                .order_by(ReviewTask.id)
+            )
+        )
+        session.expunge_all()
+    return tasks
+
+
+def test_regular_sources_falling_silent_together_open_a_risk_review(city: City) -> None:
+    # P1 taps and pays every other day, and both stop on 02-10; P2's taps stop then too, but
+    # P2 goes on paying: one silent source is no abrupt stop.
+    _regular(city, transit=("C1", STOP), payments=("C1", STOP))
+    _regular(city, transit=("C3", STOP), payments=("C3", dt.date(2025, 3, 18)))
+    first = city.run("2025-03-01")
+    # Taps are due three days late: on 03-01 the last 30 due days reach back to 01-28.
+    assert _tasks(city, "P1") == []
+    assert city.report(first)["risk_reviews"] == {"abrupt_stop": 0, "low_probability": 0,
+                                                   "opened": 0}  # fmt: skip
+    run_id = city.run("2025-03-20")
+    (task,) = _tasks(city, "P1")
+    # Weeks before the renewal review would open (04-12): strong by the recent window, P1
+    # gets a home visit, ranked as a person scoring no more than the policy's ceiling.
+    assert task.cause == "risk" and task.kind == TaskKind.HOME_VISIT
+    assert task.opened_on == dt.date(2025, 3, 20)
+    assert task.reasons["level"] == "strong"
+    last = (STOP - dt.timedelta(days=(STOP - FIRST).days % 2)).isoformat()
+    assert task.reasons["risk"] == {"silent": {"transit": last, "card_txn": last},
+                                    "silent_days": 30}  # fmt: skip
+    assert task.priority == pytest.approx((1 - 0.3) * 3000.0)
+    assert _tasks(city, "P2") == []
+    assert city.report(run_id)["risk_reviews"] == {"abrupt_stop": 1, "low_probability": 0,
+                                                    "opened": 1}  # fmt: skip
+    # Under review: not flagged again.
+    city.run("2025-03-21")
+    assert len(_tasks(city, "P1")) == 1
+
+
+def test_a_person_gets_one_risk_review_a_cycle(city: City) -> None:
+    _regular(city, transit=("C1", STOP), payments=("C1", STOP))
+    city.run("2025-03-20")
+    city.outcome("P1", TaskKind.HOME_VISIT, "refused", "2025-03-22")
+    city.run("2025-03-23")
+    run_id = city.run("2025-03-27")
+    # Still silent, no longer under review, but this cycle had its risk review.
+    (task,) = _tasks(city, "P1")
+    assert task.status != "open"
+    assert city.report(run_id)["risk_reviews"]["opened"] == 0
+
+
+def test_a_stopped_person_is_not_certified_by_data(city: City) -> None:
+    _regular(city, transit=("C1", STOP), payments=("C1", STOP))
+    # The renewal window opened on 04-02 and P1 is still strong by the recent window, but the
+    # data that would certify is the data that stopped.
+    run_id = city.run("2025-04-05")
+    with session_scope(city.services.sessions) as session:
+        assert session.scalars(select(Certification)).all() == []
+    (task,) = _tasks(city, "P1")
+    assert task.cause == "risk"
+    assert city.report(run_id)["certified_silently"] == 0
+
+
+def test_a_silence_that_began_before_a_proof_of_life_flags_nobody(city: City) -> None:
+    _regular(city, transit=("C1", STOP), payments=("C1", STOP))
+    city.run("2025-03-20")
+    city.outcome("P1", TaskKind.HOME_VISIT, "alive_confirmed", "2025-03-22")
+    city.run("2025-03-23")
+    run_id = city.run("2025-05-01")
+    # Found alive after the traces stopped: the stop is explained, however long it lasts.
+    assert [task.cause for task in _tasks(city, "P1")] == ["risk"]
+    assert city.report(run_id)["risk_reviews"]["abrupt_stop"] == 0
+
+
+def test_an_outage_s_silence_is_nobody_s(city: City) -> None:
+    # The rest of the city taps a hundred times a day until the transit feed collapses when
+    # P1 stops: P1's silence in transit is the outage's, and card payments alone are one
+    # source. P2 stopped both at the end of December, long before the outage: still a stop.
+    with session_scope(city.services.sessions) as session:
+        for day in _days(FIRST - dt.timedelta(days=40), STOP, every=1):
+            session.add(SourceVolume(source="transit", day=day, traces=100))
+    _regular(city, transit=("C1", STOP), payments=("C1", STOP))
+    december = dt.date(2024, 12, 31)
+    _regular(city, transit=("C3", december), payments=("C3", december))
+    run_id = city.run("2025-03-20")
+    assert city.report(run_id)["degraded_sources"]["transit"][0] == "2025-02-11"
+    assert _tasks(city, "P1") == []
+    (task,) = _tasks(city, "P2")
+    assert task.cause == "risk" and set(task.reasons["risk"]["silent"]) == {"transit", "card_txn"}
+    assert city.report(run_id)["risk_reviews"]["abrupt_stop"] == 1
