@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -11,7 +13,11 @@ from rich.console import Console
 from liveness.entry.cli.boundary import boundary, migrated_services, print_json
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from liveness.estimator.config import EstimatorConfig
     from liveness.estimator.evaluation import EvaluationReport
+    from liveness.services import Services
 
 __all__ = ["classifier_app"]
 
@@ -26,6 +32,18 @@ AsOf = Annotated[
     dt.datetime, typer.Option("--as-of", formats=["%Y-%m-%d"], help="Date the features are as of.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")]
+
+
+@contextmanager
+def _estimating() -> Iterator[tuple[Services, EstimatorConfig, Session]]:
+    """Yield the services, the estimator's configuration and a session committed at the end."""
+    services = migrated_services()
+    # scikit-learn loads here, not when the command line starts.
+    from liveness.db import session_scope
+    from liveness.estimator.service import estimator_config
+
+    with session_scope(services.sessions) as session:
+        yield services, estimator_config(services.settings), session
 
 
 def _print(report: EvaluationReport, *, json_output: bool, extra: dict[str, Any]) -> None:
@@ -48,14 +66,10 @@ def train(
     json_output: JsonOption = False,
 ) -> None:
     """Train on outcomes after a date, evaluate held-out persons, save a versioned artifact."""
-    services = migrated_services()
-    # scikit-learn loads here, not when the command line starts.
-    from liveness.db import session_scope
     from liveness.estimator.artifacts import artifacts_dir
-    from liveness.estimator.service import estimator_config, train_estimator
+    from liveness.estimator.service import train_estimator
 
-    config = estimator_config(services.settings)
-    with session_scope(services.sessions) as session:
+    with _estimating() as (services, config, session):
         result = train_estimator(
             session, as_of=as_of.date(), horizon_days=horizon, store=services.store,
             policies=services.policies, config=config,
@@ -75,12 +89,9 @@ def evaluate(
     json_output: JsonOption = False,
 ) -> None:
     """Evaluate a saved artifact beside the rules on held-out persons as of a date."""
-    services = migrated_services()
-    from liveness.db import session_scope
-    from liveness.estimator.service import estimator_config, evaluate_artifact
+    from liveness.estimator.service import evaluate_artifact
 
-    config = estimator_config(services.settings)
-    with session_scope(services.sessions) as session:
+    with _estimating() as (services, config, session):
         report = evaluate_artifact(
             session, as_of=as_of.date(), version=artifact, store=services.store,
             policies=services.policies, config=config,
