@@ -48,6 +48,20 @@ class LapsePolicy:
 
 
 @dataclass(frozen=True)
+class CapacityPolicy:
+    """How many home visits each grid can make a week, and who is offered a face check first."""
+
+    visits_per_week: int
+    grids: Mapping[str, int]
+    face_first_for_weak: bool
+    report_weeks: int
+
+    def of(self, grid_code: str) -> int:
+        """Return the visits `grid_code` can make in one week (Monday to Sunday)."""
+        return self.grids.get(grid_code, self.visits_per_week)
+
+
+@dataclass(frozen=True)
 class CertificationPolicy:
     """The workflow numbers: cycles per benefit type, review deadlines, payment day."""
 
@@ -74,6 +88,7 @@ class CertificationPolicy:
     demographic_confidence: float
     lapse: LapsePolicy
     notice_texts: Mapping[str, str]
+    capacity: CapacityPolicy
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
 
     def cycle_for(self, benefit_type: str) -> CyclePolicy:
@@ -117,12 +132,22 @@ class PriorityTable(PolicyModel):
     death_review: PositiveNumber = 1_000_000.0
 
 
+class CapacityTable(PolicyModel):
+    """The `[review.capacity]` table: home visits a week per grid, face checks first."""
+
+    visits_per_week: Positive
+    grids: dict[str, Positive] = Field(default_factory=dict)
+    face_first_for_weak: bool = True
+    report_weeks: Positive = 8
+
+
 class ReviewTable(PolicyModel):
     """The `[review]` table: deadlines of the reviews."""
 
     face_due_days: Positive
     visit_due_days: Positive
     death_review_due_days: Positive
+    capacity: CapacityTable
     face: FaceTable = FaceTable()
     priority: PriorityTable = PriorityTable()
 
@@ -268,5 +293,6 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
             remote_after_visit_outcomes=values.lapse.remote_after_visit_outcomes,
         ),
         notice_texts=values.notices.model_dump(),
+        capacity=CapacityPolicy(**review.capacity.model_dump()),
         overrides=overrides,
     )

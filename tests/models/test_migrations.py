@@ -15,7 +15,7 @@ def test_migrations_create_every_table_and_downgrade_cleanly(
     engine = make_engine(database_url_factory(backend_name))
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == "0014"
+    assert current_revision(engine) == "0015"
     tables = set(inspect(engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     downgrade(engine, "base")
@@ -45,7 +45,7 @@ def test_0006_gives_existing_clients_no_regions(
             )
         )
     upgrade(engine)
-    assert current_revision(engine) == "0014"
+    assert current_revision(engine) == "0015"
     with engine.connect() as connection:
         regions = connection.execute(
             select(ApiClient.regions).where(ApiClient.name == "old")

@@ -35,6 +35,7 @@ from liveness.certification.workflow.settle import (
 )
 from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.evidence.store import EvidenceStore
+from liveness.review.plan import visit_plan
 from liveness.scoring import ScoringPolicy
 
 __all__ = [
@@ -79,5 +80,6 @@ def apply_workflow(
         session, context, settled, findings, certified, snapshot=snapshot, levels=levels,
         result=result,
     )  # fmt: skip
+    result.visit_plan = visit_plan(session, today=as_of, capacity=policy.capacity)
     fold_payments(session, context, settled, findings, certified, levels=levels, result=result)
     return result

@@ -1,0 +1,155 @@
+"""The home visits planned per grid and week: what the scheduler starts from, what is reported.
+
+A grid's load in a week is its open home visits planned for it; open visits planned for an
+earlier week (still not done) or for none (opened before visits were planned) count in the
+current week, and so do the visits done this week. A visit is over capacity (late) when its
+planned week ends after its due date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from liveness.certification.policy import CapacityPolicy
+from liveness.db import query_frame
+from liveness.review.capacity import week_start
+from models import ReviewTask, TaskKind, TaskStatus
+
+__all__ = ["GridWeek", "grid_weeks", "visit_load", "visit_plan"]
+
+_LIVE = (TaskStatus.OPEN, TaskStatus.CLAIMED)
+_SUNDAY = dt.timedelta(days=6)
+
+
+def visit_load(session: Session, *, today: dt.date, grid: str | None = None) -> pd.DataFrame:
+    """Return the home visits per grid and week: grid_code, week (a Monday), visits, late."""
+    monday = week_start(today)
+    where = [] if grid is None else [ReviewTask.grid_code == grid]
+    planned = query_frame(
+        session,
+        select(ReviewTask.grid_code, ReviewTask.planned_week, ReviewTask.due_on, func.count())
+        .where(ReviewTask.kind == TaskKind.HOME_VISIT, ReviewTask.status.in_(_LIVE), *where)
+        .group_by(ReviewTask.grid_code, ReviewTask.planned_week, ReviewTask.due_on),
+        ["grid_code", "week", "due_on", "visits"],
+    )
+    done = query_frame(
+        session,
+        select(ReviewTask.grid_code, func.count())
+        .where(ReviewTask.kind == TaskKind.HOME_VISIT, ReviewTask.status == TaskStatus.DONE,
+               ReviewTask.closed_on >= monday, ReviewTask.closed_on <= today, *where)
+        .group_by(ReviewTask.grid_code),
+        ["grid_code", "visits"],
+    )  # fmt: skip
+    week = np.array(planned["week"].tolist(), dtype="datetime64[D]")
+    week = np.where(np.isnat(week) | (week < np.datetime64(monday)), np.datetime64(monday), week)
+    due = np.array(planned["due_on"].tolist(), dtype="datetime64[D]")
+    planned = planned.assign(
+        week=week.astype(object),
+        late=np.where(week + np.timedelta64(6, "D") > due, planned["visits"], 0),
+    )
+    frame = pd.concat(
+        [planned[["grid_code", "week", "visits", "late"]],
+         done.assign(week=monday, late=0)[["grid_code", "week", "visits", "late"]]],
+        ignore_index=True,
+    )  # fmt: skip
+    if frame.empty:
+        return frame.astype({"visits": np.int64, "late": np.int64})
+    return (
+        frame.groupby(["grid_code", "week"], as_index=False)[["visits", "late"]]
+        .sum()
+        .astype({"visits": np.int64, "late": np.int64})
+    )
+
+
+@dataclass(frozen=True)
+class GridWeek:
+    """One week of a grid's visit plan: visits planned, capacity, visits late."""
+
+    week: dt.date
+    planned: int
+    capacity: int
+    late: int  # visits planned into this week that are due before it ends
+
+    @property
+    def ends(self) -> dt.date:
+        """Return the week's Sunday."""
+        return self.week + _SUNDAY
+
+    @property
+    def over_capacity(self) -> bool:
+        """Return whether more visits are planned than the grid can make this week."""
+        return self.planned > self.capacity
+
+
+def _weeks(today: dt.date, count: int) -> list[dt.date]:
+    """Return the Mondays of `count` weeks from the current one."""
+    monday = week_start(today)
+    return [monday + dt.timedelta(weeks=n) for n in range(count)]
+
+
+def grid_weeks(
+    session: Session, *, grid: str, today: dt.date, capacity: CapacityPolicy
+) -> tuple[list[GridWeek], int]:
+    """Return a grid's next weeks of visits (policy's `report_weeks`) and all its late visits."""
+    load = visit_load(session, today=today, grid=grid)
+    by_week = load.set_index("week")
+    weeks = [
+        GridWeek(
+            week=monday,
+            planned=int(by_week["visits"].get(monday, 0)),
+            capacity=capacity.of(grid),
+            late=int(by_week["late"].get(monday, 0)),
+        )
+        for monday in _weeks(today, capacity.report_weeks)
+    ]
+    return weeks, int(load["late"].sum())
+
+
+def visit_plan(session: Session, *, today: dt.date, capacity: CapacityPolicy) -> dict[str, Any]:
+    """Return the run report's visit plan: per grid with visits, the weeks ahead and capacity.
+
+    `weeks` are the Mondays shown; per grid its `capacity` a week, `planned` visits and `late`
+    ones (due before the week ends) per week shown, and `late_total` over every week;
+    `weeks_over_capacity` lists each grid and week planned beyond capacity (visits planned
+    before a capacity was lowered, visits still open from past weeks); `visits_over_capacity`
+    counts every open visit planned after its due date.
+    """
+    mondays = _weeks(today, capacity.report_weeks)
+    load = visit_load(session, today=today)
+    codes = sorted(set(load["grid_code"].astype(str)))
+    limits = pd.Series({code: capacity.of(code) for code in codes}, dtype=np.int64)
+    shown = load[load["week"].isin(mondays)]
+
+    def per_week(column: str) -> pd.DataFrame:
+        table = shown.pivot_table(
+            index="grid_code", columns="week", values=column, aggfunc="sum", fill_value=0
+        )
+        return table.reindex(index=codes, columns=mondays, fill_value=0).astype(np.int64)
+
+    planned, late = per_week("visits"), per_week("late")
+    late_total = load.groupby("grid_code")["late"].sum().reindex(codes, fill_value=0)
+    over = load[load["visits"].to_numpy() > limits.reindex(load["grid_code"]).to_numpy()]
+    return {
+        "weeks": [monday.isoformat() for monday in mondays],
+        "grids": {
+            code: {
+                "capacity": int(limits[code]),
+                "planned": planned.loc[code].tolist(),
+                "late": late.loc[code].tolist(),
+                "late_total": int(late_total[code]),
+            }
+            for code in codes
+        },
+        "weeks_over_capacity": [
+            {"grid": str(g), "week": w.isoformat(), "planned": int(n), "capacity": int(limits[g])}
+            for g, w, n in zip(over["grid_code"], over["week"], over["visits"], strict=True)
+        ],
+        "visits_over_capacity": int(load["late"].sum()),
+    }
