@@ -75,8 +75,9 @@ def plan_visits(
     if np.isnan(cap.astype(float)).any() or (cap <= 0).any():
         raise ValueError("capacity must give a positive number of visits for every grid")
     cap = cap.astype(np.int64)
+    deadline = _days(planned["deadline"])
     # The last week (0: the current one) whose Sunday is on or before each deadline.
-    fits = (_days(planned["deadline"]) - monday - _SUNDAY) // _DAYS
+    fits = (deadline - monday - _SUNDAY) // _DAYS
     load = load[load["grid_code"].astype(str).isin(codes)]
     load_grid = np.searchsorted(codes, load["grid_code"].astype(str).to_numpy())
     load_week = np.maximum((_days(load["week"]) - monday) // _DAYS, 0)
@@ -87,7 +88,8 @@ def plan_visits(
     room = np.maximum(room, 0)
 
     # Grid, then highest value, then earliest deadline, then the order given.
-    order = np.lexsort((np.arange(len(planned)), fits, -planned["value"].to_numpy(float), grid_of))
+    value = planned["value"].to_numpy(float)
+    order = np.lexsort((np.arange(len(planned)), deadline, -value, grid_of))
     grid, fit = grid_of[order], fits[order]
     week = np.full(len(planned), -1, dtype=np.int64)
     for w in range(horizon):

@@ -22,7 +22,7 @@ from liveness.db import query_frame
 from liveness.review.capacity import week_start
 from models import ReviewTask, TaskKind, TaskStatus
 
-__all__ = ["GridWeek", "grid_weeks", "visit_load", "visit_plan"]
+__all__ = ["GridPlan", "GridWeek", "grid_weeks", "visit_load", "visit_plan"]
 
 _LIVE = (TaskStatus.OPEN, TaskStatus.CLAIMED)
 _SUNDAY = dt.timedelta(days=6)
@@ -94,22 +94,37 @@ def _weeks(today: dt.date, count: int) -> list[dt.date]:
     return [monday + dt.timedelta(weeks=n) for n in range(count)]
 
 
+@dataclass(frozen=True)
+class GridPlan:
+    """A grid's visit plan: its capacity, the weeks ahead, and what exceeds the capacity."""
+
+    grid_code: str
+    capacity: int
+    weeks: list[GridWeek]
+    late_total: int  # open visits planned after their due date, in any week
+    weeks_over: int  # weeks, shown or not, planned beyond capacity
+
+
 def grid_weeks(
     session: Session, *, grid: str, today: dt.date, capacity: CapacityPolicy
-) -> tuple[list[GridWeek], int]:
-    """Return a grid's next weeks of visits (policy's `report_weeks`) and all its late visits."""
+) -> GridPlan:
+    """Return a grid's visits planned for the weeks ahead (the policy's `report_weeks`)."""
     load = visit_load(session, today=today, grid=grid)
+    limit = capacity.of(grid)
     by_week = load.set_index("week")
     weeks = [
         GridWeek(
             week=monday,
             planned=int(by_week["visits"].get(monday, 0)),
-            capacity=capacity.of(grid),
+            capacity=limit,
             late=int(by_week["late"].get(monday, 0)),
         )
         for monday in _weeks(today, capacity.report_weeks)
     ]
-    return weeks, int(load["late"].sum())
+    return GridPlan(
+        grid_code=grid, capacity=limit, weeks=weeks, late_total=int(load["late"].sum()),
+        weeks_over=int((load["visits"] > limit).sum()),
+    )  # fmt: skip
 
 
 def visit_plan(session: Session, *, today: dt.date, capacity: CapacityPolicy) -> dict[str, Any]:
