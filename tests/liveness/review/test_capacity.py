@@ -73,7 +73,9 @@ def model_plan(
 @st.composite
 def _cases(
     draw: st.DrawFn,
-) -> tuple[list[tuple[str, dt.date, float]], list[tuple[str, dt.date, int]], dict[str, int], dt.date]:
+) -> tuple[
+    list[tuple[str, dt.date, float]], list[tuple[str, dt.date, int]], dict[str, int], dt.date
+]:
     today = dt.date(2025, 3, 3) + dt.timedelta(days=draw(st.integers(0, 13)))
     capacity = {grid: draw(st.integers(1, 4)) for grid in GRIDS}
     visits = draw(
