@@ -43,8 +43,8 @@ def model_plan(
     """
     monday = week_start(today)
     used: dict[tuple[str, int], int] = defaultdict(int)
-    for grid, week, count in load:
-        used[grid, max(_week_index(week, monday), 0)] += count
+    for grid, day, count in load:
+        used[grid, max(_week_index(day, monday), 0)] += count
 
     def has_room(grid: str, week: int) -> bool:
         return used[grid, week] < capacity[grid]
@@ -130,8 +130,8 @@ def test_the_plan_never_exceeds_capacity_and_matches_the_model(
         assert late == (day + dt.timedelta(days=6) > deadline)
 
     existing: dict[tuple[str, int], int] = defaultdict(int)
-    for grid, week, count in load:
-        existing[grid, max(_week_index(week, monday), 0)] += count
+    for grid, day, count in load:
+        existing[grid, max(_week_index(day, monday), 0)] += count
     new: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, (grid, week) in enumerate(zip(planned["grid_code"], weeks, strict=True)):
         new[grid, week].append(i)
