@@ -29,7 +29,7 @@ _SUNDAY = dt.timedelta(days=6)
 
 
 def visit_load(session: Session, *, today: dt.date, grid: str | None = None) -> pd.DataFrame:
-    """Return the home visits per grid and week: grid_code, week (a Monday), visits, late."""
+    """Return the home visits per grid and week (a Monday): open, done, visits (both), late."""
     monday = week_start(today)
     where = [] if grid is None else [ReviewTask.grid_code == grid]
     planned = query_frame(
@@ -37,7 +37,7 @@ def visit_load(session: Session, *, today: dt.date, grid: str | None = None) -> 
         select(ReviewTask.grid_code, ReviewTask.planned_week, ReviewTask.due_on, func.count())
         .where(ReviewTask.kind == TaskKind.HOME_VISIT, ReviewTask.status.in_(_LIVE), *where)
         .group_by(ReviewTask.grid_code, ReviewTask.planned_week, ReviewTask.due_on),
-        ["grid_code", "week", "due_on", "visits"],
+        ["grid_code", "week", "due_on", "open"],
     )
     done = query_frame(
         session,
@@ -45,27 +45,32 @@ def visit_load(session: Session, *, today: dt.date, grid: str | None = None) -> 
         .where(ReviewTask.kind == TaskKind.HOME_VISIT, ReviewTask.status == TaskStatus.DONE,
                ReviewTask.closed_on >= monday, ReviewTask.closed_on <= today, *where)
         .group_by(ReviewTask.grid_code),
-        ["grid_code", "visits"],
+        ["grid_code", "done"],
     )  # fmt: skip
     week = np.array(planned["week"].tolist(), dtype="datetime64[D]")
     week = np.where(np.isnat(week) | (week < np.datetime64(monday)), np.datetime64(monday), week)
     due = np.array(planned["due_on"].tolist(), dtype="datetime64[D]")
     planned = planned.assign(
         week=week.astype(object),
-        late=np.where(week + np.timedelta64(6, "D") > due, planned["visits"], 0),
+        late=np.where(week + np.timedelta64(6, "D") > due, planned["open"], 0),
     )
+    counts = ["open", "done", "late"]
     frame = pd.concat(
-        [planned[["grid_code", "week", "visits", "late"]],
-         done.assign(week=monday, late=0)[["grid_code", "week", "visits", "late"]]],
-        ignore_index=True,
-    )  # fmt: skip
-    if frame.empty:
-        return frame.astype({"visits": np.int64, "late": np.int64})
-    return (
-        frame.groupby(["grid_code", "week"], as_index=False)[["visits", "late"]]
-        .sum()
-        .astype({"visits": np.int64, "late": np.int64})
-    )
+        [planned.assign(done=0), done.assign(week=monday, open=0, late=0)], ignore_index=True
+    )[["grid_code", "week", *counts]]
+    if not frame.empty:
+        frame = frame.groupby(["grid_code", "week"], as_index=False)[counts].sum()
+    frame = frame.astype(dict.fromkeys(counts, np.int64))
+    return frame.assign(visits=frame["open"] + frame["done"])
+
+
+def _over(load: pd.DataFrame, limits: pd.Series) -> pd.Series:
+    """Return which rows of `load` are over capacity: open visits the week has no room left for.
+
+    Visits already done count against the week's room, yet a week whose visits are all done
+    asks nothing more of anyone: it is never over capacity.
+    """
+    return (load["open"] > 0) & (load["visits"] > limits)
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,8 @@ class GridWeek:
     """One week of a grid's visit plan: visits planned, capacity, visits late."""
 
     week: dt.date
-    planned: int
+    planned: int  # open visits planned for the week (this week: also those of past weeks)
+    done: int  # visits done this week (the current week only)
     capacity: int
     late: int  # visits planned into this week that are due before it ends
 
@@ -84,8 +90,8 @@ class GridWeek:
 
     @property
     def over_capacity(self) -> bool:
-        """Return whether more visits are planned than the grid can make this week."""
-        return self.planned > self.capacity
+        """Return whether more visits are open than the week has room left for."""
+        return self.planned > 0 and self.planned + self.done > self.capacity
 
 
 def _weeks(today: dt.date, count: int) -> list[dt.date]:
@@ -115,7 +121,8 @@ def grid_weeks(
     weeks = [
         GridWeek(
             week=monday,
-            planned=int(by_week["visits"].get(monday, 0)),
+            planned=int(by_week["open"].get(monday, 0)),
+            done=int(by_week["done"].get(monday, 0)),
             capacity=limit,
             late=int(by_week["late"].get(monday, 0)),
         )
@@ -123,18 +130,19 @@ def grid_weeks(
     ]
     return GridPlan(
         grid_code=grid, capacity=limit, weeks=weeks, late_total=int(load["late"].sum()),
-        weeks_over=int((load["visits"] > limit).sum()),
+        weeks_over=int(_over(load, pd.Series(limit, index=load.index)).sum()),
     )  # fmt: skip
 
 
 def visit_plan(session: Session, *, today: dt.date, capacity: CapacityPolicy) -> dict[str, Any]:
     """Return the run report's visit plan: per grid with visits, the weeks ahead and capacity.
 
-    `weeks` are the Mondays shown; per grid its `capacity` a week, `planned` visits and `late`
-    ones (due before the week ends) per week shown, and `late_total` over every week;
-    `weeks_over_capacity` lists each grid and week planned beyond capacity (visits planned
-    before a capacity was lowered, visits still open from past weeks); `visits_over_capacity`
-    counts every open visit planned after its due date.
+    `weeks` are the Mondays shown; per grid its `capacity` a week, the open visits `planned`
+    and the `late` ones (due before the week ends) per week shown, the visits `done` this
+    week, and `late_total` over every week; `weeks_over_capacity` lists each grid and week
+    whose open visits exceed the room left (visits planned before a capacity was lowered,
+    visits still open from past weeks); `visits_over_capacity` counts every open visit
+    planned after its due date.
     """
     mondays = _weeks(today, capacity.report_weeks)
     load = visit_load(session, today=today)
@@ -148,9 +156,10 @@ def visit_plan(session: Session, *, today: dt.date, capacity: CapacityPolicy) ->
         )
         return table.reindex(index=codes, columns=mondays, fill_value=0).astype(np.int64)
 
-    planned, late = per_week("visits"), per_week("late")
+    planned, late, done = per_week("open"), per_week("late"), per_week("done")
     late_total = load.groupby("grid_code")["late"].sum().reindex(codes, fill_value=0)
-    over = load[load["visits"].to_numpy() > limits.reindex(load["grid_code"]).to_numpy()]
+    over = load[_over(load, limits.reindex(load["grid_code"]).set_axis(load.index))]
+    over_rows = zip(over["grid_code"], over["week"], over["open"], over["done"], strict=True)
     return {
         "weeks": [monday.isoformat() for monday in mondays],
         "grids": {
@@ -158,13 +167,20 @@ def visit_plan(session: Session, *, today: dt.date, capacity: CapacityPolicy) ->
                 "capacity": int(limits[code]),
                 "planned": planned.loc[code].tolist(),
                 "late": late.loc[code].tolist(),
+                "done": int(done.loc[code].iloc[0]),
                 "late_total": int(late_total[code]),
             }
             for code in codes
         },
         "weeks_over_capacity": [
-            {"grid": str(g), "week": w.isoformat(), "planned": int(n), "capacity": int(limits[g])}
-            for g, w, n in zip(over["grid_code"], over["week"], over["visits"], strict=True)
+            {
+                "grid": str(g),
+                "week": w.isoformat(),
+                "planned": int(n),
+                "done": int(d),
+                "capacity": int(limits[g]),
+            }
+            for g, w, n, d in over_rows
         ],
         "visits_over_capacity": int(load["late"].sum()),
     }

@@ -66,9 +66,11 @@ def test_a_grid_shows_its_weeks_ahead_and_warns_over_capacity(web_world: World) 
     assert page.status_code == 200
     weeks = _weeks(page.text)
     assert list(weeks) == [monday.isoformat() for monday in week]
-    assert weeks[week[0].isoformat()] == {"planned": 3, "capacity": CAPACITY, "late": carried_late}
-    assert weeks[week[1].isoformat()] == {"planned": 26, "capacity": CAPACITY, "late": 0}
-    assert weeks[week[2].isoformat()] == {"planned": 1, "capacity": CAPACITY, "late": 1}
+    assert weeks[week[0].isoformat()] == {
+        "planned": 2, "done": 1, "capacity": CAPACITY, "late": carried_late,
+    }  # fmt: skip
+    assert weeks[week[1].isoformat()] == {"planned": 26, "done": 0, "capacity": CAPACITY, "late": 0}
+    assert weeks[week[2].isoformat()] == {"planned": 1, "done": 0, "capacity": CAPACITY, "late": 1}
     assert all(weeks[monday.isoformat()]["planned"] == 0 for monday in week[3:])
     # The week over capacity is flagged in its row, and both warnings lead the section.
     over = dict(WEEK_ROW.findall(page.text))[week[1].isoformat()]

@@ -16,6 +16,7 @@ from liveness.certification.runner import execute_run
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
+from liveness.review.outcomes import record_outcome
 from liveness.services import Services
 from liveness.settings import Settings
 from liveness.simulate.identity import compose_id17, full_id_numbers
@@ -118,7 +119,7 @@ def test_a_run_plans_visits_within_capacity(
     assert plan["weeks"] == [monday.isoformat() for monday in week]
     assert plan["grids"]["G1"] == {
         "capacity": 2, "planned": [2, 2, 2, 2, 2, 0, 0, 0], "late": [0, 0, 0, 0, 2, 0, 0, 0],
-        "late_total": 2,
+        "done": 0, "late_total": 2,
     }  # fmt: skip
     assert plan["grids"]["G2"]["planned"][:2] == [3, 1] and plan["grids"]["G2"]["capacity"] == 3
     assert plan["weeks_over_capacity"] == []
@@ -136,17 +137,23 @@ def test_a_run_plans_visits_within_capacity(
     assert [row.person_ref for row in rows] == [ref for ref, *_ in planned]
     assert [row.planned_week for row in rows] == [week[n // 2] for n in range(10)]
 
-    # The next week's run opens nothing new and moves no plan: this week's visits, still
-    # open, count in it.
+    # A grid worker visits the most valuable person on Wednesday of the next week. That
+    # week's run opens nothing new and moves no plan; the visit done counts in its week, and
+    # so does the other visit of the week before, still open: more than two.
+    with session_scope(services.sessions) as session:
+        record_outcome(session, task_id=visits["V10"].id, outcome="alive_confirmed",
+                       actor="worker-1", on=dt.date(2025, 4, 16))  # fmt: skip
     again = _run(services, AS_OF + dt.timedelta(days=7))
     assert {ref: task.planned_week for ref, task in _tasks(services).items()} == {
         ref: task.planned_week for ref, task in tasks.items()
     }
-    assert again["visit_plan"]["grids"]["G1"]["planned"] == [4, 2, 2, 2, 0, 0, 0, 0]
+    g1 = again["visit_plan"]["grids"]["G1"]
+    assert (g1["planned"], g1["done"]) == ([3, 2, 2, 2, 0, 0, 0, 0], 1)
     assert again["visit_plan"]["weeks_over_capacity"] == [
-        {"grid": "G1", "week": week[1].isoformat(), "planned": 4, "capacity": 2},
-        {"grid": "G2", "week": week[1].isoformat(), "planned": 4, "capacity": 3},
+        {"grid": "G1", "week": week[1].isoformat(), "planned": 3, "done": 1, "capacity": 2},
+        {"grid": "G2", "week": week[1].isoformat(), "planned": 4, "done": 0, "capacity": 3},
     ]
+    assert again["suspensions"] == 0
 
 
 def test_face_first_is_a_policy_switch(
