@@ -9,19 +9,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from liveness.certification.runner import execute_run
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.review.outcomes import record_outcome
+from liveness.review.service import face_first
 from liveness.services import Services
 from liveness.settings import Settings
 from liveness.simulate.identity import compose_id17, full_id_numbers
 from liveness.views.worker_queue import worker_queue
-from models import Person, ReviewTask, Run, TaskKind
+from models import (
+    Certification,
+    CertificationSource,
+    Person,
+    ReviewTask,
+    Run,
+    TaskKind,
+    TaskStatus,
+)
 from tests.liveness.review.test_priority import policy_copy
 
 AS_OF = dt.date(2025, 4, 10)  # a Thursday: the week of Monday 04-07
@@ -123,7 +133,7 @@ def test_a_run_plans_visits_within_capacity(
     }  # fmt: skip
     assert plan["grids"]["G2"]["planned"][:2] == [3, 1] and plan["grids"]["G2"]["capacity"] == 3
     assert plan["weeks_over_capacity"] == []
-    assert report["visits_over_capacity"] == 2
+    assert report["visits_over_capacity"] == plan["opened_over_capacity"] == 2
     # Planning suspends nobody: the visits over capacity are the agency's delay.
     assert report["suspensions"] == 0
 
@@ -153,7 +163,44 @@ def test_a_run_plans_visits_within_capacity(
         {"grid": "G1", "week": week[1].isoformat(), "planned": 3, "done": 1, "capacity": 2},
         {"grid": "G2", "week": week[1].isoformat(), "planned": 4, "done": 0, "capacity": 3},
     ]
-    assert again["suspensions"] == 0
+    assert again["suspensions"] == 0 and again["visit_plan"]["opened_over_capacity"] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_face_first_only_without_a_failed_face_verification_this_cycle(
+    backend: str, database_url_factory: Callable[[str], str], tmp_path: Path
+) -> None:
+    services = _services(database_url_factory(backend), policy_copy(tmp_path, CAPACITY),
+                         tmp_path / "world")  # fmt: skip
+    _run(services, AS_OF)
+    tasks = _tasks(services)
+    refs = ["F1", "F2", "F3", "V1"]
+    with session_scope(services.sessions) as session:
+        ids = {ref: pid for ref, pid in session.execute(select(Person.person_ref, Person.id))}
+
+        def able() -> set[str]:
+            found = face_first(session, persons=pd.Series([ids[ref] for ref in refs]))
+            return {ref for ref in refs if ids[ref] in found}
+
+        # A phone on the roll, no face verification failed: V1 has no phone.
+        assert able() == {"F1", "F2", "F3"}
+        # F1 failed theirs, F2 ignored theirs (lapsed) this cycle: a visit, not another try.
+        for ref, outcome in (("F1", "face_failed"), ("F2", "lapsed")):
+            session.execute(
+                update(ReviewTask).where(ReviewTask.id == tasks[ref].id)
+                .values(status=TaskStatus.DONE, outcome=outcome, closed_on=AS_OF)
+            )  # fmt: skip
+        assert able() == {"F3"}
+        # Certified since (a new cycle), F1 may verify remotely first again.
+        session.add(
+            Certification(
+                person_id=ids["F1"], source=CertificationSource.DATA_COMPARISON,
+                mark="certified", certified_on=AS_OF + dt.timedelta(days=1),
+                valid_until=AS_OF + dt.timedelta(days=366),
+            )
+        )  # fmt: skip
+        session.flush()
+        assert able() == {"F1", "F3"}
 
 
 def test_face_first_is_a_policy_switch(
