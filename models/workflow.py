@@ -56,6 +56,9 @@ class ReviewTask(Base):
     priority: Mapped[float] = mapped_column(Float)
     opened_on: Mapped[dt.date] = mapped_column(Date)
     due_on: Mapped[dt.date] = mapped_column(Date)
+    # A home visit's planned week (its Monday), within its grid's weekly capacity
+    # (liveness.review.capacity); None for other kinds and for visits opened before planning.
+    planned_week: Mapped[dt.date | None] = mapped_column(Date)
     opened_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     closed_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     closed_on: Mapped[dt.date | None] = mapped_column(Date)

@@ -20,6 +20,7 @@ from api.web.i18n import Lang, label, translate
 from api.web.pages import LEVELS, Page, page_count, page_number, signed_in
 from liveness.access import PERMISSIONS, hide_outside_grids
 from liveness.errors import Hidden
+from liveness.review.plan import GridPlan, grid_weeks
 from liveness.views import dashboard
 from liveness.views.grids import (
     grid_people,
@@ -316,7 +317,9 @@ async def grid_page(
             if supervising
             else []
         )  # fmt: skip
-        return {"summary": summary, "people": people, "total": total, "workload": workload}
+        weeks = _visit_weeks(page, grid_code) if supervising else None
+        return {"summary": summary, "people": people, "total": total, "workload": workload,
+                "visit_weeks": weeks}  # fmt: skip
 
     data = await page.run(work)
     pages = page_count(data["total"], PEOPLE_PER_PAGE)
@@ -325,3 +328,9 @@ async def grid_page(
         levels=LEVELS, level_labels={level: page.t(f"level_{level}") for level in LEVELS},
         supervising=supervising, days=days, **data,
     )  # fmt: skip
+
+
+def _visit_weeks(page: Page, grid_code: str) -> GridPlan:
+    """Return a grid's home visits planned for the weeks ahead, against its capacity."""
+    policy = page.services.certification_policy
+    return grid_weeks(page.session, grid=grid_code, today=page.today(), capacity=policy.capacity)

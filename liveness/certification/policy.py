@@ -62,6 +62,20 @@ class RiskPolicy:
 
 
 @dataclass(frozen=True)
+class CapacityPolicy:
+    """How many home visits each grid can make a week, and who is offered a face check first."""
+
+    visits_per_week: int
+    grids: Mapping[str, int]
+    face_first_for_weak: bool
+    report_weeks: int
+
+    def of(self, grid_code: str) -> int:
+        """Return the visits `grid_code` can make in one week (Monday to Sunday)."""
+        return self.grids.get(grid_code, self.visits_per_week)
+
+
+@dataclass(frozen=True)
 class CertificationPolicy:
     """The workflow numbers: cycles per benefit type, review deadlines, payment day."""
 
@@ -91,6 +105,7 @@ class CertificationPolicy:
     demographic_confidence: float
     lapse: LapsePolicy
     notice_texts: Mapping[str, str]
+    capacity: CapacityPolicy
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
     risk: RiskPolicy = field(default_factory=RiskPolicy)
 
@@ -145,6 +160,15 @@ class RiskTable(PolicyModel):
     score: Annotated[float, Field(ge=0, le=1)] = 0.3
 
 
+class CapacityTable(PolicyModel):
+    """The `[review.capacity]` table: home visits a week per grid, face checks first."""
+
+    visits_per_week: Positive = 25
+    grids: dict[str, Positive] = Field(default_factory=dict)
+    face_first_for_weak: bool = True
+    report_weeks: Positive = 8
+
+
 class ReviewTable(PolicyModel):
     """The `[review]` table: deadlines of the reviews."""
 
@@ -152,6 +176,7 @@ class ReviewTable(PolicyModel):
     visit_due_days: Positive
     death_review_due_days: Positive
     notice_lead_days: Positive = 5
+    capacity: CapacityTable = CapacityTable()
     face: FaceTable = FaceTable()
     priority: PriorityTable = PriorityTable()
     risk: RiskTable = RiskTable()
@@ -299,6 +324,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
             remote_after_visit_outcomes=values.lapse.remote_after_visit_outcomes,
         ),
         notice_texts=values.notices.model_dump(),
+        capacity=CapacityPolicy(**review.capacity.model_dump()),
         overrides=overrides,
         risk=RiskPolicy(**review.risk.model_dump()),
     )

@@ -227,6 +227,13 @@ def _report(
             "death_review": workflow.death_reviews,
         },
         "tasks_closed_by_data": routing.closed_by_data if routing else 0,
+        # The home visits planned per grid for the weeks ahead, against each grid's capacity;
+        # open visits no week before their due date had room for.
+        "visit_plan": {
+            **{k: v for k, v in workflow.visit_plan.items() if k != "visits_over_capacity"},
+            "opened_over_capacity": routing.visits_late if routing else 0,
+        },
+        "visits_over_capacity": workflow.visit_plan.get("visits_over_capacity", 0),
         "tasks_cancelled": routing.cancelled if routing else 0,
         "notices": workflow.notices,
         "death_records_refuted": workflow.refuted_death_records,

@@ -7,11 +7,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CertificationPolicy
-from models import LIVE_TASK_STATUSES, ReviewTask, TaskKind, TaskStatus
+from liveness.db import IN_CHUNK
+from liveness.review.capacity import plan_visits
+from liveness.review.plan import visit_load
+from models import (
+    LIVE_TASK_STATUSES,
+    Certification,
+    Person,
+    ReviewTask,
+    TaskKind,
+    TaskStatus,
+    VisitOutcome,
+)
 
 # The rule a death review's reasons name: a death record that did not match the roll cleanly.
 DEATH_REVIEW_RULE = "death_record_name_mismatch"
@@ -24,6 +35,7 @@ class RoutingResult:
     opened: dict[str, int]
     closed_by_data: int
     cancelled: int
+    visits_late: int = 0  # home visits opened that no week before their due date had room for
 
 
 def open_tasks(session: Session) -> pd.DataFrame:
@@ -66,7 +78,10 @@ def route_reviews(
     `assessed` has person_id, grid_code, region_code, level, certifiable, score,
     monthly_amount and reasons. Medium people due for renewal get a remote face verification,
     weak ones a home visit (or, living outside the agency's area, a face verification: nobody
-    can visit them). `due` limits new reviews to people whose certification is up for renewal
+    can visit them; with the policy's `face_first_for_weak`, one who can verify remotely
+    (`face_first`) too). Home visits are planned into weeks within their grid's capacity
+    (`liveness.review.capacity`); `due_on` stays the deadline, `planned_week` is the plan.
+    `due` limits new reviews to people whose certification is up for renewal
     (None: everyone); `visit_now` and `face_now` are people a finished review sends on (a
     failed or lapsed face verification to a visit; a person who moved away to a face
     verification); `visit_asked` are people of `visit_now` whose face verification a grid
@@ -103,7 +118,6 @@ def route_reviews(
     wants_face &= ~candidates["person_id"].isin(visit_now)
     # Nobody can visit a person who lives elsewhere: they are offered a face verification.
     face = wants_face.to_numpy() | ~in_area.to_numpy()
-    kind = np.where(face, TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
     # Why each task opens: a visit a grid worker asked for instead of a face verification, a
     # visit after a failed face verification, a face verification after a visit that found
     # nobody, a risk before the cycle is due, else the certification's renewal.
@@ -117,10 +131,28 @@ def route_reviews(
         ["visit_asked", "face_failed", "after_visit", "risk"],
         default="renewal",
     )
+    # A weak person due for renewal who can verify remotely is asked to first: a visit
+    # follows only if that verification fails or is ignored (cause face_failed).
+    renewal_visit = ~face & (cause == "renewal")
+    if policy.capacity.face_first_for_weak and renewal_visit.any():
+        remote = face_first(session, persons=candidates.loc[renewal_visit, "person_id"])
+        face |= renewal_visit & candidates["person_id"].isin(remote).to_numpy()
+    kind = np.where(face, TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
     due_days = np.where(face, policy.face_due_days, policy.visit_due_days)
     # Riskier people and larger monthly amounts come first: both raise what a miss costs.
     at_risk = (1.0 - candidates["score"].to_numpy()) * candidates["monthly_amount"].to_numpy(float)
     priority = at_risk * policy.priority_per_yuan_at_risk
+    # Home visits are planned into weeks within their grid's capacity, by risk x amount.
+    weeks = _plan_weeks(
+        session, as_of=as_of, policy=policy,
+        visits=pd.DataFrame({
+            "grid_code": candidates["grid_code"].to_numpy()[~face],
+            "deadline": as_of + dt.timedelta(days=policy.visit_due_days),
+            "value": at_risk[~face],
+        }),
+    )  # fmt: skip
+    planned_week = np.full(len(candidates), None, dtype=object)
+    planned_week[~face] = weeks["planned_week"].to_numpy()
     rows = [
         {
             "person_id": int(person_id),
@@ -130,13 +162,14 @@ def route_reviews(
             "priority": round(float(task_priority), 2),
             "opened_on": as_of,
             "due_on": as_of + dt.timedelta(days=int(days)),
+            "planned_week": week,
             "opened_run_id": run_id,
             "reasons": reasons,
             "cause": str(task_cause),
         }
-        for person_id, task_kind, grid_code, task_priority, days, reasons, task_cause in zip(
+        for person_id, task_kind, grid_code, task_priority, days, week, reasons, task_cause in zip(
             candidates["person_id"], kind, candidates["grid_code"], priority, due_days,
-            candidates["reasons"], cause, strict=True,
+            planned_week, candidates["reasons"], cause, strict=True,
         )
     ]  # fmt: skip
     if rows:
@@ -146,7 +179,52 @@ def route_reviews(
         opened={str(k): int(v) for k, v in opened.items()},
         closed_by_data=len(resolved),
         cancelled=len(cancelled),
+        visits_late=int(weeks["late"].sum()),
     )
+
+
+def _plan_weeks(
+    session: Session, *, as_of: dt.date, policy: CertificationPolicy, visits: pd.DataFrame
+) -> pd.DataFrame:
+    """Plan new home visits into weeks beside those already planned (`plan_visits`)."""
+    grids = sorted(set(visits["grid_code"].astype(str)))
+    capacity = pd.Series({grid: policy.capacity.of(grid) for grid in grids}, dtype="int64")
+    return plan_visits(
+        visits, load=visit_load(session, today=as_of), capacity=capacity, today=as_of
+    )
+
+
+def face_first(session: Session, *, persons: pd.Series) -> set[int]:
+    """Return those of `persons` who may verify remotely before a visit is sent.
+
+    They have a phone on the roll and no face verification failed or ignored this cycle
+    (since their last certification).
+    """
+    ids = sorted({int(p) for p in persons})
+    last_certified = (
+        select(func.max(Certification.certified_on))
+        .where(Certification.person_id == ReviewTask.person_id)
+        .scalar_subquery()
+    )
+    able: set[int] = set()
+    # In chunks: SQLite caps the parameters of a statement.
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        phones = session.scalars(
+            select(Person.id).where(
+                Person.id.in_(chunk), Person.phone.is_not(None), func.trim(Person.phone) != ""
+            )
+        )
+        failed = session.scalars(
+            select(ReviewTask.person_id).where(
+                ReviewTask.person_id.in_(chunk),
+                ReviewTask.kind == TaskKind.FACE_VERIFICATION,
+                ReviewTask.outcome.in_([VisitOutcome.FACE_FAILED, VisitOutcome.LAPSED]),
+                (last_certified.is_(None)) | (ReviewTask.opened_on >= last_certified),
+            )
+        )
+        able |= set(phones) - set(failed)
+    return able
 
 
 def open_death_reviews(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, Date, and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from liveness.db import IN_CHUNK
@@ -50,6 +50,7 @@ class WorkerRow:
     reasons: dict[str, Any]  # as of the task's opening
     cause: str | None = None  # why the task was opened (views.overdue.CAUSES)
     current: dict[str, Any] | None = None  # the person's reasons as of the latest run
+    planned_week: dt.date | None = None  # a home visit's planned week (its Monday)
 
 
 def current_reasons(session: Session, *, person_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -104,10 +105,11 @@ def worker_queue(
 
     `limit` None returns every matching task (an export, a grid's visit sheet).
     Claimed tasks stay listed, with their claimant. `search` matches the last digits of the
-    identity number or part of the name; `sort` is priority (highest first), due (earliest
-    first) or address (walking order, grid by grid: `address_order`). Walking order is not a
-    string order a database gives on both backends, so it is computed over the filtered open
-    tasks' addresses only (a worker's grids hold hundreds) and the page read by its ids.
+    identity number or part of the name; `sort` is priority (the planned week, then highest
+    first: `_ranked_page`), due (earliest first) or address (walking order, grid by grid:
+    `address_order`). Walking order is not a string order a database gives on both backends,
+    so it is computed over the filtered open tasks' addresses only (a worker's grids hold
+    hundreds) and the page read by its ids.
     """
     if sort not in QUEUE_SORTS:
         raise ViewInvalid(f"sort: {sort!r} is not one of {', '.join(QUEUE_SORTS)}")
@@ -120,14 +122,16 @@ def worker_queue(
         Person.address, Person.phone, Person.region_code, ReviewTask.grid_code,
         ReviewTask.kind, ReviewTask.priority, ReviewTask.due_on, ReviewTask.claimed_by,
         claim_live.label("claim_live"), ReviewTask.reasons, ReviewTask.cause,
-        ReviewTask.person_id,
+        ReviewTask.person_id, ReviewTask.planned_week,
     )  # fmt: skip
     rows: list[Any]
     total: int | None
     if sort == "address":
         rows, total = _walking_page(session, condition, columns, limit=limit, offset=offset)
     else:
-        rows, total = _ranked_page(session, condition, columns, sort, limit=limit, offset=offset)
+        rows, total = _ranked_page(
+            session, condition, columns, sort, today=today, limit=limit, offset=offset
+        )
     current = current_reasons(session, person_ids=[row.person_id for row in rows]) if rows else {}
     page = [_worker_row(row, current.get(row.person_id)) for row in rows]
     if total is not None:
@@ -182,16 +186,24 @@ def _worker_row(row: Any, current: dict[str, Any] | None) -> WorkerRow:
         reasons=row.reasons,
         cause=row.cause,
         current=current,
+        planned_week=row.planned_week,
     )
 
 
 def _ranked_page(
     session: Session, condition: ColumnElement[bool], columns: tuple[Any, ...], sort: str,
-    *, limit: int | None, offset: int,
+    *, today: dt.date, limit: int | None, offset: int,
 ) -> tuple[list[Any], int | None]:  # fmt: skip
-    """Return a page of the queue by priority or due date, and the total (None: past the end)."""
+    """Return a page of the queue by priority or due date, and the total (None: past the end).
+
+    By priority, home visits planned for a later week come after this week's tasks, week by
+    week: a task without a planned week, or planned for this week or a past one, is this
+    week's.
+    """
+    monday = literal(today - dt.timedelta(days=today.weekday()), Date)
+    week = case((ReviewTask.planned_week > monday, ReviewTask.planned_week), else_=monday)
     order: tuple[Any, ...] = {
-        "priority": (ReviewTask.priority.desc(),),
+        "priority": (week, ReviewTask.priority.desc()),
         "due": (ReviewTask.due_on, ReviewTask.priority.desc()),
     }[sort]
     rows = list(

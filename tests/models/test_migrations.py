@@ -15,7 +15,7 @@ def test_migrations_create_every_table_and_downgrade_cleanly(
     engine = make_engine(database_url_factory(backend_name))
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == "0014"
+    assert current_revision(engine) == "0015"
     tables = set(inspect(engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     downgrade(engine, "base")
@@ -45,7 +45,7 @@ def test_0006_gives_existing_clients_no_regions(
             )
         )
     upgrade(engine)
-    assert current_revision(engine) == "0014"
+    assert current_revision(engine) == "0015"
     with engine.connect() as connection:
         regions = connection.execute(
             select(ApiClient.regions).where(ApiClient.name == "old")
@@ -53,4 +53,39 @@ def test_0006_gives_existing_clients_no_regions(
     assert regions == []
     downgrade(engine, "0005")
     assert "regions" not in {c["name"] for c in inspect(engine).get_columns("api_clients")}
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_0015_leaves_existing_visits_unplanned(
+    backend_name: str, database_url_factory: Callable[[str], str]
+) -> None:
+    engine = make_engine(database_url_factory(backend_name))
+    upgrade(engine, "0014")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO persons (person_ref, id_number, id_status, name, sex, birth_date,"
+                " region_code, grid_code, created_at, updated_at) VALUES ('P1',"
+                " '330702194501011230', 'valid', '张三', 'M', '1945-01-01', '330702', 'G1',"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO review_tasks (person_id, kind, status, grid_code, priority,"
+                " opened_on, due_on, reasons, outcome_detail, created_at)"
+                " SELECT id, 'home_visit', 'open', 'G1', 1.0, '2025-04-01', '2025-05-01',"
+                " '{}', '{}', CURRENT_TIMESTAMP FROM persons"
+            )
+        )
+    upgrade(engine)
+    assert current_revision(engine) == "0015"
+    with engine.connect() as connection:
+        # A visit opened before planning has no week: it counts in the current one.
+        assert connection.execute(text("SELECT planned_week FROM review_tasks")).all() == [(None,)]
+    downgrade(engine, "0014")
+    assert "planned_week" not in {c["name"] for c in inspect(engine).get_columns("review_tasks")}
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM review_tasks")).scalar_one() == 1
     engine.dispose()

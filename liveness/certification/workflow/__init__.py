@@ -38,6 +38,7 @@ from liveness.certification.workflow.settle import (
 from liveness.estimator.config import EstimatorConfig
 from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.evidence.store import EvidenceStore
+from liveness.review.plan import visit_plan
 from liveness.scoring import ScoringPolicy
 
 __all__ = [
@@ -93,5 +94,6 @@ def apply_workflow(
         session, context, settled, findings, certified, snapshot=snapshot, levels=levels,
         stops=stops, estimate=estimate, result=result,
     )  # fmt: skip
+    result.visit_plan = visit_plan(session, today=as_of, capacity=policy.capacity)
     fold_payments(session, context, settled, findings, certified, levels=levels, result=result)
     return result

@@ -38,6 +38,8 @@ class WorkflowResult:
     events: dict[str, int] = field(default_factory=dict)
     lapse_waiting: dict[str, int] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)
+    # The home visits planned per grid and week after routing (liveness.review.plan).
+    visit_plan: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
