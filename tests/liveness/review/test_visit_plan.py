@@ -40,7 +40,8 @@ HEADER = (
     "person_ref,id_number,name,sex,birth_date,benefit_type,monthly_amount,benefit_start,"
     "region_code,grid_code,status,last_certified_on,phone\n"
 )
-# Certified 2024-06-01: up for renewal on AS_OF (the window opens 60 days before 2025-06-01).
+# Certified 2024-05-20: their reviews are due on AS_OF (just in time: 50 days before the
+# certification ends on 2025-05-20, on 03-31).
 # Nobody has a trace: everyone is weak, everyone lives in the agency's area (3307).
 # G1: ten people without a phone (monthly amounts 1010 .. 1100: their visits' values) and
 # three with one; G2: four without.
@@ -60,7 +61,7 @@ def _registry() -> str:
     )
     rows = [
         f"{ref},{number},张{ref},M,1950-01-01,enterprise_pension,{amount}.00,2010-01-01,"
-        f"330702,{grid},active,2024-06-01,{phone}\n"
+        f"330702,{grid},active,2024-05-20,{phone}\n"
         for (ref, grid, amount, phone), number in zip(PEOPLE, full_id_numbers(bodies), strict=True)
     ]
     return HEADER + "".join(rows)
