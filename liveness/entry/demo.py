@@ -18,7 +18,7 @@ from liveness.db import session_scope
 from liveness.entry.demo_leads import demo_leads, demo_table
 from liveness.entry.reports import print_run_report
 from liveness.evidence.compaction import compact_store
-from liveness.ingest import INGEST_ORDER
+from liveness.ingest import ingest_order
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.services import Services
@@ -255,7 +255,9 @@ def run_demo(
     totals = {"read": 0, "loaded": 0, "redelivered": 0, "quarantined": 0, "unmatched": 0}
     refused = []
     with console.status("ingesting") as status:
-        for source in INGEST_ORDER:
+        for source in ingest_order(services.source_configs):
+            if not (folder / "city" / source).is_dir():
+                continue  # a declared source the simulated city does not deliver
             status.update(f"ingesting {source}")
             for report in ingest_paths(services, source=source, paths=[folder / "city" / source]):
                 totals["read"] += report.rows_read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,16 +11,19 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connectors import TraceSpec
 from liveness.errors import NotFound
 from liveness.evidence.parts import day_from_number
 from liveness.evidence.store import EvidenceStore
 from liveness.ingest.traces import TRACE_SOURCES
+from liveness.sources import BUILTIN_TRACES
 from liveness.views.masking import mask_id_number
 from liveness.views.payments import benefit_payments
 from models import (
     Assessment,
     Benefit,
     Certification,
+    EvidencePart,
     Person,
     ReviewTask,
     Run,
@@ -45,14 +49,25 @@ class PersonView:
     timeline: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # Per benefit: its payment state and the list entries that made it (views.payments).
     payments: list[dict[str, Any]] = field(default_factory=list)
+    # Each timeline source in words, per language: a declared source's label in sources.toml.
+    source_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def stored_sources(session: Session) -> tuple[str, ...]:
+    """Return the trace sources the evidence store holds: the built-in ones, then the others."""
+    held = set(session.scalars(select(EvidencePart.source).distinct()))
+    return (*TRACE_SOURCES, *sorted(held - set(TRACE_SOURCES)))
 
 
 def _timeline(
     session: Session, *, store: EvidenceStore, person_id: int, since: dt.date, per_source: int
 ) -> dict[str, list[dict[str, Any]]]:
-    """Return each source's latest traces of a person since a day, newest first."""
+    """Return each source's latest traces of a person since a day, newest first.
+
+    Every built-in source has its lane, and every declared source the store holds traces of.
+    """
     timeline: dict[str, list[dict[str, Any]]] = {}
-    for source in TRACE_SOURCES:
+    for source in stored_sources(session):
         found = []
         for table in store.scan(
             session, source=source, columns=["person_id", "day", "event_at", "kind"],
@@ -78,8 +93,13 @@ def person_view(
     today: dt.date,
     window_days: int = 90,
     per_source: int = 20,
+    traces: Mapping[str, TraceSpec] | None = None,
 ) -> PersonView:
-    """Return a person's file: the evidence timeline covers `window_days` before the last run."""
+    """Return a person's file: the evidence timeline covers `window_days` before the last run.
+
+    `traces` (the configured trace sources, `Services.traces`) gives declared sources their
+    words; the built-in sources have theirs.
+    """
     person = session.scalars(select(Person).where(Person.person_ref == person_ref)).first()
     if person is None:
         raise NotFound(no_person(person_ref))
@@ -138,6 +158,9 @@ def person_view(
             since=reference - dt.timedelta(days=window_days), per_source=per_source,
         ),
         payments=benefit_payments(session, person_id=person.id),
+        source_labels={
+            name: dict(spec.label) for name, spec in {**BUILTIN_TRACES, **(traces or {})}.items()
+        },
     )  # fmt: skip
 
 

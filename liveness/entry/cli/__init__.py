@@ -356,12 +356,13 @@ def unmatched(
     from liveness.db import session_scope
     from liveness.ingest.queries import unmatched_death_records, unmatched_evidence
     from liveness.ingest.relink import relink_pending
-    from liveness.ingest.traces import TRACE_SOURCES
 
     services = migrated_services()
-    sources = TRACE_SOURCES if source is None else (source,)
+    sources = tuple(services.traces) if source is None else (source,)
     with session_scope(services.sessions) as session:
-        traces = unmatched_evidence(session, store=services.store, sources=sources)
+        traces = unmatched_evidence(
+            session, store=services.store, sources=sources, links=services.trace_links
+        )
         deaths = unmatched_death_records(session)
         pending = relink_pending(session)
     if source is not None:
@@ -393,6 +394,7 @@ def relink_command(json_output: JsonOption = False) -> None:
             session,
             store=services.store,
             demographic_confidence=services.certification_policy.demographic_confidence,
+            links=services.trace_links,
         )
     if json_output:
         print_json(report.as_dict())
