@@ -30,7 +30,7 @@ from connectors.declare import (
 )
 from connectors.errors import ConfigError
 from connectors.spec import BENEFIT_TYPES, SOURCES, SourceSpec, TraceSpec
-from connectors.strict import StrictModel
+from connectors.strict import StrictModel, as_tuple
 
 if TYPE_CHECKING:  # the transports import connectors.base, which imports this module
     from connectors.http import HttpTransport
@@ -274,8 +274,7 @@ class _SourceTable(StrictModel):
     # The declaration of a new source (connectors.declare); `group` is allowed on a built-in
     # trace source too.
     label: Label | None = None
-    columns: Annotated[tuple[ColumnTable, ...], BeforeValidator(lambda v: tuple(v) if
-                       isinstance(v, list) else v)] | None = None  # fmt: skip
+    columns: Annotated[tuple[ColumnTable, ...], BeforeValidator(as_tuple)] | None = None
     link: Link | None = None
     time_column: Name | None = None
     kind_column: Name | None = None
@@ -318,9 +317,10 @@ def _message(error: Mapping[str, Any], allowed: tuple[str, ...]) -> str:
         return "is required"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "must be a table"
-    if kind in ("string_type", "string_too_short"):
-        return "must be a non-empty string" + ("" if kind == "string_too_short" else
-                                               f", not {value!r}")  # fmt: skip
+    if kind == "string_too_short":
+        return "must be a non-empty string"
+    if kind == "string_type":
+        return f"must be a non-empty string, not {value!r}"
     if kind == "int_type":
         return f"must be an integer, not {value!r}"
     if kind == "float_type":

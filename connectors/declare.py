@@ -29,7 +29,9 @@ from connectors.spec import (
 )
 from connectors.strict import StrictModel, Texts, as_tuple
 
-__all__ = ["DECLARATION_KEYS", "ColumnTable", "Label", "declared_spec", "grouped_spec"]
+__all__ = [
+    "DECLARATION_KEYS", "ColumnTable", "Label", "Link", "Name", "declared_spec", "grouped_spec",
+]  # fmt: skip
 
 # `fail(key, message)`: the error naming the declaration's key.
 _Fail = Callable[[str, str], ConfigError]

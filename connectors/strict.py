@@ -1,7 +1,9 @@
-"""The base of typed configuration models: frozen, unknown keys refused, no silent coercion.
+"""The base of the connectors' configuration models: frozen, unknown keys refused, strict.
 
-It lives here, below the domain core, so that the connectors' own file (config/sources.toml)
-and the core's policy files (liveness.policy_files) are read by the same kind of model.
+The same behaviour as the core's policy models (liveness.policy_files.PolicyModel), which the
+connectors may not import (they lie below the core); kept apart rather than imported the other
+way, since importing any module of `connectors` loads the connectors and their data libraries,
+which the core's quick commands (`liveness runs`) do without.
 """
 
 from __future__ import annotations

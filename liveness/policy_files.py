@@ -13,11 +13,10 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from connectors.strict import StrictModel, Texts
 from liveness.errors import ConfigurationError
 
 __all__ = [
@@ -68,8 +67,21 @@ def parse_policy_file(raw: bytes, *, origin: Path | str) -> PolicyFile:
     return PolicyFile(path=Path(origin), raw=raw, document=document)
 
 
-class PolicyModel(StrictModel):
+def _as_tuple(value: object) -> object:
+    # TOML arrays arrive as lists; the models hold tuples so that they stay immutable.
+    return tuple(value) if isinstance(value, list) else value
+
+
+# A TOML array of strings, held as a tuple.
+Texts = Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]
+
+
+class PolicyModel(BaseModel):
     """Base of every policy file's model: frozen, unknown keys refused, types strict."""
+
+    # strict: TOML has real types, so `recent = true` or `min_persons = "2"` are mistakes to
+    # name, not values to coerce (a strict float still takes an integer such as `weight = 1`).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 M = TypeVar("M", bound=PolicyModel)

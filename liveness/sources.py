@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from connectors import SOURCES, ConnectorError, TraceSpec, load_source_configs, trace_specs
+from liveness.settings import PACKAGED_CONFIG
 
 __all__ = ["BUILTIN_TRACES", "group_codes", "source_labels", "traces_beside"]
 
@@ -22,8 +23,6 @@ def traces_beside(path: Path | None) -> dict[str, TraceSpec]:
     Those of the sources.toml in the same folder; where there is none (or it does not load:
     its own check reports why), those of the shipped one; failing that, the built-in ones.
     """
-    from liveness.settings import PACKAGED_CONFIG
-
     folders = ([] if path is None else [path.parent]) + [PACKAGED_CONFIG]
     for folder in folders:
         candidate = folder / _SOURCES_FILE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -13,14 +14,20 @@ import numpy.typing as npt
 from liveness.scoring.features import EvidenceFeatures
 from liveness.scoring.grade import LEVELS, RULES, Grades
 from liveness.scoring.policy import ScoringPolicy
-from liveness.sources import BUILTIN_TRACES, source_labels
+from liveness.sources import BUILTIN_TRACES, source_labels, traces_beside
 
 __all__ = ["reasons_for", "reasons_frame", "render_reasons"]
 
-# The built-in sources in words; a declared source's words are its `label` in sources.toml.
-_SOURCE_NAMES: dict[str, dict[str, str]] = {
-    lang: source_labels(BUILTIN_TRACES, lang) for lang in ("zh", "en")
-}
+
+@cache
+def _source_names(lang: str) -> dict[str, str]:
+    """Return the sources in words: the built-in ones and those the shipped file declares.
+
+    A deployment's own declared sources are named by `render_reasons`' `labels`.
+    """
+    return source_labels({**BUILTIN_TRACES, **traces_beside(None)}, lang)
+
+
 _LEVEL_NAMES: dict[str, dict[str, str]] = {
     "zh": {"strong": "强", "medium": "中", "weak": "弱", "deceased": "已故"},
     "en": {"strong": "strong", "medium": "medium", "weak": "weak", "deceased": "deceased"},
@@ -153,7 +160,7 @@ def render_reasons(
     sources have theirs, any other shows its name.
     """
     zh = lang == "zh"
-    names = {**_SOURCE_NAMES[lang], **(labels or {})}
+    names = {**_source_names(lang), **(labels or {})}
     level = _LEVEL_NAMES[lang][reasons["level"]]
     rule = reasons["rule"]
     window, long = reasons["window"], reasons["long"]
@@ -161,18 +168,23 @@ def render_reasons(
 
     def listing(only_agreeing: bool) -> str:
         parts = []
+        listed: dict[str, str] = {}  # the first listed source of each independence group
         for name, entry in sources.items():
             if only_agreeing and not entry["agrees"]:
                 continue
             label = names.get(name, name)
+            # A source of a group listed before records the same acts: say so.
+            first = listed.setdefault(entry.get("group", name), label)
             if zh:
                 part = f"{label}：最近{entry['last']}" + (
                     "（数据中断）" if entry.get("degraded") else ""
                 )
+                part += f"（与{first}同源）" if first != label else ""
             else:
                 part = f"{label}: last {entry['last']}" + (
                     " (source degraded)" if entry.get("degraded") else ""
                 )
+                part += f" (one source with {first})" if first != label else ""
             parts.append(part)
         if not parts:
             return ""

@@ -68,7 +68,7 @@ def test_the_reasons_name_the_group_and_count_it_once(policy: ScoringPolicy) -> 
     assert "group" not in reasons["sources"]["medical"]
     text = render_reasons(reasons, lang="en")
     assert text.startswith("medium: 1 source in the last 90 days")
-    assert "card payments" in text and "medical" in text
+    assert "card payments: last" in text and "(one source with card payments)" in text
 
 
 def test_strong_sources_may_not_exceed_the_groups(tmp_path: Path) -> None:
