@@ -12,7 +12,7 @@ from liveness.simulate.traces.draws import (
     _clock,
     _dates_text,
     _epoch_day,
-    _ids,
+    _identified,
     _order,
     _pick,
     _poisson_days,
@@ -64,12 +64,9 @@ def build_health_checks(*, rng: np.random.Generator, population: Population) -> 
     )
     order = _order(day, np.zeros_like(day), person)
     person, day = person[order], day[order]
-    n = person.size
     table = pa.table(
         {
-            "record_id": _ids("HC", n, 8),
-            "id_number": pa.array(population.id_number[person], type=pa.string()),
-            "name": pa.array(population.name[person], type=pa.string()),
+            **_identified(population, person, prefix="HC", width=8),
             "checked_on": _dates_text(population, day),
             "institution_code": _centres(population, person, rng),
         }
@@ -98,13 +95,10 @@ def build_vaccinations(*, rng: np.random.Generator, population: Population, chec
     seconds = _clock(rng, person.size, peaks=[(0.7, 9.5, 1.2), (0.3, 14.5, 1.2)], hours=(8.0, 16.5))
     order = _order(day, seconds, person)
     person, day, seconds, vaccine = person[order], day[order], seconds[order], vaccine[order]
-    n = person.size
     epoch = _epoch_day(population)
     table = pa.table(
         {
-            "record_id": _ids("VX", n, 8),
-            "id_number": pa.array(population.id_number[person], type=pa.string()),
-            "name": pa.array(population.name[person], type=pa.string()),
+            **_identified(population, person, prefix="VX", width=8),
             "vaccinated_at": _timestamps((epoch + day) * 86400 + seconds),
             "vaccine": _pick(VACCINES, vaccine),
             "institution_code": _centres(population, person, rng),
@@ -133,14 +127,11 @@ def build_long_term_care(*, rng: np.random.Generator, population: Population) ->
     service = np.concatenate([np.zeros(p1.size, np.int64), np.ones(p2.size, np.int64)])
     order = _order(day, np.zeros_like(day), person)
     person, day, service = person[order], day[order], service[order]
-    n = person.size
     # Each nursing home or care service of a region (ten of them) keeps its own records.
     provider = _region_index(population.region[person]) * 10 + person % 10
     table = pa.table(
         {
-            "record_id": _ids("LT", n, 10),
-            "id_number": pa.array(population.id_number[person], type=pa.string()),
-            "name": pa.array(population.name[person], type=pa.string()),
+            **_identified(population, person, prefix="LT", width=10),
             "cared_on": _dates_text(population, day),
             "service": _pick(LTC_SERVICES, service),
             "institution_code": _pick([f"N{k:03d}" for k in range(10 * 9)], provider),

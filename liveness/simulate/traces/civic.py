@@ -11,7 +11,7 @@ from liveness.simulate.traces.draws import (
     _categorical,
     _clock,
     _epoch_day,
-    _ids,
+    _identified,
     _order,
     _pick,
     _poisson_days,
@@ -62,9 +62,7 @@ def build_travel(*, rng: np.random.Generator, population: Population) -> Trace:
     epoch = _epoch_day(population)
     table = pa.table(
         {
-            "record_id": _ids("R", n, 9),
-            "id_number": pa.array(population.id_number[person], type=pa.string()),
-            "name": pa.array(population.name[person], type=pa.string()),
+            **_identified(population, person, prefix="R", width=9),
             "departed_at": _timestamps((epoch + day) * 86400 + seconds),
             "mode": _pick(["rail", "air"], flight.astype(np.int64)),
             "origin": pa.array(origin, type=pa.string()),
@@ -91,9 +89,7 @@ def build_counter(*, rng: np.random.Generator, population: Population) -> Trace:
     epoch = _epoch_day(population)
     table = pa.table(
         {
-            "record_id": _ids("CT", n, 9),
-            "id_number": pa.array(population.id_number[person], type=pa.string()),
-            "name": pa.array(population.name[person], type=pa.string()),
+            **_identified(population, person, prefix="CT", width=9),
             "served_at": _timestamps((epoch + day) * 86400 + seconds),
             "venue": _pick(VENUES, venue),
             "branch_code": _pick(branches, branch),

@@ -146,3 +146,14 @@ def _dates_text(population: Population, day: IntArray) -> pa.Array:
     """Format day indexes of the period as `YYYY-MM-DD`."""
     days = np.datetime64(population.start, "D") + day.astype("timedelta64[D]")
     return pa.array(days).cast(pa.string())
+
+
+def _identified(
+    population: Population, person: IntArray, *, prefix: str, width: int
+) -> dict[str, pa.Array]:
+    """Return the leading columns of a record known by identity number: id, number, name."""
+    return {
+        "record_id": _ids(prefix, person.size, width),
+        "id_number": pa.array(population.id_number[person], type=pa.string()),
+        "name": pa.array(population.name[person], type=pa.string()),
+    }
