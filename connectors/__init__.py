@@ -9,6 +9,7 @@ from connectors.config import (
     load_source_configs,
     make_transport,
     parse_source_configs,
+    trace_specs,
 )
 from connectors.errors import (
     ConfigError,
@@ -22,7 +23,7 @@ from connectors.errors import (
 )
 from connectors.http import HttpTransport
 from connectors.identity import id_check_character, normalise_id_numbers
-from connectors.spec import SOURCES, Column, ColumnKind, SourceSpec
+from connectors.spec import SOURCES, Column, ColumnKind, LinkMode, SourceSpec, TraceSpec
 from connectors.sql import SqlTransport
 from connectors.transport import Pull
 
@@ -37,6 +38,7 @@ __all__ = [
     "FatalError",
     "HttpSettings",
     "HttpTransport",
+    "LinkMode",
     "MissingColumns",
     "Pull",
     "RetriableError",
@@ -44,6 +46,7 @@ __all__ = [
     "SourceSpec",
     "SqlSettings",
     "SqlTransport",
+    "TraceSpec",
     "TransportError",
     "UndecodableFile",
     "UnreadableFile",
@@ -54,4 +57,5 @@ __all__ = [
     "make_transport",
     "normalise_id_numbers",
     "parse_source_configs",
+    "trace_specs",
 ]

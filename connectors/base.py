@@ -722,8 +722,10 @@ def get_connector(
     ``arrived_at`` is when the delivery to read arrived (default: when its rows are read);
     ``timezone`` is the deliveries' local time (the configured one, `LIVENESS_TIMEZONE`).
     """
-    spec = SOURCES.get(name)
-    if spec is None:
-        raise ConnectorError(f"unknown source {name!r}; known sources: {', '.join(SOURCES)}")
-    config = configs.get(name) or SourceConfig(name=name)
-    return Connector(spec, config, arrived_at=arrived_at, timezone=timezone)
+    config = configs.get(name)
+    if config is None:
+        if name not in SOURCES:
+            known = ", ".join([*SOURCES, *(n for n in configs if n not in SOURCES)])
+            raise ConnectorError(f"unknown source {name!r}; known sources: {known}")
+        config = SourceConfig(name=name)
+    return Connector(config.spec, config, arrived_at=arrived_at, timezone=timezone)

@@ -1,19 +1,36 @@
-"""Per-source configuration: where deliveries land and how a department deviates."""
+"""Per-source configuration: where deliveries land, how a department deviates, new sources.
+
+config/sources.toml is read through typed models (frozen, unknown keys refused, no silent
+coercion); any error is one `ConfigError` naming the file, the source table and the key:
+``sources.toml: [medical.sql] batch_rows: must be an integer, not '9'``.
+"""
 
 from __future__ import annotations
 
 import codecs
 import datetime as dt
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+
+from connectors.declare import (
+    DECLARATION_KEYS,
+    ColumnTable,
+    Label,
+    Link,
+    Name,
+    declared_spec,
+    grouped_spec,
+)
 from connectors.errors import ConfigError
-from connectors.spec import BENEFIT_TYPES, SOURCES, SourceSpec
+from connectors.spec import BENEFIT_TYPES, SOURCES, SourceSpec, TraceSpec
+from connectors.strict import StrictModel, as_tuple
 
 if TYPE_CHECKING:  # the transports import connectors.base, which imports this module
     from connectors.http import HttpTransport
@@ -31,6 +48,7 @@ __all__ = [
     "load_source_configs",
     "make_transport",
     "parse_source_configs",
+    "trace_specs",
 ]
 
 FORMATS = ("csv", "csv.gz", "parquet", "jsonl")
@@ -38,34 +56,10 @@ FORMATS = ("csv", "csv.gz", "parquet", "jsonl")
 ENCODINGS = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "gb18030": "gb18030"}
 Transport = Literal["files", "sql", "http"]
 TRANSPORTS: tuple[str, ...] = get_args(Transport)
-_KEYS = {
-    "path",
-    "format",
-    "encoding",
-    "rename",
-    "date_formats",
-    "value_maps",
-    "transport",
-    "sql",
-    "http",
-}
-_SQL_KEYS = ("url", "url_secret", "table", "cursor_column", "batch_rows")
-_HTTP_KEYS = (
-    "url",
-    "page_size",
-    "cursor_param",
-    "limit_param",
-    "records_key",
-    "next_cursor_key",
-    "token_secret",
-    "max_retries",
-    "backoff_s",
-    "timeout_s",
-)
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-_VALIDATION_KEYS = ("earliest_date", "future_allowance_minutes", "ceilings", "minimum_age")
-# The money columns of every source: the keys [validation.ceilings] may name.
+# The money columns of the built-in sources: the keys [validation.ceilings] may name (with
+# those of declared sources).
 MONEY_COLUMNS = tuple(
     sorted({c.name for spec in SOURCES.values() for c in spec.columns if c.kind == "money"})
 )
@@ -89,7 +83,11 @@ class ValidationRules:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Hold how one source is delivered: folder, container, encoding and mappings."""
+    """Hold how one source is delivered: folder, container, encoding and mappings.
+
+    ``declared`` is the source's spec when sources.toml declares it (a new source), or moves
+    a built-in trace source into another independence group; None: the built-in spec.
+    """
 
     name: str
     path: str | None = None
@@ -102,6 +100,17 @@ class SourceConfig:
     sql: SqlSettings | None = None
     http: HttpSettings | None = None
     validation: ValidationRules = field(default_factory=ValidationRules)
+    declared: SourceSpec | None = None
+
+    @property
+    def spec(self) -> SourceSpec:
+        """Return the source's reference format: as declared, else the built-in one."""
+        return self.declared if self.declared is not None else SOURCES[self.name]
+
+    @property
+    def trace(self) -> TraceSpec | None:
+        """Return how the source's rows become evidence (None: not a trace source)."""
+        return self.spec.trace
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,11 @@ class HttpSettings:
     timeout_s: float = 30.0
 
 
+def trace_specs(configs: Mapping[str, SourceConfig]) -> dict[str, TraceSpec]:
+    """Return the trace sources of a configuration, built-in ones first, with their specs."""
+    return {name: c.trace for name, c in configs.items() if c.trace is not None}
+
+
 def canonical_encoding(name: str) -> str | None:
     """Return the canonical name of an allowed encoding, or None if not allowed."""
     try:
@@ -146,30 +160,249 @@ def canonical_encoding(name: str) -> str | None:
     return ENCODINGS.get(codec)
 
 
+# ------------------------------------------------------------------ the file's models
+
+
+def _choice(choices: tuple[str, ...], *, hint: str = "") -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}{hint}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _encoding(value: object) -> object:
+    canonical = canonical_encoding(value) if isinstance(value, str) else None
+    if canonical is None:
+        raise ValueError(f"{value!r} is not one of {', '.join(ENCODINGS)}")
+    return canonical
+
+
+def _map_value(value: object) -> object:
+    # TOML integers are tolerated as values so `"1" = 1` style typos still work
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("must be a string")
+    return str(value)
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _sql_url(value: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value)
+    except ArgumentError:
+        # the value is not echoed: it may hold a password
+        raise ValueError("is not a SQLAlchemy URL (dialect://user@host/db)") from None
+    return value
+
+
+def _date(value: object) -> object:
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        raise ValueError(f"must be a date such as 1900-01-01, not {value!r}")
+    return value
+
+
+def _minutes(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def _amount(value: object) -> object:
+    amount = _yuan(value)
+    if amount is None:
+        raise ValueError(f"must be a positive amount in yuan with at most two decimals, not "
+                         f"{value!r}")  # fmt: skip
+    return amount
+
+
+def _years(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 150:
+        raise ValueError(f"must be whole years 0-150, not {value!r}")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1)]
+MapValue = Annotated[str, BeforeValidator(_map_value)]
+
+
+class _SqlTable(StrictModel):
+    """``[<source>.sql]``: one table read through a SQLAlchemy URL, incrementally."""
+
+    url: Annotated[Text, AfterValidator(_sql_url)] | None = None
+    url_secret: Text | None = None
+    table: Text
+    cursor_column: Text | None = None
+    batch_rows: Annotated[int, Field(ge=1)] = 100_000
+
+
+class _HttpTable(StrictModel):
+    """``[<source>.http]``: a paged JSON API."""
+
+    url: Annotated[Text, AfterValidator(_http_url)]
+    page_size: Annotated[int, Field(ge=1)] = 1000
+    cursor_param: Text = "cursor"
+    limit_param: Text = "limit"
+    records_key: Text = "records"
+    next_cursor_key: Text = "next_cursor"
+    token_secret: Text | None = None
+    max_retries: Annotated[int, Field(ge=0)] = 5
+    backoff_s: Annotated[float, Field(ge=0)] = 0.5
+    timeout_s: Annotated[float, Field(ge=0.001)] = 30.0
+
+
+class _SourceTable(StrictModel):
+    """``[<source>]``: how a source is delivered and, for a new source, its declaration."""
+
+    path: Text | None = None
+    format: Annotated[str, _choice(FORMATS, hint=" (omit it to infer)")] | None = None
+    encoding: Annotated[str, BeforeValidator(_encoding)] = "utf-8"
+    rename: dict[str, MapValue] = Field(default_factory=dict)
+    date_formats: dict[str, MapValue] = Field(default_factory=dict)
+    value_maps: dict[str, dict[str, MapValue]] = Field(default_factory=dict)
+    transport: Annotated[str, _choice(TRANSPORTS)] = "files"
+    sql: _SqlTable | None = None
+    http: _HttpTable | None = None
+    # The declaration of a new source (connectors.declare); `group` is allowed on a built-in
+    # trace source too.
+    label: Label | None = None
+    columns: Annotated[tuple[ColumnTable, ...], BeforeValidator(as_tuple)] | None = None
+    link: Link | None = None
+    time_column: Name | None = None
+    kind_column: Name | None = None
+    kinds: dict[str, Name] | None = None
+    kind: Name | None = None
+    group: Name | None = None
+
+
+class _ValidationTable(StrictModel):
+    """``[validation]``: the policy numbers of the value checks."""
+
+    earliest_date: Annotated[dt.date, BeforeValidator(_date)] | None = None
+    future_allowance_minutes: Annotated[int, BeforeValidator(_minutes)] = 0
+    ceilings: dict[str, Annotated[Decimal, BeforeValidator(_amount)]] = Field(default_factory=dict)
+    minimum_age: dict[str, Annotated[int, BeforeValidator(_years)]] = Field(default_factory=dict)
+
+
+# Keys each table allows, in the order an error lists them.
+_ALLOWED: dict[str, tuple[str, ...]] = {
+    "source": tuple(sorted(_SourceTable.model_fields)),
+    "sql": tuple(_SqlTable.model_fields),
+    "http": tuple(_HttpTable.model_fields),
+    "validation": tuple(_ValidationTable.model_fields),
+    "columns": tuple(ColumnTable.model_fields),
+    "label": tuple(Label.model_fields),
+}
+_TRANSPORT_TABLES = ("sql", "http")
+
+
+def _message(error: Mapping[str, Any], allowed: tuple[str, ...]) -> str:
+    """Say what is wrong with one value, in the file's words."""
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        hint = ""
+        if key in ("token", "password"):
+            hint = "; never put a secret in this file, name it in token_secret / url_secret"
+        return f"unknown key; allowed keys: {', '.join(allowed)}{hint}"
+    if kind == "missing":
+        return "is required"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a table"
+    if kind == "string_too_short":
+        return "must be a non-empty string"
+    if kind == "string_type":
+        return f"must be a non-empty string, not {value!r}"
+    if kind == "int_type":
+        return f"must be an integer, not {value!r}"
+    if kind == "float_type":
+        return f"must be a number, not {value!r}"
+    if kind == "bool_type":
+        return f"must be true or false, not {value!r}"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be an array, not {value!r}"
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = error["ctx"].get("ge", error["ctx"].get("gt"))
+        return f"must be at least {bound:g}, not {value!r}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _model_error(
+    failure: ValidationError, *, path: Path | None, source: str, table: str = "source"
+) -> ConfigError:
+    """Turn a model's first error into a ConfigError naming the source table and the key."""
+    # A misspelt key is both unknown and missing: naming the unknown one first shows the typo.
+    errors = sorted(failure.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    error = errors[0]
+    loc = tuple(str(part) for part in error["loc"])
+    if len(loc) >= 2 and loc[0] in _TRANSPORT_TABLES:
+        message = _message(error, _ALLOWED[loc[0]])
+        return _key_error(path, source, loc[0], ".".join(loc[1:]), message)
+    inner = loc[0] if len(loc) > 1 else ""
+    message = _message(error, _ALLOWED.get(inner, _ALLOWED[table]))
+    return ConfigError(message, path=path, source=source, key=".".join(loc) or None)
+
+
+def _validate(
+    model: type[StrictModel], raw: object, *, path: Path | None, source: str, table: str
+) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("must be a table", path=path, source=source)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as failure:
+        raise _model_error(failure, path=path, source=source, table=table) from None
+
+
+# ------------------------------------------------------------------------ the reader
+
+
 def parse_source_configs(
     data: Mapping[str, Any], *, path: Path | None = None
 ) -> dict[str, SourceConfig]:
-    """Validate parsed TOML and return a config per source (defaults for absent ones)."""
-    unknown = sorted(set(data) - set(SOURCES) - {"validation"})
-    if unknown:
-        raise ConfigError(
-            f"unknown source {unknown[0]!r}; known sources: {', '.join(SOURCES)} "
-            "(and the [validation] table)",
-            path=path,
-            source=unknown[0],
-        )
-    validation = _parse_validation(data.get("validation", {}), path)
-    configs = {}
-    for name, spec in SOURCES.items():
-        table = data.get(name, {})
-        if not isinstance(table, Mapping):
-            raise ConfigError("must be a table", path=path, source=name)
-        configs[name] = _parse_one(spec, table, path, validation)
+    """Validate parsed TOML and return a config per source (defaults for absent ones).
+
+    The built-in sources come first, in their order; then the sources the file declares.
+    """
+    tables: dict[str, _SourceTable] = {}
+    for name, raw in data.items():
+        if name == "validation":
+            continue
+        declares = isinstance(raw, Mapping) and any(key in raw for key in DECLARATION_KEYS)
+        if name not in SOURCES and not declares:
+            raise ConfigError(
+                f"unknown source {name!r}; known sources: {', '.join(SOURCES)} (and the "
+                "[validation] table); a new source is declared with its columns, link, "
+                "time_column, kinds and label",
+                path=path, source=name,
+            )  # fmt: skip
+        tables[name] = _validate(_SourceTable, raw, path=path, source=name, table="source")
+    specs = {name: _spec(name, table, path) for name, table in tables.items()}
+    money = {
+        c.name
+        for spec in [*SOURCES.values(), *(s for s in specs.values() if s is not None)]
+        for c in spec.columns
+        if c.kind == "money"
+    }
+    validation = _parse_validation(data.get("validation", {}), path, money=sorted(money))
+    configs: dict[str, SourceConfig] = {}
+    for name in [*SOURCES, *(n for n in tables if n not in SOURCES)]:
+        table = tables.get(name, _SourceTable())
+        configs[name] = _config(name, table, specs.get(name), path, validation)
     return configs
 
 
 def load_source_configs(path: Path) -> dict[str, SourceConfig]:
-    """Load config/sources.toml; every source of SOURCES gets an entry, with defaults."""
+    """Load config/sources.toml; every built-in source gets an entry, with defaults."""
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -180,54 +413,46 @@ def load_source_configs(path: Path) -> dict[str, SourceConfig]:
     return parse_source_configs(data, path=path)
 
 
-def _parse_validation(raw: object, path: Path | None) -> ValidationRules:
+def _spec(name: str, table: _SourceTable, path: Path | None) -> SourceSpec | None:
+    """Return a declared source's spec, a built-in one moved to a group, or None (built-in)."""
+    if name not in SOURCES:
+        return declared_spec(
+            name, label=table.label, columns=table.columns, link=table.link,
+            time_column=table.time_column, kind_column=table.kind_column, kinds=table.kinds,
+            kind=table.kind, group=table.group, path=path,
+        )  # fmt: skip
+    for key in DECLARATION_KEYS:
+        if getattr(table, key) is not None:
+            raise ConfigError(
+                f"{name} is a built-in source: its format is SOURCES.md's (only its delivery "
+                "and its group may be configured)",
+                path=path, source=name, key=key,
+            )  # fmt: skip
+    if table.group is None or table.group == name:
+        return None
+    return grouped_spec(name, group=table.group, path=path)
+
+
+def _parse_validation(raw: object, path: Path | None, *, money: list[str]) -> ValidationRules:
     """Validate the ``[validation]`` table: dates, minutes, ceilings in yuan, ages in years."""
-
-    def fail(key: str, message: str) -> ConfigError:
-        return ConfigError(message, path=path, source="validation", key=key)
-
-    if not isinstance(raw, Mapping):
-        raise ConfigError("must be a table", path=path, source="validation")
-    for key in raw:
-        if key not in _VALIDATION_KEYS:
-            raise fail(key, f"unknown key; allowed keys: {', '.join(_VALIDATION_KEYS)}")
-    earliest = raw.get("earliest_date")
-    if earliest is not None and (
-        not isinstance(earliest, dt.date) or isinstance(earliest, dt.datetime)
-    ):
-        raise fail("earliest_date", f"must be a date such as 1900-01-01, not {earliest!r}")
-    minutes = raw.get("future_allowance_minutes", 0)
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0:
-        raise fail("future_allowance_minutes", f"must be a whole number >= 0, not {minutes!r}")
-    ceilings_raw = raw.get("ceilings", {})
-    if not isinstance(ceilings_raw, Mapping):
-        raise fail("ceilings", "must be a table of money column = largest amount in yuan")
-    ceilings: dict[str, Decimal] = {}
-    for column, value in ceilings_raw.items():
-        if column not in MONEY_COLUMNS:
-            raise fail(f"ceilings.{column}", f"not a money column; money columns: "
-                       f"{', '.join(MONEY_COLUMNS)}")  # fmt: skip
-        amount = _yuan(value)
-        if amount is None:
-            raise fail(f"ceilings.{column}", f"must be a positive amount in yuan with at most "
-                       f"two decimals, not {value!r}")  # fmt: skip
-        ceilings[column] = amount
-    ages_raw = raw.get("minimum_age", {})
-    if not isinstance(ages_raw, Mapping):
-        raise fail("minimum_age", "must be a table of benefit type = years")
-    ages: dict[str, int] = {}
-    for benefit, years in ages_raw.items():
+    table: _ValidationTable = _validate(
+        _ValidationTable, raw, path=path, source="validation", table="validation"
+    )
+    for column in table.ceilings:
+        if column not in money:
+            raise ConfigError(f"not a money column; money columns: {', '.join(money)}",
+                              path=path, source="validation", key=f"ceilings.{column}")  # fmt: skip
+    for benefit in table.minimum_age:
         if benefit not in BENEFIT_TYPES:
-            raise fail(f"minimum_age.{benefit}", f"not a benefit type; benefit types: "
-                       f"{', '.join(BENEFIT_TYPES)}")  # fmt: skip
-        if isinstance(years, bool) or not isinstance(years, int) or not 0 <= years <= 150:
-            raise fail(f"minimum_age.{benefit}", f"must be whole years 0-150, not {years!r}")
-        ages[benefit] = years
+            raise ConfigError(
+                f"not a benefit type; benefit types: {', '.join(BENEFIT_TYPES)}",
+                path=path, source="validation", key=f"minimum_age.{benefit}",
+            )  # fmt: skip
     return ValidationRules(
-        earliest=earliest,
-        future_allowance=dt.timedelta(minutes=minutes),
-        ceilings=MappingProxyType(ceilings),
-        minimum_age=MappingProxyType(ages),
+        earliest=table.earliest_date,
+        future_allowance=dt.timedelta(minutes=table.future_allowance_minutes),
+        ceilings=MappingProxyType(dict(table.ceilings)),
+        minimum_age=MappingProxyType(dict(table.minimum_age)),
     )
 
 
@@ -244,34 +469,21 @@ def _yuan(value: object) -> Decimal | None:
     return amount.quantize(Decimal("0.01"))
 
 
-def _parse_one(
-    spec: SourceSpec, table: Mapping[str, Any], path: Path | None, validation: ValidationRules
+def _config(
+    name: str,
+    table: _SourceTable,
+    declared: SourceSpec | None,
+    path: Path | None,
+    validation: ValidationRules,
 ) -> SourceConfig:
-    name = spec.name
+    """Check a source table's mappings against the source's columns; return its config."""
+    spec = declared if declared is not None else SOURCES[name]
 
     def fail(key: str, message: str) -> ConfigError:
         return ConfigError(message, path=path, source=name, key=key)
 
-    for key in table:
-        if key not in _KEYS:
-            raise fail(key, f"unknown key; allowed keys: {', '.join(sorted(_KEYS))}")
-
-    folder = table.get("path")
-    if folder is not None and (not isinstance(folder, str) or not folder.strip()):
-        raise fail("path", "must be a non-empty string (a folder of deliveries)")
-
-    fmt = table.get("format")
-    if fmt is not None and fmt not in FORMATS:
-        raise fail("format", f"{fmt!r} is not one of {', '.join(FORMATS)} (omit it to infer)")
-
-    raw_encoding = table.get("encoding", "utf-8")
-    encoding = canonical_encoding(raw_encoding) if isinstance(raw_encoding, str) else None
-    if encoding is None:
-        raise fail("encoding", f"{raw_encoding!r} is not one of {', '.join(ENCODINGS)}")
-
-    rename = _str_map(table.get("rename", {}), fail, "rename")
-    targets = list(rename.values())
-    for delivered, target in rename.items():
+    targets = list(table.rename.values())
+    for delivered, target in table.rename.items():
         if target not in spec.column_names:
             raise fail(
                 f"rename.{delivered}",
@@ -279,48 +491,57 @@ def _parse_one(
             )
         if targets.count(target) > 1:
             raise fail(f"rename.{delivered}", f"several columns are renamed to {target!r}")
-
-    date_formats = _str_map(table.get("date_formats", {}), fail, "date_formats")
-    for column, fmt_ in date_formats.items():
+    for column, fmt in table.date_formats.items():
         if column not in spec.column_names or spec.column(column).kind not in (
             "date",
             "timestamp",
         ):
             raise fail(f"date_formats.{column}", f"{column!r} is not a date or timestamp column")
-        if "%" not in fmt_:
-            raise fail(f"date_formats.{column}", f"{fmt_!r} is not a strptime format")
-
-    raw_maps = table.get("value_maps", {})
-    if not isinstance(raw_maps, Mapping):
-        raise fail("value_maps", "must be a table of tables")
-    value_maps: dict[str, Mapping[str, str]] = {}
-    for column, mapping in raw_maps.items():
+        if "%" not in fmt:
+            raise fail(f"date_formats.{column}", f"{fmt!r} is not a strptime format")
+    for column in table.value_maps:
         if column not in spec.column_names:
             raise fail(f"value_maps.{column}", f"{column!r} is not a column of {name}")
-        value_maps[column] = MappingProxyType(_str_map(mapping, fail, f"value_maps.{column}"))
-
-    transport = table.get("transport", "files")
-    if transport not in TRANSPORTS:
-        raise fail("transport", f"{transport!r} is not one of {', '.join(TRANSPORTS)}")
-    for kind in ("sql", "http"):
-        if transport == kind and kind not in table:
+    for kind in _TRANSPORT_TABLES:
+        if table.transport == kind and getattr(table, kind) is None:
             raise fail("transport", f"{kind!r} needs a [{name}.{kind}] table")
-    sql = _parse_sql(spec, table["sql"], rename, path) if "sql" in table else None
-    http = _parse_http(spec, table["http"], path) if "http" in table else None
-
     return SourceConfig(
         name=name,
-        path=folder,
-        format=fmt,
-        encoding=encoding,
-        rename=MappingProxyType(rename),
-        date_formats=MappingProxyType(date_formats),
-        value_maps=MappingProxyType(value_maps),
-        transport=transport,
-        sql=sql,
-        http=http,
+        path=table.path,
+        format=table.format,
+        encoding=table.encoding,
+        rename=MappingProxyType(dict(table.rename)),
+        date_formats=MappingProxyType(dict(table.date_formats)),
+        value_maps=MappingProxyType(
+            {column: MappingProxyType(dict(m)) for column, m in table.value_maps.items()}
+        ),
+        transport=table.transport,  # type: ignore[arg-type]  # checked by the model
+        sql=_sql(spec, table.sql, table.rename, path) if table.sql is not None else None,
+        http=_http(table.http) if table.http is not None else None,
         validation=validation,
+        declared=declared,
     )
+
+
+def _sql(
+    spec: SourceSpec, table: _SqlTable, rename: Mapping[str, str], path: Path | None
+) -> SqlSettings:
+    if (table.url is None) == (table.url_secret is None):
+        raise _key_error(path, spec.name, "sql", "url", "give exactly one of url and url_secret")
+    # by default the source's own cursor, under the name the department delivers it
+    delivered = {ref: col for col, ref in rename.items()}
+    default_cursor = delivered.get(spec.cursor, spec.cursor) if spec.cursor else None
+    return SqlSettings(
+        table=table.table,
+        cursor_column=table.cursor_column if table.cursor_column is not None else default_cursor,
+        url=table.url,
+        url_secret=table.url_secret,
+        batch_rows=table.batch_rows,
+    )
+
+
+def _http(table: _HttpTable) -> HttpSettings:
+    return HttpSettings(**table.model_dump())
 
 
 def make_transport(
@@ -387,113 +608,3 @@ def _secret(secrets: Mapping[str, str], source: str, table: str, key: str, secre
             f"secret {secret!r} is not set; add it to the settings' secrets",
         )
     return value
-
-
-def _checker(
-    source: str, table: str, data: Mapping[str, Any], path: Path | None
-) -> Callable[..., Any]:
-    """Return a reader of one key of a transport table that validates its type and range."""
-
-    def get(key: str, kind: str, default: Any = None, *, low: float | None = None) -> Any:
-        if key not in data:
-            return default
-        value = data[key]
-        if kind == "str":
-            if not isinstance(value, str) or not value.strip():
-                raise _key_error(path, source, table, key, "must be a non-empty string")
-            return value
-        number = int if kind == "int" else (int, float)
-        if isinstance(value, bool) or not isinstance(value, number):
-            what = "an integer" if kind == "int" else "a number"
-            raise _key_error(path, source, table, key, f"must be {what}, not {value!r}")
-        if low is not None and value < low:
-            raise _key_error(path, source, table, key, f"must be at least {low:g}, not {value!r}")
-        return value if kind == "int" else float(value)
-
-    return get
-
-
-def _check_keys(
-    source: str, table: str, data: object, allowed: tuple[str, ...], path: Path | None
-) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ConfigError("must be a table", path=path, source=source, key=table)
-    for key in data:
-        if key not in allowed:
-            hint = ""
-            if key in ("token", "password"):
-                hint = "; never put a secret in this file, name it in token_secret / url_secret"
-            raise _key_error(
-                path, source, table, key, f"unknown key; allowed keys: {', '.join(allowed)}{hint}"
-            )
-    return data
-
-
-def _parse_sql(
-    spec: SourceSpec, raw: object, rename: Mapping[str, str], path: Path | None
-) -> SqlSettings:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    name = spec.name
-    data = _check_keys(name, "sql", raw, _SQL_KEYS, path)
-    get = _checker(name, "sql", data, path)
-    url, url_secret = get("url", "str"), get("url_secret", "str")
-    if (url is None) == (url_secret is None):
-        raise _key_error(path, name, "sql", "url", "give exactly one of url and url_secret")
-    if url is not None:
-        try:
-            make_url(url)
-        except ArgumentError:
-            # the value is not echoed: it may hold a password
-            raise _key_error(
-                path, name, "sql", "url", "is not a SQLAlchemy URL (dialect://user@host/db)"
-            ) from None
-    table = get("table", "str")
-    if table is None:
-        raise _key_error(path, name, "sql", "table", "is required")
-    # by default the source's own cursor, under the name the department delivers it
-    delivered = {ref: col for col, ref in rename.items()}
-    default_cursor = delivered.get(spec.cursor, spec.cursor) if spec.cursor else None
-    return SqlSettings(
-        table=table,
-        cursor_column=get("cursor_column", "str", default_cursor),
-        url=url,
-        url_secret=url_secret,
-        batch_rows=get("batch_rows", "int", 100_000, low=1),
-    )
-
-
-def _parse_http(spec: SourceSpec, raw: object, path: Path | None) -> HttpSettings:
-    name = spec.name
-    data = _check_keys(name, "http", raw, _HTTP_KEYS, path)
-    get = _checker(name, "http", data, path)
-    url = get("url", "str")
-    if url is None:
-        raise _key_error(path, name, "http", "url", "is required")
-    if not url.startswith(("http://", "https://")):
-        raise _key_error(path, name, "http", "url", f"{url!r} is not an http(s) URL")
-    return HttpSettings(
-        url=url,
-        page_size=get("page_size", "int", 1000, low=1),
-        cursor_param=get("cursor_param", "str", "cursor"),
-        limit_param=get("limit_param", "str", "limit"),
-        records_key=get("records_key", "str", "records"),
-        next_cursor_key=get("next_cursor_key", "str", "next_cursor"),
-        token_secret=get("token_secret", "str"),
-        max_retries=get("max_retries", "int", 5, low=0),
-        backoff_s=get("backoff_s", "float", 0.5, low=0),
-        timeout_s=get("timeout_s", "float", 30.0, low=0.001),
-    )
-
-
-def _str_map(value: object, fail: Any, key: str) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise fail(key, "must be a table of strings")
-    out: dict[str, str] = {}
-    for k, v in value.items():
-        # TOML integers are tolerated as values so `"1" = 1` style typos still work
-        if not isinstance(v, str | int) or isinstance(v, bool):
-            raise fail(f"{key}.{k}", "must be a string")
-        out[str(k)] = str(v)
-    return out

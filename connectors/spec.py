@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, get_args
 
-__all__ = ["BENEFIT_TYPES", "SOURCES", "Column", "ColumnKind", "SourceSpec"]
+__all__ = [
+    "BENEFIT_TYPES",
+    "BUILTIN_TRACE_SOURCES",
+    "COLUMN_KINDS",
+    "LINK_COLUMNS",
+    "LINK_MODES",
+    "SOURCES",
+    "Column",
+    "ColumnKind",
+    "LinkMode",
+    "SourceSpec",
+    "TraceSpec",
+]
 
 # `money` is yuan exact to the fen: at most two decimals, parsed from its text, never a float.
 ColumnKind = Literal["str", "id_number", "date", "timestamp", "bool", "decimal", "money", "enum"]
+COLUMN_KINDS: tuple[str, ...] = get_args(ColumnKind)
+# How a trace row finds its person: its identity number on the roll, its card number through
+# the cards register (valid on the day), or its name and birth date on the roll (unique only).
+LinkMode = Literal["id_number", "card_no", "name_birth_date"]
+LINK_MODES: tuple[str, ...] = get_args(LinkMode)
+# The reference columns each link mode reads, and the kind each must have.
+LINK_COLUMNS: Mapping[str, tuple[tuple[str, ColumnKind], ...]] = MappingProxyType(
+    {
+        "id_number": (("id_number", "id_number"),),
+        "card_no": (("card_no", "str"),),
+        "name_birth_date": (("name", "str"), ("birth_date", "date")),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +62,27 @@ class Column:
 
 
 @dataclass(frozen=True)
+class TraceSpec:
+    """Describe how a trace source's rows become evidence.
+
+    ``link`` is tried in order, row by row: a row is keyed by the first mode whose columns
+    it fills (``name_birth_date`` may only come last, as the fallback). ``time_column`` (a
+    timestamp, or a date) dates the event. Each row's kind is ``kind_map[row[kind_column]]``
+    or, without a kind column, the one kind in ``kinds``; transit and face compute theirs in
+    code (``kind_column`` None with several kinds). Sources of one ``group`` record the same
+    acts and agree as one source; ``label`` names the source in words, per language.
+    """
+
+    link: tuple[LinkMode, ...]
+    time_column: str
+    kinds: tuple[str, ...]
+    group: str
+    label: Mapping[str, str]
+    kind_column: str | None = None
+    kind_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     """Describe a source: its name, primary key, replication cursor, columns and row rules.
 
@@ -52,6 +100,7 @@ class SourceSpec:
     order: tuple[tuple[str, str], ...] = ()
     minimum_age: tuple[str, str] | None = None
     requires: tuple[tuple[str, str], ...] = ()
+    trace: TraceSpec | None = None
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -95,6 +144,32 @@ _CORRECTION = _opt("correction", "bool")
 # voided=true, with correction=true, withdraws an earlier death record (or medical visit).
 _VOIDED = _opt("voided", "bool")
 _VOID_BY_CORRECTION = (("voided", "correction"),)
+
+
+def _trace(
+    link: LinkMode, time_column: str, kinds: tuple[str, ...], zh: str, en: str, *,
+    group: str, kind_column: str | None = None,
+) -> TraceSpec:  # fmt: skip
+    # The built-in kind columns carry the kinds themselves (channel, visit type).
+    kind_map = MappingProxyType({k: k for k in kinds} if kind_column else {})
+    return TraceSpec(
+        link=(link,), time_column=time_column, kinds=kinds, group=group,
+        label=MappingProxyType({"zh": zh, "en": en}), kind_column=kind_column, kind_map=kind_map,
+    )  # fmt: skip
+
+
+_CHANNELS = ("pos_pin", "pos_tap", "counter", "atm", "online", "auto_debit")
+_VISIT_TYPES = (
+    "outpatient",
+    "emergency",
+    "inpatient_admission",
+    "inpatient_discharge",
+    "pharmacy",
+    "home_care",
+)
+_FACE_KINDS = (
+    "pass_app", "pass_kiosk", "pass_assisted", "pass_proxy", "fail", "no_liveness", "no_face",
+)  # fmt: skip
 
 _SPECS = (
     SourceSpec(
@@ -149,6 +224,15 @@ _SPECS = (
             _opt("face_match", "bool"),
             _CORRECTION,
         ),
+        # The kind says whether the gate matched the holder's face (computed in the ingest).
+        trace=_trace(
+            "card_no",
+            "tapped_at",
+            ("tap_face", "tap", "tap_face_failed"),
+            "公交刷卡",
+            "transit",
+            group="transit",
+        ),
     ),
     SourceSpec(
         "card_txn",
@@ -158,16 +242,21 @@ _SPECS = (
             _req("record_id"),
             _req("card_no"),
             _req("txn_at", "timestamp"),
-            _req(
-                "channel",
-                "enum",
-                ("pos_pin", "pos_tap", "counter", "atm", "online", "auto_debit"),
-            ),
+            _req("channel", "enum", _CHANNELS),
             _opt("merchant_category"),
             # A balance enquiry is a card use of no money: evidence all the same.
             Column("amount", "money", False, allow_zero=True),
             _opt("city_code"),
             _CORRECTION,
+        ),
+        trace=_trace(
+            "card_no",
+            "txn_at",
+            _CHANNELS,
+            "市民卡交易",
+            "card payments",
+            group="card_txn",
+            kind_column="channel",
         ),
     ),
     SourceSpec(
@@ -180,24 +269,22 @@ _SPECS = (
             _opt("name"),
             _req("visit_at", "timestamp"),
             _req("institution_code"),
-            _req(
-                "visit_type",
-                "enum",
-                (
-                    "outpatient",
-                    "emergency",
-                    "inpatient_admission",
-                    "inpatient_discharge",
-                    "pharmacy",
-                    "home_care",
-                ),
-            ),
+            _req("visit_type", "enum", _VISIT_TYPES),
             _opt("discharge_outcome", "enum", ("alive", "deceased")),
             _opt("city_code"),
             _CORRECTION,
             _VOIDED,
         ),
         requires=_VOID_BY_CORRECTION,
+        trace=_trace(
+            "id_number",
+            "visit_at",
+            _VISIT_TYPES,
+            "医保结算",
+            "medical",
+            group="medical",
+            kind_column="visit_type",
+        ),
     ),
     SourceSpec(
         "cremation",
@@ -256,7 +343,18 @@ _SPECS = (
             _opt("face_id"),
             _CORRECTION,
         ),
+        # The kind is the result, a pass by its channel (computed in the ingest).
+        trace=_trace(
+            "id_number",
+            "verified_at",
+            _FACE_KINDS,
+            "人脸认证",
+            "face verification",
+            group="face",
+        ),
     ),
 )
 
 SOURCES: dict[str, SourceSpec] = {s.name: s for s in _SPECS}
+# The trace sources every deployment has; others are declared in config/sources.toml.
+BUILTIN_TRACE_SOURCES: tuple[str, ...] = tuple(s.name for s in _SPECS if s.trace is not None)

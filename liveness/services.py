@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
-    from connectors import SourceConfig
+    from connectors import SourceConfig, TraceSpec
     from liveness.access.passwords import SignInPolicy
     from liveness.certification.policy import CertificationPolicy
     from liveness.certification.run import RunPolicies
@@ -61,6 +61,18 @@ class Services:
             raise ConfigurationError(str(error)) from None
 
     @cached_property
+    def traces(self) -> dict[str, TraceSpec]:
+        """Return the trace sources, built-in and declared, with how each becomes evidence."""
+        from connectors import trace_specs
+
+        return trace_specs(self.source_configs)
+
+    @property
+    def trace_links(self) -> dict[str, tuple[str, ...]]:
+        """Return each trace source's link modes (for relinks and explanations)."""
+        return {name: tuple(spec.link) for name, spec in self.traces.items()}
+
+    @cached_property
     def policies(self) -> RunPolicies:
         """Return the scoring, certification, health and estimator policies."""
         from liveness.certification.run import RunPolicies
@@ -68,7 +80,7 @@ class Services:
         from liveness.scoring import PolicyError, load_policy
 
         try:
-            scoring = load_policy(self.settings.scoring_policy_path)
+            scoring = load_policy(self.settings.scoring_policy_path, traces=self.traces)
         except FileNotFoundError:
             raise ConfigurationError(
                 f"{self.settings.scoring_policy_path}: scoring policy not found"
@@ -77,7 +89,9 @@ class Services:
             raise ConfigurationError(str(error)) from None
         from liveness.estimator.config import load_estimator_config
 
-        health = load_health_policy(self.settings.config_dir / "health.toml")
+        health = load_health_policy(
+            self.settings.config_dir / "health.toml", sources=tuple(self.traces)
+        )
         # Only its [certify] and [review] tables matter to a run; reading it loads no estimator.
         estimator = load_estimator_config(self.settings.config_dir / "estimator.toml")
         return RunPolicies(

@@ -26,7 +26,6 @@ from liveness.evidence.health import HealthPolicy, SourceHealth
 from liveness.evidence.parts import day_from_number, day_number
 from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore
-from liveness.ingest.traces import TRACE_SOURCES
 from liveness.scoring import (
     LEVELS,
     NO_LEVEL,
@@ -251,7 +250,9 @@ def _report(
         "persons_with_traces_after_death": int((post_death > 0).sum()),
         "death_records_for_review": int((deaths["match"] == DeathMatch.NAME_MISMATCH).sum()),
         **_health_report(health, kept=kept),
-        "trace_sources": list(TRACE_SOURCES),
+        "trace_sources": list(policies.scoring.sources),
+        # Sources that record the same acts agree as one (sources.toml's groups).
+        "independence_groups": policies.scoring.group_members,
         "timings_s": timings,
         "first_day_of_window": day_from_number(
             day_number(as_of) - policies.scoring.long + 1

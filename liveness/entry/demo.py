@@ -18,7 +18,7 @@ from liveness.db import session_scope
 from liveness.entry.demo_leads import demo_leads, demo_table
 from liveness.entry.reports import print_run_report
 from liveness.evidence.compaction import compact_store
-from liveness.ingest import INGEST_ORDER
+from liveness.ingest import INGEST_ORDER, ingest_order  # noqa: F401 (INGEST_ORDER: for tests)
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.services import Services
@@ -288,9 +288,12 @@ def _bother(
 
 def run_demo(
     *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 3,
-    json_output: bool = False,
+    json_output: bool = False, scenarios: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth."""
+    """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth.
+
+    Without `scenarios` the city delivers the built-in trace sources only (the comparison).
+    """
     from liveness.simulate import simulate_city
     from liveness.simulate.responders import answer_reviews
 
@@ -311,8 +314,9 @@ def run_demo(
 
     with console.status(f"simulating {persons:,} persons over {days} days"):
         summary = simulate_city(
-            persons=persons, start=DEMO_START, days=days, seed=seed, out=folder / "city"
-        )
+            persons=persons, start=DEMO_START, days=days, seed=seed, out=folder / "city",
+            scenarios=scenarios,
+        )  # fmt: skip
     console.print(
         f"[bold]1. simulated[/] {summary.persons:,} persons, {summary.deaths:,} deaths, "
         f"{summary.traces:,} traces in {summary.files:,} files {elapsed()}"
@@ -330,7 +334,9 @@ def run_demo(
     totals = {"read": 0, "loaded": 0, "redelivered": 0, "quarantined": 0, "unmatched": 0}
     refused = []
     with console.status("ingesting") as status:
-        for source in INGEST_ORDER:
+        for source in ingest_order(services.source_configs):
+            if not (folder / "city" / source).is_dir():
+                continue  # a declared source the simulated city does not deliver
             status.update(f"ingesting {source}")
             for report in ingest_paths(services, source=source, paths=[folder / "city" / source]):
                 totals["read"] += report.rows_read
@@ -418,7 +424,7 @@ def run_demo(
     console.print(f"list entries of the last run: {list_path}")
     console.print(f"[bold]done[/] in {time.perf_counter() - started:.1f} s; files in {folder}")
     return {
-        "persons": persons, "days": days, "seed": seed, "runs": len(ends),
+        "persons": persons, "days": days, "seed": seed, "scenarios": scenarios, "runs": len(ends),
         "seconds": round(time.perf_counter() - started, 1), **figures, "estimator": estimator,
         "integrity_leads": leads.to_dict("records"),
         "folder": str(folder),

@@ -9,17 +9,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, create_model
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.db import query_frame
-from liveness.ingest.traces import TRACE_SOURCES
 from liveness.policy_files import PolicyModel, load_policy
+from liveness.sources import traces_beside
 from models import SourceVolume
 
 
@@ -36,37 +38,46 @@ class HealthPolicy:
 
     def due_through(self, source: str, as_of: dt.date) -> dt.date:
         """Return the last day of `source` whose deliveries are due by `as_of`."""
-        return as_of - dt.timedelta(days=self.lag_days[source])
+        return as_of - dt.timedelta(days=self.lag_days.get(source, 0))
 
 
-class LagDays(PolicyModel):
-    """Days after a day before its deliveries are due, for every trace source."""
-
-    transit: int = Field(ge=0)
-    card_txn: int = Field(ge=0)
-    medical: int = Field(ge=0)
-    face: int = Field(ge=0)
-
-
-# The lag table must name exactly the trace sources the ingest knows.
-assert tuple(LagDays.model_fields) == TRACE_SOURCES
-
-
-class HealthFile(PolicyModel):
-    """The keys of config/health.toml, as the file holds them."""
+class _HealthFile(PolicyModel):
+    """The keys of config/health.toml but `lag_days`, whose keys are the trace sources."""
 
     trailing_days: int = Field(ge=1)
     collapse_ratio: float = Field(gt=0, lt=1)
     min_history_days: int = Field(ge=1)
     min_median_volume: int = Field(ge=1)
-    lag_days: LagDays
 
 
-def load_health_policy(path: Path) -> HealthPolicy:
-    """Read and validate config/health.toml."""
-    loaded = load_policy(path, HealthFile, what="source health policy")
-    # The file's keys are the policy's fields; the lag table becomes a plain mapping.
-    return HealthPolicy(version=loaded.version, **loaded.model.model_dump())
+@lru_cache(maxsize=16)
+def health_file(sources: tuple[str, ...]) -> type[PolicyModel]:
+    """Return the model of config/health.toml: its lag table names exactly `sources`."""
+    lag_days = create_model(
+        "LagDays",
+        __base__=PolicyModel,
+        __doc__="Days after a day before its deliveries are due, for every trace source.",
+        **{source: (int, Field(ge=0)) for source in sources},  # type: ignore[call-overload]
+    )
+    return create_model("HealthFile", __base__=_HealthFile, lag_days=(lag_days, ...))
+
+
+def load_health_policy(path: Path, *, sources: tuple[str, ...] | None = None) -> HealthPolicy:
+    """Read and validate config/health.toml; its lags name every trace source of `sources`.
+
+    By default, those of the sources.toml beside the file (else the shipped ones).
+    """
+    names = tuple(traces_beside(path)) if sources is None else sources
+    loaded = load_policy(path, health_file(names), what="source health policy")
+    values: Any = loaded.model
+    return HealthPolicy(
+        version=loaded.version,
+        trailing_days=values.trailing_days,
+        collapse_ratio=values.collapse_ratio,
+        min_history_days=values.min_history_days,
+        min_median_volume=values.min_median_volume,
+        lag_days=values.lag_days.model_dump(),
+    )
 
 
 def degraded_days(volumes: pd.Series, *, policy: HealthPolicy) -> pd.Series:

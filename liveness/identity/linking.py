@@ -104,6 +104,17 @@ class RollIndex:
             }
         )
 
+    @cached_property
+    def by_name_and_day(self) -> pd.DataFrame:
+        """Return person ids with the name key and birth day (a day number) they match on."""
+        return pd.DataFrame(
+            {
+                "person_id": self.persons["person_id"].to_numpy(),
+                "name_key": _clean_names(self.persons["name"]).to_numpy(),
+                "day": _day_of(pd.to_datetime(self.persons["birth_date"])),
+            }
+        )
+
 
 def link_by_number_and_name(
     numbers: pd.Series, statuses: pd.Series, names: pd.Series, roll: RollIndex
@@ -139,6 +150,40 @@ def link_by_number_and_name(
     unique = hits[hits["size"] == 1]
     person_id[unique.index.to_numpy()] = unique["first"].to_numpy()
     return person_id
+
+
+def link_by_name_and_birth_date(
+    names: pd.Series, birth_dates: pd.Series, roll: RollIndex
+) -> np.ndarray:
+    """Link rows by name and birth date on the roll: the one person who has both, else -1.
+
+    For sources that know people by name and birth date only (a community canteen's sign-in
+    sheet): a match that is not unique (namesakes born the same day) links no one.
+    """
+    person_id = np.full(len(names), UNLINKED, dtype=np.int32)
+    born = pd.to_datetime(pd.Series(birth_dates).reset_index(drop=True), errors="coerce")
+    keys = _clean_names(pd.Series(names).reset_index(drop=True))
+    usable = (keys != "").to_numpy() & born.notna().to_numpy()
+    if not usable.any():
+        return person_id
+    candidates = pd.DataFrame(
+        {
+            "row": np.flatnonzero(usable),
+            "name_key": keys[usable].to_numpy(),
+            "day": _day_of(born[usable]),
+        }
+    )
+    joined = candidates.merge(roll.by_name_and_day, on=["name_key", "day"])
+    hits = joined.groupby("row")["person_id"].agg(["first", "size"])
+    unique = hits[hits["size"] == 1]
+    person_id[unique.index.to_numpy()] = unique["first"].to_numpy()
+    return person_id
+
+
+def _day_of(dates: pd.Series) -> np.ndarray:
+    """Return dates (or timestamps, taken as local days) as day numbers since 1970-01-01."""
+    values = dates.to_numpy(dtype="datetime64[ns]")
+    return values.astype("datetime64[D]").astype(np.int64)
 
 
 def link_by_id_number(numbers: pd.Series, statuses: pd.Series, roll: RollIndex) -> np.ndarray:

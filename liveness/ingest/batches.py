@@ -12,7 +12,7 @@ import pyarrow as pa
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from connectors import Batch, ConnectorError, threads
+from connectors import Batch, ConnectorError, TraceSpec, threads
 from liveness.errors import DeliveryRefused
 from liveness.evidence.parts import day_from_number
 from liveness.evidence.records.index import RecordIndex, Verdict
@@ -25,7 +25,7 @@ from liveness.ingest.deaths import (
     load_medical_deaths,
 )
 from liveness.ingest.roll import load_cards, load_registry
-from liveness.ingest.traces import TRACE_SOURCES, link_traces, shape_traces
+from liveness.ingest.traces import link_traces, shape_traces
 from models import Delivery, DeliveryStatus, QuarantinedRow, SourceVolume
 
 
@@ -46,16 +46,17 @@ def _load_batches(
     """
     source = delivery.source
     report = DeliveryReport(source=source, file=delivery.path, status=DeliveryStatus.LOADED.value)
+    trace = context.trace_of(source)
     traces = (
-        _TraceSink(context.store.delivery_writer(source=source, delivery_id=delivery.id))
-        if source in TRACE_SOURCES
+        _TraceSink(context.store.delivery_writer(source=source, delivery_id=delivery.id), trace)
+        if trace is not None
         else None
     )
     savepoint = session.begin_nested()
     try:
         records = context.records(session, source) if traces is not None else None
         shaped = _shaped(batches(), source=source, delivery_id=delivery.id,
-                         timezone=context.timezone, records=records)  # fmt: skip
+                         timezone=context.timezone, records=records, trace=trace)  # fmt: skip
         batches_read = threads.read_ahead(shaped, name="delivery-batches") if read_ahead else shaped
         for batch, shaped_traces in batches_read:
             report.rows_read += batch.rows_read
@@ -121,7 +122,7 @@ class _Shaped:
 
 def _shaped(
     batches: Iterator[Batch], *, source: str, delivery_id: int, timezone: str,
-    records: RecordIndex | None,
+    records: RecordIndex | None, trace: TraceSpec | None = None,
 ) -> Iterator[tuple[Batch, _Shaped | None]]:  # fmt: skip
     """Pair each batch with its rows shaped as traces and judged by the record index.
 
@@ -131,7 +132,9 @@ def _shaped(
     for batch in batches:
         shaped = None
         if records is not None and len(batch.rows):
-            traces = shape_traces(source, batch.rows, delivery_id=delivery_id, timezone=timezone)
+            traces = shape_traces(
+                source, batch.rows, delivery_id=delivery_id, timezone=timezone, trace=trace
+            )
             verdict = records.check(
                 traces["record_hash"].to_numpy(),
                 traces["content"].to_numpy(),
@@ -146,6 +149,7 @@ class _TraceSink:
     """Where a delivery's traces go until it has loaded whole: its parts and day counts."""
 
     writer: DeliveryWriter
+    trace: TraceSpec
     volumes: Counter[int] = field(default_factory=Counter)
 
 
@@ -246,7 +250,7 @@ def _load_rows(
             session, rows=rows, roll=context.roll(session), delivery_id=delivery.id,
             timezone=context.timezone, demographic_confidence=context.demographic_confidence,
         )  # fmt: skip
-    if source in TRACE_SOURCES and traces is not None:
+    if traces is not None:
         if shaped is None:
             return Loaded(0, 0, 0)
         return _load_traces(
@@ -283,8 +287,9 @@ def _load_traces(
         )
     # Only what loads is linked: a re-delivery links nobody again.
     fresh = link_traces(
-        traces, loaded, roll=lambda: context.roll(session), cards=lambda: context.cards(session)
-    )
+        traces, loaded, roll=lambda: context.roll(session), cards=lambda: context.cards(session),
+        trace=sink.trace,
+    )  # fmt: skip
     sink.writer.add(fresh)
     days = fresh["day"].to_numpy()
     if days.size:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from sqlalchemy.orm import Session
 
-from connectors import SourceConfig
+from connectors import SOURCES, SourceConfig, TraceSpec
 from liveness.evidence.records.index import RecordIndex
 from liveness.evidence.store import EvidenceStore
 from liveness.identity import CardIndex, RollIndex
@@ -49,6 +49,14 @@ class IngestContext:
     _links_version: int | None = field(default=None, repr=False)
     # Per trace source, every record it holds: re-deliveries are found across months.
     _records: dict[str, RecordIndex] = field(default_factory=dict, repr=False)
+
+    def trace_of(self, source: str) -> TraceSpec | None:
+        """Return how a source's rows become evidence, None if it is no trace source."""
+        config = self.configs.get(source)
+        if config is None:
+            builtin = SOURCES.get(source)
+            return builtin.trace if builtin is not None else None
+        return config.trace
 
     def roll(self, session: Session) -> RollIndex:
         """Return the roll index, loading it once."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -50,14 +52,19 @@ def quarantined_rows(
 
 
 def unmatched_evidence(
-    session: Session, *, store: EvidenceStore, sources: tuple[str, ...]
+    session: Session,
+    *,
+    store: EvidenceStore,
+    sources: tuple[str, ...],
+    links: Mapping[str, tuple[str, ...]] | None = None,
 ) -> pd.DataFrame:
     """Return traces that matched nobody, per source, key and reason: how many, first and last day.
 
     The reason is judged against today's roll and cards: "links now" means a relink is due.
+    `links` gives each source's link modes (the built-in sources' by default).
     """
     frames = []
-    indexes = LinkIndexes(session)
+    indexes = LinkIndexes(session, links=links)
     for source in sources:
         table = store.read_table(
             session, source=source, columns=["link_key", "day"], unlinked_only=True

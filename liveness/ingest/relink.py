@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from liveness.ingest.relink_registers import (
     relink_deregistrations,
     rematch_death_records,
 )
+from liveness.ingest.traces import LINKS, coded
 from models import (
     Delivery,
     DeliveryStatus,
@@ -56,7 +58,6 @@ __all__ = [
 
 # The deliveries that change what evidence links to.
 LINK_SOURCES = ("registry", "cards")
-_TRACE_SOURCES = ("transit", "card_txn", "medical", "face")
 
 
 @dataclass
@@ -104,25 +105,30 @@ def relink_pending(session: Session) -> bool:
 
 
 def relink(
-    session: Session, *, store: EvidenceStore, demographic_confidence: float
+    session: Session,
+    *,
+    store: EvidenceStore,
+    demographic_confidence: float,
+    links: Mapping[str, tuple[str, ...]] | None = None,
 ) -> RelinkReport:
     """Link again what matched nobody, against the current roll and cards; flush only.
 
     Records the relink, so that `relink_pending` is false until the roll or cards change again.
     `demographic_confidence` is the policy's confidence of a death record matched on name, sex
-    and birth date.
+    and birth date; `links` the link modes of each trace source (the built-in sources' by
+    default: `connectors.trace_specs` gives a configuration's).
     """
     started = time.perf_counter()
     report = RelinkReport(through_delivery_id=links_version(session))
     report.cards_relinked = relink_card_holders(session)
     session.flush()
-    indexes = LinkIndexes(session)
+    indexes = LinkIndexes(session, links=links)
     report.death_records_matched = rematch_death_records(
         session, indexes, demographic_confidence=demographic_confidence
     )
     report.deregistrations_matched = relink_deregistrations(session, indexes)
     replaced: list[Path] = []
-    for source in _TRACE_SOURCES:
+    for source in indexes.links:
         parts = session.scalars(
             select(EvidencePart)
             .where(
@@ -174,9 +180,10 @@ def _relink_part(
     sorted_by_person = (pq.read_metadata(path).metadata or {}).get(SORTED_KEY) == SORTED_VALUE
     persons = table["person_id"].to_numpy().copy()
     persons[positions[found]] = person_id[found]
-    now_linked = np.zeros(table.num_rows, dtype=bool)
-    now_linked[positions[found]] = True
-    links = pc.if_else(pa.array(now_linked), pa.scalar(link, pa.string()), table["link"])
+    codes = pc.fill_null(pc.index_in(table["link"], value_set=LINKS), 0).to_numpy()
+    codes = codes.astype(np.int8)
+    codes[positions[found]] = link[found]
+    links = coded(codes, LINKS)
     table = table.set_column(
         table.schema.get_field_index("person_id"), "person_id", pa.array(persons, pa.int32())
     ).set_column(table.schema.get_field_index("link"), "link", links)

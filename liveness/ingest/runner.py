@@ -12,7 +12,7 @@ from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.ingest.context import DeliveryReport
 from liveness.ingest.relink import LINK_SOURCES, RelinkReport, relink, relink_pending
-from liveness.ingest.service import INGEST_ORDER, delivery_files, ingest_delivery, ingest_pull
+from liveness.ingest.service import delivery_files, ingest_delivery, ingest_order, ingest_pull
 from liveness.services import Services
 
 
@@ -70,6 +70,7 @@ def relink_if_pending(services: Services) -> RelinkReport | None:
             session,
             store=services.store,
             demographic_confidence=services.certification_policy.demographic_confidence,
+            links=services.trace_links,
         )
 
 
@@ -86,8 +87,7 @@ def ingest_all(
     """
     services.require_schema()
     reports: list[DeliveryReport] = []
-    ordered = [s for s in INGEST_ORDER if s in services.source_configs]
-    ordered += [s for s in services.source_configs if s not in ordered]
+    ordered = ingest_order(services.source_configs)
     for source in ordered:
         if source not in LINK_SOURCES:
             # The roll and cards are in: what came before them links now, and what comes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from sqlalchemy import select
@@ -20,6 +20,12 @@ INGEST_ORDER = (
     "registry", "cards", "transit", "card_txn", "medical", "face", "cremation", "deregistration",
 )  # fmt: skip
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".ndjson")
+
+
+def ingest_order(sources: Iterable[str]) -> list[str]:
+    """Return sources in the order they load: the built-in ones first, then the declared ones."""
+    names = list(sources)
+    return [s for s in INGEST_ORDER if s in names] + [s for s in names if s not in INGEST_ORDER]
 
 
 def delivery_files(paths: list[Path]) -> list[Path]:

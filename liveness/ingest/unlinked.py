@@ -6,13 +6,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from liveness.identity import link_by_name_and_birth_date
 from liveness.identity.linking import USABLE_ID_STATUSES
-from liveness.ingest.link_now import CARD_LINKED, LinkIndexes, judged_numbers
+from liveness.ingest.link_now import LinkIndexes, judged_numbers, key_modes
+from liveness.ingest.traces import split_name_keys
 
 # Why a trace matched nobody, by code (see `explain_unlinked`).
 _NO_CARD, _NO_HOLDER, _NOT_YET_ISSUED, _CANCELLED, _INVALID_NUMBER, _SHARED_NUMBER = range(6)
-_NOT_ON_ROLL, _WOULD_LINK = 6, 7
+_NOT_ON_ROLL, _WOULD_LINK, _NO_NAMESAKE = 6, 7, 8
 _REASONS = {
+    _NO_NAMESAKE: "nobody, or several persons, on the roll with this name and birth date",
     _NO_CARD: "no card with this number",
     _NO_HOLDER: "card holder not on the roll",
     _INVALID_NUMBER: "invalid identity number",
@@ -31,35 +34,13 @@ def explain_unlinked(
     """
     code = np.full(len(keys), _WOULD_LINK, dtype=np.int8)
     date = np.full(len(keys), np.iinfo(np.int32).min, dtype=np.int64)
-    if source in CARD_LINKED:
-        code[:] = _NO_CARD
-        cards = indexes.cards
-        rows, slots = cards.by_card_no.matches(keys)
-        issued, cancelled, holders = cards.validity
-        on_day = days[rows]
-        early, late = on_day < issued[slots], on_day >= cancelled[slots]
-        code[rows] = np.select(
-            [holders[slots] < 0, early, late],
-            [_NO_HOLDER, _NOT_YET_ISSUED, _CANCELLED],
-            _WOULD_LINK,
-        )
-        date[rows] = np.where(early, issued[slots], np.where(late, cancelled[slots], date[rows]))
-    else:
-        numbers, statuses = judged_numbers(keys)
-        usable = statuses.isin(USABLE_ID_STATUSES).to_numpy(dtype=bool)
-        roll = indexes.roll
-        persons = roll.persons
-        shared_numbers = persons.loc[
-            persons["id_status"].isin(USABLE_ID_STATUSES)
-            & persons["id_number"].duplicated(keep=False),
-            "id_number",
-        ]
-        shared = numbers.isin(set(shared_numbers)).to_numpy(dtype=bool)
-        on_roll = roll.number_index.positions(numbers) >= 0
-        code = np.select(
-            [~usable, shared, ~on_roll], [_INVALID_NUMBER, _SHARED_NUMBER, _NOT_ON_ROLL],
-            _WOULD_LINK,
-        ).astype(np.int8)  # fmt: skip
+    modes = indexes.modes(source)
+    which = key_modes(keys, modes)
+    for index, mode in enumerate(modes):
+        rows = np.flatnonzero(which == index)
+        if rows.size:
+            picked = keys if rows.size == len(keys) else keys.take(pa.array(rows))
+            code[rows], date[rows] = _why(mode, picked, days[rows], indexes)
     frame = pd.DataFrame(
         {
             "link_key": pd.Series(keys.to_pandas(), dtype=object),
@@ -81,3 +62,44 @@ def explain_unlinked(
         reason[dated] = "card not valid on that day (" + label + " " + when + ")"
     grouped["reason"] = reason
     return grouped[["link_key", "reason", "rows", "first_day", "last_day"]]
+
+
+def _why(
+    mode: str, keys: pa.Array, days: np.ndarray, indexes: LinkIndexes
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the reason code (and the card date it cites) of keys of one link mode."""
+    code = np.full(len(keys), _WOULD_LINK, dtype=np.int8)
+    date = np.full(len(keys), np.iinfo(np.int32).min, dtype=np.int64)
+    if mode == "card_no":
+        code[:] = _NO_CARD
+        cards = indexes.cards
+        rows, slots = cards.by_card_no.matches(keys)
+        issued, cancelled, holders = cards.validity
+        on_day = days[rows]
+        early, late = on_day < issued[slots], on_day >= cancelled[slots]
+        code[rows] = np.select(
+            [holders[slots] < 0, early, late],
+            [_NO_HOLDER, _NOT_YET_ISSUED, _CANCELLED],
+            _WOULD_LINK,
+        )
+        date[rows] = np.where(early, issued[slots], np.where(late, cancelled[slots], date[rows]))
+        return code, date
+    if mode == "name_birth_date":
+        names, births = split_name_keys(keys)
+        found = link_by_name_and_birth_date(names, births, indexes.roll) >= 0
+        return np.where(found, _WOULD_LINK, _NO_NAMESAKE).astype(np.int8), date
+    numbers, statuses = judged_numbers(keys)
+    usable = statuses.isin(USABLE_ID_STATUSES).to_numpy(dtype=bool)
+    roll = indexes.roll
+    persons = roll.persons
+    shared_numbers = persons.loc[
+        persons["id_status"].isin(USABLE_ID_STATUSES) & persons["id_number"].duplicated(keep=False),
+        "id_number",
+    ]
+    shared = numbers.isin(set(shared_numbers)).to_numpy(dtype=bool)
+    on_roll = roll.number_index.positions(numbers) >= 0
+    code = np.select(
+        [~usable, shared, ~on_roll], [_INVALID_NUMBER, _SHARED_NUMBER, _NOT_ON_ROLL],
+        _WOULD_LINK,
+    ).astype(np.int8)  # fmt: skip
+    return code, date

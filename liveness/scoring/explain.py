@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -13,23 +14,20 @@ import numpy.typing as npt
 from liveness.scoring.features import EvidenceFeatures
 from liveness.scoring.grade import LEVELS, RULES, Grades
 from liveness.scoring.policy import ScoringPolicy
+from liveness.sources import BUILTIN_TRACES, source_labels, traces_beside
 
 __all__ = ["reasons_for", "reasons_frame", "render_reasons"]
 
-_SOURCE_NAMES: dict[str, dict[str, str]] = {
-    "zh": {
-        "transit": "公交刷卡",
-        "card_txn": "市民卡交易",
-        "medical": "医保结算",
-        "face": "人脸认证",
-    },
-    "en": {
-        "transit": "transit",
-        "card_txn": "card payments",
-        "medical": "medical",
-        "face": "face verification",
-    },
-}
+
+@cache
+def _source_names(lang: str) -> dict[str, str]:
+    """Return the sources in words: the built-in ones and those the shipped file declares.
+
+    A deployment's own declared sources are named by `render_reasons`' `labels`.
+    """
+    return source_labels({**BUILTIN_TRACES, **traces_beside(None)}, lang)
+
+
 _LEVEL_NAMES: dict[str, dict[str, str]] = {
     "zh": {"strong": "强", "medium": "中", "weak": "弱", "deceased": "已故"},
     "en": {"strong": "strong", "medium": "medium", "weak": "weak", "deceased": "deceased"},
@@ -71,7 +69,8 @@ def reasons_frame(
     Each dict holds ``policy``, ``level``, ``rule``, ``score``, ``window`` (recent days that
     applied), ``long``, and ``sources``: for each source with any evidence, ``last`` (ISO
     date), ``recent_weight`` and ``agrees`` (plus ``degraded: true`` where the source's
-    outage was credited). Present only when they apply: ``degraded`` (credited source names)
+    outage was credited; ``group`` where the source agrees with another as one, in the group
+    of that name). Present only when they apply: ``degraded`` (credited source names)
     with ``kept_from`` (the previous level the credit kept the level up to), ``face_pass``
     (ISO date), ``death`` (ISO date) and ``post_death_traces``.
     """
@@ -111,6 +110,10 @@ def reasons_frame(
             agrees = grades.agreeing[sel[has], s].tolist()
             for row, d, w, a in zip(rows, last_iso, weight, agrees, strict=True):
                 row[name] = {"last": d, "recent_weight": w, "agrees": a}
+            group = policy.groups[policy.group_of_source[s]]
+            if group != name:
+                for row in rows:
+                    row[name]["group"] = group
             for i in np.flatnonzero(grades.credited[sel, s]).tolist():
                 out[i]["sources"][name]["degraded"] = True
                 out[i].setdefault("degraded", []).append(name)
@@ -145,10 +148,19 @@ def _gc_paused() -> Iterator[None]:
 
 
 # Long by design: one sentence per rule in two languages, read as the worker sees it.
-def render_reasons(reasons: dict[str, Any], *, lang: Literal["zh", "en"]) -> str:
-    """Render one person's reasons as a sentence a grid worker can read."""
+def render_reasons(
+    reasons: dict[str, Any],
+    *,
+    lang: Literal["zh", "en"],
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """Render one person's reasons as a sentence a grid worker can read.
+
+    `labels` names sources in words (a declared source's label, in `lang`); the built-in
+    sources have theirs, any other shows its name.
+    """
     zh = lang == "zh"
-    names = _SOURCE_NAMES[lang]
+    names = {**_source_names(lang), **(labels or {})}
     level = _LEVEL_NAMES[lang][reasons["level"]]
     rule = reasons["rule"]
     window, long = reasons["window"], reasons["long"]
@@ -156,18 +168,23 @@ def render_reasons(reasons: dict[str, Any], *, lang: Literal["zh", "en"]) -> str
 
     def listing(only_agreeing: bool) -> str:
         parts = []
+        listed: dict[str, str] = {}  # the first listed source of each independence group
         for name, entry in sources.items():
             if only_agreeing and not entry["agrees"]:
                 continue
             label = names.get(name, name)
+            # A source of a group listed before records the same acts: say so.
+            first = listed.setdefault(entry.get("group", name), label)
             if zh:
                 part = f"{label}：最近{entry['last']}" + (
                     "（数据中断）" if entry.get("degraded") else ""
                 )
+                part += f"（与{first}同源）" if first != label else ""
             else:
                 part = f"{label}: last {entry['last']}" + (
                     " (source degraded)" if entry.get("degraded") else ""
                 )
+                part += f" (one source with {first})" if first != label else ""
             parts.append(part)
         if not parts:
             return ""
@@ -193,7 +210,8 @@ def render_reasons(reasons: dict[str, Any], *, lang: Literal["zh", "en"]) -> str
             f"({reasons['face_pass']})"
         )
     elif rule in ("sources_strong", "sources_medium"):
-        k = sum(1 for e in sources.values() if e["agrees"])
+        # Sources of one group agree as one independent source.
+        k = len({e.get("group", name) for name, e in sources.items() if e["agrees"]})
         if zh:
             text = f"{level}：近{window}天有{k}个{'独立' if k > 1 else ''}来源" + listing(True)
         else:
@@ -213,14 +231,19 @@ def render_reasons(reasons: dict[str, Any], *, lang: Literal["zh", "en"]) -> str
         ) + listing(False)
     credited = reasons.get("degraded", [])
     if credited:
-        text += _kept(reasons, credited=credited, lang=lang)
+        text += _kept(reasons, credited=credited, lang=lang, names=names)
     return text
 
 
-def _kept(reasons: dict[str, Any], *, credited: list[str], lang: Literal["zh", "en"]) -> str:
+def _kept(
+    reasons: dict[str, Any],
+    *,
+    credited: list[str],
+    lang: Literal["zh", "en"],
+    names: Mapping[str, str],
+) -> str:
     """Say that a degraded source's silence kept the level, up to the previous one."""
     zh = lang == "zh"
-    names = _SOURCE_NAMES[lang]
     labels = ("、" if zh else ", ").join(names.get(n, n) for n in credited)
     level = reasons["level"]
     if "kept_from" not in reasons:

@@ -11,9 +11,25 @@ import numpy.typing as npt
 from liveness.scoring.policy import ScoringPolicy
 
 __all__ = [
-    "EvidenceFeatures", "FeatureAccumulator", "PartSummary", "compute_features",
-    "post_death_traces",
+    "EvidenceFeatures", "FeatureAccumulator", "PartSummary", "agreeing_groups",
+    "compute_features", "post_death_traces",
 ]  # fmt: skip
+
+
+def agreeing_groups(agree: npt.NDArray[np.bool_], policy: ScoringPolicy) -> npt.NDArray[np.int16]:
+    """Count, per person, the independence groups with an agreeing source.
+
+    ``agree`` is (persons, sources); two agreeing sources of one group (the same acts,
+    recorded twice) count once.
+    """
+    groups = policy.group_of_source
+    if len(policy.groups) == agree.shape[1]:
+        return agree.sum(axis=1, dtype=np.int16)  # every source a group of its own
+    count = np.zeros(agree.shape[0], dtype=np.int16)
+    # One pass per group over whole columns: a handful of groups, never a loop over persons.
+    for code in range(len(policy.groups)):
+        count += agree[:, groups == code].any(axis=1)
+    return count
 
 
 @dataclass(frozen=True, eq=False)
@@ -21,8 +37,9 @@ class EvidenceFeatures:
     """Hold per-person evidence arrays as of one day.
 
     ``window_weight[w]`` is the weighted count for ``policy.recent_windows[w]``;
-    ``recent_weight`` is the default window's row. ``recent_sources`` counts sources agreeing
-    under the default rules; ``grade`` recomputes it for benefit types with overrides.
+    ``recent_weight`` is the default window's row. ``recent_sources`` counts independent
+    sources (groups) agreeing under the default rules; ``grade`` recomputes it for benefit
+    types with overrides.
     """
 
     as_of_day: int
@@ -228,7 +245,8 @@ class FeatureAccumulator:
 
         window_weight = np.stack([windowed(w) for w in policy.recent_windows])
         recent_weight = window_weight[0]
-        recent_sources = (recent_weight >= policy.default.min_weight).sum(axis=1).astype(np.int8)
+        agree = recent_weight >= policy.default.min_weight
+        recent_sources = agreeing_groups(agree, policy).astype(np.int8)
         return EvidenceFeatures(
             as_of_day=self.as_of_day,
             last_day=np.ascontiguousarray(self._last[:, :n].T),

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from liveness.scoring.features import EvidenceFeatures
+from liveness.scoring.features import EvidenceFeatures, agreeing_groups
 from liveness.scoring.policy import ScoringPolicy, benefit_rule_codes
 
 __all__ = ["LEVELS", "LEVEL_OF_RULE", "NO_LEVEL", "RULES", "Grades", "grade", "level_codes"]
@@ -89,12 +89,14 @@ def grade(
 
     The score is in [0, 1] and banded by level so that it orders people across levels:
     deceased 0; weak [0, 1/3) by long-window weight against ``long_min_weight``; medium
-    [1/3, 2/3] and strong [2/3, 1] by recent support, the sum over sources of
-    min(weight / min_weight, 1), against ``strong_sources`` and the number of sources.
-    A settling face pass scores 1.
+    [1/3, 2/3] and strong [2/3, 1] by recent support, the sum over independence groups of
+    the largest min(weight / min_weight, 1) of their sources, against ``strong_sources`` and
+    the number of groups. A settling face pass scores 1. Sources agree by independence
+    group: two sources of one group (the same acts recorded twice) count as one.
     """
     n = features.n_persons
     n_sources = len(policy.sources)
+    n_groups = len(policy.groups)
     degraded = np.asarray(degraded, dtype=np.bool_)
     previous_level = np.asarray(previous_level, dtype=np.int8)
     if (
@@ -133,7 +135,7 @@ def grade(
     face = features.face_pass_day > as_of - recent_days
     long_total = features.long_weight.sum(axis=1, dtype=np.float32)
 
-    def rule_by(n_agreeing: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
+    def rule_by(n_agreeing: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int8]:
         conditions = [
             dead,
             face,
@@ -144,9 +146,9 @@ def grade(
         chosen = np.select(conditions, list(range(len(conditions))), default=len(conditions))
         return chosen.astype(np.int8)
 
-    rule_by_data = rule_by(by_data.sum(axis=1))
+    rule_by_data = rule_by(agreeing_groups(by_data, policy))
     rank_by_data = _RANK[LEVEL_OF_RULE[rule_by_data]]
-    rank_credited = _RANK[LEVEL_OF_RULE[rule_by((by_data | creditable).sum(axis=1))]]
+    rank_credited = _RANK[LEVEL_OF_RULE[rule_by(agreeing_groups(by_data | creditable, policy))]]
     known = previous_level >= 0
     rank_before = np.where(known, _RANK[np.where(known, previous_level, 0)], NO_LEVEL)
     rank = np.maximum(rank_by_data, np.minimum(rank_credited, rank_before))
@@ -167,8 +169,8 @@ def grade(
     agreeing = by_data | credited
     certifiable = (level == LEVELS.index("strong")) & ~held
 
-    support = np.where(credited, 1.0, np.minimum(recent_weight / threshold, 1.0)).sum(
-        axis=1, dtype=np.float32
+    support = _group_support(
+        np.where(credited, 1.0, np.minimum(recent_weight / threshold, 1.0)), policy
     )
     third = np.float32(1 / 3)
     score = np.select(
@@ -181,7 +183,7 @@ def grade(
         [
             np.float32(0),
             np.float32(1),
-            2 * third + third * np.minimum(support / n_sources, 1),
+            2 * third + third * np.minimum(support / n_groups, 1),
             third + third * np.minimum(support / strong_sources, 1),
         ],
         default=third * np.minimum(long_total / long_min, 1),
@@ -202,3 +204,15 @@ def grade(
         previous_level=previous_level,
         certifiable=certifiable,
     )
+
+
+def _group_support(
+    per_source: npt.NDArray[np.floating[Any]], policy: ScoringPolicy
+) -> npt.NDArray[np.float32]:
+    """Sum, per person, the support of each independence group: its best source's."""
+    if len(policy.groups) == per_source.shape[1]:
+        return per_source.sum(axis=1, dtype=np.float32)
+    support = np.zeros(per_source.shape[0], dtype=np.float32)
+    for code in range(len(policy.groups)):
+        support += per_source[:, policy.group_of_source == code].max(axis=1)
+    return support

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,10 +12,13 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, create_model, field_validator
 
+from connectors import TraceSpec
+
 # The benefit types of the roll's contract; a level rule may be overridden per type.
 from connectors.spec import BENEFIT_TYPES
 from liveness.errors import ConfigurationError
 from liveness.policy_files import PolicyModel, Texts, parse_policy_file, validate_policy
+from liveness.sources import BUILTIN_TRACES, group_codes, traces_beside
 
 __all__ = [
     "BENEFIT_TYPES",
@@ -27,28 +31,10 @@ __all__ = [
     "parse_policy",
 ]
 
-# The contract's vocabulary (docs/SOURCES.md), as the run maps raw rows to kinds.
-# It lives here rather than in the TOML because it is not policy: a new kind needs code too.
+# The built-in sources' vocabulary (docs/SOURCES.md), as the run maps raw rows to kinds; a
+# declared source's kinds are those its declaration in sources.toml maps rows to.
 KIND_VOCABULARY: Mapping[str, tuple[str, ...]] = {
-    "transit": ("tap_face", "tap", "tap_face_failed"),
-    "card_txn": ("pos_pin", "pos_tap", "counter", "atm", "online", "auto_debit"),
-    "medical": (
-        "outpatient",
-        "emergency",
-        "inpatient_admission",
-        "inpatient_discharge",
-        "pharmacy",
-        "home_care",
-    ),
-    "face": (
-        "pass_app",
-        "pass_kiosk",
-        "pass_assisted",
-        "pass_proxy",
-        "fail",
-        "no_liveness",
-        "no_face",
-    ),
+    name: spec.kinds for name, spec in BUILTIN_TRACES.items()
 }
 
 
@@ -74,11 +60,10 @@ class WindowsTable(PolicyModel):
     long: Days
 
 
-# One model per source: its kinds are exactly the contract's vocabulary, each with a weight.
-WeightsTable = create_model(
-    "WeightsTable",
-    __base__=PolicyModel,
-    **{
+@lru_cache(maxsize=16)
+def _weights_table(vocabulary: tuple[tuple[str, tuple[str, ...]], ...]) -> type[PolicyModel]:
+    """Return the model of `[weights]`: per source, exactly its kinds, each with a weight."""
+    fields: dict[str, Any] = {
         source: (
             create_model(
                 f"Weights_{source}",
@@ -87,9 +72,9 @@ WeightsTable = create_model(
             ),
             ...,
         )
-        for source, kinds in KIND_VOCABULARY.items()
-    },
-)
+        for source, kinds in vocabulary
+    }
+    return create_model("WeightsTable", __base__=PolicyModel, **fields)
 
 
 class RulesOverride(PolicyModel):
@@ -119,12 +104,16 @@ class LevelsTable(PolicyModel):
         return overrides
 
 
-class ScoringFile(PolicyModel):
-    """The tables of config/scoring.toml."""
-
-    windows: WindowsTable
-    weights: WeightsTable  # type: ignore[valid-type]
-    levels: LevelsTable
+@lru_cache(maxsize=16)
+def _scoring_file(vocabulary: tuple[tuple[str, tuple[str, ...]], ...]) -> type[PolicyModel]:
+    """Return the model of config/scoring.toml for the trace sources of `vocabulary`."""
+    return create_model(
+        "ScoringFile",
+        __base__=PolicyModel,
+        windows=(WindowsTable, ...),
+        weights=(_weights_table(vocabulary), ...),
+        levels=(LevelsTable, ...),
+    )
 
 
 @dataclass(frozen=True)
@@ -144,6 +133,10 @@ class ScoringPolicy:
     version: str
     sources: tuple[str, ...]
     kinds: tuple[tuple[str, str], ...]
+    # The independence group of each source, as an index into `groups`: sources of one group
+    # record the same acts and agree as one (by default each source is a group of its own).
+    group_of_source: npt.NDArray[np.int8]
+    groups: tuple[str, ...]
     weight_of_kind: npt.NDArray[np.float32]
     source_of_kind: npt.NDArray[np.int8]
     settles_of_kind: npt.NDArray[np.bool_]
@@ -167,32 +160,55 @@ class ScoringPolicy:
         return tuple(dict.fromkeys(r.recent for r in self.rules))
 
     @property
+    def group_members(self) -> dict[str, list[str]]:
+        """Return the sources of each independence group, in source order."""
+        members: dict[str, list[str]] = {group: [] for group in self.groups}
+        for source, code in zip(self.sources, self.group_of_source.tolist(), strict=True):
+            members[self.groups[code]].append(source)
+        return members
+
+    @property
     def kind_index(self) -> dict[tuple[str, str], int]:
         """Return the code of each (source, kind) pair."""
         return {k: i for i, k in enumerate(self.kinds)}
 
 
-def load_policy(path: Path) -> ScoringPolicy:
-    """Read and validate a scoring policy file."""
+def load_policy(path: Path, *, traces: Mapping[str, TraceSpec] | None = None) -> ScoringPolicy:
+    """Read and validate a scoring policy file for the trace sources `traces`.
+
+    By default, those of the sources.toml beside the file (else the shipped ones).
+    """
     data = path.read_bytes()
-    return parse_policy(data, origin=str(path))
+    return parse_policy(
+        data, origin=str(path), traces=traces_beside(path) if traces is None else traces
+    )
 
 
 # Long by design: the policy file's sections read in order into one typed policy.
-def parse_policy(data: bytes, *, origin: str = "<policy>") -> ScoringPolicy:
-    """Parse and validate the bytes of a scoring policy file."""
+def parse_policy(
+    data: bytes, *, origin: str = "<policy>", traces: Mapping[str, TraceSpec] | None = None
+) -> ScoringPolicy:
+    """Parse and validate the bytes of a scoring policy file.
+
+    Its `[weights]` name every trace source of `traces` (by default: the shipped ones) with
+    exactly the kinds each produces.
+    """
+    if traces is None:
+        traces = traces_beside(None)
     try:
         policy_file = parse_policy_file(data, origin=origin)
     except ConfigurationError as error:
         raise PolicyError(str(error)) from None
     doc = policy_file.document
-    values = validate_policy(doc, ScoringFile, origin=origin, error=PolicyError)
+    vocabulary = tuple((name, tuple(spec.kinds)) for name, spec in traces.items())
+    values: Any = validate_policy(doc, _scoring_file(vocabulary), origin=origin, error=PolicyError)
     long = values.windows.long
     # Sources and kinds keep the file's order: their codes index the weight arrays.
     sources = tuple(doc["weights"])
     kinds = tuple((source, kind) for source in sources for kind in doc["weights"][source])
     weights = [float(getattr(getattr(values.weights, s), k)) for s, k in kinds]
     kind_index = {k: i for i, k in enumerate(kinds)}
+    groups, group_of_source = group_codes(sources, traces)
 
     levels = values.levels
     default = LevelRules(
@@ -226,16 +242,18 @@ def parse_policy(data: bytes, *, origin: str = "<policy>") -> ScoringPolicy:
             raise PolicyError(
                 f"{origin}: {_recent_key(name)} ({rules.recent}) exceeds windows.long ({long})"
             )
-        if rules.strong_sources > len(sources):
+        if rules.strong_sources > len(groups):
             raise PolicyError(
-                f"{origin}: {_key(name, 'strong_sources')} "
-                f"({rules.strong_sources}) exceeds the {len(sources)} sources"
+                f"{origin}: {_key(name, 'strong_sources')} ({rules.strong_sources}) exceeds "
+                f"the {len(groups)} independent sources (groups of sources.toml)"
             )
 
     return ScoringPolicy(
         version=policy_file.version,
         sources=sources,
         kinds=kinds,
+        group_of_source=np.asarray(group_of_source, dtype=np.int8),
+        groups=groups,
         weight_of_kind=np.asarray(weights, dtype=np.float32),
         source_of_kind=np.asarray([sources.index(s) for s, _ in kinds], dtype=np.int8),
         settles_of_kind=settles,

@@ -21,12 +21,22 @@ from liveness.simulate.population import (
 )
 from liveness.simulate.traces import (
     IdentityDefects,
+    Trace,
     build_card_txn,
+    build_community,
+    build_counter,
     build_face,
+    build_health_checks,
+    build_long_term_care,
     build_medical,
     build_transit,
+    build_travel,
+    build_vaccinations,
     money_text,
 )
+
+# The data scenarios beyond the four built-in trace sources, as sources.toml declares them.
+SCENARIOS = ("travel", "health_check", "community", "counter", "ltc", "vaccination")
 
 # Independent random sub-streams, one per concern, so that changing one part of the
 # simulation leaves the draws of every other part (and their files) unchanged.
@@ -43,6 +53,8 @@ _STREAMS = (
     "face",
     "death_records",
     "deliveries",
+    # The data scenarios: last, so that the streams above draw as they did before them.
+    *SCENARIOS,
 )
 SILENT_DAYS = 5
 
@@ -201,11 +213,32 @@ def _anomalies(
     }
 
 
+def _scenarios(
+    rngs: dict[str, np.random.Generator], *, population: Population, cards: Cards
+) -> dict[str, Trace]:
+    """Draw the data scenarios' traces, each from its own stream."""
+    checks = build_health_checks(rng=rngs["health_check"], population=population)
+    return {
+        "travel": build_travel(rng=rngs["travel"], population=population),
+        "health_check": checks,
+        "community": build_community(rng=rngs["community"], population=population, cards=cards),
+        "counter": build_counter(rng=rngs["counter"], population=population),
+        "ltc": build_long_term_care(rng=rngs["ltc"], population=population),
+        "vaccination": build_vaccinations(
+            rng=rngs["vaccination"], population=population, checks=checks
+        ),
+    }
+
+
 # Long by design: a linear recipe, each part of the city drawn from its own stream.
 def simulate_city(
-    *, persons: int, start: date, days: int, seed: int, out: Path
+    *, persons: int, start: date, days: int, seed: int, out: Path, scenarios: bool = True
 ) -> SimulationSummary:
-    """Simulate `persons` pensioners over `days` days from `start` and write them under `out`."""
+    """Simulate `persons` pensioners over `days` days from `start` and write them under `out`.
+
+    With `scenarios`, the declared data scenarios (rail and air travel, health checks,
+    community canteens and events, counters, long-term care, vaccinations) deliver too.
+    """
     if persons < 1 or days < 1:
         raise ValueError("persons and days must be positive")
     out = Path(out)
@@ -284,6 +317,13 @@ def simulate_city(
         planted=planted,
     )
     write_monthly(out=out, source="face", trace=face, start=start, days=days, planted=planted)
+    if scenarios:
+        for source, trace in _scenarios(rngs, population=population, cards=cards).items():
+            # Each department's monthly export, with a few damaged rows of its own.
+            write_monthly(
+                out=out, source=source, trace=trace, start=start, days=days, planted=planted,
+                rng=rngs[source], trace_source=True,
+            )  # fmt: skip
     write_csv(
         out / "truth.csv",
         _truth(population=population, records=records, used_after_death=used_after_death),

@@ -18,14 +18,24 @@ IntArray = npt.NDArray[np.int64]
 
 _WRITE_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="none")
 
-# Which column each malformation damages, per source.
-_TIME_COLUMN = {"transit": "tapped_at", "card_txn": "txn_at", "medical": "visit_at"}
-_KEY_COLUMN = {"transit": "card_no", "card_txn": "card_no", "medical": "id_number"}
+# Which column each malformation damages, per source (the data scenarios' too).
+_TIME_COLUMN = {
+    "transit": "tapped_at", "card_txn": "txn_at", "medical": "visit_at",
+    "travel": "departed_at", "health_check": "checked_on", "community": "served_at",
+    "counter": "served_at", "ltc": "cared_on", "vaccination": "vaccinated_at",
+}  # fmt: skip
+_KEY_COLUMN = {
+    "transit": "card_no", "card_txn": "card_no", "medical": "id_number", "community": "record_id",
+    **dict.fromkeys(("travel", "health_check", "counter", "ltc", "vaccination"), "id_number"),
+}  # fmt: skip
+_PLAIN = ["bad_timestamp", "missing_required", "too_few_fields"]
 _PROBLEMS = {
-    "transit": ["bad_timestamp", "missing_required", "too_few_fields"],
+    "transit": _PLAIN,
     "card_txn": ["bad_timestamp", "missing_required", "unknown_channel", "too_few_fields"],
     "medical": ["bad_timestamp", "missing_required", "unknown_visit_type", "too_few_fields"],
-}
+    **dict.fromkeys(("travel", "health_check", "community", "counter", "ltc", "vaccination"),
+                    _PLAIN),
+}  # fmt: skip
 _BAD_TIMESTAMPS = ["2025-02-30 25:61:00", "yesterday", "13/45/2025 8am"]
 
 

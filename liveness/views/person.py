@@ -27,6 +27,7 @@ from models import (
     Assessment,
     Benefit,
     Certification,
+    EvidencePart,
     Person,
     ReviewTask,
     Run,
@@ -34,12 +35,21 @@ from models import (
 )
 
 
+def stored_sources(session: Session) -> tuple[str, ...]:
+    """Return the trace sources the evidence store holds: the built-in ones, then the others."""
+    held = set(session.scalars(select(EvidencePart.source).distinct()))
+    return (*TRACE_SOURCES, *sorted(held - set(TRACE_SOURCES)))
+
+
 def _timeline(
     session: Session, *, store: EvidenceStore, person_id: int, since: dt.date, per_source: int
 ) -> dict[str, list[TraceRead]]:
-    """Return each source's latest traces of a person since a day, newest first."""
+    """Return each source's latest traces of a person since a day, newest first.
+
+    Every built-in source has its lane, and every declared source the store holds traces of.
+    """
     timeline: dict[str, list[TraceRead]] = {}
-    for source in TRACE_SOURCES:
+    for source in stored_sources(session):
         found = []
         for table in store.scan(
             session, source=source, columns=["person_id", "day", "event_at", "kind"],

@@ -101,6 +101,17 @@ def db_current() -> None:
     console.print(current_revision(_services().engine) or "no schema")
 
 
+# Whether the simulated city delivers the declared data scenarios too (sources.toml).
+ScenariosOption = Annotated[
+    bool,
+    typer.Option(
+        "--scenarios/--no-scenarios",
+        help="Simulate the declared data scenarios too (travel, health checks, community, "
+        "counters, long-term care, vaccinations).",
+    ),
+]
+
+
 @app.command()
 @boundary
 def simulate(
@@ -111,11 +122,14 @@ def simulate(
     ] = dt.datetime(2025, 1, 1),
     days: Annotated[int, typer.Option(min=1, help="Days to simulate.")] = 365,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 1,
+    scenarios: ScenariosOption = True,
 ) -> None:
     """Write a simulated city's deliveries for every source, and its truth."""
     from liveness.simulate import simulate_city
 
-    summary = simulate_city(persons=persons, start=start.date(), days=days, seed=seed, out=out)
+    summary = simulate_city(
+        persons=persons, start=start.date(), days=days, seed=seed, out=out, scenarios=scenarios
+    )
     console.print(
         f"simulated {summary.persons:,} persons over {days} days: {summary.deaths:,} deaths, "
         f"{summary.traces:,} traces in {summary.files:,} files under {summary.out}"
@@ -250,13 +264,14 @@ def demo(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the figures as one JSON object.")
     ] = False,
+    scenarios: ScenariosOption = True,
 ) -> None:
     """Simulate a city, ingest it, run monthly certification cycles, score against the truth."""
     from liveness.entry.demo import run_demo
 
     figures = run_demo(
         persons=persons, days=days, seed=seed, out=out, months=months, json_output=json_output,
-        console=Console(quiet=True) if json_output else console,
+        console=Console(quiet=True) if json_output else console, scenarios=scenarios,
     )  # fmt: skip
     if json_output:
         print_json(figures)
@@ -363,12 +378,13 @@ def unmatched(
     from liveness.db import session_scope
     from liveness.ingest.queries import unmatched_death_records, unmatched_evidence
     from liveness.ingest.relink import relink_pending
-    from liveness.ingest.traces import TRACE_SOURCES
 
     services = migrated_services()
-    sources = TRACE_SOURCES if source is None else (source,)
+    sources = tuple(services.traces) if source is None else (source,)
     with session_scope(services.sessions) as session:
-        traces = unmatched_evidence(session, store=services.store, sources=sources)
+        traces = unmatched_evidence(
+            session, store=services.store, sources=sources, links=services.trace_links
+        )
         deaths = unmatched_death_records(session)
         pending = relink_pending(session)
     if source is not None:
@@ -400,6 +416,7 @@ def relink_command(json_output: JsonOption = False) -> None:
             session,
             store=services.store,
             demographic_confidence=services.certification_policy.demographic_confidence,
+            links=services.trace_links,
         )
     if json_output:
         print_json(report.as_dict())

@@ -110,3 +110,50 @@ def _order(day: IntArray, seconds: IntArray, person: IntArray) -> IntArray:
     """Return the delivery order: by time, ties by person then generation order."""
     result: IntArray = np.lexsort((person, seconds, day))
     return result
+
+
+def _yearly_days(
+    rng: np.random.Generator,
+    *,
+    person: IntArray,
+    month_weights: FloatArray,
+    population: Population,
+) -> tuple[IntArray, IntArray]:
+    """Draw one event a year per person, in a month drawn from `month_weights` (Jan..Dec).
+
+    Each person keeps their month and day year after year (people go in their season);
+    events outside the person's active period are dropped. Returns (person, day index).
+    """
+    weights = np.asarray(month_weights, dtype=np.float64)
+    month = rng.choice(12, size=person.size, p=weights / weights.sum())
+    day_in_month = rng.integers(0, 28, size=person.size)
+    start = np.datetime64(population.start, "D")
+    first_year = start.astype("datetime64[Y]")
+    end = population.activity_end[person]
+    persons: list[IntArray] = []
+    days: list[IntArray] = []
+    # One pass per calendar year the period touches: a handful, never one per person.
+    for year in range(population.days // 365 + 2):
+        months = (first_year + year).astype("datetime64[M]") + month.astype("timedelta64[M]")
+        index = (months.astype("datetime64[D]") + day_in_month - start).astype(np.int64)
+        keep = (index >= 0) & (index < end)
+        persons.append(person[keep])
+        days.append(index[keep])
+    return np.concatenate(persons), np.concatenate(days)
+
+
+def _dates_text(population: Population, day: IntArray) -> pa.Array:
+    """Format day indexes of the period as `YYYY-MM-DD`."""
+    days = np.datetime64(population.start, "D") + day.astype("timedelta64[D]")
+    return pa.array(days).cast(pa.string())
+
+
+def _identified(
+    population: Population, person: IntArray, *, prefix: str, width: int
+) -> dict[str, pa.Array]:
+    """Return the leading columns of a record known by identity number: id, number, name."""
+    return {
+        "record_id": _ids(prefix, person.size, width),
+        "id_number": pa.array(population.id_number[person], type=pa.string()),
+        "name": pa.array(population.name[person], type=pa.string()),
+    }

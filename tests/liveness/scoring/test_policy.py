@@ -15,7 +15,13 @@ def text() -> str:
 
 def test_default_policy_loads_with_expected_shape() -> None:
     policy = load_policy(POLICY_PATH)
-    assert policy.sources == ("transit", "card_txn", "medical", "face")
+    assert policy.sources == (
+        "transit", "card_txn", "medical", "face",
+        # the data scenarios declared in sources.toml
+        "travel", "health_check", "community", "counter", "ltc", "vaccination",
+    )  # fmt: skip
+    assert policy.group_members["medical"] == ["medical", "ltc"]
+    assert policy.group_members["health_centre"] == ["health_check", "vaccination"]
     assert len(policy.version) == 12
     assert len(policy.kinds) == len(policy.weight_of_kind) == len(policy.source_of_kind)
     assert policy.weight_of_kind.dtype == np.float32
