@@ -25,7 +25,7 @@ def read_person(
     entry = caller.audit("persons.read", "person", person_ref)
     view = person_view(
         caller.session, store=caller.services.store, person_ref=person_ref, today=caller.today(),
-        window_days=days,
+        window_days=days, traces=caller.services.traces,
     )  # fmt: skip
     hide_outside_grids(caller.principal, view.grid_code, absent=no_person(person_ref))
     entry.detail = {"days": days}

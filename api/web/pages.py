@@ -71,6 +71,7 @@ from liveness.review.outcomes import (
 from liveness.services import Services
 from liveness.views.person import no_person, person_view
 from liveness.views.queue import task_grid
+from liveness.views.schemas import PersonRead
 from liveness.views.worker_queue import (
     QUEUE_SORTS,
     age_on,
@@ -754,7 +755,7 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
     page.audit("persons.read", "person", person.person_ref, {"task": task_id})
     view = person_view(
         page.session, store=page.services.store, person_ref=person.person_ref,
-        today=page.today(), window_days=90, per_source=10,
+        today=page.today(), window_days=90, per_source=10, traces=page.services.traces,
     )  # fmt: skip
     kind = TaskKind(task.kind)
     claim_live = (
@@ -791,7 +792,9 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
             today=page.today(),
         ),
         "level_as_of": None if view.assessment is None else view.assessment.as_of,
-        "traces": [(page.t(f"source_{source}"), rows) for source, rows in view.timeline.items()],
+        "traces": [
+            (source_name(page, view, source), rows) for source, rows in view.timeline.items()
+        ],
         "is_open": task.status in LIVE_TASK_STATUSES,
         "outcomes": [
             (str(o), _outcome_choice(page, o)) for o in VisitOutcome if o in OUTCOMES_BY_KIND[kind]
@@ -1092,7 +1095,7 @@ async def person_page(
         page.audit("persons.read", "person", person_ref[:64])
         view = person_view(
             page.session, store=page.services.store, person_ref=person_ref[:32],
-            today=page.today(), window_days=180, per_source=500,
+            today=page.today(), window_days=180, per_source=500, traces=page.services.traces,
         )  # fmt: skip
         hide_outside_grids(page.principal, view.grid_code, absent=no_person(person_ref[:32]))
         return view
@@ -1104,7 +1107,9 @@ async def person_page(
     if view.assessment and view.assessment.reasons.get("death"):
         died = dt.date.fromisoformat(view.assessment.reasons["death"])
         marks.append((died, page.t("died_on")))
-    lanes = [(page.t(f"source_{s}"), [r.day for r in rows]) for s, rows in view.timeline.items()]
+    lanes = [
+        (source_name(page, view, s), [r.day for r in rows]) for s, rows in view.timeline.items()
+    ]
     chart = charts.timeline(
         lanes,
         first_day=first_day, last_day=last_day, title=page.t("timeline"), marks=marks,
@@ -1120,3 +1125,9 @@ async def person_page(
             view.payments, page.lang, timezone=ZoneInfo(page.services.settings.timezone)
         ),
     )  # fmt: skip
+
+
+def source_name(page: Page, view: PersonRead, source: str) -> str:
+    """Return a trace source in the page's words: its declared label, else the messages'."""
+    declared = view.source_labels.get(source, {}).get(page.lang)
+    return declared or page.t(f"source_{source}")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from connectors import TraceSpec
 from liveness.errors import NotFound
 from liveness.evidence.parts import day_from_number
 from liveness.evidence.store import EvidenceStore
 from liveness.ingest.traces import TRACE_SOURCES
+from liveness.sources import BUILTIN_TRACES
 from liveness.views.masking import mask_id_number
 from liveness.views.payments import benefit_payments
 from liveness.views.schemas import (
@@ -75,8 +78,13 @@ def person_view(
     today: dt.date,
     window_days: int = 90,
     per_source: int = 20,
+    traces: Mapping[str, TraceSpec] | None = None,
 ) -> PersonRead:
-    """Return a person's file: the evidence timeline covers `window_days` before the last run."""
+    """Return a person's file: the evidence timeline covers `window_days` before the last run.
+
+    `traces` (the configured trace sources, `Services.traces`) gives declared sources their
+    words; the built-in sources have theirs.
+    """
     person = session.scalars(select(Person).where(Person.person_ref == person_ref)).first()
     if person is None:
         raise NotFound(no_person(person_ref))
@@ -139,6 +147,9 @@ def person_view(
             since=reference - dt.timedelta(days=window_days), per_source=per_source,
         ),
         payments=benefit_payments(session, person_id=person.id),
+        source_labels={
+            name: dict(spec.label) for name, spec in {**BUILTIN_TRACES, **(traces or {})}.items()
+        },
     )  # fmt: skip
 
 

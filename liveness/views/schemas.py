@@ -145,6 +145,8 @@ class PersonRead(Schema):
     open_tasks: list[PersonTaskRead]
     timeline: dict[str, list[TraceRead]]
     payments: list[BenefitPaymentRead]
+    # Each timeline source in words, per language (a declared source's label in sources.toml).
+    source_labels: dict[str, dict[str, str]] = {}
 
 
 class OverdueTaskRead(Schema):

@@ -155,5 +155,5 @@ def test_a_declared_scenario_loads_links_and_scores_with_no_code(
         view = person_view(
             session, store=services.store, person_ref="P2", today=AS_OF, traces=services.traces
         )
-    assert [row["kind"] for row in view.timeline["canteen"]] == ["meal"] * 3
+    assert [row.kind for row in view.timeline["canteen"]] == ["meal"] * 3
     assert view.source_labels["canteen"] == {"zh": "老年食堂", "en": "elderly canteen"}
