@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +130,11 @@ def cycle_figures(
                 select(
                     ReviewTask.grid_code, ReviewTask.kind, ReviewTask.opened_on,
                     ReviewTask.due_on, ReviewTask.closed_on, Person.person_ref,
-                    ReviewTask.status,
+                    ReviewTask.status, ReviewTask.planned_week,
                 ).join(Person, Person.id == ReviewTask.person_id)
             ).all(),
             columns=["grid_code", "kind", "opened_on", "due_on", "closed_on", "person_ref",
-                     "status"],
+                     "status", "planned_week"],
         )  # fmt: skip
         notices = pd.DataFrame(
             session.execute(
@@ -212,7 +213,12 @@ def cycle_figures(
     all_dead = truth.loc[died.notna() & (died <= pd.Timestamp(end)), "person_ref"]
     return {
         "bother": _bother(
-            tasks=tasks, notices=notices, certified_on=certified_on, persons=len(truth), runs=runs
+            tasks=tasks,
+            notices=notices,
+            certified_on=certified_on,
+            persons=len(truth),
+            runs=runs,
+            capacity=services.certification_policy.capacity.of,
         ),
         "living": len(living),
         "living_certified_silently_share": round(
@@ -250,9 +256,12 @@ def cycle_figures(
 
 def _bother(
     *, tasks: pd.DataFrame, notices: pd.DataFrame, certified_on: pd.DataFrame, persons: int,
-    runs: list[dt.date],
+    runs: list[dt.date], capacity: Callable[[str], int],
 ) -> dict[str, Any]:  # fmt: skip
     """Measure how much the living were bothered: reviews, needless notices, visits per week.
+
+    Visits count in the week the run planned them for (else the week they opened), against
+    the grid's weekly capacity.
 
     Reviews count those opened after the first run (its backlog is the roll's history, not the
     engine's doing), per 100 persons and scaled to a 12-month certification cycle. A notice is
@@ -268,8 +277,9 @@ def _bother(
     needless = needless[pd.to_datetime(needless["certified_on"])
                         > pd.to_datetime(needless["created_on"])]  # fmt: skip
     visits = tasks[kinds == "home_visit"]
-    week = pd.to_datetime(visits["opened_on"]).dt.to_period("W-SUN")
-    per_week = visits.groupby([visits["grid_code"], week]).size()
+    planned = pd.to_datetime(visits["planned_week"].fillna(visits["opened_on"]))
+    per_week = visits.groupby([visits["grid_code"], planned.dt.to_period("W-SUN")]).size()
+    limits = per_week.index.get_level_values(0).map(capacity).to_numpy()
     return {
         "reviews_opened_after_first_run": len(later),
         "reviews_per_100_persons_per_cycle": round(
@@ -283,22 +293,59 @@ def _bother(
         "tasks_closed_by_data": int((tasks["status"].astype(str) == "closed_by_data").sum()),
         "visits_per_grid_week_mean": round(float(per_week.mean()), 2) if len(per_week) else 0.0,
         "visits_per_grid_week_max": int(per_week.max()) if len(per_week) else 0,
+        "grid_weeks_over_capacity": int((per_week.to_numpy() > limits).sum()),
     }
 
 
-def run_demo(
-    *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 3,
-    json_output: bool = False, scenarios: bool = True,
-) -> dict[str, Any]:  # fmt: skip
-    """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth.
+def ingest_city(
+    services: Services, city: Path, *, skip: frozenset[str] = frozenset()
+) -> tuple[dict[str, int], list[str]]:
+    """Ingest every source the simulated city delivered (but `skip`); return totals and refusals."""
+    totals = {"read": 0, "loaded": 0, "redelivered": 0, "quarantined": 0, "unmatched": 0}
+    refused = []
+    for source in ingest_order(services.source_configs):
+        if source in skip or not (city / source).is_dir():
+            continue  # a declared source the simulated city does not deliver
+        for report in ingest_paths(services, source=source, paths=[city / source]):
+            totals["read"] += report.rows_read
+            totals["loaded"] += report.loaded
+            totals["redelivered"] += report.redelivered
+            totals["quarantined"] += report.quarantined
+            totals["unmatched"] += report.unmatched
+            if report.error:
+                refused.append(report.error)
+    return totals, refused
 
-    Without `scenarios` the city delivers the built-in trace sources only (the comparison).
-    """
-    from liveness.simulate import simulate_city
+
+def run_cycles(
+    services: Services, *, truth: pd.DataFrame, ends: list[dt.date], seed: int, inbox: Path,
+    console: Console, elapsed: Callable[[], str],
+) -> Run:  # fmt: skip
+    """Run certification at each of `ends`; between runs the simulated people answer reviews."""
     from liveness.simulate.responders import answer_reviews
 
-    started = time.perf_counter()
-    folder = out or Path(tempfile.mkdtemp(prefix="liveness-demo-"))
+    run = None
+    for number, as_of in enumerate(ends):
+        if number:
+            # Between two runs, people answer face verification requests and grid workers visit.
+            answer_reviews(services, truth=truth, on=as_of, seed=seed, inbox=inbox)
+        run = execute_run(services, as_of=as_of)
+        if run.status != "published":
+            console.print(f"[red]run as of {as_of} {run.status}:[/] {run.report.get('guard')}")
+            continue
+        levels = run.report["levels"]
+        console.print(
+            f"[bold]4.{number + 1} run as of {as_of}[/]: strong {levels['strong']:,}, medium "
+            f"{levels['medium']:,}, weak {levels['weak']:,}, deceased {levels['deceased']:,}; "
+            f"{sum(run.report['tasks_opened'].values()):,} reviews opened, "
+            f"{run.report['suspensions']:,} suspended {elapsed()}"
+        )
+    assert run is not None
+    return run
+
+
+def demo_services(folder: Path) -> Services:
+    """Return services on an embedded SQLite database and evidence store in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     settings = get_settings().model_copy(
         update={
@@ -306,7 +353,23 @@ def run_demo(
             "evidence_dir": folder / "evidence",
         }
     )
-    services = Services(settings)
+    return Services(settings)
+
+
+def run_demo(
+    *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 3,
+    json_output: bool = False, scenarios: bool = True, ablation: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth.
+
+    Without `scenarios` the city delivers the built-in trace sources only (the comparison);
+    with `ablation`, the cycles run again once per data scenario, without it.
+    """
+    from liveness.simulate import simulate_city
+
+    started = time.perf_counter()
+    folder = out or Path(tempfile.mkdtemp(prefix="liveness-demo-"))
+    services = demo_services(folder)
     last_day = DEMO_START + dt.timedelta(days=days - 1)
 
     def elapsed() -> str:
@@ -331,21 +394,8 @@ def run_demo(
         planted = None
         console.print(f"   integrity patterns not planted: {too_small}")
     upgrade(services.engine)
-    totals = {"read": 0, "loaded": 0, "redelivered": 0, "quarantined": 0, "unmatched": 0}
-    refused = []
-    with console.status("ingesting") as status:
-        for source in ingest_order(services.source_configs):
-            if not (folder / "city" / source).is_dir():
-                continue  # a declared source the simulated city does not deliver
-            status.update(f"ingesting {source}")
-            for report in ingest_paths(services, source=source, paths=[folder / "city" / source]):
-                totals["read"] += report.rows_read
-                totals["loaded"] += report.loaded
-                totals["redelivered"] += report.redelivered
-                totals["quarantined"] += report.quarantined
-                totals["unmatched"] += report.unmatched
-                if report.error:
-                    refused.append(report.error)
+    with console.status("ingesting"):
+        totals, refused = ingest_city(services, folder / "city")
     console.print(
         f"[bold]2. ingested[/] {totals['read']:,} rows: {totals['loaded']:,} loaded, "
         f"{totals['redelivered']:,} re-delivered, {totals['quarantined']:,} quarantined "
@@ -388,22 +438,10 @@ def run_demo(
     truth = pd.read_csv(folder / "city" / "truth.csv", dtype=str, keep_default_na=False)
     truth = truth.replace({"": None})
     ends = month_ends(start=DEMO_START, last=last_day)[-(months + 1) :]
-    run = None
-    for number, as_of in enumerate(ends):
-        if number:
-            # Between two runs, people answer face verification requests and grid workers visit.
-            answer_reviews(services, truth=truth, on=as_of, seed=seed, inbox=folder / "answers")
-        run = execute_run(services, as_of=as_of)
-        if run.status != "published":
-            console.print(f"[red]run as of {as_of} {run.status}:[/] {run.report.get('guard')}")
-            continue
-        levels = run.report["levels"]
-        console.print(
-            f"[bold]4.{number + 1} run as of {as_of}[/]: strong {levels['strong']:,}, medium "
-            f"{levels['medium']:,}, weak {levels['weak']:,}, deceased {levels['deceased']:,}; "
-            f"{sum(run.report['tasks_opened'].values()):,} reviews opened, "
-            f"{run.report['suspensions']:,} suspended {elapsed()}"
-        )
+    run = run_cycles(
+        services, truth=truth, ends=ends, seed=seed, inbox=folder / "answers", console=console,
+        elapsed=elapsed,
+    )  # fmt: skip
     assert run is not None
     print_run_report(run.report, to=console)
 
@@ -421,12 +459,23 @@ def run_demo(
     entries.to_csv(list_path, index=False)
     figures = cycle_figures(services, truth=truth, since=ends[0], end=last_day)
     _print_figures(console, figures)
+    ablated: list[dict[str, Any]] = []
+    if ablation:
+        from liveness.entry.demo_ablation import ablation as run_ablation
+        from liveness.entry.demo_ablation import ablation_table, headline
+
+        console.print("[bold]6. ablation[/]: the same cycles without each data scenario")
+        ablated = run_ablation(
+            city=folder / "city", folder=folder / "ablation", truth=truth, ends=ends,
+            last_day=last_day, seed=seed, console=console,
+        )  # fmt: skip
+        console.print(ablation_table(headline(figures), ablated))
     console.print(f"list entries of the last run: {list_path}")
     console.print(f"[bold]done[/] in {time.perf_counter() - started:.1f} s; files in {folder}")
     return {
         "persons": persons, "days": days, "seed": seed, "scenarios": scenarios, "runs": len(ends),
         "seconds": round(time.perf_counter() - started, 1), **figures, "estimator": estimator,
-        "integrity_leads": leads.to_dict("records"),
+        "integrity_leads": leads.to_dict("records"), "ablation": ablated,
         "folder": str(folder),
     }  # fmt: skip
 
@@ -493,6 +542,7 @@ def _print_figures(console: Console, figures: dict[str, Any]) -> None:
     table.add_row("review tasks closed by data", f"{bother['tasks_closed_by_data']:,}")
     table.add_row(
         "home visits per grid and week (mean / max)",
-        f"{bother['visits_per_grid_week_mean']} / {bother['visits_per_grid_week_max']}",
+        f"{bother['visits_per_grid_week_mean']} / {bother['visits_per_grid_week_max']} "
+        f"({bother['grid_weeks_over_capacity']:,} grid-weeks over capacity)",
     )
     console.print(table)

@@ -265,6 +265,14 @@ def demo(
         bool, typer.Option("--json", help="Print the figures as one JSON object.")
     ] = False,
     scenarios: ScenariosOption = True,
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            "--ablation",
+            help="Run the cycles again once per data scenario, without it, and compare "
+            "(about a minute more per scenario).",
+        ),
+    ] = False,
 ) -> None:
     """Simulate a city, ingest it, run monthly certification cycles, score against the truth."""
     from liveness.entry.demo import run_demo
@@ -272,6 +280,7 @@ def demo(
     figures = run_demo(
         persons=persons, days=days, seed=seed, out=out, months=months, json_output=json_output,
         console=Console(quiet=True) if json_output else console, scenarios=scenarios,
+        ablation=ablation,
     )  # fmt: skip
     if json_output:
         print_json(figures)

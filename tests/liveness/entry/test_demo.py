@@ -40,3 +40,27 @@ def test_the_smallest_demo_runs_without_planting_half_a_pattern(
     assert not list((folder / "city").rglob("*_planted.csv"))
     assert not (folder / "city" / "integrity_truth.json").exists()
     assert figures["wrongful_suspensions"] == 0
+
+
+def test_the_demo_measures_bother_and_switches_each_scenario_off(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    code, output = invoke_cli(
+        cli_env, "demo", "--persons", "600", "--days", "200", "--months", "1", "--seed", "5",
+        "--out", str(tmp_path / "demo"), "--json", "--ablation",
+    )  # fmt: skip
+    assert code == 0, output
+    figures = json.loads(output.splitlines()[-1])
+    bother = figures["bother"]
+    assert bother["reviews_per_100_persons_per_cycle"] >= 0
+    assert 0 <= bother["notices_to_persons_later_certified_by_data"] <= bother["notices"]
+    assert bother["grid_weeks_over_capacity"] >= 0
+    # One row per shipped data scenario, each run without it, on fresh state.
+    rows = figures["ablation"]
+    assert [row["without"] for row in rows] == [
+        "travel", "health_check", "community", "counter", "ltc", "vaccination",
+    ]  # fmt: skip
+    for row in rows:
+        assert 0 < row["living_certified_silently_share"] <= 1
+        assert row["wrongful_suspensions"] == 0
+        assert (tmp_path / "demo" / "ablation" / row["without"] / "state.sqlite").exists()
