@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from liveness.db import session_scope
-from liveness.services import Services
 from models import Certification, Person, TaskKind
-from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
+from tests.liveness import test_workflow as workflow
 from tests.liveness.test_workflow import P1, City
 
 # P1's certification (last_certified_on 2024-06-01, 12 months) ends on 2025-06-01; its renewal
@@ -22,14 +18,7 @@ END = dt.date(2025, 6, 1)
 LEAD = 15 + 30 + 5
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def city(
-    request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
-) -> City:
-    place = City(services_factory(request.param), tmp_path)
-    place.deliver("registry", REGISTRY)
-    place.deliver("cards", CARDS)
-    return place
+city = workflow.city  # the fixture: the three-person roll, on both backends
 
 
 def _certifications(city: City, ref: str) -> list[Certification]:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
 
 from liveness.db import session_scope
-from liveness.services import Services
 from models import Certification, Person, ReviewTask, SourceVolume, TaskKind
-from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
+from tests.liveness import test_workflow as workflow
 from tests.liveness.test_workflow import City
 
 # P1's certification ends on 2025-06-01; its renewal review would open on 2025-04-12.
@@ -44,14 +42,7 @@ def _regular(city: City, *, transit: tuple[str, dt.date], payments: tuple[str, d
     city.deliver("card_txn", "record_id,card_no,txn_at,channel\n" + paid)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def city(
-    request: pytest.FixtureRequest, services_factory: Callable[[str], Services], tmp_path: Path
-) -> City:
-    place = City(services_factory(request.param), tmp_path)
-    place.deliver("registry", REGISTRY)
-    place.deliver("cards", CARDS)
-    return place
+city = workflow.city  # the fixture: the three-person roll, on both backends
 
 
 def _tasks(city: City, ref: str) -> list[ReviewTask]:
