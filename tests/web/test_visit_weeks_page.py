@@ -14,7 +14,8 @@ from sqlalchemy import select
 from liveness.db import session_scope
 from models import Person, ReviewTask, TaskKind, TaskStatus
 from tests.api.conftest import World
-from tests.web.test_supervision_pages import _client, _today
+from tests.web.conftest import signed_in
+from tests.web.test_supervision_pages import _today
 
 WEEK_ROW = re.compile(r'<tr data-week="([^"]+)"[^>]*>(.*?)</tr>', re.S)
 COUNT = re.compile(r'data-count="([a-z]+)">(?:<strong>)?([\d,]+)')
@@ -62,7 +63,7 @@ def test_a_grid_shows_its_weeks_ahead_and_warns_over_capacity(web_world: World) 
     assert len(carried) == 2
     carried_late = sum(due < week[0] + dt.timedelta(days=6) for due in carried)
 
-    page = _client(web_world, "operator").get("/web/grids/G1")
+    page = signed_in(web_world, "operator").get("/web/grids/G1")
     assert page.status_code == 200
     weeks = _weeks(page.text)
     assert list(weeks) == [monday.isoformat() for monday in week]
@@ -81,16 +82,16 @@ def test_a_grid_shows_its_weeks_ahead_and_warns_over_capacity(web_world: World) 
     assert "有 1 周计划的走访超出本网格的容量" in section
     assert section.count('role="alert"') == 2
 
-    english = _client(web_world, "operator").get("/web/grids/G1?lang=en").text
+    english = signed_in(web_world, "operator").get("/web/grids/G1?lang=en").text
     assert f"Over capacity: {late} visit(s) fit no week before their due date" in english
     assert "Over capacity: 1 week(s) have more visits planned" in english
     # A grid worker's page of their own grid lists people, not the plan.
-    own = _client(web_world, "grid_worker").get("/web/grids/G1")
+    own = signed_in(web_world, "grid_worker").get("/web/grids/G1")
     assert own.status_code == 200 and 'data-section="visit-weeks"' not in own.text
 
 
 def test_a_grid_within_capacity_shows_no_warning(web_world: World) -> None:
-    page = _client(web_world, "operator").get("/web/grids/G2").text
+    page = signed_in(web_world, "operator").get("/web/grids/G2").text
     section = page.split('data-section="visit-weeks"')[1].split("</section>")[0]
     # G2's one open visit is the world's, due long ago: the only warning is that it is late.
     assert 'data-warning="over-capacity"' not in section
