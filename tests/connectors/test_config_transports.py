@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from connectors import (
-    SOURCES,
     ConfigError,
     HttpSettings,
     HttpTransport,
@@ -22,6 +21,7 @@ from connectors import (
     parse_source_configs,
 )
 from tests.connectors.test_conformance import connector_for
+from tests.connectors.test_mapping import SHIPPED_SOURCES
 
 SOURCES_TOML = Path(__file__).resolve().parents[2] / "config" / "sources.toml"
 
@@ -40,16 +40,7 @@ def documented_example() -> dict[str, Any]:
 
 def test_every_source_defaults_to_files() -> None:
     configs = load_source_configs(SOURCES_TOML)
-    # The built-in sources, and the data scenarios the shipped file declares.
-    assert set(configs) == {
-        *SOURCES,
-        "travel",
-        "health_check",
-        "community",
-        "counter",
-        "ltc",
-        "vaccination",
-    }
+    assert set(configs) == SHIPPED_SOURCES
     for config in configs.values():
         assert config.transport == "files"
         assert config.sql is None and config.http is None

@@ -44,19 +44,15 @@ visit_at = "%d/%m/%Y %H:%M"
 "死亡" = "deceased"
 """
 
+# The built-in sources, and the data scenarios the shipped sources.toml declares.
+SHIPPED_SOURCES = {
+    *SOURCES, "travel", "health_check", "community", "counter", "ltc", "vaccination",
+}  # fmt: skip
+
 
 def test_shipped_config_covers_every_source() -> None:
     configs = load_source_configs(REPO / "config" / "sources.toml")
-    # The built-in sources, and the data scenarios the shipped file declares.
-    assert set(configs) == {
-        *SOURCES,
-        "travel",
-        "health_check",
-        "community",
-        "counter",
-        "ltc",
-        "vaccination",
-    }
+    assert set(configs) == SHIPPED_SOURCES
     assert len(SOURCES) == 8
     assert configs["cremation"].encoding == "gb18030"
     assert configs["transit"].path == "var/inbox/transit"
