@@ -359,11 +359,13 @@ def demo_services(folder: Path) -> Services:
 def run_demo(
     *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 3,
     json_output: bool = False, scenarios: bool = True, ablation: bool = False,
+    ablated_scenarios: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth.
 
     Without `scenarios` the city delivers the built-in trace sources only (the comparison);
-    with `ablation`, the cycles run again once per data scenario, without it.
+    with `ablation`, the cycles run again once per data scenario (or per one of
+    `ablated_scenarios`), without it.
     """
     from liveness.simulate import simulate_city
 
@@ -467,7 +469,7 @@ def run_demo(
         console.print("[bold]6. ablation[/]: the same cycles without each data scenario")
         ablated = run_ablation(
             city=folder / "city", folder=folder / "ablation", truth=truth, ends=ends,
-            last_day=last_day, seed=seed, console=console,
+            last_day=last_day, seed=seed, console=console, scenarios=ablated_scenarios,
         )  # fmt: skip
         console.print(ablation_table(headline(figures), ablated))
     console.print(f"list entries of the last run: {list_path}")

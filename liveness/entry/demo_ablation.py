@@ -18,9 +18,11 @@ from liveness.migrate import upgrade
 
 def ablation(
     *, city: Path, folder: Path, truth: pd.DataFrame, ends: list[dt.date], last_day: dt.date,
-    seed: int, console: Console,
+    seed: int, console: Console, scenarios: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Rerun the cycles on fresh state once per delivered scenario, without that scenario.
+
+    `scenarios` limits the reruns to those named (default: every shipped one).
 
     The simulated city is the same (its files, its truth); only the one scenario's deliveries
     are not ingested. Returns one row per scenario switched off, with the figures the issue
@@ -30,7 +32,8 @@ def ablation(
 
     rows = []
     started = time.perf_counter()
-    for scenario in (s for s in SCENARIOS if (city / s).is_dir()):
+    chosen = SCENARIOS if scenarios is None else scenarios
+    for scenario in (s for s in chosen if (city / s).is_dir()):
         services = demo_services(folder / scenario)
         upgrade(services.engine)
         ingest_city(services, city, skip=frozenset({scenario}))
