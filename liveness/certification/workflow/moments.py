@@ -86,10 +86,16 @@ def strongest_moments(
     n = len(candidates)
     traces = _Traces(person_idx, source, kind, day, benefit_type, scoring)
     best = np.full(n, -1, dtype=np.int64)
-    # One grading per unseen night (at most a renewal window's worth), over the candidates
-    # only; the latest strong night wins.
-    for night in nights:
-        as_of_day = day_number(night)
+    # A person's grade changes only on a night a trace enters a recent window (its day) or
+    # the night after it leaves (its day + window): between, it holds. The latest strong night
+    # is then the last unseen night or the eve of a leaving, and the earliest of a stretch its
+    # first night, a trace's day or the night the renewal window opens. Grading those nights
+    # alone is exact; the latest strong night wins.
+    first, last = day_number(nights[0]), day_number(nights[-1])
+    dated = day.astype(np.int64)
+    leaving = [dated + (window_days - 1) for window_days in scoring.recent_windows]
+    turns = np.unique(np.concatenate([[first, last], opens_day, dated, *leaving]))
+    for as_of_day in turns[(turns >= first) & (turns <= last)].tolist():
         strong = traces.graded(as_of_day)[1].certifiable & (opens_day <= as_of_day)
         best[strong] = as_of_day
     found = np.flatnonzero(best >= 0)
