@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
-
-from liveness.db import session_scope
-from models import Certification, Person, TaskKind
+from models import TaskKind
 from tests.liveness import test_workflow as workflow
 from tests.liveness.test_workflow import P1, City
 
@@ -19,18 +16,6 @@ LEAD = 15 + 30 + 5
 
 
 city = workflow.city  # the fixture: the three-person roll, on both backends
-
-
-def _certifications(city: City, ref: str) -> list[Certification]:
-    with session_scope(city.services.sessions) as session:
-        return list(
-            session.scalars(
-                select(Certification)
-                .join(Person, Person.id == Certification.person_id)
-                .where(Person.person_ref == ref)
-                .order_by(Certification.id)
-            )
-        )
 
 
 def test_a_review_opens_at_the_last_nightly_run_that_leaves_it_time(city: City) -> None:
@@ -89,11 +74,11 @@ def test_strong_on_a_night_between_runs_certifies_silently(city: City) -> None:
     _strong_from(city, "2025-01-20")
     city.run("2025-03-31")
     # Strong, but the certification has 62 days left: not renewed yet.
-    assert _certifications(city, "P1") == []
+    assert city.certifications("P1") == []
     # Monthly runs: by 04-30 both traces left the 90-day window and P1 is weak tonight, but
     # P1 was strong on every night from 04-02 (the window opened) to 04-19.
     run_id = city.run("2025-04-30")
-    (certification,) = _certifications(city, "P1")
+    (certification,) = city.certifications("P1")
     assert certification.source == "data_comparison"
     assert certification.run_id == run_id
     assert certification.evidence["strong_on"] == "2025-04-19"
@@ -108,7 +93,7 @@ def test_strong_only_before_the_renewal_window_certifies_nothing(city: City) -> 
     city.run("2025-03-15")
     # Strong on the nights 03-16 to 03-31, all before the window opened on 04-02.
     city.run("2025-04-20")
-    assert _certifications(city, "P1") == []
+    assert city.certifications("P1") == []
     # Active earlier in the year (medium by the long window): a face verification.
     assert city.task("P1", TaskKind.FACE_VERIFICATION) is not None
 
@@ -121,7 +106,7 @@ def test_an_open_review_closes_when_an_earlier_night_was_strong(city: City) -> N
     # strong on the nights up to 04-13, one of them after the run of 04-12.
     _strong_from(city, "2025-01-14")
     city.run("2025-04-19")
-    (certification,) = _certifications(city, "P1")
+    (certification,) = city.certifications("P1")
     assert certification.evidence["strong_on"] == "2025-04-13"
     closed = city.task("P1", TaskKind.HOME_VISIT)
     assert closed is not None and closed.status == "closed_by_data"
@@ -132,7 +117,7 @@ def test_a_nightly_run_reads_no_earlier_night(city: City) -> None:
     city.run("2025-04-18")
     city.run("2025-04-19")
     # Strong on 04-19 itself: certified tonight, not for an earlier night.
-    (certification,) = _certifications(city, "P1")
+    (certification,) = city.certifications("P1")
     assert "strong_on" not in certification.evidence
     city.run("2025-04-20")
-    assert len(_certifications(city, "P1")) == 1
+    assert len(city.certifications("P1")) == 1

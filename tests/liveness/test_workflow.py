@@ -121,6 +121,18 @@ class City:
                 )
             )
 
+    def certifications(self, person_ref: str) -> list[Certification]:
+        """Return a person's certifications, oldest first."""
+        with session_scope(self.services.sessions) as session:
+            return list(
+                session.scalars(
+                    select(Certification)
+                    .join(Person, Person.id == Certification.person_id)
+                    .where(Person.person_ref == person_ref)
+                    .order_by(Certification.id)
+                )
+            )
+
     def task(self, person_ref: str, kind: TaskKind) -> ReviewTask | None:
         with session_scope(self.services.sessions) as session:
             return session.scalars(
