@@ -57,6 +57,9 @@ class RiskPolicy:
     min_sources: int = 2
     regular_weight: float = 24.0
     silent_days: int = 30
+    # Or every source the person used over the long window silent over its last `silent_days`
+    # due days, where the person's own pace would have left at least this weight (0: off).
+    expected_weight: float = 4.0
     # A risk review is ranked as if the person's score were at most this.
     score: float = 0.3
 
@@ -157,6 +160,7 @@ class RiskTable(PolicyModel):
     min_sources: Positive = 2
     regular_weight: PositiveNumber = 24.0
     silent_days: Positive = 30
+    expected_weight: Annotated[float, Field(ge=0)] = 4.0
     score: Annotated[float, Field(ge=0, le=1)] = 0.3
 
 

@@ -76,9 +76,15 @@ def test_regular_sources_falling_silent_together_open_a_risk_review(city: City) 
     assert task.cause == "risk" and task.kind == TaskKind.HOME_VISIT
     assert task.opened_on == dt.date(2025, 3, 20)
     assert task.reasons["level"] == "strong"
-    last = (STOP - dt.timedelta(days=(STOP - FIRST).days % 2)).isoformat()
-    assert task.reasons["risk"] == {"silent": {"transit": last, "card_txn": last},
-                                    "silent_days": 30}  # fmt: skip
+    last = STOP - dt.timedelta(days=(STOP - FIRST).days % 2)
+    # At P1's own pace (a trace of weight 1 every other day in each source over the 365-day
+    # long window), the due days since (both sources due through 03-17) should have held:
+    traces = (STOP - FIRST).days // 2 + 1
+    expected = 2 * traces / 365 * (dt.date(2025, 3, 17) - last).days
+    assert task.reasons["risk"] == {
+        "silent": {"transit": last.isoformat(), "card_txn": last.isoformat()},
+        "silent_days": 30, "expected_weight": round(expected, 1),
+    }  # fmt: skip
     assert task.priority == pytest.approx((1 - 0.3) * 3000.0)
     assert _tasks(city, "P2") == []
     assert city.report(run_id)["risk_reviews"] == {"abrupt_stop": 1, "low_probability": 0,
@@ -139,3 +145,52 @@ def test_an_outage_s_silence_is_nobody_s(city: City) -> None:
     (task,) = _tasks(city, "P2")
     assert task.cause == "risk" and set(task.reasons["risk"]["silent"]) == {"transit", "card_txn"}
     assert city.report(run_id)["risk_reviews"]["abrupt_stop"] == 1
+
+
+def _weekly(city: City, card: str, last: dt.date, *, taps: bool = True) -> None:
+    """Deliver a PIN payment (and a face-matched tap) every week from FIRST to `last`."""
+    days = list(_days(FIRST, last, every=7))
+    paid = "".join(f"P{card}{day:%Y%m%d},{card},{day} 10:00:00,pos_pin\n" for day in days)
+    city.deliver("card_txn", "record_id,card_no,txn_at,channel\n" + paid)
+    if taps:
+        tapped = "".join(
+            f"T{card}{day:%Y%m%d},{card},{day} 08:00:00,330700,true\n" for day in days
+        )
+        city.deliver("transit", "record_id,card_no,tapped_at,city_code,face_match\n" + tapped)
+
+
+def test_a_silence_too_long_for_the_person_s_own_pace_opens_a_risk_review(city: City) -> None:
+    # P1 pays and taps once a week until 02-10: neither source is regular (19 traces, under
+    # the 24 of regular_weight), but at that pace seven weeks of silence in every source are
+    # unlikely for the living. P2 went as slowly and stopped too, but goes on paying: one
+    # source still speaks, no stop.
+    _weekly(city, "C1", STOP)
+    _weekly(city, "C3", STOP, taps=True)
+    _weekly(city, "C3", dt.date(2025, 3, 25), taps=False)
+    run_id = city.run("2025-04-01")
+    (task,) = _tasks(city, "P1")
+    assert task.cause == "risk"
+    # Independently: 19 traces a source over the 365-day long window, silent since the last
+    # one up to the due day (both sources due three days late, through 03-29).
+    traces = len(list(_days(FIRST, STOP, every=7)))
+    last = FIRST + dt.timedelta(days=7 * (traces - 1))
+    expected = 2 * traces / 365 * (dt.date(2025, 3, 29) - last).days
+    assert traces == 19 and expected >= 4.0
+    assert task.reasons["risk"]["expected_weight"] == round(expected, 1)
+    assert set(task.reasons["risk"]["silent"]) == {"transit", "card_txn"}
+    assert _tasks(city, "P2") == []
+    assert city.report(run_id)["risk_reviews"]["abrupt_stop"] == 1
+
+
+def test_a_silence_within_the_person_s_own_pace_flags_nobody(city: City) -> None:
+    # P1 pays and taps once a week until 02-18 (21 traces a source, not regular): on 03-27,
+    # both sources due through 03-24, the silence is 34 days, past silent_days, but at that
+    # pace it should have held less than the policy's expected weight.
+    _weekly(city, "C1", dt.date(2025, 2, 24))
+    traces = len(list(_days(FIRST, dt.date(2025, 2, 24), every=7)))
+    last = FIRST + dt.timedelta(days=7 * (traces - 1))
+    silence = (dt.date(2025, 3, 24) - last).days
+    assert traces == 21 and silence >= 30 and 2 * traces / 365 * silence < 4.0
+    run_id = city.run("2025-03-27")
+    assert all(task.cause != "risk" for task in _tasks(city, "P1"))
+    assert city.report(run_id)["risk_reviews"]["abrupt_stop"] == 0

@@ -4,7 +4,7 @@ A run grades everyone as of its own night. Where runs are days apart (a weekly o
 schedule, a night skipped), a person whose evidence was strong on a night between two runs and
 has weakened since (their recent window slid past a trace) would be asked for a review although
 the data had certified them on that night. This step grades, as of each night since the
-previous published run, the persons whose renewal window was open then and who are not strong
+previous published run (on a first run, each night a renewal window back), the persons whose renewal window was open then and who are not strong
 tonight, with the same features and grading as the run itself; whoever was strong by the data
 alone on any such night is certified silently, their reasons those of that night. A nightly run
 has no such nights and reads nothing here.
@@ -44,13 +44,13 @@ def previous_run_day(session: Session, context: Context) -> dt.date | None:
 def unseen_nights(session: Session, context: Context, *, window_days: int) -> list[dt.date]:
     """Return the nights since the previous published run that no run graded, oldest first.
 
-    None on a first run (nothing was due before it) and none for a nightly run; never more
-    than `window_days` back: older nights lie outside any renewal window still open.
+    None for a nightly run; never more than `window_days` back: older nights lie outside any
+    renewal window still open. A first run has all of those: the store holds the history it
+    starts on, and a renewal window open before it is the person's as much as one it sees.
     """
     previous = previous_run_day(session, context)
-    if previous is None:
-        return []
-    first = max(previous + dt.timedelta(days=1), context.as_of - dt.timedelta(days=window_days))
+    back = context.as_of - dt.timedelta(days=window_days)
+    first = back if previous is None else max(previous + dt.timedelta(days=1), back)
     return [first + dt.timedelta(days=i) for i in range((context.as_of - first).days)]
 
 

@@ -41,36 +41,89 @@ RISK_CAUSE = "risk"
 class Stops:
     """Per roll row, the sources that fell silent and whether that is an abrupt stop."""
 
-    silent: npt.NDArray[np.bool_]  # (persons, sources): regular, silent, not degraded
-    stopped: npt.NDArray[np.bool_]  # (persons,): at least the policy's number of them
+    silent: npt.NDArray[np.bool_]  # (persons, sources): regular (or used), silent, not degraded
+    stopped: npt.NDArray[np.bool_]  # (persons,): an abrupt stop by either test
     last_day: npt.NDArray[np.int32]  # (persons, sources): the features' last evidence day
+    # (persons,): the weight the person's own pace would have left in their silence; NaN
+    # where that test did not flag them.
+    expected: npt.NDArray[np.float64]
 
 
 def abrupt_stops(
     snapshot: EvidenceSnapshot, *, policy: RiskPolicy, scoring: ScoringPolicy
 ) -> Stops:
-    """Find, from the run's features, whose regular sources fell silent together.
+    """Find, from the run's features, whose sources fell silent together.
 
-    A source is regular for a person when their traces' weight over the long window reaches
-    `regular_weight`, and silent when none of their traces falls in its last `silent_days`
-    due days (a source's last days are not due before its lag: health.toml). An outage's
-    silence is nobody's: a source degraded on some of those days is judged on the
-    `silent_days` before its outage (a person silent since long before it still is).
+    A source is silent for a person when none of their traces falls in its last `silent_days`
+    due days (a source's last days are not due before its lag: health.toml). It is an abrupt
+    stop when at least `min_sources` regular sources (the person's weight over the long window
+    reaches `regular_weight`) are silent, or when the person has been silent in every source
+    since their last trace anywhere, in at least `min_sources` of them, for at least
+    `silent_days` due days in one, and their own pace over the long window would have left at
+    least `expected_weight` in that silence. An outage's silence is nobody's: a source
+    degraded on some of those days is judged on the `silent_days` before its outage (a person
+    silent since long before it still is), and nobody's pace is judged across an outage of a
+    source they use.
     """
     features = snapshot.features
     n, sources = features.n_persons, scoring.sources
     if not policy.enabled or n == 0:
         empty = np.zeros((n, len(sources)), dtype=np.bool_)
-        return Stops(silent=empty, stopped=np.zeros(n, dtype=np.bool_), last_day=features.last_day)
+        return Stops(
+            silent=empty, stopped=np.zeros(n, dtype=np.bool_), last_day=features.last_day,
+            expected=np.full(n, np.nan),
+        )  # fmt: skip
     due = np.array(
         [_judged_until(snapshot, source, days=policy.silent_days) for source in sources],
         dtype=np.int64,
     )
     first = due - policy.silent_days + 1
+    quiet = features.last_day < first[None, :]
     regular = features.long_weight >= policy.regular_weight
-    silent = regular & (features.last_day < first[None, :])
-    stopped = silent.sum(axis=1) >= policy.min_sources
-    return Stops(silent=silent, stopped=stopped, last_day=features.last_day)
+    by_regular = (regular & quiet).sum(axis=1) >= policy.min_sources
+    expected, silence = _expected_weight(snapshot, due=due, scoring=scoring)
+    used = features.long_weight > 0
+    by_pace = (
+        (policy.expected_weight > 0)
+        & (expected >= policy.expected_weight)
+        & (silence >= policy.silent_days).any(axis=1)
+        & ((silence > 0).sum(axis=1) >= policy.min_sources)
+    )
+    silent = (regular & quiet) | (by_pace[:, None] & used & (silence > 0))
+    return Stops(
+        silent=silent, stopped=by_regular | by_pace, last_day=features.last_day,
+        expected=np.where(by_pace, expected, np.nan),
+    )  # fmt: skip
+
+
+def _expected_weight(
+    snapshot: EvidenceSnapshot, *, due: npt.NDArray[np.int64], scoring: ScoringPolicy
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Return the weight each person's own pace predicts in their silence, and its days.
+
+    The silence begins after the person's last trace in any source; per source it lasts up to
+    the source's due day, less its outage days, and the pace is the person's summed weight
+    there over the long window per day. Independent sources at a steady pace leave nothing
+    in their silences with a chance of e^-expected. Returns per person the expected weight,
+    and per person and source the silent due days: none at all for a person one of whose
+    sources was degraded during the silence.
+    """
+    features = snapshot.features
+    pace = features.long_weight.astype(np.float64) / scoring.long
+    used = features.long_weight > 0
+    begins = np.where(used, features.last_day, np.iinfo(np.int32).min).max(axis=1).astype(np.int64)
+    silence = np.where(used, np.maximum(due[None, :] - begins[:, None], 0), 0)
+    for s, source in enumerate(scoring.sources):
+        outage = np.array(sorted(day_number(day) for day in snapshot.outages.get(source, [])))
+        if outage.size:
+            # A source down during the silence might have spoken: nobody's silence is judged
+            # across an outage of a source they use.
+            lost = np.searchsorted(outage, due[s], side="right") - np.searchsorted(
+                outage, begins, side="right"
+            )
+            silence[(lost > 0) & used[:, s]] = 0
+    expected: npt.NDArray[np.float64] = (pace * silence).sum(axis=1)
+    return expected, silence
 
 
 def _judged_until(snapshot: EvidenceSnapshot, source: str, *, days: int) -> int:
@@ -197,6 +250,8 @@ def _reasons(
                 for s in silent.tolist()
             }
             risk["silent_days"] = silent_days
+            if not np.isnan(stops.expected[row]):
+                risk["expected_weight"] = round(float(stops.expected[row]), 1)
         if low[row]:
             risk["probability"] = round(float(estimate.probability[row]), 4)
             risk["artifact"] = estimate.version
