@@ -72,7 +72,8 @@ def reasons_frame(
     outage was credited; ``group`` where the source agrees with another as one, in the group
     of that name). Present only when they apply: ``degraded`` (credited source names)
     with ``kept_from`` (the previous level the credit kept the level up to), ``face_pass``
-    (ISO date), ``death`` (ISO date) and ``post_death_traces``.
+    (ISO date), ``death`` (ISO date) and ``post_death_traces``, and ``institution`` (the
+    institution sources whose records alone made the person strong) under that rule.
     """
     sel = np.arange(features.n_persons) if persons is None else np.asarray(persons)
     last = features.last_day[sel]
@@ -117,6 +118,11 @@ def reasons_frame(
             for i in np.flatnonzero(grades.credited[sel, s]).tolist():
                 out[i]["sources"][name]["degraded"] = True
                 out[i].setdefault("degraded", []).append(name)
+        cared = grades.rule[sel] == RULES.index("institution")
+        if cared.any():
+            for s, name in enumerate(names):
+                for i in np.flatnonzero(cared & grades.in_care[sel, s]).tolist():
+                    out[i].setdefault("institution", []).append(name)
         held = np.flatnonzero(grades.held[sel])
         before = np.asarray(LEVELS, dtype=object)[grades.previous_level[sel[held]]].tolist()
         for i, previous in zip(held.tolist(), before, strict=True):
@@ -166,11 +172,11 @@ def render_reasons(
     window, long = reasons["window"], reasons["long"]
     sources: dict[str, dict[str, Any]] = reasons.get("sources", {})
 
-    def listing(only_agreeing: bool) -> str:
+    def listing(only_agreeing: bool, only: list[str] | None = None) -> str:
         parts = []
         listed: dict[str, str] = {}  # the first listed source of each independence group
         for name, entry in sources.items():
-            if only_agreeing and not entry["agrees"]:
+            if (only_agreeing and not entry["agrees"]) or (only is not None and name not in only):
                 continue
             label = names.get(name, name)
             # A source of a group listed before records the same acts: say so.
@@ -208,6 +214,16 @@ def render_reasons(
             if zh
             else f"{level}: own face verification passed in the last {window} days "
             f"({reasons['face_pass']})"
+        )
+    elif rule == "institution":
+        # Only the institution's records: the other sources did not decide.
+        only = reasons.get("institution")
+        cared = listing(only is None, only)
+        text = (
+            f"{level}：养老/护理机构近{window}天的在护记录" + cared
+            if zh
+            else f"{level}: in the care of an institution, its records in the last {window} days"
+            + cared
         )
     elif rule in ("sources_strong", "sources_medium"):
         # Sources of one group agree as one independent source.

@@ -18,13 +18,17 @@ LEVELS: tuple[str, ...] = ("strong", "medium", "weak", "deceased")
 RULES: tuple[str, ...] = (
     "death_record",
     "face_pass",
+    "institution",
     "sources_strong",
     "sources_medium",
     "long_window",
     "no_evidence",
 )
 LEVEL_OF_RULE: npt.NDArray[np.int8] = np.array(
-    [LEVELS.index(x) for x in ("deceased", "strong", "strong", "medium", "medium", "weak")],
+    [
+        LEVELS.index(x)
+        for x in ("deceased", "strong", "strong", "strong", "medium", "medium", "weak")
+    ],
     dtype=np.int8,
 )
 # A person without a level at the previous run (new on the roll, or no run yet).
@@ -51,7 +55,8 @@ class Grades:
     lowered below their previous level (``previous_level``, NO_LEVEL for none): the level is
     kept up to it from their history before the outage; ``credited`` marks the degraded sources
     so counted, and ``agreeing`` includes them. ``certifiable`` is strong by the data alone (or
-    by a face pass): a held strong level is never certified silently.
+    by a face pass): a held strong level is never certified silently. ``in_care`` marks the
+    institution sources whose records reached the policy's weight for the person.
     """
 
     policy_version: str
@@ -67,6 +72,7 @@ class Grades:
     held: npt.NDArray[np.bool_]
     previous_level: npt.NDArray[np.int8]
     certifiable: npt.NDArray[np.bool_]
+    in_care: npt.NDArray[np.bool_]
 
 
 # Long by design: the policy's grading rules in the order they apply, over whole arrays.
@@ -92,7 +98,9 @@ def grade(
     [1/3, 2/3] and strong [2/3, 1] by recent support, the sum over independence groups of
     the largest min(weight / min_weight, 1) of their sources, against ``strong_sources`` and
     the number of groups. A settling face pass scores 1. Sources agree by independence
-    group: two sources of one group (the same acts recorded twice) count as one.
+    group: two sources of one group (the same acts recorded twice) count as one. An
+    institution's care records whose recent weight reaches the policy's ``institution``
+    weight make the person strong alone (by the data only: a degraded one earns no credit).
     """
     n = features.n_persons
     n_sources = len(policy.sources)
@@ -134,11 +142,14 @@ def grade(
     dead = death_day >= 0
     face = features.face_pass_day > as_of - recent_days
     long_total = features.long_weight.sum(axis=1, dtype=np.float32)
+    in_care = _in_care(recent_weight, rule_set=rule_set, policy=policy)
+    cared = in_care.any(axis=1)
 
     def rule_by(n_agreeing: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int8]:
         conditions = [
             dead,
             face,
+            cared,
             n_agreeing >= strong_sources,
             n_agreeing >= 1,
             long_total >= long_min,
@@ -203,7 +214,27 @@ def grade(
         held=held,
         previous_level=previous_level,
         certifiable=certifiable,
+        in_care=in_care,
     )
+
+
+def _in_care(
+    recent_weight: npt.NDArray[np.float32],
+    *,
+    rule_set: npt.NDArray[np.int8],
+    policy: ScoringPolicy,
+) -> npt.NDArray[np.bool_]:
+    """Mark, per person and source, the institution records that reach their rule set's weight."""
+    in_care = np.zeros(recent_weight.shape, dtype=np.bool_)
+    named = [s for s in policy.sources if any(s in r.institution for r in policy.rules)]
+    for source in named:
+        # One column per institution source: each rule set's weight for it (inf: none).
+        minimum = np.array(
+            [r.institution.get(source, np.inf) for r in policy.rules], dtype=np.float32
+        )[rule_set]
+        code = policy.sources.index(source)
+        in_care[:, code] = recent_weight[:, code] >= minimum
+    return in_care
 
 
 def _group_support(

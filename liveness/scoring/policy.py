@@ -38,7 +38,7 @@ KIND_VOCABULARY: Mapping[str, tuple[str, ...]] = {
 }
 
 
-_RULE_KEYS = ("recent", "min_weight", "strong_sources", "long_min_weight")
+_RULE_KEYS = ("recent", "min_weight", "strong_sources", "long_min_weight", "institution")
 
 
 class PolicyError(ConfigurationError, ValueError):
@@ -84,6 +84,7 @@ class RulesOverride(PolicyModel):
     min_weight: PositiveWeight | None = None
     strong_sources: Days | None = None
     long_min_weight: PositiveWeight | None = None
+    institution: dict[str, PositiveWeight] | None = None
 
 
 class LevelsTable(PolicyModel):
@@ -93,6 +94,7 @@ class LevelsTable(PolicyModel):
     strong_sources: Days
     long_min_weight: PositiveWeight
     face_settles: Texts
+    institution: dict[str, PositiveWeight] = Field(default_factory=dict)
     overrides: dict[str, RulesOverride] = Field(default_factory=dict)
 
     @field_validator("overrides")
@@ -118,12 +120,17 @@ def _scoring_file(vocabulary: tuple[tuple[str, tuple[str, ...]], ...]) -> type[P
 
 @dataclass(frozen=True)
 class LevelRules:
-    """Hold the level thresholds that apply to one group of persons."""
+    """Hold the level thresholds that apply to one group of persons.
+
+    ``institution`` maps an institution's care-record source to the weight in the recent
+    window at which its records alone make a person strong (empty: no such rule).
+    """
 
     recent: int
     min_weight: float
     strong_sources: int
     long_min_weight: float
+    institution: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,6 +223,7 @@ def parse_policy(
         min_weight=levels.min_weight,
         strong_sources=levels.strong_sources,
         long_min_weight=levels.long_min_weight,
+        institution=dict(levels.institution),
     )
     settles = np.zeros(len(kinds), dtype=np.bool_)
     for item in levels.face_settles:
@@ -247,6 +255,12 @@ def parse_policy(
                 f"{origin}: {_key(name, 'strong_sources')} ({rules.strong_sources}) exceeds "
                 f"the {len(groups)} independent sources (groups of sources.toml)"
             )
+        for source in rules.institution:
+            if source not in sources:
+                raise PolicyError(
+                    f"{origin}: {_key(name, 'institution')}.{source}: unknown trace source "
+                    f"{source!r} (not in [weights])"
+                )
 
     return ScoringPolicy(
         version=policy_file.version,

@@ -157,3 +157,27 @@ def test_a_declared_scenario_loads_links_and_scores_with_no_code(
         )
     assert [row.kind for row in view.timeline["canteen"]] == ["meal"] * 3
     assert view.source_labels["canteen"] == {"zh": "老年食堂", "en": "elderly canteen"}
+
+
+def test_the_shipped_long_term_care_certifies_a_nursing_home_resident(
+    services: Services, tmp_path: Path
+) -> None:
+    # P3 lives in a nursing home: its daily lines since 1 April, nothing else. Long-term care
+    # shares the medical group, but the institution's own records make them strong alone.
+    _ingest(services, tmp_path, "registry", HEADER + P1 + P2 + P3)
+    days = [AS_OF - dt.timedelta(days=ago) for ago in range(1, 76)]
+    _ingest(services, tmp_path, "ltc", "record_id,id_number,cared_on,service,institution_code\n"
+            + "".join(f"L{day:%m%d},330702195503031213,{day},nursing_home_day,N001\n"
+                      for day in days))  # fmt: skip
+    with session_scope(services.sessions) as session:
+        run = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
+        level, rule, reasons = session.execute(
+            select(Assessment.level, Assessment.rule, Assessment.reasons)
+            .join(Person, Assessment.person_id == Person.id)
+            .where(Assessment.run_id == run.id, Person.person_ref == "P3")
+        ).one()
+    assert (str(level), rule, reasons["institution"]) == ("strong", "institution", ["ltc"])
+    assert render_reasons(reasons, lang="en") == (
+        "strong: in the care of an institution, its records in the last 90 days "
+        "(long-term care: last 2025-06-14)"
+    )

@@ -157,3 +157,24 @@ def test_render_reasons_stored_before_levels_were_kept(policy: ScoringPolicy) ->
         "; card payments source degraded: counted from records before the outage"
     )
     assert render_reasons(stored, lang="zh").endswith("；市民卡交易数据中断，按中断前记录计入")
+
+
+def test_an_institutions_records_explain_themselves(policy: ScoringPolicy) -> None:
+    traces = [(0, "ltc.daily_care", ago) for ago in range(2, 90)]  # last on 2025-12-29
+    traces += [(0, "transit.tap", 10), (0, "medical.outpatient", 12)]  # listed as no cause
+    (reasons,) = frame(policy, run(policy, traces))
+    assert reasons["level"] == "strong" and reasons["rule"] == "institution"
+    assert reasons["institution"] == ["ltc"]
+    assert reasons["sources"]["ltc"] == {
+        "last": "2025-12-29", "recent_weight": 22.0, "agrees": True, "group": "medical"
+    }  # fmt: skip
+    assert render_reasons(reasons, lang="zh") == (
+        "强：养老/护理机构近90天的在护记录（长期护理服务：最近2025-12-29）"
+    )
+    assert render_reasons(reasons, lang="en") == (
+        "strong: in the care of an institution, its records in the last 90 days "
+        "(long-term care: last 2025-12-29)"
+    )
+    # Only that rule names the institution's sources.
+    (other,) = frame(policy, run(policy, [(0, "ltc.home_visit", 5)]))
+    assert other["rule"] == "sources_medium" and "institution" not in other

@@ -158,6 +158,79 @@ def test_two_sources_strong_one_medium_none_weak(policy: ScoringPolicy) -> None:
     assert out.grades.score[0] > out.grades.score[1] > out.grades.score[2]
 
 
+def test_an_institutions_records_alone_make_strong(policy: ScoringPolicy) -> None:
+    # A nursing home's daily lines, 24 of them (weight 6.0: the policy's) or only 23; a carer's
+    # visits, 6 or 5. Long-term care shares the medical group: alone it was one source.
+    traces = [(0, "ltc.daily_care", ago) for ago in range(1, 25)]
+    traces += [(1, "ltc.daily_care", ago) for ago in range(1, 24)]
+    traces += [(2, "ltc.home_visit", ago) for ago in range(5, 90, 15)]
+    traces += [(3, "ltc.home_visit", ago) for ago in range(5, 75, 15)]
+    # With a hospital visit too: still one group, the institution's records decide.
+    traces += [(4, "ltc.daily_care", ago) for ago in range(1, 89)] + [(4, "medical.outpatient", 9)]
+    out = run(policy, traces, n_persons=5)
+    ltc = policy.sources.index("ltc")
+    for person in (0, 2, 4):
+        assert (out.level(person), out.rule(person)) == ("strong", "institution")
+        assert out.grades.certifiable[person] and not out.grades.held[person]
+        assert out.grades.in_care[person].tolist() == [s == ltc for s in range(len(policy.sources))]
+        assert 2 / 3 <= out.grades.score[person] <= 1
+    for person in (1, 3):
+        assert (out.level(person), out.rule(person)) == ("medium", "sources_medium")
+        assert not out.grades.certifiable[person] and not out.grades.in_care[person].any()
+
+
+def test_institution_records_older_than_the_window_do_not_count(policy: ScoringPolicy) -> None:
+    traces = [(0, "ltc.daily_care", ago) for ago in range(91, 200)]
+    out = run(policy, traces)
+    assert (out.level(), out.rule()) == ("medium", "long_window")
+    # A resident pension's recent window is 180 days: the same lines are recent there.
+    resident = run(policy, traces, benefit="resident_pension")
+    assert (resident.level(), resident.rule()) == ("strong", "institution")
+
+
+def test_a_death_record_wins_over_an_institutions_records(policy: ScoringPolicy) -> None:
+    out = run(policy, [(0, "ltc.daily_care", ago) for ago in range(1, 60)], death={0: 30})
+    assert (out.level(), out.rule()) == ("deceased", "death_record")
+    assert not out.grades.certifiable[0]
+    assert out.post_death[0] == 29
+
+
+def test_a_degraded_institution_source_earns_no_credit_for_the_rule(
+    policy: ScoringPolicy,
+) -> None:
+    # By design, the rule reads the data only: daily lines until the feed collapsed 120 days
+    # ago, strong before. Counted as agreeing, the feed is one group (medium), no more than
+    # the long window gives by the data: medium, nothing held, nothing certified.
+    traces = [(0, "ltc.daily_care", ago) for ago in range(120, 300)]
+    out = run(policy, traces, degraded=("ltc",), previous={0: "strong"})
+    assert (out.level(), out.rule()) == ("medium", "long_window")
+    assert not out.grades.held[0] and not out.grades.certifiable[0]
+
+
+def test_no_institution_table_is_no_such_rule(policy: ScoringPolicy, tmp_path: Path) -> None:
+    text = POLICY_PATH.read_text(encoding="utf-8")
+    path = tmp_path / "scoring.toml"
+    path.write_text(text.replace("institution = { ltc = 6.0 }\n", ""), encoding="utf-8")
+    without = load_policy(path)
+    assert without.default.institution == {} and policy.default.institution == {"ltc": 6.0}
+    out = run(without, [(0, "ltc.daily_care", ago) for ago in range(1, 89)])
+    assert (out.level(), out.rule()) == ("medium", "sources_medium")
+    assert not out.grades.in_care.any()
+
+
+def test_a_benefit_type_may_set_its_own_institution_weights(
+    policy: ScoringPolicy, tmp_path: Path
+) -> None:
+    text = POLICY_PATH.read_text(encoding="utf-8") + "institution = { ltc = 12.0 }\n"
+    path = tmp_path / "scoring.toml"
+    path.write_text(text, encoding="utf-8")  # appended to [levels.overrides.resident_pension]
+    doubled = load_policy(path)
+    assert doubled.overrides["resident_pension"].institution == {"ltc": 12.0}
+    traces = [(0, "ltc.daily_care", ago) for ago in range(1, 41)]  # weight 10
+    assert run(doubled, traces, benefit="resident_pension").rule() == "sources_medium"
+    assert run(doubled, traces).rule() == "institution"
+
+
 def test_auto_debit_alone_is_weak(policy: ScoringPolicy) -> None:
     out = run(policy, [(0, "card_txn.auto_debit", ago) for ago in range(1, 200, 5)])
     assert (out.level(), out.rule()) == ("weak", "no_evidence")

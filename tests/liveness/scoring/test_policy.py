@@ -29,6 +29,9 @@ def test_default_policy_loads_with_expected_shape() -> None:
         assert policy.sources[policy.source_of_kind[code]] == source
     assert policy.recent_windows == (90, 180)
     assert policy.overrides["resident_pension"].recent == 180
+    # An institution's care records make strong alone; the override keeps the default's.
+    assert policy.default.institution == {"ltc": 6.0}
+    assert policy.overrides["resident_pension"].institution == {"ltc": 6.0}
 
 
 def test_default_weights_follow_the_evidence_hierarchy() -> None:
@@ -77,6 +80,20 @@ def test_version_changes_when_the_file_changes(tmp_path: Path, text: str) -> Non
         ("[windows]", "[window]", "window"),
         ("[weights.face]", "[weights.selfie]", "weights.selfie"),
         ("[levels]", "[levels]\nstrong = 1", "levels.strong"),
+        ("{ ltc = 6.0 }", "{ ltcc = 6.0 }", "levels.institution.ltcc: unknown trace source"),
+        ("{ ltc = 6.0 }", "{ ltc = 0.0 }", "levels.institution.ltc"),
+        ("{ ltc = 6.0 }", '{ ltc = "6" }', "levels.institution.ltc"),
+        ("{ ltc = 6.0 }", "6.0", "levels.institution"),
+        (
+            "recent = 180",
+            "recent = 180\ninstitution = { nursing = 6.0 }",
+            "levels.overrides.resident_pension.institution.nursing: unknown trace source",
+        ),
+        (
+            "recent = 180",
+            "recent = 180\ninstitution = { ltc = -1.0 }",
+            "levels.overrides.resident_pension.institution.ltc",
+        ),
     ],
 )
 def test_bad_policy_names_the_key(tmp_path: Path, text: str, old: str, new: str, key: str) -> None:
