@@ -100,7 +100,8 @@ def grade(
     the number of groups. A settling face pass scores 1. Sources agree by independence
     group: two sources of one group (the same acts recorded twice) count as one. An
     institution's care records whose recent weight reaches the policy's ``institution``
-    weight make the person strong alone (by the data only: a degraded one earns no credit).
+    weight make the person strong alone; a degraded one whose records over the long window
+    reach it keeps a level up to strong, like a degraded source, and raises nobody.
     """
     n = features.n_persons
     n_sources = len(policy.sources)
@@ -143,9 +144,13 @@ def grade(
     face = features.face_pass_day > as_of - recent_days
     long_total = features.long_weight.sum(axis=1, dtype=np.float32)
     in_care = _in_care(recent_weight, rule_set=rule_set, policy=policy)
-    cared = in_care.any(axis=1)
+    # The outage guard for institutions too: a degraded one whose records over the long
+    # window reach its weight may keep a level, never raise one.
+    care_credit = in_care | (
+        degraded[None, :] & _in_care(features.long_weight, rule_set=rule_set, policy=policy)
+    )
 
-    def rule_by(n_agreeing: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int8]:
+    def rule_by(n_agreeing: npt.NDArray[np.integer[Any]], cared: Any) -> npt.NDArray[np.int8]:
         conditions = [
             dead,
             face,
@@ -157,9 +162,10 @@ def grade(
         chosen = np.select(conditions, list(range(len(conditions))), default=len(conditions))
         return chosen.astype(np.int8)
 
-    rule_by_data = rule_by(agreeing_groups(by_data, policy))
+    rule_by_data = rule_by(agreeing_groups(by_data, policy), in_care.any(axis=1))
     rank_by_data = _RANK[LEVEL_OF_RULE[rule_by_data]]
-    rank_credited = _RANK[LEVEL_OF_RULE[rule_by(agreeing_groups(by_data | creditable, policy))]]
+    rule_credited = rule_by(agreeing_groups(by_data | creditable, policy), care_credit.any(axis=1))
+    rank_credited = _RANK[LEVEL_OF_RULE[rule_credited]]
     known = previous_level >= 0
     rank_before = np.where(known, _RANK[np.where(known, previous_level, 0)], NO_LEVEL)
     rank = np.maximum(rank_by_data, np.minimum(rank_credited, rank_before))

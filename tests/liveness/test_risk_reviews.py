@@ -153,9 +153,7 @@ def _weekly(city: City, card: str, last: dt.date, *, taps: bool = True) -> None:
     paid = "".join(f"P{card}{day:%Y%m%d},{card},{day} 10:00:00,pos_pin\n" for day in days)
     city.deliver("card_txn", "record_id,card_no,txn_at,channel\n" + paid)
     if taps:
-        tapped = "".join(
-            f"T{card}{day:%Y%m%d},{card},{day} 08:00:00,330700,true\n" for day in days
-        )
+        tapped = "".join(f"T{card}{day:%Y%m%d},{card},{day} 08:00:00,330700,true\n" for day in days)
         city.deliver("transit", "record_id,card_no,tapped_at,city_code,face_match\n" + tapped)
 
 

@@ -4,10 +4,11 @@ A run grades everyone as of its own night. Where runs are days apart (a weekly o
 schedule, a night skipped), a person whose evidence was strong on a night between two runs and
 has weakened since (their recent window slid past a trace) would be asked for a review although
 the data had certified them on that night. This step grades, as of each night since the
-previous published run (on a first run, each night a renewal window back), the persons whose renewal window was open then and who are not strong
-tonight, with the same features and grading as the run itself; whoever was strong by the data
-alone on any such night is certified silently, their reasons those of that night. A nightly run
-has no such nights and reads nothing here.
+previous published run (on a first run, each night a renewal window back), the persons whose
+renewal window was open then and who are not strong tonight, with the same features and
+grading as the run itself; whoever was strong by the data alone on any such night is certified
+silently, their reasons those of that night. A nightly run has no such nights and reads nothing
+here.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import get_args
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -32,7 +33,12 @@ def _env(city: PlantedCity) -> dict[str, str]:
     }
 
 
-def test_leads_json_orders_and_precision(planted_city: PlantedCity) -> None:
+def test_leads_json_orders_and_precision(
+    planted_city: PlantedCity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command's console took its width when the module was imported, wherever that was
+    # (an xdist worker has no terminal): wide enough for the rule names whatever it was.
+    monkeypatch.setattr(cli_integrity.console, "_width", 200)
     env = _env(planted_city)
     result = runner.invoke(app, ["leads", "--json", "--as-of", AS_OF.isoformat()], env=env)
     assert result.exit_code == 0, result.output

@@ -195,16 +195,19 @@ def test_a_death_record_wins_over_an_institutions_records(policy: ScoringPolicy)
     assert out.post_death[0] == 29
 
 
-def test_a_degraded_institution_source_earns_no_credit_for_the_rule(
+def test_a_degraded_institution_source_keeps_a_level_and_raises_none(
     policy: ScoringPolicy,
 ) -> None:
-    # By design, the rule reads the data only: daily lines until the feed collapsed 120 days
-    # ago, strong before. Counted as agreeing, the feed is one group (medium), no more than
-    # the long window gives by the data: medium, nothing held, nothing certified.
+    # Daily lines until the feed collapsed 120 days ago: a resident strong before keeps
+    # strong (held, not certifiable), as for any degraded source; one with no level before is
+    # raised by nothing (the long window alone: medium).
     traces = [(0, "ltc.daily_care", ago) for ago in range(120, 300)]
-    out = run(policy, traces, degraded=("ltc",), previous={0: "strong"})
-    assert (out.level(), out.rule()) == ("medium", "long_window")
-    assert not out.grades.held[0] and not out.grades.certifiable[0]
+    traces += [(1, "ltc.daily_care", ago) for ago in range(120, 300)]
+    out = run(policy, traces, n_persons=2, degraded=("ltc",), previous={0: "strong"})
+    assert (out.level(0), out.rule(0)) == ("strong", "sources_strong")
+    assert out.grades.held[0] and not out.grades.certifiable[0]
+    assert (out.level(1), out.rule(1)) == ("medium", "long_window")
+    assert not out.grades.held[1] and not out.grades.certifiable[1]
 
 
 def test_no_institution_table_is_no_such_rule(policy: ScoringPolicy, tmp_path: Path) -> None:
@@ -451,7 +454,9 @@ def test_credit_keeps_a_level_and_never_raises_or_certifies(
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
-    degraded=st.sets(st.sampled_from(("transit", "card_txn", "medical", "face")), min_size=1),
+    degraded=st.sets(
+        st.sampled_from(("transit", "card_txn", "medical", "face", "ltc")), min_size=1
+    ),
     recent_share=st.floats(0.0, 1.0),
 )
 def test_credit_properties_over_a_crowd(
