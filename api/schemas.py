@@ -101,13 +101,16 @@ class TaskRead(Schema):
     priority: float
     opened_on: dt.date
     due_on: dt.date
+    planned_week: dt.date | None = Field(
+        None, description="A home visit's planned week (its Monday), within the grid's capacity."
+    )
     claimed_by: str | None
     claim_expires_at: dt.datetime | None
     reasons: dict[str, Any]
 
 
 class TaskPage(Page):
-    """A page of a grid's queue, highest priority first."""
+    """A page of a grid's queue: week by week (later planned visits last), then by priority."""
 
     items: list[TaskRead]
 

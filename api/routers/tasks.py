@@ -23,7 +23,7 @@ from liveness.access.idempotency import request_hash
 from liveness.review.claims import claim_task, ensure_may_settle
 from liveness.review.outcomes import record_outcome
 from liveness.views.overdue import overdue_reviews
-from liveness.views.queue import grid_queue, grid_queue_body, grid_queue_sql
+from liveness.views.queue import grid_queue, grid_queue_body, grid_queue_sql, monday_of
 from models import Role, utcnow
 
 router = APIRouter(tags=["tasks"], responses=ERRORS)
@@ -44,7 +44,10 @@ async def list_grid_tasks(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Response:
-    """List a grid's tasks by priority, identity numbers masked; grid workers see their grids."""
+    """List a grid's tasks by planned week and priority, identity numbers masked.
+
+    Grid workers see their grids.
+    """
     if caller.reads is not None:
         # PostgreSQL: check the client, read, audit and build the JSON in one statement.
         if not caller.principal.may_see_grid(grid):
@@ -52,7 +55,8 @@ async def list_grid_tasks(
         authorize_grid(caller.principal, grid)
         sql = grid_queue_sql(status, CLIENT_CTE, TASK_FIELDS)
         row = await caller.read_once(
-            sql, {"grid": grid, "status": status, "limit": limit, "offset": offset},
+            sql, {"grid": grid, "status": status, "monday": monday_of(caller.today()),
+                  "limit": limit, "offset": offset},
             target_ref=grid, now=utcnow(),
         )  # fmt: skip
         return Response(
@@ -63,8 +67,8 @@ async def list_grid_tasks(
         authorize_grid(caller.principal, grid)
         with caller.audit_read("tasks.read", "grid", grid) as audit:
             rows, total = grid_queue(
-                caller.session, grid=grid, status=status, now=utcnow(), limit=limit,
-                offset=offset,
+                caller.session, grid=grid, status=status, now=utcnow(), today=caller.today(),
+                limit=limit, offset=offset,
             )  # fmt: skip
             audit.detail = {
                 "status": status, "limit": limit, "offset": offset, "returned": len(rows),

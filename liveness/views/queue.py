@@ -8,11 +8,13 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Date,
     Integer,
     Row,
     Select,
     and_,
     bindparam,
+    case,
     func,
     or_,
     select,
@@ -57,7 +59,17 @@ def _status_condition(status: str, now: ColumnElement[dt.datetime]) -> ColumnEle
 
 
 # The one-statement path's parameters: the select binds nothing else (grid_queue_sql).
-QUEUE_PARAMS = frozenset({"grid", "now", "limit", "offset"})
+QUEUE_PARAMS = frozenset({"grid", "now", "monday", "limit", "offset"})
+
+
+def _week() -> ColumnElement[Any]:
+    """Return the week a task belongs to in the queue, bound to the parameter monday.
+
+    A home visit planned for a later week is that week's; any other task (no plan, or planned
+    for this week or a past one) is this week's, the week of `monday`.
+    """
+    monday = bindparam("monday", type_=Date)
+    return case((ReviewTask.planned_week > monday, ReviewTask.planned_week), else_=monday)
 
 
 def _grid_queue_condition(status: str) -> ColumnElement[bool]:
@@ -72,35 +84,41 @@ def grid_queue_select(status: str) -> Select[*tuple[Any, ...]]:
     """Return the grid queue's page as one select, its columns named as the API's `TaskRead`.
 
     Both ways of serving the queue run this select: `grid_queue` on a session and
-    `grid_queue_sql` compiled for PostgreSQL. Bound to the parameters grid, now, limit and
-    offset (QUEUE_PARAMS); its constants are inlined when compiled (postgresql_text).
+    `grid_queue_sql` compiled for PostgreSQL. Week by week (home visits planned for a later
+    week after this week's tasks, as the grid's page lists them), then highest priority
+    first. Bound to the parameters grid, now, monday (this week's, in the agency's time zone),
+    limit and offset (QUEUE_PARAMS); its constants are inlined when compiled
+    (postgresql_text).
     """
     return (
         select(
             ReviewTask.id, Person.person_ref, Person.name,
             masked_id_number(Person.id_number).label("id_number_masked"), Person.region_code,
             ReviewTask.grid_code, ReviewTask.kind, ReviewTask.status, ReviewTask.priority,
-            ReviewTask.opened_on, ReviewTask.due_on, ReviewTask.claimed_by,
-            ReviewTask.claim_expires_at, ReviewTask.reasons, func.count().over().label("total"),
+            ReviewTask.opened_on, ReviewTask.due_on, ReviewTask.planned_week,
+            ReviewTask.claimed_by, ReviewTask.claim_expires_at, ReviewTask.reasons,
+            func.count().over().label("total"),
         )
         .join(Person, Person.id == ReviewTask.person_id)
         .where(_grid_queue_condition(status))
-        .order_by(ReviewTask.priority.desc(), ReviewTask.id)
+        .order_by(_week(), ReviewTask.priority.desc(), ReviewTask.id)
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))
     )  # fmt: skip
 
 
 def grid_queue(
-    session: Session, *, grid: str, status: str, now: dt.datetime, limit: int, offset: int
-) -> tuple[list[Row[Any]], int]:
-    """Return a page of a grid's tasks, highest priority first, and how many there are.
+    session: Session, *, grid: str, status: str, now: dt.datetime, today: dt.date, limit: int,
+    offset: int,
+) -> tuple[list[Row[Any]], int]:  # fmt: skip
+    """Return a page of a grid's tasks, week by week and by priority, and how many there are.
 
     The rows carry the fields of the API's `TaskRead` by name (grid_queue_select). One
     statement: the total comes with the page as a window count (a grid holds tens to
     hundreds of tasks); only a page past the end, which has no row to carry it, counts apart.
     """
-    params = {"grid": grid, "now": now, "limit": limit, "offset": offset}
+    params = {"grid": grid, "now": now, "monday": monday_of(today), "limit": limit,
+              "offset": offset}  # fmt: skip
     rows = list(session.execute(grid_queue_select(status), params).all())
     if rows:
         total = rows[0].total
@@ -110,6 +128,15 @@ def grid_queue(
             params,
         )
     return rows, int(total or 0)
+
+
+# The page's order over its rows (grid_queue_select's): GREATEST skips a NULL planned week.
+_HITS_ORDER = "GREATEST(r.planned_week, %(monday)s::date), r.priority DESC, r.id"
+
+
+def monday_of(day: dt.date) -> dt.date:
+    """Return the Monday of `day`'s week."""
+    return day - dt.timedelta(days=day.weekday())
 
 
 @functools.lru_cache(maxsize=64)
@@ -142,7 +169,7 @@ hits AS ({page}),
 {audit}
 SELECT
     {ALLOWED},
-    {json_objects_sql("hits", fields, "r.priority DESC, r.id")},
+    {json_objects_sql("hits", fields, _HITS_ORDER)},
     coalesce((SELECT total FROM hits LIMIT 1), ({counted}))
 """
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Integer, bindparam, func, select
@@ -117,8 +118,9 @@ def test_the_queue_answers_as_the_orm_path(pg_world: World, query: dict[str, Any
     )
     with session_scope(pg_world.services.sessions) as session:
         rows, total = grid_queue(
-            session, grid="G1", status=status, now=utcnow(), limit=limit, offset=offset
-        )
+            session, grid="G1", status=status, now=utcnow(), today=_today(pg_world),
+            limit=limit, offset=offset,
+        )  # fmt: skip
     expected = TaskPage(
         items=[TaskRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
     )
@@ -132,6 +134,39 @@ def test_the_queue_answers_as_the_orm_path(pg_world: World, query: dict[str, Any
     assert audit.detail == {"status": status, "limit": limit, "offset": offset,
                             "returned": len(rows)}  # fmt: skip
     assert audit.remote_addr == "testclient"
+
+
+def _today(world: World) -> dt.date:
+    """Return today in the agency's time zone, as the API takes it."""
+    return dt.datetime.now(ZoneInfo(world.services.settings.timezone)).date()
+
+
+def test_the_queue_puts_visits_planned_for_a_later_week_last(pg_world: World) -> None:
+    """Both paths list this week's tasks first: a visit planned later waits, whatever its rank."""
+    today = _today(pg_world)
+    later = today - dt.timedelta(days=today.weekday()) + dt.timedelta(weeks=2)
+    with session_scope(pg_world.services.sessions) as session:
+        first = session.scalars(
+            select(ReviewTask).where(ReviewTask.grid_code == "G1", ReviewTask.status == "open")
+            .order_by(ReviewTask.priority.desc(), ReviewTask.id)
+        ).first()  # fmt: skip
+        assert first is not None
+        first.planned_week = later
+        session.flush()
+        rows, _ = grid_queue(session, grid="G1", status="open", now=utcnow(), today=today,
+                             limit=50, offset=0)  # fmt: skip
+        planned = first.id
+    try:
+        answer = pg_world.client.get("/api/v1/grids/G1/tasks", headers=pg_world.auth("admin"))
+    finally:
+        with session_scope(pg_world.services.sessions) as session:
+            session.get_one(ReviewTask, planned).planned_week = None
+    items = answer.json()["items"]
+    assert len(items) > 1 and items[-1]["id"] == planned == rows[-1].id
+    assert items[-1]["planned_week"] == later.isoformat()
+    # The rest by priority, highest first.
+    priorities = [item["priority"] for item in items[:-1]]
+    assert priorities == sorted(priorities, reverse=True)
 
 
 def _fields(document: dict[str, Any], items: str, field: str) -> list[tuple[type, Any]]:
@@ -151,8 +186,8 @@ def test_each_task_field_is_written_alike(pg_world: World, field: str, status: s
     )
     assert answer.status_code == 200
     with session_scope(pg_world.services.sessions) as session:
-        rows, total = grid_queue(session, grid="G1", status=status, now=utcnow(), limit=50,
-                                 offset=0)  # fmt: skip
+        rows, total = grid_queue(session, grid="G1", status=status, now=utcnow(),
+                                 today=_today(pg_world), limit=50, offset=0)  # fmt: skip
     expected = TaskPage(
         items=[TaskRead.model_validate(r) for r in rows], total=total, limit=50, offset=0
     )
@@ -267,7 +302,8 @@ def test_the_session_rows_name_exactly_the_schema_fields(sqlite_world: World) ->
     field the select lacks or misnames fails here before it fails on PostgreSQL.
     """
     with session_scope(sqlite_world.services.sessions) as session:
-        tasks, _ = grid_queue(session, grid="G1", status="open", now=utcnow(), limit=5, offset=0)
+        tasks, _ = grid_queue(session, grid="G1", status="open", now=utcnow(),
+                              today=_today(sqlite_world), limit=5, offset=0)  # fmt: skip
         entries, _, _ = list_feed(session, after=0, limit=5)
     for rows, schema, extra in (
         (tasks, TaskRead, {"total"}),
