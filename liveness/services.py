@@ -77,6 +77,7 @@ class Services:
         """Return the scoring, certification, health and estimator policies."""
         from liveness.certification.run import RunPolicies
         from liveness.evidence.health import load_health_policy
+        from liveness.policy_files import file_version
         from liveness.scoring import PolicyError, load_policy
 
         try:
@@ -94,9 +95,11 @@ class Services:
         )
         # Only its [certify] and [review] tables matter to a run; reading it loads no estimator.
         estimator = load_estimator_config(self.settings.config_dir / "estimator.toml")
+        sources = self.settings.sources_config_path
         return RunPolicies(
             scoring=scoring, certification=self.certification_policy, health=health,
             estimator=estimator,
+            sources_version=file_version(sources.read_bytes()) if sources.is_file() else None,
         )  # fmt: skip
 
     @cached_property

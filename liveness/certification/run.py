@@ -53,6 +53,9 @@ class RunPolicies:
     certification: CertificationPolicy
     health: HealthPolicy
     estimator: EstimatorConfig | None = None
+    # The version of the sources.toml that declared the trace sources, their links and their
+    # independence groups (grading counts groups): None where no file declared them.
+    sources_version: str | None = None
 
 
 class _Stopwatch:
@@ -206,6 +209,7 @@ def _report(
         "policy_version": policies.scoring.version,
         "certification_policy_version": policies.certification.version,
         "health_policy_version": policies.health.version,
+        "sources_version": policies.sources_version,
         "persons": len(assessed),
         "traces_in_window": traces,
         "levels": {level: int(levels.get(level, 0)) for level in LEVELS},

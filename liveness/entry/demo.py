@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -29,7 +31,6 @@ from models import (
     Benefit,
     BenefitStatus,
     Certification,
-    CertificationSource,
     ListEntry,
     Notice,
     Person,
@@ -146,12 +147,13 @@ def cycle_figures(
         )
         certified_on = pd.DataFrame(
             session.execute(
-                select(Person.person_ref, Certification.certified_on)
-                .join(Person, Person.id == Certification.person_id)
-                .where(Certification.source == CertificationSource.DATA_COMPARISON)
+                select(Person.person_ref, Certification.certified_on, Certification.source).join(
+                    Person, Person.id == Certification.person_id
+                )
             ).all(),
-            columns=["person_ref", "certified_on"],
+            columns=["person_ref", "certified_on", "source"],
         )
+        certified_on["source"] = certified_on["source"].astype(object).map(str)
         runs = list(
             session.scalars(
                 select(Run.as_of).where(Run.status == RunStatus.PUBLISHED).order_by(Run.as_of)
@@ -263,17 +265,23 @@ def _bother(
     Visits count in the week the run planned them for (else the week they opened), against
     the grid's weekly capacity.
 
-    Reviews count those opened after the first run (its backlog is the roll's history, not the
-    engine's doing), per 100 persons and scaled to a 12-month certification cycle. A notice is
-    needless when the data certified its person silently after it was created.
+    The first run inherits a backlog, the roll's history and not the engine's doing: everyone
+    whose certification fell due before it. Its reviews and their follow-ups (a later review
+    of a person the first run reviewed, with no certification of theirs in between) are the
+    backlog's (`backlog_reviews`); the others, opened after the first run, are the steady
+    state's, per 100 persons and scaled to a 12-month certification cycle. `certified_on`
+    holds every certification (person_ref, certified_on, source). A notice is needless when
+    the data certified its person silently after it was created.
     """
     kinds = tasks["kind"].astype(str)
     reviews = tasks[kinds.isin(["face_verification", "home_visit"])]
-    later = (
-        reviews[pd.to_datetime(reviews["opened_on"]) > pd.Timestamp(runs[0])] if runs else reviews
-    )
+    opened = pd.to_datetime(reviews["opened_on"])
+    first = pd.Timestamp(runs[0]) if runs else opened.min()
+    backlog = _backlog(reviews, certified_on, first=first)
+    later = reviews[(opened > first).to_numpy() & ~backlog] if runs else reviews
     months = max((runs[-1] - runs[0]).days / 30.44, 1.0) if len(runs) > 1 else 1.0
-    needless = notices.merge(certified_on, on="person_ref")
+    silently = certified_on[certified_on["source"] == "data_comparison"]
+    needless = notices.merge(silently[["person_ref", "certified_on"]], on="person_ref")
     needless = needless[pd.to_datetime(needless["certified_on"])
                         > pd.to_datetime(needless["created_on"])]  # fmt: skip
     visits = tasks[kinds == "home_visit"]
@@ -281,10 +289,11 @@ def _bother(
     per_week = visits.groupby([visits["grid_code"], planned.dt.to_period("W-SUN")]).size()
     limits = per_week.index.get_level_values(0).map(capacity).to_numpy()
     return {
-        "reviews_opened_after_first_run": len(later),
+        "reviews_after_backlog": len(later),
         "reviews_per_100_persons_per_cycle": round(
             len(later) / max(persons, 1) * 100 * 12 / months, 2
         ),
+        "backlog_reviews": int(backlog.sum()),
         "notices": len(notices),
         "notices_to_persons_later_certified_by_data": int(needless["person_ref"].nunique()),
         "notices_to_persons_later_certified_by_data_share": round(
@@ -295,6 +304,21 @@ def _bother(
         "visits_per_grid_week_max": int(per_week.max()) if len(per_week) else 0,
         "grid_weeks_over_capacity": int((per_week.to_numpy() > limits).sum()),
     }
+
+
+def _backlog(
+    reviews: pd.DataFrame, certified: pd.DataFrame, *, first: pd.Timestamp
+) -> npt.NDArray[np.bool_]:
+    """Mark the first run's reviews and their follow-ups, before the person was certified."""
+    opened = pd.to_datetime(reviews["opened_on"])
+    at_first = set(reviews.loc[(opened <= first).to_numpy(), "person_ref"])
+    # A certification after the first run ends the person's backlog episode.
+    since = certified[pd.to_datetime(certified["certified_on"]) > first]
+    ended = since.groupby("person_ref")["certified_on"].min()
+    ended_on = pd.to_datetime(reviews["person_ref"].map(ended))
+    inherited = reviews["person_ref"].isin(at_first) & (ended_on.isna() | (opened < ended_on))
+    marked: npt.NDArray[np.bool_] = ((opened <= first) | inherited).to_numpy()
+    return marked
 
 
 def ingest_city(
@@ -533,8 +557,12 @@ def _print_figures(console: Console, figures: dict[str, Any]) -> None:
     )
     bother = figures["bother"]
     table.add_row(
-        "reviews per 100 persons per 12-month cycle (after the first run)",
+        "reviews per 100 persons per 12-month cycle (after the first run's backlog)",
         f"{bother['reviews_per_100_persons_per_cycle']}",
+    )
+    table.add_row(
+        "the first run's backlog: its reviews and their follow-ups",
+        f"{bother['backlog_reviews']:,}",
     )
     table.add_row(
         "notices to people the data certified later",

@@ -170,10 +170,10 @@ def _plans(
     first_day = as_of - dt.timedelta(days=policy.long - 1)
     plans = []
     for source_code, source in enumerate(policy.sources):
-        codes = {kind: code for code, (src, kind) in enumerate(policy.kinds) if src == source}
         plan = store.window_plan(
-            session, source=source, first_day=first_day, last_day=as_of, kinds=codes
-        )
+            session, source=source, first_day=first_day, last_day=as_of,
+            kinds=policy.kind_codes(source),
+        )  # fmt: skip
         plans.append((source_code, plan))
     return plans
 

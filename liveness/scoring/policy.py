@@ -179,6 +179,10 @@ class ScoringPolicy:
         """Return the code of each (source, kind) pair."""
         return {k: i for i, k in enumerate(self.kinds)}
 
+    def kind_codes(self, source: str) -> dict[str, int]:
+        """Return the code of each of `source`'s kinds (what a window read maps kinds to)."""
+        return {kind: code for code, (src, kind) in enumerate(self.kinds) if src == source}
+
 
 def load_policy(path: Path, *, traces: Mapping[str, TraceSpec] | None = None) -> ScoringPolicy:
     """Read and validate a scoring policy file for the trace sources `traces`.

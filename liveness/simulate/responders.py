@@ -2,7 +2,8 @@
 
 Between two runs of a simulated city, the people asked for a face verification answer (or
 not), as the verification service would deliver their results, and grid workers record what
-they found on their visits, both from the simulation's truth.
+they found on the visits planned for a week that has begun (the run's plan within each grid's
+capacity), both from the simulation's truth.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def _open_tasks(services: Services) -> pd.DataFrame:
                 ReviewTask.id,
                 ReviewTask.kind,
                 ReviewTask.grid_code,
+                ReviewTask.planned_week,
                 Person.person_ref,
                 Person.id_number,
             )
@@ -71,7 +73,9 @@ def _open_tasks(services: Services) -> pd.DataFrame:
             .where(ReviewTask.status.in_([TaskStatus.OPEN, TaskStatus.CLAIMED]))
             .order_by(ReviewTask.id)
         ).all()
-    frame = pd.DataFrame(rows, columns=["id", "kind", "grid_code", "person_ref", "id_number"])
+    frame = pd.DataFrame(
+        rows, columns=["id", "kind", "grid_code", "planned_week", "person_ref", "id_number"]
+    )
     frame["kind"] = frame["kind"].astype(object).map(str)
     return frame
 
@@ -110,7 +114,12 @@ def answer_reviews(
         results.to_csv(path, index=False)
         ingest_paths(services, source="face", paths=[path])
 
-    visits = tasks[tasks["kind"].isin([TaskKind.HOME_VISIT, TaskKind.DEATH_REVIEW]).to_numpy()]
+    # Grid workers keep to the run's plan: a visit planned for a week that has not begun by
+    # `on` waits for it (the grid's capacity), one planned for no week is done at once.
+    planned = pd.to_datetime(tasks["planned_week"], errors="coerce")
+    started = (planned.isna() | (planned <= pd.Timestamp(on))).to_numpy()
+    visits = tasks[tasks["kind"].isin([TaskKind.HOME_VISIT, TaskKind.DEATH_REVIEW]).to_numpy()
+                   & started]  # fmt: skip
     with session_scope(services.sessions) as session:
         for task in visits.itertuples():
             is_alive = bool(alive[task.Index])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +83,15 @@ def test_run_grades_everyone_and_publishes(certified_city, city: Path) -> None: 
     assert tasks.get(TaskKind.HOME_VISIT, 0) == opened["home_visit"] > 0
     levels = run.report["levels"]
     assert sum(tasks.values()) - opened["death_review"] <= levels["medium"] + levels["weak"]
+    # The report names every policy it applied, the sources' declaration (and with it their
+    # independence groups, which grading counts) by the SHA-256 of its file.
+    settings = services.settings
+    assert run.report["policy_version"] == _version(settings.scoring_policy_path)
+    assert run.report["sources_version"] == _version(settings.sources_config_path)
+
+
+def _version(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def test_a_silent_source_is_reported_degraded(certified_city, city: Path) -> None:  # type: ignore[no-untyped-def]

@@ -147,28 +147,24 @@ def _traces(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Return the candidates' linked traces in a window as feature arrays.
 
-    Person indexes are the candidates' rows; kinds the policy's codes (unknown kinds dropped).
+    Read as the run reads them (`EvidenceStore.read_window`: corrections applied, kinds coded
+    through their dictionary); person indexes are the candidates' rows, unknown kinds dropped.
     """
     index = pd.Index(persons.astype(np.int64).to_numpy())
-    kind_index = scoring.kind_index
     parts: list[tuple[np.ndarray, ...]] = []
     for source_code, source_name in enumerate(scoring.sources):
-        table = context.store.read_table(
-            session, source=source_name, columns=["person_id", "day", "kind"],
-            first_day=first_day, last_day=last_day,
-        ).to_pandas()  # fmt: skip
-        rows = index.get_indexer(table["person_id"].astype(np.int64).to_numpy())
-        # Kinds are few: map each distinct kind once, then every trace by its category code.
-        kinds = table["kind"].astype("category")
-        lookup = np.array(
-            [kind_index.get((source_name, k), -1) for k in kinds.cat.categories] + [-1],
-            dtype=np.int64,
-        )
-        codes = lookup[kinds.cat.codes.to_numpy()]  # a missing kind (-1) takes the last: -1
-        keep = (rows >= 0) & (codes >= 0)
-        parts.append((
-            rows[keep].astype(np.int32), np.full(int(keep.sum()), source_code, dtype=np.int8),
-            codes[keep].astype(np.int16), table["day"].to_numpy()[keep].astype(np.int32),
-        ))  # fmt: skip
+        for window in context.store.read_window(
+            session, source=source_name, first_day=first_day, last_day=last_day,
+            kinds=scoring.kind_codes(source_name),
+        ):  # fmt: skip
+            rows = index.get_indexer(window.person_id.astype(np.int64))
+            keep = (rows >= 0) & (window.kind >= 0)
+            parts.append((
+                rows[keep].astype(np.int32), np.full(int(keep.sum()), source_code, dtype=np.int8),
+                window.kind[keep].astype(np.int16), window.day[keep].astype(np.int32),
+            ))  # fmt: skip
+    if not parts:
+        empty = np.empty(0, dtype=np.int32)
+        return empty, empty.astype(np.int8), empty.astype(np.int16), empty
     person_idx, source, kind, day = (np.concatenate(column) for column in zip(*parts, strict=True))
     return person_idx, source, kind, day

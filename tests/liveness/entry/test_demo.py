@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 from liveness.entry.cli import app
-from liveness.entry.demo import run_demo
+from liveness.entry.demo import _bother, run_demo
 from tests.liveness.conftest import invoke_cli
 
 
@@ -76,3 +78,30 @@ def test_the_demo_measures_bother_and_switches_a_scenario_off(
 
 def test_the_ablation_option_is_offered() -> None:
     assert "--ablation" in CliRunner().invoke(app, ["demo", "--help"]).output
+
+
+def test_reviews_per_cycle_leave_out_the_first_run_s_backlog() -> None:
+    """The first run's reviews and their follow-ups are the backlog's, counted apart."""
+    first, second, third = dt.date(2025, 9, 30), dt.date(2025, 10, 31), dt.date(2025, 11, 30)
+
+    def task(ref: str, kind: str, opened: dt.date) -> dict[str, object]:
+        return {"grid_code": "G1", "kind": kind, "opened_on": opened, "due_on": opened,
+                "closed_on": None, "person_ref": ref, "status": "done", "planned_week": None}  # fmt: skip
+
+    tasks = pd.DataFrame([
+        task("A", "face_verification", first), task("A", "home_visit", second),  # backlog
+        task("B", "face_verification", first), task("B", "face_verification", third),  # new
+        task("C", "face_verification", second), task("C", "home_visit", third),  # steady
+        task("D", "death_review", second),  # not a review of the living
+    ])  # fmt: skip
+    # B was certified by face on 10-31: its review on 11-30 is a new cycle's.
+    certified = pd.DataFrame({"person_ref": ["B"], "certified_on": [second], "source": ["face"]})
+    notices = pd.DataFrame({"person_ref": pd.Series(dtype=str), "created_on": []})
+    bother = _bother(
+        tasks=tasks, notices=notices, certified_on=certified, persons=100,
+        runs=[first, second, third], capacity=lambda grid: 25,
+    )  # fmt: skip
+    assert bother["backlog_reviews"] == 3  # A twice, B's first
+    assert bother["reviews_after_backlog"] == 3  # B's second, C's two
+    months = (third - first).days / 30.44
+    assert bother["reviews_per_100_persons_per_cycle"] == round(3 / 100 * 100 * 12 / months, 2)
