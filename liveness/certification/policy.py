@@ -60,6 +60,11 @@ class RiskPolicy:
     # Or every source the person used over the long window silent over its last `silent_days`
     # due days, where the person's own pace would have left at least this weight (0: off).
     expected_weight: float = 4.0
+    # A lower bar that only holds back certification by data (no early review): the person's
+    # pace makes their silence unusual, not yet alarming (0: off).
+    hold_weight: float = 2.0
+    # Nor certified by data: a person last seen (any trace of life) longer ago than this (0: off).
+    last_seen_days: int = 0
     # A risk review is ranked as if the person's score were at most this.
     score: float = 0.3
 
@@ -161,6 +166,8 @@ class RiskTable(PolicyModel):
     regular_weight: PositiveNumber = 24.0
     silent_days: Positive = 30
     expected_weight: Annotated[float, Field(ge=0)] = 4.0
+    hold_weight: Annotated[float, Field(ge=0)] = 2.0
+    last_seen_days: Annotated[int, Field(ge=0)] = 0
     score: Annotated[float, Field(ge=0, le=1)] = 0.3
 
 

@@ -70,8 +70,18 @@ def _strong_from(city: City, day: str) -> None:
     )
 
 
+def _seen_on(city: City, day: str) -> None:
+    """Deliver a pharmacy collection of P1's on `day`: seen then, too little to agree alone."""
+    city.deliver(
+        "medical",
+        "record_id,id_number,visit_at,institution_code,visit_type\n"
+        f"M2,{P1[0]},{day} 10:00:00,H1,pharmacy\n",
+    )
+
+
 def test_strong_on_a_night_between_runs_certifies_silently(city: City) -> None:
     _strong_from(city, "2025-01-20")
+    _seen_on(city, "2025-02-10")  # last seen within last_seen_days (90) of 04-30
     city.run("2025-03-31")
     # Strong, but the certification has 62 days left: not renewed yet.
     assert city.certifications("P1") == []
@@ -86,6 +96,20 @@ def test_strong_on_a_night_between_runs_certifies_silently(city: City) -> None:
     assert certification.valid_until == dt.date(2026, 4, 30)
     assert city.task("P1", TaskKind.HOME_VISIT) is None
     assert city.report(run_id)["certified_earlier_night"] == 1
+
+
+def test_a_person_last_seen_too_long_ago_is_not_certified_for_an_earlier_night(
+    city: City,
+) -> None:
+    # Strong on the nights 04-02 to 04-19 as above, but on 04-30 last seen 100 days before,
+    # longer than last_seen_days (90): a sparse life and a death since look alike, and the
+    # review goes ahead instead of a year's certification on traces that old.
+    _strong_from(city, "2025-01-20")
+    city.run("2025-03-31")
+    run_id = city.run("2025-04-30")
+    assert city.certifications("P1") == []
+    assert city.report(run_id)["certified_earlier_night"] == 0
+    assert city.task("P1", TaskKind.HOME_VISIT) or city.task("P1", TaskKind.FACE_VERIFICATION)
 
 
 def test_strong_only_before_the_renewal_window_certifies_nothing(city: City) -> None:
@@ -105,6 +129,7 @@ def test_an_open_review_closes_when_an_earlier_night_was_strong(city: City) -> N
     # Late deliveries: P1 tapped with a face match and saw a doctor on 01-14, which made P1
     # strong on the nights up to 04-13, one of them after the run of 04-12.
     _strong_from(city, "2025-01-14")
+    _seen_on(city, "2025-02-10")
     city.run("2025-04-19")
     (certification,) = city.certifications("P1")
     assert certification.evidence["strong_on"] == "2025-04-13"

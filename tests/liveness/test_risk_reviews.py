@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
+from liveness.certification.policy import RiskPolicy
+from liveness.certification.workflow.risk import Stops, abrupt_stops
 from liveness.db import session_scope
+from liveness.evidence.parts import day_number
+from liveness.evidence.snapshot import EvidenceSnapshot
+from liveness.scoring import load_policy
+from liveness.scoring.features import compute_features
 from models import Certification, Person, ReviewTask, SourceVolume, TaskKind
 from tests.liveness import test_workflow as workflow
 from tests.liveness.test_workflow import City
@@ -192,3 +202,63 @@ def test_a_silence_within_the_person_s_own_pace_flags_nobody(city: City) -> None
     run_id = city.run("2025-03-27")
     assert all(task.cause != "risk" for task in _tasks(city, "P1"))
     assert city.report(run_id)["risk_reviews"]["abrupt_stop"] == 0
+
+
+# abrupt_stops on features alone: every source due through the run's night, no outage.
+SCORING = load_policy(Path(__file__).parents[2] / "config" / "scoring.toml")
+AS_OF = dt.date(2025, 6, 30)
+
+
+def _stops(traces: list[tuple[int, str, int]], *, n: int, **risk: Any) -> Stops:
+    """Return abrupt_stops for (person, "source.kind", days before AS_OF) traces."""
+    codes = [SCORING.kind_index[tuple(kind.split("."))] for _, kind, _ in traces]
+    features = compute_features(
+        person_idx=np.array([p for p, _, _ in traces], dtype=np.int32),
+        source_code=np.array([SCORING.sources.index(k.split(".")[0]) for _, k, _ in traces],
+                             dtype=np.int8),
+        kind_code=np.array(codes, dtype=np.int16),
+        day=np.array([day_number(AS_OF) - ago for _, _, ago in traces], dtype=np.int32),
+        n_persons=n, as_of_day=day_number(AS_OF), policy=SCORING,
+    )  # fmt: skip
+    snapshot = SimpleNamespace(
+        features=features, as_of=AS_OF, outages={},
+        health=SimpleNamespace(not_yet_due={}, degraded={}),
+    )  # fmt: skip
+    return abrupt_stops(
+        cast(EvidenceSnapshot, snapshot), policy=RiskPolicy(**risk), scoring=SCORING
+    )
+
+
+def _every(days: int, *, since: int, until: int) -> list[int]:
+    """Return the days before AS_OF of a trace every `days` from `since` back to `until`."""
+    return list(range(until, since + 1, days))
+
+
+def test_a_silence_unusual_for_the_person_holds_back_certification_without_a_review() -> None:
+    # Two sources at one pace each, silent for the last 60 days: person 0 every 10 days (a
+    # weight of 12 over the year each, 2 x 12/365 x 60 = 3.9 expected), person 1 every 5 days
+    # (7.9: stopped), person 2 every 40 days (1.0: neither).
+    traces = []
+    for person, every in ((0, 10), (1, 5), (2, 40)):
+        for ago in _every(every, since=170, until=60):
+            traces += [(person, "transit.tap_face", ago), (person, "card_txn.pos_pin", ago)]
+    stops = _stops(traces, n=3)
+    expected = [2 * len(_every(e, since=170, until=60)) / 365 * 60 for e in (10, 5, 40)]
+    assert 2.0 <= expected[0] < 4.0 <= expected[1] and expected[2] < 2.0
+    assert stops.stopped.tolist() == [False, True, False]
+    assert stops.held.tolist() == [True, True, False]
+    assert stops.expected[1] == pytest.approx(expected[1])
+    # Off: nothing held beyond the stopped.
+    assert _stops(traces, n=3, hold_weight=0.0).held.tolist() == [False, True, False]
+
+
+def test_a_person_last_seen_too_long_ago_is_held_back() -> None:
+    # One trace in each of four sources 95 to 100 days ago (a sparse life, or a death since):
+    # nothing unusual at that pace, but last seen longer ago than last_seen_days.
+    traces = [(0, "transit.tap_face", 100), (0, "card_txn.pos_pin", 98),
+              (0, "medical.outpatient", 96), (0, "counter.bank", 95),
+              (1, "transit.tap_face", 100), (1, "card_txn.pos_pin", 80)]  # fmt: skip
+    stops = _stops(traces, n=2, last_seen_days=90)
+    assert not stops.stopped.any()
+    assert stops.held.tolist() == [True, False]
+    assert not _stops(traces, n=2, last_seen_days=0).held.any()

@@ -75,11 +75,11 @@ def apply_workflow(
     result = WorkflowResult()
     settled = settle_reviews(session, context, result)
     findings = gather_proofs(session, context, settled, roll=snapshot.roll, result=result)
-    # Whose own traces stopped abruptly: no data certifies them, and no data closes their
-    # review, until the traces resume.
+    # Whose own traces stopped abruptly, or fell silent longer than their pace makes usual:
+    # no data certifies them, and no data closes their review, until the traces resume.
     stops = abrupt_stops(snapshot, policy=policy.risk, scoring=scoring)
     assessed = assessed.assign(
-        stopped=stops.stopped, certifiable=assessed["certifiable"].to_numpy() & ~stops.stopped
+        stopped=stops.held, certifiable=assessed["certifiable"].to_numpy() & ~stops.held
     )
     estimate = alive_estimate(session, context, snapshot=snapshot)
     certified = certify(

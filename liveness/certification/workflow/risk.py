@@ -47,6 +47,9 @@ class Stops:
     # (persons,): the weight the person's own pace would have left in their silence; NaN
     # where that test did not flag them.
     expected: npt.NDArray[np.float64]
+    # (persons,): stopped, or silent past `hold_weight` at their own pace: certified by no data
+    # tonight (their review, when due, goes ahead), though no early review opens for it.
+    held: npt.NDArray[np.bool_]
 
 
 def abrupt_stops(
@@ -63,15 +66,18 @@ def abrupt_stops(
     least `expected_weight` in that silence. An outage's silence is nobody's: a source
     degraded on some of those days is judged on the `silent_days` before its outage (a person
     silent since long before it still is), and nobody's pace is judged across an outage of a
-    source they use.
+    source they use. `held` adds, to the stopped, those whose pace makes the same silence
+    unusual already, past `hold_weight`: certified by no data until their traces resume,
+    though no review opens early for them.
     """
     features = snapshot.features
     n, sources = features.n_persons, scoring.sources
     if not policy.enabled or n == 0:
         empty = np.zeros((n, len(sources)), dtype=np.bool_)
+        none = np.zeros(n, dtype=np.bool_)
         return Stops(
-            silent=empty, stopped=np.zeros(n, dtype=np.bool_), last_day=features.last_day,
-            expected=np.full(n, np.nan),
+            silent=empty, stopped=none, last_day=features.last_day, expected=np.full(n, np.nan),
+            held=none,
         )  # fmt: skip
     due = np.array(
         [_judged_until(snapshot, source, days=policy.silent_days) for source in sources],
@@ -83,16 +89,19 @@ def abrupt_stops(
     by_regular = (regular & quiet).sum(axis=1) >= policy.min_sources
     expected, silence = _expected_weight(snapshot, due=due, scoring=scoring)
     used = features.long_weight > 0
-    by_pace = (
-        (policy.expected_weight > 0)
-        & (expected >= policy.expected_weight)
-        & (silence >= policy.silent_days).any(axis=1)
-        & ((silence > 0).sum(axis=1) >= policy.min_sources)
+    long_silence = (silence >= policy.silent_days).any(axis=1) & (
+        (silence > 0).sum(axis=1) >= policy.min_sources
     )
+    by_pace = (policy.expected_weight > 0) & (expected >= policy.expected_weight) & long_silence
+    unusual = (policy.hold_weight > 0) & (expected >= policy.hold_weight) & long_silence
+    if policy.last_seen_days > 0:
+        seen = np.where(features.long_weight > 0, features.last_day, -1).max(axis=1, initial=-1)
+        unusual |= seen < features.as_of_day - policy.last_seen_days
     silent = (regular & quiet) | (by_pace[:, None] & used & (silence > 0))
+    stopped = by_regular | by_pace
     return Stops(
-        silent=silent, stopped=by_regular | by_pace, last_day=features.last_day,
-        expected=np.where(by_pace, expected, np.nan),
+        silent=silent, stopped=stopped, last_day=features.last_day,
+        expected=np.where(by_pace, expected, np.nan), held=stopped | unusual,
     )  # fmt: skip
 
 
