@@ -26,9 +26,11 @@ from liveness.simulate.traces import (
     build_community,
     build_counter,
     build_face,
+    build_family_doctor,
     build_health_checks,
     build_long_term_care,
     build_medical,
+    build_remote_medical,
     build_transit,
     build_travel,
     build_vaccinations,
@@ -36,7 +38,10 @@ from liveness.simulate.traces import (
 )
 
 # The data scenarios beyond the four built-in trace sources, as sources.toml declares them.
-SCENARIOS = ("travel", "health_check", "community", "counter", "ltc", "vaccination")
+SCENARIOS = (
+    "travel", "health_check", "community", "counter", "ltc", "vaccination",
+    "remote_medical", "family_doctor",
+)  # fmt: skip
 
 # Independent random sub-streams, one per concern, so that changing one part of the
 # simulation leaves the draws of every other part (and their files) unchanged.
@@ -227,6 +232,8 @@ def _scenarios(
         "vaccination": build_vaccinations(
             rng=rngs["vaccination"], population=population, checks=checks
         ),
+        "remote_medical": build_remote_medical(rng=rngs["remote_medical"], population=population),
+        "family_doctor": build_family_doctor(rng=rngs["family_doctor"], population=population),
     }
 
 
@@ -237,7 +244,8 @@ def simulate_city(
     """Simulate `persons` pensioners over `days` days from `start` and write them under `out`.
 
     With `scenarios`, the declared data scenarios (rail and air travel, health checks,
-    community canteens and events, counters, long-term care, vaccinations) deliver too.
+    community canteens and events, counters, long-term care, vaccinations, medical care out of
+    the province, family doctors' follow-ups) deliver too.
     """
     if persons < 1 or days < 1:
         raise ValueError("persons and days must be positive")

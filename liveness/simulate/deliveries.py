@@ -23,18 +23,23 @@ _TIME_COLUMN = {
     "transit": "tapped_at", "card_txn": "txn_at", "medical": "visit_at",
     "travel": "departed_at", "health_check": "checked_on", "community": "served_at",
     "counter": "served_at", "ltc": "cared_on", "vaccination": "vaccinated_at",
+    "remote_medical": "settled_at", "family_doctor": "visited_at",
 }  # fmt: skip
 _KEY_COLUMN = {
     "transit": "card_no", "card_txn": "card_no", "medical": "id_number", "community": "record_id",
-    **dict.fromkeys(("travel", "health_check", "counter", "ltc", "vaccination"), "id_number"),
+    **dict.fromkeys(("travel", "health_check", "counter", "ltc", "vaccination", "remote_medical",
+                     "family_doctor"), "id_number"),
 }  # fmt: skip
 _PLAIN = ["bad_timestamp", "missing_required", "too_few_fields"]
+_VISITS = ["bad_timestamp", "missing_required", "unknown_visit_type", "too_few_fields"]
 _PROBLEMS = {
     "transit": _PLAIN,
     "card_txn": ["bad_timestamp", "missing_required", "unknown_channel", "too_few_fields"],
-    "medical": ["bad_timestamp", "missing_required", "unknown_visit_type", "too_few_fields"],
+    "medical": _VISITS,
     **dict.fromkeys(("travel", "health_check", "community", "counter", "ltc", "vaccination"),
                     _PLAIN),
+    # The two with a `visit_type` enum: an unknown type is refused as for the medical rows.
+    **dict.fromkeys(("remote_medical", "family_doctor"), _VISITS),
 }  # fmt: skip
 _BAD_TIMESTAMPS = ["2025-02-30 25:61:00", "yesterday", "13/45/2025 8am"]
 

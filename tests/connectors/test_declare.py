@@ -109,10 +109,26 @@ def test_the_shipped_declarations_load(tmp_path: Path) -> None:
     configs = load_source_configs(REPO / "config" / "sources.toml")
     declared = [name for name in configs if name not in SOURCES]
     document = tomllib.loads((REPO / "config" / "scoring.toml").read_text(encoding="utf-8"))
-    # Every declared source is a trace source with its weights in scoring.toml.
+    lags = tomllib.loads((REPO / "config" / "health.toml").read_text(encoding="utf-8"))
+    # Every declared source is a trace source with its weights in scoring.toml, its lag in
+    # health.toml.
+    groups = {}
     for name in declared:
         trace = configs[name].trace
         assert trace is not None and set(document["weights"][name]) == set(trace.kinds)
+        assert lags["lag_days"][name] > 0
+        groups[name] = trace.group
+    # Care far away is medical care; the family doctor works at the health centre.
+    assert {name for name, group in groups.items() if group == "medical"} == {
+        "ltc", "remote_medical",
+    }  # fmt: skip
+    assert {name for name, group in groups.items() if group == "health_centre"} == {
+        "health_check", "vaccination", "family_doctor",
+    }  # fmt: skip
+    remote = configs["remote_medical"].trace
+    assert remote is not None and remote.link == ("id_number",)
+    assert remote.label["zh"] == "异地就医结算"
+    assert dict(remote.kind_map)["inpatient_discharge"] == "inpatient_discharge"
 
 
 COLUMNS = '[{ name = "record_id", kind = "str", required = true }, ' \

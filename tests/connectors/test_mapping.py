@@ -47,6 +47,7 @@ visit_at = "%d/%m/%Y %H:%M"
 # The built-in sources, and the data scenarios the shipped sources.toml declares.
 SHIPPED_SOURCES = {
     *SOURCES, "travel", "health_check", "community", "counter", "ltc", "vaccination",
+    "remote_medical", "family_doctor",
 }  # fmt: skip
 
 

@@ -107,7 +107,8 @@ ScenariosOption = Annotated[
     typer.Option(
         "--scenarios/--no-scenarios",
         help="Simulate the declared data scenarios too (travel, health checks, community, "
-        "counters, long-term care, vaccinations).",
+        "counters, long-term care, vaccinations, medical care out of the province, family "
+        "doctors).",
     ),
 ]
 

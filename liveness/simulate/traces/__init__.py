@@ -2,8 +2,10 @@
 
 from liveness.simulate.traces.card_use import build_card_txn, build_transit
 from liveness.simulate.traces.care import (
+    build_family_doctor,
     build_health_checks,
     build_long_term_care,
+    build_remote_medical,
     build_vaccinations,
 )
 from liveness.simulate.traces.civic import build_counter, build_travel
@@ -19,9 +21,11 @@ __all__ = [
     "build_community",
     "build_counter",
     "build_face",
+    "build_family_doctor",
     "build_health_checks",
     "build_long_term_care",
     "build_medical",
+    "build_remote_medical",
     "build_transit",
     "build_travel",
     "build_vaccinations",

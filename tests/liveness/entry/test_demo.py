@@ -56,7 +56,7 @@ def test_the_demo_measures_bother_and_switches_a_scenario_off(
     for name, value in cli_env.items():
         monkeypatch.setenv(name, value)
     # In-process, with one scenario switched off: `--ablation` reruns the cycles once per
-    # shipped scenario, the same code six times.
+    # shipped scenario, the same code eight times.
     figures = run_demo(
         persons=600, days=200, seed=5, out=tmp_path / "demo", console=Console(quiet=True),
         months=1, json_output=True, ablation=True, ablated_scenarios=("travel",),

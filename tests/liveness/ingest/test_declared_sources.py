@@ -127,7 +127,9 @@ def test_a_declared_scenario_loads_links_and_scores_with_no_code(
         run = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
         assert run.report["trace_sources"][-2:] == ["canteen", "checkup"]
         # The shipped long-term care is in the medical group already.
-        assert run.report["independence_groups"]["medical"] == ["medical", "ltc", "checkup"]
+        assert run.report["independence_groups"]["medical"] == [
+            "medical", "ltc", "remote_medical", "checkup",
+        ]  # fmt: skip
         graded = {
             ref: (str(level), rule, reasons)
             for ref, level, rule, reasons in session.execute(
@@ -181,3 +183,55 @@ def test_the_shipped_long_term_care_certifies_a_nursing_home_resident(
         "strong: in the care of an institution, its records in the last 90 days "
         "(long-term care: last 2025-06-14)"
     )
+
+
+FAMILY_DOCTOR = "record_id,id_number,visited_at,visit_type,doctor_id,institution_code\n"
+REMOTE = "record_id,id_number,settled_at,visit_type,province_code,institution_code\n"
+
+
+def test_the_shipped_family_doctor_and_care_out_of_the_province_grade_with_no_code(
+    services: Services, tmp_path: Path
+) -> None:
+    _ingest(services, tmp_path, "registry", HEADER + P1 + P2 + P3)
+    # P1 is bedridden: a relative collects medicine, and the family doctor calls at home.
+    _ingest(services, tmp_path, "medical", MEDICAL_HEADER + "".join(
+        f"M1{day},330702194501011230,2025-05-{day:02d} 10:00:00,H1,pharmacy\n" for day in (5, 20)
+    ))  # fmt: skip
+    _ingest(services, tmp_path, "family_doctor", FAMILY_DOCTOR + "".join(
+        f"F1{month},330702194501011230,2025-{month:02d}-12 09:30:00,home_visit,D0001,S001\n"
+        for month in (4, 5)
+    )  # P3's doctor only calls: a call is no evidence.
+        + "".join(f"F3{month},330702195503031213,2025-{month:02d}-02 15:00:00,phone_follow_up,"
+                  "D0002,S001\n" for month in (3, 4, 5)))  # fmt: skip
+    # P2 lives in Shanghai and sees a doctor there; P3's stay there ended (no outcome).
+    _ingest(services, tmp_path, "remote_medical", REMOTE
+            + "YD1,330702195002021228,2025-05-03 09:00:00,outpatient,310000,H31000000001\n"
+            + "YD2,330702195002021228,2025-05-17 16:00:00,pharmacy,310000,P31000000002\n"
+            + "YD3,330702195503031213,2025-05-20 11:00:00,inpatient_discharge,310000,"
+              "H31000000003\n")  # fmt: skip
+    assert _linked(services, "remote_medical")["YD1"] == ("P2", "id_number", "outpatient")
+    assert _linked(services, "family_doctor")["F14"] == ("P1", "id_number", "home_visit")
+    with session_scope(services.sessions) as session:
+        run = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
+        groups = run.report["independence_groups"]
+        graded = {
+            ref: (str(level), rule, reasons)
+            for ref, level, rule, reasons in session.execute(
+                select(Person.person_ref, Assessment.level, Assessment.rule, Assessment.reasons)
+                .join(Assessment, Assessment.person_id == Person.id)
+                .where(Assessment.run_id == run.id)
+            ).all()
+        }
+    assert groups["health_centre"] == ["health_check", "vaccination", "family_doctor"]
+    # P1: the medical insurance and the family doctor are two independent groups: strong.
+    assert graded["P1"][:2] == ("strong", "sources_strong")
+    assert "family doctor follow-ups: last 2025-05-12" in render_reasons(
+        graded["P1"][2], lang="en", labels=source_labels(services.traces, "en")
+    )
+    # P2: a visit far away is medical care, one source: medium.
+    assert graded["P2"][:2] == ("medium", "sources_medium")
+    assert render_reasons(
+        graded["P2"][2], lang="zh", labels=source_labels(services.traces, "zh")
+    ).startswith("中：近90天有1个来源（异地就医结算：最近2025-05-17）")
+    # P3: calls and the end of a stay weigh nothing; no source agrees.
+    assert graded["P3"][:2] == ("weak", "no_evidence")

@@ -19,9 +19,12 @@ def test_default_policy_loads_with_expected_shape() -> None:
         "transit", "card_txn", "medical", "face",
         # the data scenarios declared in sources.toml
         "travel", "health_check", "community", "counter", "ltc", "vaccination",
+        "remote_medical", "family_doctor",
     )  # fmt: skip
-    assert policy.group_members["medical"] == ["medical", "ltc"]
-    assert policy.group_members["health_centre"] == ["health_check", "vaccination"]
+    assert policy.group_members["medical"] == ["medical", "ltc", "remote_medical"]
+    assert policy.group_members["health_centre"] == [
+        "health_check", "vaccination", "family_doctor",
+    ]  # fmt: skip
     assert len(policy.version) == 12
     assert len(policy.kinds) == len(policy.weight_of_kind) == len(policy.source_of_kind)
     assert policy.weight_of_kind.dtype == np.float32
@@ -44,6 +47,13 @@ def test_default_weights_follow_the_evidence_hierarchy() -> None:
     assert 0 < w[("face", "pass_proxy")] < w[("face", "pass_assisted")]
     assert w[("face", "pass_assisted")] < min(w[("face", "pass_app")], w[("face", "pass_kiosk")])
     assert w[("face", "fail")] == w[("face", "no_liveness")] == w[("face", "no_face")] == 0
+    # A visit far away weighs as one at home; a discharge there has no outcome to read.
+    for kind in ("outpatient", "pharmacy", "inpatient_admission"):
+        assert w[("remote_medical", kind)] == w[("medical", kind)]
+    assert w[("remote_medical", "inpatient_discharge")] == 0
+    # The family doctor's visits are seen in person; a phone call is not evidence.
+    assert w[("family_doctor", "home_visit")] == w[("family_doctor", "clinic_follow_up")] == 1
+    assert w[("family_doctor", "phone_follow_up")] == 0
     settling = {policy.kinds[i] for i in np.flatnonzero(policy.settles_of_kind)}
     assert settling == {("face", "pass_app"), ("face", "pass_kiosk"), ("face", "pass_assisted")}
 

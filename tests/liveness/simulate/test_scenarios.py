@@ -126,6 +126,16 @@ def test_coverage_per_way_of_life(coverage: pd.DataFrame) -> None:
     assert counter["bedridden"] == 0 and counter["out_of_province"] < 0.3
     vaccination = share["vaccination"]
     assert 0.1 < vaccination["active_urban"] < 0.3 and vaccination["out_of_province"] < 0.1
+    # Settlements in another province: three in four of those living there, a few winterers.
+    remote = share["remote_medical"]
+    assert 0.65 < remote["out_of_province"] < 0.85
+    assert 0 < remote["active_urban"] < 0.03 and remote["moderate"] < 0.03
+    assert remote["bedridden"] == remote["homebound"] == remote["rural_no_transit"] == 0
+    # Family doctors: most of the bedridden who leave traces and of the homebound; a third
+    # of the over-65s elsewhere (a chronic condition), hardly anyone far away.
+    doctor = share["family_doctor"]
+    assert 0.4 < doctor["bedridden"] < 0.65 and 0.45 < doctor["homebound"] < 0.75
+    assert 0.15 < doctor["active_urban"] < 0.35 and doctor["out_of_province"] < 0.05
 
 
 def test_scenario_traces_stop_with_ordinary_life(
@@ -134,7 +144,8 @@ def test_scenario_traces_stop_with_ordinary_life(
     died = truth[truth["died_on"] != ""].set_index("id_number")["died_on"]
     time_column = {
         "travel": "departed_at", "health_check": "checked_on", "counter": "served_at",
-        "ltc": "cared_on", "vaccination": "vaccinated_at",
+        "ltc": "cared_on", "vaccination": "vaccinated_at", "remote_medical": "settled_at",
+        "family_doctor": "visited_at",
     }  # fmt: skip
     for source, column in time_column.items():
         frame = frames[source]
@@ -158,6 +169,50 @@ def test_health_checks_are_yearly_and_some_flu_shots_the_same_visit(
     ltc = frames["ltc"]
     daily = ltc[ltc["service"] == "nursing_home_day"].groupby("id_number").size()
     assert np.median(daily) > 300
+
+
+def test_family_doctors_visit_the_bedridden_at_home_and_follow_up_the_others(
+    frames: dict[str, pd.DataFrame], truth: pd.DataFrame
+) -> None:
+    people = truth.set_index("id_number")
+    visits = frames["family_doctor"]
+    profile = people["profile"].reindex(visits["id_number"]).to_numpy()
+    age = people["age_at_start"].astype(int).reindex(visits["id_number"]).to_numpy()
+    home = visits[visits["visit_type"] == "home_visit"]
+    # The bedridden who signed are seen at home about monthly; nobody active in town is.
+    bedridden = home[profile[visits["visit_type"] == "home_visit"] == "bedridden"]
+    assert np.median(bedridden.groupby("id_number").size()) >= 8
+    assert not (profile[visits["visit_type"] == "home_visit"] == "active_urban").any()
+    # Chronic-disease follow-ups are for the over-65s; the bedridden and homebound at any age.
+    any_age = np.isin(profile, ["bedridden", "homebound"])
+    assert (age[~any_age] >= 65).all()
+    # A phone call is the smaller part, and each person keeps their centre.
+    assert 0.1 < (visits["visit_type"] == "phone_follow_up").mean() < 0.35
+    assert (visits.groupby("id_number")["institution_code"].nunique() == 1).all()
+
+
+def test_remote_settlements_are_out_of_the_province(
+    frames: dict[str, pd.DataFrame], truth: pd.DataFrame
+) -> None:
+    remote = frames["remote_medical"]
+    profile = truth.set_index("id_number")["profile"].reindex(remote["id_number"]).to_numpy()
+    assert not remote["province_code"].str.startswith("33").any()  # never this province
+    # Hospitals and pharmacies under the national codes of the province of the visit.
+    letter = np.where(remote["visit_type"] == "pharmacy", "P", "H")
+    assert (remote["institution_code"].str[0] == letter).all()
+    assert (remote["institution_code"].str[1:7] == remote["province_code"]).all()
+    assert 0.2 < (remote["visit_type"] == "pharmacy").mean() < 0.5
+    # The winterers are seen there from November to March only.
+    winter = remote[np.isin(profile, ["active_urban", "moderate"])]["settled_at"].str[5:7]
+    assert len(winter) > 0 and winter.isin(["11", "12", "01", "02", "03"]).all()
+    # A stay's end comes after its admission, and only to those who live there.
+    stays = remote[remote["visit_type"].str.startswith("inpatient")]
+    assert set(profile[remote["visit_type"].str.startswith("inpatient").to_numpy()]) == {
+        "out_of_province"
+    }
+    first = stays.sort_values("settled_at").groupby("id_number")["visit_type"].first()
+    # (but where the admission's row was planted damaged, and quarantined)
+    assert (first == "inpatient_admission").mean() > 0.95
 
 
 def test_without_scenarios_the_city_delivers_the_built_in_sources_only(tmp_path: Path) -> None:
