@@ -270,8 +270,8 @@ def demo(
         bool,
         typer.Option(
             "--ablation",
-            help="Run the cycles again once per data scenario, without it, and compare "
-            "(about a minute more per scenario).",
+            help="Run the cycles again once per data scenario, without it, then once without "
+            "any, and compare (about a minute more per rerun).",
         ),
     ] = False,
 ) -> None:

@@ -65,10 +65,12 @@ def test_the_demo_measures_bother_and_switches_a_scenario_off(
     assert bother["reviews_per_100_persons_per_cycle"] >= 0
     assert 0 <= bother["notices_to_persons_later_certified_by_data"] <= bother["notices"]
     assert bother["grid_weeks_over_capacity"] >= 0
-    (row,) = figures["ablation"]
-    assert row["without"] == "travel"
+    row, none = figures["ablation"]
+    assert (row["without"], none["without"]) == ("travel", "all")
     assert 0 < row["living_certified_silently_share"] <= figures["living_certified_silently_share"]
-    assert row["wrongful_suspensions"] == 0
+    assert none["living_certified_silently_share"] <= row["living_certified_silently_share"]
+    assert row["wrongful_suspensions"] == none["wrongful_suspensions"] == 0
+    assert none["dead_still_paid_at_end"] >= 0
     # Fresh state, without the scenario's deliveries: no travel trace in its store.
     state = tmp_path / "demo" / "ablation" / "travel"
     assert (state / "state.sqlite").exists()
