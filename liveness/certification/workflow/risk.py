@@ -67,8 +67,9 @@ def abrupt_stops(
     degraded on some of those days is judged on the `silent_days` before its outage (a person
     silent since long before it still is), and nobody's pace is judged across an outage of a
     source they use. `held` adds, to the stopped, those whose pace makes the same silence
-    unusual already, past `hold_weight`: certified by no data until their traces resume,
-    though no review opens early for them.
+    unusual already, past `hold_weight`, and those silent in due days longer than
+    `last_seen_days`: certified by no data until their traces resume, though no review opens
+    early for them.
     """
     features = snapshot.features
     n, sources = features.n_persons, scoring.sources
@@ -95,8 +96,9 @@ def abrupt_stops(
     by_pace = (policy.expected_weight > 0) & (expected >= policy.expected_weight) & long_silence
     unusual = (policy.hold_weight > 0) & (expected >= policy.hold_weight) & long_silence
     if policy.last_seen_days > 0:
-        seen = np.where(features.long_weight > 0, features.last_day, -1).max(axis=1, initial=-1)
-        unusual |= seen < features.as_of_day - policy.last_seen_days
+        # Last seen in due days: the silence since the last trace, in the person's most
+        # timely source (a source not yet due for those days could not have seen them).
+        unusual |= silence.max(axis=1, initial=0) > policy.last_seen_days
     silent = (regular & quiet) | (by_pace[:, None] & used & (silence > 0))
     stopped = by_regular | by_pace
     return Stops(
