@@ -23,7 +23,8 @@ from liveness.access.idempotency import request_hash
 from liveness.review.claims import claim_task, ensure_may_settle
 from liveness.review.outcomes import record_outcome
 from liveness.views.overdue import overdue_reviews
-from liveness.views.queue import grid_queue, grid_queue_body, grid_queue_sql, monday_of
+from liveness.views.queue import grid_queue, grid_queue_body, grid_queue_sql
+from liveness.weeks import week_start
 from models import Role, utcnow
 
 router = APIRouter(tags=["tasks"], responses=ERRORS)
@@ -55,7 +56,7 @@ async def list_grid_tasks(
         authorize_grid(caller.principal, grid)
         sql = grid_queue_sql(status, CLIENT_CTE, TASK_FIELDS)
         row = await caller.read_once(
-            sql, {"grid": grid, "status": status, "monday": monday_of(caller.today()),
+            sql, {"grid": grid, "status": status, "monday": week_start(caller.today()),
                   "limit": limit, "offset": offset},
             target_ref=grid, now=utcnow(),
         )  # fmt: skip

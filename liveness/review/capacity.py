@@ -24,17 +24,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from liveness.weeks import week_start
+
 __all__ = ["VISIT_COLUMNS", "plan_visits", "week_start"]
 
 # What `plan_visits` reads of each visit.
 VISIT_COLUMNS = ("grid_code", "deadline", "value")
 _DAYS = 7
 _SUNDAY = 6  # days from a week's Monday to its Sunday
-
-
-def week_start(day: dt.date) -> dt.date:
-    """Return the Monday of `day`'s week."""
-    return day - dt.timedelta(days=day.weekday())
 
 
 def _days(values: pd.Series) -> npt.NDArray[np.int64]:

@@ -26,6 +26,7 @@ from liveness.access.audit import read_audit_cte
 from liveness.errors import InputInvalid, NotFound
 from liveness.views.masking import masked_id_number
 from liveness.views.pg_json import ALLOWED, Fields, json_array, json_objects_sql, postgresql_text
+from liveness.weeks import week_start
 from models import (
     Person,
     ReviewTask,
@@ -117,7 +118,7 @@ def grid_queue(
     statement: the total comes with the page as a window count (a grid holds tens to
     hundreds of tasks); only a page past the end, which has no row to carry it, counts apart.
     """
-    params = {"grid": grid, "now": now, "monday": monday_of(today), "limit": limit,
+    params = {"grid": grid, "now": now, "monday": week_start(today), "limit": limit,
               "offset": offset}  # fmt: skip
     rows = list(session.execute(grid_queue_select(status), params).all())
     if rows:
@@ -132,11 +133,6 @@ def grid_queue(
 
 # The page's order over its rows (grid_queue_select's): GREATEST skips a NULL planned week.
 _HITS_ORDER = "GREATEST(r.planned_week, %(monday)s::date), r.priority DESC, r.id"
-
-
-def monday_of(day: dt.date) -> dt.date:
-    """Return the Monday of `day`'s week."""
-    return day - dt.timedelta(days=day.weekday())
 
 
 @functools.lru_cache(maxsize=64)

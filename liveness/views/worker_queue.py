@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from liveness.db import IN_CHUNK
 from liveness.views.masking import mask_id_number
 from liveness.views.queue import ViewInvalid
+from liveness.weeks import week_start
 from models import (
     LIVE_TASK_STATUSES,
     Assessment,
@@ -200,7 +201,7 @@ def _ranked_page(
     week: a task without a planned week, or planned for this week or a past one, is this
     week's.
     """
-    monday = literal(today - dt.timedelta(days=today.weekday()), Date)
+    monday = literal(week_start(today), Date)
     week = case((ReviewTask.planned_week > monday, ReviewTask.planned_week), else_=monday)
     order: tuple[Any, ...] = {
         "priority": (week, ReviewTask.priority.desc()),
