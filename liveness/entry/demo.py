@@ -271,7 +271,8 @@ def _bother(
     backlog's (`backlog_reviews`); the others, opened after the first run, are the steady
     state's, per 100 persons and scaled to a 12-month certification cycle. `certified_on`
     holds every certification (person_ref, certified_on, source). A notice is needless when
-    the data certified its person silently after it was created.
+    the person's next certification after it was the data's, not the review's it announced (a
+    data certification a cycle later, after the review certified them, is not its doing).
     """
     kinds = tasks["kind"].astype(str)
     reviews = tasks[kinds.isin(["face_verification", "home_visit"])]
@@ -280,10 +281,12 @@ def _bother(
     backlog = _backlog(reviews, certified_on, first=first)
     later = reviews[(opened > first).to_numpy() & ~backlog] if runs else reviews
     months = max((runs[-1] - runs[0]).days / 30.44, 1.0) if len(runs) > 1 else 1.0
-    silently = certified_on[certified_on["source"] == "data_comparison"]
-    needless = notices.merge(silently[["person_ref", "certified_on"]], on="person_ref")
-    needless = needless[pd.to_datetime(needless["certified_on"])
-                        > pd.to_datetime(needless["created_on"])]  # fmt: skip
+    # Each notice's next certification: needless when the data gave it, not the review.
+    after = notices.merge(certified_on, on="person_ref")
+    after = after[pd.to_datetime(after["certified_on"]) > pd.to_datetime(after["created_on"])]
+    after = after.sort_values("certified_on", kind="stable")
+    following = after.drop_duplicates(["person_ref", "created_on"])
+    needless = following[following["source"] == "data_comparison"]
     visits = tasks[kinds == "home_visit"]
     planned = pd.to_datetime(visits["planned_week"].fillna(visits["opened_on"]))
     per_week = visits.groupby([visits["grid_code"], planned.dt.to_period("W-SUN")]).size()
@@ -565,7 +568,7 @@ def _print_figures(console: Console, figures: dict[str, Any]) -> None:
         f"{bother['backlog_reviews']:,}",
     )
     table.add_row(
-        "notices to people the data certified later",
+        "notices the data overtook (certified by data before the review)",
         f"{bother['notices_to_persons_later_certified_by_data']:,} of {bother['notices']:,} "
         f"({bother['notices_to_persons_later_certified_by_data_share']:.1%} of the roll)",
     )

@@ -98,11 +98,18 @@ def test_reviews_per_cycle_leave_out_the_first_run_s_backlog() -> None:
     ])  # fmt: skip
     # B was certified by face on 10-31: its review on 11-30 is a new cycle's.
     certified = pd.DataFrame({"person_ref": ["B"], "certified_on": [second], "source": ["face"]})
-    notices = pd.DataFrame({"person_ref": pd.Series(dtype=str), "created_on": []})
+    # Notices: E's review certified E by face on 10-31 and the data renewed E on 11-30, a
+    # cycle on (the notice did its work); F's was overtaken by the data (needless).
+    notices = pd.DataFrame({"person_ref": ["E", "F"], "created_on": [first, second]})
+    certified = pd.concat([certified, pd.DataFrame({
+        "person_ref": ["E", "E", "F"], "certified_on": [second, third, third],
+        "source": ["face", "data_comparison", "data_comparison"],
+    })], ignore_index=True)  # fmt: skip
     bother = _bother(
         tasks=tasks, notices=notices, certified_on=certified, persons=100,
         runs=[first, second, third], capacity=lambda grid: 25,
     )  # fmt: skip
+    assert bother["notices_to_persons_later_certified_by_data"] == 1
     assert bother["backlog_reviews"] == 3  # A twice, B's first
     assert bother["reviews_after_backlog"] == 3  # B's second, C's two
     months = (third - first).days / 30.44
