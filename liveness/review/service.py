@@ -17,6 +17,7 @@ from liveness.review.plan import visit_load
 from models import (
     LIVE_TASK_STATUSES,
     Certification,
+    CertificationSource,
     Person,
     ReviewTask,
     TaskKind,
@@ -135,7 +136,10 @@ def route_reviews(
     # follows only if that verification fails or is ignored (cause face_failed).
     renewal_visit = ~face & (cause == "renewal")
     if policy.capacity.face_first_for_weak and renewal_visit.any():
-        remote = face_first(session, persons=candidates.loc[renewal_visit, "person_id"])
+        remote = face_first(
+            session, persons=candidates.loc[renewal_visit, "person_id"],
+            lookback_days=policy.face_due_days + policy.visit_due_days,
+        )  # fmt: skip
         face |= renewal_visit & candidates["person_id"].isin(remote).to_numpy()
     kind = np.where(face, TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
     due_days = np.where(face, policy.face_due_days, policy.visit_due_days)
@@ -194,18 +198,15 @@ def _plan_weeks(
     )
 
 
-def face_first(session: Session, *, persons: pd.Series) -> set[int]:
+def face_first(session: Session, *, persons: pd.Series, lookback_days: int = 0) -> set[int]:
     """Return those of `persons` who may verify remotely before a visit is sent.
 
     They have a phone on the roll and no face verification failed or ignored this cycle
-    (since their last certification).
+    (since their last certification), nor, where that certification was a home visit, in
+    the `lookback_days` before it: the visit that certified them followed a remote try that
+    came to nothing, and another would be one more request before the same visit.
     """
     ids = sorted({int(p) for p in persons})
-    last_certified = (
-        select(func.max(Certification.certified_on))
-        .where(Certification.person_id == ReviewTask.person_id)
-        .scalar_subquery()
-    )
     able: set[int] = set()
     # In chunks: SQLite caps the parameters of a statement.
     for start in range(0, len(ids), IN_CHUNK):
@@ -215,15 +216,34 @@ def face_first(session: Session, *, persons: pd.Series) -> set[int]:
                 Person.id.in_(chunk), Person.phone.is_not(None), func.trim(Person.phone) != ""
             )
         )
-        failed = session.scalars(
-            select(ReviewTask.person_id).where(
-                ReviewTask.person_id.in_(chunk),
-                ReviewTask.kind == TaskKind.FACE_VERIFICATION,
-                ReviewTask.outcome.in_([VisitOutcome.FACE_FAILED, VisitOutcome.LAPSED]),
-                (last_certified.is_(None)) | (ReviewTask.opened_on >= last_certified),
-            )
+        certified = pd.DataFrame(
+            session.execute(
+                select(Certification.person_id, Certification.certified_on, Certification.source)
+                .where(Certification.person_id.in_(chunk))
+            ).all(),
+            columns=["person_id", "certified_on", "source"],
+        )  # fmt: skip
+        failed = pd.DataFrame(
+            session.execute(
+                select(ReviewTask.person_id, ReviewTask.opened_on).where(
+                    ReviewTask.person_id.in_(chunk),
+                    ReviewTask.kind == TaskKind.FACE_VERIFICATION,
+                    ReviewTask.outcome.in_([VisitOutcome.FACE_FAILED, VisitOutcome.LAPSED]),
+                )
+            ).all(),
+            columns=["person_id", "opened_on"],
         )
-        able |= set(phones) - set(failed)
+        latest = certified.sort_values("certified_on", kind="stable").drop_duplicates(
+            "person_id", keep="last"
+        )
+        tries = failed.merge(latest, on="person_id", how="left")
+        opened = pd.to_datetime(tries["opened_on"])
+        since = pd.to_datetime(tries["certified_on"])
+        by_visit = tries["source"].astype(object).map(str) == str(CertificationSource.VISIT)
+        this_cycle = since.isna() | (opened >= since)
+        before_visit = by_visit & (opened >= since - pd.Timedelta(days=lookback_days))
+        blocked = tries.loc[(this_cycle | before_visit).to_numpy(), "person_id"]
+        able |= set(phones) - set(blocked.astype(int))
     return able
 
 

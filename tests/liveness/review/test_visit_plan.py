@@ -172,7 +172,7 @@ def test_a_run_plans_visits_within_capacity(first_run: tuple[Services, dict[str,
     assert again["suspensions"] == 0 and again["visit_plan"]["opened_over_capacity"] == 0
 
 
-def test_face_first_only_without_a_failed_face_verification_this_cycle(
+def test_face_first_only_without_a_failed_face_verification_this_cycle_or_before_a_visit(
     first_run: tuple[Services, dict[str, Any]],
 ) -> None:
     services, _ = first_run
@@ -182,7 +182,8 @@ def test_face_first_only_without_a_failed_face_verification_this_cycle(
         ids = {ref: pid for ref, pid in session.execute(select(Person.person_ref, Person.id))}
 
         def able() -> set[str]:
-            found = face_first(session, persons=pd.Series([ids[ref] for ref in refs]))
+            persons = pd.Series([ids[ref] for ref in refs])
+            found = face_first(session, persons=persons, lookback_days=45)
             return {ref for ref in refs if ids[ref] in found}
 
         # A phone on the roll, no face verification failed: V1 has no phone.
@@ -204,6 +205,18 @@ def test_face_first_only_without_a_failed_face_verification_this_cycle(
         )  # fmt: skip
         session.flush()
         assert able() == {"F1", "F3"}
+        # F2's ignored request was followed by the visit that certified F2: next cycle F2 is
+        # visited directly (the try came to nothing), unless that visit came long after it.
+        visited = Certification(
+            person_id=ids["F2"], source=CertificationSource.VISIT, mark="certified",
+            certified_on=AS_OF + dt.timedelta(days=30), valid_until=AS_OF + dt.timedelta(days=395),
+        )  # fmt: skip
+        session.add(visited)
+        session.flush()
+        assert able() == {"F1", "F3"}
+        visited.certified_on = AS_OF + dt.timedelta(days=46)
+        session.flush()
+        assert able() == {"F1", "F2", "F3"}
 
 
 def test_face_first_is_a_policy_switch(
