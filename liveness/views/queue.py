@@ -63,13 +63,12 @@ def _status_condition(status: str, now: ColumnElement[dt.datetime]) -> ColumnEle
 QUEUE_PARAMS = frozenset({"grid", "now", "monday", "limit", "offset"})
 
 
-def _week() -> ColumnElement[Any]:
-    """Return the week a task belongs to in the queue, bound to the parameter monday.
+def queue_week(monday: ColumnElement[Any]) -> ColumnElement[Any]:
+    """Return the week a task belongs to in a queue whose current week begins on `monday`.
 
     A home visit planned for a later week is that week's; any other task (no plan, or planned
     for this week or a past one) is this week's, the week of `monday`.
     """
-    monday = bindparam("monday", type_=Date)
     return case((ReviewTask.planned_week > monday, ReviewTask.planned_week), else_=monday)
 
 
@@ -91,6 +90,7 @@ def grid_queue_select(status: str) -> Select[*tuple[Any, ...]]:
     limit and offset (QUEUE_PARAMS); its constants are inlined when compiled
     (postgresql_text).
     """
+    week = queue_week(bindparam("monday", type_=Date))
     return (
         select(
             ReviewTask.id, Person.person_ref, Person.name,
@@ -102,7 +102,7 @@ def grid_queue_select(status: str) -> Select[*tuple[Any, ...]]:
         )
         .join(Person, Person.id == ReviewTask.person_id)
         .where(_grid_queue_condition(status))
-        .order_by(_week(), ReviewTask.priority.desc(), ReviewTask.id)
+        .order_by(week, ReviewTask.priority.desc(), ReviewTask.id)
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))
     )  # fmt: skip

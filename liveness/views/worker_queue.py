@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, Date, and_, func, literal, select
 from sqlalchemy.orm import Session
 
 from liveness.db import IN_CHUNK
 from liveness.views.masking import mask_id_number
-from liveness.views.queue import ViewInvalid
+from liveness.views.queue import ViewInvalid, queue_week
 from liveness.weeks import week_start
 from models import (
     LIVE_TASK_STATUSES,
@@ -201,8 +201,7 @@ def _ranked_page(
     week: a task without a planned week, or planned for this week or a past one, is this
     week's.
     """
-    monday = literal(week_start(today), Date)
-    week = case((ReviewTask.planned_week > monday, ReviewTask.planned_week), else_=monday)
+    week = queue_week(literal(week_start(today), Date))
     order: tuple[Any, ...] = {
         "priority": (week, ReviewTask.priority.desc()),
         "due": (ReviewTask.due_on, ReviewTask.priority.desc()),

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -31,6 +31,8 @@ from models import (
     TaskKind,
 )
 from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
+
+Row = TypeVar("Row")
 
 P1 = ("330702194501011230", "张三")  # 3000.00 a month
 P2 = ("330702195002021228", "李四")  # 2500.50 a month
@@ -111,25 +113,21 @@ class City:
             ).one()
 
     def entries(self, person_ref: str) -> list[ListEntry]:
-        with session_scope(self.services.sessions) as session:
-            return list(
-                session.scalars(
-                    select(ListEntry)
-                    .join(Person, Person.id == ListEntry.person_id)
-                    .where(Person.person_ref == person_ref)
-                    .order_by(ListEntry.seq)
-                )
-            )
+        return self._of(ListEntry, person_ref, order=ListEntry.seq)
 
     def certifications(self, person_ref: str) -> list[Certification]:
         """Return a person's certifications, oldest first."""
+        return self._of(Certification, person_ref, order=Certification.id)
+
+    def _of(self, model: type[Row], person_ref: str, *, order: Any) -> list[Row]:
+        """Return a person's rows of `model` (one with a person_id), in `order`."""
         with session_scope(self.services.sessions) as session:
             return list(
                 session.scalars(
-                    select(Certification)
-                    .join(Person, Person.id == Certification.person_id)
+                    select(model)
+                    .join(Person, Person.id == model.person_id)
                     .where(Person.person_ref == person_ref)
-                    .order_by(Certification.id)
+                    .order_by(order)
                 )
             )
 

@@ -88,8 +88,8 @@ def abrupt_stops(
     quiet = features.last_day < first[None, :]
     regular = features.long_weight >= policy.regular_weight
     by_regular = (regular & quiet).sum(axis=1) >= policy.min_sources
-    expected, silence = _expected_weight(snapshot, due=due, scoring=scoring)
     used = features.long_weight > 0
+    expected, silence = _expected_weight(snapshot, due=due, used=used, scoring=scoring)
     long_silence = (silence >= policy.silent_days).any(axis=1) & (
         (silence > 0).sum(axis=1) >= policy.min_sources
     )
@@ -108,20 +108,23 @@ def abrupt_stops(
 
 
 def _expected_weight(
-    snapshot: EvidenceSnapshot, *, due: npt.NDArray[np.int64], scoring: ScoringPolicy
+    snapshot: EvidenceSnapshot,
+    *,
+    due: npt.NDArray[np.int64],
+    used: npt.NDArray[np.bool_],
+    scoring: ScoringPolicy,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Return the weight each person's own pace predicts in their silence, and its days.
 
     The silence begins after the person's last trace in any source; per source it lasts up to
     the source's due day, less its outage days, and the pace is the person's summed weight
-    there over the long window per day. Independent sources at a steady pace leave nothing
-    in their silences with a chance of e^-expected. Returns per person the expected weight,
-    and per person and source the silent due days: none at all for a person one of whose
-    sources was degraded during the silence.
+    there over the long window per day (`used`: some weight there). Independent sources at
+    a steady pace leave nothing in their silences with a chance of e^-expected. Returns per
+    person the expected weight, and per person and source the silent due days: none at all
+    for a person one of whose sources was degraded during the silence.
     """
     features = snapshot.features
     pace = features.long_weight.astype(np.float64) / scoring.long
-    used = features.long_weight > 0
     begins = np.where(used, features.last_day, np.iinfo(np.int32).min).max(axis=1).astype(np.int64)
     silence = np.where(used, np.maximum(due[None, :] - begins[:, None], 0), 0)
     for s, source in enumerate(scoring.sources):

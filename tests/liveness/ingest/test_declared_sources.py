@@ -6,9 +6,11 @@ import datetime as dt
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from liveness.certification.run import certify
 from liveness.db import session_scope
@@ -97,6 +99,18 @@ def _linked(services: Services, source: str) -> dict[str, tuple[str | None, str]
     return {r["record_id"]: (refs.get(r["person_id"]), r["link"], r["kind"]) for r in rows}
 
 
+def _graded(session: Session, run_id: int) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Return each person's level, rule and reasons at a run, by person_ref."""
+    return {
+        ref: (str(level), rule, reasons)
+        for ref, level, rule, reasons in session.execute(
+            select(Person.person_ref, Assessment.level, Assessment.rule, Assessment.reasons)
+            .join(Assessment, Assessment.person_id == Person.id)
+            .where(Assessment.run_id == run_id)
+        ).all()
+    }
+
+
 def test_a_declared_scenario_loads_links_and_scores_with_no_code(
     services: Services, tmp_path: Path
 ) -> None:
@@ -130,14 +144,7 @@ def test_a_declared_scenario_loads_links_and_scores_with_no_code(
         assert run.report["independence_groups"]["medical"] == [
             "medical", "ltc", "remote_medical", "checkup",
         ]  # fmt: skip
-        graded = {
-            ref: (str(level), rule, reasons)
-            for ref, level, rule, reasons in session.execute(
-                select(Person.person_ref, Assessment.level, Assessment.rule, Assessment.reasons)
-                .join(Assessment, Assessment.person_id == Person.id)
-                .where(Assessment.run_id == run.id)
-            ).all()
-        }
+        graded = _graded(session, run.id)
     # P1: medical and the check-up agree, but they are one group: one source, medium.
     assert graded["P1"][:2] == ("medium", "sources_medium")
     # P2: medical and the canteen (1.5 of weight in 90 days) are independent: strong.
@@ -173,12 +180,8 @@ def test_the_shipped_long_term_care_certifies_a_nursing_home_resident(
                       for day in days))  # fmt: skip
     with session_scope(services.sessions) as session:
         run = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
-        level, rule, reasons = session.execute(
-            select(Assessment.level, Assessment.rule, Assessment.reasons)
-            .join(Person, Assessment.person_id == Person.id)
-            .where(Assessment.run_id == run.id, Person.person_ref == "P3")
-        ).one()
-    assert (str(level), rule, reasons["institution"]) == ("strong", "institution", ["ltc"])
+        level, rule, reasons = _graded(session, run.id)["P3"]
+    assert (level, rule, reasons["institution"]) == ("strong", "institution", ["ltc"])
     assert render_reasons(reasons, lang="en") == (
         "strong: in the care of an institution, its records in the last 90 days "
         "(long-term care: last 2025-06-14)"
@@ -214,14 +217,7 @@ def test_the_shipped_family_doctor_and_care_out_of_the_province_grade_with_no_co
     with session_scope(services.sessions) as session:
         run = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
         groups = run.report["independence_groups"]
-        graded = {
-            ref: (str(level), rule, reasons)
-            for ref, level, rule, reasons in session.execute(
-                select(Person.person_ref, Assessment.level, Assessment.rule, Assessment.reasons)
-                .join(Assessment, Assessment.person_id == Person.id)
-                .where(Assessment.run_id == run.id)
-            ).all()
-        }
+        graded = _graded(session, run.id)
     assert groups["health_centre"] == ["health_check", "vaccination", "family_doctor"]
     # P1: the medical insurance and the family doctor are two independent groups: strong.
     assert graded["P1"][:2] == ("strong", "sources_strong")
