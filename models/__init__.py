@@ -45,7 +45,7 @@ from models.integrity import (
     OrderStatus,
 )
 from models.roll import Benefit, Card, Person, RollCache, RollChange
-from models.runs import Assessment, Run, RunLock
+from models.runs import Assessment, Run, RunLock, assessments_as_of, level_as_of
 from models.workflow import Certification, ListEntry, Notice, ReviewTask
 
 __all__ = [
@@ -105,5 +105,7 @@ __all__ = [
     "TaskStatus",
     "VisitOutcome",
     "WebSessionRecord",
+    "assessments_as_of",
+    "level_as_of",
     "utcnow",
 ]

@@ -214,6 +214,16 @@ def _work_copy(*, folder: Path, built_url: str, work: Path, database_url: str | 
     return _pg_url(database_url, name)
 
 
+def _upgrade(database_url: str) -> None:
+    """Bring the work copy's schema to this version's (a city kept by an earlier one)."""
+    from liveness.db import make_engine
+    from liveness.migrate import upgrade
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
+
+
 def _stages(label: str, figures: dict[str, Any]) -> str:
     stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in figures["timings_s"].items())
     return (
@@ -253,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         url = _work_copy(
             folder=folder, built_url=built_url, work=work, database_url=args.database_url
         )
+        # A city kept by an earlier version gets this version's schema, as `liveness migrate`.
+        _upgrade(url)
         try:
             first = measure(database_url=url, evidence=work / "evidence", as_of=last_day)
             nightly = measure(

@@ -10,9 +10,9 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from liveness.certification.assessments import standing_assessments
 from liveness.certification.policy import GuardPolicy
-from liveness.db import query_frame
-from models import Assessment, Run, RunStatus
+from models import Run, RunStatus
 
 # Lower is worse; deceased is counted on its own, not as a lowered level.
 LEVEL_RANK = {"weak": 0, "medium": 1, "strong": 2}
@@ -38,25 +38,18 @@ class GuardVerdict:
 
 
 def previous_levels(session: Session, *, before: Run) -> tuple[Run | None, pd.DataFrame]:
-    """Return the latest published run before `before` and its levels per person."""
+    """Return the latest published run before `before` and the assessments that stood then.
+
+    The frame holds person_id and previous (the level), and what the run compares to store
+    only the assessments that changed (`standing_assessments`).
+    """
     previous = session.scalars(
         select(Run)
         .where(Run.status == RunStatus.PUBLISHED, Run.as_of <= before.as_of, Run.id != before.id)
         .order_by(Run.as_of.desc(), Run.id.desc())
         .limit(1)
     ).first()
-    if previous is None:
-        return previous, pd.DataFrame(
-            {"person_id": pd.Series(dtype="int64"), "previous": pd.Series(dtype=object)}
-        )
-    levels = query_frame(
-        session,
-        select(Assessment.person_id, Assessment.level).where(Assessment.run_id == previous.id),
-        ["person_id", "previous"],
-    )
-    levels["previous"] = levels["previous"].astype(object).map(str)
-    # A run that graded nobody (every benefit had ended) still compares as typed.
-    return previous, levels.astype({"person_id": "int64"})
+    return previous, standing_assessments(session, run=previous)
 
 
 def check_downgrades(

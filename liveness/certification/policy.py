@@ -98,6 +98,8 @@ class CertificationPolicy:
     payment_day: int
     guard: GuardPolicy
     lock_stale_after_s: int
+    # A stored assessment older than this many days is stored again, changed or not.
+    assessment_refresh_days: int
     four_eyes_back_pay: float
     audit_share: float
     terminate_after_death_days: int
@@ -214,6 +216,7 @@ class RunTable(PolicyModel):
     """The `[run]` table."""
 
     lock_stale_after_s: Positive
+    assessment_refresh_days: Positive
 
 
 class ListsTable(PolicyModel):
@@ -320,6 +323,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         payment_day=values.payment.day_of_month,
         guard=GuardPolicy(**values.guard.model_dump()),
         lock_stale_after_s=values.run.lock_stale_after_s,
+        assessment_refresh_days=values.run.assessment_refresh_days,
         four_eyes_back_pay=lists.four_eyes_back_pay,
         audit_share=lists.audit_share,
         terminate_after_death_days=lists.terminate_after_death_days,

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from liveness.certification import CertificationPolicy
+from liveness.certification.assessments import assessment_gists, store_assessments
 from liveness.certification.guard import check_downgrades, previous_levels
 from liveness.certification.workflow import WorkflowResult, apply_workflow
 from liveness.estimator.config import EstimatorConfig
@@ -37,7 +37,6 @@ from liveness.scoring import (
 )
 from liveness.views.overdue import overdue_summary
 from models import (
-    Assessment,
     DeathMatch,
     Run,
     RunStatus,
@@ -130,6 +129,10 @@ def certify(
             reasons=reasons,
             certifiable=grades.certifiable,
         )
+        gists = assessment_gists(
+            grades, post_death=snapshot.post_death,
+            face_pass_day=snapshot.features.face_pass_day,
+        )  # fmt: skip
 
     with watch.stage("guard"):
         verdict = check_downgrades(
@@ -152,19 +155,12 @@ def certify(
         return run
 
     with watch.stage("publish"):
-        assessments = [
-            {
-                "run_id": run.id, "person_id": int(person_id), "level": level,
-                "score": float(score), "rule": rule, "reasons": person_reasons,
-                "policy_version": scoring.version,
-            }
-            for person_id, level, score, rule, person_reasons in zip(
-                assessed["person_id"], assessed["level"], assessed["score"],
-                assessed["rule"], assessed["reasons"], strict=True,
-            )
-        ]  # fmt: skip
-        if assessments:  # a roll whose every benefit ended grades nobody
-            session.execute(insert(Assessment), assessments)
+        # Only what changed is stored; the run confirms the rest by being published.
+        stored = store_assessments(
+            session, run_id=run.id, assessed=assessed, gist=gists, standing=previous[1],
+            as_of=as_of, policy_version=scoring.version,
+            refresh_days=policies.certification.assessment_refresh_days,
+        )  # fmt: skip
         workflow = apply_workflow(
             session, run_id=run.id, as_of=as_of, snapshot=snapshot, assessed=assessed,
             store=store, scoring=scoring, policy=policies.certification, timezone=timezone,
@@ -180,6 +176,7 @@ def certify(
             timings=watch.seconds, health=snapshot.health, kept=int(grades.held.sum()),
         ),
         "overdue_reviews": overdue,
+        "assessments": stored,
         "guard": {**verdict.as_dict(), "overridden": verdict.tripped and override_guard},
     }  # fmt: skip
     run.status = RunStatus.PUBLISHED

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from models import (
     LIVE_TASK_STATUSES,
-    Assessment,
     ListAction,
     ListEntry,
     ListEntryStatus,
@@ -19,6 +18,7 @@ from models import (
     ReviewTask,
     Run,
     RunStatus,
+    assessments_as_of,
 )
 
 LEVEL_ORDER = ("strong", "medium", "weak", "deceased")
@@ -80,11 +80,11 @@ def levels_by_region(
     session: Session, *, run_id: int, region: str | None = None
 ) -> dict[str, dict[str, int]]:
     """Count the levels of one run per region code (optionally within a code prefix)."""
+    standing = assessments_as_of(run_id)
     query = (
-        select(Person.region_code, Assessment.level, func.count())
-        .join(Person, Person.id == Assessment.person_id)
-        .where(Assessment.run_id == run_id)
-        .group_by(Person.region_code, Assessment.level)
+        select(Person.region_code, standing.level, func.count())
+        .join(Person, Person.id == standing.person_id)
+        .group_by(Person.region_code, standing.level)
     )
     if region:
         query = query.where(Person.region_code.startswith(region))
@@ -100,7 +100,7 @@ def level_trend(
     """Return the levels of the last `limit` published runs, oldest first.
 
     The whole roll's come from the runs' reports; a region's (a code prefix) are counted
-    from the runs' assessments of its people, in one grouped query.
+    from the assessments that stood at each run for its people, a grouped query per run.
     """
     runs = session.execute(
         select(Run.id, Run.as_of, Run.report)
@@ -109,15 +109,14 @@ def level_trend(
         .limit(limit)
     ).all()
     counted: dict[int, dict[str, int]] = {}
-    if region and runs:
-        for run_id, level, count in session.execute(
-            select(Assessment.run_id, Assessment.level, func.count())
-            .join(Person, Person.id == Assessment.person_id)
-            .where(
-                Assessment.run_id.in_([run_id for run_id, _, _ in runs]),
-                Person.region_code.startswith(region, autoescape=True),
-            )
-            .group_by(Assessment.run_id, Assessment.level)
+    # A run stores only the assessments that changed: each run's count is of what stood then.
+    for run_id, _, _ in runs if region else []:
+        standing = assessments_as_of(run_id)
+        for level, count in session.execute(
+            select(standing.level, func.count())
+            .join(Person, Person.id == standing.person_id)
+            .where(Person.region_code.startswith(region, autoescape=True))
+            .group_by(standing.level)
         ):
             counted.setdefault(run_id, {})[str(level)] = int(count)
     points = [

@@ -10,20 +10,21 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from liveness.views.masking import mask_id_number
 from models import (
     LIVE_TASK_STATUSES,
     ApiClient,
-    Assessment,
     Person,
     ReviewTask,
     Role,
     Run,
     RunStatus,
     TaskStatus,
+    assessments_as_of,
+    level_as_of,
 )
 
 
@@ -86,11 +87,12 @@ def _fill(
     codes = [grid for grid, _, _ in rows]
     levels: dict[str, dict[str, int]] = {}
     if run_id is not None and codes:
+        standing = assessments_as_of(run_id)
         for grid, level, count in session.execute(
-            select(Person.grid_code, Assessment.level, func.count())
-            .join(Person, Person.id == Assessment.person_id)
-            .where(Assessment.run_id == run_id, Person.grid_code.in_(codes))
-            .group_by(Person.grid_code, Assessment.level)
+            select(Person.grid_code, standing.level, func.count())
+            .join(Person, Person.id == standing.person_id)
+            .where(Person.grid_code.in_(codes))
+            .group_by(Person.grid_code, standing.level)
         ):
             levels.setdefault(grid, {})[str(level)] = int(count)
     reviews: dict[str, tuple[int, int]] = {}
@@ -159,12 +161,10 @@ def grid_people(
 ) -> tuple[list[GridPerson], int]:
     """Return a page of a grid's people by name, each with their level and open review."""
     total = session.scalar(select(func.count()).where(Person.grid_code == grid)) or 0
-    level = Assessment.level if run_id is not None else None
     query = select(Person.id, Person.person_ref, Person.name, Person.id_number)
-    if level is not None:
-        query = query.add_columns(level).outerjoin(
-            Assessment, and_(Assessment.person_id == Person.id, Assessment.run_id == run_id)
-        )
+    if run_id is not None:
+        # The level that stood at the run, looked up for the page's people only.
+        query = query.add_columns(level_as_of(run_id, Person.id).label("level"))
     rows = session.execute(
         query.where(Person.grid_code == grid)
         .order_by(Person.name, Person.person_ref)
@@ -188,7 +188,7 @@ def grid_people(
             GridPerson(
                 person_ref=row.person_ref, name=row.name,
                 id_number_masked=mask_id_number(row.id_number),
-                level=None if level is None or row.level is None else str(row.level),
+                level=None if run_id is None or row.level is None else str(row.level),
                 task_id=None if task is None else task[0],
                 task_kind=None if task is None else task[1],
                 task_overdue=task is not None and task[2] < today,

@@ -9,7 +9,15 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from liveness.views.schemas import IndicatorsRead
-from models import Assessment, Benefit, BenefitStatus, Certification, Person, Run, RunStatus
+from models import (
+    Benefit,
+    BenefitStatus,
+    Certification,
+    Person,
+    Run,
+    RunStatus,
+    assessments_as_of,
+)
 
 Ts = TypeVarTuple("Ts")
 
@@ -83,14 +91,14 @@ def indicators(
     status["never"] = max(0, int(on_roll or 0) - certified)
     levels: dict[str, int] = {}
     if run is not None:
+        standing = assessments_as_of(run.id)
         levels = {
             str(level): int(count)
             for level, count in session.execute(
                 _scoped(
-                    select(Assessment.level, func.count())
-                    .join(Person, Person.id == Assessment.person_id)
-                    .where(Assessment.run_id == run.id)
-                    .group_by(Assessment.level),
+                    select(standing.level, func.count())
+                    .join(Person, Person.id == standing.person_id)
+                    .group_by(standing.level),
                     region=region,
                     grid=grid,
                 )

@@ -91,7 +91,12 @@ def person_view(
     assessment = session.execute(
         select(Assessment, Run.as_of)
         .join(Run, Run.id == Assessment.run_id)
-        .where(Assessment.person_id == person.id, Run.status == RunStatus.PUBLISHED)
+        .where(
+            Assessment.person_id == person.id,
+            Assessment.graded,
+            Run.status == RunStatus.PUBLISHED,
+        )
+        # The latest stored: later runs confirmed it without storing it again.
         .order_by(Assessment.run_id.desc())
         .limit(1)
     ).first()

@@ -24,6 +24,7 @@ from models import (
     RunStatus,
     TaskKind,
     TaskStatus,
+    assessments_as_of,
 )
 
 QUEUE_SORTS = ("priority", "due", "address")
@@ -59,12 +60,11 @@ def current_reasons(session: Session, *, person_ids: Sequence[int]) -> dict[int,
 
     Each names its level, even where the stored reasons do not.
     """
-    latest = select(func.max(Run.id)).where(Run.status == RunStatus.PUBLISHED).scalar_subquery()
-    rows = session.execute(
-        select(Assessment.person_id, Assessment.level, Assessment.reasons).where(
-            Assessment.run_id == latest, Assessment.person_id.in_(list(person_ids))
-        )
-    ).all()
+    latest = session.scalar(select(func.max(Run.id)).where(Run.status == RunStatus.PUBLISHED))
+    if latest is None or not person_ids:
+        return {}
+    standing = assessments_as_of(latest, Assessment.person_id.in_(list(person_ids)))
+    rows = session.execute(select(standing.person_id, standing.level, standing.reasons)).all()
     return {row.person_id: {"level": str(row.level), **row.reasons} for row in rows}
 
 

@@ -18,7 +18,14 @@ from liveness.db import session_scope
 from liveness.entry.reports import estimator_effect
 from liveness.estimator import artifacts_dir, feature_names, save_artifact
 from liveness.services import Services
-from models import Assessment, Certification, ListEntry, Person, ReviewTask, TaskKind
+from models import (
+    Certification,
+    ListEntry,
+    Person,
+    ReviewTask,
+    TaskKind,
+    assessments_as_of,
+)
 from tests.liveness.ingest.test_ingest import CARDS, REGISTRY
 from tests.liveness.test_workflow import City
 
@@ -168,10 +175,9 @@ def test_enabled_without_an_artifact_the_run_says_so_and_publishes(city: City) -
 
 def _levels(city: City, run_id: int) -> dict[str, str]:
     with session_scope(city.services.sessions) as session:
+        standing = assessments_as_of(run_id)
         rows = session.execute(
-            select(Person.person_ref, Assessment.level)
-            .join(Person, Person.id == Assessment.person_id)
-            .where(Assessment.run_id == run_id)
+            select(Person.person_ref, standing.level).join(Person, Person.id == standing.person_id)
         ).all()
     return dict(rows)
 

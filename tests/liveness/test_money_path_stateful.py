@@ -47,6 +47,7 @@ from hypothesis.stateful import (
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
+import liveness.certification.run as certification_run
 from connectors.spec import SOURCES
 from liveness.access import gateways
 from liveness.certification.runner import execute_run
@@ -58,7 +59,16 @@ from liveness.migrate import upgrade
 from liveness.review import outcomes
 from liveness.services import Services
 from liveness.settings import Settings
-from models import Benefit, Certification, ListEntry, Notice, Person, ReviewTask, Run
+from models import (
+    Benefit,
+    Certification,
+    ListEntry,
+    Notice,
+    Person,
+    ReviewTask,
+    Run,
+    assessments_as_of,
+)
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.liveness import money_model as mm
 from tests.liveness.money_model import (
@@ -299,11 +309,27 @@ class MoneyPath(RuleBasedStateMachine):
         self.last_run_seq = -1
         self.previous_run_seq = 0
         self.answered: set[int] = set()
+        # Every run's grades as grading made them, caught before the run stores what changed:
+        # the levels each published run stands for must read back as these, run after run.
+        self.graded: dict[int, dict[int, tuple[str, str]]] = {}
+        self.store_assessments = certification_run.store_assessments
+
+        def spy(session: Any, *, run_id: int, assessed: Any, **kwargs: Any) -> Any:
+            self.graded[run_id] = {
+                int(p): (str(level), str(rule))
+                for p, level, rule in zip(
+                    assessed["person_id"], assessed["level"], assessed["rule"], strict=True
+                )
+            }
+            return self.store_assessments(session, run_id=run_id, assessed=assessed, **kwargs)
+
+        certification_run.store_assessments = spy  # type: ignore[assignment]
 
     def teardown(self) -> None:
         """Drop the example's database and files."""
         event(f"runs: {len(self.world.runs) // 4 * 4}+")
         event(f"days covered: {(self.clock - CLOCK_START).days // 100 * 100}+")
+        certification_run.store_assessments = self.store_assessments  # type: ignore[assignment]
         self.services.engine.dispose()
         self.drop()
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -1011,6 +1037,7 @@ class MoneyPath(RuleBasedStateMachine):
             run_id=run.id, before=before, report=run.report or {},
         )  # fmt: skip
         self.check_statuses(statuses, f"after the run as of {as_of}")
+        self.check_assessments()
         self.previous_run_seq = run_seq
         if footprint is not None:
             after = self.footprint()
@@ -1025,6 +1052,29 @@ class MoneyPath(RuleBasedStateMachine):
         elif then == "approve":
             for ledger in self.held(superseded=False):
                 self.approve(ledger)
+
+    def check_assessments(self) -> None:
+        """Every published run's assessments read back as that run graded them.
+
+        A run stores only the assessments that changed; what stood at each run (each person's
+        latest row at or before it) must still be exactly its grades, for every run so far.
+        """
+        with session_scope(self.services.sessions) as session:
+            for run_id in self.world.runs:
+                standing = assessments_as_of(run_id)
+                stored = {
+                    int(p): (str(level), str(rule))
+                    for p, level, rule in session.execute(
+                        select(standing.person_id, standing.level, standing.rule)
+                    )
+                }
+                if stored != self.graded[run_id]:
+                    wrong = {
+                        p: (stored.get(p), self.graded[run_id].get(p))
+                        for p in set(stored) | set(self.graded[run_id])
+                        if stored.get(p) != self.graded[run_id].get(p)
+                    }
+                    raise AssertionError(f"run {run_id}: stood (read, graded) {wrong}")
 
     def nightly_ingest(self, lags: tuple[int, ...]) -> None:
         """Deliver every trace source up to a day or two before today, as the nightly job does."""

@@ -26,6 +26,7 @@ from models import (
     Run,
     RunStatus,
     TaskKind,
+    assessments_as_of,
 )
 from tests.liveness.conftest import CITY_DAYS, CITY_START
 
@@ -69,9 +70,7 @@ def test_run_grades_everyone_and_publishes(certified_city, city: Path) -> None: 
     assert run.report["persons"] == len(truth)
     assert sum(run.report["levels"].values()) == len(truth)
     with session_scope(services.sessions) as session:
-        assessed = session.scalar(
-            select(func.count()).select_from(Assessment).where(Assessment.run_id == run.id)
-        )
+        assessed = session.scalar(select(func.count()).select_from(assessments_as_of(run.id)))
         tasks = dict(
             session.execute(select(ReviewTask.kind, func.count()).group_by(ReviewTask.kind)).all()
         )
@@ -166,3 +165,47 @@ def test_reingesting_everything_changes_nothing(certified_city, city: Path) -> N
     assert after == before + len(reports)
     assert new_entries == 0
     assert second.report["levels"] == run.report["levels"]
+
+
+def test_the_next_night_stores_only_the_assessments_that_changed(
+    certified_city, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A night with nothing new stores few rows, and what stands equals what it graded."""
+    import liveness.certification.run as certification_run
+
+    services, run, _ = certified_city
+    graded: dict[int, tuple[str, str]] = {}
+    store = certification_run.store_assessments
+
+    def spy(session, *, assessed, **kwargs):  # type: ignore[no-untyped-def]
+        graded.update(
+            (int(p), (str(level), str(rule)))
+            for p, level, rule in zip(
+                assessed["person_id"], assessed["level"], assessed["rule"], strict=True
+            )
+        )
+        return store(session, assessed=assessed, **kwargs)
+
+    monkeypatch.setattr(certification_run, "store_assessments", spy)
+    with session_scope(services.sessions) as session:
+        first_rows = session.scalar(select(func.count()).select_from(assessments_as_of(run.id)))
+        night = certify(
+            session, as_of=AS_OF + dt.timedelta(days=1), store=services.store,
+            policies=services.policies,
+        )  # fmt: skip
+        standing = assessments_as_of(night.id)
+        stood = {
+            int(p): (str(level), rule)
+            for p, level, rule in session.execute(
+                select(standing.person_id, standing.level, standing.rule)
+            )
+        }
+        written = session.scalar(
+            select(func.count()).select_from(Assessment).where(Assessment.run_id == night.id)
+        )
+    counts = night.report["assessments"]
+    assert stood == graded and len(graded) == first_rows
+    assert counts["stored"] + counts["confirmed"] == len(graded)
+    assert written == counts["stored"] + counts["departed"]
+    # A day later, only the few whose sources aged out of a window (or whose level moved).
+    assert counts["stored"] < len(graded) / 5, counts

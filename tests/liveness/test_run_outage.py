@@ -29,6 +29,7 @@ from models import (
     SourceVolume,
     TaskKind,
     TaskStatus,
+    assessments_as_of,
 )
 
 REGISTRY = (
@@ -118,10 +119,9 @@ def services(
 
 def _assessments(services: Services, run_id: int) -> dict[str, Assessment]:
     with session_scope(services.sessions) as session:
+        standing = assessments_as_of(run_id)
         rows = session.execute(
-            select(Person.person_ref, Assessment)
-            .join(Person, Person.id == Assessment.person_id)
-            .where(Assessment.run_id == run_id)
+            select(Person.person_ref, standing).join(Person, Person.id == standing.person_id)
         ).all()
         session.expunge_all()
     return {ref: assessment for ref, assessment in rows}

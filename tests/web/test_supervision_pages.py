@@ -30,6 +30,7 @@ from models import (
     Run,
     TaskKind,
     TaskStatus,
+    assessments_as_of,
 )
 from tests.api.conftest import World
 from tests.web.browsing import DESKTOP, check_page, serving, sign_in_by_keyboard
@@ -82,14 +83,15 @@ def test_the_trend_follows_the_region_with_counts_and_an_unknown_region_says_so(
     _add_county_people(web_world, 3, level=Level.WEAK)
     client = signed_in(web_world, "operator")
     with session_scope(web_world.services.sessions) as session:
+        standing = assessments_as_of(web_world.run_id)
         expected = {
             region: {
                 str(level): int(count)
                 for level, count in session.execute(
-                    select(Assessment.level, func.count())
-                    .join(Person, Person.id == Assessment.person_id)
-                    .where(Assessment.run_id == web_world.run_id, Person.region_code == region)
-                    .group_by(Assessment.level)
+                    select(standing.level, func.count())
+                    .join(Person, Person.id == standing.person_id)
+                    .where(Person.region_code == region)
+                    .group_by(standing.level)
                 )
             }
             for region in ("110101", COUNTY)

@@ -22,7 +22,7 @@ from liveness.services import Services
 from liveness.settings import Settings
 from liveness.sources import source_labels
 from liveness.views.person import person_view
-from models import Assessment, Person
+from models import Person, assessments_as_of
 from tests.connectors.test_declare import CANTEEN
 from tests.liveness.conftest import REPO
 from tests.liveness.ingest.test_relink import CARDS_HEADER, HEADER, MEDICAL_HEADER, P1, P2, P3
@@ -101,12 +101,13 @@ def _linked(services: Services, source: str) -> dict[str, tuple[str | None, str]
 
 def _graded(session: Session, run_id: int) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """Return each person's level, rule and reasons at a run, by person_ref."""
+    standing = assessments_as_of(run_id)
     return {
         ref: (str(level), rule, reasons)
         for ref, level, rule, reasons in session.execute(
-            select(Person.person_ref, Assessment.level, Assessment.rule, Assessment.reasons)
-            .join(Assessment, Assessment.person_id == Person.id)
-            .where(Assessment.run_id == run_id)
+            select(Person.person_ref, standing.level, standing.rule, standing.reasons).join(
+                standing, standing.person_id == Person.id
+            )
         ).all()
     }
 

@@ -21,7 +21,6 @@ from liveness.ingest.relink import RelinkReport, relink, relink_pending
 from liveness.ingest.runner import ingest_all, ingest_paths
 from liveness.services import Services
 from models import (
-    Assessment,
     Card,
     DeathMatch,
     DeathRecord,
@@ -32,6 +31,7 @@ from models import (
     ReviewTask,
     SourceVolume,
     TaskKind,
+    assessments_as_of,
 )
 from tests.liveness.conftest import invoke_cli
 
@@ -108,10 +108,11 @@ def _grade(services: Services, as_of: dt.date) -> dict[str, str]:
     """Run certification as of `as_of`; return each person's level by reference."""
     with session_scope(services.sessions) as session:
         run = certify(session, as_of=as_of, store=services.store, policies=services.policies)
+        standing = assessments_as_of(run.id)
         rows = session.execute(
-            select(Person.person_ref, Assessment.level)
-            .join(Assessment, Assessment.person_id == Person.id)
-            .where(Assessment.run_id == run.id)
+            select(Person.person_ref, standing.level).join(
+                standing, standing.person_id == Person.id
+            )
         ).all()
     return {ref: str(level) for ref, level in rows}
 
