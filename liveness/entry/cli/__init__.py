@@ -225,13 +225,25 @@ def run_command(
             help="Publish even if the mass-downgrade breaker trips (recorded in the report).",
         ),
     ] = False,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact/--no-compact",
+            help="First merge each month's small parts into one, as the nightly job does.",
+        ),
+    ] = True,
 ) -> None:
     """Grade everyone as of a date, open reviews, and publish suspensions."""
     from liveness.certification.runner import execute_run
     from liveness.entry.reports import print_run_report
+    from liveness.evidence.compaction import compact_store
     from models import RunStatus
 
     services = migrated_services()
+    if compact:
+        # A run by hand reads what the nightly job would: one part per source and month, so
+        # that no small daily part keeps a summary the size of the roll.
+        compact_store(services.sessions, store=services.store)
     run = execute_run(services, as_of=as_of.date(), override_guard=override_guard)
     if json_output:
         payload = {"run_id": run.id, "status": run.status, **run.report}

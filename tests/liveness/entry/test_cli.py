@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sqlalchemy import create_engine, func, select
+
+from models import EvidencePart
 from tests.liveness.conftest import invoke_cli
 
 
@@ -60,11 +63,28 @@ def test_simulate_ingest_and_run(cli_env: dict[str, str], tmp_path: Path) -> Non
                 report["loaded"] + report["redelivered"] + report["quarantined"]
                 == report["rows_read"]
             )
+    parts = _parts_per_month(cli_env)
+    assert max(parts.values()) > 1  # daily deliveries: several parts a month
     code, output = invoke_cli(cli_env, "run", "--as-of", "2025-03-01", "--json")
     assert code == 0
     report = json.loads(output)
     assert report["persons"] == 300
     assert sum(report["levels"].values()) == 300
+    # The run compacted first, as the nightly job does: one part per source and month.
+    assert _parts_per_month(cli_env) == dict.fromkeys(parts, 1)
+
+
+def _parts_per_month(env: dict[str, str]) -> dict[tuple[str, str], int]:
+    """Count the evidence parts of each (source, month) in the manifest."""
+    engine = create_engine(env["LIVENESS_DATABASE_URL"])
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(EvidencePart.source, EvidencePart.month, func.count()).group_by(
+                EvidencePart.source, EvidencePart.month
+            )
+        ).all()
+    engine.dispose()
+    return {(str(source), str(month)): int(count) for source, month, count in rows}
 
 
 def test_the_delivery_log_quarantine_and_unmatched_evidence_are_listable(
