@@ -13,21 +13,29 @@ each graded person's latest row at or before R (`models.assessments_as_of`).
 from __future__ import annotations
 
 import datetime as dt
+import io
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import select
+import pyarrow.parquet as pq
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from liveness.db import TextColumn, insert_rows, query_frame, read_joined
 from liveness.scoring import Grades
-from models import Base, Run, assessments_as_of
+from models import Base, RollCache, Run, assessments_as_of
 
 # Assessments go to the table as plain rows, past the ORM (`insert_rows`).
 ASSESSMENTS = Base.metadata.tables["assessments"]
+# What stood after the latest run is kept in the roll cache's table under this id, tagged
+# with the run (`mark`): the next run reads it instead of finding each person's latest row.
+STANDING_CACHE_ID = 2
+# Bumped whenever the kept standing frame's columns or their meaning change.
+STANDING_FORMAT = 1
 # The standing frame's columns, as read.
 STANDING_COLUMNS = ["person_id", "previous", "rule", "gist", "policy_version", "stored_on"]
 
@@ -74,14 +82,20 @@ def _bits(matrix: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
 
 
-def standing_assessments(session: Session, *, run: Run | None) -> pd.DataFrame:
+def standing_assessments(session: Session, *, run: Run | None, kept: bool = True) -> pd.DataFrame:
     """Return, for each person graded as of `run`, the assessment that stood and when stored.
 
     Columns: person_id, previous (level), rule, gist (None on rows stored before gists),
-    policy_version, stored_on (the as-of date of the run that stored it). Empty without a run.
+    policy_version, stored_on (the as-of date of the run that stored it), by person. Empty
+    without a run. The frame the run kept (`keep_standing`) is read when it is the one of
+    `run` (with `kept`); else the database's rows, the same frame read slower.
     """
     if run is None:
         return _empty_standing()
+    if kept:
+        frame = _kept_standing(session, run_id=run.id)
+        if frame is not None:
+            return frame
     standing = assessments_as_of(run.id)
     stored_on = (
         select(Run.as_of).where(Run.id == standing.run_id).scalar_subquery().label("stored_on")
@@ -106,7 +120,80 @@ def standing_assessments(session: Session, *, run: Run | None) -> pd.DataFrame:
         return _empty_standing()
     frame["previous"] = frame["previous"].astype(object).map(str)
     frame["gist"] = frame["gist"].astype("Int64")
+    frame = frame.astype({"person_id": "int64"})
+    return frame.sort_values("person_id", ignore_index=True)
+
+
+def _kept_standing(session: Session, *, run_id: int) -> pd.DataFrame | None:
+    """Return the standing frame kept by run `run_id`, or None when there is none to trust."""
+    cached = session.execute(
+        select(RollCache.format, RollCache.content).where(
+            RollCache.id == STANDING_CACHE_ID, RollCache.mark == run_id
+        )
+    ).first()
+    if cached is None or cached.format != STANDING_FORMAT:
+        return None
+    try:
+        frame = pq.read_table(pa.BufferReader(cached.content)).to_pandas(date_as_object=True)
+    except (pa.ArrowInvalid, OSError):
+        return None
+    if list(frame.columns) != STANDING_COLUMNS:
+        return None
+    frame["previous"] = frame["previous"].astype(object)
+    frame["rule"] = frame["rule"].astype(object)
+    frame["policy_version"] = frame["policy_version"].astype(object)
+    frame["gist"] = frame["gist"].astype("Int64")
     return frame.astype({"person_id": "int64"})
+
+
+def keep_standing(
+    session: Session,
+    *,
+    run_id: int,
+    standing: pd.DataFrame,
+    stored: pd.DataFrame,
+    as_of: dt.date,
+) -> pd.DataFrame:
+    """Keep what stands after run `run_id` for the next run to read, in this transaction.
+
+    `standing` is what stood before the run; `stored` holds the rows the run wrote (with
+    `graded`). A run that rolls back keeps nothing; the next reads the database instead.
+    """
+    changed = standing["person_id"].isin(stored["person_id"])
+    fresh = stored[stored["graded"]]
+    after = pd.concat(
+        [
+            standing[~changed],
+            pd.DataFrame(
+                {
+                    "person_id": fresh["person_id"].astype("int64"),
+                    "previous": fresh["level"].astype(object),
+                    "rule": fresh["rule"].astype(object),
+                    "gist": fresh["gist"].astype("Int64"),
+                    "policy_version": fresh["policy_version"].astype(object),
+                    "stored_on": [as_of] * len(fresh),
+                }
+            ),
+        ],
+        ignore_index=True,
+    ).sort_values("person_id", ignore_index=True)
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(after, preserve_index=False), sink, compression="lz4")
+    values = {
+        "format": STANDING_FORMAT, "mark": run_id, "persons": len(after),
+        "content": sink.getvalue(), "written_at": dt.datetime.now(dt.UTC),
+    }  # fmt: skip
+    try:
+        with session.begin_nested():
+            updated = session.execute(
+                update(RollCache).where(RollCache.id == STANDING_CACHE_ID).values(**values)
+            )
+            if not updated.rowcount:  # type: ignore[attr-defined]
+                session.execute(insert(RollCache).values(id=STANDING_CACHE_ID, **values))
+    except DBAPIError:
+        # Another transaction kept its frame first: keeping is a saving, never a result.
+        pass
+    return after
 
 
 def _empty_standing() -> pd.DataFrame:
@@ -171,23 +258,20 @@ def store_assessments(
     # Who stood graded and is not tonight: their row says they left, keeping their last level.
     gone = standing[~standing["person_id"].isin(person_id)]
     n_gone = len(gone)
-    insert_rows(
-        session,
-        ASSESSMENTS,
-        {
-            "run_id": [run_id] * (len(picked) + n_gone),
-            "person_id": person_id[picked].tolist() + gone["person_id"].tolist(),
-            "level": assessed["level"].to_numpy(dtype=object)[picked].tolist()
-            + gone["previous"].tolist(),
-            "score": assessed["score"].to_numpy(dtype=float)[picked].tolist() + [0.0] * n_gone,
-            "rule": assessed["rule"].to_numpy(dtype=object)[picked].tolist()
-            + gone["rule"].tolist(),
-            "reasons": assessed["reasons"].to_numpy(dtype=object)[picked].tolist() + [{}] * n_gone,
-            "policy_version": [policy_version] * (len(picked) + n_gone),
-            "gist": gist[picked].tolist() + [None] * n_gone,
-            "graded": [True] * len(picked) + [False] * n_gone,
-        },
-    )
+    rows: dict[str, list[Any]] = {
+        "run_id": [run_id] * (len(picked) + n_gone),
+        "person_id": person_id[picked].tolist() + gone["person_id"].tolist(),
+        "level": assessed["level"].to_numpy(dtype=object)[picked].tolist()
+        + gone["previous"].tolist(),
+        "score": assessed["score"].to_numpy(dtype=float)[picked].tolist() + [0.0] * n_gone,
+        "rule": assessed["rule"].to_numpy(dtype=object)[picked].tolist() + gone["rule"].tolist(),
+        "reasons": assessed["reasons"].to_numpy(dtype=object)[picked].tolist() + [{}] * n_gone,
+        "policy_version": [policy_version] * (len(picked) + n_gone),
+        "gist": gist[picked].tolist() + [None] * n_gone,
+        "graded": [True] * len(picked) + [False] * n_gone,
+    }
+    insert_rows(session, ASSESSMENTS, rows)
+    keep_standing(session, run_id=run_id, standing=standing, stored=pd.DataFrame(rows), as_of=as_of)
     return {
         "stored": len(picked),
         "departed": n_gone,

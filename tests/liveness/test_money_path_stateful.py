@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -50,6 +51,7 @@ from sqlalchemy.engine import make_url
 import liveness.certification.run as certification_run
 from connectors.spec import SOURCES
 from liveness.access import gateways
+from liveness.certification.assessments import _kept_standing, standing_assessments
 from liveness.certification.runner import execute_run
 from liveness.db import make_engine, session_scope
 from liveness.errors import LivenessError, RunRefused
@@ -1060,6 +1062,12 @@ class MoneyPath(RuleBasedStateMachine):
         latest row at or before it) must still be exactly its grades, for every run so far.
         """
         with session_scope(self.services.sessions) as session:
+            # What the latest run kept for the next is what the database's rows say stood.
+            latest = session.get(Run, max(self.world.runs))
+            assert _kept_standing(session, run_id=latest.id) is not None
+            kept = standing_assessments(session, run=latest)
+            read = standing_assessments(session, run=latest, kept=False)
+            pd.testing.assert_frame_equal(kept, read, check_dtype=False)
             for run_id in self.world.runs:
                 standing = assessments_as_of(run_id)
                 stored = {
