@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Engine,
     Executable,
+    Select,
     String,
     Table,
     cast,
@@ -108,6 +110,24 @@ def plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Return rows as dicts of plain Python values, None for missing (for executemany)."""
     converted = frame.astype(object)
     return converted.where(converted.notna(), None).to_dict("records")
+
+
+def id_rows(session: Session, ids: list[int]) -> Select[Any]:
+    """Return a select of `ids` as rows, the ids sent as one parameter however many they are.
+
+    For `column.in_(id_rows(...))` over a set that grows with the roll: one statement, not one
+    per `IN_CHUNK` ids (SQLite caps a statement's parameters, not a parameter's length). The
+    database unpacks the parameter: a JSON array on SQLite (`json_each`), an array on
+    PostgreSQL (`unnest`).
+    """
+    import json
+
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return select(func.unnest(literal(ids, ARRAY(BigInteger))))
+    values = func.json_each(literal(json.dumps(ids), String)).table_valued("value")
+    return select(values.c.value)
 
 
 def query_frame(session: Session, statement: Executable, columns: list[str]) -> pd.DataFrame:

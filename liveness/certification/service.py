@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import func, insert, select
+import pyarrow as pa
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CertificationPolicy
-from liveness.db import query_frame
+from liveness.db import TextColumn, query_frame, read_joined
 from models import Benefit, Certification, CertificationSource
 
 
@@ -51,23 +53,42 @@ def cycle_days(
     return kinds.map(values).to_numpy(dtype=np.int64)
 
 
-def valid_until(session: Session, *, policy: CertificationPolicy) -> pd.Series:
-    """Return when each person's certification ends (latest, else carried over from the roll)."""
-    # Built column by column: a frame built from a million row objects costs seconds.
-    latest = query_frame(
+@dataclass(frozen=True)
+class CertificationEnds:
+    """Each person's certification end in its two parts, as read once per run."""
+
+    recorded: pd.Series  # per person, the latest end of a certification the engine recorded
+    carried: pd.Series  # per person, the roll's last certification carried over for a cycle
+
+    def merged(self) -> pd.Series:
+        """Return when each person's certification ends: recorded, else carried (`valid_until`)."""
+        # A certification the engine recorded wins over what the roll carried.
+        merged = self.recorded.combine_first(self.carried)
+        return pd.Series(
+            merged.to_numpy().astype("datetime64[D]").astype(object), index=merged.index,
+            dtype=object,
+        )  # fmt: skip
+
+    def with_run(self, session: Session, *, run_id: int) -> CertificationEnds:
+        """Return the ends with what run `run_id` has certified (flushed) added.
+
+        Equal to reading them all again: a person's latest recorded end is the later of the
+        one read before and those the run recorded since; the roll's carried ends stay.
+        """
+        added = _recorded_ends(session, Certification.run_id == run_id)
+        recorded = pd.concat([self.recorded, added]).groupby(level=0).max()
+        return CertificationEnds(recorded=recorded, carried=self.carried)
+
+
+def read_ends(session: Session, *, policy: CertificationPolicy) -> CertificationEnds:
+    """Read each person's certification end: the latest recorded, and carried from the roll."""
+    roll = _read_columns(
         session,
-        select(Certification.person_id, func.max(Certification.valid_until)).group_by(
-            Certification.person_id
-        ),
-        ["person_id", "end"],
-    )
-    roll = query_frame(
-        session,
-        select(Benefit.person_id, Benefit.benefit_type, Benefit.last_certified_on).where(
-            Benefit.last_certified_on.is_not(None)
-        ),
-        ["person_id", "benefit_type", "certified_on"],
-    )
+        {"person_id": (Benefit.person_id, pa.int64()),
+         "benefit_type": (Benefit.benefit_type, pa.string()),
+         "certified_on": (Benefit.last_certified_on, pa.date32())},
+        Benefit.last_certified_on.is_not(None),
+    )  # fmt: skip
     # The roll's last certification carries over for a cycle, the shortest of a person's.
     carried_end = add_months_array(
         _days(roll["certified_on"]), cycle_days(policy, roll["benefit_type"], field="valid_months")
@@ -75,12 +96,47 @@ def valid_until(session: Session, *, policy: CertificationPolicy) -> pd.Series:
     carried = (
         pd.Series(carried_end, index=roll["person_id"].astype(np.int64)).groupby(level=0).min()
     )
-    ends = pd.Series(_days(latest["end"]), index=latest["person_id"].astype(np.int64))
-    # A certification the engine recorded wins over what the roll carried.
-    merged = ends.combine_first(carried)
-    return pd.Series(
-        merged.to_numpy().astype("datetime64[D]").astype(object), index=merged.index, dtype=object
+    return CertificationEnds(recorded=_recorded_ends(session), carried=carried)
+
+
+def valid_until(session: Session, *, policy: CertificationPolicy) -> pd.Series:
+    """Return when each person's certification ends (latest, else carried over from the roll)."""
+    return read_ends(session, policy=policy).merged()
+
+
+def _recorded_ends(session: Session, *where: ColumnElement[bool]) -> pd.Series:
+    """Return per person the latest end of their certifications (those matching `where`)."""
+    latest = (
+        select(Certification.person_id.label("person_id"),
+               func.max(Certification.valid_until).label("end"))
+        .where(*where).group_by(Certification.person_id).subquery()
+    )  # fmt: skip
+    frame = _read_columns(
+        session, {"person_id": (latest.c.person_id, pa.int64()), "end": (latest.c.end, pa.date32())}
     )
+    return pd.Series(_days(frame["end"]), index=frame["person_id"].astype(np.int64))
+
+
+def _read_columns(
+    session: Session, columns: dict[str, tuple[TextColumn, pa.DataType]],
+    *where: ColumnElement[bool],
+) -> pd.DataFrame:  # fmt: skip
+    """Read rows as a frame: as one text the database joins, else row by row (`read_joined`).
+
+    A joined read gives dates as datetime64[D], a row read as dates: `_days` takes either.
+    """
+    table = read_joined(session, columns, *where)
+    if table is None:
+        statement = select(*(expr for expr, _ in columns.values())).where(*where)
+        return query_frame(session, statement, list(columns))
+    return pd.DataFrame({name: _arrow_column(table[name]) for name in columns})
+
+
+def _arrow_column(column: pa.ChunkedArray) -> Any:
+    """Return an Arrow column as NumPy: dates as datetime64[D], text as Python strings."""
+    if pa.types.is_string(column.type):
+        return column.to_numpy().astype(object)
+    return column.to_numpy()
 
 
 def dates_of(person_ids: pd.Series, dates: pd.Series) -> npt.NDArray[np.datetime64]:
@@ -92,6 +148,18 @@ def dates_of(person_ids: pd.Series, dates: pd.Series) -> npt.NDArray[np.datetime
 
 def _days(column: pd.Series) -> npt.NDArray[np.datetime64]:
     """Return a column of dates as datetime64[D] (no nanosecond limit on far dates)."""
+    values = column.to_numpy()
+    if values.dtype.kind == "M":
+        return values.astype("datetime64[D]")
+    if values.dtype == object:
+        # Arrow converts date objects in C, ten times as fast as NumPy one by one; what it
+        # refuses (text, NumPy's own datetimes) NumPy converts as it always did.
+        try:
+            return pa.array(values, type=pa.date32(), from_pandas=True).to_numpy(
+                zero_copy_only=False
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            pass
     return np.array(column.tolist(), dtype="datetime64[D]")
 
 

@@ -8,29 +8,29 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from liveness.db import IN_CHUNK, query_frame
+from liveness.db import IN_CHUNK, id_rows, query_frame
 from liveness.evidence.store import EvidenceStore
 from models import Benefit
 
 
 def frame_in(
-    session: Session, ids: Iterable[int], statement: Callable[[list[int]], Any],
+    session: Session, ids: Iterable[int], statement: Callable[[list[int] | Select[Any]], Any],
     columns: list[str],
 ) -> pd.DataFrame:  # fmt: skip
-    """Run `statement(chunk)` over chunks of ids and return the rows as one frame.
+    """Run `statement(ids)` (`column.in_(ids)`) and return the rows as one frame.
 
     A set that grows with the roll (the dead of years, a first run's lapses) is never sent
-    as one IN list: SQLite caps the parameters of a statement.
+    as one IN list, since SQLite caps the parameters of a statement, nor in many chunks: as
+    one parameter the database unpacks (`id_rows`). The rows come in no particular order.
     """
     ordered = sorted_ids(ids)
-    frames = [
-        query_frame(session, statement(ordered[start : start + IN_CHUNK]), columns)
-        for start in range(0, len(ordered), IN_CHUNK)
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    if not ordered:
+        return pd.DataFrame(columns=columns)
+    chosen = ordered if len(ordered) <= IN_CHUNK else id_rows(session, ordered)
+    return query_frame(session, statement(chosen), columns)
 
 
 def sorted_ids(ids: Iterable[Any]) -> list[int]:
@@ -84,10 +84,9 @@ def benefits(session: Session, *where: Any) -> pd.DataFrame:
 
 
 def of_persons(session: Session, persons: Iterable[int], *where: Any) -> pd.DataFrame:
-    """Return the benefits of some persons (matching `where`), in chunks of ids."""
+    """Return the benefits of some persons (matching `where`), in one read (`frame_in`)."""
     ids = sorted_ids(persons)
-    frames = [
-        benefits(session, Benefit.person_id.in_(ids[start : start + IN_CHUNK]), *where)
-        for start in range(0, len(ids), IN_CHUNK)
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else benefits(session, False)
+    if not ids:
+        return benefits(session, False)
+    chosen = ids if len(ids) <= IN_CHUNK else id_rows(session, ids)
+    return benefits(session, Benefit.person_id.in_(chosen), *where)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from liveness.certification.service import cycle_days, dates_of
 from liveness.certification.workflow.context import REVIEW_KINDS, Context, WorkflowResult
-from liveness.certification.workflow.frames import frame_in, of_persons
+from liveness.certification.workflow.frames import frame_in
 from liveness.certification.workflow.notices import notice_bodies, queue_notices
 from models import (
     Benefit,
@@ -50,7 +50,16 @@ def find_lapses(
     if lapsed.empty:
         return {}
     persons = lapsed["person_id"].astype(int).tolist()
-    active = set(of_persons(session, persons, Benefit.status == BenefitStatus.ACTIVE)["person_id"])
+    # Only who draws an active benefit matters here: their ids, not their benefits' rows.
+    active = set(
+        frame_in(
+            session, persons,
+            lambda ids: select(Benefit.person_id).where(
+                Benefit.person_id.in_(ids), Benefit.status == BenefitStatus.ACTIVE
+            ),
+            ["person_id"],
+        )["person_id"]
+    )  # fmt: skip
     lapsed = lapsed[lapsed["person_id"].isin(active)]
     persons = lapsed["person_id"].astype(int).tolist()
     notified, sent_on = _lapse_notices(session, context, persons=persons, ends=ends)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.duplicates import duplicate_benefits, open_duplicate_leads
-from liveness.certification.workflow.frames import benefits, frame_in, of_persons
+from liveness.certification.workflow.frames import benefits, frame_in, of_persons, sorted_ids
 from liveness.certification.workflow.lapses import find_lapses
 from liveness.certification.workflow.proofs import Certified, Findings
 from liveness.certification.workflow.settle import Settled
@@ -163,8 +163,10 @@ def _add_recertified_and_imprisoned(
     outcomes: pd.DataFrame, ends: pd.Series, reviewers: dict[Any, Any],
 ) -> None:  # fmt: skip
     """Add the lapses a renewed certification ends and the imprisonments reviews found."""
+    # Those certified are most of the roll, the lapsed few: read the lapsed, keep the certified.
+    lapsed = benefits(session, Benefit.suspension_reason == ListReason.LAPSED)
     found.add(
-        of_persons(session, certified_now, Benefit.suspension_reason == ListReason.LAPSED),
+        lapsed[lapsed["person_id"].isin(sorted_ids(certified_now))],
         lambda p, b: Occurrence(PaymentEvent.RECERTIFIED,
                                 evidence={"certified_until": ends[p].isoformat()}),
     )  # fmt: skip

@@ -10,7 +10,8 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from liveness.certification import certify_persons, certify_silently, valid_until
+from liveness.certification import certify_persons, certify_silently
+from liveness.certification.service import read_ends
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.estimate import Estimate, estimator_picks
 from liveness.certification.workflow.frames import (
@@ -215,7 +216,9 @@ def certify(
     policy_version = context.scoring.version
     proofs = findings.proofs
     proof_of_life = set(proofs["person_id"].astype(int))
-    ends = valid_until(session, policy=policy)
+    # Read once: after certifying, only what this run recorded is added (`with_run`).
+    read = read_ends(session, policy=policy)
+    ends = read.merged()
     certify_persons(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
         policy_version=policy_version,
@@ -254,7 +257,7 @@ def certify(
     enabled = context.estimator is not None and context.estimator.certify_enabled
     result.estimator = {**estimate.report(enabled=enabled), **picks.counts}
     session.flush()
-    ends = valid_until(session, policy=policy)
+    ends = read.with_run(session, run_id=run_id).merged()
     certified_now = proof_of_life | set(strong["person_id"].astype(int))
     # Only those whose certification now runs past today: compared as one column.
     running = ends.to_numpy().astype("datetime64[D]") > np.datetime64(as_of, "D")

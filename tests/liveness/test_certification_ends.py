@@ -1,0 +1,112 @@
+"""Each person's certification end, read once a run, equals reading it again after certifying."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from liveness.certification import CertificationPolicy, add_months, valid_until
+from liveness.certification import service as certification_service
+from liveness.certification.policy import load_certification_policy
+from liveness.certification.service import read_ends
+from liveness.settings import default_config_dir
+from models import Benefit, Certification, CertificationSource, Run, RunStatus
+from tests.liveness.evidence.test_snapshot import person
+
+
+@pytest.fixture
+def policy() -> CertificationPolicy:
+    return load_certification_policy(default_config_dir() / "certification.toml")
+
+
+def _old_valid_until(session: Session, *, policy: CertificationPolicy) -> pd.Series:
+    """The ends as `valid_until` computed them from rows of date objects (the oracle)."""
+    latest = dict(
+        session.execute(
+            select(Certification.person_id, func.max(Certification.valid_until)).group_by(
+                Certification.person_id
+            )
+        ).all()
+    )
+    carried: dict[int, dt.date] = {}
+    for person_id, kind, on in session.execute(
+        select(Benefit.person_id, Benefit.benefit_type, Benefit.last_certified_on).where(
+            Benefit.last_certified_on.is_not(None)
+        )
+    ):
+        end = add_months(on, policy.cycle_for(str(kind)).valid_months)
+        carried[person_id] = min(end, carried.get(person_id, end))
+    merged = {**carried, **latest}
+    return pd.Series(merged, dtype=object).sort_index()
+
+
+def _run(session: Session, as_of: dt.date) -> int:
+    run = Run(as_of=as_of, status=RunStatus.RUNNING, policy_version="test")
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def _certify(session: Session, run_id: int, ends: dict[int, dt.date]) -> None:
+    session.execute(
+        insert(Certification),
+        [
+            {"person_id": p, "source": CertificationSource.DATA_COMPARISON, "mark": "certified",
+             "certified_on": dt.date(2025, 1, 1), "valid_until": end, "run_id": run_id,
+             "policy_version": "test", "evidence": {}}
+            for p, end in ends.items()
+        ],
+    )  # fmt: skip
+
+
+def test_ends_read_once_and_renewed_by_the_run_equal_a_fresh_read(
+    session: Session, policy: CertificationPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Persons with a roll certification (two benefits, the shorter cycle carries), with one
+    # the engine recorded (earlier or later than the roll's), with both, and with neither.
+    ids = [
+        person(session, f"P{n}", "G1", ("enterprise_pension", "1.00", "active"),
+               ("resident_pension", "1.00", "active"))
+        for n in range(8)
+    ]  # fmt: skip
+    session.execute(
+        update(Benefit)
+        .where(Benefit.person_id.in_(ids[:4]))
+        .values(last_certified_on=dt.date(2024, 2, 29))
+    )
+    earlier = _run(session, dt.date(2024, 6, 1))
+    _certify(session, earlier, {ids[1]: dt.date(2024, 3, 1), ids[2]: dt.date(9999, 12, 31),
+                                ids[4]: dt.date(2025, 8, 31), ids[5]: dt.date(2025, 1, 31)})  # fmt: skip
+    _certify(session, earlier, {ids[4]: dt.date(2025, 9, 30)})
+    session.flush()
+    read = read_ends(session, policy=policy)
+    oracle = _old_valid_until(session, policy=policy)
+    assert read.merged().sort_index().to_dict() == oracle.to_dict()
+    # The run certifies some of each kind, a person it never saw before among them.
+    now = _run(session, dt.date(2025, 7, 1))
+    _certify(session, now, {ids[0]: dt.date(2026, 1, 1), ids[1]: dt.date(2026, 1, 1),
+                            ids[4]: dt.date(2025, 9, 1), ids[6]: dt.date(2026, 7, 1)})  # fmt: skip
+    session.flush()
+    renewed = read.with_run(session, run_id=now).merged()
+    fresh = valid_until(session, policy=policy)
+    pd.testing.assert_series_equal(renewed.sort_index(), fresh.sort_index())
+    assert fresh.sort_index().to_dict() == _old_valid_until(session, policy=policy).to_dict()
+    assert fresh[ids[4]] == dt.date(2025, 9, 30) and fresh[ids[6]] == dt.date(2026, 7, 1)
+    assert ids[7] not in fresh.index
+    # Read row by row (where the joined text cannot be split back): the same ends.
+    monkeypatch.setattr(certification_service, "read_joined", lambda *a, **k: None)
+    pd.testing.assert_series_equal(valid_until(session, policy=policy), fresh)
+
+
+def test_days_of_date_objects_equal_numpy_one_by_one() -> None:
+    days = [dt.date(1900, 1, 1), None, dt.date(9999, 12, 31), dt.date(2024, 2, 29)]
+    got = certification_service._days(pd.Series(days, dtype=object))
+    want = np.array(days, dtype="datetime64[D]")
+    assert got.dtype == want.dtype and got.astype(str).tolist() == want.astype(str).tolist()
+    text = certification_service._days(pd.Series(["2025-01-02"], dtype=object))
+    assert text.astype(str).tolist() == ["2025-01-02"]
