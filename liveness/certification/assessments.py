@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from liveness.db import TextColumn, insert_rows, query_frame, read_joined
-from liveness.scoring import Grades
+from liveness.scoring import Grades, fill_reasons
 from models import Base, RollCache, Run, assessments_as_of
 
 # Assessments go to the table as plain rows, past the ORM (`insert_rows`).
@@ -160,7 +161,7 @@ def keep_standing(
     `graded`). A run that rolls back keeps nothing; the next reads the database instead.
     """
     changed = standing["person_id"].isin(stored["person_id"])
-    fresh = stored[stored["graded"]]
+    fresh = stored[stored["graded"].to_numpy(dtype=bool)]
     after = pd.concat(
         [
             standing[~changed],
@@ -242,12 +243,14 @@ def store_assessments(
     as_of: dt.date,
     policy_version: str,
     refresh_days: int,
+    explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None,
 ) -> dict[str, int]:
     """Store tonight's changed assessments and the departures; return the counts stored.
 
     `assessed` holds person_id, level, score, rule and reasons per graded person, in the
-    order of `gist`. Returns `stored` (assessments written), `departed` (persons who left the
-    graded roll since the standing run) and `confirmed` (standing assessments left as they are).
+    order of `gist`; reasons not built yet (None) are built by `explain` for those stored.
+    Returns `stored` (assessments written), `departed` (persons who left the graded roll
+    since the standing run) and `confirmed` (standing assessments left as they are).
     """
     person_id = assessed["person_id"].to_numpy(dtype=np.int64)
     store = changed_assessments(
@@ -265,7 +268,7 @@ def store_assessments(
         + gone["previous"].tolist(),
         "score": assessed["score"].to_numpy(dtype=float)[picked].tolist() + [0.0] * n_gone,
         "rule": assessed["rule"].to_numpy(dtype=object)[picked].tolist() + gone["rule"].tolist(),
-        "reasons": assessed["reasons"].to_numpy(dtype=object)[picked].tolist() + [{}] * n_gone,
+        "reasons": fill_reasons(assessed.iloc[picked], explain).tolist() + [{}] * n_gone,
         "policy_version": [policy_version] * (len(picked) + n_gone),
         "gist": gist[picked].tolist() + [None] * n_gone,
         "graded": [True] * len(picked) + [False] * n_gone,

@@ -30,10 +30,10 @@ from liveness.scoring import (
     LEVELS,
     NO_LEVEL,
     RULES,
+    Explainer,
     ScoringPolicy,
     grade,
     level_codes,
-    reasons_frame,
 )
 from liveness.views.overdue import overdue_summary
 from models import (
@@ -118,7 +118,9 @@ def certify(
             death_day=snapshot.death_day, degraded=snapshot.degraded,
             previous_level=_previous_level(roll, previous[1]), policy=scoring,
         )  # fmt: skip
-        reasons = reasons_frame(
+        # Reasons are built for whom they are stored or cited (assessments that changed,
+        # certifications, reviews): `row` is each person's place in the grades.
+        explain = Explainer(
             grades=grades, features=snapshot.features, as_of_day=day_number(as_of),
             policy=scoring, post_death=snapshot.post_death,
         )  # fmt: skip
@@ -126,7 +128,8 @@ def certify(
             level=np.asarray(LEVELS, dtype=object)[grades.level],
             rule=np.asarray(RULES, dtype=object)[grades.rule],
             score=grades.score.astype(float).round(4),
-            reasons=reasons,
+            reasons=np.full(len(roll), None, dtype=object),
+            row=np.arange(len(roll)),
             certifiable=grades.certifiable,
         )
         gists = assessment_gists(
@@ -157,14 +160,15 @@ def certify(
     with watch.stage("publish"):
         # Only what changed is stored; the run confirms the rest by being published.
         stored = store_assessments(
-            session, run_id=run.id, assessed=assessed, gist=gists, standing=previous[1],
+            session, run_id=run.id, assessed=assessed, explain=explain, gist=gists,
+            standing=previous[1],
             as_of=as_of, policy_version=scoring.version,
             refresh_days=policies.certification.assessment_refresh_days,
         )  # fmt: skip
         workflow = apply_workflow(
             session, run_id=run.id, as_of=as_of, snapshot=snapshot, assessed=assessed,
             store=store, scoring=scoring, policy=policies.certification, timezone=timezone,
-            estimator=policies.estimator,
+            estimator=policies.estimator, explain=explain,
         )  # fmt: skip
 
     # The agency's own delays escalate: every open review past its due date, per grid.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CertificationPolicy
 from liveness.db import TextColumn, query_frame, read_joined
+from liveness.scoring import fill_reasons
 from models import Benefit, Certification, CertificationSource
 
 
@@ -196,12 +198,13 @@ def certify_silently(
     policy: CertificationPolicy,
     policy_version: str,
     ends: pd.Series | None = None,
+    explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None,
 ) -> int:
     """Certify strong persons whose certification is due for renewal; return how many.
 
     `strong` has person_id, benefit_type and reasons. Someone certified recently is not
     certified again until the renewal window of their cycle opens. `ends` is `valid_until`
-    if the caller has read it already.
+    if the caller has read it already; `explain` builds the reasons not built yet (None).
     """
     if strong.empty:
         return 0
@@ -216,7 +219,7 @@ def certify_silently(
         due, run_id=run_id, as_of=as_of, policy_version=policy_version,
         source=CertificationSource.DATA_COMPARISON,
         valid_months=cycle_days(policy, due["benefit_type"], field="valid_months"),
-        evidence=due["reasons"],
+        evidence=fill_reasons(due, explain),
     )  # fmt: skip
     if rows:
         session.execute(insert(Certification), rows)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -14,6 +17,7 @@ from liveness.certification.policy import CertificationPolicy
 from liveness.db import IN_CHUNK, query_frame
 from liveness.review.capacity import plan_visits
 from liveness.review.plan import visit_load
+from liveness.scoring import fill_reasons
 from models import (
     LIVE_TASK_STATUSES,
     Certification,
@@ -75,6 +79,7 @@ def route_reviews(
     face_now: set[int] = frozenset(),  # type: ignore[assignment]
     visit_asked: set[int] = frozenset(),  # type: ignore[assignment]
     risk_now: set[int] = frozenset(),  # type: ignore[assignment]
+    explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None,
 ) -> RoutingResult:
     """Open reviews for people due for certification; close what data resolved.
 
@@ -175,7 +180,7 @@ def route_reviews(
         }
         for person_id, task_kind, grid_code, task_priority, days, week, reasons, task_cause in zip(
             candidates["person_id"], kind, candidates["grid_code"], priority, due_days,
-            planned_week, candidates["reasons"], cause, strict=True,
+            planned_week, fill_reasons(candidates, explain), cause, strict=True,
         )
     ]  # fmt: skip
     if rows:

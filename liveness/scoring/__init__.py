@@ -1,6 +1,12 @@
 """Scoring: policy, evidence features, grades and their reasons."""
 
-from liveness.scoring.explain import reasons_for, reasons_frame, render_reasons
+from liveness.scoring.explain import (
+    Explainer,
+    fill_reasons,
+    reasons_for,
+    reasons_frame,
+    render_reasons,
+)
 from liveness.scoring.features import EvidenceFeatures, compute_features, post_death_traces
 from liveness.scoring.grade import (
     LEVEL_OF_RULE,
@@ -30,12 +36,14 @@ __all__ = [
     "NO_LEVEL",
     "RULES",
     "EvidenceFeatures",
+    "Explainer",
     "Grades",
     "LevelRules",
     "PolicyError",
     "ScoringPolicy",
     "benefit_rule_codes",
     "compute_features",
+    "fill_reasons",
     "grade",
     "level_codes",
     "load_policy",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,10 @@ from liveness.scoring.grade import LEVELS, RULES, Grades
 from liveness.scoring.policy import ScoringPolicy
 from liveness.sources import BUILTIN_TRACES, source_labels, traces_beside
 
-__all__ = ["reasons_for", "reasons_frame", "render_reasons"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Explainer", "fill_reasons", "reasons_for", "reasons_frame", "render_reasons"]
 
 
 @cache
@@ -137,6 +141,50 @@ def reasons_frame(
             out[i]["death"] = d
             out[i]["post_death_traces"] = k
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class Explainer:
+    """Builds a run's reasons on demand, for the persons (rows of its grades) that need them.
+
+    A night stores the assessments that changed, certifies those due and opens reviews for a
+    few: building every person's reasons (a million dicts) would cost more than all of that.
+    """
+
+    grades: Grades
+    features: EvidenceFeatures
+    as_of_day: int
+    policy: ScoringPolicy
+    post_death: npt.NDArray[np.int32]
+
+    def __call__(self, rows: npt.ArrayLike) -> list[dict[str, Any]]:
+        """Return the reasons of the persons at these rows of the run's grades."""
+        return reasons_frame(
+            grades=self.grades, features=self.features, as_of_day=self.as_of_day,
+            policy=self.policy, post_death=self.post_death,
+            persons=np.asarray(rows, dtype=np.intp),
+        )  # fmt: skip
+
+
+def fill_reasons(
+    frame: pd.DataFrame, explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None
+) -> pd.Series:
+    """Return `frame`'s reasons column, built by `explain` from its `row` where not built yet.
+
+    Rows whose reasons are missing (None) take them from `explain` by their `row` (their
+    place in the run's grades); a frame without such rows needs no explainer.
+    """
+    import pandas as pd
+
+    reasons = frame["reasons"].to_numpy(dtype=object).copy()
+    missing = np.flatnonzero(pd.isna(frame["reasons"]).to_numpy())
+    if missing.size:
+        if explain is None or "row" not in frame:
+            raise ValueError(f"{missing.size} persons' reasons were not built and cannot be")
+        built = explain(frame["row"].to_numpy()[missing].astype(np.intp))
+        for at, why in zip(missing.tolist(), built, strict=True):
+            reasons[at] = why
+    return pd.Series(reasons, index=frame.index, dtype=object)
 
 
 @contextmanager

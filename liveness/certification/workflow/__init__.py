@@ -12,8 +12,11 @@ alone makes list entries.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -66,11 +69,12 @@ def apply_workflow(
     policy: CertificationPolicy,
     timezone: str = "Asia/Shanghai",
     estimator: EstimatorConfig | None = None,
+    explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None,
 ) -> WorkflowResult:
     """Turn a run's levels and the reviews' outcomes into certifications, reviews and the list."""
     context = Context(
         run_id=run_id, as_of=as_of, store=store, policy=policy, timezone=timezone,
-        scoring=scoring, estimator=estimator,
+        scoring=scoring, estimator=estimator, explain=explain,
     )  # fmt: skip
     result = WorkflowResult()
     settled = settle_reviews(session, context, result)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy.typing as npt
 
 from liveness.certification import CertificationPolicy
 from liveness.estimator.config import EstimatorConfig
@@ -54,3 +57,5 @@ class Context:
     scoring: ScoringPolicy
     # Whether and how the learned estimator may certify and flag (None: it may not).
     estimator: EstimatorConfig | None = None
+    # Builds the reasons of the run's persons whose reasons are cited (by their `row`).
+    explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None

@@ -246,7 +246,7 @@ def certify(
     strong = pd.concat([living[tonight], earlier, picks.strong], ignore_index=True)
     silently = certify_silently(
         session, run_id=run_id, as_of=as_of, strong=strong, policy=policy,
-        policy_version=policy_version, ends=ends,
+        policy_version=policy_version, ends=ends, explain=context.explain,
     )  # fmt: skip
     result.certified = {
         **{str(k): int(v) for k, v in proofs["source"].astype(str).value_counts().items()},

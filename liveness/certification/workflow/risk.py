@@ -13,6 +13,7 @@ stopped.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from liveness.certification.workflow.proofs import past_proofs
 from liveness.evidence.parts import day_number
 from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.review.service import open_tasks
-from liveness.scoring import ScoringPolicy
+from liveness.scoring import ScoringPolicy, fill_reasons
 from models import ReviewTask
 
 RISK_CAUSE = "risk"
@@ -212,7 +213,7 @@ def risk_reviews(
     rows, ids = rows[keep], ids[keep]
     reasons = _reasons(
         rows, ids, sources=context.scoring.sources, stops=stops, estimate=estimate, low=low,
-        levels=levels, silent_days=risk.silent_days,
+        levels=levels, silent_days=risk.silent_days, explain=context.explain,
     )  # fmt: skip
     return RiskReviews(
         persons=set(ids.tolist()), reasons=reasons,
@@ -243,7 +244,7 @@ def _latest_risk_reviews(session: Session, ids: npt.NDArray[np.int64]) -> pd.Ser
 def _reasons(
     rows: npt.NDArray[np.intp], ids: npt.NDArray[np.int64], *, sources: tuple[str, ...],
     stops: Stops, estimate: Estimate, low: npt.NDArray[np.bool_], levels: pd.DataFrame,
-    silent_days: int,
+    silent_days: int, explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None,
 ) -> dict[int, dict[str, Any]]:  # fmt: skip
     """Return each flagged person's review reasons: their level's, and `risk`.
 
@@ -252,7 +253,10 @@ def _reasons(
     `probability` and `artifact`.
     """
     out: dict[int, dict[str, Any]] = {}
-    level_reasons = levels["reasons"].to_numpy(dtype=object)
+    # Only the flagged persons' reasons are built (by their position in `levels`).
+    level_reasons = dict(
+        zip(rows.tolist(), fill_reasons(levels.iloc[rows], explain).tolist(), strict=True)
+    )
     epoch = dt.date(1970, 1, 1)
     # Flagged persons are a few a night: a dict each, built from their rows only.
     for row, person in zip(rows.tolist(), ids.tolist(), strict=True):

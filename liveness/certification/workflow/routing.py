@@ -60,6 +60,7 @@ def route(
         assessed=levels[~levels["person_id"].isin(proof_of_life)], policy=policy,
         due=due - proof_of_life, visit_now=visit_now - dead, face_now=face_now - proof_of_life,
         visit_asked=settled.visits_asked - dead, risk_now=risk.persons - proof_of_life - dead,
+        explain=context.explain,
     )  # fmt: skip
     result.risk_reviews = {
         "abrupt_stop": risk.abrupt_stop,
