@@ -242,13 +242,14 @@ def _entry_row(entry: PlannedEntry, person_id: int, benefit_id: int) -> dict[str
 def suspended_benefits(session: Session) -> pd.DataFrame:
     """Return the benefits the list suspended: person, benefit, reason, since when, which run.
 
-    Benefits the roll delivered already suspended (by the agency's own hand) are not its.
+    Those it terminated after a death too: a proof of life still reinstates them. Benefits
+    the roll delivered already suspended or terminated (by the agency's own hand) are not its.
     """
     rows = session.execute(
         select(
             Benefit.person_id, Benefit.id, Benefit.suspension_reason, Benefit.suspended_from,
             Benefit.suspended_as_of,
-        ).where(Benefit.status == BenefitStatus.SUSPENDED, Benefit.suspension_reason.is_not(None))
+        ).where(Benefit.status != BenefitStatus.ACTIVE, Benefit.suspension_reason.is_not(None))
     ).all()  # fmt: skip
     frame = pd.DataFrame(
         rows, columns=["person_id", "benefit_id", "reason", "effective_on", "suspended_as_of"]

@@ -570,3 +570,59 @@ def test_a_rejected_reinstatement_leaves_the_suspension_standing(city: City) -> 
     again = city.entries("P1")[-1]
     assert (again.action, again.status) == ("reinstate", "held") and again.id != held.id
     assert city.benefit("P1").held_entry_id == again.id
+
+
+def _back_pay(monthly: str, *, after: dt.date, until: dt.date) -> Decimal:
+    """Return the monthly amount times the payment days (the 1st) in (after, until]."""
+    days = [
+        dt.date(year, month, 1) for year in range(after.year, until.year + 1)
+        for month in range(1, 13) if after < dt.date(year, month, 1) <= until
+    ]  # fmt: skip
+    return Decimal(monthly) * len(days)
+
+
+def test_a_face_pass_after_the_death_reinstates_a_terminated_benefit(city: City) -> None:
+    terminate_p1(city)  # a wrong record of a death on 01-10, suspended 01-31, ended 07-31
+    # P1 verifies their face on the app, unasked, long after the recorded death.
+    city.face(f"V1,{P1[0]},2025-08-20 10:00:00,pass,app\n")
+    city.run("2025-08-31")  # found: P1 was off the roll, so the proof was dropped for good
+    reinstatement = city.entries("P1")[-1]
+    assert (reinstatement.action, reinstatement.reason, reinstatement.event) == (
+        "reinstate", "proof_of_life", "proof_of_life",
+    )  # fmt: skip
+    assert reinstatement.effective_on == dt.date(2025, 9, 1)
+    # Withheld since the 01-31 run that suspended it: February to August.
+    expected = _back_pay("3000.00", after=dt.date(2025, 1, 31), until=dt.date(2025, 8, 31))
+    assert expected == Decimal("21000.00")
+    assert reinstatement.amount == expected
+    assert reinstatement.status == "held"  # above the four-eyes threshold
+    assert reinstatement.detail["proof_day"] == "2025-08-20"
+    with session_scope(city.services.sessions) as session:
+        assert session.scalars(select(DeathRecord)).one().status == "refuted"
+        approve_entry(session, entry_id=reinstatement.id, operator="operator-2")
+    assert city.benefit("P1").status == "active"
+    city.run("2025-09-30")  # back on the roll: nothing more to say about P1
+    assert city.entries("P1")[-1].action == "reinstate"
+
+
+def test_a_later_face_pass_reinstates_a_terminated_benefit_after_a_rejection(
+    city: City,
+) -> None:
+    terminate_p1(city)
+    city.face(f"V1,{P1[0]},2025-08-20 10:00:00,pass,app\n")
+    city.run("2025-08-31")
+    held = city.entries("P1")[-1]
+    with session_scope(city.services.sessions) as session:
+        reject_entry(session, entry_id=held.id, operator="operator-2", reason="face looks wrong")
+    assert city.benefit("P1").status == "terminated"
+    city.run("2025-09-15")  # the same proof again reinstates nothing
+    assert city.entries("P1")[-1].id == held.id
+    # A later proof of life makes a new reinstatement, though no death record names P1 now.
+    city.face(f"V2,{P1[0]},2025-09-20 10:00:00,pass,kiosk\n")
+    city.run("2025-09-30")
+    again = city.entries("P1")[-1]
+    assert (again.action, again.reason, again.status) == ("reinstate", "proof_of_life", "held")
+    assert again.id != held.id
+    assert again.amount == _back_pay(
+        "3000.00", after=dt.date(2025, 1, 31), until=dt.date(2025, 9, 30)
+    )

@@ -18,6 +18,7 @@ from liveness.certification.workflow.frames import (
     date_of_day,
     face_results,
     frame_in,
+    of_persons,
     proofs_of_life,
 )
 from liveness.certification.workflow.moments import strongest_moments
@@ -25,10 +26,13 @@ from liveness.certification.workflow.settle import Settled
 from liveness.db import IN_CHUNK, query_frame
 from liveness.lists import suspended_benefits
 from models import (
+    Benefit,
+    BenefitStatus,
     Certification,
     CertificationSource,
     DeathMatch,
     DeathRecord,
+    ListReason,
     RecordStatus,
     VisitOutcome,
 )
@@ -73,7 +77,13 @@ def gather_proofs(
     """Gather the run's proofs of life, refute the deaths they contradict; keep what stands."""
     benefit_type = roll.set_index("person_id")["benefit_type"]
     acting = _acting_deaths(session, context.as_of)
-    proofs = _new_proofs(session, context, settled, acting=acting, on_roll=benefit_type.index)
+    proofs = _new_proofs(session, context, settled, acting=acting)
+    # The roll leaves out benefits the list terminated for a death, yet a proof of life after
+    # the death reinstates them: those persons' proofs count, for the terminated benefit's type.
+    benefit_type = pd.concat(
+        [benefit_type, _ended_by_death(session, proofs["person_id"], on_roll=benefit_type.index)]
+    )
+    proofs = proofs[proofs["person_id"].isin(benefit_type.index)]
     # Proof of life dated after a death refutes it; what stands is this run's deaths.
     standing = _refute(session, acting, proofs)
     result.refuted_death_records = len(acting) - len(standing)
@@ -91,14 +101,13 @@ def gather_proofs(
 
 
 def _new_proofs(
-    session: Session, context: Context, settled: Settled, *, acting: pd.DataFrame,
-    on_roll: pd.Index,
-) -> pd.DataFrame:  # fmt: skip
-    """Return the proofs of life of persons on the roll that no earlier run certified."""
+    session: Session, context: Context, settled: Settled, *, acting: pd.DataFrame
+) -> pd.DataFrame:
+    """Return the proofs of life that no earlier run certified."""
     outcomes = settled.outcomes
     alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]
-    # Whose own face passing counts unasked: the suspended from the day it took effect, those
-    # a death record names from the day after their death.
+    # Whose own face passing counts unasked: the suspended (or terminated) from the day it took
+    # effect, those a death record names from the day after their death.
     suspended = suspended_benefits(session)
     since = pd.concat(
         [
@@ -115,10 +124,23 @@ def _new_proofs(
         ],
         ignore_index=True,
     )  # fmt: skip
-    proofs = proofs[proofs["person_id"].isin(on_roll)]
     # A proof already certified by an earlier run is no news: a rerun certifies nothing twice.
     used = past_proofs(session, sorted(set(proofs["person_id"].astype(int))))
     return proofs[~(pd.to_datetime(proofs["day"]) <= pd.to_datetime(proofs["person_id"].map(used)))]
+
+
+def _ended_by_death(session: Session, persons: pd.Series, *, on_roll: pd.Index) -> pd.Series:
+    """Return the benefit type of persons off the roll whose benefit the list terminated.
+
+    Only the list's own terminations (for a death) count: a benefit the agency delivered
+    terminated is outside the money path, and its person stays off the roll.
+    """
+    ended = of_persons(
+        session, persons[~persons.isin(on_roll)], Benefit.status == BenefitStatus.TERMINATED,
+        Benefit.suspension_reason == ListReason.DECEASED,
+    )  # fmt: skip
+    first = ended.sort_values("benefit_id").drop_duplicates("person_id")
+    return pd.Series(first["benefit_type"].to_numpy(), index=first["person_id"].astype(int))
 
 
 def _face_passes(session: Session, context: Context, since: pd.Series) -> pd.DataFrame:
