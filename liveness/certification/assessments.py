@@ -22,13 +22,13 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from liveness.db import TextColumn, insert_rows, query_frame, read_joined
 from liveness.scoring import Grades, fill_reasons
-from models import Base, RollCache, Run, assessments_as_of
+from models import Assessment, Base, RollCache, Run, RunStatus, assessments_as_of
 
 # Assessments go to the table as plain rows, past the ORM (`insert_rows`).
 ASSESSMENTS = Base.metadata.tables["assessments"]
@@ -280,3 +280,40 @@ def store_assessments(
         "departed": n_gone,
         "confirmed": len(person_id) - len(picked),
     }
+
+
+def prune_assessments(session: Session, *, today: dt.date, retention_days: int) -> int:
+    """Delete the assessments superseded before the retention period; return how many.
+
+    The boundary is the latest published run at least `retention_days` before `today`. Each
+    person's latest row at or before it stands for it and every later run, so it stays (but
+    a row saying the person left the graded roll goes with everything before it: with no row
+    the person is equally not graded); every earlier row of theirs goes. What stood at the
+    boundary and at every later run reads back exactly as before.
+    """
+    boundary = session.scalar(
+        select(func.max(Run.id)).where(
+            Run.status == RunStatus.PUBLISHED,
+            Run.as_of <= today - dt.timedelta(days=retention_days),
+        )
+    )
+    if boundary is None:
+        return 0
+    latest = (
+        select(Assessment.person_id, func.max(Assessment.run_id).label("run_id"))
+        .where(Assessment.run_id <= boundary)
+        .group_by(Assessment.person_id)
+        .subquery()
+    )
+    standing = (
+        select(Assessment.id)
+        .join(
+            latest,
+            and_(Assessment.person_id == latest.c.person_id, Assessment.run_id == latest.c.run_id),
+        )
+        .where(Assessment.graded)
+    )
+    deleted = session.execute(
+        delete(Assessment).where(Assessment.run_id <= boundary, Assessment.id.not_in(standing))
+    )
+    return int(deleted.rowcount)  # type: ignore[attr-defined]

@@ -100,6 +100,8 @@ class CertificationPolicy:
     lock_stale_after_s: int
     # A stored assessment older than this many days is stored again, changed or not.
     assessment_refresh_days: int
+    # Assessments superseded before this many days ago are pruned.
+    assessment_retention_days: int
     four_eyes_back_pay: float
     audit_share: float
     terminate_after_death_days: int
@@ -217,6 +219,7 @@ class RunTable(PolicyModel):
 
     lock_stale_after_s: Positive
     assessment_refresh_days: Positive
+    assessment_retention_days: Positive
 
 
 class ListsTable(PolicyModel):
@@ -324,6 +327,7 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         guard=GuardPolicy(**values.guard.model_dump()),
         lock_stale_after_s=values.run.lock_stale_after_s,
         assessment_refresh_days=values.run.assessment_refresh_days,
+        assessment_retention_days=values.run.assessment_retention_days,
         four_eyes_back_pay=lists.four_eyes_back_pay,
         audit_share=lists.audit_share,
         terminate_after_death_days=lists.terminate_after_death_days,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from liveness.certification.assessments import prune_assessments
 from liveness.certification.runner import execute_run, local_today
+from liveness.db import session_scope
 from liveness.evidence.compaction import compact_store
 from liveness.ingest import DeliveryReport
 from liveness.ingest.runner import ingest_all
@@ -36,6 +38,12 @@ def nightly_job(services: Services, *, as_of: dt.date | None = None) -> NightlyR
     # Yesterday's small parts join their month's part: reads stay one file per month.
     compact_store(services.sessions, store=services.store)
     run = execute_run(services, as_of=day)
+    # Assessments superseded before the retention period go (they are a night's rows).
+    with session_scope(services.sessions) as session:
+        prune_assessments(
+            session, today=day,
+            retention_days=services.policies.certification.assessment_retention_days,
+        )  # fmt: skip
     return NightlyResult(
         as_of=day,
         deliveries=deliveries,

@@ -479,6 +479,24 @@ def runs_command(
     )  # fmt: skip
 
 
+@app.command("prune")
+@boundary
+def prune_command(json_output: JsonOption = False) -> None:
+    """Delete the assessments superseded before the retention period (the nightly job does)."""
+    from liveness.certification.assessments import prune_assessments
+    from liveness.certification.runner import local_today
+    from liveness.db import session_scope
+
+    services = migrated_services()
+    days = services.policies.certification.assessment_retention_days
+    with session_scope(services.sessions) as session:
+        pruned = prune_assessments(session, today=local_today(services), retention_days=days)
+    if json_output:
+        print_json({"assessments_pruned": pruned, "retention_days": days})
+    else:
+        console.print(f"pruned {pruned:,} assessments superseded more than {days} days ago")
+
+
 def _whole(value: Any) -> int | None:
     """Return a figure as a whole number, None when missing (what an Int64 column holds)."""
     return None if value is None else int(value)

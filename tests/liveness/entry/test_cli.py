@@ -181,3 +181,10 @@ def test_an_operator_corrects_a_visits_death_and_records_a_letter(
     assert str(pending[0]["id"]) not in [
         str(json.loads(line)["id"]) for line in output.splitlines()
     ]
+
+
+def test_prune_says_how_many_assessments_went(cli_env: dict[str, str]) -> None:
+    assert invoke_cli(cli_env, "db", "upgrade")[0] == 0
+    code, output = invoke_cli(cli_env, "prune", "--json")
+    assert code == 0
+    assert json.loads(output) == {"assessments_pruned": 0, "retention_days": 730}
