@@ -255,3 +255,10 @@ def insert_rows(session: Session, table: Table, columns: Mapping[str, Sequence[A
         marks = ", ".join("?" for _ in names)
         raw.executemany(f"INSERT INTO {target} ({quoted}) VALUES ({marks})", rows)
     return count
+
+
+def insert_records(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert rows given as dicts with the same keys, past the ORM (see `insert_rows`)."""
+    if not rows:
+        return 0
+    return insert_rows(session, table, {key: [row[key] for row in rows] for key in rows[0]})

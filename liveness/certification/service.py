@@ -12,13 +12,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CertificationPolicy
-from liveness.db import TextColumn, query_frame, read_joined
+from liveness.db import TextColumn, insert_records, query_frame, read_joined
 from liveness.scoring import fill_reasons
-from models import Benefit, Certification, CertificationSource
+from models import Base, Benefit, Certification, CertificationSource
+
+# Certifications go to the table as plain rows, past the ORM (a first run makes a million).
+CERTIFICATIONS = Base.metadata.tables["certifications"]
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
@@ -185,7 +188,7 @@ def certify_persons(
         source=proofs["source"], valid_months=valid_months, evidence=proofs["evidence"],
     )  # fmt: skip
     if rows:
-        session.execute(insert(Certification), rows)
+        insert_records(session, CERTIFICATIONS, rows)
     return len(rows)
 
 
@@ -222,7 +225,7 @@ def certify_silently(
         evidence=fill_reasons(due, explain),
     )  # fmt: skip
     if rows:
-        session.execute(insert(Certification), rows)
+        insert_records(session, CERTIFICATIONS, rows)
     return len(rows)
 
 

@@ -10,16 +10,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CertificationPolicy
-from liveness.db import IN_CHUNK, query_frame
+from liveness.db import IN_CHUNK, insert_records, query_frame
 from liveness.review.capacity import plan_visits
 from liveness.review.plan import visit_load
 from liveness.scoring import fill_reasons
 from models import (
     LIVE_TASK_STATUSES,
+    Base,
     Certification,
     CertificationSource,
     Person,
@@ -29,6 +30,8 @@ from models import (
     VisitOutcome,
 )
 
+# Review tasks go to the table as plain rows, past the ORM (`insert_records`).
+REVIEW_TASKS = Base.metadata.tables["review_tasks"]
 # The rule a death review's reasons name: a death record that did not match the roll cleanly.
 DEATH_REVIEW_RULE = "death_record_name_mismatch"
 
@@ -184,7 +187,7 @@ def route_reviews(
         )
     ]  # fmt: skip
     if rows:
-        session.execute(insert(ReviewTask), rows)
+        insert_records(session, REVIEW_TASKS, rows)
     opened = pd.Series(kind).value_counts().to_dict() if len(kind) else {}
     return RoutingResult(
         opened={str(k): int(v) for k, v in opened.items()},
@@ -298,5 +301,5 @@ def open_death_reviews(
         )
     ]
     if rows:
-        session.execute(insert(ReviewTask), rows)
+        insert_records(session, REVIEW_TASKS, rows)
     return len(rows)
