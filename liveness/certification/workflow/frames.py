@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from liveness.db import IN_CHUNK, id_rows, query_frame
+from liveness.db import IN_CHUNK, id_rows, read_frame
 from liveness.evidence.store import EvidenceStore
 from models import Benefit
 
@@ -30,7 +30,7 @@ def frame_in(
     if not ordered:
         return pd.DataFrame(columns=columns)
     chosen = ordered if len(ordered) <= IN_CHUNK else id_rows(session, ordered)
-    return query_frame(session, statement(chosen), columns)
+    return read_frame(session, statement(chosen), columns)
 
 
 def sorted_ids(ids: Iterable[Any]) -> list[int]:
@@ -72,7 +72,7 @@ def face_results(
 
 def benefits(session: Session, *where: Any) -> pd.DataFrame:
     """Return benefits matching `where`: id, person, type, start, payment status and reason."""
-    frame = query_frame(
+    frame = read_frame(
         session,
         select(Benefit.id, Benefit.person_id, Benefit.benefit_type, Benefit.benefit_start,
                Benefit.status, Benefit.suspension_reason, Benefit.held_entry_id).where(*where),

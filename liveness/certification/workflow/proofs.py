@@ -22,7 +22,7 @@ from liveness.certification.workflow.frames import (
 )
 from liveness.certification.workflow.moments import strongest_moments
 from liveness.certification.workflow.settle import Settled
-from liveness.db import IN_CHUNK, query_frame
+from liveness.db import IN_CHUNK, read_frame
 from liveness.lists import suspended_benefits
 from models import (
     Certification,
@@ -150,7 +150,7 @@ def _face_passes(session: Session, context: Context, since: pd.Series) -> pd.Dat
 
 def _acting_deaths(session: Session, as_of: dt.date) -> pd.DataFrame:
     """Return death records that act on someone as of the run: id, person, date, source."""
-    return query_frame(
+    return read_frame(
         session,
         select(DeathRecord.id, DeathRecord.person_id, DeathRecord.died_on, DeathRecord.source,
                DeathRecord.record_id)
