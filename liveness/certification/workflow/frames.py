@@ -43,6 +43,25 @@ def sorted_ids(ids: Iterable[Any]) -> list[int]:
     return ordered
 
 
+def earliest_dates(dates: pd.Series) -> pd.Series:
+    """Return `dates.groupby(level=0).min()` of date objects, as day numbers (no Python per group).
+
+    Over date objects pandas takes each group's minimum in Python; as day numbers in C. The
+    same Series (date objects, the index and name); anything but plain dates (a null, a
+    timestamp) is left to pandas.
+    """
+    values = dates.to_numpy()
+    plain = len(values) and values.dtype == object and all(type(v) is dt.date for v in values)
+    if not plain:
+        return dates.groupby(level=0).min()
+    days = np.array(values, dtype="datetime64[D]").astype(np.int64)
+    least = pd.Series(days, index=dates.index).groupby(level=0).min()
+    return pd.Series(
+        least.to_numpy().astype("datetime64[D]").astype(object), index=least.index,
+        name=dates.name, dtype=object,
+    )  # fmt: skip
+
+
 def date_of_day(number: Any) -> dt.date:
     """Return the date of a day number counted from 1970-01-01."""
     return dt.date(1970, 1, 1) + dt.timedelta(days=int(number))

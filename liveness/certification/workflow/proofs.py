@@ -16,6 +16,7 @@ from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.estimate import Estimate, estimator_picks
 from liveness.certification.workflow.frames import (
     date_of_day,
+    earliest_dates,
     face_results,
     frame_in,
     proofs_of_life,
@@ -77,7 +78,7 @@ def gather_proofs(
     # Proof of life dated after a death refutes it; what stands is this run's deaths.
     standing = _refute(session, acting, proofs)
     result.refuted_death_records = len(acting) - len(standing)
-    died_on = standing.groupby("person_id")["died_on"].min()
+    died_on = earliest_dates(standing.set_index("person_id")["died_on"])
     dead = set(died_on.index.astype(int))
     # The dead are certified by nothing; the living by their newest proof.
     proofs = proofs[~proofs["person_id"].isin(dead)].sort_values("day")
@@ -100,12 +101,14 @@ def _new_proofs(
     # Whose own face passing counts unasked: the suspended from the day it took effect, those
     # a death record names from the day after their death.
     suspended = suspended_benefits(session)
-    since = pd.concat(
-        [
-            suspended.set_index("person_id")["effective_on"],
-            acting.set_index("person_id")["died_on"].map(lambda d: d + dt.timedelta(days=1)),
-        ]
-    ).groupby(level=0).min()  # fmt: skip
+    since = earliest_dates(
+        pd.concat(
+            [
+                suspended.set_index("person_id")["effective_on"],
+                acting.set_index("person_id")["died_on"].map(lambda d: d + dt.timedelta(days=1)),
+            ]
+        )
+    )
     proofs = pd.concat(
         [
             settled.face_proofs,
