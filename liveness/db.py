@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Date,
     Engine,
     Executable,
+    Integer,
     Select,
     String,
     Table,
@@ -202,6 +204,141 @@ def read_joined(
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
     return table.cast(schema) if table.num_rows == count else None
+
+
+def read_frame(session: Session, statement: Executable, columns: list[str]) -> pd.DataFrame:
+    """Return what `query_frame` returns, read as one text the database joins where it can.
+
+    The same frame (columns, dtypes, values, row order where the statement orders its rows),
+    in a fraction of the time for many rows: the select is read as a subquery joined into
+    one text (as `read_joined` does) whose fields Arrow parses in C. Integer, date and text
+    columns can be joined; a statement with any other column (floats, whose text may round;
+    timestamps; JSON), one that locks its rows, or a text that would not split back into
+    exactly its rows is read row by row (`query_frame`).
+    """
+    import pandas as pd
+
+    if not isinstance(statement, Select):
+        return query_frame(session, statement, columns)
+    kinds = [_joinable(column.type) for column in statement.selected_columns]
+    if statement._for_update_arg is not None or any(kind is None for kind in kinds):
+        return query_frame(session, statement, columns)
+    table = _read_text(session, statement, [kind for kind in kinds if kind is not None])
+    if table is None:
+        return query_frame(session, statement, columns)
+    if not table.num_rows:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
+    # Built from NumPy columns as `query_frame` builds from lists: pandas infers the same dtypes.
+    return pd.DataFrame({name: _as_fetched(table.column(i)) for i, name in enumerate(columns)})
+
+
+def _joinable(kind: Any) -> pa.DataType | None:
+    """Return the Arrow type a column of SQL type `kind` reads back exactly from text, or None."""
+    import pyarrow as pa
+
+    if isinstance(kind, Integer):
+        return pa.int64()
+    if isinstance(kind, Date):
+        return pa.date32()
+    if isinstance(kind, String):
+        return pa.string()
+    return None
+
+
+def _read_text(
+    session: Session, statement: Select[Any], kinds: list[pa.DataType]
+) -> pa.Table | None:
+    """Read `statement`'s rows joined into one text, parsed by Arrow; None where it cannot.
+
+    Each field is its value as text, or empty for a null; a text value is prefixed by one
+    letter so that an empty text is not a null. An ordered statement numbers its rows in its
+    order (a window), and the rows come back sorted by that number.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+
+    order = statement._order_by_clauses
+    if order:
+        statement = statement.add_columns(func.row_number().over(order_by=order)).order_by(None)
+        kinds = [*kinds, pa.int64()]
+    rows = statement.subquery()
+    separator = literal(FIELD_SEP, String)
+    fields: list[ColumnElement[str]] = []
+    for column, kind in zip(rows.c, kinds, strict=True):
+        text: ColumnElement[str] = cast(column, String)
+        if pa.types.is_string(kind):
+            text = literal("s", String) + text
+        fields.append(func.coalesce(text, literal("", String)))
+    line = fields[0]
+    for field in fields[1:]:
+        line = line + separator + field
+    try:
+        # A savepoint: a refused aggregate leaves the transaction usable for the row read.
+        with session.begin_nested():
+            count, joined = session.execute(
+                select(func.count(), func.aggregate_strings(line, "\n")).select_from(rows)
+            ).one()
+    except DBAPIError:
+        return None
+    names = [f"c{index}" for index in range(len(kinds))]
+    schema = pa.schema(list(zip(names, kinds, strict=True)))
+    if not count:
+        return schema.empty_table()
+    if not isinstance(joined, str) or joined.startswith("\ufeff") or "\r" in joined:
+        return None
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(joined.encode()),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=FIELD_SEP,
+                quote_char=False,
+                double_quote=False,
+                escape_char=False,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=schema,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if table.num_rows != count:
+        return None
+    table = table.cast(schema)
+    if order:
+        table = table.sort_by(names[-1]).drop_columns([names[-1]])
+    for index, kind in enumerate(table.schema.types):
+        if pa.types.is_string(kind):
+            column = table.column(index)
+            table = table.set_column(
+                index, names[index], pc.utf8_slice_codeunits(column, 1).cast(pa.string())
+            )
+    return table
+
+
+def _as_fetched(column: pa.ChunkedArray) -> Any:
+    """Return an Arrow column as the values `query_frame` builds its frame from.
+
+    Integers as int64 (float64 with NaN where some are null), dates as date objects, text
+    as str, a null as None (a column of nulls only as None).
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    if column.null_count == len(column):
+        return np.full(len(column), None, dtype=object)
+    if pa.types.is_date(column.type):
+        return column.to_numpy().astype("datetime64[D]").astype(object)
+    if pa.types.is_string(column.type):
+        # Arrow's own pandas conversion gives the str dtype pandas infers from Python strings,
+        # without making the strings (a tenth of the time).
+        return column.to_pandas().array
+    return column.to_numpy(zero_copy_only=False)
 
 
 def insert_rows(session: Session, table: Table, columns: Mapping[str, Sequence[Any]]) -> int:

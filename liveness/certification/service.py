@@ -53,9 +53,18 @@ def cycle_days(
     policy: CertificationPolicy, benefit_types: pd.Series, *, field: str
 ) -> npt.NDArray[np.int64]:
     """Return a cycle number (`valid_months`, ...) of each benefit type, as a column."""
-    kinds = benefit_types.astype(str)
-    values = {kind: getattr(policy.cycle_for(kind), field) for kind in kinds.unique()}
-    return kinds.map(values).to_numpy(dtype=np.int64)
+    # Each distinct type looked up once and spread by its code: a map over a million
+    # strings costs a second a run.
+    codes, kinds = pd.factorize(benefit_types)
+    if (codes < 0).any():
+        # A missing type is looked up as its text, as it always was.
+        text = benefit_types.astype(str)
+        found = {kind: getattr(policy.cycle_for(kind), field) for kind in text.unique()}
+        return text.map(found).to_numpy(dtype=np.int64)
+    values = np.array(
+        [getattr(policy.cycle_for(str(kind)), field) for kind in kinds], dtype=np.int64
+    )
+    return values[codes]
 
 
 @dataclass(frozen=True)

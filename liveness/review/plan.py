@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CapacityPolicy
-from liveness.db import query_frame
+from liveness.db import read_frame
 from liveness.review.capacity import week_start
 from models import ReviewTask, TaskKind, TaskStatus
 
@@ -32,14 +32,14 @@ def visit_load(session: Session, *, today: dt.date, grid: str | None = None) -> 
     """Return the home visits per grid and week (a Monday): open, done, visits (both), late."""
     monday = week_start(today)
     where = [] if grid is None else [ReviewTask.grid_code == grid]
-    planned = query_frame(
+    planned = read_frame(
         session,
         select(ReviewTask.grid_code, ReviewTask.planned_week, ReviewTask.due_on, func.count())
         .where(ReviewTask.kind == TaskKind.HOME_VISIT, ReviewTask.status.in_(_LIVE), *where)
         .group_by(ReviewTask.grid_code, ReviewTask.planned_week, ReviewTask.due_on),
         ["grid_code", "week", "due_on", "open"],
     )
-    done = query_frame(
+    done = read_frame(
         session,
         select(ReviewTask.grid_code, func.count())
         .where(ReviewTask.kind == TaskKind.HOME_VISIT, ReviewTask.status == TaskStatus.DONE,

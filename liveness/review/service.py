@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CertificationPolicy
-from liveness.db import IN_CHUNK, insert_records, query_frame
+from liveness.db import IN_CHUNK, insert_records, read_frame
 from liveness.review.capacity import plan_visits
 from liveness.review.plan import visit_load
 from liveness.scoring import fill_reasons
@@ -48,8 +48,8 @@ class RoutingResult:
 
 def open_tasks(session: Session) -> pd.DataFrame:
     """Return the open tasks: id, person_id and kind."""
-    # Built column by column (query_frame): a frame built from row objects costs twice as much.
-    return query_frame(
+    # One text the database joins (read_frame): a frame built from rows costs several times more.
+    return read_frame(
         session,
         select(ReviewTask.id, ReviewTask.person_id, ReviewTask.kind).where(
             ReviewTask.status.in_(LIVE_TASK_STATUSES)

@@ -110,3 +110,18 @@ def test_days_of_date_objects_equal_numpy_one_by_one() -> None:
     assert got.dtype == want.dtype and got.astype(str).tolist() == want.astype(str).tolist()
     text = certification_service._days(pd.Series(["2025-01-02"], dtype=object))
     assert text.astype(str).tolist() == ["2025-01-02"]
+
+
+def test_cycle_days_looks_each_type_up_once_with_the_numbers_of_a_lookup_per_row(
+    policy: CertificationPolicy,
+) -> None:
+    kinds = ["enterprise_pension", "resident_pension", "survivor_pension", "unemployment"]
+    rows = pd.Series([kinds[n * 7 % 4] for n in range(50)])
+    for column in [rows, rows.astype(object), rows.astype("category"), rows[:0]]:
+        for field in ("valid_months", "renewal_window_days"):
+            want = np.array(
+                [getattr(policy.cycle_for(str(kind)), field) for kind in column], dtype=np.int64
+            )
+            got = certification_service.cycle_days(policy, column, field=field)
+            assert got.dtype == np.int64
+            np.testing.assert_array_equal(got, want)

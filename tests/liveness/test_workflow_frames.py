@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from liveness.certification.workflow.frames import benefits, frame_in, of_persons
+from liveness.certification.workflow.frames import benefits, earliest_dates, frame_in, of_persons
 from liveness.db import IN_CHUNK, id_rows, query_frame
 from models import Benefit, BenefitStatus, BenefitType, Person
 
@@ -73,3 +73,20 @@ def test_many_persons_are_read_in_one_statement_with_the_rows_of_chunks(
     # The ids as rows: each once, nothing else.
     unpacked = query_frame(session, id_rows(session, wanted), ["id"])
     assert sorted(unpacked["id"].astype(int)) == sorted(wanted)
+
+
+def test_the_earliest_date_per_person_is_the_groupby_minimum() -> None:
+    day = dt.date(2024, 1, 31)
+    persons = [5, 3, 5, 9, 3, 3, 1, 5]
+    dates = [day + dt.timedelta(days=(n * 37) % 11 - 5) for n in range(len(persons))]
+    cases = [
+        pd.Series(dates, index=pd.Index(persons, name="person_id"), name="died_on"),
+        pd.Series([dt.date(1, 1, 1), dt.date(9999, 12, 31), day], index=[2, 2, 1]),
+        pd.Series([day, None, day], index=[1, 1, 2], dtype=object),  # a null: pandas decides
+        pd.Series([dt.datetime(2024, 1, 1, 5), dt.datetime(2023, 5, 1)], index=[1, 1]),  # pandas
+        pd.Series([], index=pd.Index([], dtype="int64", name="person_id"), dtype=object),
+    ]
+    for dates_of in cases:
+        got = earliest_dates(dates_of)
+        pd.testing.assert_series_equal(got, dates_of.groupby(level=0).min())
+        assert [type(v) for v in got] == [type(v) for v in dates_of.groupby(level=0).min()]

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from liveness.db import IN_CHUNK, id_rows, query_frame
+from liveness.db import IN_CHUNK, id_rows, read_frame
 from liveness.evidence.store import EvidenceStore
 from models import Benefit
 
@@ -30,7 +30,7 @@ def frame_in(
     if not ordered:
         return pd.DataFrame(columns=columns)
     chosen = ordered if len(ordered) <= IN_CHUNK else id_rows(session, ordered)
-    return query_frame(session, statement(chosen), columns)
+    return read_frame(session, statement(chosen), columns)
 
 
 def sorted_ids(ids: Iterable[Any]) -> list[int]:
@@ -41,6 +41,25 @@ def sorted_ids(ids: Iterable[Any]) -> list[int]:
         values = np.fromiter(ids, dtype=np.int64)
     ordered: list[int] = np.unique(values).tolist()
     return ordered
+
+
+def earliest_dates(dates: pd.Series) -> pd.Series:
+    """Return `dates.groupby(level=0).min()` of date objects, as day numbers (no Python per group).
+
+    Over date objects pandas takes each group's minimum in Python; as day numbers in C. The
+    same Series (date objects, the index and name); anything but plain dates (a null, a
+    timestamp) is left to pandas.
+    """
+    values = dates.to_numpy()
+    plain = len(values) and values.dtype == object and all(type(v) is dt.date for v in values)
+    if not plain:
+        return dates.groupby(level=0).min()
+    days = np.array(values, dtype="datetime64[D]").astype(np.int64)
+    least = pd.Series(days, index=dates.index).groupby(level=0).min()
+    return pd.Series(
+        least.to_numpy().astype("datetime64[D]").astype(object), index=least.index,
+        name=dates.name, dtype=object,
+    )  # fmt: skip
 
 
 def date_of_day(number: Any) -> dt.date:
@@ -72,7 +91,7 @@ def face_results(
 
 def benefits(session: Session, *where: Any) -> pd.DataFrame:
     """Return benefits matching `where`: id, person, type, start, payment status and reason."""
-    frame = query_frame(
+    frame = read_frame(
         session,
         select(Benefit.id, Benefit.person_id, Benefit.benefit_type, Benefit.benefit_start,
                Benefit.status, Benefit.suspension_reason, Benefit.held_entry_id).where(*where),

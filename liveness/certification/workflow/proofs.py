@@ -16,6 +16,7 @@ from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.estimate import Estimate, estimator_picks
 from liveness.certification.workflow.frames import (
     date_of_day,
+    earliest_dates,
     face_results,
     frame_in,
     of_persons,
@@ -23,7 +24,7 @@ from liveness.certification.workflow.frames import (
 )
 from liveness.certification.workflow.moments import strongest_moments
 from liveness.certification.workflow.settle import Settled
-from liveness.db import IN_CHUNK, query_frame
+from liveness.db import IN_CHUNK, read_frame
 from liveness.lists import suspended_benefits
 from models import (
     Benefit,
@@ -87,7 +88,7 @@ def gather_proofs(
     # Proof of life dated after a death refutes it; what stands is this run's deaths.
     standing = _refute(session, acting, proofs)
     result.refuted_death_records = len(acting) - len(standing)
-    died_on = standing.groupby("person_id")["died_on"].min()
+    died_on = earliest_dates(standing.set_index("person_id")["died_on"])
     dead = set(died_on.index.astype(int))
     # The dead are certified by nothing; the living by their newest proof.
     proofs = proofs[~proofs["person_id"].isin(dead)].sort_values("day")
@@ -109,12 +110,14 @@ def _new_proofs(
     # Whose own face passing counts unasked: the suspended (or terminated) from the day it took
     # effect, those a death record names from the day after their death.
     suspended = suspended_benefits(session)
-    since = pd.concat(
-        [
-            suspended.set_index("person_id")["effective_on"],
-            acting.set_index("person_id")["died_on"].map(lambda d: d + dt.timedelta(days=1)),
-        ]
-    ).groupby(level=0).min()  # fmt: skip
+    since = earliest_dates(
+        pd.concat(
+            [
+                suspended.set_index("person_id")["effective_on"],
+                acting.set_index("person_id")["died_on"].map(lambda d: d + dt.timedelta(days=1)),
+            ]
+        )
+    )
     proofs = pd.concat(
         [
             settled.face_proofs,
@@ -172,7 +175,7 @@ def _face_passes(session: Session, context: Context, since: pd.Series) -> pd.Dat
 
 def _acting_deaths(session: Session, as_of: dt.date) -> pd.DataFrame:
     """Return death records that act on someone as of the run: id, person, date, source."""
-    return query_frame(
+    return read_frame(
         session,
         select(DeathRecord.id, DeathRecord.person_id, DeathRecord.died_on, DeathRecord.source,
                DeathRecord.record_id)

@@ -15,7 +15,7 @@ from liveness.certification.workflow.notices import face_notices
 from liveness.certification.workflow.proofs import Certified, Findings
 from liveness.certification.workflow.risk import RISK_CAUSE, RiskReviews, Stops, risk_reviews
 from liveness.certification.workflow.settle import Settled
-from liveness.db import query_frame
+from liveness.db import read_frame
 from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.review import open_death_reviews, route_reviews
 from models import DeathMatch, DeathRecord, RecordStatus, ReviewTask
@@ -109,13 +109,12 @@ def _due_for_review(
     one run earlier than a nightly one. A person whose certification's end is unknown is due.
     """
     as_of, policy = context.as_of, context.policy
-    last_opened = pd.DataFrame(
-        session.execute(
-            select(ReviewTask.person_id, func.max(ReviewTask.opened_on))
-            .where(ReviewTask.kind.in_(REVIEW_KINDS))
-            .group_by(ReviewTask.person_id)
-        ).all(),
-        columns=["person_id", "opened_on"],
+    last_opened = read_frame(
+        session,
+        select(ReviewTask.person_id, func.max(ReviewTask.opened_on))
+        .where(ReviewTask.kind.in_(REVIEW_KINDS))
+        .group_by(ReviewTask.person_id),
+        ["person_id", "opened_on"],
     )
     end = dates_of(roll["person_id"], ends)
     window = cycle_days(policy, roll["benefit_type"], field="renewal_window_days")
@@ -138,7 +137,7 @@ def _death_reviews(
     session: Session, context: Context, *, snapshot: EvidenceSnapshot, dead: set[int]
 ) -> int:
     """Open a death review for each unsettled record naming a living roll person by number."""
-    records = query_frame(
+    records = read_frame(
         session,
         select(DeathRecord.person_id, DeathRecord.source, DeathRecord.record_id,
                DeathRecord.name, DeathRecord.died_on)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from liveness.certification import CertificationPolicy
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.frames import date_of_day, face_results, proofs_of_life
-from liveness.db import query_frame
+from liveness.db import query_frame, read_frame
 from liveness.review.outcomes import REVIEW_DEATH_SOURCE, review_death_record_id
 from models import (
     CertificationSource,
@@ -71,15 +71,15 @@ def _settle_face_tasks(
     person and the cause the task was opened for.
     """
     as_of, policy = context.as_of, context.policy
-    tasks = query_frame(
+    # Ordered by id here, not by the database: the same rows, without numbering them there.
+    tasks = read_frame(
         session,
         select(ReviewTask.id, ReviewTask.person_id, ReviewTask.opened_on, ReviewTask.due_on,
                ReviewTask.cause)
         .where(ReviewTask.kind == TaskKind.FACE_VERIFICATION,
-               ReviewTask.status.in_(OPEN_TASK_STATUSES))
-        .order_by(ReviewTask.id),
+               ReviewTask.status.in_(OPEN_TASK_STATUSES)),
         ["id", "person_id", "opened_on", "due_on", "cause"],
-    )  # fmt: skip
+    ).sort_values("id", ignore_index=True)  # fmt: skip
     no_failures = pd.DataFrame({"id": [], "person_id": [], "cause": []})
     if tasks.empty:
         return proofs_of_life([], [], [], []), no_failures
