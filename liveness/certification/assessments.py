@@ -274,7 +274,11 @@ def store_assessments(
         "graded": [True] * len(picked) + [False] * n_gone,
     }
     insert_rows(session, ASSESSMENTS, rows)
-    keep_standing(session, run_id=run_id, standing=standing, stored=pd.DataFrame(rows), as_of=as_of)
+    keep_standing(
+        session, run_id=run_id, standing=standing, as_of=as_of,
+        # Gists are 64-bit: a column holding None as well must not pass through floats.
+        stored=pd.DataFrame({**rows, "gist": pd.array(rows["gist"], dtype="Int64")}),
+    )  # fmt: skip
     return {
         "stored": len(picked),
         "departed": n_gone,
