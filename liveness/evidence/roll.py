@@ -230,20 +230,20 @@ def _changed_since(session: Session, mark: int) -> npt.NDArray[np.int64]:
     return np.unique(np.asarray(ids, dtype=np.int64))
 
 
-def _encoded(roll: pd.DataFrame) -> bytes:
+def _encoded(roll: pa.Table) -> bytes:
     """Return the roll as Parquet bytes."""
     sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(roll, preserve_index=False), sink, compression="lz4")
+    pq.write_table(roll, sink, compression="lz4")
     return sink.getvalue()
 
 
-def _decoded_roll(content: bytes) -> pd.DataFrame | None:
-    """Return a kept roll, or None if it does not read back as one."""
+def _decoded_roll(content: bytes) -> pa.Table | None:
+    """Return a kept roll as Arrow, or None if it does not read back as one."""
     try:
-        roll = pq.read_table(pa.BufferReader(content)).to_pandas()
+        table = pq.read_table(pa.BufferReader(content))
     except (pa.ArrowInvalid, OSError):
         return None
-    return roll if list(roll.columns) == ROLL_COLUMNS else None
+    return table if table.column_names == ROLL_COLUMNS else None
 
 
 def _reread(session: Session, persons: npt.NDArray[np.int64]) -> pd.DataFrame:
@@ -269,34 +269,44 @@ def kept_roll(session: Session, *, keep: bool) -> pd.DataFrame:
     cached = session.execute(
         select(RollCache.mark, RollCache.format, RollCache.content).where(RollCache.id == CACHE_ID)
     ).first()
-    roll = None
+    # The kept roll is merged with the re-read persons as Arrow (filter, concat and take in C),
+    # and becomes a frame once: pandas' text columns are slow to filter and sort row by row.
+    table = None
     if cached is not None and cached.format == ROLL_FORMAT:
-        roll = _decoded_roll(cached.content)
-    if roll is not None and cached is not None:
+        table = _decoded_roll(cached.content)
+    if table is not None and cached is not None:
         changed = _changed_since(session, cached.mark)
         if changed.size == 0:
-            return roll
-        if changed.size <= FULL_READ_SHARE * max(len(roll), 1):
-            unchanged = roll[~roll["person_id"].isin(changed)]
+            return table.to_pandas()
+        if changed.size <= FULL_READ_SHARE * max(table.num_rows, 1):
+            unchanged = table.filter(pa.array(~np.isin(table["person_id"].to_numpy(), changed)))
             fresh = _reread(session, changed)
-            if fresh.empty:
-                roll = unchanged.reset_index(drop=True)
-            else:
-                roll = pd.concat([unchanged, fresh], ignore_index=True)
-                roll = roll.sort_values("person_id", kind="stable", ignore_index=True)
+            if not fresh.empty:
+                merged = pa.concat_tables(
+                    [
+                        unchanged,
+                        pa.Table.from_pandas(fresh, schema=unchanged.schema, preserve_index=False),
+                    ]
+                )
+                order = np.argsort(merged["person_id"].to_numpy(), kind="stable")
+                unchanged = merged.take(pa.array(order))
+            table = unchanged
         else:
-            roll = None
-    if roll is None:
+            table = None
+    if table is None:
         roll = roll_frame(session)
+        table = pa.Table.from_pandas(roll, preserve_index=False)
+    else:
+        roll = table.to_pandas()
     if keep and len(roll):
-        _keep(session, roll, mark=mark, replaces=None if cached is None else cached.mark)
+        _keep(session, table, mark=mark, replaces=None if cached is None else cached.mark)
     return roll
 
 
-def _keep(session: Session, roll: pd.DataFrame, *, mark: int, replaces: int | None) -> None:
+def _keep(session: Session, roll: pa.Table, *, mark: int, replaces: int | None) -> None:
     """Keep `roll` as of `mark` unless another transaction kept one meanwhile; prune the log."""
     values = {
-        "format": ROLL_FORMAT, "mark": mark, "persons": len(roll), "content": _encoded(roll),
+        "format": ROLL_FORMAT, "mark": mark, "persons": roll.num_rows, "content": _encoded(roll),
         "written_at": dt.datetime.now(dt.UTC),
     }  # fmt: skip
     try:
