@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -77,8 +79,8 @@ def check_downgrades(
     both = assessed[["person_id", "level"]].merge(previous_frame, on="person_id", how="inner")
     was_dead = both["previous"] == "deceased"
     now_dead = both["level"] == "deceased"
-    rank_now = both["level"].map(LEVEL_RANK).astype(float).to_numpy()
-    rank_before = both["previous"].map(LEVEL_RANK).astype(float).to_numpy()
+    rank_now = _ranks(both["level"].to_numpy(dtype=object))
+    rank_before = _ranks(both["previous"].to_numpy(dtype=object))
     lowered = rank_now < rank_before  # NaN (deceased on either side) compares False
     newly_deceased = (now_dead & ~was_dead).to_numpy(dtype=bool)
     compared = len(both)
@@ -109,3 +111,11 @@ def check_downgrades(
         tripped=bool(reasons),
         reasons=reasons,
     )
+
+
+def _ranks(levels: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
+    """Return each level's rank (NaN for deceased or none), a comparison per level, not a map."""
+    ranks = np.full(len(levels), np.nan)
+    for level, rank in LEVEL_RANK.items():
+        ranks[levels == level] = rank
+    return ranks

@@ -160,17 +160,27 @@ def visit_plan(session: Session, *, today: dt.date, capacity: CapacityPolicy) ->
     late_total = load.groupby("grid_code")["late"].sum().reindex(codes, fill_value=0)
     over = load[_over(load, limits.reindex(load["grid_code"]).set_axis(load.index))]
     over_rows = zip(over["grid_code"], over["week"], over["open"], over["done"], strict=True)
+    # The tables are indexed by `codes` in order: a grid's row is its position (thousands of
+    # grids in a city: one `.loc` each would cost more than the plan).
     return {
         "weeks": [monday.isoformat() for monday in mondays],
         "grids": {
             code: {
-                "capacity": int(limits[code]),
-                "planned": planned.loc[code].tolist(),
-                "late": late.loc[code].tolist(),
-                "done": int(done.loc[code].iloc[0]),
-                "late_total": int(late_total[code]),
+                "capacity": cap,
+                "planned": planned_row,
+                "late": late_row,
+                "done": done_row[0],
+                "late_total": late_all,
             }
-            for code in codes
+            for code, cap, planned_row, late_row, done_row, late_all in zip(
+                codes,
+                limits.reindex(codes).to_numpy(dtype=np.int64).tolist(),
+                planned.to_numpy().tolist(),
+                late.to_numpy().tolist(),
+                done.to_numpy().tolist(),
+                late_total.to_numpy(dtype=np.int64).tolist(),
+                strict=True,
+            )
         },
         "weeks_over_capacity": [
             {
