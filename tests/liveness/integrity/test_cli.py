@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import get_args
 
 import pytest
@@ -13,6 +14,7 @@ from liveness.entry.cli import boundary
 from liveness.entry.cli import integrity as cli_integrity
 from liveness.entry.cli.integrity import VerdictName, leads_command, orders_app
 from liveness.integrity.policy import RULES
+from liveness.settings import get_settings
 from models import LeadVerdict
 from tests.liveness.integrity.conftest import AS_OF, PlantedCity
 
@@ -21,6 +23,16 @@ app = typer.Typer(pretty_exceptions_enable=False)
 # Registered as liveness/entry/cli/__init__.py does.
 app.command("leads")(boundary(leads_command))
 app.add_typer(orders_app, name="orders")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Read the settings from each invocation's environment, not from an earlier test's."""
+    # `get_settings` is cached per process: whatever test of this worker read it first
+    # (without these variables) would otherwise point the commands at another database.
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def _env(city: PlantedCity) -> dict[str, str]:
