@@ -6,7 +6,7 @@ receive the session, flush when they need ids, and never commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.csv as pa_csv
 
 # Execution option of a session's connection: its transaction writes after reading, so on
 # SQLite it begins holding the write lock (other writers wait for it, it never fails for them).
@@ -168,22 +169,51 @@ def read_joined(
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    separator = literal(FIELD_SEP, String)
     fields: list[ColumnElement[str]] = [cast(expr, String) for expr, _ in columns.values()]
     if nullable:
         fields[1:] = [func.coalesce(field, "") for field in fields[1:]]
-    line: ColumnElement[str] = fields[0]
+    schema = pa.schema([(name, kind) for name, (_, kind) in columns.items()])
+    return _joined_table(
+        session, fields, schema, lambda query: query.where(*where),
+        parse=pa_csv.ParseOptions(
+            delimiter=FIELD_SEP, quote_char=False, double_quote=False, escape_char=False
+        ),
+        convert=pa_csv.ConvertOptions(
+            column_types=schema, null_values=[""] if nullable else [], strings_can_be_null=False
+        ),
+    )  # fmt: skip
+
+
+def _joined_table(
+    session: Session,
+    fields: list[ColumnElement[str]],
+    schema: pa.Schema,
+    source: Callable[[Select[int, str]], Select[int, str]],
+    *,
+    parse: pa_csv.ParseOptions,
+    convert: pa_csv.ConvertOptions,
+) -> pa.Table | None:
+    """Join each row's fields into a line, the lines into one text, and parse it with Arrow.
+
+    `source` gives the aggregate its rows (a where clause, or a subquery to select from).
+    None when the database refuses the text or when it might not split back into exactly
+    its rows (see `read_joined`); else the table, cast to `schema`.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    separator = literal(FIELD_SEP, String)
+    line = fields[0]
     for field in fields[1:]:
         line = line + separator + field
     try:
         # A savepoint: a refused aggregate leaves the transaction usable for the row read.
         with session.begin_nested():
             count, text = session.execute(
-                select(func.count(), func.aggregate_strings(line, "\n")).where(*where)
+                source(select(func.count(), func.aggregate_strings(line, "\n")))
             ).one()
     except DBAPIError:
         return None
-    schema = pa.schema([(name, kind) for name, (_, kind) in columns.items()])
     if not count:
         return schema.empty_table()
     if not isinstance(text, str) or text.startswith("\ufeff") or "\r" in text:
@@ -192,14 +222,8 @@ def read_joined(
         table = pa_csv.read_csv(
             pa.py_buffer(text.encode()),
             read_options=pa_csv.ReadOptions(column_names=schema.names),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=FIELD_SEP, quote_char=False, double_quote=False, escape_char=False
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=schema,
-                null_values=[""] if nullable else [],
-                strings_can_be_null=False,
-            ),
+            parse_options=parse,
+            convert_options=convert,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
@@ -263,53 +287,27 @@ def _read_text(
         statement = statement.add_columns(func.row_number().over(order_by=order)).order_by(None)
         kinds = [*kinds, pa.int64()]
     rows = statement.subquery()
-    separator = literal(FIELD_SEP, String)
     fields: list[ColumnElement[str]] = []
     for column, kind in zip(rows.c, kinds, strict=True):
         text: ColumnElement[str] = cast(column, String)
         if pa.types.is_string(kind):
             text = literal("s", String) + text
         fields.append(func.coalesce(text, literal("", String)))
-    line = fields[0]
-    for field in fields[1:]:
-        line = line + separator + field
-    try:
-        # A savepoint: a refused aggregate leaves the transaction usable for the row read.
-        with session.begin_nested():
-            count, joined = session.execute(
-                select(func.count(), func.aggregate_strings(line, "\n")).select_from(rows)
-            ).one()
-    except DBAPIError:
-        return None
     names = [f"c{index}" for index in range(len(kinds))]
     schema = pa.schema(list(zip(names, kinds, strict=True)))
-    if not count:
-        return schema.empty_table()
-    if not isinstance(joined, str) or joined.startswith("\ufeff") or "\r" in joined:
+    table = _joined_table(
+        session, fields, schema, lambda query: query.select_from(rows),
+        parse=pa_csv.ParseOptions(
+            delimiter=FIELD_SEP, quote_char=False, double_quote=False, escape_char=False,
+            ignore_empty_lines=False,
+        ),
+        convert=pa_csv.ConvertOptions(
+            column_types=schema, null_values=[""], strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )  # fmt: skip
+    if table is None:
         return None
-    try:
-        table = pa_csv.read_csv(
-            pa.py_buffer(joined.encode()),
-            read_options=pa_csv.ReadOptions(column_names=names),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=FIELD_SEP,
-                quote_char=False,
-                double_quote=False,
-                escape_char=False,
-                ignore_empty_lines=False,
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=schema,
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if table.num_rows != count:
-        return None
-    table = table.cast(schema)
     if order:
         table = table.sort_by(names[-1]).drop_columns([names[-1]])
     for index, kind in enumerate(table.schema.types):
