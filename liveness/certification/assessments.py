@@ -154,7 +154,7 @@ def keep_standing(
     standing: pd.DataFrame,
     stored: pd.DataFrame,
     as_of: dt.date,
-) -> pd.DataFrame:
+) -> None:
     """Keep what stands after run `run_id` for the next run to read, in this transaction.
 
     `standing` is what stood before the run; `stored` holds the rows the run wrote (with
@@ -194,7 +194,6 @@ def keep_standing(
     except DBAPIError:
         # Another transaction kept its frame first: keeping is a saving, never a result.
         pass
-    return after
 
 
 def _empty_standing() -> pd.DataFrame:

@@ -1,7 +1,7 @@
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Connection, inspect, select, text
 
 from liveness.db import make_engine
 from liveness.migrate import current_revision, downgrade, upgrade
@@ -56,6 +56,18 @@ def test_0006_gives_existing_clients_no_regions(
     engine.dispose()
 
 
+def _insert_person(connection: Connection) -> None:
+    """Insert one person, P1, in raw SQL (the schema of any revision since 0001 takes it)."""
+    connection.execute(
+        text(
+            "INSERT INTO persons (person_ref, id_number, id_status, name, sex, birth_date,"
+            " region_code, grid_code, created_at, updated_at) VALUES ('P1',"
+            " '330702194501011230', 'valid', '张三', 'M', '1945-01-01', '330702', 'G1',"
+            " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        )
+    )
+
+
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
 def test_0015_leaves_existing_visits_unplanned(
     backend_name: str, database_url_factory: Callable[[str], str]
@@ -63,14 +75,7 @@ def test_0015_leaves_existing_visits_unplanned(
     engine = make_engine(database_url_factory(backend_name))
     upgrade(engine, "0014")
     with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO persons (person_ref, id_number, id_status, name, sex, birth_date,"
-                " region_code, grid_code, created_at, updated_at) VALUES ('P1',"
-                " '330702194501011230', 'valid', '张三', 'M', '1945-01-01', '330702', 'G1',"
-                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-            )
-        )
+        _insert_person(connection)
         connection.execute(
             text(
                 "INSERT INTO review_tasks (person_id, kind, status, grid_code, priority,"
@@ -98,14 +103,7 @@ def test_0016_keeps_every_stored_assessment_standing(
     engine = make_engine(database_url_factory(backend_name))
     upgrade(engine, "0015")
     with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO persons (person_ref, id_number, id_status, name, sex, birth_date,"
-                " region_code, grid_code, created_at, updated_at) VALUES ('P1',"
-                " '330702194501011230', 'valid', '张三', 'M', '1945-01-01', '330702', 'G1',"
-                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
-            )
-        )
+        _insert_person(connection)
         for run_id, level in ((1, "medium"), (2, "strong")):
             connection.execute(
                 text(
