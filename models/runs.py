@@ -25,6 +25,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from models.base import Base, Level, RunStatus, enum_column, utcnow
+from models.reasons import CompactReasons
 
 
 class Run(Base):
@@ -60,7 +61,7 @@ class Assessment(Base):
     level: Mapped[Level] = mapped_column(enum_column(Level))
     score: Mapped[float] = mapped_column(Float)
     rule: Mapped[str] = mapped_column(String(32))
-    reasons: Mapped[dict[str, Any]]
+    reasons: Mapped[dict[str, Any]] = mapped_column(CompactReasons)
     policy_version: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # What the run compares to decide whether a person's assessment changed: a hash of the

@@ -24,6 +24,7 @@ from models.base import (
     enum_column,
     utcnow,
 )
+from models.reasons import CompactReasons
 
 
 class Certification(Base):
@@ -39,7 +40,7 @@ class Certification(Base):
     valid_until: Mapped[dt.date] = mapped_column(Date)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
     policy_version: Mapped[str | None] = mapped_column(String(64))
-    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    evidence: Mapped[dict[str, Any]] = mapped_column(CompactReasons, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
