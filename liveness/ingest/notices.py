@@ -30,7 +30,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.identity import normalise_id_numbers
-from liveness.errors import InputInvalid, StateRefused
+from liveness.access.signatures import SignatureRefused
+from liveness.errors import InputInvalid
 from liveness.identity import RollIndex
 from liveness.identity.linking import NOTICE_SOURCE, match_death_notices
 from liveness.ingest.deaths import load_death_frame
@@ -51,12 +52,8 @@ EVENT_TYPES = ("registered", "corrected", "voided")
 PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?")
 
 
-class NoticeReplayed(StateRefused):
+class NoticeReplayed(SignatureRefused):
     """A message id received before with other content: a replay, refused (and audited)."""
-
-    http_status = 401
-    exit_code = 9
-    audit_refusal = True
 
 
 @dataclass(frozen=True)
