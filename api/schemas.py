@@ -191,6 +191,67 @@ class FaceCallbackRead(Schema):
     received_at: dt.datetime
 
 
+class DeathEventCreate(Schema):
+    """One civil-registration event on a death (OpenCRVS-style), as a registry notifies it."""
+
+    event_type: Literal["registered", "corrected", "voided"]
+    record_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    id_number: str | None = Field(default=None, max_length=32)
+    name: str | None = Field(default=None, max_length=64)
+    sex: Literal["M", "F"] | None = None
+    birth_date: dt.date | None = None
+    region_code: str | None = Field(default=None, pattern=r"^\d{6}$")
+    # A full date, or only the month or year when that is all the registry knows.
+    died_on: str = Field(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")
+    registered_on: dt.date
+
+
+class DeathNotifyHeader(Schema):
+    """The notify envelope's header (SPDCI civil registration)."""
+
+    message_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    message_ts: AwareDatetime
+    action: Literal["notify"]
+    sender_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    receiver_id: str = Field(max_length=64)
+    total_count: int = Field(ge=0, le=1000)
+
+
+class DeathNotifyMessage(Schema):
+    """The notify envelope's message: the events, at most 1000."""
+
+    events: list[DeathEventCreate] = Field(max_length=1000)
+
+
+class DeathNotifyCreate(Schema):
+    """A registry's signed notify message: signature over the canonical header and message."""
+
+    signature: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    header: DeathNotifyHeader
+    message: DeathNotifyMessage
+
+
+class DeathEventAck(Schema):
+    """What became of one event: its match outcome and what happens next."""
+
+    record_id: str
+    event: str
+    status: Literal["accepted", "conflict"]
+    outcome: Literal["matched", "ambiguous", "unknown", "withdrawn"]
+    next: str
+    died_on: dt.date | None = None
+    died_on_precision: Literal["day", "month", "year"] | None = None
+
+
+class DeathNotifyRead(Schema):
+    """The acknowledgement of a notify message, per event in order."""
+
+    message_id: str
+    replayed: bool
+    received: int
+    acknowledgements: list[DeathEventAck]
+
+
 class NoticeRead(Schema):
     """A notice waiting for the messaging gateway."""
 

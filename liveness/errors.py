@@ -27,7 +27,10 @@ LivenessError [1]               the root; its code only for an error that declar
 │                               ApprovalRefused (lists.service), LeadRefused
 │                               (integrity.service), IdempotencyConflict (access.idempotency),
 │                               GatewayConflict (access.gateways), AckRefused (views.lists)
-├── Unauthenticated [9]         (access.service) a caller without a valid token
+├── Unauthenticated [9]         (access.service) a caller without a valid token:
+│                               SignatureRefused (access.signatures; a death notice's
+│                               signature, sender or timestamp), NoticeReplayed
+│                               (ingest.notices; a message id again with other content)
 ├── Forbidden [9]               (access.service) a caller acting outside its role, grids or
 │                               regions
 ├── InputInvalid [11]           an input the engine refuses: OutcomeInvalid (review.outcomes),

@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     api_replay_window_s: int = Field(
         default=300,
         ge=1,
-        description="Seconds a signed verifier callback's timestamp may differ from now.",
+        description="Seconds a signed verifier callback's or death notice's timestamp may"
+        " differ from now.",
     )
 
     api_docs: bool = Field(

@@ -8,6 +8,7 @@ from models.base import (
     BenefitStatus,
     BenefitType,
     CertificationSource,
+    DatePrecision,
     DeathMatch,
     DeliveryStatus,
     Level,
@@ -34,7 +35,7 @@ from models.deliveries import (
     SourceVolume,
 )
 from models.estimators import EstimatorArtifact
-from models.evidence import DeathRecord, Deregistration
+from models.evidence import DeathNotification, DeathRecord, Deregistration
 from models.integrity import (
     AnswerReview,
     InspectionOrder,
@@ -63,7 +64,9 @@ __all__ = [
     "CertificationSource",
     "ClientPassword",
     "ClientSecret",
+    "DatePrecision",
     "DeathMatch",
+    "DeathNotification",
     "DeathRecord",
     "Delivery",
     "DeliveryStatus",

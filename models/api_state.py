@@ -38,12 +38,19 @@ class IdempotencyKey(Base):
 
 
 class ClientSecret(Base):
-    """The HMAC secret a verifier client signs its callbacks with (needed in clear to verify)."""
+    """The key a client signs with: an HMAC secret (in clear, to verify) or an Ed25519 public key.
+
+    `algorithm` is `hmac-sha256` (`secret` the shared secret) or `ed25519` (`secret` the raw
+    32-byte public key, base64).
+    """
 
     __tablename__ = "api_client_secrets"
 
     client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"), primary_key=True)
     secret: Mapped[str] = mapped_column(Text)
+    algorithm: Mapped[str] = mapped_column(
+        String(16), default="hmac-sha256", server_default="hmac-sha256"
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -99,7 +99,18 @@ class DeathMatch(StrEnum):
     DEMOGRAPHIC = "demographic"
     AMBIGUOUS = "ambiguous"
     NAME_MISMATCH = "name_mismatch"
+    # A death notice naming someone without positive identification (a number and name with
+    # no other agreeing attribute, or no number at all): a death review, never a suspension.
+    UNCONFIRMED = "unconfirmed"
     UNMATCHED = "unmatched"
+
+
+class DatePrecision(StrEnum):
+    """How much of a date of death its source knew: the day, only the month, only the year."""
+
+    DAY = "day"
+    MONTH = "month"
+    YEAR = "year"
 
 
 class RecordStatus(StrEnum):
@@ -230,6 +241,8 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     # Inspects integrity leads of their regions (检查订单) and answers them.
     INSPECTOR = "inspector"
+    # A civil registry (a hospital, a funeral home) pushing signed death notices.
+    REGISTRAR = "registrar"
 
 
 class NoticeChannel(StrEnum):

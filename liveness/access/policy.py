@@ -6,9 +6,9 @@ from liveness.access.service import Forbidden, Principal
 from liveness.errors import Hidden
 from models import Role
 
-ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR, INSPECTOR = (
+ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR, INSPECTOR, REGISTRAR = (
     Role.ADMIN, Role.OPERATOR, Role.GRID_WORKER, Role.PAYMENT, Role.VERIFIER, Role.NOTIFIER,
-    Role.AUDITOR, Role.INSPECTOR,
+    Role.AUDITOR, Role.INSPECTOR, Role.REGISTRAR,
 )  # fmt: skip
 
 # Grid workers are further scoped to their grids, inspectors to their regions, by the
@@ -27,6 +27,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "face.requests": frozenset({ADMIN, VERIFIER}),
     # Only a verifier holds a signing secret: the callback is theirs alone.
     "face.callback": frozenset({VERIFIER}),
+    # Only a registrar holds a sender's key: death notices are theirs alone.
+    "deaths.notify": frozenset({REGISTRAR}),
     "notices.read": frozenset({ADMIN, NOTIFIER}),
     "notices.sent": frozenset({ADMIN, NOTIFIER}),
     "lists.read": frozenset({ADMIN, OPERATOR, PAYMENT, AUDITOR}),

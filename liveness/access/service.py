@@ -90,8 +90,13 @@ def create_client(
     regions: Sequence[str] = (),
     expires_days: int | None = None,
     with_secret: bool = False,
+    public_key: str | None = None,
 ) -> IssuedClient:
-    """Create an API client; verifiers always get a signing secret, others on request."""
+    """Create an API client; verifiers always get a signing secret, others on request.
+
+    A registrar signs its death notices with an HMAC secret issued here, or with the Ed25519
+    key whose `public_key` (PEM, or base64 raw bytes) is given instead.
+    """
     try:
         chosen = Role(role)
     except ValueError:
@@ -118,6 +123,10 @@ def create_client(
             )
     if expires_days is not None and expires_days < 1:
         raise ClientInvalid("expires_days: at least one day")
+    if public_key is not None and chosen != Role.REGISTRAR:
+        raise ClientInvalid(f"public_key: only registrars sign with a public key, not {chosen}")
+    if public_key is not None and with_secret:
+        raise ClientInvalid("public_key: a registrar signs with a public key or a secret, not both")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = None if expires_days is None else utcnow() + dt.timedelta(days=expires_days)
     client = ApiClient(
@@ -131,7 +140,13 @@ def create_client(
     except IntegrityError:
         raise ClientInvalid(f"name: a client named {name!r} exists already") from None
     secret = None
-    if with_secret or chosen == Role.VERIFIER:
+    if public_key is not None:
+        from liveness.access.signatures import ED25519, public_key_text
+
+        session.add(ClientSecret(client_id=client.id, secret=public_key_text(public_key),
+                                 algorithm=ED25519))  # fmt: skip
+        session.flush()
+    elif with_secret or chosen in (Role.VERIFIER, Role.REGISTRAR):
         secret = secrets.token_hex(32)
         session.add(ClientSecret(client_id=client.id, secret=secret))
         session.flush()
@@ -209,9 +224,9 @@ def check_expiry(principal: Principal, *, now: dt.datetime) -> None:
 
 
 def client_secret(session: Session, *, client_id: int) -> str | None:
-    """Return a client's signing secret, if it has one."""
+    """Return a client's HMAC signing secret, if it has one."""
     row = session.get(ClientSecret, client_id)
-    return None if row is None else row.secret
+    return None if row is None or row.algorithm != "hmac-sha256" else row.secret
 
 
 def sign(secret: str, *, timestamp: str, body: bytes) -> str:

@@ -120,6 +120,8 @@ class CertificationPolicy:
     capacity: CapacityPolicy
     overrides: Mapping[str, CyclePolicy] = field(default_factory=dict)
     risk: RiskPolicy = field(default_factory=RiskPolicy)
+    # Days within which a second, independent source must confirm a registry's death notice.
+    notice_confirm_days: int = 30
 
     def cycle_for(self, benefit_type: str) -> CyclePolicy:
         """Return the cycle that applies to `benefit_type`."""
@@ -278,6 +280,7 @@ class LinkingTable(PolicyModel):
     """The `[linking]` table: how sure a death record's match to a person is."""
 
     demographic_confidence: Share = 0.9
+    notice_confirm_days: Positive = 30
 
 
 class AreaTable(PolicyModel):
@@ -346,4 +349,5 @@ def load_certification_policy(path: Path) -> CertificationPolicy:
         capacity=CapacityPolicy(**review.capacity.model_dump()),
         overrides=overrides,
         risk=RiskPolicy(**review.risk.model_dump()),
+        notice_confirm_days=values.linking.notice_confirm_days,
     )

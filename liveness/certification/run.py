@@ -253,7 +253,9 @@ def _report(
             suspended.loc[suspended["reason"].astype(str) == "deceased", "amount"].sum()
         ),
         "persons_with_traces_after_death": int((post_death > 0).sum()),
-        "death_records_for_review": int((deaths["match"] == DeathMatch.NAME_MISMATCH).sum()),
+        "death_records_for_review": int(
+            deaths["match"].isin([DeathMatch.NAME_MISMATCH, DeathMatch.UNCONFIRMED]).sum()
+        ),
         **_health_report(health, kept=kept),
         "trace_sources": list(policies.scoring.sources),
         # Sources that record the same acts agree as one (sources.toml's groups).

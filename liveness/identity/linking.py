@@ -18,9 +18,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from liveness.db import TextColumn, read_joined
+from liveness.db import IN_CHUNK, TextColumn, read_joined
 from liveness.identity.keys import KeyIndex
 from models import Card, DeathMatch, Person
+
+# Where a registry's death notices are kept: they match by positive identification.
+NOTICE_SOURCE = "registry_notice"
 
 USABLE_ID_STATUSES = ("valid", "upgraded")
 UNLINKED = -1
@@ -76,6 +79,36 @@ class RollIndex:
                 ).astype("datetime64[s]"),
             }
         )
+        return cls(persons=frame)
+
+    @classmethod
+    def candidates(cls, session: Session, *, id_numbers: list[str], names: list[str]) -> RollIndex:
+        """Load only the persons a few records may name: by identity number or by name.
+
+        For a handful of records (a registry's notices) instead of the whole roll: every
+        holder of those numbers and everyone of those names is there, so that a match found
+        here is unique as it is on the whole roll (but for a roll name written with spaces
+        the record's lacks: that person is missed, and nobody is suspended by mistake).
+        """
+        keys = sorted({*names, *_clean_names(pd.Series(names, dtype=object)).tolist()} - {""})
+        numbers = sorted(set(id_numbers))
+        rows: list[Any] = []
+        for start in range(0, max(len(numbers), len(keys)), IN_CHUNK):
+            rows.extend(
+                session.execute(
+                    select(Person.id, Person.id_number, Person.id_status, Person.name,
+                           Person.sex, Person.birth_date)
+                    .where(Person.id_number.in_(numbers[start : start + IN_CHUNK])
+                           | Person.name.in_(keys[start : start + IN_CHUNK]))
+                ).all()
+            )  # fmt: skip
+        unique = {row[0]: row for row in rows}.values()
+        frame = pd.DataFrame(
+            [tuple(row) for row in unique],
+            columns=["person_id", "id_number", "id_status", "name", "sex", "birth_date"],
+        )
+        frame["person_id"] = frame["person_id"].astype(np.int64)
+        frame["birth_date"] = pd.to_datetime(frame["birth_date"]).astype("datetime64[s]")
         return cls(persons=frame)
 
     @cached_property
@@ -400,3 +433,50 @@ def _match_on_demographics(
     confidence[unique_rows] = demographic_confidence
     match[ambiguous_rows] = DeathMatch.AMBIGUOUS.value
     return person_id, match, confidence
+
+
+def match_death_notices(
+    session: Session, records: pd.DataFrame, roll: RollIndex, *, demographic_confidence: float
+) -> pd.DataFrame:
+    """Link a registry's death notices by positive identification; as `match_death_records`.
+
+    Positive identification (Australia's rule): the identity number matched, the name agrees,
+    and at least one more attribute agrees (birth date, sex, region_code). Anything less
+    that still names one person (a number and name alone, or a unique match on name, sex and
+    birth date without a number) is `unconfirmed`: a death review, never a suspension.
+    """
+    matched = match_death_records(records, roll, demographic_confidence=demographic_confidence)
+    match = matched["match"].to_numpy(dtype=object).copy()
+    by_number = match == DeathMatch.ID_NUMBER.value
+    if by_number.any():
+        person_id = matched["person_id"].to_numpy()[by_number]
+        holders = roll.persons.set_index("person_id").reindex(person_id)
+        notices = records.reset_index(drop=True).loc[by_number]
+        sex = notices["sex"].astype(object).to_numpy()
+        agree = (sex == holders["sex"].astype(object).to_numpy()) & pd.notna(sex)
+        born = pd.to_datetime(notices["birth_date"], errors="coerce").to_numpy()
+        agree |= born == pd.to_datetime(holders["birth_date"]).to_numpy()
+        if "region_code" in notices:
+            regions = _regions(session, person_id)
+            region = notices["region_code"].astype(object).to_numpy()
+            agree |= (region == regions.reindex(person_id).to_numpy()) & pd.notna(region)
+        rows = np.flatnonzero(by_number)[~agree]
+        match[rows] = DeathMatch.UNCONFIRMED.value
+    match[match == DeathMatch.DEMOGRAPHIC.value] = DeathMatch.UNCONFIRMED.value
+    return matched.assign(match=match)
+
+
+def _regions(session: Session, person_ids: np.ndarray) -> pd.Series:
+    """Return the region code of a few persons (those a notice's number found), by person id."""
+    ids = sorted({int(p) for p in person_ids})
+    found: list[tuple[int, str]] = []
+    for start in range(0, len(ids), IN_CHUNK):
+        found.extend(
+            (int(row[0]), str(row[1]))
+            for row in session.execute(
+                select(Person.id, Person.region_code).where(
+                    Person.id.in_(ids[start : start + IN_CHUNK])
+                )
+            )
+        )
+    return pd.Series(dict(found), dtype=object)

@@ -11,6 +11,7 @@ another reason (or back) moves between the death records and the identity events
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +152,26 @@ def load_death_records(
     """Judge death records against the stored ones, then store the new and the corrected."""
     if rows.empty:
         return Loaded(0, 0, 0)
-    frame = _death_frame(source, rows, timezone)
+    return load_death_frame(
+        session, source=source, frame=_death_frame(source, rows, timezone), roll=roll,
+        delivery_id=delivery_id, demographic_confidence=demographic_confidence,
+    )  # fmt: skip
+
+
+# Links a frame of death records to the roll: person_id, match, confidence per record.
+Matcher = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def load_death_frame(
+    session: Session, *, source: str, frame: pd.DataFrame, roll: RollIndex,
+    delivery_id: int | None, demographic_confidence: float, matcher: Matcher | None = None,
+) -> Loaded:  # fmt: skip
+    """Judge death records in the one shape against the stored ones; store new and corrected.
+
+    `frame` has record_id, id_number, id_number_status, name, sex, birth_date, died_on,
+    recorded_on, correction, voided, and optionally died_on_precision and region_code.
+    `matcher` replaces the default match (a registry's notices are matched by their rule).
+    """
     stored = _stored_deaths(session, source, list(frame["record_id"]))
     redelivered, conflict, earlier = _verdicts(
         frame, _content_hashes(frame, DEATH_CONTENT), stored,
@@ -160,7 +180,8 @@ def load_death_records(
     loads = frame.loc[~(redelivered | conflict)]
     unmatched = _store_deaths(session, source=source, frame=loads, stored=stored, roll=roll,
                               delivery_id=delivery_id,
-                              demographic_confidence=demographic_confidence)  # fmt: skip
+                              demographic_confidence=demographic_confidence,
+                              matcher=matcher)  # fmt: skip
     return Loaded(len(loads), int(redelivered.sum()), unmatched,
                   _conflicts(frame, conflict, earlier))  # fmt: skip
 
@@ -269,7 +290,8 @@ def _stored_events(session: Session, ids: list[str]) -> pd.DataFrame:
 # Long by design: match, then insert the new records and correct the stored ones in place.
 def _store_deaths(
     session: Session, *, source: str, frame: pd.DataFrame, stored: pd.DataFrame,
-    roll: RollIndex, delivery_id: int, demographic_confidence: float,
+    roll: RollIndex, delivery_id: int | None, demographic_confidence: float,
+    matcher: Matcher | None = None,
 ) -> int:  # fmt: skip
     """Insert new death records and correct stored ones in place; return how many match nobody.
 
@@ -280,7 +302,10 @@ def _store_deaths(
         return 0
     # Of several versions of one record in a batch, the last is what the source says now.
     frame = frame.drop_duplicates("record_id", keep="last").reset_index(drop=True)
-    matched = match_death_records(frame, roll, demographic_confidence=demographic_confidence)
+    if matcher is None:
+        matched = match_death_records(frame, roll, demographic_confidence=demographic_confidence)
+    else:
+        matched = matcher(frame)
     person = matched["person_id"].astype("Int64").where(matched["person_id"] >= 0)
     voided = frame["voided"].to_numpy(dtype=bool)
     records = pd.DataFrame(
@@ -294,6 +319,10 @@ def _store_deaths(
             "sex": frame["sex"].to_numpy(),
             "birth_date": frame["birth_date"].to_numpy(),
             "died_on": frame["died_on"].to_numpy(),
+            "died_on_precision": (
+                frame["died_on_precision"].to_numpy() if "died_on_precision" in frame else "day"
+            ),
+            "region_code": frame["region_code"].to_numpy() if "region_code" in frame else None,
             "recorded_on": frame["recorded_on"].to_numpy(),
             "person_id": person.astype(object).to_numpy(),
             "match": matched["match"].to_numpy(),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from liveness.db import query_frame
 from liveness.identity import link_by_id_number
-from liveness.identity.linking import match_death_records
+from liveness.identity.linking import NOTICE_SOURCE, match_death_notices, match_death_records
 from liveness.ingest.link_now import LinkIndexes, judged_numbers
 from models import Card, DeathMatch, DeathRecord, Deregistration, Person
 
@@ -51,15 +52,29 @@ def rematch_death_records(
         session,
         select(
             DeathRecord.id, DeathRecord.id_number, DeathRecord.id_status, DeathRecord.name,
-            DeathRecord.sex, DeathRecord.birth_date,
+            DeathRecord.sex, DeathRecord.birth_date, DeathRecord.region_code, DeathRecord.source,
         ).where(DeathRecord.match == DeathMatch.UNMATCHED),
-        ["id", "id_number", "id_number_status", "name", "sex", "birth_date"],
+        ["id", "id_number", "id_number_status", "name", "sex", "birth_date", "region_code",
+         "source"],
     )  # fmt: skip
     if records.empty:
         return 0
-    matched = match_death_records(
-        records, indexes.roll, demographic_confidence=demographic_confidence
-    )
+    # A registry's notices match by their own rule (positive identification), the rest as ever.
+    notices = (records["source"] == NOTICE_SOURCE).to_numpy()
+    records = pd.concat([records[~notices], records[notices]], ignore_index=True)
+    files, registry = records.iloc[: int((~notices).sum())], records.iloc[int((~notices).sum()) :]
+    parts = []
+    if len(files):
+        parts.append(
+            match_death_records(files, indexes.roll, demographic_confidence=demographic_confidence)
+        )
+    if len(registry):
+        parts.append(
+            match_death_notices(
+                session, registry, indexes.roll, demographic_confidence=demographic_confidence
+            )
+        )
+    matched = pd.concat(parts, ignore_index=True)
     changed = (matched["match"] != DeathMatch.UNMATCHED.value).to_numpy()
     if not changed.any():
         return 0

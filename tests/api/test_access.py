@@ -16,9 +16,10 @@ from tests.api.conftest import World
 
 # Every role, the ones added later included: a role no cell below names is refused everywhere.
 ROLES = [str(role) for role in Role]
-ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR, INSPECTOR = (
+ADMIN, OPERATOR, GRID, PAYMENT, VERIFIER, NOTIFIER, AUDITOR, INSPECTOR, REGISTRAR = (
     str(role) for role in (Role.ADMIN, Role.OPERATOR, Role.GRID_WORKER, Role.PAYMENT,
-                           Role.VERIFIER, Role.NOTIFIER, Role.AUDITOR, Role.INSPECTOR)
+                           Role.VERIFIER, Role.NOTIFIER, Role.AUDITOR, Role.INSPECTOR,
+                           Role.REGISTRAR)
 )  # fmt: skip
 
 # endpoint -> the roles allowed; every other role gets 403, no token 401. Written out here,
@@ -50,6 +51,8 @@ MATRIX: dict[str, set[str]] = {
     "POST /leads/{answered}/review": {ADMIN, OPERATOR},
     "GET /integrity/precision": {ADMIN, OPERATOR, AUDITOR},
     "POST /runs": {ADMIN, OPERATOR},
+    # A registrar's envelope is checked in the handler: an empty body is 422, not a refusal.
+    "POST /death-notifications": {REGISTRAR},
 }
 
 

@@ -140,6 +140,17 @@ def _add_deaths_and_proofs(
             if first.at[p, "source"] == REVIEW_DEATH_SOURCE else "system",
         ),
     )  # fmt: skip
+    # Death suspensions whose date of death is no longer the earliest standing one (a record
+    # corrected to another date, or an earlier record arrived): redated, overpayment anew.
+    redated = _redated(session, first["died_on"])
+    found.add(
+        redated,
+        lambda p, b: Occurrence(
+            PaymentEvent.DEATH, day=first.at[p, "died_on"],
+            evidence={"source": str(first.at[p, "source"]),
+                      "record_id": str(first.at[p, "record_id"])},
+        ),
+    )  # fmt: skip
     # Proofs of life of suspended or ended benefits.
     proof = proofs.set_index("person_id")
     found.add(
@@ -156,6 +167,22 @@ def _add_deaths_and_proofs(
     gone = gone[~gone["person_id"].isin(dead.index) & ~gone["person_id"].isin(proof.index)]
     found.add(gone, lambda p, b: Occurrence(PaymentEvent.DEATH_WITHDRAWN,
                                             evidence={"no_death_stands": True}))  # fmt: skip
+
+
+def _redated(session: Session, died_on: pd.Series) -> pd.DataFrame:
+    """Return the death suspensions of `died_on`'s persons that began on another day."""
+    suspended = frame_in(
+        session, sorted_ids(died_on.index),
+        lambda chunk: select(Benefit.id, Benefit.person_id, Benefit.suspended_from).where(
+            Benefit.person_id.in_(chunk), Benefit.status == BenefitStatus.SUSPENDED,
+            Benefit.suspension_reason == ListReason.DECEASED, Benefit.held_entry_id.is_(None),
+        ),
+        ["benefit_id", "person_id", "suspended_from"],
+    )  # fmt: skip
+    if suspended.empty:
+        return suspended
+    begins = pd.to_datetime(suspended["person_id"].map(died_on)) + pd.Timedelta(days=1)
+    return suspended[begins.to_numpy() != pd.to_datetime(suspended["suspended_from"]).to_numpy()]
 
 
 def _add_recertified_and_imprisoned(

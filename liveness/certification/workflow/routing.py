@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from liveness.certification import cycle_days, dates_of
 from liveness.certification.workflow.context import REVIEW_KINDS, Context, WorkflowResult
 from liveness.certification.workflow.estimate import Estimate
 from liveness.certification.workflow.moments import previous_run_day
 from liveness.certification.workflow.notices import face_notices
-from liveness.certification.workflow.proofs import Certified, Findings
+from liveness.certification.workflow.proofs import ACTING, Certified, Findings
 from liveness.certification.workflow.risk import RISK_CAUSE, RiskReviews, Stops, risk_reviews
 from liveness.certification.workflow.settle import Settled
 from liveness.db import read_frame
 from liveness.evidence.snapshot import EvidenceSnapshot
+from liveness.identity.linking import NOTICE_SOURCE
 from liveness.review import open_death_reviews, route_reviews
 from models import DeathMatch, DeathRecord, RecordStatus, ReviewTask
+
+# A registry's notice, beside the other death records of its person.
+Notice = aliased(DeathRecord)
+# Death records that name someone without acting on them: each opens a death review.
+REVIEW_MATCHES = (DeathMatch.NAME_MISMATCH, DeathMatch.UNCONFIRMED)
 
 
 def route(
@@ -136,20 +144,26 @@ def _due_for_review(
 def _death_reviews(
     session: Session, context: Context, *, snapshot: EvidenceSnapshot, dead: set[int]
 ) -> int:
-    """Open a death review for each unsettled record naming a living roll person by number."""
+    """Open a death review for each unsettled record naming a living roll person unclearly.
+
+    Also for each registry notice that suspended its person but that no second, independent
+    source confirmed within the policy's days: the suspension stands meanwhile.
+    """
     records = read_frame(
         session,
         select(DeathRecord.person_id, DeathRecord.source, DeathRecord.record_id,
                DeathRecord.name, DeathRecord.died_on)
-        .where(DeathRecord.match == DeathMatch.NAME_MISMATCH,
+        .where(DeathRecord.match.in_(REVIEW_MATCHES),
                DeathRecord.status == RecordStatus.ACTIVE, DeathRecord.settled_by.is_(None),
                DeathRecord.person_id.is_not(None), DeathRecord.recorded_on <= context.as_of),
         ["person_id", "source", "record_id", "name", "died_on"],
     )  # fmt: skip
     roll = snapshot.roll
-    records = records[
-        ~records["person_id"].isin(dead) & records["person_id"].isin(roll["person_id"])
-    ]
+    records = pd.concat(
+        [records[~records["person_id"].isin(dead)], _unconfirmed_notices(session, context)],
+        ignore_index=True,
+    )
+    records = records[records["person_id"].isin(roll["person_id"])]
     if records.empty:
         return 0
     cases = records.merge(roll[["person_id", "grid_code"]], on="person_id").assign(
@@ -162,3 +176,27 @@ def _death_reviews(
     return open_death_reviews(
         session, run_id=context.run_id, as_of=context.as_of, cases=cases, policy=context.policy
     )
+
+
+def _unconfirmed_notices(session: Session, context: Context) -> pd.DataFrame:
+    """Return the acting registry notices no other source confirmed within the policy's days.
+
+    A confirmation is another standing death record of the same person from any other source
+    (cremation, deregistration, a hospital discharge, a review's finding).
+    """
+    due = context.as_of - dt.timedelta(days=context.policy.notice_confirm_days)
+    others = (
+        select(DeathRecord.id)
+        .where(DeathRecord.person_id == Notice.person_id, DeathRecord.source != NOTICE_SOURCE,
+               DeathRecord.status == RecordStatus.ACTIVE, DeathRecord.match.in_(ACTING),
+               DeathRecord.recorded_on <= context.as_of)
+        .exists()
+    )  # fmt: skip
+    return read_frame(
+        session,
+        select(Notice.person_id, Notice.source, Notice.record_id, Notice.name, Notice.died_on)
+        .where(Notice.source == NOTICE_SOURCE, Notice.match.in_(ACTING),
+               Notice.status == RecordStatus.ACTIVE, Notice.settled_by.is_(None),
+               Notice.person_id.is_not(None), Notice.recorded_on <= due, ~others),
+        ["person_id", "source", "record_id", "name", "died_on"],
+    )  # fmt: skip

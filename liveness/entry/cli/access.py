@@ -28,7 +28,15 @@ console = Console()
 # models.Role's values, repeated: `--role`'s choices are needed when the command line is built,
 # and importing `models` loads SQLAlchemy (tests/api/test_clients_cli.py checks they agree).
 RoleName = Literal[
-    "admin", "operator", "grid_worker", "payment", "verifier", "notifier", "auditor", "inspector"
+    "admin",
+    "operator",
+    "grid_worker",
+    "payment",
+    "verifier",
+    "notifier",
+    "auditor",
+    "inspector",
+    "registrar",
 ]
 
 
@@ -56,6 +64,13 @@ def create_command(
             "--secret", help="Also issue an HMAC signing secret (verifiers always get one)."
         ),
     ] = False,
+    public_key: Annotated[
+        typer.FileText | None,
+        typer.Option(
+            help="A registrar's Ed25519 public key (PEM file, or its 32 raw bytes in base64):"
+            " its notices are then signed with the private key, and no secret is issued."
+        ),
+    ] = None,
 ) -> None:
     """Create a client and print its token (and signing secret) once: they are not kept."""
     from liveness.access.service import create_client
@@ -66,6 +81,7 @@ def create_command(
         issued = create_client(
             session, name=name, role=Role(role), grids=grid or [], regions=region or [],
             expires_days=expires_days, with_secret=secret,
+            public_key=None if public_key is None else public_key.read(),
         )  # fmt: skip
     console.print(f"client {issued.name} ({issued.role}) created", highlight=False)
     if issued.expires_at is not None:

@@ -76,6 +76,42 @@ def _death(
     return after, entry
 
 
+def _redate_death(
+    state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
+) -> Outcome:
+    """Move a death suspension to a corrected date of death: an `amend`, the overpayment anew.
+
+    The entry carries the whole overpayment as it now stands (it replaces the earlier
+    entry's), and in its detail the earlier date and amount and the change between them.
+    """
+    died_on, suspended_from = occurrence.day, state.suspended_from
+    if died_on is None or died_on > run.as_of or suspended_from is None:
+        return state, None
+    effective_on = died_on + dt.timedelta(days=1)
+    if effective_on == suspended_from:
+        return state, None
+    before = suspended_from - dt.timedelta(days=1)
+    bound = state.suspended_as_of or run.as_of
+    overpaid = _paid(benefit, after=month_end(died_on), until=bound, run=run)
+    earlier = _paid(benefit, after=month_end(before), until=bound, run=run)
+    if state.prior_reason == ListReason.DUPLICATE_IDENTITY:
+        overpaid, earlier = [], []  # the duplicate's recovery claims every payment already
+    amount = benefit.monthly_amount * len(overpaid)
+    earlier_amount = benefit.monthly_amount * len(earlier)
+    entry = _entry(
+        ListAction.AMEND, ListReason.DECEASED, occurrence, effective_on=effective_on,
+        amount=amount,
+        detail={
+            "died_on": died_on.isoformat(), "months_overpaid": len(overpaid),
+            "overpaid_payments": [day.isoformat() for day in overpaid],
+            "amends": str(state.reason), "redates_death_of": before.isoformat(),
+            "overpayment_before": str(earlier_amount),
+            "overpayment_change": str(amount - earlier_amount),
+        },
+    )  # fmt: skip
+    return replace(state, suspended_from=effective_on), entry
+
+
 def _reinstate(
     state: PaymentState, occurrence: Occurrence, benefit: BenefitTerms, run: RunTerms
 ) -> Outcome:
@@ -246,6 +282,8 @@ TRANSITIONS: dict[tuple[str, PaymentEvent], Handler] = {
     ("active", PaymentEvent.DEATH): _death,
     **{(_SUSPENDED[r], PaymentEvent.DEATH): _death for r in _OTHER_SUSPENSIONS},
     ("held", PaymentEvent.DEATH): _death,
+    # A standing date of death other than the one the suspension took (a corrected record).
+    (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DEATH): _redate_death,
     (_SUSPENDED[ListReason.DECEASED], PaymentEvent.DEATH_WITHDRAWN): _withdraw_death,
     ("terminated", PaymentEvent.DEATH_WITHDRAWN): _reinstate,
     (_SUSPENDED[ListReason.DECEASED], PaymentEvent.PROOF_OF_LIFE): _after_death,

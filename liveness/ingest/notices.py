@@ -1,0 +1,262 @@
+"""Death notices pushed (or pulled) from a civil registry: stored as death records, acknowledged.
+
+Each notice is an OpenCRVS-style event on one registry record: `registered`, `corrected`
+(rewrites the record in place) or `voided` (withdraws it). They go through the same store
+path as delivered death files (`load_death_frame`), under source `registry_notice` with the
+registry's record id, and match by positive identification (`match_death_notices`): only a
+positively identified notice acts as a death (the next run suspends); one that names someone
+less surely opens a death review; one that names nobody is kept.
+
+A date of death known to the month (`YYYY-MM`) or year (`YYYY`) only is stored as the last day
+of that month or year, or the day it was registered if earlier (`died_on_precision` says
+which): the latest day the person may have been alive. The overpayment (payments after the
+month of death) then never claims money paid while the person may have been alive, and the
+suspension runs from the day after that day.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.identity import normalise_id_numbers
+from liveness.access.signatures import SignatureRefused
+from liveness.errors import InputInvalid
+from liveness.identity import RollIndex
+from liveness.identity.linking import NOTICE_SOURCE, match_death_notices
+from liveness.ingest.deaths import load_death_frame
+from models import DatePrecision, DeathMatch, DeathNotification, DeathRecord, RecordStatus
+
+__all__ = [
+    "EVENT_TYPES",
+    "NOTICE_SOURCE",
+    "DeathNotice",
+    "NoticeAck",
+    "NoticeReplayed",
+    "conservative_death_day",
+    "receive_death_notices",
+    "receive_notify_message",
+]
+
+EVENT_TYPES = ("registered", "corrected", "voided")
+PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?")
+
+
+class NoticeReplayed(SignatureRefused):
+    """A message id received before with other content: a replay, refused (and audited)."""
+
+
+@dataclass(frozen=True)
+class DeathNotice:
+    """One registry event about one death registration (OpenCRVS-style)."""
+
+    event: str  # registered | corrected | voided
+    record_id: str  # the registry's id of the registration
+    died_on: str  # YYYY-MM-DD, or YYYY-MM / YYYY when only the month or year is known
+    registered_on: dt.date
+    name: str | None = None
+    id_number: str | None = None
+    sex: str | None = None  # M or F
+    birth_date: dt.date | None = None
+    region_code: str | None = None  # the deceased's address region (6 digits)
+
+
+@dataclass(frozen=True)
+class NoticeAck:
+    """What became of one notice: its match outcome and what happens next."""
+
+    record_id: str
+    event: str
+    status: str  # accepted | duplicate | conflict
+    outcome: str  # matched | ambiguous | unknown | withdrawn
+    next: str
+    died_on: str | None = None
+    died_on_precision: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the acknowledgement as a JSON-able dict."""
+        return asdict(self)
+
+
+def conservative_death_day(text: str, *, registered_on: dt.date) -> tuple[dt.date, DatePrecision]:
+    """Return the latest day a (partial) date of death allows, and how precise the date is.
+
+    `2025-03` gives 2025-03-31, `2025` gives 2025-12-31, either capped at the registration
+    day (nobody is registered dead before dying). A full date is itself.
+    """
+    found = PARTIAL_DATE.fullmatch(text.strip())
+    if found is None:
+        raise InputInvalid(f"died_on: {text!r} is not YYYY-MM-DD, YYYY-MM or YYYY")
+    year, month, day = (None if part is None else int(part) for part in found.groups())
+    assert year is not None
+    try:
+        if month is None:
+            latest, precision = dt.date(year, 12, 31), DatePrecision.YEAR
+        elif day is None:
+            latest = dt.date(year, month, calendar.monthrange(year, month)[1])
+            precision = DatePrecision.MONTH
+        else:
+            return dt.date(year, month, day), DatePrecision.DAY
+    except ValueError:
+        raise InputInvalid(f"died_on: {text!r} is not a date") from None
+    return min(latest, registered_on), precision
+
+
+_NEXT = {
+    "matched": "suspended from the day after death at the next run (a second source must"
+    " confirm within the policy's days, or a death review opens)",
+    "ambiguous": "a death review opens at the next run; nobody is suspended on this notice",
+    "ambiguous_several": "several persons match: kept for an operator (liveness unmatched);"
+    " nobody is suspended or asked",
+    "unknown": "kept; it matches nobody on the roll (matched again when the roll changes)",
+    "withdrawn": "withdrawn: the next run reinstates with back pay any suspension it caused",
+    "conflict": "refused: the registry record was stored with other content; send a"
+    " `corrected` event",
+}
+
+
+def _frame(notices: Sequence[DeathNotice]) -> pd.DataFrame:
+    """Return notices in the shape of delivered death records."""
+    for notice in notices:
+        if notice.event not in EVENT_TYPES:
+            raise InputInvalid(f"event: {notice.event!r} is not one of {', '.join(EVENT_TYPES)}")
+        if not notice.record_id or len(notice.record_id) > 64:
+            raise InputInvalid("record_id: 1 to 64 characters")
+    days = [conservative_death_day(n.died_on, registered_on=n.registered_on) for n in notices]
+    numbers, statuses = normalise_id_numbers(
+        pd.Series([n.id_number for n in notices], dtype=object)
+    )
+    events = np.array([n.event for n in notices], dtype=object)
+    return pd.DataFrame(
+        {
+            "record_id": pd.Series([n.record_id for n in notices], dtype=object),
+            "id_number": numbers.astype(object).where(numbers.notna(), None),
+            "id_number_status": statuses.astype(object),
+            "name": pd.Series([n.name for n in notices], dtype=object),
+            "sex": pd.Series([n.sex for n in notices], dtype=object),
+            "birth_date": pd.Series([n.birth_date for n in notices], dtype=object),
+            "region_code": pd.Series([n.region_code for n in notices], dtype=object),
+            "died_on": pd.Series([day for day, _ in days], dtype=object),
+            "died_on_precision": pd.Series([str(p) for _, p in days], dtype=object),
+            "recorded_on": pd.Series([n.registered_on for n in notices], dtype=object),
+            "correction": events != "registered",
+            "voided": events == "voided",
+        }
+    )
+
+
+def receive_death_notices(
+    session: Session, *, notices: Sequence[DeathNotice], demographic_confidence: float,
+    roll: RollIndex | None = None,
+) -> list[NoticeAck]:  # fmt: skip
+    """Store a registry's death notices as death records; acknowledge each with its outcome.
+
+    In order, as a delivered file's rows: `registered` again with the same content is a
+    duplicate (answered as before), with other content a conflict (nothing changes);
+    `corrected` rewrites the record, `voided` withdraws it. `roll`: the roll index where the
+    caller holds one (a pull's ingest context), else the candidates of these notices are
+    read. Flushes, never commits.
+    """
+    if not notices:
+        return []
+    frame = _frame(notices)
+    if roll is None:
+        roll = RollIndex.candidates(
+            session, id_numbers=[n for n in frame["id_number"] if isinstance(n, str)],
+            names=[n for n in frame["name"] if isinstance(n, str)],
+        )  # fmt: skip
+    index = roll
+    loaded = load_death_frame(
+        session, source=NOTICE_SOURCE, frame=frame, roll=index, delivery_id=None,
+        demographic_confidence=demographic_confidence,
+        matcher=lambda records: match_death_notices(
+            session, records, index, demographic_confidence=demographic_confidence
+        ),
+    )  # fmt: skip
+    conflicts = {row for row, _, _ in loaded.conflicts}
+    stored = {
+        row.record_id: row
+        for row in session.execute(
+            select(DeathRecord.record_id, DeathRecord.match, DeathRecord.status,
+                   DeathRecord.died_on, DeathRecord.died_on_precision, DeathRecord.person_id)
+            .where(DeathRecord.source == NOTICE_SOURCE,
+                   DeathRecord.record_id.in_(sorted(set(frame["record_id"]))))
+        )
+    }  # fmt: skip
+    acks = []
+    for row, notice in enumerate(notices):
+        record = stored.get(notice.record_id)
+        if row in conflicts or record is None:
+            acks.append(NoticeAck(notice.record_id, notice.event, "conflict", "unknown",
+                                  _NEXT["conflict"]))  # fmt: skip
+            continue
+        outcome, key = _outcome(record.match, record.status)
+        acks.append(
+            NoticeAck(
+                notice.record_id, notice.event, "accepted", outcome, _NEXT[key],
+                died_on=record.died_on.isoformat(),
+                died_on_precision=str(record.died_on_precision),
+            )
+        )  # fmt: skip
+    return acks
+
+
+def _outcome(match: DeathMatch | str, status: RecordStatus | str) -> tuple[str, str]:
+    """Return a stored notice's outcome for its sender, and which next step it takes."""
+    if status != RecordStatus.ACTIVE:
+        return "withdrawn", "withdrawn"
+    if match == DeathMatch.ID_NUMBER:
+        return "matched", "matched"
+    if match in (DeathMatch.UNCONFIRMED, DeathMatch.NAME_MISMATCH):
+        return "ambiguous", "ambiguous"
+    if match == DeathMatch.AMBIGUOUS:
+        return "ambiguous", "ambiguous_several"
+    return "unknown", "unknown"
+
+
+def receive_notify_message(
+    session: Session, *, sender: str, message_id: str, payload: bytes,
+    notices: Sequence[DeathNotice], demographic_confidence: float,
+    roll: RollIndex | None = None,
+) -> tuple[list[dict[str, Any]], bool]:  # fmt: skip
+    """Receive one notify message once by (sender, message id); return its acks, and if replayed.
+
+    The same message id with the same signed bytes answers the first acknowledgements and
+    changes nothing; with other bytes it is refused as a replay.
+    """
+    digest = hashlib.sha256(payload).hexdigest()
+    known = session.scalars(
+        select(DeathNotification).where(
+            DeathNotification.sender == sender, DeathNotification.message_id == message_id
+        )
+    ).first()
+    if known is not None:
+        if known.digest != digest:
+            raise NoticeReplayed(
+                f"header.message_id: {message_id!r} was received before with other content"
+            )
+        return list(known.acknowledgements["events"]), True
+    acks = [
+        ack.as_dict()
+        for ack in receive_death_notices(
+            session, notices=notices, roll=roll, demographic_confidence=demographic_confidence
+        )
+    ]
+    session.add(
+        DeathNotification(
+            sender=sender, message_id=message_id, digest=digest, events=len(notices),
+            acknowledgements={"events": acks},
+        )
+    )  # fmt: skip
+    session.flush()
+    return acks, False
