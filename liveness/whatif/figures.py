@@ -41,11 +41,12 @@ def measure(
     `payment_day` is the payment calendar's day of the month (the live one, for both sides).
     """
     with session_scope(services.sessions) as session:
-        runs = list(
-            session.execute(
+        runs: list[tuple[int, dt.date, dict[str, Any]]] = [
+            (row.id, row.as_of, row.report)
+            for row in session.execute(
                 select(Run.id, Run.as_of, Run.report).where(Run.id.in_(run_ids)).order_by(Run.as_of)
-            ).tuples()
-        )
+            )
+        ]
         tasks = query_frame(
             session,
             select(ReviewTask.kind, ReviewTask.status, ReviewTask.outcome, ReviewTask.grid_code,
@@ -101,7 +102,11 @@ def measure(
 
 
 def _per_run(
-    runs: list[Any], *, tasks: pd.DataFrame, silent: pd.DataFrame, entries: pd.DataFrame
+    runs: list[tuple[int, dt.date, dict[str, Any]]],
+    *,
+    tasks: pd.DataFrame,
+    silent: pd.DataFrame,
+    entries: pd.DataFrame,
 ) -> list[dict[str, Any]]:
     """Return each run's levels, reviews opened, silent certifications and suspensions."""
     opened = tasks.groupby(["run_id", "kind"]).size()
