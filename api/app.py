@@ -17,6 +17,7 @@ from api.errors import install_error_handlers
 from api.routers import deaths, gateways, integrity, lists, oversight, persons, runs, tasks
 from api.web import approvals, orders, pages, sign_in, supervision
 from api.web import oversight as web_oversight
+from api.web import whatif as web_whatif
 from api.web.session import SessionSigner
 from liveness.db import make_engine
 from liveness.services import Services
@@ -110,6 +111,7 @@ def _install_pages(app: FastAPI, services: Services) -> None:
     app.include_router(approvals.router)
     app.include_router(web_oversight.router)
     app.include_router(supervision.router)
+    app.include_router(web_whatif.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -36,7 +36,8 @@ LivenessError [1]               the root; its code only for an error that declar
 ├── InputInvalid [11]           an input the engine refuses: OutcomeInvalid (review.outcomes),
 │                               IntegrityInvalid (integrity.queries), ClientInvalid
 │                               (access.service), PasswordInvalid (access.passwords),
-│                               ViewInvalid (views.queue; only the API asks a view: 422)
+│                               ViewInvalid (views.queue; only the API asks a view: 422),
+│                               WhatIfInvalid (whatif.history)
 ├── EstimatorError [12]         the estimator cannot be trained or evaluated (estimator.dataset)
 ├── NotFound [13]               a referenced object does not exist
 │   └── Hidden [13]             one outside the caller's scope, answered exactly as absent

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         "./config where the working folder has one (a clone, or an agency's own copy), else "
         "the policy shipped with the package.",
     )
+    whatif_dir: Path | None = Field(
+        default=None,
+        description="Folder where `liveness what-if` keeps its reports (one JSON file each), "
+        "for the supervisors' page. Default: a `whatif` folder beside the evidence store.",
+    )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Named secrets (database passwords in URLs, API tokens) that sources.toml "
@@ -104,6 +109,11 @@ class Settings(BaseSettings):
     def scoring_policy_path(self) -> Path:
         """Return the path of the scoring policy file."""
         return self.config_dir / "scoring.toml"
+
+    @property
+    def whatif_reports_dir(self) -> Path:
+        """Return the folder of the stored what-if reports."""
+        return self.whatif_dir or self.evidence_dir.parent / "whatif"
 
     @property
     def sources_config_path(self) -> Path:

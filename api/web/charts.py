@@ -181,3 +181,37 @@ def timeline(
             f'text-anchor="middle">{escape(label)}</text>'
         )
     return _svg(label_w + plot_w + 20, height + (16 if marks else 0), title, "".join(parts))
+
+
+def paired_bars(
+    rows: Sequence[tuple[str, Sequence[int]]], *, names: Sequence[str], title: str
+) -> Markup:
+    """Draw, per row, one bar per named series (two policies side by side), each labelled."""
+    label_w, bar_w, bar_h = 150, 240, 14
+    row_h = bar_h * len(names) + 10
+    legend_h = 22
+    peak = max((value for _, values in rows for value in values), default=0) or 1
+    parts = []
+    x = 0
+    for s, name in enumerate(names):
+        colour = SERIES_COLOURS[s % len(SERIES_COLOURS)]
+        parts.append(
+            f'<rect x="{x}" y="4" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{x + 16}" y="14" fill="#1a1a1a">{escape(name)}</text>'
+        )
+        x += 16 + 8 * max(4, len(name)) + 16
+    for i, (label, values) in enumerate(rows):
+        y = legend_h + i * row_h
+        parts.append(f'<text x="0" y="{y + bar_h + 2}" fill="#1a1a1a">{escape(label)}</text>')
+        for s, value in enumerate(values):
+            colour = SERIES_COLOURS[s % len(SERIES_COLOURS)]
+            top = y + s * bar_h
+            width = bar_w * value / peak
+            parts.append(
+                f'<rect x="{label_w}" y="{top + 1}" width="{width:.1f}" height="{bar_h - 2}" '
+                f'fill="{colour}"><title>{escape(names[s])}: {value:,}</title></rect>'
+                f'<text x="{label_w + width + 4:.1f}" y="{top + bar_h - 2}" '
+                f'fill="#1a1a1a">{value:,}</text>'
+            )
+    return _svg(label_w + bar_w + 70, legend_h + row_h * max(1, len(rows)) + 4, title,
+                "".join(parts))  # fmt: skip

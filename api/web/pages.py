@@ -118,6 +118,7 @@ NAV = (
     ("nav_visits", "/web/visits", "tasks.outcome"),
     ("nav_dashboard", "/web/dashboard", "indicators.read"),
     ("nav_runs", "/web/runs", "runs.read"),
+    ("nav_whatif", "/web/whatif", "runs.read"),
     ("nav_approvals", "/web/approvals", "lists.approve"),
     ("nav_orders", "/web/orders", "orders.read"),
     ("nav_suspensions", "/web/suspensions/next", "indicators.read"),

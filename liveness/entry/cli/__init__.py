@@ -729,14 +729,22 @@ def config_check(
     ] = None,
 ) -> None:
     """Validate every policy file of a folder; print each file's version or its error."""
-    from liveness.entry.policy_check import check_policy_folder
     from liveness.settings import get_settings
 
-    folder = folder if folder is not None else get_settings().config_dir
+    _check_policy_folder(folder if folder is not None else get_settings().config_dir)
+
+
+def _check_policy_folder(folder: Path, *, quiet: bool = False) -> None:
+    """Print each policy file's version (unless `quiet`) or its error; refuse an invalid folder."""
+    from liveness.entry.policy_check import check_policy_folder
+
+    if not folder.is_dir():
+        raise ConfigurationError(f"{folder}: no such policy folder")
     checks = check_policy_folder(folder)
     for check in checks:
         if check.error is None:
-            console.print(f"{check.name:<20} {check.version}", highlight=False)
+            if not quiet:
+                console.print(f"{check.name:<20} {check.version}", highlight=False)
         else:
             errors.print(
                 f"{check.name:<20} [bold red]error:[/] {check.error}",
@@ -746,6 +754,50 @@ def config_check(
     failed = sum(check.error is not None for check in checks)
     if failed:
         raise ConfigurationError(f"{folder}: {failed} of {len(checks)} policy files are invalid")
+
+
+@app.command("what-if")
+@boundary
+def what_if_command(
+    policy: Annotated[
+        Path, typer.Option("--policy", help="Candidate policy folder (a copy of the live one).")
+    ],
+    first: Annotated[
+        dt.datetime,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First day of the period replayed."),
+    ],
+    last: Annotated[
+        dt.datetime,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Last day of the period replayed."),
+    ],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON object.")
+    ] = False,
+    scratch: Annotated[
+        Path | None,
+        typer.Option(help="Keep the two replays' scratch states in this (new or empty) folder."),
+    ] = None,
+) -> None:
+    """Replay a period's history under a candidate policy and the live one; compare them."""
+    from liveness.entry.whatif import print_what_if
+    from liveness.whatif import save_report, what_if
+
+    _check_policy_folder(policy, quiet=True)
+    services = migrated_services()
+    with errors.status("replaying the history under both policies"):
+        report = what_if(
+            services, policy_dir=policy, first=first.date(), last=last.date(), scratch=scratch
+        )
+    report_id = save_report(services, report)
+    if json_output:
+        print_json({"id": report_id, **report})
+        return
+    print_what_if(report, to=console)
+    console.print(
+        f"kept as what-if report {report_id} "
+        f"({services.settings.whatif_reports_dir / report_id}.json)",
+        highlight=False,
+    )
 
 
 @app.command("serve")
