@@ -37,7 +37,7 @@ from liveness.services import Services
 from liveness.settings import Settings
 from liveness.simulate import simulate_city
 from models import Delivery, DeliveryStatus, EvidencePart
-from tests.liveness.conftest import REPO
+from tests.liveness.conftest import REPO, invoke_cli
 
 START = dt.date(2025, 1, 1)
 DAYS = 120
@@ -273,9 +273,25 @@ def test_the_settings_choose_the_engine(tmp_path: Path) -> None:
     assert chosen.store.engine.name == "spark"  # no Spark session is started to say so
 
 
+def _without_pyspark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make PySpark look uninstalled."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "pyspark" else find_spec(name, *a),
+    )
+
+
 def test_without_pyspark_the_spark_engine_is_refused_clearly(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, cli_env: dict[str, str]
 ) -> None:
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    _without_pyspark(monkeypatch)
     with pytest.raises(ConfigurationError, match=r"pip install 'liveness\[spark\]'"):
         spark_engine(master="local[2]", evidence_url=None, shuffle_partitions=2)
+    assert invoke_cli(cli_env, "db", "upgrade")[0] == 0
+    code, output = invoke_cli(
+        {**cli_env, "LIVENESS_ENGINE": "spark"}, "run", "--as-of", "2025-06-30"
+    )
+    assert code == 10
+    assert "pip install 'liveness[spark]'" in output
