@@ -45,10 +45,19 @@ class Services:
 
     @cached_property
     def store(self) -> EvidenceStore:
-        """Return the evidence store."""
+        """Return the evidence store, with the feature engine the settings choose."""
         from liveness.evidence.store import EvidenceStore
 
-        return EvidenceStore(self.settings.evidence_dir)
+        if self.settings.engine == "local":
+            return EvidenceStore(self.settings.evidence_dir)
+        from liveness.evidence.engines import spark_engine
+
+        engine = spark_engine(
+            master=self.settings.spark_master,
+            evidence_url=self.settings.spark_evidence_url,
+            shuffle_partitions=self.settings.spark_shuffle_partitions,
+        )
+        return EvidenceStore(self.settings.evidence_dir, engine=engine)
 
     @cached_property
     def source_configs(self) -> dict[str, SourceConfig]:

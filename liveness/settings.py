@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,26 @@ class Settings(BaseSettings):
     evidence_dir: Path = Field(
         default=Path("var/evidence"), description="Folder of the Parquet evidence store."
     )
+    engine: Literal["local", "spark"] = Field(
+        default="local",
+        description="What computes the evidence features: `local` (this machine, the default) "
+        "or `spark` (PySpark over the same Parquet store: pip install 'liveness[spark]').",
+    )
+    spark_master: str = Field(
+        default="local[2]",
+        description="Spark master of the spark engine: `local[N]`, a cluster URL "
+        "(`spark://host:7077`, `yarn`, `k8s://...`) or a Spark Connect address (`sc://host:15002`).",
+    )
+    spark_evidence_url: str | None = Field(
+        default=None,
+        description="Where Spark's executors read the evidence store (`hdfs://...`, `s3a://...`, "
+        "`file:///...`), laid out as the evidence folder is. Default: the evidence folder itself.",
+    )
+    spark_shuffle_partitions: int = Field(
+        default=8, ge=1,
+        description="Spark's shuffle partitions for the features (`spark.sql.shuffle.partitions`): "
+        "a few per executor core.",
+    )  # fmt: skip
     config_dir: Path = Field(
         default_factory=default_config_dir,
         description="Folder of the policy files (scoring.toml, sources.toml, ...). Default: "

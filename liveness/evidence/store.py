@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,9 @@ from liveness.evidence.windows import (
 from liveness.evidence.writer import DeliveryWriter
 from models import EvidencePart
 
+if TYPE_CHECKING:
+    from liveness.evidence.engines import FeatureEngine
+
 # Rows decoded at a time: bounds a reader's memory whatever the size of a part.
 BATCH_ROWS = 4_000_000
 
@@ -57,8 +61,10 @@ BATCH_ROWS = 4_000_000
 class EvidenceStore:
     """The Parquet evidence store rooted at one folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, engine: FeatureEngine | None = None) -> None:
         self.root = root
+        # What computes features from this store (None: the local engine, on this machine).
+        self.engine = engine
 
     def path_of(self, part: EvidencePart) -> Path:
         """Return the file of a manifest entry."""

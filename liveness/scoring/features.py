@@ -227,6 +227,27 @@ class FeatureAccumulator:
             face = self._face[:m]
             np.maximum(face, summary.settle_day[:m], out=face)
 
+    def add_totals(
+        self,
+        *,
+        person_idx: npt.NDArray[np.int32],
+        source: npt.NDArray[np.int8],
+        bucket_weight: npt.NDArray[np.float64],
+        last_day: npt.NDArray[np.int32],
+        settle_day: npt.NDArray[np.int32],
+    ) -> None:
+        """Add totals per (person, source) pair computed elsewhere (another engine's).
+
+        Each pair appears once; `bucket_weight` is (pairs, buckets), each row's weights summed
+        in float64 per age bucket; days are -1 where the pair has none.
+        """
+        if person_idx.size == 0:
+            return
+        sources = source.astype(np.intp)
+        self._sums[sources, :, person_idx] += bucket_weight
+        np.maximum.at(self._last, (sources, person_idx), last_day)
+        np.maximum.at(self._face, person_idx, settle_day)
+
     def result(self) -> EvidenceFeatures:
         """Return the features of everything added so far."""
         policy = self.policy

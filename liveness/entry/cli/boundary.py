@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from liveness.errors import LivenessError
 
@@ -49,7 +50,10 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except LivenessError as error:
             # soft wrap: the message stays one line, whatever the terminal's width
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            # Escaped: a message may hold brackets (`pip install 'liveness[spark]'`), not markup.
+            errors.print(
+                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(error.exit_code) from None
         except (typer.Exit, typer.Abort, typer.BadParameter, KeyboardInterrupt):
             # Click's own: an option value a command refuses is a usage error, exit 2.
@@ -60,7 +64,7 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             if get_settings().debug:
                 raise
             errors.print(
-                f"[bold red]internal error:[/] {type(error).__name__}: {error}\n"
+                f"[bold red]internal error:[/] {type(error).__name__}: {escape(str(error))}\n"
                 "set LIVENESS_DEBUG=1 to see the traceback",
                 highlight=False,
             )
