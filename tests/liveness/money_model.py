@@ -471,6 +471,7 @@ class Ledger:
     since_run: dt.date | None = None  # payments after this run's date are withheld
     prison_from: dt.date | None = None  # withheld payments after this run are not paid back
     death_run: dt.date | None = None
+    died_on: dt.date | None = None  # the date of death the death suspension runs from
     held: Held | None = None
     unpaid: set[dt.date] = field(default_factory=set)
 
@@ -509,7 +510,7 @@ class Ledger:
         if self.prison_from is not None:
             self.unpaid.update(payment_days_in(self.prison_from, as_of))
         self.state, self.reason, self.prior = "active", None, None
-        self.since_run = self.prison_from = self.death_run = None
+        self.since_run = self.prison_from = self.death_run = self.died_on = None
         self.held = None
 
 
@@ -646,9 +647,13 @@ class World:
         expected: dict[str, tuple[bool, set[str], str | None]] = {
             # event: (allowed in this state, actions, reason after)
             # A death supersedes a held reinstatement: the amendment tells the payment system.
+            # A standing date of death other than the one the suspension took (a corrected
+            # record, an earlier one arrived) redates it: an amend, the overpayment anew.
             "death": (
                 state == "active" or held
-                or (suspended and reason in ("lapsed", "imprisoned", "duplicate_identity")),
+                or (suspended and reason in ("lapsed", "imprisoned", "duplicate_identity"))
+                or (suspended and reason == "deceased"
+                    and entry.effective_on - dt.timedelta(days=1) != ledger.died_on),
                 {"suspend"} if state == "active" else {"amend"}, "deceased",
             ),
             "death_withdrawn": (
@@ -702,11 +707,7 @@ class World:
                                f"{where}")  # fmt: skip
                 return
             died = entry.effective_on - dt.timedelta(days=1)
-            earliest = {min(d.died_on for d in known)}
-            for strict in (True, False):
-                standing = self.standing_deaths(ref, as_of, run_seq, strict=strict)
-                if standing:
-                    earliest.add(min(d.died_on for d in standing))
+            earliest = self._earliest_deaths(ref, as_of, run_seq)
             if died not in earliest:
                 fail(I4_EFFECTIVE, f"effective_on should be the day after the earliest standing "
                                f"death, one of {sorted(earliest)}: {where}")  # fmt: skip
@@ -756,6 +757,20 @@ class World:
                 fail(I4_MONEY, f"the overpayment of a duplicate is {expected} ({ledger.amount} "
                                f"x paid payment days from {start} up to {as_of}): "
                                f"{where}")  # fmt: skip
+
+    def _earliest_deaths(self, ref: str, as_of: dt.date, run_seq: int) -> set[dt.date]:
+        """Return the dates a death suspension may run from: the earliest known or standing.
+
+        Which deaths stand is judged strictly and leniently (a refutation the engine may not
+        have seen yet): either earliest date is right.
+        """
+        known = self.known_deaths(ref, as_of, run_seq)
+        earliest = {min(d.died_on for d in known)} if known else set()
+        for strict in (True, False):
+            standing = self.standing_deaths(ref, as_of, run_seq, strict=strict)
+            if standing:
+                earliest.add(min(d.died_on for d in standing))
+        return earliest
 
     def _check_next_payment(self, entry: EntryRow, as_of: dt.date, where: str) -> None:
         if entry.effective_on != next_payment(as_of):
@@ -852,14 +867,20 @@ class World:
             ledger.since_run = as_of
             ledger.prison_from = as_of if entry.reason == "imprisoned" else None
             ledger.death_run = as_of if entry.reason == "deceased" else None
+            if entry.reason == "deceased":
+                ledger.died_on = entry.effective_on - dt.timedelta(days=1)
         elif action == "amend" and event == "death":
             if ledger.reason != "deceased":
                 ledger.prior = ledger.prior or ledger.reason
+            # A redating too restarts the days before termination: they count from the run of
+            # the latest death entry.
             ledger.reason, ledger.death_run = "deceased", as_of
+            ledger.died_on = entry.effective_on - dt.timedelta(days=1)
             if ledger.held:
                 ledger.held.superseded = True
         elif action == "amend" and event == "death_withdrawn":
             ledger.reason, ledger.prior, ledger.death_run = ledger.prior, None, None
+            ledger.died_on = None
         elif action == "amend":
             ledger.reason = entry.reason
             if entry.reason == "imprisoned" and ledger.prison_from is None:
@@ -933,6 +954,15 @@ class World:
                     proofs = [(p.kind, str(p.day)) for p in self.proofs_known(ref, as_of, run_seq)]
                     fail(I6_WITHDRAWN, f"no death stands ({known}; proofs {proofs}) and the "
                                        f"benefit is still suspended as deceased: {where}")  # fmt: skip
+                if (
+                    ledger.state == "suspended" and ledger.reason == "deceased" and not held
+                    and standing and ledger.died_on is not None
+                    and ledger.died_on not in self._earliest_deaths(ref, as_of, run_seq)
+                ):  # fmt: skip
+                    fail(I4_EFFECTIVE, f"suspended from the death of {ledger.died_on} while the "
+                                       f"earliest standing death is of another day, one of "
+                                       f"{sorted(self._earliest_deaths(ref, as_of, run_seq))}: "
+                                       f"not redated: {where}")  # fmt: skip
                 if (
                     ledger.state == "suspended" and ledger.reason == "deceased" and not held
                     and ledger.death_run is not None
