@@ -236,7 +236,7 @@ class DeathEventAck(Schema):
 
     record_id: str
     event: str
-    status: Literal["accepted", "conflict"]
+    status: Literal["accepted", "duplicate", "conflict"]
     outcome: Literal["matched", "ambiguous", "unknown", "withdrawn"]
     next: str
     died_on: dt.date | None = None

@@ -40,7 +40,10 @@ _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _MONEY = r"^(?P<sign>[+-]?)(?P<yuan>\d{1,15})(?:\.(?P<fraction>\d*))?$"
 MONEY_TYPE = pa.decimal128(18, 2)
 _STRING = pd.StringDtype("pyarrow")
-_EXPECTED = {"money": ", expected yuan exact to the fen (at most two decimals)"}
+_EXPECTED = {
+    "money": ", expected yuan exact to the fen (at most two decimals)",
+    "partial_date": ", expected YYYY-MM-DD, YYYY-MM or YYYY",
+}
 
 
 @dataclass
@@ -285,6 +288,8 @@ class Connector:
             return value, (pc.invert(ok).to_numpy(zero_copy_only=False))
         if col.kind == "money":
             return _money(text)
+        if col.kind == "partial_date":
+            return _partial_dates(text)
         fmt = self.config.date_formats.get(col.name)
         if col.kind == "date":
             parsed = _parse_dates(pd.Series(text.to_pandas(), dtype=object), fmt)
@@ -326,6 +331,13 @@ class Connector:
                     else:
                         bad = local > np.datetime64(latest_local, "us")
                     errors.append(_why(bad, local, col, f"is after the delivery arrived ({shown})"))
+            elif col.kind == "partial_date":
+                first, last = _partial_bounds(values)
+                if rules.earliest is not None:
+                    bad = last < np.datetime64(rules.earliest, "us")
+                    errors.append(_why(bad, values, col, f"is before {rules.earliest}"))
+                bad = first > np.datetime64(latest_local.date(), "us")
+                errors.append(_why(bad, values, col, f"is after the delivery arrived ({shown})"))
             elif col.kind == "money":
                 zero = pa.scalar(0, MONEY_TYPE)
                 low = pc.less(values, zero) if col.allow_zero else pc.less_equal(values, zero)
@@ -344,8 +356,10 @@ class Connector:
                     bad = (number < low_) | (number > high_)
                 errors.append(_why(bad, number, col, f"is outside {low_:g}..{high_:g}"))
         for earlier, later in self.spec.order:
-            first = _local_naive(out[earlier], self.spec.column(earlier).kind, zone)
-            second = _local_naive(out[later], self.spec.column(later).kind, zone)
+            # A partial date is in order if any day it allows is: its first day as the
+            # earlier date, its last as the later.
+            first = _ordered(out[earlier], self.spec.column(earlier).kind, zone, later=False)
+            second = _ordered(out[later], self.spec.column(later).kind, zone, later=True)
             bad = second < first
             if bad.any():
                 why = [
@@ -405,6 +419,59 @@ def _money(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return value, pc.fill_null(bad, False).to_numpy(zero_copy_only=False)
 
 
+_PARTIAL_DASHED = r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2}))?)?$"
+_PARTIAL_COMPACT = r"^(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})?$"
+
+
+def _partial_dates(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Parse dates known to the day, month or year; return them as `YYYY[-MM[-DD]]` text.
+
+    `YYYY-MM-DD` and `YYYYMMDD`, `YYYY-MM` and `YYYYMM`, `YYYY`; a month outside 1..12 or a
+    day the month lacks is bad.
+    """
+    dashed = pc.extract_regex(text, _PARTIAL_DASHED)
+    compact = pc.extract_regex(text, _PARTIAL_COMPACT)
+    parts = {
+        name: pc.coalesce(pc.struct_field(dashed, name), pc.struct_field(compact, name))
+        for name in ("year", "month", "day")
+    }
+    empty = pa.scalar("", pa.string())
+    year = parts["year"].to_numpy(zero_copy_only=False)
+    month = pc.if_else(pc.equal(parts["month"], empty), None, parts["month"])
+    day = pc.if_else(pc.equal(parts["day"], empty), None, parts["day"])
+    has_month = pc.is_valid(month).to_numpy(zero_copy_only=False)
+    has_day = pc.is_valid(day).to_numpy(zero_copy_only=False)
+    full = pd.Series(
+        pc.binary_join_element_wise(
+            pc.fill_null(parts["year"], "1"), pc.fill_null(month, "01"), pc.fill_null(day, "01"),
+            "-",
+        ).to_pandas(),
+        dtype=object,
+    )  # fmt: skip
+    valid = pd.to_datetime(full, format="%Y-%m-%d", errors="coerce").notna().to_numpy()
+    matched = pd.notna(year) & valid
+    normal = np.where(
+        has_day, full.to_numpy(), np.where(has_month, full.str[:7].to_numpy(), year)
+    ).astype(object)
+    value = pa.array(normal, pa.string(), mask=~matched)
+    bad = ~matched & pc.is_valid(text).to_numpy(zero_copy_only=False)
+    return value, bad
+
+
+def _partial_bounds(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Return the first and the last day a partial date allows, as datetime64[us] (NaT)."""
+    text = pd.Series(values.to_pandas(), dtype=object)
+    length = text.str.len().to_numpy(dtype=float, na_value=np.nan)
+    first = pd.to_datetime(
+        text.where(length != 4, text + "-01-01").where(length != 7, text + "-01"),
+        format="%Y-%m-%d", errors="coerce",
+    ).to_numpy(dtype="datetime64[D]")  # fmt: skip
+    month_end = (first.astype("datetime64[M]") + 1).astype("datetime64[D]") - 1
+    year_end = (first.astype("datetime64[Y]") + 1).astype("datetime64[D]") - 1
+    last = np.where(length == 4, year_end, np.where(length == 7, month_end, first))
+    return first.astype("datetime64[us]"), last.astype("datetime64[us]")
+
+
 def _zone(zone: str | ZoneInfo) -> ZoneInfo:
     """Return a time zone of the zone database, refusing a name it does not know."""
     if isinstance(zone, ZoneInfo) and zone.key is not None:
@@ -422,6 +489,14 @@ def _local_naive(values: pa.Array, kind: str, zone: ZoneInfo) -> np.ndarray:
         utc = pc.cast(values, pa.timestamp("us", "UTC")).cast(pa.timestamp("us"))
         return _shift(utc, zone, to_utc=False).to_numpy(zero_copy_only=False)
     return pc.cast(values, pa.timestamp("us")).to_numpy(zero_copy_only=False)
+
+
+def _ordered(values: pa.Array, kind: str, zone: ZoneInfo, *, later: bool) -> np.ndarray:
+    """Return a column's days for an order check: a partial date's first or last day."""
+    if kind == "partial_date":
+        first, last = _partial_bounds(values)
+        return last if later else first
+    return _local_naive(values, kind, zone)
 
 
 def _local_to_utc(local: pa.Array, zone: ZoneInfo) -> pa.Array:

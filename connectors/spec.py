@@ -22,7 +22,11 @@ __all__ = [
 ]
 
 # `money` is yuan exact to the fen: at most two decimals, parsed from its text, never a float.
-ColumnKind = Literal["str", "id_number", "date", "timestamp", "bool", "decimal", "money", "enum"]
+# `partial_date` is a date known to the day, the month or the year only (`YYYY-MM-DD` or
+# `YYYYMMDD`, `YYYY-MM`, `YYYY`), kept as that text: a registry's date of death.
+ColumnKind = Literal[
+    "str", "id_number", "date", "timestamp", "bool", "decimal", "money", "enum", "partial_date"
+]
 COLUMN_KINDS: tuple[str, ...] = get_args(ColumnKind)
 # How a trace row finds its person: its identity number on the roll, its card number through
 # the cards register (valid on the day), or its name and birth date on the roll (unique only).
@@ -327,6 +331,27 @@ _SPECS = (
         ),
         order=(("died_on", "deregistered_on"),),
         requires=_VOID_BY_CORRECTION,
+    ),
+    # A civil registry's death notices (OpenCRVS-style events), pulled from its feed or table
+    # or delivered as files: the same events as the pushed notify messages.
+    SourceSpec(
+        "registry_notice",
+        ("record_id",),
+        "registered_on",
+        (
+            _req("record_id"),
+            _req("event", "enum", ("registered", "corrected", "voided")),
+            # Without a number a notice never suspends: it opens a death review.
+            Column("id_number", "id_number", True, allow_blank=True),
+            _req("name"),
+            _opt("sex", "enum", _SEX),
+            _opt("birth_date", "date"),
+            _opt("region_code"),
+            _req("died_on", "partial_date"),
+            # The event's date: the registration, or the correction or void.
+            _req("registered_on", "date"),
+        ),
+        order=(("birth_date", "died_on"), ("died_on", "registered_on")),
     ),
     SourceSpec(
         "face",

@@ -22,6 +22,7 @@ from liveness.entry.demo_leads import demo_leads, demo_table
 from liveness.entry.reports import print_run_report
 from liveness.evidence.compaction import compact_store
 from liveness.ingest import INGEST_ORDER, ingest_order  # noqa: F401 (INGEST_ORDER: for tests)
+from liveness.ingest.notices import NOTICE_SOURCE
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.services import Services
@@ -174,7 +175,10 @@ def cycle_figures(
     living = truth.loc[died.isna() | (died > pd.Timestamp(end)), "person_ref"]
     silent = set(certified.loc[certified["source"] == "data_comparison", "person_ref"])
     suspended = entries[entries["action"] == "suspend"].drop_duplicates("person_ref")
-    joined = suspended.merge(truth[["person_ref", "died_on", "death_record"]], on="person_ref")
+    notice_column = ["registry_notice"] if "registry_notice" in truth else []
+    joined = suspended.merge(
+        truth[["person_ref", "died_on", "death_record", *notice_column]], on="person_ref"
+    )
     joined_died = pd.to_datetime(joined["died_on"], errors="coerce")
     living_then = joined_died.isna() | (joined_died > pd.to_datetime(joined["as_of"]))
     wrongful = joined[living_then & (joined["reason"] == "deceased")]
@@ -185,6 +189,11 @@ def cycle_figures(
     dead = dead[pd.to_datetime(dead["died_on"]) > pd.Timestamp(since)]
     delay = (pd.to_datetime(dead["as_of"]) - pd.to_datetime(dead["died_on"])).dt.days
     no_record = dead["death_record"].fillna("none").eq("none").to_numpy()
+    notified = (
+        dead["registry_notice"].eq("true").to_numpy()
+        if notice_column
+        else np.zeros(len(dead), dtype=bool)
+    )
 
     def spread(days: pd.Series) -> dict[str, float | int | None]:
         if days.empty:
@@ -235,6 +244,8 @@ def cycle_figures(
             "all": spread(delay),
             "with_death_record": spread(delay[~no_record]),
             "without_death_record": spread(delay[no_record]),
+            # deaths the civil registry notified within a day (registry_notice)
+            "notified_by_registry": spread(delay[notified]),
         },
         "wrongful_suspensions": len(wrongful),
         "wrongful_suspension_refs": sorted(wrongful["person_ref"]),
@@ -386,13 +397,15 @@ def demo_services(folder: Path) -> Services:
 def run_demo(
     *, persons: int, days: int, seed: int, out: Path | None, console: Console, months: int = 3,
     json_output: bool = False, scenarios: bool = True, ablation: bool = False,
-    ablated_scenarios: tuple[str, ...] | None = None,
+    ablated_scenarios: tuple[str, ...] | None = None, nightly: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Simulate, ingest, run monthly cycles with simulated answers, and score against the truth.
 
     Without `scenarios` the city delivers the built-in trace sources only (the comparison);
     with `ablation`, the cycles run again once per data scenario (or per one of
-    `ablated_scenarios`), without it.
+    `ablated_scenarios`), without it. The cycles run again without the civil registry's
+    death notices, to measure what its feed gains; with `nightly`, the last month runs
+    nightly too, with and without the feed.
     """
     from liveness.simulate import simulate_city
 
@@ -488,6 +501,17 @@ def run_demo(
     entries.to_csv(list_path, index=False)
     figures = cycle_figures(services, truth=truth, since=ends[0], end=last_day)
     _print_figures(console, figures)
+    feed: dict[str, Any] | None = None
+    if (folder / "city" / NOTICE_SOURCE).is_dir():
+        from liveness.entry.demo_ablation import feed_comparison, feed_table
+
+        with console.status("the same cycles without the registry's death notices"):
+            feed = feed_comparison(
+                city=folder / "city", folder=folder / "without_feed", truth=truth, ends=ends,
+                last_day=last_day, seed=seed, figures=figures, nightly=nightly,
+            )  # fmt: skip
+        console.print(f"[bold]   the registry's feed[/] measured {elapsed()}")
+        console.print(feed_table(feed))
     ablated: list[dict[str, Any]] = []
     if ablation:
         from liveness.entry.demo_ablation import ablation as run_ablation
@@ -504,7 +528,7 @@ def run_demo(
     return {
         "persons": persons, "days": days, "seed": seed, "scenarios": scenarios, "runs": len(ends),
         "seconds": round(time.perf_counter() - started, 1), **figures, "estimator": estimator,
-        "integrity_leads": leads.to_dict("records"), "ablation": ablated,
+        "integrity_leads": leads.to_dict("records"), "registry_feed": feed, "ablation": ablated,
         "folder": str(folder),
     }  # fmt: skip
 
@@ -533,6 +557,7 @@ def _print_figures(console: Console, figures: dict[str, Any]) -> None:
     for label, key in (
         ("with a death record", "with_death_record"),
         ("without a death record (found by review)", "without_death_record"),
+        ("notified by the civil registry", "notified_by_registry"),
     ):
         spread = figures["death_to_suspension"][key]
         value = (

@@ -1,4 +1,4 @@
-"""The nightly job: ingest every configured source, then run certification as of a day."""
+"""The scheduled jobs: the nightly ingest and run, and the pull of a registry's death notices."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from liveness.certification.runner import execute_run, local_today
 from liveness.db import session_scope
 from liveness.evidence.compaction import compact_store
 from liveness.ingest import DeliveryReport
+from liveness.ingest.notices import NOTICE_SOURCE
 from liveness.ingest.runner import ingest_all
+from liveness.ingest.service import ingest_pull
 from liveness.services import Services
 from models import RunStatus
 
@@ -51,3 +53,13 @@ def nightly_job(services: Services, *, as_of: dt.date | None = None) -> NightlyR
         run_status=str(run.status),
         refused=sum(report.status == "refused" for report in deliveries),
     )
+
+
+def notice_pull_job(services: Services) -> DeliveryReport:
+    """Pull the civil registry's death notices since the watermark, in a transaction of its own."""
+    services.require_schema()
+    with session_scope(services.sessions) as session:
+        return ingest_pull(
+            session, source=NOTICE_SOURCE, context=services.ingest_context(),
+            secrets=services.settings.secret_values(),
+        )  # fmt: skip

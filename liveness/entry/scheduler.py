@@ -1,12 +1,16 @@
-"""The nightly schedule: APScheduler 3 with its job in the state database, retries, reports.
+"""The nightly schedule: APScheduler 3 with its jobs in the state database, retries, reports.
 
-`build_scheduler` registers one job, `nightly`, from config/schedule.toml; when it fires,
+`build_scheduler` registers the job `nightly` from config/schedule.toml; when it fires,
 `scheduled_nightly` builds its own services from the settings and calls `run_nightly`, the one
 top-level job wrapper, which retries a failed night and reports every outcome via `logging`.
+Where a civil registry's death notices are pulled (sources.toml gives `registry_notice` a sql or
+http transport), a second job, `registry_notice_pull`, pulls them every few minutes
+(`scheduled_notice_pull`), so that a death reaches the list at the next run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -15,17 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import utc_timestamp_to_datetime
 from pydantic import Field, field_validator
 from sqlalchemy import select
 
 from connectors import RetriableError
-from liveness.entry.jobs import NightlyResult, local_today, nightly_job
+from liveness.entry.jobs import NightlyResult, local_today, nightly_job, notice_pull_job
 from liveness.errors import ConfigurationError, LivenessError, RunRefused
+from liveness.ingest.notices import NOTICE_SOURCE
 from liveness.policy_files import PolicyModel, load_policy
 from liveness.services import Services
 from liveness.settings import Settings, get_settings
@@ -34,29 +41,38 @@ from models import RunStatus
 __all__ = [
     "JOBS_TABLE",
     "JOB_ID",
+    "NOTICE_JOB_ID",
     "SchedulePolicy",
     "build_scheduler",
     "load_schedule_policy",
+    "notices_pulled",
     "run_nightly",
     "schedule_policy_path",
     "scheduled_nightly",
+    "scheduled_notice_pull",
 ]
 
 logger = logging.getLogger(__name__)
 
 JOB_ID = "nightly"
+NOTICE_JOB_ID = "registry_notice_pull"
 JOBS_TABLE = "apscheduler_jobs"
 
 
 @dataclass(frozen=True)
 class SchedulePolicy:
-    """When the nightly job fires, how late it may still run, and how a failed night retries."""
+    """When the nightly job fires, how late it may still run, and how a failed night retries.
+
+    `notice_pull_minutes`: how often a registry's death notices are pulled, where they are
+    (None: the file sets no period).
+    """
 
     cron: str
     misfire_grace_time_s: int
     coalesce: bool
     retry_attempts: int
     retry_delay_s: int
+    notice_pull_minutes: int | None = None
 
     @property
     def attempts(self) -> int:
@@ -90,16 +106,33 @@ class NightlyTable(PolicyModel):
         return cron
 
 
+class NoticePullTable(PolicyModel):
+    """The `[registry_notice]` table of config/schedule.toml."""
+
+    pull_every_minutes: int = Field(ge=1)
+
+
 class ScheduleFile(PolicyModel):
     """The keys of config/schedule.toml, as the file holds them."""
 
     nightly: NightlyTable
+    registry_notice: NoticePullTable | None = None
 
 
 def load_schedule_policy(path: Path) -> SchedulePolicy:
     """Read and validate the schedule file."""
-    nightly = load_policy(path, ScheduleFile, what="schedule").model.nightly
-    return SchedulePolicy(**nightly.model_dump())
+    model = load_policy(path, ScheduleFile, what="schedule").model
+    pull = model.registry_notice
+    return SchedulePolicy(
+        **model.nightly.model_dump(),
+        notice_pull_minutes=pull.pull_every_minutes if pull is not None else None,
+    )
+
+
+def notices_pulled(services: Services) -> bool:
+    """Tell whether the registry's death notices are pulled (a sql or http transport)."""
+    config = services.source_configs.get(NOTICE_SOURCE)
+    return config is not None and config.transport != "files"
 
 
 def _needs_operator(error: BaseException) -> bool:
@@ -180,6 +213,28 @@ def scheduled_nightly(*, attempts: int, delay_s: float) -> NightlyResult | None:
         services.engine.dispose()
 
 
+def scheduled_notice_pull() -> None:
+    """Pull the registry's death notices from the scheduler, with services of its own."""
+    services = Services(get_settings())
+    try:
+        report = notice_pull_job(services)
+    except Exception as error:  # a job's top-level wrapper: the next pull tries again
+        if isinstance(error, LivenessError):
+            logger.error("pulling death notices failed: %s", error)
+        else:
+            logger.exception("pulling death notices failed")
+        return
+    finally:
+        services.engine.dispose()
+    if report.status == "refused":
+        logger.warning("death notices refused: %s", report.error)
+    elif report.loaded or report.quarantined:
+        logger.info(
+            "death notices: %d loaded, %d re-delivered, %d quarantined, %d match nobody",
+            report.loaded, report.redelivered, report.quarantined, report.unmatched,
+        )  # fmt: skip
+
+
 def _next_run_time(
     store: SQLAlchemyJobStore, *, trigger: CronTrigger, now: dt.datetime
 ) -> dt.datetime:
@@ -208,11 +263,13 @@ def build_scheduler(
     scheduler_class: type[BaseScheduler] = BlockingScheduler,
     clock: Callable[[], dt.datetime] | None = None,
 ) -> BaseScheduler:
-    """Return a scheduler, not started, whose one job `nightly` is stored in the state database.
+    """Return a scheduler, not started, whose jobs are stored in the state database.
 
-    The job store keeps the job in APScheduler's own table `apscheduler_jobs`, which it creates
-    itself outside the migrations; nothing else reads or writes it. Building again replaces the
-    job (same id), keeping a pending fire time so a night missed while down is not lost.
+    The job store keeps the jobs in APScheduler's own table `apscheduler_jobs`, which it
+    creates itself outside the migrations; nothing else reads or writes it. Building again
+    replaces the job `nightly` (same id), keeping a pending fire time so a night missed while
+    down is not lost. The job `registry_notice_pull` is there only while the registry's notices
+    are pulled (`notices_pulled`); the period is the schedule's `[registry_notice]`.
     """
     try:
         timezone = ZoneInfo(services.settings.timezone)
@@ -235,5 +292,27 @@ def build_scheduler(
         misfire_grace_time=policy.misfire_grace_time_s,
         max_instances=1,
         next_run_time=_next_run_time(store, trigger=trigger, now=now),
+    )
+    if not notices_pulled(services):
+        # No longer pulled: a job stored by an earlier configuration goes.
+        with contextlib.suppress(JobLookupError):
+            store.remove_job(NOTICE_JOB_ID)
+        return scheduler
+    minutes = policy.notice_pull_minutes
+    if minutes is None:
+        raise ConfigurationError(
+            f"schedule.toml: [registry_notice] pull_every_minutes is needed: sources.toml pulls "
+            f"{NOTICE_SOURCE} by {services.source_configs[NOTICE_SOURCE].transport}"
+        )
+    scheduler.add_job(
+        scheduled_notice_pull,
+        trigger=IntervalTrigger(minutes=minutes, timezone=timezone),
+        id=NOTICE_JOB_ID,
+        name="registry_notice_pull: pull a civil registry's death notices",
+        replace_existing=True,
+        # A pull missed is made good by the next one, which reads from the same watermark.
+        coalesce=True,
+        misfire_grace_time=minutes * 60,
+        max_instances=1,
     )
     return scheduler

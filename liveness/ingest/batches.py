@@ -24,9 +24,13 @@ from liveness.ingest.deaths import (
     load_deregistrations,
     load_medical_deaths,
 )
+from liveness.ingest.notices import NOTICE_SOURCE, death_notices, receive_death_notices
 from liveness.ingest.roll import load_cards, load_registry
 from liveness.ingest.traces import link_traces, shape_traces
-from models import Delivery, DeliveryStatus, QuarantinedRow, SourceVolume
+from models import DeathRecord, Delivery, DeliveryStatus, QuarantinedRow, SourceVolume
+
+# In a conflict, the stored record came in a pushed notify message, not in a delivery.
+PUSHED = -2
 
 
 # Long by design: one savepoint around every batch; the delivery's counts set after it.
@@ -176,7 +180,8 @@ def conflict_reasons(
 ) -> list[str]:
     """Say, per conflicting row, which delivery holds its record and that this one changes it.
 
-    `earlier` holds the delivery of the stored record, or -1 for an earlier row of this one.
+    `earlier` holds the delivery of the stored record, -1 for an earlier row of this one, or
+    `PUSHED` for a death notice pushed by its registry.
     """
     known = {i for i in earlier if i >= 0}
     names: dict[int, str] = {}
@@ -186,7 +191,9 @@ def conflict_reasons(
     this = f"delivery {delivery.id} ({delivery.file_name})"
     reasons = []
     for record_id, other in zip(record_ids, earlier, strict=True):
-        if other < 0:
+        if other == PUSHED:
+            where = "was received in a pushed notify message"
+        elif other < 0:
             where = f"came earlier in this {this}"
         else:
             where = f"was delivered in delivery {other} ({names.get(other, 'file unknown')})"
@@ -250,6 +257,8 @@ def _load_rows(
             session, rows=rows, roll=context.roll(session), delivery_id=delivery.id,
             timezone=context.timezone, demographic_confidence=context.demographic_confidence,
         )  # fmt: skip
+    if source == NOTICE_SOURCE:
+        return _load_notices(session, rows=rows, delivery=delivery, context=context)
     if traces is not None:
         if shaped is None:
             return Loaded(0, 0, 0)
@@ -258,6 +267,48 @@ def _load_rows(
             context=context, sink=traces,
         )  # fmt: skip
     raise DeliveryRefused(f"no loader for source {source!r}")
+
+
+def _load_notices(
+    session: Session, *, rows: pd.DataFrame, delivery: Delivery, context: IngestContext
+) -> Loaded:
+    """Receive a batch of a registry's death notices as if pushed; account for every row.
+
+    A notice acknowledged as a duplicate is a re-delivery; one acknowledged as a conflict
+    is quarantined, its reason naming where the stored record came from.
+    """
+    if rows.empty:
+        return Loaded(0, 0, 0)
+    acks = receive_death_notices(
+        session, notices=death_notices(rows), roll=context.roll(session), delivery_id=delivery.id,
+        demographic_confidence=context.demographic_confidence,
+    )  # fmt: skip
+    status = np.array([ack.status for ack in acks], dtype=object)
+    accepted = status == "accepted"
+    unknown = np.array([ack.outcome == "unknown" for ack in acks], dtype=bool)
+    positions = np.flatnonzero(status == "conflict")
+    record_ids = [acks[int(p)].record_id for p in positions]
+    held: dict[str, int | None] = {}
+    if record_ids:
+        held = {
+            str(record_id): holder
+            for record_id, holder in session.execute(
+                select(DeathRecord.record_id, DeathRecord.delivery_id).where(
+                    DeathRecord.source == NOTICE_SOURCE,
+                    DeathRecord.record_id.in_(sorted(set(record_ids))),
+                )
+            )
+        }
+    # The stored record of this very delivery came in an earlier row of it.
+    earlier = [
+        PUSHED if held.get(r) is None else -1 if held[r] == delivery.id else int(held[r] or 0)
+        for r in record_ids
+    ]
+    labels = rows.index[positions].tolist()
+    return Loaded(
+        int(accepted.sum()), int((status == "duplicate").sum()), int((accepted & unknown).sum()),
+        list(zip(labels, record_ids, earlier, strict=True)),
+    )  # fmt: skip
 
 
 def _load_traces(

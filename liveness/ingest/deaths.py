@@ -39,13 +39,15 @@ class Loaded:
     """What became of a batch's good rows.
 
     `conflicts` holds (row label in the batch, record_id, delivery holding the record or -1
-    for an earlier row of this delivery): rows to quarantine.
+    for an earlier row of this delivery): rows to quarantine. `redelivered_rows` holds the
+    row labels of the re-deliveries, where the loader tells them (`load_death_frame`).
     """
 
     loaded: int
     redelivered: int
     unmatched: int
     conflicts: list[tuple[int, str, int]] = field(default_factory=list)
+    redelivered_rows: list[int] = field(default_factory=list)
 
 
 def _stored(session: Session, columns: list[Any], where: Any, ids: list[str]) -> pd.DataFrame:
@@ -183,7 +185,8 @@ def load_death_frame(
                               demographic_confidence=demographic_confidence,
                               matcher=matcher)  # fmt: skip
     return Loaded(len(loads), int(redelivered.sum()), unmatched,
-                  _conflicts(frame, conflict, earlier))  # fmt: skip
+                  _conflicts(frame, conflict, earlier),
+                  [int(label) for label in frame.index[redelivered]])  # fmt: skip
 
 
 def load_medical_deaths(

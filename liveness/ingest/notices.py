@@ -44,6 +44,7 @@ __all__ = [
     "NoticeAck",
     "NoticeReplayed",
     "conservative_death_day",
+    "death_notices",
     "receive_death_notices",
     "receive_notify_message",
 ]
@@ -155,17 +156,44 @@ def _frame(notices: Sequence[DeathNotice]) -> pd.DataFrame:
     )
 
 
+def death_notices(rows: pd.DataFrame) -> list[DeathNotice]:
+    """Return the notices of a pulled or delivered batch (`registry_notice` rows, normalised)."""
+
+    def text(name: str) -> list[Any]:
+        if name not in rows:
+            return [None] * len(rows)
+        values = rows[name].astype(object)
+        return values.where(values.notna(), None).tolist()
+
+    def day(name: str) -> list[dt.date | None]:
+        if name not in rows:
+            return [None] * len(rows)
+        return [None if pd.isna(v) else v.date() for v in pd.to_datetime(rows[name])]
+
+    columns = {
+        "event": text("event"), "record_id": text("record_id"), "died_on": text("died_on"),
+        "registered_on": day("registered_on"), "name": text("name"),
+        "id_number": text("id_number"), "sex": text("sex"), "birth_date": day("birth_date"),
+        "region_code": text("region_code"),
+    }  # fmt: skip
+    return [
+        DeathNotice(**dict(zip(columns, values, strict=True)))
+        for values in zip(*columns.values(), strict=True)
+    ]
+
+
 def receive_death_notices(
     session: Session, *, notices: Sequence[DeathNotice], demographic_confidence: float,
-    roll: RollIndex | None = None,
+    roll: RollIndex | None = None, delivery_id: int | None = None,
 ) -> list[NoticeAck]:  # fmt: skip
     """Store a registry's death notices as death records; acknowledge each with its outcome.
 
     In order, as a delivered file's rows: `registered` again with the same content is a
-    duplicate (answered as before), with other content a conflict (nothing changes);
-    `corrected` rewrites the record, `voided` withdraws it. `roll`: the roll index where the
-    caller holds one (a pull's ingest context), else the candidates of these notices are
-    read. Flushes, never commits.
+    `duplicate` (answered with the record's outcome; nothing changes), with other content a
+    `conflict` (nothing changes); `corrected` rewrites the record, `voided` withdraws it.
+    `roll`: the roll index where the caller holds one (a pull's ingest context), else the
+    candidates of these notices are read. `delivery_id`: the pull or file the notices came
+    in (none for a pushed message). Flushes, never commits.
     """
     if not notices:
         return []
@@ -177,13 +205,14 @@ def receive_death_notices(
         )  # fmt: skip
     index = roll
     loaded = load_death_frame(
-        session, source=NOTICE_SOURCE, frame=frame, roll=index, delivery_id=None,
+        session, source=NOTICE_SOURCE, frame=frame, roll=index, delivery_id=delivery_id,
         demographic_confidence=demographic_confidence,
         matcher=lambda records: match_death_notices(
             session, records, index, demographic_confidence=demographic_confidence
         ),
     )  # fmt: skip
     conflicts = {row for row, _, _ in loaded.conflicts}
+    duplicates = set(loaded.redelivered_rows)
     stored = {
         row.record_id: row
         for row in session.execute(
@@ -201,9 +230,10 @@ def receive_death_notices(
                                   _NEXT["conflict"]))  # fmt: skip
             continue
         outcome, key = _outcome(record.match, record.status)
+        status = "duplicate" if row in duplicates else "accepted"
         acks.append(
             NoticeAck(
-                notice.record_id, notice.event, "accepted", outcome, _NEXT[key],
+                notice.record_id, notice.event, status, outcome, _NEXT[key],
                 died_on=record.died_on.isoformat(),
                 died_on_precision=str(record.died_on_precision),
             )

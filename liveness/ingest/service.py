@@ -18,6 +18,7 @@ from models import Delivery, DeliveryStatus, SourceCursor, utcnow
 # The roll and the cards first: traces and death records link against them.
 INGEST_ORDER = (
     "registry", "cards", "transit", "card_txn", "medical", "face", "cremation", "deregistration",
+    "registry_notice",
 )  # fmt: skip
 SUFFIXES = (".csv", ".csv.gz", ".parquet", ".jsonl", ".ndjson")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from liveness.simulate.cards import Cards, build_cards
-from liveness.simulate.deaths import DeathRecords, build_death_records
+from liveness.simulate.deaths import DeathRecords, build_death_records, build_registry_notices
 from liveness.simulate.deliveries import Planted, write_csv, write_daily, write_monthly
 from liveness.simulate.population import (
     BENEFIT_TYPES,
@@ -60,6 +60,8 @@ _STREAMS = (
     "deliveries",
     # The data scenarios: last, so that the streams above draw as they did before them.
     *SCENARIOS,
+    # The civil registry's death notices, after the scenarios for the same reason.
+    "registry_notice",
 )
 SILENT_DAYS = 5
 
@@ -158,6 +160,7 @@ def _truth(
     population: Population,
     records: DeathRecords,
     used_after_death: np.ndarray,
+    notified: np.ndarray,
 ) -> pa.Table:
     """Build the ground truth per person, for tests and demos, never for the engine."""
     n = population.size
@@ -183,6 +186,8 @@ def _truth(
             "death_record": pa.array(records.death_record, mask=~died, type=pa.string()),
             "card_used_after_death": pa.array(np.where(used_after_death, "true", "false")),
             "wrongly_reported_dead": pa.array(np.where(wrong, "true", "false")),
+            # The civil registry notified the death within a day (registry_notice).
+            "registry_notice": pa.array(np.where(notified, "true", "false")),
         }
     )
 
@@ -325,6 +330,13 @@ def simulate_city(
         planted=planted,
     )
     write_monthly(out=out, source="face", trace=face, start=start, days=days, planted=planted)
+    notices = build_registry_notices(
+        rng=rngs["registry_notice"], population=population, records=records
+    )
+    write_monthly(
+        out=out, source="registry_notice", trace=notices.notices, start=start, days=days,
+        planted=planted,
+    )  # fmt: skip
     if scenarios:
         for source, trace in _scenarios(rngs, population=population, cards=cards).items():
             # Each department's monthly export, with a few damaged rows of its own.
@@ -334,7 +346,12 @@ def simulate_city(
             )  # fmt: skip
     write_csv(
         out / "truth.csv",
-        _truth(population=population, records=records, used_after_death=used_after_death),
+        _truth(
+            population=population,
+            records=records,
+            used_after_death=used_after_death,
+            notified=notices.notified,
+        ),
     )
     anomalies = _anomalies(
         population=population,

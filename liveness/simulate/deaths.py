@@ -1,4 +1,8 @@
-"""Death evidence from civil affairs (cremation) and the police (deregistration)."""
+"""Death evidence from civil affairs (cremation), the police (deregistration) and the registry.
+
+The civil registry's death notices (`build_registry_notices`) draw from a stream of their own,
+after everything else, so a city with them keeps every other file of its seed.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ class DeathRecords:
     cremation_id_blank: IntArray
     cremation_id_wrong: IntArray
     deregistration_legacy_rows: int
+    registered: BoolArray  # per person: the death was registered somewhere (any record)
 
 
 def _iso(dates: npt.NDArray[np.datetime64]) -> pa.Array:
@@ -242,4 +247,66 @@ def build_death_records(*, rng: np.random.Generator, population: Population) -> 
         cremation_id_blank=np.sort(c_person[blank]),
         cremation_id_wrong=np.sort(c_person[wrong_id_sorted]),
         deregistration_legacy_rows=int(legacy.sum()),
+        registered=died & ~no_record,
     )
+
+
+# The civil registry notifies within a day (the same day or the next) for this share of the
+# deaths that get any record (the registry's coverage: the rest register late, on paper, or
+# in another place). Of its notices, some lack the identity number (a death registered by
+# a relative without the card), and some know the date of death to the month or year only.
+NOTICE_SHARE = 0.6
+_NOTICE_NO_NUMBER = 0.05
+_NOTICE_NO_BIRTH_DATE = 0.05
+_NOTICE_MONTH_ONLY = 0.03
+_NOTICE_YEAR_ONLY = 0.01
+
+
+@dataclass(frozen=True)
+class RegistryNotices:
+    """The civil registry's death notices, and who has one (for the truth file)."""
+
+    notices: Trace
+    notified: BoolArray  # per person: a notice was delivered within the period
+
+
+def build_registry_notices(
+    *, rng: np.random.Generator, population: Population, records: DeathRecords
+) -> RegistryNotices:
+    """Draw the civil registry's death notices: `registered` events within a day of the death."""
+    n = population.size
+    start = np.datetime64(population.start, "D")
+    chosen = records.registered & (rng.random(n) < NOTICE_SHARE)
+    day = population.death_day + rng.integers(0, 2, size=n)
+    notified = chosen & (day < population.days)
+    person = np.flatnonzero(notified)
+    person = person[_by_record_date(day[person], person)]
+    m = person.size
+    u = rng.random((m, 3))
+    died = start + population.death_day[person].astype("timedelta64[D]")
+    died_text = np.asarray(_iso(died).to_numpy(zero_copy_only=False), dtype="U10")
+    month_only = u[:, 2] < _NOTICE_MONTH_ONLY
+    year_only = (u[:, 2] >= _NOTICE_MONTH_ONLY) & (u[:, 2] < _NOTICE_MONTH_ONLY + _NOTICE_YEAR_ONLY)
+    died_text = np.where(month_only, np.strings.slice(died_text, 0, 7), died_text)
+    died_text = np.where(year_only, np.strings.slice(died_text, 0, 4), died_text)
+    table = pa.table(
+        {
+            "record_id": pa.array([f"CR{k:07d}" for k in range(1, m + 1)], type=pa.string()),
+            "event": pa.array(np.full(m, "registered"), type=pa.string()),
+            "id_number": pa.array(
+                population.id_number[person], mask=u[:, 0] < _NOTICE_NO_NUMBER, type=pa.string()
+            ),
+            "name": pa.array(population.name[person], type=pa.string()),
+            "sex": pa.array(np.where(population.male[person], "M", "F"), type=pa.string()),
+            "birth_date": pa.array(
+                _iso(population.birth_date[person]).to_numpy(zero_copy_only=False),
+                mask=u[:, 1] < _NOTICE_NO_BIRTH_DATE,
+                type=pa.string(),
+            ),
+            "region_code": pa.array(population.region[person]).cast(pa.string()),
+            "died_on": pa.array(died_text, type=pa.string()),
+            "registered_on": _iso(start + day[person].astype("timedelta64[D]")),
+        }
+    )
+    notice = Trace(table=table, day=day[person], person=person, protected=np.ones(m, bool))
+    return RegistryNotices(notices=notice, notified=notified)

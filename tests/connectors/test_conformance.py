@@ -77,6 +77,14 @@ SAMPLES: dict[str, list[dict[str, str]]] = {
         {"record_id": "d2", "id_number": ID_15, "name": "李四", "deregistered_on": "2025-01-11",
          "reason": "duplicate", "died_on": "", "new_id_number": ID_A},
     ],
+    "registry_notice": [
+        {"record_id": "N1", "event": "registered", "id_number": ID_A, "name": "张三",
+         "sex": "M", "birth_date": "1949-12-31", "region_code": "330702",
+         "died_on": "2025-01-05", "registered_on": "2025-01-06"},
+        {"record_id": "N2", "event": "Corrected", "id_number": "", "name": "王五", "sex": "",
+         "birth_date": "", "region_code": "", "died_on": "2024-12",
+         "registered_on": "20250107"},
+    ],
     "face": [
         {"record_id": "f1", "id_number": ID_A, "verified_at": "2025-04-01 10:00:00",
          "result": "pass", "channel": "app", "score": "0.93", "request_id": "R1",
@@ -202,7 +210,10 @@ def test_connector_declares_name_key_cursor(source: str) -> None:
     assert set(connector.key) <= set(spec.required_columns)
     if connector.cursor is not None:
         assert spec.column(connector.cursor).kind in ("date", "timestamp")
-    if "record_id" in spec.column_names:
+    if "event" in spec.column_names:
+        # a registry's events correct and withdraw records themselves
+        assert spec.column("event").values == ("registered", "corrected", "voided")
+    elif "record_id" in spec.column_names:
         assert spec.column("correction").kind == "bool"
 
 
@@ -230,6 +241,20 @@ def test_normalised_values(tmp_path: Path) -> None:
     # a blank number does not stop a cremation record: name, sex and birth date identify it
     assert crem.quarantined.empty
     assert crem.rows["id_number_status"].tolist() == ["valid", "missing"]
+
+    notices = read_all(
+        connector_for("registry_notice"),
+        write_delivery(tmp_path / "n", SAMPLES["registry_notice"], "csv"),
+    )
+    # a date of death known to the month stays so; a notice without a number still loads
+    assert notices.quarantined.empty
+    assert notices.rows["died_on"].tolist() == ["2025-01-05", "2024-12"]
+    assert notices.rows["event"].tolist() == ["registered", "corrected"]
+    assert notices.rows["id_number_status"].tolist() == ["valid", "missing"]
+    assert notices.rows["registered_on"].tolist() == [
+        pd.Timestamp("2025-01-06"),
+        pd.Timestamp("2025-01-07"),
+    ]
     assert crem.rows["sex"].tolist() == ["M", "F"]
 
 

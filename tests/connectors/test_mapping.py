@@ -54,7 +54,7 @@ SHIPPED_SOURCES = {
 def test_shipped_config_covers_every_source() -> None:
     configs = load_source_configs(REPO / "config" / "sources.toml")
     assert set(configs) == SHIPPED_SOURCES
-    assert len(SOURCES) == 8
+    assert len(SOURCES) == 9
     assert configs["cremation"].encoding == "gb18030"
     assert configs["transit"].path == "var/inbox/transit"
     assert all(not c.rename for c in configs.values())

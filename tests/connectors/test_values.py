@@ -334,3 +334,60 @@ def test_without_policy_numbers_only_the_contract_is_checked(tmp_path: Path) -> 
     path.write_text(",".join(PERSON) + "\n" + ",".join(rows[0].values()) + "\n")
     (batch,) = get_connector("registry", plain, arrived_at=ARRIVED).read(path)
     assert batch.quarantined.empty
+
+
+# ------------------------------------------------------- a registry's partial dates of death
+
+
+def _notice(died_on: str, **fields: str) -> dict[str, str]:
+    return {
+        "record_id": "N1", "event": "registered", "id_number": "11010519491231002X",
+        "name": "张三", "birth_date": "1949-12-31", "died_on": died_on,
+        "registered_on": "2026-06-10", **fields,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("died_on", "stored"),
+    [("2026-06-09", "2026-06-09"), ("20260609", "2026-06-09"), ("2026-05", "2026-05"),
+     ("202605", "2026-05"), ("2026", "2026"), (" 2026-06 ", "2026-06")],
+)  # fmt: skip
+def test_a_partial_date_of_death_loads_as_its_text(
+    died_on: str, stored: str, tmp_path: Path
+) -> None:
+    batch = read_rows("registry_notice", [_notice(died_on)], tmp_path)
+    assert batch.quarantined.empty, batch.quarantined.to_dict("records")
+    assert batch.rows["died_on"].tolist() == [stored]
+
+
+@pytest.mark.parametrize(
+    ("died_on", "fields", "reason"),
+    [
+        ("2026-13", {}, "bad partial_date value in died_on: '2026-13', expected YYYY-MM-DD,"),
+        ("2026-02-30", {}, "bad partial_date value in died_on: '2026-02-30'"),
+        ("June 2026", {}, "bad partial_date value in died_on: 'June 2026'"),
+        ("", {}, "missing required value in died_on"),
+        ("1899-12", {}, "died_on 1899-12 is before 1900-01-01"),
+        ("2026-07", {}, "died_on 2026-07 is after the delivery arrived"),
+        # known to the month: in order if any day of it is
+        ("2026-06", {"registered_on": "2026-05-31"}, "registered_on 2026-05-31 is before died_on"),
+        ("1949", {"birth_date": "1950-01-01"}, "died_on 1949-12-31 is before birth_date"),
+        ("2026-06-01", {"event": "amended"}, "bad value in event: 'amended'"),
+    ],
+)
+def test_a_bad_partial_date_is_quarantined_naming_the_field(
+    died_on: str, fields: dict[str, str], reason: str, tmp_path: Path
+) -> None:
+    batch = read_rows("registry_notice", [_notice(died_on, **fields)], tmp_path)
+    assert batch.rows.empty
+    (why,) = batch.quarantined["reason"].tolist()
+    assert reason in why, why
+
+
+def test_a_partial_date_in_order_with_its_neighbours_loads(tmp_path: Path) -> None:
+    rows = [
+        _notice("2026-06", registered_on="2026-06-01"),
+        _notice("1950", birth_date="1950-07-01"),
+    ]
+    batch = read_rows("registry_notice", rows, tmp_path)
+    assert batch.quarantined.empty, batch.quarantined.to_dict("records")

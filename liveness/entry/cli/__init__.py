@@ -286,6 +286,14 @@ def demo(
             "any, and compare (about a minute more per rerun).",
         ),
     ] = False,
+    nightly_last_month: Annotated[
+        bool,
+        typer.Option(
+            "--nightly-last-month",
+            help="Also run the last month nightly, with and without the civil registry's "
+            "death notices, and compare the days from death to suspension (longer).",
+        ),
+    ] = False,
 ) -> None:
     """Simulate a city, ingest it, run monthly certification cycles, score against the truth."""
     from liveness.entry.demo import run_demo
@@ -293,7 +301,7 @@ def demo(
     figures = run_demo(
         persons=persons, days=days, seed=seed, out=out, months=months, json_output=json_output,
         console=Console(quiet=True) if json_output else console, scenarios=scenarios,
-        ablation=ablation,
+        ablation=ablation, nightly=nightly_last_month,
     )  # fmt: skip
     if json_output:
         print_json(figures)

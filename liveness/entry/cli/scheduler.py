@@ -58,6 +58,7 @@ def scheduler_command(
     """Run the nightly job on its cron from config/schedule.toml (Ctrl-C stops), or once now."""
     from liveness.entry.scheduler import (
         JOB_ID,
+        NOTICE_JOB_ID,
         build_scheduler,
         load_schedule_policy,
         run_nightly,
@@ -101,6 +102,11 @@ def scheduler_command(
             console.print(
                 f"that night was missed: it runs now if less than "
                 f"{policy.misfire_grace_time_s} s late, else it is skipped"
+            )
+        if scheduler.get_job(NOTICE_JOB_ID) is not None:
+            console.print(
+                f"death notices: pulled every {policy.notice_pull_minutes} minutes "
+                "(registry_notice)"
             )
         console.print("Ctrl-C stops the scheduler")
         try:

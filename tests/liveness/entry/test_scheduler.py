@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import ref_to_obj
-from sqlalchemy import func, inspect, select, table
+from sqlalchemy import create_engine, func, inspect, select, table, text
 
 from liveness.entry import scheduler as scheduler_module
 from liveness.entry.jobs import NightlyResult
 from liveness.entry.scheduler import (
     JOB_ID,
     JOBS_TABLE,
+    NOTICE_JOB_ID,
     SchedulePolicy,
     build_scheduler,
     load_schedule_policy,
@@ -29,6 +33,7 @@ from liveness.ingest import DeliveryReport
 from liveness.migrate import upgrade
 from liveness.services import Services
 from liveness.settings import Settings
+from models import DeathRecord
 from tests.liveness.conftest import REPO, invoke_cli
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -331,4 +336,93 @@ def test_the_scheduler_prints_its_next_run_and_stops_on_ctrl_c(
     assert "01:30+08:00" in output and "scheduler stopped" in output
     services = Services(Settings(database_url=cli_env["LIVENESS_DATABASE_URL"]))
     assert stored_jobs(services) == 1
+    services.engine.dispose()
+
+
+# ------------------------------------------------- the pull of a registry's death notices
+
+PULLING = replace(POLICY, notice_pull_minutes=5)
+
+
+def pulling_services(tmp_path: Path, database_url: str, *, transport: str = "sql") -> Services:
+    """Return migrated services whose `registry_notice` is pulled from a SQLite table."""
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    sources = config / "sources.toml"
+    body = sources.read_text(encoding="utf-8").replace(
+        'path = "var/inbox/registry_notice"', f'transport = "{transport}"'
+    )
+    table = "death_events"
+    with create_engine(f"sqlite:///{tmp_path / 'crvs.sqlite'}").begin() as connection:
+        connection.execute(
+            text(
+                f"CREATE TABLE {table} (record_id, event, id_number, name, died_on, registered_on)"
+            )
+        )
+        connection.execute(
+            text(
+                f"INSERT INTO {table} VALUES ('DR-1', 'registered', '', '张三', '2025-04',"
+                " '2025-04-12')"
+            )
+        )
+    body += f'\n[registry_notice.sql]\nurl = "sqlite:///{tmp_path / "crvs.sqlite"}"\n'
+    body += f'table = "{table}"\n'
+    sources.write_text(body, encoding="utf-8")
+    services = Services(
+        Settings(database_url=database_url, evidence_dir=tmp_path / "evidence", config_dir=config)
+    )
+    upgrade(services.engine)
+    return services
+
+
+def test_the_shipped_schedule_pulls_notices_every_few_minutes(tmp_path: Path) -> None:
+    assert load_schedule_policy(REPO / "config" / "schedule.toml").notice_pull_minutes == 5
+    assert load_schedule_policy(write(tmp_path, VALID)).notice_pull_minutes is None
+    with pytest.raises(ConfigurationError, match=r"registry_notice\.pull_every_minutes"):
+        load_schedule_policy(write(tmp_path, VALID + "[registry_notice]\npull_every_minutes = 0\n"))
+
+
+def test_the_pull_job_is_registered_only_when_the_notices_are_pulled(
+    tmp_path: Path, database_url_factory: Callable[[str], str]
+) -> None:
+    services = pulling_services(tmp_path, database_url_factory("sqlite"))
+    scheduler = started(services, PULLING, dt.datetime(2099, 3, 1, 0, 0, tzinfo=SHANGHAI))
+    try:
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+    finally:
+        scheduler.shutdown()
+    assert set(jobs) == {JOB_ID, NOTICE_JOB_ID}
+    pull = jobs[NOTICE_JOB_ID]
+    assert ref_to_obj(pull.func_ref) is scheduler_module.scheduled_notice_pull
+    assert isinstance(pull.trigger, IntervalTrigger)
+    assert pull.trigger.interval == dt.timedelta(minutes=5)
+    assert (pull.coalesce, pull.max_instances, pull.misfire_grace_time) == (True, 1, 300)
+    assert stored_jobs(services) == 2
+
+    # A period is needed to pull.
+    with pytest.raises(ConfigurationError, match=r"\[registry_notice\] pull_every_minutes"):
+        build_scheduler(services, policy=POLICY, scheduler_class=BackgroundScheduler)
+
+    # Back to files: the stored pull job goes, the night stays.
+    files = Services(services.settings.model_copy(update={"config_dir": REPO / "config"}))
+    started(files, PULLING, dt.datetime(2099, 3, 1, 0, 0, tzinfo=SHANGHAI)).shutdown()
+    assert stored_jobs(services) == 1
+    files.engine.dispose()
+    services.engine.dispose()
+
+
+def test_the_scheduled_pull_loads_the_notices_once(
+    tmp_path: Path, database_url_factory: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    services = pulling_services(tmp_path, database_url_factory("sqlite"))
+    monkeypatch.setattr(scheduler_module, "get_settings", lambda: services.settings)
+    with caplog.at_level(logging.INFO, logger="liveness.entry.scheduler"):
+        scheduler_module.scheduled_notice_pull()
+        scheduler_module.scheduled_notice_pull()
+    assert "death notices: 1 loaded, 0 re-delivered, 0 quarantined, 1 match nobody" in caplog.text
+    # the second pull read the notice at the watermark again and logged nothing new
+    assert caplog.text.count("death notices:") == 1
+    with services.sessions() as session:
+        assert session.scalars(select(func.count()).select_from(DeathRecord)).one() == 1
     services.engine.dispose()

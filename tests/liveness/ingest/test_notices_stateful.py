@@ -168,7 +168,7 @@ class Notices(RuleBasedStateMachine):
         else:
             known.standing = False
         stored = self.model[ref]
-        if ack.status == "accepted":
+        if ack.status in ("accepted", "duplicate"):
             if not stored.standing:
                 assert ack.outcome == "withdrawn"
             elif stored.positive:
