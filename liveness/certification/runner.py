@@ -126,7 +126,10 @@ def execute_run(
     # The run's work (scoring, the store, pandas) loads here, not with the lock and the list
     # of runs (`liveness runs`).
     from liveness.certification.run import certify
+    from liveness.memory import return_large_blocks
 
+    # A run's arrays are freed stage after stage: given back, not kept (the peak's third).
+    return_large_blocks()
     holder = lock_holder()
     acquire_lock(services, holder=holder)
     try:
