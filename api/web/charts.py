@@ -7,6 +7,7 @@ the pages also give each chart's figures as a table.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 from markupsafe import Markup, escape
@@ -183,11 +184,19 @@ def timeline(
     return _svg(label_w + plot_w + 20, height + (16 if marks else 0), title, "".join(parts))
 
 
+def _text_width(text: str) -> int:
+    """Return about how many pixels `text` takes at the charts' font size."""
+    return sum(12 if unicodedata.east_asian_width(c) in ("W", "F") else 7 for c in text)
+
+
 def paired_bars(
     rows: Sequence[tuple[str, Sequence[int]]], *, names: Sequence[str], title: str
 ) -> Markup:
     """Draw, per row, one bar per named series (two policies side by side), each labelled."""
-    label_w, bar_w, bar_h = 150, 240, 14
+    # The labels' column fits the longest label (font-size 12: about 7 px a Latin letter,
+    # 12 a Chinese character), so a long one never runs under the bars.
+    widest = max((_text_width(label) for label, _ in rows), default=0)
+    label_w, bar_w, bar_h = max(150, widest + 12), 240, 14
     row_h = bar_h * len(names) + 10
     legend_h = 22
     peak = max((value for _, values in rows for value in values), default=0) or 1
@@ -199,7 +208,7 @@ def paired_bars(
             f'<rect x="{x}" y="4" width="12" height="12" fill="{colour}"/>'
             f'<text x="{x + 16}" y="14" fill="#1a1a1a">{escape(name)}</text>'
         )
-        x += 16 + 8 * max(4, len(name)) + 16
+        x += 16 + max(32, _text_width(name)) + 20
     for i, (label, values) in enumerate(rows):
         y = legend_h + i * row_h
         parts.append(f'<text x="0" y="{y + bar_h + 2}" fill="#1a1a1a">{escape(label)}</text>')
