@@ -221,11 +221,13 @@ def face_first(session: Session, *, persons: pd.Series, lookback_days: int = 0) 
     # In chunks: SQLite caps the parameters of a statement.
     for start in range(0, len(ids), IN_CHUNK):
         chunk = ids[start : start + IN_CHUNK]
+        # Read at once: a result left open holds its statement (and on SQLite the run's lock
+        # past a rollback) if the next statement fails.
         phones = session.scalars(
             select(Person.id).where(
                 Person.id.in_(chunk), Person.phone.is_not(None), func.trim(Person.phone) != ""
             )
-        )
+        ).all()
         certified = pd.DataFrame(
             session.execute(
                 select(Certification.person_id, Certification.certified_on, Certification.source)
