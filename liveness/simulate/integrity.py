@@ -241,10 +241,12 @@ def plant_integrity(out: Path, *, seed: int = 11) -> PlantedIntegrity:
         }
     )
     write_csv(out / "transit" / "transit_planted.csv", transit)
-    # The simulator's own post-death card use is findable only where the death was recorded.
-    recorded = truth["death_record"].isin(["cremation", "both", "death_record"]) & ~truth[
-        "person_ref"
-    ].isin(unusable)
+    # The simulator's own post-death card use is findable only where the death was recorded
+    # (or the civil registry notified it, within a day).
+    notified = truth.get("registry_notice", pd.Series("false", index=truth.index)).eq("true")
+    recorded = (
+        truth["death_record"].isin(["cremation", "both", "death_record"]) | notified
+    ) & ~truth["person_ref"].isin(unusable)
     used = truth.loc[truth["card_used_after_death"].eq("true") & recorded, "person_ref"]
     groups["activity_after_death"] = [[str(rider["person_ref"])], *([ref] for ref in used)]
     # Two regions at once: a move to another region, then seen alive at home; two moves to

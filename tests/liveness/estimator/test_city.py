@@ -57,8 +57,12 @@ def city_services(
     )
     services = Services(settings)
     upgrade(services.engine)
+    # The built-in sources without the civil registry's notices: with deaths known within a
+    # day, this small city leaves too few unknown deaths to hold out and rank (the held-out
+    # ROC AUC fell to 0.47; on the demo's 20,000 persons it is 0.67 with the notices).
     for source in INGEST_ORDER:
-        ingest_paths(services, source=source, paths=[city / source])
+        if source != "registry_notice":
+            ingest_paths(services, source=source, paths=[city / source])
     return services
 
 
