@@ -7,12 +7,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.certification.workflow.context import Context
-from liveness.db import query_frame
-from models import Notice, NoticeChannel, NoticeStatus, Person, ReviewTask, TaskKind
+from liveness.db import insert_records, query_frame
+from models import Base, NoticeChannel, NoticeStatus, Person, ReviewTask, TaskKind
+
+NOTICES = Base.metadata.tables["notices"]
 
 
 def queue_notices(session: Session, context: Context, rows: list[dict[str, Any]]) -> int:
@@ -24,8 +26,10 @@ def queue_notices(session: Session, context: Context, rows: list[dict[str, Any]]
             select(Person.id, Person.phone).where(Person.id.in_([r["person_id"] for r in rows]))
         ).all()
     )
-    session.execute(
-        insert(Notice),
+    # Plain rows past the ORM (`insert_records`): a first run queues one per review opened.
+    insert_records(
+        session,
+        NOTICES,
         [
             {
                 **row,
