@@ -15,10 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from liveness.db import insert_records
 from liveness.errors import NotFound, StateRefused
 from liveness.lists.payment import (
     BenefitTerms,
@@ -30,7 +29,6 @@ from liveness.lists.payment import (
     transition,
 )
 from models import (
-    Base,
     Benefit,
     BenefitStatus,
     ListAction,
@@ -43,7 +41,6 @@ from models import (
 )
 
 IN_CHUNK = 500
-LIST_ENTRIES = Base.metadata.tables["list_entries"]
 CENT = Decimal("0.01")
 
 
@@ -76,8 +73,9 @@ def append_entries(session: Session, *, run_id: int, entries: list[dict[str, Any
         {"run_id": run_id, "caused_by": "system", "detail": {}, **entry, "seq": sequence + offset}
         for offset, entry in enumerate(entries)
     ]
-    # Plain rows past the ORM (`insert_records`): a first run appends one per death found.
-    insert_records(session, LIST_ENTRIES, rows)
+    # Through SQLAlchemy, not `insert_records`' COPY: two writers racing for a sequence
+    # number must meet the unique constraint as an IntegrityError their callers retry on.
+    session.execute(insert(ListEntry), rows)
     return [row["seq"] for row in rows]
 
 
