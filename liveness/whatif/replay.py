@@ -10,7 +10,7 @@ messaging gateway sends the notices queued; then it runs certification on the li
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import groupby
 from pathlib import Path
 
@@ -46,16 +46,9 @@ class ReplayLog:
 
     def as_dict(self) -> dict[str, object]:
         """Return the log's counts as a JSON-able dict (without the scratch run ids)."""
-        return {
-            "deliveries_replayed": self.deliveries_replayed,
-            "deliveries_pulled": self.deliveries_pulled,
-            "deliveries_missing": self.deliveries_missing,
-            "deliveries_unconfigured": self.deliveries_unconfigured,
-            "deliveries_refused": self.deliveries_refused,
-            "outcomes_applied": self.outcomes_applied,
-            "outcomes_without_task": self.outcomes_without_task,
-            "stopped_by_guard": list(self.stopped_by_guard),
-        }
+        counts = asdict(self)
+        del counts["runs"]
+        return counts
 
 
 def scratch_services(live: Services, *, policy_dir: Path, folder: Path) -> Services:

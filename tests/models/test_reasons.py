@@ -12,8 +12,9 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from liveness.db import insert_rows
-from models import Assessment, Base, Person, Run, RunStatus
+from models import Assessment, Base, Run, RunStatus
 from models.reasons import pack_reasons, unpack_reasons
+from tests.liveness.test_insert_rows import _person_and_run
 
 names = st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=10)
 iso_days = st.dates(dt.date(1900, 1, 1), dt.date(2100, 12, 31)).map(dt.date.isoformat)
@@ -107,17 +108,6 @@ def test_what_the_explainer_would_not_write_is_kept_as_it_is() -> None:
     for value in odd:
         assert pack_reasons(value) is value
         assert unpack_reasons(_stored(value)) == value
-
-
-def _person_and_run(session: Session) -> tuple[int, int]:
-    person = Person(
-        person_ref="P-reasons", id_number="330702194501011230", id_status="valid", name="张三",
-        sex="M", birth_date=dt.date(1945, 1, 1), region_code="330702", grid_code="G1",
-    )  # fmt: skip
-    run = Run(as_of=dt.date(2025, 7, 1), status=RunStatus.PUBLISHED, policy_version="p")
-    session.add_all([person, run])
-    session.flush()
-    return person.id, run.id
 
 
 @settings(
