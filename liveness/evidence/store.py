@@ -181,17 +181,21 @@ class EvidenceStore:
         first_day: dt.date | None = None,
         last_day: dt.date | None = None,
         unlinked_only: bool = False,
+        person_id: int | None = None,
     ) -> Iterator[pa.Table]:
         """Yield `columns` of `source`'s traces in the window batch by batch, corrections applied.
 
         `kind` comes dictionary-encoded, as stored: map it through its dictionary. With
         `unlinked_only`, parts without traces that matched nobody are skipped (the batches
-        still hold linked traces: filter them).
+        still hold linked traces: filter them). With `person_id`, only that person's traces,
+        and of a part clustered by person only the row groups that may hold them are decoded.
         """
         corrections = self._corrections(session, source=source)
         wanted = list(dict.fromkeys([*columns, "day"]))
         if corrections is not None:
             wanted.append("record_hash")
+        if person_id is not None:
+            wanted = list(dict.fromkeys([*wanted, "person_id"]))
         low = -(2**31) if first_day is None else day_number(first_day)
         high = 2**31 - 1 if last_day is None else day_number(last_day)
         for part in self.parts(
@@ -199,7 +203,11 @@ class EvidenceStore:
             unlinked_only=unlinked_only,
         ):  # fmt: skip
             inside = day_number(part.min_day) >= low and day_number(part.max_day) <= high
-            for table, _ in self.row_group_batches(self.path_of(part), wanted, low=low, high=high):
+            for table, _ in self.row_group_batches(
+                self.path_of(part), wanted, low=low, high=high, person_id=person_id
+            ):
+                if person_id is not None:
+                    table = table.filter(pc.equal(table["person_id"], person_id))
                 if not inside:
                     table = table.filter(_in_window(table["day"], low, high))
                 if corrections is not None:
@@ -208,6 +216,8 @@ class EvidenceStore:
         if corrections is not None:
             latest = corrections.latest
             latest = latest.filter(_in_window(latest["day"], low, high))
+            if person_id is not None:
+                latest = latest.filter(pc.equal(latest["person_id"], person_id))
             if latest.num_rows:
                 yield latest.select(list(columns))
 
@@ -299,13 +309,19 @@ class EvidenceStore:
         return self.root / RECORDS_FOLDER / f"source={source}"
 
     def row_group_batches(
-        self, path: Path, columns: list[str], *, low: int, high: int
-    ) -> Iterator[tuple[pa.Table, bool]]:
-        """Yield a part's row groups that may hold days in [low, high], a few at a time."""
+        self, path: Path, columns: list[str], *, low: int, high: int,
+        person_id: int | None = None,
+    ) -> Iterator[tuple[pa.Table, bool]]:  # fmt: skip
+        """Yield a part's row groups that may hold days in [low, high], a few at a time.
+
+        With `person_id`, only the row groups whose persons may include them (a part clustered
+        by person holds each person in one or two).
+        """
         file = pq.ParquetFile(path, read_dictionary=["kind"])
         metadata = file.metadata
         clustered = (metadata.metadata or {}).get(SORTED_KEY) == SORTED_VALUE
         day_column = file.schema_arrow.get_field_index("day")
+        person_column = file.schema_arrow.get_field_index("person_id")
         group: list[int] = []
         rows = 0
         for index in range(metadata.num_row_groups):
@@ -313,6 +329,13 @@ class EvidenceStore:
             # Row groups whose days all fall outside the window are never decoded.
             if stats is not None and stats.has_min_max and (stats.max < low or stats.min > high):
                 continue
+            if person_id is not None:
+                persons = metadata.row_group(index).column(person_column).statistics
+                if (
+                    persons is not None and persons.has_min_max
+                    and not persons.min <= person_id <= persons.max
+                ):  # fmt: skip
+                    continue
             group.append(index)
             rows += metadata.row_group(index).num_rows
             if rows >= BATCH_ROWS:

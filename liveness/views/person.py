@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -54,13 +53,12 @@ def _timeline(
     timeline: dict[str, list[TraceRead]] = {}
     for source in stored_sources(session):
         found = []
-        for table in store.scan(
-            session, source=source, columns=["person_id", "day", "event_at", "kind"],
-            first_day=since,
+        for mine in store.scan(
+            session, source=source, columns=["day", "event_at", "kind"], first_day=since,
+            person_id=person_id,
         ):  # fmt: skip
-            mine = table.filter(pc.equal(table["person_id"], person_id))
             if mine.num_rows:
-                found.extend(mine.select(["day", "event_at", "kind"]).to_pylist())
+                found.extend(mine.to_pylist())
         found.sort(key=lambda row: (row["day"], row["event_at"]), reverse=True)
         timeline[source] = [
             TraceRead(day=day_from_number(row["day"]), at=row["event_at"], kind=str(row["kind"]))

@@ -29,7 +29,8 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture
+# Session-wide: each call migrates a database of its own, so module fixtures may share it.
+@pytest.fixture(scope="session")
 def services_factory(
     database_url_factory: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[[str], Services]:

@@ -40,17 +40,30 @@ def _ingest_city(services: Services, city: Path) -> list:  # type: ignore[type-a
     return reports
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def certified_city(
-    request: pytest.FixtureRequest,
-    city: Path,
-    services_factory: Callable[[str], Services],
+def _certify_city(
+    backend: str, city: Path, services_factory: Callable[[str], Services]
 ) -> tuple[Services, Run, list]:  # type: ignore[type-arg]
-    services = services_factory(request.param)
+    services = services_factory(backend)
     reports = _ingest_city(services, city)
     with session_scope(services.sessions) as session:
         run = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
     return services, run, reports
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def certified_city(
+    request: pytest.FixtureRequest, city: Path, services_factory: Callable[[str], Services]
+) -> tuple[Services, Run, list]:  # type: ignore[type-arg]
+    """The city ingested and certified once per backend, for the tests that only read it."""
+    return _certify_city(request.param, city, services_factory)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def certified_city_to_change(
+    request: pytest.FixtureRequest, city: Path, services_factory: Callable[[str], Services]
+) -> tuple[Services, Run, list]:  # type: ignore[type-arg]
+    """The city ingested and certified afresh, for a test that runs or ingests again."""
+    return _certify_city(request.param, city, services_factory)
 
 
 def test_every_row_is_accounted_for(certified_city) -> None:  # type: ignore[no-untyped-def]
@@ -152,8 +165,8 @@ def test_wrongly_reported_death_opens_a_review(certified_city, city: Path) -> No
         assert run.report["tasks_opened"]["death_review"] >= 1
 
 
-def test_reingesting_everything_changes_nothing(certified_city, city: Path) -> None:  # type: ignore[no-untyped-def]
-    services, run, _ = certified_city
+def test_reingesting_everything_changes_nothing(certified_city_to_change, city: Path) -> None:  # type: ignore[no-untyped-def]
+    services, run, _ = certified_city_to_change
     with session_scope(services.sessions) as session:
         before = session.scalar(select(func.count()).select_from(Delivery))
     reports = _ingest_city(services, city)
@@ -174,12 +187,12 @@ def test_reingesting_everything_changes_nothing(certified_city, city: Path) -> N
 
 
 def test_the_next_night_stores_only_the_assessments_that_changed(
-    certified_city, monkeypatch: pytest.MonkeyPatch
+    certified_city_to_change, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """A night with nothing new stores few rows, and what stands equals what it graded."""
     import liveness.certification.run as certification_run
 
-    services, run, _ = certified_city
+    services, run, _ = certified_city_to_change
     graded: dict[int, tuple[str, str]] = {}
     store = certification_run.store_assessments
 

@@ -26,6 +26,7 @@ from liveness.access import create_client
 from liveness.certification.run import certify
 from liveness.db import session_scope
 from liveness.entry.cli.integrity import integrity_policy
+from liveness.evidence.compaction import compact_store
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
 from liveness.integrity.service import create_orders, refresh_leads
@@ -71,6 +72,8 @@ def crawled_city(
     services = services_factory(request.param)
     for source in INGEST_ORDER:
         ingest_paths(services, source=source, paths=[small_city / source])
+    # As the nightly job keeps it: one part per source and month, clustered by person.
+    compact_store(services.sessions, store=services.store)
     for as_of in MONTH_ENDS:
         with session_scope(services.sessions) as session:
             certify(session, as_of=as_of, store=services.store, policies=services.policies)

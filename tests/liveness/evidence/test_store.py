@@ -150,6 +150,45 @@ def test_a_correction_replaces_every_earlier_version(
     assert set(read(session, store, first_day=D("2025-03-01"))) == {"T2"}
 
 
+def test_one_persons_traces_are_read_from_the_row_groups_that_hold_them(
+    session: Session, store: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person's file reads what a whole read gives them, decoding a clustered part's few groups."""
+    from liveness.evidence.compaction import compact
+
+    rows: list[Row] = [
+        (f"R{p}-{d}", p, f"2025-01-{d:02d}", "tap", False) for p in range(1, 41) for d in (3, 9, 17)
+    ]
+    append(session, store, rows[::2])
+    append(session, store, rows[1::2])
+    append(session, store, [("R7-3", 8, "2025-01-04", "tap_face", True)])  # relinked to person 8
+    # Small row groups, so that a part clustered by person holds each person in one or two.
+    monkeypatch.setattr("liveness.evidence.store.ROW_GROUP_ROWS", 8)
+    everyone = read(session, store)
+    for clustered in (False, True):
+        if clustered:
+            compact(session, store=store, source="transit", month="2025-01")
+        for person in (1, 7, 8, 40, 41):
+            mine = [
+                row
+                for table in store.scan(
+                    session, source="transit", columns=["record_id", "day"], person_id=person
+                )
+                for row in table.to_pylist()
+            ]
+            assert {r["record_id"]: r["day"] for r in mine} == {
+                record: day for record, (owner, day, _) in everyone.items() if owner == person
+            }, (clustered, person)
+    (part,) = store.parts(session, source="transit")
+    decoded = sum(
+        table.num_rows
+        for table, _ in store.row_group_batches(
+            store.path_of(part), ["person_id"], low=0, high=2**31 - 1, person_id=20
+        )
+    )
+    assert 3 <= decoded <= 16
+
+
 def test_kinds_are_read_dictionary_encoded_and_coded(
     session: Session, store: EvidenceStore
 ) -> None:
