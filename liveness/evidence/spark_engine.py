@@ -72,6 +72,8 @@ KIND_SCHEMA = StructType(
         StructField("settles", BooleanType()),
     ]
 )
+# Corrected records whose keys (about 40 bytes each) are broadcast to every task, at most.
+BROADCAST_CORRECTED = 2_000_000
 _EMPTY_TRACES: dict[str, np.ndarray] = {
     "person": np.empty(0, dtype=np.int32),
     "source": np.empty(0, dtype=np.int8),
@@ -239,11 +241,12 @@ def _traces(spark: SparkSession, request: _Request) -> DataFrame:
     )  # fmt: skip
     in_window = F.col("day").between(request.low, request.as_of_day)
     columns = ["source_code", "person_id", "day", "kind"]
-    rows = stored.where(in_window).join(
-        corrections.select("source_code", "record_hash").distinct(),
-        ["source_code", "record_hash"],
-        "left_anti",
-    )
+    corrected = corrections.select("source_code", "record_hash").distinct()
+    # Corrected records are few: sent to every task, they spare shuffling every trace to drop
+    # them (which cost half the CPU of the features' job); past the limit, Spark's sort-merge.
+    if corrected.count() <= BROADCAST_CORRECTED:
+        corrected = F.broadcast(corrected)
+    rows = stored.where(in_window).join(corrected, ["source_code", "record_hash"], "left_anti")
     traces = rows.select(columns).unionByName(latest.where(in_window).select(columns))
     return traces.join(F.broadcast(kinds), ["source_code", "kind"], "left")
 

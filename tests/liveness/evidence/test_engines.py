@@ -222,6 +222,18 @@ def test_each_engine_gives_the_plain_features_exactly(
     assert np.any(weights.astype(np.float64) * 20 != np.round(weights.astype(np.float64) * 20))
 
 
+def test_spark_drops_corrected_records_alike_past_the_broadcast_limit(
+    city_services: Services, spark: FeatureEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the limit the corrected records are dropped by a sort-merge join, not a broadcast.
+    monkeypatch.setattr("liveness.evidence.spark_engine.BROADCAST_CORRECTED", 0)
+    with session_scope(city_services.sessions) as session:
+        snapshot = _snapshot(city_services, session, spark)
+        expected = _plain_features(city_services, session, snapshot)
+    for name in FEATURES:
+        assert np.array_equal(getattr(snapshot.features, name), getattr(expected, name)), name
+
+
 def test_spark_equals_the_local_engine_for_every_person(
     city_services: Services, spark: FeatureEngine
 ) -> None:
