@@ -21,7 +21,7 @@ from functools import reduce
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from pyspark.errors import PySparkException
+from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F  # noqa: N812 (Spark's own idiom)
 from pyspark.sql.types import (
@@ -177,6 +177,16 @@ class SparkEngine:
             spark.addTag(tag)
             try:
                 return _evidence(spark, request)
+            except AnalysisException as error:
+                if error.getCondition() != "PATH_NOT_FOUND":
+                    raise
+                # The manifest lists a part that Spark does not find where it reads the store.
+                missing = (error.getMessageParameters() or {}).get("path", "a part")
+                raise ConfigurationError(
+                    f"the Spark engine reads the evidence store at {base}, where {missing} "
+                    "is missing: LIVENESS_SPARK_EVIDENCE_URL must name the store as the executors see it, "
+                    "with every part the manifest lists"
+                ) from None
             finally:
                 spark.removeTag(tag)
 
