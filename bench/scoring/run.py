@@ -18,7 +18,8 @@ person), compacts it, then measures in fresh interpreters (so that each peak RSS
 - spark (``--engine spark``): the same snapshot and grading with the Spark engine
   (``LIVENESS_ENGINE=spark`` on ``--spark-master``, ``local[2]`` by default), its fixed cost
   (session start and a first tiny query, ``spark_fixed_s``) timed apart from the run itself
-  (``spark_s``), its features and levels checked against ours for every person.
+  (``spark_s``), its features and levels checked against ours for every person; with
+  ``--spark-evidence-url`` the executors read the store from there (a copy on ``hdfs://``).
 
 The last line holds the figures as ``key=value`` pairs.
 
@@ -322,13 +323,15 @@ def _jvm_peak_mb(spark: Any) -> float:
 
 
 def child_spark(
-    workdir: Path, as_of: dt.date, master: str, shuffle_partitions: int, ours_path: Path
-) -> dict[str, Any]:
+    workdir: Path, as_of: dt.date, master: str, shuffle_partitions: int, ours_path: Path,
+    evidence_url: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Start Spark, run a tiny query, then snapshot and grade with it; check it against ours."""
     began = time.perf_counter()
     services = _services(
-        workdir, engine="spark", spark_master=master, spark_shuffle_partitions=shuffle_partitions
-    )
+        workdir, engine="spark", spark_master=master, spark_shuffle_partitions=shuffle_partitions,
+        spark_evidence_url=evidence_url,
+    )  # fmt: skip
     spark = services.store.engine.spark()
     # A first tiny query: the JVM's and the session's start-up, paid once by every process.
     spark.createDataFrame([(1, 2.0)], "a int, b double").groupBy("a").sum("b").toArrow()
@@ -518,6 +521,7 @@ class SparkOptions:
 
     master: str
     shuffle_partitions: int
+    evidence_url: str | None = None
 
 
 def run(
@@ -596,9 +600,10 @@ def _measure_spark(
     workdir: Path, as_of: dt.date, spark: SparkOptions, ours_path: Path, ours_s: float
 ) -> dict[str, float]:
     """Measure the Spark engine's snapshot and grading; fail if it disagrees with ours."""
+    url = [spark.evidence_url] if spark.evidence_url else []
     figures = measure(
         "spark", str(workdir), as_of.isoformat(), spark.master, str(spark.shuffle_partitions),
-        str(ours_path),
+        str(ours_path), *url,
     )  # fmt: skip
     print(f"spark on {spark.master}: fixed {figures['fixed_s']:.2f} s (session and a tiny query), "
           f"then {figures['seconds']:.2f} s over {int(figures['files'])} files in "
@@ -645,6 +650,11 @@ def main(argv: list[str] | None = None) -> None:
         "--spark-partitions", type=int, default=8,
         help="with --engine spark: spark.sql.shuffle.partitions of the features' job",
     )  # fmt: skip
+    parser.add_argument(
+        "--spark-evidence-url", default=None,
+        help="with --engine spark: where the executors read the built store (LIVENESS_SPARK_"
+        "EVIDENCE_URL), e.g. hdfs://... after copying DIR/evidence there",
+    )  # fmt: skip
     parser.add_argument("--measure", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
@@ -657,8 +667,9 @@ def main(argv: list[str] | None = None) -> None:
             result = child_ours(workdir, dt.date.fromisoformat(rest[1]), Path(rest[2]), everyone)
         elif what == "spark":
             result = child_spark(
-                workdir, dt.date.fromisoformat(rest[1]), rest[2], int(rest[3]), Path(rest[4])
-            )
+                workdir, dt.date.fromisoformat(rest[1]), rest[2], int(rest[3]), Path(rest[4]),
+                rest[5] if len(rest) > 5 else None,
+            )  # fmt: skip
         elif what == "duckdb":
             result = child_duckdb(workdir, dt.date.fromisoformat(rest[1]), Path(rest[2]))
         else:
@@ -671,7 +682,10 @@ def main(argv: list[str] | None = None) -> None:
              "seed": args.seed}  # fmt: skip
     spark = None
     if args.engine == "spark":
-        spark = SparkOptions(master=args.spark_master, shuffle_partitions=args.spark_partitions)
+        spark = SparkOptions(
+            master=args.spark_master, shuffle_partitions=args.spark_partitions,
+            evidence_url=args.spark_evidence_url,
+        )  # fmt: skip
     if args.keep:
         if args.workdir is None:
             parser.error("--keep needs --workdir")
