@@ -184,8 +184,8 @@ class SparkEngine:
                 missing = (error.getMessageParameters() or {}).get("path", "a part")
                 raise ConfigurationError(
                     f"the Spark engine reads the evidence store at {base}, where {missing} "
-                    "is missing: LIVENESS_SPARK_EVIDENCE_URL must name the store as the executors see it, "
-                    "with every part the manifest lists"
+                    "is missing: LIVENESS_SPARK_EVIDENCE_URL must name the store as the "
+                    "executors see it, with every part the manifest lists"
                 ) from None
             finally:
                 spark.removeTag(tag)
