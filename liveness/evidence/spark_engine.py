@@ -21,6 +21,7 @@ from functools import reduce
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F  # noqa: N812 (Spark's own idiom)
@@ -186,6 +187,15 @@ class SparkEngine:
                     f"the Spark engine reads the evidence store at {base}, where {missing} "
                     "is missing: LIVENESS_SPARK_EVIDENCE_URL must name the store as the "
                     "executors see it, with every part the manifest lists"
+                ) from None
+            except (Py4JJavaError, PySparkException) as error:
+                # Spark names no error condition for it: only its message says so.
+                if "spark.driver.maxResultSize" not in str(error):
+                    raise
+                raise ConfigurationError(
+                    f"the Spark engine's sums for {len(death_day):,} person ids (about 200 "
+                    "bytes each) exceed spark.driver.maxResultSize: raise it, and "
+                    "spark.driver.memory, in $SPARK_CONF_DIR/spark-defaults.conf"
                 ) from None
             finally:
                 spark.removeTag(tag)

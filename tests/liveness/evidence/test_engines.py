@@ -246,6 +246,23 @@ def test_spark_reads_the_store_where_its_url_says(
         _snapshot(city_services, session, synced)
 
 
+def test_spark_results_too_large_for_the_driver_are_refused_clearly(
+    city_services: Services, spark: FeatureEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyspark.errors import PySparkException
+
+    def collect_refused(*_: object) -> None:
+        raise PySparkException(
+            message="Job aborted due to stage failure: Total size of serialized results of 1 "
+            "tasks (9.4 MiB) is bigger than spark.driver.maxResultSize (5.0 MiB)"
+        )
+
+    monkeypatch.setattr("liveness.evidence.spark_engine._evidence", collect_refused)
+    refused = pytest.raises(ConfigurationError, match=r"spark\.driver\.maxResultSize")
+    with session_scope(city_services.sessions) as session, refused:
+        _snapshot(city_services, session, spark)
+
+
 def test_spark_equals_the_local_engine_for_every_person(
     city_services: Services, spark: FeatureEngine
 ) -> None:
