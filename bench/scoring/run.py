@@ -14,7 +14,12 @@ person), compacts it, then measures in fresh interpreters (so that each peak RSS
   window, agreeing sources) in SQL over the same files, the faster of a wide ``FILTER``
   aggregate and a two-step person-source aggregate, checked against ours on a sample;
 - scan: a bare pyarrow read of the needed columns, the floor;
-- increment: one more day of traces (300 per 1,000 persons) appended, then everyone regraded.
+- increment: one more day of traces (300 per 1,000 persons) appended, then everyone regraded;
+- spark (``--engine spark``): the same snapshot and grading with the Spark engine
+  (``LIVENESS_ENGINE=spark`` on ``--spark-master``, ``local[2]`` by default), its fixed cost
+  (session start and a first tiny query, ``spark_fixed_s``) timed apart from the run itself
+  (``spark_s``), its features and levels checked against ours for every person; with
+  ``--spark-evidence-url`` the executors read the store from there (a copy on ``hdfs://``).
 
 The last line holds the figures as ``key=value`` pairs.
 
@@ -27,6 +32,7 @@ throwaway clone (database copied, evidence files hard-linked), so a kept store s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -63,11 +69,13 @@ KIND_SHARE: dict[str, dict[str, float]] = {
 }  # fmt: skip
 UNLINKED_SHARE = 0.02
 INCREMENT_PER_PERSON = 0.3
+# Figures printed as integers on the last line.
+INTEGERS = ("persons", "traces", "spark_equal", "spark_tasks")
 # Marks a kept work folder whose store is built and compacted (--keep).
 BUILT = "built"
 
 
-def _services(workdir: Path) -> Any:
+def _services(workdir: Path, **engine: Any) -> Any:
     from liveness.services import Services
     from liveness.settings import Settings
 
@@ -75,6 +83,7 @@ def _services(workdir: Path) -> Any:
         database_url=f"sqlite:///{workdir / 'state.sqlite'}",
         evidence_dir=workdir / "evidence",
         config_dir=CONFIG_DIR,
+        **engine,
     )
     return Services(settings)
 
@@ -235,22 +244,25 @@ def compact_store(services: Any) -> None:
 # ----------------------------------------------------------------------------- measuring
 
 
-def _files(services: Any) -> list[str]:
+def _parts(services: Any) -> list[str]:
+    """Return the manifest's parts, as paths relative to the store's root."""
     from sqlalchemy import select
 
     from models import EvidencePart
 
     with services.sessions.begin() as session:
-        paths = session.scalars(select(EvidencePart.path).order_by(EvidencePart.id)).all()
-    return [str(services.store.root / path) for path in paths]
+        return list(session.scalars(select(EvidencePart.path).order_by(EvidencePart.id)).all())
 
 
-def child_ours(workdir: Path, as_of: dt.date, sample_path: Path | None) -> dict[str, float]:
-    """Take the snapshot and grade everyone; save a sample of the features for checking."""
+def _files(services: Any) -> list[str]:
+    return [str(services.store.root / path) for path in _parts(services)]
+
+
+def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]:
+    """Take the snapshot with the store's engine and grade everyone; return both and the time."""
     from liveness.evidence.snapshot import take_snapshot
     from liveness.scoring import NO_LEVEL, grade
 
-    services = _services(workdir)
     policies = services.policies
     began = time.perf_counter()
     with services.sessions.begin() as session:
@@ -264,7 +276,24 @@ def child_ours(workdir: Path, as_of: dt.date, sample_path: Path | None) -> dict[
         previous_level=np.full(len(snapshot.roll), NO_LEVEL, dtype=np.int8),
         policy=policies.scoring,
     )  # fmt: skip
-    seconds = time.perf_counter() - began
+    return snapshot, grades, time.perf_counter() - began
+
+
+def _save_all(path: Path, snapshot: Any, grades: Any) -> None:
+    """Save every person's features and level, to check another engine against them."""
+    features = snapshot.features
+    np.savez(
+        path, person_id=snapshot.roll["person_id"].to_numpy(), level=grades.level,
+        **{field.name: getattr(features, field.name) for field in dataclasses.fields(features)},
+    )  # fmt: skip
+
+
+def child_ours(
+    workdir: Path, as_of: dt.date, sample_path: Path | None, all_path: Path | None = None
+) -> dict[str, float]:
+    """Take the snapshot and grade everyone; save a sample of the features for checking."""
+    services = _services(workdir)
+    snapshot, grades, seconds = _snapshot_and_grade(services, as_of)
     if sample_path is not None:
         rng = np.random.default_rng(0)
         rows = np.sort(rng.choice(len(snapshot.roll), min(SAMPLE, len(snapshot.roll)), False))
@@ -274,9 +303,57 @@ def child_ours(workdir: Path, as_of: dt.date, sample_path: Path | None) -> dict[
             last_day=features.last_day[rows], recent_weight=features.recent_weight[rows],
             recent_sources=features.recent_sources[rows],
         )  # fmt: skip
+    if all_path is not None:
+        _save_all(all_path, snapshot, grades)
     return {
         "seconds": seconds, "peak_mb": peak_rss_mb(), "persons": len(snapshot.roll),
         "traces": snapshot.trace_count, "levels": float(np.bincount(grades.level).size),
+    }  # fmt: skip
+
+
+def _jvm_peak_mb(spark: Any) -> float:
+    """Return the peak resident set size of this process's Spark JVM in MB (nan: unknown)."""
+    pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+    status = Path(f"/proc/{pid}/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child_spark(
+    workdir: Path, as_of: dt.date, master: str, shuffle_partitions: int, ours_path: Path,
+    evidence_url: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Start Spark, run a tiny query, then snapshot and grade with it; check it against ours."""
+    began = time.perf_counter()
+    services = _services(
+        workdir, engine="spark", spark_master=master, spark_shuffle_partitions=shuffle_partitions,
+        spark_evidence_url=evidence_url,
+    )  # fmt: skip
+    spark = services.store.engine.spark()
+    # A first tiny query: the JVM's and the session's start-up, paid once by every process.
+    spark.createDataFrame([(1, 2.0)], "a int, b double").groupBy("a").sum("b").toArrow()
+    fixed = time.perf_counter() - began
+    snapshot, grades, seconds = _snapshot_and_grade(services, as_of)
+    spark_path = workdir / "spark-all.npz"
+    _save_all(spark_path, snapshot, grades)
+    with np.load(ours_path) as ours, np.load(spark_path) as theirs:
+        unequal = [key for key in ours.files if not np.array_equal(ours[key], theirs[key])]
+    spark_path.unlink()
+    tasks = jvm_peak = float("nan")
+    # Through Spark Connect there is no JVM in this process and no RDD to ask.
+    if not master.startswith("sc://"):
+        # The scan's input partitions (Spark's tasks over the store): the per-task cost.
+        base = services.store.engine.base_url(services.store)
+        urls = [f"{base}/{path}" for path in _parts(services)]
+        tasks = float(spark.read.parquet(*urls).rdd.getNumPartitions())
+        jvm_peak = _jvm_peak_mb(spark)
+    return {
+        "seconds": seconds, "fixed_s": fixed, "equal": float(not unequal), "unequal": unequal,
+        "tasks": tasks, "files": float(len(_files(services))),
+        "peak_mb": peak_rss_mb(), "jvm_peak_mb": jvm_peak,
     }  # fmt: skip
 
 
@@ -438,7 +515,19 @@ def _clone(workdir: Path, clone: Path) -> None:
     shutil.copy2(workdir / "state.sqlite", clone / "state.sqlite")
 
 
-def run(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> dict[str, float]:
+@dataclasses.dataclass(frozen=True)
+class SparkOptions:
+    """How to run the Spark engine's measurement (`--engine spark`)."""
+
+    master: str
+    shuffle_partitions: int
+    evidence_url: str | None = None
+
+
+def run(
+    *, persons: int, traces: int, months: int, workdir: Path, seed: int,
+    spark: SparkOptions | None = None,
+) -> dict[str, float]:  # fmt: skip
     """Build the store (unless built already), measure every contender; return the figures."""
     if (workdir / BUILT).exists():
         print(f"reusing the store built in {workdir}", flush=True)
@@ -459,7 +548,8 @@ def run(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> 
     cold_sample = workdir / "ours-cold-sample.npz"
     cold = measure("ours", str(workdir), as_of.isoformat(), str(cold_sample))
     print(f"ours, first run: {cold['seconds']:.2f} s, peak {cold['peak_mb']:,.0f} MB", flush=True)
-    ours = measure("ours", str(workdir), as_of.isoformat(), str(sample))
+    everyone = workdir / "ours-all.npz"
+    ours = measure("ours", str(workdir), as_of.isoformat(), str(sample), str(everyone))
     print(f"ours, nightly: {ours['seconds']:.2f} s for {int(ours['traces']):,} linked traces, "
           f"peak {ours['peak_mb']:,.0f} MB", flush=True)  # fmt: skip
     with np.load(cold_sample) as first, np.load(sample) as later:
@@ -478,6 +568,10 @@ def run(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> 
         if duck["mismatches"]:
             raise SystemExit("DuckDB and ours disagree on the sample")
     print(f"scan: {scan['seconds']:.2f} s for {int(scan['rows']):,} rows", flush=True)
+    spark_figures = {}
+    if spark is not None:
+        spark_figures = _measure_spark(workdir, as_of, spark, everyone, ours["seconds"])
+    everyone.unlink(missing_ok=True)
     # The increment appends to a clone, so that a kept store stays as built.
     clone = workdir / "increment"
     shutil.rmtree(clone, ignore_errors=True)
@@ -498,15 +592,37 @@ def run(*, persons: int, traces: int, months: int, workdir: Path, seed: int) -> 
         "increment_s": increment["seconds"],
         "ours_first_s": cold["seconds"],
         "first_ratio": cold["seconds"] / duck["seconds"],
+        **spark_figures,
     }
+
+
+def _measure_spark(
+    workdir: Path, as_of: dt.date, spark: SparkOptions, ours_path: Path, ours_s: float
+) -> dict[str, float]:
+    """Measure the Spark engine's snapshot and grading; fail if it disagrees with ours."""
+    url = [spark.evidence_url] if spark.evidence_url else []
+    figures = measure(
+        "spark", str(workdir), as_of.isoformat(), spark.master, str(spark.shuffle_partitions),
+        str(ours_path), *url,
+    )  # fmt: skip
+    print(f"spark on {spark.master}: fixed {figures['fixed_s']:.2f} s (session and a tiny query), "
+          f"then {figures['seconds']:.2f} s over {int(figures['files'])} files in "
+          f"{figures['tasks']:.0f} scan tasks; peak {figures['peak_mb']:,.0f} MB here and "
+          f"{figures['jvm_peak_mb']:,.0f} MB in the JVM", flush=True)  # fmt: skip
+    if not figures["equal"]:
+        raise SystemExit(f"Spark's features or levels differ from ours: {figures['unequal']}")
+    return {
+        "spark_s": figures["seconds"], "spark_fixed_s": figures["fixed_s"],
+        "spark_ratio": figures["seconds"] / ours_s, "spark_equal": figures["equal"],
+        "spark_tasks": figures["tasks"],
+        "spark_peak_mb": figures["peak_mb"] + figures["jvm_peak_mb"],
+    }  # fmt: skip
 
 
 def _format(figures: dict[str, float]) -> str:
     parts = []
     for key, value in figures.items():
-        parts.append(
-            f"{key}={int(value)}" if key in ("persons", "traces") else f"{key}={value:.3f}"
-        )
+        parts.append(f"{key}={int(value)}" if key in INTEGERS else f"{key}={value:.3f}")
     return " ".join(parts)
 
 
@@ -522,6 +638,23 @@ def main(argv: list[str] | None = None) -> None:
         help="keep the built store in --workdir and reuse it on the next run with the same sizes",
     )  # fmt: skip
     parser.add_argument("--build-only", action="store_true", help="with --keep: build, then stop")
+    parser.add_argument(
+        "--engine", choices=("local", "spark"), default="local",
+        help="spark: also measure the Spark engine's snapshot and grading, beside ours and DuckDB",
+    )  # fmt: skip
+    parser.add_argument(
+        "--spark-master", default="local[2]",
+        help="with --engine spark: the master (local[N], a cluster URL or sc://host:port)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--spark-partitions", type=int, default=8,
+        help="with --engine spark: spark.sql.shuffle.partitions of the features' job",
+    )  # fmt: skip
+    parser.add_argument(
+        "--spark-evidence-url", default=None,
+        help="with --engine spark: where the executors read the built store (LIVENESS_SPARK_"
+        "EVIDENCE_URL), e.g. hdfs://... after copying DIR/evidence there",
+    )  # fmt: skip
     parser.add_argument("--measure", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
@@ -530,7 +663,13 @@ def main(argv: list[str] | None = None) -> None:
         if what == "scan":
             result = child_scan(workdir)
         elif what == "ours":
-            result = child_ours(workdir, dt.date.fromisoformat(rest[1]), Path(rest[2]))
+            everyone = Path(rest[3]) if len(rest) > 3 else None
+            result = child_ours(workdir, dt.date.fromisoformat(rest[1]), Path(rest[2]), everyone)
+        elif what == "spark":
+            result = child_spark(
+                workdir, dt.date.fromisoformat(rest[1]), rest[2], int(rest[3]), Path(rest[4]),
+                rest[5] if len(rest) > 5 else None,
+            )  # fmt: skip
         elif what == "duckdb":
             result = child_duckdb(workdir, dt.date.fromisoformat(rest[1]), Path(rest[2]))
         else:
@@ -541,6 +680,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     sizes = {"persons": args.persons, "traces": args.traces, "months": args.months,
              "seed": args.seed}  # fmt: skip
+    spark = None
+    if args.engine == "spark":
+        spark = SparkOptions(
+            master=args.spark_master, shuffle_partitions=args.spark_partitions,
+            evidence_url=args.spark_evidence_url,
+        )  # fmt: skip
     if args.keep:
         if args.workdir is None:
             parser.error("--keep needs --workdir")
@@ -552,10 +697,10 @@ def main(argv: list[str] | None = None) -> None:
                 build(workdir=folder, **sizes)
             print(f"built in {folder}")
             return
-        figures = run(workdir=folder, **sizes)
+        figures = run(workdir=folder, spark=spark, **sizes)
     else:
         with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-scoring-") as temporary:
-            figures = run(workdir=Path(temporary), **sizes)
+            figures = run(workdir=Path(temporary), spark=spark, **sizes)
     print(_format(figures))
 
 

@@ -21,7 +21,8 @@ from functools import reduce
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from pyspark.errors import PySparkException
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F  # noqa: N812 (Spark's own idiom)
 from pyspark.sql.types import (
@@ -72,6 +73,8 @@ KIND_SCHEMA = StructType(
         StructField("settles", BooleanType()),
     ]
 )
+# Corrected records whose keys (about 40 bytes each) are broadcast to every task, at most.
+BROADCAST_CORRECTED = 2_000_000
 _EMPTY_TRACES: dict[str, np.ndarray] = {
     "person": np.empty(0, dtype=np.int32),
     "source": np.empty(0, dtype=np.int8),
@@ -175,6 +178,25 @@ class SparkEngine:
             spark.addTag(tag)
             try:
                 return _evidence(spark, request)
+            except AnalysisException as error:
+                if error.getCondition() != "PATH_NOT_FOUND":
+                    raise
+                # The manifest lists a part that Spark does not find where it reads the store.
+                missing = (error.getMessageParameters() or {}).get("path", "a part")
+                raise ConfigurationError(
+                    f"the Spark engine reads the evidence store at {base}, where {missing} "
+                    "is missing: LIVENESS_SPARK_EVIDENCE_URL must name the store as the "
+                    "executors see it, with every part the manifest lists"
+                ) from None
+            except (Py4JJavaError, PySparkException) as error:
+                # Spark names no error condition for it: only its message says so.
+                if "spark.driver.maxResultSize" not in str(error):
+                    raise
+                raise ConfigurationError(
+                    f"the Spark engine's sums for {len(death_day):,} person ids (about 200 "
+                    "bytes each) exceed spark.driver.maxResultSize: raise it, and "
+                    "spark.driver.memory, in $SPARK_CONF_DIR/spark-defaults.conf"
+                ) from None
             finally:
                 spark.removeTag(tag)
 
@@ -239,11 +261,12 @@ def _traces(spark: SparkSession, request: _Request) -> DataFrame:
     )  # fmt: skip
     in_window = F.col("day").between(request.low, request.as_of_day)
     columns = ["source_code", "person_id", "day", "kind"]
-    rows = stored.where(in_window).join(
-        corrections.select("source_code", "record_hash").distinct(),
-        ["source_code", "record_hash"],
-        "left_anti",
-    )
+    corrected = corrections.select("source_code", "record_hash").distinct()
+    # Corrected records are few: sent to every task, they spare shuffling every trace to drop
+    # them (which cost half the CPU of the features' job); past the limit, Spark's sort-merge.
+    if corrected.count() <= BROADCAST_CORRECTED:
+        corrected = F.broadcast(corrected)
+    rows = stored.where(in_window).join(corrected, ["source_code", "record_hash"], "left_anti")
     traces = rows.select(columns).unionByName(latest.where(in_window).select(columns))
     return traces.join(F.broadcast(kinds), ["source_code", "kind"], "left")
 

@@ -1,7 +1,10 @@
-"""Smoke test of the scoring benchmark: it runs end to end and reports its figures."""
+"""Smoke tests of the scoring benchmark: it runs end to end and reports its figures."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,14 @@ EXPECTED_KEYS = [
     "persons", "traces", "ours_s", "duckdb_s", "ratio", "scan_s", "peak_rss_mb", "increment_s",
     "ours_first_s", "first_ratio",
 ]  # fmt: skip
+SPARK_KEYS = [
+    "spark_s",
+    "spark_fixed_s",
+    "spark_ratio",
+    "spark_equal",
+    "spark_tasks",
+    "spark_peak_mb",
+]
 
 
 @pytest.mark.slow
@@ -26,3 +37,24 @@ def test_benchmark_prints_figures_as_key_values(tmp_path: Path) -> None:
     for key in ("ours_s", "scan_s", "peak_rss_mb", "increment_s", "ours_first_s"):
         assert float(pairs[key]) > 0
     assert list(tmp_path.iterdir()) == []  # the temporary store is cleaned up
+
+
+@pytest.mark.slow
+def test_benchmark_measures_spark_beside_ours(tmp_path: Path) -> None:
+    if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
+        # On CI the Spark engine must run (as its own tests): a missing runtime fails.
+        if os.environ.get("CI"):
+            pytest.fail("--engine spark cannot run on CI: no PySpark or no Java runtime")
+        pytest.skip("the Spark engine needs PySpark and a Java runtime")
+    output, pairs = run_bench(
+        "bench.scoring.run",
+        "--persons", "300", "--traces", "5000", "--months", "2", "--workdir", str(tmp_path),
+        "--engine", "spark", "--spark-partitions", "2",
+    )  # fmt: skip
+    assert list(pairs) == [*EXPECTED_KEYS, *SPARK_KEYS]
+    # Spark's features and levels equal ours for every person (the run fails otherwise).
+    assert pairs["spark_equal"] == "1"
+    assert float(pairs["spark_s"]) > 0 and float(pairs["spark_fixed_s"]) > 0
+    assert int(pairs["spark_tasks"]) >= 1
+    assert "spark on local[2]" in output
+    assert list(tmp_path.iterdir()) == []

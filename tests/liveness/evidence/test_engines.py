@@ -222,6 +222,47 @@ def test_each_engine_gives_the_plain_features_exactly(
     assert np.any(weights.astype(np.float64) * 20 != np.round(weights.astype(np.float64) * 20))
 
 
+def test_spark_reads_the_store_where_its_url_says(
+    city_services: Services, spark: FeatureEngine, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # The store as the executors see it (here a copy; on a cluster hdfs:// or s3a://), read
+    # with the corrected records dropped by a sort-merge join, as past the broadcast limit.
+    from liveness.evidence.spark_engine import SparkEngine  # PySpark is there: `spark` says so
+
+    elsewhere = tmp_path / "synced"
+    shutil.copytree(city_services.store.root, elsewhere)
+    synced = SparkEngine(master="local[2]", evidence_url=elsewhere.as_uri(), shuffle_partitions=2)
+    monkeypatch.setattr("liveness.evidence.spark_engine.BROADCAST_CORRECTED", 0)
+    with session_scope(city_services.sessions) as session:
+        snapshot = _snapshot(city_services, session, synced)
+        expected = _plain_features(city_services, session, snapshot)
+    for name in FEATURES:
+        assert np.array_equal(getattr(snapshot.features, name), getattr(expected, name)), name
+    # A store that lacks a part the manifest lists is refused, naming the setting.
+    next(elsewhere.glob("source=transit/month=*/*.parquet")).unlink()
+    refused = pytest.raises(ConfigurationError, match="LIVENESS_SPARK_EVIDENCE_URL")
+    with session_scope(city_services.sessions) as session, refused:
+        _snapshot(city_services, session, synced)
+
+
+def test_spark_results_too_large_for_the_driver_are_refused_clearly(
+    city_services: Services, spark: FeatureEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyspark.errors import PySparkException
+
+    def collect_refused(*_: object) -> None:
+        raise PySparkException(
+            message="Job aborted due to stage failure: Total size of serialized results of 1 "
+            "tasks (9.4 MiB) is bigger than spark.driver.maxResultSize (5.0 MiB)"
+        )
+
+    monkeypatch.setattr("liveness.evidence.spark_engine._evidence", collect_refused)
+    refused = pytest.raises(ConfigurationError, match=r"spark\.driver\.maxResultSize")
+    with session_scope(city_services.sessions) as session, refused:
+        _snapshot(city_services, session, spark)
+
+
 def test_spark_equals_the_local_engine_for_every_person(
     city_services: Services, spark: FeatureEngine
 ) -> None:
