@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,32 @@ from sqlalchemy.orm import Session
 
 from liveness.db import make_engine
 from liveness.migrate import upgrade
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker, list the longest test files first, so that they are handed out first.
+
+    xdist hands each worker one file at a time in the order collected here (the addopts turn
+    off its own order, by number of tests): a long file handed out last runs alone at the end,
+    and the suite waits for it. A file's length is the seconds its `slow` markers announce
+    (`slow(seconds=N)`, about N seconds a test on a quiet 2-core machine), then, as xdist
+    orders, its number of tests. In one process (`-n 0`) the order stays pytest's, which
+    keeps each backend's session database for as many tests as it can.
+    """
+    if not hasattr(config, "workerinput"):
+        return
+    seconds: Counter[str] = Counter()
+    tests: Counter[str] = Counter()
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        tests[file] += 1
+        marker = item.get_closest_marker("slow")
+        seconds[file] += float(marker.kwargs.get("seconds", 0)) if marker else 0.0
+    # Stable: each file's tests keep their order (and stay together).
+    items.sort(key=lambda item: (-seconds[item.nodeid.split("::")[0]],
+                                 -tests[item.nodeid.split("::")[0]]))  # fmt: skip
+
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "LIVENESS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -1190,7 +1190,7 @@ class MoneyPath(RuleBasedStateMachine):
         self.check_statuses(statuses, "after a step")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=270)  # each backend; the suite's longest (tests/conftest.py)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_money_path_under_random_histories(
     backend: str, database_url_factory: Callable[[str], str], tmp_path: Path

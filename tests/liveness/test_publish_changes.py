@@ -37,6 +37,9 @@ from models import (
 )
 from tests.liveness.conftest import CITY_START, REPO
 
+# Scheduling: about 35 s a test on a quiet 2-core machine (tests/conftest.py).
+pytestmark = pytest.mark.slow(seconds=35)
+
 # Runs move forward through the simulated city's days, nights apart and weeks apart.
 RUN_DAYS = (100, 101, 102, 115, 130, 131, 149)
 

@@ -30,6 +30,9 @@ from models import (
 )
 from tests.liveness.conftest import CITY_DAYS, CITY_START
 
+# Scheduling: about 6 s a test on a quiet 2-core machine (tests/conftest.py).
+pytestmark = pytest.mark.slow(seconds=6)
+
 AS_OF = CITY_START + dt.timedelta(days=CITY_DAYS - 1)
 
 

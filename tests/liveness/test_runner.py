@@ -26,6 +26,9 @@ from models import Assessment, ListEntry, Person, Run, RunLock, RunStatus
 from tests.liveness.conftest import REPO
 from tests.liveness.test_run import AS_OF
 
+# Scheduling: about 12 s a test on a quiet 2-core machine (tests/conftest.py).
+pytestmark = pytest.mark.slow(seconds=12)
+
 DEAD_HOLDER = f"{socket.gethostname()}:999999999"
 
 

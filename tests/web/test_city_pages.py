@@ -28,6 +28,9 @@ from tests.web.browsing import (
     signed_in_page,
 )
 
+# Scheduling: about 60 s a test on a quiet 2-core machine (tests/conftest.py).
+pytestmark = pytest.mark.slow(seconds=60)
+
 LAST = CITY_START + dt.timedelta(days=CITY_DAYS - 1)
 
 

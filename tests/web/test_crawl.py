@@ -35,6 +35,9 @@ from liveness.simulate import simulate_city
 from models import IntegrityLead, ListEntry, Person, ReviewTask, Role, TaskStatus
 from tests.web.conftest import sign_in
 
+# Scheduling: about 20 s a test on a quiet 2-core machine (tests/conftest.py).
+pytestmark = pytest.mark.slow(seconds=20)
+
 START = dt.date(2025, 1, 1)
 DAYS = 150
 LAST = START + dt.timedelta(days=DAYS - 1)

@@ -24,6 +24,9 @@ from models import IntegrityLead, LeadStatus, Person, ReviewTask, Role, Run, Tas
 from tests.web.browsing import CHECKS, PHONE, SHOTS, serving
 from tests.web.test_crawl import CrawledCity, crawled_city, small_city  # noqa: F401
 
+# Scheduling: about 38 s a test on a quiet 2-core machine (tests/conftest.py).
+pytestmark = pytest.mark.slow(seconds=38)
+
 # The pages whose look this test holds to the checks (the others are photographed only).
 CHECKED = ("orders", "order")
 

@@ -15,6 +15,9 @@ from liveness.entry.cli import app
 from liveness.entry.demo import _bother, run_demo
 from tests.liveness.conftest import invoke_cli
 
+# Scheduling: about 25 s a test on a quiet 2-core machine (tests/conftest.py).
+pytestmark = pytest.mark.slow(seconds=25)
+
 
 def test_the_demo_runs_and_keeps_its_promises(cli_env: dict[str, str], tmp_path: Path) -> None:
     code, output = invoke_cli(

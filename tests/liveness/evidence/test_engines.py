@@ -39,6 +39,9 @@ from liveness.simulate import simulate_city
 from models import Delivery, DeliveryStatus, EvidencePart
 from tests.liveness.conftest import REPO, invoke_cli
 
+# Scheduling: about 12 s a test on a quiet 2-core machine (tests/conftest.py).
+pytestmark = pytest.mark.slow(seconds=12)
+
 START = dt.date(2025, 1, 1)
 DAYS = 120
 AS_OF = START + dt.timedelta(days=DAYS - 1)

@@ -27,6 +27,9 @@ from liveness.whatif.replay import _matching_task
 from models import Base
 from tests.liveness.conftest import REPO, invoke_cli
 
+# Scheduling: about 19 s a test on a quiet 2-core machine (tests/conftest.py).
+pytestmark = pytest.mark.slow(seconds=19)
+
 FIRST, LAST = dt.date(2025, 1, 1), dt.date(2025, 5, 30)
 
 
