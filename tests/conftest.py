@@ -37,16 +37,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     if not hasattr(config, "workerinput"):
         return
-    seconds: Counter[str] = Counter()
-    tests: Counter[str] = Counter()
+    seconds: Counter[Path] = Counter()
+    tests: Counter[Path] = Counter()
     for item in items:
-        file = item.nodeid.split("::")[0]
-        tests[file] += 1
+        tests[item.path] += 1
         marker = item.get_closest_marker("slow")
-        seconds[file] += float(marker.kwargs.get("seconds", 0)) if marker else 0.0
+        seconds[item.path] += float(marker.kwargs.get("seconds", 0)) if marker else 0.0
     # Stable: each file's tests keep their order (and stay together).
-    items.sort(key=lambda item: (-seconds[item.nodeid.split("::")[0]],
-                                 -tests[item.nodeid.split("::")[0]]))  # fmt: skip
+    items.sort(key=lambda item: (-seconds[item.path], -tests[item.path]))
 
 
 POSTGRES_ADMIN_URL = os.environ.get(
