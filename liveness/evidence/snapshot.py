@@ -90,7 +90,9 @@ def _death_days(first_death: pd.Series, persons: PersonIndex) -> npt.NDArray[np.
     known = first_death.index.to_numpy(dtype=np.int64)
     on_roll = known[known < len(dense)]
     on_roll = on_roll[dense[on_roll] >= 0]
-    death_day[dense[on_roll]] = [day_number(first_death[p]) for p in on_roll]
+    # Day numbers count from 1970 and -1 means no death: a death dated before (a typed year,
+    # an old record) is still a death, on day 0, its date kept in the death records.
+    death_day[dense[on_roll]] = [max(day_number(first_death[p]), 0) for p in on_roll]
     return death_day
 
 

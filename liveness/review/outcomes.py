@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from liveness.errors import InputInvalid, NotFound, StateRefused
 from models import (
     LIVE_TASK_STATUSES,
     DeathRecord,
+    Person,
     RecordStatus,
     ReviewTask,
     TaskKind,
@@ -58,7 +59,7 @@ class OutcomeInvalid(InputInvalid):
 
 def _detail(
     outcome: VisitOutcome, *, on: dt.date, died_on: dt.date | None, region: str | None,
-    note: str | None,
+    note: str | None, born: dt.date | None,
 ) -> dict[str, Any]:  # fmt: skip
     """Validate the fields an outcome needs and return them as the task's outcome detail."""
     detail: dict[str, Any] = {"recorded_on": on.isoformat()}
@@ -67,6 +68,10 @@ def _detail(
             raise OutcomeInvalid("died_on: a deceased outcome needs the date of death")
         if died_on > on:
             raise OutcomeInvalid("died_on: the date of death is after the visit")
+        if born is not None and died_on < born:
+            raise OutcomeInvalid(
+                f"died_on: the date of death {died_on} is before the person's birth ({born})"
+            )
         detail["died_on"] = died_on.isoformat()
     elif died_on is not None:
         raise OutcomeInvalid(f"died_on: only a deceased outcome has a date of death, not {outcome}")
@@ -77,6 +82,11 @@ def _detail(
     if note:
         detail["note"] = note[:500]
     return detail
+
+
+def _born(session: Session, task: ReviewTask) -> dt.date | None:
+    """Return the reviewed person's birth date: no death is dated before it."""
+    return session.scalar(select(Person.birth_date).where(Person.id == task.person_id))
 
 
 def record_outcome(
@@ -108,7 +118,9 @@ def record_outcome(
             f"outcome: {chosen} is not an outcome of a {task.kind} task; expected one of "
             + ", ".join(sorted(allowed))
         )
-    detail = _detail(chosen, on=on, died_on=died_on, region=region, note=note)
+    detail = _detail(
+        chosen, on=on, died_on=died_on, region=region, note=note, born=_born(session, task)
+    )
     if task.status == TaskStatus.DONE:
         same = task.outcome == chosen and {
             k: v for k, v in task.outcome_detail.items() if k not in ("recorded_on", "by", "undone")
@@ -235,7 +247,9 @@ def correct_outcome(
     if previous == chosen:
         return task
     visited = dt.date.fromisoformat(task.outcome_detail.get("recorded_on", on.isoformat()))
-    detail = _detail(chosen, on=visited, died_on=died_on, region=region, note=None)
+    detail = _detail(
+        chosen, on=visited, died_on=died_on, region=region, note=None, born=_born(session, task)
+    )
     corrections = [
         *task.outcome_detail.get("corrections", []),
         {"from": str(previous), "to": str(chosen), "by": actor, "on": on.isoformat(),

@@ -267,6 +267,39 @@ def test_visit_outcomes_certify_suspend_and_reinstate(city: City) -> None:
     assert ("P2", "visit") in [(ref, str(source)) for ref, source in sources]
 
 
+def test_a_death_dated_before_1970_suspends_and_one_before_birth_is_refused(city: City) -> None:
+    """Day numbers count from 1970 (-1: no death): an early date of death is still a death."""
+    city.run("2025-04-30")
+    visit = city.task("P1", TaskKind.HOME_VISIT)
+    assert visit is not None
+    before_birth = r"died_on: .*1925-03-01 is before .*1945-01-01"
+    with (
+        session_scope(city.services.sessions) as session,
+        pytest.raises(OutcomeInvalid, match=before_birth),
+    ):
+        record_outcome(session, task_id=visit.id, outcome="deceased", actor="w1",
+                       on=dt.date(2025, 5, 3), died_on=dt.date(1925, 3, 1))  # fmt: skip
+    # A year typed wrong, or a pension drawn in a dead man's name since it began.
+    city.outcome("P1", TaskKind.HOME_VISIT, "deceased", "2025-05-03", died_on=dt.date(1965, 3, 1))
+    # The household registry's record of a death as early: graded deceased like any other.
+    city.deliver("deregistration", "record_id,id_number,name,deregistered_on,reason,died_on,"
+                 f"new_id_number\nD1,{P2[0]},{P2[1]},2025-05-10,death,1969-12-31,\n")  # fmt: skip
+    run_id = city.run("2025-05-31")
+    # P2 graded deceased by the record, their visit cancelled (not weak, a grid worker sent to
+    # a dead woman's door); P1's death applies through its task.
+    assert city.report(run_id)["levels"]["deceased"] == 1
+    p2_visit = city.task("P2", TaskKind.HOME_VISIT)
+    assert p2_visit is not None and p2_visit.status == "cancelled"
+    for ref, monthly, start in (("P1", "3000.00", 2005), ("P2", "2500.50", 2010)):
+        (entry,) = city.entries(ref)
+        assert (entry.action, entry.reason) == ("suspend", "deceased"), ref
+        assert city.benefit(ref).status == "suspended"
+        # Every monthly payment from the benefit's start (P1 2005-01, P2 2010-02) to the
+        # run's month was owed to nobody.
+        paid = (2025 - start) * 12 + 5 - (1 if ref == "P2" else 0)
+        assert entry.amount == Decimal(monthly) * paid, ref
+
+
 def test_nobody_is_suspended_for_the_agencys_own_overdue_review(city: City) -> None:
     # Nobody leaves a trace; certifications lapse on 06-01; the visits stay unrecorded. Even
     # with every lapse notice sent and its period long past, the overdue visit is the
