@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api.routers.common import Id
 from api.web.export import csv_href, csv_response, wants_csv
 from api.web.formats import money_text
 from api.web.i18n import label
@@ -95,7 +96,7 @@ async def _decide(
 
 @router.post("/approvals/{entry_id}/approve")
 async def approve(
-    entry_id: int,
+    entry_id: Id,
     request: Request,
     page: Page = Depends(signed_in("lists.approve")),  # noqa: B008
 ) -> Response:
@@ -108,7 +109,7 @@ async def approve(
 
 @router.post("/approvals/{entry_id}/reject")
 async def reject(
-    entry_id: int,
+    entry_id: Id,
     request: Request,
     page: Page = Depends(signed_in("lists.approve")),  # noqa: B008
 ) -> Response:

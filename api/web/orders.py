@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api.routers.common import Id
 from api.web.formats import local_time_text, money_text
 from api.web.lead_evidence import evidence_view
 from api.web.pages import Page, form_of, signed_in
@@ -142,7 +143,7 @@ def _order_context(page: Page, order_id: int) -> dict[str, Any]:
 
 @router.get("/orders/{order_id}", response_class=HTMLResponse)
 async def order_page_view(
-    order_id: int,
+    order_id: Id,
     page: Page = Depends(signed_in("orders.read")),  # noqa: B008
 ) -> Response:
     """Show one order: each lead's rule, persons and evidence, with its answer or its form."""
@@ -166,7 +167,7 @@ async def _back_to_order(
     page: Page,
     work: Callable[[], tuple[int, dict[str, Any] | None]],
     *,
-    lead_id: int,
+    lead_id: Id,
     values: dict[str, str],
     errors: dict[str, str],
 ) -> Response:
@@ -184,7 +185,7 @@ async def _back_to_order(
 
 @router.post("/leads/{lead_id}/answer", response_class=HTMLResponse)
 async def answer(
-    lead_id: int,
+    lead_id: Id,
     request: Request,
     page: Page = Depends(signed_in("leads.answer")),  # noqa: B008
 ) -> Response:
@@ -224,7 +225,7 @@ async def answer(
 
 @router.post("/leads/{lead_id}/review", response_class=HTMLResponse)
 async def review(
-    lead_id: int,
+    lead_id: Id,
     request: Request,
     page: Page = Depends(signed_in("leads.review")),  # noqa: B008
 ) -> Response:

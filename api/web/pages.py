@@ -26,6 +26,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from api.deps import SessionDep, intend
+from api.routers.common import Id
 from api.web import charts, formats
 from api.web.export import csv_href, csv_response, table_href, table_rows, wants_csv
 from api.web.i18n import LANGS, Lang, catalogue, label, pick_lang, translate
@@ -808,7 +809,7 @@ def _task_context(page: Page, task_id: int) -> dict[str, Any]:
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 async def task_page(
-    task_id: int,
+    task_id: Id,
     page: Page = Depends(signed_in("tasks.read")),  # noqa: B008
     done: str | None = None,
 ) -> Response:
@@ -837,7 +838,7 @@ async def task_page(
 
 @router.post("/tasks/{task_id}/draft", response_class=HTMLResponse)
 async def task_draft(
-    task_id: int,
+    task_id: Id,
     request: Request,
     page: Page = Depends(signed_in("tasks.outcome")),  # noqa: B008
 ) -> Response:
@@ -903,7 +904,7 @@ def _validate_outcome(
 
 @router.post("/tasks/{task_id}/outcome", response_class=HTMLResponse)
 async def task_outcome(
-    task_id: int,
+    task_id: Id,
     request: Request,
     page: Page = Depends(signed_in("tasks.outcome")),  # noqa: B008
 ) -> Response:
@@ -989,7 +990,7 @@ async def _task_action(
 
 @router.post("/tasks/{task_id}/claim")
 async def task_claim(
-    task_id: int,
+    task_id: Id,
     request: Request,
     page: Page = Depends(signed_in("tasks.claim")),  # noqa: B008
 ) -> Response:
@@ -1008,7 +1009,7 @@ async def task_claim(
 
 @router.post("/tasks/{task_id}/release")
 async def task_release(
-    task_id: int,
+    task_id: Id,
     request: Request,
     page: Page = Depends(signed_in("tasks.claim")),  # noqa: B008
 ) -> Response:
@@ -1025,7 +1026,7 @@ async def task_release(
 
 @router.post("/tasks/{task_id}/undo")
 async def task_undo(
-    task_id: int,
+    task_id: Id,
     request: Request,
     page: Page = Depends(signed_in("tasks.outcome")),  # noqa: B008
 ) -> Response:

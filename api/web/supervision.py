@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
 
+from api.routers.common import Id
 from api.web import charts
 from api.web.export import csv_href, csv_response, wants_csv
 from api.web.formats import local_time_text, money_text
@@ -227,7 +228,7 @@ def report_list_rows(report: dict[str, Any], lang: Lang) -> list[dict[str, str]]
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run_page(
-    run_id: int,
+    run_id: Id,
     page: Page = Depends(signed_in("runs.read")),  # noqa: B008
 ) -> Response:
     """Show one run's report in words: levels, certifications, tasks, the list and the guard."""

@@ -136,6 +136,13 @@ def test_a_grid_worker_cannot_open_another_grids_task(web_world: World) -> None:
     )
     assert "找不到" in answer.text and "Traceback" not in answer.text
     assert client.get("/web/tasks/not-a-number").status_code == 404
+    # An id past what the database holds (32 bits; SQLite's own integers end at 64) answers
+    # as an absent one does (a run is not the worker's to read at all), never a server error.
+    for page in ("tasks", "runs", "orders"):
+        absent_status = client.get(f"/web/{page}/999999").status_code
+        for too_large in (2**31, 10**20):
+            answer = client.get(f"/web/{page}/{too_large}")
+            assert answer.status_code == absent_status in (403, 404), (page, too_large)
     posted = client.post(
         f"/web/tasks/{web_world.tasks['visit_g2']}/outcome",
         data={"csrf_token": csrf_of(client.get("/web/queue").text), "outcome": "deceased",
