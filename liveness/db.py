@@ -133,6 +133,15 @@ def id_rows(session: Session, ids: list[int]) -> Select[Any]:
     return select(values.c.value)
 
 
+def any_ids(session: Session, ids: list[int]) -> list[int] | Select[Any]:
+    """Return what `column.in_(...)` takes for `ids` of any number: themselves, or `id_rows`.
+
+    A few go as parameters; past `IN_CHUNK` as one parameter the database unpacks, since a
+    statement's parameters are capped (65,535 by PostgreSQL's protocol, SQLite's own limit).
+    """
+    return ids if len(ids) <= IN_CHUNK else id_rows(session, ids)
+
+
 def query_frame(session: Session, statement: Executable, columns: list[str]) -> pd.DataFrame:
     """Run a select and return its rows as a DataFrame, built column by column (fast)."""
     import pandas as pd

@@ -30,6 +30,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from liveness.db import any_ids
 from liveness.errors import LivenessError
 from liveness.evidence.health import HealthPolicy
 from liveness.evidence.parts import day_number
@@ -250,7 +251,9 @@ def build_dataset(
     age_years = None
     if age:
         births = session.execute(
-            select(Person.id, Person.birth_date).where(Person.id.in_(roll_ids.tolist()))
+            select(Person.id, Person.birth_date).where(
+                Person.id.in_(any_ids(session, roll_ids.tolist()))
+            )
         ).all()
         birth = pd.Series(
             np.array([b for _, b in births], dtype="datetime64[D]"), index=[i for i, _ in births]

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CertificationPolicy
-from liveness.db import IN_CHUNK, insert_records, read_frame
+from liveness.db import IN_CHUNK, any_ids, insert_records, read_frame
 from liveness.review.capacity import plan_visits
 from liveness.review.plan import visit_load
 from liveness.scoring import fill_reasons
@@ -64,7 +64,7 @@ def _close(
     if ids:
         session.execute(
             update(ReviewTask)
-            .where(ReviewTask.id.in_(ids))
+            .where(ReviewTask.id.in_(any_ids(session, ids)))
             .values(status=status, closed_run_id=run_id, closed_on=as_of)
         )
 

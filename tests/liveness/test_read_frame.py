@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from liveness import db
-from liveness.db import id_rows, query_frame, read_frame
+from liveness.db import any_ids, id_rows, query_frame, read_frame
 from models import Benefit, BenefitStatus, BenefitType, Person
 
 # Names and phones as a roll may hold them: empty, missing, wide characters, and values no
@@ -118,3 +118,14 @@ def test_a_single_column_of_nulls_and_empties_reads_back(session: Session, rows:
     held = select(Benefit.held_entry_id).where(Benefit.person_id.in_(ids[: 2 * rows]))
     _same(session, held, ["held"], joined=False)
     _same(session, select(Person.id).where(Person.id.in_(ids[:rows])), ["id"])
+
+
+def test_any_number_of_ids_is_one_statement_past_the_protocols_parameter_cap(
+    session: Session,
+) -> None:
+    """PostgreSQL's protocol carries at most 65,535 parameters: a roll's ids go as one."""
+    ids = _roll(session)
+    many = [*ids, *range(10**6, 10**6 + 70_000)]  # a first run's notices at a million persons
+    found = session.scalars(select(Person.id).where(Person.id.in_(any_ids(session, many))))
+    assert sorted(found) == sorted(ids)
+    assert any_ids(session, ids[:3]) == ids[:3]  # a few stay plain parameters

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from liveness.db import IN_CHUNK, id_rows, read_frame
+from liveness.db import IN_CHUNK, any_ids, id_rows, read_frame
 from liveness.evidence.store import EvidenceStore
 from models import Benefit
 
@@ -107,5 +107,4 @@ def of_persons(session: Session, persons: Iterable[int], *where: Any) -> pd.Data
     ids = sorted_ids(persons)
     if not ids:
         return benefits(session, False)
-    chosen = ids if len(ids) <= IN_CHUNK else id_rows(session, ids)
-    return benefits(session, Benefit.person_id.in_(chosen), *where)
+    return benefits(session, Benefit.person_id.in_(any_ids(session, ids)), *where)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.certification.workflow.context import Context
-from liveness.db import insert_records, query_frame
+from liveness.db import any_ids, insert_records, query_frame
 from models import Base, NoticeChannel, NoticeStatus, Person, ReviewTask, TaskKind
 
 NOTICES = Base.metadata.tables["notices"]
@@ -23,7 +23,9 @@ def queue_notices(session: Session, context: Context, rows: list[dict[str, Any]]
         return 0
     phones = dict(
         session.execute(
-            select(Person.id, Person.phone).where(Person.id.in_([r["person_id"] for r in rows]))
+            select(Person.id, Person.phone).where(
+                Person.id.in_(any_ids(session, [r["person_id"] for r in rows]))
+            )
         ).all()
     )
     # Plain rows past the ORM (`insert_records`): a first run queues one per review opened.

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from liveness.certification import CertificationPolicy
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.frames import date_of_day, face_results, proofs_of_life
-from liveness.db import query_frame, read_frame
+from liveness.db import any_ids, query_frame, read_frame
 from liveness.review.outcomes import REVIEW_DEATH_SOURCE, review_death_record_id
 from models import (
     CertificationSource,
@@ -124,7 +124,7 @@ def _close_face_tasks(
         if ids:
             session.execute(
                 update(ReviewTask)
-                .where(ReviewTask.id.in_(sorted(ids)))
+                .where(ReviewTask.id.in_(any_ids(session, sorted(ids))))
                 .values(
                     status=TaskStatus.DONE, outcome=outcome, closed_on=context.as_of,
                     closed_run_id=context.run_id,
@@ -152,7 +152,7 @@ def _apply_outcomes(session: Session, context: Context, result: WorkflowResult) 
         return done.assign(actor=pd.Series(dtype=object), day=pd.Series(dtype=object))
     session.execute(
         update(ReviewTask)
-        .where(ReviewTask.id.in_(done["id"].tolist()))
+        .where(ReviewTask.id.in_(any_ids(session, done["id"].tolist())))
         .values(closed_run_id=context.run_id)
     )
     done["outcome"] = done["outcome"].astype(object).map(str)
@@ -210,7 +210,8 @@ def _record_review_deaths(session: Session, outcomes: pd.DataFrame) -> int:
         row.id: row
         for row in session.execute(
             select(Person.id, Person.id_number, Person.id_status, Person.name, Person.sex,
-                   Person.birth_date).where(Person.id.in_(found["person_id"].tolist()))
+                   Person.birth_date)
+            .where(Person.id.in_(any_ids(session, found["person_id"].tolist())))
         )
     }  # fmt: skip
     rows = []
