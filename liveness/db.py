@@ -125,11 +125,15 @@ def id_rows(session: Session, ids: list[int]) -> Select[Any]:
     """
     import json
 
+    import numpy as np
+
+    # Plain ints, whatever came (NumPy's from a frame): JSON and the driver take no others.
+    plain = np.asarray(ids, dtype=np.int64).tolist()
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        return select(func.unnest(literal(ids, ARRAY(BigInteger))))
-    values = func.json_each(literal(json.dumps(ids), String)).table_valued("value")
+        return select(func.unnest(literal(plain, ARRAY(BigInteger))))
+    values = func.json_each(literal(json.dumps(plain), String)).table_valued("value")
     return select(values.c.value)
 
 

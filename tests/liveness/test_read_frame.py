@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import func, insert, select
@@ -125,7 +126,8 @@ def test_any_number_of_ids_is_one_statement_past_the_protocols_parameter_cap(
 ) -> None:
     """PostgreSQL's protocol carries at most 65,535 parameters: a roll's ids go as one."""
     ids = _roll(session)
-    many = [*ids, *range(10**6, 10**6 + 70_000)]  # a first run's notices at a million persons
+    # A first run's notices at a million persons, some ids as NumPy gives them from a frame.
+    many = [*np.array(ids, dtype=np.int64), *range(10**6, 10**6 + 70_000)]
     found = session.scalars(select(Person.id).where(Person.id.in_(any_ids(session, many))))
     assert sorted(found) == sorted(ids)
     assert any_ids(session, ids[:3]) == ids[:3]  # a few stay plain parameters
