@@ -66,6 +66,7 @@ from liveness.review.outcomes import (
     OUTCOMES_BY_KIND,
     OutcomeInvalid,
     UndoRefused,
+    born_on,
     record_outcome,
     undo_outcome,
 )
@@ -926,6 +927,12 @@ async def task_outcome(
         )  # fmt: skip
         allowed = {str(o) for o in OUTCOMES_BY_KIND[TaskKind(task.kind)]}
         errors, parsed = _validate_outcome(page, values, allowed, confirming=confirming)
+        died_on = parsed["died_on"]
+        if died_on is not None and "died_on" not in errors:
+            # Said at the first step, in the page's words, not only when confirming.
+            born = born_on(page.session, task)
+            if born is not None and died_on < born:
+                errors["died_on"] = page.t("died_before_birth")
         deceased = parsed["outcome"] == VisitOutcome.DECEASED
         if not errors and deceased and not confirming:
             page.session.rollback()  # nothing recorded yet: the confirmation step records it

@@ -84,7 +84,7 @@ def _detail(
     return detail
 
 
-def _born(session: Session, task: ReviewTask) -> dt.date | None:
+def born_on(session: Session, task: ReviewTask) -> dt.date | None:
     """Return the reviewed person's birth date: no death is dated before it."""
     return session.scalar(select(Person.birth_date).where(Person.id == task.person_id))
 
@@ -119,7 +119,7 @@ def record_outcome(
             + ", ".join(sorted(allowed))
         )
     detail = _detail(
-        chosen, on=on, died_on=died_on, region=region, note=note, born=_born(session, task)
+        chosen, on=on, died_on=died_on, region=region, note=note, born=born_on(session, task)
     )
     if task.status == TaskStatus.DONE:
         same = task.outcome == chosen and {
@@ -248,7 +248,7 @@ def correct_outcome(
         return task
     visited = dt.date.fromisoformat(task.outcome_detail.get("recorded_on", on.isoformat()))
     detail = _detail(
-        chosen, on=visited, died_on=died_on, region=region, note=None, born=_born(session, task)
+        chosen, on=visited, died_on=died_on, region=region, note=None, born=born_on(session, task)
     )
     corrections = [
         *task.outcome_detail.get("corrections", []),

@@ -164,6 +164,13 @@ def test_an_invalid_outcome_shows_its_errors_beside_the_fields_and_records_nothi
     )
     assert answer.status_code == 422
     assert 'id="died_on-error"' in answer.text and 'aria-invalid="true"' in answer.text
+    # A date of death before the person's birth is refused at the first step, in words.
+    unborn = client.post(
+        f"/web/tasks/{task}/outcome",
+        data={"csrf_token": csrf, "outcome": "deceased", "died_on": "1800-01-01"},
+    )
+    assert unborn.status_code == 422 and 'id="died_on-error"' in unborn.text
+    assert "死亡日期不能早于出生日期" in unborn.text
     moved = client.post(
         f"/web/tasks/{task}/outcome",
         data={"csrf_token": csrf, "outcome": "moved_away", "region": "33ab"},
