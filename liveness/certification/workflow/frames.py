@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from liveness.db import IN_CHUNK, any_ids, id_rows, read_frame
+from liveness.db import any_ids, read_frame
 from liveness.evidence.store import EvidenceStore
 from models import Benefit
 
@@ -29,8 +29,7 @@ def frame_in(
     ordered = sorted_ids(ids)
     if not ordered:
         return pd.DataFrame(columns=columns)
-    chosen = ordered if len(ordered) <= IN_CHUNK else id_rows(session, ordered)
-    return read_frame(session, statement(chosen), columns)
+    return read_frame(session, statement(any_ids(session, ordered)), columns)
 
 
 def sorted_ids(ids: Iterable[Any]) -> list[int]:
