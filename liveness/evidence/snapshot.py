@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from liveness.errors import RollMissing
 from liveness.evidence.health import HealthPolicy, SourceHealth, source_health
 from liveness.evidence.local_engine import LocalEngine, PersonIndex
-from liveness.evidence.parts import day_number
 from liveness.evidence.roll import kept_roll
 from liveness.evidence.store import EvidenceStore
 from liveness.scoring import EvidenceFeatures, ScoringPolicy, post_death_traces
@@ -90,9 +89,10 @@ def _death_days(first_death: pd.Series, persons: PersonIndex) -> npt.NDArray[np.
     known = first_death.index.to_numpy(dtype=np.int64)
     on_roll = known[known < len(dense)]
     on_roll = on_roll[dense[on_roll] >= 0]
+    days = np.array(first_death.loc[on_roll].tolist(), dtype="datetime64[D]").astype(np.int64)
     # Day numbers count from 1970 and -1 means no death: a death dated before (a typed year,
     # an old record) is still a death, on day 0, its date kept in the death records.
-    death_day[dense[on_roll]] = [max(day_number(first_death[p]), 0) for p in on_roll]
+    death_day[dense[on_roll]] = np.maximum(days, 0)
     return death_day
 
 
