@@ -21,18 +21,21 @@ def measure_in_child(module: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def peak_rss_mb() -> float:
-    """Return this process's peak resident set size in MB.
+def peak_rss_mb(pid: int | None = None) -> float:
+    """Return this process's (or process `pid`'s) peak resident set size in MB.
 
     VmHWM where there is /proc: `ru_maxrss` would also count the parent the measuring
-    interpreter was forked from (Linux carries it over across exec).
+    interpreter was forked from (Linux carries it over across exec). Another process without
+    /proc to read: nan.
     """
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
+    if pid is not None:
+        return float("nan")
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -313,13 +313,7 @@ def child_ours(
 
 def _jvm_peak_mb(spark: Any) -> float:
     """Return the peak resident set size of this process's Spark JVM in MB (nan: unknown)."""
-    pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
-    status = Path(f"/proc/{pid}/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return peak_rss_mb(int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()))
 
 
 def child_spark(
