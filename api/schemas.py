@@ -136,7 +136,11 @@ class OutcomeCreate(Schema):
     """What a review found."""
 
     outcome: VisitOutcome
-    on: dt.date | None = Field(default=None, description="Day of the visit (default: today).")
+    on: dt.date | None = Field(
+        default=None,
+        description="Day of the visit (default: today): not after today, nor before the task "
+        "opened.",
+    )
     died_on: dt.date | None = Field(default=None, description="Required for `deceased`.")
     region: str | None = Field(
         default=None, description="6-digit region code, required for `moved_away`."

@@ -146,7 +146,7 @@ def outcome(
         task = record_outcome(
             caller.session, task_id=task_id, outcome=body.outcome, actor=caller.name,
             on=body.on or caller.today(), died_on=body.died_on, region=body.region,
-            note=body.note,
+            note=body.note, today=caller.today(),
         )  # fmt: skip
         return OutcomeRead.model_validate(task)
 

@@ -927,6 +927,8 @@ async def task_outcome(
         )  # fmt: skip
         allowed = {str(o) for o in OUTCOMES_BY_KIND[TaskKind(task.kind)]}
         errors, parsed = _validate_outcome(page, values, allowed, confirming=confirming)
+        if "on" not in errors and parsed["on"] < task.opened_on:
+            errors["on"] = page.t("visit_before_task", opened=task.opened_on.isoformat())
         died_on = parsed["died_on"]
         if died_on is not None and "died_on" not in errors:
             # Said at the first step, in the page's words, not only when confirming.
@@ -942,7 +944,7 @@ async def task_outcome(
                 record_outcome(
                     page.session, task_id=task_id, outcome=parsed["outcome"],
                     actor=page.principal.name, on=parsed["on"], died_on=parsed["died_on"],
-                    region=parsed["region"], note=parsed["note"],
+                    region=parsed["region"], note=parsed["note"], today=page.today(),
                 )  # fmt: skip
                 return "recorded", {}, None
             except OutcomeInvalid as error:

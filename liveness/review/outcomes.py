@@ -84,6 +84,16 @@ def _detail(
     return detail
 
 
+def _check_review_day(on: dt.date, *, opened_on: dt.date, today: dt.date | None) -> None:
+    """Refuse a review dated after today or before its task opened (a mistyped year)."""
+    # A year typed 2999 would close the task in the future and date a death after every run
+    # (none would ever suspend it); one typed 2020 would close it before it existed.
+    if today is not None and on > today:
+        raise OutcomeInvalid(f"on: the review day {on} is after today ({today})")
+    if on < opened_on:
+        raise OutcomeInvalid(f"on: the review day {on} is before the task opened ({opened_on})")
+
+
 def born_on(session: Session, task: ReviewTask) -> dt.date | None:
     """Return the reviewed person's birth date: no death is dated before it."""
     return session.scalar(select(Person.birth_date).where(Person.id == task.person_id))
@@ -99,15 +109,19 @@ def record_outcome(
     died_on: dt.date | None = None,
     region: str | None = None,
     note: str | None = None,
+    today: dt.date | None = None,
 ) -> ReviewTask:
     """Record a review's outcome; recording the same outcome again changes nothing.
 
     Its effects (certification, suspension, reinstatement) are applied by the next run, so
-    that lists only ever change inside a run, all at once.
+    that lists only ever change inside a run, all at once. The review happened between the
+    task's opening and `today` (the agency's date, given by every entry point; a simulation
+    or a replay, whose days are history, gives none).
     """
     task = session.get(ReviewTask, task_id)
     if task is None:
         raise NotFound(f"no review task {task_id}")
+    _check_review_day(on, opened_on=task.opened_on, today=today)
     try:
         chosen = VisitOutcome(outcome)
     except ValueError:

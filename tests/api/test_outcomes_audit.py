@@ -40,6 +40,21 @@ def test_an_invalid_outcome_names_the_field(sqlite_world: World) -> None:
     wrong_kind = sqlite_world.client.post(url, json={"outcome": "face_passed"}, headers=headers)
     assert wrong_kind.status_code == 422
     assert wrong_kind.json()["detail"].startswith("outcome:")
+    # A mistyped year: after today, or before the task existed. Neither closes the task.
+    future = sqlite_world.client.post(
+        url,
+        json={"outcome": "deceased", "on": "2999-01-01", "died_on": "2998-06-01"},
+        headers=headers,
+    )
+    assert future.status_code == 422
+    assert future.json()["detail"].startswith("on: the review day 2999-01-01 is after today")
+    before = sqlite_world.client.post(
+        url, json={"outcome": "alive_confirmed", "on": "2020-01-01"}, headers=headers
+    )
+    assert before.status_code == 422
+    assert before.json()["detail"].startswith("on: the review day 2020-01-01 is before the task")
+    with session_scope(sqlite_world.services.sessions) as session:
+        assert session.get_one(ReviewTask, sqlite_world.tasks["visit_g1_high"]).status == "open"
 
 
 def test_reads_of_personal_data_and_changes_are_audited(sqlite_world: World) -> None:

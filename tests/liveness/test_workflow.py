@@ -244,6 +244,14 @@ def test_visit_outcomes_certify_suspend_and_reinstate(city: City) -> None:
         with pytest.raises(OutcomeInvalid, match="died_on"):
             record_outcome(session, task_id=visit.id, outcome="deceased", actor="w1",
                            on=dt.date(2025, 5, 3))  # fmt: skip
+        # A review after today, or before its task opened (2025-04-30), is a mistyped day.
+        with pytest.raises(OutcomeInvalid, match="on: the review day 2999-05-03 is after today"):
+            record_outcome(session, task_id=visit.id, outcome="deceased", actor="w1",
+                           on=dt.date(2999, 5, 3), died_on=dt.date(2999, 5, 1),
+                           today=dt.date(2025, 5, 5))  # fmt: skip
+        with pytest.raises(OutcomeInvalid, match="before the task opened \\(2025-04-30\\)"):
+            record_outcome(session, task_id=visit.id, outcome="imprisoned", actor="w1",
+                           on=dt.date(2025, 4, 29))  # fmt: skip
         record_outcome(session, task_id=visit.id, outcome="imprisoned", actor="w1",
                        on=dt.date(2025, 5, 3))  # fmt: skip
         # The same outcome again changes nothing; another one is refused.

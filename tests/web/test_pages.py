@@ -171,6 +171,13 @@ def test_an_invalid_outcome_shows_its_errors_beside_the_fields_and_records_nothi
     )
     assert unborn.status_code == 422 and 'id="died_on-error"' in unborn.text
     assert "死亡日期不能早于出生日期" in unborn.text
+    # A visit dated before its task was opened is a mistyped year, refused in words.
+    early = client.post(
+        f"/web/tasks/{task}/outcome",
+        data={"csrf_token": csrf, "outcome": "alive_confirmed", "on": "2020-05-30"},
+    )
+    assert early.status_code == 422 and 'id="on-error"' in early.text
+    assert "核查日期不能早于任务下达日期（2025-05-30）" in early.text
     moved = client.post(
         f"/web/tasks/{task}/outcome",
         data={"csrf_token": csrf, "outcome": "moved_away", "region": "33ab"},

@@ -524,7 +524,11 @@ def task_outcome(
     outcome: Annotated[str, typer.Option(help="What the review found (e.g. alive_confirmed).")],
     by: Annotated[str, typer.Option(help="Who found it (recorded, and kept from approving).")],
     on: Annotated[
-        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day of the review.")
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Day of the review (default today; not after it, nor before the task opened).",
+        ),
     ] = None,
     died_on: DiedOnOption = None,
     region: NewRegionOption = None,
@@ -542,6 +546,7 @@ def task_outcome(
         task = record_outcome(
             session, task_id=task_id, outcome=outcome, actor=by, on=day,
             died_on=died_on.date() if died_on else None, region=region, note=note,
+            today=local_today(services),
         )  # fmt: skip
         record_audit(session, actor=by, action="task_outcome", target_type="review_task",
                      target_ref=str(task_id), detail={"outcome": outcome})  # fmt: skip

@@ -148,7 +148,14 @@ def test_an_operator_corrects_a_visits_death_and_records_a_letter(
     assert invoke_cli(cli_env, "run", "--as-of", "2025-04-30")[0] == 0
     code, output = invoke_cli(cli_env, "run", "--as-of", "2025-03-31")
     assert code == 5 and "before the latest published run" in output
-    # Everyone is weak: visits 1-3. P2's visit finds them dead.
+    # Everyone is weak: visits 1-3. A mistyped year is refused, naming the field.
+    for day, words in (("2999-05-05", "after today"), ("2020-05-05", "before the task opened")):
+        code, output = invoke_cli(
+            cli_env, "tasks", "outcome", "2", "--outcome", "alive_confirmed", "--by", "worker-1",
+            "--on", day,
+        )  # fmt: skip
+        assert code == 11 and f"on: the review day {day} is {words}" in output, output
+    # P2's visit finds them dead.
     code, output = invoke_cli(
         cli_env, "tasks", "outcome", "2", "--outcome", "deceased", "--by", "worker-1",
         "--on", "2025-05-05", "--died-on", "2025-04-20",
