@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any, NamedTuple, TypeVar
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -153,5 +154,10 @@ def notice_sent(
     """Mark a notice sent; marking it again changes nothing."""
     caller.audit("notices.sent", "notice", notice_id)
     return NoticeSentRead.model_validate(
-        mark_notice_sent(caller.session, notice_id=notice_id, sent_at=utcnow())
+        mark_notice_sent(
+            caller.session,
+            notice_id=notice_id,
+            sent_at=utcnow(),
+            zone=ZoneInfo(caller.services.settings.timezone),
+        )
     )

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.access.service import Unauthenticated
-from liveness.errors import DeliveryRefused, NotFound, StateRefused
+from liveness.errors import DeliveryRefused, InputInvalid, NotFound, StateRefused
 from liveness.ingest.context import IngestContext
 from liveness.ingest.service import ingest_delivery
 from models import (
@@ -36,18 +36,30 @@ class GatewayConflict(StateRefused):
     """A result or a notice that was already dealt with, or a request no longer open."""
 
 
+class NoticeDayInvalid(InputInvalid):
+    """A notice said sent on a day it could not have been: the message names the field."""
+
+
 def mark_notice_sent(
     session: Session, *, notice_id: int, sent_at: dt.datetime,
-    channel: NoticeChannel | str | None = None,
+    channel: NoticeChannel | str | None = None, zone: dt.tzinfo = dt.UTC,
 ) -> Notice:  # fmt: skip
     """Mark a notice sent; marking it again keeps the first time.
 
     `channel` records how it went when that differs from the planned one: `letter` for a
-    letter posted or handed over by staff.
+    letter posted or handed over by staff. A notice is not sent before the day (in `zone`,
+    the agency's) the run that wrote it was as of.
     """
     notice = session.get(Notice, notice_id)
     if notice is None:
         raise NotFound(f"no notice {notice_id}")
+    # Sent before it existed, its notice period would have passed already: a lapse could
+    # suspend the person the same night, before they had their chance.
+    day = sent_at.astimezone(zone).date()
+    if notice.status != NoticeStatus.SENT and day < notice.created_on:
+        raise NoticeDayInvalid(
+            f"on: notice {notice_id} was written on {notice.created_on}, not sent before it ({day})"
+        )
     if notice.status != NoticeStatus.SENT:
         notice.status = NoticeStatus.SENT
         notice.sent_at = sent_at

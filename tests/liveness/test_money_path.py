@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.web.i18n import catalogue
+from liveness.access.gateways import NoticeDayInvalid
 from liveness.certification.runner import execute_run
 from liveness.db import session_scope
 from liveness.errors import RunRefused
@@ -28,6 +29,8 @@ from models import (
     DeathRecord,
     IntegrityLead,
     ListEntry,
+    Notice,
+    NoticeStatus,
     Person,
     ReviewTask,
     Run,
@@ -153,6 +156,9 @@ def test_a_lapse_suspends_only_after_a_sent_notice_and_a_failed_review(city: Cit
     city.outcome("P2", TaskKind.HOME_VISIT, "refused", "2025-05-05")
     for day in ("2025-05-31", "2025-06-15"):
         city.run(day)  # 06-15: both lapsed; lapse notices are queued
+    # A notice is not sent before its run wrote it (06-15): that would cut its period short.
+    with pytest.raises(NoticeDayInvalid, match="was written on 2025-06-15"):
+        city.send_notices(on=dt.date(2025, 6, 1), ref="P1", template="lapse")
     # Only P1's notice goes out; P2's never does (no phone reached, no letter recorded).
     assert city.send_notices(on=dt.date(2025, 6, 16), ref="P1", template="lapse") == 1
     city.run("2025-07-15")  # the notice period (30 days) is not over yet
@@ -170,6 +176,29 @@ def test_a_lapse_suspends_only_after_a_sent_notice_and_a_failed_review(city: Cit
     city.run("2025-09-05")
     (lapse,) = city.entries("P2")
     assert lapse.effective_on == dt.date(2025, 10, 1)
+
+
+def test_a_notice_period_runs_from_the_notice_even_if_stored_as_sent_before_it(
+    city: City,
+) -> None:
+    city.run("2025-04-30")
+    city.outcome("P1", TaskKind.HOME_VISIT, "refused", "2025-05-05")
+    for day in ("2025-05-31", "2025-06-15"):
+        city.run(day)  # 06-15: lapsed; the lapse notice is written
+    # A send day before the notice, stored by an older version or by hand: the period still
+    # runs from 06-15, so nobody is suspended before 07-15.
+    with session_scope(city.services.sessions) as session:
+        (notice,) = session.scalars(
+            select(Notice).join(Person).where(Person.person_ref == "P1",
+                                              Notice.template == "lapse")
+        )  # fmt: skip
+        notice.status = NoticeStatus.SENT
+        notice.sent_at = dt.datetime(2025, 5, 1, 2, tzinfo=dt.UTC)
+    city.run("2025-07-14")
+    assert city.entries("P1") == []
+    city.run("2025-07-15")
+    (lapse,) = city.entries("P1")
+    assert (lapse.reason, lapse.detail["notice_sent_on"]) == ("lapsed", "2025-06-15")
 
 
 def test_a_visit_finding_nobody_leads_to_a_face_verification_first(city: City) -> None:

@@ -84,7 +84,8 @@ def _lapse_notices(
 ) -> tuple[pd.Series, pd.Series]:
     """Return who has a lapse notice since their certification ended, and when it was sent.
 
-    The day sent is the local day of the earliest notice sent, per person.
+    The day sent is the local day of the earliest notice sent, per person, never before the
+    notice was written (a day recorded before it would shorten the person's notice period).
     """
     notices = frame_in(
         session, persons,
@@ -98,8 +99,12 @@ def _lapse_notices(
     ]
     zone = ZoneInfo(context.timezone)
     sent = notices[notices["status"].astype(object).map(str) == str(NoticeStatus.SENT)]
+    day = pd.Series(
+        [at.astimezone(zone).date() for at in sent["sent_at"]], index=sent.index, dtype=object
+    )
+    written = sent["created_on"]
     sent_on = (
-        sent.assign(day=[at.astimezone(zone).date() for at in sent["sent_at"]])
+        sent.assign(day=day.where((day >= written).to_numpy(dtype=bool), written))
         .groupby("person_id")["day"].min()
     )  # fmt: skip
     return notices["person_id"], sent_on

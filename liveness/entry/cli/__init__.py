@@ -637,7 +637,7 @@ def notices_sent(
             notice = mark_notice_sent(
                 session, notice_id=notice_id,
                 sent_at=dt.datetime.combine(day, dt.time(12), tzinfo=zone).astimezone(dt.UTC),
-                channel=NoticeChannel.LETTER if letter else None,
+                channel=NoticeChannel.LETTER if letter else None, zone=zone,
             )  # fmt: skip
             record_audit(
                 session, actor=by, action="notice_sent", target_type="notice",
