@@ -9,10 +9,11 @@ from tests.liveness import test_workflow as workflow
 from tests.liveness.test_workflow import P1, City
 
 # P1's certification (last_certified_on 2024-06-01, 12 months) ends on 2025-06-01; its renewal
-# window of 60 days opens on 2025-04-02. A review needs 15 (face) + 30 (visit) + 5 (notice)
+# window of 120 days opens on 2025-02-01. A review needs 15 (face) + 30 (visit) + 5 (notice)
 # days: with nightly runs it opens on 2025-04-12, 50 days before the end.
 END = dt.date(2025, 6, 1)
 LEAD = 15 + 30 + 5
+WINDOW_OPENS = dt.date(2025, 2, 1)
 
 
 city = workflow.city  # the fixture: the three-person roll, on both backends
@@ -21,7 +22,7 @@ city = workflow.city  # the fixture: the three-person roll, on both backends
 def test_a_review_opens_at_the_last_nightly_run_that_leaves_it_time(city: City) -> None:
     opens = END - dt.timedelta(days=LEAD)
     assert opens == dt.date(2025, 4, 12)
-    # The renewal window is open since 04-02, but the data may still certify P1: nobody asks.
+    # The renewal window is open since 02-01, but the data may still certify P1: nobody asks.
     for day in ("2025-04-09", "2025-04-10", "2025-04-11"):
         city.run(day)
         assert city.task("P1", TaskKind.HOME_VISIT) is None
@@ -47,10 +48,12 @@ def test_a_weekly_schedule_opens_the_review_one_run_earlier(city: City) -> None:
 
 
 def test_a_review_never_opens_before_the_renewal_window(city: City) -> None:
-    city.run("2025-02-01")
-    # Two months between runs would open the review 108 days before the end; the renewal
-    # window opens on 04-02, 60 days before it, and nothing is reviewed before.
-    city.run("2025-04-01")
+    assert END - dt.timedelta(days=120) == WINDOW_OPENS
+    city.run("2024-11-15")
+    # 77 days between runs: the next one, expected on 04-18, would be late, so the review
+    # would open now, 121 days before the end; the renewal window opens on 02-01, 120 days
+    # before it, and nothing is reviewed before.
+    city.run("2025-01-31")
     assert city.task("P1", TaskKind.HOME_VISIT) is None
     city.run("2025-04-30")
     task = city.task("P1", TaskKind.HOME_VISIT)
@@ -80,20 +83,20 @@ def _seen_on(city: City, day: str) -> None:
 
 
 def test_strong_on_a_night_between_runs_certifies_silently(city: City) -> None:
-    _strong_from(city, "2025-01-20")
-    _seen_on(city, "2025-02-10")  # last seen within last_seen_days (90) of 04-30
-    city.run("2025-03-31")
-    # Strong, but the certification has 62 days left: not renewed yet.
+    _strong_from(city, "2024-11-20")
+    _seen_on(city, "2024-12-10")  # last seen within last_seen_days (90) of 02-28
+    city.run("2025-01-31")
+    # Strong, but the certification has 121 days left: not renewed yet.
     assert city.certifications("P1") == []
-    # Monthly runs: by 04-30 both traces left the 90-day window and P1 is weak tonight, but
-    # P1 was strong on every night from 04-02 (the window opened) to 04-19.
-    run_id = city.run("2025-04-30")
+    # Monthly runs: by 02-28 both traces left the 90-day window and P1 is weak tonight, but
+    # P1 was strong on every night from 02-01 (the window opened) to 02-17.
+    run_id = city.run("2025-02-28")
     (certification,) = city.certifications("P1")
     assert certification.source == "data_comparison"
     assert certification.run_id == run_id
-    assert certification.evidence["strong_on"] == "2025-04-19"
+    assert certification.evidence["strong_on"] == "2025-02-17"
     assert certification.evidence["level"] == "strong"
-    assert certification.valid_until == dt.date(2026, 4, 30)
+    assert certification.valid_until == dt.date(2026, 2, 28)
     assert city.task("P1", TaskKind.HOME_VISIT) is None
     assert city.report(run_id)["certified_earlier_night"] == 1
 
@@ -101,21 +104,22 @@ def test_strong_on_a_night_between_runs_certifies_silently(city: City) -> None:
 def test_a_person_last_seen_too_long_ago_is_not_certified_for_an_earlier_night(
     city: City,
 ) -> None:
-    # Strong on the nights 04-02 to 04-19 as above, but on 04-30 last seen 100 days before,
+    # Strong on the nights 02-01 to 02-17 as above, but on 02-28 last seen 100 days before,
     # longer than last_seen_days (90): a sparse life and a death since look alike, and the
-    # review goes ahead instead of a year's certification on traces that old.
-    _strong_from(city, "2025-01-20")
-    city.run("2025-03-31")
-    run_id = city.run("2025-04-30")
+    # review goes ahead (when due) instead of a year's certification on traces that old.
+    _strong_from(city, "2024-11-20")
+    city.run("2025-01-31")
+    run_id = city.run("2025-02-28")
     assert city.certifications("P1") == []
     assert city.report(run_id)["certified_earlier_night"] == 0
+    city.run("2025-04-12")
     assert city.task("P1", TaskKind.HOME_VISIT) or city.task("P1", TaskKind.FACE_VERIFICATION)
 
 
 def test_strong_only_before_the_renewal_window_certifies_nothing(city: City) -> None:
-    _strong_from(city, "2025-01-01")
-    city.run("2025-03-15")
-    # Strong on the nights 03-16 to 03-31, all before the window opened on 04-02.
+    _strong_from(city, "2024-11-01")
+    city.run("2025-01-15")
+    # Strong on the nights 01-16 to 01-29, all before the window opened on 02-01.
     city.run("2025-04-20")
     assert city.certifications("P1") == []
     # Active earlier in the year (medium by the long window): a face verification.
@@ -139,10 +143,11 @@ def test_an_open_review_closes_when_an_earlier_night_was_strong(city: City) -> N
 
 def test_a_nightly_run_reads_no_earlier_night(city: City) -> None:
     _strong_from(city, "2025-01-20")
-    city.run("2025-04-18")
-    city.run("2025-04-19")
-    # Strong on 04-19 itself: certified tonight, not for an earlier night.
+    city.run("2025-01-31")
+    city.run("2025-02-01")
+    # Strong on 02-01 itself, the window's first night: certified tonight, not for an
+    # earlier night.
     (certification,) = city.certifications("P1")
     assert "strong_on" not in certification.evidence
-    city.run("2025-04-20")
+    city.run("2025-02-02")
     assert len(city.certifications("P1")) == 1
