@@ -26,7 +26,13 @@ from liveness.integrity.queries import (
     order_page,
     rule_precision,
 )
-from liveness.integrity.service import RETURN_REASON_MAX, answer_lead, create_orders, review_answer
+from liveness.integrity.service import (
+    MOST_YUAN,
+    RETURN_REASON_MAX,
+    answer_lead,
+    create_orders,
+    review_answer,
+)
 from models import IntegrityLead, LeadStatus, LeadVerdict
 
 router = APIRouter(prefix="/web", include_in_schema=False)
@@ -159,6 +165,8 @@ def _amount(raw: str) -> Decimal | None:
         return None
     exponent = amount.as_tuple().exponent
     if not amount.is_finite() or amount < 0 or (isinstance(exponent, int) and exponent < -2):
+        return None
+    if amount > MOST_YUAN:  # more than the database keeps
         return None
     return amount
 

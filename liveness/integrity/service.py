@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import pandas as pd
 from sqlalchemy import select
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from liveness.access.audit import record_audit
 from liveness.access.service import Forbidden
-from liveness.errors import NotFound, StateRefused
+from liveness.errors import InputInvalid, NotFound, StateRefused
 from liveness.evidence.store import EvidenceStore
 from liveness.integrity import rules
 from liveness.integrity.policy import RULES, IntegrityPolicy
@@ -50,6 +50,10 @@ RETURN_REASON_MAX = 500
 
 class LeadRefused(StateRefused):
     """A change to a lead or an order that its state does not allow."""
+
+
+class AmountInvalid(InputInvalid):
+    """An amount to recover that is no sum of money to the fen; the message names the field."""
 
 
 # Long by design: a dispatch over the enabled rules, each fed the frames it needs.
@@ -257,6 +261,34 @@ def _settle_order(session: Session, order_id: int) -> None:
         order.status = OrderStatus.OPEN
 
 
+# The largest amount the database keeps (NUMERIC(12, 2), models.base.Money).
+MOST_YUAN = Decimal("9999999999.99")
+
+
+def parse_yuan(text: str) -> Decimal:
+    """Read an amount in yuan as typed (`1234.5`); refuse what is not one, naming the field."""
+    try:
+        return Decimal(text.strip())
+    except InvalidOperation:
+        raise AmountInvalid(f"amount_to_recover: {text!r} is not an amount in yuan") from None
+
+
+def _check_amount(amount: Decimal, *, verdict: LeadVerdict) -> None:
+    """Refuse an amount that is no sum of money to the fen, or that its verdict does not have."""
+    if not amount.is_finite():
+        raise AmountInvalid(f"amount_to_recover: {amount} is not an amount in yuan")
+    if amount < 0:
+        raise AmountInvalid("amount_to_recover: must not be negative")
+    if amount > MOST_YUAN:
+        raise AmountInvalid(f"amount_to_recover: {amount} is more than {MOST_YUAN}")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise AmountInvalid(f"amount_to_recover: {amount} is not to the fen (two decimals at most)")
+    if amount > 0 and verdict != LeadVerdict.CONFIRMED:
+        raise AmountInvalid(
+            f"amount_to_recover: only a confirmed lead has an amount to recover, not {verdict}"
+        )
+
+
 def answer_lead(
     session: Session,
     *,
@@ -271,9 +303,8 @@ def answer_lead(
     lead = _lead(session, lead_id, regions)
     if lead.status not in (LeadStatus.ORDERED, LeadStatus.ANSWERED) or lead.order_id is None:
         raise LeadRefused(f"lead {lead_id} is {lead.status}: only a lead in an order is answered")
-    if amount_to_recover < 0:
-        raise LeadRefused("amount_to_recover: must not be negative")
     chosen = LeadVerdict(verdict)
+    _check_amount(amount_to_recover, verdict=chosen)
     answer = session.scalars(select(LeadAnswer).where(LeadAnswer.lead_id == lead_id)).first()
     if answer is None:
         answer = LeadAnswer(lead_id=lead_id, order_id=lead.order_id)

@@ -149,6 +149,14 @@ def test_an_answer_refused_is_shown_at_its_lead(web_world: World) -> None:
     # Nothing of the error outside the lead: not above the first lead, not in another one.
     head = answer.text[: answer.text.index('id="lead-')]
     assert 'class="error"' not in head and 'role="alert"' not in head
+    # More than the database keeps (NUMERIC(12, 2)) is refused at the field too, not a 500.
+    for too_much in ("1e20", "10000000000"):
+        large = client.post(
+            f"/web/leads/{lead}/answer",
+            data={"csrf_token": csrf, "verdict": "confirmed", "amount": too_much},
+        )
+        assert large.status_code == 422, too_much
+        assert f'id="amount-{lead}-error"' in _lead_block(large.text, lead)
 
 
 def test_evidence_is_labelled_rows_in_words_with_numbers_masked(web_world: World) -> None:

@@ -8,7 +8,6 @@ Registered in liveness/entry/cli/__init__.py:
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
@@ -179,13 +178,13 @@ def answer_command(
 ) -> None:
     """Answer one lead of an order: confirmed, explained or data_error."""
     from liveness.db import session_scope
-    from liveness.integrity.service import answer_lead
+    from liveness.integrity.service import answer_lead, parse_yuan
     from models import LeadVerdict
 
     with session_scope(migrated_services().sessions) as session:
         answer_lead(
             session, lead_id=lead_id, verdict=LeadVerdict(verdict),
-            amount_to_recover=Decimal(amount), answered_by=by, note=note,
+            amount_to_recover=parse_yuan(amount), answered_by=by, note=note,
         )  # fmt: skip
     console.print(f"lead {lead_id} answered: {verdict}", highlight=False)
 

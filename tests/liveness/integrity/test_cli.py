@@ -71,6 +71,19 @@ def test_leads_json_orders_and_precision(
     created = runner.invoke(app, ["orders", "create", "--by", "city"], env=env)
     assert created.exit_code == 0, created.output
     lead_id = str(bank[0]["lead_id"])
+    # What is no sum of money to the fen is refused, naming the field, never a traceback.
+    for amount, words in (
+        ("abc", "is not an amount in yuan"), ("NaN", "is not an amount in yuan"),
+        ("Infinity", "is not an amount in yuan"), ("12,5", "is not an amount in yuan"),
+        ("0.001", "not to the fen"), ("1e30", "is more than 9999999999.99"),
+        ("-5", "must not be negative"),
+    ):  # fmt: skip
+        refused = runner.invoke(
+            app, ["orders", "answer", lead_id, "--verdict", "confirmed", "--by", "insp",
+                  "--amount", amount], env=env,
+        )  # fmt: skip
+        assert refused.exit_code == 11, (amount, refused.output)
+        assert "amount_to_recover: " in refused.output and words in refused.output, amount
     answered = runner.invoke(
         app, ["orders", "answer", lead_id, "--verdict", "confirmed", "--by", "insp",
               "--amount", "500"], env=env,
