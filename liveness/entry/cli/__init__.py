@@ -14,6 +14,7 @@ from rich.table import Table
 
 from liveness.entry.cli.access import clients_app
 from liveness.entry.cli.boundary import (
+    LARGEST,
     STOPPED_BY_GUARD,
     boundary,
     console,
@@ -113,21 +114,38 @@ ScenariosOption = Annotated[
 ]
 
 
+# Bounds of a simulated city, beyond which a value is a usage error rather than an overflow
+# deep in NumPy: a province's roll, ten years of days.
+SIMULATED_MOST = 100_000_000
+DAYS_MOST = 3_650
+START_EARLIEST = dt.date(1200, 1, 1)
+
+
 @app.command()
 @boundary
 def simulate(
     out: Annotated[Path, typer.Option(help="Folder to write the deliveries to.")],
-    persons: Annotated[int, typer.Option(min=1, help="Persons on the roll.")] = 20_000,
+    persons: Annotated[
+        int, typer.Option(min=1, max=SIMULATED_MOST, help="Persons on the roll.")
+    ] = 20_000,
     start: Annotated[
         dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First simulated day.")
     ] = dt.datetime(2025, 1, 1),
-    days: Annotated[int, typer.Option(min=1, help="Days to simulate.")] = 365,
+    days: Annotated[int, typer.Option(min=1, max=DAYS_MOST, help="Days to simulate.")] = 365,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 1,
     scenarios: ScenariosOption = True,
 ) -> None:
     """Write a simulated city's deliveries for every source, and its truth."""
     from liveness.simulate import simulate_city
 
+    # Pensioners born up to a century and more before the start, traces until its end: both
+    # must be calendar dates (years 1 to 9999).
+    if not START_EARLIEST <= start.date() <= dt.date.max - dt.timedelta(days=days):
+        raise typer.BadParameter(
+            f"{start.date()}: the simulated city needs births a century before it and "
+            f"{days} days after it on the calendar (from {START_EARLIEST})",
+            param_hint="'--start'",
+        )
     summary = simulate_city(
         persons=persons, start=start.date(), days=days, seed=seed, out=out, scenarios=scenarios
     )
@@ -265,8 +283,10 @@ def run_command(
 @app.command()
 @boundary
 def demo(
-    persons: Annotated[int, typer.Option(min=100, help="Persons in the simulated city.")] = 20_000,
-    days: Annotated[int, typer.Option(min=30, help="Days to simulate.")] = 365,
+    persons: Annotated[
+        int, typer.Option(min=100, max=SIMULATED_MOST, help="Persons in the simulated city.")
+    ] = 20_000,
+    days: Annotated[int, typer.Option(min=30, max=DAYS_MOST, help="Days to simulate.")] = 365,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
     out: Annotated[
         Path | None, typer.Option(help="Folder for the demo's files (default: a temporary one).")
@@ -349,7 +369,7 @@ SourceFilter = Annotated[str | None, typer.Option(help="Only this source.")]
 @boundary
 def deliveries(
     source: SourceFilter = None,
-    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=LARGEST, help="How many, newest first.")] = 50,
     json_output: JsonOption = False,
 ) -> None:
     """List the delivery log: every file, its checksum and the fate of its rows."""
@@ -367,7 +387,7 @@ def deliveries(
 @boundary
 def quarantine_list(
     source: SourceFilter = None,
-    limit: Annotated[int, typer.Option(min=1, help="How many rows at most.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=LARGEST, help="How many rows at most.")] = 100,
     json_output: JsonOption = False,
 ) -> None:
     """List quarantined rows: file, line, reason and raw text."""
@@ -464,7 +484,7 @@ def relink_command(json_output: JsonOption = False) -> None:
 @app.command("runs")
 @boundary
 def runs_command(
-    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=LARGEST, help="How many, newest first.")] = 20,
     json_output: JsonOption = False,
 ) -> None:
     """List the latest runs with their state."""
@@ -520,7 +540,7 @@ NewRegionOption = Annotated[str | None, typer.Option(help="For moved_away: the n
 @tasks_app.command("outcome")
 @boundary
 def task_outcome(
-    task_id: Annotated[int, typer.Argument(help="The review task.")],
+    task_id: Annotated[int, typer.Argument(min=1, max=LARGEST, help="The review task.")],
     outcome: Annotated[str, typer.Option(help="What the review found (e.g. alive_confirmed).")],
     by: Annotated[str, typer.Option(help="Who found it (recorded, and kept from approving).")],
     on: Annotated[
@@ -556,7 +576,9 @@ def task_outcome(
 @tasks_app.command("correct")
 @boundary
 def task_correct(
-    task_id: Annotated[int, typer.Argument(help="The review task whose outcome to correct.")],
+    task_id: Annotated[
+        int, typer.Argument(min=1, max=LARGEST, help="The review task whose outcome to correct.")
+    ],
     outcome: Annotated[str, typer.Option(help="The outcome the review really had.")],
     by: Annotated[str, typer.Option(help="The supervisor correcting it (not who recorded it).")],
     note: Annotated[str, typer.Option(help="Why: kept on record with the correction.")],
@@ -588,7 +610,7 @@ def task_correct(
 @notices_app.command("list")
 @boundary
 def notices_list(
-    limit: Annotated[int, typer.Option(min=1, help="How many, oldest first.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=LARGEST, help="How many, oldest first.")] = 100,
     json_output: JsonOption = False,
 ) -> None:
     """List the notices waiting to be sent, oldest first."""
@@ -607,7 +629,7 @@ def notices_list(
 @notices_app.command("sent")
 @boundary
 def notices_sent(
-    notice_ids: Annotated[list[int], typer.Argument(help="The notices sent.")],
+    notice_ids: Annotated[list[int], typer.Argument(min=1, max=LARGEST, help="The notices sent.")],
     by: Annotated[str, typer.Option(help="Who sent or handed them over (logged).")],
     letter: Annotated[
         bool, typer.Option("--letter", help="Sent as a letter posted or handed over by staff.")
@@ -649,7 +671,7 @@ def notices_sent(
 @lists_app.command("approve")
 @boundary
 def lists_approve(
-    entry_id: Annotated[int, typer.Argument(help="The held list entry.")],
+    entry_id: Annotated[int, typer.Argument(min=1, max=LARGEST, help="The held list entry.")],
     operator: Annotated[
         str, typer.Option(help="The approving operator (not the one who caused it).")
     ],
@@ -671,7 +693,7 @@ def lists_approve(
 @lists_app.command("reject")
 @boundary
 def lists_reject(
-    entry_id: Annotated[int, typer.Argument(help="The held list entry.")],
+    entry_id: Annotated[int, typer.Argument(min=1, max=LARGEST, help="The held list entry.")],
     operator: Annotated[
         str, typer.Option(help="The rejecting operator (not the one who caused it).")
     ],

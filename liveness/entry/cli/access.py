@@ -56,7 +56,8 @@ def create_command(
         ),
     ] = None,
     expires_days: Annotated[
-        int | None, typer.Option(min=1, help="Days until the token expires (default: never).")
+        int | None,
+        typer.Option(min=1, max=36_500, help="Days until the token expires (default: never)."),
     ] = None,
     secret: Annotated[
         bool,

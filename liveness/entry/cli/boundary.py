@@ -31,6 +31,10 @@ errors = Console(stderr=True)
 STOPPED_BY_GUARD = 7
 NIGHT_FAILED = 14
 INTERNAL_ERROR = 70
+# The largest id, and the largest count worth asking for, that the state database holds (a
+# 32-bit INTEGER): a larger one is a usage error, never sent to the database (SQLite's driver
+# would fail on it with an internal error).
+LARGEST = 2**31 - 1
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from liveness.entry.cli.boundary import boundary, migrated_services, print_json
+from liveness.entry.cli.boundary import LARGEST, boundary, migrated_services, print_json
 
 if TYPE_CHECKING:
     from liveness.integrity.policy import IntegrityPolicy
@@ -155,7 +155,9 @@ def list_command(
 
 @orders_app.command("show")
 @boundary
-def show_command(order_id: Annotated[int, typer.Argument(help="The order.")]) -> None:
+def show_command(
+    order_id: Annotated[int, typer.Argument(min=1, max=LARGEST, help="The order.")],
+) -> None:
     """Print an order's leads, one JSON object per line."""
     from liveness.db import session_scope
     from liveness.integrity.queries import order_leads
@@ -170,7 +172,7 @@ def show_command(order_id: Annotated[int, typer.Argument(help="The order.")]) ->
 @orders_app.command("answer")
 @boundary
 def answer_command(
-    lead_id: Annotated[int, typer.Argument(help="The lead answered.")],
+    lead_id: Annotated[int, typer.Argument(min=1, max=LARGEST, help="The lead answered.")],
     verdict: Annotated[VerdictName, typer.Option(help="What the inspection found.")],
     by: Annotated[str, typer.Option(help="The inspector answering.")],
     amount: Annotated[str, typer.Option(help="Amount to recover, in yuan.")] = "0",
@@ -192,7 +194,9 @@ def answer_command(
 @orders_app.command("review")
 @boundary
 def review_command(
-    lead_id: Annotated[int, typer.Argument(help="The lead whose answer is reviewed.")],
+    lead_id: Annotated[
+        int, typer.Argument(min=1, max=LARGEST, help="The lead whose answer is reviewed.")
+    ],
     by: Annotated[str, typer.Option(help="The reviewer at the issuing level.")],
     accept: Annotated[
         bool, typer.Option("--accept/--return", help="Accept the answer, or return it.")

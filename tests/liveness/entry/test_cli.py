@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from models import EvidencePart
@@ -195,3 +196,31 @@ def test_prune_says_how_many_assessments_went(cli_env: dict[str, str]) -> None:
     code, output = invoke_cli(cli_env, "prune", "--json")
     assert code == 0
     assert json.loads(output) == {"assessments_pruned": 0, "retention_days": 730}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tasks", "outcome", str(10**20), "--outcome", "alive_confirmed", "--by", "w"),
+        ("tasks", "correct", "0", "--outcome", "not_found", "--by", "s", "--note", "n"),
+        ("notices", "sent", "1", str(10**20), "--by", "clerk"),
+        ("lists", "approve", str(2**31), "--operator", "op"),
+        ("lists", "reject", "0", "--operator", "op", "--reason", "r"),
+        ("orders", "show", str(10**20)),
+        ("orders", "answer", str(10**20), "--verdict", "explained", "--by", "insp"),
+        ("runs", "--limit", str(10**20)),
+        ("deliveries", "--limit", str(10**20)),
+        ("clients", "create", "--name", "c", "--role", "admin", "--expires-days", str(10**20)),
+        ("simulate", "--out", "city", "--days", str(10**20)),
+        ("simulate", "--out", "city", "--start", "9999-12-01"),
+        ("demo", "--persons", str(10**20)),
+    ],
+)
+def test_a_number_out_of_range_is_a_usage_error_naming_it(
+    cli_env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    # Ids past the database's 32-bit integers, counts and calendars past their ends: refused
+    # before any work, never an internal error from the driver or NumPy.
+    code, output = invoke_cli(cli_env, *args)
+    assert code == 2, output
+    assert "Invalid value for" in output and "internal error" not in output
