@@ -18,7 +18,7 @@ from liveness.access.signatures import (
     verify_notice_signature,
 )
 from liveness.errors import InputInvalid
-from liveness.ingest.notices import DeathNotice, receive_notify_message
+from liveness.ingest.notices import NOTICE_SOURCE, DeathNotice, receive_notify_message
 from models import utcnow
 
 router = APIRouter(tags=["death notices"], responses=ERRORS)
@@ -94,10 +94,13 @@ def death_notifications(
         for event in body.message.events
     ]  # fmt: skip
     policy = caller.services.certification_policy
+    # A pushed notice's days are bounded as a delivered file's rows are by their contract.
+    rules = caller.services.source_configs[NOTICE_SOURCE].validation
     acks, replayed = receive_notify_message(
         caller.session, sender=caller.name, message_id=body.header.message_id,
         payload=payload, notices=notices,
         demographic_confidence=policy.demographic_confidence,
+        earliest=rules.earliest, today=caller.today(),
     )  # fmt: skip
     entry.detail = {
         **entry.detail, "replayed": replayed,

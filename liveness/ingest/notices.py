@@ -53,6 +53,12 @@ EVENT_TYPES = ("registered", "corrected", "voided")
 PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?")
 
 
+class NoticeInvalid(InputInvalid):
+    """A notice that cannot be taken as it is, named by its field: refused whole, and audited."""
+
+    audit_refusal = True
+
+
 class NoticeReplayed(SignatureRefused):
     """A message id received before with other content: a replay, refused (and audited)."""
 
@@ -93,24 +99,59 @@ def conservative_death_day(text: str, *, registered_on: dt.date) -> tuple[dt.dat
     """Return the latest day a (partial) date of death allows, and how precise the date is.
 
     `2025-03` gives 2025-03-31, `2025` gives 2025-12-31, either capped at the registration
-    day (nobody is registered dead before dying). A full date is itself.
+    day (nobody is registered dead before dying). A full date is itself. A date whose first
+    possible day is after the registration is refused.
     """
     found = PARTIAL_DATE.fullmatch(text.strip())
     if found is None:
-        raise InputInvalid(f"died_on: {text!r} is not YYYY-MM-DD, YYYY-MM or YYYY")
+        raise NoticeInvalid(f"died_on: {text!r} is not YYYY-MM-DD, YYYY-MM or YYYY")
     year, month, day = (None if part is None else int(part) for part in found.groups())
     assert year is not None
     try:
         if month is None:
-            latest, precision = dt.date(year, 12, 31), DatePrecision.YEAR
+            first, latest, precision = (
+                dt.date(year, 1, 1), dt.date(year, 12, 31), DatePrecision.YEAR,
+            )  # fmt: skip
         elif day is None:
+            first = dt.date(year, month, 1)
             latest = dt.date(year, month, calendar.monthrange(year, month)[1])
             precision = DatePrecision.MONTH
         else:
-            return dt.date(year, month, day), DatePrecision.DAY
+            first = latest = dt.date(year, month, day)
+            precision = DatePrecision.DAY
     except ValueError:
-        raise InputInvalid(f"died_on: {text!r} is not a date") from None
+        raise NoticeInvalid(f"died_on: {text!r} is not a date") from None
+    if first > registered_on:
+        raise NoticeInvalid(f"died_on: {text} is after the death's registration ({registered_on})")
     return min(latest, registered_on), precision
+
+
+def _death_day(notice: DeathNotice) -> tuple[dt.date, DatePrecision]:
+    """Return a notice's conservative day of death; a refusal names its record."""
+    try:
+        return conservative_death_day(notice.died_on, registered_on=notice.registered_on)
+    except NoticeInvalid as error:
+        raise NoticeInvalid(f"{error} (record {notice.record_id})") from None
+
+
+def _check_days(
+    notice: DeathNotice, died_on: dt.date, *, earliest: dt.date | None, today: dt.date | None
+) -> None:
+    """Refuse a notice registered after today, or dying before its birth or the earliest date."""
+    # The checks a delivered file's rows get from their contract (connectors.base), for a
+    # pushed notice: a death dated 1800 would claim a lifetime of payments back.
+    record = notice.record_id
+    if today is not None and notice.registered_on > today:
+        raise NoticeInvalid(
+            f"registered_on: {notice.registered_on} (record {record}) is after today ({today})"
+        )
+    if earliest is not None and died_on < earliest:
+        raise NoticeInvalid(f"died_on: {notice.died_on} (record {record}) is before {earliest}")
+    if notice.birth_date is not None and died_on < notice.birth_date:
+        raise NoticeInvalid(
+            f"died_on: {notice.died_on} (record {record}) is before the birth_date "
+            f"({notice.birth_date})"
+        )
 
 
 _NEXT = {
@@ -126,14 +167,18 @@ _NEXT = {
 }
 
 
-def _frame(notices: Sequence[DeathNotice]) -> pd.DataFrame:
-    """Return notices in the shape of delivered death records."""
+def _frame(
+    notices: Sequence[DeathNotice], *, earliest: dt.date | None = None, today: dt.date | None = None
+) -> pd.DataFrame:
+    """Return notices in the shape of delivered death records, their days checked."""
     for notice in notices:
         if notice.event not in EVENT_TYPES:
-            raise InputInvalid(f"event: {notice.event!r} is not one of {', '.join(EVENT_TYPES)}")
+            raise NoticeInvalid(f"event: {notice.event!r} is not one of {', '.join(EVENT_TYPES)}")
         if not notice.record_id or len(notice.record_id) > 64:
-            raise InputInvalid("record_id: 1 to 64 characters")
-    days = [conservative_death_day(n.died_on, registered_on=n.registered_on) for n in notices]
+            raise NoticeInvalid("record_id: 1 to 64 characters")
+    days = [_death_day(notice) for notice in notices]
+    for notice, (day, _) in zip(notices, days, strict=True):
+        _check_days(notice, day, earliest=earliest, today=today)
     numbers, statuses = normalise_id_numbers(
         pd.Series([n.id_number for n in notices], dtype=object)
     )
@@ -185,6 +230,7 @@ def death_notices(rows: pd.DataFrame) -> list[DeathNotice]:
 def receive_death_notices(
     session: Session, *, notices: Sequence[DeathNotice], demographic_confidence: float,
     roll: RollIndex | None = None, delivery_id: int | None = None,
+    earliest: dt.date | None = None, today: dt.date | None = None,
 ) -> list[NoticeAck]:  # fmt: skip
     """Store a registry's death notices as death records; acknowledge each with its outcome.
 
@@ -193,11 +239,13 @@ def receive_death_notices(
     `conflict` (nothing changes); `corrected` rewrites the record, `voided` withdraws it.
     `roll`: the roll index where the caller holds one (a pull's ingest context), else the
     candidates of these notices are read. `delivery_id`: the pull or file the notices came
-    in (none for a pushed message). Flushes, never commits.
+    in (none for a pushed message). `earliest` (the sources' earliest date) and `today` (the
+    agency's) bound a pushed notice's days, as a delivered file's contract bounds its rows.
+    Flushes, never commits.
     """
     if not notices:
         return []
-    frame = _frame(notices)
+    frame = _frame(notices, earliest=earliest, today=today)
     if roll is None:
         roll = RollIndex.candidates(
             session, id_numbers=[n for n in frame["id_number"] if isinstance(n, str)],
@@ -257,7 +305,7 @@ def _outcome(match: DeathMatch | str, status: RecordStatus | str) -> tuple[str, 
 def receive_notify_message(
     session: Session, *, sender: str, message_id: str, payload: bytes,
     notices: Sequence[DeathNotice], demographic_confidence: float,
-    roll: RollIndex | None = None,
+    roll: RollIndex | None = None, earliest: dt.date | None = None, today: dt.date | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:  # fmt: skip
     """Receive one notify message once by (sender, message id); return its acks, and if replayed.
 
@@ -279,7 +327,12 @@ def receive_notify_message(
     acks = [
         ack.as_dict()
         for ack in receive_death_notices(
-            session, notices=notices, roll=roll, demographic_confidence=demographic_confidence
+            session,
+            notices=notices,
+            roll=roll,
+            demographic_confidence=demographic_confidence,
+            earliest=earliest,
+            today=today,
         )
     ]
     session.add(

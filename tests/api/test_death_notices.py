@@ -224,6 +224,31 @@ def test_partial_dates_count_from_the_last_day_they_allow(sqlite_world: World) -
     assert p3.amount == MONTHLY
 
 
+def test_a_notice_dated_off_the_calendar_of_a_life_is_refused_whole(world: World) -> None:
+    # What a delivered file's contract refuses row by row, a pushed message is refused for:
+    # a death after its registration, a registration after today, a death before the earliest
+    # date or before the birth (a death dated 1800 would claim a lifetime of payments back).
+    registry = Registry(world)
+    cases = {
+        "after its registration": ({"died_on": "2025-04-13"}, "died_on: 2025-04-13 is after the "
+                                   "death's registration (2025-04-12) (record DR-P2)"),
+        "a year after it": ({"died_on": "2026"}, "died_on: 2026 is after the death's"),
+        "registered later": ({"registered_on": "2999-01-01"}, "registered_on: 2999-01-01 "
+                             "(record DR-P2) is after today"),
+        "before 1900": ({"died_on": "1800-01-01"}, "died_on: 1800-01-01 (record DR-P2) is "
+                        "before 1900-01-01"),
+        "before the birth": ({"died_on": "1949-12-31"}, "died_on: 1949-12-31 (record DR-P2) is "
+                             "before the birth_date (1950-01-01)"),
+    }  # fmt: skip
+    for why, (fields, words) in cases.items():
+        refused = registry.post(registry.envelope([death(world, "P2", **fields)]))
+        assert refused.status_code == 422, why
+        assert refused.json()["detail"].startswith(words), (why, refused.json())
+    assert len(_refusals(world)) == len(cases)
+    execute_run(world.services, as_of=dt.date(2025, 6, 30))
+    assert _entries(world, "P2") == []
+
+
 def test_conservative_death_day() -> None:
     registered = dt.date(2026, 3, 5)
     assert conservative_death_day("2024-02", registered_on=registered) == (
