@@ -14,6 +14,7 @@ from rich.table import Table
 
 from liveness.entry.cli.access import clients_app
 from liveness.entry.cli.boundary import (
+    DAYS_MOST,
     LARGEST,
     STOPPED_BY_GUARD,
     boundary,
@@ -115,9 +116,8 @@ ScenariosOption = Annotated[
 
 
 # Bounds of a simulated city, beyond which a value is a usage error rather than an overflow
-# deep in NumPy: a province's roll, ten years of days.
+# deep in NumPy: a province's roll, births a century and more before its start.
 SIMULATED_MOST = 100_000_000
-DAYS_MOST = 3_650
 START_EARLIEST = dt.date(1200, 1, 1)
 
 

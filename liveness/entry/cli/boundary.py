@@ -35,6 +35,8 @@ INTERNAL_ERROR = 70
 # 32-bit INTEGER): a larger one is a usage error, never sent to the database (SQLite's driver
 # would fail on it with an internal error).
 LARGEST = 2**31 - 1
+# The most days a simulation or a horizon spans: ten years (beyond, a date overflows).
+DAYS_MOST = 3_650
 
 P = ParamSpec("P")
 R = TypeVar("R")

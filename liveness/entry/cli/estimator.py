@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from liveness.entry.cli.boundary import boundary, migrated_services, print_json
+from liveness.entry.cli.boundary import DAYS_MOST, boundary, migrated_services, print_json
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -61,7 +61,9 @@ def train(
     as_of: AsOf,
     horizon: Annotated[
         int | None,
-        typer.Option("--horizon", min=1, help="Days after --as-of in which a death counts."),
+        typer.Option(
+            "--horizon", min=1, max=DAYS_MOST, help="Days after --as-of in which a death counts."
+        ),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
