@@ -31,6 +31,8 @@ errors = Console(stderr=True)
 STOPPED_BY_GUARD = 7
 NIGHT_FAILED = 14
 INTERNAL_ERROR = 70
+# sysexits.h EX_IOERR: a file or folder the command was given or needs could not be used.
+FILE_ERROR = 74
 # The largest id, and the largest count worth asking for, that the state database holds (a
 # 32-bit INTEGER): a larger one is a usage error, never sent to the database (SQLite's driver
 # would fail on it with an internal error).
@@ -46,8 +48,8 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
     """Turn engine errors into a readable message and an exit code, never a traceback.
 
     Each cause has its own code (README.md, "Exit codes"): an engine error (a connector's too)
-    its `exit_code`, a refused option value (`typer.BadParameter`) Click's usage error 2,
-    anything else 70.
+    its `exit_code`, a refused option value (`typer.BadParameter`) Click's usage error 2, a
+    file or folder the operating system refused 74, anything else 70.
     """
 
     @functools.wraps(command)
@@ -64,6 +66,16 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
         except (typer.Exit, typer.Abort, typer.BadParameter, KeyboardInterrupt):
             # Click's own: an option value a command refuses is a usage error, exit 2.
             raise
+        except OSError as error:
+            # A path that is missing, a file, unwritable or on a full disk: the operator's to
+            # fix, so its reason and its path, not an internal error.
+            path = " -> ".join(str(p) for p in (error.filename, error.filename2) if p)
+            reason = error.strerror or str(error)
+            errors.print(
+                f"[bold red]error:[/] {escape(reason)}{': ' + escape(path) if path else ''}",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
+            raise typer.Exit(FILE_ERROR) from None
         except Exception as error:  # the one top-level catch: report, never a traceback
             from liveness.settings import get_settings
 

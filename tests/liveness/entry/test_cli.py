@@ -225,3 +225,15 @@ def test_a_number_out_of_range_is_a_usage_error_naming_it(
     code, output = invoke_cli(cli_env, *args)
     assert code == 2, output
     assert "Invalid value for" in output and "internal error" not in output
+
+
+def test_a_path_the_system_refuses_is_named_with_its_reason(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A folder asked for where a file stands, or under one: the operator's to fix (exit 74).
+    standing = tmp_path / "policy"
+    standing.write_text("not a folder", encoding="utf-8")
+    for folder, reason in ((standing, "File exists"), (standing / "sub", "Not a directory")):
+        code, output = invoke_cli(cli_env, "init", str(folder))
+        assert code == 74, output
+        assert f"error: {reason}: {folder}" in " ".join(output.split())
