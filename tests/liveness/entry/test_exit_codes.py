@@ -9,7 +9,13 @@ from typer.testing import CliRunner
 from api.web.i18n import MessagesInvalid
 from connectors import ConfigError, FatalError, MissingColumns, RetriableError, UndecodableFile
 from liveness.access import ClientInvalid, Forbidden, Unauthenticated
-from liveness.entry.cli.boundary import INTERNAL_ERROR, NIGHT_FAILED, STOPPED_BY_GUARD, boundary
+from liveness.entry.cli.boundary import (
+    FILE_ERROR,
+    INTERNAL_ERROR,
+    NIGHT_FAILED,
+    STOPPED_BY_GUARD,
+    boundary,
+)
 from liveness.errors import (
     ConfigurationError,
     DeliveryRefused,
@@ -76,6 +82,8 @@ def exit_code_of(error: BaseException) -> int:
         (NotFound("no run 7"), 13),
         (Hidden("no run 7"), 13),
         (RuntimeError("a bug"), INTERNAL_ERROR),
+        (FileNotFoundError(2, "No such file or directory", "/no/such"), FILE_ERROR),
+        (PermissionError(13, "Permission denied", "/root/x"), FILE_ERROR),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
 )
@@ -86,7 +94,7 @@ def test_the_boundary_exits_with_the_code_of_the_cause(error: BaseException, cod
 
 def test_the_readme_table_holds_every_exit_code_and_no_other() -> None:
     """One table, every code: each error's, Click's usage error, and the boundary's own."""
-    own = {USAGE, STOPPED_BY_GUARD, NIGHT_FAILED, INTERNAL_ERROR}
+    own = {USAGE, STOPPED_BY_GUARD, NIGHT_FAILED, INTERNAL_ERROR, FILE_ERROR}
     errors = {error.exit_code for error in engine_errors()}
     assert not own & errors, "a code of the boundary's is no error's"
     assert set(readme_table()) == own | errors
