@@ -37,7 +37,10 @@ LivenessError [1]               the root; its code only for an error that declar
 │                               IntegrityInvalid (integrity.queries), ClientInvalid
 │                               (access.service), PasswordInvalid (access.passwords),
 │                               ViewInvalid (views.queue; only the API asks a view: 422),
-│                               WhatIfInvalid (whatif.history)
+│                               WhatIfInvalid (whatif.history), AmountInvalid
+│                               (integrity.service), NoticeDayInvalid (access.gateways),
+│                               NoticeInvalid (ingest.notices; a pushed death notice, refused
+│                               whole and audited)
 ├── EstimatorError [12]         the estimator cannot be trained or evaluated (estimator.dataset)
 ├── NotFound [13]               a referenced object does not exist
 │   └── Hidden [13]             one outside the caller's scope, answered exactly as absent
@@ -51,7 +54,8 @@ Not errors of the tree: 0 success; 2 a command line that does not parse or an op
 a command refuses (Click's usage error); 7 a run stopped by the mass-downgrade guard, nothing
 published (a run's outcome, `liveness run` and `liveness scheduler`); 14 a night
 `liveness scheduler` ran and that failed (after its retries); 70 an unexpected internal error
-(the boundary's one catch-all).
+(the boundary's one catch-all); 74 a file or folder the operating system refused (OSError);
+75 a database that could not do the work (SQLAlchemy's OperationalError).
 """
 
 from __future__ import annotations

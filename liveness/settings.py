@@ -5,9 +5,15 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from liveness.errors import ConfigurationError
+
+# The databases the engine runs on (its migrations and its set-based SQL are written for them).
+DATABASES = ("sqlite", "postgresql")
 
 # The policy shipped with the package (a link to the repository's `config/` folder).
 PACKAGED_CONFIG = Path(__file__).resolve().parent / "policy"
@@ -141,8 +147,48 @@ class Settings(BaseSettings):
         """Return the path of the sources configuration file."""
         return self.config_dir / "sources.toml"
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, key: str) -> str:
+        """Refuse a time zone the system does not know (days would fail in the middle of a run)."""
+        try:
+            ZoneInfo(key)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"no time zone named {key!r} (an IANA name: Asia/Shanghai)") from None
+        return key
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        """Refuse a URL that names no database the engine runs on."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (sqlite:///path or postgresql+psycopg://...)"
+            ) from None
+        if backend not in DATABASES:
+            raise ValueError(f"the engine runs on {' or '.join(DATABASES)}, not {backend!r}")
+        return url
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, validated once."""
-    return Settings()
+    """Return the process-wide settings, validated once; a wrong one names its variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ConfigurationError(settings_problems(error)) from None
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Name each refused setting by its variable, with the reason and the value given."""
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "settings"
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"LIVENESS_{field.upper()}: {reason} (got {item.get('input')!r})")
+    return "; ".join(problems)

@@ -33,6 +33,8 @@ NIGHT_FAILED = 14
 INTERNAL_ERROR = 70
 # sysexits.h EX_IOERR: a file or folder the command was given or needs could not be used.
 FILE_ERROR = 74
+# sysexits.h EX_TEMPFAIL: the database could not be reached or could not do the work now.
+DATABASE_ERROR = 75
 # The largest id, and the largest count worth asking for, that the state database holds (a
 # 32-bit INTEGER): a larger one is a usage error, never sent to the database (SQLite's driver
 # would fail on it with an internal error).
@@ -49,7 +51,8 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
 
     Each cause has its own code (README.md, "Exit codes"): an engine error (a connector's too)
     its `exit_code`, a refused option value (`typer.BadParameter`) Click's usage error 2, a
-    file or folder the operating system refused 74, anything else 70.
+    file or folder the operating system refused 74, a database that could not do the work 75,
+    anything else 70.
     """
 
     @functools.wraps(command)
@@ -77,10 +80,19 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             )  # fmt: skip
             raise typer.Exit(FILE_ERROR) from None
         except Exception as error:  # the one top-level catch: report, never a traceback
-            from liveness.settings import get_settings
+            from sqlalchemy.exc import OperationalError
 
-            if get_settings().debug:
+            if _debugging():
                 raise
+            if isinstance(error, OperationalError):
+                # The database down, unreachable, locked or out of room: the operator's to
+                # fix or to retry, in the driver's own first line.
+                reason = str(error.orig or error).strip().splitlines()[0]
+                errors.print(
+                    f"[bold red]error:[/] the database could not do the work: {escape(reason)}",
+                    highlight=False, soft_wrap=True,
+                )  # fmt: skip
+                raise typer.Exit(DATABASE_ERROR) from None
             errors.print(
                 f"[bold red]internal error:[/] {type(error).__name__}: {escape(str(error))}\n"
                 "set LIVENESS_DEBUG=1 to see the traceback",
@@ -89,6 +101,16 @@ def boundary(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(INTERNAL_ERROR) from None
 
     return wrapper
+
+
+def _debugging() -> bool:
+    """Return whether LIVENESS_DEBUG asks for tracebacks (False while settings are wrong)."""
+    from liveness.settings import get_settings
+
+    try:
+        return get_settings().debug
+    except LivenessError:
+        return False
 
 
 def migrated_services() -> Services:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import typer
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from api.web.i18n import MessagesInvalid
 from connectors import ConfigError, FatalError, MissingColumns, RetriableError, UndecodableFile
 from liveness.access import ClientInvalid, Forbidden, Unauthenticated
 from liveness.entry.cli.boundary import (
+    DATABASE_ERROR,
     FILE_ERROR,
     INTERNAL_ERROR,
     NIGHT_FAILED,
@@ -84,6 +86,7 @@ def exit_code_of(error: BaseException) -> int:
         (RuntimeError("a bug"), INTERNAL_ERROR),
         (FileNotFoundError(2, "No such file or directory", "/no/such"), FILE_ERROR),
         (PermissionError(13, "Permission denied", "/root/x"), FILE_ERROR),
+        (OperationalError("SELECT 1", {}, Exception("database is locked")), DATABASE_ERROR),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
 )
@@ -94,7 +97,7 @@ def test_the_boundary_exits_with_the_code_of_the_cause(error: BaseException, cod
 
 def test_the_readme_table_holds_every_exit_code_and_no_other() -> None:
     """One table, every code: each error's, Click's usage error, and the boundary's own."""
-    own = {USAGE, STOPPED_BY_GUARD, NIGHT_FAILED, INTERNAL_ERROR, FILE_ERROR}
+    own = {USAGE, STOPPED_BY_GUARD, NIGHT_FAILED, INTERNAL_ERROR, FILE_ERROR, DATABASE_ERROR}
     errors = {error.exit_code for error in engine_errors()}
     assert not own & errors, "a code of the boundary's is no error's"
     assert set(readme_table()) == own | errors
@@ -106,3 +109,29 @@ def test_an_object_not_found_exits_13(cli_env: dict[str, str]) -> None:
     code, output = invoke_cli(cli_env, "clients", "revoke", "nobody")
     assert code == 13
     assert "no API client named 'nobody'" in output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("LIVENESS_TIMEZONE", "Mars/Base", "no time zone named 'Mars/Base'"),
+        ("LIVENESS_DATABASE_URL", "nosuch://x", "the engine runs on sqlite or postgresql"),
+        ("LIVENESS_DATABASE_URL", "garbage", "not a database URL"),
+        ("LIVENESS_API_CLAIM_MINUTES", "-5", "greater than or equal to 1"),
+    ],
+)
+def test_a_wrong_setting_names_its_variable_and_exits_10(
+    cli_env: dict[str, str], variable: str, value: str, words: str
+) -> None:
+    """A setting is checked when read: named with its reason, never a traceback later on."""
+    code, output = invoke_cli({**cli_env, variable: value}, "runs")
+    assert code == 10, output
+    assert f"error: {variable}: " in output and words in " ".join(output.split())
+
+
+def test_a_database_that_cannot_be_reached_exits_75(cli_env: dict[str, str]) -> None:
+    """Nothing listens on the port: the driver's reason, not an internal error."""
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
+    code, output = invoke_cli({**cli_env, "LIVENESS_DATABASE_URL": url}, "runs")
+    assert code == 75, output
+    assert "error: the database could not do the work:" in output
