@@ -20,7 +20,9 @@ LivenessError [1]               the root; its code only for an error that declar
 │                               FatalError
 ├── DeliveryRefused [3]         a whole delivery was refused (decoding, columns, format)
 ├── RollMissing [4]             a step needs the benefit roll, and none is loaded
-├── RunRefused [5]              a run cannot start (another run holds the lock, bad date)
+├── RunRefused [5]              a run cannot start (another run holds the lock, bad date):
+│                               RunDateRefused (certification.runner; the date, which
+│                               waiting does not mend: the scheduler does not retry it)
 ├── SchemaOutdated [6]          the database is not migrated to this version's schema
 ├── StateRefused [8]            a change the object's state refuses: UndoRefused
 │                               (review.outcomes), ClaimRefused (review.claims),

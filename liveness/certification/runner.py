@@ -89,6 +89,10 @@ def local_today(services: Services, *, now: dt.datetime | None = None) -> dt.dat
     return moment.astimezone(ZoneInfo(services.settings.timezone)).date()
 
 
+class RunDateRefused(RunRefused):
+    """A run dated after today or before the latest published run: waiting does not help."""
+
+
 def check_run_date(services: Services, *, as_of: dt.date) -> None:
     """Refuse a run dated after today or before the latest published run: runs move forward.
 
@@ -96,7 +100,7 @@ def check_run_date(services: Services, *, as_of: dt.date) -> None:
     """
     today = local_today(services)
     if as_of > today:
-        raise RunRefused(
+        raise RunDateRefused(
             f"--as-of {as_of.isoformat()} is after today ({today.isoformat()}, "
             f"{services.settings.timezone}): a run cannot be dated in the future"
         )
@@ -105,7 +109,7 @@ def check_run_date(services: Services, *, as_of: dt.date) -> None:
             select(Run.as_of).where(Run.status == RunStatus.PUBLISHED).order_by(Run.as_of.desc())
         )
     if latest is not None and as_of < latest:
-        raise RunRefused(
+        raise RunDateRefused(
             f"--as-of {as_of.isoformat()} is before the latest published run "
             f"(as of {latest.isoformat()}): runs move forward; its list would take effect "
             "before entries already published"

@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 from sqlalchemy import select
 
 from connectors import RetriableError
+from liveness.certification.runner import RunDateRefused
 from liveness.entry.jobs import NightlyResult, local_today, nightly_job, notice_pull_job
 from liveness.errors import ConfigurationError, LivenessError, RunRefused
 from liveness.ingest.notices import NOTICE_SOURCE
@@ -136,9 +137,11 @@ def notices_pulled(services: Services) -> bool:
 
 
 def _needs_operator(error: BaseException) -> bool:
-    # The engine's own errors (configuration, no roll, no schema) do not heal by waiting; a run
-    # refused because another holds the lock does, and so do database and network failures
-    # (a connector's transient one among them).
+    # The engine's own errors (configuration, no roll, no schema, a date after today or before
+    # the latest run) do not heal by waiting; a run refused because another holds the lock
+    # does, and so do database and network failures (a connector's transient one among them).
+    if isinstance(error, RunDateRefused):
+        return True
     return isinstance(error, LivenessError) and not isinstance(error, RunRefused | RetriableError)
 
 

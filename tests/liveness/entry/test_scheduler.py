@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import ref_to_obj
 from sqlalchemy import create_engine, func, inspect, select, table, text
 
+from liveness.certification.runner import RunDateRefused
 from liveness.entry import scheduler as scheduler_module
 from liveness.entry.jobs import NightlyResult
 from liveness.entry.scheduler import (
@@ -222,6 +223,17 @@ def test_a_failing_night_is_retried_and_succeeds_when_it_recovers(
     assert sleeps == [60, 60]
     assert "database unreachable" in caplog.text and "Traceback" in caplog.text
     assert "run 7 published" in caplog.text
+
+
+def test_a_night_refused_for_its_date_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A date after today (--once-as-of 2999-01-01) does not mend by waiting: one attempt.
+    job = FlakyNight([RunDateRefused("--as-of 2999-01-01 is after today")], night())
+    with caplog.at_level(logging.INFO, logger="liveness.entry.scheduler"):
+        result, sleeps = run_with(monkeypatch, job, attempts=4)
+    assert result is None and len(job.calls) == 1 and sleeps == []
+    assert "not retried: an operator must act" in caplog.text
 
 
 def test_a_night_that_keeps_failing_is_tried_the_configured_times(
