@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from liveness.entry.cli.boundary import boundary
+from liveness.entry.cli.boundary import LARGEST, boundary
 
 evidence_app = typer.Typer(no_args_is_help=True, help="Maintain the evidence store.")
 
@@ -22,7 +22,9 @@ def compact_command(
     month: Annotated[str | None, typer.Option(help="Only this month (YYYY-MM).")] = None,
     grace_minutes: Annotated[
         int | None,
-        typer.Option(min=0, help="Keep unreferenced files younger than this (default 60)."),
+        typer.Option(
+            min=0, max=LARGEST, help="Keep unreferenced files younger than this (default 60)."
+        ),
     ] = None,
 ) -> None:
     """Merge each month's parts into one part clustered by person, then remove orphan files.

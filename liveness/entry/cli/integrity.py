@@ -14,7 +14,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from liveness.entry.cli.boundary import LARGEST, boundary, migrated_services, print_json
+from liveness.entry.cli.boundary import (
+    DAYS_MOST,
+    LARGEST,
+    boundary,
+    migrated_services,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from liveness.integrity.policy import IntegrityPolicy
@@ -110,7 +116,8 @@ def leads_command(
 def create_command(
     by: Annotated[str, typer.Option(help="Who issues the orders (kept in the audit log).")],
     due_days: Annotated[
-        int | None, typer.Option(min=1, help="Days to answer (default: the policy's).")
+        int | None,
+        typer.Option(min=1, max=DAYS_MOST, help="Days to answer (default: the policy's)."),
     ] = None,
     rule: Annotated[str | None, typer.Option(help="Only leads of this rule.")] = None,
     region: Annotated[list[str] | None, typer.Option(help="Only this region (repeatable).")] = None,

@@ -215,6 +215,9 @@ def test_prune_says_how_many_assessments_went(cli_env: dict[str, str]) -> None:
         ("simulate", "--out", "city", "--start", "9999-12-01"),
         ("demo", "--persons", str(10**20)),
         ("classifier", "train", "--as-of", "2025-06-01", "--horizon", str(10**20)),
+        ("orders", "create", "--by", "sup", "--due-days", "9999999"),
+        ("evidence", "compact", "--grace-minutes", str(10**20)),
+        ("demo", "--months", str(10**20)),
     ],
 )
 def test_a_number_out_of_range_is_a_usage_error_naming_it(
