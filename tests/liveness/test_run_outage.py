@@ -67,7 +67,7 @@ def _weekly(first: dt.date, last: dt.date) -> list[dt.date]:
 # Who leaves which traces, and until when.
 TAPS = {
     "D": (FIRST_DAY, dt.date(2025, 3, 28)),  # died on 2025-03-29; no death record
-    "M": (FIRST_DAY, dt.date(2024, 11, 30)),  # taps long ago only
+    "M": (FIRST_DAY, dt.date(2024, 10, 15)),  # taps long ago only
     "S": (FIRST_DAY, dt.date(2025, 6, 30)),
     "H": (FIRST_DAY, dt.date(2025, 6, 30)),
 }
@@ -139,8 +139,9 @@ def test_a_degraded_source_keeps_levels_and_certifies_nobody_on_its_credit(
 
     monkeypatch.setattr(liveness.certification.run, "apply_workflow", spy)
 
-    # Before the outage, all sources healthy, nobody's certification yet up for renewal.
-    before = execute_run(services, as_of=dt.date(2025, 3, 31))
+    # Before the outage, all sources healthy, nobody's certification yet up for renewal (the
+    # renewal window of 120 days before 06-01 opens on 02-01).
+    before = execute_run(services, as_of=dt.date(2025, 1, 31))
     assert before.status == "published" and before.report["degraded_sources"] == {}
     levels = {ref: a.level for ref, a in _assessments(services, before.id).items()}
     assert levels == {"D": "strong", "M": "medium", "S": "strong", "H": "strong"}
