@@ -292,7 +292,8 @@ def demo(
         Path | None, typer.Option(help="Folder for the demo's files (default: a temporary one).")
     ] = None,
     months: Annotated[
-        int, typer.Option(min=0, max=120, help="Monthly cycles to run before the last day.")
+        int,
+        typer.Option(min=0, max=DAYS_MOST // 30, help="Monthly cycles to run before the last day."),
     ] = 3,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the figures as one JSON object.")
