@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.background import RunStarter
 from api.deps import PrincipalCache, ReadPool
-from api.errors import install_error_handlers
+from api.errors import RefuseNul, install_error_handlers
 from api.routers import deaths, gateways, integrity, lists, oversight, persons, runs, tasks
 from api.web import approvals, orders, pages, sign_in, supervision
 from api.web import oversight as web_oversight
@@ -83,6 +83,7 @@ def create_app(services: Services) -> FastAPI:
         else ReadPool(services.settings.database_url)
     )
     install_error_handlers(app)
+    app.add_middleware(RefuseNul)
     for router in (runs.router, persons.router, tasks.router, gateways.router, lists.router,
                    oversight.router, integrity.router, deaths.router):  # fmt: skip
         app.include_router(router, prefix=PREFIX)

@@ -243,3 +243,20 @@ def test_a_cached_token_is_still_refused_once_revoked_or_expired(world: World) -
             refused = world.client.get(url, headers=headers)
             assert refused.status_code == 401, (url, refused.json())
             assert refused.json() == {"error": "unauthenticated", "detail": f"the token {why}"}
+
+
+def test_an_address_holding_a_nul_character_is_refused_before_anything_reads_it(
+    world: World,
+) -> None:
+    # PostgreSQL stores no text with a NUL: let through, the request's own audit entry failed
+    # (a 500, and no record). Refused first, on both backends, pages and API alike.
+    admin = world.auth("admin")
+    for path in ("/api/v1/persons/%00", "/api/v1/audit?actor=%00", "/api/v1/grids/a%00b/tasks",
+                 "/api/v1/leads?region=33%0007"):  # fmt: skip
+        answer = world.client.get(path, headers=admin)
+        assert answer.status_code == 400, path
+        assert answer.json()["error"] == "bad_request", path
+    page = world.client.get("/web/persons/%00")
+    assert page.status_code == 400 and "text/html" in page.headers["content-type"]
+    # An ordinary address still reaches its route.
+    assert world.client.get("/api/v1/persons/P1", headers=admin).status_code == 200
