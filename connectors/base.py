@@ -320,6 +320,11 @@ class Connector:
         errors: list[tuple[np.ndarray, list[str]]] = []
         for col in self.spec.columns:
             values = out[col.name]
+            if isinstance(values, pa.Array) and pa.types.is_string(values.type):
+                # No name, number or code holds one, and PostgreSQL stores no text with it:
+                # let through, it failed the whole delivery instead of this row.
+                nul = _mask(pc.match_substring(values, "\x00"))
+                errors.append(_why(nul, values, col, "holds a NUL character"))
             if col.kind in ("date", "timestamp"):
                 local = _local_naive(values, col.kind, zone)
                 if rules.earliest is not None:
@@ -598,7 +603,8 @@ def _why(
     if not bad.any():
         return bad, []
     if isinstance(values, pa.Array):
-        text = [str(v) for v in values.filter(pa.array(bad)).to_pylist()]
+        text = [repr(v)[1:-1] if isinstance(v, str) and "\x00" in v else str(v)
+                for v in values.filter(pa.array(bad)).to_pylist()]  # fmt: skip
     elif np.issubdtype(values.dtype, np.datetime64):
         unit: Any = "D" if col.kind == "date" else "m"
         shown = np.datetime_as_string(values[bad], unit=unit)

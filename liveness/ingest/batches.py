@@ -217,8 +217,9 @@ def _store_quarantine(session: Session, delivery: Delivery, quarantined: pd.Data
                 "source": delivery.source,
                 "file_name": delivery.file_name,
                 "line": int(line),
-                "raw": str(raw),
-                "reason": str(reason),
+                # A NUL shown as \x00: PostgreSQL stores no text holding the character.
+                "raw": str(raw).replace("\x00", "\\x00"),
+                "reason": str(reason).replace("\x00", "\\x00"),
             }
             for line, raw, reason in zip(
                 quarantined["line"], quarantined["raw"], quarantined["reason"], strict=True

@@ -100,6 +100,29 @@ def test_bad_rows_are_quarantined_with_line_and_reason(services: Services, tmp_p
     assert "tapped_at" in rows[0].reason and "not a time" in rows[0].raw
 
 
+def test_a_nul_character_quarantines_its_row_not_the_delivery(
+    services: Services, tmp_path: Path
+) -> None:
+    # PostgreSQL stores no text holding a NUL: a roll row naming one failed the whole file.
+    roll = REGISTRY.replace("王五", "王\x00五")
+    (report,) = ingest_paths(services, source="registry", paths=[write(tmp_path, "r.csv", roll)])
+    assert (report.status, report.loaded + report.redelivered, report.quarantined) == (
+        "loaded", 2, 1,
+    )  # fmt: skip
+    taps = write(
+        tmp_path, "transit_nul.csv",
+        "record_id,card_no,tapped_at,city_code\nT\x009,C1,2025-02-01 08:00:00,330700\n",
+    )  # fmt: skip
+    (trace,) = ingest_paths(services, source="transit", paths=[taps])
+    assert (trace.loaded, trace.quarantined) == (0, 1)
+    with session_scope(services.sessions) as session:
+        rows = session.scalars(select(QuarantinedRow).order_by(QuarantinedRow.id)).all()
+    assert [r.reason for r in rows] == [
+        "name 王\\x00五 holds a NUL character", "record_id T\\x009 holds a NUL character",
+    ]  # fmt: skip
+    assert "王\\x00五" in rows[0].raw and "\x00" not in rows[0].raw
+
+
 def test_an_undecodable_file_is_refused_whole(services: Services, tmp_path: Path) -> None:
     path = write(
         tmp_path,
