@@ -53,14 +53,15 @@ def mark_notice_sent(
     notice = session.get(Notice, notice_id)
     if notice is None:
         raise NotFound(f"no notice {notice_id}")
-    # Sent before it existed, its notice period would have passed already: a lapse could
-    # suspend the person the same night, before they had their chance.
-    day = sent_at.astimezone(zone).date()
-    if notice.status != NoticeStatus.SENT and day < notice.created_on:
-        raise NoticeDayInvalid(
-            f"on: notice {notice_id} was written on {notice.created_on}, not sent before it ({day})"
-        )
     if notice.status != NoticeStatus.SENT:
+        # Sent before it existed, its notice period would have passed already: a lapse could
+        # suspend the person the same night, before they had their chance.
+        day = sent_at.astimezone(zone).date()
+        if day < notice.created_on:
+            raise NoticeDayInvalid(
+                f"on: notice {notice_id} was written on {notice.created_on}, not sent before it "
+                f"({day})"
+            )
         notice.status = NoticeStatus.SENT
         notice.sent_at = sent_at
         if channel is not None:
