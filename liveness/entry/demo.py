@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from liveness.certification.runner import execute_run
+from liveness.certification.runner import execute_run, local_today
 from liveness.db import session_scope
 from liveness.entry.demo_leads import demo_leads, demo_table
 from liveness.entry.reports import print_run_report
@@ -87,6 +87,18 @@ def score_against_truth(
         "wrongful": wrongful,
         "living": len(alive_refs),
     }
+
+
+def demo_start(*, days: int, today: dt.date) -> dt.date:
+    """Return the simulated city's first day: `DEMO_START`, or a 1 January early enough.
+
+    Runs cannot be dated after today, so a city too long to end by today starts on 1 January
+    of the latest year that lets it (the same start on any day of a given year).
+    """
+    start = DEMO_START
+    while start + dt.timedelta(days=days - 1) > today:
+        start = start.replace(year=start.year - 1)
+    return start
 
 
 def month_ends(*, start: dt.date, last: dt.date) -> list[dt.date]:
@@ -415,14 +427,15 @@ def run_demo(
     started = time.perf_counter()
     folder = out or Path(tempfile.mkdtemp(prefix="liveness-demo-"))
     services = demo_services(folder)
-    last_day = DEMO_START + dt.timedelta(days=days - 1)
+    start = demo_start(days=days, today=local_today(services))
+    last_day = start + dt.timedelta(days=days - 1)
 
     def elapsed() -> str:
         return f"({time.perf_counter() - started:.1f} s)"
 
     with console.status(f"simulating {persons:,} persons over {days} days"):
         summary = simulate_city(
-            persons=persons, start=DEMO_START, days=days, seed=seed, out=folder / "city",
+            persons=persons, start=start, days=days, seed=seed, out=folder / "city",
             scenarios=scenarios,
         )  # fmt: skip
     console.print(
@@ -460,7 +473,7 @@ def run_demo(
         from liveness.estimator import EstimatorError, demo_evaluation
 
         # Train half-way through the year, evaluate on what the next 90 days revealed.
-        train_as_of = DEMO_START + dt.timedelta(days=days // 2 - 1)
+        train_as_of = start + dt.timedelta(days=days // 2 - 1)
         try:
             with console.status("training the learned estimator"):
                 evaluation = demo_evaluation(
@@ -482,7 +495,7 @@ def run_demo(
 
     truth = pd.read_csv(folder / "city" / "truth.csv", dtype=str, keep_default_na=False)
     truth = truth.replace({"": None})
-    ends = month_ends(start=DEMO_START, last=last_day)[-(months + 1) :]
+    ends = month_ends(start=start, last=last_day)[-(months + 1) :]
     run = run_cycles(
         services, truth=truth, ends=ends, seed=seed, inbox=folder / "answers", console=console,
         elapsed=elapsed,

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 from typer.testing import CliRunner
 
 from liveness.entry.cli import app
-from liveness.entry.demo import _bother, run_demo
+from liveness.entry.demo import DEMO_START, _bother, demo_start, run_demo
 from tests.liveness.conftest import invoke_cli
 
 # Scheduling: about 25 s a test on a quiet 2-core machine (tests/conftest.py).
@@ -117,3 +119,21 @@ def test_reviews_per_cycle_leave_out_the_first_run_s_backlog() -> None:
     assert bother["reviews_after_backlog"] == 3  # B's second, C's two
     months = (third - first).days / 30.44
     assert bother["reviews_per_100_persons_per_cycle"] == round(3 / 100 * 100 * 12 / months, 2)
+
+
+@given(
+    days=st.integers(min_value=30, max_value=3650),
+    today=st.dates(min_value=dt.date(2025, 2, 1), max_value=dt.date(2040, 12, 31)),
+)
+def test_the_demo_city_ends_by_today_and_starts_as_late_as_it_can(
+    days: int, today: dt.date
+) -> None:
+    start = demo_start(days=days, today=today)
+    end = start + dt.timedelta(days=days - 1)
+    assert end <= today  # a run dated after today is refused
+    assert (start.month, start.day) == (1, 1)
+    if DEMO_START + dt.timedelta(days=days - 1) <= today:
+        assert start == DEMO_START
+    else:
+        later = start.replace(year=start.year + 1)
+        assert later + dt.timedelta(days=days - 1) > today
