@@ -7,6 +7,7 @@ import datetime as dt
 import pandas as pd
 from rich.table import Table
 
+from liveness.certification.runner import local_today
 from liveness.db import session_scope
 from liveness.integrity.policy import RULES, load_integrity_policy
 from liveness.integrity.queries import current_leads
@@ -27,7 +28,9 @@ def demo_leads(services: Services, *, planted: PlantedIntegrity, as_of: dt.date)
     with session_scope(services.sessions) as session:
         # Review outcomes are no delivery: the planted ones go straight into the database.
         record_planted_outcomes(session, planted=planted, as_of=as_of)
-        refresh_leads(session, store=services.store, policy=policy, as_of=as_of)
+        refresh_leads(
+            session, store=services.store, policy=policy, as_of=as_of, today=local_today(services)
+        )
         leads = [(lead.rule, set(lead.person_refs)) for lead in current_leads(session)]
     rows = []
     for rule in RULES:

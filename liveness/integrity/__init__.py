@@ -17,6 +17,7 @@ from liveness.integrity.queries import (
 )
 from liveness.integrity.service import (
     LeadRefused,
+    LeadsDateInvalid,
     RefreshReport,
     answer_lead,
     create_orders,
@@ -31,6 +32,7 @@ __all__ = [
     "IntegrityPolicy",
     "LeadEvent",
     "LeadRefused",
+    "LeadsDateInvalid",
     "RefreshReport",
     "answer_lead",
     "create_orders",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from liveness.access.audit import record_audit
@@ -50,6 +50,10 @@ RETURN_REASON_MAX = 500
 
 class LeadRefused(StateRefused):
     """A change to a lead or an order that its state does not allow."""
+
+
+class LeadsDateInvalid(InputInvalid):
+    """A detection day after today or before the latest detection: leads would be withdrawn."""
 
 
 class AmountInvalid(InputInvalid):
@@ -156,8 +160,22 @@ def refresh_leads(
     store: EvidenceStore,
     policy: IntegrityPolicy,
     as_of: dt.date,
+    today: dt.date,
 ) -> RefreshReport:
-    """Detect and store leads: new ones open, known ones updated, vanished open ones withdrawn."""
+    """Detect and store leads: new ones open, known ones updated, vanished open ones withdrawn.
+
+    Detection moves forward: a day after `today`, or before the latest day leads were found
+    on, is refused. As of an earlier day the later findings would be missing, so their open
+    leads would be withdrawn, and a withdrawn lead is never opened again.
+    """
+    if as_of > today:
+        raise LeadsDateInvalid(f"--as-of {as_of} is after today ({today}): nothing is known yet")
+    latest = session.scalar(select(func.max(IntegrityLead.found_on)))
+    if latest is not None and as_of < latest:
+        raise LeadsDateInvalid(
+            f"--as-of {as_of} is before {latest}, when leads were last found: detecting as of "
+            "an earlier day would withdraw the later findings"
+        )
     found = find_leads(session, store=store, policy=policy, as_of=as_of)
     stored = {
         (lead.rule, lead.key): lead

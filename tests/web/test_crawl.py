@@ -81,7 +81,13 @@ def crawled_city(
         with session_scope(services.sessions) as session:
             certify(session, as_of=as_of, store=services.store, policies=services.policies)
     with session_scope(services.sessions) as session:
-        refresh_leads(session, store=services.store, policy=integrity_policy(services), as_of=LAST)
+        refresh_leads(
+            session,
+            store=services.store,
+            policy=integrity_policy(services),
+            as_of=LAST,
+            today=LAST,
+        )
         create_orders(session, due_on=LAST + dt.timedelta(days=30), issued_by="crawl")
         grids = sorted(
             session.scalars(

@@ -93,7 +93,9 @@ def leads_command(
     policy = integrity_policy(services)
     day = as_of.date() if as_of is not None else local_today(services)
     with session_scope(services.sessions) as session:
-        report = refresh_leads(session, store=services.store, policy=policy, as_of=day)
+        report = refresh_leads(
+            session, store=services.store, policy=policy, as_of=day, today=local_today(services)
+        )
         leads = [lead_record(lead) for lead in current_leads(session, rule=rule)]
     if json_output:
         for record in leads:

@@ -15,6 +15,7 @@ from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.integrity import (
     LeadRefused,
+    LeadsDateInvalid,
     answer_lead,
     create_orders,
     current_leads,
@@ -119,8 +120,27 @@ def test_rules_on_an_empty_roll_find_nothing(services_factory: Callable[[str], S
     services = services_factory("sqlite")
     policy = load_integrity_policy(REPO / "config" / "integrity.toml")
     with session_scope(services.sessions) as session:
-        report = refresh_leads(session, store=services.store, policy=policy, as_of=DUE)
+        report = refresh_leads(session, store=services.store, policy=policy, as_of=DUE, today=DUE)
     assert (report.found, report.new, report.withdrawn) == (0, 0, 0)
+
+
+def test_detection_never_goes_back_nor_ahead(
+    services_factory: Callable[[str], Services],
+) -> None:
+    # Detecting as of an earlier day found none of the later findings and withdrew their open
+    # leads for good (`leads --as-of 1900-01-01` withdrew 49 of a demo's 54).
+    services = services_factory("sqlite")
+    policy = load_integrity_policy(REPO / "config" / "integrity.toml")
+    with session_scope(services.sessions) as session:
+        lead = _lead(session, rule="shared_bank_account", key="1", region="330702")
+        for as_of, today in ((dt.date(2025, 5, 31), DUE), (DUE, dt.date(2025, 6, 30))):
+            with pytest.raises(LeadsDateInvalid, match="--as-of"):
+                refresh_leads(
+                    session, store=services.store, policy=policy, as_of=as_of, today=today
+                )
+        assert lead.status == LeadStatus.OPEN
+        # The day the lead was found, and later days, are detection days like any other.
+        refresh_leads(session, store=services.store, policy=policy, as_of=DUE, today=DUE)
 
 
 def test_a_bad_policy_is_refused(tmp_path: Path) -> None:
