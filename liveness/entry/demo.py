@@ -397,6 +397,43 @@ def run_cycles(
     return run
 
 
+def estimator_for_runs(services: Services, *, first_run: dt.date, console: Console) -> str | None:
+    """Where the policy lets the estimator certify, train and save it on what the first run knows.
+
+    Trained as of the first run less the label horizon, its labels end at the first run: the
+    runs never use an artifact that knew their future. Returns the artifact's version.
+    """
+    from liveness.estimator import EstimatorError
+    from liveness.estimator.artifacts import artifacts_dir
+    from liveness.estimator.service import estimator_config, train_estimator
+
+    config = estimator_config(services.settings)
+    if not config.certify_enabled:
+        return None
+    as_of = first_run - dt.timedelta(days=config.horizon_days)
+    try:
+        with session_scope(services.sessions) as session:
+            result = train_estimator(
+                session, as_of=as_of, store=services.store, policies=services.policies,
+                config=config, folder=artifacts_dir(services.settings),
+            )  # fmt: skip
+    except EstimatorError as error:
+        console.print(f"   the runs' estimator was not trained: {error}")
+        return None
+    console.print(
+        f"   the runs' estimator ([certify] is enabled): artifact {result.artifact.version}, "
+        f"trained as of {as_of}, its labels up to the first run"
+    )
+    return result.artifact.version
+
+
+def _certified_by_estimator(services: Services) -> int:
+    """Return how many certifications the published runs owe to the learned estimator."""
+    with session_scope(services.sessions) as session:
+        reports = session.scalars(select(Run.report).where(Run.status == RunStatus.PUBLISHED))
+        return sum(int(report.get("certified_by_estimator", 0)) for report in reports)
+
+
 def demo_services(folder: Path) -> Services:
     """Return services on an embedded SQLite database and evidence store in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -496,6 +533,7 @@ def run_demo(
     truth = pd.read_csv(folder / "city" / "truth.csv", dtype=str, keep_default_na=False)
     truth = truth.replace({"": None})
     ends = month_ends(start=start, last=last_day)[-(months + 1) :]
+    runs_estimator = estimator_for_runs(services, first_run=ends[0], console=console)
     run = run_cycles(
         services, truth=truth, ends=ends, seed=seed, inbox=folder / "answers", console=console,
         elapsed=elapsed,
@@ -516,6 +554,8 @@ def run_demo(
     list_path = folder / "suspensions.csv"
     entries.to_csv(list_path, index=False)
     figures = cycle_figures(services, truth=truth, since=ends[0], end=last_day)
+    figures["runs_estimator"] = runs_estimator
+    figures["certified_by_estimator"] = _certified_by_estimator(services)
     _print_figures(console, figures)
     feed: dict[str, Any] | None = None
     if (folder / "city" / NOTICE_SOURCE).is_dir():
@@ -558,6 +598,10 @@ def _print_figures(console: Console, figures: dict[str, Any]) -> None:
     table.add_row(
         "  certified silently (by data)", f"{figures['living_certified_silently_share']:.1%}"
     )
+    if figures.get("runs_estimator"):
+        table.add_row(
+            "  certifications by the learned estimator", f"{figures['certified_by_estimator']:,}"
+        )
     table.add_row("  wrongly suspended as dead", f"{figures['wrongful_suspensions']:,}")
     table.add_row(
         "  suspended after a failed review and notice",

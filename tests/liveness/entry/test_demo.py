@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -14,8 +18,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from liveness.entry.cli import app
-from liveness.entry.demo import DEMO_START, _bother, demo_start, run_demo
-from tests.liveness.conftest import invoke_cli
+from liveness.entry.demo import DEMO_START, _bother, demo_start, estimator_for_runs, run_demo
+from liveness.services import Services
+from tests.liveness.conftest import REPO, invoke_cli
 
 # Scheduling: about 25 s a test on a quiet 2-core machine (tests/conftest.py).
 pytestmark = pytest.mark.slow(seconds=25)
@@ -137,3 +142,30 @@ def test_the_demo_city_ends_by_today_and_starts_as_late_as_it_can(
     else:
         later = start.replace(year=start.year + 1)
         assert later + dt.timedelta(days=days - 1) > today
+
+
+def test_the_runs_estimator_knows_nothing_after_the_first_run(
+    services_factory: Callable[[str], Services], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = services_factory("sqlite")
+    first_run = dt.date(2025, 6, 30)
+    # Off by default ([certify] in estimator.toml): nothing is trained for the runs.
+    assert estimator_for_runs(services, first_run=first_run, console=Console(quiet=True)) is None
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    text = (config / "estimator.toml").read_text(encoding="utf-8")
+    (config / "estimator.toml").write_text(
+        text.replace("\nenabled = false\n", "\nenabled = true\n"), encoding="utf-8"
+    )
+    enabled = Services(services.settings.model_copy(update={"config_dir": config}))
+    trained: list[tuple[dt.date, int | None]] = []
+
+    def train(_session: object, *, as_of: dt.date, **kwargs: Any) -> Any:
+        trained.append((as_of, kwargs.get("horizon_days")))
+        return SimpleNamespace(artifact=SimpleNamespace(version="v1"))
+
+    monkeypatch.setattr("liveness.estimator.service.train_estimator", train)
+    version = estimator_for_runs(enabled, first_run=first_run, console=Console(quiet=True))
+    # Its labels (90 days from its as-of day) end at the first run, never after it.
+    assert (version, trained) == ("v1", [(first_run - dt.timedelta(days=90), None)])
