@@ -46,9 +46,11 @@ def comparison_rows(report: dict[str, Any]) -> list[tuple[str, object, object]]:
             ("face_requests", "face requests"),
             ("home_visits", "home visits"),
             ("silent_certifications", "silent certifications"),
+            ("certified_by_estimator", "  of them by the learned estimator"),
             ("suspensions", "suspensions"),
         ):
-            rows.append((f"  {label}", before[key], after[key]))
+            # .get: reports saved before a figure was added still open.
+            rows.append((f"  {label}", before.get(key, 0), after.get(key, 0)))
     for key, label in (
         ("face_requests", "face requests"),
         ("home_visits", "home visits"),
@@ -102,6 +104,8 @@ def print_what_if(report: dict[str, Any], *, to: Console) -> None:
                       f"{before['home_visits']:,}", f"{after['home_visits']:,}")  # fmt: skip
     to.print(grids)
     for side in ("live", "candidate"):
+        for note in report[side].get("estimator_notes", []):
+            to.print(f"{side}: {note}", highlight=False)
         replayed = report[side]["replay"]
         skipped = {
             key: replayed[key]

@@ -93,6 +93,15 @@ def measure(
         "grids": _per_grid(tasks),
         "deaths": _deaths(deaths, entries=entries, first_as_of=first_as_of),
         "suspended_then_proved_alive": _proved_alive(entries),
+        # Why an enabled estimator certified nobody (no artifact in the replay, one too weak):
+        # without it, a candidate enabling it looks the same as the live policy, unexplained.
+        "estimator_notes": sorted(
+            {
+                note
+                for _, _, report in runs
+                for note in (report.get("estimator") or {}).get("notes", [])
+            }
+        ),
         "paid_after_death": str(
             _paid_after_death(
                 deaths, entries=entries, benefits=benefits, last=last, payment_day=payment_day
@@ -123,6 +132,7 @@ def _per_run(
                 "home_visits": int(opened.get((run_id, str(TaskKind.HOME_VISIT)), 0)),
                 "death_reviews": int(opened.get((run_id, str(TaskKind.DEATH_REVIEW)), 0)),
                 "silent_certifications": int(certified.get(run_id, 0)),
+                "certified_by_estimator": int(report.get("certified_by_estimator", 0)),
                 "suspensions": int(suspended.get(run_id, 0)),
             }
         )

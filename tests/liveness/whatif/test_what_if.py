@@ -140,6 +140,11 @@ def test_a_shorter_recent_window_asks_more_faces_and_certifies_fewer_silently(
 ) -> None:
     env = env_of(city)
     policy = candidate(tmp_path, recent=60)
+    # The candidate also lets the learned estimator certify, with no artifact in the replay:
+    # it certifies nobody, and the report says why instead of looking like the live policy.
+    estimator = policy / "estimator.toml"
+    text = estimator.read_text("utf-8")
+    estimator.write_text(text.replace("\nenabled = false\n", "\nenabled = true\n", 1), "utf-8")
     code, output = invoke_cli(
         env, "what-if", "--policy", str(policy), "--from", FIRST.isoformat(), "--to",
         LAST.isoformat(), "--json",
@@ -161,6 +166,10 @@ def test_a_shorter_recent_window_asks_more_faces_and_certifies_fewer_silently(
     text = printed.export_text()
     assert "face requests" in text and "silent certifications" in text
     assert "330" in text  # the grids' table
+    assert report["live"]["estimator_notes"] == []
+    assert any("no estimator artifact" in note for note in report["candidate"]["estimator_notes"])
+    assert "candidate: estimator enabled but not used" in text
+    assert all(run["certified_by_estimator"] == 0 for run in report["candidate"]["runs"])
 
 
 def test_a_bad_policy_folder_or_period_is_refused_with_a_clear_error(
