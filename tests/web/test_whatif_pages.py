@@ -60,6 +60,16 @@ def test_a_stored_what_if_reads_as_charts_beside_their_figures(web_world: World)
     assert '<dd data-amount="avoided">CNY 815.59</dd>' in text
     assert "Face requests" in text and '<td class="num">61</td>' in text
     assert "330702-001-01" in text
+    # A report kept before the estimator's notes existed shows none; a newer one says why the
+    # candidate's enabled estimator certified nobody.
+    assert 'data-notes="estimator"' not in text
+    note = "estimator enabled but not used: no estimator artifact saved yet"
+    noted = {**REPORT, "candidate": {**REPORT["candidate"], "estimator_notes": [note]},
+             "live": {**REPORT["live"], "estimator_notes": []}}  # fmt: skip
+    noted_id = save_report(web_world.services, noted, now=dt.datetime(2025, 5, 3, 8, 0))
+    shown = html.unescape(client.get(f"/web/whatif/{noted_id}?lang=en").text)
+    assert f"The learned estimator (candidate): {note}" in shown
+    assert shown.count('data-notes="estimator"') == 1
     # No such report, or a name that is no report's: absent, never a file read elsewhere.
     assert client.get("/web/whatif/20990101T000000").status_code == 404
     assert client.get("/web/whatif/..%2Fstate").status_code == 404
