@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from liveness.certification.runner import execute_run, local_today
+from liveness.certification.service import cycle_days
 from liveness.db import session_scope
 from liveness.entry.demo_leads import demo_leads, demo_table
 from liveness.entry.reports import print_run_report
@@ -184,6 +185,17 @@ def cycle_figures(
             ).all(),
             columns=["person_ref"],
         )
+        held = pd.DataFrame(
+            session.execute(
+                select(Person.person_ref, Benefit.benefit_type).join(
+                    Benefit, Benefit.person_id == Person.id
+                )
+            ).all(),
+            columns=["person_ref", "benefit_type"],
+        )
+    # Each person's certification cycle in months: the shortest of their benefits'.
+    months = cycle_days(services.certification_policy, held["benefit_type"], field="valid_months")
+    cycle_months = held.assign(months=months).groupby("person_ref")["months"].min()
     for frame, column in ((entries, "action"), (entries, "reason"), (certified, "source")):
         frame[column] = frame[column].astype(object).map(str)
     died = pd.to_datetime(truth["died_on"], errors="coerce")
@@ -245,6 +257,7 @@ def cycle_figures(
             persons=len(truth),
             runs=runs,
             capacity=services.certification_policy.capacity.of,
+            cycle_months=cycle_months,
         ),
         "living": len(living),
         "living_certified_silently_share": round(
@@ -284,7 +297,7 @@ def cycle_figures(
 
 def _bother(
     *, tasks: pd.DataFrame, notices: pd.DataFrame, certified_on: pd.DataFrame, persons: int,
-    runs: list[dt.date], capacity: Callable[[str], int],
+    runs: list[dt.date], capacity: Callable[[str], int], cycle_months: pd.Series | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Measure how much the living were bothered: reviews, needless notices, visits per week.
 
@@ -299,6 +312,8 @@ def _bother(
     holds every certification (person_ref, certified_on, source). A notice is needless when
     the person's next certification after it was the data's, not the review's it announced (a
     data certification a cycle later, after the review certified them, is not its doing).
+    `cycle_months` (per person, the months of their shortest certification cycle) gives the
+    cycles that came due over the same months: a six-month cycle comes due twice a year.
     """
     kinds = tasks["kind"].astype(str)
     reviews = tasks[kinds.isin(["face_verification", "home_visit"])]
@@ -317,11 +332,16 @@ def _bother(
     planned = pd.to_datetime(visits["planned_week"].fillna(visits["opened_on"]))
     per_week = visits.groupby([visits["grid_code"], planned.dt.to_period("W-SUN")]).size()
     limits = per_week.index.get_level_values(0).map(capacity).to_numpy()
+    cycles = float((months / cycle_months).sum()) if cycle_months is not None else 0.0
     return {
         "reviews_after_backlog": len(later),
         "reviews_per_100_persons_per_cycle": round(
             len(later) / max(persons, 1) * 100 * 12 / months, 2
         ),
+        "person_cycles_due": round(cycles, 1),
+        "reviews_per_100_person_cycles_due": round(len(later) / cycles * 100, 2)
+        if cycles
+        else None,
         "backlog_reviews": int(backlog.sum()),
         "notices": len(notices),
         "notices_to_persons_later_certified_by_data": int(needless["person_ref"].nunique()),
@@ -648,9 +668,15 @@ def _print_figures(console: Console, figures: dict[str, Any]) -> None:
     # most of those due were its backlog, and the steady state shows only from about six.
     steady = "" if figures.get("runs", 0) > STEADY_RUNS else " (too few runs: see --months 6)"
     table.add_row(
-        "reviews per 100 persons per 12-month cycle (after the first run's backlog)",
+        "reviews per 100 persons per 12 months (after the first run's backlog)",
         f"{bother['reviews_per_100_persons_per_cycle']}{steady}",
     )
+    if bother.get("reviews_per_100_person_cycles_due") is not None:
+        # A six-month cycle comes due twice a year: per cycle due, not per person-year.
+        table.add_row(
+            "  the same per 100 certification cycles that came due",
+            f"{bother['reviews_per_100_person_cycles_due']}{steady}",
+        )
     table.add_row(
         "the first run's backlog: its reviews and their follow-ups",
         f"{bother['backlog_reviews']:,}",

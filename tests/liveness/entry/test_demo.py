@@ -115,15 +115,20 @@ def test_reviews_per_cycle_leave_out_the_first_run_s_backlog() -> None:
         "person_ref": ["E", "E", "F"], "certified_on": [second, third, third],
         "source": ["face", "data_comparison", "data_comparison"],
     })], ignore_index=True)  # fmt: skip
+    # 60 persons on a 12-month cycle, 40 on a 6-month one: 140 cycles due in 12 months.
+    cycle_months = pd.Series([12] * 60 + [6] * 40, index=[f"P{k}" for k in range(100)])
     bother = _bother(
         tasks=tasks, notices=notices, certified_on=certified, persons=100,
-        runs=[first, second, third], capacity=lambda grid: 25,
+        runs=[first, second, third], capacity=lambda grid: 25, cycle_months=cycle_months,
     )  # fmt: skip
     assert bother["notices_to_persons_later_certified_by_data"] == 1
     assert bother["backlog_reviews"] == 3  # A twice, B's first
     assert bother["reviews_after_backlog"] == 3  # B's second, C's two
     months = (third - first).days / 30.44
     assert bother["reviews_per_100_persons_per_cycle"] == round(3 / 100 * 100 * 12 / months, 2)
+    due = 60 * months / 12 + 40 * months / 6
+    assert bother["person_cycles_due"] == round(due, 1)
+    assert bother["reviews_per_100_person_cycles_due"] == round(3 / due * 100, 2)
 
 
 @given(
