@@ -15,7 +15,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from liveness.entry.demo import cycle_figures, demo_services, ingest_city, run_cycles
+from liveness.entry.demo import (
+    cycle_figures,
+    demo_services,
+    estimator_for_runs,
+    ingest_city,
+    run_cycles,
+)
 from liveness.evidence.compaction import compact_store
 from liveness.migrate import upgrade
 
@@ -65,6 +71,8 @@ def rerun(
         upgrade(services.engine)
         ingest_city(services, city, skip=skip)
         compact_store(services.sessions, store=services.store)
+        # Where the policy lets the estimator certify, it learns from this state's data too.
+        estimator_for_runs(services, first_run=ends[0], console=Console(quiet=True))
         run_cycles(
             services, truth=truth, ends=ends, seed=seed, inbox=folder / "answers",
             console=Console(quiet=True), elapsed=lambda: "",
