@@ -15,11 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from liveness.errors import InputInvalid, LivenessError, NotFound
-from models import ApiClient, ClientSecret, Role, utcnow
+from models import ApiClient, ClientSecret, Person, Role, utcnow
 
 TOKEN_PREFIX = "lv_"
 # A county's 6-digit code, or the 2-digit province or 4-digit city prefix covering its counties.
 REGION_PATTERN = re.compile(r"\d{2}|\d{4}|\d{6}")
+# The roll's grid_code column holds at most this many characters (models.Person).
+GRID_CODE_MAX = 32
 
 
 class Unauthenticated(LivenessError):
@@ -81,6 +83,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def grids_nobody_is_in(session: Session, grids: Sequence[str]) -> list[str]:
+    """Return those of `grids` that no person on the roll is in (a typo, or a grid to come)."""
+    known = set(session.scalars(select(Person.grid_code).where(Person.grid_code.in_(grids))))
+    return [grid for grid in grids if grid not in known]
+
+
 def create_client(
     session: Session,
     *,
@@ -109,6 +117,14 @@ def create_client(
         raise ClientInvalid("grid: a grid worker needs at least one --grid")
     if chosen != Role.GRID_WORKER and grids:
         raise ClientInvalid(f"grid: only grid workers are scoped to grids, not {chosen}")
+    for grid in grids:
+        # Matched exactly against the roll's grid codes: a padded or empty one matches nobody,
+        # and the worker would see an empty queue without knowing why.
+        if not grid or grid != grid.strip() or len(grid) > GRID_CODE_MAX or not grid.isprintable():
+            raise ClientInvalid(
+                f"grid: {grid!r} is not a grid code; give it as the roll spells it (1 to "
+                f"{GRID_CODE_MAX} printable characters, no spaces around it)"
+            )
     if chosen == Role.INSPECTOR and not regions:
         raise ClientInvalid(
             "region: an inspector needs at least one --region (330102, or a prefix like 3301)"

@@ -43,7 +43,17 @@ def test_create_list_revoke(services: Services) -> None:
                       "--grid", "G2", "--expires-days", "30"],
     )  # fmt: skip
     assert created.exit_code == 0, created.output
+    # Nobody is on this roll yet: created all the same, with a warning naming each grid.
+    assert "nobody on the roll is in grid 'G1'" in created.output
+    assert "nobody on the roll is in grid 'G2'" in created.output
     token = next(line for line in created.output.splitlines() if line.startswith("lv_"))
+    # A grid code matches the roll's exactly: empty or padded, it would match nobody.
+    for grid in ("", " G1", "G1 ", "G\t1", "G" * 33):
+        padded = runner.invoke(
+            clients_app, ["create", "--name", "gw-x", "--role", "grid_worker", "--grid", grid]
+        )
+        assert padded.exit_code == 11, (grid, padded.output)
+        assert "is not a grid code" in padded.output
     verifier = runner.invoke(clients_app, ["create", "--name", "face", "--role", "verifier"])
     assert verifier.exit_code == 0, verifier.output
     assert "signing secret" in verifier.output

@@ -24,6 +24,7 @@ clients_app = typer.Typer(
     no_args_is_help=True, help="API clients: bearer tokens with a role, revocable, with expiry."
 )
 console = Console()
+error_console = Console(stderr=True)
 
 # models.Role's values, repeated: `--role`'s choices are needed when the command line is built,
 # and importing `models` loads SQLAlchemy (tests/api/test_clients_cli.py checks they agree).
@@ -74,7 +75,7 @@ def create_command(
     ] = None,
 ) -> None:
     """Create a client and print its token (and signing secret) once: they are not kept."""
-    from liveness.access.service import create_client
+    from liveness.access.service import create_client, grids_nobody_is_in
     from liveness.db import session_scope
     from models import Role
 
@@ -84,7 +85,15 @@ def create_command(
             expires_days=expires_days, with_secret=secret,
             public_key=None if public_key is None else public_key.read(),
         )  # fmt: skip
+        empty = grids_nobody_is_in(session, grid or [])
     console.print(f"client {issued.name} ({issued.role}) created", highlight=False)
+    for code in empty:
+        # Created all the same: the roll may not hold the grid yet.
+        error_console.print(
+            f"warning: nobody on the roll is in grid {code!r}: the worker's queue stays empty "
+            "until the roll holds it (a typo? `liveness clients revoke` then create again)",
+            highlight=False,
+        )
     if issued.expires_at is not None:
         console.print(f"expires at {issued.expires_at:%Y-%m-%d %H:%M} UTC", highlight=False)
     console.print("token (shown once, keep it safe):", highlight=False)
