@@ -17,6 +17,7 @@ from liveness.entry.cli.boundary import (
     DAYS_MOST,
     LARGEST,
     STOPPED_BY_GUARD,
+    actor_name,
     boundary,
     console,
     errors,
@@ -543,7 +544,10 @@ NewRegionOption = Annotated[str | None, typer.Option(help="For moved_away: the n
 def task_outcome(
     task_id: Annotated[int, typer.Argument(min=1, max=LARGEST, help="The review task.")],
     outcome: Annotated[str, typer.Option(help="What the review found (e.g. alive_confirmed).")],
-    by: Annotated[str, typer.Option(help="Who found it (recorded, and kept from approving).")],
+    by: Annotated[
+        str,
+        typer.Option(callback=actor_name, help="Who found it (recorded, and kept from approving)."),
+    ],
     on: Annotated[
         dt.datetime | None,
         typer.Option(
@@ -581,7 +585,12 @@ def task_correct(
         int, typer.Argument(min=1, max=LARGEST, help="The review task whose outcome to correct.")
     ],
     outcome: Annotated[str, typer.Option(help="The outcome the review really had.")],
-    by: Annotated[str, typer.Option(help="The supervisor correcting it (not who recorded it).")],
+    by: Annotated[
+        str,
+        typer.Option(
+            callback=actor_name, help="The supervisor correcting it (not who recorded it)."
+        ),
+    ],
     note: Annotated[str, typer.Option(help="Why: kept on record with the correction.")],
     on: Annotated[
         dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day of the correction.")
@@ -631,7 +640,9 @@ def notices_list(
 @boundary
 def notices_sent(
     notice_ids: Annotated[list[int], typer.Argument(min=1, max=LARGEST, help="The notices sent.")],
-    by: Annotated[str, typer.Option(help="Who sent or handed them over (logged).")],
+    by: Annotated[
+        str, typer.Option(callback=actor_name, help="Who sent or handed them over (logged).")
+    ],
     letter: Annotated[
         bool, typer.Option("--letter", help="Sent as a letter posted or handed over by staff.")
     ] = False,
@@ -674,7 +685,10 @@ def notices_sent(
 def lists_approve(
     entry_id: Annotated[int, typer.Argument(min=1, max=LARGEST, help="The held list entry.")],
     operator: Annotated[
-        str, typer.Option(help="The approving operator (not the one who caused it).")
+        str,
+        typer.Option(
+            callback=actor_name, help="The approving operator (not the one who caused it)."
+        ),
     ],
 ) -> None:
     """Approve a held entry as a second operator: a new published entry carries it out."""
@@ -696,7 +710,10 @@ def lists_approve(
 def lists_reject(
     entry_id: Annotated[int, typer.Argument(min=1, max=LARGEST, help="The held list entry.")],
     operator: Annotated[
-        str, typer.Option(help="The rejecting operator (not the one who caused it).")
+        str,
+        typer.Option(
+            callback=actor_name, help="The rejecting operator (not the one who caused it)."
+        ),
     ],
     reason: Annotated[str, typer.Option(help="Why, in words; kept on the entry.")],
 ) -> None:
@@ -718,7 +735,7 @@ def lists_reject(
 @boundary
 def lists_audit_sample(
     month: Annotated[str, typer.Option(help="The month whose decisions to sample, YYYY-MM.")],
-    by: Annotated[str, typer.Option(help="Who draws the sample (logged).")],
+    by: Annotated[str, typer.Option(callback=actor_name, help="Who draws the sample (logged).")],
     out: Annotated[Path | None, typer.Option(help="Also write the sample to this CSV.")] = None,
     json_output: JsonOption = False,
 ) -> None:

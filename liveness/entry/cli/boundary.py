@@ -42,6 +42,25 @@ LARGEST = 2**31 - 1
 # The most days a simulation or a horizon spans: ten years (beyond, a date overflows).
 DAYS_MOST = 3_650
 
+# The longest name of who acted that the audit log and the records hold (String(64) columns).
+ACTOR_MOST = 64
+
+
+def actor_name(value: str) -> str:
+    """Check the name of who acted (`--by`, `--operator`): it goes to the audit and the records.
+
+    Refused: empty, longer than the columns hold (on PostgreSQL an internal error), spaces
+    around it or unprintable characters (`alice ` would be another person than `alice` to the
+    rule that whoever caused an entry may not approve it).
+    """
+    if not value or len(value) > ACTOR_MOST or value != value.strip() or not value.isprintable():
+        raise typer.BadParameter(
+            f"{value!r}: give who acted as 1 to {ACTOR_MOST} printable characters, no spaces "
+            "around them"
+        )
+    return value
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

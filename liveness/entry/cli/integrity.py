@@ -17,6 +17,7 @@ from rich.table import Table
 from liveness.entry.cli.boundary import (
     DAYS_MOST,
     LARGEST,
+    actor_name,
     boundary,
     migrated_services,
     print_json,
@@ -116,7 +117,10 @@ def leads_command(
 @orders_app.command("create")
 @boundary
 def create_command(
-    by: Annotated[str, typer.Option(help="Who issues the orders (kept in the audit log).")],
+    by: Annotated[
+        str,
+        typer.Option(callback=actor_name, help="Who issues the orders (kept in the audit log)."),
+    ],
     due_days: Annotated[
         int | None,
         typer.Option(min=1, max=DAYS_MOST, help="Days to answer (default: the policy's)."),
@@ -183,7 +187,7 @@ def show_command(
 def answer_command(
     lead_id: Annotated[int, typer.Argument(min=1, max=LARGEST, help="The lead answered.")],
     verdict: Annotated[VerdictName, typer.Option(help="What the inspection found.")],
-    by: Annotated[str, typer.Option(help="The inspector answering.")],
+    by: Annotated[str, typer.Option(callback=actor_name, help="The inspector answering.")],
     amount: Annotated[str, typer.Option(help="Amount to recover, in yuan.")] = "0",
     note: Annotated[str | None, typer.Option(help="What was found.")] = None,
 ) -> None:
@@ -206,7 +210,9 @@ def review_command(
     lead_id: Annotated[
         int, typer.Argument(min=1, max=LARGEST, help="The lead whose answer is reviewed.")
     ],
-    by: Annotated[str, typer.Option(help="The reviewer at the issuing level.")],
+    by: Annotated[
+        str, typer.Option(callback=actor_name, help="The reviewer at the issuing level.")
+    ],
     accept: Annotated[
         bool, typer.Option("--accept/--return", help="Accept the answer, or return it.")
     ] = True,

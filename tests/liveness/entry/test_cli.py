@@ -230,6 +230,32 @@ def test_a_number_out_of_range_is_a_usage_error_naming_it(
     assert "Invalid value for" in output and "internal error" not in output
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tasks", "outcome", "1", "--outcome", "alive_confirmed", "--by"),
+        ("tasks", "correct", "1", "--outcome", "alive_confirmed", "--note", "n", "--by"),
+        ("notices", "sent", "1", "--by"),
+        ("lists", "audit-sample", "--month", "2025-12", "--by"),
+        ("lists", "approve", "1", "--operator"),
+        ("lists", "reject", "1", "--reason", "r", "--operator"),
+        ("orders", "create", "--by"),
+        ("orders", "answer", "1", "--verdict", "confirmed", "--by"),
+        ("orders", "review", "1", "--accept", "--by"),
+    ],
+)
+def test_who_acted_is_a_name_the_records_hold(
+    cli_env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    # Empty, it named nobody in the audit; padded, `alice ` was another operator than `alice`
+    # to the rule that whoever caused an entry may not approve it; past 64 characters,
+    # PostgreSQL refused the audit row with an internal error.
+    for who in ("", " alice", "alice ", "a\tb", "x" * 65):
+        code, output = invoke_cli(cli_env, *args, who)
+        assert code == 2, (who, output)
+        assert f"Invalid value for '{args[-1]}'" in output and "internal error" not in output
+
+
 def test_a_path_the_system_refuses_is_named_with_its_reason(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
