@@ -657,7 +657,7 @@ def notices_sent(
     from liveness.access.gateways import mark_notice_sent
     from liveness.db import session_scope
     from liveness.entry.jobs import local_today
-    from models import NoticeChannel
+    from models import Notice, NoticeChannel, NoticeStatus
 
     services = migrated_services()
     day = on.date() if on else local_today(services)
@@ -666,18 +666,29 @@ def notices_sent(
             f"{day.isoformat()}: a notice cannot be sent in the future", param_hint="'--on'"
         )
     zone = ZoneInfo(services.settings.timezone)
+    sent_at = dt.datetime.combine(day, dt.time(12), tzinfo=zone).astimezone(dt.UTC)
+    earlier = 0
     with session_scope(services.sessions) as session:
-        for notice_id in notice_ids:
+        # Each notice once, however often it is named.
+        for notice_id in dict.fromkeys(notice_ids):
+            # Marked before: its first day stands (a later one would move the notice period).
+            known = session.get(Notice, notice_id)
+            already = known is not None and known.status == NoticeStatus.SENT
             notice = mark_notice_sent(
-                session, notice_id=notice_id,
-                sent_at=dt.datetime.combine(day, dt.time(12), tzinfo=zone).astimezone(dt.UTC),
+                session, notice_id=notice_id, sent_at=sent_at,
                 channel=NoticeChannel.LETTER if letter else None, zone=zone,
             )  # fmt: skip
+            earlier += already
             record_audit(
                 session, actor=by, action="notice_sent", target_type="notice",
-                target_ref=str(notice_id), detail={"channel": str(notice.channel)},
+                target_ref=str(notice_id),
+                detail={"channel": str(notice.channel), "already_sent": already},
             )  # fmt: skip
-    console.print(f"{len(notice_ids):,} notices recorded as sent on {day.isoformat()}")
+    marked = len(dict.fromkeys(notice_ids)) - earlier
+    console.print(
+        f"{marked:,} notices recorded as sent on {day.isoformat()}"
+        + (f"; {earlier:,} already recorded as sent, their first day kept" if earlier else "")
+    )
 
 
 @lists_app.command("approve")

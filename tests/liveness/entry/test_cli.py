@@ -185,6 +185,12 @@ def test_an_operator_corrects_a_visits_death_and_records_a_letter(
         "--on", "2025-07-01",
     )  # fmt: skip
     assert code == 0, output
+    assert "1 notices recorded as sent on 2025-07-01" in output
+    # Named twice, and once more on another day: each once, and its first day stands.
+    first, second = str(pending[0]["id"]), str(pending[1]["id"])
+    code, output = invoke_cli(cli_env, "notices", "sent", first, second, second, "--by", "clerk-1")
+    assert code == 0, output
+    assert "1 notices recorded as sent" in output and "1 already recorded as sent" in output
     code, output = invoke_cli(cli_env, "notices", "list", "--json")
     assert str(pending[0]["id"]) not in [
         str(json.loads(line)["id"]) for line in output.splitlines()
