@@ -20,7 +20,7 @@ from liveness.errors import NotFound
 from liveness.policy_files import file_version
 from liveness.services import Services
 from liveness.whatif.figures import measure
-from liveness.whatif.history import History, read_history
+from liveness.whatif.history import History, WhatIfInvalid, read_history
 from liveness.whatif.replay import replay, scratch_services
 
 SIDES = ("live", "candidate")
@@ -36,6 +36,8 @@ def what_if(
     by default they go to a temporary folder removed afterwards. The same live history and
     policies give the same report.
     """
+    if scratch is not None:
+        _check_scratch(scratch)
     history = read_history(live, first=first, last=last)
     folders = {"live": live.settings.config_dir, "candidate": policy_dir}
     payment_day = live.certification_policy.payment_day
@@ -61,6 +63,20 @@ def what_if(
         # What the candidate would not have paid to the dead that the live policy paid.
         "overpayment_avoided": str(paid["live"] - paid["candidate"]),
     }
+
+
+def _check_scratch(scratch: Path) -> None:
+    """Refuse a scratch folder that is a file or holds anything: the replays start from nothing.
+
+    A folder in use (the live evidence store, or an earlier what-if's scratch) would have the
+    replays' states written into it beside what it holds.
+    """
+    if scratch.exists() and not scratch.is_dir():
+        raise WhatIfInvalid(f"--scratch {scratch}: not a folder")
+    if scratch.is_dir() and any(scratch.iterdir()):
+        raise WhatIfInvalid(
+            f"--scratch {scratch}: the folder is not empty; give a new or empty one"
+        )
 
 
 def _replay_sides(

@@ -200,6 +200,20 @@ def test_a_bad_policy_folder_or_period_is_refused_with_a_clear_error(
         env, "what-if", "--policy", config, "--from", "2025-13-01", "--to", "2025-12-31"
     )
     assert code == 2
+    # The scratch folder is new or empty: the live evidence store given as one was written
+    # into (its replays' states beside the live parts), and a file failed at the second side.
+    period = ("--from", LAST.isoformat(), "--to", LAST.isoformat())
+    before = sorted(path.name for path in (city / "evidence").iterdir())
+    code, output = invoke_cli(
+        env, "what-if", "--policy", config, *period, "--scratch", str(city / "evidence")
+    )
+    assert code == 11 and "the folder is not empty" in output, output
+    assert sorted(path.name for path in (city / "evidence").iterdir()) == before
+    (tmp_path / "a-file").write_text("x", "utf-8")
+    code, output = invoke_cli(
+        env, "what-if", "--policy", config, *period, "--scratch", str(tmp_path / "a-file")
+    )
+    assert code == 11 and "not a folder" in output, output
 
 
 def test_an_outcome_answers_its_person_s_open_task_that_accepts_it() -> None:
