@@ -42,7 +42,8 @@ LivenessError [1]               the root; its code only for an error that declar
 │                               WhatIfInvalid (whatif.history), AmountInvalid
 │                               (integrity.service), NoticeDayInvalid (access.gateways),
 │                               NoticeInvalid (ingest.notices; a pushed death notice, refused
-│                               whole and audited), LeadsDateInvalid (integrity.service)
+│                               whole and audited), LeadsDateInvalid (integrity.service),
+│                               AuditMonthInvalid (lists.audit)
 ├── EstimatorError [12]         the estimator cannot be trained or evaluated (estimator.dataset)
 ├── NotFound [13]               a referenced object does not exist
 │   └── Hidden [13]             one outside the caller's scope, answered exactly as absent

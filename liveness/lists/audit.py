@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.db import query_frame
+from liveness.errors import InputInvalid
 from models import AuditEntry, ListEntry, Person, ReviewTask, Run, TaskStatus
 
 
@@ -59,11 +60,24 @@ def month_decisions(session: Session, *, month: str) -> pd.DataFrame:
     return frame[["kind", "id", "person_ref", "decision", "reason", "amount", "by"]]
 
 
-def draw_sample(session: Session, *, month: str, share: float, actor: str) -> pd.DataFrame:
+class AuditMonthInvalid(InputInvalid):
+    """A month whose audit sample cannot be drawn yet: it is not over."""
+
+
+def draw_sample(
+    session: Session, *, month: str, share: float, actor: str, today: dt.date
+) -> pd.DataFrame:
     """Draw at least `share` of the month's decisions for re-checking, and log the draw.
 
-    The draw is seeded by the month, so drawing the same month again gives the same sample.
+    The draw is seeded by the month, so drawing the same month again gives the same sample;
+    only a month that is over can be drawn (during it, its decisions are still being made
+    and a later draw would sample others).
     """
+    if month_bounds(month)[1] >= today:
+        raise AuditMonthInvalid(
+            f"--month {month} is not over (today is {today}): its decisions are still being "
+            "made; draw its sample once it has ended"
+        )
     decisions = month_decisions(session, month=month)
     size = min(len(decisions), math.ceil(share * len(decisions)))
     seed = int.from_bytes(hashlib.sha256(month.encode()).digest()[:8], "big")

@@ -752,6 +752,7 @@ def lists_audit_sample(
 ) -> None:
     """Draw the month's audit sample (at least the policy's share of its decisions)."""
     from liveness.db import session_scope
+    from liveness.entry.jobs import local_today
     from liveness.lists.audit import draw_sample
 
     services = migrated_services()
@@ -759,8 +760,9 @@ def lists_audit_sample(
         raise typer.BadParameter(f"{month!r}: expected YYYY-MM", param_hint="'--month'")
     with session_scope(services.sessions) as session:
         sample = draw_sample(
-            session, month=month, share=services.policies.certification.audit_share, actor=by
-        )
+            session, month=month, share=services.policies.certification.audit_share, actor=by,
+            today=local_today(services),
+        )  # fmt: skip
     if out is not None:
         sample.to_csv(out, index=False, encoding="utf-8-sig")
     print_frame(sample, title=f"audit sample of {month}", json_output=json_output)
