@@ -57,7 +57,8 @@ Not errors of the tree: 0 success; 2 a command line that does not parse or an op
 a command refuses (Click's usage error); 7 a run stopped by the mass-downgrade guard, nothing
 published (a run's outcome, `liveness run` and `liveness scheduler`); 14 a night
 `liveness scheduler` ran and that failed (after its retries); 70 an unexpected internal error
-(the boundary's one catch-all); 74 a file or folder the operating system refused (OSError);
+(the boundary's one catch-all); 74 a file or folder the operating system refused (OSError),
+or an address `liveness serve` cannot listen on;
 75 a database that could not do the work (SQLAlchemy's OperationalError).
 """
 

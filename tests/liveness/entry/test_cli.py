@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -260,6 +261,18 @@ def test_who_acted_is_a_name_the_records_hold(
         code, output = invoke_cli(cli_env, *args, who)
         assert code == 2, (who, output)
         assert f"Invalid value for '{args[-1]}'" in output and "internal error" not in output
+
+
+def test_an_address_the_server_cannot_listen_on_is_said_so(cli_env: dict[str, str]) -> None:
+    # Uvicorn exits 3 when it cannot bind: the exit code of a refused delivery here.
+    assert invoke_cli(cli_env, "db", "upgrade")[0] == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = invoke_cli(cli_env, "serve", "--port", str(port))
+    assert code == 74, output
+    assert f"cannot listen on 127.0.0.1:{port}" in output
 
 
 def test_a_path_the_system_refuses_is_named_with_its_reason(
