@@ -147,6 +147,13 @@ def simulate(
             f"{days} days after it on the calendar (from {START_EARLIEST})",
             param_hint="'--start'",
         )
+    if out.is_dir() and any(out.iterdir()):
+        # Files of what it holds that this city does not rewrite (a longer city's days, another
+        # folder's own files) would stay, mixed with this city's and ingested as its deliveries.
+        raise typer.BadParameter(
+            f"{out} is not empty: give a new or empty folder for the simulated city",
+            param_hint="'--out'",
+        )
     summary = simulate_city(
         persons=persons, start=start.date(), days=days, seed=seed, out=out, scenarios=scenarios
     )

@@ -275,6 +275,20 @@ def test_an_address_the_server_cannot_listen_on_is_said_so(cli_env: dict[str, st
     assert f"cannot listen on 127.0.0.1:{port}" in output
 
 
+def test_a_city_is_simulated_into_a_new_or_empty_folder(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A second city written over a first one left the first's files it did not rewrite (its
+    # later days), mixed with its own; a folder in use (the evidence store) was written into.
+    city = tmp_path / "city"
+    args = ("simulate", "--out", str(city), "--persons", "100", "--days", "30")
+    assert invoke_cli(cli_env, *args)[0] == 0
+    before = sorted(path.relative_to(city) for path in city.rglob("*"))
+    code, output = invoke_cli(cli_env, *args[:-1], "20")
+    assert code == 2 and "is not empty" in output, output
+    assert sorted(path.relative_to(city) for path in city.rglob("*")) == before
+
+
 def test_a_path_the_system_refuses_is_named_with_its_reason(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
