@@ -34,6 +34,7 @@ from liveness.errors import ConfigurationError, DeliveryRefused
 # starts at once (bench/startup measures it; tests/liveness/test_install.py checks it).
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy.orm import Session
 
     from liveness.ingest import DeliveryReport
     from liveness.services import Services
@@ -374,6 +375,24 @@ JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per li
 SourceFilter = Annotated[str | None, typer.Option(help="Only this source.")]
 
 
+def check_source_filter(services: Services, session: Session, source: str | None) -> None:
+    """Refuse a `--source` that is no configured source and delivered nothing: a typo.
+
+    Listed silently, it showed an empty table, as if that source had nothing to show.
+    """
+    if source is None or source in services.source_configs:
+        return
+    from sqlalchemy import select
+
+    from models import Delivery
+
+    if session.scalar(select(Delivery.id).where(Delivery.source == source).limit(1)) is None:
+        raise typer.BadParameter(
+            f"{source!r} is no source; known sources: {', '.join(services.source_configs)}",
+            param_hint="'--source'",
+        )
+
+
 @app.command()
 @boundary
 def deliveries(
@@ -387,6 +406,7 @@ def deliveries(
 
     services = migrated_services()
     with session_scope(services.sessions) as session:
+        check_source_filter(services, session, source)
         frame = delivery_log(session, source=source, limit=limit)
     shown = frame if json_output else frame.drop(columns=["checksum", "error"])
     print_frame(shown, title="deliveries", json_output=json_output)
@@ -405,6 +425,7 @@ def quarantine_list(
 
     services = migrated_services()
     with session_scope(services.sessions) as session:
+        check_source_filter(services, session, source)
         frame = quarantined_rows(session, source=source, limit=limit)
     print_frame(frame, title="quarantined rows", json_output=json_output)
 
@@ -421,6 +442,7 @@ def quarantine_export(
 
     services = migrated_services()
     with session_scope(services.sessions) as session:
+        check_source_filter(services, session, source)
         frame = quarantined_rows(session, source=source)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False, encoding="utf-8-sig")
@@ -441,6 +463,7 @@ def unmatched(
     services = migrated_services()
     sources = tuple(services.traces) if source is None else (source,)
     with session_scope(services.sessions) as session:
+        check_source_filter(services, session, source)
         traces = unmatched_evidence(
             session, store=services.store, sources=sources, links=services.trace_links
         )

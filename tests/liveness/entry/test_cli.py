@@ -134,6 +134,12 @@ def test_the_delivery_log_quarantine_and_unmatched_evidence_are_listable(
         "110101195001011234",
         1,
     )
+    # A source that is none (a typo) is said so, not listed as an empty table.
+    for args in (("deliveries",), ("quarantine", "list"), ("unmatched",),
+                 ("quarantine", "export", "--out", str(exported))):  # fmt: skip
+        code, output = invoke_cli(cli_env, *args, "--source", "medcal")
+        assert code == 2 and "is no source" in output, (args, output)
+    assert invoke_cli(cli_env, "deliveries", "--source", "medical")[0] == 0
 
 
 def test_an_operator_corrects_a_visits_death_and_records_a_letter(
