@@ -202,6 +202,13 @@ def build_dataset(
             f"{horizon_end}, and the evidence reaches {evidence_until or 'no day at all'}: "
             "choose an earlier date or a shorter horizon"
         )
+    evidence_from = session.scalar(select(func.min(EvidencePart.min_day)))
+    if evidence_from is not None and as_of < evidence_from:
+        # Nothing is known of anyone yet: every person would be a trace-less "alive" label.
+        raise EstimatorError(
+            f"as of {as_of} no evidence exists yet (it starts on {evidence_from}): choose a "
+            "date after it"
+        )
     cache = {} if snapshots is None else snapshots
 
     def snapshot_at(day: dt.date) -> EvidenceSnapshot:

@@ -138,6 +138,16 @@ def test_labels_beyond_the_evidence_are_refused(city_services: Services) -> None
             store=services.store, scoring=services.policies.scoring,
             health=services.policies.health, age=True,
         )  # fmt: skip
+    # Before the evidence begins, nothing is known of anyone: said so, not "0 deaths among
+    # 13,795 training persons ... choose an earlier date".
+    with (
+        session_scope(services.sessions) as session,
+        pytest.raises(EstimatorError, match="no evidence exists yet"),
+    ):
+        build_dataset(
+            session, as_of=dt.date(1900, 1, 1), horizon_days=90, store=services.store,
+            scoring=services.policies.scoring, health=services.policies.health, age=True,
+        )  # fmt: skip
 
 
 @pytest.fixture
