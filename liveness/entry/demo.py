@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from liveness.certification.runner import execute_run, local_today
 from liveness.certification.service import cycle_days
-from liveness.db import session_scope
+from liveness.db import query_frame, session_scope
 from liveness.entry.demo_leads import demo_leads, demo_table
 from liveness.entry.reports import print_run_report
 from liveness.evidence.compaction import compact_store
@@ -120,55 +120,44 @@ def cycle_figures(
 ) -> dict[str, Any]:
     """Measure the cycles against the truth: silent share, death to suspension, wrong stops."""
     with session_scope(services.sessions) as session:
-        entries = pd.DataFrame(
-            session.execute(
-                select(
-                    Person.person_ref,
-                    ListEntry.action,
-                    ListEntry.reason,
-                    ListEntry.effective_on,
-                    Run.as_of,
-                )
-                .join(Person, Person.id == ListEntry.person_id)
-                .join(Run, Run.id == ListEntry.run_id)
-                .order_by(ListEntry.seq)
-            ).all(),
-            columns=["person_ref", "action", "reason", "effective_on", "as_of"],
-        )
-        certified = pd.DataFrame(
-            session.execute(
-                select(Person.person_ref, Certification.source).join(
-                    Person, Person.id == Certification.person_id
-                )
-            ).all(),
-            columns=["person_ref", "source"],
-        )
-        tasks = pd.DataFrame(
-            session.execute(
-                select(
-                    ReviewTask.grid_code, ReviewTask.kind, ReviewTask.opened_on,
-                    ReviewTask.due_on, ReviewTask.closed_on, Person.person_ref,
-                    ReviewTask.status, ReviewTask.planned_week,
-                ).join(Person, Person.id == ReviewTask.person_id)
-            ).all(),
-            columns=["grid_code", "kind", "opened_on", "due_on", "closed_on", "person_ref",
-                     "status", "planned_week"],
+        entries = query_frame(
+            session,
+            select(Person.person_ref, ListEntry.action, ListEntry.reason, ListEntry.effective_on,
+                   Run.as_of)
+            .join(Person, Person.id == ListEntry.person_id)
+            .join(Run, Run.id == ListEntry.run_id)
+            .order_by(ListEntry.seq),
+            ["person_ref", "action", "reason", "effective_on", "as_of"],
         )  # fmt: skip
-        notices = pd.DataFrame(
-            session.execute(
-                select(Person.person_ref, Notice.created_on).join(
-                    Person, Person.id == Notice.person_id
-                )
-            ).all(),
-            columns=["person_ref", "created_on"],
+        certified = query_frame(
+            session,
+            select(Person.person_ref, Certification.source).join(
+                Person, Person.id == Certification.person_id
+            ),
+            ["person_ref", "source"],
         )
-        certified_on = pd.DataFrame(
-            session.execute(
-                select(Person.person_ref, Certification.certified_on, Certification.source).join(
-                    Person, Person.id == Certification.person_id
-                )
-            ).all(),
-            columns=["person_ref", "certified_on", "source"],
+        tasks = query_frame(
+            session,
+            select(
+                ReviewTask.grid_code, ReviewTask.kind, ReviewTask.opened_on, ReviewTask.due_on,
+                ReviewTask.closed_on, Person.person_ref, ReviewTask.status, ReviewTask.planned_week,
+            ).join(Person, Person.id == ReviewTask.person_id),
+            ["grid_code", "kind", "opened_on", "due_on", "closed_on", "person_ref", "status",
+             "planned_week"],
+        )  # fmt: skip
+        notices = query_frame(
+            session,
+            select(Person.person_ref, Notice.created_on).join(
+                Person, Person.id == Notice.person_id
+            ),
+            ["person_ref", "created_on"],
+        )
+        certified_on = query_frame(
+            session,
+            select(Person.person_ref, Certification.certified_on, Certification.source).join(
+                Person, Person.id == Certification.person_id
+            ),
+            ["person_ref", "certified_on", "source"],
         )
         certified_on["source"] = certified_on["source"].astype(object).map(str)
         runs = list(
@@ -176,22 +165,20 @@ def cycle_figures(
                 select(Run.as_of).where(Run.status == RunStatus.PUBLISHED).order_by(Run.as_of)
             )
         )
-        paid = pd.DataFrame(
-            session.execute(
-                select(Person.person_ref)
-                .join(Benefit, Benefit.person_id == Person.id)
-                .where(Benefit.status == BenefitStatus.ACTIVE)
-                .distinct()
-            ).all(),
-            columns=["person_ref"],
+        paid = query_frame(
+            session,
+            select(Person.person_ref)
+            .join(Benefit, Benefit.person_id == Person.id)
+            .where(Benefit.status == BenefitStatus.ACTIVE)
+            .distinct(),
+            ["person_ref"],
         )
-        held = pd.DataFrame(
-            session.execute(
-                select(Person.person_ref, Benefit.benefit_type).join(
-                    Benefit, Benefit.person_id == Person.id
-                )
-            ).all(),
-            columns=["person_ref", "benefit_type"],
+        held = query_frame(
+            session,
+            select(Person.person_ref, Benefit.benefit_type).join(
+                Benefit, Benefit.person_id == Person.id
+            ),
+            ["person_ref", "benefit_type"],
         )
     # Each person's certification cycle in months: the shortest of their benefits'.
     months = cycle_days(services.certification_policy, held["benefit_type"], field="valid_months")
