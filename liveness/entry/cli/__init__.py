@@ -697,10 +697,10 @@ def notices_sent(
         )
     zone = ZoneInfo(services.settings.timezone)
     sent_at = dt.datetime.combine(day, dt.time(12), tzinfo=zone).astimezone(dt.UTC)
+    unique = list(dict.fromkeys(notice_ids))  # each notice once, however often it is named
     earlier = 0
     with session_scope(services.sessions) as session:
-        # Each notice once, however often it is named.
-        for notice_id in dict.fromkeys(notice_ids):
+        for notice_id in unique:
             # Marked before: its first day stands (a later one would move the notice period).
             known = session.get(Notice, notice_id)
             already = known is not None and known.status == NoticeStatus.SENT
@@ -714,9 +714,8 @@ def notices_sent(
                 target_ref=str(notice_id),
                 detail={"channel": str(notice.channel), "already_sent": already},
             )  # fmt: skip
-    marked = len(dict.fromkeys(notice_ids)) - earlier
     console.print(
-        f"{marked:,} notices recorded as sent on {day.isoformat()}"
+        f"{len(unique) - earlier:,} notices recorded as sent on {day.isoformat()}"
         + (f"; {earlier:,} already recorded as sent, their first day kept" if earlier else "")
     )
 
