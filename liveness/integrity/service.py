@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -46,6 +47,8 @@ from models import (
 
 # The column's size (lead_answers.return_reason): a reason, not a report.
 RETURN_REASON_MAX = 500
+# The column's size (integrity_leads.key).
+KEY_MAX = 128
 
 
 class LeadRefused(StateRefused):
@@ -145,6 +148,16 @@ def find_leads(
     return pd.concat([f for f in found if not f.empty] or found, ignore_index=True)
 
 
+def _stored_key(key: str) -> str:
+    """Return a finding's key as stored: itself if it fits the column, else a digest of it."""
+    # A `same_demographics` key joins the group's identity numbers: seven or more overflow the
+    # column, which failed the whole refresh on PostgreSQL (and was kept whole on SQLite).
+    # The digest of the same numbers is the same on every detection, so the lead stays one.
+    if len(key) <= KEY_MAX:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class RefreshReport:
     """What a refresh of the stored leads changed."""
@@ -188,7 +201,7 @@ def refresh_leads(
     new = 0
     seen: set[tuple[str, str]] = set()
     for row in found.itertuples(index=False):
-        pair = (str(row.rule), str(row.key))
+        pair = (str(row.rule), _stored_key(str(row.key)))
         seen.add(pair)
         amount = None if row.amount_at_risk is None else Decimal(str(row.amount_at_risk))
         lead = stored.get(pair)
