@@ -167,10 +167,12 @@ def keep_standing(
             pd.DataFrame(
                 {
                     "person_id": fresh["person_id"].astype("int64"),
-                    "previous": fresh["level"].astype(object),
-                    "rule": fresh["rule"].astype(object),
+                    # Text as pandas' own (Arrow-backed) strings, as the kept frame reads
+                    # back: a column of objects would turn a million of them into Python.
+                    "previous": fresh["level"].astype("str"),
+                    "rule": fresh["rule"].astype("str"),
                     "gist": fresh["gist"].astype("Int64"),
-                    "policy_version": fresh["policy_version"].astype(object),
+                    "policy_version": fresh["policy_version"].astype("str"),
                     "stored_on": [as_of] * len(fresh),
                 }
             ),

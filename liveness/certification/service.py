@@ -15,6 +15,7 @@ import pyarrow as pa
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from liveness.certification.kept_ends import kept_ends
 from liveness.certification.policy import CertificationPolicy
 from liveness.db import TextColumn, insert_records, query_frame, read_joined
 from liveness.scoring import fill_reasons
@@ -76,12 +77,12 @@ class CertificationEnds:
 
     def merged(self) -> pd.Series:
         """Return when each person's certification ends: recorded, else carried (`valid_until`)."""
+        return date_objects(self.merged_days())
+
+    def merged_days(self) -> pd.Series:
+        """Return `merged()` as datetime64: compared as a column without a date object each."""
         # A certification the engine recorded wins over what the roll carried.
-        merged = self.recorded.combine_first(self.carried)
-        return pd.Series(
-            merged.to_numpy().astype("datetime64[D]").astype(object), index=merged.index,
-            dtype=object,
-        )  # fmt: skip
+        return self.recorded.combine_first(self.carried)
 
     def with_run(self, session: Session, *, run_id: int) -> CertificationEnds:
         """Return the ends with what run `run_id` has certified (flushed) added.
@@ -92,6 +93,13 @@ class CertificationEnds:
         added = _recorded_ends(session, Certification.run_id == run_id)
         recorded = pd.concat([self.recorded, added]).groupby(level=0).max()
         return CertificationEnds(recorded=recorded, carried=self.carried)
+
+
+def date_objects(days: pd.Series) -> pd.Series:
+    """Return a Series of datetime64 values as date objects (what `valid_until` returns)."""
+    return pd.Series(
+        days.to_numpy().astype("datetime64[D]").astype(object), index=days.index, dtype=object
+    )
 
 
 def read_ends(session: Session, *, policy: CertificationPolicy) -> CertificationEnds:
@@ -110,12 +118,24 @@ def read_ends(session: Session, *, policy: CertificationPolicy) -> Certification
     carried = (
         pd.Series(carried_end, index=roll["person_id"].astype(np.int64)).groupby(level=0).min()
     )
-    return CertificationEnds(recorded=_recorded_ends(session), carried=carried)
+    return CertificationEnds(recorded=recorded_ends(session), carried=carried)
 
 
 def valid_until(session: Session, *, policy: CertificationPolicy) -> pd.Series:
     """Return when each person's certification ends (latest, else carried over from the roll)."""
     return read_ends(session, policy=policy).merged()
+
+
+def recorded_ends(session: Session) -> pd.Series:
+    """Return each person's latest certification end (kept by the last run, plus any since)."""
+    kept = kept_ends(session)
+    if kept is None:
+        return _recorded_ends(session)
+    mark, ends = kept
+    added = _recorded_ends(session, Certification.id > mark)
+    if added.empty:
+        return ends
+    return pd.concat([ends, added]).groupby(level=0).max()
 
 
 def _recorded_ends(session: Session, *where: ColumnElement[bool]) -> pd.Series:

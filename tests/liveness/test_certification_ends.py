@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, insert, select, update
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification import CertificationPolicy, add_months, valid_until
 from liveness.certification import service as certification_service
+from liveness.certification.kept_ends import keep_ends
 from liveness.certification.policy import load_certification_policy
-from liveness.certification.service import read_ends
+from liveness.certification.service import read_ends, recorded_ends
 from liveness.settings import default_config_dir
 from models import Benefit, Certification, CertificationSource, Run, RunStatus
 from tests.liveness.evidence.test_snapshot import person
@@ -125,3 +129,61 @@ def test_cycle_days_looks_each_type_up_once_with_the_numbers_of_a_lookup_per_row
             got = certification_service.cycle_days(policy, column, field=field)
             assert got.dtype == np.int64
             np.testing.assert_array_equal(got, want)
+
+
+# Operations on the certifications between reads: a run certifying (and keeping its ends),
+# rows written or deleted by hand (which no run keeps), and reading the ends again.
+_OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("run"), st.dictionaries(st.integers(0, 5), st.integers(-400, 800),
+                                                  max_size=4)),
+        st.tuples(st.just("insert"), st.tuples(st.integers(0, 5), st.integers(-400, 800))),
+        st.tuples(st.just("delete"), st.integers(0, 1_000)),
+    ),
+    max_size=8,
+)  # fmt: skip
+
+
+@settings(
+    max_examples=60, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(operations=_OPERATIONS)
+def test_ends_kept_between_runs_equal_a_fresh_read_whatever_happened_since(
+    session: Session, policy: CertificationPolicy, operations: list[tuple[str, Any]]
+) -> None:
+    """The kept ends plus what came after equal the latest end of every certification, by hand
+    (the oracle: each person's maximum over the rows as they are), after any sequence."""
+    example = session.begin_nested()
+    try:
+        ids = [person(session, f"K{n}", "G1", ("enterprise_pension", "1.00", "active"))
+               for n in range(6)]  # fmt: skip
+        day = dt.date(2025, 1, 1)
+        for step, (kind, arguments) in enumerate(operations):
+            if kind == "run":
+                run_id = _run(session, day + dt.timedelta(days=step))
+                read = read_ends(session, policy=policy)
+                if arguments:
+                    _certify(session, run_id, {ids[p]: day + dt.timedelta(days=offset)
+                                               for p, offset in arguments.items()})  # fmt: skip
+                session.flush()
+                keep_ends(session, read.with_run(session, run_id=run_id).recorded)
+            elif kind == "insert":
+                p, offset = arguments
+                _certify(session, _run(session, day), {ids[p]: day + dt.timedelta(days=offset)})
+            else:
+                rows = session.scalars(select(Certification.id).order_by(Certification.id)).all()
+                if rows:
+                    session.execute(
+                        delete(Certification).where(Certification.id == rows[arguments % len(rows)])
+                    )
+            session.flush()
+            latest: dict[int, dt.date] = {}
+            for person_id, end in session.execute(
+                select(Certification.person_id, Certification.valid_until)
+            ):
+                latest[person_id] = max(end, latest.get(person_id, end))
+            got = recorded_ends(session)
+            assert {int(p): d.date() for p, d in got.items()} == latest
+    finally:
+        example.rollback()

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -99,7 +101,8 @@ class _Found:
 
 def _events(
     session: Session, context: Context, *, dead: pd.Series, standing: pd.DataFrame,
-    proofs: pd.DataFrame, certified_now: set[int], outcomes: pd.DataFrame, ends: pd.Series,
+    proofs: pd.DataFrame, certified_now: npt.NDArray[np.int64], outcomes: pd.DataFrame,
+    ends: pd.Series,
 ) -> dict[int, list[Occurrence]]:  # fmt: skip
     """Gather each benefit's events of this run but lapses and deaths that stood."""
     found = _Found()
@@ -186,14 +189,14 @@ def _redated(session: Session, died_on: pd.Series) -> pd.DataFrame:
 
 
 def _add_recertified_and_imprisoned(
-    session: Session, context: Context, found: _Found, *, certified_now: set[int],
+    session: Session, context: Context, found: _Found, *, certified_now: npt.NDArray[np.int64],
     outcomes: pd.DataFrame, ends: pd.Series, reviewers: dict[Any, Any],
 ) -> None:  # fmt: skip
     """Add the lapses a renewed certification ends and the imprisonments reviews found."""
     # Those certified are most of the roll, the lapsed few: read the lapsed, keep the certified.
     lapsed = benefits(session, Benefit.suspension_reason == ListReason.LAPSED)
     found.add(
-        lapsed[lapsed["person_id"].isin(sorted_ids(certified_now))],
+        lapsed[lapsed["person_id"].isin(certified_now)],
         lambda p, b: Occurrence(PaymentEvent.RECERTIFIED,
                                 evidence={"certified_until": ends[p].isoformat()}),
     )  # fmt: skip
@@ -233,12 +236,13 @@ def _add_duplicates(session: Session, found: _Found) -> None:
 
 def _events_after(
     session: Session, context: Context, *, dead: pd.Series, ends: pd.Series,
-    assessed: pd.DataFrame, certified_now: set[int], result: WorkflowResult,
+    assessed: pd.DataFrame, certified_now: npt.NDArray[np.int64], result: WorkflowResult,
 ) -> dict[int, list[Occurrence]]:  # fmt: skip
     """Gather lapses and deaths that stood, on the states the run's other events left."""
     found = _Found()
     lapses = find_lapses(session, context, ends=ends, assessed=assessed,
-                         certified_now=certified_now | set(dead.index), result=result)  # fmt: skip
+                         certified_now=np.union1d(certified_now, sorted_ids(dead.index)),
+                         result=result)  # fmt: skip
     found.add(
         of_persons(session, lapses, Benefit.status == BenefitStatus.ACTIVE),
         lambda p, b: Occurrence(PaymentEvent.LAPSE, evidence=lapses[p]),

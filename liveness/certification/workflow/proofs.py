@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification import certify_persons, certify_silently
-from liveness.certification.service import read_ends
+from liveness.certification.kept_ends import keep_ends
+from liveness.certification.service import date_objects, read_ends
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.estimate import Estimate, estimator_picks
 from liveness.certification.workflow.frames import (
@@ -21,6 +24,7 @@ from liveness.certification.workflow.frames import (
     frame_in,
     of_persons,
     proofs_of_life,
+    sorted_ids,
 )
 from liveness.certification.workflow.moments import strongest_moments
 from liveness.certification.workflow.settle import Settled
@@ -35,6 +39,8 @@ from models import (
     DeathRecord,
     ListReason,
     RecordStatus,
+    Run,
+    RunStatus,
     VisitOutcome,
 )
 
@@ -64,11 +70,36 @@ class Certified:
 
     proof_of_life: set[int]  # persons certified on a proof of life
     ends: pd.Series  # per person, the day their certification holds until
-    certified_now: set[int]  # persons this run certified whose certification holds as of it
+    # persons this run certified whose certification holds as of it: sorted distinct ids
+    certified_now: npt.NDArray[np.int64]
     # persons certified silently for a night between runs on which they were strong
     earlier_night: set[int] = field(default_factory=set)
     # persons certified silently as likely alive by the learned estimator
     by_estimator: set[int] = field(default_factory=set)
+
+
+def _running(ends: pd.Series, persons: npt.NDArray[np.int64], *, as_of: dt.date) -> Any:
+    """Return whether each person's certification (`ends`, by person id) runs past `as_of`."""
+    if not ends.index.is_monotonic_increasing:
+        ends = ends.sort_index()
+    index = ends.index.to_numpy(dtype=np.int64)
+    if not len(index):
+        return np.zeros(len(persons), dtype=bool)
+    at = np.minimum(np.searchsorted(index, persons), len(index) - 1)
+    return (index[at] == persons) & (ends.to_numpy()[at] > np.datetime64(as_of, "D"))
+
+
+def _certified_earlier_today(session: Session, context: Context) -> npt.NDArray[np.int64]:
+    """Return whom an earlier published run of the same date certified (a rerun's case)."""
+    earlier = select(Run.id).where(
+        Run.as_of == context.as_of, Run.status == RunStatus.PUBLISHED, Run.id != context.run_id
+    )
+    if session.scalar(earlier.limit(1)) is None:
+        return np.empty(0, dtype=np.int64)
+    persons = session.scalars(
+        select(Certification.person_id).where(Certification.run_id.in_(earlier))
+    ).all()
+    return np.unique(np.asarray(persons, dtype=np.int64))
 
 
 def gather_proofs(
@@ -282,11 +313,18 @@ def certify(
     enabled = context.estimator is not None and context.estimator.certify_enabled
     result.estimator = {**estimate.report(enabled=enabled), **picks.counts}
     session.flush()
-    ends = read.with_run(session, run_id=run_id).merged()
-    certified_now = proof_of_life | set(strong["person_id"].astype(int))
-    # Only those whose certification now runs past today: compared as one column.
-    running = ends.to_numpy().astype("datetime64[D]") > np.datetime64(as_of, "D")
-    certified_now &= set(ends.index[running].tolist())
+    renewed = read.with_run(session, run_id=run_id)
+    # What the next run reads instead of every certification ever made.
+    keep_ends(session, renewed.recorded)
+    days = renewed.merged_days()
+    # Only those whose certification now runs past today: each looked up in the ends by
+    # position, the roll's ids kept as an array (a set of a million ints costs seconds).
+    certified = np.union1d(sorted_ids(proof_of_life), strong["person_id"].to_numpy(np.int64))
+    # A rerun of the date counts whom its earlier run certified, as that run did: a proof of
+    # life is news once, and the rerun would otherwise flag them afresh (a risk review).
+    certified = np.union1d(certified, _certified_earlier_today(session, context))
+    certified_now = certified[_running(days, certified, as_of=as_of)]
+    ends = date_objects(days)
     return Certified(
         proof_of_life=proof_of_life, ends=ends, certified_now=certified_now,
         earlier_night=set(earlier["person_id"].astype(int)),
