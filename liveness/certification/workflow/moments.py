@@ -9,8 +9,8 @@ renewal window was open then and who are not strong tonight, with the same featu
 grading as the run itself; whoever was strong by the data alone on any such night is certified
 silently, their reasons those of that night. A nightly run has no such nights and reads nothing
 here. Only the candidates who could be strong on one of those nights (`could_be_strong`: every
-trace of their recent windows counted at once) are graded night by night: on a first run, a
-minute and a half less at a million persons.
+trace of their recent windows counted at once) are graded night by night: a first run at a
+million persons takes 97 s instead of 138.
 """
 
 from __future__ import annotations
