@@ -102,15 +102,23 @@ def date_objects(days: pd.Series) -> pd.Series:
     )
 
 
-def read_ends(session: Session, *, policy: CertificationPolicy) -> CertificationEnds:
-    """Read each person's certification end: the latest recorded, and carried from the roll."""
-    roll = _read_columns(
-        session,
-        {"person_id": (Benefit.person_id, pa.int64()),
-         "benefit_type": (Benefit.benefit_type, pa.string()),
-         "certified_on": (Benefit.last_certified_on, pa.date32())},
-        Benefit.last_certified_on.is_not(None),
-    )  # fmt: skip
+def read_ends(
+    session: Session, *, policy: CertificationPolicy, roll_certified: pd.DataFrame | None = None
+) -> CertificationEnds:
+    """Read each person's certification end: the latest recorded, and carried from the roll.
+
+    `roll_certified`: the roll's certifications as the run read them with the roll
+    (`liveness.evidence.roll.RollRead`), else read here.
+    """
+    roll = roll_certified
+    if roll is None:
+        roll = _read_columns(
+            session,
+            {"person_id": (Benefit.person_id, pa.int64()),
+             "benefit_type": (Benefit.benefit_type, pa.string()),
+             "certified_on": (Benefit.last_certified_on, pa.date32())},
+            Benefit.last_certified_on.is_not(None),
+        )  # fmt: skip
     # The roll's last certification carries over for a cycle, the shortest of a person's.
     carried_end = add_months_array(
         _days(roll["certified_on"]), cycle_days(policy, roll["benefit_type"], field="valid_months")

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from liveness.db import TextColumn, read_joined
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
 
-__all__ = ["ROLL_COLUMNS", "kept_roll", "roll_frame"]
+__all__ = ["ROLL_COLUMNS", "RollRead", "certified_rows", "kept_roll", "read_roll", "roll_frame"]
 
 ROLL_COLUMNS = [
     "person_id", "person_ref", "grid_code", "region_code", "benefit_type", "monthly_amount",
@@ -200,6 +200,10 @@ def roll_frame(session: Session) -> pd.DataFrame:
 # Bumped whenever the kept roll's columns or their meaning change: an old one is then unread.
 ROLL_FORMAT = 1
 CACHE_ID = 1
+# The roll's certifications, kept beside the roll with its mark (`RollRead.certified`).
+CERTIFIED_CACHE_ID = 4
+CERTIFIED_FORMAT = 1
+CERTIFIED_COLUMNS = ["person_id", "benefit_type", "certified_on"]
 # Past this share of the roll changed, one full read costs less than re-reading persons.
 FULL_READ_SHARE = 0.1
 # Persons re-read per statement (within every backend's limit of bound parameters).
@@ -259,11 +263,44 @@ def _reread(session: Session, persons: npt.NDArray[np.int64]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+@dataclass(frozen=True, eq=False)
+class RollRead:
+    """The roll, and each benefit's last certification on it, as one run reads them."""
+
+    roll: pd.DataFrame
+    # person_id, benefit_type, certified_on (a date) of every benefit, of any status, whose
+    # roll row carries a last certification: what carries a person's certification over
+    # until the engine records one (`liveness.certification.read_ends`).
+    certified: pd.DataFrame
+
+
 def kept_roll(session: Session, *, keep: bool) -> pd.DataFrame:
     """Return the roll, from the one kept by the last run plus the persons changed since.
 
     Equal to `roll_frame`. With `keep`, the roll read is kept for the next run (in this
     transaction: a run that rolls back keeps nothing); without, nothing is written.
+    """
+    return read_roll(session, keep=keep).roll
+
+
+def certified_rows(session: Session, *where: ColumnElement[bool]) -> pa.Table:
+    """Return each benefit's last certification on the roll: person, type, day, by person."""
+    return _read_table(
+        session,
+        {
+            "person_id": (Benefit.person_id, pa.int64()),
+            "benefit_type": (Benefit.benefit_type, pa.string()),
+            "certified_on": (Benefit.last_certified_on, pa.date32()),
+        },
+        Benefit.last_certified_on.is_not(None),
+        *where,
+    )
+
+
+def read_roll(session: Session, *, keep: bool) -> RollRead:
+    """Return the roll and its certifications: kept plus the persons changed since (`kept_roll`).
+
+    Equal to reading both in full (`roll_frame`, `certified_rows`).
     """
     mark = _mark(session)
     cached = session.execute(
@@ -271,13 +308,14 @@ def kept_roll(session: Session, *, keep: bool) -> pd.DataFrame:
     ).first()
     # The kept roll is merged with the re-read persons as Arrow (filter, concat and take in C),
     # and becomes a frame once: pandas' text columns are slow to filter and sort row by row.
-    table = None
+    table = certified = None
     if cached is not None and cached.format == ROLL_FORMAT:
         table = _decoded_roll(cached.content)
+        certified = _kept_certified(session, mark=cached.mark)
     if table is not None and cached is not None:
         changed = _changed_since(session, cached.mark)
-        if changed.size == 0:
-            return table.to_pandas()
+        if changed.size == 0 and certified is not None:
+            return RollRead(table.to_pandas(), _certified_frame(certified))
         if changed.size <= FULL_READ_SHARE * max(table.num_rows, 1):
             unchanged = table.filter(pa.array(~np.isin(table["person_id"].to_numpy(), changed)))
             fresh = _reread(session, changed)
@@ -291,23 +329,72 @@ def kept_roll(session: Session, *, keep: bool) -> pd.DataFrame:
                 order = np.argsort(merged["person_id"].to_numpy(), kind="stable")
                 unchanged = merged.take(pa.array(order))
             table = unchanged
+            if certified is not None:
+                certified = _with_reread(session, certified, changed)
         else:
-            table = None
+            table = certified = None
     if table is None:
         roll = roll_frame(session)
         table = pa.Table.from_pandas(roll, preserve_index=False)
     else:
         roll = table.to_pandas()
+    if certified is None:
+        certified = certified_rows(session)
     if keep and len(roll):
-        _keep(session, table, mark=mark, replaces=None if cached is None else cached.mark)
-    return roll
+        _keep(
+            session, table, certified, mark=mark,
+            replaces=None if cached is None else cached.mark,
+        )  # fmt: skip
+    return RollRead(roll, _certified_frame(certified))
 
 
-def _keep(session: Session, roll: pa.Table, *, mark: int, replaces: int | None) -> None:
-    """Keep `roll` as of `mark` unless another transaction kept one meanwhile; prune the log."""
+def _kept_certified(session: Session, *, mark: int) -> pa.Table | None:
+    """Return the roll's certifications kept with the roll of `mark`, or None."""
+    cached = session.execute(
+        select(RollCache.format, RollCache.content).where(
+            RollCache.id == CERTIFIED_CACHE_ID, RollCache.mark == mark
+        )
+    ).first()
+    if cached is None or cached.format != CERTIFIED_FORMAT:
+        return None
+    try:
+        table = pq.read_table(pa.BufferReader(cached.content))
+    except (pa.ArrowInvalid, OSError):
+        return None
+    return table if table.column_names == CERTIFIED_COLUMNS else None
+
+
+def _with_reread(session: Session, kept: pa.Table, changed: npt.NDArray[np.int64]) -> pa.Table:
+    """Return the kept certifications with those of the changed persons read again."""
+    parts = [kept.filter(pa.array(~np.isin(kept["person_id"].to_numpy(), changed)))]
+    for start in range(0, changed.size, REREAD_CHUNK):
+        chunk = [int(p) for p in changed[start : start + REREAD_CHUNK]]
+        parts.append(certified_rows(session, Benefit.person_id.in_(chunk)).cast(kept.schema))
+    merged = pa.concat_tables(parts)
+    order = np.argsort(merged["person_id"].to_numpy(), kind="stable")
+    return merged.take(pa.array(order))
+
+
+def _certified_frame(table: pa.Table) -> pd.DataFrame:
+    """Return the roll's certifications as a frame, days as datetime64 (no date objects)."""
+    return table.to_pandas(date_as_object=False)
+
+
+def _keep(
+    session: Session, roll: pa.Table, certified: pa.Table, *, mark: int, replaces: int | None
+) -> None:
+    """Keep `roll` and its certifications as of `mark`; prune the log.
+
+    Unless another transaction kept a roll meanwhile: then nothing is written.
+    """
+    now = dt.datetime.now(dt.UTC)
     values = {
         "format": ROLL_FORMAT, "mark": mark, "persons": roll.num_rows, "content": _encoded(roll),
-        "written_at": dt.datetime.now(dt.UTC),
+        "written_at": now,
+    }  # fmt: skip
+    certified_values = {
+        "format": CERTIFIED_FORMAT, "mark": mark, "persons": certified.num_rows,
+        "content": _encoded(certified), "written_at": now,
     }  # fmt: skip
     try:
         with session.begin_nested():
@@ -323,6 +410,14 @@ def _keep(session: Session, roll: pa.Table, *, mark: int, replaces: int | None) 
                 ).first()
                 if kept is None:
                     return
+            # The roll's certifications, of the same mark (read only with that roll).
+            updated = session.execute(
+                update(RollCache)
+                .where(RollCache.id == CERTIFIED_CACHE_ID)
+                .values(**certified_values)
+            )
+            if not updated.rowcount:  # type: ignore[attr-defined]
+                session.execute(insert(RollCache).values(id=CERTIFIED_CACHE_ID, **certified_values))
             # What the kept roll holds needs no re-reading: its log entries go.
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(delete(RollChange).where(RollChange.xact_id < mark))

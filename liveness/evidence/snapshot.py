@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from liveness.errors import RollMissing
 from liveness.evidence.health import HealthPolicy, SourceHealth, source_health
 from liveness.evidence.local_engine import LocalEngine, PersonIndex
-from liveness.evidence.roll import kept_roll
+from liveness.evidence.roll import read_roll
 from liveness.evidence.store import EvidenceStore
 from liveness.scoring import EvidenceFeatures, ScoringPolicy, post_death_traces
 from models import (
@@ -49,6 +49,8 @@ class EvidenceSnapshot:
     post_death: np.ndarray
     health: SourceHealth
     trace_count: int = 0
+    # Each benefit's last certification on the roll, read with the roll (`RollRead`).
+    roll_certified: pd.DataFrame | None = None
 
     @property
     def outages(self) -> dict[str, list[dt.date]]:
@@ -127,7 +129,8 @@ def take_snapshot(
         death_day=_death_days(first_death, everyone),
     )  # fmt: skip
     try:
-        roll = kept_roll(session, keep=keep_roll)
+        read = read_roll(session, keep=keep_roll)
+        roll = read.roll
         # A roll whose every benefit ended is still a roll (its deaths may be withdrawn):
         # only one never delivered is missing.
         if roll.empty and top == 0:
@@ -158,5 +161,5 @@ def take_snapshot(
     return EvidenceSnapshot(
         as_of=as_of, roll=roll, traces=traces, deaths=deaths, first_death=first_death,
         death_day=death_day, features=evidence.features.take(rows), post_death=post_death,
-        health=health_of_sources, trace_count=evidence.count,
+        health=health_of_sources, trace_count=evidence.count, roll_certified=read.certified,
     )  # fmt: skip

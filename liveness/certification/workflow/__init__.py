@@ -88,7 +88,7 @@ def apply_workflow(
     estimate = alive_estimate(session, context, snapshot=snapshot)
     certified = certify(
         session, context, findings, assessed=assessed, roll=snapshot.roll, estimate=estimate,
-        result=result,
+        result=result, roll_certified=snapshot.roll_certified,
     )  # fmt: skip
     # What the run now knows of the dead is their death: reviews and lapses see them deceased.
     levels = assessed.assign(

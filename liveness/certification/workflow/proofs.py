@@ -260,20 +260,22 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
 def certify(
     session: Session, context: Context, findings: Findings, *, assessed: pd.DataFrame,
     roll: pd.DataFrame, estimate: Estimate, result: WorkflowResult,
+    roll_certified: pd.DataFrame | None = None,
 ) -> Certified:  # fmt: skip
     """Certify the living on their proofs, the strong silently; return who holds until when.
 
     Strong is strong tonight, or on a night of the renewal window that no run graded
     (`strongest_moments`), or, where the operator enabled it, likely alive by the learned
     estimator with a trace of the person's own body (`estimator_picks`). Nobody whose own
-    traces stopped abruptly (`assessed["stopped"]`) is certified by data.
+    traces stopped abruptly (`assessed["stopped"]`) is certified by data. `roll_certified`:
+    the roll's certifications as the run read them with the roll (else read again).
     """
     run_id, as_of, policy = context.run_id, context.as_of, context.policy
     policy_version = context.scoring.version
     proofs = findings.proofs
     proof_of_life = set(proofs["person_id"].astype(int))
     # Read once: after certifying, only what this run recorded is added (`with_run`).
-    read = read_ends(session, policy=policy)
+    read = read_ends(session, policy=policy, roll_certified=roll_certified)
     ends = read.merged()
     certify_persons(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,

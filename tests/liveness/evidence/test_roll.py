@@ -9,12 +9,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session
 
 from liveness.db import make_engine
 from liveness.evidence import roll as roll_module
-from liveness.evidence.roll import ROLL_FORMAT, kept_roll, roll_frame
+from liveness.evidence.roll import ROLL_FORMAT, kept_roll, read_roll, roll_frame
 from liveness.migrate import upgrade
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
 from tests.liveness.evidence.test_snapshot import person as add_person
@@ -78,16 +80,37 @@ def changes(session: Session) -> int:
 
 
 def assert_kept_is_full(session: Session) -> pd.DataFrame:
-    """Read the kept roll (keeping it) and assert it equals a full read."""
-    kept = kept_roll(session, keep=True)
-    pd.testing.assert_frame_equal(kept, roll_frame(session))
-    return kept
+    """Read the kept roll (keeping it) and assert it and its certifications equal a full read."""
+    read = read_roll(session, keep=True)
+    pd.testing.assert_frame_equal(read.roll, roll_frame(session))
+    assert_same_certifications(read.certified, session)
+    return read.roll
 
 
-def test_every_kind_of_change_reaches_the_kept_roll(session: Session) -> None:
+def assert_same_certifications(kept: pd.DataFrame, session: Session) -> None:
+    """Assert the kept roll's certifications are the benefits' as the database holds them."""
+    rows = session.execute(
+        select(Benefit.person_id, Benefit.benefit_type, Benefit.last_certified_on).where(
+            Benefit.last_certified_on.is_not(None)
+        )
+    ).all()
+    want = sorted((int(p), str(t), d) for p, t, d in rows)
+    got = sorted(
+        (int(p), str(t), d.date())
+        for p, t, d in kept[["person_id", "benefit_type", "certified_on"]].itertuples(index=False)
+    )
+    assert got == want
+
+
+def test_every_kind_of_change_reaches_the_kept_roll(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Re-read the changed persons however many they are: a full read would prove nothing.
+    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)
     people = [person(session, f"P{n}", amount=f"{100 + n}.10") for n in range(30)]
     assert len(assert_kept_is_full(session)) == 30
-    assert session.scalar(select(func.count()).select_from(RollCache)) == 1
+    # The roll and its certifications.
+    assert session.scalar(select(func.count()).select_from(RollCache)) == 2
     # A move, a terminated benefit, a second benefit, a new person, one gone, and a change
     # made in plain SQL behind the application's back: the triggers log them all.
     people[0].grid_code = "G9"
@@ -106,6 +129,16 @@ def test_every_kind_of_change_reaches_the_kept_roll(session: Session) -> None:
     session.execute(
         text("UPDATE persons SET region_code = '330999' WHERE id = :p"), {"p": people[4].id}
     )
+    # The roll's last certification of a benefit, moved alone (migration 0018), and of a
+    # terminated benefit, which still carries its certification over.
+    session.execute(
+        text("UPDATE benefits SET last_certified_on = '2024-03-01' WHERE person_id = :p"),
+        {"p": people[5].id},
+    )
+    session.execute(
+        update(Benefit).where(Benefit.person_id == people[1].id)
+        .values(last_certified_on=dt.date(2023, 1, 31))
+    )  # fmt: skip
     session.flush()
     kept = assert_kept_is_full(session)
     by_ref = kept.set_index("person_ref")
@@ -138,7 +171,8 @@ def test_keeping_prunes_the_log_and_reading_alone_writes_nothing(session: Sessio
     kept_roll(session, keep=False)
     assert session.scalar(select(func.count()).select_from(RollCache)) == 0
     kept_roll(session, keep=True)
-    assert session.scalar(select(func.count()).select_from(RollCache)) == 1
+    # The roll and its certifications.
+    assert session.scalar(select(func.count()).select_from(RollCache)) == 2
     if session.get_bind().dialect.name == "sqlite":
         # On PostgreSQL this transaction's own entries stay: it is still running.
         assert changes(session) == 0
@@ -207,3 +241,68 @@ def test_a_change_logged_before_the_run_but_committed_after_it_is_not_lost(
     assert committed  # B's move committed after the run's read
     assert_the_next_run_keeps_both_moves(engine)
     engine.dispose()
+
+
+_CHANGES = st.lists(
+    st.one_of(
+        st.tuples(st.just("certified_on"), st.integers(0, 5),
+                  st.one_of(st.none(), st.dates(dt.date(2020, 1, 1), dt.date(2026, 1, 1)))),
+        st.tuples(st.just("benefit_type"), st.integers(0, 5),
+                  st.sampled_from(["enterprise_pension", "resident_pension"])),
+        st.tuples(st.just("status"), st.integers(0, 5), st.sampled_from(["active", "terminated"])),
+        st.tuples(st.just("second_benefit"), st.integers(0, 5), st.dates(dt.date(2020, 1, 1))),
+        st.tuples(st.just("read"), st.booleans(), st.none()),
+    ),
+    max_size=12,
+)  # fmt: skip
+
+
+@settings(
+    max_examples=150, deadline=None,  # fewer missed a certification moved alone
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(steps=_CHANGES)
+def test_the_kept_roll_s_certifications_equal_a_full_read_after_any_changes(
+    session: Session, monkeypatch: pytest.MonkeyPatch, steps: list[tuple[str, Any, Any]]
+) -> None:
+    """Whatever changes the benefits between reads, plain SQL included, each read (kept or
+    not) gives the roll's certifications as the database holds them."""
+    monkeypatch.setattr(roll_module, "FULL_READ_SHARE", 1.0)
+    example = session.begin_nested()
+    try:
+        people = [person(session, f"H{n}") for n in range(6)]
+        for kind, which, value in steps:
+            if kind == "read":
+                read = read_roll(session, keep=which)
+                assert_same_certifications(read.certified, session)
+                pd.testing.assert_frame_equal(read.roll, roll_frame(session))
+                continue
+            target = people[which].id
+            held = set(
+                session.scalars(select(Benefit.benefit_type).where(Benefit.person_id == target))
+            )
+            if value in held or (kind == "second_benefit" and "survivor_pension" in held):
+                continue  # one benefit of a type per person
+            if kind == "second_benefit":
+                session.add(
+                    Benefit(
+                        person_id=target, benefit_type="survivor_pension",
+                        monthly_amount=Decimal("1.00"), benefit_start=dt.date(2015, 1, 1),
+                        status=BenefitStatus.ACTIVE, last_certified_on=value,
+                    )
+                )  # fmt: skip
+            else:
+                column = "last_certified_on" if kind == "certified_on" else kind
+                session.execute(
+                    text(
+                        f"UPDATE benefits SET {column} = :v WHERE id = "
+                        "(SELECT min(id) FROM benefits WHERE person_id = :p)"
+                    ),
+                    {"v": value, "p": target},
+                )
+            session.flush()
+        assert_same_certifications(read_roll(session, keep=True).certified, session)
+    finally:
+        example.rollback()
+        # The next example's rows may take these ids again.
+        session.expunge_all()
