@@ -13,7 +13,6 @@ each graded person's latest row at or before R (`models.assessments_as_of`).
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Callable
 from typing import Any
 
@@ -21,14 +20,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
-from sqlalchemy import and_, delete, func, insert, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import Session
 
 from liveness.db import TextColumn, insert_rows, query_frame, read_joined
+from liveness.kept import keep_table, kept_table
 from liveness.scoring import Grades, fill_reasons
-from models import Assessment, Base, RollCache, Run, RunStatus, assessments_as_of
+from models import Assessment, Base, Run, RunStatus, assessments_as_of
 
 # Assessments go to the table as plain rows, past the ORM (`insert_rows`).
 ASSESSMENTS = Base.metadata.tables["assessments"]
@@ -127,19 +125,12 @@ def standing_assessments(session: Session, *, run: Run | None, kept: bool = True
 
 def _kept_standing(session: Session, *, run_id: int) -> pd.DataFrame | None:
     """Return the standing frame kept by run `run_id`, or None when there is none to trust."""
-    cached = session.execute(
-        select(RollCache.format, RollCache.content).where(
-            RollCache.id == STANDING_CACHE_ID, RollCache.mark == run_id
-        )
-    ).first()
-    if cached is None or cached.format != STANDING_FORMAT:
+    kept = kept_table(
+        session, STANDING_CACHE_ID, format=STANDING_FORMAT, columns=STANDING_COLUMNS, mark=run_id
+    )
+    if kept is None:
         return None
-    try:
-        frame = pq.read_table(pa.BufferReader(cached.content)).to_pandas(date_as_object=True)
-    except (pa.ArrowInvalid, OSError):
-        return None
-    if list(frame.columns) != STANDING_COLUMNS:
-        return None
+    frame = kept[1].to_pandas(date_as_object=True)
     # Levels, rules and policies stay Arrow-backed text: a Python string per row and column
     # would hold 190 MB at a million persons through the whole run.
     frame["gist"] = frame["gist"].astype("Int64")
@@ -179,22 +170,10 @@ def keep_standing(
         ],
         ignore_index=True,
     ).sort_values("person_id", ignore_index=True)
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(after, preserve_index=False), sink, compression="lz4")
-    values = {
-        "format": STANDING_FORMAT, "mark": run_id, "persons": len(after),
-        "content": sink.getvalue(), "written_at": dt.datetime.now(dt.UTC),
-    }  # fmt: skip
-    try:
-        with session.begin_nested():
-            updated = session.execute(
-                update(RollCache).where(RollCache.id == STANDING_CACHE_ID).values(**values)
-            )
-            if not updated.rowcount:  # type: ignore[attr-defined]
-                session.execute(insert(RollCache).values(id=STANDING_CACHE_ID, **values))
-    except DBAPIError:
-        # Another transaction kept its frame first: keeping is a saving, never a result.
-        pass
+    keep_table(
+        session, STANDING_CACHE_ID, format=STANDING_FORMAT, mark=run_id,
+        table=pa.Table.from_pandas(after, preserve_index=False),
+    )  # fmt: skip
 
 
 def _empty_standing() -> pd.DataFrame:

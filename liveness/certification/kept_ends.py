@@ -13,20 +13,16 @@ the run reads them all again: the result is what a full read returns.
 
 from __future__ import annotations
 
-import datetime as dt
-import io
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import Certification, RollCache
+from liveness.kept import keep_table, kept_table
+from models import Certification
 
-# The roll cache's table holds the kept roll (1), the standing frame (2) and these ends (3).
+# Where these ends are kept among the run's kept tables (`liveness.kept`).
 ENDS_CACHE_ID = 3
 # Bumped whenever the kept ends' columns or their meaning change: an old one is then unread.
 ENDS_FORMAT = 1
@@ -54,27 +50,18 @@ def kept_ends(session: Session) -> tuple[int, pd.Series] | None:
     The ends are a Series of datetime64 by person id. None where none is kept, it does not
     read back, or the certifications up to its id are no longer the ones it covered.
     """
-    cached = session.execute(
-        select(RollCache.format, RollCache.mark, RollCache.content).where(
-            RollCache.id == ENDS_CACHE_ID
-        )
-    ).first()
-    if cached is None or cached.format != ENDS_FORMAT:
+    kept = kept_table(session, ENDS_CACHE_ID, format=ENDS_FORMAT, columns=["person_id", "end"])
+    if kept is None:
         return None
-    try:
-        table = pq.read_table(pa.BufferReader(cached.content))
-    except (pa.ArrowInvalid, OSError):
-        return None
+    mark, table = kept
     metadata = table.schema.metadata or {}
-    if table.column_names != ["person_id", "end"] or _MARK_KEY not in metadata:
-        return None
-    if metadata[_MARK_KEY].decode() != certifications_mark(session, int(cached.mark)):
+    if metadata.get(_MARK_KEY, b"").decode() != certifications_mark(session, mark):
         return None
     ends = pd.Series(
         table["end"].to_numpy().astype("datetime64[D]"),
         index=table["person_id"].to_numpy().astype(np.int64),
     )
-    return int(cached.mark), ends
+    return mark, ends
 
 
 def keep_ends(session: Session, recorded: pd.Series) -> None:
@@ -87,19 +74,4 @@ def keep_ends(session: Session, recorded: pd.Series) -> None:
         }
     ).replace_schema_metadata({_MARK_KEY: identity.encode()})
     mark = int(identity.split("/", 1)[0])
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="lz4")
-    values = {
-        "format": ENDS_FORMAT, "mark": mark, "persons": len(recorded),
-        "content": sink.getvalue(), "written_at": dt.datetime.now(dt.UTC),
-    }  # fmt: skip
-    try:
-        with session.begin_nested():
-            updated = session.execute(
-                update(RollCache).where(RollCache.id == ENDS_CACHE_ID).values(**values)
-            )
-            if not updated.rowcount:  # type: ignore[attr-defined]
-                session.execute(insert(RollCache).values(id=ENDS_CACHE_ID, **values))
-    except DBAPIError:
-        # Another transaction kept its ends first: keeping is a saving, never a result.
-        pass
+    keep_table(session, ENDS_CACHE_ID, format=ENDS_FORMAT, mark=mark, table=table)

@@ -91,8 +91,7 @@ class CertificationEnds:
         one read before and those the run recorded since; the roll's carried ends stay.
         """
         added = _recorded_ends(session, Certification.run_id == run_id)
-        recorded = pd.concat([self.recorded, added]).groupby(level=0).max()
-        return CertificationEnds(recorded=recorded, carried=self.carried)
+        return CertificationEnds(recorded=_later(self.recorded, added), carried=self.carried)
 
 
 def date_objects(days: pd.Series) -> pd.Series:
@@ -140,7 +139,11 @@ def recorded_ends(session: Session) -> pd.Series:
     if kept is None:
         return _recorded_ends(session)
     mark, ends = kept
-    added = _recorded_ends(session, Certification.id > mark)
+    return _later(ends, _recorded_ends(session, Certification.id > mark))
+
+
+def _later(ends: pd.Series, added: pd.Series) -> pd.Series:
+    """Return per person the later of their end in `ends` and those `added` (by person id)."""
     if added.empty:
         return ends
     return pd.concat([ends, added]).groupby(level=0).max()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from liveness.db import TextColumn, read_joined
+from liveness.kept import encoded, kept_table, put_table
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
 
 __all__ = ["ROLL_COLUMNS", "RollRead", "certified_rows", "kept_roll", "read_roll", "roll_frame"]
@@ -234,13 +234,6 @@ def _changed_since(session: Session, mark: int) -> npt.NDArray[np.int64]:
     return np.unique(np.asarray(ids, dtype=np.int64))
 
 
-def _encoded(roll: pa.Table) -> bytes:
-    """Return the roll as Parquet bytes."""
-    sink = io.BytesIO()
-    pq.write_table(roll, sink, compression="lz4")
-    return sink.getvalue()
-
-
 def _decoded_roll(content: bytes) -> pa.Table | None:
     """Return a kept roll as Arrow, or None if it does not read back as one."""
     try:
@@ -350,18 +343,11 @@ def read_roll(session: Session, *, keep: bool) -> RollRead:
 
 def _kept_certified(session: Session, *, mark: int) -> pa.Table | None:
     """Return the roll's certifications kept with the roll of `mark`, or None."""
-    cached = session.execute(
-        select(RollCache.format, RollCache.content).where(
-            RollCache.id == CERTIFIED_CACHE_ID, RollCache.mark == mark
-        )
-    ).first()
-    if cached is None or cached.format != CERTIFIED_FORMAT:
-        return None
-    try:
-        table = pq.read_table(pa.BufferReader(cached.content))
-    except (pa.ArrowInvalid, OSError):
-        return None
-    return table if table.column_names == CERTIFIED_COLUMNS else None
+    kept = kept_table(
+        session, CERTIFIED_CACHE_ID, format=CERTIFIED_FORMAT, columns=CERTIFIED_COLUMNS,
+        mark=mark,
+    )  # fmt: skip
+    return None if kept is None else kept[1]
 
 
 def _with_reread(session: Session, kept: pa.Table, changed: npt.NDArray[np.int64]) -> pa.Table:
@@ -387,14 +373,9 @@ def _keep(
 
     Unless another transaction kept a roll meanwhile: then nothing is written.
     """
-    now = dt.datetime.now(dt.UTC)
     values = {
-        "format": ROLL_FORMAT, "mark": mark, "persons": roll.num_rows, "content": _encoded(roll),
-        "written_at": now,
-    }  # fmt: skip
-    certified_values = {
-        "format": CERTIFIED_FORMAT, "mark": mark, "persons": certified.num_rows,
-        "content": _encoded(certified), "written_at": now,
+        "format": ROLL_FORMAT, "mark": mark, "persons": roll.num_rows, "content": encoded(roll),
+        "written_at": dt.datetime.now(dt.UTC),
     }  # fmt: skip
     try:
         with session.begin_nested():
@@ -411,13 +392,9 @@ def _keep(
                 if kept is None:
                     return
             # The roll's certifications, of the same mark (read only with that roll).
-            updated = session.execute(
-                update(RollCache)
-                .where(RollCache.id == CERTIFIED_CACHE_ID)
-                .values(**certified_values)
+            put_table(
+                session, CERTIFIED_CACHE_ID, format=CERTIFIED_FORMAT, mark=mark, table=certified
             )
-            if not updated.rowcount:  # type: ignore[attr-defined]
-                session.execute(insert(RollCache).values(id=CERTIFIED_CACHE_ID, **certified_values))
             # What the kept roll holds needs no re-reading: its log entries go.
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(delete(RollChange).where(RollChange.xact_id < mark))
