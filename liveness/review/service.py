@@ -120,8 +120,14 @@ def route_reviews(
     reviewable = assessed["level"].isin(["medium", "weak"])
     if due is not None:
         reviewable &= assessed["person_id"].isin(due)
-    forced = assessed["person_id"].isin(set(visit_now) | set(face_now) | set(risk_now)) & (
-        assessed["level"] != "deceased"
+    # A review asked for by a settled task or a risk opens only for someone the data does not
+    # certify tonight: it would be closed by data at the next run (a rerun of the date closed
+    # what the first run had opened), and the person asked for nothing.
+    by_data_now = (assessed["level"] == "strong") & assessed["certifiable"].astype(bool)
+    forced = (
+        assessed["person_id"].isin(set(visit_now) | set(face_now) | set(risk_now))
+        & (assessed["level"] != "deceased")
+        & ~by_data_now
     )
     candidates = assessed[(reviewable | forced) & ~assessed["person_id"].isin(still_open)]
     in_area = candidates["region_code"].astype(str).str.startswith(policy.area_prefixes)

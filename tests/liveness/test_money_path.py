@@ -655,3 +655,46 @@ def test_a_later_face_pass_reinstates_a_terminated_benefit_after_a_rejection(
     assert again.amount == _back_pay(
         "3000.00", after=dt.date(2025, 1, 31), until=dt.date(2025, 9, 30)
     )
+
+
+def p1_strong_traces(first: dt.date, last: dt.date) -> tuple[str, str]:
+    """Return transit and medical deliveries that make P1 strong by data on days first..last.
+
+    Face-matched taps of P1's card every 4 days and an outpatient visit every 20, beside the
+    city's background of unlinked taps that keeps transit judged healthy.
+    """
+    transit, medical = (
+        ["record_id,card_no,tapped_at,city_code,face_match\n"],
+        ["record_id,id_number,name,visit_at,institution_code,visit_type,discharge_outcome\n"],
+    )
+    for n in range((last - first).days + 1):
+        day = first + dt.timedelta(days=n)
+        transit += [f"bg-{day:%Y%m%d}-{k},BG{k},{day} 07:{k:02d}:00,330700,\n" for k in range(60)]
+        if n % 4 == 0:
+            transit.append(f"p1-{day:%Y%m%d},C2,{day} 08:15:00,330700,true\n")
+        if n % 20 == 0:
+            medical.append(f"m1-{day:%Y%m%d},{P1[0]},{P1[1]},{day} 09:00:00,H001,outpatient,\n")
+    return "".join(transit), "".join(medical)
+
+
+@pytest.mark.parametrize("outcome", ["moved_away", "not_found"])
+def test_a_visit_finding_nobody_asks_no_face_verification_of_a_person_the_data_certifies(
+    city: City, outcome: str
+) -> None:
+    # Found by the money-path state machine: the first run after the outcome opened a face
+    # verification for a person strong by data, and a rerun of the same date closed it by data.
+    city.run("2025-04-30")
+    fields = {"region": "330100"} if outcome == "moved_away" else {}
+    city.outcome("P1", TaskKind.HOME_VISIT, outcome, "2025-05-05", **fields)
+    transit, medical = p1_strong_traces(dt.date(2025, 4, 1), dt.date(2025, 5, 30))
+    city.deliver("transit", transit)
+    city.deliver("medical", medical)
+    city.run("2025-05-31")
+    assert city.task("P1", TaskKind.FACE_VERIFICATION) is None
+    assert city.certifications("P1")[-1].certified_on == dt.date(2025, 5, 31)
+    with session_scope(city.services.sessions) as session:
+        tasks_before = session.scalar(select(func.count()).select_from(ReviewTask))
+    city.run("2025-05-31")
+    with session_scope(city.services.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(ReviewTask)) == tasks_before
+    assert city.task("P1", TaskKind.FACE_VERIFICATION) is None
