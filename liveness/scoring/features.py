@@ -252,19 +252,20 @@ class FeatureAccumulator:
         """Return the features of everything added so far."""
         policy = self.policy
         n = self.n_persons
+        recent = policy.recent_windows
         # Window b is the sum of buckets 0..b: running sums over whole rows of persons (a
-        # cumsum along the bucket axis strides through memory, several times slower).
-        nested = np.empty((len(policy.sources), len(self.windows), n), dtype=np.float32)
+        # cumsum along the bucket axis strides through memory, several times slower), each
+        # window written once in the persons-by-sources layout grading reads.
+        window_weight = np.empty((len(recent), n, len(policy.sources)), dtype=np.float32)
+        long_weight = np.empty((n, len(policy.sources)), dtype=np.float32)
         running = self._sums[:, 0, :n].copy()
-        nested[:, 0] = running
-        for bucket in range(1, len(self.windows)):
-            running += self._sums[:, bucket, :n]
-            nested[:, bucket] = running
-
-        def windowed(days: int) -> npt.NDArray[np.float32]:
-            return np.ascontiguousarray(nested[:, self.windows.index(days), :].T)
-
-        window_weight = np.stack([windowed(w) for w in policy.recent_windows])
+        for bucket, days in enumerate(self.windows):
+            if bucket:
+                running += self._sums[:, bucket, :n]
+            if days in recent:
+                window_weight[recent.index(days)] = running.T
+            if days == policy.long:
+                long_weight[:] = running.T
         recent_weight = window_weight[0]
         agree = recent_weight >= policy.default.min_weight
         recent_sources = agreeing_groups(agree, policy).astype(np.int8)
@@ -272,7 +273,7 @@ class FeatureAccumulator:
             as_of_day=self.as_of_day,
             last_day=np.ascontiguousarray(self._last[:, :n].T),
             recent_weight=recent_weight,
-            long_weight=windowed(policy.long),
+            long_weight=long_weight,
             window_weight=window_weight,
             face_pass_day=self._face[:n].copy(),
             recent_sources=recent_sources,

@@ -72,7 +72,7 @@ def find_lapses(
     )  # fmt: skip
     failed = _failed_reviews(session, context, persons=persons, opens=opens)
     frame = pd.DataFrame({"person_id": persons})
-    frame["ended"] = frame["person_id"].map(ends)
+    frame["ended"] = dates_of(frame["person_id"], ends).astype(object)
     frame["told"] = frame["person_id"].map(sent_on)
     return _ready_to_lapse(
         session, context, frame, notified=frame["person_id"].isin(notified).to_numpy(),

@@ -198,7 +198,7 @@ def _add_recertified_and_imprisoned(
     found.add(
         lapsed[lapsed["person_id"].isin(certified_now)],
         lambda p, b: Occurrence(PaymentEvent.RECERTIFIED,
-                                evidence={"certified_until": ends[p].isoformat()}),
+                                evidence={"certified_until": ends[p].date().isoformat()}),
     )  # fmt: skip
     prison = outcomes[outcomes["outcome"] == str(VisitOutcome.IMPRISONED)]
     prison_task = dict(zip(prison["person_id"], prison["id"], strict=True))

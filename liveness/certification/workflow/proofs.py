@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from liveness.certification import certify_persons, certify_silently
 from liveness.certification.kept_ends import keep_ends
-from liveness.certification.service import date_objects, read_ends
+from liveness.certification.service import read_ends
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.estimate import Estimate, estimator_picks
 from liveness.certification.workflow.frames import (
@@ -69,7 +69,9 @@ class Certified:
     """Who the run certified, and until when everyone's certification now holds."""
 
     proof_of_life: set[int]  # persons certified on a proof of life
-    ends: pd.Series  # per person, the day their certification holds until
+    # per person, the day their certification holds until, as datetime64 (compared as a
+    # column: a million date objects cost a conversion at every reader)
+    ends: pd.Series
     # persons this run certified whose certification holds as of it: sorted distinct ids
     certified_now: npt.NDArray[np.int64]
     # persons certified silently for a night between runs on which they were strong
@@ -276,12 +278,17 @@ def certify(
     proof_of_life = set(proofs["person_id"].astype(int))
     # Read once: after certifying, only what this run recorded is added (`with_run`).
     read = read_ends(session, policy=policy, roll_certified=roll_certified)
-    ends = read.merged()
+    ends = read.merged_days()
     certify_persons(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
         policy_version=policy_version,
     )  # fmt: skip
-    living = assessed[~assessed["person_id"].isin(proof_of_life | findings.dead)]
+    # Only the columns certifying reads: a copy of the whole roll's frame costs memory.
+    needed = ["person_id", "benefit_type", "level", "certifiable", "stopped", "reasons", "row"]
+    living = assessed.loc[
+        ~assessed["person_id"].isin(proof_of_life | findings.dead).to_numpy(),
+        [c for c in needed if c in assessed],
+    ]
     tonight = (living["level"] == "strong").to_numpy()
     if "certifiable" in living:
         tonight = tonight & living["certifiable"].astype(bool).to_numpy()
@@ -326,9 +333,8 @@ def certify(
     # life is news once, and the rerun would otherwise flag them afresh (a risk review).
     certified = np.union1d(certified, _certified_earlier_today(session, context))
     certified_now = certified[_running(days, certified, as_of=as_of)]
-    ends = date_objects(days)
     return Certified(
-        proof_of_life=proof_of_life, ends=ends, certified_now=certified_now,
+        proof_of_life=proof_of_life, ends=days, certified_now=certified_now,
         earlier_night=set(earlier["person_id"].astype(int)),
         by_estimator=set(picks.strong["person_id"].astype(int)),
     )  # fmt: skip
