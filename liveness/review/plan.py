@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CapacityPolicy
-from liveness.db import read_frame
+from liveness.db import read_frame, unindexed
 from liveness.review.capacity import week_start
 from models import ReviewTask, TaskKind, TaskStatus
 
@@ -33,7 +33,8 @@ def visit_load(session: Session, *, today: dt.date, grid: str | None = None) -> 
     monday = week_start(today)
     where = [] if grid is None else [ReviewTask.grid_code == grid]
     # The open visits one row each, counted below: grouped in SQL, SQLite walks the grid index
-    # for the order and looks every row up (six times a plain scan of the table at a million).
+    # for the order and looks every row up (six times a plain scan of the table at a million);
+    # the visits done this week are grouped by a grid no index answers (`unindexed`).
     planned = read_frame(
         session,
         select(ReviewTask.grid_code, ReviewTask.planned_week, ReviewTask.due_on).where(
@@ -41,12 +42,13 @@ def visit_load(session: Session, *, today: dt.date, grid: str | None = None) -> 
         ),
         ["grid_code", "week", "due_on"],
     )
+    grid_code = ReviewTask.grid_code if grid is not None else unindexed(ReviewTask.grid_code)
     done = read_frame(
         session,
-        select(ReviewTask.grid_code, func.count())
+        select(grid_code, func.count())
         .where(ReviewTask.kind == TaskKind.HOME_VISIT, ReviewTask.status == TaskStatus.DONE,
                ReviewTask.closed_on >= monday, ReviewTask.closed_on <= today, *where)
-        .group_by(ReviewTask.grid_code),
+        .group_by(grid_code),
         ["grid_code", "done"],
     )  # fmt: skip
     week = np.array(planned["week"].tolist(), dtype="datetime64[D]")

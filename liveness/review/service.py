@@ -83,6 +83,7 @@ def route_reviews(
     visit_asked: set[int] = frozenset(),  # type: ignore[assignment]
     risk_now: set[int] = frozenset(),  # type: ignore[assignment]
     explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None,
+    current: pd.DataFrame | None = None,
 ) -> RoutingResult:
     """Open reviews for people due for certification; close what data resolved.
 
@@ -97,12 +98,15 @@ def route_reviews(
     failed or lapsed face verification to a visit; a person who moved away to a face
     verification); `visit_asked` are people of `visit_now` whose face verification a grid
     worker turned into a visit; `risk_now` are people whose risk opens a review before their
-    cycle is due (traces stopped abruptly, a low P(alive)), reviewed as their level is.
-    A person never has two open tasks; a strong person's open review is closed as resolved by
-    data, unless a degraded source kept them strong (not certifiable: the credit resolves
-    nothing); a dead person's is cancelled (the death itself goes to the list).
+    cycle is due (traces stopped abruptly, a low P(alive)), reviewed as their level is; none
+    of them opens for someone the data certifies tonight. `current`: the open tasks
+    (`open_tasks`), if the caller has read them. A person never has two open tasks; a strong
+    person's open review is closed as resolved by data, unless a degraded source kept them
+    strong (not certifiable: the credit resolves nothing); a dead person's is cancelled (the
+    death itself goes to the list).
     """
-    current = open_tasks(session)
+    if current is None:
+        current = open_tasks(session)
     level_of = assessed.set_index("person_id")["level"]
     current_level = level_of.reindex(current["person_id"]).to_numpy()
     by_data = assessed.set_index("person_id")["certifiable"].reindex(current["person_id"])

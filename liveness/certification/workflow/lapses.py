@@ -64,16 +64,18 @@ def find_lapses(
     lapsed = lapsed[lapsed["person_id"].isin(active)]
     persons = lapsed["person_id"].astype(int).tolist()
     notified, sent_on = _lapse_notices(session, context, persons=persons, ends=ends)
+    frame = pd.DataFrame({"person_id": persons})
+    frame["ended"] = dates_of(frame["person_id"], ends).astype(object)
+    frame["told"] = frame["person_id"].map(sent_on)
+    # Only whose notice period is over can lapse or wait for a review: only theirs are read.
+    over = _period_over(frame["told"], as_of=context.as_of, days=context.policy.cycle.notice_days)
     window = cycle_days(context.policy, lapsed["benefit_type"], field="renewal_window_days")
     opens = pd.Series(
         (lapsed["end"].to_numpy().astype("datetime64[D]") - window.astype("timedelta64[D]"))
         .astype(object),
         index=persons, dtype=object,
-    )  # fmt: skip
-    failed = _failed_reviews(session, context, persons=persons, opens=opens)
-    frame = pd.DataFrame({"person_id": persons})
-    frame["ended"] = dates_of(frame["person_id"], ends).astype(object)
-    frame["told"] = frame["person_id"].map(sent_on)
+    )[over]  # fmt: skip
+    failed = _failed_reviews(session, context, persons=opens.index.tolist(), opens=opens)
     return _ready_to_lapse(
         session, context, frame, notified=frame["person_id"].isin(notified).to_numpy(),
         failed=failed, result=result,
@@ -115,6 +117,12 @@ def _lapse_notices(
     return notices["person_id"], sent_on
 
 
+def _period_over(told: pd.Series, *, as_of: dt.date, days: int) -> npt.NDArray[np.bool_]:
+    """Return whether each notice, sent on the day `told` (None where unsent), has run its days."""
+    sent = told.notna().to_numpy()
+    return sent & (pd.Timestamp(as_of) - pd.to_datetime(told) >= pd.Timedelta(days=days)).to_numpy()
+
+
 def _since_ended(notices: pd.DataFrame, ends: pd.Series) -> pd.DataFrame:
     """Return the notices written on or after their person's certification ended."""
     ended = dates_of(notices["person_id"], ends)
@@ -132,13 +140,7 @@ def _ready_to_lapse(
     """
     as_of, policy = context.as_of, context.policy
     told = frame["told"].notna().to_numpy()
-    period_over = (
-        told
-        & (
-            pd.Timestamp(as_of) - pd.to_datetime(frame["told"])
-            >= pd.Timedelta(days=policy.cycle.notice_days)
-        ).to_numpy()
-    )
+    period_over = _period_over(frame["told"], as_of=as_of, days=policy.cycle.notice_days)
     review_failed = frame["person_id"].isin(failed).to_numpy()
     # Lapsed, told, given the notice period, and a review failed: only now.
     ready = frame[notified & period_over & review_failed]

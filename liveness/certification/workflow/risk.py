@@ -175,13 +175,14 @@ class RiskReviews:
 def risk_reviews(
     session: Session, context: Context, *, snapshot: EvidenceSnapshot, stops: Stops,
     estimate: Estimate, levels: pd.DataFrame, ends: pd.Series, due: set[int],
-    certified: npt.NDArray[np.int64],
+    certified: npt.NDArray[np.int64], under_review: pd.DataFrame | None = None,
 ) -> RiskReviews:  # fmt: skip
     """Return the persons whose risk opens a review tonight, and what each review says.
 
     `levels` is the roll's assessment in roll order (the dead graded deceased); `ends` each
     person's certification end after tonight's certifications; `due` those whose renewal
-    review opens tonight anyway; `certified` those certified tonight, whom no signal flags.
+    review opens tonight anyway; `certified` those certified tonight, whom no signal flags;
+    `under_review` the open tasks (`open_tasks`), if the caller has read them.
     Nobody is flagged who is deceased, under review, proved
     alive since their traces stopped (or, for a low probability, in the last `silent_days`),
     or who had a risk review in their current cycle, except a stopped person due tonight:
@@ -194,8 +195,9 @@ def risk_reviews(
     flagged = (stops.stopped | low) & (levels["level"] != "deceased").to_numpy()
     if not flagged.any():
         return RiskReviews(persons=set(), reasons={}, abrupt_stop=0, low_probability=0)
-    under_review = set(open_tasks(session)["person_id"].astype(int))
-    flagged &= ~np.isin(person_id, np.union1d(sorted_ids(under_review), certified))
+    if under_review is None:
+        under_review = open_tasks(session)
+    flagged &= ~np.isin(person_id, np.union1d(sorted_ids(under_review["person_id"]), certified))
     rows = np.flatnonzero(flagged)
     ids = person_id[rows]
     # Proved alive since the traces stopped: the stop is explained (and a low probability

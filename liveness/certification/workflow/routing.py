@@ -21,6 +21,7 @@ from liveness.db import read_frame
 from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.identity.linking import NOTICE_SOURCE
 from liveness.review import open_death_reviews, route_reviews
+from liveness.review.service import open_tasks
 from models import DeathMatch, DeathRecord, RecordStatus, ReviewTask
 
 # A registry's notice, beside the other death records of its person.
@@ -51,10 +52,12 @@ def route(
     remote = outcomes[outcomes["outcome"].isin(policy.lapse.remote_after_visit_outcomes)]
     face_now = set(remote["person_id"].astype(int)) - dead
     due = _due_for_review(session, context, ends=certified.ends, roll=roll)
+    # Read once for the risk reviews and the routing: nothing opens or closes a task between.
+    current = open_tasks(session)
     # Before the cycle is due: whose traces stopped abruptly, or whose P(alive) is low.
     risk = risk_reviews(
         session, context, snapshot=snapshot, stops=stops, estimate=estimate, levels=levels,
-        ends=certified.ends, due=due, certified=certified.certified_now,
+        ends=certified.ends, due=due, certified=certified.certified_now, under_review=current,
     )  # fmt: skip
     levels = _with_risk(levels, risk, estimate=estimate, ceiling=policy.risk.score)
     # Whoever was strong on a night between the runs, or likely alive by the estimator, is
@@ -68,7 +71,7 @@ def route(
         assessed=levels[~levels["person_id"].isin(proof_of_life)], policy=policy,
         due=due - proof_of_life, visit_now=visit_now - dead, face_now=face_now - proof_of_life,
         visit_asked=settled.visits_asked - dead, risk_now=risk.persons - proof_of_life - dead,
-        explain=context.explain,
+        explain=context.explain, current=current,
     )  # fmt: skip
     result.risk_reviews = {
         "abrupt_stop": risk.abrupt_stop,
