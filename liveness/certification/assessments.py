@@ -169,7 +169,7 @@ def keep_standing(
             ),
         ],
         ignore_index=True,
-    ).sort_values("person_id", ignore_index=True)
+    ).sort_values("person_id", ignore_index=True, kind="stable")  # two sorted runs: merged
     keep_table(
         session, STANDING_CACHE_ID, format=STANDING_FORMAT, mark=run_id,
         table=pa.Table.from_pandas(after, preserve_index=False),

@@ -79,8 +79,8 @@ def check_downgrades(
     both = assessed[["person_id", "level"]].merge(previous_frame, on="person_id", how="inner")
     was_dead = both["previous"] == "deceased"
     now_dead = both["level"] == "deceased"
-    rank_now = _ranks(both["level"].to_numpy(dtype=object))
-    rank_before = _ranks(both["previous"].to_numpy(dtype=object))
+    rank_now = _ranks(both["level"])
+    rank_before = _ranks(both["previous"])
     lowered = rank_now < rank_before  # NaN (deceased on either side) compares False
     newly_deceased = (now_dead & ~was_dead).to_numpy(dtype=bool)
     compared = len(both)
@@ -113,9 +113,13 @@ def check_downgrades(
     )
 
 
-def _ranks(levels: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
-    """Return each level's rank (NaN for deceased or none), a comparison per level, not a map."""
+def _ranks(levels: pd.Series) -> npt.NDArray[np.float64]:
+    """Return each level's rank (NaN for deceased or none), a comparison per level, not a map.
+
+    The column is compared as it is (the kept levels are Arrow text): made into a million
+    Python strings first, it cost more than the comparisons.
+    """
     ranks = np.full(len(levels), np.nan)
     for level, rank in LEVEL_RANK.items():
-        ranks[levels == level] = rank
+        ranks[(levels == level).to_numpy(dtype=bool, na_value=False)] = rank
     return ranks
