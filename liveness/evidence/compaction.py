@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from liveness.arrays import union_sorted, unique_sorted
 from liveness.db import session_scope
 from liveness.evidence.parts import SORTED_KEY, SORTED_VALUE, VOIDED_KIND, part_schema
 from liveness.evidence.records.index import replace_parts
@@ -179,7 +180,7 @@ def _apply_corrections(table: pa.Table) -> pa.Table:
     if not corrected.any():
         return table
     hashes = table["record_hash"].to_numpy()
-    replaced = np.unique(hashes[corrected])
+    replaced = unique_sorted(hashes[corrected])
     affected = np.flatnonzero(np.isin(hashes, replaced) & corrected)
     delivery = pc.fill_null(table["delivery_id"], -1).to_numpy()
     # The latest correction is the one of the newest delivery, then the newest part and row.
@@ -214,7 +215,7 @@ def _settle_corrections(
         for part in store.parts(session, source=source)
         if part.month != month
     ]
-    other = np.unique(np.concatenate(elsewhere)) if elsewhere else np.empty(0, np.uint64)
+    other = union_sorted(*elsewhere) if elsewhere else np.empty(0, np.uint64)
     voided = pc.equal(table["kind"], VOIDED_KIND).to_numpy(zero_copy_only=False)
     still = corrected & (np.isin(hashes, other) | voided)
     index = table.schema.get_field_index("correction")

@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from liveness.arrays import unique_sorted
 from liveness.db import TextColumn, read_joined
 from liveness.kept import encoded, kept_table, put_table
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
@@ -231,7 +232,7 @@ def _changed_since(session: Session, mark: int) -> npt.NDArray[np.int64]:
     else:
         after = RollChange.id > mark
     ids = session.scalars(select(RollChange.person_id).where(after).distinct()).all()
-    return np.unique(np.asarray(ids, dtype=np.int64))
+    return unique_sorted(np.asarray(ids, dtype=np.int64))
 
 
 def _decoded_roll(content: bytes) -> pa.Table | None:

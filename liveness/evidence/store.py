@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from liveness.arrays import unique_sorted
 from liveness.evidence.parts import (
     EVIDENCE_SCHEMA,
     ROW_GROUP_ROWS,
@@ -378,7 +379,7 @@ class EvidenceStore:
         _, first = np.unique(hashes, return_index=True)
         latest = table.take(pa.array(np.sort(first))).drop_columns(["_part", "_row"])
         latest = latest.filter(pc.fill_null(pc.not_equal(latest["kind"], VOIDED_KIND), True))
-        return _Corrections(hashes=np.unique(hashes), latest=latest)
+        return _Corrections(hashes=unique_sorted(hashes), latest=latest)
 
 
 def _as_table(traces: pd.DataFrame | pa.Table, source: str) -> pa.Table:

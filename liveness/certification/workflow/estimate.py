@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from liveness.arrays import unique_sorted
 from liveness.certification import cycle_days, dates_of
 from liveness.certification.workflow.context import Context
 from liveness.db import query_frame
@@ -189,7 +190,7 @@ def own_body_traces(
     """
     scoring = context.scoring
     wanted = [kind for kind in kinds if tuple(kind.split(".", 1)) in scoring.kind_index]
-    ids = np.unique(persons)
+    ids = unique_sorted(persons)
     if not wanted or ids.size == 0:
         return pd.DataFrame({"kind": [], "day": []}, index=pd.Index([], dtype=np.int64))
     code = {kind: k for k, kind in enumerate(wanted)}

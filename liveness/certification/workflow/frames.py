@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from liveness.arrays import unique_sorted
 from liveness.db import any_ids, read_frame
 from liveness.evidence.store import EvidenceStore
 from models import Benefit
@@ -38,7 +39,7 @@ def sorted_ids(ids: Iterable[Any]) -> list[int]:
         values = np.asarray(ids).astype(np.int64)
     else:
         values = np.fromiter(ids, dtype=np.int64)
-    ordered: list[int] = np.unique(values).tolist()
+    ordered: list[int] = unique_sorted(values).tolist()
     return ordered
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from liveness.arrays import union_sorted, unique_sorted
 from liveness.certification import cycle_days, dates_of
 from liveness.certification.workflow.context import Context
 from liveness.evidence.parts import day_number
@@ -105,13 +106,13 @@ def strongest_moments(
     # alone is exact; the latest strong night wins.
     dated = day.astype(np.int64)
     leaving = [dated + (window_days - 1) for window_days in scoring.recent_windows]
-    turns = np.unique(np.concatenate([[first, last], opens_day, dated, *leaving]))
+    turns = union_sorted([first, last], opens_day, dated, *leaving)
     for as_of_day in turns[(turns >= first) & (turns <= last)].tolist():
         strong = traces.graded(as_of_day)[1].certifiable & (opens_day <= as_of_day)
         best[strong] = as_of_day
     found = np.flatnonzero(best >= 0)
     reasons: list[dict[str, object]] = [{}] * n
-    for as_of_day in np.unique(best[found]).tolist():
+    for as_of_day in unique_sorted(best[found]).tolist():
         persons = found[best[found] == as_of_day]
         features, grades = traces.graded(as_of_day)
         strong_on = (dt.date(1970, 1, 1) + dt.timedelta(days=as_of_day)).isoformat()

@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from liveness.arrays import union_sorted
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.duplicates import duplicate_benefits, open_duplicate_leads
 from liveness.certification.workflow.frames import benefits, frame_in, of_persons, sorted_ids
@@ -241,7 +242,7 @@ def _events_after(
     """Gather lapses and deaths that stood, on the states the run's other events left."""
     found = _Found()
     lapses = find_lapses(session, context, ends=ends, assessed=assessed,
-                         certified_now=np.union1d(certified_now, sorted_ids(dead.index)),
+                         certified_now=union_sorted(certified_now, sorted_ids(dead.index)),
                          result=result)  # fmt: skip
     found.add(
         of_persons(session, lapses, Benefit.status == BenefitStatus.ACTIVE),

@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from liveness.arrays import union_sorted, unique_sorted
 from liveness.certification import certify_persons, certify_silently
 from liveness.certification.kept_ends import keep_ends
 from liveness.certification.service import read_ends
@@ -101,7 +102,7 @@ def _certified_earlier_today(session: Session, context: Context) -> npt.NDArray[
     persons = session.scalars(
         select(Certification.person_id).where(Certification.run_id.in_(earlier))
     ).all()
-    return np.unique(np.asarray(persons, dtype=np.int64))
+    return unique_sorted(np.asarray(persons, dtype=np.int64))
 
 
 def gather_proofs(
@@ -328,10 +329,10 @@ def certify(
     days = renewed.merged_days()
     # Only those whose certification now runs past today: each looked up in the ends by
     # position, the roll's ids kept as an array (a set of a million ints costs seconds).
-    certified = np.union1d(sorted_ids(proof_of_life), strong["person_id"].to_numpy(np.int64))
+    certified = union_sorted(sorted_ids(proof_of_life), strong["person_id"].to_numpy(np.int64))
     # A rerun of the date counts whom its earlier run certified, as that run did: a proof of
     # life is news once, and the rerun would otherwise flag them afresh (a risk review).
-    certified = np.union1d(certified, _certified_earlier_today(session, context))
+    certified = union_sorted(certified, _certified_earlier_today(session, context))
     certified_now = certified[_running(days, certified, as_of=as_of)]
     return Certified(
         proof_of_life=proof_of_life, ends=days, certified_now=certified_now,

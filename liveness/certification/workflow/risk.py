@@ -23,6 +23,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from liveness.arrays import union_sorted
 from liveness.certification import add_months_array, cycle_days, dates_of
 from liveness.certification.policy import RiskPolicy
 from liveness.certification.workflow.context import Context
@@ -197,7 +198,7 @@ def risk_reviews(
         return RiskReviews(persons=set(), reasons={}, abrupt_stop=0, low_probability=0)
     if under_review is None:
         under_review = open_tasks(session)
-    flagged &= ~np.isin(person_id, np.union1d(sorted_ids(under_review["person_id"]), certified))
+    flagged &= ~np.isin(person_id, union_sorted(sorted_ids(under_review["person_id"]), certified))
     rows = np.flatnonzero(flagged)
     ids = person_id[rows]
     # Proved alive since the traces stopped: the stop is explained (and a low probability
