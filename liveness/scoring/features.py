@@ -104,6 +104,10 @@ class PartSummary:
         )
 
 
+# Persons per block when the accumulated sums become the features (`FeatureAccumulator.result`).
+RESULT_BLOCK = 1 << 15
+
+
 class FeatureAccumulator:
     """Accumulate evidence features batch by batch, so that no caller holds every trace at once.
 
@@ -253,25 +257,31 @@ class FeatureAccumulator:
         policy = self.policy
         n = self.n_persons
         recent = policy.recent_windows
-        # Window b is the sum of buckets 0..b: running sums over whole rows of persons (a
-        # cumsum along the bucket axis strides through memory, several times slower), each
-        # window written once in the persons-by-sources layout grading reads.
-        window_weight = np.empty((len(recent), n, len(policy.sources)), dtype=np.float32)
-        long_weight = np.empty((n, len(policy.sources)), dtype=np.float32)
-        running = self._sums[:, 0, :n].copy()
-        for bucket, days in enumerate(self.windows):
-            if bucket:
-                running += self._sums[:, bucket, :n]
-            if days in recent:
-                window_weight[recent.index(days)] = running.T
-            if days == policy.long:
-                long_weight[:] = running.T
+        # Window b is the sum of buckets 0..b: running sums over rows of persons (a cumsum
+        # along the bucket axis strides through memory, several times slower), each window
+        # written once in the persons-by-sources layout grading reads. A block of persons at
+        # a time keeps the transposing writes in cache (0.67 s to 0.45 s at a million).
+        shape = (n, len(policy.sources))
+        window_weight = np.empty((len(recent), *shape), dtype=np.float32)
+        long_weight = np.empty(shape, dtype=np.float32)
+        last_day = np.empty(shape, dtype=np.int32)
+        for lo in range(0, n, RESULT_BLOCK):
+            hi = min(lo + RESULT_BLOCK, n)
+            last_day[lo:hi] = self._last[:, lo:hi].T
+            running = self._sums[:, 0, lo:hi].copy()
+            for bucket, days in enumerate(self.windows):
+                if bucket:
+                    running += self._sums[:, bucket, lo:hi]
+                if days in recent:
+                    window_weight[recent.index(days), lo:hi] = running.T
+                if days == policy.long:
+                    long_weight[lo:hi] = running.T
         recent_weight = window_weight[0]
         agree = recent_weight >= policy.default.min_weight
         recent_sources = agreeing_groups(agree, policy).astype(np.int8)
         return EvidenceFeatures(
             as_of_day=self.as_of_day,
-            last_day=np.ascontiguousarray(self._last[:, :n].T),
+            last_day=last_day,
             recent_weight=recent_weight,
             long_weight=long_weight,
             window_weight=window_weight,

@@ -5,7 +5,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from liveness.scoring import ScoringPolicy, compute_features, load_policy, post_death_traces
+from liveness.scoring import (
+    ScoringPolicy,
+    compute_features,
+    load_policy,
+    post_death_traces,
+)
+from liveness.scoring import features as feature_module
 
 POLICY_PATH = Path(__file__).parents[3] / "config" / "scoring.toml"
 AS_OF = 20_453  # 2025-12-31
@@ -59,8 +65,13 @@ def reference(
     return {"last": last, "weight": weight, "face": face}
 
 
+@pytest.mark.parametrize("block", [None, 7])
 @pytest.mark.parametrize("seed", range(5))
-def test_features_match_reference(policy: ScoringPolicy, seed: int) -> None:
+def test_features_match_reference(
+    policy: ScoringPolicy, seed: int, block: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if block is not None:  # persons in blocks of 7, the last one short: every edge is crossed
+        monkeypatch.setattr(feature_module, "RESULT_BLOCK", block)
     n_persons = 60
     traces = random_traces(policy, seed=seed, n_persons=n_persons, n_traces=1500)
     got = compute_features(**traces, n_persons=n_persons, as_of_day=AS_OF, policy=policy)
