@@ -311,18 +311,12 @@ def read_roll(session: Session, *, keep: bool) -> RollRead:
         if changed.size == 0 and certified is not None:
             return RollRead(table.to_pandas(), _certified_frame(certified))
         if changed.size <= FULL_READ_SHARE * max(table.num_rows, 1):
-            unchanged = table.filter(pa.array(~np.isin(table["person_id"].to_numpy(), changed)))
             fresh = _reread(session, changed)
-            if not fresh.empty:
-                merged = pa.concat_tables(
-                    [
-                        unchanged,
-                        pa.Table.from_pandas(fresh, schema=unchanged.schema, preserve_index=False),
-                    ]
-                )
-                order = np.argsort(merged["person_id"].to_numpy(), kind="stable")
-                unchanged = merged.take(pa.array(order))
-            table = unchanged
+            table = _replaced(
+                table, changed,
+                [] if fresh.empty
+                else [pa.Table.from_pandas(fresh, schema=table.schema, preserve_index=False)],
+            )  # fmt: skip
             if certified is not None:
                 certified = _with_reread(session, certified, changed)
         else:
@@ -353,11 +347,20 @@ def _kept_certified(session: Session, *, mark: int) -> pa.Table | None:
 
 def _with_reread(session: Session, kept: pa.Table, changed: npt.NDArray[np.int64]) -> pa.Table:
     """Return the kept certifications with those of the changed persons read again."""
-    parts = [kept.filter(pa.array(~np.isin(kept["person_id"].to_numpy(), changed)))]
+    fresh = []
     for start in range(0, changed.size, REREAD_CHUNK):
         chunk = [int(p) for p in changed[start : start + REREAD_CHUNK]]
-        parts.append(certified_rows(session, Benefit.person_id.in_(chunk)).cast(kept.schema))
-    merged = pa.concat_tables(parts)
+        fresh.append(certified_rows(session, Benefit.person_id.in_(chunk)).cast(kept.schema))
+    return _replaced(kept, changed, fresh)
+
+
+def _replaced(kept: pa.Table, changed: npt.NDArray[np.int64], fresh: list[pa.Table]) -> pa.Table:
+    """Return `kept` (in person order) with the rows of `changed` persons replaced by `fresh`."""
+    unchanged = kept.filter(pa.array(~np.isin(kept["person_id"].to_numpy(), changed)))
+    fresh = [part for part in fresh if part.num_rows]
+    if not fresh:
+        return unchanged
+    merged = pa.concat_tables([unchanged, *fresh])
     order = np.argsort(merged["person_id"].to_numpy(), kind="stable")
     return merged.take(pa.array(order))
 

@@ -78,7 +78,7 @@ def find_lapses(
     failed = _failed_reviews(session, context, persons=opens.index.tolist(), opens=opens)
     return _ready_to_lapse(
         session, context, frame, notified=frame["person_id"].isin(notified).to_numpy(),
-        failed=failed, result=result,
+        period_over=over, failed=failed, result=result,
     )  # fmt: skip
 
 
@@ -131,16 +131,16 @@ def _since_ended(notices: pd.DataFrame, ends: pd.Series) -> pd.DataFrame:
 
 def _ready_to_lapse(
     session: Session, context: Context, frame: pd.DataFrame, *, notified: np.ndarray,
-    failed: dict[int, dict[str, Any]], result: WorkflowResult,
+    period_over: np.ndarray, failed: dict[int, dict[str, Any]], result: WorkflowResult,
 ) -> dict[int, dict[str, Any]]:  # fmt: skip
     """Return the lapsed who were told, given the notice period and failed a review; tell the rest.
 
     `frame` holds each lapsed person, the day their certification ended and the day they were
-    told (a lapse notice sent); `notified` marks those with a lapse notice, sent or not.
+    told (a lapse notice sent); `notified` marks those with a lapse notice, sent or not;
+    `period_over` those told whose notice period has passed (`_period_over`).
     """
     as_of, policy = context.as_of, context.policy
     told = frame["told"].notna().to_numpy()
-    period_over = _period_over(frame["told"], as_of=as_of, days=policy.cycle.notice_days)
     review_failed = frame["person_id"].isin(failed).to_numpy()
     # Lapsed, told, given the notice period, and a review failed: only now.
     ready = frame[notified & period_over & review_failed]
