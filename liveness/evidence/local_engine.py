@@ -43,7 +43,7 @@ class PersonIndex:
         """Return the dense index of each person id; `size` for ids not on the roll."""
         nobody = np.int32(self.size)
         if self.contiguous:
-            index = person_id - np.int32(self.first)
+            index = person_id - np.int32(self.first) if self.first else person_id
             # One unsigned comparison rejects unlinked (-1) and off-roll ids alike.
             return np.where(index.view(np.uint32) < self.size, index, nobody)
         inside = (person_id >= 0) & (person_id < self.dense.size)
@@ -183,6 +183,7 @@ def _scatter(
         if isinstance(item, _PartRead):
             if pending is not None:
                 part = item.part
+                pending = accumulator.finished(pending)
                 accumulator.add_summary(source=part.source, bucket=part.bucket, summary=pending)
                 count += pending.traces
                 reading.summaries.save(part.part.path, part.key, pending)
@@ -191,10 +192,9 @@ def _scatter(
         batch = item.window
         person, kind, day = persons.map(batch.person_id), batch.kind, batch.day
         if item.summarised:
-            part_summary = accumulator.summarise(
-                person_idx=person, source=item.source, kind_code=kind, day=day
-            )
-            pending = part_summary if pending is None else pending.plus(part_summary)
+            if pending is None:
+                pending = accumulator.empty_summary(item.source)
+            pending = accumulator.summarise(pending, person_idx=person, kind_code=kind, day=day)
         else:
             # Traces of nobody on the roll, or of unknown kinds, are not filtered out (that
             # costs more than the scatter): the accumulator gives them a spare row, no weight.

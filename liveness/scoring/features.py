@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,17 +92,11 @@ class PartSummary:
         """Return the number of persons the summary covers."""
         return int(self.weight.shape[0])
 
-    def plus(self, other: PartSummary) -> PartSummary:
-        """Return the summary of both summaries' traces (of the same persons and policy)."""
-        settle = None
-        if self.settle_day is not None and other.settle_day is not None:
-            settle = np.maximum(self.settle_day, other.settle_day)
-        return PartSummary(
-            weight=self.weight + other.weight,
-            last_day=np.maximum(self.last_day, other.last_day),
-            settle_day=settle,
-            traces=self.traces + other.traces,
-        )
+
+def _local(person_idx: npt.NDArray[np.int32]) -> tuple[int, npt.NDArray[np.int32]]:
+    """Return a batch's lowest person index and its persons' indexes from there."""
+    lo = int(person_idx.min()) if person_idx.size else 0
+    return lo, person_idx - np.int32(lo) if lo else person_idx
 
 
 # Persons per block when the accumulated sums become the features (`FeatureAccumulator.result`).
@@ -159,21 +154,26 @@ class FeatureAccumulator:
         # One conversion of the codes serves every lookup (NumPy converts small ints each time).
         kind = kind_code.astype(np.intp)
         weight = self._weight[kind]
-        rows = self.n_persons + 1
+        # Only the batch's range of persons is scattered into: a part clustered by person
+        # touches a slice of the roll per row group, not every person's row each time.
+        lo, local = _local(person_idx)
+        span = int(local.max()) + 1
         first, last = int(day.min()), int(day.max())
         bucket = self._bucket_of_day(first)
         if last <= self.as_of_day and bucket == self._bucket_of_day(last):
             # Every day of the batch is in one age bucket (a month's part usually is): the
             # weights scatter by person alone, with no per-trace age.
-            self._sums[source, bucket] += np.bincount(person_idx, weights=weight, minlength=rows)
+            self._sums[source, bucket, lo : lo + span] += np.bincount(
+                local, weights=weight, minlength=span
+            )
         else:
             # An age past the longest window (or a future day, negative age) is the last bucket.
             age = (np.int32(self.as_of_day) - day).view(np.uint32)
-            cell = self._bucket_of_age[np.minimum(age, self.windows[-1])] * rows
-            cell += person_idx
-            self._sums[source].reshape(-1)[:] += np.bincount(
-                cell, weights=weight, minlength=rows * self.buckets
-            )
+            cell = self._bucket_of_age[np.minimum(age, self.windows[-1])] * span
+            cell += local
+            self._sums[source, :, lo : lo + span] += np.bincount(
+                cell, weights=weight, minlength=span * self.buckets
+            ).reshape(self.buckets, span)
         # Traces after as_of should have been filtered out; ignoring them keeps reruns exact.
         evidence = weight > 0
         if last > self.as_of_day:
@@ -181,10 +181,12 @@ class FeatureAccumulator:
         # np.maximum.at is the fastest scatter-max here: a few ns per trace when the part is
         # clustered by person, about 14 ns in random order, against far more for sort-based
         # variants or pandas groupby.
-        np.maximum.at(self._last[source], person_idx, np.where(evidence, day, np.int32(-1)))
+        np.maximum.at(
+            self._last[source, lo : lo + span], local, np.where(evidence, day, np.int32(-1))
+        )
         if self._settles[:-1][self.policy.source_of_kind == source].any():
             settles = self._settles[kind] & evidence
-            np.maximum.at(self._face, person_idx[settles], day[settles])
+            np.maximum.at(self._face[lo : lo + span], local[settles], day[settles])
 
     def part_bucket(self, min_day: int, max_day: int) -> int | None:
         """Return the age bucket holding every day in [min_day, max_day], or None if several do."""
@@ -193,33 +195,53 @@ class FeatureAccumulator:
         bucket = self._bucket_of_day(min_day)
         return bucket if bucket == self._bucket_of_day(max_day) else None
 
+    def empty_summary(self, source: int) -> PartSummary:
+        """Return the summary of no traces of `source`, to add a part's batches to."""
+        rows = self.n_persons + 1
+        settles = bool(self._settles[:-1][self.policy.source_of_kind == source].any())
+        return PartSummary(
+            weight=np.zeros(rows, dtype=np.float64),
+            last_day=np.full(rows, -1, dtype=np.int32),
+            settle_day=np.full(rows, -1, dtype=np.int32) if settles else None,
+            traces=0,
+        )
+
     def summarise(
         self,
+        summary: PartSummary,
         *,
         person_idx: npt.NDArray[np.int32],
-        source: int,
         kind_code: npt.NDArray[np.int16],
         day: npt.NDArray[np.int32],
     ) -> PartSummary:
-        """Summarise one source's traces, all dated on or before the as-of day, per person."""
+        """Add one batch of a part's traces, all dated on or before the as-of day, to its summary.
+
+        `summary` (from `empty_summary`, or returned by this method) is added to in place, in
+        the batch's range of persons only; the summary returned counts the batch's traces too.
+        Call `finished` on it after the part's last batch.
+        """
         kind = kind_code.astype(np.intp)
         weight = self._weight[kind]
-        n, rows = self.n_persons, self.n_persons + 1
+        lo, local = _local(person_idx)
+        span = int(local.max()) + 1 if local.size else 0
+        summary.weight[lo : lo + span] += np.bincount(local, weights=weight, minlength=span)
         evidence_day = np.where(weight > 0, day, np.int32(-1))
-        last = np.full(rows, -1, dtype=np.int32)
-        np.maximum.at(last, person_idx, evidence_day)
-        settle = None
-        if self._settles[:-1][self.policy.source_of_kind == source].any():
-            settle = np.full(rows, -1, dtype=np.int32)
+        np.maximum.at(summary.last_day[lo : lo + span], local, evidence_day)
+        if summary.settle_day is not None:
             settles = self._settles[kind] & (weight > 0)
-            np.maximum.at(settle, person_idx[settles], day[settles])
-            settle = settle[:n]
+            np.maximum.at(summary.settle_day[lo : lo + span], local[settles], day[settles])
+        n = self.n_persons
+        traces = int(np.count_nonzero((person_idx < n) & (kind_code >= 0)))
+        return dataclasses.replace(summary, traces=summary.traces + traces)
+
+    def finished(self, summary: PartSummary) -> PartSummary:
+        """Return a part's summary without the spare row of traces of nobody on the roll."""
+        n = self.n_persons
+        settle = None if summary.settle_day is None else summary.settle_day[:n]
         return PartSummary(
-            weight=np.bincount(person_idx, weights=weight, minlength=rows)[:n].astype(np.float64),
-            last_day=last[:n],
-            settle_day=settle,
-            traces=int(np.count_nonzero((person_idx < n) & (kind_code >= 0))),
-        )
+            weight=summary.weight[:n], last_day=summary.last_day[:n], settle_day=settle,
+            traces=summary.traces,
+        )  # fmt: skip
 
     def add_summary(self, *, source: int, bucket: int, summary: PartSummary) -> None:
         """Add a part's summary to one age bucket; it may cover fewer persons than this."""

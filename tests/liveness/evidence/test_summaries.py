@@ -18,6 +18,7 @@ from liveness.evidence.snapshot import EvidenceSnapshot, take_snapshot
 from liveness.evidence.store import EvidenceStore
 from liveness.evidence.summaries import SUMMARY_FOLDER
 from liveness.scoring import ScoringPolicy, load_policy
+from liveness.scoring.features import FeatureAccumulator
 from models import DeathMatch, DeathRecord, EvidencePart, RecordStatus
 from tests.liveness.conftest import REPO
 from tests.liveness.evidence.test_store import Row, append, drawing_persons
@@ -81,7 +82,7 @@ def assert_same(warm: EvidenceSnapshot, reference: EvidenceSnapshot) -> None:
 
 def summaries(store: EvidenceStore) -> list[Path]:
     """Return the summary files kept beside the store."""
-    return sorted((store.root / SUMMARY_FOLDER).rglob("*.npz"))
+    return sorted((store.root / SUMMARY_FOLDER).rglob("*.arrow"))
 
 
 def test_a_later_snapshot_adds_summaries_instead_of_reading_the_parts(
@@ -202,3 +203,22 @@ def test_summaries_of_parts_before_every_window_can_go(
     assert left
     # The parts themselves stay: they are the record.
     assert len(list(store.root.glob("source=*/month=2025-02/*.parquet"))) == 1
+
+
+def test_a_part_read_in_several_batches_is_summarised_as_a_whole(
+    session: Session, store: EvidenceStore, persons: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Row groups of 5 rows read one at a time: each month's part is summarised batch by batch.
+    for module in ("store", "writer"):
+        monkeypatch.setattr(f"liveness.evidence.{module}.ROW_GROUP_ROWS", 5)
+    monkeypatch.setattr("liveness.evidence.store.BATCH_ROWS", 5)
+    append(session, store, half_year(persons))
+    summarising = snapshot(session, store)
+    assert summaries(store)
+    warm = snapshot(session, store)
+    # The same traces scattered one by one, no part summarised: another path to the features.
+    monkeypatch.setattr(FeatureAccumulator, "part_bucket", lambda *_: None)
+    traced = cold(session, store)
+    assert not summaries(store)
+    assert_same(summarising, traced)
+    assert_same(warm, traced)
