@@ -27,9 +27,14 @@ def agreeing_groups(agree: npt.NDArray[np.bool_], policy: ScoringPolicy) -> npt.
     if len(policy.groups) == agree.shape[1]:
         return agree.sum(axis=1, dtype=np.int16)  # every source a group of its own
     count = np.zeros(agree.shape[0], dtype=np.int16)
-    # One pass per group over whole columns: a handful of groups, never a loop over persons.
+    # One pass per group over whole columns: a handful of groups, never a loop over persons,
+    # nor a reduction along each person's short row.
     for code in range(len(policy.groups)):
-        count += agree[:, groups == code].any(axis=1)
+        members = np.flatnonzero(groups == code)
+        any_agrees = agree[:, members[0]]
+        for member in members[1:]:
+            any_agrees = any_agrees | agree[:, member]
+        count += any_agrees
     return count
 
 
