@@ -26,6 +26,7 @@ from liveness.evidence.health import HealthPolicy, SourceHealth
 from liveness.evidence.parts import day_from_number, day_number
 from liveness.evidence.snapshot import take_snapshot
 from liveness.evidence.store import EvidenceStore
+from liveness.memory import reused_blocks
 from liveness.scoring import (
     LEVELS,
     NO_LEVEL,
@@ -101,7 +102,7 @@ def certify(
         session.add(run)
         session.flush()
 
-    with watch.stage("evidence"):
+    with watch.stage("evidence"), reused_blocks():
         # The run keeps the roll it read: the next night re-reads only who changed.
         snapshot = take_snapshot(
             session, as_of=as_of, store=store, scoring=scoring, health=policies.health,
