@@ -70,8 +70,10 @@ def reused_blocks() -> Iterator[None]:
     The evidence stage allocates and frees arrays of a batch of traces (4 to 32 MB) hundreds
     of times: each a fresh mapping, whose pages the kernel zeroes on first touch, when large
     blocks are unmapped. Inside, they are kept and reused; at the end, the heap's free pages
-    go back to the system (`malloc_trim`) and large blocks are unmapped again, so the stages
-    after it (the run's peak) are not held up by them. Only after `return_large_blocks`.
+    go back to the system (`malloc_trim`) and large blocks are mapped on their own again, so
+    the stages after it (the run's peak) are not held up by them. The freed chunks stay in the
+    heap, without their pages, and a later block that fits one is served from it (about 0.1
+    GB more at the night's peak, bench/README.md). Only after `return_large_blocks`.
     """
     libc = _libc() if return_large_blocks.cache_info().currsize else None
     if libc is None or not libc.mallopt(M_MMAP_THRESHOLD, POOLED_BYTES):

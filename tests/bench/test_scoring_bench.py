@@ -13,7 +13,7 @@ from tests.bench.conftest import run_bench
 
 EXPECTED_KEYS = [
     "persons", "traces", "ours_s", "duckdb_s", "ratio", "scan_s", "peak_rss_mb", "increment_s",
-    "ours_first_s", "first_ratio",
+    "ours_first_s", "first_ratio", "ours_changed_s", "changed_ratio",
 ]  # fmt: skip
 SPARK_KEYS = [
     "spark_s",
@@ -34,7 +34,7 @@ def test_benchmark_prints_figures_as_key_values(tmp_path: Path) -> None:
     assert list(pairs) == EXPECTED_KEYS
     assert int(pairs["persons"]) == 500 and int(pairs["traces"]) == 20000
     # duckdb_s and ratio are "nan" where duckdb is not installed; the rest are measured.
-    for key in ("ours_s", "scan_s", "peak_rss_mb", "increment_s", "ours_first_s"):
+    for key in ("ours_s", "scan_s", "peak_rss_mb", "increment_s", "ours_first_s", "ours_changed_s"):
         assert float(pairs[key]) > 0
     assert list(tmp_path.iterdir()) == []  # the temporary store is cleaned up
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import platform
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from liveness.memory import return_large_blocks, reused_blocks
+from liveness.memory import return_large_blocks
 
 
 def test_large_blocks_are_returned_and_arrow_allocates_from_malloc() -> None:
@@ -27,41 +27,47 @@ def test_large_blocks_are_returned_and_arrow_allocates_from_malloc() -> None:
     assert pa.array(range(100_000)).sum().as_py() == 4_999_950_000
 
 
-class _MallInfo2(ctypes.Structure):
-    """glibc's `struct mallinfo2` (2.33 and later)."""
+# Run in a fresh interpreter: a large request is served from a free chunk of the heap, whatever
+# the threshold, when one fits, and earlier tests of a process leave such chunks behind.
+_REUSE_CHECK = """
+import ctypes, ctypes.util, sys
+import numpy as np
+from liveness.memory import return_large_blocks, reused_blocks
 
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-            "fordblks", "keepcost",
-        )
-    ]  # fmt: skip
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
 
+name = ctypes.util.find_library("c")
+mallinfo2 = getattr(ctypes.CDLL(name), "mallinfo2", None) if name else None
+if mallinfo2 is None or not return_large_blocks():
+    print("skip")
+    sys.exit()
+mallinfo2.restype = MallInfo2
 
-def _mapped_bytes() -> int | None:
-    """Return the bytes glibc holds in blocks mapped on their own, None where it cannot say."""
-    name = ctypes.util.find_library("c")
-    mallinfo2 = getattr(ctypes.CDLL(name), "mallinfo2", None) if name else None
-    if mallinfo2 is None:
-        return None
-    mallinfo2.restype = _MallInfo2
-    return int(mallinfo2().hblkhd)
+def mapped_for_a_block():
+    before = mallinfo2().hblkhd
+    block = np.ones(512 * 1024)  # 4 MB: above the run's threshold, below the one inside
+    after = mallinfo2().hblkhd
+    del block
+    return after - before
+
+outside = mapped_for_a_block()
+with reused_blocks():
+    inside = mapped_for_a_block()
+print(outside, inside, mapped_for_a_block())
+"""
 
 
 def test_blocks_are_reused_inside_and_mapped_on_their_own_again_after() -> None:
-    if not return_large_blocks() or _mapped_bytes() is None:
+    result = subprocess.run(
+        [sys.executable, "-c", _REUSE_CHECK], capture_output=True, text=True, check=True
+    ).stdout.split()
+    if result == ["skip"]:
         pytest.skip("glibc 2.33 or later only")
-    size = 4 << 20  # above the run's threshold, below the one inside
-
-    def mapped_for_a_block() -> int:
-        before = _mapped_bytes() or 0
-        block = np.ones(size // 8)
-        after = _mapped_bytes() or 0
-        del block
-        return after - before
-
-    assert mapped_for_a_block() >= size
-    with reused_blocks():
-        assert mapped_for_a_block() == 0
-    assert mapped_for_a_block() >= size
+    outside, inside, after = (int(value) for value in result)
+    size = 4 << 20
+    assert outside >= size
+    assert inside == 0
+    assert after >= size
