@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from liveness.scoring.policy import ScoringPolicy
 
 __all__ = [
     "EvidenceFeatures", "FeatureAccumulator", "PartSummary", "agreeing_groups",
-    "compute_features", "post_death_traces",
+    "compute_features", "group_columns", "post_death_traces",
 ]  # fmt: skip
 
 
@@ -23,19 +24,29 @@ def agreeing_groups(agree: npt.NDArray[np.bool_], policy: ScoringPolicy) -> npt.
     ``agree`` is (persons, sources); two agreeing sources of one group (the same acts,
     recorded twice) count once.
     """
-    groups = policy.group_of_source
     if len(policy.groups) == agree.shape[1]:
         return agree.sum(axis=1, dtype=np.int16)  # every source a group of its own
     count = np.zeros(agree.shape[0], dtype=np.int16)
-    # One pass per group over whole columns: a handful of groups, never a loop over persons,
-    # nor a reduction along each person's short row.
-    for code in range(len(policy.groups)):
-        members = np.flatnonzero(groups == code)
-        any_agrees = agree[:, members[0]]
-        for member in members[1:]:
-            any_agrees = any_agrees | agree[:, member]
+    for any_agrees in group_columns(agree, policy, np.logical_or):
         count += any_agrees
     return count
+
+
+def group_columns(
+    values: npt.NDArray[Any], policy: ScoringPolicy, combine: np.ufunc
+) -> Iterator[npt.NDArray[Any]]:
+    """Yield, independence group by group in order, `combine` of its sources' columns.
+
+    ``values`` is (persons, sources). One pass per group over whole columns: a handful of
+    groups, never a loop over persons, nor a reduction along each person's short row (several
+    times slower).
+    """
+    for code in range(len(policy.groups)):
+        members = np.flatnonzero(policy.group_of_source == code)
+        combined = values[:, members[0]]
+        for member in members[1:]:
+            combined = combine(combined, values[:, member])
+        yield combined
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,10 +109,13 @@ class PartSummary:
         return int(self.weight.shape[0])
 
 
-def _local(person_idx: npt.NDArray[np.int32]) -> tuple[int, npt.NDArray[np.int32]]:
-    """Return a batch's lowest person index and its persons' indexes from there."""
-    lo = int(person_idx.min()) if person_idx.size else 0
-    return lo, person_idx - np.int32(lo) if lo else person_idx
+def _local(person_idx: npt.NDArray[np.int32]) -> tuple[int, npt.NDArray[np.int32], int]:
+    """Return a batch's lowest person index, its persons' indexes from there, and their span."""
+    if not person_idx.size:
+        return 0, person_idx, 0
+    lo = int(person_idx.min())
+    local = person_idx - np.int32(lo) if lo else person_idx
+    return lo, local, int(local.max()) + 1
 
 
 # Persons per block when the accumulated sums become the features (`FeatureAccumulator.result`).
@@ -161,8 +175,7 @@ class FeatureAccumulator:
         weight = self._weight[kind]
         # Only the batch's range of persons is scattered into: a part clustered by person
         # touches a slice of the roll per row group, not every person's row each time.
-        lo, local = _local(person_idx)
-        span = int(local.max()) + 1
+        lo, local, span = _local(person_idx)
         first, last = int(day.min()), int(day.max())
         bucket = self._bucket_of_day(first)
         if last <= self.as_of_day and bucket == self._bucket_of_day(last):
@@ -227,8 +240,7 @@ class FeatureAccumulator:
         """
         kind = kind_code.astype(np.intp)
         weight = self._weight[kind]
-        lo, local = _local(person_idx)
-        span = int(local.max()) + 1 if local.size else 0
+        lo, local, span = _local(person_idx)
         summary.weight[lo : lo + span] += np.bincount(local, weights=weight, minlength=span)
         evidence_day = np.where(weight > 0, day, np.int32(-1))
         np.maximum.at(summary.last_day[lo : lo + span], local, evidence_day)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from liveness.scoring.features import EvidenceFeatures, agreeing_groups
+from liveness.scoring.features import EvidenceFeatures, agreeing_groups, group_columns
 from liveness.scoring.policy import ScoringPolicy, benefit_rule_codes
 
 __all__ = ["LEVELS", "LEVEL_OF_RULE", "NO_LEVEL", "RULES", "Grades", "grade", "level_codes"]
@@ -140,13 +140,6 @@ def grade(
     face = features.face_pass_day > as_of - recent_days
     long_total = features.long_weight.sum(axis=1, dtype=np.float32)
     in_care = _in_care(recent_weight, rule_set=rule_set, policy=policy)
-    # The outage guard for institutions too: a degraded one whose records over the long
-    # window reach its weight may keep a level, never raise one.
-    care_credit = in_care
-    if degraded.any():
-        care_credit = in_care | (
-            degraded[None, :] & _in_care(features.long_weight, rule_set=rule_set, policy=policy)
-        )
 
     def rule_by(n_agreeing: npt.NDArray[np.integer[Any]], cared: Any) -> npt.NDArray[np.int8]:
         conditions = [
@@ -167,6 +160,11 @@ def grade(
     rank_by_data = _RANK[LEVEL_OF_RULE[rule_by_data]]
     rank_credited = rank_by_data  # without a degraded source, nothing is credited
     if degraded.any():
+        # The outage guard for institutions too: a degraded one whose records over the long
+        # window reach its weight may keep a level, never raise one.
+        care_credit = in_care | (
+            degraded[None, :] & _in_care(features.long_weight, rule_set=rule_set, policy=policy)
+        )
         rule_credited = rule_by(
             agreeing_groups(by_data | creditable, policy), care_credit.any(axis=1)
         )
@@ -257,13 +255,7 @@ def _group_support(
     if len(policy.groups) == per_source.shape[1]:
         return per_source.sum(axis=1, dtype=np.float32)
     support = np.zeros(per_source.shape[0], dtype=np.float32)
-    # Group by group, in order, as columns: elementwise maxima of a group's columns rather
-    # than a reduction along each person's short row (several times slower), the same sums.
-    for code in range(len(policy.groups)):
-        members = np.flatnonzero(policy.group_of_source == code)
-        best = per_source[:, members[0]]
-        for member in members[1:]:
-            best = np.maximum(best, per_source[:, member])
+    for best in group_columns(per_source, policy, np.maximum):
         support += best
     return support
 
