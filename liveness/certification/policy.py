@@ -77,6 +77,8 @@ class CapacityPolicy:
     grids: Mapping[str, int]
     face_first_for_weak: bool
     report_weeks: int
+    # Medium people whose last face verification came to nothing are visited at once.
+    visit_first_after_failed_face: bool
 
     def of(self, grid_code: str) -> int:
         """Return the visits `grid_code` can make in one week (Monday to Sunday)."""
@@ -184,6 +186,7 @@ class CapacityTable(PolicyModel):
     grids: dict[str, Positive] = Field(default_factory=dict)
     face_first_for_weak: bool = True
     report_weeks: Positive = 8
+    visit_first_after_failed_face: bool = True
 
 
 class ReviewTable(PolicyModel):

@@ -87,23 +87,23 @@ def route_reviews(
 ) -> RoutingResult:
     """Open reviews for people due for certification; close what data resolved.
 
-    `assessed` has person_id, grid_code, region_code, level, certifiable, score,
-    monthly_amount and reasons. Medium people due for renewal get a remote face verification,
-    weak ones a home visit (or, living outside the agency's area, a face verification: nobody
-    can visit them; with the policy's `face_first_for_weak`, one who can verify remotely
+    `assessed` has person_id, grid_code, region_code, level, certifiable, score, monthly_amount
+    and reasons. Medium people due for renewal get a remote face verification (with the policy's
+    `visit_first_after_failed_face`, a home visit where their last one came to nothing:
+    `face_failed_lately`), weak ones a home visit (or, living outside the agency's area, a face
+    verification: nobody can visit them; with `face_first_for_weak`, one who can verify remotely
     (`face_first`) too). Home visits are planned into weeks within their grid's capacity
-    (`liveness.review.capacity`); `due_on` stays the deadline, `planned_week` is the plan.
-    `due` limits new reviews to people whose certification is up for renewal
-    (None: everyone); `visit_now` and `face_now` are people a finished review sends on (a
-    failed or lapsed face verification to a visit; a person who moved away to a face
-    verification); `visit_asked` are people of `visit_now` whose face verification a grid
-    worker turned into a visit; `risk_now` are people whose risk opens a review before their
-    cycle is due (traces stopped abruptly, a low P(alive)), reviewed as their level is; none
-    of them opens for someone the data certifies tonight. `current`: the open tasks
-    (`open_tasks`), if the caller has read them. A person never has two open tasks; a strong
-    person's open review is closed as resolved by data, unless a degraded source kept them
-    strong (not certifiable: the credit resolves nothing); a dead person's is cancelled (the
-    death itself goes to the list).
+    (`liveness.review.capacity`); `due_on` stays the deadline, `planned_week` is the plan. `due`
+    limits new reviews to people whose certification is up for renewal (None: everyone);
+    `visit_now` and `face_now` are people a finished review sends on (a failed or lapsed face
+    verification to a visit; a person who moved away to a face verification); `visit_asked` are
+    people of `visit_now` whose face verification a grid worker turned into a visit; `risk_now`
+    are people whose risk opens a review before their cycle is due (traces stopped abruptly, a
+    low P(alive)), reviewed as their level is; none of them opens for someone the data certifies
+    tonight. `current`: the open tasks (`open_tasks`), if the caller has read them. A person
+    never has two open tasks; a strong person's open review is closed as resolved by data,
+    unless a degraded source kept them strong (not certifiable: the credit resolves nothing); a
+    dead person's is cancelled (the death itself goes to the list).
     """
     if current is None:
         current = open_tasks(session)
@@ -155,12 +155,14 @@ def route_reviews(
     # A weak person due for renewal who can verify remotely is asked to first: a visit
     # follows only if that verification fails or is ignored (cause face_failed).
     renewal_visit = ~face & (cause == "renewal")
+    # A medium one whose last try came to nothing is visited at once, not asked again.
+    renewal_face = face & in_area.to_numpy() & (cause == "renewal")
     if policy.capacity.face_first_for_weak and renewal_visit.any():
-        remote = face_first(
-            session, persons=candidates.loc[renewal_visit, "person_id"],
-            lookback_days=policy.face_due_days + policy.visit_due_days,
-        )  # fmt: skip
+        remote = face_first(session, persons=candidates.loc[renewal_visit, "person_id"])
         face |= renewal_visit & candidates["person_id"].isin(remote).to_numpy()
+    if policy.capacity.visit_first_after_failed_face and renewal_face.any():
+        failed = face_failed_lately(session, persons=candidates.loc[renewal_face, "person_id"])
+        face &= ~(renewal_face & candidates["person_id"].isin(failed).to_numpy())
     kind = np.where(face, TaskKind.FACE_VERIFICATION, TaskKind.HOME_VISIT)
     due_days = np.where(face, policy.face_due_days, policy.visit_due_days)
     # Riskier people and larger monthly amounts come first: both raise what a miss costs.
@@ -218,32 +220,49 @@ def _plan_weeks(
     )
 
 
-def face_first(session: Session, *, persons: pd.Series, lookback_days: int = 0) -> set[int]:
+def face_first(session: Session, *, persons: pd.Series) -> set[int]:
     """Return those of `persons` who may verify remotely before a visit is sent.
 
-    They have a phone on the roll and no face verification failed or ignored this cycle
-    (since their last certification), nor, where that certification was a home visit, in
-    the `lookback_days` before it: the visit that certified them followed a remote try that
-    came to nothing, and another would be one more request before the same visit.
+    They have a phone on the roll and no face verification came to nothing lately
+    (`face_failed_lately`).
     """
     ids = sorted({int(p) for p in persons})
-    able: set[int] = set()
+    phones: set[int] = set()
     # In chunks: SQLite caps the parameters of a statement.
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        phones.update(
+            session.scalars(
+                select(Person.id).where(
+                    Person.id.in_(chunk), Person.phone.is_not(None), func.trim(Person.phone) != ""
+                )
+            ).all()
+        )
+    return phones - face_failed_lately(session, persons=persons)
+
+
+def face_failed_lately(session: Session, *, persons: pd.Series) -> set[int]:
+    """Return those of `persons` whose face verification failed or was ignored lately.
+
+    Lately is since their last certification by anything but a home visit (ever, where they
+    have none): a visit that certified them followed a remote try that came to nothing, or
+    was sent at once after one, and another try would be one more request before the same
+    visit. A certification by the data, a face or a proxy starts afresh.
+    """
+    ids = sorted({int(p) for p in persons})
+    blocked: set[int] = set()
     for start in range(0, len(ids), IN_CHUNK):
         chunk = ids[start : start + IN_CHUNK]
         # Read at once: a result left open holds its statement (and on SQLite the run's lock
         # past a rollback) if the next statement fails.
-        phones = session.scalars(
-            select(Person.id).where(
-                Person.id.in_(chunk), Person.phone.is_not(None), func.trim(Person.phone) != ""
-            )
-        ).all()
         certified = pd.DataFrame(
             session.execute(
-                select(Certification.person_id, Certification.certified_on, Certification.source)
-                .where(Certification.person_id.in_(chunk))
+                select(Certification.person_id, func.max(Certification.certified_on))
+                .where(Certification.person_id.in_(chunk),
+                       Certification.source != CertificationSource.VISIT)
+                .group_by(Certification.person_id)
             ).all(),
-            columns=["person_id", "certified_on", "source"],
+            columns=["person_id", "certified_on"],
         )  # fmt: skip
         failed = pd.DataFrame(
             session.execute(
@@ -255,18 +274,11 @@ def face_first(session: Session, *, persons: pd.Series, lookback_days: int = 0) 
             ).all(),
             columns=["person_id", "opened_on"],
         )
-        latest = certified.sort_values("certified_on", kind="stable").drop_duplicates(
-            "person_id", keep="last"
-        )
-        tries = failed.merge(latest, on="person_id", how="left")
-        opened = pd.to_datetime(tries["opened_on"])
+        tries = failed.merge(certified, on="person_id", how="left")
         since = pd.to_datetime(tries["certified_on"])
-        by_visit = tries["source"].astype(object).map(str) == str(CertificationSource.VISIT)
-        this_cycle = since.isna() | (opened >= since)
-        before_visit = by_visit & (opened >= since - pd.Timedelta(days=lookback_days))
-        blocked = tries.loc[(this_cycle | before_visit).to_numpy(), "person_id"]
-        able |= set(phones) - set(blocked.astype(int))
-    return able
+        lately = since.isna() | (pd.to_datetime(tries["opened_on"]) >= since)
+        blocked.update(tries.loc[lately.to_numpy(), "person_id"].astype(int))
+    return blocked
 
 
 def open_death_reviews(

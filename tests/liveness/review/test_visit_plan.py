@@ -18,7 +18,7 @@ from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.review.outcomes import record_outcome
-from liveness.review.service import face_first
+from liveness.review.service import face_first, route_reviews
 from liveness.services import Services
 from liveness.settings import Settings
 from liveness.simulate.identity import compose_id17, full_id_numbers
@@ -172,7 +172,7 @@ def test_a_run_plans_visits_within_capacity(first_run: tuple[Services, dict[str,
     assert again["suspensions"] == 0 and again["visit_plan"]["opened_over_capacity"] == 0
 
 
-def test_face_first_only_without_a_failed_face_verification_this_cycle_or_before_a_visit(
+def test_face_first_only_without_a_failed_face_verification_since_other_than_a_visit(
     first_run: tuple[Services, dict[str, Any]],
 ) -> None:
     services, _ = first_run
@@ -183,7 +183,7 @@ def test_face_first_only_without_a_failed_face_verification_this_cycle_or_before
 
         def able() -> set[str]:
             persons = pd.Series([ids[ref] for ref in refs])
-            found = face_first(session, persons=persons, lookback_days=45)
+            found = face_first(session, persons=persons)
             return {ref for ref in refs if ids[ref] in found}
 
         # A phone on the roll, no face verification failed: V1 has no phone.
@@ -206,17 +206,98 @@ def test_face_first_only_without_a_failed_face_verification_this_cycle_or_before
         session.flush()
         assert able() == {"F1", "F3"}
         # F2's ignored request was followed by the visit that certified F2: next cycle F2 is
-        # visited directly (the try came to nothing), unless that visit came long after it.
-        visited = Certification(
-            person_id=ids["F2"], source=CertificationSource.VISIT, mark="certified",
-            certified_on=AS_OF + dt.timedelta(days=30), valid_until=AS_OF + dt.timedelta(days=395),
+        # visited directly (the try came to nothing), however long after it the visit came
+        # (monthly runs see a lapse and a visit's outcome a month late), and after more
+        # visits; a certification by other means starts afresh.
+        for days in (30, 61, 400):
+            session.add(
+                Certification(
+                    person_id=ids["F2"], source=CertificationSource.VISIT, mark="certified",
+                    certified_on=AS_OF + dt.timedelta(days=days),
+                    valid_until=AS_OF + dt.timedelta(days=days + 365),
+                )
+            )  # fmt: skip
+            session.flush()
+            assert able() == {"F1", "F3"}
+        session.add(
+            Certification(
+                person_id=ids["F2"], source=CertificationSource.PROXY, mark="certified",
+                certified_on=AS_OF + dt.timedelta(days=500),
+                valid_until=AS_OF + dt.timedelta(days=865),
+            )
         )  # fmt: skip
-        session.add(visited)
-        session.flush()
-        assert able() == {"F1", "F3"}
-        visited.certified_on = AS_OF + dt.timedelta(days=46)
         session.flush()
         assert able() == {"F1", "F2", "F3"}
+
+
+def _route_medium(
+    services: Services, refs: list[str], *, day: dt.date, outside: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """Route `refs` as medium people due for renewal on `day`; return each new task's kind."""
+    with session_scope(services.sessions) as session:
+        ids = {ref: pid for ref, pid in session.execute(select(Person.person_ref, Person.id))}
+        assessed = pd.DataFrame({
+            "person_id": [ids[ref] for ref in refs],
+            "grid_code": "G1",
+            "region_code": ["440100" if ref in outside else "330702" for ref in refs],
+            "level": "medium", "certifiable": False, "score": 0.5, "monthly_amount": 1000.0,
+            "reasons": [{"level": "medium"} for _ in refs],
+        })  # fmt: skip
+        route_reviews(
+            session, run_id=session.scalar(select(Run.id)), as_of=day, assessed=assessed,
+            policy=services.certification_policy, due={ids[ref] for ref in refs},
+        )  # fmt: skip
+        opened = session.execute(
+            select(Person.person_ref, ReviewTask.kind)
+            .join(Person, Person.id == ReviewTask.person_id)
+            .where(ReviewTask.opened_on == day)
+        ).all()  # fmt: skip
+    return {ref: str(kind) for ref, kind in opened}
+
+
+@pytest.mark.parametrize(
+    ("backend", "switch"), [("sqlite", True), ("postgresql", True), ("sqlite", False)]
+)
+def test_a_medium_person_whose_face_verification_came_to_nothing_is_visited_at_once(
+    database_url_factory: Callable[[str], str], tmp_path: Path, backend: str, switch: bool
+) -> None:
+    changes = dict(CAPACITY)
+    if not switch:
+        changes["visit_first_after_failed_face = true"] = "visit_first_after_failed_face = false"
+    services = _services(database_url_factory(backend), policy_copy(tmp_path, changes),
+                         tmp_path / "world")  # fmt: skip
+    _run(services, AS_OF)
+    tasks = _tasks(services)
+    # F1 failed their face verification, F2 ignored theirs, F3 passed; V1 was visited: those
+    # tasks are done, the others cancelled.
+    outcomes = {"F1": "face_failed", "F2": "lapsed", "F3": "face_passed", "V1": "alive_confirmed"}
+    with session_scope(services.sessions) as session:
+        for ref, outcome in outcomes.items():
+            session.execute(
+                update(ReviewTask).where(ReviewTask.id == tasks[ref].id)
+                .values(status=TaskStatus.DONE, outcome=outcome, closed_on=AS_OF)
+            )  # fmt: skip
+        session.execute(
+            update(ReviewTask).where(ReviewTask.status == TaskStatus.OPEN)
+            .values(status=TaskStatus.CANCELLED, closed_on=AS_OF)
+        )  # fmt: skip
+    later = AS_OF + dt.timedelta(days=20)
+    # Medium and due: another request would come to nothing for F1 and F2, visited at once,
+    # unless they now live outside the area, where nobody can visit (F2 here); F3 and V1
+    # (whose visit followed no remote try) are asked to verify remotely.
+    for outside in (frozenset(), frozenset({"F2"})):
+        with session_scope(services.sessions) as session:
+            session.execute(
+                update(ReviewTask).where(ReviewTask.status == TaskStatus.OPEN)
+                .values(status=TaskStatus.CANCELLED, closed_on=later)
+            )  # fmt: skip
+        kinds = _route_medium(services, ["F1", "F2", "F3", "V1"], day=later, outside=outside)
+        face, visit = str(TaskKind.FACE_VERIFICATION), str(TaskKind.HOME_VISIT)
+        expected = {"F1": visit, "F2": face if outside else visit, "F3": face, "V1": face}
+        if not switch:
+            expected = dict.fromkeys(expected, face)
+        assert kinds == expected
+        later += dt.timedelta(days=1)
 
 
 def test_face_first_is_a_policy_switch(
