@@ -263,7 +263,7 @@ def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]
     """Take the snapshot with the store's engine and grade everyone; return both and the time."""
     from liveness.evidence.snapshot import take_snapshot
     from liveness.memory import return_large_blocks, reused_blocks
-    from liveness.scoring import NO_LEVEL, grade
+    from liveness.scoring import NO_LEVEL, benefit_type_codes, grade
 
     # Memory as a run sets it up (`liveness.certification.runner` and `.run`).
     return_large_blocks()
@@ -275,7 +275,7 @@ def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]
             health=policies.health, keep_roll=True,
         )  # fmt: skip
     grades = grade(
-        features=snapshot.features, benefit_type=snapshot.roll["benefit_type"].to_numpy(),
+        features=snapshot.features, benefit_type=benefit_type_codes(snapshot.roll["benefit_type"]),
         death_day=snapshot.death_day, degraded=snapshot.degraded,
         previous_level=np.full(len(snapshot.roll), NO_LEVEL, dtype=np.int8),
         policy=policies.scoring,

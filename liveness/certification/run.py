@@ -33,6 +33,7 @@ from liveness.scoring import (
     RULES,
     Explainer,
     ScoringPolicy,
+    benefit_type_codes,
     grade,
     level_codes,
 )
@@ -115,7 +116,7 @@ def certify(
         # guard compares against them.
         previous = previous_levels(session, before=run)
         grades = grade(
-            features=snapshot.features, benefit_type=roll["benefit_type"].to_numpy(),
+            features=snapshot.features, benefit_type=benefit_type_codes(roll["benefit_type"]),
             death_day=snapshot.death_day, degraded=snapshot.degraded,
             previous_level=_previous_level(roll, previous[1]), policy=scoring,
         )  # fmt: skip

@@ -18,7 +18,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from liveness.estimator.config import EstimatorConfig
 from liveness.estimator.dataset import Dataset
 from liveness.estimator.estimator import alive_probability
-from liveness.scoring import LEVELS, NO_LEVEL, ScoringPolicy, grade
+from liveness.scoring import LEVELS, NO_LEVEL, ScoringPolicy, benefit_type_codes, grade
 
 __all__ = ["BANDS", "EvaluationReport", "calibration_table", "evaluate", "probability_levels"]
 
@@ -184,7 +184,7 @@ def evaluate(
     """Evaluate the estimator and the rules on the held-out persons ``test`` of ``dataset``."""
     snapshot = dataset.snapshot
     grades = grade(
-        features=snapshot.features, benefit_type=snapshot.roll["benefit_type"].to_numpy(),
+        features=snapshot.features, benefit_type=benefit_type_codes(snapshot.roll["benefit_type"]),
         death_day=snapshot.death_day, degraded=snapshot.degraded,
         previous_level=np.full(len(snapshot.roll), NO_LEVEL, dtype=np.int8), policy=scoring,
     )  # fmt: skip

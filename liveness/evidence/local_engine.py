@@ -10,6 +10,7 @@ import datetime as dt
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,8 +37,15 @@ class PersonIndex:
         self.first = int(ids[0]) if self.size else 0
         # A roll of consecutive ids (the usual case) needs a subtraction, not a gather.
         self.contiguous = bool(self.size == 0 or int(ids[-1]) - self.first == self.size - 1)
-        self.dense = np.full(int(ids.max()) + 1 if self.size else 1, -1, dtype=np.int32)
-        self.dense[ids] = np.arange(self.size, dtype=np.int32)
+        self._ids = ids
+
+    @cached_property
+    def dense(self) -> npt.NDArray[np.int32]:
+        """Return, per person id up to the largest, its dense index (-1: not on the roll)."""
+        # Built only for a roll with gaps: a consecutive one is mapped by a subtraction.
+        dense = np.full(int(self._ids.max()) + 1 if self.size else 1, -1, dtype=np.int32)
+        dense[self._ids] = np.arange(self.size, dtype=np.int32)
+        return dense
 
     def map(self, person_id: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
         """Return the dense index of each person id; `size` for ids not on the roll."""

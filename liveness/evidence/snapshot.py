@@ -87,14 +87,15 @@ def _death_evidence(session: Session, as_of: dt.date) -> pd.DataFrame:
 def _death_days(first_death: pd.Series, persons: PersonIndex) -> npt.NDArray[np.int32]:
     """Return each indexed person's first death day (-1: none)."""
     death_day = np.full(persons.size, -1, dtype=np.int32)
-    dense = persons.dense
     known = first_death.index.to_numpy(dtype=np.int64)
-    on_roll = known[known < len(dense)]
-    on_roll = on_roll[dense[on_roll] >= 0]
-    days = np.array(first_death.loc[on_roll].tolist(), dtype="datetime64[D]").astype(np.int64)
+    # Ids past int32 are on no roll (the store's person ids are int32).
+    known = known[(known >= 0) & (known <= np.iinfo(np.int32).max)]
+    index = persons.map(known.astype(np.int32))
+    on_roll = index < persons.size
+    days = np.array(first_death.loc[known[on_roll]].tolist(), dtype="datetime64[D]")
     # Day numbers count from 1970 and -1 means no death: a death dated before (a typed year,
     # an old record) is still a death, on day 0, its date kept in the death records.
-    death_day[dense[on_roll]] = np.maximum(days, 0)
+    death_day[index[on_roll]] = np.maximum(days.astype(np.int64), 0)
     return death_day
 
 

@@ -24,6 +24,7 @@ from liveness.scoring.policy import (
     PolicyError,
     ScoringPolicy,
     benefit_rule_codes,
+    benefit_type_codes,
     load_policy,
     parse_policy,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "PolicyError",
     "ScoringPolicy",
     "benefit_rule_codes",
+    "benefit_type_codes",
     "compute_features",
     "fill_reasons",
     "grade",
