@@ -45,7 +45,7 @@ def kept_table(
     if cached is None or cached.format != format:
         return None
     try:
-        table = pq.read_table(pa.BufferReader(cached.content))
+        table = pq.ParquetFile(pa.BufferReader(cached.content)).read()
     except (pa.ArrowInvalid, OSError):
         return None
     return (int(cached.mark), table) if table.column_names == columns else None

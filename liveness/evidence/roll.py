@@ -238,7 +238,7 @@ def _changed_since(session: Session, mark: int) -> npt.NDArray[np.int64]:
 def _decoded_roll(content: bytes) -> pa.Table | None:
     """Return a kept roll as Arrow, or None if it does not read back as one."""
     try:
-        table = pq.read_table(pa.BufferReader(content))
+        table = pq.ParquetFile(pa.BufferReader(content)).read()
     except (pa.ArrowInvalid, OSError):
         return None
     return table if table.column_names == ROLL_COLUMNS else None
