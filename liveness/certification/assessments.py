@@ -34,7 +34,7 @@ ASSESSMENTS = Base.metadata.tables["assessments"]
 # with the run (`mark`): the next run reads it instead of finding each person's latest row.
 STANDING_CACHE_ID = 2
 # Bumped whenever the kept standing frame's columns or their meaning change.
-STANDING_FORMAT = 1
+STANDING_FORMAT = 2  # 2: Arrow IPC, no longer Parquet (`liveness.kept.encoded`)
 # The standing frame's columns, as read.
 STANDING_COLUMNS = ["person_id", "previous", "rule", "gist", "policy_version", "stored_on"]
 

@@ -25,7 +25,7 @@ from models import Certification
 # Where these ends are kept among the run's kept tables (`liveness.kept`).
 ENDS_CACHE_ID = 3
 # Bumped whenever the kept ends' columns or their meaning change: an old one is then unread.
-ENDS_FORMAT = 1
+ENDS_FORMAT = 2  # 2: Arrow IPC, no longer Parquet (`liveness.kept.encoded`)
 _MARK_KEY = b"certifications"
 
 

@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -38,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from liveness.arrays import unique_sorted
 from liveness.db import TextColumn, read_joined
-from liveness.kept import encoded, kept_table, put_table
+from liveness.kept import decoded, encoded, kept_table, put_table
 from models import Benefit, BenefitStatus, Person, RollCache, RollChange
 
 __all__ = ["ROLL_COLUMNS", "RollRead", "certified_rows", "kept_roll", "read_roll", "roll_frame"]
@@ -198,12 +197,13 @@ def roll_frame(session: Session) -> pd.DataFrame:
     return _roll_of(session, holders)
 
 
-# Bumped whenever the kept roll's columns or their meaning change: an old one is then unread.
-ROLL_FORMAT = 1
+# Bumped whenever the kept roll's columns or their meaning change: an old one is then unread
+# (2: kept as Arrow IPC, `liveness.kept.encoded`, no longer Parquet).
+ROLL_FORMAT = 2
 CACHE_ID = 1
 # The roll's certifications, kept beside the roll with its mark (`RollRead.certified`).
 CERTIFIED_CACHE_ID = 4
-CERTIFIED_FORMAT = 1
+CERTIFIED_FORMAT = 2
 CERTIFIED_COLUMNS = ["person_id", "benefit_type", "certified_on"]
 # Past this share of the roll changed, one full read costs less than re-reading persons.
 FULL_READ_SHARE = 0.1
@@ -237,11 +237,8 @@ def _changed_since(session: Session, mark: int) -> npt.NDArray[np.int64]:
 
 def _decoded_roll(content: bytes) -> pa.Table | None:
     """Return a kept roll as Arrow, or None if it does not read back as one."""
-    try:
-        table = pq.ParquetFile(pa.BufferReader(content)).read()
-    except (pa.ArrowInvalid, OSError):
-        return None
-    return table if table.column_names == ROLL_COLUMNS else None
+    table = decoded(content)
+    return table if table is not None and table.column_names == ROLL_COLUMNS else None
 
 
 def _reread(session: Session, persons: npt.NDArray[np.int64]) -> pd.DataFrame:
