@@ -11,14 +11,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import select, update
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from sqlalchemy import delete, select, update
 
 from liveness.certification.runner import execute_run
 from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.review.outcomes import record_outcome
-from liveness.review.service import face_first, route_reviews
+from liveness.review.service import face_failed_lately, face_first, route_reviews
 from liveness.services import Services
 from liveness.settings import Settings
 from liveness.simulate.identity import compose_id17, full_id_numbers
@@ -315,3 +318,74 @@ def test_face_first_is_a_policy_switch(
         MONDAY + dt.timedelta(weeks=1),
     }
     assert report["visits_over_capacity"] == 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_who_tried_in_vain_follows_any_history_of_tries_and_certifications(
+    database_url_factory: Callable[[str], str], tmp_path: Path, backend: str
+) -> None:
+    """A state machine adds face tries and certifications; a model says who tried in vain."""
+    services = _services(database_url_factory(backend), policy_copy(tmp_path, CAPACITY),
+                         tmp_path / "world")  # fmt: skip
+    refs = ["F1", "F2", "V1", "V2"]  # F: a phone on the roll; V: none
+    with session_scope(services.sessions) as session:
+        ids = {ref: pid for ref, pid in session.execute(select(Person.person_ref, Person.id))}
+    persons = pd.Series([ids[ref] for ref in refs])
+    days = st.integers(0, 400).map(lambda n: AS_OF + dt.timedelta(days=n))
+
+    class Histories(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            # The model: per person, non-visit certification days and failed tries' days.
+            self.certified: dict[str, list[dt.date]] = {ref: [] for ref in refs}
+            self.failed: dict[str, list[dt.date]] = {ref: [] for ref in refs}
+            with session_scope(services.sessions) as session:
+                session.execute(delete(ReviewTask))
+                session.execute(delete(Certification))
+
+        @rule(ref=st.sampled_from(refs), source=st.sampled_from(list(CertificationSource)),
+              day=days)  # fmt: skip
+        def certify(self, ref: str, source: CertificationSource, day: dt.date) -> None:
+            with session_scope(services.sessions) as session:
+                session.add(
+                    Certification(
+                        person_id=ids[ref], source=source, mark="certified", certified_on=day,
+                        valid_until=day + dt.timedelta(days=365),
+                    )
+                )  # fmt: skip
+            if source != CertificationSource.VISIT:
+                self.certified[ref].append(day)
+
+        @rule(ref=st.sampled_from(refs),
+              outcome=st.sampled_from(["face_failed", "lapsed", "face_passed"]), day=days)  # fmt: skip
+        def face_try(self, ref: str, outcome: str, day: dt.date) -> None:
+            with session_scope(services.sessions) as session:
+                session.add(
+                    ReviewTask(
+                        person_id=ids[ref], kind=TaskKind.FACE_VERIFICATION,
+                        status=TaskStatus.DONE, grid_code="G1", priority=0.0, opened_on=day,
+                        due_on=day + dt.timedelta(days=15), closed_on=day, outcome=outcome,
+                        cause="renewal",
+                    )
+                )  # fmt: skip
+            if outcome != "face_passed":
+                self.failed[ref].append(day)
+
+        @invariant()
+        def tried_in_vain_as_the_model_says(self) -> None:
+            expected = {
+                ref for ref in refs
+                if any(not self.certified[ref] or tried >= max(self.certified[ref])
+                       for tried in self.failed[ref])
+            }  # fmt: skip
+            with session_scope(services.sessions) as session:
+                vain = face_failed_lately(session, persons=persons)
+                first = face_first(session, persons=persons)
+            assert {ref for ref in refs if ids[ref] in vain} == expected
+            assert {ref for ref in refs if ids[ref] in first} == {"F1", "F2"} - expected
+
+    run_state_machine_as_test(
+        Histories,
+        settings=settings(max_examples=25, stateful_step_count=12, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow]),
+    )  # fmt: skip
