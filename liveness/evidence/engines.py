@@ -83,15 +83,25 @@ class FeatureEngine(Protocol):
 class ThreadedJob:
     """A job run in a worker thread, given an event that asks it to stop."""
 
-    def __init__(self, work: Callable[[threading.Event], PersonEvidence], *, name: str) -> None:
+    def __init__(
+        self,
+        work: Callable[[threading.Event], PersonEvidence],
+        *,
+        name: str,
+        before_wait: Callable[[], None] | None = None,
+    ) -> None:
         self._stop = threading.Event()
+        # Work the waiting thread can do for the worker before it blocks (see `result`).
+        self._before_wait = before_wait
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._future: Future[PersonEvidence] = pool.submit(work, self._stop)
         # The thread ends with its work: nothing else is ever submitted to this pool.
         pool.shutdown(wait=False)
 
     def result(self) -> PersonEvidence:
-        """Wait for the evidence and return it."""
+        """Do `before_wait` on this thread unless the work is done, then wait for the evidence."""
+        if self._before_wait is not None and not self._future.done():
+            self._before_wait()
         return self._future.result()
 
     def cancel(self) -> None:

@@ -260,4 +260,7 @@ class LocalEngine:
         def work(stop: threading.Event) -> PersonEvidence:
             return _scatter(reading, persons=everyone, death_day=death_day, stop=stop)
 
-        return ThreadedJob(work, name="evidence-scatter")
+        # The session's thread, done with the roll, allocates the features while it waits.
+        return ThreadedJob(
+            work, name="evidence-scatter", before_wait=reading.accumulator.prepare_result
+        )

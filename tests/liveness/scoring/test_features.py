@@ -1,3 +1,5 @@
+import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -5,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from liveness.evidence.engines import ThreadedJob
 from liveness.scoring import (
     ScoringPolicy,
     compute_features,
@@ -12,6 +15,7 @@ from liveness.scoring import (
     post_death_traces,
 )
 from liveness.scoring import features as feature_module
+from liveness.scoring.features import FeatureAccumulator
 
 POLICY_PATH = Path(__file__).parents[3] / "config" / "scoring.toml"
 AS_OF = 20_453  # 2025-12-31
@@ -161,3 +165,73 @@ def test_post_death_traces_match_reference(policy: ScoringPolicy, seed: int) -> 
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, want)
     assert want.sum() > 0
+
+
+@pytest.mark.parametrize("when", ["before", "midway", "after", "concurrently"])
+@pytest.mark.parametrize("seed", range(3))
+def test_result_is_the_same_whenever_its_arrays_are_prepared(
+    policy: ScoringPolicy, seed: int, when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepared arrays must hold the same features as arrays `result` allocates itself, and a
+    # preparation that comes after `result` must not touch what it returned.
+    monkeypatch.setattr(feature_module, "RESULT_BLOCK", 7)
+    n_persons = 50
+    traces = random_traces(policy, seed=seed, n_persons=n_persons, n_traces=1200)
+    want = reference(policy, traces, n_persons)
+
+    def accumulate(accumulator: FeatureAccumulator, sources: np.ndarray) -> None:
+        for source in sources:
+            rows = traces["source_code"] == source
+            accumulator.add(
+                person_idx=traces["person_idx"][rows], source=int(source),
+                kind_code=traces["kind_code"][rows], day=traces["day"][rows],
+            )  # fmt: skip
+
+    accumulator = FeatureAccumulator(n_persons=n_persons, as_of_day=AS_OF, policy=policy)
+    sources = np.unique(traces["source_code"])
+    if when == "before":
+        accumulator.prepare_result()
+    accumulate(accumulator, sources[: len(sources) // 2])
+    if when == "midway":
+        accumulator.prepare_result()
+    if when == "concurrently":
+        preparing = threading.Thread(target=accumulator.prepare_result)
+        preparing.start()
+    accumulate(accumulator, sources[len(sources) // 2 :])
+    got = accumulator.result()
+    if when == "concurrently":
+        preparing.join()
+    if when == "after":
+        accumulator.prepare_result()
+        assert accumulator._result_arrays is None
+    np.testing.assert_array_equal(got.last_day, want["last"])
+    np.testing.assert_array_equal(got.face_pass_day, want["face"])
+    for i, window in enumerate(policy.recent_windows):
+        np.testing.assert_allclose(got.window_weight[i], want["weight"][window], rtol=1e-5)
+    np.testing.assert_allclose(got.long_weight, want["weight"][policy.long], rtol=1e-5)
+    fresh = compute_features(**traces, n_persons=n_persons, as_of_day=AS_OF, policy=policy)
+    for name in ("last_day", "window_weight", "long_weight", "recent_sources"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(fresh, name))
+
+
+def test_a_job_prepares_only_while_its_work_runs() -> None:
+    # The waiting thread's preparation runs while the work is still going, never after it.
+    prepared: list[bool] = []
+    release = threading.Event()
+
+    def work(stop: threading.Event) -> Any:
+        release.wait(5)
+        return "evidence"
+
+    def before_wait() -> None:
+        prepared.append(True)
+        release.set()
+
+    job = ThreadedJob(work, name="test-job", before_wait=before_wait)
+    assert job.result() == "evidence"
+    assert prepared == [True]
+    done = ThreadedJob(lambda stop: "evidence", name="test-job", before_wait=before_wait)
+    while not done._future.done():
+        time.sleep(0.001)
+    assert done.result() == "evidence"
+    assert prepared == [True]
