@@ -22,7 +22,10 @@ person), compacts it, then measures in fresh interpreters (so that each peak RSS
   (``spark_s``), its features and levels checked against ours for every person; with
   ``--spark-evidence-url`` the executors read the store from there (a copy on ``hdfs://``).
 
-The last line holds the figures as ``key=value`` pairs.
+The last line holds the figures as ``key=value`` pairs; ``ours_sys_s`` and ``duckdb_sys_s`` are
+the kernel's share of the nightly run's and DuckDB's CPU (page faults above all: on a virtual
+machine that returns freed memory to its host, memory touched for the first time costs far
+more than on bare metal, see bench/README.md).
 
 Building the full size takes about 10 minutes. With ``--keep --workdir DIR`` the built store
 stays in ``DIR/bench-scoring-<persons>-<traces>-<months>-<seed>`` and the next run with the
@@ -37,6 +40,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -259,8 +263,17 @@ def _files(services: Any) -> list[str]:
     return [str(services.store.root / path) for path in _parts(services)]
 
 
+def _cpu_s() -> tuple[float, float]:
+    """Return this process's CPU seconds so far, all threads: in user space and in the kernel."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
 def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]:
-    """Take the snapshot with the store's engine and grade everyone; return both and the time."""
+    """Take the snapshot with the store's engine and grade everyone; return both and the time.
+
+    The CPU it took (user and kernel) is left in `LAST_CPU_S`, for the figures.
+    """
     from liveness.evidence.snapshot import take_snapshot
     from liveness.memory import return_large_blocks, reused_blocks
     from liveness.scoring import NO_LEVEL, benefit_type_codes, grade
@@ -268,7 +281,7 @@ def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]
     # Memory as a run sets it up (`liveness.certification.runner` and `.run`).
     return_large_blocks()
     policies = services.policies
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), _cpu_s()
     with services.sessions.begin() as session, reused_blocks():
         snapshot = take_snapshot(
             session, as_of=as_of, store=services.store, scoring=policies.scoring,
@@ -280,7 +293,13 @@ def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]
         previous_level=np.full(len(snapshot.roll), NO_LEVEL, dtype=np.int8),
         policy=policies.scoring,
     )  # fmt: skip
-    return snapshot, grades, time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    LAST_CPU_S[:] = [after - before for after, before in zip(_cpu_s(), cpu, strict=True)]
+    return snapshot, grades, seconds
+
+
+# The user and kernel CPU seconds of the last `_snapshot_and_grade`.
+LAST_CPU_S = [0.0, 0.0]
 
 
 def _save_all(path: Path, snapshot: Any, grades: Any) -> None:
@@ -312,6 +331,7 @@ def child_ours(
     return {
         "seconds": seconds, "peak_mb": peak_rss_mb(), "persons": len(snapshot.roll),
         "traces": snapshot.trace_count, "levels": float(np.bincount(grades.level).size),
+        "user_s": LAST_CPU_S[0], "sys_s": LAST_CPU_S[1],
     }  # fmt: skip
 
 
@@ -439,16 +459,19 @@ def child_duckdb(workdir: Path, as_of: dt.date, sample_path: Path) -> dict[str, 
     connection = duckdb.connect()
     timings = {}
     results = {}
+    cpu = {}
     for name, two_step in (("wide", False), ("two_step", True)):
-        began = time.perf_counter()
+        began, before = time.perf_counter(), _cpu_s()
         results[name] = connection.execute(
             _duckdb_sql(files, as_of, two_step=two_step)
         ).fetchnumpy()
         timings[name] = time.perf_counter() - began
+        cpu[name] = [after - start for after, start in zip(_cpu_s(), before, strict=True)]
     best = min(timings, key=lambda name: timings[name])
     mismatches = _disagreements(results[best], np.load(sample_path))
     return {"seconds": timings[best], "wide_s": timings["wide"],
-            "two_step_s": timings["two_step"], "mismatches": mismatches}  # fmt: skip
+            "two_step_s": timings["two_step"], "mismatches": mismatches,
+            "user_s": cpu[best][0], "sys_s": cpu[best][1]}  # fmt: skip
 
 
 def _disagreements(result: dict[str, Any], ours: Any) -> float:
@@ -564,7 +587,8 @@ def run(
     everyone = workdir / "ours-all.npz"
     ours = measure("ours", str(workdir), as_of.isoformat(), str(sample), str(everyone))
     print(f"ours, nightly: {ours['seconds']:.2f} s for {int(ours['traces']):,} linked traces, "
-          f"peak {ours['peak_mb']:,.0f} MB", flush=True)  # fmt: skip
+          f"peak {ours['peak_mb']:,.0f} MB; CPU {ours['user_s']:.2f} s user, "
+          f"{ours['sys_s']:.2f} s system", flush=True)  # fmt: skip
     for path in (cold_sample, changed_sample):
         with np.load(path) as first, np.load(sample) as later:
             if any(not np.array_equal(first[key], later[key]) for key in first.files):
@@ -573,10 +597,11 @@ def run(
         import duckdb  # noqa: F401
     except ImportError:
         print("duckdb is not installed (pip install -e '.[bench]'): skipping the comparison")
-        duck = {"seconds": float("nan")}
+        duck = {"seconds": float("nan"), "sys_s": float("nan")}
     else:
         duck = measure("duckdb", str(workdir), as_of.isoformat(), str(sample))
-        print(f"duckdb: wide FILTER {duck['wide_s']:.2f} s, two-step {duck['two_step_s']:.2f} s; "
+        print(f"duckdb: wide FILTER {duck['wide_s']:.2f} s, two-step {duck['two_step_s']:.2f} s "
+              f"(the faster: CPU {duck['user_s']:.2f} s user, {duck['sys_s']:.2f} s system); "
               f"{int(duck['mismatches'])} of {SAMPLE:,} sampled persons disagree with ours",
               flush=True)  # fmt: skip
         if duck["mismatches"]:
@@ -608,6 +633,8 @@ def run(
         "first_ratio": cold["seconds"] / duck["seconds"],
         "ours_changed_s": changed["seconds"],
         "changed_ratio": changed["seconds"] / duck["seconds"],
+        "ours_sys_s": ours["sys_s"],
+        "duckdb_sys_s": duck["sys_s"],
         **spark_figures,
     }
 

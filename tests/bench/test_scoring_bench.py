@@ -13,7 +13,8 @@ from tests.bench.conftest import run_bench
 
 EXPECTED_KEYS = [
     "persons", "traces", "ours_s", "duckdb_s", "ratio", "scan_s", "peak_rss_mb", "increment_s",
-    "ours_first_s", "first_ratio", "ours_changed_s", "changed_ratio",
+    "ours_first_s", "first_ratio", "ours_changed_s", "changed_ratio", "ours_sys_s",
+    "duckdb_sys_s",
 ]  # fmt: skip
 SPARK_KEYS = [
     "spark_s",
@@ -36,6 +37,7 @@ def test_benchmark_prints_figures_as_key_values(tmp_path: Path) -> None:
     # duckdb_s and ratio are "nan" where duckdb is not installed; the rest are measured.
     for key in ("ours_s", "scan_s", "peak_rss_mb", "increment_s", "ours_first_s", "ours_changed_s"):
         assert float(pairs[key]) > 0
+    assert float(pairs["ours_sys_s"]) >= 0
     assert list(tmp_path.iterdir()) == []  # the temporary store is cleaned up
 
 
