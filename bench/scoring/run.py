@@ -270,10 +270,7 @@ def _cpu_s() -> tuple[float, float]:
 
 
 def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]:
-    """Take the snapshot with the store's engine and grade everyone; return both and the time.
-
-    The CPU it took (user and kernel) is left in `LAST_CPU_S`, for the figures.
-    """
+    """Take the snapshot with the store's engine and grade everyone; return both and the time."""
     from liveness.evidence.snapshot import take_snapshot
     from liveness.memory import return_large_blocks, reused_blocks
     from liveness.scoring import NO_LEVEL, benefit_type_codes, grade
@@ -281,7 +278,7 @@ def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]
     # Memory as a run sets it up (`liveness.certification.runner` and `.run`).
     return_large_blocks()
     policies = services.policies
-    began, cpu = time.perf_counter(), _cpu_s()
+    began = time.perf_counter()
     with services.sessions.begin() as session, reused_blocks():
         snapshot = take_snapshot(
             session, as_of=as_of, store=services.store, scoring=policies.scoring,
@@ -293,13 +290,7 @@ def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]
         previous_level=np.full(len(snapshot.roll), NO_LEVEL, dtype=np.int8),
         policy=policies.scoring,
     )  # fmt: skip
-    seconds = time.perf_counter() - began
-    LAST_CPU_S[:] = [after - before for after, before in zip(_cpu_s(), cpu, strict=True)]
-    return snapshot, grades, seconds
-
-
-# The user and kernel CPU seconds of the last `_snapshot_and_grade`.
-LAST_CPU_S = [0.0, 0.0]
+    return snapshot, grades, time.perf_counter() - began
 
 
 def _save_all(path: Path, snapshot: Any, grades: Any) -> None:
@@ -316,7 +307,9 @@ def child_ours(
 ) -> dict[str, float]:
     """Take the snapshot and grade everyone; save a sample of the features for checking."""
     services = _services(workdir)
+    before = _cpu_s()
     snapshot, grades, seconds = _snapshot_and_grade(services, as_of)
+    user_s, sys_s = (after - start for after, start in zip(_cpu_s(), before, strict=True))
     if sample_path is not None:
         rng = np.random.default_rng(0)
         rows = np.sort(rng.choice(len(snapshot.roll), min(SAMPLE, len(snapshot.roll)), False))
@@ -331,7 +324,7 @@ def child_ours(
     return {
         "seconds": seconds, "peak_mb": peak_rss_mb(), "persons": len(snapshot.roll),
         "traces": snapshot.trace_count, "levels": float(np.bincount(grades.level).size),
-        "user_s": LAST_CPU_S[0], "sys_s": LAST_CPU_S[1],
+        "user_s": user_s, "sys_s": sys_s,
     }  # fmt: skip
 
 
