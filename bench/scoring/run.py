@@ -269,6 +269,12 @@ def _cpu_s() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
+def _cpu_since(before: tuple[float, float]) -> tuple[float, float]:
+    """Return the user and kernel CPU seconds spent since `_cpu_s` returned `before`."""
+    user, kernel = _cpu_s()
+    return user - before[0], kernel - before[1]
+
+
 def _snapshot_and_grade(services: Any, as_of: dt.date) -> tuple[Any, Any, float]:
     """Take the snapshot with the store's engine and grade everyone; return both and the time."""
     from liveness.evidence.snapshot import take_snapshot
@@ -309,7 +315,7 @@ def child_ours(
     services = _services(workdir)
     before = _cpu_s()
     snapshot, grades, seconds = _snapshot_and_grade(services, as_of)
-    user_s, sys_s = (after - start for after, start in zip(_cpu_s(), before, strict=True))
+    user_s, sys_s = _cpu_since(before)
     if sample_path is not None:
         rng = np.random.default_rng(0)
         rows = np.sort(rng.choice(len(snapshot.roll), min(SAMPLE, len(snapshot.roll)), False))
@@ -459,7 +465,7 @@ def child_duckdb(workdir: Path, as_of: dt.date, sample_path: Path) -> dict[str, 
             _duckdb_sql(files, as_of, two_step=two_step)
         ).fetchnumpy()
         timings[name] = time.perf_counter() - began
-        cpu[name] = [after - start for after, start in zip(_cpu_s(), before, strict=True)]
+        cpu[name] = _cpu_since(before)
     best = min(timings, key=lambda name: timings[name])
     mismatches = _disagreements(results[best], np.load(sample_path))
     return {"seconds": timings[best], "wide_s": timings["wide"],

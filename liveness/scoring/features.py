@@ -333,13 +333,9 @@ class FeatureAccumulator:
         with self._result_lock:
             self._result_taken = True
             prepared, self._result_arrays = self._result_arrays, None
-        if prepared is not None:
-            window_weight, long_weight, last_day = prepared
-        else:
-            shape = (n, len(policy.sources))
-            window_weight = np.empty((len(recent), *shape), dtype=np.float32)
-            long_weight = np.empty(shape, dtype=np.float32)
-            last_day = np.empty(shape, dtype=np.int32)
+        window_weight, long_weight, last_day = (
+            prepared if prepared is not None else self._new_result_arrays()
+        )
         for lo in range(0, n, RESULT_BLOCK):
             hi = min(lo + RESULT_BLOCK, n)
             last_day[lo:hi] = self._last[:, lo:hi].T
