@@ -56,6 +56,7 @@ class Services:
             master=self.settings.spark_master,
             evidence_url=self.settings.spark_evidence_url,
             shuffle_partitions=self.settings.spark_shuffle_partitions,
+            collect_persons=self.settings.spark_collect_persons,
         )
         return EvidenceStore(self.settings.evidence_dir, engine=engine)
 

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         description="Spark's shuffle partitions for the features (`spark.sql.shuffle.partitions`): "
         "a few per executor core.",
     )  # fmt: skip
+    spark_collect_persons: int = Field(
+        default=1_000_000, ge=1,
+        description="Persons whose sums the spark engine brings back to this process at once "
+        "(about 200 bytes each): ranges of person ids collected in turn, so that no roll "
+        "needs spark.driver.maxResultSize raised.",
+    )  # fmt: skip
     config_dir: Path = Field(
         default_factory=default_config_dir,
         description="Folder of the policy files (scoring.toml, sources.toml, ...). Default: "

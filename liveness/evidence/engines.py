@@ -111,8 +111,9 @@ class ThreadedJob:
 
 
 def spark_engine(
-    *, master: str, evidence_url: str | None, shuffle_partitions: int
-) -> FeatureEngine:
+    *, master: str, evidence_url: str | None, shuffle_partitions: int,
+    collect_persons: int = 1_000_000,
+) -> FeatureEngine:  # fmt: skip
     """Return the Spark engine, or say clearly what is missing to run it."""
     if importlib.util.find_spec("pyspark") is None:
         raise ConfigurationError(
@@ -122,5 +123,6 @@ def spark_engine(
     from liveness.evidence.spark_engine import SparkEngine
 
     return SparkEngine(
-        master=master, evidence_url=evidence_url, shuffle_partitions=shuffle_partitions
-    )
+        master=master, evidence_url=evidence_url, shuffle_partitions=shuffle_partitions,
+        collect_persons=collect_persons,
+    )  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import reduce
 
@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 from py4j.protocol import Py4JJavaError
+from pyspark import StorageLevel
 from pyspark.errors import AnalysisException, PySparkException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F  # noqa: N812 (Spark's own idiom)
@@ -43,7 +44,7 @@ from liveness.evidence.engines import EvidenceJob, PersonEvidence, ThreadedJob
 from liveness.evidence.parts import VOIDED_KIND, day_number
 from liveness.evidence.store import EvidenceStore
 from liveness.scoring import ScoringPolicy
-from liveness.scoring.features import FeatureAccumulator
+from liveness.scoring.features import EvidenceFeatures, FeatureAccumulator, join_features
 
 # The columns the features need. `record_hash` is Parquet's unsigned 64-bit integer, which
 # Spark reads as a 20-digit decimal: only its equality matters here.
@@ -102,6 +103,8 @@ class _Request:
     as_of_day: int
     low: int
     death_day: npt.NDArray[np.int32]
+    # Persons whose sums come back to this process at once (`LIVENESS_SPARK_COLLECT_PERSONS`).
+    collect_persons: int = 1_000_000
 
 
 class SparkEngine:
@@ -110,11 +113,13 @@ class SparkEngine:
     name = "spark"
 
     def __init__(
-        self, *, master: str, evidence_url: str | None = None, shuffle_partitions: int = 8
-    ) -> None:
+        self, *, master: str, evidence_url: str | None = None, shuffle_partitions: int = 8,
+        collect_persons: int = 1_000_000,
+    ) -> None:  # fmt: skip
         self.master = master
         self.evidence_url = evidence_url
         self.shuffle_partitions = shuffle_partitions
+        self.collect_persons = collect_persons
 
     def spark(self) -> SparkSession:
         """Return the Spark session of this process (one, created on first use)."""
@@ -170,6 +175,7 @@ class SparkEngine:
         request = _Request(
             parts=parts, scoring=scoring, as_of_day=day_number(as_of),
             low=day_number(as_of) - (scoring.long - 1), death_day=death_day,
+            collect_persons=self.collect_persons,
         )  # fmt: skip
         tag = f"liveness-evidence-{uuid.uuid4().hex[:12]}"
         spark = self.spark()
@@ -192,10 +198,12 @@ class SparkEngine:
                 # Spark names no error condition for it: only its message says so.
                 if "spark.driver.maxResultSize" not in str(error):
                     raise
+                persons = min(len(death_day), self.collect_persons)
                 raise ConfigurationError(
-                    f"the Spark engine's sums for {len(death_day):,} person ids (about 200 "
-                    "bytes each) exceed spark.driver.maxResultSize: raise it, and "
-                    "spark.driver.memory, in $SPARK_CONF_DIR/spark-defaults.conf"
+                    f"the Spark engine's sums for {persons:,} person ids at once (about 200 "
+                    "bytes each) exceed spark.driver.maxResultSize: lower "
+                    "LIVENESS_SPARK_COLLECT_PERSONS, or raise spark.driver.maxResultSize and "
+                    "spark.driver.memory in $SPARK_CONF_DIR/spark-defaults.conf"
                 ) from None
             finally:
                 spark.removeTag(tag)
@@ -272,55 +280,88 @@ def _traces(spark: SparkSession, request: _Request) -> DataFrame:
 
 
 def _evidence(spark: SparkSession, request: _Request) -> PersonEvidence:
-    """Run the Spark job: sums per (person, source) and the dead's traces, into arrays."""
+    """Run the Spark job: sums per (person, source) and the dead's traces, into arrays.
+
+    The sums come back a range of person ids at a time (`collect_persons`), each range turned
+    into its features before the next is collected: this process never holds more than one
+    range's sums and accumulator beside the features, and no collect exceeds the driver's
+    limit whatever the roll. With several ranges the job's result is kept by Spark (memory,
+    then disk) and each range read from it, so the traces are scanned once.
+    """
     n = len(request.death_day)
-    accumulator = FeatureAccumulator(
-        n_persons=n, as_of_day=request.as_of_day, policy=request.scoring
-    )
+    scoring = request.scoring
     if not request.parts:
-        return PersonEvidence(features=accumulator.result(), traces=_EMPTY_TRACES, count=0)
+        empty = FeatureAccumulator(n_persons=n, as_of_day=request.as_of_day, policy=scoring)
+        return PersonEvidence(features=empty.result(), traces=_EMPTY_TRACES, count=0)
     traces = _traces(spark, request).where(
         F.col("person_id").between(0, n - 1) & F.col("kind_code").isNotNull()
     )
+    windows = FeatureAccumulator.windows_of(scoring)
     age = F.lit(request.as_of_day) - F.col("day")
     # A trace's age bucket: how many window edges its age reaches (as np.searchsorted, right).
     bucket = reduce(
-        lambda total, edge: total + F.when(age >= edge, 1).otherwise(0),
-        accumulator.windows,
-        F.lit(0),
+        lambda total, edge: total + F.when(age >= edge, 1).otherwise(0), windows, F.lit(0)
     )
     evidence = F.col("weight") > 0
     sums: list[Column] = [
         F.sum(F.when(bucket == b, F.col("weight")).otherwise(F.lit(0.0))).alias(f"bucket_{b}")
-        for b in range(accumulator.buckets)
+        for b in range(len(windows) + 1)
     ]
-    totals = (
-        traces.groupBy("person_id", "source_code")
-        .agg(
-            *sums,
-            F.coalesce(F.max(F.when(evidence, F.col("day"))), F.lit(-1)).alias("last_day"),
-            F.coalesce(F.max(F.when(evidence & F.col("settles"), F.col("day"))), F.lit(-1)).alias(
-                "settle_day"
-            ),
-            F.count(F.lit(1)).alias("traces"),
-        )
-        .toArrow()
+    totals = traces.groupBy("person_id", "source_code").agg(
+        *sums,
+        F.coalesce(F.max(F.when(evidence, F.col("day"))), F.lit(-1)).alias("last_day"),
+        F.coalesce(F.max(F.when(evidence & F.col("settles"), F.col("day"))), F.lit(-1)).alias(
+            "settle_day"
+        ),
+        F.count(F.lit(1)).alias("traces"),
+    )
+    ranges = person_ranges(n, request.collect_persons)
+    if len(ranges) > 1:
+        totals = totals.persist(StorageLevel.MEMORY_AND_DISK)
+    counted = [0]
+
+    def blocks() -> Iterator[EvidenceFeatures]:
+        for lo, hi in ranges:
+            chunk = (
+                totals if len(ranges) == 1 else totals.where(F.col("person_id").between(lo, hi - 1))
+            )
+            table = chunk.toArrow()
+            counted[0] += int(_column(table, "traces", np.int64).sum())
+            yield _range_features(table, lo=lo, hi=hi, request=request)
+
+    try:
+        features = join_features(blocks(), n_persons=n)
+    finally:
+        if len(ranges) > 1:
+            totals.unpersist()
+    return PersonEvidence(
+        features=features,
+        traces=_dead_traces(spark, traces, request.death_day),
+        count=counted[0],
+    )
+
+
+def person_ranges(n_persons: int, size: int) -> list[tuple[int, int]]:
+    """Return consecutive ranges [lo, hi) of at most `size` person ids covering 0..n_persons-1."""
+    return [(lo, min(lo + size, n_persons)) for lo in range(0, n_persons, size)] or [(0, 0)]
+
+
+def _range_features(table: pa.Table, *, lo: int, hi: int, request: _Request) -> EvidenceFeatures:
+    """Turn one range's collected sums (person ids lo..hi-1) into that range's features."""
+    accumulator = FeatureAccumulator(
+        n_persons=hi - lo, as_of_day=request.as_of_day, policy=request.scoring
     )
     accumulator.add_totals(
-        person_idx=_column(totals, "person_id", np.int32),
-        source=_column(totals, "source_code", np.int8),
+        person_idx=_column(table, "person_id", np.int32) - np.int32(lo),
+        source=_column(table, "source_code", np.int8),
         bucket_weight=np.stack(
-            [_column(totals, f"bucket_{b}", np.float64) for b in range(accumulator.buckets)],
+            [_column(table, f"bucket_{b}", np.float64) for b in range(accumulator.buckets)],
             axis=1,
         ),
-        last_day=_column(totals, "last_day", np.int32),
-        settle_day=_column(totals, "settle_day", np.int32),
+        last_day=_column(table, "last_day", np.int32),
+        settle_day=_column(table, "settle_day", np.int32),
     )
-    return PersonEvidence(
-        features=accumulator.result(),
-        traces=_dead_traces(spark, traces, request.death_day),
-        count=int(_column(totals, "traces", np.int64).sum()),
-    )
+    return accumulator.result()
 
 
 def _dead_traces(

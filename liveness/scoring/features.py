@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ from liveness.scoring.policy import ScoringPolicy
 
 __all__ = [
     "EvidenceFeatures", "FeatureAccumulator", "PartSummary", "agreeing_groups",
-    "compute_features", "group_columns", "post_death_traces",
+    "compute_features", "group_columns", "join_features", "post_death_traces",
 ]  # fmt: skip
 
 
@@ -136,7 +136,7 @@ class FeatureAccumulator:
         self.n_persons = n_persons
         self.as_of_day = int(as_of_day)
         self.policy = policy
-        self.windows = tuple(sorted({*policy.recent_windows, policy.long}))
+        self.windows = self.windows_of(policy)
         # Bucket b holds ages inside windows[b] but outside windows[b - 1]; the last bucket
         # holds evidence older than every window (it counts for the last day only).
         self.buckets = len(self.windows) + 1
@@ -156,6 +156,11 @@ class FeatureAccumulator:
         self._result_lock = threading.Lock()
         self._result_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._result_taken = False
+
+    @staticmethod
+    def windows_of(policy: ScoringPolicy) -> tuple[int, ...]:
+        """Return the policy's window lengths in days, ascending: the age buckets' edges."""
+        return tuple(sorted({*policy.recent_windows, policy.long}))
 
     def prepare_result(self) -> None:
         """Allocate the result's arrays and touch their pages, from a thread that would wait.
@@ -359,6 +364,52 @@ class FeatureAccumulator:
             face_pass_day=self._face[:n].copy(),
             recent_sources=recent_sources,
         )
+
+
+def join_features(blocks: Iterable[EvidenceFeatures], *, n_persons: int) -> EvidenceFeatures:
+    """Join the features of consecutive blocks of persons, in order, into those of all of them.
+
+    Each block is copied into the joined arrays as it comes, so a caller that produces the
+    blocks one at a time (a generator) holds one block beside the result, never all of them.
+    A single block covering everyone is returned as it is.
+    """
+    joined: EvidenceFeatures | None = None
+    whole: EvidenceFeatures | None = None
+    at = 0
+    for block in blocks:
+        m = block.n_persons
+        if at + m > n_persons:
+            raise ValueError(f"the blocks hold more than {n_persons:,} persons")
+        if at == 0 and m == n_persons:
+            whole, at = block, m
+            continue
+        if joined is None:
+            joined = EvidenceFeatures(
+                as_of_day=block.as_of_day,
+                last_day=np.empty((n_persons, *block.last_day.shape[1:]), block.last_day.dtype),
+                recent_weight=block.recent_weight,  # replaced below by the joined window's row
+                long_weight=np.empty((n_persons, *block.long_weight.shape[1:]), np.float32),
+                window_weight=np.empty(
+                    (block.window_weight.shape[0], n_persons, *block.window_weight.shape[2:]),
+                    np.float32,
+                ),
+                face_pass_day=np.empty(n_persons, block.face_pass_day.dtype),
+                recent_sources=np.empty(n_persons, block.recent_sources.dtype),
+            )
+        rows = slice(at, at + m)
+        joined.last_day[rows] = block.last_day
+        joined.long_weight[rows] = block.long_weight
+        joined.window_weight[:, rows] = block.window_weight
+        joined.face_pass_day[rows] = block.face_pass_day
+        joined.recent_sources[rows] = block.recent_sources
+        at += m
+    if at != n_persons:
+        raise ValueError(f"the blocks hold {at:,} persons, not {n_persons:,}")
+    if whole is not None:
+        return whole
+    if joined is None:
+        raise ValueError("no blocks of features to join")
+    return dataclasses.replace(joined, recent_weight=joined.window_weight[0])
 
 
 def compute_features(

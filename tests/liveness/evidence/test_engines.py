@@ -297,6 +297,36 @@ def test_spark_equals_the_local_engine_for_every_person(
         assert len(set(levels.tolist()) - {NO_LEVEL}) >= 3
 
 
+def test_spark_brings_the_sums_back_range_by_range(
+    city_services: Services, spark: FeatureEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A roll of ~300 person ids collected 37 at a time: each range's sums hold its persons
+    # and no others, and the joined features are the local engine's, bit for bit.
+    from liveness.evidence import spark_engine as module
+
+    ranges: list[tuple[int, int, int]] = []
+    turn_into_features = module._range_features
+
+    def checked(table: pa.Table, *, lo: int, hi: int, request: object) -> object:
+        persons = table["person_id"].to_numpy()
+        assert hi - lo <= 37 and np.all((persons >= lo) & (persons < hi))
+        ranges.append((lo, hi, len(persons)))
+        return turn_into_features(table, lo=lo, hi=hi, request=request)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "_range_features", checked)
+    ranged = module.SparkEngine(master="local[2]", shuffle_partitions=2, collect_persons=37)
+    with session_scope(city_services.sessions) as session:
+        local = _snapshot(city_services, session, LocalEngine())
+        other = _snapshot(city_services, session, ranged)
+    for name in FEATURES:
+        assert np.array_equal(getattr(local.features, name), getattr(other.features, name)), name
+    assert local.trace_count == other.trace_count > 0
+    assert np.array_equal(local.post_death, other.post_death)
+    # Consecutive ranges from id 0 past the highest, every one with sums to bring back.
+    assert [lo for lo, _, _ in ranges] == list(range(0, ranges[-1][1], 37))
+    assert len(ranges) >= 8 and all(rows > 0 for _, _, rows in ranges)
+
+
 def test_the_corrections_are_in_the_store(city_services: Services) -> None:
     # Six correction rows over four records: what the equalities above read through.
     with session_scope(city_services.sessions) as session:

@@ -1,3 +1,4 @@
+import itertools
 import threading
 import time
 from collections import defaultdict
@@ -6,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from liveness.evidence.engines import ThreadedJob
 from liveness.scoring import (
@@ -235,3 +238,48 @@ def test_a_job_prepares_only_while_its_work_runs() -> None:
         time.sleep(0.001)
     assert done.result() == "evidence"
     assert prepared == [True]
+
+
+FEATURE_ARRAYS = (
+    "last_day", "recent_weight", "long_weight", "window_weight", "face_pass_day",
+    "recent_sources",
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), n_persons=st.integers(0, 40), seed=st.integers(0, 2**16))
+def test_features_of_consecutive_blocks_join_into_everyones(
+    policy: ScoringPolicy, data: st.DataObject, n_persons: int, seed: int
+) -> None:
+    # Any split of the persons into consecutive blocks (empty ones included), each block's
+    # features computed from its own persons' traces alone, joins into the features of all.
+    traces = random_traces(policy, seed=seed, n_persons=max(n_persons, 1), n_traces=300)
+    if n_persons == 0:
+        traces = {key: values[:0] for key, values in traces.items()}
+    whole = compute_features(**traces, n_persons=n_persons, as_of_day=AS_OF, policy=policy)
+    cuts = sorted(data.draw(st.lists(st.integers(0, n_persons), max_size=6)))
+    edges = [0, *cuts, n_persons]
+    blocks = []
+    for lo, hi in itertools.pairwise(edges):
+        mine = (traces["person_idx"] >= lo) & (traces["person_idx"] < hi)
+        local = {key: values[mine] for key, values in traces.items()}
+        local["person_idx"] = local["person_idx"] - np.int32(lo)
+        blocks.append(compute_features(**local, n_persons=hi - lo, as_of_day=AS_OF, policy=policy))
+    joined = feature_module.join_features(iter(blocks), n_persons=n_persons)
+    for name in FEATURE_ARRAYS:
+        got, want = getattr(joined, name), getattr(whole, name)
+        assert got.dtype == want.dtype and np.array_equal(got, want), name
+    # The default window's weights are a row of the windows' (as the accumulator gives them).
+    assert n_persons == 0 or np.shares_memory(joined.recent_weight, joined.window_weight)
+
+
+def test_joining_blocks_that_do_not_cover_the_persons_is_refused(policy: ScoringPolicy) -> None:
+    traces = random_traces(policy, seed=1, n_persons=10, n_traces=50)
+    block = compute_features(**traces, n_persons=10, as_of_day=AS_OF, policy=policy)
+    assert feature_module.join_features([block], n_persons=10) is block  # one block: as it is
+    with pytest.raises(ValueError, match="more than 15"):
+        feature_module.join_features([block, block], n_persons=15)
+    with pytest.raises(ValueError, match="hold 10 persons, not 12"):
+        feature_module.join_features([block], n_persons=12)
+    with pytest.raises(ValueError, match="no blocks"):
+        feature_module.join_features([], n_persons=0)
