@@ -11,6 +11,7 @@ into the same arrays, bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import uuid
@@ -315,33 +316,37 @@ def _evidence(spark: SparkSession, request: _Request) -> PersonEvidence:
         ),
         F.count(F.lit(1)).alias("traces"),
     )
-    ranges = person_ranges(n, request.collect_persons)
+    ranges = _person_ranges(n, request.collect_persons)
     if len(ranges) > 1:
         totals = totals.persist(StorageLevel.MEMORY_AND_DISK)
-    counted = [0]
+    count = 0
 
     def blocks() -> Iterator[EvidenceFeatures]:
+        nonlocal count
         for lo, hi in ranges:
             chunk = (
                 totals if len(ranges) == 1 else totals.where(F.col("person_id").between(lo, hi - 1))
             )
             table = chunk.toArrow()
-            counted[0] += int(_column(table, "traces", np.int64).sum())
+            count += int(_column(table, "traces", np.int64).sum())
             yield _range_features(table, lo=lo, hi=hi, request=request)
 
     try:
         features = join_features(blocks(), n_persons=n)
     finally:
         if len(ranges) > 1:
-            totals.unpersist()
+            # After a failure (a cancelled job, a lost session), releasing the kept result
+            # may fail too: the first error is the one to report.
+            with contextlib.suppress(Py4JJavaError, PySparkException):
+                totals.unpersist()
     return PersonEvidence(
         features=features,
         traces=_dead_traces(spark, traces, request.death_day),
-        count=counted[0],
+        count=count,
     )
 
 
-def person_ranges(n_persons: int, size: int) -> list[tuple[int, int]]:
+def _person_ranges(n_persons: int, size: int) -> list[tuple[int, int]]:
     """Return consecutive ranges [lo, hi) of at most `size` person ids covering 0..n_persons-1."""
     return [(lo, min(lo + size, n_persons)) for lo in range(0, n_persons, size)] or [(0, 0)]
 

@@ -266,15 +266,23 @@ def test_spark_results_too_large_for_the_driver_are_refused_clearly(
         _snapshot(city_services, session, spark)
 
 
-def test_spark_equals_the_local_engine_for_every_person(
-    city_services: Services, spark: FeatureEngine
-) -> None:
-    with session_scope(city_services.sessions) as session:
-        local = _snapshot(city_services, session, LocalEngine())
-        other = _snapshot(city_services, session, spark)
+def _same_as_local(
+    services: Services, engine: FeatureEngine
+) -> tuple[EvidenceSnapshot, EvidenceSnapshot]:
+    """Take the snapshot with the local engine and with `engine`; check their features agree."""
+    with session_scope(services.sessions) as session:
+        local = _snapshot(services, session, LocalEngine())
+        other = _snapshot(services, session, engine)
     for name in FEATURES:
         assert np.array_equal(getattr(local.features, name), getattr(other.features, name)), name
     assert local.trace_count == other.trace_count > 0
+    return local, other
+
+
+def test_spark_equals_the_local_engine_for_every_person(
+    city_services: Services, spark: FeatureEngine
+) -> None:
+    local, other = _same_as_local(city_services, spark)
     # The traces that count against the dead, one by one (in any order).
     weight = city_services.policies.scoring.weight_of_kind
     after = {}
@@ -315,12 +323,7 @@ def test_spark_brings_the_sums_back_range_by_range(
 
     monkeypatch.setattr(module, "_range_features", checked)
     ranged = module.SparkEngine(master="local[2]", shuffle_partitions=2, collect_persons=37)
-    with session_scope(city_services.sessions) as session:
-        local = _snapshot(city_services, session, LocalEngine())
-        other = _snapshot(city_services, session, ranged)
-    for name in FEATURES:
-        assert np.array_equal(getattr(local.features, name), getattr(other.features, name)), name
-    assert local.trace_count == other.trace_count > 0
+    local, other = _same_as_local(city_services, ranged)
     assert np.array_equal(local.post_death, other.post_death)
     # Consecutive ranges from id 0 past the highest, every one with sums to bring back.
     assert [lo for lo, _, _ in ranges] == list(range(0, ranges[-1][1], 37))
