@@ -318,7 +318,10 @@ def _evidence(spark: SparkSession, request: _Request) -> PersonEvidence:
     )
     ranges = _person_ranges(n, request.collect_persons)
     if len(ranges) > 1:
-        totals = totals.persist(StorageLevel.MEMORY_AND_DISK)
+        # Sorted by person within each partition, the kept result's column batches each hold
+        # a narrow band of persons, and a range's read skips the batches outside it (Spark's
+        # in-memory partition pruning on their min/max): the ranges read it once in all.
+        totals = totals.sortWithinPartitions("person_id").persist(StorageLevel.MEMORY_AND_DISK)
     count = 0
 
     def blocks() -> Iterator[EvidenceFeatures]:
