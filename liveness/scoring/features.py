@@ -366,6 +366,12 @@ class FeatureAccumulator:
         )
 
 
+# The person axis of each array of the features that `join_features` joins.
+_PERSON_AXIS = {
+    "last_day": 0, "long_weight": 0, "window_weight": 1, "face_pass_day": 0, "recent_sources": 0,
+}  # fmt: skip
+
+
 def join_features(blocks: Iterable[EvidenceFeatures], *, n_persons: int) -> EvidenceFeatures:
     """Join the features of consecutive blocks of persons, in order, into those of all of them.
 
@@ -373,43 +379,35 @@ def join_features(blocks: Iterable[EvidenceFeatures], *, n_persons: int) -> Evid
     blocks one at a time (a generator) holds one block beside the result, never all of them.
     A single block covering everyone is returned as it is.
     """
-    joined: EvidenceFeatures | None = None
     whole: EvidenceFeatures | None = None
+    joined: dict[str, np.ndarray] = {}
+    as_of_day = 0
     at = 0
     for block in blocks:
         m = block.n_persons
         if at + m > n_persons:
             raise ValueError(f"the blocks hold more than {n_persons:,} persons")
-        if at == 0 and m == n_persons:
-            whole, at = block, m
+        as_of_day = block.as_of_day
+        if m == n_persons:
+            whole = block  # one block holds everyone: it is the result
+        if m in (0, n_persons):
+            at += m
             continue
-        if joined is None:
-            joined = EvidenceFeatures(
-                as_of_day=block.as_of_day,
-                last_day=np.empty((n_persons, *block.last_day.shape[1:]), block.last_day.dtype),
-                recent_weight=block.recent_weight,  # replaced below by the joined window's row
-                long_weight=np.empty((n_persons, *block.long_weight.shape[1:]), np.float32),
-                window_weight=np.empty(
-                    (block.window_weight.shape[0], n_persons, *block.window_weight.shape[2:]),
-                    np.float32,
-                ),
-                face_pass_day=np.empty(n_persons, block.face_pass_day.dtype),
-                recent_sources=np.empty(n_persons, block.recent_sources.dtype),
-            )
-        rows = slice(at, at + m)
-        joined.last_day[rows] = block.last_day
-        joined.long_weight[rows] = block.long_weight
-        joined.window_weight[:, rows] = block.window_weight
-        joined.face_pass_day[rows] = block.face_pass_day
-        joined.recent_sources[rows] = block.recent_sources
+        for name, axis in _PERSON_AXIS.items():
+            values = getattr(block, name)
+            if name not in joined:
+                shape = (*values.shape[:axis], n_persons, *values.shape[axis + 1 :])
+                joined[name] = np.empty(shape, dtype=values.dtype)
+            joined[name][(slice(None),) * axis + (slice(at, at + m),)] = values
         at += m
     if at != n_persons:
         raise ValueError(f"the blocks hold {at:,} persons, not {n_persons:,}")
     if whole is not None:
         return whole
-    if joined is None:
+    if not joined:
         raise ValueError("no blocks of features to join")
-    return dataclasses.replace(joined, recent_weight=joined.window_weight[0])
+    # The default window's weights are the first row of the windows', as `result` gives them.
+    return EvidenceFeatures(as_of_day=as_of_day, recent_weight=joined["window_weight"][0], **joined)
 
 
 def compute_features(
