@@ -75,7 +75,7 @@ KIND_SHARE: dict[str, dict[str, float]] = {
 UNLINKED_SHARE = 0.02
 INCREMENT_PER_PERSON = 0.3
 # Figures printed as integers on the last line.
-INTEGERS = ("persons", "traces", "spark_equal", "spark_tasks")
+INTEGERS = ("persons", "traces", "spark_equal", "spark_tasks", "ranges_count")
 # Marks a kept work folder whose store is built and compacted (--keep).
 BUILT = "built"
 
@@ -374,6 +374,60 @@ def child_spark(
     }  # fmt: skip
 
 
+def child_ranges(
+    workdir: Path, as_of: dt.date, range_persons: int, ours_path: Path,
+    spark: SparkOptions | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Snapshot and grade range by range (`snapshots_by_range`), keeping each person's level."""
+    from liveness.evidence.snapshot import snapshots_by_range
+    from liveness.memory import return_large_blocks
+    from liveness.scoring import NO_LEVEL, benefit_type_codes, grade
+
+    engine: dict[str, Any] = {}
+    if spark is not None:
+        engine = {
+            "engine": "spark", "spark_master": spark.master,
+            "spark_shuffle_partitions": spark.shuffle_partitions,
+            "spark_evidence_url": spark.evidence_url,
+        }  # fmt: skip
+    services = _services(workdir, **engine)
+    if spark is not None:
+        # The session's start-up, paid once by every process, is not the run's.
+        session = services.store.engine.spark()
+        session.createDataFrame([(1, 2.0)], "a int, b double").groupBy("a").sum("b").toArrow()
+    return_large_blocks()
+    policies = services.policies
+    persons, levels = [], []
+    began = time.perf_counter()
+    with services.sessions.begin() as session:
+        for snapshot in snapshots_by_range(
+            session, as_of=as_of, store=services.store, scoring=policies.scoring,
+            health=policies.health, range_persons=range_persons,
+        ):  # fmt: skip
+            grades = grade(
+                features=snapshot.features,
+                benefit_type=benefit_type_codes(snapshot.roll["benefit_type"]),
+                death_day=snapshot.death_day, degraded=snapshot.degraded,
+                previous_level=np.full(len(snapshot.roll), NO_LEVEL, dtype=np.int8),
+                policy=policies.scoring,
+            )  # fmt: skip
+            # What a caller keeps of a range: its persons' levels, not their features.
+            persons.append(snapshot.roll["person_id"].to_numpy())
+            levels.append(grades.level)
+    seconds = time.perf_counter() - began
+    with np.load(ours_path) as ours:
+        equal = np.array_equal(np.concatenate(persons), ours["person_id"]) and np.array_equal(
+            np.concatenate(levels), ours["level"]
+        )
+    jvm_peak = float("nan")
+    if spark is not None and not spark.master.startswith("sc://"):
+        jvm_peak = _jvm_peak_mb(services.store.engine.spark())
+    return {
+        "seconds": seconds, "ranges": float(len(levels)), "equal": float(equal),
+        "peak_mb": peak_rss_mb(), "jvm_peak_mb": jvm_peak,
+    }  # fmt: skip
+
+
 def child_increment(workdir: Path, as_of: dt.date, persons: int, seed: int) -> dict[str, float]:
     """Append one more day of traces as a delivery would, then regrade everyone."""
     services = _services(workdir)
@@ -555,7 +609,7 @@ class SparkOptions:
 
 def run(
     *, persons: int, traces: int, months: int, workdir: Path, seed: int,
-    spark: SparkOptions | None = None,
+    spark: SparkOptions | None = None, range_persons: int | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Build the store (unless built already), measure every contender; return the figures."""
     if (workdir / BUILT).exists():
@@ -609,6 +663,9 @@ def run(
     spark_figures = {}
     if spark is not None:
         spark_figures = _measure_spark(workdir, as_of, spark, everyone, ours["seconds"])
+    range_figures = {}
+    if range_persons is not None:
+        range_figures = _measure_ranges(workdir, as_of, range_persons, everyone, spark)
     everyone.unlink(missing_ok=True)
     # The increment appends to a clone, so that a kept store stays as built.
     clone = workdir / "increment"
@@ -635,7 +692,33 @@ def run(
         "ours_sys_s": ours["sys_s"],
         "duckdb_sys_s": duck["sys_s"],
         **spark_figures,
+        **range_figures,
     }
+
+
+def _measure_ranges(
+    workdir: Path, as_of: dt.date, range_persons: int, ours_path: Path,
+    spark: SparkOptions | None,
+) -> dict[str, float]:  # fmt: skip
+    """Measure the snapshot and grading by ranges of persons; fail if a level differs."""
+    options = [] if spark is None else [spark.master, str(spark.shuffle_partitions)]
+    if spark is not None and spark.evidence_url:
+        options.append(spark.evidence_url)
+    figures = measure(
+        "ranges", str(workdir), as_of.isoformat(), str(range_persons), str(ours_path), *options
+    )
+    where = "ours" if spark is None else f"spark on {spark.master}"
+    jvm = "" if spark is None else f" and {figures['jvm_peak_mb']:,.0f} MB in the JVM"
+    print(f"by ranges of {range_persons:,} person ids ({where}): {figures['seconds']:.2f} s in "
+          f"{int(figures['ranges'])} ranges, peak {figures['peak_mb']:,.0f} MB here{jvm}",
+          flush=True)  # fmt: skip
+    if not figures["equal"]:
+        raise SystemExit("graded range by range, some person's level differs from ours")
+    return {
+        "ranges_s": figures["seconds"], "ranges_count": figures["ranges"],
+        "ranges_peak_mb": figures["peak_mb"] + (0 if spark is None else figures["jvm_peak_mb"]),
+        "ranges_here_mb": figures["peak_mb"],
+    }  # fmt: skip
 
 
 def _measure_spark(
@@ -697,6 +780,11 @@ def main(argv: list[str] | None = None) -> None:
         help="with --engine spark: where the executors read the built store (LIVENESS_SPARK_"
         "EVIDENCE_URL), e.g. hdfs://... after copying DIR/evidence there",
     )  # fmt: skip
+    parser.add_argument(
+        "--range-persons", type=int, default=None,
+        help="also snapshot and grade by ranges of this many person ids, with --engine's "
+        "engine, keeping only each person's level (the peak memory of a partitioned run)",
+    )  # fmt: skip
     parser.add_argument("--measure", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
@@ -712,6 +800,16 @@ def main(argv: list[str] | None = None) -> None:
                 workdir, dt.date.fromisoformat(rest[1]), rest[2], int(rest[3]), Path(rest[4]),
                 rest[5] if len(rest) > 5 else None,
             )  # fmt: skip
+        elif what == "ranges":
+            options = None
+            if len(rest) > 4:
+                options = SparkOptions(
+                    master=rest[4], shuffle_partitions=int(rest[5]),
+                    evidence_url=rest[6] if len(rest) > 6 else None,
+                )  # fmt: skip
+            result = child_ranges(
+                workdir, dt.date.fromisoformat(rest[1]), int(rest[2]), Path(rest[3]), options
+            )
         elif what == "duckdb":
             result = child_duckdb(workdir, dt.date.fromisoformat(rest[1]), Path(rest[2]))
         else:
@@ -739,10 +837,12 @@ def main(argv: list[str] | None = None) -> None:
                 build(workdir=folder, **sizes)
             print(f"built in {folder}")
             return
-        figures = run(workdir=folder, spark=spark, **sizes)
+        figures = run(workdir=folder, spark=spark, range_persons=args.range_persons, **sizes)
     else:
         with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-scoring-") as temporary:
-            figures = run(workdir=Path(temporary), spark=spark, **sizes)
+            figures = run(
+                workdir=Path(temporary), spark=spark, range_persons=args.range_persons, **sizes
+            )
     print(_format(figures))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -26,7 +26,10 @@ from liveness.scoring import EvidenceFeatures, ScoringPolicy
 if TYPE_CHECKING:
     from liveness.evidence.store import EvidenceStore
 
-__all__ = ["EvidenceJob", "FeatureEngine", "PersonEvidence", "spark_engine"]
+__all__ = [
+    "EvidenceJob", "FeatureEngine", "PersonEvidence", "RangeEvidence", "person_ranges",
+    "ranges_of", "spark_engine",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +46,44 @@ class PersonEvidence:
     features: EvidenceFeatures
     traces: dict[str, np.ndarray]
     count: int
+
+
+@dataclass(frozen=True, eq=False)
+class RangeEvidence:
+    """The evidence of person ids `lo`..`hi`-1: one range of a read by ranges.
+
+    `features` is indexed by person id less `lo`; `traces` holds the dead's traces among
+    these persons (person ids, not offsets), as `PersonEvidence.traces` does; `count` is this
+    range's share of the read's count: summed over the ranges of one read, `PersonEvidence.count`.
+    """
+
+    lo: int
+    hi: int
+    features: EvidenceFeatures
+    traces: dict[str, np.ndarray]
+    count: int
+
+
+def person_ranges(n_persons: int, size: int) -> list[tuple[int, int]]:
+    """Return consecutive ranges [lo, hi) of at most `size` person ids covering 0..n_persons-1."""
+    if size < 1:
+        raise ValueError(f"a range holds at least one person id, not {size}")
+    return [(lo, min(lo + size, n_persons)) for lo in range(0, n_persons, size)] or [(0, 0)]
+
+
+def ranges_of(evidence: PersonEvidence, ranges: list[tuple[int, int]]) -> Iterator[RangeEvidence]:
+    """Hand out, range by range, evidence computed for everyone at once (the local engine's).
+
+    The whole read's count goes with the first range.
+    """
+    person = evidence.traces["person"]
+    for index, (lo, hi) in enumerate(ranges):
+        inside = (person >= lo) & (person < hi)
+        yield RangeEvidence(
+            lo=lo, hi=hi, features=evidence.features.take(np.arange(lo, hi)),
+            traces={key: values[inside] for key, values in evidence.traces.items()},
+            count=evidence.count if index == 0 else 0,
+        )  # fmt: skip
 
 
 class EvidenceJob(Protocol):
@@ -76,6 +117,24 @@ class FeatureEngine(Protocol):
         `death_day` holds each person id's first death day (store day number, -1: none): their
         traces are kept one by one. Every database query is made before this returns; the
         job itself only reads the store.
+        """
+        ...
+
+    def evidence_by_range(
+        self,
+        session: Session,
+        *,
+        as_of: dt.date,
+        store: EvidenceStore,
+        scoring: ScoringPolicy,
+        death_day: npt.NDArray[np.int32],
+        range_persons: int,
+    ) -> Iterator[RangeEvidence]:
+        """Yield the evidence of persons 0..len(death_day)-1 as of `as_of`, a range at a time.
+
+        Consecutive ranges of at most `range_persons` ids (`person_ranges`); joined, the same
+        as `features_as_of`'s. The caller holds one range's features at a time, if the engine
+        computes them so (Spark does; the local engine computes everyone's and slices them).
         """
         ...
 

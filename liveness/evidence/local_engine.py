@@ -18,7 +18,14 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from connectors.threads import read_ahead
-from liveness.evidence.engines import EvidenceJob, PersonEvidence, ThreadedJob
+from liveness.evidence.engines import (
+    EvidenceJob,
+    PersonEvidence,
+    RangeEvidence,
+    ThreadedJob,
+    person_ranges,
+    ranges_of,
+)
 from liveness.evidence.parts import day_number
 from liveness.evidence.summaries import SummaryCache, summary_key
 from liveness.evidence.windows import TraceWindow, WindowPart, WindowPlan
@@ -264,3 +271,24 @@ class LocalEngine:
         return ThreadedJob(
             work, name="evidence-scatter", before_wait=reading.accumulator.prepare_result
         )
+
+    def evidence_by_range(
+        self,
+        session: Session,
+        *,
+        as_of: dt.date,
+        store: EvidenceStore,
+        scoring: ScoringPolicy,
+        death_day: npt.NDArray[np.int32],
+        range_persons: int,
+    ) -> Iterator[RangeEvidence]:
+        """Compute everyone's evidence in one pass over the store, then yield it range by range.
+
+        One pass keeps the part summaries whole (a range must never save a partial one): the
+        features of everyone are held, and each range's are views of them.
+        """
+        ranges = person_ranges(len(death_day), range_persons)
+        job = self.features_as_of(
+            session, as_of=as_of, store=store, scoring=scoring, death_day=death_day
+        )
+        yield from ranges_of(job.result(), ranges)

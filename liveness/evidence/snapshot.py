@@ -6,6 +6,7 @@ The run grades from it and the learned estimator trains on it, so both see the s
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from liveness.errors import RollMissing
+from liveness.evidence.engines import RangeEvidence
 from liveness.evidence.health import HealthPolicy, SourceHealth, source_health
 from liveness.evidence.local_engine import LocalEngine, PersonIndex
-from liveness.evidence.roll import read_roll
+from liveness.evidence.roll import RollRead, read_roll
 from liveness.evidence.store import EvidenceStore
 from liveness.scoring import EvidenceFeatures, ScoringPolicy, post_death_traces
 from models import (
@@ -147,9 +149,25 @@ def take_snapshot(
         job.cancel()
         raise
     evidence = job.result()
-    # From person ids to the roll's dense index: pick the roll's rows out of everyone's.
-    rows = roll["person_id"].to_numpy(dtype=np.int64)
-    persons = PersonIndex(rows)
+    return _on_roll(
+        RangeEvidence(
+            lo=0, hi=top + 1, features=evidence.features, traces=evidence.traces,
+            count=evidence.count,
+        ),
+        as_of=as_of, read=read, deaths=deaths, first_death=first_death,
+        health=health_of_sources, scoring=scoring,
+    )  # fmt: skip
+
+
+def _on_roll(
+    evidence: RangeEvidence, *, as_of: dt.date, read: RollRead, deaths: pd.DataFrame,
+    first_death: pd.Series, health: SourceHealth, scoring: ScoringPolicy,
+) -> EvidenceSnapshot:  # fmt: skip
+    """Return the snapshot of the roll's persons, every one in the evidence's range."""
+    roll = read.roll
+    ids = roll["person_id"].to_numpy(dtype=np.int64)
+    # From person ids to the roll's dense index: pick the roll's rows out of the range's.
+    persons = PersonIndex(ids)
     death_day = _death_days(first_death, persons)
     kept = evidence.traces
     on_roll = persons.map(kept["person"].astype(np.int32))
@@ -161,6 +179,64 @@ def take_snapshot(
     )  # fmt: skip
     return EvidenceSnapshot(
         as_of=as_of, roll=roll, traces=traces, deaths=deaths, first_death=first_death,
-        death_day=death_day, features=evidence.features.take(rows), post_death=post_death,
-        health=health_of_sources, trace_count=evidence.count, roll_certified=read.certified,
+        death_day=death_day,
+        features=evidence.features.take(ids - evidence.lo if evidence.lo else ids),
+        post_death=post_death, health=health, trace_count=evidence.count,
+        roll_certified=read.certified,
     )  # fmt: skip
+
+
+def snapshots_by_range(
+    session: Session,
+    *,
+    as_of: dt.date,
+    store: EvidenceStore,
+    scoring: ScoringPolicy,
+    health: HealthPolicy,
+    range_persons: int,
+    keep_roll: bool = False,
+) -> Iterator[EvidenceSnapshot]:
+    """Yield the snapshot of the roll's persons a range of person ids at a time.
+
+    The ranges are consecutive, of at most `range_persons` ids from id 0 past the highest;
+    each range's snapshot equals `take_snapshot`'s rows of its persons (their features, death
+    evidence, certifications and dead's traces), its `trace_count` that range's share of the
+    whole count. The roll, the death records and the sources' health are read once, before
+    the first range; the engine's features come a range at a time (with the Spark engine, only
+    then computed into arrays), so a caller that keeps what it needs of each range holds one
+    range's features at a time.
+    """
+    deaths = _death_evidence(session, as_of)
+    acting = deaths[deaths["match"].isin([m.value for m in ACTING_MATCHES])]
+    first_death = acting.groupby("person_id")["died_on"].min()
+    top = int(session.scalar(select(func.max(Person.id))) or 0)
+    read = read_roll(session, keep=keep_roll)
+    if read.roll.empty and top == 0:
+        raise RollMissing("the benefit roll is empty: ingest the registry source first")
+    health_of_sources = source_health(
+        session, sources=scoring.sources,
+        first_day=as_of - dt.timedelta(days=scoring.recent - 1), last_day=as_of, policy=health,
+    )  # fmt: skip
+    everyone = PersonIndex(np.arange(top + 1, dtype=np.int64))
+    engine = store.engine if store.engine is not None else LocalEngine()
+    for evidence in engine.evidence_by_range(
+        session, as_of=as_of, store=store, scoring=scoring,
+        death_day=_death_days(first_death, everyone), range_persons=range_persons,
+    ):  # fmt: skip
+        lo, hi = evidence.lo, evidence.hi
+        # The range's persons' rows only: nobody else's roll rows, deaths or certifications.
+        yield _on_roll(
+            evidence, as_of=as_of,
+            read=RollRead(
+                _rows_between(read.roll, lo, hi), _rows_between(read.certified, lo, hi)
+            ),
+            deaths=_rows_between(deaths, lo, hi),
+            first_death=first_death[(first_death.index >= lo) & (first_death.index < hi)],
+            health=health_of_sources, scoring=scoring,
+        )  # fmt: skip
+
+
+def _rows_between(frame: pd.DataFrame, lo: int, hi: int) -> pd.DataFrame:
+    """Return the rows of a frame whose `person_id` lies in [lo, hi), numbered from 0."""
+    ids = frame["person_id"].to_numpy(dtype=np.int64)
+    return frame[(ids >= lo) & (ids < hi)].reset_index(drop=True)

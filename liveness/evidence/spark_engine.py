@@ -12,6 +12,7 @@ into the same arrays, bit for bit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import threading
 import uuid
@@ -41,7 +42,13 @@ from pyspark.sql.types import (
 from sqlalchemy.orm import Session
 
 from liveness.errors import ConfigurationError
-from liveness.evidence.engines import EvidenceJob, PersonEvidence, ThreadedJob
+from liveness.evidence.engines import (
+    EvidenceJob,
+    PersonEvidence,
+    RangeEvidence,
+    ThreadedJob,
+    person_ranges,
+)
 from liveness.evidence.parts import VOIDED_KIND, day_number
 from liveness.evidence.store import EvidenceStore
 from liveness.scoring import ScoringPolicy
@@ -151,16 +158,11 @@ class SparkEngine:
             return self.evidence_url.rstrip("/")
         return store.root.resolve().as_uri()
 
-    def features_as_of(
-        self,
-        session: Session,
-        *,
-        as_of: dt.date,
-        store: EvidenceStore,
-        scoring: ScoringPolicy,
-        death_day: npt.NDArray[np.int32],
-    ) -> EvidenceJob:
-        """List the scoring sources' parts from the manifest now, then run the Spark job."""
+    def _request(
+        self, session: Session, *, as_of: dt.date, store: EvidenceStore, scoring: ScoringPolicy,
+        death_day: npt.NDArray[np.int32], collect_persons: int,
+    ) -> _Request:  # fmt: skip
+        """List the scoring sources' parts from the manifest: the job's one database query."""
         base = self.base_url(store)
         parts = [
             _Part(
@@ -173,43 +175,89 @@ class SparkEngine:
             # Every part, in manifest order: a correction anywhere replaces its record.
             for order, part in enumerate(store.parts(session, source=source))
         ]
-        request = _Request(
+        return _Request(
             parts=parts, scoring=scoring, as_of_day=day_number(as_of),
             low=day_number(as_of) - (scoring.long - 1), death_day=death_day,
+            collect_persons=collect_persons,
+        )  # fmt: skip
+
+    def features_as_of(
+        self,
+        session: Session,
+        *,
+        as_of: dt.date,
+        store: EvidenceStore,
+        scoring: ScoringPolicy,
+        death_day: npt.NDArray[np.int32],
+    ) -> EvidenceJob:
+        """List the scoring sources' parts from the manifest now, then run the Spark job."""
+        request = self._request(
+            session, as_of=as_of, store=store, scoring=scoring, death_day=death_day,
             collect_persons=self.collect_persons,
         )  # fmt: skip
+        base = self.base_url(store)
         tag = f"liveness-evidence-{uuid.uuid4().hex[:12]}"
         spark = self.spark()
 
         def work(stop: threading.Event) -> PersonEvidence:
             spark.addTag(tag)
             try:
-                return _evidence(spark, request)
-            except AnalysisException as error:
-                if error.getCondition() != "PATH_NOT_FOUND":
-                    raise
-                # The manifest lists a part that Spark does not find where it reads the store.
-                missing = (error.getMessageParameters() or {}).get("path", "a part")
-                raise ConfigurationError(
-                    f"the Spark engine reads the evidence store at {base}, where {missing} "
-                    "is missing: LIVENESS_SPARK_EVIDENCE_URL must name the store as the "
-                    "executors see it, with every part the manifest lists"
-                ) from None
-            except (Py4JJavaError, PySparkException) as error:
-                # Spark names no error condition for it: only its message says so.
-                if "spark.driver.maxResultSize" not in str(error):
-                    raise
-                persons = min(len(death_day), self.collect_persons)
-                raise ConfigurationError(
-                    f"the Spark engine's sums for {persons:,} person ids at once (about 200 "
-                    "bytes each) exceed spark.driver.maxResultSize: lower "
-                    "LIVENESS_SPARK_COLLECT_PERSONS, or raise spark.driver.maxResultSize and "
-                    "spark.driver.memory in $SPARK_CONF_DIR/spark-defaults.conf"
-                ) from None
+                with _explained(base, min(len(death_day), self.collect_persons)):
+                    return _evidence(spark, request)
             finally:
                 spark.removeTag(tag)
 
         return _SparkJob(work, spark=spark, tag=tag)
+
+    def evidence_by_range(
+        self,
+        session: Session,
+        *,
+        as_of: dt.date,
+        store: EvidenceStore,
+        scoring: ScoringPolicy,
+        death_day: npt.NDArray[np.int32],
+        range_persons: int,
+    ) -> Iterator[RangeEvidence]:
+        """Run the Spark job once, then bring each range's sums back and yield its evidence.
+
+        Each range is collected at once: `range_persons` takes the place of
+        `collect_persons`, within the same limit of the driver.
+        """
+        request = self._request(
+            session, as_of=as_of, store=store, scoring=scoring, death_day=death_day,
+            collect_persons=range_persons,
+        )  # fmt: skip
+        ranges = person_ranges(len(death_day), range_persons)
+        with _explained(self.base_url(store), min(len(death_day), range_persons)):
+            yield from _range_evidence(self.spark(), request, ranges)
+
+
+@contextlib.contextmanager
+def _explained(base: str, persons: int) -> Iterator[None]:
+    """Turn the Spark errors a setting causes into errors that name the setting."""
+    try:
+        yield
+    except AnalysisException as error:
+        if error.getCondition() != "PATH_NOT_FOUND":
+            raise
+        # The manifest lists a part that Spark does not find where it reads the store.
+        missing = (error.getMessageParameters() or {}).get("path", "a part")
+        raise ConfigurationError(
+            f"the Spark engine reads the evidence store at {base}, where {missing} "
+            "is missing: LIVENESS_SPARK_EVIDENCE_URL must name the store as the "
+            "executors see it, with every part the manifest lists"
+        ) from None
+    except (Py4JJavaError, PySparkException) as error:
+        # Spark names no error condition for it: only its message says so.
+        if "spark.driver.maxResultSize" not in str(error):
+            raise
+        raise ConfigurationError(
+            f"the Spark engine's sums for {persons:,} person ids at once (about 200 "
+            "bytes each) exceed spark.driver.maxResultSize: lower "
+            "LIVENESS_SPARK_COLLECT_PERSONS, or raise spark.driver.maxResultSize and "
+            "spark.driver.memory in $SPARK_CONF_DIR/spark-defaults.conf"
+        ) from None
 
 
 class _SparkJob(ThreadedJob):
@@ -280,24 +328,75 @@ def _traces(spark: SparkSession, request: _Request) -> DataFrame:
     return traces.join(F.broadcast(kinds), ["source_code", "kind"], "left")
 
 
+def _linked_traces(spark: SparkSession, request: _Request) -> DataFrame:
+    """Return the traces of the person ids asked for, of the policy's kinds."""
+    n = len(request.death_day)
+    return _traces(spark, request).where(
+        F.col("person_id").between(0, n - 1) & F.col("kind_code").isNotNull()
+    )
+
+
 def _evidence(spark: SparkSession, request: _Request) -> PersonEvidence:
     """Run the Spark job: sums per (person, source) and the dead's traces, into arrays.
 
     The sums come back a range of person ids at a time (`collect_persons`), each range turned
     into its features before the next is collected: this process never holds more than one
     range's sums and accumulator beside the features, and no collect exceeds the driver's
-    limit whatever the roll. With several ranges the job's result is kept by Spark (memory,
-    then disk) and each range read from it, so the traces are scanned once.
+    limit whatever the roll.
     """
     n = len(request.death_day)
-    scoring = request.scoring
     if not request.parts:
-        empty = FeatureAccumulator(n_persons=n, as_of_day=request.as_of_day, policy=scoring)
+        empty = FeatureAccumulator(n_persons=n, as_of_day=request.as_of_day, policy=request.scoring)
         return PersonEvidence(features=empty.result(), traces=_EMPTY_TRACES, count=0)
-    traces = _traces(spark, request).where(
-        F.col("person_id").between(0, n - 1) & F.col("kind_code").isNotNull()
+    traces = _linked_traces(spark, request)
+    count = 0
+
+    def blocks() -> Iterator[EvidenceFeatures]:
+        nonlocal count
+        for block in _sums_by_range(traces, request, person_ranges(n, request.collect_persons)):
+            count += block.count
+            yield block.features
+
+    features = join_features(blocks(), n_persons=n)
+    return PersonEvidence(
+        features=features,
+        traces=_dead_traces(spark, traces, request.death_day),
+        count=count,
     )
-    windows = FeatureAccumulator.windows_of(scoring)
+
+
+def _range_evidence(
+    spark: SparkSession, request: _Request, ranges: list[tuple[int, int]]
+) -> Iterator[RangeEvidence]:
+    """Yield each range's evidence: its features from its sums, and its dead's traces."""
+    if not request.parts:
+        for lo, hi in ranges:
+            empty = FeatureAccumulator(
+                n_persons=hi - lo, as_of_day=request.as_of_day, policy=request.scoring
+            )
+            yield RangeEvidence(
+                lo=lo, hi=hi, features=empty.result(), traces=_EMPTY_TRACES, count=0
+            )
+        return
+    traces = _linked_traces(spark, request)
+    # The dead are few: their traces come back at once, before the ranges.
+    dead = _dead_traces(spark, traces, request.death_day)
+    for block in _sums_by_range(traces, request, ranges):
+        inside = (dead["person"] >= block.lo) & (dead["person"] < block.hi)
+        yield dataclasses.replace(
+            block, traces={key: values[inside] for key, values in dead.items()}
+        )
+
+
+def _sums_by_range(
+    traces: DataFrame, request: _Request, ranges: list[tuple[int, int]]
+) -> Iterator[RangeEvidence]:
+    """Sum the traces per (person, source) and age bucket; yield each range's features.
+
+    The dead's traces are not in what is yielded. With several ranges the job's result is kept
+    by Spark (memory, then disk) and each range read from it, so the traces are scanned once.
+    """
+    windows = FeatureAccumulator.windows_of(request.scoring)
     age = F.lit(request.as_of_day) - F.col("day")
     # A trace's age bucket: how many window edges its age reaches (as np.searchsorted, right).
     bucket = reduce(
@@ -316,42 +415,27 @@ def _evidence(spark: SparkSession, request: _Request) -> PersonEvidence:
         ),
         F.count(F.lit(1)).alias("traces"),
     )
-    ranges = _person_ranges(n, request.collect_persons)
     if len(ranges) > 1:
         # Sorted by person within each partition, the kept result's column batches each hold
         # a narrow band of persons, and a range's read skips the batches outside it (Spark's
         # in-memory partition pruning on their min/max): the ranges read it once in all.
         totals = totals.sortWithinPartitions("person_id").persist(StorageLevel.MEMORY_AND_DISK)
-    count = 0
-
-    def blocks() -> Iterator[EvidenceFeatures]:
-        nonlocal count
+    try:
         for lo, hi in ranges:
             chunk = (
                 totals if len(ranges) == 1 else totals.where(F.col("person_id").between(lo, hi - 1))
             )
             table = chunk.toArrow()
-            count += int(_column(table, "traces", np.int64).sum())
-            yield _range_features(table, lo=lo, hi=hi, request=request)
-
-    try:
-        features = join_features(blocks(), n_persons=n)
+            yield RangeEvidence(
+                lo=lo, hi=hi, features=_range_features(table, lo=lo, hi=hi, request=request),
+                traces=_EMPTY_TRACES, count=int(_column(table, "traces", np.int64).sum()),
+            )  # fmt: skip
     finally:
         if len(ranges) > 1:
             # After a failure (a cancelled job, a lost session), releasing the kept result
             # may fail too: the first error is the one to report.
             with contextlib.suppress(Py4JJavaError, PySparkException):
                 totals.unpersist()
-    return PersonEvidence(
-        features=features,
-        traces=_dead_traces(spark, traces, request.death_day),
-        count=count,
-    )
-
-
-def _person_ranges(n_persons: int, size: int) -> list[tuple[int, int]]:
-    """Return consecutive ranges [lo, hi) of at most `size` person ids covering 0..n_persons-1."""
-    return [(lo, min(lo + size, n_persons)) for lo in range(0, n_persons, size)] or [(0, 0)]
 
 
 def _range_features(table: pa.Table, *, lo: int, hi: int, request: _Request) -> EvidenceFeatures:

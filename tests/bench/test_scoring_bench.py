@@ -24,6 +24,7 @@ SPARK_KEYS = [
     "spark_tasks",
     "spark_peak_mb",
 ]
+RANGE_KEYS = ["ranges_s", "ranges_count", "ranges_peak_mb", "ranges_here_mb"]
 
 
 @pytest.mark.slow
@@ -31,8 +32,11 @@ def test_benchmark_prints_figures_as_key_values(tmp_path: Path) -> None:
     _, pairs = run_bench(
         "bench.scoring.run",
         "--persons", "500", "--traces", "20000", "--months", "3", "--workdir", str(tmp_path),
+        "--range-persons", "64",
     )  # fmt: skip
-    assert list(pairs) == EXPECTED_KEYS
+    assert list(pairs) == [*EXPECTED_KEYS, *RANGE_KEYS]
+    # Graded by ranges of 64 ids (0 to 500: eight), every level equal ours (else it fails).
+    assert int(pairs["ranges_count"]) == 8
     assert int(pairs["persons"]) == 500 and int(pairs["traces"]) == 20000
     # duckdb_s and ratio are "nan" where duckdb is not installed; the rest are measured.
     for key in ("ours_s", "scan_s", "peak_rss_mb", "increment_s", "ours_first_s", "ours_changed_s"):
@@ -51,9 +55,11 @@ def test_benchmark_measures_spark_beside_ours(tmp_path: Path) -> None:
     output, pairs = run_bench(
         "bench.scoring.run",
         "--persons", "300", "--traces", "5000", "--months", "2", "--workdir", str(tmp_path),
-        "--engine", "spark", "--spark-partitions", "2",
+        "--engine", "spark", "--spark-partitions", "2", "--range-persons", "100",
     )  # fmt: skip
-    assert list(pairs) == [*EXPECTED_KEYS, *SPARK_KEYS]
+    assert list(pairs) == [*EXPECTED_KEYS, *SPARK_KEYS, *RANGE_KEYS]
+    assert int(pairs["ranges_count"]) == 4 and float(pairs["ranges_here_mb"]) > 0
+    assert "by ranges of 100 person ids (spark on local[2])" in output
     # Spark's features and levels equal ours for every person (the run fails otherwise).
     assert pairs["spark_equal"] == "1"
     assert float(pairs["spark_s"]) > 0 and float(pairs["spark_fixed_s"]) > 0

@@ -16,18 +16,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from liveness.db import session_scope
 from liveness.errors import ConfigurationError
 from liveness.evidence.engines import FeatureEngine, spark_engine
 from liveness.evidence.local_engine import LocalEngine
 from liveness.evidence.parts import day_number
-from liveness.evidence.snapshot import EvidenceSnapshot, take_snapshot
+from liveness.evidence.snapshot import EvidenceSnapshot, snapshots_by_range, take_snapshot
 from liveness.evidence.store import EvidenceStore
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
@@ -36,7 +39,7 @@ from liveness.scoring import LEVELS, NO_LEVEL, compute_features, grade
 from liveness.services import Services
 from liveness.settings import Settings
 from liveness.simulate import simulate_city
-from models import Delivery, DeliveryStatus, EvidencePart
+from models import Delivery, DeliveryStatus, EvidencePart, Person
 from tests.liveness.conftest import REPO, invoke_cli
 
 # Scheduling: about 12 s a test on a quiet 2-core machine (tests/conftest.py).
@@ -328,6 +331,102 @@ def test_spark_brings_the_sums_back_range_by_range(
     # Consecutive ranges from id 0 past the highest, every one with sums to bring back.
     assert [lo for lo, _, _ in ranges] == list(range(0, ranges[-1][1], 37))
     assert len(ranges) >= 8 and all(rows > 0 for _, _, rows in ranges)
+
+
+def _by_range(services: Services, engine: FeatureEngine, size: int) -> list[EvidenceSnapshot]:
+    """Take the snapshot range by range, `size` person ids a range, its features by `engine`."""
+    store = EvidenceStore(services.store.root, engine=engine)
+    policies = services.policies
+    with session_scope(services.sessions) as session:
+        return list(
+            snapshots_by_range(
+                session, as_of=AS_OF, store=store, scoring=policies.scoring,
+                health=policies.health, range_persons=size,
+            )
+        )  # fmt: skip
+
+
+def _after_death(services: Services, snapshot: EvidenceSnapshot) -> list[tuple[int, ...]]:
+    """Return a snapshot's evidence dated after a death, with person ids, in one order.
+
+    What both engines keep: the local engine keeps more of the dead's traces (those it read).
+    """
+    ids = snapshot.roll["person_id"].to_numpy()
+    t = snapshot.traces
+    weight = services.policies.scoring.weight_of_kind
+    keep = (t["day"] > snapshot.death_day[t["person"]]) & (weight[t["kind"]] > 0)
+    columns = (ids[t["person"][keep]], *(t[key][keep] for key in ("source", "kind", "day")))
+    return sorted(tuple(int(v) for v in row) for row in zip(*columns, strict=True))
+
+
+def _check_ranges(
+    services: Services, whole: EvidenceSnapshot, parts: list[EvidenceSnapshot], size: int
+) -> None:
+    """Check that snapshots by ranges of `size` ids are the whole one, person by person."""
+    whole_ids = whole.roll["person_id"].to_numpy()
+    ids = np.concatenate([p.roll["person_id"].to_numpy() for p in parts])
+    # Consecutive ranges from id 0 past the highest, each holding its own persons only,
+    # together the roll.
+    with session_scope(services.sessions) as session:
+        top = session.scalar(select(func.max(Person.id)))
+    assert len(parts) == top // size + 1
+    for number, part in enumerate(parts):
+        lo, hi = number * size, (number + 1) * size
+        for frame in (part.roll, part.deaths, part.roll_certified):
+            assert frame is not None
+            assert frame["person_id"].between(lo, hi - 1).all()
+    assert sorted(ids.tolist()) == sorted(whole_ids.tolist())
+    row = {int(p): i for i, p in enumerate(whole_ids)}
+    order = np.array([row[int(p)] for p in ids])
+    for name in FEATURES:
+        joined = np.concatenate(
+            [getattr(p.features, name) for p in parts], axis=-2 if name == "window_weight" else 0
+        )
+        want = getattr(whole.features, name)
+        assert np.array_equal(joined, want[:, order] if name == "window_weight" else want[order]), (
+            name
+        )
+    for name in ("death_day", "post_death"):
+        joined = np.concatenate([getattr(p, name) for p in parts])
+        assert np.array_equal(joined, getattr(whole, name)[order]), name
+    assert sum(p.trace_count for p in parts) == whole.trace_count > 0
+    after_death = sorted(r for p in parts for r in _after_death(services, p))
+    assert after_death == _after_death(services, whole) != []
+    for name in ("deaths", "roll_certified"):
+        frames = [getattr(p, name) for p in parts]
+        joined = pd.concat(frames).sort_values(list(frames[0].columns)).reset_index(drop=True)
+        want = getattr(whole, name).sort_values(list(frames[0].columns)).reset_index(drop=True)
+        pd.testing.assert_frame_equal(joined, want, check_dtype=False)
+    assert all(p.health == whole.health for p in parts)
+    # Graded range by range, every person's level is the level graded with everyone.
+    mask = whole.degraded
+    levels = np.concatenate([_levels(services, p, mask) for p in parts])
+    assert np.array_equal(levels, _levels(services, whole, mask)[order])
+
+
+@given(size=st.integers(min_value=1, max_value=400))
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_snapshots_by_range_are_the_snapshot_cut_by_person_id(
+    city_services: Services, size: int
+) -> None:
+    # Any range size, from one person a range to one range for everyone: the local engine.
+    with session_scope(city_services.sessions) as session:
+        whole = _snapshot(city_services, session, LocalEngine())
+    _check_ranges(city_services, whole, _by_range(city_services, LocalEngine(), size), size)
+
+
+@pytest.mark.parametrize("size", [37, 1000])
+def test_spark_gives_the_snapshot_range_by_range(
+    city_services: Services, spark: FeatureEngine, size: int
+) -> None:
+    with session_scope(city_services.sessions) as session:
+        whole = _snapshot(city_services, session, LocalEngine())
+    parts = _by_range(city_services, spark, size)
+    _check_ranges(city_services, whole, parts, size)
+    # Every dead person's traces after their death came back with their range.
+    assert sum(int(p.post_death.sum()) for p in parts) == int(whole.post_death.sum()) > 0
 
 
 def test_the_corrections_are_in_the_store(city_services: Services) -> None:
