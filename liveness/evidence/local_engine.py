@@ -123,6 +123,14 @@ def _plans(
     return plans
 
 
+def _summary_keys(plans: list[tuple[int, WindowPlan]], policy: ScoringPolicy) -> dict[int, str]:
+    """Return, per source code, the key under which its parts' summaries are exact."""
+    return {
+        code: summary_key(policy, source=plan.source, corrections_key=plan.corrections_key())
+        for code, plan in plans
+    }
+
+
 @dataclass(frozen=True, eq=False)
 class _Reading:
     """What the reading thread needs to choose between a part's summary and its traces."""
@@ -134,6 +142,12 @@ class _Reading:
     # Person ids with death evidence, and their death days: a summary hides their traces.
     dead: npt.NDArray[np.int64]
     dead_day: npt.NDArray[np.int32]
+    # The person ids read: all of them, or one range [lo, hi) of several (`evidence_by_range`),
+    # whose accumulator holds that range only; and the highest id asked for, plus one.
+    persons: tuple[int, int] | None = None
+    id_space: int = 0
+    # Whether the summaries' counts are this reading's (in one range of several: the first).
+    count_summaries: bool = True
 
     def items(self) -> Iterator[_Item]:
         """Yield, part by part, its kept summary or its traces."""
@@ -143,13 +157,18 @@ class _Reading:
                 if plan.inside(part):
                     bucket = self.accumulator.part_bucket(part.min_day, part.max_day)
                 if bucket is None:
-                    for window in plan.read_part(part):
+                    for window in plan.read_part(part, self.persons):
                         yield _Batch(source_code, window)
                     continue
                 key = self.keys[source_code]
                 summary = self.summaries.load(part.path, key)
                 if summary is not None and self._stands_for_traces(summary):
-                    yield _Summarised(source_code, bucket, summary)
+                    yield _Summarised(source_code, bucket, self._of_range(summary))
+                    continue
+                if self.persons is not None:
+                    # A range never keeps a summary (it would be partial): it reads its traces.
+                    for window in plan.read_part(part, self.persons):
+                        yield _Batch(source_code, window)
                     continue
                 summarisable = _Summarisable(source_code, bucket, part, key)
                 for window in plan.read_part(part):
@@ -165,10 +184,21 @@ class _Reading:
         someone with death evidence has evidence in it after their death: that needs the
         traces themselves (they are counted one by one as possible use of a dead person's card).
         """
-        if summary.n_persons > self.accumulator.n_persons:
+        if summary.n_persons > (self.id_space or self.accumulator.n_persons):
             return False
         dead = self.dead < summary.n_persons
         return not bool(np.any(summary.last_day[self.dead[dead]] > self.dead_day[dead]))
+
+    def _of_range(self, summary: PartSummary) -> PartSummary:
+        """Return the slice of a summary that this reading's persons make up."""
+        if self.persons is None:
+            return summary
+        lo, hi = self.persons
+        settle_day = None if summary.settle_day is None else summary.settle_day[lo:hi]
+        return PartSummary(
+            weight=summary.weight[lo:hi], last_day=summary.last_day[lo:hi], settle_day=settle_day,
+            traces=summary.traces if self.count_summaries else 0,
+        )  # fmt: skip
 
 
 def _scatter(
@@ -254,12 +284,7 @@ class LocalEngine:
                 n_persons=everyone.size, as_of_day=day_number(as_of), policy=scoring
             ),
             summaries=SummaryCache(store.root),
-            keys={
-                code: summary_key(
-                    scoring, source=plan.source, corrections_key=plan.corrections_key()
-                )
-                for code, plan in plans
-            },
+            keys=_summary_keys(plans, scoring),
             dead=dead,
             dead_day=death_day[dead],
         )
@@ -282,13 +307,41 @@ class LocalEngine:
         death_day: npt.NDArray[np.int32],
         range_persons: int,
     ) -> Iterator[RangeEvidence]:
-        """Compute everyone's evidence in one pass over the store, then yield it range by range.
+        """Compute each range's evidence in turn, holding one range's accumulator at a time.
 
-        One pass keeps the part summaries whole (a range must never save a partial one): the
-        features of everyone are held, and each range's are views of them.
+        A range adds its slice of each part's kept summary that stands for the part's traces
+        (every summary's count goes with the first range), and reads the traces of the other
+        parts in the row groups that may hold its persons (a compacted part is clustered by
+        person). A range never keeps a summary, as it would be partial: summaries are kept by
+        unpartitioned runs, and one range covering everyone is such a run.
         """
         ranges = person_ranges(len(death_day), range_persons)
-        job = self.features_as_of(
-            session, as_of=as_of, store=store, scoring=scoring, death_day=death_day
-        )
-        yield from ranges_of(job.result(), ranges)
+        if len(ranges) == 1:
+            job = self.features_as_of(
+                session, as_of=as_of, store=store, scoring=scoring, death_day=death_day
+            )
+            yield from ranges_of(job.result(), ranges)
+            return
+        plans = _plans(session, store=store, policy=scoring, as_of=as_of)
+        keys = _summary_keys(plans, scoring)
+        dead = np.flatnonzero(death_day >= 0)
+        for number, (lo, hi) in enumerate(ranges):
+            reading = _Reading(
+                plans=plans,
+                accumulator=FeatureAccumulator(
+                    n_persons=hi - lo, as_of_day=day_number(as_of), policy=scoring
+                ),
+                summaries=SummaryCache(store.root), keys=keys, dead=dead,
+                dead_day=death_day[dead], persons=(lo, hi), id_space=len(death_day),
+                count_summaries=number == 0,
+            )  # fmt: skip
+            evidence = _scatter(
+                reading, persons=PersonIndex(np.arange(lo, hi, dtype=np.int64)),
+                death_day=death_day[lo:hi],
+            )  # fmt: skip
+            traces = dict(evidence.traces)
+            # The range's dead's traces by person id, as a read of everyone gives them.
+            traces["person"] = traces["person"] + np.int32(lo)
+            yield RangeEvidence(
+                lo=lo, hi=hi, features=evidence.features, traces=traces, count=evidence.count
+            )

@@ -311,13 +311,16 @@ class EvidenceStore:
 
     def row_group_batches(
         self, path: Path, columns: list[str], *, low: int, high: int,
-        person_id: int | None = None,
+        person_id: int | None = None, persons: tuple[int, int] | None = None,
     ) -> Iterator[tuple[pa.Table, bool]]:  # fmt: skip
         """Yield a part's row groups that may hold days in [low, high], a few at a time.
 
         With `person_id`, only the row groups whose persons may include them (a part clustered
-        by person holds each person in one or two).
+        by person holds each person in one or two); with `persons` (a range of ids [lo, hi)),
+        only those whose persons may fall in it. Their rows are not filtered.
         """
+        if person_id is not None:
+            persons = (person_id, person_id + 1)
         file = pq.ParquetFile(path, read_dictionary=["kind"])
         metadata = file.metadata
         clustered = (metadata.metadata or {}).get(SORTED_KEY) == SORTED_VALUE
@@ -330,11 +333,11 @@ class EvidenceStore:
             # Row groups whose days all fall outside the window are never decoded.
             if stats is not None and stats.has_min_max and (stats.max < low or stats.min > high):
                 continue
-            if person_id is not None:
-                persons = metadata.row_group(index).column(person_column).statistics
+            if persons is not None:
+                ids = metadata.row_group(index).column(person_column).statistics
                 if (
-                    persons is not None and persons.has_min_max
-                    and not persons.min <= person_id <= persons.max
+                    ids is not None and ids.has_min_max
+                    and (ids.max < persons[0] or ids.min >= persons[1])
                 ):  # fmt: skip
                     continue
             group.append(index)

@@ -88,14 +88,20 @@ class WindowPlan:
             yield from self.read_part(part)
         yield from self.read_corrections()
 
-    def read_part(self, part: WindowPart) -> Iterator[TraceWindow]:
-        """Yield one part's traces in the window, corrected records left out, in batches."""
+    def read_part(
+        self, part: WindowPart, persons: tuple[int, int] | None = None
+    ) -> Iterator[TraceWindow]:
+        """Yield one part's traces in the window, corrected records left out, in batches.
+
+        With `persons` (ids [lo, hi)), only the row groups that may hold some of them are read
+        (a part clustered by person holds a range in a few); other persons' rows still come.
+        """
         wanted = ["person_id", "day", "kind"]
         if self.corrections is not None:
             wanted.append("record_hash")
         inside = self.inside(part)
         for table, clustered in self.store.row_group_batches(
-            part.path, wanted, low=self.low, high=self.high
+            part.path, wanted, low=self.low, high=self.high, persons=persons
         ):
             if not inside:
                 table = table.filter(_in_window(table["day"], self.low, self.high))

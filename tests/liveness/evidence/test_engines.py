@@ -32,6 +32,7 @@ from liveness.evidence.local_engine import LocalEngine
 from liveness.evidence.parts import day_number
 from liveness.evidence.snapshot import EvidenceSnapshot, snapshots_by_range, take_snapshot
 from liveness.evidence.store import EvidenceStore
+from liveness.evidence.summaries import SUMMARY_FOLDER
 from liveness.ingest import INGEST_ORDER
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
@@ -404,17 +405,26 @@ def _check_ranges(
     assert np.array_equal(levels, _levels(services, whole, mask)[order])
 
 
-@given(size=st.integers(min_value=1, max_value=400))
+@given(size=st.integers(min_value=1, max_value=400), summarised=st.booleans())
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 def test_snapshots_by_range_are_the_snapshot_cut_by_person_id(
-    city_services: Services, size: int
+    city_services: Services, size: int, summarised: bool
 ) -> None:
-    # Any range size, from one person a range to one range for everyone: the local engine.
+    # Any range size, from one person a range to one range for everyone, the local engine
+    # adding slices of the parts' kept summaries, or reading every trace (none kept yet).
     with session_scope(city_services.sessions) as session:
         whole = _snapshot(city_services, session, LocalEngine())
-    _check_ranges(city_services, whole, _by_range(city_services, LocalEngine(), size), size)
+    folder = city_services.store.root / SUMMARY_FOLDER
+    assert any(folder.rglob("*")), "the whole snapshot keeps the parts' summaries"
+    if not summarised:
+        shutil.rmtree(folder)
+    parts = _by_range(city_services, LocalEngine(), size)
+    _check_ranges(city_services, whole, parts, size)
+    # A range of several never keeps a summary: it would stand for some persons only. One
+    # range for everyone is a whole read, which does.
+    assert any(folder.rglob("*")) == (summarised or len(parts) == 1)
 
 
 @pytest.mark.parametrize("size", [37, 1000])
