@@ -20,7 +20,10 @@ person), compacts it, then measures in fresh interpreters (so that each peak RSS
   (``LIVENESS_ENGINE=spark`` on ``--spark-master``, ``local[2]`` by default), its fixed cost
   (session start and a first tiny query, ``spark_fixed_s``) timed apart from the run itself
   (``spark_s``), its features and levels checked against ours for every person; with
-  ``--spark-evidence-url`` the executors read the store from there (a copy on ``hdfs://``).
+  ``--spark-evidence-url`` the executors read the store from there (a copy on ``hdfs://``);
+- ranges (``--range-persons N``): the snapshot taken and graded range by range of N person
+  ids with ``--engine``'s engine (``snapshots_by_range``), only each person's level kept,
+  every level checked against the whole run's; its time and peak memory (``ranges_*``).
 
 The last line holds the figures as ``key=value`` pairs; ``ours_sys_s`` and ``duckdb_sys_s`` are
 the kernel's share of the nightly run's and DuckDB's CPU (page faults above all: on a virtual

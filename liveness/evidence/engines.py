@@ -72,7 +72,7 @@ def person_ranges(n_persons: int, size: int) -> list[tuple[int, int]]:
 
 
 def ranges_of(evidence: PersonEvidence, ranges: list[tuple[int, int]]) -> Iterator[RangeEvidence]:
-    """Hand out, range by range, evidence computed for everyone at once (the local engine's).
+    """Hand out, range by range, evidence computed for everyone at once.
 
     The whole read's count goes with the first range.
     """
@@ -133,8 +133,8 @@ class FeatureEngine(Protocol):
         """Yield the evidence of persons 0..len(death_day)-1 as of `as_of`, a range at a time.
 
         Consecutive ranges of at most `range_persons` ids (`person_ranges`); joined, the same
-        as `features_as_of`'s. The caller holds one range's features at a time, if the engine
-        computes them so (Spark does; the local engine computes everyone's and slices them).
+        as `features_as_of`'s. Each range's features are computed when it is asked for, so the
+        caller holds one range's at a time.
         """
         ...
 
