@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,54 @@ def previous_levels(session: Session, *, before: Run) -> tuple[Run | None, pd.Da
     return previous, standing_assessments(session, run=previous)
 
 
+@dataclass(frozen=True)
+class DowngradeCounts:
+    """What the breaker counts over some persons; over a partition's, they add up to everyone's.
+
+    `transitions` counts each "previous->level" of the lowered and the newly deceased.
+    """
+
+    compared: int = 0
+    downgraded: int = 0
+    newly_deceased: int = 0
+    transitions: dict[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: DowngradeCounts) -> DowngradeCounts:
+        """Return the counts over both sets of persons (which share nobody)."""
+        transitions = dict(self.transitions)
+        for key, value in other.transitions.items():
+            transitions[key] = transitions.get(key, 0) + value
+        return DowngradeCounts(
+            compared=self.compared + other.compared,
+            downgraded=self.downgraded + other.downgraded,
+            newly_deceased=self.newly_deceased + other.newly_deceased,
+            transitions=transitions,
+        )
+
+
+def count_downgrades(assessed: pd.DataFrame, previous: pd.DataFrame) -> DowngradeCounts:
+    """Count, among the persons graded before, who would be lowered or newly deceased.
+
+    `assessed` holds person_id and level, `previous` person_id and previous (the level that
+    stood): what `previous_levels` returns, or its rows of some persons only.
+    """
+    both = assessed[["person_id", "level"]].merge(previous, on="person_id", how="inner")
+    was_dead = both["previous"] == "deceased"
+    now_dead = both["level"] == "deceased"
+    lowered = _ranks(both["level"]) < _ranks(both["previous"])  # NaN (deceased) compares False
+    newly_deceased = (now_dead & ~was_dead).to_numpy(dtype=bool)
+    changed = both.loc[lowered | newly_deceased]
+    # As text whatever the columns' types (an empty frame's may be numbers).
+    transitions = (
+        changed["previous"].astype(str) + "->" + changed["level"].astype(str)
+    ).value_counts()
+    return DowngradeCounts(
+        compared=len(both), downgraded=int(lowered.sum()),
+        newly_deceased=int(newly_deceased.sum()),
+        transitions={str(key): int(value) for key, value in transitions.items()},
+    )  # fmt: skip
+
+
 def check_downgrades(
     session: Session,
     *,
@@ -69,6 +117,14 @@ def check_downgrades(
     previous_run, previous_frame = (
         previous_levels(session, before=run) if previous is None else previous
     )
+    counts = count_downgrades(assessed, previous_frame)
+    return decide_downgrades(counts, run=run, previous_run=previous_run, policy=policy)
+
+
+def decide_downgrades(
+    counts: DowngradeCounts, *, run: Run, previous_run: Run | None, policy: GuardPolicy
+) -> GuardVerdict:
+    """Decide from the counts over everyone whether the breaker trips."""
     previous_id = None if previous_run is None else previous_run.id
     gap = 0 if previous_run is None else (run.as_of - previous_run.as_of).days
     # The longer since the previous run, the more drift is normal: the shares scale with it,
@@ -76,38 +132,29 @@ def check_downgrades(
     periods = max(1, math.ceil(gap / policy.share_period_days))
     max_down = min(policy.max_downgrade_share_ceiling, policy.max_downgrade_share * periods)
     max_dead = min(policy.max_new_deceased_share_ceiling, policy.max_new_deceased_share * periods)
-    both = assessed[["person_id", "level"]].merge(previous_frame, on="person_id", how="inner")
-    was_dead = both["previous"] == "deceased"
-    now_dead = both["level"] == "deceased"
-    rank_now = _ranks(both["level"])
-    rank_before = _ranks(both["previous"])
-    lowered = rank_now < rank_before  # NaN (deceased on either side) compares False
-    newly_deceased = (now_dead & ~was_dead).to_numpy(dtype=bool)
-    compared = len(both)
-    changed = both.loc[lowered | newly_deceased]
-    transitions = (changed["previous"] + "->" + changed["level"]).value_counts().sort_index()
-    down_share = float(lowered.sum()) / compared if compared else 0.0
-    dead_share = float(newly_deceased.sum()) / compared if compared else 0.0
+    compared, lowered, newly_deceased = counts.compared, counts.downgraded, counts.newly_deceased
+    down_share = lowered / compared if compared else 0.0
+    dead_share = newly_deceased / compared if compared else 0.0
     reasons = []
     since = f"in {gap} days" if previous_run is not None else ""
-    if lowered.sum() >= policy.min_persons and down_share > max_down:
+    if lowered >= policy.min_persons and down_share > max_down:
         reasons.append(
-            f"{int(lowered.sum()):,} of {compared:,} people ({down_share:.1%}) would be lowered "
+            f"{lowered:,} of {compared:,} people ({down_share:.1%}) would be lowered "
             f"{since}, more than the policy allows ({max_down:.1%})"
         )
-    if newly_deceased.sum() >= policy.min_persons and dead_share > max_dead:
+    if newly_deceased >= policy.min_persons and dead_share > max_dead:
         reasons.append(
-            f"{int(newly_deceased.sum()):,} of {compared:,} people ({dead_share:.1%}) would be "
+            f"{newly_deceased:,} of {compared:,} people ({dead_share:.1%}) would be "
             f"newly graded deceased {since}, more than the policy allows ({max_dead:.1%})"
         )
     return GuardVerdict(
         previous_run_id=previous_id,
         compared=compared,
-        downgraded=int(lowered.sum()),
-        newly_deceased=int(newly_deceased.sum()),
+        downgraded=lowered,
+        newly_deceased=newly_deceased,
         downgrade_share=round(down_share, 6),
         new_deceased_share=round(dead_share, 6),
-        transitions={str(k): int(v) for k, v in transitions.items()},
+        transitions={key: counts.transitions[key] for key in sorted(counts.transitions)},
         tripped=bool(reasons),
         reasons=reasons,
     )

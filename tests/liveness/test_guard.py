@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from liveness.certification.guard import check_downgrades
+from liveness.certification.guard import (
+    DowngradeCounts,
+    check_downgrades,
+    count_downgrades,
+    decide_downgrades,
+)
 from liveness.certification.policy import GuardPolicy
 from liveness.certification.run import certify
 from liveness.db import session_scope
@@ -148,3 +156,58 @@ def test_no_gap_between_runs_switches_the_guard_off(session: Session) -> None:
     dead = pd.DataFrame({"person_id": ids, "level": ["deceased"] * 6 + ["strong"] * 94})
     verdict = check_downgrades(session, run=typo, assessed=dead, policy=POLICY)
     assert verdict.tripped and "(5.0%)" in verdict.reasons[0]
+
+
+LEVELS_SEEN = ["strong", "medium", "weak", "deceased"]
+RANK = {"weak": 0, "medium": 1, "strong": 2}
+
+
+@given(
+    persons=st.lists(
+        st.tuples(st.sampled_from([None, *LEVELS_SEEN]), st.sampled_from(LEVELS_SEEN)),
+        max_size=60,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=60), max_size=5),
+)
+def test_the_counts_of_partitions_add_up_to_everyones(
+    persons: list[tuple[str | None, str]], cuts: list[int]
+) -> None:
+    # Person i stood at persons[i][0] (None: not graded before) and is now at persons[i][1].
+    assessed = pd.DataFrame(
+        {"person_id": range(len(persons)), "level": [now for _, now in persons]}
+    )
+    before = [(i, was) for i, (was, _) in enumerate(persons) if was is not None]
+    previous = pd.DataFrame(
+        {"person_id": [i for i, _ in before], "previous": [was for _, was in before]}
+    )
+    # The model: every person compared, one by one.
+    lowered = [
+        (was, now) for was, now in persons if was in RANK and now in RANK and RANK[now] < RANK[was]
+    ]
+    died = [(was, now) for was, now in persons if was is not None and was != "deceased" == now]
+    transitions: dict[str, int] = {}
+    for was, now in lowered + died:
+        transitions[f"{was}->{now}"] = transitions.get(f"{was}->{now}", 0) + 1
+    whole = count_downgrades(assessed, previous)
+    assert (whole.compared, whole.downgraded, whole.newly_deceased) == (
+        len(before), len(lowered), len(died),
+    )  # fmt: skip
+    assert whole.transitions == transitions
+    # Counted partition by partition (consecutive ranges of person ids), the same.
+    edges = [0, *sorted(cuts), len(persons) + 1]
+    summed = DowngradeCounts()
+    for lo, hi in itertools.pairwise(edges):
+        summed = summed + count_downgrades(
+            assessed[assessed["person_id"].between(lo, hi - 1)],
+            previous[previous["person_id"].between(lo, hi - 1)],
+        )
+    assert summed == whole
+    run = Run(as_of=dt.date(2025, 2, 28), status=RunStatus.RUNNING, policy_version="p")
+    before_run = Run(id=1, as_of=dt.date(2025, 1, 31), status=RunStatus.PUBLISHED)
+    verdict = decide_downgrades(summed, run=run, previous_run=before_run, policy=POLICY)
+    assert verdict == decide_downgrades(whole, run=run, previous_run=before_run, policy=POLICY)
+    assert list(verdict.transitions) == sorted(transitions)
+    assert verdict.tripped == (
+        (len(lowered) >= 3 and len(lowered) / len(before) > 0.04)
+        or (len(died) >= 3 and len(died) / len(before) > 0.04)
+    )
