@@ -118,7 +118,7 @@ def certify(
         grades = grade(
             features=snapshot.features, benefit_type=benefit_type_codes(roll["benefit_type"]),
             death_day=snapshot.death_day, degraded=snapshot.degraded,
-            previous_level=_previous_level(roll, previous[1]), policy=scoring,
+            previous_level=previous_level_codes(roll, previous[1]), policy=scoring,
         )  # fmt: skip
         # Reasons are built for whom they are stored or cited (assessments that changed,
         # certifications, reviews): `row` is each person's place in the grades.
@@ -269,7 +269,7 @@ def _report(
     }
 
 
-def _previous_level(roll: pd.DataFrame, previous: pd.DataFrame) -> np.ndarray:
+def previous_level_codes(roll: pd.DataFrame, previous: pd.DataFrame) -> np.ndarray:
     """Return each roll person's level at the previous run, as a LEVELS index (or NO_LEVEL)."""
     codes = np.full(len(roll), NO_LEVEL, dtype=np.int8)
     where = pd.Index(previous["person_id"].astype("int64")).get_indexer(

@@ -228,15 +228,15 @@ def snapshots_by_range(
         yield _on_roll(
             evidence, as_of=as_of,
             read=RollRead(
-                _rows_between(read.roll, lo, hi), _rows_between(read.certified, lo, hi)
+                rows_between(read.roll, lo, hi), rows_between(read.certified, lo, hi)
             ),
-            deaths=_rows_between(deaths, lo, hi),
+            deaths=rows_between(deaths, lo, hi),
             first_death=first_death[(first_death.index >= lo) & (first_death.index < hi)],
             health=health_of_sources, scoring=scoring,
         )  # fmt: skip
 
 
-def _rows_between(frame: pd.DataFrame, lo: int, hi: int) -> pd.DataFrame:
+def rows_between(frame: pd.DataFrame, lo: int, hi: int) -> pd.DataFrame:
     """Return the rows of a frame whose `person_id` lies in [lo, hi), numbered from 0."""
     ids = frame["person_id"].to_numpy(dtype=np.int64)
     return frame[(ids >= lo) & (ids < hi)].reset_index(drop=True)
