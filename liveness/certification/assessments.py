@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -231,6 +232,39 @@ def store_assessments(
     Returns `stored` (assessments written), `departed` (persons who left the graded roll
     since the standing run) and `confirmed` (standing assessments left as they are).
     """
+    written = write_assessments(
+        session, run_id=run_id, assessed=assessed, gist=gist, standing=standing, as_of=as_of,
+        policy_version=policy_version, refresh_days=refresh_days, explain=explain,
+    )  # fmt: skip
+    keep_standing(session, run_id=run_id, standing=standing, as_of=as_of, stored=written.rows)
+    return written.counts
+
+
+@dataclass(frozen=True, eq=False)
+class WrittenAssessments:
+    """The assessment rows a run wrote (with `graded`), and their counts for its report."""
+
+    rows: pd.DataFrame
+    counts: dict[str, int]
+
+
+def write_assessments(
+    session: Session,
+    *,
+    run_id: int,
+    assessed: pd.DataFrame,
+    gist: npt.NDArray[np.int64],
+    standing: pd.DataFrame,
+    as_of: dt.date,
+    policy_version: str,
+    refresh_days: int,
+    explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None,
+) -> WrittenAssessments:
+    """Write the changed assessments of `assessed`'s persons and the departures of `standing`'s.
+
+    `store_assessments` without keeping what stands after: a run by partitions writes each
+    partition's (its persons' standing rows only), then keeps what stands once, from all.
+    """
     person_id = assessed["person_id"].to_numpy(dtype=np.int64)
     store = changed_assessments(
         person_id=person_id, gist=gist, standing=standing, as_of=as_of,
@@ -253,16 +287,15 @@ def store_assessments(
         "graded": [True] * len(picked) + [False] * n_gone,
     }
     insert_rows(session, ASSESSMENTS, rows)
-    keep_standing(
-        session, run_id=run_id, standing=standing, as_of=as_of,
+    return WrittenAssessments(
         # Gists are 64-bit: a column holding None as well must not pass through floats.
-        stored=pd.DataFrame({**rows, "gist": pd.array(rows["gist"], dtype="Int64")}),
-    )  # fmt: skip
-    return {
-        "stored": len(picked),
-        "departed": n_gone,
-        "confirmed": len(person_id) - len(picked),
-    }
+        rows=pd.DataFrame({**rows, "gist": pd.array(rows["gist"], dtype="Int64")}),
+        counts={
+            "stored": len(picked),
+            "departed": n_gone,
+            "confirmed": len(person_id) - len(picked),
+        },
+    )
 
 
 def prune_assessments(session: Session, *, today: dt.date, retention_days: int) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,7 @@ from liveness.certification.workflow import WorkflowResult, apply_workflow
 from liveness.estimator.config import EstimatorConfig
 from liveness.evidence.health import HealthPolicy, SourceHealth
 from liveness.evidence.parts import day_from_number, day_number
-from liveness.evidence.snapshot import take_snapshot
+from liveness.evidence.snapshot import EvidenceSnapshot, take_snapshot
 from liveness.evidence.store import EvidenceStore
 from liveness.memory import reused_blocks
 from liveness.scoring import (
@@ -32,6 +33,7 @@ from liveness.scoring import (
     NO_LEVEL,
     RULES,
     Explainer,
+    Grades,
     ScoringPolicy,
     benefit_type_codes,
     grade,
@@ -111,33 +113,16 @@ def certify(
         )  # fmt: skip
 
     with watch.stage("grade"):
-        roll = snapshot.roll
         # Read once: grading keeps levels up to these while a source is degraded, and the
         # guard compares against them.
         previous = previous_levels(session, before=run)
-        grades = grade(
-            features=snapshot.features, benefit_type=benefit_type_codes(roll["benefit_type"]),
-            death_day=snapshot.death_day, degraded=snapshot.degraded,
-            previous_level=previous_level_codes(roll, previous[1]), policy=scoring,
-        )  # fmt: skip
-        # Reasons are built for whom they are stored or cited (assessments that changed,
-        # certifications, reviews): `row` is each person's place in the grades.
-        explain = Explainer(
-            grades=grades, features=snapshot.features, as_of_day=day_number(as_of),
-            policy=scoring, post_death=snapshot.post_death,
-        )  # fmt: skip
-        assessed = roll.assign(
-            level=np.asarray(LEVELS, dtype=object)[grades.level],
-            rule=np.asarray(RULES, dtype=object)[grades.rule],
-            score=grades.score.astype(float).round(4),
-            reasons=np.full(len(roll), None, dtype=object),
-            row=np.arange(len(roll)),
-            certifiable=grades.certifiable,
+        graded = grade_snapshot(snapshot, previous=previous[1], scoring=scoring)
+        grades, explain, assessed, gists = (
+            graded.grades,
+            graded.explain,
+            graded.assessed,
+            graded.gists,
         )
-        gists = assessment_gists(
-            grades, post_death=snapshot.post_death,
-            face_pass_day=snapshot.features.face_pass_day,
-        )  # fmt: skip
 
     with watch.stage("guard"):
         verdict = check_downgrades(
@@ -267,6 +252,47 @@ def _report(
             day_number(as_of) - policies.scoring.long + 1
         ).isoformat(),
     }
+
+
+@dataclass(frozen=True, eq=False)
+class GradedSnapshot:
+    """A snapshot's roll graded as the run grades it, with what publishing needs of it."""
+
+    grades: Grades
+    # Reasons, built for whom they are stored or cited (assessments that changed,
+    # certifications, reviews): `assessed["row"]` is each person's place in the grades.
+    explain: Explainer
+    # The roll with level, rule, score, reasons (None: not built yet), row and certifiable.
+    assessed: pd.DataFrame
+    gists: npt.NDArray[np.int64]
+
+
+def grade_snapshot(
+    snapshot: EvidenceSnapshot, *, previous: pd.DataFrame, scoring: ScoringPolicy
+) -> GradedSnapshot:
+    """Grade a snapshot's roll, `previous` holding the levels that stood (`previous_levels`)."""
+    roll = snapshot.roll
+    grades = grade(
+        features=snapshot.features, benefit_type=benefit_type_codes(roll["benefit_type"]),
+        death_day=snapshot.death_day, degraded=snapshot.degraded,
+        previous_level=previous_level_codes(roll, previous), policy=scoring,
+    )  # fmt: skip
+    explain = Explainer(
+        grades=grades, features=snapshot.features, as_of_day=day_number(snapshot.as_of),
+        policy=scoring, post_death=snapshot.post_death,
+    )  # fmt: skip
+    assessed = roll.assign(
+        level=np.asarray(LEVELS, dtype=object)[grades.level],
+        rule=np.asarray(RULES, dtype=object)[grades.rule],
+        score=grades.score.astype(float).round(4),
+        reasons=np.full(len(roll), None, dtype=object),
+        row=np.arange(len(roll)),
+        certifiable=grades.certifiable,
+    )
+    gists = assessment_gists(
+        grades, post_death=snapshot.post_death, face_pass_day=snapshot.features.face_pass_day
+    )
+    return GradedSnapshot(grades=grades, explain=explain, assessed=assessed, gists=gists)
 
 
 def previous_level_codes(roll: pd.DataFrame, previous: pd.DataFrame) -> np.ndarray:

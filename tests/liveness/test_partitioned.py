@@ -1,19 +1,24 @@
-"""The run's stages before publishing, by ranges of person ids, equal to the whole run's.
+"""The run's stages before its workflow, by ranges of person ids, equal to the whole run's.
 
 On the simulated city certified once, a second run as of the same day is graded range by
 range (`GradingByRange`): its guard's verdict must be the one `certify` reaches for everyone,
-and every person's level the one the run publishes, with nothing changed and with a source
-lost from the store (many lowered, the guard trips).
+every person's level the one the run publishes, and the assessments it writes and keeps the
+run's, with nothing changed and with a source lost from the store (many lowered, the guard
+trips).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from liveness.certification.assessments import standing_assessments
 from liveness.certification.partitioned import GradingByRange
@@ -21,7 +26,7 @@ from liveness.certification.run import certify
 from liveness.db import session_scope
 from liveness.scoring import LEVELS
 from liveness.services import Services
-from models import EvidencePart, Run, RunStatus
+from models import Assessment, EvidencePart, Run, RunStatus
 from tests.liveness.test_run import AS_OF, _certify_city
 
 pytestmark = pytest.mark.slow(seconds=20)
@@ -60,9 +65,15 @@ def test_graded_by_range_the_guard_and_levels_are_the_runs(
         ):  # fmt: skip
             ids = graded.snapshot.roll["person_id"].to_numpy()
             assert np.all((ids >= ranges * range_persons) & (ids < (ranges + 1) * range_persons))
-            levels.update(zip(ids.tolist(), np.asarray(LEVELS)[graded.grades.level], strict=True))
+            levels.update(
+                zip(ids.tolist(), np.asarray(LEVELS)[graded.graded.grades.level], strict=True)
+            )
             ranges += 1
+            grading.write_range(graded, policies=services.policies)
         verdict = grading.verdict(services.policies)
+        counts = grading.keep_standing()
+        written = _assessments(session, run)
+        kept = standing_assessments(session, run=run)
         session.rollback()  # nothing of it is published
     assert ranges > (1 if range_persons == 37 else 0)
     # The whole run, as `liveness run` makes it: the same verdict.
@@ -80,8 +91,25 @@ def test_graded_by_range_the_guard_and_levels_are_the_runs(
                 session, as_of=AS_OF, store=services.store, policies=services.policies,
                 override_guard=True,
             )  # fmt: skip
-    # And every person's level, the one the run published.
+    # And every person's level, the one the run published; the assessments written range by
+    # range, and what stands after them, the run's.
     with session_scope(services.sessions) as session:
         standing = standing_assessments(session, run=whole)
+        assert written == _assessments(session, whole)
+    # Nothing changed, nothing is stored again; a source lost, many are.
+    assert bool(written) == lose_transit
     published = dict(zip(standing["person_id"].tolist(), standing["previous"], strict=True))
     assert levels == published
+    pd.testing.assert_frame_equal(kept, standing)
+    assert counts == whole.report["assessments"]
+
+
+def _assessments(session: Session, run: Run) -> list[tuple[Any, ...]]:
+    """Return the assessments a run wrote, without their ids, in one order."""
+    rows = session.execute(
+        select(
+            Assessment.person_id, Assessment.level, Assessment.score, Assessment.rule,
+            Assessment.reasons, Assessment.policy_version, Assessment.gist, Assessment.graded,
+        ).where(Assessment.run_id == run.id)
+    ).all()  # fmt: skip
+    return sorted((*row[:4], json.dumps(row.reasons, sort_keys=True), *row[5:]) for row in rows)
