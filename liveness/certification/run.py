@@ -117,12 +117,7 @@ def certify(
         # guard compares against them.
         previous = previous_levels(session, before=run)
         graded = grade_snapshot(snapshot, previous=previous[1], scoring=scoring)
-        grades, explain, assessed, gists = (
-            graded.grades,
-            graded.explain,
-            graded.assessed,
-            graded.gists,
-        )
+        grades, explain, assessed = graded.grades, graded.explain, graded.assessed
 
     with watch.stage("guard"):
         verdict = check_downgrades(
@@ -147,7 +142,7 @@ def certify(
     with watch.stage("publish"):
         # Only what changed is stored; the run confirms the rest by being published.
         stored = store_assessments(
-            session, run_id=run.id, assessed=assessed, explain=explain, gist=gists,
+            session, run_id=run.id, assessed=assessed, explain=explain, gist=graded.gists,
             standing=previous[1],
             as_of=as_of, policy_version=scoring.version,
             refresh_days=policies.certification.assessment_refresh_days,

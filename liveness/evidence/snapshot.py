@@ -88,6 +88,26 @@ def _death_evidence(session: Session, as_of: dt.date) -> pd.DataFrame:
     return frame
 
 
+def _first_deaths(deaths: pd.DataFrame) -> pd.Series:
+    """Return each person's first death day among the records that act alone."""
+    acting = deaths[deaths["match"].isin([m.value for m in ACTING_MATCHES])]
+    return acting.groupby("person_id")["died_on"].min()
+
+
+def _recent_health(
+    session: Session, *, as_of: dt.date, scoring: ScoringPolicy, health: HealthPolicy
+) -> SourceHealth:
+    """Return the scoring sources' health over the recent window.
+
+    A source that collapsed in it is degraded: its silence lowers nobody (grading keeps the
+    previous level of whoever it showed before the outage).
+    """
+    return source_health(
+        session, sources=scoring.sources,
+        first_day=as_of - dt.timedelta(days=scoring.recent - 1), last_day=as_of, policy=health,
+    )  # fmt: skip
+
+
 def _death_days(first_death: pd.Series, persons: PersonIndex) -> npt.NDArray[np.int32]:
     """Return each indexed person's first death day (-1: none)."""
     death_day = np.full(persons.size, -1, dtype=np.int32)
@@ -124,8 +144,7 @@ def take_snapshot(
     the store: every database query it needs is made before it starts.
     """
     deaths = _death_evidence(session, as_of)
-    acting = deaths[deaths["match"].isin([m.value for m in ACTING_MATCHES])]
-    first_death = acting.groupby("person_id")["died_on"].min()
+    first_death = _first_deaths(deaths)
     top = int(session.scalar(select(func.max(Person.id))) or 0)
     everyone = PersonIndex(np.arange(top + 1, dtype=np.int64))
     engine = store.engine if store.engine is not None else LocalEngine()
@@ -140,13 +159,7 @@ def take_snapshot(
         # only one never delivered is missing.
         if roll.empty and top == 0:
             raise RollMissing("the benefit roll is empty: ingest the registry source first")
-        # A source that collapsed in the recent window is degraded: its silence lowers
-        # nobody (grading keeps the previous level of whoever it showed before the outage).
-        health_of_sources = source_health(
-            session, sources=scoring.sources,
-            first_day=as_of - dt.timedelta(days=scoring.recent - 1), last_day=as_of,
-            policy=health,
-        )  # fmt: skip
+        health_of_sources = _recent_health(session, as_of=as_of, scoring=scoring, health=health)
     except BaseException:
         job.cancel()
         raise
@@ -210,16 +223,12 @@ def snapshots_by_range(
     range's features at a time.
     """
     deaths = _death_evidence(session, as_of)
-    acting = deaths[deaths["match"].isin([m.value for m in ACTING_MATCHES])]
-    first_death = acting.groupby("person_id")["died_on"].min()
+    first_death = _first_deaths(deaths)
     top = int(session.scalar(select(func.max(Person.id))) or 0)
     read = read_roll(session, keep=keep_roll)
     if read.roll.empty and top == 0:
         raise RollMissing("the benefit roll is empty: ingest the registry source first")
-    health_of_sources = source_health(
-        session, sources=scoring.sources,
-        first_day=as_of - dt.timedelta(days=scoring.recent - 1), last_day=as_of, policy=health,
-    )  # fmt: skip
+    health_of_sources = _recent_health(session, as_of=as_of, scoring=scoring, health=health)
     everyone = PersonIndex(np.arange(top + 1, dtype=np.int64))
     engine = store.engine if store.engine is not None else LocalEngine()
     for evidence in engine.evidence_by_range(
