@@ -22,8 +22,9 @@ person), compacts it, then measures in fresh interpreters (so that each peak RSS
   (``spark_s``), its features and levels checked against ours for every person; with
   ``--spark-evidence-url`` the executors read the store from there (a copy on ``hdfs://``);
 - ranges (``--range-persons N``): the snapshot taken and graded range by range of N person
-  ids with ``--engine``'s engine (``snapshots_by_range``), only each person's level kept,
-  every level checked against the whole run's; its time and peak memory (``ranges_*``).
+  ids with ``--engine``'s engine, as a run would (``GradingByRange``: the previous levels, the
+  guard's counts and verdict), only each person's level kept, every level checked against the
+  whole run's; its time and peak memory (``ranges_*``).
 
 The last line holds the figures as ``key=value`` pairs; ``ours_sys_s`` and ``duckdb_sys_s`` are
 the kernel's share of the nightly run's and DuckDB's CPU (page faults above all: on a virtual
@@ -381,10 +382,13 @@ def child_ranges(
     workdir: Path, as_of: dt.date, range_persons: int, ours_path: Path,
     spark: SparkOptions | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Snapshot and grade range by range (`snapshots_by_range`), keeping each person's level."""
-    from liveness.evidence.snapshot import snapshots_by_range
+    """Grade range by range as a run would (`GradingByRange`), keeping each person's level.
+
+    The run's row is rolled back: nothing is published.
+    """
+    from liveness.certification.partitioned import GradingByRange
     from liveness.memory import return_large_blocks
-    from liveness.scoring import NO_LEVEL, benefit_type_codes, grade
+    from models import Run, RunStatus
 
     engine: dict[str, Any] = {}
     if spark is not None:
@@ -402,21 +406,19 @@ def child_ranges(
     policies = services.policies
     persons, levels = [], []
     began = time.perf_counter()
-    with services.sessions.begin() as session:
-        for snapshot in snapshots_by_range(
-            session, as_of=as_of, store=services.store, scoring=policies.scoring,
-            health=policies.health, range_persons=range_persons,
-        ):  # fmt: skip
-            grades = grade(
-                features=snapshot.features,
-                benefit_type=benefit_type_codes(snapshot.roll["benefit_type"]),
-                death_day=snapshot.death_day, degraded=snapshot.degraded,
-                previous_level=np.full(len(snapshot.roll), NO_LEVEL, dtype=np.int8),
-                policy=policies.scoring,
-            )  # fmt: skip
+    with services.sessions() as session:
+        run = Run(as_of=as_of, status=RunStatus.RUNNING, policy_version=policies.scoring.version)
+        session.add(run)
+        session.flush()
+        grading = GradingByRange(session, run=run)
+        for graded in grading.ranges(
+            as_of=as_of, store=services.store, policies=policies, range_persons=range_persons
+        ):
             # What a caller keeps of a range: its persons' levels, not their features.
-            persons.append(snapshot.roll["person_id"].to_numpy())
-            levels.append(grades.level)
+            persons.append(graded.snapshot.roll["person_id"].to_numpy())
+            levels.append(graded.graded.grades.level)
+        grading.verdict(policies)
+        session.rollback()
     seconds = time.perf_counter() - began
     with np.load(ours_path) as ours:
         equal = np.array_equal(np.concatenate(persons), ours["person_id"]) and np.array_equal(
