@@ -792,6 +792,10 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--measure", nargs="+", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.range_persons is not None and args.range_persons < 1:
+        parser.error(
+            f"--range-persons: a range holds at least one person id, not {args.range_persons}"
+        )
     if args.measure:
         what, *rest = args.measure
         workdir = Path(rest[0])
