@@ -9,27 +9,42 @@ trips).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from liveness.certification.assessments import standing_assessments
+from liveness.certification.guard import GuardVerdict
 from liveness.certification.partitioned import GradingByRange
 from liveness.certification.run import certify
 from liveness.db import session_scope
 from liveness.scoring import LEVELS
 from liveness.services import Services
-from models import Assessment, EvidencePart, Run, RunStatus
+from models import (
+    Assessment,
+    DeathMatch,
+    DeathRecord,
+    EvidencePart,
+    Person,
+    RecordStatus,
+    Run,
+    RunStatus,
+)
 from tests.liveness.test_run import AS_OF, _certify_city
 
-pytestmark = pytest.mark.slow(seconds=20)
+pytestmark = pytest.mark.slow(seconds=30)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -41,6 +56,79 @@ def certified_city(
     return services
 
 
+@dataclass(frozen=True)
+class _ByRange:
+    """What the front half by ranges computed, read back before it was rolled back."""
+
+    levels: dict[int, str]
+    verdict: GuardVerdict
+    counts: dict[str, int]
+    written: list[tuple[Any, ...]]
+    kept: pd.DataFrame
+
+
+def _by_range(services: Services, as_of: dt.date, range_persons: int) -> _ByRange:
+    """Grade, guard and write assessments range by range in a transaction rolled back."""
+    levels: dict[int, str] = {}
+    with services.sessions() as session:
+        run = Run(
+            as_of=as_of, status=RunStatus.RUNNING, policy_version=services.policies.scoring.version
+        )
+        session.add(run)
+        session.flush()
+        grading = GradingByRange(session, run=run)
+        for number, graded in enumerate(
+            grading.ranges(
+                as_of=as_of, store=services.store, policies=services.policies,
+                range_persons=range_persons,
+            )
+        ):  # fmt: skip
+            ids = graded.snapshot.roll["person_id"].to_numpy()
+            assert np.all((ids >= number * range_persons) & (ids < (number + 1) * range_persons))
+            levels.update(
+                zip(ids.tolist(), np.asarray(LEVELS)[graded.graded.grades.level], strict=True)
+            )
+            grading.write_range(graded, policies=services.policies)
+        by_range = _ByRange(
+            levels=levels, verdict=grading.verdict(services.policies),
+            counts=grading.keep_standing(), written=_assessments(session, run),
+            kept=standing_assessments(session, run=run),
+        )  # fmt: skip
+        session.rollback()  # nothing of it is published
+    return by_range
+
+
+def _same_as_the_run(services: Services, as_of: dt.date, range_persons: int) -> Run:
+    """Check the front half by ranges against `certify` as of `as_of`; return the run published.
+
+    A run the guard stops is published again with the guard overridden, as an operator would.
+    """
+    by_range = _by_range(services, as_of, range_persons)
+    with session_scope(services.sessions) as session:
+        whole = certify(session, as_of=as_of, store=services.store, policies=services.policies)
+    report = dict(whole.report["guard"])
+    assert report.pop("overridden") is False
+    assert by_range.verdict.as_dict() == report
+    assert by_range.verdict.tripped == (whole.status == RunStatus.STOPPED_BY_GUARD)
+    if by_range.verdict.tripped:
+        with session_scope(services.sessions) as session:
+            whole = certify(
+                session, as_of=as_of, store=services.store, policies=services.policies,
+                override_guard=True,
+            )  # fmt: skip
+    assert whole.status == RunStatus.PUBLISHED
+    # Every person's level, the one the run published; the assessments written range by
+    # range, and what stands after them, the run's.
+    with session_scope(services.sessions) as session:
+        standing = standing_assessments(session, run=whole)
+        assert by_range.written == _assessments(session, whole)
+    published = dict(zip(standing["person_id"].tolist(), standing["previous"], strict=True))
+    assert by_range.levels == published
+    pd.testing.assert_frame_equal(by_range.kept, standing)
+    assert by_range.counts == whole.report["assessments"]
+    return whole
+
+
 @pytest.mark.parametrize(("range_persons", "lose_transit"), [(37, True), (10_000, False)])
 def test_graded_by_range_the_guard_and_levels_are_the_runs(
     certified_city: Services, range_persons: int, lose_transit: bool
@@ -50,58 +138,11 @@ def test_graded_by_range_the_guard_and_levels_are_the_runs(
         with session_scope(services.sessions) as session:
             # The data is gone, the people are not: many would be lowered.
             session.execute(delete(EvidencePart).where(EvidencePart.source == "transit"))
-    levels: dict[int, str] = {}
-    ranges = 0
-    with services.sessions() as session:
-        run = Run(
-            as_of=AS_OF, status=RunStatus.RUNNING, policy_version=services.policies.scoring.version
-        )
-        session.add(run)
-        session.flush()
-        grading = GradingByRange(session, run=run)
-        for graded in grading.ranges(
-            as_of=AS_OF, store=services.store, policies=services.policies,
-            range_persons=range_persons,
-        ):  # fmt: skip
-            ids = graded.snapshot.roll["person_id"].to_numpy()
-            assert np.all((ids >= ranges * range_persons) & (ids < (ranges + 1) * range_persons))
-            levels.update(
-                zip(ids.tolist(), np.asarray(LEVELS)[graded.graded.grades.level], strict=True)
-            )
-            ranges += 1
-            grading.write_range(graded, policies=services.policies)
-        verdict = grading.verdict(services.policies)
-        counts = grading.keep_standing()
-        written = _assessments(session, run)
-        kept = standing_assessments(session, run=run)
-        session.rollback()  # nothing of it is published
-    assert ranges > (1 if range_persons == 37 else 0)
-    # The whole run, as `liveness run` makes it: the same verdict.
-    with session_scope(services.sessions) as session:
-        whole = certify(session, as_of=AS_OF, store=services.store, policies=services.policies)
-    assert whole.status == (RunStatus.STOPPED_BY_GUARD if lose_transit else RunStatus.PUBLISHED)
-    report = dict(whole.report["guard"])
-    assert report.pop("overridden") is False
-    assert verdict.as_dict() == report
-    assert verdict.tripped == lose_transit and verdict.compared > 0
-    if lose_transit:
-        assert verdict.downgraded > 0 and verdict.transitions
-        with session_scope(services.sessions) as session:
-            whole = certify(
-                session, as_of=AS_OF, store=services.store, policies=services.policies,
-                override_guard=True,
-            )  # fmt: skip
-    # And every person's level, the one the run published; the assessments written range by
-    # range, and what stands after them, the run's.
-    with session_scope(services.sessions) as session:
-        standing = standing_assessments(session, run=whole)
-        assert written == _assessments(session, whole)
-    # Nothing changed, nothing is stored again; a source lost, many are.
-    assert bool(written) == lose_transit
-    published = dict(zip(standing["person_id"].tolist(), standing["previous"], strict=True))
-    assert levels == published
-    pd.testing.assert_frame_equal(kept, standing)
-    assert counts == whole.report["assessments"]
+    whole = _same_as_the_run(services, AS_OF, range_persons)
+    guard = whole.report["guard"]
+    # Nothing changed, nothing is stored again; a source lost, many are lowered and stored.
+    assert guard["overridden"] == lose_transit == (guard["downgraded"] > 0)
+    assert (whole.report["assessments"]["stored"] > 0) == lose_transit
 
 
 def _assessments(session: Session, run: Run) -> list[tuple[Any, ...]]:
@@ -113,3 +154,48 @@ def _assessments(session: Session, run: Run) -> list[tuple[Any, ...]]:
         ).where(Assessment.run_id == run.id)
     ).all()  # fmt: skip
     return sorted((*row[:4], json.dumps(row.reasons, sort_keys=True), *row[5:]) for row in rows)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_over_generated_nights_the_front_half_by_ranges_is_the_runs(
+    backend: str, city: Path, services_factory: Callable[[str], Services]
+) -> None:
+    # Nights in any order, some days apart: sources lost from the store, deaths recorded.
+    # Before each run, its front half by ranges of any size is checked against `certify`.
+
+    class Nights(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.services, _, _ = _certify_city(backend, city, services_factory)
+            self.as_of = AS_OF
+            self.deaths = 0
+
+        @rule(days=st.integers(0, 40), range_persons=st.sampled_from([7, 37, 120, 10_000]))
+        def night(self, days: int, range_persons: int) -> None:
+            self.as_of += dt.timedelta(days=days)
+            _same_as_the_run(self.services, self.as_of, range_persons)
+
+        @rule(source=st.sampled_from(["transit", "card_txn", "medical"]))
+        def lose_source(self, source: str) -> None:
+            with session_scope(self.services.sessions) as session:
+                session.execute(delete(EvidencePart).where(EvidencePart.source == source))
+
+        @rule(pick=st.integers(min_value=0), days_ago=st.integers(0, 60))
+        def record_death(self, pick: int, days_ago: int) -> None:
+            with session_scope(self.services.sessions) as session:
+                persons = session.execute(select(Person.id, Person.id_number)).all()
+                person = persons[pick % len(persons)]
+                self.deaths += 1
+                session.add(
+                    DeathRecord(
+                        source="cremation", record_id=f"generated-{self.deaths}",
+                        id_number=person.id_number, id_status="valid",
+                        died_on=self.as_of - dt.timedelta(days=days_ago),
+                        recorded_on=self.as_of, person_id=person.id,
+                        match=DeathMatch.ID_NUMBER, confidence=1.0, status=RecordStatus.ACTIVE,
+                    )
+                )  # fmt: skip
+
+    run_state_machine_as_test(
+        Nights, settings=settings(max_examples=2, stateful_step_count=5, deadline=None)
+    )
