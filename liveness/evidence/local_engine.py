@@ -142,10 +142,11 @@ class _Reading:
     # Person ids with death evidence, and their death days: a summary hides their traces.
     dead: npt.NDArray[np.int64]
     dead_day: npt.NDArray[np.int32]
+    # The highest person id asked for, plus one: a summary covering more is of another roll.
+    id_space: int
     # The person ids read: all of them, or one range [lo, hi) of several (`evidence_by_range`),
-    # whose accumulator holds that range only; and the highest id asked for, plus one.
+    # whose accumulator holds that range only.
     persons: tuple[int, int] | None = None
-    id_space: int = 0
     # Whether the summaries' counts are this reading's (in one range of several: the first).
     count_summaries: bool = True
 
@@ -184,7 +185,7 @@ class _Reading:
         someone with death evidence has evidence in it after their death: that needs the
         traces themselves (they are counted one by one as possible use of a dead person's card).
         """
-        if summary.n_persons > (self.id_space or self.accumulator.n_persons):
+        if summary.n_persons > self.id_space:
             return False
         dead = self.dead < summary.n_persons
         return not bool(np.any(summary.last_day[self.dead[dead]] > self.dead_day[dead]))
@@ -287,6 +288,7 @@ class LocalEngine:
             keys=_summary_keys(plans, scoring),
             dead=dead,
             dead_day=death_day[dead],
+            id_space=everyone.size,
         )
 
         def work(stop: threading.Event) -> PersonEvidence:
@@ -332,7 +334,7 @@ class LocalEngine:
                     n_persons=hi - lo, as_of_day=day_number(as_of), policy=scoring
                 ),
                 summaries=SummaryCache(store.root), keys=keys, dead=dead,
-                dead_day=death_day[dead], persons=(lo, hi), id_space=len(death_day),
+                dead_day=death_day[dead], id_space=len(death_day), persons=(lo, hi),
                 count_summaries=number == 0,
             )  # fmt: skip
             evidence = _scatter(

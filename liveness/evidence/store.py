@@ -205,7 +205,8 @@ class EvidenceStore:
         ):  # fmt: skip
             inside = day_number(part.min_day) >= low and day_number(part.max_day) <= high
             for table, _ in self.row_group_batches(
-                self.path_of(part), wanted, low=low, high=high, person_id=person_id
+                self.path_of(part), wanted, low=low, high=high,
+                persons=None if person_id is None else (person_id, person_id + 1),
             ):
                 if person_id is not None:
                     table = table.filter(pc.equal(table["person_id"], person_id))
@@ -311,16 +312,14 @@ class EvidenceStore:
 
     def row_group_batches(
         self, path: Path, columns: list[str], *, low: int, high: int,
-        person_id: int | None = None, persons: tuple[int, int] | None = None,
+        persons: tuple[int, int] | None = None,
     ) -> Iterator[tuple[pa.Table, bool]]:  # fmt: skip
         """Yield a part's row groups that may hold days in [low, high], a few at a time.
 
-        With `person_id`, only the row groups whose persons may include them (a part clustered
-        by person holds each person in one or two); with `persons` (a range of ids [lo, hi)),
-        only those whose persons may fall in it. Their rows are not filtered.
+        With `persons` (a range of ids [lo, hi)), only the row groups whose persons may fall in
+        it (a part clustered by person holds each person in one or two). Their rows are not
+        filtered.
         """
-        if person_id is not None:
-            persons = (person_id, person_id + 1)
         file = pq.ParquetFile(path, read_dictionary=["kind"])
         metadata = file.metadata
         clustered = (metadata.metadata or {}).get(SORTED_KEY) == SORTED_VALUE

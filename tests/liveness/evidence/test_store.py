@@ -183,7 +183,7 @@ def test_one_persons_traces_are_read_from_the_row_groups_that_hold_them(
     decoded = sum(
         table.num_rows
         for table, _ in store.row_group_batches(
-            store.path_of(part), ["person_id"], low=0, high=2**31 - 1, person_id=20
+            store.path_of(part), ["person_id"], low=0, high=2**31 - 1, persons=(20, 21)
         )
     )
     assert 3 <= decoded <= 16
