@@ -345,24 +345,19 @@ def _evidence(spark: SparkSession, request: _Request) -> PersonEvidence:
     limit whatever the roll.
     """
     n = len(request.death_day)
-    if not request.parts:
-        empty = FeatureAccumulator(n_persons=n, as_of_day=request.as_of_day, policy=request.scoring)
-        return PersonEvidence(features=empty.result(), traces=_EMPTY_TRACES, count=0)
-    traces = _linked_traces(spark, request)
     count = 0
+    dead: list[dict[str, np.ndarray]] = []
 
     def blocks() -> Iterator[EvidenceFeatures]:
         nonlocal count
-        for block in _sums_by_range(traces, request, person_ranges(n, request.collect_persons)):
+        for block in _range_evidence(spark, request, person_ranges(n, request.collect_persons)):
             count += block.count
+            dead.append(block.traces)
             yield block.features
 
     features = join_features(blocks(), n_persons=n)
-    return PersonEvidence(
-        features=features,
-        traces=_dead_traces(spark, traces, request.death_day),
-        count=count,
-    )
+    traces = {key: np.concatenate([block[key] for block in dead]) for key in _EMPTY_TRACES}
+    return PersonEvidence(features=features, traces=traces, count=count)
 
 
 def _range_evidence(

@@ -205,7 +205,10 @@ class EvidenceStore:
         ):  # fmt: skip
             inside = day_number(part.min_day) >= low and day_number(part.max_day) <= high
             for table, _ in self.row_group_batches(
-                self.path_of(part), wanted, low=low, high=high,
+                self.path_of(part),
+                wanted,
+                low=low,
+                high=high,
                 persons=None if person_id is None else (person_id, person_id + 1),
             ):
                 if person_id is not None:
