@@ -36,6 +36,8 @@ class GradedRange:
     """One range's snapshot, graded as the run grades it, and its guard counts."""
 
     snapshot: EvidenceSnapshot
+    # The assessments that stood for the range's persons before the run.
+    standing: pd.DataFrame
     graded: GradedSnapshot
     downgrades: DowngradeCounts
 
@@ -71,7 +73,9 @@ class GradingByRange:
             graded = grade_snapshot(snapshot, previous=standing, scoring=policies.scoring)
             counts = count_downgrades(graded.assessed, standing)
             self.counted = self.counted + counts
-            yield GradedRange(snapshot=snapshot, graded=graded, downgrades=counts)
+            yield GradedRange(
+                snapshot=snapshot, standing=standing, graded=graded, downgrades=counts
+            )
 
     def verdict(self, policies: RunPolicies) -> GuardVerdict:
         """Decide the guard on the counts of every range yielded so far (all of them, after)."""
@@ -84,7 +88,7 @@ class GradingByRange:
         """Write a range's changed assessments, and the departures of its persons."""
         written = write_assessments(
             self.session, run_id=self.run.id, assessed=graded.graded.assessed,
-            gist=graded.graded.gists, standing=self._standing_of(graded.snapshot),
+            gist=graded.graded.gists, standing=graded.standing,
             as_of=self.run.as_of, policy_version=policies.scoring.version,
             refresh_days=policies.certification.assessment_refresh_days,
             explain=graded.graded.explain,

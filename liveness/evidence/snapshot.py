@@ -53,7 +53,7 @@ class EvidenceSnapshot:
     trace_count: int = 0
     # Each benefit's last certification on the roll, read with the roll (`RollRead`).
     roll_certified: pd.DataFrame | None = None
-    # The person ids [lo, hi) of one range of several (`snapshots_by_range`); None: everyone.
+    # The person ids [lo, hi) whose rows the snapshot holds; None: everyone's.
     person_range: tuple[int, int] | None = None
 
     @property
@@ -177,7 +177,6 @@ def take_snapshot(
 def _on_roll(
     evidence: RangeEvidence, *, as_of: dt.date, read: RollRead, deaths: pd.DataFrame,
     first_death: pd.Series, health: SourceHealth, scoring: ScoringPolicy,
-    person_range: tuple[int, int] | None = None,
 ) -> EvidenceSnapshot:  # fmt: skip
     """Return the snapshot of the roll's persons, every one in the evidence's range."""
     roll = read.roll
@@ -198,7 +197,7 @@ def _on_roll(
         death_day=death_day,
         features=evidence.features.take(ids - evidence.lo if evidence.lo else ids),
         post_death=post_death, health=health, trace_count=evidence.count,
-        roll_certified=read.certified, person_range=person_range,
+        roll_certified=read.certified, person_range=(evidence.lo, evidence.hi),
     )  # fmt: skip
 
 
@@ -244,7 +243,7 @@ def snapshots_by_range(
             ),
             deaths=rows_between(deaths, lo, hi),
             first_death=first_death[(first_death.index >= lo) & (first_death.index < hi)],
-            health=health_of_sources, scoring=scoring, person_range=(lo, hi),
+            health=health_of_sources, scoring=scoring,
         )  # fmt: skip
 
 
