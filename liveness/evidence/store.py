@@ -182,20 +182,21 @@ class EvidenceStore:
         first_day: dt.date | None = None,
         last_day: dt.date | None = None,
         unlinked_only: bool = False,
-        person_id: int | None = None,
+        persons: tuple[int, int] | None = None,
     ) -> Iterator[pa.Table]:
         """Yield `columns` of `source`'s traces in the window batch by batch, corrections applied.
 
         `kind` comes dictionary-encoded, as stored: map it through its dictionary. With
         `unlinked_only`, parts without traces that matched nobody are skipped (the batches
-        still hold linked traces: filter them). With `person_id`, only that person's traces,
-        and of a part clustered by person only the row groups that may hold them are decoded.
+        still hold linked traces: filter them). With `persons` (ids [lo, hi)), only their
+        traces, and of a part clustered by person only the row groups that may hold them are
+        decoded.
         """
         corrections = self._corrections(session, source=source)
         wanted = list(dict.fromkeys([*columns, "day"]))
         if corrections is not None:
             wanted.append("record_hash")
-        if person_id is not None:
+        if persons is not None:
             wanted = list(dict.fromkeys([*wanted, "person_id"]))
         low = -(2**31) if first_day is None else day_number(first_day)
         high = 2**31 - 1 if last_day is None else day_number(last_day)
@@ -209,10 +210,10 @@ class EvidenceStore:
                 wanted,
                 low=low,
                 high=high,
-                persons=None if person_id is None else (person_id, person_id + 1),
+                persons=persons,
             ):
-                if person_id is not None:
-                    table = table.filter(pc.equal(table["person_id"], person_id))
+                if persons is not None:
+                    table = table.filter(_between(table["person_id"], *persons))
                 if not inside:
                     table = table.filter(_in_window(table["day"], low, high))
                 if corrections is not None:
@@ -221,8 +222,8 @@ class EvidenceStore:
         if corrections is not None:
             latest = corrections.latest
             latest = latest.filter(_in_window(latest["day"], low, high))
-            if person_id is not None:
-                latest = latest.filter(pc.equal(latest["person_id"], person_id))
+            if persons is not None:
+                latest = latest.filter(_between(latest["person_id"], *persons))
             if latest.num_rows:
                 yield latest.select(list(columns))
 
@@ -235,15 +236,17 @@ class EvidenceStore:
         first_day: dt.date | None = None,
         last_day: dt.date | None = None,
         unlinked_only: bool = False,
+        persons: tuple[int, int] | None = None,
     ) -> pa.Table:
         """Read `columns` of `source`'s traces within the window, corrections applied.
 
-        With `unlinked_only`, only the traces that matched nobody (person_id -1).
+        With `unlinked_only`, only the traces that matched nobody (person_id -1); with
+        `persons` (ids [lo, hi)), only theirs.
         """
         wanted = list(dict.fromkeys([*columns, "person_id"])) if unlinked_only else columns
         batches = self.scan(
             session, source=source, columns=wanted, first_day=first_day, last_day=last_day,
-            unlinked_only=unlinked_only,
+            unlinked_only=unlinked_only, persons=persons,
         )  # fmt: skip
         tables = [
             table.filter(pc.less(table["person_id"], 0)).select(columns).combine_chunks()
@@ -416,3 +419,8 @@ def _decoded(table: pa.Table) -> pa.Table:
         return table
     index = table.schema.get_field_index("kind")
     return table.set_column(index, "kind", table["kind"].cast(pa.string()))
+
+
+def _between(person_id: pa.ChunkedArray | pa.Array, lo: int, hi: int) -> pa.ChunkedArray:
+    """Return whether each person id lies in [lo, hi)."""
+    return pc.and_(pc.greater_equal(person_id, lo), pc.less(person_id, hi))

@@ -241,17 +241,19 @@ def _entry_row(entry: PlannedEntry, person_id: int, benefit_id: int) -> dict[str
     }  # fmt: skip
 
 
-def suspended_benefits(session: Session) -> pd.DataFrame:
+def suspended_benefits(session: Session, *where: Any) -> pd.DataFrame:
     """Return the benefits the list suspended: person, benefit, reason, since when, which run.
 
     Those it terminated after a death too: a proof of life still reinstates them. Benefits
     the roll delivered already suspended or terminated (by the agency's own hand) are not its.
+    `where` narrows them (a run's partition: `Context.in_partition(Benefit.person_id)`).
     """
     rows = session.execute(
         select(
             Benefit.person_id, Benefit.id, Benefit.suspension_reason, Benefit.suspended_from,
             Benefit.suspended_as_of,
-        ).where(Benefit.status != BenefitStatus.ACTIVE, Benefit.suspension_reason.is_not(None))
+        ).where(Benefit.status != BenefitStatus.ACTIVE, Benefit.suspension_reason.is_not(None),
+                *where)
     ).all()  # fmt: skip
     frame = pd.DataFrame(
         rows, columns=["person_id", "benefit_id", "reason", "effective_on", "suspended_as_of"]

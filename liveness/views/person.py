@@ -55,7 +55,7 @@ def _timeline(
         found = []
         for mine in store.scan(
             session, source=source, columns=["day", "event_at", "kind"], first_day=since,
-            person_id=person_id,
+            persons=(person_id, person_id + 1),
         ):  # fmt: skip
             if mine.num_rows:
                 found.extend(mine.to_pylist())

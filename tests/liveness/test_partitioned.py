@@ -19,9 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -34,11 +31,7 @@ from liveness.scoring import LEVELS
 from liveness.services import Services
 from models import (
     Assessment,
-    DeathMatch,
-    DeathRecord,
     EvidencePart,
-    Person,
-    RecordStatus,
     Run,
     RunStatus,
 )
@@ -98,7 +91,7 @@ def _by_range(services: Services, as_of: dt.date, range_persons: int) -> _ByRang
     return by_range
 
 
-def _same_as_the_run(services: Services, as_of: dt.date, range_persons: int) -> Run:
+def same_as_the_run(services: Services, as_of: dt.date, range_persons: int) -> Run:
     """Check the front half by ranges against `certify` as of `as_of`; return the run published.
 
     A run the guard stops is published again with the guard overridden, as an operator would.
@@ -138,7 +131,7 @@ def test_graded_by_range_the_guard_and_levels_are_the_runs(
         with session_scope(services.sessions) as session:
             # The data is gone, the people are not: many would be lowered.
             session.execute(delete(EvidencePart).where(EvidencePart.source == "transit"))
-    whole = _same_as_the_run(services, AS_OF, range_persons)
+    whole = same_as_the_run(services, AS_OF, range_persons)
     guard = whole.report["guard"]
     # Nothing changed, nothing is stored again; a source lost, many are lowered and stored.
     assert guard["overridden"] == lose_transit == (guard["downgraded"] > 0)
@@ -154,48 +147,3 @@ def _assessments(session: Session, run: Run) -> list[tuple[Any, ...]]:
         ).where(Assessment.run_id == run.id)
     ).all()  # fmt: skip
     return sorted((*row[:4], json.dumps(row.reasons, sort_keys=True), *row[5:]) for row in rows)
-
-
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_over_generated_nights_the_front_half_by_ranges_is_the_runs(
-    backend: str, city: Path, services_factory: Callable[[str], Services]
-) -> None:
-    # Nights in any order, some days apart: sources lost from the store, deaths recorded.
-    # Before each run, its front half by ranges of any size is checked against `certify`.
-
-    class Nights(RuleBasedStateMachine):
-        def __init__(self) -> None:
-            super().__init__()
-            self.services, _, _ = _certify_city(backend, city, services_factory)
-            self.as_of = AS_OF
-            self.deaths = 0
-
-        @rule(days=st.integers(0, 40), range_persons=st.sampled_from([7, 37, 120, 10_000]))
-        def night(self, days: int, range_persons: int) -> None:
-            self.as_of += dt.timedelta(days=days)
-            _same_as_the_run(self.services, self.as_of, range_persons)
-
-        @rule(source=st.sampled_from(["transit", "card_txn", "medical"]))
-        def lose_source(self, source: str) -> None:
-            with session_scope(self.services.sessions) as session:
-                session.execute(delete(EvidencePart).where(EvidencePart.source == source))
-
-        @rule(pick=st.integers(min_value=0), days_ago=st.integers(0, 60))
-        def record_death(self, pick: int, days_ago: int) -> None:
-            with session_scope(self.services.sessions) as session:
-                persons = session.execute(select(Person.id, Person.id_number)).all()
-                person = persons[pick % len(persons)]
-                self.deaths += 1
-                session.add(
-                    DeathRecord(
-                        source="cremation", record_id=f"generated-{self.deaths}",
-                        id_number=person.id_number, id_status="valid",
-                        died_on=self.as_of - dt.timedelta(days=days_ago),
-                        recorded_on=self.as_of, person_id=person.id,
-                        match=DeathMatch.ID_NUMBER, confidence=1.0, status=RecordStatus.ACTIVE,
-                    )
-                )  # fmt: skip
-
-    run_state_machine_as_test(
-        Nights, settings=settings(max_examples=2, stateful_step_count=5, deadline=None)
-    )

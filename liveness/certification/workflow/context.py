@@ -7,7 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
+import pandas as pd
+from sqlalchemy import ColumnElement, and_, true
 
 from liveness.certification import CertificationPolicy
 from liveness.estimator.config import EstimatorConfig
@@ -59,3 +62,22 @@ class Context:
     estimator: EstimatorConfig | None = None
     # Builds the reasons of the run's persons whose reasons are cited (by their `row`).
     explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None
+    # The run's partition (docs/PARTITIONED_RUN.md): the person ids [lo, hi) whose rows the
+    # workflow reads and changes; None for everyone.
+    persons: tuple[int, int] | None = None
+
+    def in_partition(self, person_id: Any) -> ColumnElement[bool]:
+        """Return the condition that a person id column lies in the run's partition."""
+        if self.persons is None:
+            return true()
+        lo, hi = self.persons
+        condition: ColumnElement[bool] = and_(person_id >= lo, person_id < hi)
+        return condition
+
+    def of_partition(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return the rows of `frame` whose `person_id` lies in the run's partition."""
+        if self.persons is None:
+            return frame
+        lo, hi = self.persons
+        ids = frame["person_id"].to_numpy(dtype=np.int64)
+        return frame[(ids >= lo) & (ids < hi)]

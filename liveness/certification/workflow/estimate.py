@@ -101,7 +101,7 @@ def alive_estimate(session: Session, context: Context, *, snapshot: EvidenceSnap
         snapshot, roll=snapshot.roll.iloc[living], features=snapshot.features.take(living),
         post_death=snapshot.post_death[living],
     )  # fmt: skip
-    ages = _ages(session, alive.roll["person_id"], as_of=context.as_of) if config.age else None
+    ages = _ages(session, context, alive.roll["person_id"]) if config.age else None
     probability = none.copy()
     if len(living):
         features = feature_frame(snapshot=alive, policy=scoring, age_years=ages)
@@ -109,9 +109,13 @@ def alive_estimate(session: Session, context: Context, *, snapshot: EvidenceSnap
     return Estimate(probability=probability, version=row.version, notes=tuple(notes))
 
 
-def _ages(session: Session, person_id: pd.Series, *, as_of: dt.date) -> npt.NDArray[np.float64]:
+def _ages(session: Session, context: Context, person_id: pd.Series) -> npt.NDArray[np.float64]:
     """Return each person's age in years at the run, as the estimator's dataset computes it."""
-    births = query_frame(session, select(Person.id, Person.birth_date), ["id", "birth_date"])
+    as_of = context.as_of
+    births = query_frame(
+        session, select(Person.id, Person.birth_date).where(context.in_partition(Person.id)),
+        ["id", "birth_date"],
+    )  # fmt: skip
     birth = dates_of(person_id, births.set_index(births["id"].astype(np.int64))["birth_date"])
     years: npt.NDArray[np.float64] = (np.datetime64(as_of, "D") - birth).astype(np.float64) / 365.25
     return years

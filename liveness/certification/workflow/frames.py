@@ -78,12 +78,16 @@ def proofs_of_life(person_id: Iterable[Any], source: Iterable[Any], day: Iterabl
 
 
 def face_results(
-    session: Session, *, store: EvidenceStore, first_day: dt.date, as_of: dt.date
-) -> pd.DataFrame:
-    """Return the linked face verification results in a window: person_id, day, kind."""
+    session: Session, *, store: EvidenceStore, first_day: dt.date, as_of: dt.date,
+    persons: tuple[int, int] | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Return the linked face verification results in a window: person_id, day, kind.
+
+    With `persons` (ids [lo, hi): a partition's), only theirs.
+    """
     table = store.read_table(
         session, source="face", columns=["person_id", "day", "kind"], first_day=first_day,
-        last_day=as_of,
+        last_day=as_of, persons=persons,
     ).to_pandas()  # fmt: skip
     table = table[table["person_id"] >= 0]
     return table.assign(kind=table["kind"].astype(object))

@@ -111,7 +111,7 @@ def gather_proofs(
 ) -> Findings:  # fmt: skip
     """Gather the run's proofs of life, refute the deaths they contradict; keep what stands."""
     benefit_type = roll.set_index("person_id")["benefit_type"]
-    acting = _acting_deaths(session, context.as_of)
+    acting = _acting_deaths(session, context)
     proofs = _new_proofs(session, context, settled, acting=acting)
     # The roll leaves out benefits the list terminated for a death, yet a proof of life after
     # the death reinstates them: those persons' proofs count, for the terminated benefit's type.
@@ -143,7 +143,7 @@ def _new_proofs(
     alive = outcomes[outcomes["outcome"].isin([str(o) for o in ALIVE_OUTCOMES])]
     # Whose own face passing counts unasked: the suspended (or terminated) from the day it took
     # effect, those a death record names from the day after their death.
-    suspended = suspended_benefits(session)
+    suspended = suspended_benefits(session, context.in_partition(Benefit.person_id))
     since = earliest_dates(
         pd.concat(
             [
@@ -189,7 +189,10 @@ def _face_passes(session: Session, context: Context, since: pd.Series) -> pd.Dat
     """
     if since.empty:
         return proofs_of_life([], [], [], [])
-    results = face_results(session, store=context.store, first_day=min(since), as_of=context.as_of)
+    results = face_results(
+        session, store=context.store, first_day=min(since), as_of=context.as_of,
+        persons=context.persons,
+    )  # fmt: skip
     own = {f"pass_{channel}" for channel in context.policy.own_face_channels}
     passing = own | ({"pass_proxy"} if context.policy.proxy_allowed else set())
     results = results[results["kind"].isin(passing) & results["person_id"].isin(since.index)]
@@ -207,15 +210,16 @@ def _face_passes(session: Session, context: Context, since: pd.Series) -> pd.Dat
     )  # fmt: skip
 
 
-def _acting_deaths(session: Session, as_of: dt.date) -> pd.DataFrame:
+def _acting_deaths(session: Session, context: Context) -> pd.DataFrame:
     """Return death records that act on someone as of the run: id, person, date, source."""
+    as_of = context.as_of
     return read_frame(
         session,
         select(DeathRecord.id, DeathRecord.person_id, DeathRecord.died_on, DeathRecord.source,
                DeathRecord.record_id)
         .where(DeathRecord.status == RecordStatus.ACTIVE, DeathRecord.person_id.is_not(None),
                DeathRecord.match.in_(ACTING), DeathRecord.recorded_on <= as_of,
-               DeathRecord.died_on <= as_of),
+               DeathRecord.died_on <= as_of, context.in_partition(DeathRecord.person_id)),
         ["id", "person_id", "died_on", "source", "record_id"],
     )  # fmt: skip
 

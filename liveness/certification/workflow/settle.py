@@ -77,15 +77,20 @@ def _settle_face_tasks(
         select(ReviewTask.id, ReviewTask.person_id, ReviewTask.opened_on, ReviewTask.due_on,
                ReviewTask.cause)
         .where(ReviewTask.kind == TaskKind.FACE_VERIFICATION,
-               ReviewTask.status.in_(OPEN_TASK_STATUSES)),
+               ReviewTask.status.in_(OPEN_TASK_STATUSES),
+               context.in_partition(ReviewTask.person_id)),
         ["id", "person_id", "opened_on", "due_on", "cause"],
     ).sort_values("id", ignore_index=True)  # fmt: skip
-    no_failures = pd.DataFrame({"id": [], "person_id": [], "cause": []})
+    no_failures = pd.DataFrame(
+        {"id": pd.Series(dtype="int64"), "person_id": pd.Series(dtype="int64"),
+         "cause": pd.Series(dtype=object)}
+    )  # fmt: skip
     if tasks.empty:
         return proofs_of_life([], [], [], []), no_failures
     results = face_results(
-        session, store=context.store, first_day=min(tasks["opened_on"]), as_of=as_of
-    ).merge(tasks, on="person_id")
+        session, store=context.store, first_day=min(tasks["opened_on"]), as_of=as_of,
+        persons=context.persons,
+    ).merge(tasks, on="person_id")  # fmt: skip
     opened_day = (pd.to_datetime(results["opened_on"]) - pd.Timestamp("1970-01-01")).dt.days
     results = results[results["day"].to_numpy() >= opened_day.to_numpy()]
     own = {f"pass_{channel}" for channel in policy.own_face_channels}
@@ -141,7 +146,8 @@ def _apply_outcomes(session: Session, context: Context, result: WorkflowResult) 
             ReviewTask.id, ReviewTask.person_id, ReviewTask.kind, ReviewTask.outcome,
             ReviewTask.outcome_detail, ReviewTask.reasons, ReviewTask.closed_on, ReviewTask.cause,
         )
-        .where(ReviewTask.status == TaskStatus.DONE, ReviewTask.closed_run_id.is_(None))
+        .where(ReviewTask.status == TaskStatus.DONE, ReviewTask.closed_run_id.is_(None),
+               context.in_partition(ReviewTask.person_id))
         .order_by(ReviewTask.id)
         # Locked until the run publishes: an undo (review.outcomes.undo_outcome) waits, then
         # finds the outcome taken up; one that came first is not selected.

@@ -1,0 +1,309 @@
+"""The workflow's first stages run for one partition of person ids at a time, equal to the run's.
+
+A run by partitions (docs/PARTITIONED_RUN.md) gives each stage of the workflow its range of
+person ids (`Context.persons`). Run for every range in turn in one transaction, settling the
+reviews, weighing the proofs of life against the death records, the abrupt stops and the
+estimate must do what they do for everyone at once: the same tasks closed and outcomes taken
+up, the same death records recorded, refuted and settled, the same proofs, deaths, stops and
+probabilities, and counts that add up to the run's. A stage that read beyond its range would
+take another partition's outcomes or queue its proofs twice.
+
+Checked on the simulated city with reviews answered in every way a grid worker can, and over
+generated histories: a Hypothesis state machine runs nights some days apart, loses sources,
+answers reviews and records deaths; before each run it compares these stages by ranges of any
+size with everyone's, and the front half by ranges (`tests/liveness/test_partitioned.py`)
+with the run that it then publishes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from liveness.certification.workflow.context import Context, WorkflowResult
+from liveness.certification.workflow.estimate import alive_estimate
+from liveness.certification.workflow.proofs import gather_proofs
+from liveness.certification.workflow.risk import abrupt_stops
+from liveness.certification.workflow.settle import OPEN_TASK_STATUSES, settle_reviews
+from liveness.db import session_scope
+from liveness.evidence.snapshot import snapshots_by_range, take_snapshot
+from liveness.review.outcomes import OUTCOMES_BY_KIND, record_outcome
+from liveness.services import Services
+from models import (
+    DeathMatch,
+    DeathRecord,
+    EvidencePart,
+    Person,
+    RecordStatus,
+    ReviewTask,
+    Run,
+    RunStatus,
+    TaskKind,
+    VisitOutcome,
+)
+from tests.liveness.test_partitioned import same_as_the_run
+from tests.liveness.test_run import AS_OF, _certify_city
+
+pytestmark = pytest.mark.slow(seconds=30)
+
+# Frames the stages return, each sorted by these columns so that partitions' rows compare.
+_ORDER = {
+    "outcomes": ["id"],
+    "face_proofs": ["person_id", "day", "source"],
+    "face_failures": ["id"],
+    "proofs": ["person_id"],
+    # By the record, not its row id: a review's death inserted again after a rollback gets a
+    # new id on PostgreSQL, whose sequences do not roll back.
+    "standing": ["source", "record_id"],
+}
+
+
+@dataclass
+class _Stages:
+    """What the workflow's first stages returned and changed, read before the rollback."""
+
+    frames: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
+    visits_asked: set[int] = field(default_factory=set)
+    died_on: dict[int, dt.date] = field(default_factory=dict)
+    dead: set[int] = field(default_factory=set)
+    stops: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    probability: list[np.ndarray] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    tasks: list[tuple[Any, ...]] = field(default_factory=list)
+    deaths: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def add(self, name: str, frame: pd.DataFrame) -> None:
+        """Keep one partition's frame of a stage."""
+        self.frames.setdefault(name, []).append(frame)
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """Return a stage's frame over every partition, in one order, its dtypes made plain."""
+        parts = [part for part in self.frames.get(name, []) if len(part)]
+        if not parts:
+            return pd.DataFrame()
+        frame = pd.concat(parts, ignore_index=True).astype(object)
+        frame = frame.sort_values(_ORDER[name], ignore_index=True)
+        plain = frame.map(lambda v: repr(v) if isinstance(v, dict | list | set) else v)
+        return plain.astype(object)
+
+    def count(self, result: WorkflowResult) -> None:
+        """Add one partition's counts of the stages to the others'."""
+        for name in ("face_settled", "outcomes_applied"):
+            total = self.counts.setdefault(name, {})
+            for key, value in getattr(result, name).items():
+                total[key] = total.get(key, 0) + value
+        for name in ("death_records_settled", "refuted_death_records"):
+            self.counts[name] = self.counts.get(name, 0) + getattr(result, name)
+
+
+def _first_stages(services: Services, as_of: dt.date, range_persons: int | None) -> _Stages:
+    """Run settle, proofs, stops and estimate, for everyone or by ranges; roll them back."""
+    policies = services.policies
+    stages = _Stages()
+    with services.sessions() as session:
+        run = Run(as_of=as_of, status=RunStatus.RUNNING, policy_version=policies.scoring.version)
+        session.add(run)
+        session.flush()
+        if range_persons is None:
+            snapshots = iter([
+                take_snapshot(session, as_of=as_of, store=services.store,
+                              scoring=policies.scoring, health=policies.health)
+            ])  # fmt: skip
+        else:
+            snapshots = snapshots_by_range(
+                session, as_of=as_of, store=services.store, scoring=policies.scoring,
+                health=policies.health, range_persons=range_persons,
+            )  # fmt: skip
+        for snapshot in snapshots:
+            context = Context(
+                run_id=run.id, as_of=as_of, store=services.store, policy=policies.certification,
+                timezone="Asia/Shanghai", scoring=policies.scoring, estimator=policies.estimator,
+                persons=None if range_persons is None else snapshot.person_range,
+            )  # fmt: skip
+            result = WorkflowResult()
+            settled = settle_reviews(session, context, result)
+            findings = gather_proofs(session, context, settled, roll=snapshot.roll, result=result)
+            stops = abrupt_stops(
+                snapshot, policy=policies.certification.risk, scoring=policies.scoring
+            )
+            estimate = alive_estimate(session, context, snapshot=snapshot)
+            stages.count(result)
+            for name in ("outcomes", "face_proofs", "face_failures"):
+                stages.add(name, getattr(settled, name))
+            stages.add("proofs", findings.proofs)
+            stages.add("standing", findings.standing.drop(columns="id"))
+            stages.visits_asked |= settled.visits_asked
+            stages.died_on.update(findings.died_on.to_dict())
+            stages.dead |= findings.dead
+            for name in ("silent", "stopped", "last_day", "expected", "held"):
+                stages.stops.setdefault(name, []).append(getattr(stops, name))
+            stages.probability.append(estimate.probability)
+        stages.tasks = _tasks(session, run)
+        stages.deaths = _deaths(session)
+        session.rollback()
+    return stages
+
+
+def _tasks(session: Session, run: Run) -> list[tuple[Any, ...]]:
+    """Return every review task's state, the run's own id named as such."""
+    rows = session.execute(
+        select(ReviewTask.id, ReviewTask.person_id, ReviewTask.status, ReviewTask.outcome,
+               ReviewTask.closed_on, ReviewTask.closed_run_id).order_by(ReviewTask.id)
+    ).all()  # fmt: skip
+    return [(*row[:5], "this run" if row[5] == run.id else row[5]) for row in rows]
+
+
+def _deaths(session: Session) -> list[tuple[Any, ...]]:
+    """Return every death record's state, by source and record id."""
+    rows = session.execute(
+        select(DeathRecord.source, DeathRecord.record_id, DeathRecord.person_id,
+               DeathRecord.status, DeathRecord.died_on, DeathRecord.settled_by,
+               DeathRecord.settled_on, DeathRecord.settlement)
+    ).all()  # fmt: skip
+    return sorted(tuple(row) for row in rows)
+
+
+def _same_as_everyone(services: Services, as_of: dt.date, range_persons: int) -> _Stages:
+    """Check the first stages by ranges against the same stages for everyone at once."""
+    whole = _first_stages(services, as_of, None)
+    by_range = _first_stages(services, as_of, range_persons)
+    for name in _ORDER:
+        pd.testing.assert_frame_equal(by_range.frame(name), whole.frame(name), obj=name)
+    assert by_range.visits_asked == whole.visits_asked
+    assert by_range.died_on == whole.died_on
+    assert by_range.dead == whole.dead
+    for name, parts in whole.stops.items():
+        np.testing.assert_array_equal(
+            np.concatenate(by_range.stops[name]), np.concatenate(parts), err_msg=name
+        )
+    np.testing.assert_array_equal(
+        np.concatenate(by_range.probability), np.concatenate(whole.probability)
+    )
+    assert by_range.counts == whole.counts
+    assert by_range.tasks == whole.tasks
+    assert by_range.deaths == whole.deaths
+    return whole
+
+
+def _answer(session: Session, task: ReviewTask, outcome: VisitOutcome, on: dt.date) -> None:
+    """Record a review's outcome as a grid worker would, on `on`."""
+    record_outcome(
+        session, task_id=task.id, outcome=str(outcome), actor="grid-7", on=on,
+        died_on=on if outcome == VisitOutcome.DECEASED else None,
+        region="110105" if outcome == VisitOutcome.MOVED_AWAY else None,
+    )  # fmt: skip
+
+
+def _open_tasks(session: Session) -> list[ReviewTask]:
+    """Return the open review tasks, by id."""
+    return list(
+        session.scalars(
+            select(ReviewTask).where(ReviewTask.status.in_(OPEN_TASK_STATUSES))
+            .order_by(ReviewTask.id)
+        )
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def answered_city(
+    request: pytest.FixtureRequest, city: Path, services_factory: Callable[[str], Services]
+) -> Services:
+    """The city certified once, then every other open review answered, each outcome in turn."""
+    services, _, _ = _certify_city(request.param, city, services_factory)
+    with session_scope(services.sessions) as session:
+        for number, task in enumerate(_open_tasks(session)[::2]):
+            choices = sorted(OUTCOMES_BY_KIND[TaskKind(task.kind)])
+            _answer(session, task, VisitOutcome(choices[number % len(choices)]), AS_OF)
+    return services
+
+
+@pytest.mark.parametrize("range_persons", [37, 10_000])
+def test_the_first_stages_by_range_are_everyones(
+    answered_city: Services, range_persons: int
+) -> None:
+    whole = _same_as_everyone(answered_city, AS_OF, range_persons)
+    # The city's reviews were answered in every way: outcomes were taken up, deaths found.
+    assert sum(whole.counts["outcomes_applied"].values()) > 5
+    assert len(whole.counts["outcomes_applied"]) > 3
+    assert whole.dead
+
+
+def record_cremation(
+    services: Services, *, pick: int, number: int, as_of: dt.date, days_ago: int
+) -> None:
+    """Record the cremation of a person picked by `pick`, `days_ago` before `as_of`."""
+    with session_scope(services.sessions) as session:
+        persons = session.execute(select(Person.id, Person.id_number)).all()
+        person = persons[pick % len(persons)]
+        session.add(
+            DeathRecord(
+                source="cremation", record_id=f"generated-{number}", id_number=person.id_number,
+                id_status="valid", died_on=as_of - dt.timedelta(days=days_ago),
+                recorded_on=as_of, person_id=person.id, match=DeathMatch.ID_NUMBER,
+                confidence=1.0, status=RecordStatus.ACTIVE,
+            )
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_over_generated_nights_the_partitioned_stages_are_the_runs(
+    backend: str, city: Path, services_factory: Callable[[str], Services]
+) -> None:
+    # Nights some days apart, sources lost from the store, reviews answered in any way,
+    # deaths recorded. Before each run, by ranges of any size: the workflow's first stages
+    # against everyone's, then the front half (grading, guard, assessments) against the run.
+
+    class Nights(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.services, _, _ = _certify_city(backend, city, services_factory)
+            self.as_of = AS_OF
+            self.deaths = 0
+
+        @rule(days=st.integers(0, 40), range_persons=st.sampled_from([37, 120, 10_000]))
+        def night(self, days: int, range_persons: int) -> None:
+            self.as_of += dt.timedelta(days=days)
+            _same_as_everyone(self.services, self.as_of, range_persons)
+            same_as_the_run(self.services, self.as_of, range_persons)
+
+        @rule(source=st.sampled_from(["transit", "card_txn", "medical"]))
+        def lose_source(self, source: str) -> None:
+            with session_scope(self.services.sessions) as session:
+                session.execute(delete(EvidencePart).where(EvidencePart.source == source))
+
+        @rule(pick=st.integers(min_value=0), choice=st.integers(min_value=0),
+              many=st.integers(1, 8))  # fmt: skip
+        def answer_reviews(self, pick: int, choice: int, many: int) -> None:
+            with session_scope(self.services.sessions) as session:
+                tasks = _open_tasks(session)
+                for k in range(min(many, len(tasks))):
+                    task = tasks[(pick + k * 7) % len(tasks)]
+                    if task.status not in OPEN_TASK_STATUSES:
+                        continue
+                    choices = sorted(OUTCOMES_BY_KIND[TaskKind(task.kind)])
+                    outcome = VisitOutcome(choices[(choice + k) % len(choices)])
+                    _answer(session, task, outcome, max(self.as_of, task.opened_on))
+
+        @rule(pick=st.integers(min_value=0), days_ago=st.integers(0, 60))
+        def record_death(self, pick: int, days_ago: int) -> None:
+            self.deaths += 1
+            record_cremation(
+                self.services, pick=pick, number=self.deaths, as_of=self.as_of,
+                days_ago=days_ago,
+            )  # fmt: skip
+
+    run_state_machine_as_test(
+        Nights, settings=settings(max_examples=2, stateful_step_count=6, deadline=None)
+    )
