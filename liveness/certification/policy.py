@@ -129,6 +129,12 @@ class CertificationPolicy:
         """Return the cycle that applies to `benefit_type`."""
         return self.overrides.get(benefit_type, self.cycle)
 
+    @property
+    def longest_renewal_window(self) -> int:
+        """Return the longest renewal window of any benefit type, in days."""
+        cycles = [self.cycle, *self.overrides.values()]
+        return max(cycle.renewal_window_days for cycle in cycles)
+
 
 Positive = Annotated[int, Field(gt=0)]
 Share = Annotated[float, Field(gt=0, le=1)]

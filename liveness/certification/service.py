@@ -94,14 +94,27 @@ class CertificationEnds:
         order = np.argsort(ids, kind="stable")
         return pd.Series(days[order], index=ids[order])
 
-    def with_run(self, session: Session, *, run_id: int) -> CertificationEnds:
+    def with_run(
+        self, session: Session, *, run_id: int, where: ColumnElement[bool] | None = None
+    ) -> CertificationEnds:
         """Return the ends with what run `run_id` has certified (flushed) added.
 
         Equal to reading them all again: a person's latest recorded end is the later of the
         one read before and those the run recorded since; the roll's carried ends stay.
+        `where` narrows the run's certifications (to a partition's persons, whose ends these are).
         """
-        added = _recorded_ends(session, Certification.run_id == run_id)
+        conditions = [Certification.run_id == run_id, *([] if where is None else [where])]
+        added = _recorded_ends(session, *conditions)
         return CertificationEnds(recorded=_later(self.recorded, added), carried=self.carried)
+
+    def between(self, lo: int, hi: int) -> CertificationEnds:
+        """Return the ends of the persons with ids in [lo, hi) (a run's partition)."""
+
+        def cut(ends: pd.Series) -> pd.Series:
+            ids = ends.index.to_numpy(dtype=np.int64)
+            return ends[(ids >= lo) & (ids < hi)]
+
+        return CertificationEnds(recorded=cut(self.recorded), carried=cut(self.carried))
 
 
 def date_objects(days: pd.Series) -> pd.Series:

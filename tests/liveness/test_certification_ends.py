@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -129,6 +130,27 @@ def test_cycle_days_looks_each_type_up_once_with_the_numbers_of_a_lookup_per_row
             got = certification_service.cycle_days(policy, column, field=field)
             assert got.dtype == np.int64
             np.testing.assert_array_equal(got, want)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the policy is read-only
+@given(windows=st.lists(st.integers(1, 400), max_size=4), default=st.integers(1, 400))
+def test_the_longest_renewal_window_is_that_of_some_type_and_none_is_longer(
+    policy: CertificationPolicy, windows: list[int], default: int
+) -> None:
+    # The nights a run looks back for strong moments: the same for every partition of a run.
+    cycle = dataclasses.replace(policy.cycle, renewal_window_days=default)
+    overrides = {
+        f"type_{n}": dataclasses.replace(cycle, renewal_window_days=days)
+        for n, days in enumerate(windows)
+    }
+    shaped = dataclasses.replace(policy, cycle=cycle, overrides=overrides)
+    kinds = pd.Series(["other", *overrides])
+    longest = shaped.longest_renewal_window
+    assert longest == max([default, *windows])
+    assert (
+        longest
+        >= certification_service.cycle_days(shaped, kinds, field="renewal_window_days").max()
+    )
 
 
 # Operations on the certifications between reads: a run certifying (and keeping its ends),

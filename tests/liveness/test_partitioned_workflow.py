@@ -1,12 +1,14 @@
-"""The workflow's first stages run for one partition of person ids at a time, equal to the run's.
+"""The workflow up to certifying, one partition of person ids at a time, equal to the run's.
 
 A run by partitions (docs/PARTITIONED_RUN.md) gives each stage of the workflow its range of
 person ids (`Context.persons`). Run for every range in turn in one transaction, settling the
-reviews, weighing the proofs of life against the death records, the abrupt stops and the
-estimate must do what they do for everyone at once: the same tasks closed and outcomes taken
-up, the same death records recorded, refuted and settled, the same proofs, deaths, stops and
-probabilities, and counts that add up to the run's. A stage that read beyond its range would
-take another partition's outcomes or queue its proofs twice.
+reviews, weighing the proofs of life against the death records, the abrupt stops, the
+estimate and certifying must do what they do for everyone at once: the same tasks closed and
+outcomes taken up, the same death records recorded, refuted and settled, the same
+certifications written, the same proofs, deaths, stops, probabilities and certification
+ends (kept once, after the last range), and counts that add up to the run's. A stage that
+read beyond its range would take another partition's outcomes, queue its proofs twice or
+keep another partition's ends as its own.
 
 Checked on the simulated city with reviews answered in every way a grid worker can, and over
 generated histories: a Hypothesis state machine runs nights some days apart, loses sources,
@@ -18,6 +20,7 @@ with the run that it then publishes.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +35,22 @@ from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_a
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from liveness.certification.kept_ends import keep_ends, kept_ends
+from liveness.certification.partitioned import GradingByRange
+from liveness.certification.run import grade_snapshot
+from liveness.certification.service import read_ends
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.estimate import alive_estimate
+from liveness.certification.workflow.proofs import certify as certify_stage
 from liveness.certification.workflow.proofs import gather_proofs
 from liveness.certification.workflow.risk import abrupt_stops
 from liveness.certification.workflow.settle import OPEN_TASK_STATUSES, settle_reviews
 from liveness.db import session_scope
-from liveness.evidence.snapshot import snapshots_by_range, take_snapshot
+from liveness.evidence.snapshot import take_snapshot
 from liveness.review.outcomes import OUTCOMES_BY_KIND, record_outcome
 from liveness.services import Services
 from models import (
+    Certification,
     DeathMatch,
     DeathRecord,
     EvidencePart,
@@ -72,7 +81,7 @@ _ORDER = {
 
 @dataclass
 class _Stages:
-    """What the workflow's first stages returned and changed, read before the rollback."""
+    """What the workflow's stages to certifying returned and changed, read before the rollback."""
 
     frames: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
     visits_asked: set[int] = field(default_factory=set)
@@ -81,8 +90,16 @@ class _Stages:
     stops: dict[str, list[np.ndarray]] = field(default_factory=dict)
     probability: list[np.ndarray] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
+    proof_of_life: set[int] = field(default_factory=set)
+    earlier_night: set[int] = field(default_factory=set)
+    by_estimator: set[int] = field(default_factory=set)
+    ends: list[pd.Series] = field(default_factory=list)
+    certified_now: list[np.ndarray] = field(default_factory=list)
+    recorded: pd.Series | None = None
+    kept_ends: pd.Series | None = None
     tasks: list[tuple[Any, ...]] = field(default_factory=list)
     deaths: list[tuple[Any, ...]] = field(default_factory=list)
+    certifications: list[tuple[Any, ...]] = field(default_factory=list)
 
     def add(self, name: str, frame: pd.DataFrame) -> None:
         """Keep one partition's frame of a stage."""
@@ -100,36 +117,55 @@ class _Stages:
 
     def count(self, result: WorkflowResult) -> None:
         """Add one partition's counts of the stages to the others'."""
-        for name in ("face_settled", "outcomes_applied"):
+        for name in ("face_settled", "outcomes_applied", "certified"):
             total = self.counts.setdefault(name, {})
             for key, value in getattr(result, name).items():
                 total[key] = total.get(key, 0) + value
-        for name in ("death_records_settled", "refuted_death_records"):
+        for name in (
+            "death_records_settled", "refuted_death_records", "certified_earlier_night",
+            "certified_by_estimator",
+        ):  # fmt: skip
             self.counts[name] = self.counts.get(name, 0) + getattr(result, name)
 
 
-def _first_stages(services: Services, as_of: dt.date, range_persons: int | None) -> _Stages:
-    """Run settle, proofs, stops and estimate, for everyone or by ranges; roll them back."""
+def _stages_to_certifying(services: Services, as_of: dt.date, range_persons: int | None) -> _Stages:
+    """Run the workflow's stages up to certifying, for everyone or by ranges; roll them back.
+
+    By ranges, the run's certification ends are read once before the first range, each range
+    certifies with its slice, and the ends are kept once after the last: as a driver would.
+    """
     policies = services.policies
     stages = _Stages()
     with services.sessions() as session:
         run = Run(as_of=as_of, status=RunStatus.RUNNING, policy_version=policies.scoring.version)
         session.add(run)
         session.flush()
+        grading = GradingByRange(session, run=run)
         if range_persons is None:
-            snapshots = iter([
-                take_snapshot(session, as_of=as_of, store=services.store,
-                              scoring=policies.scoring, health=policies.health)
-            ])  # fmt: skip
-        else:
-            snapshots = snapshots_by_range(
+            snapshot = take_snapshot(
                 session, as_of=as_of, store=services.store, scoring=policies.scoring,
-                health=policies.health, range_persons=range_persons,
+                health=policies.health,
             )  # fmt: skip
-        for snapshot in snapshots:
+            graded = iter(
+                [(snapshot, grade_snapshot(snapshot, previous=grading.previous,
+                                           scoring=policies.scoring))]
+            )  # fmt: skip
+            ends = None
+        else:
+            graded = (
+                (part.snapshot, part.graded)
+                for part in grading.ranges(
+                    as_of=as_of, store=services.store, policies=policies,
+                    range_persons=range_persons,
+                )
+            )  # fmt: skip
+            ends = read_ends(session, policy=policies.certification)
+        recorded = []
+        for snapshot, grades in graded:
             context = Context(
                 run_id=run.id, as_of=as_of, store=services.store, policy=policies.certification,
                 timezone="Asia/Shanghai", scoring=policies.scoring, estimator=policies.estimator,
+                explain=grades.explain,
                 persons=None if range_persons is None else snapshot.person_range,
             )  # fmt: skip
             result = WorkflowResult()
@@ -139,6 +175,16 @@ def _first_stages(services: Services, as_of: dt.date, range_persons: int | None)
                 snapshot, policy=policies.certification.risk, scoring=policies.scoring
             )
             estimate = alive_estimate(session, context, snapshot=snapshot)
+            assessed = grades.assessed.assign(
+                stopped=stops.held,
+                certifiable=grades.assessed["certifiable"].to_numpy() & ~stops.held,
+            )
+            certified = certify_stage(
+                session, context, findings, assessed=assessed, roll=snapshot.roll,
+                estimate=estimate, result=result, roll_certified=snapshot.roll_certified,
+                partition_ends=None if ends is None else ends.between(*snapshot.person_range),
+            )  # fmt: skip
+            recorded.append(certified.recorded)
             stages.count(result)
             for name in ("outcomes", "face_proofs", "face_failures"):
                 stages.add(name, getattr(settled, name))
@@ -150,10 +196,33 @@ def _first_stages(services: Services, as_of: dt.date, range_persons: int | None)
             for name in ("silent", "stopped", "last_day", "expected", "held"):
                 stages.stops.setdefault(name, []).append(getattr(stops, name))
             stages.probability.append(estimate.probability)
+            stages.proof_of_life |= certified.proof_of_life
+            stages.earlier_night |= certified.earlier_night
+            stages.by_estimator |= certified.by_estimator
+            stages.ends.append(certified.ends)
+            stages.certified_now.append(certified.certified_now)
+        if ends is not None:
+            keep_ends(session, pd.concat(recorded).sort_index())
+        stages.recorded = pd.concat(recorded).sort_index()
+        kept = kept_ends(session)
+        assert kept is not None
+        stages.kept_ends = kept[1].sort_index()
         stages.tasks = _tasks(session, run)
         stages.deaths = _deaths(session)
+        stages.certifications = _certifications(session, run)
         session.rollback()
     return stages
+
+
+def _certifications(session: Session, run: Run) -> list[tuple[Any, ...]]:
+    """Return the certifications a run made, without their ids, in one order."""
+    rows = session.execute(
+        select(Certification.person_id, Certification.source, Certification.mark,
+               Certification.certified_on, Certification.valid_until,
+               Certification.policy_version, Certification.evidence)
+        .where(Certification.run_id == run.id)
+    ).all()  # fmt: skip
+    return sorted((*row[:6], json.dumps(row.evidence, sort_keys=True)) for row in rows)
 
 
 def _tasks(session: Session, run: Run) -> list[tuple[Any, ...]]:
@@ -176,9 +245,9 @@ def _deaths(session: Session) -> list[tuple[Any, ...]]:
 
 
 def _same_as_everyone(services: Services, as_of: dt.date, range_persons: int) -> _Stages:
-    """Check the first stages by ranges against the same stages for everyone at once."""
-    whole = _first_stages(services, as_of, None)
-    by_range = _first_stages(services, as_of, range_persons)
+    """Check the stages to certifying by ranges against the same stages for everyone at once."""
+    whole = _stages_to_certifying(services, as_of, None)
+    by_range = _stages_to_certifying(services, as_of, range_persons)
     for name in _ORDER:
         pd.testing.assert_frame_equal(by_range.frame(name), whole.frame(name), obj=name)
     assert by_range.visits_asked == whole.visits_asked
@@ -194,6 +263,21 @@ def _same_as_everyone(services: Services, as_of: dt.date, range_persons: int) ->
     assert by_range.counts == whole.counts
     assert by_range.tasks == whole.tasks
     assert by_range.deaths == whole.deaths
+    # Certifying: the same certifications, ends (recorded, merged and kept) and persons.
+    assert by_range.certifications == whole.certifications
+    assert by_range.proof_of_life == whole.proof_of_life
+    assert by_range.earlier_night == whole.earlier_night
+    assert by_range.by_estimator == whole.by_estimator
+    pd.testing.assert_series_equal(
+        pd.concat(by_range.ends).sort_index(), pd.concat(whole.ends).sort_index()
+    )
+    np.testing.assert_array_equal(
+        np.concatenate(by_range.certified_now), np.concatenate(whole.certified_now)
+    )
+    assert by_range.recorded is not None and whole.recorded is not None
+    pd.testing.assert_series_equal(by_range.recorded, whole.recorded)
+    assert by_range.kept_ends is not None and whole.kept_ends is not None
+    pd.testing.assert_series_equal(by_range.kept_ends, whole.kept_ends)
     return whole
 
 
@@ -230,7 +314,7 @@ def answered_city(
 
 
 @pytest.mark.parametrize("range_persons", [37, 10_000])
-def test_the_first_stages_by_range_are_everyones(
+def test_the_stages_to_certifying_by_range_are_everyones(
     answered_city: Services, range_persons: int
 ) -> None:
     whole = _same_as_everyone(answered_city, AS_OF, range_persons)
@@ -262,7 +346,7 @@ def test_over_generated_nights_the_partitioned_stages_are_the_runs(
     backend: str, city: Path, services_factory: Callable[[str], Services]
 ) -> None:
     # Nights some days apart, sources lost from the store, reviews answered in any way,
-    # deaths recorded. Before each run, by ranges of any size: the workflow's first stages
+    # deaths recorded. Before each run, by ranges of any size: the workflow to certifying
     # against everyone's, then the front half (grading, guard, assessments) against the run.
 
     class Nights(RuleBasedStateMachine):

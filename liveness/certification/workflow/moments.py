@@ -70,7 +70,9 @@ def strongest_moments(
     latest such night, with `strong_on` naming it).
     """
     window = cycle_days(context.policy, candidates["benefit_type"], field="renewal_window_days")
-    nights = unseen_nights(session, context, window_days=int(window.max(initial=0)))
+    # The nights are the policy's, not the candidates': a partition of a run (whose candidates
+    # may lack the type of the longest window) looks back as far as the whole run does.
+    nights = unseen_nights(session, context, window_days=context.policy.longest_renewal_window)
     empty = candidates.iloc[0:0].assign(reasons=pd.Series(dtype=object))
     if not nights or candidates.empty:
         return empty

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from liveness.arrays import union_sorted, unique_sorted
 from liveness.certification import certify_persons, certify_silently
 from liveness.certification.kept_ends import keep_ends
-from liveness.certification.service import read_ends
+from liveness.certification.service import CertificationEnds, read_ends
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.estimate import Estimate, estimator_picks
 from liveness.certification.workflow.frames import (
@@ -79,6 +79,9 @@ class Certified:
     earlier_night: set[int] = field(default_factory=set)
     # persons certified silently as likely alive by the learned estimator
     by_estimator: set[int] = field(default_factory=set)
+    # per person, the latest end the engine recorded, this run's included (`keep_ends` keeps
+    # it; a partitioned run keeps every partition's at once, after the last)
+    recorded: pd.Series = field(default_factory=lambda: pd.Series(dtype="datetime64[ns]"))
 
 
 def _running(ends: pd.Series, persons: npt.NDArray[np.int64], *, as_of: dt.date) -> Any:
@@ -100,7 +103,9 @@ def _certified_earlier_today(session: Session, context: Context) -> npt.NDArray[
     if session.scalar(earlier.limit(1)) is None:
         return np.empty(0, dtype=np.int64)
     persons = session.scalars(
-        select(Certification.person_id).where(Certification.run_id.in_(earlier))
+        select(Certification.person_id).where(
+            Certification.run_id.in_(earlier), context.in_partition(Certification.person_id)
+        )
     ).all()
     return unique_sorted(np.asarray(persons, dtype=np.int64))
 
@@ -268,6 +273,7 @@ def certify(
     session: Session, context: Context, findings: Findings, *, assessed: pd.DataFrame,
     roll: pd.DataFrame, estimate: Estimate, result: WorkflowResult,
     roll_certified: pd.DataFrame | None = None,
+    partition_ends: CertificationEnds | None = None,
 ) -> Certified:  # fmt: skip
     """Certify the living on their proofs, the strong silently; return who holds until when.
 
@@ -276,13 +282,18 @@ def certify(
     estimator with a trace of the person's own body (`estimator_picks`). Nobody whose own
     traces stopped abruptly (`assessed["stopped"]`) is certified by data. `roll_certified`:
     the roll's certifications as the run read them with the roll (else read again).
+    `partition_ends`: the certification ends of the context's partition, read once before
+    its first partition (`read_ends(...).between(lo, hi)`); they are then not kept here, as
+    the ends of one partition, but by the run after its last (`Certified.recorded`).
     """
     run_id, as_of, policy = context.run_id, context.as_of, context.policy
     policy_version = context.scoring.version
     proofs = findings.proofs
     proof_of_life = set(proofs["person_id"].astype(int))
     # Read once: after certifying, only what this run recorded is added (`with_run`).
-    read = read_ends(session, policy=policy, roll_certified=roll_certified)
+    read = partition_ends
+    if read is None:
+        read = read_ends(session, policy=policy, roll_certified=roll_certified)
     ends = read.merged_days()
     certify_persons(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
@@ -327,9 +338,12 @@ def certify(
     enabled = context.estimator is not None and context.estimator.certify_enabled
     result.estimator = {**estimate.report(enabled=enabled), **picks.counts}
     session.flush()
-    renewed = read.with_run(session, run_id=run_id)
-    # What the next run reads instead of every certification ever made.
-    keep_ends(session, renewed.recorded)
+    renewed = read.with_run(
+        session, run_id=run_id, where=context.in_partition(Certification.person_id)
+    )
+    if partition_ends is None:
+        # What the next run reads instead of every certification ever made.
+        keep_ends(session, renewed.recorded)
     days = renewed.merged_days()
     # Only those whose certification now runs past today: each looked up in the ends by
     # position, the roll's ids kept as an array (a set of a million ints costs seconds).
@@ -341,5 +355,5 @@ def certify(
     return Certified(
         proof_of_life=proof_of_life, ends=days, certified_now=certified_now,
         earlier_night=set(earlier["person_id"].astype(int)),
-        by_estimator=set(picks.strong["person_id"].astype(int)),
+        by_estimator=set(picks.strong["person_id"].astype(int)), recorded=renewed.recorded,
     )  # fmt: skip
