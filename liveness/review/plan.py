@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from liveness.certification.policy import CapacityPolicy
@@ -28,10 +28,19 @@ _LIVE = (TaskStatus.OPEN, TaskStatus.CLAIMED)
 _SUNDAY = dt.timedelta(days=6)
 
 
-def visit_load(session: Session, *, today: dt.date, grid: str | None = None) -> pd.DataFrame:
-    """Return the home visits per grid and week (a Monday): open, done, visits (both), late."""
+def visit_load(
+    session: Session, *, today: dt.date, grid: str | None = None, before_run: int | None = None
+) -> pd.DataFrame:
+    """Return the home visits per grid and week (a Monday): open, done, visits (both), late.
+
+    `before_run`: without the visits that run opened (those it is planning).
+    """
     monday = week_start(today)
     where = [] if grid is None else [ReviewTask.grid_code == grid]
+    if before_run is not None:
+        where.append(
+            or_(ReviewTask.opened_run_id.is_(None), ReviewTask.opened_run_id != before_run)
+        )
     # The open visits one row each, counted below: grouped in SQL, SQLite walks the grid index
     # for the order and looks every row up (six times a plain scan of the table at a million);
     # the visits done this week are grouped by a grid no index answers (`unindexed`).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,13 +46,52 @@ class RoutingResult:
     visits_late: int = 0  # home visits opened that no week before their due date had room for
 
 
-def open_tasks(session: Session) -> pd.DataFrame:
-    """Return the open tasks: id, person_id and kind."""
+@dataclass
+class VisitPlanning:
+    """A run's new home visits, opened unplanned and planned into weeks at once, after routing.
+
+    A grid's new visits are ranked by value against the visits it has open, less those the
+    run closed or cancelled meanwhile: `route_reviews` opens them and leaves them here, and
+    `plan` plans them all. A run by partitions of person ids (docs/PARTITIONED_RUN.md) keeps
+    one for every partition, and plans them as one run does, in the order opened.
+    """
+
+    # Per partition routed: the new visits' person, grid, deadline and value (risk x amount).
+    visits: list[pd.DataFrame] = field(default_factory=list)
+
+    def plan(
+        self, session: Session, *, run_id: int, as_of: dt.date, policy: CertificationPolicy
+    ) -> int:
+        """Plan the new visits into weeks; return how many no week before their due date had."""
+        visits = pd.concat(self.visits, ignore_index=True) if self.visits else _no_visits()
+        load = visit_load(session, today=as_of, before_run=run_id)
+        weeks = _plan_weeks(visits, as_of=as_of, policy=policy, load=load)
+        for week, persons in weeks.groupby("planned_week")["person_id"]:
+            session.execute(
+                update(ReviewTask)
+                .where(ReviewTask.opened_run_id == run_id,
+                       ReviewTask.kind == TaskKind.HOME_VISIT,
+                       ReviewTask.person_id.in_(any_ids(session, sorted(persons.tolist()))))
+                .values(planned_week=week)
+            )  # fmt: skip
+        return int(weeks["late"].sum())
+
+
+def _no_visits() -> pd.DataFrame:
+    """Return a frame of no new home visits, as `route_reviews` gathers them."""
+    return pd.DataFrame(
+        {"person_id": pd.Series(dtype="int64"), "grid_code": pd.Series(dtype=object),
+         "deadline": pd.Series(dtype=object), "value": pd.Series(dtype=float)}
+    )  # fmt: skip
+
+
+def open_tasks(session: Session, *where: Any) -> pd.DataFrame:
+    """Return the open tasks (those matching `where`): id, person_id and kind."""
     # One text the database joins (read_frame): a frame built from rows costs several times more.
     return read_frame(
         session,
         select(ReviewTask.id, ReviewTask.person_id, ReviewTask.kind).where(
-            ReviewTask.status.in_(LIVE_TASK_STATUSES)
+            ReviewTask.status.in_(LIVE_TASK_STATUSES), *where
         ),
         ["id", "person_id", "kind"],
     )
@@ -84,6 +123,7 @@ def route_reviews(
     risk_now: set[int] = frozenset(),  # type: ignore[assignment]
     explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None,
     current: pd.DataFrame | None = None,
+    planning: VisitPlanning | None = None,
 ) -> RoutingResult:
     """Open reviews for people due for certification; close what data resolved.
 
@@ -100,7 +140,10 @@ def route_reviews(
     people of `visit_now` whose face verification a grid worker turned into a visit; `risk_now`
     are people whose risk opens a review before their cycle is due (traces stopped abruptly, a
     low P(alive)), reviewed as their level is; none of them opens for someone the data certifies
-    tonight. `current`: the open tasks (`open_tasks`), if the caller has read them. A person
+    tonight. `current`: the open tasks (`open_tasks`), if the caller has read them.
+    `planning`: where the new home visits are left, opened unplanned, for the caller to plan
+    (`VisitPlanning.plan`) once nothing else of the run closes a visit (None: planned here,
+    against the visits open now). A person
     never has two open tasks; a strong person's open review is closed as resolved by data,
     unless a degraded source kept them strong (not certifiable: the credit resolves nothing); a
     dead person's is cancelled (the death itself goes to the list).
@@ -169,16 +212,21 @@ def route_reviews(
     at_risk = (1.0 - candidates["score"].to_numpy()) * candidates["monthly_amount"].to_numpy(float)
     priority = at_risk * policy.priority_per_yuan_at_risk
     # Home visits are planned into weeks within their grid's capacity, by risk x amount.
-    weeks = _plan_weeks(
-        session, as_of=as_of, policy=policy,
-        visits=pd.DataFrame({
-            "grid_code": candidates["grid_code"].to_numpy()[~face],
-            "deadline": as_of + dt.timedelta(days=policy.visit_due_days),
-            "value": at_risk[~face],
-        }),
-    )  # fmt: skip
+    visits = pd.DataFrame({
+        "person_id": candidates["person_id"].to_numpy(dtype=np.int64)[~face],
+        "grid_code": candidates["grid_code"].to_numpy()[~face],
+        "deadline": as_of + dt.timedelta(days=policy.visit_due_days),
+        "value": at_risk[~face],
+    })  # fmt: skip
     planned_week = np.full(len(candidates), None, dtype=object)
-    planned_week[~face] = weeks["planned_week"].to_numpy()
+    late = 0
+    if planning is None:
+        load = visit_load(session, today=as_of)
+        weeks = _plan_weeks(visits, as_of=as_of, policy=policy, load=load)
+        planned_week[~face] = weeks["planned_week"].to_numpy()
+        late = int(weeks["late"].sum())
+    else:
+        planning.visits.append(visits)
     rows = [
         {
             "person_id": int(person_id),
@@ -205,19 +253,17 @@ def route_reviews(
         opened={str(k): int(v) for k, v in opened.items()},
         closed_by_data=len(resolved),
         cancelled=len(cancelled),
-        visits_late=int(weeks["late"].sum()),
+        visits_late=late,
     )
 
 
 def _plan_weeks(
-    session: Session, *, as_of: dt.date, policy: CertificationPolicy, visits: pd.DataFrame
+    visits: pd.DataFrame, *, as_of: dt.date, policy: CertificationPolicy, load: pd.DataFrame
 ) -> pd.DataFrame:
     """Plan new home visits into weeks beside those already planned (`plan_visits`)."""
     grids = sorted(set(visits["grid_code"].astype(str)))
     capacity = pd.Series({grid: policy.capacity.of(grid) for grid in grids}, dtype="int64")
-    return plan_visits(
-        visits, load=visit_load(session, today=as_of), capacity=capacity, today=as_of
-    )
+    return plan_visits(visits, load=load, capacity=capacity, today=as_of)
 
 
 def face_first(session: Session, *, persons: pd.Series) -> set[int]:

@@ -19,6 +19,7 @@ with the run that it then publishes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -44,16 +45,19 @@ from liveness.certification.workflow.estimate import alive_estimate
 from liveness.certification.workflow.proofs import certify as certify_stage
 from liveness.certification.workflow.proofs import gather_proofs
 from liveness.certification.workflow.risk import abrupt_stops
+from liveness.certification.workflow.routing import route
 from liveness.certification.workflow.settle import OPEN_TASK_STATUSES, settle_reviews
 from liveness.db import session_scope
 from liveness.evidence.snapshot import take_snapshot
 from liveness.review.outcomes import OUTCOMES_BY_KIND, record_outcome
+from liveness.review.service import VisitPlanning
 from liveness.services import Services
 from models import (
     Certification,
     DeathMatch,
     DeathRecord,
     EvidencePart,
+    Notice,
     Person,
     RecordStatus,
     ReviewTask,
@@ -100,6 +104,7 @@ class _Stages:
     tasks: list[tuple[Any, ...]] = field(default_factory=list)
     deaths: list[tuple[Any, ...]] = field(default_factory=list)
     certifications: list[tuple[Any, ...]] = field(default_factory=list)
+    notices: list[tuple[Any, ...]] = field(default_factory=list)
 
     def add(self, name: str, frame: pd.DataFrame) -> None:
         """Keep one partition's frame of a stage."""
@@ -117,13 +122,24 @@ class _Stages:
 
     def count(self, result: WorkflowResult) -> None:
         """Add one partition's counts of the stages to the others'."""
-        for name in ("face_settled", "outcomes_applied", "certified"):
+        routing = result.routing
+        assert routing is not None
+        named = {
+            "face_settled": result.face_settled, "outcomes_applied": result.outcomes_applied,
+            "certified": result.certified, "opened": routing.opened,
+            "risk_reviews": result.risk_reviews, "notices": result.notices,
+        }  # fmt: skip
+        for name, counts in named.items():
             total = self.counts.setdefault(name, {})
-            for key, value in getattr(result, name).items():
+            for key, value in counts.items():
                 total[key] = total.get(key, 0) + value
+        for name in ("closed_by_data", "cancelled"):
+            self.counts[name] = self.counts.get(name, 0) + getattr(routing, name)
+        if routing.visits_late:
+            self.counts["visits_late"] = routing.visits_late
         for name in (
             "death_records_settled", "refuted_death_records", "certified_earlier_night",
-            "certified_by_estimator",
+            "certified_by_estimator", "death_reviews",
         ):  # fmt: skip
             self.counts[name] = self.counts.get(name, 0) + getattr(result, name)
 
@@ -161,6 +177,8 @@ def _stages_to_certifying(services: Services, as_of: dt.date, range_persons: int
             )  # fmt: skip
             ends = read_ends(session, policy=policies.certification)
         recorded = []
+        # By ranges, the new home visits are planned once, after the last range.
+        planning = None if range_persons is None else VisitPlanning()
         for snapshot, grades in graded:
             context = Context(
                 run_id=run.id, as_of=as_of, store=services.store, policy=policies.certification,
@@ -185,6 +203,17 @@ def _stages_to_certifying(services: Services, as_of: dt.date, range_persons: int
                 partition_ends=None if ends is None else ends.between(*snapshot.person_range),
             )  # fmt: skip
             recorded.append(certified.recorded)
+            # What the run knows of the dead is their death: routing sees them deceased.
+            levels = assessed.assign(
+                level=np.where(
+                    assessed["person_id"].isin(findings.dead), "deceased", assessed["level"]
+                )
+            )
+            route(
+                session, context, settled, findings, certified, snapshot=snapshot,
+                levels=levels, stops=stops, estimate=estimate, result=result,
+                planning=planning,
+            )  # fmt: skip
             stages.count(result)
             for name in ("outcomes", "face_proofs", "face_failures"):
                 stages.add(name, getattr(settled, name))
@@ -203,6 +232,10 @@ def _stages_to_certifying(services: Services, as_of: dt.date, range_persons: int
             stages.certified_now.append(certified.certified_now)
         if ends is not None:
             keep_ends(session, pd.concat(recorded).sort_index())
+        if planning is not None:
+            late = planning.plan(session, run_id=run.id, as_of=as_of, policy=policies.certification)
+            if late:
+                stages.counts["visits_late"] = late
         stages.recorded = pd.concat(recorded).sort_index()
         kept = kept_ends(session)
         assert kept is not None
@@ -210,6 +243,7 @@ def _stages_to_certifying(services: Services, as_of: dt.date, range_persons: int
         stages.tasks = _tasks(session, run)
         stages.deaths = _deaths(session)
         stages.certifications = _certifications(session, run)
+        stages.notices = _notices(session, run)
         session.rollback()
     return stages
 
@@ -226,12 +260,36 @@ def _certifications(session: Session, run: Run) -> list[tuple[Any, ...]]:
 
 
 def _tasks(session: Session, run: Run) -> list[tuple[Any, ...]]:
-    """Return every review task's state, the run's own id named as such."""
+    """Return every review task's state, in one order, the run's own id named as such.
+
+    Without their ids: those the run opened again after a rollback get new ones on PostgreSQL.
+    """
     rows = session.execute(
-        select(ReviewTask.id, ReviewTask.person_id, ReviewTask.status, ReviewTask.outcome,
-               ReviewTask.closed_on, ReviewTask.closed_run_id).order_by(ReviewTask.id)
+        select(ReviewTask.person_id, ReviewTask.kind, ReviewTask.status, ReviewTask.outcome,
+               ReviewTask.grid_code, ReviewTask.priority, ReviewTask.opened_on,
+               ReviewTask.due_on, ReviewTask.planned_week, ReviewTask.closed_on,
+               ReviewTask.cause, ReviewTask.opened_run_id, ReviewTask.closed_run_id,
+               ReviewTask.reasons)
     ).all()  # fmt: skip
-    return [(*row[:5], "this run" if row[5] == run.id else row[5]) for row in rows]
+    ours = {run.id: "this run"}
+    return sorted(
+        (
+            *(str(value) for value in row[:11]),
+            str(ours.get(row[11], row[11])),
+            str(ours.get(row[12], row[12])),
+            json.dumps(row[13], sort_keys=True),
+        )
+        for row in rows
+    )
+
+
+def _notices(session: Session, run: Run) -> list[tuple[Any, ...]]:
+    """Return the notices a run queued, in one order, without their ids or their task's."""
+    rows = session.execute(
+        select(Notice.person_id, Notice.channel, Notice.template, Notice.body, Notice.status,
+               Notice.created_on).where(Notice.run_id == run.id)
+    ).all()  # fmt: skip
+    return sorted(tuple(str(value) for value in row) for row in rows)
 
 
 def _deaths(session: Session) -> list[tuple[Any, ...]]:
@@ -265,6 +323,7 @@ def _same_as_everyone(services: Services, as_of: dt.date, range_persons: int) ->
     assert by_range.deaths == whole.deaths
     # Certifying: the same certifications, ends (recorded, merged and kept) and persons.
     assert by_range.certifications == whole.certifications
+    assert by_range.notices == whole.notices
     assert by_range.proof_of_life == whole.proof_of_life
     assert by_range.earlier_night == whole.earlier_night
     assert by_range.by_estimator == whole.by_estimator
@@ -300,6 +359,15 @@ def _open_tasks(session: Session) -> list[ReviewTask]:
     )  # fmt: skip
 
 
+def _tight_capacity(services: Services) -> Services:
+    """Let every grid make two home visits a week: the new visits' plan then ranks them."""
+    policies = services.policies
+    capacity = dataclasses.replace(policies.certification.capacity, visits_per_week=2, grids={})
+    certification = dataclasses.replace(policies.certification, capacity=capacity)
+    services.__dict__["policies"] = dataclasses.replace(policies, certification=certification)
+    return services
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def answered_city(
     request: pytest.FixtureRequest, city: Path, services_factory: Callable[[str], Services]
@@ -310,7 +378,7 @@ def answered_city(
         for number, task in enumerate(_open_tasks(session)[::2]):
             choices = sorted(OUTCOMES_BY_KIND[TaskKind(task.kind)])
             _answer(session, task, VisitOutcome(choices[number % len(choices)]), AS_OF)
-    return services
+    return _tight_capacity(services)
 
 
 @pytest.mark.parametrize("range_persons", [37, 10_000])
@@ -322,6 +390,9 @@ def test_the_stages_to_certifying_by_range_are_everyones(
     assert sum(whole.counts["outcomes_applied"].values()) > 5
     assert len(whole.counts["outcomes_applied"]) > 3
     assert whole.dead
+    # Reviews were opened, and more home visits than a week has room for: the plan ranked them.
+    assert whole.counts["opened"]["home_visit"] > 2 * len({t[4] for t in whole.tasks})
+    assert whole.counts.get("visits_late", 0) > 0
 
 
 def record_cremation(
@@ -352,7 +423,8 @@ def test_over_generated_nights_the_partitioned_stages_are_the_runs(
     class Nights(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            self.services, _, _ = _certify_city(backend, city, services_factory)
+            services, _, _ = _certify_city(backend, city, services_factory)
+            self.services = _tight_capacity(services)
             self.as_of = AS_OF
             self.deaths = 0
 

@@ -79,6 +79,7 @@ def face_notices(session: Session, context: Context) -> int:
         select(ReviewTask.id, ReviewTask.person_id, ReviewTask.due_on).where(
             ReviewTask.opened_run_id == context.run_id,
             ReviewTask.kind == TaskKind.FACE_VERIFICATION,
+            context.in_partition(ReviewTask.person_id),
         ),
         ["id", "person_id", "due_on"],
     )

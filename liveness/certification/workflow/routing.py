@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -21,7 +22,7 @@ from liveness.db import read_frame
 from liveness.evidence.snapshot import EvidenceSnapshot
 from liveness.identity.linking import NOTICE_SOURCE
 from liveness.review import open_death_reviews, route_reviews
-from liveness.review.service import open_tasks
+from liveness.review.service import VisitPlanning, open_tasks
 from models import DeathMatch, DeathRecord, RecordStatus, ReviewTask
 
 # A registry's notice, beside the other death records of its person.
@@ -33,9 +34,16 @@ REVIEW_MATCHES = (DeathMatch.NAME_MISMATCH, DeathMatch.UNCONFIRMED)
 def route(
     session: Session, context: Context, settled: Settled, findings: Findings,
     certified: Certified, *, snapshot: EvidenceSnapshot, levels: pd.DataFrame, stops: Stops,
-    estimate: Estimate, result: WorkflowResult,
+    estimate: Estimate, result: WorkflowResult, planning: VisitPlanning | None = None,
 ) -> None:  # fmt: skip
-    """Route reviews (visits, face verifications, renewals, risk), notify, death reviews."""
+    """Route reviews (visits, face verifications, renewals, risk), notify, death reviews.
+
+    The new home visits are planned into weeks last, once the death reviews have cancelled
+    the visits they supersede. `planning`: a partition's (`VisitPlanning`): its new visits
+    are left there, planned with every partition's by the caller.
+    """
+    own_plan = planning is None
+    planning = VisitPlanning() if planning is None else planning
     as_of, policy, roll = context.as_of, context.policy, snapshot.roll
     dead, proof_of_life = findings.dead, certified.proof_of_life
     in_area = set(
@@ -53,7 +61,7 @@ def route(
     face_now = set(remote["person_id"].astype(int)) - dead
     due = _due_for_review(session, context, ends=certified.ends, roll=roll)
     # Read once for the risk reviews and the routing: nothing opens or closes a task between.
-    current = open_tasks(session)
+    current = open_tasks(session, context.in_partition(ReviewTask.person_id))
     # Before the cycle is due: whose traces stopped abruptly, or whose P(alive) is low.
     risk = risk_reviews(
         session, context, snapshot=snapshot, stops=stops, estimate=estimate, levels=levels,
@@ -71,7 +79,7 @@ def route(
         assessed=levels[~levels["person_id"].isin(proof_of_life)], policy=policy,
         due=due - proof_of_life, visit_now=visit_now - dead, face_now=face_now - proof_of_life,
         visit_asked=settled.visits_asked - dead, risk_now=risk.persons - proof_of_life - dead,
-        explain=context.explain, current=current,
+        explain=context.explain, current=current, planning=planning,
     )  # fmt: skip
     result.risk_reviews = {
         "abrupt_stop": risk.abrupt_stop,
@@ -79,12 +87,16 @@ def route(
         "opened": int(
             session.scalar(
                 select(func.count()).select_from(ReviewTask)
-                .where(ReviewTask.opened_run_id == context.run_id, ReviewTask.cause == RISK_CAUSE)
+                .where(ReviewTask.opened_run_id == context.run_id, ReviewTask.cause == RISK_CAUSE,
+                       context.in_partition(ReviewTask.person_id))
             ) or 0
         ),
     }  # fmt: skip
     result.notices["face"] = face_notices(session, context)
     result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)
+    if own_plan:
+        late = planning.plan(session, run_id=context.run_id, as_of=as_of, policy=policy)
+        result.routing = dataclasses.replace(result.routing, visits_late=late)
 
 
 def _with_risk(
@@ -123,7 +135,7 @@ def _due_for_review(
     last_opened = read_frame(
         session,
         select(ReviewTask.person_id, func.max(ReviewTask.opened_on))
-        .where(ReviewTask.kind.in_(REVIEW_KINDS))
+        .where(ReviewTask.kind.in_(REVIEW_KINDS), context.in_partition(ReviewTask.person_id))
         .group_by(ReviewTask.person_id),
         ["person_id", "opened_on"],
     )
@@ -158,7 +170,8 @@ def _death_reviews(
                DeathRecord.name, DeathRecord.died_on)
         .where(DeathRecord.match.in_(REVIEW_MATCHES),
                DeathRecord.status == RecordStatus.ACTIVE, DeathRecord.settled_by.is_(None),
-               DeathRecord.person_id.is_not(None), DeathRecord.recorded_on <= context.as_of),
+               DeathRecord.person_id.is_not(None), DeathRecord.recorded_on <= context.as_of,
+               context.in_partition(DeathRecord.person_id)),
         ["person_id", "source", "record_id", "name", "died_on"],
     )  # fmt: skip
     roll = snapshot.roll
@@ -200,6 +213,7 @@ def _unconfirmed_notices(session: Session, context: Context) -> pd.DataFrame:
         select(Notice.person_id, Notice.source, Notice.record_id, Notice.name, Notice.died_on)
         .where(Notice.source == NOTICE_SOURCE, Notice.match.in_(ACTING),
                Notice.status == RecordStatus.ACTIVE, Notice.settled_by.is_(None),
-               Notice.person_id.is_not(None), Notice.recorded_on <= due, ~others),
+               Notice.person_id.is_not(None), Notice.recorded_on <= due, ~others,
+               context.in_partition(Notice.person_id)),
         ["person_id", "source", "record_id", "name", "died_on"],
     )  # fmt: skip
