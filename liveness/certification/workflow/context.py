@@ -7,9 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from sqlalchemy import ColumnElement, and_, true
 
 from liveness.certification import CertificationPolicy
@@ -73,11 +71,3 @@ class Context:
         lo, hi = self.persons
         condition: ColumnElement[bool] = and_(person_id >= lo, person_id < hi)
         return condition
-
-    def of_partition(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Return the rows of `frame` whose `person_id` lies in the run's partition."""
-        if self.persons is None:
-            return frame
-        lo, hi = self.persons
-        ids = frame["person_id"].to_numpy(dtype=np.int64)
-        return frame[(ids >= lo) & (ids < hi)]
