@@ -105,6 +105,8 @@ class _Stages:
     deaths: list[tuple[Any, ...]] = field(default_factory=list)
     certifications: list[tuple[Any, ...]] = field(default_factory=list)
     notices: list[tuple[Any, ...]] = field(default_factory=list)
+    # The run's result: everyone's, or every range's added up (`WorkflowResult.add`).
+    result: WorkflowResult = field(default_factory=WorkflowResult)
 
     def add(self, name: str, frame: pd.DataFrame) -> None:
         """Keep one partition's frame of a stage."""
@@ -215,6 +217,10 @@ def _stages_to_certifying(services: Services, as_of: dt.date, range_persons: int
                 planning=planning,
             )  # fmt: skip
             stages.count(result)
+            if range_persons is None:
+                stages.result = result
+            else:
+                stages.result.add(result)
             for name in ("outcomes", "face_proofs", "face_failures"):
                 stages.add(name, getattr(settled, name))
             stages.add("proofs", findings.proofs)
@@ -236,6 +242,8 @@ def _stages_to_certifying(services: Services, as_of: dt.date, range_persons: int
             late = planning.plan(session, run_id=run.id, as_of=as_of, policy=policies.certification)
             if late:
                 stages.counts["visits_late"] = late
+            assert stages.result.routing is not None
+            stages.result.routing = dataclasses.replace(stages.result.routing, visits_late=late)
         stages.recorded = pd.concat(recorded).sort_index()
         kept = kept_ends(session)
         assert kept is not None
@@ -319,6 +327,7 @@ def _same_as_everyone(services: Services, as_of: dt.date, range_persons: int) ->
         np.concatenate(by_range.probability), np.concatenate(whole.probability)
     )
     assert by_range.counts == whole.counts
+    assert dataclasses.asdict(by_range.result) == dataclasses.asdict(whole.result)
     assert by_range.tasks == whole.tasks
     assert by_range.deaths == whole.deaths
     # Certifying: the same certifications, ends (recorded, merged and kept) and persons.

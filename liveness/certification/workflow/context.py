@@ -45,6 +45,48 @@ class WorkflowResult:
     # The home visits planned per grid and week after routing (liveness.review.plan).
     visit_plan: dict[str, Any] = field(default_factory=dict)
 
+    def add(self, part: WorkflowResult) -> None:
+        """Add what the workflow did for one partition of the run's persons to this result.
+
+        Counts add up, by key where they are counted by key; the estimator's artifact and
+        notes are the run's (every partition's alike), its counts add up. The list's entries
+        follow the partition's (a run by partitions puts them in the list's order itself), and
+        the visit plan, made once for the run, is not a partition's to add.
+        """
+        for name in _COUNTED_BY_KEY:
+            total: dict[str, int] = getattr(self, name)
+            for key, value in getattr(part, name).items():
+                total[key] = total.get(key, 0) + value
+        for name in _COUNTED:
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        for key, value in part.estimator.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                self.estimator[key] = self.estimator.get(key, 0) + value
+            else:
+                self.estimator.setdefault(key, value)
+        if part.routing is not None:
+            routing = self.routing or RoutingResult(opened={}, closed_by_data=0, cancelled=0)
+            opened = dict(routing.opened)
+            for kind, count in part.routing.opened.items():
+                opened[kind] = opened.get(kind, 0) + count
+            self.routing = RoutingResult(
+                opened=opened, closed_by_data=routing.closed_by_data + part.routing.closed_by_data,
+                cancelled=routing.cancelled + part.routing.cancelled,
+                visits_late=routing.visits_late + part.routing.visits_late,
+            )  # fmt: skip
+        self.entries.extend(part.entries)
+
+
+# The fields of `WorkflowResult` that are counts per key, and those that are plain counts.
+_COUNTED_BY_KEY = (
+    "certified", "risk_reviews", "face_settled", "outcomes_applied", "notices", "events",
+    "lapse_waiting",
+)  # fmt: skip
+_COUNTED = (
+    "certified_earlier_night", "certified_by_estimator", "death_reviews",
+    "death_records_settled", "refuted_death_records",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Context:
