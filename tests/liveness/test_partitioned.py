@@ -4,7 +4,8 @@ On the simulated city certified once, a second run as of the same day is graded 
 range (`GradingByRange`): its guard's verdict must be the one `certify` reaches for everyone,
 every person's level the one the run publishes, and the assessments it writes and keeps the
 run's, with nothing changed and with a source lost from the store (many lowered, the guard
-trips).
+trips). Over generated nights, with the workflow up to routing by ranges too:
+`tests/liveness/test_partitioned_workflow.py`.
 """
 
 from __future__ import annotations

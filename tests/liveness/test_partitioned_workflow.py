@@ -1,14 +1,15 @@
-"""The workflow up to certifying, one partition of person ids at a time, equal to the run's.
+"""The workflow up to routing, one partition of person ids at a time, equal to the run's.
 
 A run by partitions (docs/PARTITIONED_RUN.md) gives each stage of the workflow its range of
 person ids (`Context.persons`). Run for every range in turn in one transaction, settling the
 reviews, weighing the proofs of life against the death records, the abrupt stops, the
-estimate and certifying must do what they do for everyone at once: the same tasks closed and
-outcomes taken up, the same death records recorded, refuted and settled, the same
-certifications written, the same proofs, deaths, stops, probabilities and certification
-ends (kept once, after the last range), and counts that add up to the run's. A stage that
-read beyond its range would take another partition's outcomes, queue its proofs twice or
-keep another partition's ends as its own.
+estimate, certifying and routing must do what they do for everyone at once: the same tasks
+closed, opened and planned into weeks (once, after the last range), outcomes taken up, the
+same death records recorded, refuted and settled, the same certifications and notices
+written, the same proofs, deaths, stops, probabilities and certification ends (kept once,
+after the last range), and results that add up to the run's. A stage that read beyond its
+range would take another partition's outcomes, queue its proofs or notices twice, keep
+another partition's ends as its own or plan visits against another's.
 
 Checked on the simulated city with reviews answered in every way a grid worker can, and over
 generated histories: a Hypothesis state machine runs nights some days apart, loses sources,
@@ -85,7 +86,7 @@ _ORDER = {
 
 @dataclass
 class _Stages:
-    """What the workflow's stages to certifying returned and changed, read before the rollback."""
+    """What the workflow's stages up to routing returned and changed, read before the rollback."""
 
     frames: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
     visits_asked: set[int] = field(default_factory=set)
@@ -146,8 +147,8 @@ class _Stages:
             self.counts[name] = self.counts.get(name, 0) + getattr(result, name)
 
 
-def _stages_to_certifying(services: Services, as_of: dt.date, range_persons: int | None) -> _Stages:
-    """Run the workflow's stages up to certifying, for everyone or by ranges; roll them back.
+def _stages_to_routing(services: Services, as_of: dt.date, range_persons: int | None) -> _Stages:
+    """Run the workflow's stages up to routing, for everyone or by ranges; roll them back.
 
     By ranges, the run's certification ends are read once before the first range, each range
     certifies with its slice, and the ends are kept once after the last: as a driver would.
@@ -311,9 +312,9 @@ def _deaths(session: Session) -> list[tuple[Any, ...]]:
 
 
 def _same_as_everyone(services: Services, as_of: dt.date, range_persons: int) -> _Stages:
-    """Check the stages to certifying by ranges against the same stages for everyone at once."""
-    whole = _stages_to_certifying(services, as_of, None)
-    by_range = _stages_to_certifying(services, as_of, range_persons)
+    """Check the stages up to routing by ranges against the same stages for everyone at once."""
+    whole = _stages_to_routing(services, as_of, None)
+    by_range = _stages_to_routing(services, as_of, range_persons)
     for name in _ORDER:
         pd.testing.assert_frame_equal(by_range.frame(name), whole.frame(name), obj=name)
     assert by_range.visits_asked == whole.visits_asked
@@ -391,7 +392,7 @@ def answered_city(
 
 
 @pytest.mark.parametrize("range_persons", [37, 10_000])
-def test_the_stages_to_certifying_by_range_are_everyones(
+def test_the_stages_to_routing_by_range_are_everyones(
     answered_city: Services, range_persons: int
 ) -> None:
     whole = _same_as_everyone(answered_city, AS_OF, range_persons)
@@ -426,7 +427,7 @@ def test_over_generated_nights_the_partitioned_stages_are_the_runs(
     backend: str, city: Path, services_factory: Callable[[str], Services]
 ) -> None:
     # Nights some days apart, sources lost from the store, reviews answered in any way,
-    # deaths recorded. Before each run, by ranges of any size: the workflow to certifying
+    # deaths recorded. Before each run, by ranges of any size: the workflow up to routing
     # against everyone's, then the front half (grading, guard, assessments) against the run.
 
     class Nights(RuleBasedStateMachine):
