@@ -268,16 +268,19 @@ class EvidenceStore:
         first_day: dt.date,
         last_day: dt.date,
         kinds: Mapping[str, int],
+        persons: tuple[int, int] | None = None,
     ) -> Iterator[TraceWindow]:
         """Yield the person, day and kind code of `source`'s traces within the window, in batches.
 
         `kinds` gives the code of each known kind. Kinds are mapped through each chunk's
-        dictionary, never decoded row by row; an unknown kind gets -1.
+        dictionary, never decoded row by row; an unknown kind gets -1. With `persons` (ids
+        [lo, hi)), a part clustered by person is read in the row groups that may hold them
+        only; other persons' traces still come, for the caller to leave out.
         """
         plan = self.window_plan(
             session, source=source, first_day=first_day, last_day=last_day, kinds=kinds
         )
-        yield from plan.batches()
+        yield from plan.batches(persons)
 
     def window_plan(
         self,

@@ -82,10 +82,13 @@ class WindowPlan:
             return "none"
         return hashlib.sha256(self.corrections.hashes.tobytes()).hexdigest()[:16]
 
-    def batches(self) -> Iterator[TraceWindow]:
-        """Yield every batch of the window: each part's, then the corrections'."""
+    def batches(self, persons: tuple[int, int] | None = None) -> Iterator[TraceWindow]:
+        """Yield every batch of the window: each part's, then the corrections'.
+
+        With `persons` (ids [lo, hi)), each part's row groups that may hold them (`read_part`).
+        """
         for part in self.parts:
-            yield from self.read_part(part)
+            yield from self.read_part(part, persons)
         yield from self.read_corrections()
 
     def read_part(

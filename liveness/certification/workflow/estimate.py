@@ -203,8 +203,9 @@ def own_body_traces(
     for source in dict.fromkeys(kind.split(".", 1)[0] for kind in wanted):
         codes = {k.split(".", 1)[1]: c for k, c in code.items() if k.startswith(f"{source}.")}
         for batch in context.store.read_window(
-            session, source=source, first_day=first_day, last_day=context.as_of, kinds=codes
-        ):
+            session, source=source, first_day=first_day, last_day=context.as_of, kinds=codes,
+            persons=(int(ids[0]), int(ids[-1]) + 1),
+        ):  # fmt: skip
             at = np.minimum(np.searchsorted(ids, batch.person_id), ids.size - 1)
             keep = (ids[at] == batch.person_id) & (batch.kind >= 0)
             # The latest trace wins; on one day, the kind listed last: one number holds both.

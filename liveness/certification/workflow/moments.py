@@ -192,11 +192,13 @@ def _traces(
     through their dictionary); person indexes are the candidates' rows, unknown kinds dropped.
     """
     index = pd.Index(persons.astype(np.int64).to_numpy())
+    # The candidates' range of ids: a partition's reads its row groups of a clustered part.
+    span = (int(index.min()), int(index.max()) + 1) if len(index) else None
     parts: list[tuple[np.ndarray, ...]] = []
     for source_code, source_name in enumerate(scoring.sources):
         for window in context.store.read_window(
             session, source=source_name, first_day=first_day, last_day=last_day,
-            kinds=scoring.kind_codes(source_name),
+            kinds=scoring.kind_codes(source_name), persons=span,
         ):  # fmt: skip
             rows = index.get_indexer(window.person_id.astype(np.int64))
             keep = (rows >= 0) & (window.kind >= 0)

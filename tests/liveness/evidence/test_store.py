@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -182,6 +183,19 @@ def test_a_range_of_persons_traces_are_read_from_the_row_groups_that_hold_them(
             assert {r["record_id"]: r["day"] for r in mine} == {
                 record: day for record, (owner, day, _) in everyone.items() if lo <= owner < hi
             }, (clustered, lo, hi)
+            # A window read of the range: every trace of its persons, whatever else comes.
+            windowed = Counter(
+                (int(p), int(d))
+                for window in store.read_window(
+                    session, source="transit", first_day=D("2025-01-01"),
+                    last_day=D("2025-01-31"), kinds={"tap": 0, "tap_face": 1}, persons=(lo, hi),
+                )
+                for p, d in zip(window.person_id, window.day, strict=True)
+                if lo <= p < hi
+            )  # fmt: skip
+            assert windowed == Counter(
+                (owner, day) for owner, day, _ in everyone.values() if lo <= owner < hi
+            ), (clustered, lo, hi)
     (part,) = store.parts(session, source="transit")
     decoded = sum(
         table.num_rows
