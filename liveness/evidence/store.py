@@ -213,7 +213,8 @@ class EvidenceStore:
                 persons=persons,
             ):
                 if persons is not None:
-                    table = table.filter(_between(table["person_id"], *persons))
+                    # Ids in [lo, hi): the closed range [lo, hi - 1].
+                    table = table.filter(_in_window(table["person_id"], persons[0], persons[1] - 1))
                 if not inside:
                     table = table.filter(_in_window(table["day"], low, high))
                 if corrections is not None:
@@ -223,7 +224,7 @@ class EvidenceStore:
             latest = corrections.latest
             latest = latest.filter(_in_window(latest["day"], low, high))
             if persons is not None:
-                latest = latest.filter(_between(latest["person_id"], *persons))
+                latest = latest.filter(_in_window(latest["person_id"], persons[0], persons[1] - 1))
             if latest.num_rows:
                 yield latest.select(list(columns))
 
@@ -422,8 +423,3 @@ def _decoded(table: pa.Table) -> pa.Table:
         return table
     index = table.schema.get_field_index("kind")
     return table.set_column(index, "kind", table["kind"].cast(pa.string()))
-
-
-def _between(person_id: pa.ChunkedArray | pa.Array, lo: int, hi: int) -> pa.ChunkedArray:
-    """Return whether each person id lies in [lo, hi)."""
-    return pc.and_(pc.greater_equal(person_id, lo), pc.less(person_id, hi))
