@@ -157,6 +157,9 @@ def test_a_grid_workers_day_on_a_phone(web_world: World, server: str, browser: A
     page.select_option("#kind", "home_visit")
     page.select_option("#sort", "due")
     page.click("button >> text=筛选")
+    # The URL changes when the navigation commits, before the filtered queue has loaded: the
+    # count is taken on the loaded page (under load it once read the page still loading).
+    page.wait_for_load_state()
     assert "kind=home_visit" in page.url and "sort=due" in page.url
     assert page.locator("[data-task]").count() == 2
     check_page(page, "10-day-queue-filtered")
