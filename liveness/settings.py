@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         "(about 200 bytes each): ranges of person ids collected in turn, so that no roll "
         "needs spark.driver.maxResultSize raised.",
     )  # fmt: skip
+    run_partition_persons: int | None = Field(
+        default=None, ge=1,
+        description="Run certification by ranges of this many person ids, in one transaction "
+        "(docs/PARTITIONED_RUN.md): one range's evidence and grades in memory at a time, the "
+        "same lists and report as a run of everyone at once. Default: everyone at once.",
+    )  # fmt: skip
     config_dir: Path = Field(
         default_factory=default_config_dir,
         description="Folder of the policy files (scoring.toml, sources.toml, ...). Default: "

@@ -1,18 +1,21 @@
 """Benchmark a whole `liveness run` (ingest excluded) on a simulated city, first and nightly.
 
 ``python -m bench.run.run [--persons 1000000] [--days 200] [--seed 1] [--cache DIR]
-[--database-url URL]`` simulates a city of ``--persons`` with the demo's simulator, ingests it
-and compacts the evidence store as the demo does, once: the built city stays under
-``DIR/<persons>-<days>-<seed>-<backend>/`` (default ``var/bench-run``) and later runs with the
-same sizes reuse it. Each measurement starts from a copy of the built state (SQLite file copied,
-evidence files hard-linked; on PostgreSQL a database created from the built one as template),
-so the kept city stays as built. Then, each in a fresh interpreter so that each peak RSS is its
-own:
+[--database-url URL] [--range-persons N]`` simulates a city of ``--persons`` with the demo's
+simulator, ingests it and compacts the evidence store as the demo does, once: the built city
+stays under ``DIR/<persons>-<days>-<seed>-<backend>/`` (default ``var/bench-run``) and later
+runs with the same sizes reuse it. Each measurement starts from a copy of the built state
+(SQLite file copied, evidence files hard-linked; on PostgreSQL a database created from the
+built one as template), so the kept city stays as built. Then, each in a fresh interpreter so
+that each peak RSS is its own:
 
 - first: the run as of the city's last day, with nothing kept (no previous run, no kept roll,
   no part summaries);
 - nightly: the run as of the day after, on the state the first run left (the roll and the
   parts' summaries kept, a previous run to compare with).
+
+With ``--range-persons N`` both runs go by ranges of N person ids, as ``liveness run`` does with
+``LIVENESS_RUN_PARTITION_PERSONS`` (docs/PARTITIONED_RUN.md).
 
 It prints each run's wall time, peak memory, the time of each stage the run's report records
 (``timings_s``), the rows it wrote and how much the database grew, beside the figures measured
@@ -53,13 +56,16 @@ REFERENCE = {
 }
 
 
-def _services(*, database_url: str, evidence: Path) -> Any:
+def _services(*, database_url: str, evidence: Path, range_persons: int | None = None) -> Any:
     from liveness.services import Services
     from liveness.settings import Settings
 
     return Services(
-        Settings(database_url=database_url, evidence_dir=evidence, config_dir=CONFIG_DIR)
-    )
+        Settings(
+            database_url=database_url, evidence_dir=evidence, config_dir=CONFIG_DIR,
+            run_partition_persons=range_persons,
+        )
+    )  # fmt: skip
 
 
 def _admin(database_url: str) -> Any:
@@ -143,11 +149,13 @@ def _rows(services: Any) -> int:
         return sum(int(connection.scalar(text(f"SELECT count(*) FROM {t}"))) for t in WRITTEN)
 
 
-def child_run(*, database_url: str, evidence: Path, as_of: dt.date) -> dict[str, Any]:
+def child_run(
+    *, database_url: str, evidence: Path, as_of: dt.date, range_persons: int | None = None
+) -> dict[str, Any]:
     """Run certification as of `as_of` as `liveness run` does; return its figures."""
     from liveness.certification.runner import execute_run
 
-    services = _services(database_url=database_url, evidence=evidence)
+    services = _services(database_url=database_url, evidence=evidence, range_persons=range_persons)
     rows, size = _rows(services), _database_bytes(services)
     began, cpu = time.perf_counter(), time.process_time()
     run = execute_run(services, as_of=as_of)
@@ -160,11 +168,14 @@ def child_run(*, database_url: str, evidence: Path, as_of: dt.date) -> dict[str,
     }  # fmt: skip
 
 
-def measure(*, database_url: str, evidence: Path, as_of: dt.date) -> dict[str, Any]:
+def measure(
+    *, database_url: str, evidence: Path, as_of: dt.date, range_persons: int | None = None
+) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and return its figures."""
+    ranges = [] if range_persons is None else ["--range-persons", str(range_persons)]
     return measure_in_child(
         "bench.run.run", "--database-url", database_url, "--evidence", str(evidence),
-        "--as-of", as_of.isoformat(),
+        "--as-of", as_of.isoformat(), *ranges,
     )  # fmt: skip
 
 
@@ -241,14 +252,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "bench-run")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--range-persons", type=int, default=None,
+        help="run by ranges of this many person ids (LIVENESS_RUN_PARTITION_PERSONS)",
+    )  # fmt: skip
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--evidence", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--as-of", type=dt.date.fromisoformat, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
         figures = child_run(
-            database_url=args.database_url, evidence=args.evidence, as_of=args.as_of
-        )
+            database_url=args.database_url, evidence=args.evidence, as_of=args.as_of,
+            range_persons=args.range_persons,
+        )  # fmt: skip
         print(json.dumps(figures))
         return
 
@@ -266,17 +282,21 @@ def main(argv: list[str] | None = None) -> None:
         # A city kept by an earlier version gets this version's schema, as `liveness migrate`.
         _upgrade(url)
         try:
-            first = measure(database_url=url, evidence=work / "evidence", as_of=last_day)
+            first = measure(
+                database_url=url, evidence=work / "evidence", as_of=last_day,
+                range_persons=args.range_persons,
+            )  # fmt: skip
             nightly = measure(
                 database_url=url, evidence=work / "evidence",
-                as_of=last_day + dt.timedelta(days=1),
+                as_of=last_day + dt.timedelta(days=1), range_persons=args.range_persons,
             )  # fmt: skip
         finally:
             if args.database_url is not None:
                 _pg_execute(args.database_url, f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}"')
     backend = "sqlite" if args.database_url is None else "postgresql"
+    how = "whole run" if args.range_persons is None else f"run by ranges of {args.range_persons:,}"
     print(
-        f"whole run, {args.persons:,} persons, {args.days} days, {built['traces']:,} traces, "
+        f"{how}, {args.persons:,} persons, {args.days} days, {built['traces']:,} traces, "
         f"{backend} (city built in {built['build_s']} s, kept in {folder})"
     )
     print(_stages("first", first))
@@ -292,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         ratio = float("nan")
     pairs: dict[str, Any] = {
         "persons": args.persons, "backend": backend, "traces": built["traces"],
+        "range_persons": args.range_persons,
         "first_s": round(first["seconds"], 3), "nightly_s": round(nightly["seconds"], 3),
         "first_cpu_s": round(first["cpu_s"], 3), "nightly_cpu_s": round(nightly["cpu_s"], 3),
         "first_peak_mb": round(first["peak_mb"]), "nightly_peak_mb": round(nightly["peak_mb"]),

@@ -1,21 +1,23 @@
-"""The run's stages before its workflow, a range of person ids at a time.
+"""The certification run a range of person ids at a time, equal to the run of everyone.
 
 A run by partitions (docs/PARTITIONED_RUN.md) takes the snapshot, grades and counts the
-guard's downgrades one range of person ids at a time, so that it holds one range's features
-and grades at once, then decides the guard on the sum of the counts, and writes each range's
-assessments. This module is that front half, equal range by range to what `certify` computes
-for everyone; the workflow (certifications, reviews, the list) by partition is not built, so
-`liveness run` does not use it yet.
+guard's downgrades one range of person ids at a time (`GradingByRange`), so that it holds one
+range's features and grades at once, writes each range's assessments and runs the workflow
+for its persons (`WorkflowByPartition`), all in one transaction; then it decides the guard on
+the sum of the counts, and rolls every partition back to a savepoint if it trips. What couples
+the partitions is done once: the standing assessments and certification ends kept, the new
+home visits planned, the list put in order, the report. `liveness run` runs this way where
+`LIVENESS_RUN_PARTITION_PERSONS` is set (`certify_by_partitions`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from liveness.certification.assessments import keep_standing, write_assessments
 from liveness.certification.guard import (
@@ -25,10 +27,21 @@ from liveness.certification.guard import (
     decide_downgrades,
     previous_levels,
 )
-from liveness.certification.run import GradedSnapshot, RunPolicies, grade_snapshot
+from liveness.certification.run import (
+    GradedSnapshot,
+    RunPolicies,
+    RunTally,
+    Stopwatch,
+    grade_snapshot,
+    publish_report,
+    stop_by_guard,
+)
+from liveness.certification.workflow import WorkflowByPartition
+from liveness.evidence.health import SourceHealth
 from liveness.evidence.snapshot import EvidenceSnapshot, rows_between, snapshots_by_range
 from liveness.evidence.store import EvidenceStore
-from models import Run
+from liveness.memory import reused_blocks
+from models import Run, RunStatus
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,15 +72,16 @@ class GradingByRange:
         self._written_counts = {"stored": 0, "departed": 0, "confirmed": 0}
 
     def ranges(
-        self, *, as_of: dt.date, store: EvidenceStore, policies: RunPolicies, range_persons: int
-    ) -> Iterator[GradedRange]:
+        self, *, as_of: dt.date, store: EvidenceStore, policies: RunPolicies,
+        range_persons: int, keep_roll: bool = False,
+    ) -> Iterator[GradedRange]:  # fmt: skip
         """Yield each range's snapshot and grades, counting its downgrades for the guard.
 
-        The kept roll is read, not replaced: what a run keeps is the driver's to write.
+        `keep_roll`: keep the roll read (before the first range), as a run does.
         """
         for snapshot in snapshots_by_range(
             self.session, as_of=as_of, store=store, scoring=policies.scoring,
-            health=policies.health, range_persons=range_persons,
+            health=policies.health, range_persons=range_persons, keep_roll=keep_roll,
         ):  # fmt: skip
             standing = self._standing_of(snapshot)
             graded = grade_snapshot(snapshot, previous=standing, scoring=policies.scoring)
@@ -110,3 +124,76 @@ class GradingByRange:
         if snapshot.person_range is None:
             return self.previous
         return rows_between(self.previous, *snapshot.person_range)
+
+
+# Long by design: the run's stages in publishing order, as `certify` has them.
+def certify_by_partitions(
+    session: Session,
+    *,
+    as_of: dt.date,
+    store: EvidenceStore,
+    policies: RunPolicies,
+    range_persons: int,
+    override_guard: bool = False,
+    run: Run | None = None,
+    checkpoint: Callable[[str], None] | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> Run:
+    """Run certification as of `as_of` by ranges of `range_persons` person ids, as `certify`.
+
+    The same effects, lists and report as `certify` (`liveness.certification.run`), in the
+    caller's transaction, holding one range's evidence and grades at a time. Each range is
+    published as it is graded, inside a savepoint opened after the roll is read (a stopped run
+    keeps it, as `certify` does); a guard that trips on the counts of every range rolls back
+    to it. The report's `timings_s` add up each stage over the ranges: `evidence` takes and
+    grades them, `publish` writes them and does what couples them.
+    """
+    watch = Stopwatch(checkpoint)
+    if run is None:
+        run = Run(as_of=as_of, status=RunStatus.RUNNING, policy_version=policies.scoring.version)
+        session.add(run)
+        session.flush()
+    grading = GradingByRange(session, run=run)
+    ranges = grading.ranges(
+        as_of=as_of, store=store, policies=policies, range_persons=range_persons,
+        keep_roll=True,
+    )  # fmt: skip
+    tally = RunTally()
+    health: SourceHealth | None = None
+    workflow: WorkflowByPartition | None = None
+    published: SessionTransaction | None = None
+    while True:
+        with watch.stage("evidence"), reused_blocks():
+            part = next(ranges, None)
+        if part is None:
+            break
+        if workflow is None:
+            published = session.begin_nested()
+            workflow = WorkflowByPartition(
+                session, run_id=run.id, as_of=as_of, store=store, scoring=policies.scoring,
+                policy=policies.certification, timezone=timezone, estimator=policies.estimator,
+            )  # fmt: skip
+        tally.add(RunTally.of(part.snapshot, part.graded))
+        health = part.snapshot.health
+        with watch.stage("publish"):
+            grading.write_range(part, policies=policies)
+            workflow.partition(
+                session, snapshot=part.snapshot, assessed=part.graded.assessed,
+                explain=part.graded.explain,
+            )  # fmt: skip
+    assert workflow is not None and published is not None and health is not None
+    with watch.stage("guard"):
+        verdict = grading.verdict(policies)
+    if verdict.tripped and not override_guard:
+        published.rollback()
+        return stop_by_guard(
+            session, run, tally=tally, verdict=verdict, health=health, timings=watch.seconds
+        )
+    with watch.stage("publish"):
+        stored = grading.keep_standing()
+        result = workflow.finish(session)
+    published.commit()
+    return publish_report(
+        session, run, tally=tally, workflow=result, policies=policies, timings=watch.seconds,
+        health=health, stored=stored, verdict=verdict, override_guard=override_guard,
+    )  # fmt: skip

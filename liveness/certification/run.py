@@ -10,7 +10,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from liveness.certification import CertificationPolicy
 from liveness.certification.assessments import assessment_gists, store_assessments
-from liveness.certification.guard import check_downgrades, previous_levels
+from liveness.certification.guard import GuardVerdict, check_downgrades, previous_levels
 from liveness.certification.workflow import WorkflowResult, apply_workflow
 from liveness.estimator.config import EstimatorConfig
 from liveness.evidence.health import HealthPolicy, SourceHealth
@@ -61,7 +61,7 @@ class RunPolicies:
     sources_version: str | None = None
 
 
-class _Stopwatch:
+class Stopwatch:
     """Collects the seconds each stage of a run took, for its report."""
 
     def __init__(self, checkpoint: Callable[[str], None] | None = None) -> None:
@@ -70,11 +70,14 @@ class _Stopwatch:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Time a stage (its seconds added to those of its earlier passes)."""
         if self.checkpoint is not None:
             self.checkpoint(f"before {name}")
         started = time.perf_counter()
         yield
-        self.seconds[name] = round(time.perf_counter() - started, 3)
+        # A run by partitions passes through a stage once per partition: the times add up.
+        elapsed = time.perf_counter() - started
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + elapsed, 3)
         if self.checkpoint is not None:
             self.checkpoint(f"after {name}")
 
@@ -99,7 +102,7 @@ def certify(
     `checkpoint`, if given, is called between stages (tests use it to interrupt runs).
     """
     scoring = policies.scoring
-    watch = _Stopwatch(checkpoint)
+    watch = Stopwatch(checkpoint)
     if run is None:
         run = Run(as_of=as_of, status=RunStatus.RUNNING, policy_version=scoring.version)
         session.add(run)
@@ -117,27 +120,17 @@ def certify(
         # guard compares against them.
         previous = previous_levels(session, before=run)
         graded = grade_snapshot(snapshot, previous=previous[1], scoring=scoring)
-        grades, explain, assessed = graded.grades, graded.explain, graded.assessed
+        explain, assessed = graded.explain, graded.assessed
 
     with watch.stage("guard"):
         verdict = check_downgrades(
             session, run=run, assessed=assessed, policy=policies.certification.guard,
             previous=previous,
         )  # fmt: skip
+    tally = RunTally.of(snapshot, graded)
     if verdict.tripped and not override_guard:
-        run.report = {
-            "as_of": as_of.isoformat(),
-            "policy_version": scoring.version,
-            "persons": len(assessed),
-            "levels": {level: int((assessed["level"] == level).sum()) for level in LEVELS},
-            "guard": {**verdict.as_dict(), "overridden": False},
-            **_health_report(snapshot.health, kept=int(grades.held.sum())),
-            "timings_s": watch.seconds,
-        }
-        run.status = RunStatus.STOPPED_BY_GUARD
-        run.finished_at = utcnow()
-        session.flush()
-        return run
+        return stop_by_guard(session, run, tally=tally, verdict=verdict, health=snapshot.health,
+                             timings=watch.seconds)  # fmt: skip
 
     with watch.stage("publish"):
         # Only what changed is stored; the run confirms the rest by being published.
@@ -153,14 +146,82 @@ def certify(
             estimator=policies.estimator, explain=explain,
         )  # fmt: skip
 
-    # The agency's own delays escalate: every open review past its due date, per grid.
-    overdue = overdue_summary(session, as_of=as_of)
+    return publish_report(
+        session, run, tally=tally, workflow=workflow, policies=policies, timings=watch.seconds,
+        health=snapshot.health, stored=stored, verdict=verdict, override_guard=override_guard,
+    )  # fmt: skip
+
+
+@dataclass
+class RunTally:
+    """What a run's report counts of its graded persons: added up over a run's partitions."""
+
+    persons: int = 0
+    levels: dict[str, int] = field(default_factory=dict)
+    rules: dict[str, int] = field(default_factory=dict)
+    # Traces in the scoring window, and persons a degraded source's silence kept at a level.
+    traces: int = 0
+    kept: int = 0
+    with_traces_after_death: int = 0
+    death_records_for_review: int = 0
+
+    @classmethod
+    def of(cls, snapshot: EvidenceSnapshot, graded: GradedSnapshot) -> RunTally:
+        """Return the counts of a snapshot's persons as graded."""
+        assessed = graded.assessed
+        return cls(
+            persons=len(assessed),
+            levels={str(k): int(v) for k, v in assessed["level"].value_counts().items()},
+            rules={str(k): int(v) for k, v in assessed["rule"].value_counts().items()},
+            traces=int(snapshot.trace_count), kept=int(graded.grades.held.sum()),
+            with_traces_after_death=int((snapshot.post_death > 0).sum()),
+            death_records_for_review=int(
+                snapshot.deaths["match"]
+                .isin([DeathMatch.NAME_MISMATCH, DeathMatch.UNCONFIRMED]).sum()
+            ),
+        )  # fmt: skip
+
+    def add(self, part: RunTally) -> None:
+        """Add one partition's counts."""
+        for mine, theirs in ((self.levels, part.levels), (self.rules, part.rules)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+        for name in ("persons", "traces", "kept", "with_traces_after_death",
+                     "death_records_for_review"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+
+
+def stop_by_guard(
+    session: Session, run: Run, *, tally: RunTally, verdict: GuardVerdict, health: SourceHealth,
+    timings: dict[str, float],
+) -> Run:  # fmt: skip
+    """Record a run the mass-downgrade breaker stopped: its report, nothing published."""
     run.report = {
-        **_report(
-            as_of=as_of, assessed=assessed, post_death=snapshot.post_death, workflow=workflow,
-            deaths=snapshot.deaths, traces=snapshot.trace_count, policies=policies,
-            timings=watch.seconds, health=snapshot.health, kept=int(grades.held.sum()),
-        ),
+        "as_of": run.as_of.isoformat(),
+        "policy_version": run.policy_version,
+        "persons": tally.persons,
+        "levels": {level: tally.levels.get(level, 0) for level in LEVELS},
+        "guard": {**verdict.as_dict(), "overridden": False},
+        **_health_report(health, kept=tally.kept),
+        "timings_s": timings,
+    }
+    run.status = RunStatus.STOPPED_BY_GUARD
+    run.finished_at = utcnow()
+    session.flush()
+    return run
+
+
+def publish_report(
+    session: Session, run: Run, *, tally: RunTally, workflow: WorkflowResult,
+    policies: RunPolicies, timings: dict[str, float], health: SourceHealth,
+    stored: dict[str, int], verdict: GuardVerdict, override_guard: bool,
+) -> Run:  # fmt: skip
+    """Record a run published: its report, with the open reviews overdue."""
+    # The agency's own delays escalate: every open review past its due date, per grid.
+    overdue = overdue_summary(session, as_of=run.as_of)
+    run.report = {
+        **_report(as_of=run.as_of, tally=tally, workflow=workflow, policies=policies,
+                  timings=timings, health=health),
         "overdue_reviews": overdue,
         "assessments": stored,
         "guard": {**verdict.as_dict(), "overridden": verdict.tripped and override_guard},
@@ -172,12 +233,10 @@ def certify(
 
 
 def _report(
-    *, as_of: dt.date, assessed: pd.DataFrame, post_death: np.ndarray, workflow: WorkflowResult,
-    deaths: pd.DataFrame, traces: int, policies: RunPolicies, timings: dict[str, float],
-    health: SourceHealth, kept: int,
+    *, as_of: dt.date, tally: RunTally, workflow: WorkflowResult, policies: RunPolicies,
+    timings: dict[str, float], health: SourceHealth,
 ) -> dict[str, Any]:  # fmt: skip
     """Summarise a run for operators: levels, reviews, certifications, the list, timings."""
-    levels = assessed["level"].value_counts()
     entries = pd.DataFrame(workflow.entries, columns=["action", "reason", "amount", "status"])
     routing = workflow.routing
     list_summary = {
@@ -193,10 +252,10 @@ def _report(
         "certification_policy_version": policies.certification.version,
         "health_policy_version": policies.health.version,
         "sources_version": policies.sources_version,
-        "persons": len(assessed),
-        "traces_in_window": traces,
-        "levels": {level: int(levels.get(level, 0)) for level in LEVELS},
-        "rules": {str(k): int(v) for k, v in assessed["rule"].value_counts().items()},
+        "persons": tally.persons,
+        "traces_in_window": tally.traces,
+        "levels": {level: tally.levels.get(level, 0) for level in LEVELS},
+        "rules": dict(sorted(tally.rules.items(), key=lambda rule: (-rule[1], rule[0]))),
         "certified": workflow.certified,
         "certified_silently": workflow.certified.get("data_comparison", 0),
         # Of those, strong by the data on a night between runs rather than tonight, and
@@ -234,11 +293,9 @@ def _report(
         "overpayment_total": str(
             suspended.loc[suspended["reason"].astype(str) == "deceased", "amount"].sum()
         ),
-        "persons_with_traces_after_death": int((post_death > 0).sum()),
-        "death_records_for_review": int(
-            deaths["match"].isin([DeathMatch.NAME_MISMATCH, DeathMatch.UNCONFIRMED]).sum()
-        ),
-        **_health_report(health, kept=kept),
+        "persons_with_traces_after_death": tally.with_traces_after_death,
+        "death_records_for_review": tally.death_records_for_review,
+        **_health_report(health, kept=tally.kept),
         "trace_sources": list(policies.scoring.sources),
         # Sources that record the same acts agree as one (sources.toml's groups).
         "independence_groups": policies.scoring.group_members,

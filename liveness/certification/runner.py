@@ -13,6 +13,8 @@ import datetime as dt
 import os
 import socket
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select, update
@@ -129,6 +131,7 @@ def execute_run(
     """
     # The run's work (scoring, the store, pandas) loads here, not with the lock and the list
     # of runs (`liveness runs`).
+    from liveness.certification.partitioned import certify_by_partitions
     from liveness.certification.run import certify
     from liveness.memory import return_large_blocks
 
@@ -151,8 +154,18 @@ def execute_run(
             with session_scope(services.sessions) as session:
                 # The run reads everything, then writes: on SQLite it holds the write lock
                 # from its start, so a writer committing meanwhile waits instead of failing it.
-                session.connection(execution_options={WRITES_AHEAD: True})
-                run = certify(
+                options: dict[str, Any] = {WRITES_AHEAD: True}
+                range_persons = services.settings.run_partition_persons
+                if range_persons is not None and session.get_bind().dialect.name == "postgresql":
+                    # Partitions read one after another: at REPEATABLE READ every one sees
+                    # the state the run began on, whatever commits meanwhile.
+                    options["isolation_level"] = "REPEATABLE READ"
+                session.connection(execution_options=options)
+                work = (
+                    certify if range_persons is None
+                    else partial(certify_by_partitions, range_persons=range_persons)
+                )  # fmt: skip
+                run = work(
                     session, as_of=as_of, store=services.store, policies=services.policies,
                     override_guard=override_guard, run=session.get_one(Run, run_id),
                     checkpoint=checkpoint, timezone=services.settings.timezone,

@@ -17,6 +17,7 @@ from liveness.lists.service import (
     approve_entry,
     next_sequence,
     reject_entry,
+    reorder_entries,
     suspended_benefits,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "next_sequence",
     "payment_days",
     "reject_entry",
+    "reorder_entries",
     "suspended_benefits",
     "transition",
 ]

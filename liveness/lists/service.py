@@ -12,10 +12,10 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from liveness.errors import NotFound, StateRefused
@@ -77,6 +77,30 @@ def append_entries(session: Session, *, run_id: int, entries: list[dict[str, Any
     # number must meet the unique constraint as an IntegrityError their callers retry on.
     session.execute(insert(ListEntry), rows)
     return [row["seq"] for row in rows]
+
+
+def reorder_entries(session: Session, *, run_id: int, moved: Mapping[int, int]) -> None:
+    """Give a run's entries new sequence numbers (`moved`: old to new, a permutation of them).
+
+    A run by partitions appends each partition's entries as it goes, and then puts them in
+    the order one run gives them. Through negative numbers, so that no two entries ever share
+    one (the constraint is checked row by row).
+    """
+    if not moved:
+        return
+    # On the table, not the ORM class: an executemany keyed by sequence number, not by id.
+    table = cast(Table, ListEntry.__table__)
+    entries = table.c
+    session.execute(
+        update(table)
+        .where(entries.run_id == run_id, entries.seq == bindparam("old"))
+        .values(seq=bindparam("new")),
+        [{"old": old, "new": -new} for old, new in moved.items()],
+    )
+    session.execute(
+        update(table).where(entries.run_id == run_id, entries.seq < 0)
+        .values(seq=-entries.seq)
+    )  # fmt: skip
 
 
 _STATE_COLUMNS = (
@@ -180,7 +204,7 @@ def apply_occurrences(
     """Fold each benefit's occurrences through the state machine; append and store the result.
 
     `occurrences` maps benefit ids to their events in the order they apply. Returns the list
-    entries appended, in order.
+    entries appended, in order, each with its sequence number (`seq`).
     """
     if not occurrences:
         return []
@@ -211,6 +235,8 @@ def apply_occurrences(
         if end != account.state:
             ends[benefit_id] = end
     sequences = append_entries(session, run_id=run_id, entries=rows)
+    for row, seq in zip(rows, sequences, strict=True):
+        row["seq"] = seq
     held_seq = {row["benefit_id"]: seq for row, seq in zip(rows, sequences, strict=True)
                 if row["status"] == ListEntryStatus.HELD}  # fmt: skip
     held_id = dict(

@@ -11,11 +11,9 @@ after the last range), and results that add up to the run's. A stage that read b
 range would take another partition's outcomes, queue its proofs or notices twice, keep
 another partition's ends as its own or plan visits against another's.
 
-Checked on the simulated city with reviews answered in every way a grid worker can, and over
-generated histories: a Hypothesis state machine runs nights some days apart, loses sources,
-answers reviews and records deaths; before each run it compares these stages by ranges of any
-size with everyone's, and the front half by ranges (`tests/liveness/test_partitioned.py`)
-with the run that it then publishes.
+Checked on the simulated city with reviews answered in every way a grid worker can. Over
+generated histories, the whole run by ranges is compared with the run of everyone, effect by
+effect (`tests/liveness/test_partitioned_run.py`).
 """
 
 from __future__ import annotations
@@ -31,10 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from liveness.certification.kept_ends import keep_ends, kept_ends
@@ -57,7 +52,6 @@ from models import (
     Certification,
     DeathMatch,
     DeathRecord,
-    EvidencePart,
     Notice,
     Person,
     RecordStatus,
@@ -67,7 +61,6 @@ from models import (
     TaskKind,
     VisitOutcome,
 )
-from tests.liveness.test_partitioned import same_as_the_run
 from tests.liveness.test_run import AS_OF, _certify_city
 
 pytestmark = pytest.mark.slow(seconds=30)
@@ -420,56 +413,3 @@ def record_cremation(
                 confidence=1.0, status=RecordStatus.ACTIVE,
             )
         )  # fmt: skip
-
-
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_over_generated_nights_the_partitioned_stages_are_the_runs(
-    backend: str, city: Path, services_factory: Callable[[str], Services]
-) -> None:
-    # Nights some days apart, sources lost from the store, reviews answered in any way,
-    # deaths recorded. Before each run, by ranges of any size: the workflow up to routing
-    # against everyone's, then the front half (grading, guard, assessments) against the run.
-
-    class Nights(RuleBasedStateMachine):
-        def __init__(self) -> None:
-            super().__init__()
-            services, _, _ = _certify_city(backend, city, services_factory)
-            self.services = _tight_capacity(services)
-            self.as_of = AS_OF
-            self.deaths = 0
-
-        @rule(days=st.integers(0, 40), range_persons=st.sampled_from([37, 120, 10_000]))
-        def night(self, days: int, range_persons: int) -> None:
-            self.as_of += dt.timedelta(days=days)
-            _same_as_everyone(self.services, self.as_of, range_persons)
-            same_as_the_run(self.services, self.as_of, range_persons)
-
-        @rule(source=st.sampled_from(["transit", "card_txn", "medical"]))
-        def lose_source(self, source: str) -> None:
-            with session_scope(self.services.sessions) as session:
-                session.execute(delete(EvidencePart).where(EvidencePart.source == source))
-
-        @rule(pick=st.integers(min_value=0), choice=st.integers(min_value=0),
-              many=st.integers(1, 8))  # fmt: skip
-        def answer_reviews(self, pick: int, choice: int, many: int) -> None:
-            with session_scope(self.services.sessions) as session:
-                tasks = _open_tasks(session)
-                for k in range(min(many, len(tasks))):
-                    task = tasks[(pick + k * 7) % len(tasks)]
-                    if task.status not in OPEN_TASK_STATUSES:
-                        continue
-                    choices = sorted(OUTCOMES_BY_KIND[TaskKind(task.kind)])
-                    outcome = VisitOutcome(choices[(choice + k) % len(choices)])
-                    _answer(session, task, outcome, max(self.as_of, task.opened_on))
-
-        @rule(pick=st.integers(min_value=0), days_ago=st.integers(0, 60))
-        def record_death(self, pick: int, days_ago: int) -> None:
-            self.deaths += 1
-            record_cremation(
-                self.services, pick=pick, number=self.deaths, as_of=self.as_of,
-                days_ago=days_ago,
-            )  # fmt: skip
-
-    run_state_machine_as_test(
-        Nights, settings=settings(max_examples=2, stateful_step_count=6, deadline=None)
-    )

@@ -20,7 +20,7 @@ from liveness.certification.workflow.frames import benefits, frame_in, of_person
 from liveness.certification.workflow.lapses import find_lapses
 from liveness.certification.workflow.proofs import Certified, Findings
 from liveness.certification.workflow.settle import Settled
-from liveness.lists import Occurrence, RunTerms, apply_occurrences
+from liveness.lists import Occurrence, RunTerms, apply_occurrences, reorder_entries
 from liveness.review.outcomes import REVIEW_DEATH_SOURCE
 from models import (
     Benefit,
@@ -41,42 +41,76 @@ EVENT_ORDER = (
 )  # fmt: skip
 
 
-def fold_payments(
-    session: Session, context: Context, settled: Settled, findings: Findings,
-    certified: Certified, *, levels: pd.DataFrame, result: WorkflowResult,
-) -> None:  # fmt: skip
-    """Fold each benefit's events of the run through the payment state machine: the list.
+class PaymentFolding:
+    """A run's payment events folded partition by partition, the list put in order once.
 
-    Lapses and deaths that stood are weighed on the states the run's other events left.
+    Duplicate identities pair persons across partitions: they are found once, before the
+    first partition, and each event goes to the partition of the benefit's owner. Each
+    partition appends its entries as it folds (its lapses and deaths that stood weigh the
+    states its other events left); `finish` then gives the run's entries the order one run
+    gives them (every benefit's events in benefit-id order, then every lapse and death that
+    stood) and opens the integrity leads of the duplicates in that order.
     """
-    policy = context.policy
-    terms = RunTerms(
-        as_of=context.as_of, payment_day=policy.payment_day,
-        four_eyes_back_pay=Decimal(str(policy.four_eyes_back_pay)),
-        terminate_after_death_days=policy.terminate_after_death_days,
-    )  # fmt: skip
-    events = _events(
-        session, context, dead=findings.died_on, standing=findings.standing,
-        proofs=findings.proofs, certified_now=certified.certified_now,
-        outcomes=settled.outcomes, ends=certified.ends,
-    )  # fmt: skip
-    result.entries = apply_occurrences(
-        session, run_id=context.run_id, run=terms, occurrences=events
-    )
-    later = _events_after(
-        session, context, dead=findings.died_on, ends=certified.ends, assessed=levels,
-        certified_now=certified.certified_now, result=result,
-    )  # fmt: skip
-    result.entries += apply_occurrences(
-        session, run_id=context.run_id, run=terms, occurrences=later
-    )
-    result.events = {
-        str(event): sum(
-            o.event == event for found in (events, later) for each in found.values() for o in each
+
+    def __init__(self, session: Session) -> None:
+        self.duplicates = duplicate_benefits(session)
+        # The sequence numbers of each phase's entries, with their benefits, as appended.
+        self._appended: list[tuple[int, int, int]] = []
+
+    def fold(
+        self, session: Session, context: Context, settled: Settled, findings: Findings,
+        certified: Certified, *, levels: pd.DataFrame, result: WorkflowResult,
+    ) -> None:  # fmt: skip
+        """Fold the events of the benefits of the context's partition; append their entries."""
+        policy = context.policy
+        terms = RunTerms(
+            as_of=context.as_of, payment_day=policy.payment_day,
+            four_eyes_back_pay=Decimal(str(policy.four_eyes_back_pay)),
+            terminate_after_death_days=policy.terminate_after_death_days,
+        )  # fmt: skip
+        duplicates = self.duplicates
+        if context.persons is not None:
+            owners = duplicates["person_id"].to_numpy(dtype=np.int64)
+            duplicates = duplicates[(owners >= context.persons[0]) & (owners < context.persons[1])]
+        events = _events(
+            session, context, dead=findings.died_on, standing=findings.standing,
+            proofs=findings.proofs, certified_now=certified.certified_now,
+            outcomes=settled.outcomes, ends=certified.ends, duplicates=duplicates,
+        )  # fmt: skip
+        entries = apply_occurrences(session, run_id=context.run_id, run=terms, occurrences=events)
+        later = _events_after(
+            session, context, dead=findings.died_on, ends=certified.ends, assessed=levels,
+            certified_now=certified.certified_now, result=result,
+        )  # fmt: skip
+        entries_after = apply_occurrences(
+            session, run_id=context.run_id, run=terms, occurrences=later
         )
-        for event in EVENT_ORDER
-    }
-    open_duplicate_leads(session, context, entries=result.entries)
+        for phase, appended in enumerate((entries, entries_after)):
+            self._appended += [(phase, e["benefit_id"], e["seq"]) for e in appended]
+        result.entries = entries + entries_after
+        result.events = {
+            str(event): sum(
+                o.event == event
+                for found in (events, later) for each in found.values() for o in each
+            )
+            for event in EVENT_ORDER
+        }  # fmt: skip
+
+    def finish(self, session: Session, context: Context, *, result: WorkflowResult) -> None:
+        """Put the run's entries in the list's order; open the duplicates' integrity leads.
+
+        `result` holds every partition's entries (`WorkflowResult.add`); they are put in
+        that order too.
+        """
+        order = sorted(self._appended)
+        placed = sorted(seq for _, _, seq in order)
+        moved = {old: new for (_, _, old), new in zip(order, placed, strict=True) if old != new}
+        if moved:
+            reorder_entries(session, run_id=context.run_id, moved=moved)
+            for entry in result.entries:
+                entry["seq"] = moved.get(entry["seq"], entry["seq"])
+        result.entries.sort(key=lambda entry: entry["seq"])
+        open_duplicate_leads(session, context, entries=result.entries)
 
 
 class _Found:
@@ -103,24 +137,27 @@ class _Found:
 def _events(
     session: Session, context: Context, *, dead: pd.Series, standing: pd.DataFrame,
     proofs: pd.DataFrame, certified_now: npt.NDArray[np.int64], outcomes: pd.DataFrame,
-    ends: pd.Series,
+    ends: pd.Series, duplicates: pd.DataFrame,
 ) -> dict[int, list[Occurrence]]:  # fmt: skip
-    """Gather each benefit's events of this run but lapses and deaths that stood."""
+    """Gather each benefit's events of this run but lapses and deaths that stood.
+
+    `duplicates` are the duplicate identities of the partition's benefits (`duplicate_benefits`).
+    """
     found = _Found()
     reviewers = dict(zip(outcomes["person_id"], outcomes["actor"], strict=True))
     _add_deaths_and_proofs(
-        session, found, dead=dead, standing=standing, proofs=proofs, reviewers=reviewers
+        session, context, found, dead=dead, standing=standing, proofs=proofs, reviewers=reviewers
     )
     _add_recertified_and_imprisoned(
         session, context, found, certified_now=certified_now, outcomes=outcomes, ends=ends,
         reviewers=reviewers,
     )  # fmt: skip
-    _add_duplicates(session, found)
+    _add_duplicates(session, context, found, duplicates=duplicates)
     return found.ordered()
 
 
 def _add_deaths_and_proofs(
-    session: Session, found: _Found, *, dead: pd.Series, standing: pd.DataFrame,
+    session: Session, context: Context, found: _Found, *, dead: pd.Series, standing: pd.DataFrame,
     proofs: pd.DataFrame, reviewers: dict[Any, Any],
 ) -> None:  # fmt: skip
     """Add the deaths, the proofs of life and the deaths withdrawn to the benefits they touch."""
@@ -167,7 +204,10 @@ def _add_deaths_and_proofs(
         ),
     )  # fmt: skip
     # Deaths no record holds any more, with no proof of life this run: withdrawn by source.
-    gone = benefits(session, Benefit.suspension_reason == ListReason.DECEASED)
+    gone = benefits(
+        session, Benefit.suspension_reason == ListReason.DECEASED,
+        context.in_partition(Benefit.person_id),
+    )  # fmt: skip
     gone = gone[~gone["person_id"].isin(dead.index) & ~gone["person_id"].isin(proof.index)]
     found.add(gone, lambda p, b: Occurrence(PaymentEvent.DEATH_WITHDRAWN,
                                             evidence={"no_death_stands": True}))  # fmt: skip
@@ -195,7 +235,10 @@ def _add_recertified_and_imprisoned(
 ) -> None:  # fmt: skip
     """Add the lapses a renewed certification ends and the imprisonments reviews found."""
     # Those certified are most of the roll, the lapsed few: read the lapsed, keep the certified.
-    lapsed = benefits(session, Benefit.suspension_reason == ListReason.LAPSED)
+    lapsed = benefits(
+        session, Benefit.suspension_reason == ListReason.LAPSED,
+        context.in_partition(Benefit.person_id),
+    )  # fmt: skip
     found.add(
         lapsed[lapsed["person_id"].isin(certified_now)],
         lambda p, b: Occurrence(PaymentEvent.RECERTIFIED,
@@ -212,15 +255,17 @@ def _add_recertified_and_imprisoned(
     )  # fmt: skip
 
 
-def _add_duplicates(session: Session, found: _Found) -> None:
+def _add_duplicates(
+    session: Session, context: Context, found: _Found, *, duplicates: pd.DataFrame
+) -> None:
     """Add the duplicate identities deregistrations show, and those none holds any more."""
-    duplicates = duplicate_benefits(session)
     # A duplicate suspension no deregistration holds any more, also under a death it amended
     # (were that death withdrawn later, it would otherwise return to a withdrawn duplicate).
     withdrawn = benefits(
         session,
         or_(Benefit.suspension_reason == ListReason.DUPLICATE_IDENTITY,
             Benefit.prior_reason == ListReason.DUPLICATE_IDENTITY),
+        context.in_partition(Benefit.person_id),
     )  # fmt: skip
     withdrawn = withdrawn[~withdrawn["benefit_id"].isin(duplicates.index)]
     found.add(
