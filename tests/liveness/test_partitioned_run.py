@@ -205,7 +205,7 @@ def _link_identities(services: Services, *, pick: int, other: int, number: int) 
         )  # fmt: skip
 
 
-@pytest.mark.parametrize("range_persons", [37, 10_000])
+@pytest.mark.parametrize("range_persons", [100, 10_000])
 def test_a_run_by_ranges_is_the_run(
     answered_city: Services,  # noqa: F811
     range_persons: int,
