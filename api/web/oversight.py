@@ -74,6 +74,7 @@ def _whole_forecast(page: Page, as_of: dt.date) -> tuple[SuspensionForecast, dt.
         forecast = forecast_suspensions(
             page.session, as_of=as_of, store=page.services.store,
             policies=page.services.policies, timezone=page.services.settings.timezone,
+            range_persons=page.services.settings.run_partition_persons,
         )  # fmt: skip
         # Beside a run there is no forecast to keep: the next view tries again.
         if not forecast.run_in_progress:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from liveness.certification.partitioned import certify_by_partitions
 from liveness.certification.run import RunPolicies, certify
 from liveness.certification.runner import LOCK_NAME
 from liveness.evidence.store import EvidenceStore
@@ -83,12 +84,13 @@ def _in_regions(regions: Sequence[str] | None) -> ColumnElement[bool]:
 def forecast_suspensions(
     session: Session, *, as_of: dt.date, store: EvidenceStore, policies: RunPolicies,
     timezone: str, regions: Sequence[str] | None = None, limit: int | None = None,
-    offset: int = 0,
+    offset: int = 0, range_persons: int | None = None,
 ) -> SuspensionForecast:  # fmt: skip
     """Return who a run as of `as_of` would suspend and why, writing nothing.
 
     `regions` scopes the lines (None: every region); `limit` pages them (None: all), ordered by
-    region, grid and person.
+    region, grid and person. `range_persons`: try the run by ranges of that many person ids,
+    as `liveness run` makes it (`LIVENESS_RUN_PARTITION_PERSONS`).
     """
     if session.get(RunLock, LOCK_NAME) is not None:
         return SuspensionForecast(
@@ -96,7 +98,13 @@ def forecast_suspensions(
         )
     savepoint = session.begin_nested()
     try:
-        run = certify(session, as_of=as_of, store=store, policies=policies, timezone=timezone)
+        if range_persons is None:
+            run = certify(session, as_of=as_of, store=store, policies=policies, timezone=timezone)
+        else:
+            run = certify_by_partitions(
+                session, as_of=as_of, store=store, policies=policies, timezone=timezone,
+                range_persons=range_persons,
+            )  # fmt: skip
         if run.status != RunStatus.PUBLISHED:
             guard = dict((run.report or {}).get("guard") or {})
             return SuspensionForecast(

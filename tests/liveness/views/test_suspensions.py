@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 
 from liveness.certification.runner import acquire_lock, release_lock
@@ -40,7 +41,12 @@ def _state(place: City) -> dict[str, object]:
     return {"counts": counts, "benefits": benefits, "tasks": tasks}
 
 
-def test_the_forecast_lists_what_the_next_run_publishes_and_writes_nothing(city: City) -> None:  # noqa: F811
+# By ranges of 1 person too, as `liveness run` makes the run with LIVENESS_RUN_PARTITION_PERSONS.
+@pytest.mark.parametrize("range_persons", [None, 1])
+def test_the_forecast_lists_what_the_next_run_publishes_and_writes_nothing(
+    city: City,  # noqa: F811
+    range_persons: int | None,
+) -> None:
     # Nobody leaves traces: everyone is weak and gets a visit in the first run.
     city.run("2025-04-30")
     city.outcome("P1", TaskKind.HOME_VISIT, "imprisoned", "2025-05-03")
@@ -51,11 +57,12 @@ def test_the_forecast_lists_what_the_next_run_publishes_and_writes_nothing(city:
     with session_scope(city.services.sessions) as session:
         forecast = forecast_suspensions(
             session, as_of=AS_OF, store=city.services.store, policies=city.services.policies,
-            timezone=city.services.settings.timezone,
+            timezone=city.services.settings.timezone, range_persons=range_persons,
         )  # fmt: skip
         scoped = forecast_suspensions(
             session, as_of=AS_OF, store=city.services.store, policies=city.services.policies,
             timezone=city.services.settings.timezone, regions=["4401"],
+            range_persons=range_persons,
         )  # fmt: skip
     assert _state(city) == before  # the forecast wrote nothing, twice over
     assert not forecast.stopped_by_guard
