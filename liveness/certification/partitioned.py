@@ -107,7 +107,9 @@ class GradingByRange:
             refresh_days=policies.certification.assessment_refresh_days,
             explain=graded.graded.explain,
         )  # fmt: skip
-        self._written.append(written.rows)
+        # What stands is kept from these after the last range: without their reasons, which
+        # are most of a row and would make every range's rows stay until then.
+        self._written.append(written.rows.drop(columns="reasons"))
         for key, value in written.counts.items():
             self._written_counts[key] += value
 
