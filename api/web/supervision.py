@@ -207,6 +207,12 @@ def report_sentences(report: dict[str, Any], lang: Lang) -> list[str]:
             translate(lang, "report_guard_overridden" if guard.get("overridden") else
                       "report_guard_stopped")
         )  # fmt: skip
+    ranges = report.get("ranges")
+    if isinstance(ranges, dict):
+        said.append(
+            translate(lang, "report_ranges", count=f"{int(ranges.get('count', 0)):,}",
+                      persons=f"{int(ranges.get('persons', 0)):,}")
+        )  # fmt: skip
     return said
 
 

@@ -148,7 +148,8 @@ def certify_by_partitions(
     published as it is graded, inside a savepoint opened after the roll is read (a stopped run
     keeps it, as `certify` does); a guard that trips on the counts of every range rolls back
     to it. The report's `timings_s` add up each stage over the ranges: `evidence` takes and
-    grades them, `publish` writes them and does what couples them.
+    grades them, `publish` writes them and does what couples them; its `ranges` say how many
+    ranges of how many person ids the run was made in.
     """
     watch = Stopwatch(checkpoint)
     if run is None:
@@ -164,11 +165,13 @@ def certify_by_partitions(
     health: SourceHealth | None = None
     workflow: WorkflowByPartition | None = None
     published: SessionTransaction | None = None
+    ranges_run = 0
     while True:
         with watch.stage("evidence"), reused_blocks():
             part = next(ranges, None)
         if part is None:
             break
+        ranges_run += 1
         if workflow is None:
             published = session.begin_nested()
             workflow = WorkflowByPartition(
@@ -188,14 +191,20 @@ def certify_by_partitions(
         verdict = grading.verdict(policies)
     if verdict.tripped and not override_guard:
         published.rollback()
-        return stop_by_guard(
+        run = stop_by_guard(
             session, run, tally=tally, verdict=verdict, health=health, timings=watch.seconds
         )
-    with watch.stage("publish"):
-        stored = grading.keep_standing()
-        result = workflow.finish(session)
-    published.commit()
-    return publish_report(
-        session, run, tally=tally, workflow=result, policies=policies, timings=watch.seconds,
-        health=health, stored=stored, verdict=verdict, override_guard=override_guard,
-    )  # fmt: skip
+    else:
+        with watch.stage("publish"):
+            stored = grading.keep_standing()
+            result = workflow.finish(session)
+        published.commit()
+        run = publish_report(
+            session, run, tally=tally, workflow=result, policies=policies,
+            timings=watch.seconds, health=health, stored=stored, verdict=verdict,
+            override_guard=override_guard,
+        )  # fmt: skip
+    # How the run was made, for whoever reads its report: the rest is a run of everyone's.
+    run.report = {**(run.report or {}), "ranges": {"persons": range_persons, "count": ranges_run}}
+    session.flush()
+    return run

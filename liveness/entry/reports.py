@@ -84,5 +84,8 @@ def print_run_report(report: dict[str, Any], *, to: Console) -> None:
             f"{guard['downgraded']:,} ({guard['downgrade_share']:.2%})"
             + (" [red]guard overridden[/]" if guard.get("overridden") else ""),
         )
+    ranges = report.get("ranges")
+    if ranges:
+        table.add_row("run by ranges", f"{ranges['count']:,} of {ranges['persons']:,} person ids")
     table.add_row("policy version", report["policy_version"])
     to.print(table)

@@ -34,7 +34,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from liveness.certification.assessments import standing_assessments
@@ -107,7 +107,11 @@ def _effects(session: Session, run: Run) -> dict[str, Any]:
         for lead in session.scalars(select(IntegrityLead))
     )  # fmt: skip
     kept = kept_ends(session)
-    report = {key: value for key, value in (run.report or {}).items() if key != "timings_s"}
+    # Without how long it took, and how it was made (a run by ranges says so).
+    report = {
+        key: value for key, value in (run.report or {}).items()
+        if key not in {"timings_s", "ranges"}
+    }  # fmt: skip
     return {
         "status": str(run.status),
         "report": json.loads(json.dumps(report, sort_keys=True, default=str)),
@@ -220,6 +224,13 @@ def test_a_run_by_ranges_is_the_run(
     whole = the_run_by_ranges_is_the_run(services, as_of, range_persons)
     events = whole["report"]["payment_events"]
     assert events["death"] >= 3 and events["duplicate_identity"] == 2
+    with session_scope(services.sessions) as session:
+        made = session.scalars(select(Run).order_by(Run.id.desc()).limit(1)).one()
+        top = session.scalar(select(func.max(Person.id)))
+        assert made.report["ranges"] == {
+            "persons": range_persons,
+            "count": top // range_persons + 1,
+        }
     assert whole["leads"]
     # Half a year on, the deaths stand, in every range (the list's second phase), and a new
     # death in the last range comes before them all (its first): the list's order is the run's.

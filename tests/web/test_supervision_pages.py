@@ -265,6 +265,7 @@ def test_the_run_report_reads_as_sentences_with_amounts_and_local_times(
         "overpayment_total": "12345.6", "held_for_approval": 2,
         "list": {"suspend:deceased": {"entries": 4, "amount": "12345.60"}},
         "overdue_reviews": {"total": 5, "grids_behind": 2, "grids": []},
+        "ranges": {"persons": 1000000, "count": 11},
     }  # fmt: skip
     started = dt.datetime(2025, 5, 30, 16, 30, tzinfo=dt.UTC)  # 00:30 the next day in Shanghai
     with session_scope(web_world.services.sessions) as session:
@@ -283,11 +284,13 @@ def test_the_run_report_reads_as_sentences_with_amounts_and_local_times(
     assert "新开复核任务 231 个（上门核查 80 个、人脸认证 150 个、死亡核查 1 个）" in zh
     assert "停发 4 人，多发待追回合计 ¥12,345.60；2 条恢复发放等待第二经办人批准。" in zh
     assert "5 个复核已逾期，分布在 2 个网格" in zh
+    assert "本批次按人员编号分 11 段处理，每段 1,000,000 个编号" in zh
     assert '<dd data-time="started">2025-05-31 00:30:00</dd>' in zh
     assert '<dd data-amount="overpayment">¥12,345.60</dd>' in zh
     en = html.unescape(client.get(f"/web/runs/{web_world.run_id}?lang=en").text)
     assert "As of 2025-05-30, this run graded 1,234 people: 1,000 strong" in en
     assert "<td>deceased</td>" in en and "CNY 12,345.60" in en
+    assert "This run was made in 11 ranges of 1,000,000 person ids" in en
     runs = client.get("/web/runs").text
     assert "2025-05-31 00:30" in runs and "1,234" in runs
 

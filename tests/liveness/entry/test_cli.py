@@ -77,6 +77,11 @@ def test_simulate_ingest_and_run(cli_env: dict[str, str], tmp_path: Path) -> Non
     assert sum(report["levels"].values()) == 300
     # The run compacted first, as the nightly job does: one part per source and month.
     assert _parts_per_month(cli_env) == dict.fromkeys(parts, 1)
+    # The next night by ranges of 100 person ids, as the setting asks: the report says so.
+    by_ranges = {**cli_env, "LIVENESS_RUN_PARTITION_PERSONS": "100"}
+    code, output = invoke_cli(by_ranges, "run", "--as-of", "2025-03-02")
+    assert code == 0, output
+    assert "run by ranges" in output and "of 100 person ids" in output
 
 
 def _parts_per_month(env: dict[str, str]) -> dict[tuple[str, str], int]:
