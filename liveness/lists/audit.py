@@ -39,7 +39,9 @@ def month_decisions(session: Session, *, month: str) -> pd.DataFrame:
         .join(Person, Person.id == ListEntry.person_id)
         .join(Run, Run.id == ListEntry.run_id)
         .where(Run.as_of >= first, Run.as_of <= last)
-        .order_by(ListEntry.id),
+        # In the list's order: a run by ranges appends its entries range by range, and only
+        # then gives them their sequence numbers, so their ids need not follow the list.
+        .order_by(ListEntry.seq),
         ["id", "person_ref", "decision", "reason", "amount", "by"],
     ).assign(kind="list_entry")
     outcomes = query_frame(
