@@ -123,7 +123,7 @@ def route_reviews(
     risk_now: set[int] = frozenset(),  # type: ignore[assignment]
     explain: Callable[[npt.ArrayLike], list[dict[str, Any]]] | None = None,
     current: pd.DataFrame | None = None,
-    planning: VisitPlanning | None = None,
+    planning: VisitPlanning,
 ) -> RoutingResult:
     """Open reviews for people due for certification; close what data resolved.
 
@@ -142,8 +142,7 @@ def route_reviews(
     low P(alive)), reviewed as their level is; none of them opens for someone the data certifies
     tonight. `current`: the open tasks (`open_tasks`), if the caller has read them.
     `planning`: where the new home visits are left, opened unplanned, for the caller to plan
-    (`VisitPlanning.plan`) once nothing else of the run closes a visit (None: planned here,
-    against the visits open now). A person
+    (`VisitPlanning.plan`) once nothing else of the run closes a visit. A person
     never has two open tasks; a strong person's open review is closed as resolved by data,
     unless a degraded source kept them strong (not certifiable: the credit resolves nothing); a
     dead person's is cancelled (the death itself goes to the list).
@@ -218,15 +217,7 @@ def route_reviews(
         "deadline": as_of + dt.timedelta(days=policy.visit_due_days),
         "value": at_risk[~face],
     })  # fmt: skip
-    planned_week = np.full(len(candidates), None, dtype=object)
-    late = 0
-    if planning is None:
-        load = visit_load(session, today=as_of)
-        weeks = _plan_weeks(visits, as_of=as_of, policy=policy, load=load)
-        planned_week[~face] = weeks["planned_week"].to_numpy()
-        late = int(weeks["late"].sum())
-    else:
-        planning.visits.append(visits)
+    planning.visits.append(visits)
     rows = [
         {
             "person_id": int(person_id),
@@ -236,14 +227,15 @@ def route_reviews(
             "priority": round(float(task_priority), 2),
             "opened_on": as_of,
             "due_on": as_of + dt.timedelta(days=int(days)),
-            "planned_week": week,
+            # Planned into a week with every partition's new visits (`VisitPlanning.plan`).
+            "planned_week": None,
             "opened_run_id": run_id,
             "reasons": reasons,
             "cause": str(task_cause),
         }
-        for person_id, task_kind, grid_code, task_priority, days, week, reasons, task_cause in zip(
+        for person_id, task_kind, grid_code, task_priority, days, reasons, task_cause in zip(
             candidates["person_id"], kind, candidates["grid_code"], priority, due_days,
-            planned_week, fill_reasons(candidates, explain), cause, strict=True,
+            fill_reasons(candidates, explain), cause, strict=True,
         )
     ]  # fmt: skip
     if rows:
@@ -253,7 +245,6 @@ def route_reviews(
         opened={str(k): int(v) for k, v in opened.items()},
         closed_by_data=len(resolved),
         cancelled=len(cancelled),
-        visits_late=late,
     )
 
 

@@ -131,8 +131,6 @@ class _Stages:
                 total[key] = total.get(key, 0) + value
         for name in ("closed_by_data", "cancelled"):
             self.counts[name] = self.counts.get(name, 0) + getattr(routing, name)
-        if routing.visits_late:
-            self.counts["visits_late"] = routing.visits_late
         for name in (
             "death_records_settled", "refuted_death_records", "certified_earlier_night",
             "certified_by_estimator", "death_reviews",
@@ -162,7 +160,10 @@ def _stages_to_routing(services: Services, as_of: dt.date, range_persons: int | 
                 [(snapshot, grade_snapshot(snapshot, previous=grading.previous,
                                            scoring=policies.scoring))]
             )  # fmt: skip
-            ends = None
+            # As a run of everyone reads them: with the roll's certifications it read.
+            ends = read_ends(
+                session, policy=policies.certification, roll_certified=snapshot.roll_certified
+            )
         else:
             graded = (
                 (part.snapshot, part.graded)
@@ -173,8 +174,8 @@ def _stages_to_routing(services: Services, as_of: dt.date, range_persons: int | 
             )  # fmt: skip
             ends = read_ends(session, policy=policies.certification)
         recorded = []
-        # By ranges, the new home visits are planned once, after the last range.
-        planning = None if range_persons is None else VisitPlanning()
+        # The new home visits are planned once, after the last range (or everyone).
+        planning = VisitPlanning()
         for snapshot, grades in graded:
             context = Context(
                 run_id=run.id, as_of=as_of, store=services.store, policy=policies.certification,
@@ -195,8 +196,9 @@ def _stages_to_routing(services: Services, as_of: dt.date, range_persons: int | 
             )
             certified = certify_stage(
                 session, context, findings, assessed=assessed, roll=snapshot.roll,
-                estimate=estimate, result=result, roll_certified=snapshot.roll_certified,
-                partition_ends=None if ends is None else ends.between(*snapshot.person_range),
+                estimate=estimate, result=result,
+                partition_ends=ends if range_persons is None
+                else ends.between(*snapshot.person_range),
             )  # fmt: skip
             recorded.append(certified.recorded)
             # What the run knows of the dead is their death: routing sees them deceased.
@@ -230,14 +232,12 @@ def _stages_to_routing(services: Services, as_of: dt.date, range_persons: int | 
             stages.by_estimator |= certified.by_estimator
             stages.ends.append(certified.ends)
             stages.certified_now.append(certified.certified_now)
-        if ends is not None:
-            keep_ends(session, pd.concat(recorded).sort_index())
-        if planning is not None:
-            late = planning.plan(session, run_id=run.id, as_of=as_of, policy=policies.certification)
-            if late:
-                stages.counts["visits_late"] = late
-            assert stages.result.routing is not None
-            stages.result.routing = dataclasses.replace(stages.result.routing, visits_late=late)
+        keep_ends(session, pd.concat(recorded).sort_index())
+        late = planning.plan(session, run_id=run.id, as_of=as_of, policy=policies.certification)
+        if late:
+            stages.counts["visits_late"] = late
+        assert stages.result.routing is not None
+        stages.result.routing = dataclasses.replace(stages.result.routing, visits_late=late)
         stages.recorded = pd.concat(recorded).sort_index()
         kept = kept_ends(session)
         assert kept is not None

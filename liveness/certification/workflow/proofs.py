@@ -14,8 +14,7 @@ from sqlalchemy.orm import Session
 
 from liveness.arrays import union_sorted, unique_sorted
 from liveness.certification import certify_persons, certify_silently
-from liveness.certification.kept_ends import keep_ends
-from liveness.certification.service import CertificationEnds, read_ends
+from liveness.certification.service import CertificationEnds
 from liveness.certification.workflow.context import Context, WorkflowResult
 from liveness.certification.workflow.estimate import Estimate, estimator_picks
 from liveness.certification.workflow.frames import (
@@ -272,19 +271,17 @@ def _refute(session: Session, deaths: pd.DataFrame, proofs: pd.DataFrame) -> pd.
 def certify(
     session: Session, context: Context, findings: Findings, *, assessed: pd.DataFrame,
     roll: pd.DataFrame, estimate: Estimate, result: WorkflowResult,
-    roll_certified: pd.DataFrame | None = None,
-    partition_ends: CertificationEnds | None = None,
+    partition_ends: CertificationEnds,
 ) -> Certified:  # fmt: skip
     """Certify the living on their proofs, the strong silently; return who holds until when.
 
     Strong is strong tonight, or on a night of the renewal window that no run graded
     (`strongest_moments`), or, where the operator enabled it, likely alive by the learned
     estimator with a trace of the person's own body (`estimator_picks`). Nobody whose own
-    traces stopped abruptly (`assessed["stopped"]`) is certified by data. `roll_certified`:
-    the roll's certifications as the run read them with the roll (else read again).
-    `partition_ends`: the certification ends of the context's partition, read once before
-    its first partition (`read_ends(...).between(lo, hi)`); they are then not kept here, as
-    the ends of one partition, but by the run after its last (`Certified.recorded`).
+    traces stopped abruptly (`assessed["stopped"]`) is certified by data.
+    `partition_ends`: the certification ends of the context's partition (everyone's for a run
+    of everyone), read once before its first partition (`read_ends`, then `between(lo, hi)`);
+    they are not kept here but by the run after its last (`Certified.recorded`).
     """
     run_id, as_of, policy = context.run_id, context.as_of, context.policy
     policy_version = context.scoring.version
@@ -292,8 +289,6 @@ def certify(
     proof_of_life = set(proofs["person_id"].astype(int))
     # Read once: after certifying, only what this run recorded is added (`with_run`).
     read = partition_ends
-    if read is None:
-        read = read_ends(session, policy=policy, roll_certified=roll_certified)
     ends = read.merged_days()
     certify_persons(
         session, run_id=run_id, as_of=as_of, proofs=proofs, policy=policy,
@@ -341,9 +336,6 @@ def certify(
     renewed = read.with_run(
         session, run_id=run_id, where=context.in_partition(Certification.person_id)
     )
-    if partition_ends is None:
-        # What the next run reads instead of every certification ever made.
-        keep_ends(session, renewed.recorded)
     days = renewed.merged_days()
     # Only those whose certification now runs past today: each looked up in the ends by
     # position, the roll's ids kept as an array (a set of a million ints costs seconds).

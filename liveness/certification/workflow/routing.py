@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -34,16 +33,14 @@ REVIEW_MATCHES = (DeathMatch.NAME_MISMATCH, DeathMatch.UNCONFIRMED)
 def route(
     session: Session, context: Context, settled: Settled, findings: Findings,
     certified: Certified, *, snapshot: EvidenceSnapshot, levels: pd.DataFrame, stops: Stops,
-    estimate: Estimate, result: WorkflowResult, planning: VisitPlanning | None = None,
+    estimate: Estimate, result: WorkflowResult, planning: VisitPlanning,
 ) -> None:  # fmt: skip
     """Route reviews (visits, face verifications, renewals, risk), notify, death reviews.
 
-    The new home visits are planned into weeks last, once the death reviews have cancelled
-    the visits they supersede. `planning`: a partition's (`VisitPlanning`): its new visits
-    are left there, planned with every partition's by the caller.
+    The new home visits are left unplanned in `planning`, which the caller plans into weeks
+    once every partition has routed and the death reviews have cancelled the visits they
+    supersede (`VisitPlanning.plan`).
     """
-    own_plan = planning is None
-    planning = VisitPlanning() if planning is None else planning
     as_of, policy, roll = context.as_of, context.policy, snapshot.roll
     dead, proof_of_life = findings.dead, certified.proof_of_life
     in_area = set(
@@ -94,9 +91,6 @@ def route(
     }  # fmt: skip
     result.notices["face"] = face_notices(session, context)
     result.death_reviews = _death_reviews(session, context, snapshot=snapshot, dead=dead)
-    if own_plan:
-        late = planning.plan(session, run_id=context.run_id, as_of=as_of, policy=policy)
-        result.routing = dataclasses.replace(result.routing, visits_late=late)
 
 
 def _with_risk(

@@ -21,7 +21,7 @@ from liveness.db import session_scope
 from liveness.ingest.runner import ingest_paths
 from liveness.migrate import upgrade
 from liveness.review.outcomes import record_outcome
-from liveness.review.service import face_failed_lately, face_first, route_reviews
+from liveness.review.service import VisitPlanning, face_failed_lately, face_first, route_reviews
 from liveness.services import Services
 from liveness.settings import Settings
 from liveness.simulate.identity import compose_id17, full_id_numbers
@@ -249,6 +249,7 @@ def _route_medium(
         route_reviews(
             session, run_id=session.scalar(select(Run.id)), as_of=day, assessed=assessed,
             policy=services.certification_policy, due={ids[ref] for ref in refs},
+            planning=VisitPlanning(),
         )  # fmt: skip
         opened = session.execute(
             select(Person.person_ref, ReviewTask.kind)
