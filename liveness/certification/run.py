@@ -22,6 +22,7 @@ from liveness.certification import CertificationPolicy
 from liveness.certification.assessments import assessment_gists, store_assessments
 from liveness.certification.guard import GuardVerdict, check_downgrades, previous_levels
 from liveness.certification.workflow import WorkflowResult, apply_workflow
+from liveness.certification.workflow.context import add_counts
 from liveness.estimator.config import EstimatorConfig
 from liveness.evidence.health import HealthPolicy, SourceHealth
 from liveness.evidence.parts import day_from_number, day_number
@@ -183,9 +184,8 @@ class RunTally:
 
     def add(self, part: RunTally) -> None:
         """Add one partition's counts."""
-        for mine, theirs in ((self.levels, part.levels), (self.rules, part.rules)):
-            for key, value in theirs.items():
-                mine[key] = mine.get(key, 0) + value
+        add_counts(self.levels, part.levels)
+        add_counts(self.rules, part.rules)
         for name in ("persons", "traces", "kept", "with_traces_after_death",
                      "death_records_for_review"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(part, name))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +54,7 @@ class WorkflowResult:
         the visit plan, made once for the run, is not a partition's to add.
         """
         for name in _COUNTED_BY_KEY:
-            total: dict[str, int] = getattr(self, name)
-            for key, value in getattr(part, name).items():
-                total[key] = total.get(key, 0) + value
+            add_counts(getattr(self, name), getattr(part, name))
         for name in _COUNTED:
             setattr(self, name, getattr(self, name) + getattr(part, name))
         for key, value in part.estimator.items():
@@ -67,14 +65,19 @@ class WorkflowResult:
         if part.routing is not None:
             routing = self.routing or RoutingResult(opened={}, closed_by_data=0, cancelled=0)
             opened = dict(routing.opened)
-            for kind, count in part.routing.opened.items():
-                opened[kind] = opened.get(kind, 0) + count
+            add_counts(opened, part.routing.opened)
             self.routing = RoutingResult(
                 opened=opened, closed_by_data=routing.closed_by_data + part.routing.closed_by_data,
                 cancelled=routing.cancelled + part.routing.cancelled,
                 visits_late=routing.visits_late + part.routing.visits_late,
             )  # fmt: skip
         self.entries.extend(part.entries)
+
+
+def add_counts(total: dict[str, int], part: Mapping[str, int]) -> None:
+    """Add counts by key (a partition's) to `total`, in place."""
+    for key, value in part.items():
+        total[key] = total.get(key, 0) + value
 
 
 # The fields of `WorkflowResult` that are counts per key, and those that are plain counts.
