@@ -148,7 +148,11 @@ class FeatureAccumulator:
         self._settles = np.append(policy.settles_of_kind, False)
         n_sources = len(policy.sources)
         rows = n_persons + 1
-        self._last = np.full((n_sources, rows), -1, dtype=np.int32)
+        # A source's row of last days is filled (-1: none) when it first gets evidence
+        # (`_delivering`): a city whose sources do not all deliver never touches the others'
+        # pages, and `result` reads only the span of sources that delivered.
+        self._last = np.empty((n_sources, rows), dtype=np.int32)
+        self._delivered = np.zeros(n_sources, dtype=np.bool_)
         # Bucket-major: a batch whose days all fall in one bucket adds one row of persons.
         self._sums = np.zeros((n_sources, self.buckets, rows), dtype=np.float64)
         self._face = np.full(rows, -1, dtype=np.int32)
@@ -177,15 +181,22 @@ class FeatureAccumulator:
             self._result_arrays = self._new_result_arrays()
 
     def _new_result_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return zeroed window weights, long weights and last days, their pages touched."""
+        """Return zero weights and no last day (-1) for everyone, their pages touched."""
         shape = (self.n_persons, len(self.policy.sources))
         window_weight = np.zeros((len(self.policy.recent_windows), *shape), dtype=np.float32)
         long_weight = np.zeros(shape, dtype=np.float32)
-        last_day = np.zeros(shape, dtype=np.int32)
-        for array in (window_weight, long_weight, last_day):
+        for array in (window_weight, long_weight):
             # calloc'd pages are mapped lazily: writing them faults them in now.
             array.reshape(-1)[:: max(1, 4096 // array.itemsize)] = 0
+        # What a source that delivered nothing shows; `result` overwrites the others.
+        last_day = np.full(shape, -1, dtype=np.int32)
         return window_weight, long_weight, last_day
+
+    def _delivering(self, source: int) -> None:
+        """Mark a source as having evidence, its last days starting at none (-1)."""
+        if not self._delivered[source]:
+            self._last[source].fill(-1)
+            self._delivered[source] = True
 
     def _bucket_of_day(self, day: int) -> int:
         """Return the age bucket of one day (a future day counts as the oldest bucket)."""
@@ -205,6 +216,7 @@ class FeatureAccumulator:
         """Add one source's traces; persons in [0, n_persons], kind codes in [-1, kinds)."""
         if day.size == 0:
             return
+        self._delivering(source)
         # One conversion of the codes serves every lookup (NumPy converts small ints each time).
         kind = kind_code.astype(np.intp)
         weight = self._weight[kind]
@@ -297,6 +309,7 @@ class FeatureAccumulator:
 
     def add_summary(self, *, source: int, bucket: int, summary: PartSummary) -> None:
         """Add a part's summary to one age bucket; it may cover fewer persons than this."""
+        self._delivering(source)
         m = min(summary.n_persons, self.n_persons)
         self._sums[source, bucket, :m] += summary.weight[:m]
         last = self._last[source, :m]
@@ -322,6 +335,8 @@ class FeatureAccumulator:
         if person_idx.size == 0:
             return
         sources = source.astype(np.intp)
+        for code in np.unique(sources):
+            self._delivering(int(code))
         self._sums[sources, :, person_idx] += bucket_weight
         np.maximum.at(self._last, (sources, person_idx), last_day)
         np.maximum.at(self._face, person_idx, settle_day)
@@ -341,17 +356,23 @@ class FeatureAccumulator:
         window_weight, long_weight, last_day = (
             prepared if prepared is not None else self._new_result_arrays()
         )
-        for lo in range(0, n, RESULT_BLOCK):
+        # Only the span of sources that delivered is read and written: the others' sums are
+        # zero and their last days none, as the result's arrays start.
+        delivered = np.flatnonzero(self._delivered)
+        first, stop = (int(delivered[0]), int(delivered[-1]) + 1) if delivered.size else (0, 0)
+        for code in range(first, stop):
+            self._delivering(code)
+        for lo in range(0, n if stop else 0, RESULT_BLOCK):
             hi = min(lo + RESULT_BLOCK, n)
-            last_day[lo:hi] = self._last[:, lo:hi].T
-            running = self._sums[:, 0, lo:hi].copy()
+            last_day[lo:hi, first:stop] = self._last[first:stop, lo:hi].T
+            running = self._sums[first:stop, 0, lo:hi].copy()
             for bucket, days in enumerate(self.windows):
                 if bucket:
-                    running += self._sums[:, bucket, lo:hi]
+                    running += self._sums[first:stop, bucket, lo:hi]
                 if days in recent:
-                    window_weight[recent.index(days), lo:hi] = running.T
+                    window_weight[recent.index(days), lo:hi, first:stop] = running.T
                 if days == policy.long:
-                    long_weight[lo:hi] = running.T
+                    long_weight[lo:hi, first:stop] = running.T
         recent_weight = window_weight[0]
         agree = recent_weight >= policy.default.min_weight
         recent_sources = agreeing_groups(agree, policy).astype(np.int8)

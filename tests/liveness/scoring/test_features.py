@@ -217,6 +217,57 @@ def test_result_is_the_same_whenever_its_arrays_are_prepared(
         np.testing.assert_array_equal(getattr(got, name), getattr(fresh, name))
 
 
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), seed=st.integers(0, 2**16), prepared=st.booleans())
+def test_features_are_exact_when_only_some_sources_deliver(
+    policy: ScoringPolicy, data: st.DataObject, seed: int, prepared: bool
+) -> None:
+    # A source that delivers nothing has no last day and no weight, wherever it lies among
+    # those that do (result reads only the span of sources that delivered), whether its
+    # evidence came as traces or as a part's summary.
+    n_persons = 30
+    delivering = data.draw(
+        st.sets(st.integers(0, len(policy.sources) - 1), max_size=4), label="delivering"
+    )
+    summarised = data.draw(st.sets(st.sampled_from(sorted(delivering or {0}))), label="summarised")
+    traces = random_traces(policy, seed=seed, n_persons=n_persons, n_traces=400)
+    rows = np.isin(traces["source_code"], sorted(delivering))
+    traces = {name: values[rows] for name, values in traces.items()}
+    want = reference(policy, traces, n_persons)
+    accumulator = FeatureAccumulator(n_persons=n_persons, as_of_day=AS_OF, policy=policy)
+    if prepared:
+        accumulator.prepare_result()
+    for source in sorted(delivering):
+        rows = traces["source_code"] == source
+        if source not in summarised:
+            accumulator.add(
+                person_idx=traces["person_idx"][rows], source=source,
+                kind_code=traces["kind_code"][rows], day=traces["day"][rows],
+            )  # fmt: skip
+            continue
+        # Summarised by bucket, as a part whose days all fall in one bucket is.
+        ages = AS_OF - traces["day"][rows]
+        for bucket in range(accumulator.buckets):
+            days = traces["day"][rows]
+            in_bucket = np.array(
+                [accumulator.part_bucket(int(day), int(day)) == bucket for day in days], dtype=bool
+            ) & (ages >= 0)
+            summary = accumulator.summarise(
+                accumulator.empty_summary(source),
+                person_idx=traces["person_idx"][rows][in_bucket],
+                kind_code=traces["kind_code"][rows][in_bucket], day=days[in_bucket],
+            )  # fmt: skip
+            accumulator.add_summary(
+                source=source, bucket=bucket, summary=accumulator.finished(summary)
+            )
+    got = accumulator.result()
+    np.testing.assert_array_equal(got.last_day, want["last"])
+    np.testing.assert_array_equal(got.face_pass_day, want["face"])
+    for i, window in enumerate(policy.recent_windows):
+        np.testing.assert_allclose(got.window_weight[i], want["weight"][window], rtol=1e-5)
+    np.testing.assert_allclose(got.long_weight, want["weight"][policy.long], rtol=1e-5)
+
+
 def test_a_job_prepares_only_while_its_work_runs() -> None:
     # The waiting thread's preparation runs while the work is still going, never after it.
     prepared: list[bool] = []
