@@ -26,7 +26,7 @@ from liveness.db import session_scope
 from liveness.evidence.parts import SORTED_KEY, SORTED_VALUE, VOIDED_KIND, part_schema
 from liveness.evidence.records.index import replace_parts
 from liveness.evidence.store import EvidenceStore
-from liveness.evidence.summaries import SummaryCache
+from liveness.evidence.summaries import GROUP_FOLDER, SummaryCache
 from models import EvidencePart
 
 __all__ = ["ORPHAN_GRACE", "CompactionResult", "compact", "months_to_compact", "remove_orphans"]
@@ -150,7 +150,12 @@ def remove_orphans(
         if str(summaries.part_of(path)) not in referenced:
             path.unlink(missing_ok=True)
             removed.append(path)
-    for path in summaries.root.glob("source=*/month=*/.*.tmp"):
+    # Group summaries (one per source and bucket, replaced in place) leave only crashed writes.
+    unfinished = [
+        *summaries.root.glob("source=*/month=*/.*.tmp"),
+        *summaries.root.glob(f"{GROUP_FOLDER}/source=*/.*.tmp"),
+    ]
+    for path in unfinished:
         if path.stat().st_mtime <= cutoff:
             path.unlink(missing_ok=True)
             removed.append(path)

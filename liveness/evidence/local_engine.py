@@ -151,32 +151,66 @@ class _Reading:
     count_summaries: bool = True
 
     def items(self) -> Iterator[_Item]:
-        """Yield, part by part, its kept summary or its traces."""
+        """Yield, part by part, its kept summary or its traces.
+
+        A source's parts whose days lie in one age bucket come first, in the plan's order,
+        then those a window edge cuts: so a bucket's sum starts from its summarised parts in
+        every run, and their group summary (`_bucket_groups`) adds to exactly that sum.
+        """
         for source_code, plan in self.plans:
+            inside: dict[int, list[WindowPart]] = {}
+            cut: list[WindowPart] = []
             for part in plan.parts:
                 bucket = None
                 if plan.inside(part):
                     bucket = self.accumulator.part_bucket(part.min_day, part.max_day)
                 if bucket is None:
-                    for window in plan.read_part(part, self.persons):
-                        yield _Batch(source_code, window)
-                    continue
-                key = self.keys[source_code]
-                summary = self.summaries.load(part.path, key)
-                if summary is not None and self._stands_for_traces(summary):
-                    yield _Summarised(source_code, bucket, self._of_range(summary))
-                    continue
-                if self.persons is not None:
-                    # A range never keeps a summary (it would be partial): it reads its traces.
-                    for window in plan.read_part(part, self.persons):
-                        yield _Batch(source_code, window)
-                    continue
+                    cut.append(part)
+                else:
+                    inside.setdefault(bucket, []).append(part)
+            for bucket, parts in inside.items():
+                yield from self._bucket_groups(source_code, plan, bucket, parts)
+            for part in cut:
+                for window in plan.read_part(part, self.persons):
+                    yield _Batch(source_code, window)
+            for window in plan.read_corrections():
+                yield _Batch(source_code, window)
+
+    def _bucket_groups(
+        self, source_code: int, plan: WindowPlan, bucket: int, parts: list[WindowPart]
+    ) -> Iterator[_Item]:
+        """Yield the parts of one source in one age bucket: their group summary, or each one.
+
+        Where every part's own summary was kept, their sum is kept as the group's (from the
+        second night: a first run keeps only the parts' own), and later runs add that one.
+        """
+        key = self.keys[source_code]
+        paths = [part.path for part in parts]
+        grouped = self.persons is None and len(parts) > 1
+        if grouped:
+            group = self.summaries.load_group(plan.source, bucket, key=key, parts=paths)
+            if group is not None and self._stands_for_traces(group):
+                yield _Summarised(source_code, bucket, group)
+                return
+        kept: list[PartSummary] = []
+        for part in parts:
+            summary = self.summaries.load(part.path, key)
+            if summary is not None and self._stands_for_traces(summary):
+                kept.append(summary)
+                yield _Summarised(source_code, bucket, self._of_range(summary))
+            elif self.persons is not None:
+                # A range never keeps a summary (it would be partial): it reads its traces.
+                for window in plan.read_part(part, self.persons):
+                    yield _Batch(source_code, window)
+            else:
                 summarisable = _Summarisable(source_code, bucket, part, key)
                 for window in plan.read_part(part):
                     yield _Batch(source_code, window, summarised=True)
                 yield _PartRead(summarisable)
-            for window in plan.read_corrections():
-                yield _Batch(source_code, window)
+        if grouped and len(kept) == len(parts):
+            group = _sum_of(kept)
+            if group is not None and self._stands_for_traces(group):
+                self.summaries.save_group(plan.source, bucket, key=key, parts=paths, summary=group)
 
     def _stands_for_traces(self, summary: PartSummary) -> bool:
         """Say whether a summary may replace its part's traces in this snapshot.
@@ -200,6 +234,30 @@ class _Reading:
             weight=summary.weight[lo:hi], last_day=summary.last_day[lo:hi], settle_day=settle_day,
             traces=summary.traces if self.count_summaries else 0,
         )  # fmt: skip
+
+
+def _sum_of(summaries: list[PartSummary]) -> PartSummary | None:
+    """Return the sum of parts' summaries as adding them one by one to zero sums gives it.
+
+    None when they cover different numbers of persons (kept under different rolls).
+    """
+    first = summaries[0]
+    if any(s.n_persons != first.n_persons for s in summaries) or any(
+        (s.settle_day is None) != (first.settle_day is None) for s in summaries
+    ):
+        return None
+    weight = first.weight.copy()
+    last_day = first.last_day.copy()
+    settle_day = None if first.settle_day is None else first.settle_day.copy()
+    for summary in summaries[1:]:
+        weight += summary.weight
+        np.maximum(last_day, summary.last_day, out=last_day)
+        if settle_day is not None and summary.settle_day is not None:
+            np.maximum(settle_day, summary.settle_day, out=settle_day)
+    return PartSummary(
+        weight=weight, last_day=last_day, settle_day=settle_day,
+        traces=sum(summary.traces for summary in summaries),
+    )  # fmt: skip
 
 
 def _scatter(

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from liveness.evidence.compaction import compact, remove_orphans
 from liveness.evidence.health import load_health_policy
 from liveness.evidence.snapshot import EvidenceSnapshot, take_snapshot
 from liveness.evidence.store import EvidenceStore
-from liveness.evidence.summaries import SUMMARY_FOLDER
+from liveness.evidence.summaries import GROUP_FOLDER, SUMMARY_FOLDER, SummaryCache
 from liveness.scoring import ScoringPolicy, load_policy
 from liveness.scoring.features import FeatureAccumulator
 from models import DeathMatch, DeathRecord, EvidencePart, RecordStatus
@@ -222,3 +227,217 @@ def test_a_part_read_in_several_batches_is_summarised_as_a_whole(
     assert not summaries(store)
     assert_same(summarising, traced)
     assert_same(warm, traced)
+
+
+def groups(store: EvidenceStore) -> list[Path]:
+    """Return the group summary files kept beside the store."""
+    return sorted((store.root / SUMMARY_FOLDER / GROUP_FOLDER).rglob("*.arrow"))
+
+
+def traced(session: Session, store: EvidenceStore, as_of: dt.date = AS_OF) -> EvidenceSnapshot:
+    """Take the snapshot with every trace scattered one by one: no summary read or kept."""
+    with patch.object(FeatureAccumulator, "part_bucket", lambda *_: None):
+        return take_snapshot(
+            session, as_of=as_of, store=store, scoring=POLICY,
+            health=load_health_policy(REPO / "config" / "health.toml"),
+        )  # fmt: skip
+
+
+def test_the_parts_of_one_age_bucket_are_added_as_one_group_summary(
+    session: Session, store: EvidenceStore, persons: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two deliveries a month: each age bucket holds several parts of the source.
+    rows = half_year(persons)
+    append(session, store, rows[::2])
+    append(session, store, rows[1::2])
+    first = snapshot(session, store)
+    # The first run keeps each part's summary; the next one their sum per bucket as well.
+    assert summaries(store) and not groups(store)
+    second = snapshot(session, store)
+    assert groups(store)
+    loaded: list[Path] = []
+    load = SummaryCache.load
+
+    def spy(cache: SummaryCache, part_path: Path, key: str) -> Any:
+        loaded.append(part_path)
+        return load(cache, part_path, key)
+
+    monkeypatch.setattr(SummaryCache, "load", spy)
+    third = snapshot(session, store)
+    # No part's own summary was read: every bucket's parts came as their group's.
+    assert loaded == []
+    reference = traced(session, store)
+    for warm in (first, second, third):
+        assert_same(warm, reference)
+
+
+def test_a_group_summary_is_not_used_for_other_parts(
+    session: Session, store: EvidenceStore, persons: list[int]
+) -> None:
+    rows = half_year(persons)
+    append(session, store, rows[::2])
+    append(session, store, rows[1::2])
+    snapshot(session, store)
+    snapshot(session, store)
+    kept = {path: path.read_bytes() for path in groups(store)}
+    assert kept
+    # One more delivery into February and May: their buckets hold one more part each.
+    append(session, store, [
+        ("X1", persons[0], "2025-02-20", "tap_face", False),
+        ("X2", persons[1], "2025-05-20", "tap", False),
+    ])  # fmt: skip
+    # The kept groups miss (their parts are not the buckets' parts any more) ...
+    assert_same(snapshot(session, store), traced(session, store))
+    # ... and once the new parts' own summaries are kept, the groups are replaced ...
+    assert_same(snapshot(session, store), traced(session, store))
+    assert any(path.read_bytes() != content for path, content in kept.items())
+    # ... by groups that are exact too.
+    assert_same(snapshot(session, store), traced(session, store))
+
+
+def face_checks(ids: list[int]) -> list[Row]:
+    """Face checks of every person twice a month, January to June 2025, their last one latest."""
+    kinds = ["pass_assisted", "pass_proxy", "fail"]
+    return [
+        (
+            f"F{month}-{day}-{n}",
+            person,
+            f"2025-{month:02d}-{day:02d}",
+            kinds[(month + n) % 3],
+            False,
+        )
+        for month in range(1, 7)
+        for day in (3, 19)
+        for n, person in enumerate(ids)
+    ]
+
+
+def test_group_summaries_keep_the_last_face_pass_and_a_death_learnt_later(
+    session: Session, store: EvidenceStore, persons: list[int]
+) -> None:
+    # Two deliveries a month of each source: each bucket holds several parts of both.
+    for rows, source in ((half_year(persons), "transit"), (face_checks(persons), "face")):
+        append(session, store, rows[::2], source=source)
+        append(session, store, rows[1::2], source=source)
+    for _ in range(3):
+        assert_same(snapshot(session, store), traced(session, store))
+    assert {path.parent.name for path in groups(store)} == {"source=face", "source=transit"}
+    # A death on February 1st, learnt after the groups were kept: the taps after it in their
+    # months are counted one by one, as the parts' own summaries would have them.
+    session.add(
+        DeathRecord(
+            source="cremation", record_id="C1", id_status="valid", died_on=D("2025-02-01"),
+            recorded_on=D("2025-06-01"), person_id=persons[0], match=DeathMatch.ID_NUMBER,
+            confidence=1.0, status=RecordStatus.ACTIVE,
+        )
+    )  # fmt: skip
+    session.flush()
+    warm = snapshot(session, store)
+    row = int(warm.roll.set_index("person_id").index.get_indexer([persons[0]])[0])
+    assert warm.post_death[row] > 0
+    assert_same(warm, traced(session, store))
+
+
+# Each source's kinds; the face checks' weights (0.8, 0.3) do not add exactly in binary, so
+# sums of them in another order would differ, and their passes settle.
+KINDS = {
+    "transit": ["tap_face", "tap", "tap_face_failed"],
+    "face": ["pass_app", "pass_assisted", "pass_proxy", "fail"],
+}
+# Days whose windows cut different months, so that buckets gain and lose parts.
+AS_OF_DAYS = [D("2025-06-30"), D("2025-07-01"), D("2025-08-15"), D("2025-09-30")]
+
+
+class SummaryHistory(RuleBasedStateMachine):
+    """Deliveries, corrections, compactions, deaths and snapshots as of several days.
+
+    Whatever summaries and group summaries the snapshots kept along the way, each snapshot
+    equals the one that scatters every trace one by one.
+    """
+
+    engine: Engine
+    root: Path
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connection = self.engine.connect()
+        self.outer = self.connection.begin()
+        self.session = Session(bind=self.connection, join_transaction_mode="create_savepoint")
+        self.store = EvidenceStore(self.root / uuid.uuid4().hex)
+        self.persons = drawing_persons(self.session, "P1", "P2", "P3")
+        self.records: dict[str, list[str]] = {source: [] for source in KINDS}
+        self.dead: set[int] = set()
+
+    @rule(
+        data=st.data(),
+        source=st.sampled_from(sorted(KINDS)),
+        month=st.integers(1, 9),
+        size=st.integers(1, 6),
+    )  # fmt: skip
+    def deliver(self, data: st.DataObject, source: str, month: int, size: int) -> None:
+        rows: list[Row] = []
+        for _ in range(size):
+            who, day, kind = data.draw(
+                st.tuples(st.integers(0, 2), st.integers(1, 28), st.sampled_from(KINDS[source])),
+                label="trace",
+            )
+            record = f"R{len(self.records[source])}"
+            self.records[source].append(record)
+            rows.append((record, self.persons[who], f"2025-{month:02d}-{day:02d}", kind, False))
+        append(self.session, self.store, rows, source=source)
+
+    @precondition(lambda self: bool(self.records["transit"]))
+    @rule(data=st.data(), who=st.integers(0, 2), month=st.integers(1, 9), day=st.integers(1, 28))
+    def correct(self, data: st.DataObject, who: int, month: int, day: int) -> None:
+        record = data.draw(st.sampled_from(self.records["transit"]), label="record")
+        day_text = f"2025-{month:02d}-{day:02d}"
+        append(self.session, self.store, [(record, self.persons[who], day_text, "tap", True)])
+
+    @rule(source=st.sampled_from(sorted(KINDS)), month=st.integers(1, 9))
+    def compact_month(self, source: str, month: int) -> None:
+        compact(self.session, store=self.store, source=source, month=f"2025-{month:02d}")
+        remove_orphans(self.session, store=self.store, grace=dt.timedelta(0))
+
+    @rule(who=st.integers(0, 2), month=st.integers(1, 9))
+    def die(self, who: int, month: int) -> None:
+        if who in self.dead:
+            return
+        self.dead.add(who)
+        self.session.add(
+            DeathRecord(
+                source="cremation", record_id=f"C{who}", id_status="valid",
+                died_on=dt.date(2025, month, 5), recorded_on=dt.date(2025, month, 9),
+                person_id=self.persons[who], match=DeathMatch.ID_NUMBER, confidence=1.0,
+                status=RecordStatus.ACTIVE,
+            )
+        )  # fmt: skip
+        self.session.flush()
+
+    @rule(as_of=st.sampled_from(AS_OF_DAYS))
+    def snapshot(self, as_of: dt.date) -> None:
+        reference = traced(self.session, self.store, as_of)
+        # Three nights on the same store: the parts' summaries are kept, then their groups,
+        # then the groups are added.
+        for _ in range(3):
+            warm = take_snapshot(
+                self.session, as_of=as_of, store=self.store, scoring=POLICY,
+                health=load_health_policy(REPO / "config" / "health.toml"),
+            )  # fmt: skip
+            assert_same(warm, reference)
+
+    def teardown(self) -> None:
+        self.session.close()
+        self.outer.rollback()
+        self.connection.close()
+        shutil.rmtree(self.store.root, ignore_errors=True)
+
+
+def test_summaries_stay_exact_under_random_histories(engine: Engine, tmp_path: Path) -> None:
+    machine = type("History", (SummaryHistory,), {"engine": engine, "root": tmp_path})
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=25, stateful_step_count=14, deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )  # fmt: skip
