@@ -90,6 +90,21 @@ def summaries(store: EvidenceStore) -> list[Path]:
     return sorted((store.root / SUMMARY_FOLDER).rglob("*.arrow"))
 
 
+def learn_death(
+    session: Session, person_id: int, *, record_id: str = "C1",
+    died_on: dt.date = dt.date(2025, 2, 1), recorded_on: dt.date = dt.date(2025, 6, 1),
+) -> None:  # fmt: skip
+    """Record a cremation matched to the person by id number."""
+    session.add(
+        DeathRecord(
+            source="cremation", record_id=record_id, id_status="valid", died_on=died_on,
+            recorded_on=recorded_on, person_id=person_id, match=DeathMatch.ID_NUMBER,
+            confidence=1.0, status=RecordStatus.ACTIVE,
+        )
+    )  # fmt: skip
+    session.flush()
+
+
 def test_a_later_snapshot_adds_summaries_instead_of_reading_the_parts(
     session: Session, store: EvidenceStore, persons: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,14 +167,7 @@ def test_a_death_learnt_later_still_counts_the_traces_after_it(
 ) -> None:
     append(session, store, half_year(persons))
     snapshot(session, store)
-    session.add(
-        DeathRecord(
-            source="cremation", record_id="C1", id_status="valid", died_on=D("2025-02-01"),
-            recorded_on=D("2025-06-01"), person_id=persons[0], match=DeathMatch.ID_NUMBER,
-            confidence=1.0, status=RecordStatus.ACTIVE,
-        )
-    )  # fmt: skip
-    session.flush()
+    learn_death(session, persons[0])
     warm = snapshot(session, store)
     row = int(warm.roll.set_index("person_id").index.get_indexer([persons[0]])[0])
     # Evidence-bearing taps of P1 after February 1st, in summarised months and others alike.
@@ -324,14 +332,7 @@ def test_group_summaries_keep_the_last_face_pass_and_a_death_learnt_later(
     assert {path.parent.name for path in groups(store)} == {"source=face", "source=transit"}
     # A death on February 1st, learnt after the groups were kept: the taps after it in their
     # months are counted one by one, as the parts' own summaries would have them.
-    session.add(
-        DeathRecord(
-            source="cremation", record_id="C1", id_status="valid", died_on=D("2025-02-01"),
-            recorded_on=D("2025-06-01"), person_id=persons[0], match=DeathMatch.ID_NUMBER,
-            confidence=1.0, status=RecordStatus.ACTIVE,
-        )
-    )  # fmt: skip
-    session.flush()
+    learn_death(session, persons[0])
     warm = snapshot(session, store)
     row = int(warm.roll.set_index("person_id").index.get_indexer([persons[0]])[0])
     assert warm.post_death[row] > 0
@@ -403,15 +404,10 @@ class SummaryHistory(RuleBasedStateMachine):
         if who in self.dead:
             return
         self.dead.add(who)
-        self.session.add(
-            DeathRecord(
-                source="cremation", record_id=f"C{who}", id_status="valid",
-                died_on=dt.date(2025, month, 5), recorded_on=dt.date(2025, month, 9),
-                person_id=self.persons[who], match=DeathMatch.ID_NUMBER, confidence=1.0,
-                status=RecordStatus.ACTIVE,
-            )
+        learn_death(
+            self.session, self.persons[who], record_id=f"C{who}",
+            died_on=dt.date(2025, month, 5), recorded_on=dt.date(2025, month, 9),
         )  # fmt: skip
-        self.session.flush()
 
     @rule(as_of=st.sampled_from(AS_OF_DAYS))
     def snapshot(self, as_of: dt.date) -> None:
