@@ -59,11 +59,12 @@ def half_year(ids: list[int]) -> list[Row]:
 
 
 def snapshot(
-    session: Session, store: EvidenceStore, policy: ScoringPolicy = POLICY
-) -> EvidenceSnapshot:
-    """Take the snapshot as of the end of June."""
+    session: Session, store: EvidenceStore, policy: ScoringPolicy = POLICY, *,
+    as_of: dt.date = AS_OF,
+) -> EvidenceSnapshot:  # fmt: skip
+    """Take the snapshot as of the end of June (or `as_of`)."""
     return take_snapshot(
-        session, as_of=AS_OF, store=store, scoring=policy,
+        session, as_of=as_of, store=store, scoring=policy,
         health=load_health_policy(REPO / "config" / "health.toml"),
     )  # fmt: skip
 
@@ -245,10 +246,7 @@ def groups(store: EvidenceStore) -> list[Path]:
 def traced(session: Session, store: EvidenceStore, as_of: dt.date = AS_OF) -> EvidenceSnapshot:
     """Take the snapshot with every trace scattered one by one: no summary read or kept."""
     with patch.object(FeatureAccumulator, "part_bucket", lambda *_: None):
-        return take_snapshot(
-            session, as_of=as_of, store=store, scoring=POLICY,
-            health=load_health_policy(REPO / "config" / "health.toml"),
-        )  # fmt: skip
+        return snapshot(session, store, as_of=as_of)
 
 
 def test_the_parts_of_one_age_bucket_are_added_as_one_group_summary(
@@ -419,11 +417,7 @@ class SummaryHistory(RuleBasedStateMachine):
         # Three nights on the same store: the parts' summaries are kept, then their groups,
         # then the groups are added.
         for _ in range(3):
-            warm = take_snapshot(
-                self.session, as_of=as_of, store=self.store, scoring=POLICY,
-                health=load_health_policy(REPO / "config" / "health.toml"),
-            )  # fmt: skip
-            assert_same(warm, reference)
+            assert_same(snapshot(self.session, self.store, as_of=as_of), reference)
 
     def teardown(self) -> None:
         self.session.close()
