@@ -366,6 +366,8 @@ class SummaryHistory(RuleBasedStateMachine):
         self.persons = drawing_persons(self.session, "P1", "P2", "P3")
         self.records: dict[str, list[str]] = {source: [] for source in KINDS}
         self.dead: set[int] = set()
+        # The model: each record's latest content (person, day, kind), by source and record.
+        self.traces: dict[tuple[str, str], tuple[int, dt.date, str]] = {}
 
     @rule(
         data=st.data(),
@@ -383,6 +385,7 @@ class SummaryHistory(RuleBasedStateMachine):
             record = f"R{len(self.records[source])}"
             self.records[source].append(record)
             rows.append((record, self.persons[who], f"2025-{month:02d}-{day:02d}", kind, False))
+            self.traces[source, record] = (who, dt.date(2025, month, day), kind)
         # As two deliveries: a bucket then holds several parts even when one month is in it.
         half = (len(rows) + 1) // 2
         append(self.session, self.store, rows[:half], source=source)
@@ -395,6 +398,7 @@ class SummaryHistory(RuleBasedStateMachine):
         record = data.draw(st.sampled_from(self.records["transit"]), label="record")
         day_text = f"2025-{month:02d}-{day:02d}"
         append(self.session, self.store, [(record, self.persons[who], day_text, "tap", True)])
+        self.traces["transit", record] = (who, dt.date(2025, month, day), "tap")
 
     @rule(source=st.sampled_from(sorted(KINDS)), month=st.integers(1, 6))
     def compact_month(self, source: str, month: int) -> None:
@@ -418,6 +422,36 @@ class SummaryHistory(RuleBasedStateMachine):
         # then the groups are added.
         for _ in range(3):
             assert_same(snapshot(self.session, self.store, as_of=as_of), reference)
+        self.assert_model(reference, as_of)
+
+    def assert_model(self, taken: EvidenceSnapshot, as_of: dt.date) -> None:
+        """Assert the features are those of the model's records, counted here one by one."""
+        n_sources = len(POLICY.sources)
+        last = np.full((3, n_sources), -1)
+        face = np.full(3, -1)
+        weights = {days: np.zeros((3, n_sources)) for days in (*POLICY.recent_windows, POLICY.long)}
+        for (source, _), (who, day, kind) in self.traces.items():
+            code = POLICY.kinds.index((source, kind))
+            age = (as_of - day).days
+            weight = float(POLICY.weight_of_kind[code])
+            if weight <= 0 or not 0 <= age < POLICY.long:
+                continue
+            column = POLICY.sources.index(source)
+            number = (day - dt.date(1970, 1, 1)).days
+            last[who, column] = max(last[who, column], number)
+            if POLICY.settles_of_kind[code]:
+                face[who] = max(face[who], number)
+            for days, total in weights.items():
+                if age < days:
+                    total[who, column] += weight
+        rows = taken.roll.reset_index(drop=True).set_index("person_id").index
+        at = rows.get_indexer(self.persons)
+        features = taken.features
+        np.testing.assert_array_equal(features.last_day[at], last)
+        np.testing.assert_array_equal(features.face_pass_day[at], face)
+        for i, days in enumerate(POLICY.recent_windows):
+            np.testing.assert_allclose(features.window_weight[i][at], weights[days], rtol=1e-6)
+        np.testing.assert_allclose(features.long_weight[at], weights[POLICY.long], rtol=1e-6)
 
     def teardown(self) -> None:
         self.session.close()
